@@ -1,0 +1,174 @@
+package sdk
+
+import (
+	"crypto/rand"
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// MaxIDLength bounds every caller-supplied identifier (lane, worker, kind, …).
+const MaxIDLength = 256
+
+// ExecutionID names one execution. Its text form is "{p:N}:<uuid>": the partition
+// tag comes first so every key of the execution hashes to the partition's cluster
+// slot, and the partition is read back from the id, never recomputed.
+type ExecutionID string
+
+// LaneID names a queue of executions.
+type LaneID string
+
+// FlowID names a flow (a DAG of executions).
+type FlowID string
+
+// WorkerID is the logical name of a worker deployment ("billing-workers").
+type WorkerID string
+
+// WorkerInstanceID names one running worker process; it must be unique at a time.
+type WorkerInstanceID string
+
+// AttemptIndex counts attempts of one execution from 0.
+type AttemptIndex uint32
+
+// NewExecutionID mints a fresh id on the given partition.
+func NewExecutionID(partition int) ExecutionID {
+	return ExecutionID(PartitionTag(partition) + ":" + newUUID())
+}
+
+// PartitionTag returns the cluster hash tag of a partition, "{p:N}".
+func PartitionTag(partition int) string {
+	return "{p:" + strconv.Itoa(partition) + "}"
+}
+
+// ParseExecutionID validates s and returns it as an ExecutionID.
+func ParseExecutionID(s string) (ExecutionID, error) {
+	id := ExecutionID(s)
+	if _, err := id.parse(); err != nil {
+		return "", err
+	}
+	return id, nil
+}
+
+// Partition returns the partition the id was minted on, or an error for a
+// malformed id.
+func (id ExecutionID) Partition() (int, error) { return id.parse() }
+
+// Validate reports a validation error for a malformed id.
+func (id ExecutionID) Validate() error {
+	_, err := id.parse()
+	return err
+}
+
+// Tag returns the "{p:N}" prefix of a valid id ("" for a malformed one).
+func (id ExecutionID) Tag() string {
+	if _, err := id.parse(); err != nil {
+		return ""
+	}
+	i := strings.IndexByte(string(id), '}')
+	return string(id[:i+1])
+}
+
+func (id ExecutionID) String() string { return string(id) }
+
+func (id ExecutionID) parse() (int, error) {
+	s := string(id)
+	if s == "" {
+		return 0, validationf(CodeInvalidInput, "execution id is empty")
+	}
+	if !strings.HasPrefix(s, "{p:") {
+		return 0, validationf(CodeInvalidInput, "execution id %q: missing {p:N} partition tag", truncate(s))
+	}
+	end := strings.Index(s, "}:")
+	if end < 4 || end > 3+6 {
+		return 0, validationf(CodeInvalidInput, "execution id %q: malformed partition tag", truncate(s))
+	}
+	p, err := strconv.Atoi(s[3:end])
+	if err != nil || p < 0 || s[3] == '+' || (len(s[3:end]) > 1 && s[3] == '0') {
+		return 0, validationf(CodeInvalidInput, "execution id %q: malformed partition number", truncate(s))
+	}
+	if !isUUID(s[end+2:]) {
+		return 0, validationf(CodeInvalidInput, "execution id %q: suffix is not a lowercase uuid", truncate(s))
+	}
+	return p, nil
+}
+
+// Validate checks a lane name: 1..MaxIDLength bytes of printable ASCII without
+// spaces, commas or braces (braces would change the cluster hash tag of keys).
+func (l LaneID) Validate() error { return validateName("lane", string(l)) }
+
+// Validate checks a flow id like a lane name.
+func (f FlowID) Validate() error { return validateName("flow id", string(f)) }
+
+// Validate checks a worker id like a lane name.
+func (w WorkerID) Validate() error { return validateName("worker id", string(w)) }
+
+// Validate checks a worker instance id like a lane name.
+func (w WorkerInstanceID) Validate() error { return validateName("worker instance id", string(w)) }
+
+// ValidateKind checks an execution kind (the handler dispatch key).
+func ValidateKind(kind string) error { return validateName("execution kind", kind) }
+
+func validateName(what, s string) error {
+	if s == "" {
+		return validationf(CodeInvalidInput, "%s is empty", what)
+	}
+	if len(s) > MaxIDLength {
+		return validationf(CodeInvalidInput, "%s is %d bytes, over the %d byte limit", what, len(s), MaxIDLength)
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c <= ' ' || c >= 0x7f || c == ',' || c == '{' || c == '}' {
+			return validationf(CodeInvalidInput, "%s %q: byte %d (0x%02x) is not allowed", what, truncate(s), i, c)
+		}
+	}
+	return nil
+}
+
+func isUUID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	for i := 0; i < 36; i++ {
+		c := s[i]
+		switch i {
+		case 8, 13, 18, 23:
+			if c != '-' {
+				return false
+			}
+		default:
+			if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// newUUID returns a random (version 4) uuid in its canonical lowercase form.
+func newUUID() string {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(fmt.Sprintf("crypto/rand failed: %v", err)) // never happens on Linux
+	}
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	const hex = "0123456789abcdef"
+	out := make([]byte, 0, 36)
+	for i, v := range b {
+		if i == 4 || i == 6 || i == 8 || i == 10 {
+			out = append(out, '-')
+		}
+		out = append(out, hex[v>>4], hex[v&0x0f])
+	}
+	return string(out)
+}
+
+// NewToken returns a random uuid, used for lease ids and attempt ids.
+func NewToken() string { return newUUID() }
+
+func truncate(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "…"
+	}
+	return s
+}
