@@ -1,0 +1,98 @@
+package sdk
+
+import (
+	"context"
+	"time"
+)
+
+// The interfaces below are optional accelerations. A worker detects them with a
+// type assertion and falls back to the EngineBackend calls when a backend lacks
+// them, so a minimal backend still works (more slowly).
+
+// RenewResult is the per-lease outcome of a batched renewal.
+type RenewResult struct {
+	Renewal LeaseRenewal
+	Err     error // typed, as Renew would return; nil on success
+}
+
+// BatchRenewer renews many leases in as few round trips as the backend can
+// (Valkey: one FCALL per partition, all partitions in one pipelined flush).
+type BatchRenewer interface {
+	// RenewBatch returns one result per handle, in order. The error is for a
+	// failure of the whole batch (transport); per-lease outcomes are in results.
+	RenewBatch(ctx context.Context, handles []Handle) ([]RenewResult, error)
+}
+
+// ClaimedTask is a claimed execution together with its context, ready to hand
+// to a handler.
+type ClaimedTask struct {
+	ClaimedExecution
+	Context ExecutionContext
+}
+
+// WindowScanner scans many partitions of a lane in one round trip.
+type WindowScanner interface {
+	// ScanEligibleWindow returns, per requested partition (same order), up to
+	// limit eligible ids.
+	ScanEligibleWindow(ctx context.Context, lane LaneID, partitions []int, limit int) ([][]ExecutionID, error)
+}
+
+// GrantClaimer issues a grant, claims with it and reads the execution context
+// in one round trip. It returns the same typed errors as IssueClaimGrant and
+// ClaimExecution (ClaimResumedExecution is used when the attempt was
+// interrupted).
+type GrantClaimer interface {
+	GrantAndClaim(ctx context.Context, grant IssueClaimGrantArgs, leaseTTL time.Duration) (ClaimedTask, error)
+}
+
+// FusedClaimArgs asks a partition for up to Max executions in one call.
+type FusedClaimArgs struct {
+	Lane             LaneID
+	Partition        int
+	Max              int // default 1
+	WorkerID         WorkerID
+	WorkerInstanceID WorkerInstanceID
+	Capabilities     []string
+	LeaseTTL         time.Duration // default 30s
+}
+
+// FusedClaimer picks, grants and claims up to Max executions on one partition
+// in one call and returns their context inline. Executions the worker lacks
+// capabilities for are blocked for routing on the way.
+type FusedClaimer interface {
+	ClaimFused(ctx context.Context, args FusedClaimArgs) ([]ClaimedTask, error)
+}
+
+// ReadinessWatcher tells a worker where work is without probing empty
+// partitions, and wakes it when work arrives.
+type ReadinessWatcher interface {
+	// ReadyPartitions returns the partitions (of those given) whose eligible
+	// set for lane is non-empty. Backends serve it from a client-side cache
+	// kept fresh by server invalidations, so repeated calls cost nothing
+	// while nothing changes.
+	ReadyPartitions(ctx context.Context, lane LaneID, partitions []int) ([]int, error)
+	// WatchReadiness returns a channel that receives (coalesced) whenever work
+	// may have become ready on one of the lanes. It is closed when ctx ends.
+	WatchReadiness(ctx context.Context, lanes []LaneID) (<-chan struct{}, error)
+}
+
+// WorkerRegistration describes a running worker instance.
+type WorkerRegistration struct {
+	WorkerID     WorkerID
+	InstanceID   WorkerInstanceID
+	Lanes        []LaneID
+	Capabilities []string
+	// TTL is how long the registration lives without a heartbeat.
+	TTL time.Duration
+}
+
+// WorkerRegistry records live worker instances, so routing-blocked work can
+// be unblocked when a capable worker is alive.
+type WorkerRegistry interface {
+	// RegisterWorker fails with ErrWorkerInstanceInUse when a live instance
+	// already has the id.
+	RegisterWorker(ctx context.Context, reg WorkerRegistration) error
+	// HeartbeatWorker extends the registration by its TTL.
+	HeartbeatWorker(ctx context.Context, reg WorkerRegistration) error
+	DeregisterWorker(ctx context.Context, instance WorkerInstanceID) error
+}
