@@ -1,0 +1,562 @@
+#!lua name=flowfabric
+--[[
+FlowFabric Valkey Functions library.
+
+KEY LAYOUT (mirrors valkeybackend/keys.go; the Go file is the source of truth).
+T is a partition tag "{p:N}"; E is an execution id "{p:N}:<uuid>" (it starts with T,
+so every key below hashes to the partition's slot). L is a lane name.
+
+  ff:e:E:core        HASH   the execution record (fields below), mutable
+  ff:e:E:ctx         HASH   immutable context: kind, lane, payload, and one
+                            field "t:<name>" per tag; written once at create,
+                            so clients cache it (RESP3 tracking) for free
+  ff:e:E:result      STRING result bytes of a completed execution
+  ff:e:E:grant       HASH   the one claim grant (worker_id, worker_instance_id,
+                            expires_at), PEXPIREAT at its expiry
+  ff:i:T:L:eligible  ZSET   runnable now; score = created_at_ms - priority*1e12
+  ff:i:T:L:delayed   ZSET   not before score (ms): delays, retry backoff
+  ff:i:T:L:active    ZSET   leased; score = claim time
+  ff:i:T:L:blocked   ZSET   parked for routing (no capable worker); score = time
+  ff:i:T:L:terminal  ZSET   ended; score = end time (retention)
+  ff:i:T:leases      ZSET   lease expiry per execution (re-scored on renew)
+  ff:i:T:timeouts    ZSET   attempt timeout per execution
+  ff:i:T:deadlines   ZSET   execution deadline per execution
+  ff:i:T:all         ZSET   every execution, score 0 (lexicographic paging)
+  ff:idem:T:K        STRING first execution id for idempotency key K (PX ttl)
+  ff:noop:T          never written: stands in for an absent optional key
+
+Core fields: lane kind priority created_at state blocked caps retry_max bo_kind
+bo_init bo_max bo_mult bo_jitter retry_cats attempt_timeout deadline_at
+delay_until resume total_attempts attempt_index attempt_id attempt_type
+pending_type retry_count interrupt_count lease_state lease_id lease_epoch
+worker_id worker_instance lease_ttl lease_expires_at started_at completed_at
+progress_pct progress_msg failure_reason failure_category cancel_reason
+cancelled_by last_transition_at.
+
+state is the public state: waiting delayed active completed failed cancelled
+expired. A waiting execution with blocked ~= '' is parked (blocked set).
+lease_state (active only): held | revoked. Expiry is read from lease_expires_at
+against server TIME, never stored as a state until a scanner reclaims.
+resume = '1' when the next claim continues the interrupted attempt.
+
+REPLY SHAPE (every function): {1, status, field...} on success,
+{0, code, detail...} on a business failure. Redis errors mean a bug.
+]]
+
+local VERSION = '1'
+local PRIORITY_SCALE = 1000000000000
+local MAX_PRIORITY = 9000
+local INTERRUPT_CAP = 100
+
+local function ok(...) return {1, 'OK', ...} end
+local function fail(code, ...) return {0, code, ...} end
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local function fmt(n) return string.format('%.0f', n) end
+
+local function eligible_score(created_at, priority)
+  return fmt(tonumber(created_at) - tonumber(priority) * PRIORITY_SCALE)
+end
+
+-- Parses a non-negative integer argument; nil when malformed.
+local function uint(s)
+  if s == nil or s == '' or not string.match(s, '^%d+$') then return nil end
+  return tonumber(s)
+end
+
+local function csv_set(csv)
+  local set = {}
+  if csv == nil or csv == '' then return set end
+  for tok in string.gmatch(csv, '[^,]+') do set[tok] = true end
+  return set
+end
+
+-- Returns the fence failure of a lease-holder call, or nil when the caller's
+-- (lease_id, epoch, attempt_id) holds the live lease. Order: execution active,
+-- lease not revoked, lease not expired (server time), then the triple matches.
+-- Writes nothing.
+local function check_fence(core, lease_id, epoch, attempt_id, now)
+  local f = redis.call('HMGET', core, 'state', 'lease_state', 'lease_expires_at',
+    'lease_id', 'lease_epoch', 'attempt_id')
+  if not f[1] then return fail('execution_not_found') end
+  if f[1] ~= 'active' then
+    return fail('execution_not_active', f[1], f[5] or '0', f[6] or '')
+  end
+  if f[2] == 'revoked' then return fail('lease_revoked') end
+  if tonumber(f[3] or '0') <= now then return fail('lease_expired') end
+  if f[4] ~= lease_id or f[5] ~= epoch or f[6] ~= attempt_id then
+    return fail('stale_lease')
+  end
+  return nil
+end
+
+-- Leaves the active indexes and clears the live lease (epoch and attempt id
+-- stay, so a replayed terminal call can recognise its own outcome).
+local function release_lease(core, eid, leases, active, timeouts)
+  redis.call('ZREM', leases, eid)
+  redis.call('ZREM', active, eid)
+  redis.call('ZREM', timeouts, eid)
+  redis.call('HSET', core, 'lease_state', '', 'lease_expires_at', '0')
+end
+
+---------------------------------------------------------------------------
+-- ff_version: the library version. Read-only.
+-- KEYS: none
+-- ARGV: none
+-- Returns ok(version).
+redis.register_function{function_name = 'ff_version', flags = {'no-writes'},
+  callback = function() return ok(VERSION) end}
+
+---------------------------------------------------------------------------
+-- ff_create: create an execution.
+-- KEYS: 1 core, 2 ctx, 3 eligible, 4 delayed, 5 idem (or noop), 6 deadlines,
+--       7 all
+-- ARGV: 1 eid, 2 lane, 3 kind, 4 priority, 5 delay_until_ms (0 = none),
+--       6 caps_csv (sorted), 7 retry_max, 8 bo_kind, 9 bo_init_ms, 10 bo_max_ms,
+--       11 bo_mult, 12 bo_jitter, 13 retry_cats_csv, 14 attempt_timeout_ms,
+--       15 deadline_ms (0 = none), 16 dedup_ttl_ms, 17 payload,
+--       18 ntags, then ntags (key, value) pairs
+-- Returns ok(eid, state) or {1,'DUPLICATE',first_eid}.
+-- Errors: invalid_input.
+redis.register_function('ff_create', function(keys, argv)
+  local core, ctx, eligible, delayed, idem, deadlines, all =
+    keys[1], keys[2], keys[3], keys[4], keys[5], keys[6], keys[7]
+  local eid, lane, kind = argv[1], argv[2], argv[3]
+  local priority, delay_until = uint(argv[4]), uint(argv[5])
+  local retry_max, bo_init, bo_max = uint(argv[7]), uint(argv[9]), uint(argv[10])
+  local attempt_timeout, deadline, dedup_ttl = uint(argv[14]), uint(argv[15]), uint(argv[16])
+  local ntags = uint(argv[18])
+  if eid == '' or lane == '' or kind == '' or priority == nil or priority > MAX_PRIORITY
+    or delay_until == nil or retry_max == nil or bo_init == nil or bo_max == nil
+    or tonumber(argv[11]) == nil or tonumber(argv[12]) == nil
+    or attempt_timeout == nil or deadline == nil or dedup_ttl == nil or ntags == nil
+    or #argv ~= 18 + 2 * ntags then
+    return fail('invalid_input', 'malformed create arguments')
+  end
+  if idem ~= '' and string.sub(idem, 1, 8) == 'ff:idem:' then
+    local first = redis.call('GET', idem)
+    if first then return {1, 'DUPLICATE', first} end
+  end
+  if redis.call('EXISTS', core) == 1 then
+    return {1, 'DUPLICATE', eid}
+  end
+  local now = now_ms()
+  local state = 'waiting'
+  if delay_until > now then state = 'delayed' end
+  redis.call('HSET', core, 'lane', lane, 'priority', priority,
+    'created_at', now, 'state', state, 'blocked', '', 'caps', argv[6],
+    'retry_max', retry_max, 'bo_kind', argv[8], 'bo_init', bo_init, 'bo_max', bo_max,
+    'bo_mult', argv[11], 'bo_jitter', argv[12], 'retry_cats', argv[13],
+    'attempt_timeout', attempt_timeout, 'deadline_at', deadline,
+    'delay_until', (state == 'delayed') and delay_until or 0, 'resume', '0',
+    'total_attempts', 0, 'attempt_index', 0, 'attempt_id', '', 'attempt_type', '',
+    'pending_type', 'initial', 'retry_count', 0, 'interrupt_count', 0,
+    'lease_state', '', 'lease_id', '', 'lease_epoch', 0, 'lease_expires_at', 0,
+    'last_transition_at', now)
+  local kv = {'kind', kind, 'lane', lane, 'payload', argv[17]}
+  for i = 19, 18 + 2 * ntags, 2 do
+    kv[#kv + 1] = 't:' .. argv[i]
+    kv[#kv + 1] = argv[i + 1]
+  end
+  redis.call('HSET', ctx, unpack(kv))
+  if state == 'delayed' then
+    redis.call('ZADD', delayed, delay_until, eid)
+  else
+    redis.call('ZADD', eligible, eligible_score(now, priority), eid)
+  end
+  if deadline > 0 then redis.call('ZADD', deadlines, deadline, eid) end
+  redis.call('ZADD', all, 0, eid)
+  if string.sub(idem, 1, 8) == 'ff:idem:' then
+    redis.call('SET', idem, eid, 'PX', dedup_ttl)
+  end
+  return ok(eid, state)
+end)
+
+---------------------------------------------------------------------------
+-- ff_issue_grant: grant one worker the right to claim an eligible execution.
+-- KEYS: 1 core, 2 grant, 3 eligible
+-- ARGV: 1 eid, 2 worker_id, 3 worker_instance_id, 4 grant_ttl_ms, 5 worker_caps_csv
+-- Returns ok(expires_at_ms).
+-- Errors: execution_not_found, execution_not_eligible(state),
+--   grant_already_exists, execution_not_in_eligible_set,
+--   capability_mismatch(missing_csv).
+redis.register_function('ff_issue_grant', function(keys, argv)
+  local core, grant, eligible = keys[1], keys[2], keys[3]
+  local eid, ttl = argv[1], uint(argv[4])
+  if ttl == nil or ttl == 0 or argv[2] == '' then
+    return fail('invalid_input', 'malformed grant arguments')
+  end
+  local f = redis.call('HMGET', core, 'state', 'blocked', 'caps')
+  if not f[1] then return fail('execution_not_found') end
+  if f[1] ~= 'waiting' or f[2] ~= '' then return fail('execution_not_eligible', f[1]) end
+  if redis.call('EXISTS', grant) == 1 then return fail('grant_already_exists') end
+  if not redis.call('ZSCORE', eligible, eid) then
+    return fail('execution_not_in_eligible_set')
+  end
+  if f[3] and f[3] ~= '' then
+    local have = csv_set(argv[5])
+    local missing = {}
+    for tok in string.gmatch(f[3], '[^,]+') do
+      if not have[tok] then missing[#missing + 1] = tok end
+    end
+    if #missing > 0 then return fail('capability_mismatch', table.concat(missing, ',')) end
+  end
+  local expires = now_ms() + ttl
+  redis.call('HSET', grant, 'worker_id', argv[2], 'worker_instance', argv[3],
+    'expires_at', expires)
+  redis.call('PEXPIREAT', grant, expires)
+  return ok(tostring(expires))
+end)
+
+---------------------------------------------------------------------------
+-- ff_claim: consume the caller's grant and take a fresh lease.
+-- KEYS: 1 core, 2 grant, 3 eligible, 4 leases, 5 active, 6 timeouts, 7 ctx
+-- ARGV: 1 eid, 2 worker_id, 3 worker_instance_id, 4 lease_id, 5 attempt_id
+--       (new attempts only; ignored on resume), 6 lease_ttl_ms,
+--       7 mode ('new' | 'resume'), 8 with_context ('1' | '0'), 9 lane
+-- Returns ok(lease_id, epoch, expires_at, attempt_id, attempt_index,
+--   attempt_type) and, with_context, the ctx hash as field, value pairs.
+-- Errors: execution_not_found, execution_not_leaseable(state),
+--   use_claim_resumed_execution, not_a_resumed_execution,
+--   invalid_claim_grant, claim_grant_expired.
+redis.register_function('ff_claim', function(keys, argv)
+  local core, grant, eligible, leases, active, timeouts =
+    keys[1], keys[2], keys[3], keys[4], keys[5], keys[6]
+  local eid, worker_id, wiid, lease_id = argv[1], argv[2], argv[3], argv[4]
+  local ttl, mode = uint(argv[6]), argv[7]
+  if ttl == nil or ttl == 0 or lease_id == '' or (mode ~= 'new' and mode ~= 'resume') then
+    return fail('invalid_input', 'malformed claim arguments')
+  end
+  local f = redis.call('HMGET', core, 'state', 'blocked', 'resume', 'total_attempts',
+    'lease_epoch', 'pending_type', 'attempt_index', 'attempt_id', 'attempt_timeout',
+    'started_at', 'lane')
+  if not f[1] then return fail('execution_not_found') end
+  if f[11] ~= argv[9] then return fail('invalid_input', 'lane differs from the execution') end
+  if f[1] ~= 'waiting' or f[2] ~= '' then return fail('execution_not_leaseable', f[1]) end
+  if mode == 'new' and f[3] == '1' then return fail('use_claim_resumed_execution') end
+  if mode == 'resume' and f[3] ~= '1' then return fail('not_a_resumed_execution') end
+  local g = redis.call('HMGET', grant, 'worker_id', 'expires_at')
+  if not g[1] or g[1] ~= worker_id then return fail('invalid_claim_grant') end
+  local now = now_ms()
+  if tonumber(g[2]) <= now then return fail('claim_grant_expired') end
+  redis.call('DEL', grant)
+
+  local epoch = tonumber(f[5]) + 1
+  local expires = now + ttl
+  local attempt_index, attempt_id, attempt_type
+  if mode == 'resume' then
+    attempt_index, attempt_id, attempt_type = tonumber(f[7]), f[8], 'resumed'
+  else
+    attempt_index = tonumber(f[4])
+    attempt_id = argv[5]
+    attempt_type = f[6]
+    if attempt_id == '' then return fail('invalid_input', 'attempt id is empty') end
+    redis.call('HSET', core, 'total_attempts', attempt_index + 1,
+      'attempt_index', attempt_index, 'attempt_id', attempt_id,
+      'attempt_type', attempt_type, 'pending_type', '')
+  end
+  redis.call('HSET', core, 'state', 'active', 'resume', '0', 'lease_state', 'held',
+    'lease_id', lease_id, 'lease_epoch', epoch, 'worker_id', worker_id,
+    'worker_instance', wiid, 'lease_ttl', ttl, 'lease_expires_at', expires,
+    'delay_until', 0, 'last_transition_at', now)
+  if not f[10] then redis.call('HSET', core, 'started_at', now) end
+  redis.call('ZREM', eligible, eid)
+  redis.call('ZADD', leases, expires, eid)
+  redis.call('ZADD', active, now, eid)
+  local timeout = tonumber(f[9] or '0')
+  if timeout > 0 then redis.call('ZADD', timeouts, now + timeout, eid) end
+
+  local reply = ok(lease_id, tostring(epoch), tostring(expires), attempt_id,
+    tostring(attempt_index), attempt_type)
+  if argv[8] == '1' then
+    local c = redis.call('HGETALL', keys[7])
+    for i = 1, #c do reply[#reply + 1] = c[i] end
+  end
+  return reply
+end)
+
+---------------------------------------------------------------------------
+-- ff_renew: renew many leases on one partition.
+-- KEYS: 1 leases, then one core per lease
+-- ARGV: 1 lease_ttl_ms, then per lease: eid, lease_id, epoch, attempt_id
+-- Returns ok(n, then per lease: code, expires_at) where code is '' on success
+--   or a fence error code (execution_not_found, execution_not_active,
+--   lease_revoked, lease_expired, stale_lease).
+redis.register_function('ff_renew', function(keys, argv)
+  local leases = keys[1]
+  local ttl = uint(argv[1])
+  local n = #keys - 1
+  if ttl == nil or ttl == 0 or n < 1 or #argv ~= 1 + 4 * n then
+    return fail('invalid_input', 'malformed renew arguments')
+  end
+  local now = now_ms()
+  local expires = now + ttl
+  local reply = ok(tostring(n))
+  for i = 1, n do
+    local core = keys[i + 1]
+    local a = 2 + (i - 1) * 4
+    local eid = argv[a]
+    local bad = check_fence(core, argv[a + 1], argv[a + 2], argv[a + 3], now)
+    if bad then
+      reply[#reply + 1] = bad[2]
+      reply[#reply + 1] = '0'
+    else
+      redis.call('HSET', core, 'lease_expires_at', expires, 'lease_ttl', ttl)
+      redis.call('ZADD', leases, expires, eid)
+      reply[#reply + 1] = ''
+      reply[#reply + 1] = tostring(expires)
+    end
+  end
+  return reply
+end)
+
+---------------------------------------------------------------------------
+-- ff_progress: record progress on behalf of the lease holder.
+-- KEYS: 1 core
+-- ARGV: 1 eid, 2 lease_id, 3 epoch, 4 attempt_id, 5 percent (0..100), 6 message
+-- Returns ok(). Errors: the fence errors, invalid_input.
+redis.register_function('ff_progress', function(keys, argv)
+  local pct = uint(argv[5])
+  if pct == nil or pct > 100 then return fail('invalid_input', 'percent out of range') end
+  local now = now_ms()
+  local bad = check_fence(keys[1], argv[2], argv[3], argv[4], now)
+  if bad then return bad end
+  redis.call('HSET', keys[1], 'progress_pct', pct, 'progress_msg', argv[6])
+  return ok()
+end)
+
+---------------------------------------------------------------------------
+-- ff_complete: end the execution successfully.
+-- KEYS: 1 core, 2 result, 3 leases, 4 active, 5 terminal, 6 timeouts, 7 deadlines
+-- ARGV: 1 eid, 2 lease_id, 3 epoch, 4 attempt_id, 5 result, 6 has_result ('1'|'0')
+-- Returns ok('completed'). Errors: the fence errors.
+redis.register_function('ff_complete', function(keys, argv)
+  local core, eid = keys[1], argv[1]
+  local now = now_ms()
+  local bad = check_fence(core, argv[2], argv[3], argv[4], now)
+  if bad then return bad end
+  if argv[6] == '1' then redis.call('SET', keys[2], argv[5]) end
+  release_lease(core, eid, keys[3], keys[4], keys[6])
+  redis.call('ZREM', keys[7], eid)
+  redis.call('HSET', core, 'state', 'completed', 'completed_at', now,
+    'last_transition_at', now)
+  redis.call('ZADD', keys[5], now, eid)
+  return ok('completed')
+end)
+
+---------------------------------------------------------------------------
+-- ff_fail: end the attempt; the execution's retry policy decides what next.
+-- KEYS: 1 core, 2 leases, 3 active, 4 terminal, 5 delayed, 6 timeouts,
+--       7 deadlines, 8 eligible
+-- ARGV: 1 eid, 2 lease_id, 3 epoch, 4 attempt_id, 5 reason, 6 category,
+--       7 jitter_draw (a uniform number in [0,1) the client drew)
+-- Category 'worker_shutdown' is an interruption, not a failure: it retries at
+-- once without using a retry, up to INTERRUPT_CAP times.
+-- Returns ok('retry_scheduled', due_ms) or ok('terminal_failed').
+-- Errors: the fence errors.
+redis.register_function('ff_fail', function(keys, argv)
+  local core, eid = keys[1], argv[1]
+  local now = now_ms()
+  local bad = check_fence(core, argv[2], argv[3], argv[4], now)
+  if bad then return bad end
+  local category = argv[6]
+  local draw = tonumber(argv[7]) or 0
+  local f = redis.call('HMGET', core, 'retry_max', 'retry_count', 'bo_kind', 'bo_init',
+    'bo_max', 'bo_mult', 'bo_jitter', 'retry_cats', 'interrupt_count', 'priority',
+    'created_at')
+  local retry_count = tonumber(f[2])
+  local interrupt_count = tonumber(f[9])
+  release_lease(core, eid, keys[2], keys[3], keys[6])
+  redis.call('HSET', core, 'failure_reason', argv[5], 'failure_category', category,
+    'last_transition_at', now)
+
+  local retry, delay = false, 0
+  if category == 'worker_shutdown' then
+    if interrupt_count < INTERRUPT_CAP then
+      retry = true
+      redis.call('HSET', core, 'interrupt_count', interrupt_count + 1)
+    end
+  elseif retry_count < tonumber(f[1]) then
+    local cats = f[8]
+    if cats == '' or csv_set(cats)[category] then
+      retry = true
+      if f[3] == 'fixed' then
+        delay = tonumber(f[4])
+      else
+        delay = math.min(tonumber(f[4]) * (tonumber(f[6]) ^ retry_count), tonumber(f[5]))
+      end
+      local jitter = tonumber(f[7])
+      if jitter > 0 then delay = delay * (1 - jitter * draw) end
+      delay = math.floor(delay)
+      redis.call('HSET', core, 'retry_count', retry_count + 1)
+    end
+  end
+  if not retry then
+    redis.call('ZREM', keys[7], eid)
+    redis.call('HSET', core, 'state', 'failed', 'completed_at', now)
+    redis.call('ZADD', keys[4], now, eid)
+    return ok('terminal_failed')
+  end
+  local due = now + delay
+  redis.call('HSET', core, 'pending_type', 'retry', 'resume', '0')
+  if delay <= 0 then
+    redis.call('HSET', core, 'state', 'waiting', 'delay_until', 0)
+    redis.call('ZADD', keys[8], eligible_score(f[11], f[10]), eid)
+  else
+    redis.call('HSET', core, 'state', 'delayed', 'delay_until', due)
+    redis.call('ZADD', keys[5], due, eid)
+  end
+  return ok('retry_scheduled', tostring(due))
+end)
+
+---------------------------------------------------------------------------
+-- ff_delay: the lease holder parks the execution; the next claim resumes
+-- the same attempt.
+-- KEYS: 1 core, 2 leases, 3 active, 4 delayed, 5 timeouts, 6 eligible
+-- ARGV: 1 eid, 2 lease_id, 3 epoch, 4 attempt_id, 5 until_ms
+-- Returns ok(until_ms). Errors: the fence errors, invalid_input.
+redis.register_function('ff_delay', function(keys, argv)
+  local core, eid = keys[1], argv[1]
+  local until_ms = uint(argv[5])
+  if until_ms == nil then return fail('invalid_input', 'malformed delay time') end
+  local now = now_ms()
+  local bad = check_fence(core, argv[2], argv[3], argv[4], now)
+  if bad then return bad end
+  release_lease(core, eid, keys[2], keys[3], keys[5])
+  redis.call('HSET', core, 'resume', '1', 'last_transition_at', now)
+  if until_ms <= now then
+    local f = redis.call('HMGET', core, 'created_at', 'priority')
+    redis.call('HSET', core, 'state', 'waiting', 'delay_until', 0)
+    redis.call('ZADD', keys[6], eligible_score(f[1], f[2]), eid)
+  else
+    redis.call('HSET', core, 'state', 'delayed', 'delay_until', until_ms)
+    redis.call('ZADD', keys[4], until_ms, eid)
+  end
+  return ok(tostring(until_ms))
+end)
+
+---------------------------------------------------------------------------
+-- ff_cancel: cancel from any non-terminal state. With a lease triple it is the
+-- holder's cancel (fenced); without, an operator's.
+-- KEYS: 1 core, 2 grant, 3 leases, 4 eligible, 5 delayed, 6 active,
+--       7 blocked, 8 terminal, 9 timeouts, 10 deadlines
+-- ARGV: 1 eid, 2 reason, 3 cancelled_by, 4 lease_id ('' = operator),
+--       5 epoch, 6 attempt_id
+-- Returns ok(previous_state). Errors: execution_not_found,
+--   execution_not_active(state, epoch, attempt_id) for a terminal execution,
+--   and for the holder's cancel the fence errors.
+redis.register_function('ff_cancel', function(keys, argv)
+  local core, eid = keys[1], argv[1]
+  local now = now_ms()
+  local f = redis.call('HMGET', core, 'state', 'lease_epoch', 'attempt_id')
+  if not f[1] then return fail('execution_not_found') end
+  if argv[4] ~= '' then
+    local bad = check_fence(core, argv[4], argv[5], argv[6], now)
+    if bad then return bad end
+  elseif f[1] ~= 'waiting' and f[1] ~= 'delayed' and f[1] ~= 'active' then
+    return fail('execution_not_active', f[1], f[2], f[3])
+  end
+  redis.call('DEL', keys[2])
+  for i = 3, 7 do redis.call('ZREM', keys[i], eid) end
+  redis.call('ZREM', keys[9], eid)
+  redis.call('ZREM', keys[10], eid)
+  redis.call('HSET', core, 'state', 'cancelled', 'blocked', '', 'lease_state', '',
+    'lease_expires_at', 0, 'cancel_reason', argv[2], 'cancelled_by', argv[3],
+    'completed_at', now, 'last_transition_at', now)
+  redis.call('ZADD', keys[8], now, eid)
+  return ok(f[1])
+end)
+
+---------------------------------------------------------------------------
+-- ff_change_priority: re-score a waiting execution.
+-- KEYS: 1 core, 2 eligible
+-- ARGV: 1 eid, 2 priority
+-- Returns ok(old, new). Errors: execution_not_found, execution_not_runnable(state),
+--   invalid_input.
+redis.register_function('ff_change_priority', function(keys, argv)
+  local prio = uint(argv[2])
+  if prio == nil or prio > MAX_PRIORITY then return fail('invalid_input', 'priority out of range') end
+  local f = redis.call('HMGET', keys[1], 'state', 'priority', 'created_at', 'blocked')
+  if not f[1] then return fail('execution_not_found') end
+  if f[1] ~= 'waiting' and f[1] ~= 'delayed' then return fail('execution_not_runnable', f[1]) end
+  redis.call('HSET', keys[1], 'priority', prio)
+  if f[1] == 'waiting' and f[4] == '' then
+    redis.call('ZADD', keys[2], 'XX', eligible_score(f[3], prio), argv[1])
+  end
+  return ok(f[2], tostring(prio))
+end)
+
+---------------------------------------------------------------------------
+-- ff_revoke: take the lease from its holder. The execution stays active with
+-- a revoked lease (due for reclaim at once) until a scanner reclaims it.
+-- KEYS: 1 core, 2 leases
+-- ARGV: 1 eid, 2 expected_lease_id ('' = any), 3 reason
+-- Returns ok(lease_id, epoch). Errors: execution_not_found, no_active_lease,
+--   stale_lease (expected id differs).
+redis.register_function('ff_revoke', function(keys, argv)
+  local f = redis.call('HMGET', keys[1], 'state', 'lease_state', 'lease_id', 'lease_epoch')
+  if not f[1] then return fail('execution_not_found') end
+  if f[1] ~= 'active' or f[2] ~= 'held' then return fail('no_active_lease', f[1]) end
+  if argv[2] ~= '' and argv[2] ~= f[3] then return fail('stale_lease') end
+  local now = now_ms()
+  redis.call('HSET', keys[1], 'lease_state', 'revoked', 'revoke_reason', argv[3],
+    'last_transition_at', now)
+  redis.call('ZADD', keys[2], now, argv[1])
+  return ok(f[3], f[4])
+end)
+
+---------------------------------------------------------------------------
+-- ff_block_route: park a waiting execution no current worker can run.
+-- KEYS: 1 core, 2 eligible, 3 blocked
+-- ARGV: 1 eid, 2 reason
+-- Returns ok('blocked') or ok('not_eligible') when it was no longer eligible.
+redis.register_function('ff_block_route', function(keys, argv)
+  local f = redis.call('HMGET', keys[1], 'state', 'blocked')
+  if f[1] ~= 'waiting' or f[2] ~= '' or redis.call('ZREM', keys[2], argv[1]) == 0 then
+    return ok('not_eligible')
+  end
+  redis.call('HSET', keys[1], 'blocked', argv[2])
+  redis.call('ZADD', keys[3], now_ms(), argv[1])
+  return ok('blocked')
+end)
+
+---------------------------------------------------------------------------
+-- ff_promote: move due delayed executions back to eligible.
+-- KEYS: 1 delayed, 2 eligible, then one core per candidate
+-- ARGV: the candidate eids, in KEYS order
+-- Returns ok(promoted_count). A candidate not yet due (server time) or no
+-- longer delayed is skipped (a stale index entry is removed).
+redis.register_function('ff_promote', function(keys, argv)
+  if #keys - 2 ~= #argv then return fail('invalid_input', 'keys and ids differ') end
+  local now = now_ms()
+  local n = 0
+  for i = 1, #argv do
+    local core, eid = keys[i + 2], argv[i]
+    local f = redis.call('HMGET', core, 'state', 'delay_until', 'created_at', 'priority')
+    if f[1] ~= 'delayed' then
+      redis.call('ZREM', keys[1], eid)
+    elseif tonumber(f[2]) <= now then
+      redis.call('ZREM', keys[1], eid)
+      redis.call('HSET', core, 'state', 'waiting', 'delay_until', 0, 'last_transition_at', now)
+      redis.call('ZADD', keys[2], eligible_score(f[3], f[4]), eid)
+      n = n + 1
+    end
+  end
+  return ok(tostring(n))
+end)
+
+---------------------------------------------------------------------------
+-- ff_due: members of an index whose score is due by server time. Read-only.
+-- KEYS: 1 index
+-- ARGV: 1 limit
+-- Returns ok(member...).
+redis.register_function{function_name = 'ff_due', flags = {'no-writes'},
+  callback = function(keys, argv)
+    local limit = uint(argv[1]) or 100
+    local r = redis.call('ZRANGEBYSCORE', keys[1], '-inf', now_ms(), 'LIMIT', 0, limit)
+    return {1, 'OK', unpack(r)}
+  end}

@@ -1,0 +1,43 @@
+package lua
+
+import (
+	"regexp"
+	"strings"
+	"testing"
+)
+
+func TestHeaderAndVersion(t *testing.T) {
+	if !strings.HasPrefix(Source(), "#!lua name="+LibraryName+"\n") {
+		t.Fatalf("library must start with the shebang naming %q", LibraryName)
+	}
+	if Version == "" {
+		t.Fatal("empty version")
+	}
+}
+
+// Every registered function carries a KEYS/ARGV header comment just above it.
+func TestEveryFunctionHasAKeysArgvHeader(t *testing.T) {
+	lines := strings.Split(Source(), "\n")
+	reg := regexp.MustCompile(`redis\.register_function[({]\s*(?:function_name\s*=\s*)?'([a-z_]+)'`)
+	found := 0
+	for i, line := range lines {
+		m := reg.FindStringSubmatch(line)
+		if m == nil {
+			continue
+		}
+		found++
+		header := strings.Join(lines[max(0, i-14):i], "\n")
+		if !strings.Contains(header, "-- "+m[1]+":") {
+			t.Errorf("%s: no header comment naming the function", m[1])
+		}
+		if !strings.Contains(header, "KEYS:") || !strings.Contains(header, "Returns") {
+			t.Errorf("%s: header lacks KEYS or Returns", m[1])
+		}
+		if m[1] != "ff_version" && !strings.Contains(header, "ARGV:") {
+			t.Errorf("%s: header lacks ARGV", m[1])
+		}
+	}
+	if found < 10 {
+		t.Fatalf("found only %d functions", found)
+	}
+}

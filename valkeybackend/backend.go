@@ -1,0 +1,273 @@
+// Package valkeybackend implements sdk.EngineBackend on Valkey (standalone or
+// cluster) through valkey-go: every write is one FCALL into the flowfabric
+// Functions library (lua/flowfabric.lua), reads are plain commands, and
+// immutable data is served from the client-side cache.
+package valkeybackend
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/valkey-io/valkey-go"
+
+	"github.com/flowfabric/flowfabric-go/lua"
+	"github.com/flowfabric/flowfabric-go/sdk"
+)
+
+// Backend is the Valkey EngineBackend. It is safe for concurrent use.
+type Backend struct {
+	client     valkey.Client
+	opts       Options
+	partitions int
+	cluster    bool
+	next       atomic.Uint64 // round-robin partition for solo executions
+	lanesSeen  sync.Map      // lanes known to be in the registry
+	closeOnce  sync.Once
+}
+
+var _ sdk.EngineBackend = (*Backend)(nil)
+
+// Connect dials Valkey, reads (or fixes) the deployment's partition count and,
+// unless SkipPrepare, loads the Functions library where its version differs.
+func Connect(ctx context.Context, opts Options) (*Backend, error) {
+	opts = opts.withDefaults()
+	if opts.Partitions < 0 || opts.Partitions > 16384 {
+		return nil, sdk.Validationf(sdk.CodeInvalidInput, "partitions %d out of range 1..16384", opts.Partitions)
+	}
+	if opts.MaxPayloadBytes < 0 {
+		return nil, sdk.Validationf(sdk.CodeInvalidInput, "MaxPayloadBytes is negative")
+	}
+	b := &Backend{opts: opts}
+	co := valkey.ClientOption{
+		InitAddress:           opts.Addrs,
+		Username:              opts.Username,
+		Password:              opts.Password,
+		TLSConfig:             opts.TLS,
+		MaxFlushDelay:         opts.MaxFlushDelay,
+		PipelineMultiplex:     opts.PipelineMultiplex,
+		DisableAutoPipelining: opts.DisableAutoPipelining,
+		ClientName:            "flowfabric",
+	}
+	if opts.CacheSizeEachConn < 0 {
+		co.DisableCache = true
+	} else {
+		co.CacheSizeEachConn = opts.CacheSizeEachConn
+	}
+	client, err := valkey.NewClient(co)
+	if err != nil {
+		return nil, sdk.TransportError("connect", err)
+	}
+	b.client = client
+	b.cluster = client.Mode() == valkey.ClientModeCluster
+	b.next.Store(rand.Uint64())
+	if err := b.loadPartitions(ctx); err != nil {
+		client.Close()
+		return nil, err
+	}
+	if !opts.SkipPrepare {
+		if _, err := b.Prepare(ctx); err != nil {
+			client.Close()
+			return nil, err
+		}
+	}
+	return b, nil
+}
+
+// loadPartitions fixes the partition count on first use and adopts it after.
+func (b *Backend) loadPartitions(ctx context.Context) error {
+	want := b.opts.Partitions
+	if want == 0 {
+		want = PartitionsDefault
+	}
+	res := b.client.DoMulti(ctx,
+		b.client.B().Hsetnx().Key(configKey).Field("partitions").Value(strconv.Itoa(want)).Build(),
+		b.client.B().Hget().Key(configKey).Field("partitions").Build())
+	if err := res[0].Error(); err != nil {
+		return backendError("connect", err)
+	}
+	stored, err := res[1].AsInt64()
+	if err != nil || stored < 1 {
+		return &sdk.Error{Kind: sdk.KindBug, Code: sdk.CodeBug, Op: "connect", Msg: "ff:config partitions is not a positive integer", Err: err}
+	}
+	if b.opts.Partitions != 0 && int(stored) != b.opts.Partitions {
+		return sdk.NewError("connect", sdk.CodeInvalidInput,
+			fmt.Sprintf("deployment has %d partitions, Options.Partitions asks for %d", stored, b.opts.Partitions))
+	}
+	b.partitions = int(stored)
+	return nil
+}
+
+// Client exposes the underlying valkey-go client (for the harness and tests).
+func (b *Backend) Client() valkey.Client { return b.client }
+
+// Close releases connections.
+func (b *Backend) Close() { b.closeOnce.Do(b.client.Close) }
+
+// IsCluster reports whether the backend talks to a Valkey Cluster.
+func (b *Backend) IsCluster() bool { return b.cluster }
+
+// Partitions is the deployment's partition count.
+func (b *Backend) Partitions() int { return b.partitions }
+
+// BackendLabel is "valkey".
+func (b *Backend) BackendLabel() string { return "valkey" }
+
+// Ping checks every node answers.
+func (b *Backend) Ping(ctx context.Context) error {
+	for addr, node := range b.client.Nodes() {
+		if err := node.Do(ctx, node.B().Ping().Build()).Error(); err != nil {
+			return backendError("ping "+addr, err)
+		}
+	}
+	return nil
+}
+
+// ShutdownPrepare has nothing to drain: valkey-go waits for in-flight calls
+// on Close.
+func (b *Backend) ShutdownPrepare(ctx context.Context, grace time.Duration) error {
+	if grace < 0 {
+		return sdk.Validationf(sdk.CodeInvalidInput, "negative grace")
+	}
+	return nil
+}
+
+// supported lists the calls this backend implements (see Capabilities).
+var supported = []string{
+	"ping", "prepare", "shutdown_prepare", "create_execution", "scan_eligible_executions",
+	"issue_claim_grant", "claim_execution", "claim_resumed_execution", "block_route", "claim",
+	"renew", "progress", "complete", "fail", "cancel", "delay", "cancel_execution",
+	"change_priority", "revoke_lease", "promote_delayed", "describe_execution",
+	"read_execution_context", "read_execution_state", "get_execution_result",
+	"read_current_attempt_index", "read_total_attempt_count", "list_executions", "list_lanes",
+}
+
+// Capabilities reports the family, library version and implemented calls.
+func (b *Backend) Capabilities() sdk.Capabilities {
+	return sdk.Capabilities{Family: "valkey", Version: lua.Version, Supported: supported}
+}
+
+// Prepare loads the library on every primary whose ff_version differs.
+// Transient errors are retried up to PrepareAttempts times; a load the server
+// rejects (compile error) is reported at once.
+func (b *Backend) Prepare(ctx context.Context) (sdk.PrepareOutcome, error) {
+	primaries, err := b.primaries(ctx)
+	if err != nil {
+		return sdk.PrepareOutcome{}, err
+	}
+	loaded := 0
+	for _, addr := range primaries {
+		node := b.client.Nodes()[addr]
+		did, err := b.prepareNode(ctx, node)
+		if err != nil {
+			return sdk.PrepareOutcome{}, fmt.Errorf("prepare %s: %w", addr, err)
+		}
+		if did {
+			loaded++
+		}
+	}
+	if loaded == 0 {
+		return sdk.PrepareOutcome{Detail: "flowfabric v" + lua.Version + " already loaded"}, nil
+	}
+	return sdk.PrepareOutcome{Applied: true,
+		Detail: fmt.Sprintf("FUNCTION LOAD flowfabric v%s on %d of %d primaries", lua.Version, loaded, len(primaries))}, nil
+}
+
+func (b *Backend) prepareNode(ctx context.Context, node valkey.Client) (bool, error) {
+	var last error
+	for attempt := 0; attempt < b.opts.PrepareAttempts; attempt++ {
+		if attempt > 0 {
+			select {
+			case <-ctx.Done():
+				return false, backendError("prepare", ctx.Err())
+			case <-time.After(time.Duration(100<<attempt) * time.Millisecond):
+			}
+		}
+		r, err := decode("prepare", node.Do(ctx, node.B().Fcall().Function("ff_version").Numkeys(0).Build()))
+		if err == nil && r.field(0) == lua.Version {
+			return false, nil
+		}
+		if err != nil && sdk.KindOf(err) == sdk.KindTransport {
+			last = err
+			continue
+		}
+		lerr := node.Do(ctx, node.B().FunctionLoad().Replace().FunctionCode(lua.Source()).Build()).Error()
+		if lerr == nil {
+			return true, nil
+		}
+		if _, ok := valkey.IsValkeyErr(lerr); ok {
+			return false, &sdk.Error{Kind: sdk.KindBug, Code: sdk.CodeBug, Op: "prepare",
+				Msg: "the server rejected the flowfabric library", Err: lerr}
+		}
+		last = backendError("prepare", lerr)
+	}
+	return false, last
+}
+
+// primaries returns the addresses of the nodes that accept writes.
+func (b *Backend) primaries(ctx context.Context) ([]string, error) {
+	var out []string
+	for addr, node := range b.client.Nodes() {
+		role, err := node.Do(ctx, node.B().Role().Build()).ToArray()
+		if err != nil {
+			return nil, backendError("prepare", err)
+		}
+		if len(role) > 0 {
+			if r, _ := role[0].ToString(); r == "master" {
+				out = append(out, addr)
+			}
+		}
+	}
+	sort.Strings(out)
+	if len(out) == 0 {
+		return nil, sdk.TransportError("prepare", fmt.Errorf("no primary among %d nodes", len(b.client.Nodes())))
+	}
+	return out, nil
+}
+
+// partitionOf validates an id and that its partition exists here.
+func (b *Backend) partitionOf(op string, id sdk.ExecutionID) (int, error) {
+	p, err := id.Partition()
+	if err != nil {
+		return 0, opError(op, err)
+	}
+	if p >= b.partitions {
+		return 0, sdk.NewError(op, sdk.CodeInvalidInput,
+			fmt.Sprintf("execution id %s names partition %d of %d", id, p, b.partitions))
+	}
+	return p, nil
+}
+
+func (b *Backend) checkPartition(op string, p int) error {
+	if p < 0 || p >= b.partitions {
+		return sdk.NewError(op, sdk.CodeInvalidInput, fmt.Sprintf("partition %d out of range 0..%d", p, b.partitions-1))
+	}
+	return nil
+}
+
+// opError stamps the op on an sdk error.
+func opError(op string, err error) error {
+	if se, ok := err.(*sdk.Error); ok && se.Op == "" {
+		c := *se
+		c.Op = op
+		return &c
+	}
+	return err
+}
+
+func validateDuration(op, what string, d time.Duration) error {
+	if d < 0 {
+		return sdk.NewError(op, sdk.CodeInvalidInput, what+" is negative")
+	}
+	return nil
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
+
+func joinCSV(xs []string) string { return strings.Join(xs, ",") }

@@ -1,0 +1,319 @@
+package valkeybackend
+
+import (
+	"context"
+	"time"
+
+	"github.com/valkey-io/valkey-go"
+
+	"github.com/flowfabric/flowfabric-go/sdk"
+)
+
+// Claim defaults.
+const (
+	GrantTTLDefault = 5 * time.Second
+	LeaseTTLDefault = 30 * time.Second
+	scanLimitMax    = 1000
+)
+
+// ScanEligibleExecutions reads the head of a lane's eligible set: highest
+// priority first, then oldest. One ZRANGE, no script.
+func (b *Backend) ScanEligibleExecutions(ctx context.Context, a sdk.ScanEligibleArgs) ([]sdk.ExecutionID, error) {
+	const op = "scan_eligible_executions"
+	cmd, err := b.scanCmd(op, a.Lane, a.Partition, a.Limit)
+	if err != nil {
+		return nil, err
+	}
+	ids, err := b.client.Do(ctx, cmd).AsStrSlice()
+	if err != nil {
+		return nil, backendError(op, err)
+	}
+	return toIDs(ids), nil
+}
+
+// ScanEligibleWindow scans several partitions of a lane in one round trip.
+func (b *Backend) ScanEligibleWindow(ctx context.Context, lane sdk.LaneID, partitions []int, limit int) ([][]sdk.ExecutionID, error) {
+	const op = "scan_eligible_window"
+	if len(partitions) == 0 {
+		return nil, nil
+	}
+	cmds := make(valkey.Commands, 0, len(partitions))
+	for _, p := range partitions {
+		cmd, err := b.scanCmd(op, lane, p, limit)
+		if err != nil {
+			return nil, err
+		}
+		cmds = append(cmds, cmd)
+	}
+	out := make([][]sdk.ExecutionID, len(partitions))
+	for i, res := range b.client.DoMulti(ctx, cmds...) {
+		ids, err := res.AsStrSlice()
+		if err != nil {
+			return nil, backendError(op, err)
+		}
+		out[i] = toIDs(ids)
+	}
+	return out, nil
+}
+
+func (b *Backend) scanCmd(op string, lane sdk.LaneID, partition, limit int) (valkey.Completed, error) {
+	if err := lane.Validate(); err != nil {
+		return valkey.Completed{}, opError(op, err)
+	}
+	if err := b.checkPartition(op, partition); err != nil {
+		return valkey.Completed{}, err
+	}
+	if limit <= 0 {
+		limit = 1
+	}
+	limit = min(limit, scanLimitMax)
+	key := laneKeysOf(sdk.PartitionTag(partition), lane).eligible
+	return b.client.B().Zrange().Key(key).Min("0").Max(itoa(limit - 1)).Build(), nil
+}
+
+// IssueClaimGrant runs ff_issue_grant.
+func (b *Backend) IssueClaimGrant(ctx context.Context, a sdk.IssueClaimGrantArgs) (sdk.ClaimGrant, error) {
+	const op = "issue_claim_grant"
+	cmd, err := b.grantCmd(op, a)
+	if err != nil {
+		return sdk.ClaimGrant{}, err
+	}
+	r, err := decode(op, b.client.Do(ctx, cmd))
+	if err != nil {
+		return sdk.ClaimGrant{}, err
+	}
+	return sdk.ClaimGrant{ExecutionID: a.ExecutionID, ExpiresAt: r.time(0)}, nil
+}
+
+func (b *Backend) grantCmd(op string, a sdk.IssueClaimGrantArgs) (valkey.Completed, error) {
+	p, err := b.partitionOf(op, a.ExecutionID)
+	if err != nil {
+		return valkey.Completed{}, err
+	}
+	if err := validateWorker(op, a.Lane, a.WorkerID, a.WorkerInstanceID); err != nil {
+		return valkey.Completed{}, err
+	}
+	caps, err := sdk.NormalizeCapabilities(a.Capabilities)
+	if err != nil {
+		return valkey.Completed{}, opError(op, err)
+	}
+	if err := validateDuration(op, "grant ttl", a.GrantTTL); err != nil {
+		return valkey.Completed{}, err
+	}
+	ttl := a.GrantTTL
+	if ttl == 0 {
+		ttl = GrantTTLDefault
+	}
+	ek, lk := keysOf(a.ExecutionID), laneKeysOf(sdk.PartitionTag(p), a.Lane)
+	return b.fcall("ff_issue_grant", []string{ek.core, ek.grant, lk.eligible},
+		string(a.ExecutionID), string(a.WorkerID), string(a.WorkerInstanceID), durMS(ttl), joinCSV(caps)), nil
+}
+
+// ClaimExecution consumes the caller's grant and starts a new attempt.
+func (b *Backend) ClaimExecution(ctx context.Context, a sdk.ClaimExecutionArgs) (sdk.ClaimedExecution, error) {
+	t, err := b.claim(ctx, "claim_execution", a, "new", false)
+	return t.ClaimedExecution, err
+}
+
+// ClaimResumedExecution consumes the grant and continues the interrupted attempt.
+func (b *Backend) ClaimResumedExecution(ctx context.Context, a sdk.ClaimExecutionArgs) (sdk.ClaimedExecution, error) {
+	t, err := b.claim(ctx, "claim_resumed_execution", a, "resume", false)
+	return t.ClaimedExecution, err
+}
+
+func (b *Backend) claim(ctx context.Context, op string, a sdk.ClaimExecutionArgs, mode string, withContext bool) (sdk.ClaimedTask, error) {
+	cmd, err := b.claimCmd(op, a, mode, withContext)
+	if err != nil {
+		return sdk.ClaimedTask{}, err
+	}
+	return decodeClaim(op, a, b.client.Do(ctx, cmd), withContext)
+}
+
+// claimCmd builds ff_claim. A fresh attempt id is minted for mode "new".
+func (b *Backend) claimCmd(op string, a sdk.ClaimExecutionArgs, mode string, withContext bool) (valkey.Completed, error) {
+	p, err := b.partitionOf(op, a.ExecutionID)
+	if err != nil {
+		return valkey.Completed{}, err
+	}
+	if err := validateWorker(op, a.Lane, a.WorkerID, a.WorkerInstanceID); err != nil {
+		return valkey.Completed{}, err
+	}
+	if err := validateDuration(op, "lease ttl", a.LeaseTTL); err != nil {
+		return valkey.Completed{}, err
+	}
+	ttl := a.LeaseTTL
+	if ttl == 0 {
+		ttl = LeaseTTLDefault
+	}
+	tag := sdk.PartitionTag(p)
+	ek, lk, pk := keysOf(a.ExecutionID), laneKeysOf(tag, a.Lane), partKeysOf(tag)
+	wc := "0"
+	if withContext {
+		wc = "1"
+	}
+	return b.fcall("ff_claim", []string{ek.core, ek.grant, lk.eligible, pk.leases, lk.active, pk.timeouts, ek.ctx},
+		string(a.ExecutionID), string(a.WorkerID), string(a.WorkerInstanceID), sdk.NewToken(), sdk.NewToken(),
+		durMS(ttl), mode, wc, string(a.Lane)), nil
+}
+
+// decodeClaim reads ff_claim's reply: the lease, then optionally the context.
+func decodeClaim(op string, a sdk.ClaimExecutionArgs, res valkey.ValkeyResult, withContext bool) (sdk.ClaimedTask, error) {
+	r, err := decode(op, res)
+	if err != nil {
+		return sdk.ClaimedTask{}, err
+	}
+	ttl := a.LeaseTTL
+	if ttl == 0 {
+		ttl = LeaseTTLDefault
+	}
+	kind := sdk.HandleFresh
+	at := sdk.AttemptType(r.field(5))
+	if at == sdk.AttemptResumed {
+		kind = sdk.HandleResumed
+	}
+	t := sdk.ClaimedTask{ClaimedExecution: sdk.ClaimedExecution{
+		Handle: sdk.Handle{
+			Backend: sdk.BackendValkey, Kind: kind, ExecutionID: a.ExecutionID, Lane: a.Lane,
+			AttemptIndex: sdk.AttemptIndex(r.uint(4)), AttemptID: r.field(3), LeaseID: r.field(0),
+			Epoch: r.uint(1), LeaseTTL: ttl, WorkerInstanceID: a.WorkerInstanceID,
+		},
+		ExpiresAt:   r.time(2),
+		AttemptType: at,
+	}}
+	if withContext {
+		t.Context = contextFromPairs(r.fields[6:])
+	}
+	return t, nil
+}
+
+// GrantAndClaim pipelines ff_issue_grant and ff_claim (with the context
+// inline) in one round trip. An interrupted attempt is claimed with a second
+// round trip in resume mode.
+func (b *Backend) GrantAndClaim(ctx context.Context, g sdk.IssueClaimGrantArgs, leaseTTL time.Duration) (sdk.ClaimedTask, error) {
+	const op = "grant_and_claim"
+	gc, err := b.grantCmd(op, g)
+	if err != nil {
+		return sdk.ClaimedTask{}, err
+	}
+	ca := sdk.ClaimExecutionArgs{ExecutionID: g.ExecutionID, Lane: g.Lane, WorkerID: g.WorkerID,
+		WorkerInstanceID: g.WorkerInstanceID, LeaseTTL: leaseTTL}
+	cc, err := b.claimCmd(op, ca, "new", true)
+	if err != nil {
+		return sdk.ClaimedTask{}, err
+	}
+	res := b.client.DoMulti(ctx, gc, cc)
+	if _, err := decode(op, res[0]); err != nil {
+		return sdk.ClaimedTask{}, err
+	}
+	t, err := decodeClaim(op, ca, res[1], true)
+	if sdk.CodeOf(err) == sdk.CodeUseClaimResumed {
+		return b.claim(ctx, op, ca, "resume", true)
+	}
+	return t, err
+}
+
+// BlockRoute parks an execution no current worker can run.
+func (b *Backend) BlockRoute(ctx context.Context, a sdk.BlockRouteArgs) (sdk.BlockRouteOutcome, error) {
+	const op = "block_route"
+	p, err := b.partitionOf(op, a.ExecutionID)
+	if err != nil {
+		return sdk.BlockRouteOutcome{}, err
+	}
+	if err := a.Lane.Validate(); err != nil {
+		return sdk.BlockRouteOutcome{}, opError(op, err)
+	}
+	reason := a.Reason
+	if reason == "" {
+		reason = sdk.CodeCapabilityMismatch
+	}
+	lk := laneKeysOf(sdk.PartitionTag(p), a.Lane)
+	r, err := decode(op, b.client.Do(ctx, b.fcall("ff_block_route",
+		[]string{keysOf(a.ExecutionID).core, lk.eligible, lk.blocked}, string(a.ExecutionID), reason)))
+	if err != nil {
+		return sdk.BlockRouteOutcome{}, err
+	}
+	return sdk.BlockRouteOutcome{Blocked: r.field(0) == "blocked"}, nil
+}
+
+// Claim is the backend's own fresh-work claim: it walks the partitions from
+// a rotating start, scanning a window per round trip, and grant-claims the
+// first candidate that accepts. It returns (nil, nil) when nothing is eligible.
+// Workers use the sdk.Worker loop, which adds readiness caching and fairness.
+func (b *Backend) Claim(ctx context.Context, a sdk.ClaimArgs) (*sdk.ClaimedExecution, error) {
+	const op, window = "claim", 16
+	start := int(b.next.Add(1) % uint64(b.partitions))
+	for off := 0; off < b.partitions; off += window {
+		parts := make([]int, 0, window)
+		for i := off; i < min(off+window, b.partitions); i++ {
+			parts = append(parts, (start+i)%b.partitions)
+		}
+		heads, err := b.ScanEligibleWindow(ctx, a.Lane, parts, 4)
+		if err != nil {
+			return nil, err
+		}
+		for _, ids := range heads {
+			for _, id := range ids {
+				t, err := b.GrantAndClaim(ctx, sdk.IssueClaimGrantArgs{ExecutionID: id, Lane: a.Lane,
+					WorkerID: a.WorkerID, WorkerInstanceID: a.WorkerInstanceID, Capabilities: a.Capabilities,
+					GrantTTL: a.GrantTTL}, a.LeaseTTL)
+				switch {
+				case err == nil:
+					return &t.ClaimedExecution, nil
+				case sdk.CodeOf(err) == sdk.CodeCapabilityMismatch:
+					if _, err := b.BlockRoute(ctx, sdk.BlockRouteArgs{ExecutionID: id, Lane: a.Lane}); err != nil {
+						return nil, err
+					}
+				case sdk.KindOf(err) == sdk.KindContention || sdk.KindOf(err) == sdk.KindState ||
+					sdk.KindOf(err) == sdk.KindNotFound:
+					// someone else won it, or it moved on: next candidate
+				default:
+					return nil, err
+				}
+			}
+		}
+	}
+	return nil, nil
+}
+
+func validateWorker(op string, lane sdk.LaneID, w sdk.WorkerID, wi sdk.WorkerInstanceID) error {
+	if err := lane.Validate(); err != nil {
+		return opError(op, err)
+	}
+	if err := w.Validate(); err != nil {
+		return opError(op, err)
+	}
+	if err := wi.Validate(); err != nil {
+		return opError(op, err)
+	}
+	return nil
+}
+
+func toIDs(ss []string) []sdk.ExecutionID {
+	ids := make([]sdk.ExecutionID, len(ss))
+	for i, s := range ss {
+		ids[i] = sdk.ExecutionID(s)
+	}
+	return ids
+}
+
+// contextFromPairs decodes the ctx hash (field, value pairs).
+func contextFromPairs(kv []string) sdk.ExecutionContext {
+	var c sdk.ExecutionContext
+	for i := 0; i+1 < len(kv); i += 2 {
+		k, v := kv[i], kv[i+1]
+		switch {
+		case k == ctxKind:
+			c.Kind = v
+		case k == ctxLane:
+			c.Lane = sdk.LaneID(v)
+		case k == ctxPayload:
+			c.Payload = []byte(v)
+		case len(k) > len(tagFieldPrefix) && k[:len(tagFieldPrefix)] == tagFieldPrefix:
+			if c.Tags == nil {
+				c.Tags = make(map[string]string)
+			}
+			c.Tags[k[len(tagFieldPrefix):]] = v
+		}
+	}
+	return c
+}

@@ -1,0 +1,131 @@
+package valkeybackend
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/valkey-io/valkey-go"
+
+	"github.com/flowfabric/flowfabric-go/sdk"
+)
+
+// fcall builds an FCALL of a library function.
+func (b *Backend) fcall(fn string, keys []string, args ...string) valkey.Completed {
+	return b.client.B().Fcall().Function(fn).Numkeys(int64(len(keys))).Key(keys...).Arg(args...).Build()
+}
+
+// fcallRO builds an FCALL_RO of a no-writes library function.
+func (b *Backend) fcallRO(fn string, keys []string, args ...string) valkey.Completed {
+	return b.client.B().FcallRo().Function(fn).Numkeys(int64(len(keys))).Key(keys...).Arg(args...).Build()
+}
+
+// reply is a decoded success envelope {1, status, fields...}.
+type reply struct {
+	status string
+	fields []string
+}
+
+func (r reply) field(i int) string {
+	if i < len(r.fields) {
+		return r.fields[i]
+	}
+	return ""
+}
+
+func (r reply) int(i int) int64 {
+	n, _ := strconv.ParseInt(r.field(i), 10, 64)
+	return n
+}
+
+func (r reply) uint(i int) uint64 {
+	n, _ := strconv.ParseUint(r.field(i), 10, 64)
+	return n
+}
+
+func (r reply) time(i int) time.Time { return msTime(r.int(i)) }
+
+// decode turns one FCALL result into a reply or a typed error. Every function
+// of the library answers {1, status, fields...} or {0, code, detail...}; a
+// Redis error is a transport fault or a library bug.
+func decode(op string, res valkey.ValkeyResult) (reply, error) {
+	if err := res.Error(); err != nil {
+		return reply{}, backendError(op, err)
+	}
+	arr, err := res.ToArray()
+	if err != nil || len(arr) < 2 {
+		return reply{}, &sdk.Error{Kind: sdk.KindBug, Code: sdk.CodeBug, Op: op, Msg: "reply is not an envelope", Err: err}
+	}
+	flag, err := arr[0].AsInt64()
+	if err != nil {
+		return reply{}, &sdk.Error{Kind: sdk.KindBug, Code: sdk.CodeBug, Op: op, Msg: "envelope flag is not an integer", Err: err}
+	}
+	status, err := arr[1].ToString()
+	if err != nil {
+		return reply{}, &sdk.Error{Kind: sdk.KindBug, Code: sdk.CodeBug, Op: op, Msg: "envelope status is not a string", Err: err}
+	}
+	fields := make([]string, 0, len(arr)-2)
+	for _, m := range arr[2:] {
+		s, err := m.ToString()
+		if err != nil {
+			if m.IsNil() {
+				s = ""
+			} else if n, ierr := m.AsInt64(); ierr == nil {
+				s = strconv.FormatInt(n, 10)
+			} else {
+				return reply{}, &sdk.Error{Kind: sdk.KindBug, Code: sdk.CodeBug, Op: op, Msg: "envelope field is not a string", Err: err}
+			}
+		}
+		fields = append(fields, s)
+	}
+	if flag == 1 {
+		return reply{status: status, fields: fields}, nil
+	}
+	return reply{}, sdk.NewError(op, status, "", fields...)
+}
+
+// backendError classifies a client-side or server error.
+func backendError(op string, err error) error {
+	var se *sdk.Error
+	if errors.As(err, &se) {
+		return err
+	}
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		return &sdk.Error{Kind: sdk.KindTimeout, Code: sdk.CodeTimeout, Op: op, Err: err}
+	case errors.Is(err, context.Canceled):
+		return &sdk.Error{Kind: sdk.KindTimeout, Code: sdk.CodeTimeout, Op: op, Msg: "cancelled", Err: err}
+	}
+	if ve, ok := valkey.IsValkeyErr(err); ok {
+		msg := ve.Error()
+		switch {
+		case ve.IsTryAgain(), ve.IsClusterDown(), ve.IsLoading(),
+			strings.HasPrefix(msg, "BUSY"), strings.HasPrefix(msg, "MASTERDOWN"),
+			strings.HasPrefix(msg, "READONLY"):
+			return sdk.TransportError(op, err)
+		case ve.IsNoScript(), strings.Contains(msg, "Function not found"):
+			return &sdk.Error{Kind: sdk.KindUnavailable, Code: sdk.CodeUnavailable, Op: op,
+				Msg: "flowfabric library not loaded; call Prepare", Err: err}
+		}
+		return &sdk.Error{Kind: sdk.KindBug, Code: sdk.CodeBug, Op: op, Msg: "server error", Err: err}
+	}
+	return sdk.TransportError(op, err)
+}
+
+func msTime(ms int64) time.Time {
+	if ms <= 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(ms)
+}
+
+func msString(t time.Time) string {
+	if t.IsZero() {
+		return "0"
+	}
+	return strconv.FormatInt(t.UnixMilli(), 10)
+}
+
+func durMS(d time.Duration) string { return strconv.FormatInt(d.Milliseconds(), 10) }

@@ -1,0 +1,73 @@
+package valkeybackend
+
+import (
+	"github.com/flowfabric/flowfabric-go/sdk"
+)
+
+// The key layout, in one place. lua/flowfabric.lua mirrors it in its header.
+//
+// Per execution (E = "{p:N}:<uuid>", so the id's tag decides the slot):
+//
+//	ff:e:E:core      HASH   the execution record (mutable)
+//	ff:e:E:ctx       HASH   immutable context: kind, lane, payload, "t:<tag>"
+//	ff:e:E:result    STRING result bytes
+//	ff:e:E:grant     HASH   the claim grant (expires)
+//
+// Per partition (T = "{p:N}") and lane L:
+//
+//	ff:i:T:L:eligible | delayed | active | blocked | terminal   ZSETs
+//	ff:i:T:leases | timeouts | deadlines | all                  ZSETs
+//	ff:idem:T:K      STRING idempotency key K → first execution id
+//	ff:noop:T        never written; stands in for an absent optional key
+//
+// Global (untagged; read at connect or rarely):
+//
+//	ff:config        HASH   partitions (fixed per deployment)
+//	ff:lanes         SET    lane registry
+//	ff:worker:W      HASH   live worker instance W (TTL)
+const (
+	configKey    = "ff:config"
+	lanesKey     = "ff:lanes"
+	// ctx hash fields; tags are stored as tagFieldPrefix+name.
+	ctxKind        = "kind"
+	ctxLane        = "lane"
+	ctxPayload     = "payload"
+	tagFieldPrefix = "t:"
+	workerPrefix = "ff:worker:"
+)
+
+// execKeys are the per-execution keys.
+type execKeys struct {
+	core, ctx, result, grant string
+}
+
+func keysOf(id sdk.ExecutionID) execKeys {
+	p := "ff:e:" + string(id) + ":"
+	return execKeys{core: p + "core", ctx: p + "ctx", result: p + "result", grant: p + "grant"}
+}
+
+// laneKeys are one lane's indexes on one partition.
+type laneKeys struct {
+	eligible, delayed, active, blocked, terminal string
+}
+
+func laneKeysOf(tag string, lane sdk.LaneID) laneKeys {
+	p := "ff:i:" + tag + ":" + string(lane) + ":"
+	return laneKeys{eligible: p + "eligible", delayed: p + "delayed", active: p + "active",
+		blocked: p + "blocked", terminal: p + "terminal"}
+}
+
+// partKeys are a partition's lane-independent indexes.
+type partKeys struct {
+	leases, timeouts, deadlines, all, noop string
+}
+
+func partKeysOf(tag string) partKeys {
+	p := "ff:i:" + tag + ":"
+	return partKeys{leases: p + "leases", timeouts: p + "timeouts", deadlines: p + "deadlines",
+		all: p + "all", noop: "ff:noop:" + tag}
+}
+
+func idemKey(tag, key string) string { return "ff:idem:" + tag + ":" + key }
+
+func workerKey(id sdk.WorkerInstanceID) string { return workerPrefix + string(id) }

@@ -1,0 +1,211 @@
+package valkeybackend
+
+import (
+	"context"
+	"math/rand/v2"
+	"strconv"
+	"time"
+
+	"github.com/valkey-io/valkey-go"
+
+	"github.com/flowfabric/flowfabric-go/sdk"
+)
+
+// handleTag validates a handle for this backend and returns its partition tag.
+func (b *Backend) handleTag(op string, h sdk.Handle) (string, error) {
+	if err := h.Validate(); err != nil {
+		return "", opError(op, err)
+	}
+	if h.Backend != sdk.BackendValkey {
+		return "", sdk.NewError(op, sdk.CodeHandleFromOtherBackend, "handle was minted by another backend")
+	}
+	p, err := b.partitionOf(op, h.ExecutionID)
+	if err != nil {
+		return "", err
+	}
+	return sdk.PartitionTag(p), nil
+}
+
+func fenceArgs(h sdk.Handle) []string {
+	return []string{string(h.ExecutionID), h.LeaseID, strconv.FormatUint(h.Epoch, 10), h.AttemptID}
+}
+
+// Renew extends one lease by its TTL.
+func (b *Backend) Renew(ctx context.Context, h sdk.Handle) (sdk.LeaseRenewal, error) {
+	res, err := b.RenewBatch(ctx, []sdk.Handle{h})
+	if err != nil {
+		return sdk.LeaseRenewal{}, err
+	}
+	return res[0].Renewal, res[0].Err
+}
+
+// RenewBatch renews many leases: one ff_renew per partition (and lease TTL),
+// all partitions in one pipelined round trip.
+func (b *Backend) RenewBatch(ctx context.Context, handles []sdk.Handle) ([]sdk.RenewResult, error) {
+	const op = "renew"
+	out := make([]sdk.RenewResult, len(handles))
+	type group struct {
+		tag     string
+		ttl     time.Duration
+		indexes []int
+	}
+	var groups []*group
+	byKey := make(map[string]*group)
+	for i, h := range handles {
+		tag, err := b.handleTag(op, h)
+		if err != nil {
+			out[i].Err = err
+			continue
+		}
+		k := tag + "/" + strconv.FormatInt(int64(h.LeaseTTL), 10)
+		g := byKey[k]
+		if g == nil {
+			g = &group{tag: tag, ttl: h.LeaseTTL}
+			byKey[k] = g
+			groups = append(groups, g)
+		}
+		g.indexes = append(g.indexes, i)
+	}
+	if len(groups) == 0 {
+		return out, nil
+	}
+	cmds := make(valkey.Commands, 0, len(groups))
+	for _, g := range groups {
+		keys := make([]string, 0, 1+len(g.indexes))
+		keys = append(keys, partKeysOf(g.tag).leases)
+		args := make([]string, 0, 1+4*len(g.indexes))
+		args = append(args, durMS(g.ttl))
+		for _, i := range g.indexes {
+			keys = append(keys, keysOf(handles[i].ExecutionID).core)
+			args = append(args, fenceArgs(handles[i])...)
+		}
+		cmds = append(cmds, b.fcall("ff_renew", keys, args...))
+	}
+	for gi, res := range b.client.DoMulti(ctx, cmds...) {
+		g := groups[gi]
+		r, err := decode(op, res)
+		if err != nil {
+			if sdk.KindOf(err) == sdk.KindTransport || sdk.KindOf(err) == sdk.KindTimeout {
+				return nil, err
+			}
+			for _, i := range g.indexes {
+				out[i].Err = err
+			}
+			continue
+		}
+		for j, i := range g.indexes {
+			code, exp := r.field(1+2*j), r.field(2+2*j)
+			if code != "" {
+				out[i].Err = sdk.NewError(op, code, "")
+				continue
+			}
+			ms, _ := strconv.ParseInt(exp, 10, 64)
+			out[i].Renewal = sdk.LeaseRenewal{ExpiresAt: msTime(ms), Epoch: handles[i].Epoch}
+		}
+	}
+	return out, nil
+}
+
+// Progress records percent and message on the execution.
+func (b *Backend) Progress(ctx context.Context, h sdk.Handle, percent int, message string) error {
+	const op = "progress"
+	if _, err := b.handleTag(op, h); err != nil {
+		return err
+	}
+	if percent < 0 || percent > 100 {
+		return sdk.NewError(op, sdk.CodeInvalidInput, "percent out of range 0..100")
+	}
+	if len(message) > b.opts.MaxPayloadBytes {
+		return sdk.NewError(op, sdk.CodePayloadTooLarge, "progress message too large")
+	}
+	args := append(fenceArgs(h), strconv.Itoa(percent), message)
+	_, err := decode(op, b.client.Do(ctx, b.fcall("ff_progress", []string{keysOf(h.ExecutionID).core}, args...)))
+	return err
+}
+
+// Complete ends the execution successfully and stores result (nil stores none).
+func (b *Backend) Complete(ctx context.Context, h sdk.Handle, result []byte) error {
+	const op = "complete"
+	tag, err := b.handleTag(op, h)
+	if err != nil {
+		return err
+	}
+	if len(result) > b.opts.MaxPayloadBytes {
+		return sdk.NewError(op, sdk.CodePayloadTooLarge, "result too large")
+	}
+	ek, lk, pk := keysOf(h.ExecutionID), laneKeysOf(tag, h.Lane), partKeysOf(tag)
+	has := "0"
+	if result != nil {
+		has = "1"
+	}
+	args := append(fenceArgs(h), string(result), has)
+	_, err = decode(op, b.client.Do(ctx, b.fcall("ff_complete",
+		[]string{ek.core, ek.result, pk.leases, lk.active, lk.terminal, pk.timeouts, pk.deadlines}, args...)))
+	return err
+}
+
+// Fail ends the attempt; the retry policy stored with the execution decides.
+func (b *Backend) Fail(ctx context.Context, h sdk.Handle, reason, category string) (sdk.FailOutcome, error) {
+	const op = "fail"
+	tag, err := b.handleTag(op, h)
+	if err != nil {
+		return sdk.FailOutcome{}, err
+	}
+	if len(reason) > b.opts.MaxPayloadBytes {
+		return sdk.FailOutcome{}, sdk.NewError(op, sdk.CodePayloadTooLarge, "failure reason too large")
+	}
+	if len(category) > sdk.MaxIDLength {
+		return sdk.FailOutcome{}, sdk.NewError(op, sdk.CodeInvalidInput, "failure category too long")
+	}
+	ek, lk, pk := keysOf(h.ExecutionID), laneKeysOf(tag, h.Lane), partKeysOf(tag)
+	args := append(fenceArgs(h), reason, category, strconv.FormatFloat(rand.Float64(), 'f', 6, 64))
+	r, err := decode(op, b.client.Do(ctx, b.fcall("ff_fail",
+		[]string{ek.core, pk.leases, lk.active, lk.terminal, lk.delayed, pk.timeouts, pk.deadlines, lk.eligible}, args...)))
+	if err != nil {
+		return sdk.FailOutcome{}, err
+	}
+	if r.field(0) == "retry_scheduled" {
+		return sdk.FailOutcome{RetryScheduled: true, RetryAt: r.time(1)}, nil
+	}
+	return sdk.FailOutcome{}, nil
+}
+
+// Cancel ends the execution as cancelled, on behalf of the lease holder.
+func (b *Backend) Cancel(ctx context.Context, h sdk.Handle, reason string) error {
+	const op = "cancel"
+	tag, err := b.handleTag(op, h)
+	if err != nil {
+		return err
+	}
+	_, err = decode(op, b.client.Do(ctx, b.cancelCmd(h.ExecutionID, tag, h.Lane, reason, "worker:"+string(h.WorkerInstanceID), &h)))
+	return err
+}
+
+// cancelCmd builds ff_cancel; holder is nil for an operator's cancel.
+func (b *Backend) cancelCmd(id sdk.ExecutionID, tag string, lane sdk.LaneID, reason, by string, holder *sdk.Handle) valkey.Completed {
+	ek, lk, pk := keysOf(id), laneKeysOf(tag, lane), partKeysOf(tag)
+	fence := []string{"", "0", ""}
+	if holder != nil {
+		fence = fenceArgs(*holder)[1:]
+	}
+	args := append([]string{string(id), reason, by}, fence...)
+	return b.fcall("ff_cancel", []string{ek.core, ek.grant, pk.leases, lk.eligible, lk.delayed, lk.active,
+		lk.blocked, lk.terminal, pk.timeouts, pk.deadlines}, args...)
+}
+
+// Delay releases the lease and parks the execution until until.
+func (b *Backend) Delay(ctx context.Context, h sdk.Handle, until time.Time) error {
+	const op = "delay"
+	tag, err := b.handleTag(op, h)
+	if err != nil {
+		return err
+	}
+	if until.IsZero() || until.UnixMilli() <= 0 {
+		return sdk.NewError(op, sdk.CodeInvalidInput, "delay time is zero")
+	}
+	ek, lk, pk := keysOf(h.ExecutionID), laneKeysOf(tag, h.Lane), partKeysOf(tag)
+	args := append(fenceArgs(h), msString(until))
+	_, err = decode(op, b.client.Do(ctx, b.fcall("ff_delay",
+		[]string{ek.core, pk.leases, lk.active, lk.delayed, pk.timeouts, lk.eligible}, args...)))
+	return err
+}

@@ -1,0 +1,123 @@
+package valkeybackend
+
+import (
+	"context"
+	"strconv"
+
+	"github.com/flowfabric/flowfabric-go/sdk"
+)
+
+// laneOf reads an execution's lane from its immutable context, through the
+// client-side cache (a repeat costs no round trip).
+func (b *Backend) laneOf(ctx context.Context, op string, id sdk.ExecutionID) (sdk.LaneID, string, error) {
+	p, err := b.partitionOf(op, id)
+	if err != nil {
+		return "", "", err
+	}
+	cmd := b.client.B().Hget().Key(keysOf(id).ctx).Field(ctxLane).Cache()
+	lane, err := b.client.DoCache(ctx, cmd, b.opts.ContextCacheTTL).ToString()
+	if err != nil {
+		if isNil(err) {
+			return "", "", sdk.NewError(op, sdk.CodeExecutionNotFound, string(id))
+		}
+		return "", "", backendError(op, err)
+	}
+	return sdk.LaneID(lane), sdk.PartitionTag(p), nil
+}
+
+// CancelExecution cancels from any non-terminal state, as an operator.
+func (b *Backend) CancelExecution(ctx context.Context, a sdk.CancelExecutionArgs) (sdk.CancelExecutionResult, error) {
+	const op = "cancel_execution"
+	if len(a.Reason) > b.opts.MaxPayloadBytes {
+		return sdk.CancelExecutionResult{}, sdk.NewError(op, sdk.CodePayloadTooLarge, "reason too large")
+	}
+	lane, tag, err := b.laneOf(ctx, op, a.ExecutionID)
+	if err != nil {
+		return sdk.CancelExecutionResult{}, err
+	}
+	by := a.RequestedBy
+	if by == "" {
+		by = "operator"
+	}
+	r, err := decode(op, b.client.Do(ctx, b.cancelCmd(a.ExecutionID, tag, lane, a.Reason, by, nil)))
+	if err != nil {
+		return sdk.CancelExecutionResult{}, err
+	}
+	return sdk.CancelExecutionResult{PreviousState: sdk.PublicState(r.field(0))}, nil
+}
+
+// ChangePriority re-scores a waiting (or delayed) execution.
+func (b *Backend) ChangePriority(ctx context.Context, a sdk.ChangePriorityArgs) (sdk.ChangePriorityResult, error) {
+	const op = "change_priority"
+	if _, err := b.partitionOf(op, a.ExecutionID); err != nil {
+		return sdk.ChangePriorityResult{}, err
+	}
+	if a.Priority < sdk.MinPriority || a.Priority > sdk.MaxPriority {
+		return sdk.ChangePriorityResult{}, sdk.NewError(op, sdk.CodeInvalidInput, "priority out of range")
+	}
+	lane, tag, err := b.laneOf(ctx, op, a.ExecutionID)
+	if err != nil {
+		return sdk.ChangePriorityResult{}, err
+	}
+	r, err := decode(op, b.client.Do(ctx, b.fcall("ff_change_priority",
+		[]string{keysOf(a.ExecutionID).core, laneKeysOf(tag, lane).eligible},
+		string(a.ExecutionID), strconv.Itoa(a.Priority))))
+	if err != nil {
+		return sdk.ChangePriorityResult{}, err
+	}
+	return sdk.ChangePriorityResult{Old: int(r.int(0)), New: int(r.int(1))}, nil
+}
+
+// RevokeLease takes the lease from its holder.
+func (b *Backend) RevokeLease(ctx context.Context, a sdk.RevokeLeaseArgs) (sdk.RevokeLeaseResult, error) {
+	const op = "revoke_lease"
+	p, err := b.partitionOf(op, a.ExecutionID)
+	if err != nil {
+		return sdk.RevokeLeaseResult{}, err
+	}
+	if len(a.Reason) > sdk.MaxIDLength*16 {
+		return sdk.RevokeLeaseResult{}, sdk.NewError(op, sdk.CodeInvalidInput, "reason too long")
+	}
+	pk := partKeysOf(sdk.PartitionTag(p))
+	r, err := decode(op, b.client.Do(ctx, b.fcall("ff_revoke", []string{keysOf(a.ExecutionID).core, pk.leases},
+		string(a.ExecutionID), a.ExpectedLeaseID, a.Reason)))
+	if err != nil {
+		return sdk.RevokeLeaseResult{}, err
+	}
+	return sdk.RevokeLeaseResult{LeaseID: r.field(0), Epoch: r.uint(1)}, nil
+}
+
+// PromoteDelayedDefaultLimit is PromoteDelayedArgs.Limit's default.
+const PromoteDelayedDefaultLimit = 100
+
+// PromoteDelayed moves due delayed executions of a lane on a partition back to
+// eligible: one read-only FCALL finds the due ids by server time, one FCALL
+// promotes them (re-checking each).
+func (b *Backend) PromoteDelayed(ctx context.Context, a sdk.PromoteDelayedArgs) (int, error) {
+	const op = "promote_delayed"
+	if err := a.Lane.Validate(); err != nil {
+		return 0, opError(op, err)
+	}
+	if err := b.checkPartition(op, a.Partition); err != nil {
+		return 0, err
+	}
+	limit := a.Limit
+	if limit <= 0 {
+		limit = PromoteDelayedDefaultLimit
+	}
+	lk := laneKeysOf(sdk.PartitionTag(a.Partition), a.Lane)
+	due, err := decode(op, b.client.Do(ctx, b.fcallRO("ff_due", []string{lk.delayed}, strconv.Itoa(limit))))
+	if err != nil || len(due.fields) == 0 {
+		return 0, err
+	}
+	keys := make([]string, 0, 2+len(due.fields))
+	keys = append(keys, lk.delayed, lk.eligible)
+	for _, id := range due.fields {
+		keys = append(keys, keysOf(sdk.ExecutionID(id)).core)
+	}
+	r, err := decode(op, b.client.Do(ctx, b.fcall("ff_promote", keys, due.fields...)))
+	if err != nil {
+		return 0, err
+	}
+	return int(r.int(0)), nil
+}

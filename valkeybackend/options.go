@@ -1,0 +1,73 @@
+package valkeybackend
+
+import (
+	"crypto/tls"
+	"time"
+)
+
+// Defaults of Options.
+const (
+	PartitionsDefault        = 16
+	MaxPayloadBytesDefault   = 1 << 20
+	CacheSizeEachConnDefault = 16 << 20
+	ContextCacheTTLDefault   = 10 * time.Minute
+	PrepareAttemptsDefault   = 5
+)
+
+// Options configures Connect. The zero value connects to 127.0.0.1:6379.
+type Options struct {
+	// Addrs are seed addresses ("host:port"). Cluster mode is detected
+	// automatically. Default ["127.0.0.1:6379"].
+	Addrs []string
+	// Username and Password authenticate (ACL); empty means none.
+	Username string
+	Password string
+	// TLS enables TLS with this config; nil means plain TCP.
+	TLS *tls.Config
+	// Partitions is the deployment's partition count. The first Connect
+	// stores it in Valkey; later ones must agree or leave it 0 to adopt the
+	// stored value. Default PartitionsDefault (16) for a new deployment.
+	Partitions int
+	// MaxPayloadBytes bounds payloads and results. Default 1 MiB.
+	MaxPayloadBytes int
+	// CacheSizeEachConn is the client-side cache per connection (bytes), used
+	// for immutable execution context and readiness. Default 16 MiB;
+	// negative disables client-side caching.
+	CacheSizeEachConn int
+	// ContextCacheTTL bounds how long a cached execution context is kept.
+	// Default 10 minutes (the data never changes; the TTL only bounds memory).
+	ContextCacheTTL time.Duration
+	// MaxFlushDelay lets the pipeline wait this long to batch more commands
+	// (valkey-go); 0 flushes at once (lowest latency). Default 0.
+	MaxFlushDelay time.Duration
+	// PipelineMultiplex sets valkey-go's connections per node as 2^n.
+	// Default 0 (valkey-go's default).
+	PipelineMultiplex int
+	// DisableAutoPipelining sends each command on a pooled connection instead
+	// of the shared pipeline. Default false.
+	DisableAutoPipelining bool
+	// PrepareAttempts bounds Prepare's retries on transient errors (a
+	// compile error is never retried). Default 5.
+	PrepareAttempts int
+	// SkipPrepare skips loading the library at Connect; call Prepare yourself.
+	SkipPrepare bool
+}
+
+func (o Options) withDefaults() Options {
+	if len(o.Addrs) == 0 {
+		o.Addrs = []string{"127.0.0.1:6379"}
+	}
+	if o.MaxPayloadBytes == 0 {
+		o.MaxPayloadBytes = MaxPayloadBytesDefault
+	}
+	if o.CacheSizeEachConn == 0 {
+		o.CacheSizeEachConn = CacheSizeEachConnDefault
+	}
+	if o.ContextCacheTTL == 0 {
+		o.ContextCacheTTL = ContextCacheTTLDefault
+	}
+	if o.PrepareAttempts == 0 {
+		o.PrepareAttempts = PrepareAttemptsDefault
+	}
+	return o
+}

@@ -1,0 +1,229 @@
+package valkeybackend
+
+import (
+	"context"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/valkey-io/valkey-go"
+
+	"github.com/flowfabric/flowfabric-go/sdk"
+)
+
+// listLimitMax caps a page of ListExecutions and ListLanes.
+const listLimitMax = 1000
+
+func isNil(err error) bool { return valkey.IsValkeyNil(err) }
+
+// ReadExecutionContext returns the immutable context through the client-side
+// cache: after the first read, repeats cost no round trip.
+func (b *Backend) ReadExecutionContext(ctx context.Context, id sdk.ExecutionID) (sdk.ExecutionContext, error) {
+	const op = "read_execution_context"
+	if _, err := b.partitionOf(op, id); err != nil {
+		return sdk.ExecutionContext{}, err
+	}
+	kv, err := b.readContextPairs(ctx, op, id)
+	if err != nil {
+		return sdk.ExecutionContext{}, err
+	}
+	if len(kv) == 0 {
+		return sdk.ExecutionContext{}, sdk.NewError(op, sdk.CodeExecutionNotFound, string(id))
+	}
+	return contextFromPairs(kv), nil
+}
+
+func (b *Backend) readContextPairs(ctx context.Context, op string, id sdk.ExecutionID) ([]string, error) {
+	cmd := b.client.B().Hgetall().Key(keysOf(id).ctx).Cache()
+	m, err := b.client.DoCache(ctx, cmd, b.opts.ContextCacheTTL).AsStrMap()
+	if err != nil {
+		return nil, backendError(op, err)
+	}
+	kv := make([]string, 0, 2*len(m))
+	for k, v := range m {
+		kv = append(kv, k, v)
+	}
+	return kv, nil
+}
+
+// DescribeExecution returns a snapshot, or nil for an unknown id.
+func (b *Backend) DescribeExecution(ctx context.Context, id sdk.ExecutionID) (*sdk.ExecutionSnapshot, error) {
+	const op = "describe_execution"
+	if _, err := b.partitionOf(op, id); err != nil {
+		return nil, err
+	}
+	core, err := b.client.Do(ctx, b.client.B().Hgetall().Key(keysOf(id).core).Build()).AsStrMap()
+	if err != nil {
+		return nil, backendError(op, err)
+	}
+	if len(core) == 0 {
+		return nil, nil
+	}
+	kv, err := b.readContextPairs(ctx, op, id)
+	if err != nil {
+		return nil, err
+	}
+	c := contextFromPairs(kv)
+	num := func(f string) int64 { n, _ := strconv.ParseInt(core[f], 10, 64); return n }
+	s := &sdk.ExecutionSnapshot{
+		ID: id, Lane: c.Lane, Kind: c.Kind, Tags: c.Tags,
+		State:               sdk.PublicState(core["state"]),
+		BlockedReason:       core["blocked"],
+		Priority:            int(num("priority")),
+		CreatedAt:           msTime(num("created_at")),
+		StartedAt:           msTime(num("started_at")),
+		CompletedAt:         msTime(num("completed_at")),
+		DelayUntil:          msTime(num("delay_until")),
+		Deadline:            msTime(num("deadline_at")),
+		CurrentAttemptIndex: sdk.AttemptIndex(num("attempt_index")),
+		TotalAttempts:       int(num("total_attempts")),
+		RetryCount:          int(num("retry_count")),
+		LeaseEpoch:          uint64(num("lease_epoch")),
+		ProgressPercent:     int(num("progress_pct")),
+		ProgressMessage:     core["progress_msg"],
+		FailureReason:       core["failure_reason"],
+		FailureCategory:     core["failure_category"],
+		CancellationReason:  core["cancel_reason"],
+	}
+	if caps := core["caps"]; caps != "" {
+		s.RequiredCapabilities = strings.Split(caps, ",")
+	}
+	if s.State == sdk.StateActive {
+		s.LeaseExpiresAt = msTime(num("lease_expires_at"))
+		s.WorkerInstanceID = sdk.WorkerInstanceID(core["worker_instance"])
+	}
+	return s, nil
+}
+
+// hget reads one core field; a missing execution is execution_not_found.
+func (b *Backend) hget(ctx context.Context, op string, id sdk.ExecutionID, field string) (string, error) {
+	if _, err := b.partitionOf(op, id); err != nil {
+		return "", err
+	}
+	v, err := b.client.Do(ctx, b.client.B().Hget().Key(keysOf(id).core).Field(field).Build()).ToString()
+	if err != nil {
+		if isNil(err) {
+			return "", sdk.NewError(op, sdk.CodeExecutionNotFound, string(id))
+		}
+		return "", backendError(op, err)
+	}
+	return v, nil
+}
+
+// ReadExecutionState returns the public state.
+func (b *Backend) ReadExecutionState(ctx context.Context, id sdk.ExecutionID) (sdk.PublicState, error) {
+	s, err := b.hget(ctx, "read_execution_state", id, "state")
+	return sdk.PublicState(s), err
+}
+
+// ReadCurrentAttemptIndex returns the index of the current (or last) attempt.
+func (b *Backend) ReadCurrentAttemptIndex(ctx context.Context, id sdk.ExecutionID) (sdk.AttemptIndex, error) {
+	s, err := b.hget(ctx, "read_current_attempt_index", id, "attempt_index")
+	n, _ := strconv.ParseUint(s, 10, 32)
+	return sdk.AttemptIndex(n), err
+}
+
+// ReadTotalAttemptCount returns how many attempts were started.
+func (b *Backend) ReadTotalAttemptCount(ctx context.Context, id sdk.ExecutionID) (int, error) {
+	s, err := b.hget(ctx, "read_total_attempt_count", id, "total_attempts")
+	n, _ := strconv.Atoi(s)
+	return n, err
+}
+
+// GetExecutionResult returns the stored result of a completed execution, or
+// nil when it is unknown, not completed, or completed without a result.
+func (b *Backend) GetExecutionResult(ctx context.Context, id sdk.ExecutionID) ([]byte, error) {
+	const op = "get_execution_result"
+	if _, err := b.partitionOf(op, id); err != nil {
+		return nil, err
+	}
+	k := keysOf(id)
+	res := b.client.DoMulti(ctx, b.client.B().Hget().Key(k.core).Field("state").Build(),
+		b.client.B().Get().Key(k.result).Build())
+	state, err := res[0].ToString()
+	if err != nil {
+		if isNil(err) {
+			return nil, nil
+		}
+		return nil, backendError(op, err)
+	}
+	if sdk.PublicState(state) != sdk.StateCompleted {
+		return nil, nil
+	}
+	v, err := res[1].AsBytes()
+	if err != nil {
+		if isNil(err) {
+			return nil, nil
+		}
+		return nil, backendError(op, err)
+	}
+	return v, nil
+}
+
+// ListExecutions pages a partition's executions in id order after cursor.
+func (b *Backend) ListExecutions(ctx context.Context, partition int, cursor sdk.ExecutionID, limit int) (sdk.ListExecutionsPage, error) {
+	const op = "list_executions"
+	if err := b.checkPartition(op, partition); err != nil {
+		return sdk.ListExecutionsPage{}, err
+	}
+	if cursor != "" {
+		if err := cursor.Validate(); err != nil {
+			return sdk.ListExecutionsPage{}, opError(op, err)
+		}
+	}
+	if limit < 0 {
+		return sdk.ListExecutionsPage{}, sdk.NewError(op, sdk.CodeInvalidInput, "negative limit")
+	}
+	if limit == 0 {
+		return sdk.ListExecutionsPage{}, nil
+	}
+	limit = min(limit, listLimitMax)
+	start := "-"
+	if cursor != "" {
+		start = "(" + string(cursor)
+	}
+	key := partKeysOf(sdk.PartitionTag(partition)).all
+	ids, err := b.client.Do(ctx, b.client.B().Zrange().Key(key).Min(start).Max("+").Bylex().
+		Limit(0, int64(limit+1)).Build()).AsStrSlice()
+	if err != nil {
+		return sdk.ListExecutionsPage{}, backendError(op, err)
+	}
+	page := sdk.ListExecutionsPage{}
+	if len(ids) > limit {
+		ids = ids[:limit]
+		page.NextCursor = sdk.ExecutionID(ids[limit-1])
+	}
+	page.IDs = toIDs(ids)
+	return page, nil
+}
+
+// ListLanes pages the lane registry in name order after cursor.
+func (b *Backend) ListLanes(ctx context.Context, cursor sdk.LaneID, limit int) (sdk.ListLanesPage, error) {
+	const op = "list_lanes"
+	if limit < 0 {
+		return sdk.ListLanesPage{}, sdk.NewError(op, sdk.CodeInvalidInput, "negative limit")
+	}
+	if limit == 0 {
+		return sdk.ListLanesPage{}, nil
+	}
+	limit = min(limit, listLimitMax)
+	all, err := b.client.Do(ctx, b.client.B().Smembers().Key(lanesKey).Build()).AsStrSlice()
+	if err != nil {
+		return sdk.ListLanesPage{}, backendError(op, err)
+	}
+	sort.Strings(all)
+	i := sort.SearchStrings(all, string(cursor))
+	if i < len(all) && all[i] == string(cursor) {
+		i++
+	}
+	rest := all[i:]
+	page := sdk.ListLanesPage{}
+	if len(rest) > limit {
+		rest = rest[:limit]
+		page.NextCursor = sdk.LaneID(rest[limit-1])
+	}
+	for _, l := range rest {
+		page.Lanes = append(page.Lanes, sdk.LaneID(l))
+	}
+	return page, nil
+}
