@@ -25,6 +25,12 @@ so every key below hashes to the partition's slot). L is a lane name.
   ff:idem:T:K        STRING first execution id for idempotency key K (PX ttl)
   ff:noop:T          never written: stands in for an absent optional key
 
+Worker registry (tag {w:I} for instance I, so both keys share a slot):
+  ff:w:{w:I}:alive   STRING owner token, PX = registration TTL
+  ff:w:{w:I}:info    HASH   worker_id, lanes, caps, registered_at (same TTL)
+  ff:workers         ZSET   instance -> registration expiry (written by the
+                            client beside these calls; untagged, global)
+
 Core fields: lane kind priority created_at state blocked caps retry_max bo_kind
 bo_init bo_max bo_mult bo_jitter retry_cats attempt_timeout deadline_at
 delay_until resume total_attempts attempt_index attempt_id attempt_type
@@ -212,6 +218,58 @@ redis.register_function('ff_issue_grant', function(keys, argv)
   return ok(tostring(expires))
 end)
 
+-- Takes a fresh lease on a waiting execution whose checks passed: new attempt
+-- (or the interrupted one when resume), epoch+1, indexes moved. Returns the
+-- six lease fields in reply order.
+local function take_lease(core, eid, eligible, leases, active, timeouts, f,
+                          worker_id, wiid, lease_id, attempt_id, ttl, resume, now)
+  local epoch = tonumber(f.epoch) + 1
+  local expires = now + ttl
+  local attempt_index, attempt_type
+  if resume then
+    attempt_index, attempt_id, attempt_type = tonumber(f.attempt_index), f.attempt_id, 'resumed'
+  else
+    attempt_index = tonumber(f.total_attempts)
+    attempt_type = f.pending_type
+    redis.call('HSET', core, 'total_attempts', attempt_index + 1,
+      'attempt_index', attempt_index, 'attempt_id', attempt_id,
+      'attempt_type', attempt_type, 'pending_type', '')
+  end
+  redis.call('HSET', core, 'state', 'active', 'resume', '0', 'lease_state', 'held',
+    'lease_id', lease_id, 'lease_epoch', epoch, 'worker_id', worker_id,
+    'worker_instance', wiid, 'lease_ttl', ttl, 'lease_expires_at', expires,
+    'delay_until', 0, 'last_transition_at', now)
+  if not f.started_at then redis.call('HSET', core, 'started_at', now) end
+  redis.call('ZREM', eligible, eid)
+  redis.call('ZADD', leases, expires, eid)
+  redis.call('ZADD', active, now, eid)
+  local timeout = tonumber(f.attempt_timeout or '0')
+  if timeout > 0 then redis.call('ZADD', timeouts, now + timeout, eid) end
+  return {lease_id, tostring(epoch), tostring(expires), attempt_id,
+    tostring(attempt_index), attempt_type}
+end
+
+local CLAIM_FIELDS = {'state', 'blocked', 'resume', 'total_attempts', 'lease_epoch',
+  'pending_type', 'attempt_index', 'attempt_id', 'attempt_timeout', 'started_at',
+  'lane', 'caps'}
+
+-- Reads the fields a claim needs into a table keyed by name (nil when absent).
+local function claim_fields(core)
+  local v = redis.call('HMGET', core, unpack(CLAIM_FIELDS))
+  local f = {}
+  for i, name in ipairs(CLAIM_FIELDS) do
+    if v[i] then f[name] = v[i] end
+  end
+  -- HMGET returns false for absent fields; map those to nil
+  f.epoch = f.lease_epoch
+  return f
+end
+
+local function append_all(dst, src)
+  for i = 1, #src do dst[#dst + 1] = src[i] end
+  return dst
+end
+
 ---------------------------------------------------------------------------
 -- ff_claim: consume the caller's grant and take a fresh lease.
 -- KEYS: 1 core, 2 grant, 3 eligible, 4 leases, 5 active, 6 timeouts, 7 ctx
@@ -222,60 +280,91 @@ end)
 --   attempt_type) and, with_context, the ctx hash as field, value pairs.
 -- Errors: execution_not_found, execution_not_leaseable(state),
 --   use_claim_resumed_execution, not_a_resumed_execution,
---   invalid_claim_grant, claim_grant_expired.
+--   invalid_claim_grant, claim_grant_expired, invalid_input.
 redis.register_function('ff_claim', function(keys, argv)
-  local core, grant, eligible, leases, active, timeouts =
-    keys[1], keys[2], keys[3], keys[4], keys[5], keys[6]
+  local core, grant = keys[1], keys[2]
   local eid, worker_id, wiid, lease_id = argv[1], argv[2], argv[3], argv[4]
   local ttl, mode = uint(argv[6]), argv[7]
-  if ttl == nil or ttl == 0 or lease_id == '' or (mode ~= 'new' and mode ~= 'resume') then
+  if ttl == nil or ttl == 0 or lease_id == '' or (mode ~= 'new' and mode ~= 'resume')
+    or (mode == 'new' and argv[5] == '') then
     return fail('invalid_input', 'malformed claim arguments')
   end
-  local f = redis.call('HMGET', core, 'state', 'blocked', 'resume', 'total_attempts',
-    'lease_epoch', 'pending_type', 'attempt_index', 'attempt_id', 'attempt_timeout',
-    'started_at', 'lane')
-  if not f[1] then return fail('execution_not_found') end
-  if f[11] ~= argv[9] then return fail('invalid_input', 'lane differs from the execution') end
-  if f[1] ~= 'waiting' or f[2] ~= '' then return fail('execution_not_leaseable', f[1]) end
-  if mode == 'new' and f[3] == '1' then return fail('use_claim_resumed_execution') end
-  if mode == 'resume' and f[3] ~= '1' then return fail('not_a_resumed_execution') end
+  local f = claim_fields(core)
+  if not f.state then return fail('execution_not_found') end
+  if f.lane ~= argv[9] then return fail('invalid_input', 'lane differs from the execution') end
+  if f.state ~= 'waiting' or f.blocked ~= '' then return fail('execution_not_leaseable', f.state) end
+  if mode == 'new' and f.resume == '1' then return fail('use_claim_resumed_execution') end
+  if mode == 'resume' and f.resume ~= '1' then return fail('not_a_resumed_execution') end
   local g = redis.call('HMGET', grant, 'worker_id', 'expires_at')
   if not g[1] or g[1] ~= worker_id then return fail('invalid_claim_grant') end
   local now = now_ms()
   if tonumber(g[2]) <= now then return fail('claim_grant_expired') end
   redis.call('DEL', grant)
+  local lease = take_lease(core, eid, keys[3], keys[4], keys[5], keys[6], f,
+    worker_id, wiid, lease_id, argv[5], ttl, mode == 'resume', now)
+  local reply = append_all(ok(), lease)
+  if argv[8] == '1' then append_all(reply, redis.call('HGETALL', keys[7])) end
+  return reply
+end)
 
-  local epoch = tonumber(f[5]) + 1
-  local expires = now + ttl
-  local attempt_index, attempt_id, attempt_type
-  if mode == 'resume' then
-    attempt_index, attempt_id, attempt_type = tonumber(f[7]), f[8], 'resumed'
-  else
-    attempt_index = tonumber(f[4])
-    attempt_id = argv[5]
-    attempt_type = f[6]
-    if attempt_id == '' then return fail('invalid_input', 'attempt id is empty') end
-    redis.call('HSET', core, 'total_attempts', attempt_index + 1,
-      'attempt_index', attempt_index, 'attempt_id', attempt_id,
-      'attempt_type', attempt_type, 'pending_type', '')
-  end
-  redis.call('HSET', core, 'state', 'active', 'resume', '0', 'lease_state', 'held',
-    'lease_id', lease_id, 'lease_epoch', epoch, 'worker_id', worker_id,
-    'worker_instance', wiid, 'lease_ttl', ttl, 'lease_expires_at', expires,
-    'delay_until', 0, 'last_transition_at', now)
-  if not f[10] then redis.call('HSET', core, 'started_at', now) end
-  redis.call('ZREM', eligible, eid)
-  redis.call('ZADD', leases, expires, eid)
-  redis.call('ZADD', active, now, eid)
-  local timeout = tonumber(f[9] or '0')
-  if timeout > 0 then redis.call('ZADD', timeouts, now + timeout, eid) end
+-- Builds a per-execution key (see ff_claim_fused for why this exists).
+local function exec_key(eid, suffix) return 'ff:e:' .. eid .. ':' .. suffix end
 
-  local reply = ok(lease_id, tostring(epoch), tostring(expires), attempt_id,
-    tostring(attempt_index), attempt_type)
-  if argv[8] == '1' then
-    local c = redis.call('HGETALL', keys[7])
-    for i = 1, #c do reply[#reply + 1] = c[i] end
+---------------------------------------------------------------------------
+-- ff_claim_fused: pick, grant and claim up to max executions of a lane on one
+-- partition in one call, returning their context inline.
+-- The per-execution keys (core, ctx, grant) of the picked ids are derived
+-- with exec_key, the one place keys are built in Lua: ids are only known
+-- once picked, and each id starts with the partition's tag, so every key
+-- stays in this call's slot.
+-- KEYS: 1 eligible, 2 leases, 3 active, 4 timeouts, 5 blocked
+-- ARGV: 1 worker_id, 2 worker_instance_id, 3 lease_ttl_ms, 4 max,
+--       5 worker_caps_csv, 6 lane, then max (lease_id, attempt_id) pairs
+-- Returns ok(n, then per claimed execution: eid, lease_id, epoch, expires_at,
+--   attempt_id, attempt_index, attempt_type, npairs, ctx field/value pairs).
+-- Executions whose capabilities the worker lacks are blocked for routing;
+-- executions granted to someone else are skipped.
+redis.register_function('ff_claim_fused', function(keys, argv)
+  local eligible, leases, active, timeouts, blocked = keys[1], keys[2], keys[3], keys[4], keys[5]
+  local worker_id, wiid, ttl, max = argv[1], argv[2], uint(argv[3]), uint(argv[4])
+  if ttl == nil or ttl == 0 or max == nil or max == 0 or #argv ~= 6 + 2 * max then
+    return fail('invalid_input', 'malformed fused claim arguments')
   end
+  local have = csv_set(argv[5])
+  local now = now_ms()
+  local reply = ok('0')
+  local claimed = 0
+  local candidates = redis.call('ZRANGE', eligible, 0, 4 * max - 1)
+  for _, eid in ipairs(candidates) do
+    if claimed >= max then break end
+    local core = exec_key(eid, 'core')
+    local f = claim_fields(core)
+    if not f.state then redis.call('ZREM', eligible, eid) end
+    local take = f.state == 'waiting' and f.blocked == '' and f.lane == argv[6]
+      and redis.call('EXISTS', exec_key(eid, 'grant')) == 0
+    if take and f.caps and f.caps ~= '' then
+      for tok in string.gmatch(f.caps, '[^,]+') do
+        if not have[tok] then take = false end
+      end
+      if not take then
+        redis.call('ZREM', eligible, eid)
+        redis.call('HSET', core, 'blocked', 'capability_mismatch')
+        redis.call('ZADD', blocked, now, eid)
+      end
+    end
+    if take then
+      local a = 7 + 2 * claimed
+      local lease = take_lease(core, eid, eligible, leases, active, timeouts, f,
+        worker_id, wiid, argv[a], argv[a + 1], ttl, f.resume == '1', now)
+      reply[#reply + 1] = eid
+      append_all(reply, lease)
+      local c = redis.call('HGETALL', exec_key(eid, 'ctx'))
+      reply[#reply + 1] = tostring(#c / 2)
+      append_all(reply, c)
+      claimed = claimed + 1
+    end
+  end
+  reply[3] = tostring(claimed)
   return reply
 end)
 
@@ -560,3 +649,54 @@ redis.register_function{function_name = 'ff_due', flags = {'no-writes'},
     local r = redis.call('ZRANGEBYSCORE', keys[1], '-inf', now_ms(), 'LIMIT', 0, limit)
     return {1, 'OK', unpack(r)}
   end}
+
+---------------------------------------------------------------------------
+-- ff_worker_register: claim a worker instance id for a live process.
+-- KEYS: 1 alive, 2 info
+-- ARGV: 1 owner token, 2 ttl_ms, 3 worker_id, 4 lanes_csv, 5 caps_csv
+-- Returns ok(expires_at). Errors: worker_instance_in_use, invalid_input.
+redis.register_function('ff_worker_register', function(keys, argv)
+  local ttl = uint(argv[2])
+  if ttl == nil or ttl == 0 or argv[1] == '' then return fail('invalid_input', 'malformed registration') end
+  if not redis.call('SET', keys[1], argv[1], 'NX', 'PX', ttl) then
+    return fail('worker_instance_in_use')
+  end
+  local now = now_ms()
+  redis.call('DEL', keys[2])
+  redis.call('HSET', keys[2], 'worker_id', argv[3], 'lanes', argv[4], 'caps', argv[5],
+    'registered_at', now)
+  redis.call('PEXPIRE', keys[2], ttl)
+  return ok(tostring(now + ttl))
+end)
+
+---------------------------------------------------------------------------
+-- ff_worker_heartbeat: extend a registration the caller owns (re-register
+-- it when it lapsed and nobody took the id).
+-- KEYS: 1 alive, 2 info
+-- ARGV: 1 owner token, 2 ttl_ms, 3 worker_id, 4 lanes_csv, 5 caps_csv
+-- Returns ok(expires_at). Errors: worker_instance_in_use, invalid_input.
+redis.register_function('ff_worker_heartbeat', function(keys, argv)
+  local ttl = uint(argv[2])
+  if ttl == nil or ttl == 0 or argv[1] == '' then return fail('invalid_input', 'malformed heartbeat') end
+  local owner = redis.call('GET', keys[1])
+  if owner and owner ~= argv[1] then return fail('worker_instance_in_use') end
+  local now = now_ms()
+  redis.call('SET', keys[1], argv[1], 'PX', ttl)
+  if redis.call('EXISTS', keys[2]) == 0 then
+    redis.call('HSET', keys[2], 'worker_id', argv[3], 'lanes', argv[4], 'caps', argv[5],
+      'registered_at', now)
+  end
+  redis.call('PEXPIRE', keys[2], ttl)
+  return ok(tostring(now + ttl))
+end)
+
+---------------------------------------------------------------------------
+-- ff_worker_deregister: remove a registration the caller owns.
+-- KEYS: 1 alive, 2 info
+-- ARGV: 1 owner token
+-- Returns ok('removed') or ok('not_owner') when someone else holds the id.
+redis.register_function('ff_worker_deregister', function(keys, argv)
+  if redis.call('GET', keys[1]) ~= argv[1] then return ok('not_owner') end
+  redis.call('DEL', keys[1], keys[2])
+  return ok('removed')
+end)

@@ -29,10 +29,20 @@ type Backend struct {
 	cluster    bool
 	next       atomic.Uint64 // round-robin partition for solo executions
 	lanesSeen  sync.Map      // lanes known to be in the registry
+	watch      watchers      // idle workers waiting for readiness pushes
+	regs       registrations // worker instances this process registered
 	closeOnce  sync.Once
 }
 
-var _ sdk.EngineBackend = (*Backend)(nil)
+var (
+	_ sdk.EngineBackend    = (*Backend)(nil)
+	_ sdk.BatchRenewer     = (*Backend)(nil)
+	_ sdk.WindowScanner    = (*Backend)(nil)
+	_ sdk.GrantClaimer     = (*Backend)(nil)
+	_ sdk.FusedClaimer     = (*Backend)(nil)
+	_ sdk.ReadinessWatcher = (*Backend)(nil)
+	_ sdk.WorkerRegistry   = (*Backend)(nil)
+)
 
 // Connect dials Valkey, reads (or fixes) the deployment's partition count and,
 // unless SkipPrepare, loads the Functions library where its version differs.
@@ -54,6 +64,7 @@ func Connect(ctx context.Context, opts Options) (*Backend, error) {
 		PipelineMultiplex:     opts.PipelineMultiplex,
 		DisableAutoPipelining: opts.DisableAutoPipelining,
 		ClientName:            "flowfabric",
+		OnInvalidations:       b.watch.onInvalidations,
 	}
 	if opts.CacheSizeEachConn < 0 {
 		co.DisableCache = true

@@ -37,6 +37,9 @@ type Options struct {
 	// ContextCacheTTL bounds how long a cached execution context is kept.
 	// Default 10 minutes (the data never changes; the TTL only bounds memory).
 	ContextCacheTTL time.Duration
+	// ReadinessCacheTTL bounds a cached readiness count between invalidation
+	// pushes. Default ReadinessCacheTTLDefault (5 minutes).
+	ReadinessCacheTTL time.Duration
 	// MaxFlushDelay lets the pipeline wait this long to batch more commands
 	// (valkey-go); 0 flushes at once (lowest latency). Default 0.
 	MaxFlushDelay time.Duration
@@ -65,6 +68,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.ContextCacheTTL == 0 {
 		o.ContextCacheTTL = ContextCacheTTLDefault
+	}
+	if o.ReadinessCacheTTL == 0 {
+		o.ReadinessCacheTTL = ReadinessCacheTTLDefault
 	}
 	if o.PrepareAttempts == 0 {
 		o.PrepareAttempts = PrepareAttemptsDefault

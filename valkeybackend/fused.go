@@ -1,0 +1,84 @@
+package valkeybackend
+
+import (
+	"context"
+	"strconv"
+
+	"github.com/flowfabric/flowfabric-go/sdk"
+)
+
+// fusedMax caps FusedClaimArgs.Max.
+const fusedMax = 256
+
+// ClaimFused picks, grants and claims up to Max executions of a lane on one
+// partition in a single FCALL (ff_claim_fused) and returns their context
+// inline. Executions the worker lacks capabilities for are blocked for
+// routing on the way.
+func (b *Backend) ClaimFused(ctx context.Context, a sdk.FusedClaimArgs) ([]sdk.ClaimedTask, error) {
+	const op = "claim_fused"
+	if err := validateWorker(op, a.Lane, a.WorkerID, a.WorkerInstanceID); err != nil {
+		return nil, err
+	}
+	if err := b.checkPartition(op, a.Partition); err != nil {
+		return nil, err
+	}
+	caps, err := sdk.NormalizeCapabilities(a.Capabilities)
+	if err != nil {
+		return nil, opError(op, err)
+	}
+	if err := validateDuration(op, "lease ttl", a.LeaseTTL); err != nil {
+		return nil, err
+	}
+	n := a.Max
+	if n <= 0 {
+		n = 1
+	}
+	n = min(n, fusedMax)
+	ttl := a.LeaseTTL
+	if ttl == 0 {
+		ttl = LeaseTTLDefault
+	}
+	tag := sdk.PartitionTag(a.Partition)
+	lk, pk := laneKeysOf(tag, a.Lane), partKeysOf(tag)
+	args := make([]string, 0, 6+2*n)
+	args = append(args, string(a.WorkerID), string(a.WorkerInstanceID), durMS(ttl), strconv.Itoa(n),
+		joinCSV(caps), string(a.Lane))
+	for i := 0; i < n; i++ {
+		args = append(args, sdk.NewToken(), sdk.NewToken())
+	}
+	r, err := decode(op, b.client.Do(ctx, b.fcall("ff_claim_fused",
+		[]string{lk.eligible, pk.leases, lk.active, pk.timeouts, lk.blocked}, args...)))
+	if err != nil {
+		return nil, err
+	}
+	count := int(r.int(0))
+	out := make([]sdk.ClaimedTask, 0, count)
+	f := r.fields[1:]
+	for i := 0; i < count; i++ {
+		if len(f) < 8 {
+			return out, &sdk.Error{Kind: sdk.KindBug, Code: sdk.CodeBug, Op: op, Msg: "short fused claim reply"}
+		}
+		sub := reply{fields: f[1:7]}
+		at := sdk.AttemptType(sub.field(5))
+		kind := sdk.HandleFresh
+		if at == sdk.AttemptResumed {
+			kind = sdk.HandleResumed
+		}
+		pairs, _ := strconv.Atoi(f[7])
+		if pairs < 0 || len(f) < 8+2*pairs {
+			return out, &sdk.Error{Kind: sdk.KindBug, Code: sdk.CodeBug, Op: op, Msg: "short fused claim context"}
+		}
+		out = append(out, sdk.ClaimedTask{
+			ClaimedExecution: sdk.ClaimedExecution{
+				Handle: sdk.Handle{Backend: sdk.BackendValkey, Kind: kind, ExecutionID: sdk.ExecutionID(f[0]),
+					Lane: a.Lane, AttemptIndex: sdk.AttemptIndex(sub.uint(4)), AttemptID: sub.field(3),
+					LeaseID: sub.field(0), Epoch: sub.uint(1), LeaseTTL: ttl, WorkerInstanceID: a.WorkerInstanceID},
+				ExpiresAt:   sub.time(2),
+				AttemptType: at,
+			},
+			Context: contextFromPairs(f[8 : 8+2*pairs]),
+		})
+		f = f[8+2*pairs:]
+	}
+	return out, nil
+}

@@ -1,0 +1,143 @@
+package valkeybackend
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/valkey-io/valkey-go"
+
+	"github.com/flowfabric/flowfabric-go/sdk"
+)
+
+// ReadinessCacheTTLDefault bounds how long a cached readiness count lives
+// without an invalidation. Invalidation pushes keep it exact; the TTL is a
+// safety net, and it sets an idle worker's cost: lanes × partitions reads
+// per TTL.
+const ReadinessCacheTTLDefault = 5 * time.Minute
+
+// watchers fans server invalidations of eligible sets out to idle workers.
+type watchers struct {
+	mu     sync.Mutex
+	byLane map[sdk.LaneID]map[chan struct{}]struct{}
+	all    map[chan struct{}]struct{}
+}
+
+// onInvalidations is valkey-go's invalidation hook: a nil batch means the
+// cache was flushed (reconnect), which wakes everyone.
+func (w *watchers) onInvalidations(msgs []valkey.ValkeyMessage) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if msgs == nil {
+		for ch := range w.all {
+			wake(ch)
+		}
+		return
+	}
+	for _, m := range msgs {
+		key, err := m.ToString()
+		if err != nil {
+			continue
+		}
+		if lane, ok := laneOfEligibleKey(key); ok {
+			for ch := range w.byLane[lane] {
+				wake(ch)
+			}
+		}
+	}
+}
+
+func wake(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// laneOfEligibleKey parses "ff:i:{p:N}:<lane>:eligible".
+func laneOfEligibleKey(key string) (sdk.LaneID, bool) {
+	if !strings.HasPrefix(key, "ff:i:{") || !strings.HasSuffix(key, ":eligible") {
+		return "", false
+	}
+	rest := key[len("ff:i:"):]
+	i := strings.Index(rest, "}:")
+	if i < 0 {
+		return "", false
+	}
+	return sdk.LaneID(rest[i+2 : len(rest)-len(":eligible")]), true
+}
+
+// ReadyPartitions returns the partitions whose eligible set for lane is not
+// empty. The counts come from the client-side cache (ZCARD under RESP3
+// tracking): while nothing changes a call costs no round trip, and the
+// server's invalidation push drops a count the moment its set changes.
+func (b *Backend) ReadyPartitions(ctx context.Context, lane sdk.LaneID, partitions []int) ([]int, error) {
+	const op = "ready_partitions"
+	if err := lane.Validate(); err != nil {
+		return nil, opError(op, err)
+	}
+	if b.opts.CacheSizeEachConn < 0 {
+		return nil, sdk.Unavailable(op)
+	}
+	cmds := make([]valkey.CacheableTTL, 0, len(partitions))
+	for _, p := range partitions {
+		if err := b.checkPartition(op, p); err != nil {
+			return nil, err
+		}
+		key := laneKeysOf(sdk.PartitionTag(p), lane).eligible
+		cmds = append(cmds, valkey.CT(b.client.B().Zcard().Key(key).Cache().ToStaticTTL(), b.opts.ReadinessCacheTTL))
+	}
+	var ready []int
+	for i, res := range b.client.DoMultiCache(ctx, cmds...) {
+		n, err := res.AsInt64()
+		if err != nil {
+			return nil, backendError(op, err)
+		}
+		if n > 0 {
+			ready = append(ready, partitions[i])
+		}
+	}
+	return ready, nil
+}
+
+// WatchReadiness returns a channel that receives (coalesced) when an eligible
+// set of one of the lanes changes, as told by the server's invalidation
+// pushes for counts ReadyPartitions has read. It closes when ctx ends.
+func (b *Backend) WatchReadiness(ctx context.Context, lanes []sdk.LaneID) (<-chan struct{}, error) {
+	const op = "watch_readiness"
+	if b.opts.CacheSizeEachConn < 0 {
+		return nil, sdk.Unavailable(op)
+	}
+	for _, l := range lanes {
+		if err := l.Validate(); err != nil {
+			return nil, opError(op, err)
+		}
+	}
+	ch := make(chan struct{}, 1)
+	w := &b.watch
+	w.mu.Lock()
+	if w.byLane == nil {
+		w.byLane = make(map[sdk.LaneID]map[chan struct{}]struct{})
+		w.all = make(map[chan struct{}]struct{})
+	}
+	for _, l := range lanes {
+		if w.byLane[l] == nil {
+			w.byLane[l] = make(map[chan struct{}]struct{})
+		}
+		w.byLane[l][ch] = struct{}{}
+	}
+	w.all[ch] = struct{}{}
+	w.mu.Unlock()
+	go func() {
+		<-ctx.Done()
+		w.mu.Lock()
+		for _, l := range lanes {
+			delete(w.byLane[l], ch)
+		}
+		delete(w.all, ch)
+		w.mu.Unlock()
+		close(ch)
+	}()
+	return ch, nil
+}
