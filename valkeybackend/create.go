@@ -177,4 +177,3 @@ func retryArgs(p sdk.RetryPolicy) ([]string, error) {
 		strconv.FormatFloat(bo.Multiplier, 'g', -1, 64), strconv.FormatFloat(bo.Jitter, 'g', -1, 64),
 		joinCSV(cats)}, nil
 }
-

@@ -26,14 +26,14 @@ import (
 //	ff:lanes         SET    lane registry
 //	ff:worker:W      HASH   live worker instance W (TTL)
 const (
-	configKey    = "ff:config"
-	lanesKey     = "ff:lanes"
+	configKey = "ff:config"
+	lanesKey  = "ff:lanes"
 	// ctx hash fields; tags are stored as tagFieldPrefix+name.
 	ctxKind        = "kind"
 	ctxLane        = "lane"
 	ctxPayload     = "payload"
 	tagFieldPrefix = "t:"
-	workerPrefix = "ff:worker:"
+	workerPrefix   = "ff:worker:"
 )
 
 // execKeys are the per-execution keys.
