@@ -55,7 +55,7 @@ fi
 if command -v service >/dev/null 2>&1; then
   $SUDO service valkey-server stop >/dev/null 2>&1 || true
 fi
-pkill -x valkey-server >/dev/null 2>&1 || true
+pkill -u valkey -x valkey-server >/dev/null 2>&1 || true  # only the packaged service (runs as user valkey)
 
 if ! command -v valkey-server >/dev/null 2>&1; then
   echo "install-valkey: install finished but valkey-server is not on PATH" >&2

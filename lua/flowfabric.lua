@@ -23,6 +23,7 @@ so every key below hashes to the partition's slot). L is a lane name.
   ff:i:T:deadlines   ZSET   execution deadline per execution
   ff:i:T:all         ZSET   every execution, score 0 (lexicographic paging)
   ff:idem:T:K        STRING first execution id for idempotency key K (PX ttl)
+  ff:own:T           STRING engine process that scans partition T (PX lease)
   ff:noop:T          never written: stands in for an absent optional key
 
 Worker registry (tag {w:I} for instance I, so both keys share a slot):
@@ -49,7 +50,7 @@ REPLY SHAPE (every function): {1, status, field...} on success,
 {0, code, detail...} on a business failure. Redis errors mean a bug.
 ]]
 
-local VERSION = '1'
+local VERSION = '2'
 local PRIORITY_SCALE = 1000000000000
 local MAX_PRIORITY = 9000
 local INTERRUPT_CAP = 100
@@ -437,36 +438,30 @@ redis.register_function('ff_complete', function(keys, argv)
   return ok('completed')
 end)
 
----------------------------------------------------------------------------
--- ff_fail: end the attempt; the execution's retry policy decides what next.
--- KEYS: 1 core, 2 leases, 3 active, 4 terminal, 5 delayed, 6 timeouts,
---       7 deadlines, 8 eligible
--- ARGV: 1 eid, 2 lease_id, 3 epoch, 4 attempt_id, 5 reason, 6 category,
---       7 jitter_draw (a uniform number in [0,1) the client drew)
--- Category 'worker_shutdown' is an interruption, not a failure: it retries at
--- once without using a retry, up to INTERRUPT_CAP times.
--- Returns ok('retry_scheduled', due_ms) or ok('terminal_failed').
--- Errors: the fence errors.
-redis.register_function('ff_fail', function(keys, argv)
-  local core, eid = keys[1], argv[1]
-  local now = now_ms()
-  local bad = check_fence(core, argv[2], argv[3], argv[4], now)
-  if bad then return bad end
-  local category = argv[6]
-  local draw = tonumber(argv[7]) or 0
+-- Interruptions end an attempt through no fault of its own: they requeue at
+-- once without using a retry, up to a cap of interruptions per execution.
+local INTERRUPTIONS = {worker_shutdown = true, lease_lost = true}
+
+-- Ends the current attempt of an active execution (the caller has checked
+-- the fence or the expiry) and applies the retry policy: a retry (delayed by
+-- the backoff, or at once), an interruption requeue, or terminal failure.
+-- k names the keys: core, leases, active, terminal, delayed, timeouts,
+-- deadlines, eligible. Returns ok('retry_scheduled', due) or ok('terminal_failed').
+local function end_attempt(k, eid, reason, category, draw, cap, now)
+  local core = k.core
   local f = redis.call('HMGET', core, 'retry_max', 'retry_count', 'bo_kind', 'bo_init',
     'bo_max', 'bo_mult', 'bo_jitter', 'retry_cats', 'interrupt_count', 'priority',
     'created_at')
   local retry_count = tonumber(f[2])
   local interrupt_count = tonumber(f[9])
-  release_lease(core, eid, keys[2], keys[3], keys[6])
-  redis.call('HSET', core, 'failure_reason', argv[5], 'failure_category', category,
+  release_lease(core, eid, k.leases, k.active, k.timeouts)
+  redis.call('HSET', core, 'failure_reason', reason, 'failure_category', category,
     'last_transition_at', now)
 
-  local retry, delay = false, 0
-  if category == 'worker_shutdown' then
-    if interrupt_count < INTERRUPT_CAP then
-      retry = true
+  local retry, delay, pending = false, 0, 'retry'
+  if INTERRUPTIONS[category] then
+    if interrupt_count < cap then
+      retry, pending = true, 'reclaim'
       redis.call('HSET', core, 'interrupt_count', interrupt_count + 1)
     end
   elseif retry_count < tonumber(f[1]) then
@@ -485,21 +480,42 @@ redis.register_function('ff_fail', function(keys, argv)
     end
   end
   if not retry then
-    redis.call('ZREM', keys[7], eid)
+    redis.call('ZREM', k.deadlines, eid)
     redis.call('HSET', core, 'state', 'failed', 'completed_at', now)
-    redis.call('ZADD', keys[4], now, eid)
+    redis.call('ZADD', k.terminal, now, eid)
     return ok('terminal_failed')
   end
   local due = now + delay
-  redis.call('HSET', core, 'pending_type', 'retry', 'resume', '0')
+  redis.call('HSET', core, 'pending_type', pending, 'resume', '0')
   if delay <= 0 then
     redis.call('HSET', core, 'state', 'waiting', 'delay_until', 0)
-    redis.call('ZADD', keys[8], eligible_score(f[11], f[10]), eid)
+    redis.call('ZADD', k.eligible, eligible_score(f[11], f[10]), eid)
   else
     redis.call('HSET', core, 'state', 'delayed', 'delay_until', due)
-    redis.call('ZADD', keys[5], due, eid)
+    redis.call('ZADD', k.delayed, due, eid)
   end
   return ok('retry_scheduled', tostring(due))
+end
+
+---------------------------------------------------------------------------
+-- ff_fail: end the attempt; the execution's retry policy decides what next.
+-- KEYS: 1 core, 2 leases, 3 active, 4 terminal, 5 delayed, 6 timeouts,
+--       7 deadlines, 8 eligible
+-- ARGV: 1 eid, 2 lease_id, 3 epoch, 4 attempt_id, 5 reason, 6 category,
+--       7 jitter_draw (a uniform number in [0,1) the client drew)
+-- Category 'worker_shutdown' is an interruption, not a failure: it requeues
+-- at once without using a retry, up to INTERRUPT_CAP times.
+-- Returns ok('retry_scheduled', due_ms) or ok('terminal_failed').
+-- Errors: the fence errors.
+redis.register_function('ff_fail', function(keys, argv)
+  local now = now_ms()
+  local bad = check_fence(keys[1], argv[2], argv[3], argv[4], now)
+  if bad then return bad end
+  local k = {core = keys[1], leases = keys[2], active = keys[3], terminal = keys[4],
+    delayed = keys[5], timeouts = keys[6], deadlines = keys[7], eligible = keys[8]}
+  local category = argv[6]
+  if category == 'lease_lost' then category = 'handler_lease_lost' end
+  return end_attempt(k, argv[1], argv[5], category, tonumber(argv[7]) or 0, INTERRUPT_CAP, now)
 end)
 
 ---------------------------------------------------------------------------
@@ -639,14 +655,16 @@ redis.register_function('ff_promote', function(keys, argv)
 end)
 
 ---------------------------------------------------------------------------
--- ff_due: members of an index whose score is due by server time. Read-only.
+-- ff_due: members of an index whose score is due by server time, less an
+-- optional age (retention: ended at least age_ms ago). Read-only.
 -- KEYS: 1 index
--- ARGV: 1 limit
+-- ARGV: 1 limit, 2 age_ms (optional, default 0)
 -- Returns ok(member...).
 redis.register_function{function_name = 'ff_due', flags = {'no-writes'},
   callback = function(keys, argv)
     local limit = uint(argv[1]) or 100
-    local r = redis.call('ZRANGEBYSCORE', keys[1], '-inf', now_ms(), 'LIMIT', 0, limit)
+    local age = uint(argv[2] or '0') or 0
+    local r = redis.call('ZRANGEBYSCORE', keys[1], '-inf', now_ms() - age, 'LIMIT', 0, limit)
     return {1, 'OK', unpack(r)}
   end}
 
@@ -699,4 +717,232 @@ redis.register_function('ff_worker_deregister', function(keys, argv)
   if redis.call('GET', keys[1]) ~= argv[1] then return ok('not_owner') end
   redis.call('DEL', keys[1], keys[2])
   return ok('removed')
+end)
+
+---------------------------------------------------------------------------
+-- ff_reclaim_expired: the lease-expiry scanner's action. An active execution
+-- whose lease expired (server time) or was revoked loses its attempt as an
+-- interruption: it is requeued at once for any worker (the next attempt is of
+-- type reclaim), or fails terminally once it was interrupted cap times.
+-- KEYS: 1 core, 2 leases, 3 active, 4 terminal, 5 delayed, 6 timeouts,
+--       7 deadlines, 8 eligible
+-- ARGV: 1 eid, 2 cap (max interruptions)
+-- Returns ok('retry_scheduled', due), ok('terminal_failed'), ok('not_due')
+--   or ok('stale') when the index entry no longer applies (it is removed).
+redis.register_function('ff_reclaim_expired', function(keys, argv)
+  local eid, cap = argv[1], uint(argv[2]) or INTERRUPT_CAP
+  local f = redis.call('HMGET', keys[1], 'state', 'lease_state', 'lease_expires_at')
+  if f[1] ~= 'active' or (f[2] ~= 'held' and f[2] ~= 'revoked') then
+    redis.call('ZREM', keys[2], eid)
+    return ok('stale')
+  end
+  local now = now_ms()
+  if f[2] == 'held' and tonumber(f[3]) > now then return ok('not_due') end
+  local k = {core = keys[1], leases = keys[2], active = keys[3], terminal = keys[4],
+    delayed = keys[5], timeouts = keys[6], deadlines = keys[7], eligible = keys[8]}
+  local why = 'lease expired'
+  if f[2] == 'revoked' then why = 'lease revoked' end
+  return end_attempt(k, eid, why, 'lease_lost', 0, cap, now)
+end)
+
+---------------------------------------------------------------------------
+-- ff_expire: the timeout scanner's action.
+--   which = 'deadline': a non-terminal execution past its deadline ends
+--   expired, leaving every index.
+--   which = 'attempt_timeout': an active attempt past its timeout fails with
+--   category attempt_timeout; the retry policy applies.
+-- KEYS: 1 core, 2 leases, 3 active, 4 terminal, 5 delayed, 6 timeouts,
+--       7 deadlines, 8 eligible, 9 blocked, 10 grant
+-- ARGV: 1 eid, 2 which ('deadline' | 'attempt_timeout')
+-- Returns ok('expired'), ok('retry_scheduled', due), ok('terminal_failed'),
+--   ok('not_due') or ok('stale') (the index entry is removed).
+redis.register_function('ff_expire', function(keys, argv)
+  local eid, which = argv[1], argv[2]
+  local now = now_ms()
+  local f = redis.call('HMGET', keys[1], 'state', 'deadline_at')
+  local live = f[1] == 'waiting' or f[1] == 'delayed' or f[1] == 'active'
+  if which == 'deadline' then
+    if not live then redis.call('ZREM', keys[7], eid) return ok('stale') end
+    if tonumber(f[2]) == 0 or tonumber(f[2]) > now then return ok('not_due') end
+    redis.call('DEL', keys[10])
+    for _, i in ipairs({2, 3, 5, 6, 7, 8, 9}) do redis.call('ZREM', keys[i], eid) end
+    redis.call('HSET', keys[1], 'state', 'expired', 'blocked', '', 'lease_state', '',
+      'lease_expires_at', 0, 'failure_reason', 'deadline passed',
+      'failure_category', 'deadline', 'completed_at', now, 'last_transition_at', now)
+    redis.call('ZADD', keys[4], now, eid)
+    return ok('expired')
+  elseif which == 'attempt_timeout' then
+    local due = redis.call('ZSCORE', keys[6], eid)
+    if f[1] ~= 'active' or not due then redis.call('ZREM', keys[6], eid) return ok('stale') end
+    if tonumber(due) > now then return ok('not_due') end
+    local k = {core = keys[1], leases = keys[2], active = keys[3], terminal = keys[4],
+      delayed = keys[5], timeouts = keys[6], deadlines = keys[7], eligible = keys[8]}
+    return end_attempt(k, eid, 'attempt timed out', 'attempt_timeout', 0, INTERRUPT_CAP, now)
+  end
+  return fail('invalid_input', 'unknown expiry kind')
+end)
+
+---------------------------------------------------------------------------
+-- ff_unblock: make an execution blocked for routing eligible again (a
+-- capable worker is alive). Acts only if it is still blocked for the reason
+-- the caller saw.
+-- KEYS: 1 core, 2 blocked, 3 eligible
+-- ARGV: 1 eid, 2 expected_reason
+-- Returns ok('unblocked') or ok('skipped') (a stale entry is removed).
+redis.register_function('ff_unblock', function(keys, argv)
+  local eid = argv[1]
+  local f = redis.call('HMGET', keys[1], 'state', 'blocked', 'created_at', 'priority')
+  if f[1] ~= 'waiting' or not f[2] or f[2] == '' then
+    redis.call('ZREM', keys[2], eid)
+    return ok('skipped')
+  end
+  if f[2] ~= argv[2] then return ok('skipped') end
+  redis.call('HSET', keys[1], 'blocked', '', 'last_transition_at', now_ms())
+  redis.call('ZREM', keys[2], eid)
+  redis.call('ZADD', keys[3], eligible_score(f[3], f[4]), eid)
+  return ok('unblocked')
+end)
+
+---------------------------------------------------------------------------
+-- ff_trim: delete a terminal execution that ended before the cutoff, with
+-- all its keys and index entries.
+-- KEYS: 1 core, 2 ctx, 3 result, 4 grant, 5 terminal, 6 all
+-- ARGV: 1 eid, 2 cutoff_ms
+-- Returns ok('trimmed') or ok('kept').
+redis.register_function('ff_trim', function(keys, argv)
+  local eid, cutoff = argv[1], uint(argv[2])
+  if cutoff == nil then return fail('invalid_input', 'malformed cutoff') end
+  local f = redis.call('HMGET', keys[1], 'state', 'completed_at')
+  if f[1] then
+    local terminal = f[1] == 'completed' or f[1] == 'failed' or f[1] == 'cancelled'
+      or f[1] == 'expired' or f[1] == 'skipped'
+    if not terminal or tonumber(f[2] or '0') > cutoff then return ok('kept') end
+  end
+  redis.call('DEL', keys[1], keys[2], keys[3], keys[4])
+  redis.call('ZREM', keys[5], eid)
+  redis.call('ZREM', keys[6], eid)
+  return ok('trimmed')
+end)
+
+---------------------------------------------------------------------------
+-- ff_replay: run a terminal execution again as a new attempt (type replay).
+-- KEYS: 1 core, 2 terminal, 3 eligible
+-- ARGV: 1 eid, 2 max_replays
+-- Returns ok(previous_state). Errors: execution_not_found,
+--   execution_not_terminal(state), replay_limit_exceeded(count).
+redis.register_function('ff_replay', function(keys, argv)
+  local eid, max = argv[1], uint(argv[2]) or 10
+  local f = redis.call('HMGET', keys[1], 'state', 'replay_count', 'created_at', 'priority')
+  if not f[1] then return fail('execution_not_found') end
+  if f[1] ~= 'completed' and f[1] ~= 'failed' and f[1] ~= 'cancelled' and f[1] ~= 'expired' then
+    return fail('execution_not_terminal', f[1])
+  end
+  local count = tonumber(f[2] or '0')
+  if count >= max then return fail('replay_limit_exceeded', tostring(count)) end
+  local now = now_ms()
+  redis.call('HSET', keys[1], 'state', 'waiting', 'blocked', '', 'pending_type', 'replay',
+    'resume', '0', 'replay_count', count + 1, 'retry_count', 0, 'completed_at', 0,
+    'last_transition_at', now)
+  redis.call('ZREM', keys[2], eid)
+  redis.call('ZADD', keys[3], eligible_score(f[3], f[4]), eid)
+  return ok(f[1])
+end)
+
+---------------------------------------------------------------------------
+-- ff_issue_reclaim_grant: grant one worker the right to take over an
+-- execution whose lease expired or was revoked.
+-- KEYS: 1 core, 2 grant
+-- ARGV: 1 eid, 2 worker_id, 3 worker_instance_id, 4 grant_ttl_ms, 5 worker_caps_csv
+-- Returns ok(expires_at). Errors: execution_not_found,
+--   execution_not_reclaimable(state), grant_already_exists,
+--   capability_mismatch(missing), invalid_input.
+redis.register_function('ff_issue_reclaim_grant', function(keys, argv)
+  local ttl = uint(argv[4])
+  if ttl == nil or ttl == 0 or argv[2] == '' then return fail('invalid_input', 'malformed grant arguments') end
+  local f = redis.call('HMGET', keys[1], 'state', 'lease_state', 'lease_expires_at', 'caps')
+  if not f[1] then return fail('execution_not_found') end
+  local now = now_ms()
+  if f[1] ~= 'active' or not (f[2] == 'revoked' or tonumber(f[3]) <= now) then
+    return fail('execution_not_reclaimable', f[1])
+  end
+  if redis.call('EXISTS', keys[2]) == 1 then return fail('grant_already_exists') end
+  if f[4] and f[4] ~= '' then
+    local have, missing = csv_set(argv[5]), {}
+    for tok in string.gmatch(f[4], '[^,]+') do
+      if not have[tok] then missing[#missing + 1] = tok end
+    end
+    if #missing > 0 then return fail('capability_mismatch', table.concat(missing, ',')) end
+  end
+  local expires = now + ttl
+  redis.call('HSET', keys[2], 'worker_id', argv[2], 'worker_instance', argv[3], 'expires_at', expires)
+  redis.call('PEXPIREAT', keys[2], expires)
+  return ok(tostring(expires))
+end)
+
+---------------------------------------------------------------------------
+-- ff_reclaim: consume a reclaim grant: the interrupted attempt ends and a new
+-- attempt (type reclaim, epoch+1) starts under the grantee's lease, or the
+-- execution fails terminally once it was interrupted cap times.
+-- KEYS: 1 core, 2 grant, 3 eligible, 4 leases, 5 active, 6 timeouts, 7 ctx,
+--       8 terminal, 9 deadlines
+-- ARGV: 1 eid, 2 worker_id, 3 worker_instance_id, 4 lease_id, 5 attempt_id,
+--       6 lease_ttl_ms, 7 lane, 8 cap
+-- Returns the same fields as ff_claim with context, or
+--   {1,'TERMINAL_FAILED',count} at the cap. Errors: execution_not_found,
+--   execution_not_reclaimable(state), invalid_claim_grant, claim_grant_expired.
+redis.register_function('ff_reclaim', function(keys, argv)
+  local core, grant, eid = keys[1], keys[2], argv[1]
+  local ttl, cap = uint(argv[6]), uint(argv[8]) or INTERRUPT_CAP
+  if ttl == nil or ttl == 0 or argv[4] == '' or argv[5] == '' then
+    return fail('invalid_input', 'malformed reclaim arguments')
+  end
+  local f = claim_fields(core)
+  if not f.state then return fail('execution_not_found') end
+  if f.lane ~= argv[7] then return fail('invalid_input', 'lane differs from the execution') end
+  local l = redis.call('HMGET', core, 'lease_state', 'lease_expires_at', 'interrupt_count')
+  local now = now_ms()
+  if f.state ~= 'active' or not (l[1] == 'revoked' or tonumber(l[2]) <= now) then
+    return fail('execution_not_reclaimable', f.state)
+  end
+  local g = redis.call('HMGET', grant, 'worker_id', 'expires_at')
+  if not g[1] or g[1] ~= argv[2] then return fail('invalid_claim_grant') end
+  if tonumber(g[2]) <= now then return fail('claim_grant_expired') end
+  redis.call('DEL', grant)
+  local count = tonumber(l[3] or '0')
+  if count >= cap then
+    release_lease(core, eid, keys[4], keys[5], keys[6])
+    redis.call('ZREM', keys[9], eid)
+    redis.call('HSET', core, 'state', 'failed', 'failure_reason', 'lease lost too often',
+      'failure_category', 'lease_lost', 'completed_at', now, 'last_transition_at', now)
+    redis.call('ZADD', keys[8], now, eid)
+    return {1, 'TERMINAL_FAILED', tostring(count)}
+  end
+  redis.call('HSET', core, 'interrupt_count', count + 1, 'pending_type', 'reclaim',
+    'failure_reason', 'lease lost', 'failure_category', 'lease_lost')
+  f.pending_type = 'reclaim'
+  local lease = take_lease(core, eid, keys[3], keys[4], keys[5], keys[6], f,
+    argv[2], argv[3], argv[4], argv[5], ttl, false, now)
+  local reply = append_all(ok(), lease)
+  return append_all(reply, redis.call('HGETALL', keys[7]))
+end)
+
+---------------------------------------------------------------------------
+-- ff_own: partition ownership leases for engine processes that split the
+-- scanning work. acquire takes a free (or own) partition, renew extends an
+-- owned one, release gives it up.
+-- KEYS: 1 own (ff:own:{p:N})
+-- ARGV: 1 owner, 2 ttl_ms, 3 mode ('acquire' | 'renew' | 'release')
+-- Returns ok('owned', expires_at), ok('taken', current_owner) or ok('released').
+redis.register_function('ff_own', function(keys, argv)
+  local owner, ttl, mode = argv[1], uint(argv[2]), argv[3]
+  if owner == '' or ttl == nil or ttl == 0 then return fail('invalid_input', 'malformed ownership') end
+  local cur = redis.call('GET', keys[1])
+  if mode == 'release' then
+    if cur == owner then redis.call('DEL', keys[1]) end
+    return ok('released')
+  end
+  if cur and cur ~= owner then return ok('taken', cur) end
+  if not cur and mode == 'renew' then return ok('taken', '') end
+  redis.call('SET', keys[1], owner, 'PX', ttl)
+  return ok('owned', tostring(now_ms() + ttl))
 end)

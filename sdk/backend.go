@@ -111,4 +111,5 @@ type EngineBackend interface {
 	LeaseHolder
 	Operator
 	Reader
+	Recovery
 }

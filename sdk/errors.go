@@ -78,6 +78,9 @@ const (
 	CodeTimeout                 = "timeout"
 	CodeBug                     = "bug"
 	CodeWorkerInstanceDuplicate = "worker_instance_in_use"
+	CodeExecutionNotReclaimable = "execution_not_reclaimable"
+	CodeExecutionNotTerminal    = "execution_not_terminal"
+	CodeReplayLimitExceeded     = "replay_limit_exceeded"
 )
 
 // codeKinds maps every known code to its kind.
@@ -94,6 +97,8 @@ var codeKinds = map[string]ErrorKind{
 	CodeNotAResumedExecution: KindState, CodeLeaseRevoked: KindState,
 	CodeLeaseExpired: KindState, CodeStaleLease: KindState, CodeExecutionTerminal: KindState,
 	CodeNotRunnable: KindState, CodeNoActiveLease: KindState,
+	CodeExecutionNotReclaimable: KindState, CodeExecutionNotTerminal: KindState,
+	CodeReplayLimitExceeded:     KindResourceExhausted,
 	CodeActiveAttemptExists:     KindConflict,
 	CodeWorkerInstanceDuplicate: KindConflict,
 	CodeTransport:               KindTransport, CodeUnavailable: KindUnavailable,

@@ -157,6 +157,8 @@ var supported = []string{
 	"change_priority", "revoke_lease", "promote_delayed", "describe_execution",
 	"read_execution_context", "read_execution_state", "get_execution_result",
 	"read_current_attempt_index", "read_total_attempt_count", "list_executions", "list_lanes",
+	"issue_reclaim_grant", "reclaim_execution", "replay_execution", "claim_from_resume_grant",
+	"read_execution_info",
 }
 
 // Capabilities reports the family, library version and implemented calls.

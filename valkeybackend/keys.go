@@ -18,13 +18,16 @@ import (
 //	ff:i:T:L:eligible | delayed | active | blocked | terminal   ZSETs
 //	ff:i:T:leases | timeouts | deadlines | all                  ZSETs
 //	ff:idem:T:K      STRING idempotency key K → first execution id
+//	ff:own:T         STRING the engine process that scans partition T (PX lease)
 //	ff:noop:T        never written; stands in for an absent optional key
 //
 // Global (untagged; read at connect or rarely):
 //
 //	ff:config        HASH   partitions (fixed per deployment)
 //	ff:lanes         SET    lane registry
-//	ff:worker:W      HASH   live worker instance W (TTL)
+//	ff:w:{w:I}:alive STRING owner token of live worker instance I (PX TTL)
+//	ff:w:{w:I}:info  HASH   its worker id, lanes and capabilities (same TTL)
+//	ff:workers       ZSET   instance → registration expiry
 const (
 	configKey = "ff:config"
 	lanesKey  = "ff:lanes"
@@ -69,5 +72,3 @@ func partKeysOf(tag string) partKeys {
 }
 
 func idemKey(tag, key string) string { return "ff:idem:" + tag + ":" + key }
-
-func workerKey(id sdk.WorkerInstanceID) string { return workerPrefix + string(id) }

@@ -1,0 +1,43 @@
+# FlowFabric for Go. `make bench` runs the harness on a throwaway local Valkey;
+# `make test` is what CI runs (after ci/install-valkey.sh).
+
+GO ?= go
+
+.PHONY: test bench fmt fmt-check vet fuzz install-valkey
+
+## test: gofmt check, go vet, then race tests against real valkey-server processes.
+test: fmt-check vet
+	$(GO) test -race -count=1 ./...
+
+## bench: the main job: a throwaway local Valkey, the quick profile, a report.
+bench:
+	@if [ ! -d cmd/ffbench ]; then \
+		echo "make bench: ffbench not built yet (cmd/ffbench is absent); nothing to run"; \
+		exit 0; \
+	fi; \
+	bash ci/install-valkey.sh && $(GO) run ./cmd/ffbench run --profile quick
+
+## fmt: rewrite Go files with gofmt.
+fmt:
+	gofmt -w .
+
+## fmt-check: fail listing any file gofmt would change.
+fmt-check:
+	@files=$$(gofmt -l .); \
+	if [ -n "$$files" ]; then \
+		echo "gofmt -l: these files need gofmt (run make fmt):"; \
+		echo "$$files"; \
+		exit 1; \
+	fi
+
+## vet: go vet every package.
+vet:
+	$(GO) vet ./...
+
+## fuzz: fuzz the handle decoder for 20s.
+fuzz:
+	$(GO) test -run='^$$' -fuzz=FuzzDecodeHandle -fuzztime=20s ./sdk/
+
+## install-valkey: install valkey-server and valkey-cli (Valkey 8) if missing.
+install-valkey:
+	bash ci/install-valkey.sh
