@@ -373,9 +373,10 @@ end)
 -- ff_renew: renew many leases on one partition.
 -- KEYS: 1 leases, then one core per lease
 -- ARGV: 1 lease_ttl_ms, then per lease: eid, lease_id, epoch, attempt_id
--- Returns ok(n, then per lease: code, expires_at) where code is '' on success
---   or a fence error code (execution_not_found, execution_not_active,
---   lease_revoked, lease_expired, stale_lease).
+-- Returns ok(n, then per lease: code, expires_at, d1, d2, d3) where code is ''
+--   on success or a fence error code (execution_not_found,
+--   execution_not_active, lease_revoked, lease_expired, stale_lease) and
+--   d1..d3 its detail (state, epoch, attempt_id for execution_not_active).
 redis.register_function('ff_renew', function(keys, argv)
   local leases = keys[1]
   local ttl = uint(argv[1])
@@ -392,13 +393,11 @@ redis.register_function('ff_renew', function(keys, argv)
     local eid = argv[a]
     local bad = check_fence(core, argv[a + 1], argv[a + 2], argv[a + 3], now)
     if bad then
-      reply[#reply + 1] = bad[2]
-      reply[#reply + 1] = '0'
+      append_all(reply, {bad[2], '0', bad[3] or '', bad[4] or '', bad[5] or ''})
     else
       redis.call('HSET', core, 'lease_expires_at', expires, 'lease_ttl', ttl)
       redis.call('ZADD', leases, expires, eid)
-      reply[#reply + 1] = ''
-      reply[#reply + 1] = tostring(expires)
+      append_all(reply, {'', tostring(expires), '', '', ''})
     end
   end
   return reply

@@ -94,9 +94,14 @@ func (b *Backend) RenewBatch(ctx context.Context, handles []sdk.Handle) ([]sdk.R
 			continue
 		}
 		for j, i := range g.indexes {
-			code, exp := r.field(1+2*j), r.field(2+2*j)
+			const width = 5 // code, expires_at, detail×3
+			code, exp := r.field(1+width*j), r.field(2+width*j)
 			if code != "" {
-				out[i].Err = sdk.NewError(op, code, "")
+				var detail []string
+				if code == sdk.CodeExecutionNotActive {
+					detail = []string{r.field(3 + width*j), r.field(4 + width*j), r.field(5 + width*j)}
+				}
+				out[i].Err = sdk.NewError(op, code, "", detail...)
 				continue
 			}
 			ms, _ := strconv.ParseInt(exp, 10, 64)
