@@ -98,7 +98,7 @@ var codeKinds = map[string]ErrorKind{
 	CodeLeaseExpired: KindState, CodeStaleLease: KindState, CodeExecutionTerminal: KindState,
 	CodeNotRunnable: KindState, CodeNoActiveLease: KindState,
 	CodeExecutionNotReclaimable: KindState, CodeExecutionNotTerminal: KindState,
-	CodeReplayLimitExceeded:     KindResourceExhausted,
+	CodeReplayLimitExceeded:     KindState,
 	CodeActiveAttemptExists:     KindConflict,
 	CodeWorkerInstanceDuplicate: KindConflict,
 	CodeTransport:               KindTransport, CodeUnavailable: KindUnavailable,
@@ -166,7 +166,9 @@ func (e *Error) Is(target error) bool {
 // Class classifies the error for retry decisions.
 func (e *Error) Class() Class {
 	switch e.Code {
-	case CodeGrantAlreadyExists, CodeExecutionNotEligible, CodeNotInEligibleSet:
+	case CodeGrantAlreadyExists, CodeExecutionNotEligible, CodeNotInEligibleSet, CodeExecutionNotActive:
+		// Someone else won, or the execution moved on (a replayed terminal
+		// call lands here too): retrying the same call cannot succeed.
 		return ClassInformational
 	}
 	switch e.Kind {

@@ -71,8 +71,8 @@ func (h Handle) Validate() error {
 	if h.Epoch == 0 {
 		return validationf(CodeMalformedHandle, "handle epoch is 0")
 	}
-	if h.LeaseTTL <= 0 {
-		return validationf(CodeMalformedHandle, "handle lease ttl is not positive")
+	if h.LeaseTTL < time.Millisecond || h.LeaseTTL > maxHandleLeaseTTL {
+		return validationf(CodeMalformedHandle, "handle lease ttl %v out of range 1ms..365d", h.LeaseTTL)
 	}
 	if h.WorkerInstanceID != "" {
 		if err := h.WorkerInstanceID.Validate(); err != nil {
@@ -92,6 +92,7 @@ const (
 	maxHandleString   = 1024
 	maxEncodedHandle  = 8 * 1024
 	handleHeaderBytes = 5
+	maxHandleLeaseTTL = 365 * 24 * time.Hour
 )
 
 // MarshalBinary encodes a valid handle.
@@ -156,7 +157,7 @@ func DecodeHandle(data []byte) (Handle, error) {
 	if idx > uint64(^uint32(0)) {
 		return bad("attempt index out of range")
 	}
-	if ttl == 0 || ttl > uint64(365*24*time.Hour/time.Millisecond) {
+	if ttl == 0 || ttl > uint64(maxHandleLeaseTTL/time.Millisecond) {
 		return bad("lease ttl out of range")
 	}
 	h.AttemptIndex = AttemptIndex(idx)
@@ -182,7 +183,7 @@ func (r *handleReader) uvarint() uint64 {
 		return 0
 	}
 	v, n := binary.Uvarint(r.b)
-	if n <= 0 {
+	if n <= 0 || n != uvarintLen(v) { // only the minimal encoding is valid
 		r.bad = true
 		return 0
 	}
@@ -199,4 +200,13 @@ func (r *handleReader) str() string {
 	s := string(r.b[:n])
 	r.b = r.b[n:]
 	return s
+}
+
+func uvarintLen(v uint64) int {
+	n := 1
+	for v >= 0x80 {
+		v >>= 7
+		n++
+	}
+	return n
 }

@@ -82,8 +82,13 @@ func (id ExecutionID) parse() (int, error) {
 	if end < 4 || end > 3+6 {
 		return 0, validationf(CodeInvalidInput, "execution id %q: malformed partition tag", truncate(s))
 	}
+	for i := 3; i < end; i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return 0, validationf(CodeInvalidInput, "execution id %q: malformed partition number", truncate(s))
+		}
+	}
 	p, err := strconv.Atoi(s[3:end])
-	if err != nil || p < 0 || s[3] == '+' || (len(s[3:end]) > 1 && s[3] == '0') {
+	if err != nil || (end-3 > 1 && s[3] == '0') {
 		return 0, validationf(CodeInvalidInput, "execution id %q: malformed partition number", truncate(s))
 	}
 	if !isUUID(s[end+2:]) {

@@ -1,6 +1,7 @@
 package sdk
 
 import (
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -327,11 +328,7 @@ const (
 // NormalizeCapabilities validates capability tokens (no commas, whitespace or
 // control bytes, non-empty) and returns them sorted and deduplicated.
 func NormalizeCapabilities(caps []string) ([]string, error) {
-	if len(caps) > MaxCapabilityTokens {
-		return nil, validationf(CodeInvalidCapabilities, "%d capability tokens, over the %d limit", len(caps), MaxCapabilityTokens)
-	}
 	out := make([]string, 0, len(caps))
-	total := 0
 	for _, c := range caps {
 		if c == "" {
 			return nil, validationf(CodeInvalidCapabilities, "empty capability token")
@@ -341,21 +338,17 @@ func NormalizeCapabilities(caps []string) ([]string, error) {
 				return nil, validationf(CodeInvalidCapabilities, "capability %q: byte 0x%02x is not allowed", truncate(c), b)
 			}
 		}
-		total += len(c) + 1
 		out = append(out, c)
 	}
-	if total > MaxCapabilityCSVBytes {
-		return nil, validationf(CodeInvalidCapabilities, "capabilities take %d bytes, over the %d limit", total, MaxCapabilityCSVBytes)
-	}
 	sort.Strings(out)
-	j := 0
-	for i, c := range out {
-		if i == 0 || c != out[j-1] {
-			out[j] = c
-			j++
-		}
+	out = slices.Compact(out)
+	if len(out) > MaxCapabilityTokens {
+		return nil, validationf(CodeInvalidCapabilities, "%d capability tokens, over the %d limit", len(out), MaxCapabilityTokens)
 	}
-	return out[:j], nil
+	if n := len(strings.Join(out, ",")); n > MaxCapabilityCSVBytes {
+		return nil, validationf(CodeInvalidCapabilities, "capabilities take %d bytes, over the %d limit", n, MaxCapabilityCSVBytes)
+	}
+	return out, nil
 }
 
 // CapabilitiesCSV joins normalized capabilities for the wire.

@@ -1,0 +1,74 @@
+// Package sdktest is the conformance suite every sdk.EngineBackend passes.
+//
+// A backend's own tests call Run with a Harness that hands the suite a backend
+// on an empty keyspace and a way to dump that keyspace:
+//
+//	func TestConformance(t *testing.T) {
+//		srv, err := valkeytest.Start(t.Context(), valkeytest.Options{}) // one server for the suite
+//		if err != nil {
+//			t.Fatal(err)
+//		}
+//		t.Cleanup(func() { srv.Close() })
+//		sdktest.Run(t, sdktest.Harness{
+//			New: func(t *testing.T) sdk.EngineBackend {
+//				flushAll(t, srv.Addr())
+//				b, err := valkeybackend.Connect(t.Context(), valkeybackend.Options{Addrs: []string{srv.Addr()}})
+//				if err != nil {
+//					t.Fatal(err)
+//				}
+//				t.Cleanup(b.Close)
+//				return b
+//			},
+//			Snapshot:        func(t *testing.T) map[string]string { return dumpKeyspace(t, srv.Addr()) },
+//			MaxPayloadBytes: valkeybackend.MaxPayloadBytesDefault,
+//		})
+//	}
+//
+// Run starts one subtest per behaviour (lifecycle, retry, fencing, cancel,
+// bad_input_writes_nothing, …; the names are stable so -run can select them)
+// and calls Harness.New once per subtest. Subtests run one after another, never
+// in parallel, so New may reuse one server as long as it empties it first.
+//
+// What the suite expects of a harness:
+//
+//   - New returns a ready backend: connected, prepared (library loaded), with
+//     an empty keyspace, and no background scanners running (the suite drives
+//     PromoteDelayed itself and relies on an expired lease staying unreclaimed).
+//     It registers its own cleanup with t.Cleanup.
+//   - Snapshot returns every key of the keyspace (on every primary of a cluster)
+//     mapped to a digest of its type and value. It must not include TTLs:
+//     the suite compares snapshots around rejected calls to prove they wrote
+//     nothing, and a key's remaining TTL shrinks in between. A nil Snapshot
+//     reduces those checks to checking the error.
+//   - MaxPayloadBytes is the backend's payload limit; the suite submits one
+//     byte more and expects a payload_too_large validation error, and submits
+//     exactly the limit (when at most 16 MiB) and expects success. Zero skips
+//     both checks.
+//
+// Backend behaviour the suite pins down beyond the sdk doc comments:
+//
+//   - Every rejected call (validation, fencing, capability mismatch, grant
+//     contention, use_claim_resumed_execution, cancel of a terminal
+//     execution) leaves the keyspace exactly as it was. The one exception is
+//     a call refused with lease_expired, which may record the expiry.
+//   - A rejected ClaimExecution (use_claim_resumed_execution, invalid claim
+//     grant) leaves the grant in place for the right call or worker.
+//   - Complete, Fail and Cancel on an execution that is no longer active
+//     return execution_not_active with NotActive detail (state, epoch,
+//     attempt id of the last lease). An operator's CancelExecution of a
+//     terminal execution returns execution_not_active or execution_terminal.
+//   - A zero-delay retry is eligible at once, or delayed and promotable by
+//     one PromoteDelayed call; Initial 0 without ZeroDelay means 1s.
+//   - Priority ties are broken by creation time at millisecond resolution:
+//     the suite creates executions fifoGap apart when it checks FIFO order.
+//   - Calls on a well-formed but unknown id: Describe and GetExecutionResult
+//     return nil, nil; the other reads and writes return a not_found error.
+//   - Ids beyond Partitions(), and partitions out of range, are validation
+//     errors.
+//
+// Times: the suite compares server-stamped times (lease expiry, retry due
+// times) with the local clock, allowing clockSlack (25ms) outside the window
+// the call ran in, so the server must run on the same host (or on a clock
+// synchronised well within that). Delays are tens to hundreds of
+// milliseconds; the whole suite takes a few seconds.
+package sdktest

@@ -1,0 +1,70 @@
+package valkeybackend_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"testing"
+
+	"github.com/valkey-io/valkey-go"
+
+	"github.com/flowfabric/flowfabric-go/sdk"
+	"github.com/flowfabric/flowfabric-go/sdk/sdktest"
+	"github.com/flowfabric/flowfabric-go/valkeybackend"
+)
+
+// The conformance suite every backend passes, against standalone Valkey and
+// a 3-primary cluster.
+func TestConformance(t *testing.T) {
+	const maxPayload = 64 << 10
+	for _, topo := range topologies() {
+		t.Run(topo.name, func(t *testing.T) {
+			addrs := topo.addrs(t)
+			sdktest.Run(t, sdktest.Harness{
+				New: func(t *testing.T) sdk.EngineBackend {
+					return freshBackend(t, addrs, valkeybackend.Options{MaxPayloadBytes: maxPayload})
+				},
+				Snapshot:        func(t *testing.T) map[string]string { return keyspace(t, addrs) },
+				MaxPayloadBytes: maxPayload,
+			})
+		})
+	}
+}
+
+// keyspace dumps every key of every primary as type + digest of its DUMP
+// serialization (which leaves TTLs out).
+func keyspace(t *testing.T, addrs []string) map[string]string {
+	t.Helper()
+	ctx := context.Background()
+	out := map[string]string{}
+	for _, a := range addrs {
+		c, err := valkey.NewClient(valkey.ClientOption{InitAddress: []string{a}, ForceSingleClient: true, DisableCache: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var cursor uint64
+		for {
+			e, err := c.Do(ctx, c.B().Scan().Cursor(cursor).Count(1000).Build()).AsScanEntry()
+			if err != nil {
+				c.Close()
+				t.Fatal(err)
+			}
+			for _, k := range e.Elements {
+				typ, _ := c.Do(ctx, c.B().Type().Key(k).Build()).ToString()
+				dump, err := c.Do(ctx, c.B().Dump().Key(k).Build()).ToString()
+				if err != nil && !valkey.IsValkeyNil(err) {
+					c.Close()
+					t.Fatal(err)
+				}
+				sum := sha256.Sum256([]byte(dump))
+				out[k] = typ + ":" + hex.EncodeToString(sum[:8])
+			}
+			if e.Cursor == 0 {
+				break
+			}
+			cursor = e.Cursor
+		}
+		c.Close()
+	}
+	return out
+}
