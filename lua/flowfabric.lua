@@ -219,6 +219,11 @@ redis.register_function('ff_issue_grant', function(keys, argv)
   return ok(tostring(expires))
 end)
 
+local function append_all(dst, src)
+  for i = 1, #src do dst[#dst + 1] = src[i] end
+  return dst
+end
+
 -- Takes a fresh lease on a waiting execution whose checks passed: new attempt
 -- (or the interrupted one when resume), epoch+1, indexes moved. Returns the
 -- six lease fields in reply order.
@@ -226,21 +231,21 @@ local function take_lease(core, eid, eligible, leases, active, timeouts, f,
                           worker_id, wiid, lease_id, attempt_id, ttl, resume, now)
   local epoch = tonumber(f.epoch) + 1
   local expires = now + ttl
+  local fields = {'state', 'active', 'resume', '0', 'lease_state', 'held',
+    'lease_id', lease_id, 'lease_epoch', epoch, 'worker_id', worker_id,
+    'worker_instance', wiid, 'lease_ttl', ttl, 'lease_expires_at', expires,
+    'delay_until', 0, 'last_transition_at', now}
   local attempt_index, attempt_type
   if resume then
     attempt_index, attempt_id, attempt_type = tonumber(f.attempt_index), f.attempt_id, 'resumed'
   else
     attempt_index = tonumber(f.total_attempts)
     attempt_type = f.pending_type
-    redis.call('HSET', core, 'total_attempts', attempt_index + 1,
-      'attempt_index', attempt_index, 'attempt_id', attempt_id,
-      'attempt_type', attempt_type, 'pending_type', '')
+    append_all(fields, {'total_attempts', attempt_index + 1, 'attempt_index', attempt_index,
+      'attempt_id', attempt_id, 'attempt_type', attempt_type, 'pending_type', ''})
   end
-  redis.call('HSET', core, 'state', 'active', 'resume', '0', 'lease_state', 'held',
-    'lease_id', lease_id, 'lease_epoch', epoch, 'worker_id', worker_id,
-    'worker_instance', wiid, 'lease_ttl', ttl, 'lease_expires_at', expires,
-    'delay_until', 0, 'last_transition_at', now)
-  if not f.started_at then redis.call('HSET', core, 'started_at', now) end
+  if not f.started_at then append_all(fields, {'started_at', now}) end
+  redis.call('HSET', core, unpack(fields))
   redis.call('ZREM', eligible, eid)
   redis.call('ZADD', leases, expires, eid)
   redis.call('ZADD', active, now, eid)
@@ -264,11 +269,6 @@ local function claim_fields(core)
   -- HMGET returns false for absent fields; map those to nil
   f.epoch = f.lease_epoch
   return f
-end
-
-local function append_all(dst, src)
-  for i = 1, #src do dst[#dst + 1] = src[i] end
-  return dst
 end
 
 ---------------------------------------------------------------------------
