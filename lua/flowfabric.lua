@@ -31,6 +31,7 @@ Worker registry (tag {w:I} for instance I, so both keys share a slot):
   ff:w:{w:I}:info    HASH   worker_id, lanes, caps, registered_at (same TTL)
   ff:workers         ZSET   instance -> registration expiry (written by the
                             client beside these calls; untagged, global)
+  ff:engines         ZSET   engine (scanner) process -> heartbeat expiry ms
 
 Core fields: lane kind priority created_at state blocked caps retry_max bo_kind
 bo_init bo_max bo_mult bo_jitter retry_cats attempt_timeout deadline_at

@@ -28,6 +28,7 @@ import (
 //	ff:w:{w:I}:alive STRING owner token of live worker instance I (PX TTL)
 //	ff:w:{w:I}:info  HASH   its worker id, lanes and capabilities (same TTL)
 //	ff:workers       ZSET   instance → registration expiry
+//	ff:engines       ZSET   engine process (scanner) id → heartbeat expiry (ms)
 const (
 	configKey = "ff:config"
 	lanesKey  = "ff:lanes"
@@ -72,3 +73,18 @@ func partKeysOf(tag string) partKeys {
 }
 
 func idemKey(tag, key string) string { return "ff:idem:" + tag + ":" + key }
+
+func ownKey(tag string) string { return "ff:own:" + tag }
+
+// EnginesKey is the ZSET of live engine processes (package scanner).
+const EnginesKey = "ff:engines"
+
+// workersIndexKey lists live worker instances, scored by registration expiry.
+const workersIndexKey = "ff:workers"
+
+type workerKeys struct{ alive, info string }
+
+func workerKeysOf(id sdk.WorkerInstanceID) workerKeys {
+	p := "ff:w:{w:" + string(id) + "}:"
+	return workerKeys{alive: p + "alive", info: p + "info"}
+}

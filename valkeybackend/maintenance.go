@@ -152,8 +152,9 @@ type BlockedExecution struct {
 }
 
 // Blocked lists up to limit executions of a lane parked for routing on a
-// partition, oldest first, with what they require.
-func (b *Backend) Blocked(ctx context.Context, lane sdk.LaneID, partition, limit int) ([]BlockedExecution, error) {
+// partition, oldest first from offset, with what they require. Paging with
+// offset keeps executions nobody can run from hiding newer ones.
+func (b *Backend) Blocked(ctx context.Context, lane sdk.LaneID, partition, offset, limit int) ([]BlockedExecution, error) {
 	const op = "blocked"
 	if err := lane.Validate(); err != nil {
 		return nil, opError(op, err)
@@ -164,10 +165,16 @@ func (b *Backend) Blocked(ctx context.Context, lane sdk.LaneID, partition, limit
 	if limit <= 0 {
 		limit = 100
 	}
+	if offset < 0 {
+		return nil, sdk.NewError(op, sdk.CodeInvalidInput, "negative offset")
+	}
 	key := laneKeysOf(sdk.PartitionTag(partition), lane).blocked
-	ids, err := b.client.Do(ctx, b.client.B().Zrange().Key(key).Min("0").Max(itoa(limit-1)).Build()).AsStrSlice()
-	if err != nil || len(ids) == 0 {
+	ids, err := b.client.Do(ctx, b.client.B().Zrange().Key(key).Min(itoa(offset)).Max(itoa(offset+limit-1)).Build()).AsStrSlice()
+	if err != nil {
 		return nil, backendError(op, err)
+	}
+	if len(ids) == 0 {
+		return nil, nil
 	}
 	cmds := make(valkey.Commands, len(ids))
 	for i, id := range ids {
@@ -283,7 +290,7 @@ func (b *Backend) OwnPartition(ctx context.Context, owner string, partition int,
 	if owner == "" || ttl <= 0 {
 		return false, sdk.NewError(op, sdk.CodeInvalidInput, "owner and a positive ttl are required")
 	}
-	key := "ff:own:" + sdk.PartitionTag(partition)
+	key := ownKey(sdk.PartitionTag(partition))
 	r, err := decode(op, b.client.Do(ctx, b.fcall("ff_own", []string{key}, owner, durMS(ttl), mode)))
 	if err != nil {
 		return false, err

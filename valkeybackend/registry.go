@@ -11,16 +11,6 @@ import (
 	"github.com/flowfabric/flowfabric-go/sdk"
 )
 
-// workersIndexKey lists live instances, scored by registration expiry.
-const workersIndexKey = "ff:workers"
-
-type workerKeys struct{ alive, info string }
-
-func workerKeysOf(id sdk.WorkerInstanceID) workerKeys {
-	p := "ff:w:{w:" + string(id) + "}:"
-	return workerKeys{alive: p + "alive", info: p + "info"}
-}
-
 // registrations remembers the owner token of each instance this process
 // registered, so only the owner can heartbeat or deregister it.
 type registrations struct {
@@ -135,8 +125,15 @@ func (b *Backend) LiveWorkers(ctx context.Context) ([]LiveWorker, error) {
 	if err != nil {
 		return nil, err
 	}
-	ids, err := b.client.Do(ctx, b.client.B().Zrangebyscore().Key(workersIndexKey).
-		Min(strconv.FormatInt(now, 10)).Max("+inf").Build()).AsStrSlice()
+	// Drop instances that crashed without deregistering (a live one's next
+	// heartbeat re-adds it), then read the live ones.
+	res := b.client.DoMulti(ctx,
+		b.client.B().Zremrangebyscore().Key(workersIndexKey).Min("-inf").Max("("+strconv.FormatInt(now, 10)).Build(),
+		b.client.B().Zrangebyscore().Key(workersIndexKey).Min(strconv.FormatInt(now, 10)).Max("+inf").Build())
+	ids, err := res[1].AsStrSlice()
+	if err == nil {
+		err = res[0].Error()
+	}
 	if err != nil {
 		return nil, backendError(op, err)
 	}

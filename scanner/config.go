@@ -1,0 +1,154 @@
+package scanner
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+)
+
+// Defaults of Config.
+const (
+	LeaseExpiryIntervalDefault = time.Second
+	DelayedIntervalDefault     = 500 * time.Millisecond
+	UnblockIntervalDefault     = 5 * time.Second
+	TimeoutIntervalDefault     = time.Second
+	RetentionIntervalDefault   = 60 * time.Second
+	BatchSizeDefault           = 100
+	MaxBatchesDefault          = 10
+	MaxReclaimsDefault         = 100
+	RetentionDefault           = 24 * time.Hour
+	OwnershipTTLDefault        = 10 * time.Second
+	LaneRefreshDefault         = 10 * time.Second
+	ConcurrencyDefault         = 4
+	PanicBackoffDefault        = time.Second
+)
+
+// Config configures the standard scanners (see New). The zero value is the
+// production default.
+type Config struct {
+	// LeaseExpiryInterval is how often expired and revoked leases are
+	// reclaimed. It bounds crash recovery: lease TTL + this. Default 1s.
+	LeaseExpiryInterval time.Duration
+	// DelayedInterval is how often due delays and retry backoffs are
+	// promoted to eligible. Default 500ms.
+	DelayedInterval time.Duration
+	// UnblockInterval is how often executions blocked for want of a capable
+	// worker are re-checked against live workers. Default 5s.
+	UnblockInterval time.Duration
+	// TimeoutInterval is how often attempt timeouts and execution deadlines
+	// are enforced. Default 1s.
+	TimeoutInterval time.Duration
+	// RetentionInterval is how often old terminal executions are trimmed.
+	// Default 60s.
+	RetentionInterval time.Duration
+	// BatchSize is how many ids one read returns and one pipelined flush
+	// acts on. Default 100.
+	BatchSize int
+	// MaxBatches bounds the batches a scanner takes from one partition in a
+	// cycle while full batches keep coming back, so one busy partition cannot
+	// starve the others. Default 10.
+	MaxBatches int
+	// MaxReclaims is how many times an execution may lose its lease before
+	// the lease-expiry scanner fails it terminally. Default 100.
+	MaxReclaims int
+	// Retention is how long a terminal execution is kept. Default 24h.
+	Retention time.Duration
+	// OwnershipTTL is the lease an engine holds on each partition it scans;
+	// it is renewed every OwnershipTTL/3, and a dead engine's partitions are
+	// taken over within about OwnershipTTL + OwnershipTTL/3. Default 10s.
+	OwnershipTTL time.Duration
+	// EngineID names this engine process in ownership leases. Default
+	// "<hostname>-<pid>-<random>".
+	EngineID string
+	// LaneRefresh is how long the lane registry is cached. A new lane is
+	// scanned at most this late. Default 10s.
+	LaneRefresh time.Duration
+	// Concurrency is how many partitions one scanner visits at once; the
+	// calls share valkey-go's pipeline. Default 4.
+	Concurrency int
+	// DisablePeek makes every cycle read every index instead of first peeking
+	// at its earliest entry through the client-side cache. The peek is what
+	// makes an idle partition cost (almost) no Valkey commands. Default false.
+	DisablePeek bool
+	// PanicBackoff is how long a scanner that panicked waits before its loop
+	// restarts. Default 1s.
+	PanicBackoff time.Duration
+	// Logger receives the scanners' logs. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// Validate reports a configuration New would refuse (negative values, an
+// OwnershipTTL under 30ms).
+func (c Config) Validate() error {
+	_, err := c.withDefaults()
+	return err
+}
+
+func (c Config) withDefaults() (Config, error) {
+	durs := []struct {
+		name string
+		v    *time.Duration
+		def  time.Duration
+	}{
+		{"LeaseExpiryInterval", &c.LeaseExpiryInterval, LeaseExpiryIntervalDefault},
+		{"DelayedInterval", &c.DelayedInterval, DelayedIntervalDefault},
+		{"UnblockInterval", &c.UnblockInterval, UnblockIntervalDefault},
+		{"TimeoutInterval", &c.TimeoutInterval, TimeoutIntervalDefault},
+		{"RetentionInterval", &c.RetentionInterval, RetentionIntervalDefault},
+		{"Retention", &c.Retention, RetentionDefault},
+		{"OwnershipTTL", &c.OwnershipTTL, OwnershipTTLDefault},
+		{"LaneRefresh", &c.LaneRefresh, LaneRefreshDefault},
+		{"PanicBackoff", &c.PanicBackoff, PanicBackoffDefault},
+	}
+	for _, d := range durs {
+		if *d.v < 0 {
+			return c, fmt.Errorf("scanner: %s is negative", d.name)
+		}
+		if *d.v == 0 {
+			*d.v = d.def
+		}
+	}
+	if c.OwnershipTTL < 30*time.Millisecond {
+		return c, fmt.Errorf("scanner: OwnershipTTL %v is under 30ms", c.OwnershipTTL)
+	}
+	ints := []struct {
+		name string
+		v    *int
+		def  int
+	}{
+		{"BatchSize", &c.BatchSize, BatchSizeDefault},
+		{"MaxBatches", &c.MaxBatches, MaxBatchesDefault},
+		{"MaxReclaims", &c.MaxReclaims, MaxReclaimsDefault},
+		{"Concurrency", &c.Concurrency, ConcurrencyDefault},
+	}
+	for _, n := range ints {
+		if *n.v < 0 {
+			return c, fmt.Errorf("scanner: %s is negative", n.name)
+		}
+		if *n.v == 0 {
+			*n.v = n.def
+		}
+	}
+	if c.EngineID == "" {
+		c.EngineID = DefaultEngineID()
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c, nil
+}
+
+// DefaultEngineID returns "<hostname>-<pid>-<random hex>": unique per process
+// even when a restarted engine reuses a pid.
+func DefaultEngineID() string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "engine"
+	}
+	var r [4]byte
+	_, _ = rand.Read(r[:])
+	return fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(r[:]))
+}

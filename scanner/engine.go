@@ -1,0 +1,60 @@
+package scanner
+
+import (
+	"context"
+	"time"
+
+	"github.com/flowfabric/flowfabric-go/valkeybackend"
+)
+
+// New builds a supervisor of the five standard scanners (lease expiry,
+// delayed, unblock, timeouts, retention) over the partitions this engine
+// owns through ownership leases. Call Run, or use Start.
+func New(b *valkeybackend.Backend, cfg Config) (*Supervisor, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	own := NewOwnership(b, cfg.EngineID, cfg.OwnershipTTL, cfg.Logger)
+	var pk *peeker
+	if !cfg.DisablePeek {
+		pk = &peeker{heads: b, clock: own.clock}
+	}
+	lanes := &laneCache{b: b, refresh: cfg.LaneRefresh}
+	scanners := []Scanner{
+		&LeaseExpiry{b: b, peek: pk, interval: cfg.LeaseExpiryInterval, batch: cfg.BatchSize,
+			maxBatches: cfg.MaxBatches, maxReclaims: cfg.MaxReclaims},
+		&Delayed{b: b, lanes: lanes, peek: pk, interval: cfg.DelayedInterval, batch: cfg.BatchSize,
+			maxBatches: cfg.MaxBatches},
+		&Unblock{b: b, lanes: lanes, peek: pk, interval: cfg.UnblockInterval, batch: cfg.BatchSize,
+			maxBatches: cfg.MaxBatches},
+		&Timeouts{b: b, peek: pk, interval: cfg.TimeoutInterval, batch: cfg.BatchSize, maxBatches: cfg.MaxBatches},
+		&Retention{b: b, lanes: lanes, peek: pk, interval: cfg.RetentionInterval, retention: cfg.Retention,
+			batch: cfg.BatchSize, maxBatches: cfg.MaxBatches},
+	}
+	return NewSupervisor(own, SupervisorOptions{Logger: cfg.Logger, Concurrency: cfg.Concurrency,
+		PanicBackoff: cfg.PanicBackoff}, scanners...), nil
+}
+
+// Start runs the standard scanners in the background until ctx ends, for a
+// worker binary that hosts them in-process. Wait on Done for the shutdown
+// (partitions released) to finish.
+func Start(ctx context.Context, b *valkeybackend.Backend, cfg Config) (*Supervisor, error) {
+	s, err := New(b, cfg)
+	if err != nil {
+		return nil, err
+	}
+	go func() { _ = s.Run(ctx) }()
+	return s, nil
+}
+
+// WaitOwned blocks until this engine owns at least n partitions or ctx ends
+// (tests and benchmarks use it to know scanning has begun).
+func (s *Supervisor) WaitOwned(ctx context.Context, n int) error {
+	for len(s.parts.Owned()) < n {
+		if !sleep(ctx, 10*time.Millisecond) {
+			return ctx.Err()
+		}
+	}
+	return nil
+}

@@ -1,0 +1,272 @@
+package scanner_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/valkey-io/valkey-go"
+
+	"github.com/flowfabric/flowfabric-go/scanner"
+	"github.com/flowfabric/flowfabric-go/sdk"
+	"github.com/flowfabric/flowfabric-go/valkeybackend"
+	"github.com/flowfabric/flowfabric-go/valkeytest"
+)
+
+// topology is one server layout the tests run against.
+type topology struct {
+	name  string
+	addrs func(t *testing.T) []string
+}
+
+var (
+	sharedMu      sync.Mutex
+	sharedServer  *valkeytest.Server
+	sharedCluster *valkeytest.Cluster
+)
+
+func standalone(t *testing.T) []string {
+	t.Helper()
+	sharedMu.Lock()
+	defer sharedMu.Unlock()
+	if sharedServer == nil {
+		s, err := valkeytest.Start(context.Background(), valkeytest.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sharedServer = s
+	}
+	return []string{sharedServer.Addr()}
+}
+
+func cluster(t *testing.T) []string {
+	t.Helper()
+	sharedMu.Lock()
+	defer sharedMu.Unlock()
+	if sharedCluster == nil {
+		c, err := valkeytest.StartCluster(context.Background(), valkeytest.ClusterOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sharedCluster = c
+	}
+	return sharedCluster.Addrs()
+}
+
+// both is standalone and a 3-primary cluster, each started once per test
+// binary (tests flush before use, so they do not run in parallel).
+func both() []topology {
+	return []topology{{"standalone", standalone}, {"cluster", cluster}}
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if sharedServer != nil {
+		sharedServer.Close()
+	}
+	if sharedCluster != nil {
+		sharedCluster.Close()
+	}
+	os.Exit(code)
+}
+
+// freshBackend flushes every primary and connects with 16 partitions.
+func freshBackend(t *testing.T, addrs []string) *valkeybackend.Backend {
+	t.Helper()
+	flushAll(t, addrs)
+	return connect(t, addrs)
+}
+
+func connect(t *testing.T, addrs []string) *valkeybackend.Backend {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	b, err := valkeybackend.Connect(ctx, valkeybackend.Options{Addrs: addrs, Partitions: 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	return b
+}
+
+// nodeDo runs one command on every primary of addrs.
+func eachPrimary(t *testing.T, addrs []string, f func(c valkey.Client)) {
+	t.Helper()
+	for _, a := range addrs {
+		c, err := valkey.NewClient(valkey.ClientOption{InitAddress: []string{a}, ForceSingleClient: true, DisableCache: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		role, _ := c.Do(context.Background(), c.B().Role().Build()).ToArray()
+		if len(role) > 0 {
+			if r, _ := role[0].ToString(); r == "master" {
+				f(c)
+			}
+		}
+		c.Close()
+	}
+}
+
+func flushAll(t *testing.T, addrs []string) {
+	t.Helper()
+	eachPrimary(t, addrs, func(c valkey.Client) {
+		if err := c.Do(context.Background(), c.B().Flushall().Build()).Error(); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// commandCalls sums INFO commandstats calls over every primary.
+func commandCalls(t *testing.T, addrs []string) map[string]int64 {
+	t.Helper()
+	out := map[string]int64{}
+	eachPrimary(t, addrs, func(c valkey.Client) {
+		info, err := c.Do(context.Background(), c.B().Info().Section("commandstats").Build()).ToString()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for name, n := range parseCommandStats(info) {
+			out[name] += n
+		}
+	})
+	return out
+}
+
+func parseCommandStats(info string) map[string]int64 {
+	out := map[string]int64{}
+	for _, line := range strings.Split(info, "\n") {
+		line = strings.TrimSpace(line)
+		name, rest, ok := strings.Cut(strings.TrimPrefix(line, "cmdstat_"), ":")
+		if !ok || !strings.HasPrefix(line, "cmdstat_") {
+			continue
+		}
+		for _, kv := range strings.Split(rest, ",") {
+			if v, ok := strings.CutPrefix(kv, "calls="); ok {
+				n, _ := strconv.ParseInt(v, 10, 64)
+				out[name] += n
+			}
+		}
+	}
+	return out
+}
+
+// testConfig is a fast configuration for tests.
+func testConfig(t *testing.T) scanner.Config {
+	return scanner.Config{
+		LeaseExpiryInterval: 50 * time.Millisecond,
+		DelayedInterval:     50 * time.Millisecond,
+		UnblockInterval:     50 * time.Millisecond,
+		TimeoutInterval:     50 * time.Millisecond,
+		RetentionInterval:   50 * time.Millisecond,
+		OwnershipTTL:        600 * time.Millisecond,
+		LaneRefresh:         50 * time.Millisecond,
+		Logger:              testLogger(t),
+	}
+}
+
+// testLogger logs to the test at warn level and above (-v shows them).
+func testLogger(t *testing.T) *slog.Logger {
+	if testing.Verbose() {
+		return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+type tWriter struct{ t *testing.T }
+
+func (w tWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// runEngine starts the standard scanners and waits until they own every
+// partition; they stop (and release) when the test ends.
+func runEngine(t *testing.T, b *valkeybackend.Backend, cfg scanner.Config) *scanner.Supervisor {
+	t.Helper()
+	return runEngineCtx(t, context.Background(), b, cfg)
+}
+
+// runEngineCtx is runEngine under ctx.
+func runEngineCtx(t *testing.T, ctx context.Context, b *valkeybackend.Backend, cfg scanner.Config) *scanner.Supervisor {
+	t.Helper()
+	ctx, cancel := context.WithCancel(ctx)
+	s, err := scanner.Start(ctx, b, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cancel()
+		<-s.Done()
+	})
+	wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
+	defer wcancel()
+	if err := s.WaitOwned(wctx, b.Partitions()); err != nil {
+		t.Fatalf("engine never owned all %d partitions: %v", b.Partitions(), err)
+	}
+	return s
+}
+
+// eventually polls cond every 10ms until it holds or timeout passes.
+func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for !cond() {
+		if time.Since(start) > timeout {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return time.Since(start)
+}
+
+func state(t *testing.T, b *valkeybackend.Backend, id sdk.ExecutionID) sdk.PublicState {
+	t.Helper()
+	s, err := b.ReadExecutionState(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func describe(t *testing.T, b *valkeybackend.Backend, id sdk.ExecutionID) *sdk.ExecutionSnapshot {
+	t.Helper()
+	s, err := b.DescribeExecution(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func create(t *testing.T, b *valkeybackend.Backend, a sdk.CreateExecutionArgs) sdk.ExecutionID {
+	t.Helper()
+	if a.Kind == "" {
+		a.Kind = "k"
+	}
+	r, err := b.CreateExecution(context.Background(), a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r.ID
+}
+
+// claim grants and claims id the three-step way, as worker w.
+func claim(t *testing.T, b *valkeybackend.Backend, id sdk.ExecutionID, lane sdk.LaneID, w string, ttl time.Duration) sdk.ClaimedExecution {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := b.IssueClaimGrant(ctx, sdk.IssueClaimGrantArgs{ExecutionID: id, Lane: lane,
+		WorkerID: sdk.WorkerID(w), WorkerInstanceID: sdk.WorkerInstanceID(w + "-1")}); err != nil {
+		t.Fatalf("grant %s: %v", id, err)
+	}
+	c, err := b.ClaimExecution(ctx, sdk.ClaimExecutionArgs{ExecutionID: id, Lane: lane,
+		WorkerID: sdk.WorkerID(w), WorkerInstanceID: sdk.WorkerInstanceID(w + "-1"), LeaseTTL: ttl})
+	if err != nil {
+		t.Fatalf("claim %s: %v", id, err)
+	}
+	return c
+}

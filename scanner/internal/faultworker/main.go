@@ -1,0 +1,225 @@
+// Command faultworker is a minimal worker process for the scanner's fault
+// tests: it claims with the backend directly (window scan, then grant and
+// claim in one round trip), renews every lease from one renewer at TTL/3,
+// "works" by sleeping, completes, and records each step in Valkey so a test
+// can tell what happened even after the process was SIGKILLed:
+//
+//	RPUSH fault:claims      "<id> <attempt_id> <epoch> <instance> <attempt_type>"
+//	RPUSH fault:intent      "<id> <attempt_id> <epoch> <instance>"  before Complete
+//	SADD  fault:done        <id>                                    } after Complete returned nil,
+//	RPUSH fault:completions "<id> <attempt_id> <epoch> <instance>"  } in one MULTI/EXEC
+//	RPUSH fault:rejected    "<id> <attempt_id> <code> <instance>"   Complete failed
+//	RPUSH fault:lost        "<id> <attempt_id> <code> <instance>"   renewal failed; task dropped
+//
+// It prints "ready" on stdout once connected.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/flowfabric/flowfabric-go/sdk"
+	"github.com/flowfabric/flowfabric-go/valkeybackend"
+)
+
+type task struct {
+	h          sdk.Handle
+	cancel     context.CancelFunc
+	completing atomic.Bool // Complete is in flight: a failed renewal is expected
+}
+
+type worker struct {
+	b        *valkeybackend.Backend
+	instance string
+	lane     sdk.LaneID
+	ttl      time.Duration
+	workMin  time.Duration
+	workMax  time.Duration
+
+	mu    sync.Mutex
+	tasks map[sdk.ExecutionID]*task
+	wg    sync.WaitGroup
+}
+
+func main() {
+	addr := flag.String("addr", "127.0.0.1:6379", "comma-separated Valkey addresses")
+	lane := flag.String("lane", "fault", "lane to claim from")
+	instance := flag.String("instance", "fw-"+strconv.Itoa(os.Getpid()), "worker instance id")
+	ttl := flag.Duration("lease-ttl", time.Second, "lease TTL")
+	workMin := flag.Duration("work-min", 50*time.Millisecond, "shortest work time")
+	workMax := flag.Duration("work-max", 50*time.Millisecond, "longest work time")
+	conc := flag.Int("concurrency", 1, "tasks at once")
+	poll := flag.Duration("poll", 20*time.Millisecond, "pause after an empty scan")
+	flag.Parse()
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	b, err := valkeybackend.Connect(ctx, valkeybackend.Options{Addrs: strings.Split(*addr, ",")})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "faultworker:", err)
+		os.Exit(1)
+	}
+	defer b.Close()
+	w := &worker{b: b, instance: *instance, lane: sdk.LaneID(*lane), ttl: *ttl,
+		workMin: *workMin, workMax: max(*workMax, *workMin), tasks: map[sdk.ExecutionID]*task{}}
+	go w.renewer(ctx)
+	fmt.Println("ready")
+	parts := make([]int, b.Partitions())
+	for i := range parts {
+		parts[i] = i
+	}
+	for ctx.Err() == nil {
+		free := *conc - w.inFlight()
+		if free <= 0 {
+			time.Sleep(2 * time.Millisecond)
+			continue
+		}
+		got := w.claimSome(ctx, parts, free)
+		if got == 0 {
+			time.Sleep(*poll)
+		}
+	}
+	w.wg.Wait()
+}
+
+func (w *worker) inFlight() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.tasks)
+}
+
+// claimSome scans every partition in one round trip and claims up to free.
+func (w *worker) claimSome(ctx context.Context, parts []int, free int) int {
+	heads, err := w.b.ScanEligibleWindow(ctx, w.lane, parts, 4)
+	if err != nil {
+		return 0
+	}
+	got := 0
+	for _, ids := range heads {
+		for _, id := range ids {
+			if got == free {
+				return got
+			}
+			t, err := w.b.GrantAndClaim(ctx, sdk.IssueClaimGrantArgs{ExecutionID: id, Lane: w.lane,
+				WorkerID: "faultworker", WorkerInstanceID: sdk.WorkerInstanceID(w.instance)}, w.ttl)
+			if err != nil {
+				continue // someone else won it, or it moved on
+			}
+			got++
+			w.record("RPUSH", "fault:claims", fmt.Sprintf("%s %s %d %s %s", id, t.Handle.AttemptID,
+				t.Handle.Epoch, w.instance, t.AttemptType))
+			w.start(ctx, t.Handle)
+		}
+	}
+	return got
+}
+
+func (w *worker) start(ctx context.Context, h sdk.Handle) {
+	tctx, cancel := context.WithCancel(ctx)
+	t := &task{h: h, cancel: cancel}
+	w.mu.Lock()
+	w.tasks[h.ExecutionID] = t
+	w.mu.Unlock()
+	w.wg.Go(func() {
+		defer func() {
+			cancel()
+			w.mu.Lock()
+			delete(w.tasks, h.ExecutionID)
+			w.mu.Unlock()
+		}()
+		work := w.workMin
+		if w.workMax > w.workMin {
+			work += time.Duration(rand.Int64N(int64(w.workMax - w.workMin)))
+		}
+		select {
+		case <-tctx.Done():
+			return // lease lost or shutting down: never complete
+		case <-time.After(work):
+		}
+		t.completing.Store(true)
+		line := fmt.Sprintf("%s %s %d %s", h.ExecutionID, h.AttemptID, h.Epoch, w.instance)
+		w.record("RPUSH", "fault:intent", line)
+		if err := w.b.Complete(context.WithoutCancel(ctx), h, []byte("done by "+w.instance)); err != nil {
+			w.record("RPUSH", "fault:rejected", fmt.Sprintf("%s %s %s %s", h.ExecutionID, h.AttemptID, sdk.CodeOf(err), w.instance))
+			return
+		}
+		w.recordDone(string(h.ExecutionID), line)
+	})
+}
+
+// renewer renews every held lease at TTL/3 in one batch; a lease that fails
+// to renew is dropped and its task stopped.
+func (w *worker) renewer(ctx context.Context) {
+	tick := time.NewTicker(w.ttl / 3)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		w.mu.Lock()
+		tasks := make([]*task, 0, len(w.tasks))
+		handles := make([]sdk.Handle, 0, len(w.tasks))
+		for _, t := range w.tasks {
+			tasks = append(tasks, t)
+			handles = append(handles, t.h)
+		}
+		w.mu.Unlock()
+		if len(handles) == 0 {
+			continue
+		}
+		res, err := w.b.RenewBatch(ctx, handles)
+		if err != nil {
+			continue
+		}
+		for i, r := range res {
+			if r.Err != nil && !tasks[i].completing.Load() {
+				tasks[i].cancel()
+				w.record("RPUSH", "fault:lost", fmt.Sprintf("%s %s %s %s", handles[i].ExecutionID,
+					handles[i].AttemptID, sdk.CodeOf(r.Err), w.instance))
+			}
+		}
+	}
+}
+
+// recordDone writes fault:done and fault:completions in one MULTI/EXEC, so a
+// kill cannot leave one without the other.
+func (w *worker) recordDone(id, line string) {
+	c := w.b.Client()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, r := range c.DoMulti(ctx, c.B().Multi().Build(),
+		c.B().Sadd().Key("fault:done").Member(id).Build(),
+		c.B().Rpush().Key("fault:completions").Element(line).Build(),
+		c.B().Exec().Build()) {
+		if err := r.Error(); err != nil {
+			fmt.Fprintln(os.Stderr, "faultworker: record:", err)
+		}
+	}
+}
+
+func (w *worker) record(cmd, key, member string) {
+	c := w.b.Client()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var err error
+	if cmd == "SADD" {
+		err = c.Do(ctx, c.B().Sadd().Key(key).Member(member).Build()).Error()
+	} else {
+		err = c.Do(ctx, c.B().Rpush().Key(key).Element(member).Build()).Error()
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "faultworker: record:", err)
+	}
+}
