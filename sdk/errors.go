@@ -99,6 +99,8 @@ var codeKinds = map[string]ErrorKind{
 	CodeNotRunnable: KindState, CodeNoActiveLease: KindState,
 	CodeExecutionNotReclaimable: KindState, CodeExecutionNotTerminal: KindState,
 	CodeReplayLimitExceeded:     KindState,
+	CodeTaskFinished:            KindState,
+	CodeWorkerShutdown:          KindState,
 	CodeActiveAttemptExists:     KindConflict,
 	CodeWorkerInstanceDuplicate: KindConflict,
 	CodeTransport:               KindTransport, CodeUnavailable: KindUnavailable,

@@ -46,6 +46,8 @@ var allCodes = []struct {
 	{CodeExecutionNotReclaimable, KindState},
 	{CodeExecutionNotTerminal, KindState},
 	{CodeReplayLimitExceeded, KindState},
+	{CodeTaskFinished, KindState},
+	{CodeWorkerShutdown, KindState},
 }
 
 func TestKindOfCode(t *testing.T) {
@@ -277,6 +279,8 @@ func TestErrorClass(t *testing.T) {
 		CodeExecutionNotReclaimable: ClassTerminal,
 		CodeExecutionNotTerminal:    ClassTerminal,
 		CodeReplayLimitExceeded:     ClassTerminal,
+		CodeTaskFinished:            ClassTerminal,
+		CodeWorkerShutdown:          ClassTerminal,
 		"unknown_code":              ClassTerminal,
 	}
 	for code, class := range want {

@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"sort"
 	"strconv"
 	"strings"
@@ -64,6 +65,8 @@ func Connect(ctx context.Context, opts Options) (*Backend, error) {
 		PipelineMultiplex:     opts.PipelineMultiplex,
 		DisableAutoPipelining: opts.DisableAutoPipelining,
 		ClientName:            "flowfabric",
+		Dialer:                net.Dialer{KeepAlive: opts.KeepAlive, Timeout: 5 * time.Second},
+		ConnWriteTimeout:      opts.ConnWriteTimeout,
 		OnInvalidations:       b.watch.onInvalidations,
 	}
 	if opts.CacheSizeEachConn < 0 {

@@ -12,6 +12,8 @@ const (
 	CacheSizeEachConnDefault = 16 << 20
 	ContextCacheTTLDefault   = 10 * time.Minute
 	PrepareAttemptsDefault   = 5
+	KeepAliveDefault         = 30 * time.Second
+	ConnWriteTimeoutDefault  = 10 * time.Second
 )
 
 // Options configures Connect. The zero value connects to 127.0.0.1:6379.
@@ -49,6 +51,13 @@ type Options struct {
 	// DisableAutoPipelining sends each command on a pooled connection instead
 	// of the shared pipeline. Default false.
 	DisableAutoPipelining bool
+	// KeepAlive is the TCP keepalive and idle PING period of each connection.
+	// Default KeepAliveDefault (30s): an idle worker stays under one command
+	// per second; valkey-go's own default (1s) would PING every second.
+	KeepAlive time.Duration
+	// ConnWriteTimeout bounds a blocked write and so how fast a dead server is
+	// detected. Default ConnWriteTimeoutDefault (10s).
+	ConnWriteTimeout time.Duration
 	// PrepareAttempts bounds Prepare's retries on transient errors (a
 	// compile error is never retried). Default 5.
 	PrepareAttempts int
@@ -71,6 +80,12 @@ func (o Options) withDefaults() Options {
 	}
 	if o.ReadinessCacheTTL == 0 {
 		o.ReadinessCacheTTL = ReadinessCacheTTLDefault
+	}
+	if o.KeepAlive == 0 {
+		o.KeepAlive = KeepAliveDefault
+	}
+	if o.ConnWriteTimeout == 0 {
+		o.ConnWriteTimeout = ConnWriteTimeoutDefault
 	}
 	if o.PrepareAttempts == 0 {
 		o.PrepareAttempts = PrepareAttemptsDefault

@@ -1,0 +1,458 @@
+package sdk
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"sync"
+	"time"
+)
+
+// claimLoop claims until ctx ends. Each pass ("round") visits every lane,
+// starting one lane further each time, and on each lane the partitions that
+// may hold work, starting after the partition it last claimed from: lanes and
+// partitions rotate independently, so every lane sees every partition.
+//
+// Between rounds: at capacity it waits for a free slot (no scanning); after a
+// round that claimed something it goes again at once; after one that found
+// candidates but lost them all to other workers it backs off briefly; after
+// one that found nothing it is idle and waits for a readiness push or the
+// IdlePoll timer. Transport errors back off exponentially (capped at 1s) and
+// never stop the loop.
+func (w *Worker) claimLoop(ctx context.Context) {
+	var watch <-chan struct{}
+	var watchRetryAt time.Time
+	subscribe := func() {
+		if w.watcher == nil || watch != nil || time.Now().Before(watchRetryAt) {
+			return
+		}
+		ch, err := w.watcher.WatchReadiness(ctx, w.cfg.Lanes)
+		if errors.Is(err, ErrUnavailable) {
+			w.dropWatcher(err)
+			return
+		}
+		if err != nil {
+			if ctx.Err() == nil {
+				w.reportError(err)
+			}
+			watchRetryAt = time.Now().Add(watchRetryEvery)
+			return
+		}
+		watch = ch
+	}
+	subscribe()
+
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	wait := func(d time.Duration, wakeOnPush bool) (push, poll bool) {
+		timer.Reset(d)
+		defer func() {
+			if !timer.Stop() {
+				select {
+				case <-timer.C:
+				default:
+				}
+			}
+		}()
+		var pushCh <-chan struct{}
+		if wakeOnPush {
+			pushCh = watch
+		}
+		select {
+		case <-ctx.Done():
+		case _, ok := <-pushCh:
+			if !ok {
+				watch = nil // the subscription ended; resubscribe on the next idle wait
+				return false, false
+			}
+			return true, false
+		case <-timer.C:
+			return false, true
+		}
+		return false, false
+	}
+
+	errAttempt, contendAttempt := 0, 0
+	for ctx.Err() == nil {
+		if w.freeSlots() == 0 {
+			select {
+			case <-ctx.Done():
+				return
+			case <-w.slotFreed:
+			}
+			continue
+		}
+		claimed, saw, err := w.claimRound(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			w.stats.claimErrors.Add(1)
+			w.reportError(err)
+			wait(backoffDelay(errAttempt, claimErrBackoffMin, claimErrBackoffMax), false)
+			errAttempt++
+			continue
+		}
+		errAttempt = 0
+		if claimed > 0 {
+			contendAttempt = 0
+			continue
+		}
+		if saw {
+			// Work exists but others won it (or its grant is held): look again
+			// soon, or at once when readiness changes.
+			wait(min(backoffDelay(contendAttempt, contendBackoffMin, contendBackoffMax), w.idlePoll()), true)
+			contendAttempt++
+			continue
+		}
+		contendAttempt = 0
+		subscribe()
+		poll := w.idlePoll()
+		if w.watcher != nil && watch == nil {
+			poll = min(poll, IdlePollDefault) // no pushes: poll as a backend without them would
+		}
+		push, polled := wait(poll, true)
+		if push {
+			w.stats.idlePush.Add(1)
+		} else if polled {
+			w.stats.idlePoll.Add(1)
+		}
+	}
+}
+
+// claimRound makes one pass over the lanes. It reports how many executions
+// it claimed and whether it saw any candidate at all.
+func (w *Worker) claimRound(ctx context.Context) (claimed int, saw bool, err error) {
+	w.stats.claimRounds.Add(1)
+	nl := len(w.cfg.Lanes)
+	start := w.laneCursor
+	w.laneCursor = (start + 1) % nl
+	for i := range nl {
+		if w.freeSlots() == 0 || ctx.Err() != nil {
+			return claimed, saw, nil
+		}
+		li := (start + i) % nl
+		parts, err := w.lanePartitions(ctx, li)
+		if err != nil {
+			return claimed, saw, err
+		}
+		if len(parts) == 0 {
+			continue
+		}
+		var c int
+		var s bool
+		if w.cfg.ClaimMode == ClaimFused {
+			c, s, err = w.claimFusedLane(ctx, li, parts)
+		} else {
+			c, s, err = w.claimDirectLane(ctx, li, parts)
+		}
+		claimed += c
+		saw = saw || s
+		if err != nil {
+			return claimed, saw, err
+		}
+	}
+	return claimed, saw, nil
+}
+
+// lanePartitions returns the partitions of lane li worth scanning, rotated
+// to start at the lane's cursor: the ready ones when the backend tracks
+// readiness (a cached read: free while nothing changes), else all.
+func (w *Worker) lanePartitions(ctx context.Context, li int) ([]int, error) {
+	parts := w.partitions
+	if w.watcher != nil {
+		w.stats.readiness.Add(1)
+		ready, err := w.watcher.ReadyPartitions(ctx, w.cfg.Lanes[li], w.partitions)
+		switch {
+		case errors.Is(err, ErrUnavailable):
+			w.dropWatcher(err)
+		case err != nil:
+			return nil, err
+		default:
+			parts = ready
+		}
+	}
+	return rotateFrom(parts, w.partCursor[li]), nil
+}
+
+// rotateFrom returns parts (ascending) rotated to start at the first element
+// >= cursor.
+func rotateFrom(parts []int, cursor int) []int {
+	k := 0
+	for k < len(parts) && parts[k] < cursor {
+		k++
+	}
+	if k == 0 || k == len(parts) {
+		return parts
+	}
+	out := make([]int, 0, len(parts))
+	out = append(out, parts[k:]...)
+	return append(out, parts[:k]...)
+}
+
+// advance moves lane li's cursor past partition p, so the next round starts
+// with the partition after the last one this worker claimed from.
+func (w *Worker) advance(li, p int) {
+	w.partCursor[li] = (p + 1) % len(w.partitions)
+}
+
+// claimDirectLane scans lane li window by window and claims candidates until
+// the slots run out.
+func (w *Worker) claimDirectLane(ctx context.Context, li int, parts []int) (claimed int, saw bool, err error) {
+	lane := w.cfg.Lanes[li]
+	for off := 0; off < len(parts); off += w.cfg.ScanWindow {
+		free := w.freeSlots()
+		if free == 0 {
+			return claimed, saw, nil
+		}
+		win := parts[off:min(off+w.cfg.ScanWindow, len(parts))]
+		// More than one candidate per partition, so a head granted to another
+		// worker (and maybe never claimed) does not block the partition.
+		limit := min(free+1, maxScanLimit)
+		cands, err := w.scanWindow(ctx, lane, win, limit)
+		if err != nil {
+			return claimed, saw, err
+		}
+		c, s, err := w.claimCandidates(ctx, li, win, cands)
+		claimed += c
+		saw = saw || s
+		if err != nil {
+			return claimed, saw, err
+		}
+	}
+	return claimed, saw, nil
+}
+
+// scanWindow reads up to limit eligible ids of each partition in win: one
+// round trip with a WindowScanner, else one concurrent scan per partition
+// (which a pipelining client still sends together).
+func (w *Worker) scanWindow(ctx context.Context, lane LaneID, win []int, limit int) ([][]ExecutionID, error) {
+	if w.windowScanner != nil {
+		w.stats.scans.Add(1)
+		res, err := w.windowScanner.ScanEligibleWindow(ctx, lane, win, limit)
+		if err == nil && len(res) != len(win) {
+			err = &Error{Kind: KindBug, Code: CodeBug, Op: "scan_eligible_window", Msg: "result count differs from partition count"}
+		}
+		if !errors.Is(err, ErrUnavailable) {
+			return res, err
+		}
+		w.log.Warn("window scans unavailable; scanning partition by partition", "err", err)
+		w.windowScanner = nil
+	}
+	w.stats.scans.Add(uint64(len(win)))
+	res := make([][]ExecutionID, len(win))
+	errs := make([]error, len(win))
+	var wg sync.WaitGroup
+	for i, p := range win {
+		wg.Go(func() {
+			res[i], errs[i] = w.backend.ScanEligibleExecutions(ctx, ScanEligibleArgs{Lane: lane, Partition: p, Limit: limit})
+		})
+	}
+	wg.Wait()
+	return res, errors.Join(errs...)
+}
+
+type candidate struct {
+	partition int
+	id        ExecutionID
+}
+
+// claimCandidates claims from a scanned window: candidates are interleaved
+// across partitions (every partition's first, then every second, …) and
+// claimed concurrently, as many at a time as there are free slots.
+func (w *Worker) claimCandidates(ctx context.Context, li int, win []int, cands [][]ExecutionID) (claimed int, saw bool, err error) {
+	var queue []candidate
+	for depth := 0; ; depth++ {
+		added := false
+		for i, ids := range cands {
+			if depth < len(ids) {
+				queue = append(queue, candidate{win[i], ids[depth]})
+				added = true
+			}
+		}
+		if !added {
+			break
+		}
+	}
+	saw = len(queue) > 0
+	// Start at a random point of the queue (and wrap): workers that scanned
+	// the same heads then try different candidates first instead of all
+	// racing for the same ones. Every candidate is still tried in this round
+	// while slots last, so priority order holds across rounds; within the
+	// scanned top of a window it is approximate.
+	if len(queue) > 1 {
+		r := rand.IntN(len(queue))
+		queue = append(queue[r:], queue[:r]...)
+	}
+	lane := w.cfg.Lanes[li]
+	for len(queue) > 0 && ctx.Err() == nil {
+		k := w.reserve(len(queue))
+		if k == 0 {
+			return claimed, saw, nil
+		}
+		batch := queue[:k]
+		queue = queue[k:]
+		results := make([]ClaimedTask, k)
+		errs := make([]error, k)
+		var wg sync.WaitGroup
+		for i, c := range batch {
+			wg.Go(func() { results[i], errs[i] = w.claimOne(ctx, lane, c.id) })
+		}
+		wg.Wait()
+		var transport error
+		for i, c := range batch {
+			if errs[i] == nil {
+				w.startTask(results[i])
+				claimed++
+				w.advance(li, c.partition)
+				continue
+			}
+			w.release(1)
+			switch {
+			case isTransient(errs[i]):
+				transport = errs[i]
+			case errors.Is(errs[i], context.Canceled) || errors.Is(errs[i], context.DeadlineExceeded):
+				transport = errs[i]
+			case KindOf(errs[i]) == KindValidation || KindOf(errs[i]) == KindBug || KindOf(errs[i]) == KindUnavailable:
+				w.reportError(errs[i])
+			default: // lost the race, or the execution moved on: next candidate
+				w.stats.conflicts.Add(1)
+			}
+		}
+		if transport != nil {
+			return claimed, saw, transport
+		}
+	}
+	return claimed, saw, nil
+}
+
+// claimOne grants and claims one execution: one round trip with a
+// GrantClaimer, else grant, claim (or claim-resumed) and a context read. An
+// execution this worker lacks capabilities for is blocked for routing. The
+// calls do not follow ctx's cancellation, so a claim that landed is never
+// abandoned half-way at shutdown (its task then runs through the drain).
+func (w *Worker) claimOne(ctx context.Context, lane LaneID, id ExecutionID) (ClaimedTask, error) {
+	w.stats.attempts.Add(1)
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), max(w.cfg.GrantTTL, minCallTimeout))
+	defer cancel()
+	grant := IssueClaimGrantArgs{
+		ExecutionID: id, Lane: lane, WorkerID: w.cfg.WorkerID, WorkerInstanceID: w.cfg.InstanceID,
+		Capabilities: w.cfg.Capabilities, GrantTTL: w.cfg.GrantTTL,
+	}
+	if w.grantClaimer != nil && !w.grantClaimerOff.Load() {
+		ct, err := w.grantClaimer.GrantAndClaim(cctx, grant, w.cfg.LeaseTTL)
+		if err == nil {
+			return ct, nil
+		}
+		if !errors.Is(err, ErrUnavailable) {
+			w.blockIfMismatch(cctx, lane, id, err)
+			return ClaimedTask{}, err
+		}
+		if !w.grantClaimerOff.Swap(true) {
+			w.log.Warn("grant+claim unavailable; granting and claiming in separate calls", "err", err)
+		}
+	}
+	if _, err := w.backend.IssueClaimGrant(cctx, grant); err != nil {
+		w.blockIfMismatch(cctx, lane, id, err)
+		return ClaimedTask{}, err
+	}
+	args := ClaimExecutionArgs{ExecutionID: id, Lane: lane, WorkerID: w.cfg.WorkerID,
+		WorkerInstanceID: w.cfg.InstanceID, LeaseTTL: w.cfg.LeaseTTL}
+	ce, err := w.backend.ClaimExecution(cctx, args)
+	if errors.Is(err, ErrUseClaimResumed) {
+		ce, err = w.backend.ClaimResumedExecution(cctx, args)
+	}
+	if err != nil {
+		return ClaimedTask{}, err
+	}
+	var ec ExecutionContext
+	for attempt := 0; ; attempt++ {
+		ec, err = w.backend.ReadExecutionContext(cctx, id)
+		if err == nil {
+			return ClaimedTask{ClaimedExecution: ce, Context: ec}, nil
+		}
+		if !isTransient(err) || attempt >= 2 || !sleepCtx(cctx, backoffDelay(attempt, claimErrBackoffMin, claimErrBackoffMax)) {
+			break
+		}
+	}
+	// We hold a lease but cannot run the task: hand the attempt back
+	// unchanged (Delay keeps the attempt) so another claim picks it up.
+	if derr := w.backend.Delay(cctx, ce.Handle, time.Now()); derr != nil {
+		w.reportError(derr) // the lease expires and the reclaim scanner recovers it
+	}
+	return ClaimedTask{}, err
+}
+
+func (w *Worker) blockIfMismatch(ctx context.Context, lane LaneID, id ExecutionID, err error) {
+	if !errors.Is(err, ErrCapabilityMismatch) {
+		return
+	}
+	w.stats.blocks.Add(1)
+	if _, berr := w.backend.BlockRoute(ctx, BlockRouteArgs{ExecutionID: id, Lane: lane, Reason: "capability_mismatch"}); berr != nil {
+		w.reportError(berr)
+	}
+}
+
+// claimFusedLane claims on lane li with one fused call per partition, each
+// asking for as many executions as there are free slots (capped at
+// ClaimBatch). Without readiness tracking, a window scan first skips empty
+// partitions when the backend can scan windows.
+func (w *Worker) claimFusedLane(ctx context.Context, li int, parts []int) (claimed int, saw bool, err error) {
+	lane := w.cfg.Lanes[li]
+	if w.watcher == nil && w.windowScanner != nil {
+		var nonEmpty []int
+		for off := 0; off < len(parts); off += w.cfg.ScanWindow {
+			win := parts[off:min(off+w.cfg.ScanWindow, len(parts))]
+			res, err := w.scanWindow(ctx, lane, win, 1)
+			if err != nil {
+				return 0, false, err
+			}
+			for i, ids := range res {
+				if len(ids) > 0 {
+					nonEmpty = append(nonEmpty, win[i])
+				}
+			}
+		}
+		parts = nonEmpty
+	}
+	for _, p := range parts {
+		if ctx.Err() != nil {
+			break
+		}
+		k := w.reserve(min(w.freeSlots(), w.cfg.ClaimBatch))
+		if k == 0 {
+			break
+		}
+		w.stats.attempts.Add(1)
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), max(w.cfg.GrantTTL, minCallTimeout))
+		tasks, ferr := w.fused.ClaimFused(cctx, FusedClaimArgs{
+			Lane: lane, Partition: p, Max: k, WorkerID: w.cfg.WorkerID, WorkerInstanceID: w.cfg.InstanceID,
+			Capabilities: w.cfg.Capabilities, LeaseTTL: w.cfg.LeaseTTL,
+		})
+		cancel()
+		if len(tasks) > k { // a backend bug; never run more than we reserved
+			w.reportError(&Error{Kind: KindBug, Code: CodeBug, Op: "claim_fused", Msg: "returned more executions than Max"})
+		}
+		n := 0
+		for _, t := range tasks {
+			if n == k {
+				break
+			}
+			w.startTask(t)
+			n++
+		}
+		w.release(k - n)
+		if n > 0 {
+			claimed += n
+			saw = true
+			w.advance(li, p)
+		}
+		if ferr != nil {
+			if isTransient(ferr) {
+				return claimed, saw, ferr
+			}
+			w.reportError(ferr)
+		}
+	}
+	return claimed, saw, nil
+}

@@ -1,0 +1,216 @@
+package sdk
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// SubmitBatchConcurrencyDefault bounds the creates SubmitBatch keeps in
+// flight. A pipelining client (valkey-go) sends concurrent calls together, so
+// this is also the pipeline depth.
+const SubmitBatchConcurrencyDefault = 128
+
+// WaitPollDefault is the poll interval of Client.Wait when none is given.
+const WaitPollDefault = 50 * time.Millisecond
+
+// BatchSubmitter is an optional backend role: create many executions in as
+// few round trips as the backend can. SubmitBatch uses it when present. The
+// per-item errors are in the returned *BatchError; the results are in order.
+type BatchSubmitter interface {
+	CreateExecutions(ctx context.Context, args []CreateExecutionArgs) ([]CreateExecutionResult, error)
+}
+
+// BatchError reports the items of a batch that failed. Errs[i] is nil for
+// an item that succeeded. errors.Is and errors.As look through every item.
+type BatchError struct {
+	Errs []error
+}
+
+func (e *BatchError) Error() string {
+	var b strings.Builder
+	n := 0
+	for i, err := range e.Errs {
+		if err == nil {
+			continue
+		}
+		if n == 0 {
+			b.WriteString("item " + strconv.Itoa(i) + ": " + err.Error())
+		}
+		n++
+	}
+	if n > 1 {
+		b.WriteString(" (and " + strconv.Itoa(n-1) + " more failed items)")
+	}
+	return b.String()
+}
+
+// Unwrap returns the failed items' errors.
+func (e *BatchError) Unwrap() []error {
+	out := make([]error, 0, len(e.Errs))
+	for _, err := range e.Errs {
+		if err != nil {
+			out = append(out, err)
+		}
+	}
+	return out
+}
+
+// Client is the producer and operator side: submit executions, read them,
+// cancel them, change their priority, fetch results. It is safe for
+// concurrent use.
+type Client struct {
+	backend EngineBackend
+}
+
+// NewClient returns a Client over backend.
+func NewClient(backend EngineBackend) *Client { return &Client{backend: backend} }
+
+// Backend returns the client's backend.
+func (c *Client) Backend() EngineBackend { return c.backend }
+
+// Submit creates one execution.
+func (c *Client) Submit(ctx context.Context, args CreateExecutionArgs) (CreateExecutionResult, error) {
+	return c.backend.CreateExecution(ctx, args)
+}
+
+// SubmitBatch creates many executions and returns their results in the
+// order of args. Creates run concurrently (bounded by
+// SubmitBatchConcurrencyDefault), so a pipelining backend sends them in few
+// round trips; a BatchSubmitter backend gets the batch in one call. When
+// some items fail, the error is a *BatchError and the results of the failed
+// items are zero.
+func (c *Client) SubmitBatch(ctx context.Context, args []CreateExecutionArgs) ([]CreateExecutionResult, error) {
+	if len(args) == 0 {
+		return nil, nil
+	}
+	if b, ok := c.backend.(BatchSubmitter); ok {
+		return b.CreateExecutions(ctx, args)
+	}
+	results := make([]CreateExecutionResult, len(args))
+	errs := make([]error, len(args))
+	sem := make(chan struct{}, min(SubmitBatchConcurrencyDefault, len(args)))
+	var wg sync.WaitGroup
+	failed := false
+	for i := range args {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			for j := i; j < len(args); j++ {
+				errs[j] = ctx.Err()
+			}
+			failed = true
+		}
+		if failed {
+			break
+		}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			results[i], errs[i] = c.backend.CreateExecution(ctx, args[i])
+		})
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return results, &BatchError{Errs: errs}
+		}
+	}
+	return results, nil
+}
+
+// Describe returns a snapshot of the execution; an unknown id gives
+// ErrExecutionNotFound.
+func (c *Client) Describe(ctx context.Context, id ExecutionID) (*ExecutionSnapshot, error) {
+	s, err := c.backend.DescribeExecution(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if s == nil {
+		return nil, NewError("describe", CodeExecutionNotFound, "no execution "+string(id))
+	}
+	return s, nil
+}
+
+// State returns the execution's public state.
+func (c *Client) State(ctx context.Context, id ExecutionID) (PublicState, error) {
+	return c.backend.ReadExecutionState(ctx, id)
+}
+
+// Cancel cancels the execution from any non-terminal state.
+func (c *Client) Cancel(ctx context.Context, id ExecutionID, reason string) (CancelExecutionResult, error) {
+	return c.backend.CancelExecution(ctx, CancelExecutionArgs{ExecutionID: id, Reason: reason})
+}
+
+// ChangePriority re-scores a waiting execution.
+func (c *Client) ChangePriority(ctx context.Context, id ExecutionID, priority int) (ChangePriorityResult, error) {
+	return c.backend.ChangePriority(ctx, ChangePriorityArgs{ExecutionID: id, Priority: priority})
+}
+
+// Result returns the result an execution completed with (nil when it has
+// none or has not completed).
+func (c *Client) Result(ctx context.Context, id ExecutionID) ([]byte, error) {
+	return c.backend.GetExecutionResult(ctx, id)
+}
+
+// Wait polls the execution every poll (WaitPollDefault when 0) until it
+// reaches a terminal state or ctx ends, and returns its final snapshot.
+func (c *Client) Wait(ctx context.Context, id ExecutionID, poll time.Duration) (*ExecutionSnapshot, error) {
+	if poll <= 0 {
+		poll = WaitPollDefault
+	}
+	t := time.NewTicker(poll)
+	defer t.Stop()
+	for {
+		st, err := c.backend.ReadExecutionState(ctx, id)
+		if err != nil && !isTransient(err) {
+			return nil, err
+		}
+		if err == nil && st.Terminal() {
+			return c.Describe(ctx, id)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// ExecutionError is what WaitResult returns for an execution that ended
+// without completing.
+type ExecutionError struct {
+	ID       ExecutionID
+	State    PublicState
+	Reason   string // failure or cancellation reason
+	Category string // failure category
+}
+
+func (e *ExecutionError) Error() string {
+	s := "execution " + string(e.ID) + " ended " + string(e.State)
+	if e.Category != "" {
+		s += " (" + e.Category + ")"
+	}
+	if e.Reason != "" {
+		s += ": " + e.Reason
+	}
+	return s
+}
+
+// WaitResult waits (see Wait) and returns the execution's result when it
+// completed, or an *ExecutionError when it ended otherwise.
+func (c *Client) WaitResult(ctx context.Context, id ExecutionID, poll time.Duration) ([]byte, error) {
+	s, err := c.Wait(ctx, id, poll)
+	if err != nil {
+		return nil, err
+	}
+	if s.State != StateCompleted {
+		reason := s.FailureReason
+		if s.State == StateCancelled {
+			reason = s.CancellationReason
+		}
+		return nil, &ExecutionError{ID: id, State: s.State, Reason: reason, Category: s.FailureCategory}
+	}
+	return c.backend.GetExecutionResult(ctx, id)
+}

@@ -1,0 +1,302 @@
+package sdk
+
+import (
+	"container/heap"
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// renewConcurrency bounds per-lease Renew calls in flight when the backend
+// has no BatchRenewer.
+const renewConcurrency = 32
+
+// leaseEntry is one held lease in the renewer's heap.
+type leaseEntry struct {
+	task    *Task
+	handle  Handle
+	due     time.Time // next renewal
+	lastOK  time.Time // last successful renewal, or the claim
+	index   int       // position in the heap; -1 when out of it
+	removed bool      // the task released the lease; never reinsert
+}
+
+// leaseHeap orders entries by due time, earliest first.
+type leaseHeap []*leaseEntry
+
+func (h leaseHeap) Len() int           { return len(h) }
+func (h leaseHeap) Less(i, j int) bool { return h[i].due.Before(h[j].due) }
+func (h leaseHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].index = i
+	h[j].index = j
+}
+func (h *leaseHeap) Push(x any) {
+	e := x.(*leaseEntry)
+	e.index = len(*h)
+	*h = append(*h, e)
+}
+func (h *leaseHeap) Pop() any {
+	old := *h
+	n := len(old)
+	e := old[n-1]
+	old[n-1] = nil
+	e.index = -1
+	*h = old[:n-1]
+	return e
+}
+
+// renewStats are the renewer's counters, read by Worker.Stats.
+type renewStats struct {
+	renewals atomic.Uint64 // successful renewals
+	failures atomic.Uint64 // renewals that failed without losing the lease (transport)
+	lost     atomic.Uint64 // leases found lost (fencing error or local expiry)
+	batches  atomic.Uint64 // renewal rounds (calls to RenewBatch, or rounds of Renew)
+	lagSum   atomic.Int64  // total lag in ns over renewals sent
+	lagCount atomic.Uint64
+	lagMax   atomic.Int64
+}
+
+// renewer renews every lease the worker holds from one goroutine: a min-heap
+// by due time; each tick takes every due lease and renews them together
+// (BatchRenewer: one call; else concurrent Renew calls).
+type renewer struct {
+	backend  LeaseHolder
+	batch    BatchRenewer // nil: per-lease Renew
+	every    time.Duration
+	leaseTTL time.Duration
+	coalesce time.Duration           // leases due within this of the earliest go out together
+	onLost   func(*Task, error) bool // cancels the task; false when the loss is not news
+	onError  func(error)
+	now      func() time.Time
+
+	mu    sync.Mutex
+	heap  leaseHeap
+	wake  chan struct{}
+	stats renewStats
+}
+
+func newRenewer(backend LeaseHolder, every, leaseTTL time.Duration) *renewer {
+	r := &renewer{
+		backend:  backend,
+		every:    every,
+		leaseTTL: leaseTTL,
+		coalesce: min(every/20, 50*time.Millisecond),
+		wake:     make(chan struct{}, 1),
+		now:      time.Now,
+		onLost:   func(t *Task, err error) bool { return t.leaseLost(err) },
+		onError:  func(error) {},
+	}
+	if b, ok := backend.(BatchRenewer); ok {
+		r.batch = b
+	}
+	return r
+}
+
+// add starts renewing t's lease; the first renewal is due RenewEvery after
+// claimedAt.
+func (r *renewer) add(t *Task, claimedAt time.Time) *leaseEntry {
+	e := &leaseEntry{task: t, handle: t.h, due: claimedAt.Add(r.every), lastOK: claimedAt}
+	r.mu.Lock()
+	heap.Push(&r.heap, e)
+	first := e.index == 0
+	r.mu.Unlock()
+	if first {
+		r.poke()
+	}
+	return e
+}
+
+// remove stops renewing e (idempotent; nil is ignored).
+func (r *renewer) remove(e *leaseEntry) {
+	if e == nil {
+		return
+	}
+	r.mu.Lock()
+	e.removed = true
+	if e.index >= 0 {
+		heap.Remove(&r.heap, e.index)
+	}
+	r.mu.Unlock()
+}
+
+// held returns how many leases the renewer holds (in the heap or in flight
+// is not distinguished: in-flight entries are out of the heap).
+func (r *renewer) held() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.heap)
+}
+
+func (r *renewer) poke() {
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+// run renews until ctx ends.
+func (r *renewer) run(ctx context.Context) {
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		batch, wait := r.takeDue()
+		if len(batch) > 0 {
+			r.renew(ctx, batch)
+			continue
+		}
+		if wait < 0 {
+			wait = time.Hour
+		}
+		timer.Reset(wait)
+		select {
+		case <-ctx.Done():
+			return
+		case <-r.wake:
+		case <-timer.C:
+		}
+		if !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
+		}
+	}
+}
+
+// takeDue pops every entry due by now+coalesce. With none due it returns how
+// long until the earliest is (negative when the heap is empty).
+func (r *renewer) takeDue() ([]*leaseEntry, time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.heap) == 0 {
+		return nil, -1
+	}
+	now := r.now()
+	if d := r.heap[0].due.Sub(now); d > r.coalesce {
+		return nil, d - r.coalesce
+	}
+	limit := now.Add(r.coalesce)
+	var batch []*leaseEntry
+	for len(r.heap) > 0 && !r.heap[0].due.After(limit) {
+		batch = append(batch, heap.Pop(&r.heap).(*leaseEntry))
+	}
+	return batch, 0
+}
+
+// renew renews a batch and puts the survivors back with their next due time.
+func (r *renewer) renew(ctx context.Context, batch []*leaseEntry) {
+	sent := r.now()
+	for _, e := range batch {
+		lag := sent.Sub(e.due)
+		if lag < 0 {
+			lag = 0
+		}
+		r.stats.lagSum.Add(int64(lag))
+		r.stats.lagCount.Add(1)
+		for {
+			m := r.stats.lagMax.Load()
+			if int64(lag) <= m || r.stats.lagMax.CompareAndSwap(m, int64(lag)) {
+				break
+			}
+		}
+	}
+	r.stats.batches.Add(1)
+	results := r.call(ctx, batch)
+	done := r.now()
+
+	var lost []*leaseEntry
+	var lostErr []error
+	r.mu.Lock()
+	for i, e := range batch {
+		res := results[i]
+		switch {
+		case res.Err == nil:
+			r.stats.renewals.Add(1)
+			e.lastOK = sent
+			e.due = sent.Add(r.every)
+		case isFencing(res.Err):
+			lost, lostErr = append(lost, e), append(lostErr, res.Err)
+			continue
+		default:
+			r.stats.failures.Add(1)
+			if done.Sub(e.lastOK) >= r.leaseTTL {
+				lost = append(lost, e)
+				lostErr = append(lostErr, &Error{Kind: KindState, Code: CodeLeaseExpired, Op: "renew",
+					Msg: "no successful renewal within the lease ttl", Err: res.Err})
+				continue
+			}
+			// Retry soon, but never later than the lease would need.
+			e.due = done.Add(min(max(r.every/4, 10*time.Millisecond), time.Second))
+		}
+		if !e.removed {
+			heap.Push(&r.heap, e)
+		}
+	}
+	for _, e := range lost {
+		e.removed = true
+	}
+	r.mu.Unlock()
+
+	for i, e := range lost {
+		if e.task == nil || r.onLost(e.task, lostErr[i]) {
+			r.stats.lost.Add(1)
+		}
+	}
+	for i := range results {
+		if err := results[i].Err; err != nil && !isFencing(err) {
+			r.onError(err)
+			break // one report per round is enough
+		}
+	}
+}
+
+// call renews the batch's handles: one BatchRenewer call, or concurrent Renew
+// calls. A whole-batch failure becomes every entry's error.
+func (r *renewer) call(ctx context.Context, batch []*leaseEntry) []RenewResult {
+	cctx, cancel := context.WithTimeout(ctx, max(r.every, time.Second))
+	defer cancel()
+	if r.batch != nil {
+		handles := make([]Handle, len(batch))
+		for i, e := range batch {
+			handles[i] = e.handle
+		}
+		res, err := r.batch.RenewBatch(cctx, handles)
+		if err == nil && len(res) != len(batch) {
+			err = &Error{Kind: KindBug, Code: CodeBug, Op: "renew_batch", Msg: "result count differs from handle count"}
+		}
+		if !errors.Is(err, ErrUnavailable) {
+			if err != nil {
+				res = make([]RenewResult, len(batch))
+				for i := range res {
+					res[i].Err = err
+				}
+			}
+			return res
+		}
+		r.batch = nil // the backend cannot batch after all: renew one by one
+	}
+	res := make([]RenewResult, len(batch))
+	sem := make(chan struct{}, renewConcurrency)
+	var wg sync.WaitGroup
+	for i, e := range batch {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			res[i].Renewal, res[i].Err = r.backend.Renew(cctx, e.handle)
+		}()
+	}
+	wg.Wait()
+	return res
+}
+
+// lag returns the average and maximum renewal lag.
+func (s *renewStats) lag() (avg, maxLag time.Duration) {
+	if n := s.lagCount.Load(); n > 0 {
+		avg = time.Duration(s.lagSum.Load() / int64(n))
+	}
+	return avg, time.Duration(s.lagMax.Load())
+}

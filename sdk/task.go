@@ -1,0 +1,320 @@
+package sdk
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+)
+
+// Codes of errors the worker makes itself (not sent by a backend).
+const (
+	// CodeTaskFinished: a terminal call already landed for this task.
+	CodeTaskFinished = "task_finished"
+	// CodeWorkerShutdown: the worker stopped before the task finished.
+	CodeWorkerShutdown = "worker_shutdown"
+)
+
+var (
+	// ErrTaskFinished is returned by a Task method called after a terminal call
+	// (Complete, Fail, Cancel, Delay) landed, or after the worker took the task
+	// over at shutdown.
+	ErrTaskFinished = &Error{Kind: KindState, Code: CodeTaskFinished}
+	// ErrWorkerShutdown is the context.Cause of a task cancelled because the
+	// worker stopped before the task finished.
+	ErrWorkerShutdown = &Error{Kind: KindState, Code: CodeWorkerShutdown}
+)
+
+// terminal-call replay: a transport error is retried this many times, with
+// exponential backoff from terminalRetryBase capped at terminalRetryMax.
+const (
+	terminalRetries   = 4
+	terminalRetryBase = 25 * time.Millisecond
+	terminalRetryMax  = time.Second
+)
+
+// Task is one claimed execution, handed to a Handler. Its fields describe the
+// execution; its methods write on behalf of the lease. A Task is safe for
+// concurrent use, and terminal methods are serialised: the first that lands
+// wins, later ones return ErrTaskFinished.
+type Task struct {
+	ID           ExecutionID
+	Kind         string
+	Payload      []byte
+	Tags         map[string]string
+	Lane         LaneID
+	AttemptIndex AttemptIndex
+	AttemptType  AttemptType
+	// Handle is the lease; it can be persisted (MarshalBinary) and used with
+	// the backend directly. The Task's methods use their own copy.
+	Handle Handle
+	// ClaimedAt is when the worker received the lease (local clock).
+	ClaimedAt time.Time
+
+	h      Handle
+	w      *Worker
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	lease  *leaseEntry
+
+	termMu    sync.Mutex // serialises terminal calls
+	mu        sync.Mutex
+	inflight  bool // a terminal call is in flight: renewal outcomes are not authoritative
+	attempted bool // a terminal call was made, whether or not it landed
+	finished  bool // a terminal call landed: the task writes nothing more
+	lost      bool // the lease is gone; ctx is cancelled
+	aborted   bool // shutdown took the task over
+	lastErr   error
+}
+
+// Context is cancelled the moment the lease is lost (a renewal is fenced off:
+// revoked, expired, stale, or the execution is no longer active, e.g.
+// cancelled), when the worker stops hard, and after the handler returns.
+// context.Cause tells which (a typed *Error such as ErrLeaseRevoked, or
+// ErrWorkerShutdown).
+func (t *Task) Context() context.Context { return t.ctx }
+
+// Complete ends the execution successfully and stores result.
+func (t *Task) Complete(ctx context.Context, result []byte) error {
+	err := t.terminal(ctx, "complete", func(s PublicState) bool { return s == StateCompleted },
+		func(ctx context.Context) error { return t.w.backend.Complete(ctx, t.h, result) })
+	if err == nil {
+		t.w.stats.completed.Add(1)
+	}
+	return err
+}
+
+// Fail ends the attempt with reason and category; the execution's retry
+// policy decides between a retry and terminal failure.
+func (t *Task) Fail(ctx context.Context, reason, category string) (FailOutcome, error) {
+	var out FailOutcome
+	err := t.terminal(ctx, "fail", func(s PublicState) bool {
+		switch s {
+		case StateFailed:
+			out = FailOutcome{}
+			return true
+		case StateDelayed, StateWaiting:
+			out = FailOutcome{RetryScheduled: true}
+			return true
+		}
+		return false
+	}, func(ctx context.Context) error {
+		o, err := t.w.backend.Fail(ctx, t.h, reason, category)
+		if err == nil {
+			out = o
+		}
+		return err
+	})
+	if err == nil {
+		if out.RetryScheduled {
+			t.w.stats.retried.Add(1)
+		} else {
+			t.w.stats.failed.Add(1)
+		}
+	}
+	return out, err
+}
+
+// Cancel ends the execution as cancelled.
+func (t *Task) Cancel(ctx context.Context, reason string) error {
+	err := t.terminal(ctx, "cancel", func(s PublicState) bool { return s == StateCancelled },
+		func(ctx context.Context) error { return t.w.backend.Cancel(ctx, t.h, reason) })
+	if err == nil {
+		t.w.stats.cancelled.Add(1)
+	}
+	return err
+}
+
+// Delay releases the lease and parks the execution until until; the next
+// claim continues the same attempt.
+func (t *Task) Delay(ctx context.Context, until time.Time) error {
+	err := t.terminal(ctx, "delay", func(s PublicState) bool { return s == StateDelayed || s == StateWaiting },
+		func(ctx context.Context) error { return t.w.backend.Delay(ctx, t.h, until) })
+	if err == nil {
+		t.w.stats.delayed.Add(1)
+	}
+	return err
+}
+
+// Progress records percent (0..100) and a message on the execution. It is
+// not terminal; a fencing error means the lease is lost and cancels Context.
+func (t *Task) Progress(ctx context.Context, percent int, message string) error {
+	t.mu.Lock()
+	done := t.finished
+	t.mu.Unlock()
+	if done {
+		return &Error{Kind: KindState, Code: CodeTaskFinished, Op: "progress"}
+	}
+	err := t.w.backend.Progress(ctx, t.h, percent, message)
+	if err != nil && isFencing(err) {
+		t.leaseLost(err)
+	}
+	return err
+}
+
+// terminal runs a terminal call: serialised, retried on transport errors, and
+// with the replay of its own earlier call recognised as success.
+func (t *Task) terminal(ctx context.Context, op string, replayOK func(PublicState) bool, call func(context.Context) error) error {
+	t.termMu.Lock()
+	defer t.termMu.Unlock()
+	t.mu.Lock()
+	if t.finished {
+		t.mu.Unlock()
+		return &Error{Kind: KindState, Code: CodeTaskFinished, Op: op}
+	}
+	t.inflight, t.attempted = true, true
+	t.mu.Unlock()
+
+	var err error
+	for attempt := 0; ; attempt++ {
+		err = call(ctx)
+		if err == nil {
+			break
+		}
+		// After a transport error the first call may have landed: a retry that
+		// finds the execution in the outcome we asked for, under our own epoch
+		// and attempt, is our call's replay.
+		if attempt > 0 && isReplayOf(err, t.h, replayOK) {
+			err = nil
+			break
+		}
+		if !isTransient(err) || attempt >= terminalRetries || ctx.Err() != nil {
+			break
+		}
+		if !sleepCtx(ctx, backoffDelay(attempt, terminalRetryBase, terminalRetryMax)) {
+			break
+		}
+	}
+
+	// The task is finished when the call landed, or when the lease is gone.
+	// Any other error (transport after the retries, validation) leaves the
+	// lease held: the handler may try again, or the worker settles the
+	// attempt when the handler returns.
+	fenced := err != nil && isFencing(err)
+	landed := err == nil || fenced
+	t.mu.Lock()
+	t.inflight = false
+	t.lastErr = err
+	if landed {
+		t.finished = true
+	}
+	lostNow := fenced && !t.lost
+	if lostNow {
+		t.lost = true
+	}
+	t.mu.Unlock()
+	if lostNow {
+		t.w.stats.lostLeases.Add(1)
+		t.cancel(err)
+	}
+	if landed {
+		t.w.renewer.remove(t.lease)
+	}
+	if err != nil && !fenced {
+		t.w.reportError(err)
+	}
+	return err
+}
+
+// leaseLost is called by the renewer (or Progress) with a fencing error. It
+// cancels the task's context and reports whether the loss is news. While a
+// terminal call is in flight its own answer is authoritative (the renewal may
+// have raced with a Complete that landed), so the renewal outcome is ignored.
+func (t *Task) leaseLost(cause error) bool {
+	t.mu.Lock()
+	if t.inflight || t.finished || t.lost {
+		t.mu.Unlock()
+		return false
+	}
+	t.lost = true
+	t.mu.Unlock()
+	t.w.stats.lostLeases.Add(1)
+	t.cancel(cause)
+	return true
+}
+
+// abort takes an unfinished task over at hard shutdown: it cancels the
+// task's context and reports whether the caller should fail the attempt.
+func (t *Task) abort() bool {
+	t.mu.Lock()
+	if t.finished || t.lost || t.aborted {
+		t.mu.Unlock()
+		return false
+	}
+	t.aborted = true
+	t.mu.Unlock()
+	t.cancel(ErrWorkerShutdown)
+	return true
+}
+
+// settleState reports whether the worker must end the attempt itself after
+// the handler returned (no terminal call landed, the lease is held, and
+// shutdown did not take the task over), and the error of a terminal call
+// the handler made that did not land.
+func (t *Task) settleState() (settle bool, unlanded error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.lost || t.aborted || t.finished {
+		return false, nil
+	}
+	if t.attempted {
+		return true, t.lastErr
+	}
+	return true, nil
+}
+
+func isReplayOf(err error, h Handle, ok func(PublicState) bool) bool {
+	var e *Error
+	if !errors.As(err, &e) {
+		return false
+	}
+	d, has := e.NotActive()
+	return has && d.Epoch == h.Epoch && d.AttemptID == h.AttemptID && ok(d.State)
+}
+
+// isTransient reports an error worth retrying the same call for: transport
+// and timeout errors, and errors that are not typed at all (a backend that
+// failed to wrap a network error), but not context cancellation.
+func isTransient(err error) bool {
+	switch KindOf(err) {
+	case KindTransport, KindTimeout:
+		return true
+	case 0:
+		return !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded)
+	}
+	return false
+}
+
+// isFencing reports an error that means the lease is no longer ours.
+func isFencing(err error) bool {
+	switch CodeOf(err) {
+	case CodeStaleLease, CodeLeaseExpired, CodeLeaseRevoked, CodeExecutionNotActive,
+		CodeExecutionNotFound, CodeNoActiveLease, CodeLeaseConflict, CodeExecutionTerminal:
+		return true
+	}
+	return false
+}
+
+// backoffDelay is base·2^attempt capped at max.
+func backoffDelay(attempt int, base, max time.Duration) time.Duration {
+	d := base
+	for i := 0; i < attempt && d < max; i++ {
+		d *= 2
+	}
+	if d > max {
+		d = max
+	}
+	return d
+}
+
+// sleepCtx sleeps for d or until ctx ends; it reports whether it slept fully.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}

@@ -1,0 +1,348 @@
+package sdk
+
+// Pure-logic tests of the worker: config defaults and validation, the
+// renewer's heap, Mux dispatch, panic recovery, replay recognition. Anything
+// that needs an engine runs against real Valkey in worker_e2e_test.go.
+
+import (
+	"container/heap"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestResolveConfigDefaults(t *testing.T) {
+	cfg, err := resolveConfig(nil, WorkerConfig{WorkerID: "w", Lanes: []LaneID{"a"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.MaxConcurrency != MaxConcurrencyDefault || cfg.LeaseTTL != LeaseTTLDefault ||
+		cfg.RenewEvery != LeaseTTLDefault/RenewDivisorDefault || cfg.ScanWindow != ScanWindowDefault ||
+		cfg.ClaimBatch != ClaimBatchDefault || cfg.ShutdownGrace != ShutdownGraceDefault ||
+		cfg.GrantTTL != GrantTTLDefault || cfg.RegistrationTTL != LeaseTTLDefault || cfg.ClaimMode != ClaimDirect {
+		t.Fatalf("defaults not applied: %+v", cfg)
+	}
+	// No ReadinessWatcher: the short idle poll.
+	if cfg.IdlePoll != IdlePollDefault {
+		t.Fatalf("IdlePoll = %v, want %v", cfg.IdlePoll, IdlePollDefault)
+	}
+	if cfg.Logger == nil {
+		t.Fatal("Logger not defaulted")
+	}
+	if err := cfg.InstanceID.Validate(); err != nil {
+		t.Fatalf("default instance id %q: %v", cfg.InstanceID, err)
+	}
+	cfg2, _ := resolveConfig(nil, WorkerConfig{WorkerID: "w", Lanes: []LaneID{"a"}})
+	if cfg2.InstanceID == cfg.InstanceID {
+		t.Fatalf("two default instance ids are equal: %q", cfg.InstanceID)
+	}
+
+	cfg, err = resolveConfig(nil, WorkerConfig{WorkerID: "w", Lanes: []LaneID{"a"}, LeaseTTL: 3 * time.Second,
+		Capabilities: []string{"gpu", "cpu", "gpu"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.RenewEvery != time.Second || cfg.RegistrationTTL != 3*time.Second {
+		t.Fatalf("derived defaults: renew %v reg %v", cfg.RenewEvery, cfg.RegistrationTTL)
+	}
+	if !slices.Equal(cfg.Capabilities, []string{"cpu", "gpu"}) {
+		t.Fatalf("capabilities not normalized: %v", cfg.Capabilities)
+	}
+}
+
+func TestResolveConfigValidation(t *testing.T) {
+	ok := WorkerConfig{WorkerID: "w", Lanes: []LaneID{"a"}}
+	cases := []struct {
+		name  string
+		mod   func(*WorkerConfig)
+		field string
+	}{
+		{"no worker id", func(c *WorkerConfig) { c.WorkerID = "" }, "WorkerID"},
+		{"bad instance", func(c *WorkerConfig) { c.InstanceID = "a b" }, "InstanceID"},
+		{"no lanes", func(c *WorkerConfig) { c.Lanes = nil }, "Lanes"},
+		{"bad lane", func(c *WorkerConfig) { c.Lanes = []LaneID{"{x}"} }, "Lanes"},
+		{"dup lane", func(c *WorkerConfig) { c.Lanes = []LaneID{"a", "a"} }, "Lanes"},
+		{"bad cap", func(c *WorkerConfig) { c.Capabilities = []string{"a,b"} }, "Capabilities"},
+		{"neg concurrency", func(c *WorkerConfig) { c.MaxConcurrency = -1 }, "MaxConcurrency"},
+		{"neg ttl", func(c *WorkerConfig) { c.LeaseTTL = -1 }, "LeaseTTL"},
+		{"tiny ttl", func(c *WorkerConfig) { c.LeaseTTL = time.Millisecond }, "LeaseTTL"},
+		{"sub-ms ttl", func(c *WorkerConfig) { c.LeaseTTL = time.Second + time.Microsecond }, "LeaseTTL"},
+		{"renew >= ttl", func(c *WorkerConfig) { c.LeaseTTL = time.Second; c.RenewEvery = time.Second }, "RenewEvery"},
+		{"neg window", func(c *WorkerConfig) { c.ScanWindow = -3 }, "ScanWindow"},
+		{"neg batch", func(c *WorkerConfig) { c.ClaimBatch = -3 }, "ClaimBatch"},
+		{"neg poll", func(c *WorkerConfig) { c.IdlePoll = -time.Second }, "IdlePoll"},
+		{"neg grace", func(c *WorkerConfig) { c.ShutdownGrace = -time.Second }, "ShutdownGrace"},
+		{"neg grant", func(c *WorkerConfig) { c.GrantTTL = -time.Second }, "GrantTTL"},
+		{"bad mode", func(c *WorkerConfig) { c.ClaimMode = 9 }, "ClaimMode"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := ok
+			tc.mod(&c)
+			_, err := resolveConfig(nil, c)
+			if !errors.Is(err, ErrValidation) {
+				t.Fatalf("err = %v, want a validation error", err)
+			}
+			if !strings.Contains(err.Error(), tc.field) {
+				t.Fatalf("err %q does not name %s", err, tc.field)
+			}
+		})
+	}
+	// Fused without a FusedClaimer: unavailable, not silently direct.
+	c := ok
+	c.ClaimMode = ClaimFused
+	if _, err := resolveConfig(nil, c); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("fused without FusedClaimer: %v", err)
+	}
+	if _, err := NewWorker(nil, ok); !errors.Is(err, ErrValidation) {
+		t.Fatalf("nil backend: %v", err)
+	}
+}
+
+func TestRenewerHeapOrder(t *testing.T) {
+	r := newRenewer(nil, time.Second, 3*time.Second)
+	base := time.Unix(1000, 0)
+	r.now = func() time.Time { return base }
+	r.coalesce = 0
+	var entries []*leaseEntry
+	for _, off := range []int{5, 1, 4, 2, 3, 9, 0} {
+		e := &leaseEntry{due: base.Add(time.Duration(off) * 100 * time.Millisecond)}
+		r.mu.Lock()
+		pushEntry(r, e)
+		r.mu.Unlock()
+		entries = append(entries, e)
+	}
+	// Remove one from the middle of the heap.
+	r.remove(entries[2]) // off 4
+	r.remove(entries[2]) // idempotent
+
+	var got []time.Duration
+	for {
+		batch, wait := r.takeDue()
+		if wait < 0 {
+			break
+		}
+		if len(batch) == 0 {
+			base = base.Add(wait)
+			continue
+		}
+		for _, e := range batch {
+			got = append(got, e.due.Sub(time.Unix(1000, 0)))
+		}
+	}
+	want := []time.Duration{0, 100 * time.Millisecond, 200 * time.Millisecond, 300 * time.Millisecond,
+		500 * time.Millisecond, 900 * time.Millisecond}
+	if !slices.Equal(got, want) {
+		t.Fatalf("renewal order %v, want %v", got, want)
+	}
+}
+
+func TestRenewerCoalescesDueLeases(t *testing.T) {
+	r := newRenewer(nil, time.Second, 3*time.Second)
+	base := time.Unix(1000, 0)
+	r.now = func() time.Time { return base }
+	r.coalesce = 50 * time.Millisecond
+	for _, off := range []time.Duration{0, 10, 40, 60, 200} {
+		r.mu.Lock()
+		pushEntry(r, &leaseEntry{due: base.Add(off * time.Millisecond)})
+		r.mu.Unlock()
+	}
+	batch, _ := r.takeDue()
+	if len(batch) != 3 {
+		t.Fatalf("first batch has %d leases, want 3 (due within the coalesce window)", len(batch))
+	}
+	batch, wait := r.takeDue()
+	if len(batch) != 0 || wait != 10*time.Millisecond {
+		t.Fatalf("next: %d leases, wait %v; want none, 10ms", len(batch), wait)
+	}
+	if r.held() != 2 {
+		t.Fatalf("held %d, want 2", r.held())
+	}
+}
+
+func pushEntry(r *renewer, e *leaseEntry) { heap.Push(&r.heap, e) }
+
+func TestMuxDispatch(t *testing.T) {
+	m := NewMux()
+	var trace []string
+	mw := func(name string) Middleware {
+		return func(h Handler) Handler {
+			return HandlerFunc(func(ctx context.Context, t *Task) error {
+				trace = append(trace, name)
+				return h.HandleTask(ctx, t)
+			})
+		}
+	}
+	m.Use(mw("outer"), mw("inner"))
+	m.HandleFunc("email", func(ctx context.Context, t *Task) error { trace = append(trace, "email"); return nil })
+	m.HandleFunc("sms", func(ctx context.Context, t *Task) error { return errors.New("boom") })
+
+	if err := m.HandleTask(context.Background(), &Task{Kind: "email"}); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(trace, []string{"outer", "inner", "email"}) {
+		t.Fatalf("trace %v", trace)
+	}
+	if err := m.HandleTask(context.Background(), &Task{Kind: "sms"}); err == nil || err.Error() != "boom" {
+		t.Fatalf("sms: %v", err)
+	}
+	err := m.HandleTask(context.Background(), &Task{Kind: "fax"})
+	if FailureCategory(err) != CategoryNoHandler {
+		t.Fatalf("unknown kind: %v (category %q)", err, FailureCategory(err))
+	}
+	if _, ok := m.Handler("email"); !ok {
+		t.Fatal("Handler(email) not found")
+	}
+	m.NotFound(HandlerFunc(func(context.Context, *Task) error { return nil }))
+	if err := m.HandleTask(context.Background(), &Task{Kind: "fax"}); err != nil {
+		t.Fatalf("custom not-found: %v", err)
+	}
+
+	mustPanic(t, "duplicate", func() { m.HandleFunc("email", func(context.Context, *Task) error { return nil }) })
+	mustPanic(t, "bad kind", func() { m.HandleFunc("", func(context.Context, *Task) error { return nil }) })
+	mustPanic(t, "nil handler", func() { m.Handle("x", nil) })
+}
+
+func mustPanic(t *testing.T, name string, f func()) {
+	t.Helper()
+	defer func() {
+		if recover() == nil {
+			t.Fatalf("%s: no panic", name)
+		}
+	}()
+	f()
+}
+
+func TestFailureCategory(t *testing.T) {
+	if c := FailureCategory(errors.New("x")); c != CategoryHandlerError {
+		t.Fatal(c)
+	}
+	err := fmt.Errorf("wrapped: %w", &Failure{Category: "upstream_timeout", Err: context.DeadlineExceeded})
+	if c := FailureCategory(err); c != "upstream_timeout" {
+		t.Fatal(c)
+	}
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatal("Failure does not unwrap")
+	}
+	if c := FailureCategory(&Failure{Err: errors.New("no category")}); c != CategoryHandlerError {
+		t.Fatal(c)
+	}
+}
+
+func TestInvokeRecoversPanic(t *testing.T) {
+	w := &Worker{handler: HandlerFunc(func(context.Context, *Task) error { panic("kaboom") })}
+	err, panicked, reason := w.invoke(&Task{ctx: context.Background()})
+	if err != nil || !panicked || !strings.HasPrefix(reason, "panic: kaboom\n") || !strings.Contains(reason, "goroutine") {
+		t.Fatalf("err %v panicked %v reason %q", err, panicked, reason)
+	}
+	w.handler = HandlerFunc(func(context.Context, *Task) error { return errors.New("plain") })
+	if err, panicked, _ := w.invoke(&Task{ctx: context.Background()}); panicked || err == nil {
+		t.Fatalf("plain error: %v %v", err, panicked)
+	}
+	long := strings.Repeat("é", maxReasonBytes)
+	tr := truncateReason(long)
+	if len(tr) > maxReasonBytes || !strings.HasSuffix(tr, "[truncated]") || !strings.HasPrefix(tr, "é") {
+		t.Fatalf("truncate: len %d", len(tr))
+	}
+	if truncateReason("short") != "short" {
+		t.Fatal("short reason changed")
+	}
+}
+
+func TestReplayRecognition(t *testing.T) {
+	h := Handle{Epoch: 7, AttemptID: "att"}
+	completed := func(s PublicState) bool { return s == StateCompleted }
+	same := NewError("complete", CodeExecutionNotActive, "", "completed", "7", "att")
+	if !isReplayOf(same, h, completed) {
+		t.Fatal("own replay not recognised")
+	}
+	for _, e := range []error{
+		NewError("complete", CodeExecutionNotActive, "", "completed", "8", "att"), // later epoch
+		NewError("complete", CodeExecutionNotActive, "", "completed", "7", "other"),
+		NewError("complete", CodeExecutionNotActive, "", "failed", "7", "att"), // other outcome
+		NewError("complete", CodeStaleLease, ""),
+		errors.New("plain"),
+	} {
+		if isReplayOf(e, h, completed) {
+			t.Fatalf("%v taken for a replay", e)
+		}
+	}
+}
+
+func TestErrorClassesForWorker(t *testing.T) {
+	if !isTransient(TransportError("x", errors.New("eof"))) || !isTransient(errors.New("untyped")) {
+		t.Fatal("transport not transient")
+	}
+	if isTransient(context.Canceled) || isTransient(NewError("x", CodeStaleLease, "")) {
+		t.Fatal("cancel or fencing taken for transient")
+	}
+	for _, c := range []string{CodeStaleLease, CodeLeaseExpired, CodeLeaseRevoked, CodeExecutionNotActive, CodeExecutionNotFound} {
+		if !isFencing(NewError("renew", c, "")) {
+			t.Fatalf("%s not fencing", c)
+		}
+	}
+	if isFencing(TransportError("renew", errors.New("eof"))) {
+		t.Fatal("transport taken for fencing")
+	}
+}
+
+func TestRotateFrom(t *testing.T) {
+	p := []int{1, 3, 5, 7}
+	for _, tc := range []struct {
+		cursor int
+		want   []int
+	}{{0, []int{1, 3, 5, 7}}, {3, []int{3, 5, 7, 1}}, {4, []int{5, 7, 1, 3}}, {8, []int{1, 3, 5, 7}}} {
+		if got := rotateFrom(p, tc.cursor); !slices.Equal(got, tc.want) {
+			t.Fatalf("cursor %d: %v, want %v", tc.cursor, got, tc.want)
+		}
+	}
+}
+
+// Lanes and partitions rotate independently: with an even number of lanes
+// and windows, every lane still starts on every partition (the reference
+// worker's aliasing bug).
+func TestCursorsDoNotAlias(t *testing.T) {
+	w := &Worker{cfg: WorkerConfig{InstanceID: "i", Lanes: []LaneID{"a", "b"}}}
+	w.initCursors(8)
+	seen := map[LaneID]map[int]bool{"a": {}, "b": {}}
+	for range 64 {
+		li := w.laneCursor
+		w.laneCursor = (li + 1) % 2
+		parts := rotateFrom(w.partitions, w.partCursor[li])
+		seen[w.cfg.Lanes[li]][parts[0]] = true
+		w.advance(li, parts[0]) // claimed from the first partition
+	}
+	for l, s := range seen {
+		if len(s) != 8 {
+			t.Fatalf("lane %s started on %d of 8 partitions", l, len(s))
+		}
+	}
+}
+
+func TestBackoffDelay(t *testing.T) {
+	got := []time.Duration{}
+	for i := range 8 {
+		got = append(got, backoffDelay(i, 10*time.Millisecond, 100*time.Millisecond))
+	}
+	want := []time.Duration{10, 20, 40, 80, 100, 100, 100, 100}
+	for i := range want {
+		want[i] *= time.Millisecond
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("%v", got)
+	}
+}
+
+func TestBatchError(t *testing.T) {
+	e := &BatchError{Errs: []error{nil, ErrPayloadTooLarge, nil, NewError("create", CodeInvalidInput, "bad lane")}}
+	if !errors.Is(e, ErrPayloadTooLarge) || !errors.Is(e, ErrValidation) {
+		t.Fatal("errors.Is does not see items")
+	}
+	if !strings.HasPrefix(e.Error(), "item 1: ") || !strings.Contains(e.Error(), "1 more") {
+		t.Fatal(e.Error())
+	}
+}
