@@ -58,3 +58,16 @@ func (s *Supervisor) WaitOwned(ctx context.Context, n int) error {
 	}
 	return nil
 }
+
+// Alongside returns the scanners as a service for sdk.WorkerConfig.Alongside,
+// so one binary runs workers and the engine: they start with the worker and
+// stop (releasing their partitions) after it drained.
+func Alongside(b *valkeybackend.Backend, cfg Config) func(ctx context.Context) error {
+	return func(ctx context.Context) error {
+		s, err := New(b, cfg)
+		if err != nil {
+			return err
+		}
+		return s.Run(ctx)
+	}
+}

@@ -118,6 +118,12 @@ type WorkerConfig struct {
 	// (transport errors while claiming or renewing, settle failures). It must
 	// not block.
 	OnError func(error)
+	// Alongside are services Run hosts for the worker's lifetime, such as the
+	// scanners of a single-binary deployment (scanner.Alongside). Each runs
+	// in its own goroutine with a context that ends after the worker has
+	// drained; Run waits for them before it returns. An error is logged and
+	// passed to OnError. Default none.
+	Alongside []func(ctx context.Context) error
 }
 
 // WorkerStats are a worker's counters since it started.
@@ -447,6 +453,16 @@ func (w *Worker) Run(ctx context.Context, h Handler) error {
 		bg.Go(func() { w.heartbeat(hbCtx, reg) })
 	}
 
+	sideCtx, stopSide := context.WithCancel(w.baseCtx)
+	for _, run := range w.cfg.Alongside {
+		bg.Go(func() {
+			if err := run(sideCtx); err != nil && sideCtx.Err() == nil {
+				w.log.Error("service alongside the worker failed", "err", err)
+				w.reportError(err)
+			}
+		})
+	}
+
 	claimCtx, stopClaim := context.WithCancel(ctx)
 	go func() {
 		select {
@@ -463,6 +479,7 @@ func (w *Worker) Run(ctx context.Context, h Handler) error {
 
 	stopHB()
 	stopRenew()
+	stopSide()
 	bg.Wait()
 	if w.registry != nil {
 		dctx, cancel := context.WithTimeout(w.baseCtx, minCallTimeout)
