@@ -73,3 +73,33 @@ func sum(m map[string]int64) int64 {
 func setup(c map[string]int64) int64 {
 	return c["hello"] + c["client|setinfo"] + c["client|tracking"] + c["ping"] + c["config|resetstat"] + c["info"] + c["role"]
 }
+
+// The immutable context is read once; repeats are served by the client-side
+// cache with no command sent.
+func TestContextReadsAreCached(t *testing.T) {
+	for _, topo := range topologies() {
+		t.Run(topo.name, func(t *testing.T) {
+			ctx := context.Background()
+			addrs := topo.addrs(t)
+			b := freshBackend(t, addrs, valkeybackend.Options{})
+			r, err := b.CreateExecution(ctx, sdk.CreateExecutionArgs{Lane: "cache", Kind: "k", Payload: []byte("p"), Tags: map[string]string{"t": "v"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			first, err := b.ReadExecutionContext(ctx, r.ID)
+			if err != nil || string(first.Payload) != "p" || first.Tags["t"] != "v" {
+				t.Fatalf("first read: %+v %v", first, err)
+			}
+			resetStats(t, addrs)
+			for i := 0; i < 20; i++ {
+				c, err := b.ReadExecutionContext(ctx, r.ID)
+				if err != nil || string(c.Payload) != "p" || c.Kind != "k" {
+					t.Fatalf("cached read: %+v %v", c, err)
+				}
+			}
+			if c := commandCounts(t, addrs); c["hgetall"] != 0 {
+				t.Fatalf("20 repeated context reads sent %d HGETALLs, want 0 (%v)", c["hgetall"], c)
+			}
+		})
+	}
+}

@@ -14,7 +14,7 @@ func (b *Backend) laneOf(ctx context.Context, op string, id sdk.ExecutionID) (sd
 	if err != nil {
 		return "", "", err
 	}
-	cmd := b.client.B().Hget().Key(keysOf(id).ctx).Field(ctxLane).Cache()
+	cmd := b.client.B().Hget().Key(keysOf(id).ctx).Field(ctxLane).Cache().ToStaticTTL()
 	lane, err := b.client.DoCache(ctx, cmd, b.opts.ContextCacheTTL).ToString()
 	if err != nil {
 		if isNil(err) {

@@ -33,8 +33,11 @@ func (b *Backend) ReadExecutionContext(ctx context.Context, id sdk.ExecutionID) 
 	return contextFromPairs(kv), nil
 }
 
+// readContextPairs reads the ctx hash through the client-side cache. The key
+// never carries a TTL, so the cheap static-TTL wire (CLIENT CACHING YES +
+// HGETALL, no MULTI/PTTL) is exact.
 func (b *Backend) readContextPairs(ctx context.Context, op string, id sdk.ExecutionID) ([]string, error) {
-	cmd := b.client.B().Hgetall().Key(keysOf(id).ctx).Cache()
+	cmd := b.client.B().Hgetall().Key(keysOf(id).ctx).Cache().ToStaticTTL()
 	m, err := b.client.DoCache(ctx, cmd, b.opts.ContextCacheTTL).AsStrMap()
 	if err != nil {
 		return nil, backendError(op, err)
