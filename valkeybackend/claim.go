@@ -32,10 +32,31 @@ func (b *Backend) ScanEligibleExecutions(ctx context.Context, a sdk.ScanEligible
 }
 
 // ScanEligibleWindow scans several partitions of a lane in one round trip.
+// With client-side caching on and limit within the cached head depth, the
+// heads ReadyPartitions just read serve it without a round trip: a head can
+// be stale by an invalidation's flight time, which costs a lost grant at
+// worst (the library re-checks everything).
 func (b *Backend) ScanEligibleWindow(ctx context.Context, lane sdk.LaneID, partitions []int, limit int) ([][]sdk.ExecutionID, error) {
 	const op = "scan_eligible_window"
 	if len(partitions) == 0 {
 		return nil, nil
+	}
+	if limit <= 0 {
+		limit = 1
+	}
+	if b.opts.CacheSizeEachConn >= 0 && limit <= headDepth {
+		if err := lane.Validate(); err != nil {
+			return nil, opError(op, err)
+		}
+		heads, err := b.cachedHeads(ctx, op, lane, partitions)
+		if err != nil {
+			return nil, err
+		}
+		out := make([][]sdk.ExecutionID, len(heads))
+		for i, ids := range heads {
+			out[i] = toIDs(ids[:min(limit, len(ids))])
+		}
+		return out, nil
 	}
 	cmds := make(valkey.Commands, 0, len(partitions))
 	for _, p := range partitions {

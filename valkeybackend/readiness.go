@@ -68,10 +68,44 @@ func laneOfEligibleKey(key string) (sdk.LaneID, bool) {
 	return sdk.LaneID(rest[i+2 : len(rest)-len(":eligible")]), true
 }
 
+// headDepth is how many ids of an eligible set's head the readiness cache
+// holds: enough for a worker's scan (sdk reads at most 16 per partition), so
+// a scan right after a readiness check is served from the same entries.
+const headDepth = 16
+
+// headCmd is the cached read of an eligible set's head. One command serves
+// both readiness (non-empty?) and scans (which ids?).
+func (b *Backend) headCmd(lane sdk.LaneID, partition int) valkey.CacheableTTL {
+	key := laneKeysOf(sdk.PartitionTag(partition), lane).eligible
+	return valkey.CT(b.client.B().Zrange().Key(key).Min("0").Max(itoa(headDepth-1)).Cache().ToStaticTTL(),
+		b.opts.ReadinessCacheTTL)
+}
+
+// cachedHeads reads the heads of lane's eligible sets on partitions through
+// the client-side cache.
+func (b *Backend) cachedHeads(ctx context.Context, op string, lane sdk.LaneID, partitions []int) ([][]string, error) {
+	cmds := make([]valkey.CacheableTTL, 0, len(partitions))
+	for _, p := range partitions {
+		if err := b.checkPartition(op, p); err != nil {
+			return nil, err
+		}
+		cmds = append(cmds, b.headCmd(lane, p))
+	}
+	out := make([][]string, len(partitions))
+	for i, res := range b.client.DoMultiCache(ctx, cmds...) {
+		ids, err := res.AsStrSlice()
+		if err != nil {
+			return nil, backendError(op, err)
+		}
+		out[i] = ids
+	}
+	return out, nil
+}
+
 // ReadyPartitions returns the partitions whose eligible set for lane is not
-// empty. The counts come from the client-side cache (ZCARD under RESP3
+// empty. The heads come from the client-side cache (ZRANGE under RESP3
 // tracking): while nothing changes a call costs no round trip, and the
-// server's invalidation push drops a count the moment its set changes.
+// server's invalidation push drops a head the moment its set changes.
 func (b *Backend) ReadyPartitions(ctx context.Context, lane sdk.LaneID, partitions []int) ([]int, error) {
 	const op = "ready_partitions"
 	if err := lane.Validate(); err != nil {
@@ -80,21 +114,13 @@ func (b *Backend) ReadyPartitions(ctx context.Context, lane sdk.LaneID, partitio
 	if b.opts.CacheSizeEachConn < 0 {
 		return nil, sdk.Unavailable(op)
 	}
-	cmds := make([]valkey.CacheableTTL, 0, len(partitions))
-	for _, p := range partitions {
-		if err := b.checkPartition(op, p); err != nil {
-			return nil, err
-		}
-		key := laneKeysOf(sdk.PartitionTag(p), lane).eligible
-		cmds = append(cmds, valkey.CT(b.client.B().Zcard().Key(key).Cache().ToStaticTTL(), b.opts.ReadinessCacheTTL))
+	heads, err := b.cachedHeads(ctx, op, lane, partitions)
+	if err != nil {
+		return nil, err
 	}
 	var ready []int
-	for i, res := range b.client.DoMultiCache(ctx, cmds...) {
-		n, err := res.AsInt64()
-		if err != nil {
-			return nil, backendError(op, err)
-		}
-		if n > 0 {
+	for i, ids := range heads {
+		if len(ids) > 0 {
 			ready = append(ready, partitions[i])
 		}
 	}
