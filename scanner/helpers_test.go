@@ -5,7 +5,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -95,65 +94,29 @@ func connect(t *testing.T, addrs []string) *valkeybackend.Backend {
 	return b
 }
 
-// nodeDo runs one command on every primary of addrs.
+// eachPrimary calls f with a client for each primary of addrs.
 func eachPrimary(t *testing.T, addrs []string, f func(c valkey.Client)) {
 	t.Helper()
-	for _, a := range addrs {
-		c, err := valkey.NewClient(valkey.ClientOption{InitAddress: []string{a}, ForceSingleClient: true, DisableCache: true})
-		if err != nil {
-			t.Fatal(err)
-		}
-		role, _ := c.Do(context.Background(), c.B().Role().Build()).ToArray()
-		if len(role) > 0 {
-			if r, _ := role[0].ToString(); r == "master" {
-				f(c)
-			}
-		}
-		c.Close()
+	if err := valkeytest.EachPrimary(context.Background(), addrs, func(c valkey.Client) error { f(c); return nil }); err != nil {
+		t.Fatal(err)
 	}
 }
 
 func flushAll(t *testing.T, addrs []string) {
 	t.Helper()
-	eachPrimary(t, addrs, func(c valkey.Client) {
-		if err := c.Do(context.Background(), c.B().Flushall().Build()).Error(); err != nil {
-			t.Fatal(err)
-		}
-	})
+	if err := valkeytest.FlushAll(context.Background(), addrs); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // commandCalls sums INFO commandstats calls over every primary.
 func commandCalls(t *testing.T, addrs []string) map[string]int64 {
 	t.Helper()
-	out := map[string]int64{}
-	eachPrimary(t, addrs, func(c valkey.Client) {
-		info, err := c.Do(context.Background(), c.B().Info().Section("commandstats").Build()).ToString()
-		if err != nil {
-			t.Fatal(err)
-		}
-		for name, n := range parseCommandStats(info) {
-			out[name] += n
-		}
-	})
-	return out
-}
-
-func parseCommandStats(info string) map[string]int64 {
-	out := map[string]int64{}
-	for _, line := range strings.Split(info, "\n") {
-		line = strings.TrimSpace(line)
-		name, rest, ok := strings.Cut(strings.TrimPrefix(line, "cmdstat_"), ":")
-		if !ok || !strings.HasPrefix(line, "cmdstat_") {
-			continue
-		}
-		for _, kv := range strings.Split(rest, ",") {
-			if v, ok := strings.CutPrefix(kv, "calls="); ok {
-				n, _ := strconv.ParseInt(v, 10, 64)
-				out[name] += n
-			}
-		}
+	calls, err := valkeytest.CommandCalls(context.Background(), addrs)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return out
+	return calls
 }
 
 // testConfig is a fast configuration for tests.

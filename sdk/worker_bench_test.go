@@ -79,23 +79,9 @@ func benchClientCommands(before, after map[string]int64, fusedCalls int64) int64
 // own INFO and CLIENT LIST.
 func benchServerCommands(b *testing.B, addr string) (total int64, byName map[string]int64) {
 	b.Helper()
-	s, err := benchAdmin(b, addr, "INFO", "commandstats").ToString()
+	byName, err := valkeytest.CommandCalls(context.Background(), []string{addr})
 	if err != nil {
 		b.Fatal(err)
-	}
-	byName = map[string]int64{}
-	for _, line := range strings.Split(s, "\n") {
-		line = strings.TrimSpace(line)
-		name, rest, ok := strings.Cut(strings.TrimPrefix(line, "cmdstat_"), ":")
-		if !ok || !strings.HasPrefix(line, "cmdstat_") {
-			continue
-		}
-		for _, kv := range strings.Split(rest, ",") {
-			if v, ok := strings.CutPrefix(kv, "calls="); ok {
-				n, _ := strconv.ParseInt(v, 10, 64)
-				byName[name] = n
-			}
-		}
 	}
 	for name, n := range byName {
 		switch name {

@@ -3,12 +3,8 @@ package valkeybackend_test
 import (
 	"context"
 	"os"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
-
-	"github.com/valkey-io/valkey-go"
 
 	"github.com/flowfabric/flowfabric-go/valkeybackend"
 	"github.com/flowfabric/flowfabric-go/valkeytest"
@@ -83,64 +79,24 @@ func freshBackend(t *testing.T, addrs []string, opts valkeybackend.Options) *val
 
 func flushAll(t *testing.T, addrs []string) {
 	t.Helper()
-	for _, a := range addrs {
-		c, err := valkey.NewClient(valkey.ClientOption{InitAddress: []string{a}, ForceSingleClient: true, DisableCache: true})
-		if err != nil {
-			t.Fatal(err)
-		}
-		role, _ := c.Do(context.Background(), c.B().Role().Build()).ToArray()
-		if len(role) > 0 {
-			if r, _ := role[0].ToString(); r == "master" {
-				if err := c.Do(context.Background(), c.B().Flushall().Build()).Error(); err != nil {
-					t.Fatal(err)
-				}
-			}
-		}
-		c.Close()
+	if err := valkeytest.FlushAll(context.Background(), addrs); err != nil {
+		t.Fatal(err)
 	}
 }
 
-// commandCounts sums INFO commandstats calls over every node of addrs.
+// commandCounts sums INFO commandstats calls over every primary of addrs.
 func commandCounts(t *testing.T, addrs []string) map[string]int64 {
 	t.Helper()
-	out := map[string]int64{}
-	for _, a := range addrs {
-		c, err := valkey.NewClient(valkey.ClientOption{InitAddress: []string{a}, ForceSingleClient: true, DisableCache: true})
-		if err != nil {
-			t.Fatal(err)
-		}
-		info, err := c.Do(context.Background(), c.B().Info().Section("commandstats").Build()).ToString()
-		c.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, line := range strings.Split(info, "\n") {
-			line = strings.TrimSpace(line)
-			if !strings.HasPrefix(line, "cmdstat_") {
-				continue
-			}
-			name, rest, _ := strings.Cut(strings.TrimPrefix(line, "cmdstat_"), ":")
-			for _, kv := range strings.Split(rest, ",") {
-				if v, ok := strings.CutPrefix(kv, "calls="); ok {
-					n, _ := strconv.ParseInt(v, 10, 64)
-					out[name] += n
-				}
-			}
-		}
+	calls, err := valkeytest.CommandCalls(context.Background(), addrs)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return out
+	return calls
 }
 
 func resetStats(t *testing.T, addrs []string) {
 	t.Helper()
-	for _, a := range addrs {
-		c, err := valkey.NewClient(valkey.ClientOption{InitAddress: []string{a}, ForceSingleClient: true, DisableCache: true})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := c.Do(context.Background(), c.B().ConfigResetstat().Build()).Error(); err != nil {
-			t.Fatal(err)
-		}
-		c.Close()
+	if err := valkeytest.ResetStats(context.Background(), addrs); err != nil {
+		t.Fatal(err)
 	}
 }

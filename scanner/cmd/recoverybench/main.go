@@ -34,8 +34,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/valkey-io/valkey-go"
-
 	"github.com/flowfabric/flowfabric-go/scanner"
 	"github.com/flowfabric/flowfabric-go/sdk"
 	"github.com/flowfabric/flowfabric-go/valkeybackend"
@@ -288,12 +286,12 @@ func idle(ctx context.Context, b *valkeybackend.Backend, addrs []string, dur tim
 			return err
 		}
 		time.Sleep(3 * time.Second) // warm up: ownership settled, lanes read, heads cached
-		if err := resetStats(ctx, addrs); err != nil {
+		if err := valkeytest.ResetStats(ctx, addrs); err != nil {
 			cancel()
 			return err
 		}
 		time.Sleep(dur)
-		calls, err := commandStats(ctx, addrs)
+		calls, err := valkeytest.CommandCalls(ctx, addrs)
 		cancel()
 		<-eng.Done()
 		eb.Close()
@@ -333,55 +331,4 @@ func breakdown(calls map[string]int64, secs float64) string {
 		parts = append(parts, fmt.Sprintf("%s=%.2f", k, float64(calls[k])/secs))
 	}
 	return strings.Join(parts, " ")
-}
-
-func eachPrimary(ctx context.Context, addrs []string, f func(c valkey.Client) error) error {
-	for _, a := range addrs {
-		c, err := valkey.NewClient(valkey.ClientOption{InitAddress: []string{a}, ForceSingleClient: true, DisableCache: true})
-		if err != nil {
-			return err
-		}
-		role, _ := c.Do(ctx, c.B().Role().Build()).ToArray()
-		if len(role) > 0 {
-			if r, _ := role[0].ToString(); r == "master" {
-				if err := f(c); err != nil {
-					c.Close()
-					return err
-				}
-			}
-		}
-		c.Close()
-	}
-	return nil
-}
-
-func resetStats(ctx context.Context, addrs []string) error {
-	return eachPrimary(ctx, addrs, func(c valkey.Client) error {
-		return c.Do(ctx, c.B().ConfigResetstat().Build()).Error()
-	})
-}
-
-func commandStats(ctx context.Context, addrs []string) (map[string]int64, error) {
-	out := map[string]int64{}
-	err := eachPrimary(ctx, addrs, func(c valkey.Client) error {
-		info, err := c.Do(ctx, c.B().Info().Section("commandstats").Build()).ToString()
-		if err != nil {
-			return err
-		}
-		for _, line := range strings.Split(info, "\n") {
-			line = strings.TrimSpace(line)
-			name, rest, ok := strings.Cut(strings.TrimPrefix(line, "cmdstat_"), ":")
-			if !ok || !strings.HasPrefix(line, "cmdstat_") {
-				continue
-			}
-			for _, kv := range strings.Split(rest, ",") {
-				if v, ok := strings.CutPrefix(kv, "calls="); ok {
-					n, _ := strconv.ParseInt(v, 10, 64)
-					out[name] += n
-				}
-			}
-		}
-		return nil
-	})
-	return out, err
 }
