@@ -3,19 +3,24 @@
 
 GO ?= go
 
-.PHONY: test bench fmt fmt-check vet fuzz install-valkey
+.PHONY: test bench perf-gate fmt fmt-check vet fuzz install-valkey
 
 ## test: gofmt check, go vet, then race tests against real valkey-server processes.
 test: fmt-check vet
 	$(GO) test -race -count=1 ./...
 
-## bench: the main job: a throwaway local Valkey, the quick profile, a report.
+## bench: the main job: installs Valkey if missing, runs the quick profile (under 90 s on
+## 2 cores) on a throwaway local Valkey, prints the summary and writes
+## bench-results/<timestamp>/ (report.json, report.md, report.html, bench.txt).
 bench:
-	@if [ ! -d cmd/ffbench ]; then \
-		echo "make bench: ffbench not built yet (cmd/ffbench is absent); nothing to run"; \
-		exit 0; \
-	fi; \
-	bash ci/install-valkey.sh && $(GO) run ./cmd/ffbench run --profile quick
+	bash ci/install-valkey.sh
+	$(GO) run ./cmd/ffbench run --profile quick $(BENCH_FLAGS)
+
+## perf-gate: the gate profile against ci/baseline.json (ratios and counters; a failing
+## metric is re-measured before the gate fails).
+perf-gate:
+	bash ci/install-valkey.sh
+	bash ci/perf-gate.sh $(BENCH_FLAGS)
 
 ## fmt: rewrite Go files with gofmt.
 fmt:

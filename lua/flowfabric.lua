@@ -51,7 +51,7 @@ REPLY SHAPE (every function): {1, status, field...} on success,
 {0, code, detail...} on a business failure. Redis errors mean a bug.
 ]]
 
-local VERSION = '2'
+local VERSION = '3'
 local PRIORITY_SCALE = 1000000000000
 local MAX_PRIORITY = 9000
 local INTERRUPT_CAP = 100
@@ -297,10 +297,12 @@ redis.register_function('ff_claim', function(keys, argv)
   if f.state ~= 'waiting' or f.blocked ~= '' then return fail('execution_not_leaseable', f.state) end
   if mode == 'new' and f.resume == '1' then return fail('use_claim_resumed_execution') end
   if mode == 'resume' and f.resume ~= '1' then return fail('not_a_resumed_execution') end
-  local g = redis.call('HMGET', grant, 'worker_id', 'expires_at')
-  if not g[1] or g[1] ~= worker_id then return fail('invalid_claim_grant') end
+  -- The grant names one worker instance: workers of one deployment share a
+  -- worker id, so the id alone would let one consume another's grant.
+  local g = redis.call('HMGET', grant, 'worker_id', 'worker_instance', 'expires_at')
+  if not g[1] or g[1] ~= worker_id or g[2] ~= wiid then return fail('invalid_claim_grant') end
   local now = now_ms()
-  if tonumber(g[2]) <= now then return fail('claim_grant_expired') end
+  if tonumber(g[3]) <= now then return fail('claim_grant_expired') end
   redis.call('DEL', grant)
   local lease = take_lease(core, eid, keys[3], keys[4], keys[5], keys[6], f,
     worker_id, wiid, lease_id, argv[5], ttl, mode == 'resume', now)
@@ -904,9 +906,9 @@ redis.register_function('ff_reclaim', function(keys, argv)
   if f.state ~= 'active' or not (l[1] == 'revoked' or tonumber(l[2]) <= now) then
     return fail('execution_not_reclaimable', f.state)
   end
-  local g = redis.call('HMGET', grant, 'worker_id', 'expires_at')
-  if not g[1] or g[1] ~= argv[2] then return fail('invalid_claim_grant') end
-  if tonumber(g[2]) <= now then return fail('claim_grant_expired') end
+  local g = redis.call('HMGET', grant, 'worker_id', 'worker_instance', 'expires_at')
+  if not g[1] or g[1] ~= argv[2] or g[2] ~= argv[3] then return fail('invalid_claim_grant') end
+  if tonumber(g[3]) <= now then return fail('claim_grant_expired') end
   redis.call('DEL', grant)
   local count = tonumber(l[3] or '0')
   if count >= cap then

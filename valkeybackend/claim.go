@@ -223,14 +223,19 @@ func (b *Backend) GrantAndClaim(ctx context.Context, g sdk.IssueClaimGrantArgs, 
 		return sdk.ClaimedTask{}, err
 	}
 	res := b.client.DoMulti(ctx, gc, cc)
-	if _, err := decode(op, res[0]); err != nil {
-		return sdk.ClaimedTask{}, err
-	}
+	_, gerr := decode(op, res[0])
 	t, err := decodeClaim(op, ca, res[1], true)
-	if sdk.CodeOf(err) == sdk.CodeUseClaimResumed {
+	switch {
+	case err == nil:
+		// The claim decides: it can succeed on this instance's own earlier
+		// grant (a retried call) even when the new grant was refused.
+		return t, nil
+	case sdk.CodeOf(err) == sdk.CodeUseClaimResumed && gerr == nil:
 		return b.claim(ctx, op, ca, "resume", true)
+	case gerr != nil:
+		return sdk.ClaimedTask{}, gerr
 	}
-	return t, err
+	return sdk.ClaimedTask{}, err
 }
 
 // BlockRoute parks an execution no current worker can run.

@@ -41,7 +41,7 @@ const (
 	// pollInterval is the pause between two polls.
 	pollInterval = 5 * time.Millisecond
 	// leaseTTL is the lease length of ordinary claims.
-	leaseTTL = 10 * time.Second
+	leaseTTL = time.Minute
 
 	workerID       sdk.WorkerID         = "sdktest-worker"
 	otherWorkerID  sdk.WorkerID         = "sdktest-other-worker"

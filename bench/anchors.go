@@ -1,0 +1,238 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
+	"github.com/valkey-io/valkey-go"
+
+	"github.com/flowfabric/flowfabric-go/loadgen"
+	"github.com/flowfabric/flowfabric-go/sdk"
+	"github.com/flowfabric/flowfabric-go/valkeybackend"
+)
+
+// The raw side of the same-run anchors: ff_renew built by hand with
+// valkey-go, byte for byte the FCALL valkeybackend.RenewBatch sends (see
+// valkeybackend/lease.go and the ff_renew header in lua/flowfabric.lua),
+// so the SDK is compared with the very same server work minus the SDK.
+
+// renewArgs returns ff_renew's KEYS and ARGV for leases of one partition
+// with one TTL: KEYS = leases index, then each execution's core hash; ARGV =
+// ttl ms, then (eid, lease_id, epoch, attempt_id) per lease. Key names
+// mirror valkeybackend/keys.go; renewedIn checks every reply, so a drift
+// shows as a failed ceiling rather than a wrong number.
+func renewArgs(hs []sdk.Handle) (keys, args []string) {
+	p, _ := hs[0].ExecutionID.Partition()
+	keys = append(make([]string, 0, 1+len(hs)), "ff:i:"+sdk.PartitionTag(p)+":leases")
+	args = append(make([]string, 0, 1+4*len(hs)), strconv.FormatInt(hs[0].LeaseTTL.Milliseconds(), 10))
+	for _, h := range hs {
+		keys = append(keys, "ff:e:"+string(h.ExecutionID)+":core")
+		args = append(args, string(h.ExecutionID), h.LeaseID, strconv.FormatUint(h.Epoch, 10), h.AttemptID)
+	}
+	return keys, args
+}
+
+// renewCommand builds the pinned (reusable) ff_renew FCALL for hs.
+func renewCommand(c valkey.Client, hs []sdk.Handle) valkey.Completed {
+	keys, args := renewArgs(hs)
+	return c.B().Fcall().Function("ff_renew").Numkeys(int64(len(keys))).Key(keys...).Arg(args...).Build().Pin()
+}
+
+// renewCommands groups hs by partition (one FCALL each), as RenewBatch does.
+func renewCommands(c valkey.Client, hs []sdk.Handle) []valkey.Completed {
+	byPart := map[int][]sdk.Handle{}
+	var order []int
+	for _, h := range hs {
+		p, _ := h.ExecutionID.Partition()
+		if _, ok := byPart[p]; !ok {
+			order = append(order, p)
+		}
+		byPart[p] = append(byPart[p], h)
+	}
+	cmds := make([]valkey.Completed, 0, len(order))
+	for _, p := range order {
+		cmds = append(cmds, renewCommand(c, byPart[p]))
+	}
+	return cmds
+}
+
+// renewedIn counts the leases an ff_renew reply renewed: {1, OK, n, then
+// per lease code, expires_at, d1, d2, d3} with code "" on success.
+func renewedIn(res valkey.ValkeyResult) (int, error) {
+	arr, err := res.ToArray()
+	if err != nil {
+		return 0, err
+	}
+	if len(arr) < 3 {
+		return 0, fmt.Errorf("ff_renew: short reply")
+	}
+	if flag, _ := arr[0].AsInt64(); flag != 1 {
+		code, _ := arr[1].ToString()
+		return 0, fmt.Errorf("ff_renew failed: %s", code)
+	}
+	n := 0
+	for i := 3; i < len(arr); i += 5 {
+		if code, _ := arr[i].ToString(); code == "" {
+			n++
+		}
+	}
+	return n, nil
+}
+
+// holdLeases creates n executions and claims them with the fused claim (as
+// a worker instance named "ffbench-raw"), returning their handles.
+func holdLeases(ctx context.Context, be *valkeybackend.Backend, lane sdk.LaneID, n int, ttl time.Duration) ([]sdk.Handle, error) {
+	if _, err := submitN(ctx, be, lane, n, 0); err != nil {
+		return nil, err
+	}
+	var hs []sdk.Handle
+	for round := 0; len(hs) < n && round < 100; round++ {
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		errs := make([]error, be.Partitions())
+		for p := range be.Partitions() {
+			wg.Go(func() {
+				ts, err := be.ClaimFused(ctx, sdk.FusedClaimArgs{Lane: lane, Partition: p, Max: 256,
+					WorkerID: "ffbench", WorkerInstanceID: "ffbench-raw", LeaseTTL: ttl})
+				errs[p] = err
+				mu.Lock()
+				for _, t := range ts {
+					hs = append(hs, t.Handle)
+				}
+				mu.Unlock()
+			})
+		}
+		wg.Wait()
+		for _, err := range errs {
+			if err != nil {
+				return nil, err
+			}
+		}
+	}
+	if len(hs) < n {
+		return nil, fmt.Errorf("claimed %d of %d leases", len(hs), n)
+	}
+	return hs, nil
+}
+
+// submitN creates n executions (payload: sequence from first, no intended
+// time) through the SDK client, pipelined.
+func submitN(ctx context.Context, be sdk.EngineBackend, lane sdk.LaneID, n int, first uint64) ([]sdk.ExecutionID, error) {
+	cl := sdk.NewClient(be)
+	ids := make([]sdk.ExecutionID, 0, n)
+	const chunk = 2048
+	for off := 0; off < n; off += chunk {
+		args := make([]sdk.CreateExecutionArgs, 0, min(chunk, n-off))
+		for i := off; i < min(off+chunk, n); i++ {
+			args = append(args, sdk.CreateExecutionArgs{Lane: lane, Kind: "noop",
+				Payload: encodePayload(first+uint64(i), time.Time{}, payloadHeader)})
+		}
+		res, err := cl.SubmitBatch(ctx, args)
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range res {
+			ids = append(ids, r.ID)
+		}
+	}
+	return ids, nil
+}
+
+// measureSerial sends cmd serially on one connection for d and records
+// each round trip.
+func measureSerial(ctx context.Context, c valkey.Client, cmd valkey.Completed, d time.Duration) (*hdrhistogram.Histogram, error) {
+	h := newHist()
+	end := time.Now().Add(d)
+	for {
+		t0 := time.Now()
+		if !t0.Before(end) {
+			return h, nil
+		}
+		err := c.Do(ctx, cmd).Error()
+		took := time.Since(t0)
+		if err != nil {
+			return nil, err
+		}
+		_ = h.RecordValue(max(took.Microseconds(), 1))
+	}
+}
+
+// rawStorm sends each group of commands as one pipelined DoMulti, flat out,
+// one goroutine per group, and returns renewals per second counted over the
+// window after warmup (checking every reply).
+func rawStorm(ctx context.Context, c valkey.Client, groups [][]valkey.Completed, warmup, d time.Duration, lat *Latency) (float64, error) {
+	win := Window{From: time.Now().Add(warmup)}
+	win.To = win.From.Add(d)
+	var renewed atomic.Int64
+	var firstErr atomic.Value
+	storm := &loadgen.RenewStorm{
+		Concurrency: len(groups),
+		Duration:    warmup + d,
+		Round: func(ctx context.Context, g int) (int, error) {
+			n := 0
+			for _, res := range c.DoMulti(ctx, groups[g]...) {
+				k, err := renewedIn(res)
+				if err != nil {
+					firstErr.CompareAndSwap(nil, err)
+					return n, err
+				}
+				n += k
+			}
+			return n, nil
+		},
+		OnRound: func(g int, start time.Time, took time.Duration, n int) {
+			if win.Contains(start) {
+				renewed.Add(int64(n))
+			}
+			if lat != nil {
+				lat.Shard(g).Record(start, took)
+			}
+		},
+	}
+	st, err := storm.Run(ctx)
+	if err != nil {
+		return 0, err
+	}
+	if e, _ := firstErr.Load().(error); e != nil || st.Errors > 0 {
+		return 0, fmt.Errorf("raw renew: %d failed rounds: %v", st.Errors, e)
+	}
+	return float64(renewed.Load()) / d.Seconds(), nil
+}
+
+// measurePipelined sends cmd from conns goroutines, depth copies per
+// pipelined DoMulti on the serial client (so each goroutine holds its own
+// connection: valkey-benchmark's -c conns -P depth), and returns calls/s.
+func measurePipelined(ctx context.Context, c valkey.Client, cmd valkey.Completed, conns, depth int, d time.Duration) (float64, error) {
+	batch := make([]valkey.Completed, depth)
+	for i := range batch {
+		batch[i] = cmd
+	}
+	var calls atomic.Int64
+	var firstErr atomic.Value
+	end := time.Now().Add(d)
+	start := time.Now()
+	var wg sync.WaitGroup
+	for range conns {
+		wg.Go(func() {
+			for time.Now().Before(end) && ctx.Err() == nil {
+				for _, r := range c.DoMulti(ctx, batch...) {
+					if err := r.Error(); err != nil {
+						firstErr.CompareAndSwap(nil, err)
+						return
+					}
+				}
+				calls.Add(int64(depth))
+			}
+		})
+	}
+	wg.Wait()
+	if e, _ := firstErr.Load().(error); e != nil {
+		return 0, e
+	}
+	return float64(calls.Load()) / time.Since(start).Seconds(), nil
+}

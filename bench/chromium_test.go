@@ -1,0 +1,67 @@
+package bench
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// chromium returns the headless browser, or skips: .ci/run installs the
+// Debian package chromium; elsewhere TestHTMLHasCharts still checks the
+// page's structure.
+func chromium(t *testing.T) string {
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	t.Skip("chromium is not installed (apt-get install chromium); the HTML report's charts are checked in Go only")
+	return ""
+}
+
+// TestHTMLRendersInChromium opens the report in headless Chromium and
+// checks the rendered page has its charts, then takes a screenshot
+// (FF_SCREENSHOT=path keeps it for a person to look at).
+func TestHTMLRendersInChromium(t *testing.T) {
+	t.Parallel()
+	bin := chromium(t)
+	dir := t.TempDir()
+	page := filepath.Join(dir, "report.html")
+	if err := os.WriteFile(page, []byte(HTML(fakeReport())), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	args := []string{"--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--hide-scrollbars",
+		"--user-data-dir=" + filepath.Join(dir, "profile")}
+	dom, err := exec.CommandContext(ctx, bin, append(args, "--dump-dom", "file://"+page)...).Output()
+	if err != nil {
+		t.Fatalf("chromium --dump-dom: %v", err)
+	}
+	d := string(dom)
+	if n := strings.Count(d, "<svg"); n < 8 {
+		t.Fatalf("rendered DOM has %d svg charts, want at least 8", n)
+	}
+	if !strings.Contains(d, "<polyline") || !strings.Contains(d, "Renew throughput vs partitions") {
+		t.Fatal("rendered DOM lacks plotted series")
+	}
+	shot := os.Getenv("FF_SCREENSHOT")
+	if shot == "" {
+		shot = filepath.Join(dir, "report.png")
+	}
+	cmd := exec.CommandContext(ctx, bin, append(args, "--window-size=1400,2400", "--screenshot="+shot, "file://"+page)...)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("chromium --screenshot: %v\n%s", err, out)
+	}
+	st, err := os.Stat(shot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Size() < 50_000 {
+		t.Fatalf("screenshot %s is %d bytes: the page did not render", shot, st.Size())
+	}
+}

@@ -1,0 +1,341 @@
+package bench
+
+import (
+	"fmt"
+	"html"
+	"math"
+	"slices"
+	"sort"
+	"strings"
+)
+
+// HTML renders the report as one self-contained page (inline CSS and SVG,
+// no scripts, no external resources) with the charts people look at:
+// latency percentile curves per partition count, renew throughput and claim
+// latency against partitions, the ratio to the raw ceiling, e2e latency,
+// claim-path A/B and recovery.
+func HTML(rep *Report) string {
+	var b strings.Builder
+	b.WriteString(`<!doctype html><html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>ffbench · ` + html.EscapeString(rep.Profile) + ` · ` + html.EscapeString(short(rep.GitSHA)) + `</title>
+<style>` + css + `</style></head><body>`)
+	fmt.Fprintf(&b, `<header><h1>FlowFabric benchmark <span class="prof">%s profile</span></h1><p class="env">%s · git <code>%s</code> · Valkey %s, %s (%d primar%s%s) · %d cores · %s %s/%s · %.0fs</p></header>`,
+		html.EscapeString(rep.Profile), rep.CreatedAt.Format("2006-01-02 15:04 MST"), html.EscapeString(short(rep.GitSHA)),
+		html.EscapeString(rep.Valkey.Version), rep.Valkey.Topology, rep.Valkey.Primaries, plural(rep.Valkey.Primaries, "y", "ies"),
+		embedded(rep), rep.Cores, html.EscapeString(rep.GoVersion), rep.OS, rep.Arch, rep.ElapsedS)
+	if rep.OK() {
+		b.WriteString(`<div class="badge ok">Correctness passed: no lost and no duplicated completions</div>`)
+	} else {
+		fmt.Fprintf(&b, `<div class="badge bad">Correctness FAILED: %d lost, %d duplicated<ul>`, rep.Lost, rep.Duplicated)
+		for _, f := range rep.Failures {
+			fmt.Fprintf(&b, "<li>%s</li>", html.EscapeString(f))
+		}
+		b.WriteString(`</ul></div>`)
+	}
+	writeCards(&b, rep)
+
+	b.WriteString(`<h2>Partition sweep</h2><div class="grid">`)
+	b.WriteString(figure(claimCurves(rep), "Each line is one partition count: the latency from an arrival's intended time to the worker holding its lease, at every percentile. Open loop, so stalls show in the tail."))
+	b.WriteString(figure(renewVsPartitions(rep), "Renewals per second through the SDK's renewer against the same ff_renew FCALLs sent raw and pipelined, same leases, same batches."))
+	b.WriteString(figure(claimVsPartitions(rep), "Claim latency p50 and p99 per partition count; the dashed line is the serial FCALL round trip of this server."))
+	b.WriteString(figure(ratioVsPartitions(rep), "SDK renew throughput as a fraction of the raw ceiling measured in the same run; 0.9 is the target."))
+	b.WriteString(`</div><h2>End to end, claim path and recovery</h2><div class="grid">`)
+	b.WriteString(figure(e2eCurves(rep), "Open loop at a fraction of the measured capacity: submit, claim, handler start and completion, timed from the intended arrival."))
+	b.WriteString(figure(claimPathBars(rep), "Direct three-step path (scan, then grant+claim pipelined) against the fused claim, interleaved A/B rounds, closed loop."))
+	b.WriteString(figure(recoveryCurve(rep), "Workers killed mid-task: time from the crash to each job's completion by a surviving worker (lease expiry + scan + claim)."))
+	b.WriteString(figure(efficiencyBars(rep), "Valkey commands per operation (script-internal commands included): counters noise barely moves, gated in CI."))
+	b.WriteString(`</div>`)
+
+	b.WriteString(`<h2>All results</h2><div class="tw"><table><thead><tr><th>scenario</th><th>variant</th><th>P</th><th>throughput</th><th>raw ceiling</th><th>ratio</th><th>latency</th><th>p50</th><th>p90</th><th>p99</th><th>p99.9</th><th>max</th><th>cmds/op</th><th>FCALLs/op</th><th>Valkey CPU µs/op</th><th>allocs/op</th><th>lost</th><th>dup</th></tr></thead><tbody>`)
+	for _, r := range rep.Results {
+		name, s := headline(r)
+		lat := []string{"-", "-", "-", "-", "-"}
+		if s != nil {
+			lat = []string{fmtUS(s.P50), fmtUS(s.P90), fmtUS(s.P99), fmtUS(s.P999), fmtUS(s.Max)}
+		}
+		cls := ""
+		if r.Lost > 0 || r.Duplicated > 0 {
+			cls = ` class="fail"`
+		}
+		fmt.Fprintf(&b, `<tr%s><td>%s</td><td>%s</td><td>%d</td><td>%s %s/s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%.2f</td><td>%.2f</td><td>%.1f</td><td>%.0f</td><td>%d</td><td>%d</td></tr>`,
+			cls, r.Scenario, dash(r.Variant), r.Partitions, fmtRate(r.Throughput), r.Unit, fmtRate(r.RawCeiling),
+			fmtRatio(r.RatioToCeiling), dash(name), strings.Join(lat, "</td><td>"),
+			r.CommandsPerOp, r.FcallsPerOp, r.ValkeyCPUPerOpUS, r.AllocsPerOp, r.Lost, r.Duplicated)
+	}
+	b.WriteString(`</tbody></table></div>`)
+	if a := rep.Anchors.SerialFCALL; a != nil {
+		fmt.Fprintf(&b, `<h2>Anchors</h2><p>Serial FCALL round trip (ff_renew, one lease, one connection): p50 <b>%s</b>, p99 %s, mean %s (%s calls/s). Pipelined FCALL ceiling: <b>%s calls/s</b> (%d connections × %d deep).</p>`,
+			fmtUS(a.P50), fmtUS(a.P99), fmtUS(a.Mean), fmtRate(rep.Anchors.SerialRate), fmtRate(rep.Anchors.PipelinedRate),
+			rep.Anchors.PipelineConns, rep.Anchors.PipelineDepth)
+	}
+	if rep.Calibration != nil {
+		b.WriteString(`<h2>Calibration against valkey-benchmark</h2><pre>` + html.EscapeString(CalibrationTable(rep.Calibration)) + `</pre>`)
+	}
+	if len(rep.Profiles) > 0 {
+		b.WriteString(`<h2>Profiles</h2><ul>`)
+		for _, k := range sortedKeys(rep.Profiles) {
+			fmt.Fprintf(&b, `<li>%s: <a href="%s">%s</a> (<code>go tool pprof -http=: %s</code>)</li>`, html.EscapeString(k),
+				html.EscapeString(rep.Profiles[k]), html.EscapeString(rep.Profiles[k]), html.EscapeString(rep.Profiles[k]))
+		}
+		b.WriteString(`</ul>`)
+	}
+	if len(rep.Notes) > 0 {
+		b.WriteString(`<h2>Notes</h2><ul>`)
+		for _, n := range rep.Notes {
+			fmt.Fprintf(&b, "<li>%s</li>", html.EscapeString(n))
+		}
+		b.WriteString(`</ul>`)
+	}
+	b.WriteString(`<details><summary>Go benchmark format (for benchstat)</summary><pre>` + html.EscapeString(BenchLines(rep)) + `</pre></details>`)
+	b.WriteString(`<footer>Generated by ffbench. Latencies are HdrHistograms (µs, 3 significant digits), merged per goroutine; warm-up and drain are excluded by time window. The JSON report keeps every histogram encoded.</footer></body></html>`)
+	return b.String()
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}
+
+func figure(svg, caption string) string {
+	return `<figure>` + svg + `<figcaption>` + html.EscapeString(caption) + `</figcaption></figure>`
+}
+
+func writeCards(b *strings.Builder, rep *Report) {
+	type card struct{ value, label, sub, cls string }
+	var cards []card
+	target := func(ok bool) string {
+		if ok {
+			return "good"
+		}
+		return "miss"
+	}
+	if r := rep.Find(ScenarioRenew + "/sdk/P=16"); r != nil && r.RawCeiling > 0 {
+		cards = append(cards, card{fmt.Sprintf("%.2f×", r.RatioToCeiling), "renew throughput / raw ceiling at P=16",
+			fmt.Sprintf("%s vs %s renewals/s · target ≥ 0.9", fmtRate(r.Throughput), fmtRate(r.RawCeiling)), target(r.RatioToCeiling >= 0.9)})
+	}
+	if r := claimHeadline(rep); r != nil {
+		v := r.Extra["claim_p50_over_serial_rtt"]
+		cards = append(cards, card{fmt.Sprintf("%.1f×", v), "claim p50 / serial FCALL round trip",
+			fmt.Sprintf("p50 %s at %s arrivals/s, P=%d · target ≤ 2×", fmtUS(r.Latency["claim"].P50), fmtRate(r.OfferedRate), r.Partitions), target(v <= 2)})
+	}
+	if r := rep.Find(ScenarioE2E + fmt.Sprintf("/closed/P=%d", rep.Config.Partitions)); r != nil {
+		cards = append(cards, card{fmtRate(r.Throughput) + "/s", "e2e capacity (submit → complete)",
+			fmt.Sprintf("%.3f of the raw FCALL ceiling · %.1f FCALLs per job", r.RatioToCeiling, r.FcallsPerOp), ""})
+	}
+	if r := rep.Find(ScenarioRecovery + fmt.Sprintf("/P=%d", rep.Config.Partitions)); r != nil {
+		if s := r.Latency["crash_to_completion"]; s != nil && s.Count > 0 {
+			cards = append(cards, card{fmtUS(s.P99), "crash → completion p99",
+				fmt.Sprintf("p50 %s · lease TTL %v, scan every %v", fmtUS(s.P50), rep.Config.LeaseTTL, rep.Config.ScanInterval), ""})
+		}
+	}
+	if len(cards) == 0 {
+		return
+	}
+	b.WriteString(`<div class="cards">`)
+	for _, c := range cards {
+		fmt.Fprintf(b, `<div class="card %s"><div class="v">%s</div><div class="l">%s</div><div class="s">%s</div></div>`,
+			c.cls, html.EscapeString(c.value), html.EscapeString(c.label), html.EscapeString(c.sub))
+	}
+	b.WriteString(`</div>`)
+}
+
+func claimHeadline(rep *Report) *Result {
+	for _, k := range []string{ScenarioClaimLatency + "/P=16", ScenarioClaimLatency + fmt.Sprintf("/P=%d", rep.Config.Partitions)} {
+		if r := rep.Find(k); r != nil && r.Extra["claim_p50_over_serial_rtt"] > 0 {
+			return r
+		}
+	}
+	return nil
+}
+
+// byScenario returns the results of a scenario/variant sorted by partitions.
+func byScenario(rep *Report, scenario, variant string) []*Result {
+	var out []*Result
+	for _, r := range rep.Results {
+		if r.Scenario == scenario && r.Variant == variant {
+			out = append(out, r)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Partitions < out[j].Partitions })
+	return out
+}
+
+func usAxis(label string) axis { return axis{label: label, scale: logScale, format: fmtUS} }
+
+func pctAxis() axis { return axis{label: "percentile", scale: nines} }
+
+func curve(s *Summary) [][2]float64 {
+	h, err := s.Histogram()
+	if err != nil {
+		return nil
+	}
+	return PercentileCurve(h)
+}
+
+func claimCurves(rep *Report) string {
+	var ss []series
+	for _, r := range byScenario(rep, ScenarioClaimLatency, "") {
+		if s := r.Latency["claim"]; s != nil && s.Count > 0 {
+			ss = append(ss, series{name: fmt.Sprintf("P=%d", r.Partitions), pts: curve(s)})
+		}
+	}
+	return lineChart("Claim latency percentiles by partition count", pctAxis(), usAxis("intended arrival → lease held"), ss, nil)
+}
+
+// partAxis is a log axis ticked at the partition counts measured.
+func partAxis(rs []*Result) axis {
+	var at []float64
+	for _, r := range rs {
+		if v := float64(r.Partitions); !slices.Contains(at, v) {
+			at = append(at, v)
+		}
+	}
+	sort.Float64s(at)
+	a := axis{label: "partitions", scale: logScale, format: trimFloat, at: at}
+	if len(at) > 0 {
+		a.min, a.max = at[0]/1.4, at[len(at)-1]*1.4
+	}
+	return a
+}
+
+func renewVsPartitions(rep *Report) string {
+	var sdk, raw series
+	sdk.name, raw.name, raw.dash = "SDK renewer", "raw pipelined ceiling", true
+	for _, r := range byScenario(rep, ScenarioRenew, "sdk") {
+		sdk.pts = append(sdk.pts, [2]float64{float64(r.Partitions), r.Throughput})
+		if r.RawCeiling > 0 {
+			raw.pts = append(raw.pts, [2]float64{float64(r.Partitions), r.RawCeiling})
+		}
+	}
+	ss := []series{}
+	if len(sdk.pts) > 0 {
+		ss = append(ss, sdk, raw)
+	}
+	return lineChart("Renew throughput vs partitions", partAxis(byScenario(rep, ScenarioRenew, "sdk")),
+		axis{label: "renewals / s", format: fmtRate}, ss, nil)
+}
+
+func claimVsPartitions(rep *Report) string {
+	p50 := series{name: "claim p50"}
+	p99 := series{name: "claim p99"}
+	for _, r := range byScenario(rep, ScenarioClaimLatency, "") {
+		if s := r.Latency["claim"]; s != nil && s.Count > 0 {
+			p50.pts = append(p50.pts, [2]float64{float64(r.Partitions), s.P50})
+			p99.pts = append(p99.pts, [2]float64{float64(r.Partitions), s.P99})
+		}
+	}
+	var refs []refLine
+	if a := rep.Anchors.SerialFCALL; a != nil {
+		refs = append(refs, refLine{a.P50, "serial FCALL RTT " + fmtUS(a.P50)})
+	}
+	var ss []series
+	if len(p50.pts) > 0 {
+		ss = []series{p50, p99}
+	}
+	return lineChart("Claim latency vs partitions", partAxis(byScenario(rep, ScenarioClaimLatency, "")), usAxis("latency"), ss, refs)
+}
+
+func ratioVsPartitions(rep *Report) string {
+	s := series{name: "renew: SDK / raw"}
+	for _, r := range byScenario(rep, ScenarioRenew, "sdk") {
+		if r.RawCeiling > 0 {
+			s.pts = append(s.pts, [2]float64{float64(r.Partitions), r.RatioToCeiling})
+		}
+	}
+	var ss []series
+	hi := 1.1
+	if len(s.pts) > 0 {
+		ss = []series{s}
+		for _, p := range s.pts {
+			hi = math.Max(hi, p[1]*1.05)
+		}
+	}
+	return lineChart("Ratio to the raw ceiling vs partitions", partAxis(byScenario(rep, ScenarioRenew, "sdk")),
+		axis{label: "ratio", min: 1e-12, max: hi, format: func(v float64) string { return fmt.Sprintf("%.2f", v) }},
+		ss, []refLine{{0.9, "target 0.9"}})
+}
+
+func e2eCurves(rep *Report) string {
+	var ss []series
+	for _, r := range byScenario(rep, ScenarioE2E, "open") {
+		for _, name := range []string{"submit", "claim_call", "claim", "handler_start", "e2e"} {
+			if s := r.Latency[name]; s != nil && s.Count > 0 {
+				ss = append(ss, series{name: name, pts: curve(s)})
+			}
+		}
+		title := fmt.Sprintf("End-to-end latency, open loop at %s jobs/s", fmtRate(r.OfferedRate))
+		return lineChart(title, pctAxis(), usAxis("latency"), ss, nil)
+	}
+	return lineChart("End-to-end latency (open loop)", pctAxis(), usAxis("latency"), nil, nil)
+}
+
+func claimPathBars(rep *Report) string {
+	var bars []bar
+	d, f := byScenario(rep, ScenarioClaimPath, "direct"), byScenario(rep, ScenarioClaimPath, "fused")
+	if len(d) == 0 || len(f) == 0 {
+		return barChart("Claim path: direct vs fused", nil, nil, fmtRate)
+	}
+	bars = append(bars, bar{"throughput (jobs/s)", []float64{d[0].Throughput, f[0].Throughput}})
+	var lat []bar
+	for _, pct := range []string{"p50", "p99"} {
+		dv, _ := d[0].Metric("claim_call." + pct)
+		fv, _ := f[0].Metric("claim_call." + pct)
+		lat = append(lat, bar{"claim call " + pct, []float64{dv, fv}})
+	}
+	names := []string{"direct", "fused"}
+	return barChart("Claim path: direct vs fused", names, bars, fmtRate) +
+		barChart("Claim call latency: direct vs fused", names, lat, fmtUS)
+}
+
+func recoveryCurve(rep *Report) string {
+	var ss []series
+	for _, r := range byScenario(rep, ScenarioRecovery, "") {
+		if s := r.Latency["crash_to_completion"]; s != nil && s.Count > 0 {
+			ss = append(ss, series{name: fmt.Sprintf("TTL %v, scan %v", rep.Config.LeaseTTL, rep.Config.ScanInterval), pts: curve(s)})
+		}
+	}
+	return lineChart("Crash → completion", pctAxis(), usAxis("since the crash"), ss, nil)
+}
+
+func efficiencyBars(rep *Report) string {
+	var bars []bar
+	for _, r := range rep.Results {
+		if r.Scenario == ScenarioPartitionSweep || r.CommandsPerOp == 0 || (r.Scenario == ScenarioRenew && r.Partitions != 16) ||
+			(r.Scenario == ScenarioClaimLatency && r.Partitions != 16) {
+			continue
+		}
+		bars = append(bars, bar{r.Key(), []float64{r.CommandsPerOp, r.FcallsPerOp}})
+	}
+	return barChart("Valkey commands per operation", []string{"commands", "FCALLs"}, bars,
+		func(v float64) string { return fmt.Sprintf("%.2f", v) })
+}
+
+const css = `
+:root{--fg:#111827;--mute:#6b7280;--line:#e5e7eb;--bg:#fafafa}
+body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:var(--fg);background:var(--bg);margin:0;padding:24px 32px;max-width:1400px}
+h1{font-size:22px;margin:0 0 4px}h1 .prof{font-weight:400;color:var(--mute);font-size:16px}
+h2{font-size:17px;margin:28px 0 10px;border-bottom:1px solid var(--line);padding-bottom:4px}
+.env{color:var(--mute);margin:0 0 12px}
+.badge{display:inline-block;padding:6px 12px;border-radius:6px;font-weight:600;margin:6px 0 14px}
+.badge.ok{background:#dcfce7;color:#166534}.badge.bad{background:#fee2e2;color:#991b1b}
+.cards{display:flex;flex-wrap:wrap;gap:14px;margin:4px 0 8px}
+.card{background:#fff;border:1px solid var(--line);border-radius:10px;padding:12px 16px;min-width:220px;flex:1}
+.card .v{font-size:28px;font-weight:700}.card .l{font-weight:600}.card .s{color:var(--mute);font-size:12px}
+.card.good{border-left:5px solid #16a34a}.card.miss{border-left:5px solid #dc2626}
+.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(560px,1fr));gap:16px}
+figure{margin:0;background:#fff;border:1px solid var(--line);border-radius:10px;padding:10px}
+figcaption{color:var(--mute);font-size:12px;margin-top:4px}
+svg.chart{width:100%;height:auto;display:block}
+svg .ct{font-size:14px;font-weight:600;fill:#111827}svg .tl{font-size:11px;fill:#4b5563}svg .al{font-size:12px;fill:#374151}
+svg .lg{font-size:11px;fill:#111827}svg .plot{fill:#fff;stroke:#d1d5db}svg .grid{stroke:#f0f0f0}
+svg .ref{stroke:#6b7280;stroke-dasharray:4 4}svg .rl{font-size:11px;fill:#6b7280}svg .empty{font-size:13px;fill:#9ca3af}
+.tw{overflow-x:auto}table{border-collapse:collapse;background:#fff;font-size:12.5px}
+th,td{border:1px solid var(--line);padding:4px 8px;text-align:right;white-space:nowrap}
+th{background:#f3f4f6}td:first-child,td:nth-child(2),td:nth-child(7){text-align:left}
+tr.fail td{background:#fef2f2}
+pre{background:#fff;border:1px solid var(--line);padding:10px;overflow-x:auto;font-size:12px}
+footer{color:var(--mute);font-size:12px;margin-top:28px}
+`

@@ -1,0 +1,287 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"github.com/flowfabric/flowfabric-go/loadgen"
+	"github.com/flowfabric/flowfabric-go/sdk"
+	"github.com/flowfabric/flowfabric-go/valkeybackend"
+)
+
+const benchLane sdk.LaneID = "bench"
+
+// pipelineSpec is one submit → claim → complete run.
+type pipelineSpec struct {
+	scenario, variant string
+	partitions        int
+	mode              sdk.ClaimMode
+	// open: arrivals follow a schedule at rate; else a closed loop keeps
+	// inFlight submissions outstanding.
+	open     bool
+	rate     float64
+	inFlight int
+	pause    time.Duration
+}
+
+// runPipeline deploys P partitions, starts a fleet and a producer, and
+// measures one window.
+func (r *Runner) runPipeline(ctx context.Context, sp pipelineSpec) (*Result, error) {
+	cfg := r.cfg
+	be, err := r.t.Deploy(ctx, sp.partitions)
+	if err != nil {
+		return nil, err
+	}
+	defer be.Close()
+	prod, err := r.t.Connect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer prod.Close()
+
+	track := newTracker()
+	// The fleet settles (registers, subscribes) until t0, when the producer
+	// starts; the window follows the warm-up.
+	t0 := time.Now().Add(100 * time.Millisecond)
+	win := Window{From: t0.Add(cfg.Warmup)}
+	win.To = win.From.Add(cfg.Duration)
+	lat := map[string]*Latency{}
+	for _, name := range []string{"claim", "handler_start", "e2e", "claim_call", "submit"} {
+		lat[name] = NewLatency(cfg.Workers, win)
+	}
+	var windowOps, windowDone atomic.Int64
+	var closed *loadgen.ClosedLoop
+	if !sp.open {
+		closed = &loadgen.ClosedLoop{InFlight: sp.inFlight, Duration: cfg.Warmup + cfg.Duration}
+	}
+
+	fctx, stopFleet := context.WithCancel(ctx)
+	defer stopFleet()
+	fleet, err := loadgen.StartFleet(fctx, loadgen.FleetConfig{
+		Backend: be, Workers: cfg.Workers, DistinctWorkerIDs: cfg.DistinctWorkerIDs,
+		Worker: sdk.WorkerConfig{MaxConcurrency: cfg.Concurrency, ClaimMode: sp.mode, Lanes: []sdk.LaneID{benchLane},
+			ShutdownGrace: 2 * time.Second},
+		Hooks: func(i int) loadgen.Hooks { return r.hooks(be, lat["claim_call"], i) },
+		Handler: func(i int) sdk.Handler {
+			return sdk.HandlerFunc(func(ctx context.Context, t *sdk.Task) error {
+				start := time.Now()
+				seq, intended, ok := decodePayload(t.Payload)
+				if !ok {
+					return fmt.Errorf("bench: foreign payload")
+				}
+				lat["claim"].Shard(i).Record(intended, t.ClaimedAt.Sub(intended))
+				lat["handler_start"].Shard(i).Record(intended, start.Sub(intended))
+				if err := t.Complete(ctx, nil); err != nil {
+					return err
+				}
+				done := time.Now()
+				track.complete(seq)
+				lat["e2e"].Shard(i).Record(intended, done.Sub(intended))
+				if win.Contains(done) {
+					windowDone.Add(1)
+				}
+				if closed != nil {
+					closed.Done()
+				}
+				return nil
+			})
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	submit := func(ctx context.Context, a loadgen.Arrival) error {
+		if win.Contains(a.Intended) && sp.open {
+			windowOps.Add(1)
+		}
+		t0 := time.Now()
+		_, err := prod.CreateExecution(ctx, sdk.CreateExecutionArgs{Lane: benchLane, Kind: "noop",
+			Payload: encodePayload(a.Seq, a.Intended, cfg.PayloadBytes)})
+		lat["submit"].Shard(int(a.Seq)).Record(a.Intended, time.Since(t0))
+		if err == nil {
+			track.submit(a.Seq)
+		}
+		return err
+	}
+	sleepUntil(ctx, t0)
+
+	total := cfg.Warmup + cfg.Duration
+	type prodOut struct {
+		st  loadgen.ProducerStats
+		err error
+	}
+	pdone := make(chan prodOut, 1)
+	if sp.open {
+		var sched loadgen.Schedule = loadgen.Constant{PerSecond: sp.rate}
+		if cfg.Arrivals == "poisson" {
+			sched = loadgen.NewPoisson(sp.rate, cfg.Seed)
+		}
+		p := &loadgen.Producer{Schedule: sched, Duration: total, Submit: submit}
+		go func() { st, err := p.Run(ctx); pdone <- prodOut{st, err} }()
+	} else {
+		closed.Submit = submit
+		go func() { st, err := closed.Run(ctx); pdone <- prodOut{st, err} }()
+	}
+	if sp.pause > 0 {
+		go func() {
+			at := win.From.Add(cfg.Duration/2 - sp.pause/2)
+			time.Sleep(time.Until(at))
+			_ = loadgen.PauseServer(ctx, r.t.raw, sp.pause, false)
+		}()
+	}
+	m, err := r.measure(ctx, win, func() string {
+		return fmt.Sprintf("%s %s P=%d  completed %d", sp.scenario, sp.variant, sp.partitions, track.completed.Load())
+	})
+	if err != nil {
+		return nil, err
+	}
+	po := <-pdone
+	if po.err != nil {
+		return nil, po.err
+	}
+	settled := track.waitSettled(cfg.Drain)
+	var diag string
+	if !settled {
+		diag = r.strandedDiagnosis(ctx, be, sp.partitions)
+	}
+	sctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	_ = fleet.Stop(sctx)
+	cancel()
+
+	res := &Result{Scenario: sp.scenario, Variant: sp.variant, Partitions: sp.partitions, Workers: cfg.Workers,
+		DurationS: win.Seconds(), Unit: "jobs", Latency: map[string]*Summary{}}
+	for name, l := range lat {
+		if s := Summarize(l.Merge()); s.Count > 0 {
+			res.Latency[name] = s
+		}
+	}
+	done := windowDone.Load()
+	res.AchievedRate = round3(float64(done) / win.Seconds())
+	res.Throughput = res.AchievedRate
+	ops := done
+	if sp.open {
+		res.OfferedRate = round3(sp.rate)
+		ops = windowOps.Load()
+	}
+	res.Ops = ops
+	res.efficiency(m.server, m.mallocs, ops)
+	res.Lost, res.Duplicated = track.outcome()
+	if po.st.Failed > 0 {
+		res.Note = fmt.Sprintf("%d submissions failed", po.st.Failed)
+	}
+	if !settled {
+		res.Note = fmt.Sprintf("not settled after %v drain: %d of %d completed; %s", cfg.Drain,
+			track.completed.Load(), track.submitted.Load(), diag)
+	}
+	fs := fleet.Stats()
+	res.Extra = map[string]float64{
+		"submitted": float64(track.submitted.Load()), "stalled_arrivals": float64(po.st.Stalled),
+		"claim_conflicts": float64(fs.ClaimConflicts), "claim_attempts": float64(fs.ClaimAttempts),
+		"idle_wakeups_push": float64(fs.IdleWakeupsPush), "idle_wakeups_poll": float64(fs.IdleWakeupsPoll),
+		"claimed": float64(fs.Claimed), "completed": float64(fs.Completed), "failed": float64(fs.Failed),
+		"retried": float64(fs.Retried), "handler_errors": float64(fs.HandlerErrors), "lost_leases": float64(fs.LostLeases),
+		"claim_errors": float64(fs.ClaimErrors),
+	}
+	return res, nil
+}
+
+// hooks instruments worker i: claim call latency, and the planted
+// regressions when configured.
+func (r *Runner) hooks(be *valkeybackend.Backend, claimLat *Latency, i int) loadgen.Hooks {
+	h := loadgen.Hooks{
+		OnClaimCall: func(start time.Time, took time.Duration, _ int) {
+			if claimLat != nil {
+				claimLat.Shard(i).Record(start, took)
+			}
+		},
+		RenewDelay: r.cfg.PlantRenewDelay,
+	}
+	if r.cfg.PlantClaimPing {
+		c := be.Client()
+		h.BeforeClaim = func(ctx context.Context) error { return c.Do(ctx, c.B().Ping().Build()).Error() }
+	}
+	return h
+}
+
+// measured is what the server and the client did in a window.
+type measured struct {
+	server  serverDelta
+	mallocs uint64
+}
+
+// measure sleeps to the window's start, snapshots the server and the
+// client's allocations, sleeps to its end and snapshots again, showing
+// progress meanwhile.
+func (r *Runner) measure(ctx context.Context, win Window, detail func() string) (measured, error) {
+	r.prog.Detail(detail)
+	defer r.prog.Detail(nil)
+	if !sleepUntil(ctx, win.From) {
+		return measured{}, ctx.Err()
+	}
+	a, err := r.t.snapshot(ctx)
+	if err != nil {
+		return measured{}, err
+	}
+	var m0, m1 runtime.MemStats
+	runtime.ReadMemStats(&m0)
+	if !sleepUntil(ctx, win.To) {
+		return measured{}, ctx.Err()
+	}
+	runtime.ReadMemStats(&m1)
+	b, err := r.t.snapshot(ctx)
+	if err != nil {
+		return measured{}, err
+	}
+	return measured{server: a.to(b), mallocs: m1.Mallocs - m0.Mallocs}, nil
+}
+
+func sleepUntil(ctx context.Context, t time.Time) bool {
+	d := time.Until(t)
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	tm := time.NewTimer(d)
+	defer tm.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-tm.C:
+		return true
+	}
+}
+
+// strandedDiagnosis says where unfinished work sits when a run does not
+// settle: per-state index sizes (key layout of valkeybackend/keys.go) and
+// what the workers' cached readiness read reports.
+func (r *Runner) strandedDiagnosis(ctx context.Context, be *valkeybackend.Backend, partitions int) string {
+	counts := map[string]int64{}
+	var stale []int
+	var ready []int
+	all := make([]int, partitions)
+	for p := range all {
+		all[p] = p
+	}
+	if rp, err := be.ReadyPartitions(ctx, benchLane, all); err == nil {
+		ready = rp
+	}
+	for p := range partitions {
+		tag := sdk.PartitionTag(p)
+		for _, idx := range []string{"eligible", "active", "delayed", "blocked"} {
+			key := "ff:i:" + tag + ":" + string(benchLane) + ":" + idx
+			n, err := r.t.raw.Do(ctx, r.t.raw.B().Zcard().Key(key).Build()).AsInt64()
+			if err != nil {
+				return "diagnosis failed: " + err.Error()
+			}
+			counts[idx] += n
+			if idx == "eligible" && n > 0 && !slices.Contains(ready, p) {
+				stale = append(stale, p)
+			}
+		}
+	}
+	return fmt.Sprintf("server: %d eligible, %d active, %d delayed, %d blocked; partitions with eligible work the workers' cached readiness reports empty: %v",
+		counts["eligible"], counts["active"], counts["delayed"], counts["blocked"], stale)
+}

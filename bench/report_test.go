@@ -1,0 +1,222 @@
+package bench
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// fakeReport is a report with every chart's data, made without a server.
+func fakeReport() *Report {
+	lat := func(scale int64) *Summary {
+		h := newHist()
+		for v := int64(1); v <= 2000; v++ {
+			_ = h.RecordValue(scale + v*scale/100)
+		}
+		return Summarize(h)
+	}
+	rep := &Report{Schema: SchemaName, SchemaVersion: SchemaVersion, CreatedAt: time.Unix(1700000000, 0).UTC(),
+		GitSHA: "0123456789abcdef", GoVersion: "go1.26", OS: "linux", Arch: "amd64", Cores: 2, GOMAXPROCS: 2,
+		Valkey: Valkey{Version: "8.0.1", Topology: "standalone", Primaries: 1, Embedded: true}, Profile: "quick",
+		Anchors: Anchors{SerialFCALL: lat(30), SerialRate: 30000, PipelinedRate: 200000, PipelineConns: 4, PipelineDepth: 16}}
+	rep.Config, _ = Profile("quick")
+	mix := map[string]float64{"fcall": 4, "zrange": 1, "hset": 5}
+	for _, p := range []int{1, 4, 16, 64} {
+		rep.Results = append(rep.Results,
+			&Result{Scenario: ScenarioClaimLatency, Partitions: p, Workers: 2, DurationS: 2, OfferedRate: 1000,
+				AchievedRate: 1000, Throughput: 1000, Ops: 2000, Unit: "jobs", CommandsPerOp: 10, FcallsPerOp: 4,
+				CommandMix: mix, Latency: map[string]*Summary{"claim": lat(int64(100 * p)), "claim_call": lat(50)}},
+			&Result{Scenario: ScenarioRenew, Variant: "sdk", Partitions: p, Workers: 4, DurationS: 2, Ops: 100000,
+				Unit: "renewals", Throughput: 50000 - float64(p*100), RawCeiling: 52000, RatioToCeiling: (50000 - float64(p*100)) / 52000,
+				CommandsPerOp: 3, Latency: map[string]*Summary{"renew_round": lat(20000)}},
+			&Result{Scenario: ScenarioRenew, Variant: "raw", Partitions: p, Workers: 4, DurationS: 2, Ops: 104000,
+				Unit: "renewals", Throughput: 52000, CommandsPerOp: 3})
+	}
+	rep.Results = append(rep.Results,
+		&Result{Scenario: ScenarioE2E, Variant: "closed", Partitions: 16, Workers: 2, DurationS: 2, Throughput: 4000,
+			Ops: 8000, Unit: "jobs", RawCeiling: 200000, RatioToCeiling: 0.02, CommandsPerOp: 37, FcallsPerOp: 5, CommandMix: mix,
+			Extra: map[string]float64{"fcall_utilisation": 0.1}},
+		&Result{Scenario: ScenarioE2E, Variant: "open", Partitions: 16, Workers: 2, DurationS: 2, OfferedRate: 2000,
+			Throughput: 2000, Ops: 4000, Unit: "jobs", CommandsPerOp: 38, CommandMix: mix,
+			Latency: map[string]*Summary{"e2e": lat(900), "claim": lat(500), "submit": lat(100), "claim_call": lat(80)}},
+		&Result{Scenario: ScenarioClaimPath, Variant: "direct", Partitions: 16, Workers: 2, Throughput: 4000, Ops: 8000,
+			Unit: "jobs", CommandsPerOp: 38, CommandMix: mix, Latency: map[string]*Summary{"claim_call": lat(400)}, Extra: map[string]float64{}},
+		&Result{Scenario: ScenarioClaimPath, Variant: "fused", Partitions: 16, Workers: 2, Throughput: 4400, Ops: 8800,
+			Unit: "jobs", CommandsPerOp: 25, CommandMix: mix, Latency: map[string]*Summary{"claim_call": lat(300)},
+			Extra: map[string]float64{"throughput_vs_direct": 1.1}},
+		&Result{Scenario: ScenarioRecovery, Partitions: 16, Workers: 2, Throughput: 60, Ops: 200, Unit: "jobs",
+			Latency: map[string]*Summary{"crash_to_completion": lat(700000)}})
+	r := &Runner{cfg: rep.Config, anchors: rep.Anchors, capacity: 4000}
+	r.finish(rep)
+	return rep
+}
+
+func TestReportJSONRoundTrip(t *testing.T) {
+	t.Parallel()
+	rep := fakeReport()
+	path := filepath.Join(t.TempDir(), "report.json")
+	if err := rep.WriteJSON(path); err != nil {
+		t.Fatal(err)
+	}
+	back, err := ReadReport(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(back.Results) != len(rep.Results) || back.Find("claim-latency/P=4").Latency["claim"].Hist == "" {
+		t.Fatalf("round trip lost results")
+	}
+	v, ok := back.Metric("claim-latency/P=16:claim.p50")
+	if !ok || v != rep.Find("claim-latency/P=16").Latency["claim"].P50 {
+		t.Fatalf("claim p50 %v %v", v, ok)
+	}
+	if v, ok := back.Metric("claim-latency/P=16:extra.claim_p50_over_serial_rtt"); !ok || v <= 0 {
+		t.Fatalf("ratio to serial RTT missing: %v", v)
+	}
+	// A newer schema is refused, not misread.
+	raw, _ := os.ReadFile(path)
+	os.WriteFile(path, []byte(strings.Replace(string(raw), `"schema_version": 1`, `"schema_version": 99`, 1)), 0o644)
+	if _, err := ReadReport(path); err == nil || !strings.Contains(err.Error(), "schema version 99") {
+		t.Fatalf("schema version not checked: %v", err)
+	}
+}
+
+func TestBenchLinesAreBenchstatFormat(t *testing.T) {
+	t.Parallel()
+	out := BenchLines(fakeReport())
+	line := regexp.MustCompile(`^Benchmark[A-Za-z0-9]+(/[a-z]+)?/P=\d+-2\t\d+(\t[-+0-9.e]+ [^\t ]+)+$`)
+	n := 0
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		if strings.HasPrefix(l, "Benchmark") {
+			n++
+			if !line.MatchString(l) {
+				t.Errorf("not a benchmark line: %q", l)
+			}
+		}
+	}
+	if n != len(fakeReport().Results) || !strings.Contains(out, "BenchmarkRenewThroughput/sdk/P=16-2") {
+		t.Fatalf("%d lines:\n%s", n, out)
+	}
+}
+
+func TestMarkdownAndSummary(t *testing.T) {
+	t.Parallel()
+	rep := fakeReport()
+	md := Markdown(rep)
+	for _, want := range []string{"# ffbench report", "## Headlines", "renew throughput at P=16", "| claim-latency |", "## Go benchmark format", "Correctness: passed"} {
+		if !strings.Contains(md, want) {
+			t.Errorf("markdown lacks %q", want)
+		}
+	}
+	rep.Results[0].Lost = 3
+	rep.Lost = 3
+	rep.Failures = []string{"claim-latency/P=1: 3 lost"}
+	if s := SummaryTable(rep); !strings.Contains(s, "correctness FAILED: 3 lost") {
+		t.Errorf("summary does not fail:\n%s", s)
+	}
+}
+
+// TestHTMLHasCharts checks the page's structure in Go: every chart is an
+// inline SVG with data, and nothing is loaded from elsewhere.
+func TestHTMLHasCharts(t *testing.T) {
+	t.Parallel()
+	page := HTML(fakeReport())
+	if n := strings.Count(page, "<svg"); n < 8 {
+		t.Fatalf("%d svg charts, want at least 8", n)
+	}
+	if n := strings.Count(page, "<polyline"); n < 10 {
+		t.Fatalf("%d plotted series", n)
+	}
+	for _, title := range []string{"Claim latency percentiles by partition count", "Renew throughput vs partitions",
+		"Claim latency vs partitions", "Ratio to the raw ceiling vs partitions", "Crash → completion", "Claim path: direct vs fused"} {
+		if !strings.Contains(page, title) {
+			t.Errorf("no chart %q", title)
+		}
+	}
+	if strings.Contains(page, "no data in this run") {
+		t.Error("a chart has no data")
+	}
+	for _, ext := range []string{"<script", "src=", "href=\"http", "url(", "@import"} {
+		if strings.Contains(page, ext) {
+			t.Errorf("page is not self-contained: has %q", ext)
+		}
+	}
+}
+
+func TestGateCompare(t *testing.T) {
+	t.Parallel()
+	rep := fakeReport()
+	bl := &Baseline{Schema: BaselineSchemaName, SchemaVersion: BaselineSchemaVersion, Metrics: []BaselineMetric{
+		{Metric: "renew-throughput/sdk/P=16:ratio_to_ceiling", Class: ClassRatio, Better: "higher", Rel: 0.15},
+		{Metric: "e2e/closed/P=16:cmd.*", Class: ClassCounter, Better: "lower", Abs: 0.5},
+		{Metric: "e2e/closed/P=16:commands_per_op", Class: ClassCounter, Better: "lower", Rel: 0.05},
+	}}
+	nb, err := NewBaseline(bl, rep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, _ := Gate(context.Background(), nb, rep, GateOptions{})
+	if !g.Pass() || len(g.Checks) != 5 { // ratio, 3 commands, commands_per_op
+		t.Fatalf("A/A did not pass: %+v", g)
+	}
+
+	// An extra round trip per op: a new command at 1/op, 1 more command/op.
+	worse := fakeReport()
+	e := worse.Find("e2e/closed/P=16")
+	e.CommandMix = map[string]float64{"fcall": 4, "zrange": 1, "hset": 5, "ping": 1}
+	e.CommandsPerOp = 39
+	g, _ = Gate(context.Background(), nb, worse, GateOptions{Classes: []string{ClassCounter}})
+	regs := g.Regressions()
+	if g.Pass() || len(regs) != 2 || regs[0].Metric != "e2e/closed/P=16:cmd.ping" {
+		t.Fatalf("extra round trip not caught: %+v", regs)
+	}
+	if s := regs[0].String(); !strings.Contains(s, "FAIL") || !strings.Contains(s, "new") {
+		t.Errorf("regression line %q", s)
+	}
+
+	// A slower renewer: the ratio drops 20%.
+	worse.Find("renew-throughput/sdk/P=16").RatioToCeiling *= 0.8
+	g, _ = Gate(context.Background(), nb, worse, GateOptions{Classes: []string{ClassRatio}})
+	if regs := g.Regressions(); g.Pass() || len(regs) != 1 || !strings.Contains(regs[0].String(), "-20.0%") {
+		t.Fatalf("ratio drop not caught: %+v", regs)
+	}
+	// Within tolerance: -10% passes.
+	ok := fakeReport()
+	ok.Find("renew-throughput/sdk/P=16").RatioToCeiling *= 0.9
+	if g, _ := Gate(context.Background(), nb, ok, GateOptions{}); !g.Pass() {
+		t.Fatalf("-10%% failed: %+v", g.Regressions())
+	}
+	// Lost work fails the gate whatever the metrics.
+	ok.Lost = 1
+	if g, _ := Gate(context.Background(), nb, ok, GateOptions{}); g.Pass() || len(g.Correctness) == 0 {
+		t.Fatal("lost work passed the gate")
+	}
+	// A metric the report lacks fails.
+	delete(ok.Find("e2e/closed/P=16").CommandMix, "fcall")
+	ok.Lost = 0
+	ok.Results = ok.Results[:len(ok.Results)-6]
+	if g, _ := Gate(context.Background(), nb, ok, GateOptions{}); g.Pass() {
+		t.Fatal("missing results passed")
+	}
+}
+
+func TestBaselineFileChecks(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.json")
+	os.WriteFile(bad, []byte(`{"schema":"flowfabric.ffbench.baseline","schema_version":1,"metrics":[{"metric":"a:b","class":"ratio","better":"sideways"}]}`), 0o644)
+	if _, err := ReadBaseline(bad); err == nil {
+		t.Fatal("bad direction accepted")
+	}
+	// The committed baseline parses and names metrics a quick report has.
+	bl, err := ReadBaseline("../ci/baseline.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(bl.Metrics) == 0 {
+		t.Fatal("empty baseline")
+	}
+}

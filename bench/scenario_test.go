@@ -1,0 +1,142 @@
+package bench
+
+import (
+	"context"
+	"os/exec"
+	"testing"
+	"time"
+
+	"github.com/flowfabric/flowfabric-go/valkeytest"
+)
+
+// tinyConfig is a config for tests: every scenario in well under a second
+// of measurement.
+func tinyConfig() Config {
+	c, _ := Profile("smoke")
+	c.Partitions, c.SweepPartitions = 4, []int{1, 4}
+	c.Warmup, c.Duration, c.Drain = 100*time.Millisecond, 400*time.Millisecond, 10*time.Second
+	c.Leases, c.RenewWorkers, c.RecoveryJobs = 400, 2, 20
+	c.LeaseTTL, c.ScanInterval = 300*time.Millisecond, 50*time.Millisecond
+	c.InFlight = 16
+	// One WorkerID per worker: with a shared one, concurrent grants of one
+	// execution can strand it (see the ff_claim grant check); the harness
+	// tests here are about the harness.
+	c.DistinctWorkerIDs = true
+	return c
+}
+
+func openTestTarget(t *testing.T) *Target {
+	t.Helper()
+	srv := valkeytest.NewServer(t)
+	tg, err := OpenTarget(context.Background(), TargetOptions{Addrs: []string{srv.Addr()}, Flush: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(tg.Close)
+	return tg
+}
+
+// TestScenariosSmoke runs every scenario briefly against a real server and
+// checks each produced its figures and no work was lost or duplicated.
+func TestScenariosSmoke(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs every scenario against valkey-server")
+	}
+	tg := openTestTarget(t)
+	cfg := tinyConfig()
+	rep, err := NewRunner(cfg, tg, nil).Run(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.OK() {
+		t.Fatalf("correctness: %d lost, %d duplicated: %v\n%s", rep.Lost, rep.Duplicated, rep.Failures, SummaryTable(rep))
+	}
+	if rep.Anchors.SerialFCALL == nil || rep.Anchors.SerialFCALL.P50 <= 0 || rep.Anchors.PipelinedRate <= 0 {
+		t.Fatalf("anchors: %+v", rep.Anchors)
+	}
+	for _, key := range []string{"e2e/closed/P=4", "e2e/open/P=4", "claim-latency/P=1", "claim-latency/P=4",
+		"renew-throughput/sdk/P=1", "renew-throughput/raw/P=4", "renew-throughput/sdk/P=4", "claim-path/direct/P=4",
+		"claim-path/fused/P=4", "recovery/P=4"} {
+		r := rep.Find(key)
+		if r == nil {
+			t.Errorf("no result %s", key)
+			continue
+		}
+		if r.Throughput <= 0 || r.Ops <= 0 || r.CommandsPerOp <= 0 {
+			t.Errorf("%s: throughput %v ops %d cmds/op %v", key, r.Throughput, r.Ops, r.CommandsPerOp)
+		}
+	}
+	if r := rep.Find("renew-throughput/sdk/P=4"); r != nil && (r.RawCeiling <= 0 || r.RatioToCeiling <= 0) {
+		t.Errorf("renew: no ratio to the raw ceiling: %+v", r)
+	}
+	if r := rep.Find("claim-latency/P=4"); r != nil {
+		for _, name := range []string{"claim", "handler_start", "e2e", "claim_call", "submit"} {
+			if s := r.Latency[name]; s == nil || s.Count == 0 || s.Hist == "" {
+				t.Errorf("claim-latency: no %s histogram", name)
+			}
+		}
+	}
+	if r := rep.Find("recovery/P=4"); r != nil {
+		s := r.Latency["crash_to_completion"]
+		// Nothing can come back before its lease expires: a lease renewed
+		// every TTL/3 has at least 2/3 of the TTL left at the crash.
+		if s == nil || s.Count != int64(cfg.RecoveryJobs) || s.P50 < 0.6*float64(cfg.LeaseTTL.Microseconds()) {
+			t.Errorf("recovery: %+v", s)
+		}
+	}
+	// The fused claim is one FCALL per claim: fewer commands than direct.
+	if d, f := rep.Find("claim-path/direct/P=4"), rep.Find("claim-path/fused/P=4"); d != nil && f != nil && f.FcallsPerOp >= d.FcallsPerOp {
+		t.Errorf("fused %.2f FCALLs/job, direct %.2f", f.FcallsPerOp, d.FcallsPerOp)
+	}
+}
+
+// TestOpenLoopShowsServerStall pauses the server mid-window: an open-loop
+// generator keeps its schedule, so the stall lands in the tail instead of
+// vanishing (no coordinated omission).
+func TestOpenLoopShowsServerStall(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs valkey-server")
+	}
+	tg := openTestTarget(t)
+	cfg := tinyConfig()
+	cfg.Duration = time.Second
+	r := NewRunner(cfg, tg, nil)
+	const pause = 300 * time.Millisecond
+	res, err := r.runPipeline(context.Background(), pipelineSpec{scenario: ScenarioE2E, variant: "open", partitions: 4,
+		open: true, rate: 300, pause: pause})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := res.Latency["e2e"]
+	if res.Lost != 0 || s == nil {
+		t.Fatalf("lost %d, e2e %+v", res.Lost, s)
+	}
+	// About 30% of arrivals fall in the pause: p90 and above must carry it.
+	if s.P99 < float64((pause / 2).Microseconds()) {
+		t.Fatalf("e2e p99 %.0fµs after a %v pause: the stall was hidden", s.P99, pause)
+	}
+}
+
+func TestCalibrateRuns(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs valkey-server")
+	}
+	if _, err := exec.LookPath("valkey-benchmark"); err != nil {
+		t.Skip("valkey-benchmark not installed (valkey-tools)")
+	}
+	tg := openTestTarget(t)
+	cal, err := NewRunner(tinyConfig(), tg, nil).Calibrate(context.Background(), "", 100*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The agreement itself is judged by `ffbench calibrate` on a quiet
+	// machine; here, every row must have both figures.
+	if len(cal.Rows) != 4 {
+		t.Fatalf("%d rows", len(cal.Rows))
+	}
+	for _, row := range cal.Rows {
+		if row.FFBench <= 0 || row.ValkeyBenchmark <= 0 {
+			t.Errorf("%+v", row)
+		}
+	}
+}

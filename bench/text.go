@@ -1,0 +1,313 @@
+package bench
+
+import (
+	"fmt"
+
+	"sort"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"unicode"
+)
+
+// fmtRate prints a rate with a k/M suffix.
+func fmtRate(v float64) string {
+	switch {
+	case v == 0:
+		return "-"
+	case v >= 1e6:
+		return fmt.Sprintf("%.2fM", v/1e6)
+	case v >= 1e4:
+		return fmt.Sprintf("%.1fk", v/1e3)
+	case v >= 1e3:
+		return fmt.Sprintf("%.2fk", v/1e3)
+	}
+	return fmt.Sprintf("%.0f", v)
+}
+
+// fmtUS prints microseconds as µs or ms.
+func fmtUS(v float64) string {
+	switch {
+	case v <= 0:
+		return "-"
+	case v >= 1e6:
+		return fmt.Sprintf("%.2fs", v/1e6)
+	case v >= 1e4:
+		return fmt.Sprintf("%.1fms", v/1e3)
+	case v >= 1e3:
+		return fmt.Sprintf("%.2fms", v/1e3)
+	}
+	return fmt.Sprintf("%.0fµs", v)
+}
+
+func fmtRatio(v float64) string {
+	if v == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.3f", v)
+}
+
+// headline picks the latency a result is judged by.
+func headline(r *Result) (string, *Summary) {
+	for _, name := range []string{"claim", "e2e", "crash_to_completion", "renew_round"} {
+		if r.Variant == "closed" && name != "renew_round" {
+			continue // a closed loop's latency hides queueing; its figure is throughput
+		}
+		if s := r.Latency[name]; s != nil && s.Count > 0 {
+			return name, s
+		}
+	}
+	return "", nil
+}
+
+// SummaryTable renders the results as an aligned text table.
+func SummaryTable(rep *Report) string {
+	var b strings.Builder
+	tw := tabwriter.NewWriter(&b, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "scenario\tvariant\tP\tthroughput\tceiling\tratio\tlatency\tp50\tp99\tp99.9\tcmds/op\tcpu µs/op\tallocs/op\tlost\tdup")
+	for _, r := range rep.Results {
+		name, s := headline(r)
+		p50, p99, p999 := "-", "-", "-"
+		if s != nil {
+			p50, p99, p999 = fmtUS(s.P50), fmtUS(s.P99), fmtUS(s.P999)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s %s/s\t%s\t%s\t%s\t%s\t%s\t%s\t%.2f\t%.1f\t%.0f\t%d\t%d\n",
+			r.Scenario, dash(r.Variant), r.Partitions, fmtRate(r.Throughput), r.Unit, fmtRate(r.RawCeiling),
+			fmtRatio(r.RatioToCeiling), dash(name), p50, p99, p999, r.CommandsPerOp, r.ValkeyCPUPerOpUS,
+			r.AllocsPerOp, r.Lost, r.Duplicated)
+	}
+	tw.Flush()
+	if a := rep.Anchors.SerialFCALL; a != nil {
+		fmt.Fprintf(&b, "\nanchors: serial FCALL round trip p50 %s (mean %s, %s calls/s); pipelined FCALL ceiling %s calls/s (%d conns × %d deep)\n",
+			fmtUS(a.P50), fmtUS(a.Mean), fmtRate(rep.Anchors.SerialRate), fmtRate(rep.Anchors.PipelinedRate),
+			rep.Anchors.PipelineConns, rep.Anchors.PipelineDepth)
+	}
+	for _, h := range Headlines(rep) {
+		fmt.Fprintln(&b, "  "+h)
+	}
+	if rep.Calibration != nil {
+		b.WriteString("\n" + CalibrationTable(rep.Calibration))
+	}
+	if rep.OK() {
+		fmt.Fprintf(&b, "\ncorrectness: no lost and no duplicated completions\n")
+	} else {
+		fmt.Fprintf(&b, "\ncorrectness FAILED: %d lost, %d duplicated\n", rep.Lost, rep.Duplicated)
+		for _, f := range rep.Failures {
+			fmt.Fprintln(&b, "  "+f)
+		}
+	}
+	return b.String()
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// Headlines are the figures the issue asks for, one line each.
+func Headlines(rep *Report) []string {
+	var out []string
+	if r := rep.Find(ScenarioRenew + "/sdk/P=16"); r != nil && r.RawCeiling > 0 {
+		out = append(out, fmt.Sprintf("renew throughput at P=16: %s renewals/s = %.3f of the raw pipelined ceiling (%s/s) [target ≥ 0.9]",
+			fmtRate(r.Throughput), r.RatioToCeiling, fmtRate(r.RawCeiling)))
+	}
+	for _, key := range []string{ScenarioClaimLatency + "/P=16", ScenarioClaimLatency + "/P=" + strconv.Itoa(rep.Config.Partitions)} {
+		if r := rep.Find(key); r != nil && r.Extra["claim_p50_over_serial_rtt"] > 0 {
+			s := r.Latency["claim"]
+			out = append(out, fmt.Sprintf("claim latency at P=%d, %s arrivals/s: p50 %s = %.2f× the serial FCALL round trip (claim call alone: %.2f×) [target ≤ 2×]",
+				r.Partitions, fmtRate(r.OfferedRate), fmtUS(s.P50), r.Extra["claim_p50_over_serial_rtt"], r.Extra["claim_call_p50_over_serial_rtt"]))
+			break
+		}
+	}
+	if r := rep.Find(ScenarioE2E + "/closed/P=" + strconv.Itoa(rep.Config.Partitions)); r != nil && r.RawCeiling > 0 {
+		out = append(out, fmt.Sprintf("e2e capacity: %s jobs/s = %.3f of the raw FCALL ceiling (%.2f FCALLs per job: %.0f%% of the ceiling's FCALLs)",
+			fmtRate(r.Throughput), r.RatioToCeiling, r.FcallsPerOp, 100*r.Extra["fcall_utilisation"]))
+	}
+	if r := rep.Find(ScenarioRecovery + "/P=" + strconv.Itoa(rep.Config.Partitions)); r != nil {
+		if s := r.Latency["crash_to_completion"]; s != nil && s.Count > 0 {
+			out = append(out, fmt.Sprintf("recovery: crash → completion p50 %s, p99 %s (lease TTL %v, scan every %v)",
+				fmtUS(s.P50), fmtUS(s.P99), rep.Config.LeaseTTL, rep.Config.ScanInterval))
+		}
+	}
+	return out
+}
+
+// CalibrationTable renders a calibration.
+func CalibrationTable(c *Calibration) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "calibration against valkey-benchmark (tolerance ±%.0f%%):\n", 100*c.Tolerance)
+	tw := tabwriter.NewWriter(&b, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "  command\tmode\tconns×depth\tffbench/s\tvalkey-benchmark/s\tffbench mean\tvb mean\tdiff\t")
+	for _, r := range c.Rows {
+		ok := "ok"
+		if !r.Within {
+			ok = "OUTSIDE"
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%d×%d\t%s\t%s\t%s\t%s\t%+.1f%%\t%s\n", r.Command, r.Mode, r.Conns, r.Depth,
+			fmtRate(r.FFBench), fmtRate(r.ValkeyBenchmark), fmtUS(r.FFBenchMeanUS), fmtUS(r.ValkeyBenchmarkMeanUS),
+			100*r.Diff, ok)
+	}
+	tw.Flush()
+	return b.String()
+}
+
+// Markdown renders the report as Markdown.
+func Markdown(rep *Report) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "# ffbench report: %s profile\n\n", rep.Profile)
+	fmt.Fprintf(&b, "%s · git %s · Valkey %s (%s, %d primaries%s) · %d cores · %s %s/%s · %.0fs\n\n",
+		rep.CreatedAt.Format("2006-01-02 15:04 MST"), short(rep.GitSHA), rep.Valkey.Version, rep.Valkey.Topology,
+		rep.Valkey.Primaries, embedded(rep), rep.Cores, rep.GoVersion, rep.OS, rep.Arch, rep.ElapsedS)
+	if rep.OK() {
+		b.WriteString("**Correctness: passed** (no lost, no duplicated completions).\n\n")
+	} else {
+		fmt.Fprintf(&b, "**Correctness: FAILED**: %d lost, %d duplicated.\n\n", rep.Lost, rep.Duplicated)
+		for _, f := range rep.Failures {
+			fmt.Fprintf(&b, "- %s\n", f)
+		}
+		b.WriteString("\n")
+	}
+	if h := Headlines(rep); len(h) > 0 {
+		b.WriteString("## Headlines\n\n")
+		for _, l := range h {
+			fmt.Fprintf(&b, "- %s\n", l)
+		}
+		b.WriteString("\n")
+	}
+	if a := rep.Anchors.SerialFCALL; a != nil {
+		fmt.Fprintf(&b, "## Anchors (same server, same run)\n\n| figure | value |\n|---|---|\n")
+		fmt.Fprintf(&b, "| serial FCALL round trip p50 / p99 / mean | %s / %s / %s |\n", fmtUS(a.P50), fmtUS(a.P99), fmtUS(a.Mean))
+		fmt.Fprintf(&b, "| serial FCALL rate | %s/s |\n", fmtRate(rep.Anchors.SerialRate))
+		fmt.Fprintf(&b, "| pipelined FCALL ceiling (%d conns × %d deep) | %s/s |\n\n", rep.Anchors.PipelineConns,
+			rep.Anchors.PipelineDepth, fmtRate(rep.Anchors.PipelinedRate))
+	}
+	b.WriteString("## Results\n\n")
+	b.WriteString("| scenario | variant | P | workers | window | offered/s | throughput | raw ceiling | ratio | latency | p50 | p90 | p99 | p99.9 | max | cmds/op | FCALLs/op | Valkey CPU µs/op | allocs/op | lost | dup |\n")
+	b.WriteString("|---|---|--:|--:|--:|--:|--:|--:|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
+	for _, r := range rep.Results {
+		name, s := headline(r)
+		lat := []string{"-", "-", "-", "-", "-"}
+		if s != nil {
+			lat = []string{fmtUS(s.P50), fmtUS(s.P90), fmtUS(s.P99), fmtUS(s.P999), fmtUS(s.Max)}
+		}
+		fmt.Fprintf(&b, "| %s | %s | %d | %d | %.1fs | %s | %s %s/s | %s | %s | %s | %s | %.2f | %.2f | %.1f | %.0f | %d | %d |\n",
+			r.Scenario, dash(r.Variant), r.Partitions, r.Workers, r.DurationS, fmtRate(r.OfferedRate),
+			fmtRate(r.Throughput), r.Unit, fmtRate(r.RawCeiling), fmtRatio(r.RatioToCeiling), dash(name),
+			strings.Join(lat, " | "), r.CommandsPerOp, r.FcallsPerOp, r.ValkeyCPUPerOpUS, r.AllocsPerOp, r.Lost, r.Duplicated)
+	}
+	b.WriteString("\n## Latency detail (µs)\n\n| result | measure | count | p50 | p90 | p99 | p99.9 | max |\n|---|---|--:|--:|--:|--:|--:|--:|\n")
+	for _, r := range rep.Results {
+		names := make([]string, 0, len(r.Latency))
+		for n := range r.Latency {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		for _, n := range names {
+			s := r.Latency[n]
+			fmt.Fprintf(&b, "| %s | %s | %d | %.0f | %.0f | %.0f | %.0f | %.0f |\n", r.Key(), n, s.Count, s.P50, s.P90, s.P99, s.P999, s.Max)
+		}
+	}
+	if rep.Calibration != nil {
+		b.WriteString("\n## Calibration\n\n```\n" + CalibrationTable(rep.Calibration) + "```\n")
+	}
+	if len(rep.Notes) > 0 || len(rep.Profiles) > 0 {
+		b.WriteString("\n## Notes\n\n")
+		for _, n := range rep.Notes {
+			fmt.Fprintf(&b, "- %s\n", n)
+		}
+		for _, k := range sortedKeys(rep.Profiles) {
+			fmt.Fprintf(&b, "- %s profile: [%s](%s)\n", k, rep.Profiles[k], rep.Profiles[k])
+		}
+	}
+	b.WriteString("\n## Go benchmark format\n\n```\n" + BenchLines(rep) + "```\n")
+	return b.String()
+}
+
+func sortedKeys(m map[string]string) []string {
+	ks := make([]string, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	return ks
+}
+
+func short(sha string) string {
+	if len(sha) > 12 && !strings.HasSuffix(sha, "-dirty") {
+		return sha[:12]
+	}
+	if i := strings.Index(sha, "-dirty"); i > 12 {
+		return sha[:12] + "-dirty"
+	}
+	return sha
+}
+
+func embedded(rep *Report) string {
+	if rep.Valkey.Embedded {
+		return ", embedded"
+	}
+	return ""
+}
+
+// BenchLines renders the results in the Go benchmark format, one line per
+// result, so benchstat can compare two runs:
+//
+//	BenchmarkRenewThroughput/sdk/P=16-2  83412  11.99 us/op  83412 renewals/s  0.957 ratio ...
+//
+// The iteration count is the ops measured; ns/op-like units are per op.
+func BenchLines(rep *Report) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "goos: %s\ngoarch: %s\npkg: github.com/flowfabric/flowfabric-go/bench\n", rep.OS, rep.Arch)
+	procs := rep.GOMAXPROCS
+	for _, r := range rep.Results {
+		name := "Benchmark" + camel(r.Scenario)
+		if r.Variant != "" {
+			name += "/" + r.Variant
+		}
+		name += "/P=" + strconv.Itoa(r.Partitions)
+		if procs > 1 {
+			name += "-" + strconv.Itoa(procs)
+		}
+		fmt.Fprintf(&b, "%s\t%d", name, max(r.Ops, 1))
+		unit := strings.TrimSuffix(r.Unit, "s")
+		if r.Throughput > 0 {
+			fmt.Fprintf(&b, "\t%.4g %s/s", r.Throughput, unit)
+		}
+		if r.RatioToCeiling > 0 {
+			fmt.Fprintf(&b, "\t%.4g ratio", r.RatioToCeiling)
+		}
+		for _, name := range []string{"claim", "handler_start", "e2e", "claim_call", "crash_to_completion", "renew_round"} {
+			if s := r.Latency[name]; s != nil && s.Count > 0 {
+				fmt.Fprintf(&b, "\t%.4g %s-p50-us\t%.4g %s-p99-us", s.P50, name, s.P99, name)
+			}
+		}
+		if r.Ops > 0 {
+			fmt.Fprintf(&b, "\t%.4g cmds/%s\t%.4g valkey-cpu-us/%s", r.CommandsPerOp, unit, r.ValkeyCPUPerOpUS, unit)
+			if r.AllocsPerOp > 0 {
+				fmt.Fprintf(&b, "\t%.4g allocs/%s", r.AllocsPerOp, unit)
+			}
+		}
+		b.WriteString("\n")
+	}
+	return b.String()
+}
+
+// camel turns "renew-throughput" into "RenewThroughput".
+func camel(s string) string {
+	var b strings.Builder
+	up := true
+	for _, c := range s {
+		if c == '-' || c == '_' {
+			up = true
+			continue
+		}
+		if up {
+			c = unicode.ToUpper(c)
+			up = false
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}

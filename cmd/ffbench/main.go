@@ -1,0 +1,521 @@
+// Command ffbench is FlowFabric's benchmark harness: it measures claim
+// latency, lease-renew throughput and end-to-end throughput per partition
+// count against a throwaway local Valkey (the default) or a real server,
+// writes JSON, Markdown and HTML reports, and gates CI on regressions.
+//
+//	ffbench run                  quick profile on a throwaway Valkey
+//	ffbench run --profile smoke  seconds per scenario (CI)
+//	ffbench sweep                the partition sweep alone
+//	ffbench report --in r.json   re-render a JSON report
+//	ffbench gate --baseline ci/baseline.json --report r.json
+//	ffbench calibrate            ffbench's raw figures vs valkey-benchmark
+//
+// Exit status: 0 success, 1 a correctness failure (lost or duplicated
+// work), a gate regression or a calibration outside tolerance, 2 a usage or
+// setup error.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/flowfabric/flowfabric-go/bench"
+	"github.com/flowfabric/flowfabric-go/profiles"
+)
+
+// errFailed is a run that completed but failed its checks (exit 1).
+var errFailed = errors.New("failed")
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	switch {
+	case err == nil:
+	case errors.Is(err, errFailed):
+		os.Exit(1)
+	case errors.Is(err, flag.ErrHelp):
+	default:
+		fmt.Fprintln(os.Stderr, "ffbench:", err)
+		os.Exit(2)
+	}
+}
+
+const usage = `ffbench: FlowFabric's benchmark harness.
+
+Usage:
+  ffbench run       [flags]   run a profile, or the scenarios given by --scenario
+  ffbench sweep     [flags]   the partition sweep (claim-latency and renew-throughput per P)
+  ffbench report    --in FILE re-render report.md, report.html and bench.txt from a report.json
+  ffbench gate      --baseline FILE --report FILE   compare a report with the committed baseline
+  ffbench calibrate [flags]   compare ffbench's raw FCALL figures with valkey-benchmark
+
+With no --addr, ffbench starts a throwaway local Valkey (valkey-server on a
+free loopback port) and stops it at the end. "ffbench COMMAND --help" lists
+the command's flags and defaults.
+
+Scenarios: ` + "e2e, claim-latency, renew-throughput, partition-sweep, claim-path, recovery" + `
+Profiles:  smoke (seconds per scenario; CI), quick (under 90 s on 2 cores; make bench),
+           gate (every gated figure at P=16; make perf-gate), full (long windows)
+`
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprint(stdout, usage)
+		if len(args) == 0 {
+			return errors.New("no command")
+		}
+		return nil
+	}
+	switch args[0] {
+	case "run":
+		return cmdRun(ctx, args[1:], stdout, stderr, false)
+	case "sweep":
+		return cmdRun(ctx, args[1:], stdout, stderr, true)
+	case "report":
+		return cmdReport(args[1:], stdout, stderr)
+	case "gate":
+		return cmdGate(ctx, args[1:], stdout, stderr)
+	case "calibrate":
+		return cmdCalibrate(ctx, args[1:], stdout, stderr)
+	}
+	fmt.Fprint(stderr, usage)
+	return fmt.Errorf("unknown command %q", args[0])
+}
+
+// newFlagSet returns a flag set whose usage lists every flag but the hidden
+// (planted-regression) ones.
+func newFlagSet(name, synopsis string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: ffbench %s\n\n", synopsis)
+		fs.VisitAll(func(f *flag.Flag) {
+			if strings.HasPrefix(f.Name, "plant-") {
+				return
+			}
+			name, usage := flag.UnquoteUsage(f)
+			line := "  --" + f.Name
+			if name != "" {
+				line += " " + name
+			}
+			def := ""
+			if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "0" && f.DefValue != "0s" && f.DefValue != "[]" {
+				def = fmt.Sprintf(" (default %s)", f.DefValue)
+			}
+			fmt.Fprintf(stderr, "%s\n    \t%s%s\n", line, strings.ReplaceAll(usage, "\n", "\n    \t"), def)
+		})
+	}
+	return fs
+}
+
+// targetFlags are the flags naming the server under test.
+type targetFlags struct {
+	addr    string
+	cluster bool
+	flush   bool
+}
+
+func (t *targetFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&t.addr, "addr", "", "Valkey address(es), comma separated (host:port); a cluster is detected.\nEmpty: start a throwaway local valkey-server (the embedded default)")
+	fs.BoolVar(&t.cluster, "cluster", false, "with no --addr, start a throwaway 3-primary Valkey Cluster instead of one server")
+	fs.BoolVar(&t.flush, "flush", false, "allow FLUSHALL on --addr between runs (ffbench empties the server it measures;\nit refuses to touch a server it did not start without this)")
+}
+
+func (t *targetFlags) open(ctx context.Context) (*bench.Target, error) {
+	var addrs []string
+	for _, a := range strings.Split(t.addr, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			addrs = append(addrs, a)
+		}
+	}
+	return bench.OpenTarget(ctx, bench.TargetOptions{Addrs: addrs, Cluster: t.cluster, Flush: t.flush})
+}
+
+// runFlags binds the run configuration.
+type runFlags struct {
+	profile, scenarios, partitions, sweep string
+	out, profileDir, pyroscope            string
+	calibrate, quiet                      bool
+	cfg                                   bench.Config
+	set                                   map[string]bool
+}
+
+func (f *runFlags) register(fs *flag.FlagSet, sweep bool) {
+	def, _ := bench.Profile("quick")
+	fs.StringVar(&f.profile, "profile", "quick", "run profile: smoke (seconds per scenario), quick (under 90s on 2 cores), gate (make perf-gate),\nfull (long windows); the flags below override its values")
+	if !sweep {
+		fs.StringVar(&f.scenarios, "scenario", "", "comma-separated scenarios instead of the profile's: e2e, claim-latency,\nrenew-throughput, partition-sweep, claim-path, recovery (quick: "+strings.Join(def.Scenarios, ",")+")")
+	}
+	fs.StringVar(&f.out, "out", "", "directory for report.json, report.md, report.html and bench.txt\n(default bench-results/<timestamp>)")
+	fs.StringVar(&f.partitions, "partitions", "", "partition count of every scenario but the sweep (quick: 16)")
+	fs.StringVar(&f.sweep, "sweep-partitions", "", "partition counts of partition-sweep (quick: 1,4,16,64,256,1024)")
+	fs.IntVar(&f.cfg.Workers, "workers", 0, "workers in a fleet (quick: 2)")
+	fs.IntVar(&f.cfg.Concurrency, "concurrency", 0, "each worker's MaxConcurrency (quick: 32)")
+	fs.StringVar(&f.cfg.ClaimMode, "claim-mode", "", "claim path outside claim-path: direct or fused (quick: direct)")
+	fs.BoolVar(&f.cfg.DistinctWorkerIDs, "distinct-worker-ids", false, "give each fleet worker its own WorkerID instead of one shared by the fleet")
+	fs.DurationVar(&f.cfg.Warmup, "warmup", 0, "excluded from measurement at the start of each run (quick: 500ms)")
+	fs.DurationVar(&f.cfg.Duration, "duration", 0, "measured window of each run (quick: 2s)")
+	fs.DurationVar(&f.cfg.Drain, "drain", 0, "how long a run waits for outstanding work after the window; not measured (quick: 5s)")
+	fs.Float64Var(&f.cfg.Rate, "rate", 0, "open-loop arrivals per second; 0: --rate-fraction of the e2e capacity measured in the same run")
+	fs.Float64Var(&f.cfg.RateFraction, "rate-fraction", 0, "open-loop rate as a fraction of measured capacity (quick: 0.5)")
+	fs.StringVar(&f.cfg.Arrivals, "arrivals", "", "open-loop schedule: poisson or constant (quick: poisson)")
+	fs.Uint64Var(&f.cfg.Seed, "seed", 0, "Poisson schedule seed (quick: 1)")
+	fs.IntVar(&f.cfg.InFlight, "in-flight", 0, "closed loop: submissions kept outstanding (quick: 64)")
+	fs.IntVar(&f.cfg.PayloadBytes, "payload", 0, "payload bytes per execution, at least 16 (quick: 64)")
+	fs.IntVar(&f.cfg.Leases, "leases", 0, "renew-throughput: leases held by the fleet (quick: 10000)")
+	fs.IntVar(&f.cfg.RenewWorkers, "renew-workers", 0, "renew-throughput: workers holding the leases (quick: 4)")
+	fs.IntVar(&f.cfg.RecoveryJobs, "recovery-jobs", 0, "recovery: jobs abandoned by the crashed workers (quick: 200)")
+	fs.DurationVar(&f.cfg.LeaseTTL, "lease-ttl", 0, "recovery: lease TTL of the workers (quick: 1s)")
+	fs.DurationVar(&f.cfg.ScanInterval, "scan-interval", 0, "recovery: lease-expiry scanner interval (quick: 250ms)")
+	fs.IntVar(&f.cfg.ABRounds, "ab-rounds", 0, "claim-path: interleaved direct/fused rounds (quick: 2)")
+	fs.IntVar(&f.cfg.PipelineDepth, "pipeline-depth", 0, "raw pipelined anchor: commands per pipelined batch (quick: 16)")
+	fs.IntVar(&f.cfg.PipelineConns, "pipeline-conns", 0, "raw pipelined anchor: connections (quick: 4)")
+	fs.DurationVar(&f.cfg.Pause, "pause", 0, "freeze the server (CLIENT PAUSE) this long mid-window in e2e's open loop")
+	fs.BoolVar(&f.calibrate, "calibrate", false, "also compare the raw anchors with valkey-benchmark (adds ~10s)")
+	fs.StringVar(&f.profileDir, "profile-dir", "", "write cpu, heap, mutex and block pprof files of the run here\n(relative paths are inside --out); the report links them")
+	fs.StringVar(&f.pyroscope, "pyroscope", "", "push continuous profiles of the run to this Pyroscope server URL")
+	fs.BoolVar(&f.quiet, "quiet", false, "no progress line")
+	// Planted regressions, for testing the gate; not listed in --help.
+	fs.DurationVar(&f.cfg.PlantRenewDelay, "plant-renew-delay", 0, "planted regression: delay added to every RenewBatch call")
+	fs.BoolVar(&f.cfg.PlantClaimPing, "plant-claim-ping", false, "planted regression: one extra round trip (PING) per claim call")
+}
+
+// config merges the profile with the flags that were set.
+func (f *runFlags) config(fs *flag.FlagSet, sweep bool) (bench.Config, error) {
+	cfg, err := bench.Profile(f.profile)
+	if err != nil {
+		return cfg, err
+	}
+	set := map[string]bool{}
+	fs.Visit(func(fl *flag.Flag) { set[fl.Name] = true })
+	o := f.cfg
+	pick := func(name string, apply func()) {
+		if set[name] {
+			apply()
+		}
+	}
+	pick("workers", func() { cfg.Workers = o.Workers })
+	pick("concurrency", func() { cfg.Concurrency = o.Concurrency })
+	pick("claim-mode", func() { cfg.ClaimMode = o.ClaimMode })
+	pick("distinct-worker-ids", func() { cfg.DistinctWorkerIDs = o.DistinctWorkerIDs })
+	pick("warmup", func() { cfg.Warmup = o.Warmup })
+	pick("duration", func() { cfg.Duration = o.Duration })
+	pick("drain", func() { cfg.Drain = o.Drain })
+	pick("rate", func() { cfg.Rate = o.Rate })
+	pick("rate-fraction", func() { cfg.RateFraction = o.RateFraction })
+	pick("arrivals", func() { cfg.Arrivals = o.Arrivals })
+	pick("seed", func() { cfg.Seed = o.Seed })
+	pick("in-flight", func() { cfg.InFlight = o.InFlight })
+	pick("payload", func() { cfg.PayloadBytes = o.PayloadBytes })
+	pick("leases", func() { cfg.Leases = o.Leases })
+	pick("renew-workers", func() { cfg.RenewWorkers = o.RenewWorkers })
+	pick("recovery-jobs", func() { cfg.RecoveryJobs = o.RecoveryJobs })
+	pick("lease-ttl", func() { cfg.LeaseTTL = o.LeaseTTL })
+	pick("scan-interval", func() { cfg.ScanInterval = o.ScanInterval })
+	pick("ab-rounds", func() { cfg.ABRounds = o.ABRounds })
+	pick("pipeline-depth", func() { cfg.PipelineDepth = o.PipelineDepth })
+	pick("pipeline-conns", func() { cfg.PipelineConns = o.PipelineConns })
+	pick("pause", func() { cfg.Pause = o.Pause })
+	pick("plant-renew-delay", func() { cfg.PlantRenewDelay = o.PlantRenewDelay })
+	pick("plant-claim-ping", func() { cfg.PlantClaimPing = o.PlantClaimPing })
+	if set["partitions"] {
+		ps, err := bench.ParseInts(f.partitions)
+		if err != nil || len(ps) != 1 {
+			return cfg, fmt.Errorf("--partitions: one integer, got %q", f.partitions)
+		}
+		cfg.Partitions = ps[0]
+	}
+	if set["sweep-partitions"] {
+		ps, err := bench.ParseInts(f.sweep)
+		if err != nil || len(ps) == 0 {
+			return cfg, fmt.Errorf("--sweep-partitions: %v", err)
+		}
+		cfg.SweepPartitions = ps
+	}
+	switch {
+	case sweep:
+		cfg.Scenarios = []string{bench.ScenarioPartitionSweep}
+	case f.scenarios != "":
+		cfg.Scenarios = nil
+		for _, s := range strings.Split(f.scenarios, ",") {
+			if s = strings.TrimSpace(s); s != "" {
+				cfg.Scenarios = append(cfg.Scenarios, s)
+			}
+		}
+	}
+	return cfg, cfg.Validate()
+}
+
+func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer, sweep bool) error {
+	name, syn := "run", "run [flags]"
+	if sweep {
+		name, syn = "sweep", "sweep [flags]"
+	}
+	fs := newFlagSet(name, syn, stderr)
+	var rf runFlags
+	var tf targetFlags
+	rf.register(fs, sweep)
+	tf.register(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	cfg, err := rf.config(fs, sweep)
+	if err != nil {
+		return err
+	}
+	out := rf.out
+	if out == "" {
+		out = filepath.Join("bench-results", time.Now().Format("20060102-150405"))
+	}
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		return err
+	}
+	profDir := rf.profileDir
+	if profDir != "" && !filepath.IsAbs(profDir) {
+		profDir = filepath.Join(out, profDir)
+	}
+	prof, err := profiles.Start(profiles.Config{Dir: profDir, PyroscopeURL: rf.pyroscope, AppName: "ffbench",
+		Tags: map[string]string{"profile": cfg.Profile}})
+	if err != nil {
+		return err
+	}
+	defer prof.Stop()
+
+	var progOut io.Writer = stderr
+	if rf.quiet {
+		progOut = nil
+	}
+	prog := bench.NewProgress(progOut)
+	prog.Stage("starting Valkey")
+	t, err := tf.open(ctx)
+	if err != nil {
+		prog.Close()
+		return err
+	}
+	defer t.Close()
+	runner := bench.NewRunner(cfg, t, prog)
+	rep, err := runner.Run(ctx)
+	if err == nil && rf.calibrate {
+		rep.Calibration, err = runner.Calibrate(ctx, "", time.Second)
+	}
+	prog.Close()
+	if err != nil {
+		return err
+	}
+	files, perr := prof.Stop()
+	if perr != nil {
+		fmt.Fprintln(stderr, "ffbench: profiles:", perr)
+	}
+	for kind, path := range files {
+		if rel, err := filepath.Rel(out, path); err == nil {
+			path = rel
+		}
+		if rep.Profiles == nil {
+			rep.Profiles = map[string]string{}
+		}
+		rep.Profiles[kind] = path
+	}
+	if err := writeReports(rep, out); err != nil {
+		return err
+	}
+	fmt.Fprint(stdout, bench.SummaryTable(rep))
+	fmt.Fprintf(stdout, "\nreports: %s/report.{json,md,html}, %s/bench.txt\n", out, out)
+	if !rep.OK() {
+		return fmt.Errorf("%w: correctness", errFailed)
+	}
+	if rep.Calibration != nil && !rep.Calibration.OK {
+		fmt.Fprintln(stdout, "calibration outside tolerance")
+		return fmt.Errorf("%w: calibration", errFailed)
+	}
+	return nil
+}
+
+func writeReports(rep *bench.Report, dir string) error {
+	if err := rep.WriteJSON(filepath.Join(dir, "report.json")); err != nil {
+		return err
+	}
+	for name, body := range map[string]string{"report.md": bench.Markdown(rep), "report.html": bench.HTML(rep),
+		"bench.txt": bench.BenchLines(rep)} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func cmdReport(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("report", "report --in report.json [--out DIR]", stderr)
+	in := fs.String("in", "", "the report.json to re-render (required)")
+	out := fs.String("out", "", "directory for report.md, report.html and bench.txt (default: next to --in)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *in == "" {
+		fs.Usage()
+		return errors.New("report: --in is required")
+	}
+	rep, err := bench.ReadReport(*in)
+	if err != nil {
+		return err
+	}
+	dir := *out
+	if dir == "" {
+		dir = filepath.Dir(*in)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	for name, body := range map[string]string{"report.md": bench.Markdown(rep), "report.html": bench.HTML(rep),
+		"bench.txt": bench.BenchLines(rep)} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			return err
+		}
+	}
+	fmt.Fprint(stdout, bench.SummaryTable(rep))
+	fmt.Fprintf(stdout, "\nreports: %s/report.{md,html}, %s/bench.txt\n", dir, dir)
+	return nil
+}
+
+func cmdGate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("gate", "gate --baseline ci/baseline.json --report report.json [flags]", stderr)
+	baseline := fs.String("baseline", "ci/baseline.json", "the committed baseline")
+	report := fs.String("report", "", "the report.json to judge (required)")
+	classes := fs.String("class", "", "gate only these metric classes, comma separated: counter, ratio (default all)")
+	remeasure := fs.Int("remeasure", 2, "re-measure a failing metric up to this many times before failing\n(the scenario runs again on --addr or a throwaway server); 0: judge the report alone")
+	update := fs.String("update", "", "write a new baseline to this file: the baseline's metrics and tolerances\nwith the report's values; no gating")
+	var tf targetFlags
+	tf.register(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *report == "" {
+		fs.Usage()
+		return errors.New("gate: --report is required")
+	}
+	bl, err := bench.ReadBaseline(*baseline)
+	if err != nil {
+		return err
+	}
+	rep, err := bench.ReadReport(*report)
+	if err != nil {
+		return err
+	}
+	if *update != "" {
+		nb, err := bench.NewBaseline(bl, rep)
+		if err != nil {
+			return err
+		}
+		if err := nb.WriteJSON(*update); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "wrote %s from %s (%s)\n", *update, *report, nb.Source)
+		return nil
+	}
+	var cls []string
+	for _, c := range strings.Split(*classes, ",") {
+		if c = strings.TrimSpace(c); c != "" {
+			if c != bench.ClassCounter && c != bench.ClassRatio {
+				return fmt.Errorf("--class %q: want counter or ratio", c)
+			}
+			cls = append(cls, c)
+		}
+	}
+	opts := bench.GateOptions{Classes: cls, Remeasure: *remeasure}
+	first := bench.Compare(bl, rep, cls)
+	needRemeasure := false
+	for _, c := range first {
+		if !c.Pass && !c.Missing {
+			needRemeasure = true
+		}
+	}
+	if needRemeasure && *remeasure > 0 {
+		prog := bench.NewProgress(stderr)
+		t, err := tf.open(ctx)
+		if err != nil {
+			prog.Close()
+			return err
+		}
+		defer t.Close()
+		opts.Runner = bench.NewRunner(rep.Config, t, prog)
+		defer prog.Close()
+	}
+	g, err := bench.Gate(ctx, bl, rep, opts)
+	if err != nil {
+		return err
+	}
+	if opts.Runner != nil {
+		fmt.Fprint(stderr, "\r\033[K")
+	}
+	fmt.Fprintf(stdout, "gate: %s against %s (%s)\n", *report, *baseline, bl.Source)
+	for _, c := range g.Checks {
+		fmt.Fprintln(stdout, "  "+c.String())
+	}
+	for _, c := range g.Correctness {
+		fmt.Fprintln(stdout, "  FAIL correctness: "+c)
+	}
+	if !g.Pass() {
+		regs := g.Regressions()
+		fmt.Fprintf(stdout, "gate FAILED: %d regression(s)", len(regs))
+		if len(g.Correctness) > 0 {
+			fmt.Fprint(stdout, " and a correctness failure")
+		}
+		fmt.Fprintln(stdout)
+		for _, c := range regs {
+			fmt.Fprintln(stdout, "  regressed: "+c.String())
+		}
+		return fmt.Errorf("%w: gate", errFailed)
+	}
+	fmt.Fprintf(stdout, "gate passed: %d checks\n", len(g.Checks))
+	return nil
+}
+
+func cmdCalibrate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("calibrate", "calibrate [flags]", stderr)
+	d := fs.Duration("duration", time.Second, "length of each measurement (ffbench's runs before and after valkey-benchmark's)")
+	conns := fs.Int("conns", 4, "pipelined mode: connections (valkey-benchmark -c)")
+	depth := fs.Int("depth", 16, "pipelined mode: commands per pipelined batch (valkey-benchmark -P)")
+	partitions := fs.Int("partitions", 16, "partition count of the deployment holding the renewed lease")
+	vb := fs.String("valkey-benchmark", "valkey-benchmark", "valkey-benchmark binary")
+	var tf targetFlags
+	tf.register(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, _ := bench.Profile("quick")
+	cfg.PipelineConns, cfg.PipelineDepth, cfg.Partitions = *conns, *depth, *partitions
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	prog := bench.NewProgress(stderr)
+	t, err := tf.open(ctx)
+	if err != nil {
+		prog.Close()
+		return err
+	}
+	defer t.Close()
+	cal, err := bench.NewRunner(cfg, t, prog).Calibrate(ctx, *vb, *d)
+	prog.Close()
+	if err != nil {
+		return err
+	}
+	fmt.Fprint(stdout, bench.CalibrationTable(cal))
+	if !cal.OK {
+		fmt.Fprintln(stdout, "calibration: some figures are outside tolerance")
+		return fmt.Errorf("%w: calibration", errFailed)
+	}
+	fmt.Fprintln(stdout, "calibration: ffbench agrees with valkey-benchmark")
+	return nil
+}
