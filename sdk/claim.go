@@ -393,10 +393,12 @@ func (w *Worker) blockIfMismatch(ctx context.Context, lane LaneID, id ExecutionI
 	}
 }
 
-// claimFusedLane claims on lane li with one fused call per partition, each
-// asking for as many executions as there are free slots (capped at
-// ClaimBatch). Without readiness tracking, a window scan first skips empty
-// partitions when the backend can scan windows.
+// claimFusedLane claims on lane li with one fused call per partition, a
+// window of partitions at a time, concurrently (a pipelining client sends a
+// window's calls together). The free slots are spread over the window's
+// partitions, each call asking for at most ClaimBatch. Without readiness
+// tracking, a window scan first skips empty partitions when the backend can
+// scan windows.
 func (w *Worker) claimFusedLane(ctx context.Context, li int, parts []int) (claimed int, saw bool, err error) {
 	lane := w.cfg.Lanes[li]
 	if w.watcher == nil && w.windowScanner != nil {
@@ -415,43 +417,64 @@ func (w *Worker) claimFusedLane(ctx context.Context, li int, parts []int) (claim
 		}
 		parts = nonEmpty
 	}
-	for _, p := range parts {
-		if ctx.Err() != nil {
-			break
+	for off := 0; off < len(parts) && ctx.Err() == nil; off += w.cfg.ScanWindow {
+		win := parts[off:min(off+w.cfg.ScanWindow, len(parts))]
+		share := min(max(w.freeSlots()/len(win), 1), w.cfg.ClaimBatch)
+		type call struct {
+			p, k  int
+			tasks []ClaimedTask
+			err   error
 		}
-		k := w.reserve(min(w.freeSlots(), w.cfg.ClaimBatch))
-		if k == 0 {
-			break
-		}
-		w.stats.attempts.Add(1)
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), max(w.cfg.GrantTTL, minCallTimeout))
-		tasks, ferr := w.fused.ClaimFused(cctx, FusedClaimArgs{
-			Lane: lane, Partition: p, Max: k, WorkerID: w.cfg.WorkerID, WorkerInstanceID: w.cfg.InstanceID,
-			Capabilities: w.cfg.Capabilities, LeaseTTL: w.cfg.LeaseTTL,
-		})
-		cancel()
-		if len(tasks) > k { // a backend bug; never run more than we reserved
-			w.reportError(&Error{Kind: KindBug, Code: CodeBug, Op: "claim_fused", Msg: "returned more executions than Max"})
-		}
-		n := 0
-		for _, t := range tasks {
-			if n == k {
+		calls := make([]call, 0, len(win))
+		for _, p := range win {
+			k := w.reserve(share)
+			if k == 0 {
 				break
 			}
-			w.startTask(t)
-			n++
+			calls = append(calls, call{p: p, k: k})
 		}
-		w.release(k - n)
-		if n > 0 {
-			claimed += n
-			saw = true
-			w.advance(li, p)
+		if len(calls) == 0 {
+			break
 		}
-		if ferr != nil {
-			if isTransient(ferr) {
-				return claimed, saw, ferr
+		var wg sync.WaitGroup
+		for i := range calls {
+			c := &calls[i]
+			w.stats.attempts.Add(1)
+			wg.Go(func() {
+				cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), max(w.cfg.GrantTTL, minCallTimeout))
+				defer cancel()
+				c.tasks, c.err = w.fused.ClaimFused(cctx, FusedClaimArgs{
+					Lane: lane, Partition: c.p, Max: c.k, WorkerID: w.cfg.WorkerID, WorkerInstanceID: w.cfg.InstanceID,
+					Capabilities: w.cfg.Capabilities, LeaseTTL: w.cfg.LeaseTTL,
+				})
+			})
+		}
+		wg.Wait()
+		var transient error
+		for _, c := range calls {
+			if len(c.tasks) > c.k { // a backend bug; never run more than we reserved
+				w.reportError(&Error{Kind: KindBug, Code: CodeBug, Op: "claim_fused", Msg: "returned more executions than Max"})
 			}
-			w.reportError(ferr)
+			n := min(len(c.tasks), c.k)
+			for _, t := range c.tasks[:n] {
+				w.startTask(t)
+			}
+			w.release(c.k - n)
+			if n > 0 {
+				claimed += n
+				saw = true
+				w.advance(li, c.p)
+			}
+			if c.err != nil {
+				if isTransient(c.err) {
+					transient = c.err
+				} else {
+					w.reportError(c.err)
+				}
+			}
+		}
+		if transient != nil {
+			return claimed, saw, transient
 		}
 	}
 	return claimed, saw, nil
