@@ -157,10 +157,14 @@ func (w *Worker) claimRound(ctx context.Context) (claimed int, saw bool, err err
 
 // lanePartitions returns the partitions of lane li worth scanning, rotated
 // to start at the lane's cursor: the ready ones when the backend tracks
-// readiness (a cached read: free while nothing changes), else all.
+// readiness (a cached read: free while nothing changes), else all (the fused
+// path with window scans filters them itself).
 func (w *Worker) lanePartitions(ctx context.Context, li int) ([]int, error) {
 	parts := w.partitions
-	if w.watcher != nil {
+	// The fused path reads the heads of a window itself (the same cached
+	// reads readiness uses), which also tells it how much each holds.
+	fusedScans := w.cfg.ClaimMode == ClaimFused && w.windowScanner != nil
+	if w.watcher != nil && !fusedScans {
 		w.stats.readiness.Add(1)
 		ready, err := w.watcher.ReadyPartitions(ctx, w.cfg.Lanes[li], w.partitions)
 		switch {
@@ -393,41 +397,46 @@ func (w *Worker) blockIfMismatch(ctx context.Context, lane LaneID, id ExecutionI
 	}
 }
 
-// claimFusedLane claims on lane li with one fused call per partition, a
-// window of partitions at a time, concurrently (a pipelining client sends a
-// window's calls together). The free slots are spread over the window's
-// partitions, each call asking for at most ClaimBatch. Without readiness
-// tracking, a window scan first skips empty partitions when the backend can
-// scan windows.
+// claimFusedLane claims on lane li with one fused call per non-empty
+// partition, a window of partitions at a time, concurrently (a pipelining
+// client sends a window's calls together); each call asks for what the
+// partition holds, at most ClaimBatch, while free slots last.
 func (w *Worker) claimFusedLane(ctx context.Context, li int, parts []int) (claimed int, saw bool, err error) {
 	lane := w.cfg.Lanes[li]
-	if w.watcher == nil && w.windowScanner != nil {
-		var nonEmpty []int
-		for off := 0; off < len(parts); off += w.cfg.ScanWindow {
-			win := parts[off:min(off+w.cfg.ScanWindow, len(parts))]
-			res, err := w.scanWindow(ctx, lane, win, 1)
-			if err != nil {
-				return 0, false, err
-			}
-			for i, ids := range res {
-				if len(ids) > 0 {
-					nonEmpty = append(nonEmpty, win[i])
-				}
-			}
-		}
-		parts = nonEmpty
-	}
 	for off := 0; off < len(parts) && ctx.Err() == nil; off += w.cfg.ScanWindow {
 		win := parts[off:min(off+w.cfg.ScanWindow, len(parts))]
-		share := min(max(w.freeSlots()/len(win), 1), w.cfg.ClaimBatch)
+		// How many to ask of each partition: its head's length when the
+		// backend scans windows (served by the readiness cache, so usually
+		// free), else an even share of the free slots. Asking an empty
+		// partition is a wasted call.
+		want := make([]int, len(win))
+		if w.windowScanner != nil {
+			heads, err := w.scanWindow(ctx, lane, win, maxScanLimit)
+			if err != nil {
+				return claimed, saw, err
+			}
+			for i, ids := range heads {
+				want[i] = len(ids)
+				if len(ids) >= maxScanLimit {
+					want[i] = w.cfg.ClaimBatch // the head is cut: there may be more
+				}
+			}
+		} else {
+			for i := range want {
+				want[i] = max(w.freeSlots()/len(win), 1)
+			}
+		}
 		type call struct {
 			p, k  int
 			tasks []ClaimedTask
 			err   error
 		}
 		calls := make([]call, 0, len(win))
-		for _, p := range win {
-			k := w.reserve(share)
+		for i, p := range win {
+			if want[i] == 0 {
+				continue
+			}
+			k := w.reserve(min(want[i], w.cfg.ClaimBatch))
 			if k == 0 {
 				break
 			}
