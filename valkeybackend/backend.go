@@ -79,6 +79,9 @@ func Connect(ctx context.Context, opts Options) (*Backend, error) {
 		return nil, sdk.TransportError("connect", err)
 	}
 	b.client = client
+	b.watch.mu.Lock()
+	b.watch.prefetch = b.prefetchHead
+	b.watch.mu.Unlock()
 	b.cluster = client.Mode() == valkey.ClientModeCluster
 	b.next.Store(rand.Uint64())
 	if err := b.loadPartitions(ctx); err != nil {

@@ -22,6 +22,9 @@ type watchers struct {
 	mu     sync.Mutex
 	byLane map[sdk.LaneID]map[chan struct{}]struct{}
 	all    map[chan struct{}]struct{}
+	// prefetch starts re-reading an eligible head a woken worker is about to
+	// read, so the read overlaps the worker's wake-up instead of following it.
+	prefetch func(key string)
 }
 
 // onInvalidations is valkey-go's invalidation hook: a nil batch means the
@@ -41,17 +44,25 @@ func (w *watchers) onInvalidations(msgs []valkey.ValkeyMessage) {
 			continue
 		}
 		if lane, ok := laneOfEligibleKey(key); ok {
+			woke := false
 			for ch := range w.byLane[lane] {
-				wake(ch)
+				woke = wake(ch) || woke
+			}
+			if woke && w.prefetch != nil {
+				w.prefetch(key)
 			}
 		}
 	}
 }
 
-func wake(ch chan struct{}) {
+// wake signals ch unless a signal is already pending; it reports whether it
+// signalled.
+func wake(ch chan struct{}) bool {
 	select {
 	case ch <- struct{}{}:
+		return true
 	default:
+		return false
 	}
 }
 
@@ -76,9 +87,22 @@ const headDepth = 16
 // headCmd is the cached read of an eligible set's head. One command serves
 // both readiness (non-empty?) and scans (which ids?).
 func (b *Backend) headCmd(lane sdk.LaneID, partition int) valkey.CacheableTTL {
-	key := laneKeysOf(sdk.PartitionTag(partition), lane).eligible
+	return b.headCmdOfKey(laneKeysOf(sdk.PartitionTag(partition), lane).eligible)
+}
+
+func (b *Backend) headCmdOfKey(key string) valkey.CacheableTTL {
 	return valkey.CT(b.client.B().Zrange().Key(key).Min("0").Max(itoa(headDepth-1)).Cache().ToStaticTTL(),
 		b.opts.ReadinessCacheTTL)
+}
+
+// prefetchHead re-reads an invalidated head in the background; a worker's
+// read of it joins the one in flight (valkey-go shares cache fills).
+func (b *Backend) prefetchHead(key string) {
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), b.opts.ConnWriteTimeout)
+		defer cancel()
+		b.client.DoMultiCache(ctx, b.headCmdOfKey(key))
+	}()
 }
 
 // cachedHeads reads the heads of lane's eligible sets on partitions through
