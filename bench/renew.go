@@ -60,7 +60,10 @@ func (r *Runner) runRenew(ctx context.Context, scenario string, p int) ([]*Resul
 	defer stopFleet()
 	fleet, err := loadgen.StartFleet(fctx, loadgen.FleetConfig{
 		Backend: be, Workers: cfg.RenewWorkers, DistinctWorkerIDs: cfg.DistinctWorkerIDs,
-		Worker: sdk.WorkerConfig{MaxConcurrency: per, ClaimMode: sdk.ClaimFused, ClaimBatch: 256,
+		// ScanWindow covers every partition, so a claim round is two round
+		// trips whatever P is: the renewals of the leases already held run
+		// flat out and every round trip queues behind a renew round.
+		Worker: sdk.WorkerConfig{MaxConcurrency: per, ClaimMode: sdk.ClaimFused, ClaimBatch: 256, ScanWindow: p,
 			Lanes: []sdk.LaneID{benchLane}, LeaseTTL: renewLeaseTTL, RenewEvery: time.Millisecond,
 			ShutdownGrace: 10 * time.Millisecond},
 		Hooks: func(i int) loadgen.Hooks {
