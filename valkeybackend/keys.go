@@ -45,6 +45,9 @@ type execKeys struct {
 	core, ctx, result, grant string
 }
 
+// coreKey is keysOf(id).core without building the other three.
+func coreKey(id sdk.ExecutionID) string { return "ff:e:" + string(id) + ":core" }
+
 func keysOf(id sdk.ExecutionID) execKeys {
 	p := "ff:e:" + string(id) + ":"
 	return execKeys{core: p + "core", ctx: p + "ctx", result: p + "result", grant: p + "grant"}

@@ -13,17 +13,22 @@ import (
 
 // handleTag validates a handle for this backend and returns its partition tag.
 func (b *Backend) handleTag(op string, h sdk.Handle) (string, error) {
-	if err := h.Validate(); err != nil {
-		return "", opError(op, err)
-	}
-	if h.Backend != sdk.BackendValkey {
-		return "", sdk.NewError(op, sdk.CodeHandleFromOtherBackend, "handle was minted by another backend")
-	}
-	p, err := b.partitionOf(op, h.ExecutionID)
+	p, err := b.handlePartition(op, h)
 	if err != nil {
 		return "", err
 	}
 	return sdk.PartitionTag(p), nil
+}
+
+// handlePartition validates a handle for this backend and returns its partition.
+func (b *Backend) handlePartition(op string, h sdk.Handle) (int, error) {
+	if err := h.Validate(); err != nil {
+		return 0, opError(op, err)
+	}
+	if h.Backend != sdk.BackendValkey {
+		return 0, sdk.NewError(op, sdk.CodeHandleFromOtherBackend, "handle was minted by another backend")
+	}
+	return b.partitionOf(op, h.ExecutionID)
 }
 
 func fenceArgs(h sdk.Handle) []string {
@@ -44,23 +49,28 @@ func (b *Backend) Renew(ctx context.Context, h sdk.Handle) (sdk.LeaseRenewal, er
 func (b *Backend) RenewBatch(ctx context.Context, handles []sdk.Handle) ([]sdk.RenewResult, error) {
 	const op = "renew"
 	out := make([]sdk.RenewResult, len(handles))
+	// Group by partition and TTL without building strings per lease: this
+	// runs for every held lease every renewal round.
+	type groupKey struct {
+		partition int
+		ttl       time.Duration
+	}
 	type group struct {
-		tag     string
-		ttl     time.Duration
+		groupKey
 		indexes []int
 	}
 	var groups []*group
-	byKey := make(map[string]*group)
+	byKey := make(map[groupKey]*group)
 	for i, h := range handles {
-		tag, err := b.handleTag(op, h)
+		p, err := b.handlePartition(op, h)
 		if err != nil {
 			out[i].Err = err
 			continue
 		}
-		k := tag + "/" + strconv.FormatInt(int64(h.LeaseTTL), 10)
+		k := groupKey{p, h.LeaseTTL}
 		g := byKey[k]
 		if g == nil {
-			g = &group{tag: tag, ttl: h.LeaseTTL}
+			g = &group{groupKey: k}
 			byKey[k] = g
 			groups = append(groups, g)
 		}
@@ -72,12 +82,13 @@ func (b *Backend) RenewBatch(ctx context.Context, handles []sdk.Handle) ([]sdk.R
 	cmds := make(valkey.Commands, 0, len(groups))
 	for _, g := range groups {
 		keys := make([]string, 0, 1+len(g.indexes))
-		keys = append(keys, partKeysOf(g.tag).leases)
+		keys = append(keys, partKeysOf(sdk.PartitionTag(g.partition)).leases)
 		args := make([]string, 0, 1+4*len(g.indexes))
 		args = append(args, durMS(g.ttl))
 		for _, i := range g.indexes {
-			keys = append(keys, keysOf(handles[i].ExecutionID).core)
-			args = append(args, fenceArgs(handles[i])...)
+			h := &handles[i]
+			keys = append(keys, coreKey(h.ExecutionID))
+			args = append(args, string(h.ExecutionID), h.LeaseID, strconv.FormatUint(h.Epoch, 10), h.AttemptID)
 		}
 		cmds = append(cmds, b.fcall("ff_renew", keys, args...))
 	}
