@@ -62,18 +62,8 @@ type peeker struct {
 // due reports, per query, whether its index may hold an entry older than
 // now - age. Errors make every answer true: scanning anyway is always safe.
 func (p *peeker) due(ctx context.Context, age time.Duration, qs ...valkeybackend.HeadQuery) []bool {
-	out := make([]bool, len(qs))
-	for i := range out {
-		out[i] = true
-	}
-	if p == nil || p.off.Load() || len(qs) == 0 {
-		return out
-	}
-	heads, err := p.heads.IndexHeads(ctx, qs)
-	if err != nil {
-		if sdk.KindOf(err) == sdk.KindUnavailable {
-			p.off.Store(true)
-		}
+	heads, out := p.read(ctx, qs)
+	if heads == nil {
 		return out
 	}
 	now, err := p.clock.now(ctx)
@@ -89,24 +79,31 @@ func (p *peeker) due(ctx context.Context, age time.Duration, qs ...valkeybackend
 
 // nonEmpty reports, per query, whether its index has any entry.
 func (p *peeker) nonEmpty(ctx context.Context, qs ...valkeybackend.HeadQuery) []bool {
+	heads, out := p.read(ctx, qs)
+	for i, h := range heads {
+		out[i] = !h.Empty
+	}
+	return out
+}
+
+// read peeks at the heads; it returns nil heads (and all-true answers) when
+// the peek is off or failed, so the caller scans anyway.
+func (p *peeker) read(ctx context.Context, qs []valkeybackend.HeadQuery) ([]valkeybackend.Head, []bool) {
 	out := make([]bool, len(qs))
 	for i := range out {
 		out[i] = true
 	}
 	if p == nil || p.off.Load() || len(qs) == 0 {
-		return out
+		return nil, out
 	}
 	heads, err := p.heads.IndexHeads(ctx, qs)
 	if err != nil {
 		if sdk.KindOf(err) == sdk.KindUnavailable {
 			p.off.Store(true)
 		}
-		return out
+		return nil, out
 	}
-	for i, h := range heads {
-		out[i] = !h.Empty
-	}
-	return out
+	return heads, out
 }
 
 // laneQueries builds one head query per lane of a partition.
