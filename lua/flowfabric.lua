@@ -51,7 +51,7 @@ REPLY SHAPE (every function): {1, status, field...} on success,
 {0, code, detail...} on a business failure. Redis errors mean a bug.
 ]]
 
-local VERSION = '3'
+local VERSION = '4'
 local PRIORITY_SCALE = 1000000000000
 local MAX_PRIORITY = 9000
 local INTERRUPT_CAP = 100
@@ -141,7 +141,8 @@ redis.register_function('ff_create', function(keys, argv)
   if eid == '' or lane == '' or kind == '' or priority == nil or priority > MAX_PRIORITY
     or delay_until == nil or retry_max == nil or bo_init == nil or bo_max == nil
     or tonumber(argv[11]) == nil or tonumber(argv[12]) == nil
-    or attempt_timeout == nil or deadline == nil or dedup_ttl == nil or ntags == nil
+    or attempt_timeout == nil or deadline == nil or dedup_ttl == nil or dedup_ttl == 0
+    or ntags == nil
     or #argv ~= 18 + 2 * ntags then
     return fail('invalid_input', 'malformed create arguments')
   end
@@ -431,7 +432,11 @@ redis.register_function('ff_complete', function(keys, argv)
   local now = now_ms()
   local bad = check_fence(core, argv[2], argv[3], argv[4], now)
   if bad then return bad end
-  if argv[6] == '1' then redis.call('SET', keys[2], argv[5]) end
+  if argv[6] == '1' then
+    redis.call('SET', keys[2], argv[5])
+  else
+    redis.call('DEL', keys[2]) -- a replayed run must not show an earlier result
+  end
   release_lease(core, eid, keys[3], keys[4], keys[6])
   redis.call('ZREM', keys[7], eid)
   redis.call('HSET', core, 'state', 'completed', 'completed_at', now,
@@ -842,9 +847,11 @@ redis.register_function('ff_replay', function(keys, argv)
   local count = tonumber(f[2] or '0')
   if count >= max then return fail('replay_limit_exceeded', tostring(count)) end
   local now = now_ms()
+  -- A replay is a fresh run: its retry and interruption budgets start over,
+  -- and its deadline (if any) no longer applies to it.
   redis.call('HSET', keys[1], 'state', 'waiting', 'blocked', '', 'pending_type', 'replay',
-    'resume', '0', 'replay_count', count + 1, 'retry_count', 0, 'completed_at', 0,
-    'last_transition_at', now)
+    'resume', '0', 'replay_count', count + 1, 'retry_count', 0, 'interrupt_count', 0,
+    'deadline_at', 0, 'completed_at', 0, 'last_transition_at', now)
   redis.call('ZREM', keys[2], eid)
   redis.call('ZADD', keys[3], eligible_score(f[3], f[4]), eid)
   return ok(f[1])

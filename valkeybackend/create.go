@@ -121,12 +121,16 @@ func (b *Backend) createCall(a sdk.CreateExecutionArgs) ([]string, []string, err
 	if dedup == 0 {
 		dedup = DedupTTLDefault
 	}
+	// The wire carries whole milliseconds: round sub-millisecond values up
+	// rather than turn them into 0 (no timeout, or an invalid PX).
+	dedup = ceilMS(dedup)
+	attemptTimeout := ceilMS(a.AttemptTimeout)
 	keys := []string{ek.core, ek.ctx, lk.eligible, lk.delayed, idem, pk.deadlines, pk.all}
 	args := make([]string, 0, 18+2*len(a.Tags))
 	args = append(args, string(id), string(a.Lane), a.Kind, strconv.Itoa(a.Priority),
 		msString(a.DelayUntil), joinCSV(caps))
 	args = append(args, retry...)
-	args = append(args, durMS(a.AttemptTimeout), msString(a.Deadline), durMS(dedup),
+	args = append(args, durMS(attemptTimeout), msString(a.Deadline), durMS(dedup),
 		string(a.Payload), strconv.Itoa(len(a.Tags)))
 	for k, v := range a.Tags {
 		args = append(args, k, v)
@@ -176,4 +180,12 @@ func retryArgs(p sdk.RetryPolicy) ([]string, error) {
 	return []string{strconv.Itoa(p.MaxRetries), string(kind), durMS(bo.Initial), durMS(bo.Max),
 		strconv.FormatFloat(bo.Multiplier, 'g', -1, 64), strconv.FormatFloat(bo.Jitter, 'g', -1, 64),
 		joinCSV(cats)}, nil
+}
+
+// ceilMS rounds a positive duration up to whole milliseconds.
+func ceilMS(d time.Duration) time.Duration {
+	if d > 0 && d%time.Millisecond != 0 {
+		d = d.Truncate(time.Millisecond) + time.Millisecond
+	}
+	return d
 }

@@ -92,12 +92,18 @@ func (b *Backend) RenewBatch(ctx context.Context, handles []sdk.Handle) ([]sdk.R
 		}
 		cmds = append(cmds, b.fcall("ff_renew", keys, args...))
 	}
+	// A failing group (one shard failing over) fails its own leases only:
+	// the others were renewed and must not be reported lost. The call fails
+	// as a whole only when every group hit a transport error.
+	var transport error
+	failedGroups := 0
 	for gi, res := range b.client.DoMulti(ctx, cmds...) {
 		g := groups[gi]
 		r, err := decode(op, res)
 		if err != nil {
 			if sdk.KindOf(err) == sdk.KindTransport || sdk.KindOf(err) == sdk.KindTimeout {
-				return nil, err
+				transport = err
+				failedGroups++
 			}
 			for _, i := range g.indexes {
 				out[i].Err = err
@@ -118,6 +124,9 @@ func (b *Backend) RenewBatch(ctx context.Context, handles []sdk.Handle) ([]sdk.R
 			ms, _ := strconv.ParseInt(exp, 10, 64)
 			out[i].Renewal = sdk.LeaseRenewal{ExpiresAt: msTime(ms), Epoch: handles[i].Epoch}
 		}
+	}
+	if failedGroups == len(groups) {
+		return nil, transport
 	}
 	return out, nil
 }

@@ -161,3 +161,31 @@ func TestClaimFromResumeGrant(t *testing.T) {
 		t.Fatalf("a failed resume left its grant behind: %v", err)
 	}
 }
+
+// A replayed run is fresh: an earlier result does not show through, and a
+// sub-millisecond dedup TTL still writes its idempotency key.
+func TestReplayIsAFreshRun(t *testing.T) {
+	ctx := context.Background()
+	b := freshBackend(t, topologies()[0].addrs(t), valkeybackend.Options{})
+	id, task := claimOne(t, b, sdk.CreateExecutionArgs{IdempotencyKey: "once", DedupTTL: 500 * time.Microsecond}, time.Minute)
+	dup, err := b.CreateExecution(ctx, sdk.CreateExecutionArgs{Lane: "rec", Kind: "k", IdempotencyKey: "once"})
+	if err != nil || !dup.Duplicate || dup.ID != id {
+		t.Fatalf("sub-ms dedup ttl: %+v %v", dup, err)
+	}
+	if err := b.Complete(ctx, task.Handle, []byte("first")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.ReplayExecution(ctx, sdk.ReplayExecutionArgs{ExecutionID: id}); err != nil {
+		t.Fatal(err)
+	}
+	again, err := b.GrantAndClaim(ctx, sdk.IssueClaimGrantArgs{ExecutionID: id, Lane: "rec", WorkerID: "w1", WorkerInstanceID: "w1-a"}, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Complete(ctx, again.Handle, nil); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := b.GetExecutionResult(ctx, id); res != nil || err != nil {
+		t.Fatalf("result after a replay completed without one: %q %v", res, err)
+	}
+}

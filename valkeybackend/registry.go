@@ -98,11 +98,15 @@ func (b *Backend) DeregisterWorker(ctx context.Context, id sdk.WorkerInstanceID)
 		return nil
 	}
 	wk := workerKeysOf(id)
-	res := b.client.DoMulti(ctx,
-		b.fcall("ff_worker_deregister", []string{wk.alive, wk.info}, token),
-		b.client.B().Zrem().Key(workersIndexKey).Member(string(id)).Build())
-	if _, err := decode(op, res[0]); err != nil {
+	r, err := decode(op, b.client.Do(ctx, b.fcall("ff_worker_deregister", []string{wk.alive, wk.info}, token)))
+	if err != nil {
 		return err
+	}
+	// Only the owner leaves the index: another live owner of the id stays listed.
+	if r.field(0) == "removed" {
+		if err := b.client.Do(ctx, b.client.B().Zrem().Key(workersIndexKey).Member(string(id)).Build()).Error(); err != nil {
+			return backendError(op, err)
+		}
 	}
 	b.regs.mu.Lock()
 	delete(b.regs.tokens, id)
