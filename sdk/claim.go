@@ -298,6 +298,9 @@ func (w *Worker) claimCandidates(ctx context.Context, li int, win []int, cands [
 		queue = queue[k:]
 		results := make([]ClaimedTask, k)
 		errs := make([]error, k)
+		// The lease clock starts when the claims were sent, not when the
+		// slowest of them returned: the server's expiry is later than that.
+		sent := time.Now()
 		var wg sync.WaitGroup
 		for i, c := range batch {
 			wg.Go(func() { results[i], errs[i] = w.claimOne(ctx, lane, c.id) })
@@ -306,7 +309,7 @@ func (w *Worker) claimCandidates(ctx context.Context, li int, win []int, cands [
 		var transport error
 		for i, c := range batch {
 			if errs[i] == nil {
-				w.startTask(results[i])
+				w.startTask(results[i], sent)
 				claimed++
 				w.advance(li, c.partition)
 				continue
@@ -445,6 +448,7 @@ func (w *Worker) claimFusedLane(ctx context.Context, li int, parts []int) (claim
 		if len(calls) == 0 {
 			break
 		}
+		sent := time.Now() // the lease clock starts here (see claimCandidates)
 		var wg sync.WaitGroup
 		for i := range calls {
 			c := &calls[i]
@@ -466,7 +470,7 @@ func (w *Worker) claimFusedLane(ctx context.Context, li int, parts []int) (claim
 			}
 			n := min(len(c.tasks), c.k)
 			for _, t := range c.tasks[:n] {
-				w.startTask(t)
+				w.startTask(t, sent)
 			}
 			w.release(c.k - n)
 			if n > 0 {

@@ -228,8 +228,11 @@ func (r *renewer) renew(ctx context.Context, batch []*leaseEntry) {
 					Msg: "no successful renewal within the lease ttl", Err: res.Err})
 				continue
 			}
-			// Retry soon, but never later than the lease would need.
+			// Retry soon, and never after the lease would have run out.
 			e.due = done.Add(min(max(r.every/4, 10*time.Millisecond), time.Second))
+			if exp := e.lastOK.Add(r.leaseTTL); e.due.After(exp) {
+				e.due = exp
+			}
 		}
 		if !e.removed {
 			heap.Push(&r.heap, e)
@@ -253,10 +256,19 @@ func (r *renewer) renew(ctx context.Context, batch []*leaseEntry) {
 	}
 }
 
+// minRenewCallTimeout is the shortest time a renewal call is given.
+const minRenewCallTimeout = 20 * time.Millisecond
+
 // call renews the batch's handles: one BatchRenewer call, or concurrent Renew
-// calls. A whole-batch failure becomes every entry's error.
+// calls. A whole-batch failure becomes every entry's error. The call may not
+// outlive the earliest lease of the batch: a renewal stuck past it cannot
+// save that lease, and its task must learn of the loss in time.
 func (r *renewer) call(ctx context.Context, batch []*leaseEntry) []RenewResult {
-	cctx, cancel := context.WithTimeout(ctx, max(r.every, time.Second))
+	timeout := max(r.every, time.Second)
+	for _, e := range batch {
+		timeout = min(timeout, time.Until(e.lastOK.Add(r.leaseTTL)))
+	}
+	cctx, cancel := context.WithTimeout(ctx, max(timeout, minRenewCallTimeout))
 	defer cancel()
 	if r.batch != nil {
 		handles := make([]Handle, len(batch))

@@ -57,14 +57,16 @@ type Task struct {
 	cancel context.CancelCauseFunc
 	lease  *leaseEntry
 
-	termMu    sync.Mutex // serialises terminal calls
-	mu        sync.Mutex
-	inflight  bool // a terminal call is in flight: renewal outcomes are not authoritative
-	attempted bool // a terminal call was made, whether or not it landed
-	finished  bool // a terminal call landed: the task writes nothing more
-	lost      bool // the lease is gone; ctx is cancelled
-	aborted   bool // shutdown took the task over
-	lastErr   error
+	termMu      sync.Mutex // serialises terminal calls
+	mu          sync.Mutex
+	inflight    bool  // a terminal call is in flight: renewal outcomes are not authoritative
+	pendingLoss error // a loss the renewer reported while a terminal call was in flight
+	returned    bool  // the handler returned; its goroutine settles the attempt
+	attempted   bool  // a terminal call was made, whether or not it landed
+	finished    bool  // a terminal call landed: the task writes nothing more
+	lost        bool  // the lease is gone; ctx is cancelled
+	aborted     bool  // shutdown took the task over
+	lastErr     error
 }
 
 // Context is cancelled the moment the lease is lost (a renewal is fenced off:
@@ -198,14 +200,21 @@ func (t *Task) terminal(ctx context.Context, op string, replayOK func(PublicStat
 	if landed {
 		t.finished = true
 	}
-	lostNow := fenced && !t.lost
+	cause := err
+	if !landed && t.pendingLoss != nil {
+		// The renewer found the lease gone while this call was in flight and
+		// the call did not land: the loss stands.
+		cause = t.pendingLoss
+	}
+	t.pendingLoss = nil
+	lostNow := (fenced || (!landed && cause != err)) && !t.lost
 	if lostNow {
 		t.lost = true
 	}
 	t.mu.Unlock()
 	if lostNow {
 		t.w.stats.lostLeases.Add(1)
-		t.cancel(err)
+		t.cancel(cause)
 	}
 	if landed {
 		t.w.renewer.remove(t.lease)
@@ -222,6 +231,11 @@ func (t *Task) terminal(ctx context.Context, op string, replayOK func(PublicStat
 // have raced with a Complete that landed), so the renewal outcome is ignored.
 func (t *Task) leaseLost(cause error) bool {
 	t.mu.Lock()
+	if t.inflight && !t.finished && !t.lost {
+		t.pendingLoss = cause // decided when the terminal call returns
+		t.mu.Unlock()
+		return false
+	}
 	if t.inflight || t.finished || t.lost {
 		t.mu.Unlock()
 		return false
@@ -237,7 +251,9 @@ func (t *Task) leaseLost(cause error) bool {
 // task's context and reports whether the caller should fail the attempt.
 func (t *Task) abort() bool {
 	t.mu.Lock()
-	if t.finished || t.lost || t.aborted {
+	if t.finished || t.lost || t.aborted || t.returned {
+		// A handler that already returned is settled by its own goroutine:
+		// taking it over would throw its outcome away.
 		t.mu.Unlock()
 		return false
 	}
@@ -254,6 +270,7 @@ func (t *Task) abort() bool {
 func (t *Task) settleState() (settle bool, unlanded error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.returned = true
 	if t.lost || t.aborted || t.finished {
 		return false, nil
 	}

@@ -641,7 +641,9 @@ func (w *Worker) freeSlots() int {
 
 // startTask hands a claimed execution (its slot already reserved) to the
 // handler on its own goroutine, with its lease under renewal.
-func (w *Worker) startTask(ct ClaimedTask) {
+// sent is when the claim call went out: the lease cannot have started
+// earlier, so renewals and local expiry count from it.
+func (w *Worker) startTask(ct ClaimedTask, sent time.Time) {
 	now := time.Now()
 	h := ct.Handle
 	t := &Task{
@@ -653,7 +655,7 @@ func (w *Worker) startTask(ct ClaimedTask) {
 		t.Lane = ct.Context.Lane
 	}
 	t.ctx, t.cancel = context.WithCancelCause(w.baseCtx)
-	t.lease = w.renewer.add(t, now)
+	t.lease = w.renewer.add(t, sent)
 	w.stats.claimed.Add(1)
 	w.tasksMu.Lock()
 	w.tasks[t] = struct{}{}
