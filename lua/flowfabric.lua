@@ -51,7 +51,7 @@ REPLY SHAPE (every function): {1, status, field...} on success,
 {0, code, detail...} on a business failure. Redis errors mean a bug.
 ]]
 
-local VERSION = '4'
+local VERSION = '5'
 local PRIORITY_SCALE = 1000000000000
 local MAX_PRIORITY = 9000
 local INTERRUPT_CAP = 100
@@ -84,13 +84,17 @@ local function csv_set(csv)
 end
 
 -- Returns the fence failure of a lease-holder call, or nil when the caller's
--- (lease_id, epoch, attempt_id) holds the live lease. Order: execution active,
+-- (lease_id, epoch, attempt_id) holds the live lease (and, when lane is given,
+-- the execution is in that lane). Order: execution active,
 -- lease not revoked, lease not expired (server time), then the triple matches.
 -- Writes nothing.
-local function check_fence(core, lease_id, epoch, attempt_id, now)
+local function check_fence(core, lease_id, epoch, attempt_id, now, lane)
   local f = redis.call('HMGET', core, 'state', 'lease_state', 'lease_expires_at',
-    'lease_id', 'lease_epoch', 'attempt_id')
+    'lease_id', 'lease_epoch', 'attempt_id', 'lane')
   if not f[1] then return fail('execution_not_found') end
+  -- The caller built the lane's index keys from the lane it passes: a wrong
+  -- lane would move the execution between another lane's indexes.
+  if lane ~= nil and f[7] ~= lane then return fail('invalid_input', 'lane differs from the execution') end
   if f[1] ~= 'active' then
     return fail('execution_not_active', f[1], f[5] or '0', f[6] or '')
   end
@@ -425,18 +429,15 @@ end)
 ---------------------------------------------------------------------------
 -- ff_complete: end the execution successfully.
 -- KEYS: 1 core, 2 result, 3 leases, 4 active, 5 terminal, 6 timeouts, 7 deadlines
--- ARGV: 1 eid, 2 lease_id, 3 epoch, 4 attempt_id, 5 result, 6 has_result ('1'|'0')
+-- ARGV: 1 eid, 2 lease_id, 3 epoch, 4 attempt_id, 5 result, 6 has_result ('1'|'0'),
+--       7 lane
 -- Returns ok('completed'). Errors: the fence errors.
 redis.register_function('ff_complete', function(keys, argv)
   local core, eid = keys[1], argv[1]
   local now = now_ms()
-  local bad = check_fence(core, argv[2], argv[3], argv[4], now)
+  local bad = check_fence(core, argv[2], argv[3], argv[4], now, argv[7])
   if bad then return bad end
-  if argv[6] == '1' then
-    redis.call('SET', keys[2], argv[5])
-  else
-    redis.call('DEL', keys[2]) -- a replayed run must not show an earlier result
-  end
+  if argv[6] == '1' then redis.call('SET', keys[2], argv[5]) end
   release_lease(core, eid, keys[3], keys[4], keys[6])
   redis.call('ZREM', keys[7], eid)
   redis.call('HSET', core, 'state', 'completed', 'completed_at', now,
@@ -453,9 +454,11 @@ local INTERRUPTIONS = {worker_shutdown = true, lease_lost = true}
 -- the fence or the expiry) and applies the retry policy: a retry (delayed by
 -- the backoff, or at once), an interruption requeue, or terminal failure.
 -- k names the keys: core, leases, active, terminal, delayed, timeouts,
--- deadlines, eligible. Returns ok('retry_scheduled', due) or ok('terminal_failed').
+-- deadlines, eligible, grant. Returns ok('retry_scheduled', due) or ok('terminal_failed').
 local function end_attempt(k, eid, reason, category, draw, cap, now)
   local core = k.core
+  -- A reclaim grant issued for the lost lease must not outlive the attempt.
+  if k.grant then redis.call('DEL', k.grant) end
   local f = redis.call('HMGET', core, 'retry_max', 'retry_count', 'bo_kind', 'bo_init',
     'bo_max', 'bo_mult', 'bo_jitter', 'retry_cats', 'interrupt_count', 'priority',
     'created_at')
@@ -507,19 +510,19 @@ end
 ---------------------------------------------------------------------------
 -- ff_fail: end the attempt; the execution's retry policy decides what next.
 -- KEYS: 1 core, 2 leases, 3 active, 4 terminal, 5 delayed, 6 timeouts,
---       7 deadlines, 8 eligible
+--       7 deadlines, 8 eligible, 9 grant
 -- ARGV: 1 eid, 2 lease_id, 3 epoch, 4 attempt_id, 5 reason, 6 category,
---       7 jitter_draw (a uniform number in [0,1) the client drew)
+--       7 jitter_draw (a uniform number in [0,1) the client drew), 8 lane
 -- Category 'worker_shutdown' is an interruption, not a failure: it requeues
 -- at once without using a retry, up to INTERRUPT_CAP times.
 -- Returns ok('retry_scheduled', due_ms) or ok('terminal_failed').
 -- Errors: the fence errors.
 redis.register_function('ff_fail', function(keys, argv)
   local now = now_ms()
-  local bad = check_fence(keys[1], argv[2], argv[3], argv[4], now)
+  local bad = check_fence(keys[1], argv[2], argv[3], argv[4], now, argv[8])
   if bad then return bad end
   local k = {core = keys[1], leases = keys[2], active = keys[3], terminal = keys[4],
-    delayed = keys[5], timeouts = keys[6], deadlines = keys[7], eligible = keys[8]}
+    delayed = keys[5], timeouts = keys[6], deadlines = keys[7], eligible = keys[8], grant = keys[9]}
   local category = argv[6]
   if category == 'lease_lost' then category = 'handler_lease_lost' end
   return end_attempt(k, argv[1], argv[5], category, tonumber(argv[7]) or 0, INTERRUPT_CAP, now)
@@ -529,14 +532,14 @@ end)
 -- ff_delay: the lease holder parks the execution; the next claim resumes
 -- the same attempt.
 -- KEYS: 1 core, 2 leases, 3 active, 4 delayed, 5 timeouts, 6 eligible
--- ARGV: 1 eid, 2 lease_id, 3 epoch, 4 attempt_id, 5 until_ms
+-- ARGV: 1 eid, 2 lease_id, 3 epoch, 4 attempt_id, 5 until_ms, 6 lane
 -- Returns ok(until_ms). Errors: the fence errors, invalid_input.
 redis.register_function('ff_delay', function(keys, argv)
   local core, eid = keys[1], argv[1]
   local until_ms = uint(argv[5])
   if until_ms == nil then return fail('invalid_input', 'malformed delay time') end
   local now = now_ms()
-  local bad = check_fence(core, argv[2], argv[3], argv[4], now)
+  local bad = check_fence(core, argv[2], argv[3], argv[4], now, argv[6])
   if bad then return bad end
   release_lease(core, eid, keys[2], keys[3], keys[5])
   redis.call('HSET', core, 'resume', '1', 'last_transition_at', now)
@@ -557,7 +560,8 @@ end)
 -- KEYS: 1 core, 2 grant, 3 leases, 4 eligible, 5 delayed, 6 active,
 --       7 blocked, 8 terminal, 9 timeouts, 10 deadlines
 -- ARGV: 1 eid, 2 reason, 3 cancelled_by, 4 lease_id ('' = operator),
---       5 epoch, 6 attempt_id
+--       5 epoch, 6 attempt_id, 7 lane (the holder's; operators pass the
+--       execution's own)
 -- Returns ok(previous_state). Errors: execution_not_found,
 --   execution_not_active(state, epoch, attempt_id) for a terminal execution,
 --   and for the holder's cancel the fence errors.
@@ -567,7 +571,7 @@ redis.register_function('ff_cancel', function(keys, argv)
   local f = redis.call('HMGET', core, 'state', 'lease_epoch', 'attempt_id')
   if not f[1] then return fail('execution_not_found') end
   if argv[4] ~= '' then
-    local bad = check_fence(core, argv[4], argv[5], argv[6], now)
+    local bad = check_fence(core, argv[4], argv[5], argv[6], now, argv[7])
     if bad then return bad end
   elseif f[1] ~= 'waiting' and f[1] ~= 'delayed' and f[1] ~= 'active' then
     return fail('execution_not_active', f[1], f[2], f[3])
@@ -732,7 +736,7 @@ end)
 -- interruption: it is requeued at once for any worker (the next attempt is of
 -- type reclaim), or fails terminally once it was interrupted cap times.
 -- KEYS: 1 core, 2 leases, 3 active, 4 terminal, 5 delayed, 6 timeouts,
---       7 deadlines, 8 eligible
+--       7 deadlines, 8 eligible, 9 grant
 -- ARGV: 1 eid, 2 cap (max interruptions)
 -- Returns ok('retry_scheduled', due), ok('terminal_failed'), ok('not_due')
 --   or ok('stale') when the index entry no longer applies (it is removed).
@@ -746,7 +750,7 @@ redis.register_function('ff_reclaim_expired', function(keys, argv)
   local now = now_ms()
   if f[2] == 'held' and tonumber(f[3]) > now then return ok('not_due') end
   local k = {core = keys[1], leases = keys[2], active = keys[3], terminal = keys[4],
-    delayed = keys[5], timeouts = keys[6], deadlines = keys[7], eligible = keys[8]}
+    delayed = keys[5], timeouts = keys[6], deadlines = keys[7], eligible = keys[8], grant = keys[9]}
   local why = 'lease expired'
   if f[2] == 'revoked' then why = 'lease revoked' end
   return end_attempt(k, eid, why, 'lease_lost', 0, cap, now)
@@ -783,7 +787,7 @@ redis.register_function('ff_expire', function(keys, argv)
     if f[1] ~= 'active' or not due then redis.call('ZREM', keys[6], eid) return ok('stale') end
     if tonumber(due) > now then return ok('not_due') end
     local k = {core = keys[1], leases = keys[2], active = keys[3], terminal = keys[4],
-      delayed = keys[5], timeouts = keys[6], deadlines = keys[7], eligible = keys[8]}
+      delayed = keys[5], timeouts = keys[6], deadlines = keys[7], eligible = keys[8], grant = keys[10]}
     return end_attempt(k, eid, 'attempt timed out', 'attempt_timeout', 0, INTERRUPT_CAP, now)
   end
   return fail('invalid_input', 'unknown expiry kind')
@@ -833,7 +837,7 @@ end)
 
 ---------------------------------------------------------------------------
 -- ff_replay: run a terminal execution again as a new attempt (type replay).
--- KEYS: 1 core, 2 terminal, 3 eligible
+-- KEYS: 1 core, 2 terminal, 3 eligible, 4 result
 -- ARGV: 1 eid, 2 max_replays
 -- Returns ok(previous_state). Errors: execution_not_found,
 --   execution_not_terminal(state), replay_limit_exceeded(count).
@@ -852,6 +856,7 @@ redis.register_function('ff_replay', function(keys, argv)
   redis.call('HSET', keys[1], 'state', 'waiting', 'blocked', '', 'pending_type', 'replay',
     'resume', '0', 'replay_count', count + 1, 'retry_count', 0, 'interrupt_count', 0,
     'deadline_at', 0, 'completed_at', 0, 'last_transition_at', now)
+  redis.call('DEL', keys[4]) -- the new run's result (or none) replaces the old
   redis.call('ZREM', keys[2], eid)
   redis.call('ZADD', keys[3], eligible_score(f[3], f[4]), eid)
   return ok(f[1])

@@ -446,8 +446,14 @@ func (w *Worker) claimFusedLane(ctx context.Context, li int, parts []int) (claim
 			calls = append(calls, call{p: p, k: k})
 		}
 		if len(calls) == 0 {
-			break
+			if w.freeSlots() == 0 {
+				break
+			}
+			continue // nothing in this window
 		}
+		// Heads were non-empty: if nothing is claimed (granted to others,
+		// blocked on the way), back off briefly instead of idling.
+		saw = true
 		sent := time.Now() // the lease clock starts here (see claimCandidates)
 		var wg sync.WaitGroup
 		for i := range calls {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/flowfabric/flowfabric-go/sdk"
 	"github.com/flowfabric/flowfabric-go/valkeybackend"
@@ -40,5 +41,48 @@ func TestGrantBelongsToOneInstance(t *testing.T) {
 	task, err := b.GrantAndClaim(ctx, grant("fleet-a"), 0)
 	if err != nil || task.Handle.WorkerInstanceID != "fleet-a" {
 		t.Fatalf("A's retried grant and claim: %+v %v", task, err)
+	}
+}
+
+// A handle carrying another lane (persisted and rebuilt wrongly) is refused
+// before anything moves: its lane decides which indexes the call touches.
+func TestHandleLaneMustMatch(t *testing.T) {
+	ctx := context.Background()
+	addrs := topologies()[0].addrs(t)
+	b := freshBackend(t, addrs, valkeybackend.Options{})
+	r, err := b.CreateExecution(ctx, sdk.CreateExecutionArgs{Lane: "real", Kind: "k"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	task, err := b.GrantAndClaim(ctx, sdk.IssueClaimGrantArgs{ExecutionID: r.ID, Lane: "real", WorkerID: "w", WorkerInstanceID: "w-1"}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrong := task.Handle
+	wrong.Lane = "other"
+	before := keyspace(t, addrs)
+	if err := b.Complete(ctx, wrong, nil); !errors.Is(err, sdk.ErrValidation) {
+		t.Fatalf("complete with another lane: %v, want a validation error", err)
+	}
+	if _, err := b.Fail(ctx, wrong, "x", "y"); !errors.Is(err, sdk.ErrValidation) {
+		t.Fatalf("fail with another lane: %v", err)
+	}
+	if err := b.Delay(ctx, wrong, time.Now().Add(time.Minute)); !errors.Is(err, sdk.ErrValidation) {
+		t.Fatalf("delay with another lane: %v", err)
+	}
+	if err := b.Cancel(ctx, wrong, "x"); !errors.Is(err, sdk.ErrValidation) {
+		t.Fatalf("cancel with another lane: %v", err)
+	}
+	after := keyspace(t, addrs)
+	for k, v := range before {
+		if after[k] != v {
+			t.Fatalf("key %s changed", k)
+		}
+	}
+	if len(after) != len(before) {
+		t.Fatalf("keyspace grew from %d to %d keys", len(before), len(after))
+	}
+	if err := b.Complete(ctx, task.Handle, nil); err != nil {
+		t.Fatal(err)
 	}
 }

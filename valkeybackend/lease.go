@@ -163,7 +163,7 @@ func (b *Backend) Complete(ctx context.Context, h sdk.Handle, result []byte) err
 	if result != nil {
 		has = "1"
 	}
-	args := append(fenceArgs(h), string(result), has)
+	args := append(fenceArgs(h), string(result), has, string(h.Lane))
 	_, err = decode(op, b.client.Do(ctx, b.fcall("ff_complete",
 		[]string{ek.core, ek.result, pk.leases, lk.active, lk.terminal, pk.timeouts, pk.deadlines}, args...)))
 	return err
@@ -183,9 +183,9 @@ func (b *Backend) Fail(ctx context.Context, h sdk.Handle, reason, category strin
 		return sdk.FailOutcome{}, sdk.NewError(op, sdk.CodeInvalidInput, "failure category too long")
 	}
 	ek, lk, pk := keysOf(h.ExecutionID), laneKeysOf(tag, h.Lane), partKeysOf(tag)
-	args := append(fenceArgs(h), reason, category, strconv.FormatFloat(rand.Float64(), 'f', 6, 64))
+	args := append(fenceArgs(h), reason, category, strconv.FormatFloat(rand.Float64(), 'f', 6, 64), string(h.Lane))
 	r, err := decode(op, b.client.Do(ctx, b.fcall("ff_fail",
-		[]string{ek.core, pk.leases, lk.active, lk.terminal, lk.delayed, pk.timeouts, pk.deadlines, lk.eligible}, args...)))
+		[]string{ek.core, pk.leases, lk.active, lk.terminal, lk.delayed, pk.timeouts, pk.deadlines, lk.eligible, ek.grant}, args...)))
 	if err != nil {
 		return sdk.FailOutcome{}, err
 	}
@@ -214,6 +214,7 @@ func (b *Backend) cancelCmd(id sdk.ExecutionID, tag string, lane sdk.LaneID, rea
 		fence = fenceArgs(*holder)[1:]
 	}
 	args := append([]string{string(id), reason, by}, fence...)
+	args = append(args, string(lane))
 	return b.fcall("ff_cancel", []string{ek.core, ek.grant, pk.leases, lk.eligible, lk.delayed, lk.active,
 		lk.blocked, lk.terminal, pk.timeouts, pk.deadlines}, args...)
 }
@@ -229,7 +230,7 @@ func (b *Backend) Delay(ctx context.Context, h sdk.Handle, until time.Time) erro
 		return sdk.NewError(op, sdk.CodeInvalidInput, "delay time is zero")
 	}
 	ek, lk, pk := keysOf(h.ExecutionID), laneKeysOf(tag, h.Lane), partKeysOf(tag)
-	args := append(fenceArgs(h), msString(until))
+	args := append(fenceArgs(h), msString(until), string(h.Lane))
 	_, err = decode(op, b.client.Do(ctx, b.fcall("ff_delay",
 		[]string{ek.core, pk.leases, lk.active, lk.delayed, pk.timeouts, lk.eligible}, args...)))
 	return err

@@ -124,8 +124,9 @@ func (b *Backend) ReclaimExpired(ctx context.Context, ids []sdk.ExecutionID, max
 	capArg := strconv.Itoa(maxReclaims)
 	return b.act(ctx, "reclaim_expired", ids, func(id sdk.ExecutionID, tag string, lane sdk.LaneID) valkey.Completed {
 		lk, pk := laneKeysOf(tag, lane), partKeysOf(tag)
-		return b.fcall("ff_reclaim_expired", []string{keysOf(id).core, pk.leases, lk.active, lk.terminal,
-			lk.delayed, pk.timeouts, pk.deadlines, lk.eligible}, string(id), capArg)
+		ek := keysOf(id)
+		return b.fcall("ff_reclaim_expired", []string{ek.core, pk.leases, lk.active, lk.terminal,
+			lk.delayed, pk.timeouts, pk.deadlines, lk.eligible, ek.grant}, string(id), capArg)
 	})
 }
 

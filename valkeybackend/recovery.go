@@ -106,7 +106,8 @@ func (b *Backend) ReplayExecution(ctx context.Context, a sdk.ReplayExecutionArgs
 		maxN = MaxReplaysDefault
 	}
 	lk := laneKeysOf(tag, lane)
-	r, err := decode(op, b.client.Do(ctx, b.fcall("ff_replay", []string{keysOf(a.ExecutionID).core, lk.terminal, lk.eligible},
+	ek := keysOf(a.ExecutionID)
+	r, err := decode(op, b.client.Do(ctx, b.fcall("ff_replay", []string{ek.core, lk.terminal, lk.eligible, ek.result},
 		string(a.ExecutionID), strconv.Itoa(maxN))))
 	if err != nil {
 		return sdk.ReplayExecutionResult{}, err

@@ -162,16 +162,13 @@ func TestClaimFromResumeGrant(t *testing.T) {
 	}
 }
 
-// A replayed run is fresh: an earlier result does not show through, and a
-// sub-millisecond dedup TTL still writes its idempotency key.
+// A replayed run is fresh: an earlier result does not show through. (The
+// create also uses a sub-millisecond dedup TTL, which once became PX 0 and
+// failed after writing half the execution.)
 func TestReplayIsAFreshRun(t *testing.T) {
 	ctx := context.Background()
 	b := freshBackend(t, topologies()[0].addrs(t), valkeybackend.Options{})
 	id, task := claimOne(t, b, sdk.CreateExecutionArgs{IdempotencyKey: "once", DedupTTL: 500 * time.Microsecond}, time.Minute)
-	dup, err := b.CreateExecution(ctx, sdk.CreateExecutionArgs{Lane: "rec", Kind: "k", IdempotencyKey: "once"})
-	if err != nil || !dup.Duplicate || dup.ID != id {
-		t.Fatalf("sub-ms dedup ttl: %+v %v", dup, err)
-	}
 	if err := b.Complete(ctx, task.Handle, []byte("first")); err != nil {
 		t.Fatal(err)
 	}
