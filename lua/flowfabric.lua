@@ -39,7 +39,8 @@ delay_until resume total_attempts attempt_index attempt_id attempt_type
 pending_type retry_count interrupt_count lease_state lease_id lease_epoch
 worker_id worker_instance lease_ttl lease_expires_at started_at completed_at
 progress_pct progress_msg failure_reason failure_category cancel_reason
-cancelled_by last_transition_at.
+cancelled_by last_transition_at ended_by (who ended the last attempt: the
+holder's lease id, 'engine' or 'operator'; a retried terminal call checks it).
 
 state is the public state: waiting delayed active completed failed cancelled
 expired. A waiting execution with blocked ~= '' is parked (blocked set).
@@ -51,7 +52,7 @@ REPLY SHAPE (every function): {1, status, field...} on success,
 {0, code, detail...} on a business failure. Redis errors mean a bug.
 ]]
 
-local VERSION = '5'
+local VERSION = '6'
 local PRIORITY_SCALE = 1000000000000
 local MAX_PRIORITY = 9000
 local INTERRUPT_CAP = 100
@@ -90,13 +91,13 @@ end
 -- Writes nothing.
 local function check_fence(core, lease_id, epoch, attempt_id, now, lane)
   local f = redis.call('HMGET', core, 'state', 'lease_state', 'lease_expires_at',
-    'lease_id', 'lease_epoch', 'attempt_id', 'lane')
+    'lease_id', 'lease_epoch', 'attempt_id', 'lane', 'ended_by')
   if not f[1] then return fail('execution_not_found') end
   -- The caller built the lane's index keys from the lane it passes: a wrong
   -- lane would move the execution between another lane's indexes.
   if lane ~= nil and f[7] ~= lane then return fail('invalid_input', 'lane differs from the execution') end
   if f[1] ~= 'active' then
-    return fail('execution_not_active', f[1], f[5] or '0', f[6] or '')
+    return fail('execution_not_active', f[1], f[5] or '0', f[6] or '', f[8] or '')
   end
   if f[2] == 'revoked' then return fail('lease_revoked') end
   if tonumber(f[3] or '0') <= now then return fail('lease_expired') end
@@ -381,10 +382,11 @@ end)
 -- ff_renew: renew many leases on one partition.
 -- KEYS: 1 leases, then one core per lease
 -- ARGV: 1 lease_ttl_ms, then per lease: eid, lease_id, epoch, attempt_id
--- Returns ok(n, then per lease: code, expires_at, d1, d2, d3) where code is ''
---   on success or a fence error code (execution_not_found,
+-- Returns ok(n, then per lease: code, expires_at, d1, d2, d3, d4) where code is
+--   '' on success or a fence error code (execution_not_found,
 --   execution_not_active, lease_revoked, lease_expired, stale_lease) and
---   d1..d3 its detail (state, epoch, attempt_id for execution_not_active).
+--   d1..d4 its detail (state, epoch, attempt_id, ended_by for
+--   execution_not_active).
 redis.register_function('ff_renew', function(keys, argv)
   local leases = keys[1]
   local ttl = uint(argv[1])
@@ -401,11 +403,11 @@ redis.register_function('ff_renew', function(keys, argv)
     local eid = argv[a]
     local bad = check_fence(core, argv[a + 1], argv[a + 2], argv[a + 3], now)
     if bad then
-      append_all(reply, {bad[2], '0', bad[3] or '', bad[4] or '', bad[5] or ''})
+      append_all(reply, {bad[2], '0', bad[3] or '', bad[4] or '', bad[5] or '', bad[6] or ''})
     else
       redis.call('HSET', core, 'lease_expires_at', expires, 'lease_ttl', ttl)
       redis.call('ZADD', leases, expires, eid)
-      append_all(reply, {'', tostring(expires), '', '', ''})
+      append_all(reply, {'', tostring(expires), '', '', '', ''})
     end
   end
   return reply
@@ -440,7 +442,7 @@ redis.register_function('ff_complete', function(keys, argv)
   if argv[6] == '1' then redis.call('SET', keys[2], argv[5]) end
   release_lease(core, eid, keys[3], keys[4], keys[6])
   redis.call('ZREM', keys[7], eid)
-  redis.call('HSET', core, 'state', 'completed', 'completed_at', now,
+  redis.call('HSET', core, 'state', 'completed', 'completed_at', now, 'ended_by', argv[2],
     'last_transition_at', now)
   redis.call('ZADD', keys[5], now, eid)
   return ok('completed')
@@ -451,12 +453,14 @@ end)
 local INTERRUPTIONS = {worker_shutdown = true, lease_lost = true}
 
 -- Ends the current attempt of an active execution (the caller has checked
--- the fence or the expiry) and applies the retry policy: a retry (delayed by
+-- the fence or the expiry), recording who ended it (the holder's lease id,
+-- or 'engine'), and applies the retry policy: a retry (delayed by
 -- the backoff, or at once), an interruption requeue, or terminal failure.
 -- k names the keys: core, leases, active, terminal, delayed, timeouts,
 -- deadlines, eligible, grant. Returns ok('retry_scheduled', due) or ok('terminal_failed').
-local function end_attempt(k, eid, reason, category, draw, cap, now)
+local function end_attempt(k, eid, reason, category, draw, cap, now, ended_by)
   local core = k.core
+  redis.call('HSET', core, 'ended_by', ended_by)
   -- A reclaim grant issued for the lost lease must not outlive the attempt.
   if k.grant then redis.call('DEL', k.grant) end
   local f = redis.call('HMGET', core, 'retry_max', 'retry_count', 'bo_kind', 'bo_init',
@@ -525,7 +529,7 @@ redis.register_function('ff_fail', function(keys, argv)
     delayed = keys[5], timeouts = keys[6], deadlines = keys[7], eligible = keys[8], grant = keys[9]}
   local category = argv[6]
   if category == 'lease_lost' then category = 'handler_lease_lost' end
-  return end_attempt(k, argv[1], argv[5], category, tonumber(argv[7]) or 0, INTERRUPT_CAP, now)
+  return end_attempt(k, argv[1], argv[5], category, tonumber(argv[7]) or 0, INTERRUPT_CAP, now, argv[2])
 end)
 
 ---------------------------------------------------------------------------
@@ -542,7 +546,7 @@ redis.register_function('ff_delay', function(keys, argv)
   local bad = check_fence(core, argv[2], argv[3], argv[4], now, argv[6])
   if bad then return bad end
   release_lease(core, eid, keys[2], keys[3], keys[5])
-  redis.call('HSET', core, 'resume', '1', 'last_transition_at', now)
+  redis.call('HSET', core, 'resume', '1', 'ended_by', argv[2], 'last_transition_at', now)
   if until_ms <= now then
     local f = redis.call('HMGET', core, 'created_at', 'priority')
     redis.call('HSET', core, 'state', 'waiting', 'delay_until', 0)
@@ -563,24 +567,26 @@ end)
 --       5 epoch, 6 attempt_id, 7 lane (the holder's; operators pass the
 --       execution's own)
 -- Returns ok(previous_state). Errors: execution_not_found,
---   execution_not_active(state, epoch, attempt_id) for a terminal execution,
+--   execution_not_active(state, epoch, attempt_id, ended_by) for a terminal execution,
 --   and for the holder's cancel the fence errors.
 redis.register_function('ff_cancel', function(keys, argv)
   local core, eid = keys[1], argv[1]
   local now = now_ms()
-  local f = redis.call('HMGET', core, 'state', 'lease_epoch', 'attempt_id')
+  local f = redis.call('HMGET', core, 'state', 'lease_epoch', 'attempt_id', 'ended_by')
   if not f[1] then return fail('execution_not_found') end
   if argv[4] ~= '' then
     local bad = check_fence(core, argv[4], argv[5], argv[6], now, argv[7])
     if bad then return bad end
   elseif f[1] ~= 'waiting' and f[1] ~= 'delayed' and f[1] ~= 'active' then
-    return fail('execution_not_active', f[1], f[2], f[3])
+    return fail('execution_not_active', f[1], f[2], f[3], f[4] or '')
   end
   redis.call('DEL', keys[2])
   for i = 3, 7 do redis.call('ZREM', keys[i], eid) end
   redis.call('ZREM', keys[9], eid)
   redis.call('ZREM', keys[10], eid)
-  redis.call('HSET', core, 'state', 'cancelled', 'blocked', '', 'lease_state', '',
+  local ended_by = argv[4]
+  if ended_by == '' then ended_by = 'operator' end
+  redis.call('HSET', core, 'state', 'cancelled', 'blocked', '', 'lease_state', '', 'ended_by', ended_by,
     'lease_expires_at', 0, 'cancel_reason', argv[2], 'cancelled_by', argv[3],
     'completed_at', now, 'last_transition_at', now)
   redis.call('ZADD', keys[8], now, eid)
@@ -753,7 +759,7 @@ redis.register_function('ff_reclaim_expired', function(keys, argv)
     delayed = keys[5], timeouts = keys[6], deadlines = keys[7], eligible = keys[8], grant = keys[9]}
   local why = 'lease expired'
   if f[2] == 'revoked' then why = 'lease revoked' end
-  return end_attempt(k, eid, why, 'lease_lost', 0, cap, now)
+  return end_attempt(k, eid, why, 'lease_lost', 0, cap, now, 'engine')
 end)
 
 ---------------------------------------------------------------------------
@@ -777,7 +783,7 @@ redis.register_function('ff_expire', function(keys, argv)
     if tonumber(f[2]) == 0 or tonumber(f[2]) > now then return ok('not_due') end
     redis.call('DEL', keys[10])
     for _, i in ipairs({2, 3, 5, 6, 7, 8, 9}) do redis.call('ZREM', keys[i], eid) end
-    redis.call('HSET', keys[1], 'state', 'expired', 'blocked', '', 'lease_state', '',
+    redis.call('HSET', keys[1], 'state', 'expired', 'blocked', '', 'lease_state', '', 'ended_by', 'engine',
       'lease_expires_at', 0, 'failure_reason', 'deadline passed',
       'failure_category', 'deadline', 'completed_at', now, 'last_transition_at', now)
     redis.call('ZADD', keys[4], now, eid)
@@ -788,7 +794,7 @@ redis.register_function('ff_expire', function(keys, argv)
     if tonumber(due) > now then return ok('not_due') end
     local k = {core = keys[1], leases = keys[2], active = keys[3], terminal = keys[4],
       delayed = keys[5], timeouts = keys[6], deadlines = keys[7], eligible = keys[8], grant = keys[10]}
-    return end_attempt(k, eid, 'attempt timed out', 'attempt_timeout', 0, INTERRUPT_CAP, now)
+    return end_attempt(k, eid, 'attempt timed out', 'attempt_timeout', 0, INTERRUPT_CAP, now, 'engine')
   end
   return fail('invalid_input', 'unknown expiry kind')
 end)
@@ -926,7 +932,7 @@ redis.register_function('ff_reclaim', function(keys, argv)
   if count >= cap then
     release_lease(core, eid, keys[4], keys[5], keys[6])
     redis.call('ZREM', keys[9], eid)
-    redis.call('HSET', core, 'state', 'failed', 'failure_reason', 'lease lost too often',
+    redis.call('HSET', core, 'state', 'failed', 'ended_by', 'engine', 'failure_reason', 'lease lost too often',
       'failure_category', 'lease_lost', 'completed_at', now, 'last_transition_at', now)
     redis.call('ZADD', keys[8], now, eid)
     return {1, 'TERMINAL_FAILED', tostring(count)}

@@ -210,6 +210,10 @@ type NotActiveDetail struct {
 	State     PublicState
 	Epoch     uint64
 	AttemptID string
+	// EndedBy says who ended the last attempt: the lease id of the holder
+	// whose terminal call landed, "engine" (scanners) or "operator". Empty
+	// when the backend does not tell.
+	EndedBy string
 }
 
 // NotActive decodes the detail of an execution_not_active error.
@@ -221,7 +225,11 @@ func (e *Error) NotActive() (NotActiveDetail, bool) {
 	if err != nil {
 		return NotActiveDetail{}, false
 	}
-	return NotActiveDetail{State: PublicState(e.Detail[0]), Epoch: epoch, AttemptID: e.Detail[2]}, true
+	d := NotActiveDetail{State: PublicState(e.Detail[0]), Epoch: epoch, AttemptID: e.Detail[2]}
+	if len(e.Detail) > 3 {
+		d.EndedBy = e.Detail[3]
+	}
+	return d, true
 }
 
 // NewError builds an *Error for a code; the kind comes from the code.

@@ -308,8 +308,10 @@ func TestNotActive(t *testing.T) {
 	}{
 		{"completed", NewError("complete", CodeExecutionNotActive, "", "completed", "3", testUUID),
 			NotActiveDetail{State: StateCompleted, Epoch: 3, AttemptID: testUUID}, true},
-		{"extra fields ignored", NewError("complete", CodeExecutionNotActive, "", "cancelled", "18446744073709551615", testUUID, "more"),
-			NotActiveDetail{State: StateCancelled, Epoch: 1<<64 - 1, AttemptID: testUUID}, true},
+		{"ended by", NewError("complete", CodeExecutionNotActive, "", "cancelled", "18446744073709551615", testUUID, "operator"),
+			NotActiveDetail{State: StateCancelled, Epoch: 1<<64 - 1, AttemptID: testUUID, EndedBy: "operator"}, true},
+		{"extra fields ignored", NewError("complete", CodeExecutionNotActive, "", "cancelled", "1", testUUID, "engine", "more"),
+			NotActiveDetail{State: StateCancelled, Epoch: 1, AttemptID: testUUID, EndedBy: "engine"}, true},
 		{"empty attempt id", NewError("fail", CodeExecutionNotActive, "", "failed", "0", ""),
 			NotActiveDetail{State: StateFailed}, true},
 		{"no detail", NewError("complete", CodeExecutionNotActive, ""), NotActiveDetail{}, false},

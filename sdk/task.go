@@ -286,7 +286,11 @@ func isReplayOf(err error, h Handle, ok func(PublicState) bool) bool {
 		return false
 	}
 	d, has := e.NotActive()
-	return has && d.Epoch == h.Epoch && d.AttemptID == h.AttemptID && ok(d.State)
+	// The same epoch and attempt are not enough: a scanner may have ended the
+	// attempt meanwhile (a requeue looks like a landed Delay). When the
+	// backend says who ended it, it must be this lease.
+	return has && d.Epoch == h.Epoch && d.AttemptID == h.AttemptID && ok(d.State) &&
+		(d.EndedBy == "" || d.EndedBy == h.LeaseID)
 }
 
 // isTransient reports an error worth retrying the same call for: transport

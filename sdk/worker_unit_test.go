@@ -254,14 +254,18 @@ func TestInvokeRecoversPanic(t *testing.T) {
 }
 
 func TestReplayRecognition(t *testing.T) {
-	h := Handle{Epoch: 7, AttemptID: "att"}
+	h := Handle{Epoch: 7, AttemptID: "att", LeaseID: "lease"}
 	completed := func(s PublicState) bool { return s == StateCompleted }
 	same := NewError("complete", CodeExecutionNotActive, "", "completed", "7", "att")
 	if !isReplayOf(same, h, completed) {
 		t.Fatal("own replay not recognised")
 	}
+	if !isReplayOf(NewError("complete", CodeExecutionNotActive, "", "completed", "7", "att", "lease"), h, completed) {
+		t.Fatal("own replay (ended by this lease) not recognised")
+	}
 	for _, e := range []error{
-		NewError("complete", CodeExecutionNotActive, "", "completed", "8", "att"), // later epoch
+		NewError("complete", CodeExecutionNotActive, "", "completed", "7", "att", "engine"), // a scanner ended it
+		NewError("complete", CodeExecutionNotActive, "", "completed", "8", "att"),           // later epoch
 		NewError("complete", CodeExecutionNotActive, "", "completed", "7", "other"),
 		NewError("complete", CodeExecutionNotActive, "", "failed", "7", "att"), // other outcome
 		NewError("complete", CodeStaleLease, ""),

@@ -111,12 +111,12 @@ func (b *Backend) RenewBatch(ctx context.Context, handles []sdk.Handle) ([]sdk.R
 			continue
 		}
 		for j, i := range g.indexes {
-			const width = 5 // code, expires_at, detail×3
+			const width = 6 // code, expires_at, detail×4
 			code, exp := r.field(1+width*j), r.field(2+width*j)
 			if code != "" {
 				var detail []string
 				if code == sdk.CodeExecutionNotActive {
-					detail = []string{r.field(3 + width*j), r.field(4 + width*j), r.field(5 + width*j)}
+					detail = []string{r.field(3 + width*j), r.field(4 + width*j), r.field(5 + width*j), r.field(6 + width*j)}
 				}
 				out[i].Err = sdk.NewError(op, code, "", detail...)
 				continue

@@ -186,3 +186,37 @@ func TestReplayIsAFreshRun(t *testing.T) {
 		t.Fatalf("result after a replay completed without one: %q %v", res, err)
 	}
 }
+
+// The not-active detail says who ended the attempt, so a retried terminal
+// call tells its own landing from a scanner's requeue.
+func TestNotActiveSaysWhoEndedTheAttempt(t *testing.T) {
+	ctx := context.Background()
+	b := freshBackend(t, topologies()[0].addrs(t), valkeybackend.Options{})
+	id, task := claimOne(t, b, sdk.CreateExecutionArgs{}, 100*time.Millisecond)
+	time.Sleep(150 * time.Millisecond)
+	if c, err := b.ReclaimExpired(ctx, []sdk.ExecutionID{id}, 0); err != nil || c["retry_scheduled"] != 1 {
+		t.Fatalf("requeue: %v %v", c, err)
+	}
+	err := b.Delay(ctx, task.Handle, time.Now().Add(time.Minute))
+	var e *sdk.Error
+	if !errors.As(err, &e) {
+		t.Fatalf("delay after requeue: %v", err)
+	}
+	if d, ok := e.NotActive(); !ok || d.State != sdk.StateWaiting || d.EndedBy != "engine" || d.Epoch != task.Handle.Epoch {
+		t.Fatalf("detail after a requeue: %+v %v", d, ok)
+	}
+	again, err := b.GrantAndClaim(ctx, sdk.IssueClaimGrantArgs{ExecutionID: id, Lane: "rec", WorkerID: "w1", WorkerInstanceID: "w1-a"}, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Complete(ctx, again.Handle, nil); err != nil {
+		t.Fatal(err)
+	}
+	err = b.Complete(ctx, again.Handle, nil)
+	if !errors.As(err, &e) {
+		t.Fatalf("second complete: %v", err)
+	}
+	if d, _ := e.NotActive(); d.EndedBy != again.Handle.LeaseID {
+		t.Fatalf("detail after our own complete: %+v, want ended by lease %s", d, again.Handle.LeaseID)
+	}
+}
