@@ -62,7 +62,7 @@ func renewCommands(c valkey.Client, hs []sdk.Handle) []valkey.Completed {
 }
 
 // renewedIn counts the leases an ff_renew reply renewed: {1, OK, n, then
-// per lease code, expires_at, d1, d2, d3} with code "" on success.
+// per lease a record whose first field is the error code, "" on success}.
 func renewedIn(res valkey.ValkeyResult) (int, error) {
 	arr, err := res.ToArray()
 	if err != nil {
@@ -75,8 +75,15 @@ func renewedIn(res valkey.ValkeyResult) (int, error) {
 		code, _ := arr[1].ToString()
 		return 0, fmt.Errorf("ff_renew failed: %s", code)
 	}
+	// ok(n, then n equal-width records whose first field is the error code):
+	// the width comes from the reply, so a wider record does not break this.
+	leases, _ := arr[2].AsInt64()
+	if leases <= 0 || (len(arr)-3)%int(leases) != 0 {
+		return 0, fmt.Errorf("ff_renew: reply of %d fields for %d leases", len(arr), leases)
+	}
+	width := (len(arr) - 3) / int(leases)
 	n := 0
-	for i := 3; i < len(arr); i += 5 {
+	for i := 3; i < len(arr); i += width {
 		if code, _ := arr[i].ToString(); code == "" {
 			n++
 		}

@@ -464,6 +464,11 @@ func (w *Worker) Run(ctx context.Context, h Handler) error {
 	}
 
 	claimCtx, stopClaim := context.WithCancel(ctx)
+	select {
+	case <-w.stopCh: // Shutdown came first: do not claim at all
+		stopClaim()
+	default:
+	}
 	go func() {
 		select {
 		case <-w.stopCh:
