@@ -32,16 +32,12 @@ type pipelineSpec struct {
 // measures one window.
 func (r *Runner) runPipeline(ctx context.Context, sp pipelineSpec) (*Result, error) {
 	cfg := r.cfg
-	be, err := r.t.Deploy(ctx, sp.partitions)
+	bes, closeAll, err := r.t.DeployConnected(ctx, sp.partitions, 1)
 	if err != nil {
 		return nil, err
 	}
-	defer be.Close()
-	prod, err := r.t.Connect(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer prod.Close()
+	defer closeAll()
+	be, prod := bes[0], bes[1]
 
 	track := newTracker()
 	// The fleet settles (registers, subscribes) until t0, when the producer

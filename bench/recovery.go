@@ -22,21 +22,12 @@ import (
 func (r *Runner) runRecovery(ctx context.Context) (*Result, error) {
 	cfg := r.cfg
 	p := cfg.Partitions
-	be, err := r.t.Deploy(ctx, p)
+	bes, closeAll, err := r.t.DeployConnected(ctx, p, 2)
 	if err != nil {
 		return nil, err
 	}
-	defer be.Close()
-	prod, err := r.t.Connect(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer prod.Close()
-	engine, err := r.t.Connect(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer engine.Close()
+	defer closeAll()
+	be, prod, engine := bes[0], bes[1], bes[2]
 
 	sctx, stopScan := context.WithCancel(ctx)
 	defer stopScan()

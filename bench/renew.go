@@ -30,16 +30,12 @@ const renewLeaseTTL = 30 * time.Second
 // the SDK's cost alone.
 func (r *Runner) runRenew(ctx context.Context, scenario string, p int) ([]*Result, error) {
 	cfg := r.cfg
-	be, err := r.t.Deploy(ctx, p)
+	bes, closeAll, err := r.t.DeployConnected(ctx, p, 1)
 	if err != nil {
 		return nil, err
 	}
-	defer be.Close()
-	prod, err := r.t.Connect(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer prod.Close()
+	defer closeAll()
+	be, prod := bes[0], bes[1]
 
 	r.prog.Detail(func() string { return fmt.Sprintf("%s P=%d: creating %d executions", scenario, p, cfg.Leases) })
 	if _, err := submitN(ctx, prod, benchLane, cfg.Leases, 0); err != nil {

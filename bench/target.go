@@ -157,6 +157,31 @@ func (t *Target) Deploy(ctx context.Context, partitions int) (*valkeybackend.Bac
 	return valkeybackend.Connect(ctx, valkeybackend.Options{Addrs: t.Addrs, Partitions: partitions})
 }
 
+// DeployConnected deploys partitions and connects n more backends to the
+// deployment (producers, an engine: separate clients, as separate processes
+// would be). It returns the deployed backend first and one close for all.
+func (t *Target) DeployConnected(ctx context.Context, partitions, n int) ([]*valkeybackend.Backend, func(), error) {
+	be, err := t.Deploy(ctx, partitions)
+	if err != nil {
+		return nil, nil, err
+	}
+	all := []*valkeybackend.Backend{be}
+	closeAll := func() {
+		for _, b := range all {
+			b.Close()
+		}
+	}
+	for range n {
+		c, err := t.Connect(ctx)
+		if err != nil {
+			closeAll()
+			return nil, nil, err
+		}
+		all = append(all, c)
+	}
+	return all, closeAll, nil
+}
+
 // Connect connects another backend to the current deployment (a producer
 // process next to the workers' one).
 func (t *Target) Connect(ctx context.Context) (*valkeybackend.Backend, error) {
