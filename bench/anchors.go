@@ -169,17 +169,15 @@ func measureSerial(ctx context.Context, c valkey.Client, cmd valkey.Completed, d
 	}
 }
 
-// rawStorm sends each group of commands as one pipelined DoMulti, flat out,
-// one goroutine per group, and returns renewals per second counted over the
-// window after warmup (checking every reply).
-func rawStorm(ctx context.Context, c valkey.Client, groups [][]valkey.Completed, warmup, d time.Duration, lat *Latency) (float64, error) {
-	win := Window{From: time.Now().Add(warmup)}
-	win.To = win.From.Add(d)
-	var renewed atomic.Int64
+// rawSlice sends each group of commands as one pipelined DoMulti, flat out,
+// one goroutine per group, for d: the raw renew ceiling on the same leases
+// the SDK renews. It returns the leases renewed and the time from the first
+// send to the last reply (rounds started before d ends run to completion).
+func rawSlice(ctx context.Context, c valkey.Client, groups [][]valkey.Completed, d time.Duration, lat *Latency) (uint64, time.Duration, error) {
 	var firstErr atomic.Value
 	storm := &loadgen.RenewStorm{
 		Concurrency: len(groups),
-		Duration:    warmup + d,
+		Duration:    d,
 		Round: func(ctx context.Context, g int) (int, error) {
 			n := 0
 			for _, res := range c.DoMulti(ctx, groups[g]...) {
@@ -192,23 +190,18 @@ func rawStorm(ctx context.Context, c valkey.Client, groups [][]valkey.Completed,
 			}
 			return n, nil
 		},
-		OnRound: func(g int, start time.Time, took time.Duration, n int) {
-			if win.Contains(start) {
-				renewed.Add(int64(n))
-			}
-			if lat != nil {
-				lat.Shard(g).Record(start, took)
-			}
-		},
+	}
+	if lat != nil {
+		storm.OnRound = func(g int, start time.Time, took time.Duration, _ int) { lat.Shard(g).Record(start, took) }
 	}
 	st, err := storm.Run(ctx)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	if e, _ := firstErr.Load().(error); e != nil || st.Errors > 0 {
-		return 0, fmt.Errorf("raw renew: %d failed rounds: %v", st.Errors, e)
+		return 0, 0, fmt.Errorf("raw renew: %d failed rounds: %v", st.Errors, e)
 	}
-	return float64(renewed.Load()) / d.Seconds(), nil
+	return st.Renewed, st.Elapsed, nil
 }
 
 // measurePipelined sends cmd from conns goroutines, depth copies per

@@ -235,6 +235,34 @@ func (r *Runner) measure(ctx context.Context, win Window, detail func() string) 
 	return measured{server: a.to(b), mallocs: m1.Mallocs - m0.Mallocs}, nil
 }
 
+// counting is a measurement in progress: startCount snapshots the server
+// and the client's allocations, stop returns what happened since.
+type counting struct {
+	server serverSnapshot
+	mem    runtime.MemStats
+	r      *Runner
+}
+
+func (r *Runner) startCount(ctx context.Context) (*counting, error) {
+	a, err := r.t.snapshot(ctx)
+	if err != nil {
+		return nil, err
+	}
+	c := &counting{server: a, r: r}
+	runtime.ReadMemStats(&c.mem)
+	return c, nil
+}
+
+func (c *counting) stop(ctx context.Context) (measured, error) {
+	var m1 runtime.MemStats
+	runtime.ReadMemStats(&m1)
+	b, err := c.r.t.snapshot(ctx)
+	if err != nil {
+		return measured{}, err
+	}
+	return measured{server: c.server.to(b), mallocs: m1.Mallocs - c.mem.Mallocs}, nil
+}
+
 func sleepUntil(ctx context.Context, t time.Time) bool {
 	d := time.Until(t)
 	if d <= 0 {

@@ -2,7 +2,9 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -14,8 +16,48 @@ import (
 	"github.com/flowfabric/flowfabric-go/sdk"
 )
 
+// renewSlice is the length of one measured slice of renew-throughput:
+// short, so the two variants alternate faster than this machine's slow
+// spells come and go (they last a few hundred ms), yet a few renew rounds
+// long.
+const renewSlice = 100 * time.Millisecond
+
+// abba orders slice pair i: sdk first on even pairs, raw first on odd ones,
+// so a drift over the run weighs on both variants alike.
+func abba(i int) [2]string {
+	if i%2 == 0 {
+		return [2]string{"sdk", "raw"}
+	}
+	return [2]string{"raw", "sdk"}
+}
+
+// renewTotals sums one variant's slices.
+type renewTotals struct {
+	renewed uint64
+	took    time.Duration
+	server  serverDelta
+	mallocs uint64
+}
+
+func (t *renewTotals) add(n uint64, took time.Duration, m measured) {
+	t.renewed += n
+	t.took += took
+	t.server.add(m.server)
+	t.mallocs += m.mallocs
+}
+
+func (t *renewTotals) result(scenario, variant string, p, workers int) *Result {
+	res := &Result{Scenario: scenario, Variant: variant, Partitions: p, Workers: workers,
+		DurationS: round3(t.took.Seconds()), Unit: "renewals", Ops: int64(t.renewed), Latency: map[string]*Summary{}}
+	if t.took > 0 {
+		res.Throughput = round3(float64(t.renewed) / t.took.Seconds())
+	}
+	res.efficiency(t.server, t.mallocs, int64(t.renewed))
+	return res
+}
+
 // renewLeaseTTL is long enough that no lease of the renew scenario expires
-// while the harness switches from the SDK phase to the raw one.
+// while the other variant's slices run.
 const renewLeaseTTL = 30 * time.Second
 
 // runRenew measures renew-throughput at P partitions: a fleet of
@@ -23,11 +65,12 @@ const renewLeaseTTL = 30 * time.Second
 // through the SDK's own renewer (WorkerConfig.RenewEvery = 1ms: every lease
 // is always due, so each worker's renewer loops one RenewBatch round after
 // another: one ff_renew per partition, all partitions in one pipelined
-// flush). Then the fleet is killed, its leases left held, and the very same
-// leases are renewed raw: each worker's round rebuilt by hand as pinned
-// FCALLs and sent from one goroutine per worker, flat out. Both phases have
-// the same shape (commands, batch sizes, concurrency), so their ratio is
-// the SDK's cost alone.
+// flush). The raw ceiling renews the very same leases: each worker's round
+// rebuilt by hand as pinned FCALLs and sent from one goroutine per worker,
+// flat out. The two take turns in renewSlices slices each (the fleet's
+// renewers held at a loadgen.RenewGate during raw slices), so both see the
+// same machine; both have the same shape (commands, batch sizes,
+// concurrency), so their ratio is the SDK's cost alone.
 func (r *Runner) runRenew(ctx context.Context, scenario string, p int) ([]*Result, error) {
 	cfg := r.cfg
 	bes, closeAll, err := r.t.DeployConnected(ctx, p, 1)
@@ -42,7 +85,7 @@ func (r *Runner) runRenew(ctx context.Context, scenario string, p int) ([]*Resul
 		return nil, err
 	}
 
-	// Phase 1: the SDK renewer.
+	// The fleet: the SDK renewer.
 	type held struct {
 		h      sdk.Handle
 		worker int
@@ -50,8 +93,8 @@ func (r *Runner) runRenew(ctx context.Context, scenario string, p int) ([]*Resul
 	var mu sync.Mutex
 	heldBy := make(map[uint64]held, cfg.Leases)
 	per := (cfg.Leases + cfg.RenewWorkers - 1) / cfg.RenewWorkers
-	var sdkRound *Latency // set before any renewal can happen (the fleet waits for its leases)
-	var sdkWin Window
+	var sdkRound *Latency // set before the measured slices
+	gate := &loadgen.RenewGate{}
 	fctx, stopFleet := context.WithCancel(ctx)
 	defer stopFleet()
 	fleet, err := loadgen.StartFleet(fctx, loadgen.FleetConfig{
@@ -64,6 +107,7 @@ func (r *Runner) runRenew(ctx context.Context, scenario string, p int) ([]*Resul
 			ShutdownGrace: 10 * time.Millisecond},
 		Hooks: func(i int) loadgen.Hooks {
 			h := r.hooks(be, nil, i)
+			h.RenewGate = gate
 			h.OnRenewBatch = func(start time.Time, took time.Duration, _ int) {
 				mu.Lock()
 				l := sdkRound
@@ -117,45 +161,7 @@ func (r *Runner) runRenew(ctx context.Context, scenario string, p int) ([]*Resul
 		r.prog.Detail(func() string { return fmt.Sprintf("%s P=%d: fleet holds %d/%d leases", scenario, p, n, cfg.Leases) })
 		time.Sleep(20 * time.Millisecond)
 	}
-	sdkWin = Window{From: time.Now().Add(cfg.Warmup)}
-	sdkWin.To = sdkWin.From.Add(cfg.Duration)
-	mu.Lock()
-	sdkRound = NewLatency(cfg.RenewWorkers, sdkWin)
-	mu.Unlock()
-	s0ch := make(chan sdk.WorkerStats, 1)
-	go func() {
-		sleepUntil(ctx, sdkWin.From)
-		s0ch <- fleet.Stats()
-	}()
-	m, err := r.measure(ctx, sdkWin, func() string {
-		return fmt.Sprintf("%s P=%d sdk: %d renewals", scenario, p, fleet.Stats().Renewals)
-	})
-	s1 := fleet.Stats()
-	if err != nil {
-		fleet.KillAll()
-		return nil, err
-	}
-	s0 := <-s0ch
-	fleet.KillAll()
-	sctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-	_ = fleet.Stop(sctx)
-	cancel()
-	renewals := int64(s1.Renewals - s0.Renewals)
-	sdkRes := &Result{Scenario: scenario, Variant: "sdk", Partitions: p, Workers: cfg.RenewWorkers,
-		DurationS: sdkWin.Seconds(), Unit: "renewals", Ops: renewals,
-		Throughput: round3(float64(renewals) / sdkWin.Seconds()), Latency: map[string]*Summary{}}
-	sdkRes.efficiency(m.server, m.mallocs, renewals)
-	if s := Summarize(sdkRound.Merge()); s.Count > 0 {
-		sdkRes.Latency["renew_round"] = s
-	}
-	rounds := s1.RenewRounds - s0.RenewRounds
-	sdkRes.Extra = map[string]float64{"leases": float64(cfg.Leases), "renew_rounds": float64(rounds),
-		"renew_failures": float64(s1.RenewFailures - s0.RenewFailures), "lost_leases": float64(s1.LostLeases)}
-	if rounds > 0 {
-		sdkRes.Extra["leases_per_round"] = round3(float64(renewals) / float64(rounds))
-	}
-
-	// Phase 2: the raw ceiling on the same leases, grouped as each worker held them.
+	// The raw rounds: the same leases, grouped as each worker held them.
 	mu.Lock()
 	byWorker := make([][]sdk.Handle, cfg.RenewWorkers)
 	all := make([]sdk.Handle, 0, len(heldBy))
@@ -170,35 +176,111 @@ func (r *Runner) runRenew(ctx context.Context, scenario string, p int) ([]*Resul
 			groups = append(groups, renewCommands(r.t.raw, hs))
 		}
 	}
-	rawWin := Window{From: time.Now().Add(cfg.Warmup)}
-	rawWin.To = rawWin.From.Add(cfg.Duration)
-	rawRound := NewLatency(len(groups), rawWin)
-	var rawRate float64
-	var rawErr error
-	var rdone = make(chan struct{})
-	go func() {
-		defer close(rdone)
-		rawRate, rawErr = rawStorm(ctx, r.t.raw, groups, cfg.Warmup, cfg.Duration, rawRound)
-	}()
-	mr, err := r.measure(ctx, rawWin, func() string { return fmt.Sprintf("%s P=%d raw ceiling", scenario, p) })
-	<-rdone
-	if err != nil {
+
+	// Warm-up: the fleet has been renewing while it claimed; let it run
+	// the warm-up, then warm the raw path as long, unmeasured.
+	if !sleepUntil(ctx, time.Now().Add(cfg.Warmup)) {
+		fleet.KillAll()
+		return nil, ctx.Err()
+	}
+	if err := gate.Pause(ctx); err != nil {
+		fleet.KillAll()
 		return nil, err
 	}
-	if rawErr != nil {
-		return nil, rawErr
+	if _, _, err := rawSlice(ctx, r.t.raw, groups, cfg.Warmup, nil); err != nil {
+		fleet.KillAll()
+		return nil, err
 	}
-	rawOps := int64(rawRate * rawWin.Seconds())
-	rawRes := &Result{Scenario: scenario, Variant: "raw", Partitions: p, Workers: len(groups),
-		DurationS: rawWin.Seconds(), Unit: "renewals", Ops: rawOps, Throughput: round3(rawRate),
-		Latency: map[string]*Summary{}}
-	rawRes.efficiency(mr.server, mr.mallocs, rawOps)
+
+	// Interleaved slices, ABBA, each timed from its first call to the
+	// return of its last: slices of both variants start with every
+	// renewer idle and end with every round drained, so neither gains
+	// from the other's start-up or tail.
+	open := Window{From: time.Now()}
+	mu.Lock()
+	sdkRound = NewLatency(cfg.RenewWorkers, open)
+	mu.Unlock()
+	rawRound := NewLatency(len(groups), open)
+	slice := renewSlice
+	renewSlices := max(int(cfg.Duration/slice), 4)
+	var sdkT, rawT renewTotals
+	var pairs []float64
+	var failures uint64
+	for i := range renewSlices {
+		var sdkRate, rawRate float64
+		for _, variant := range abba(i) {
+			r.prog.Detail(func() string {
+				return fmt.Sprintf("%s P=%d: slice %d/%d %s (%s each)", scenario, p, i+1, renewSlices, variant, slice)
+			})
+			snap, err := r.startCount(ctx)
+			if err != nil {
+				fleet.KillAll()
+				return nil, err
+			}
+			var n uint64
+			var took time.Duration
+			if variant == "sdk" {
+				s0, f0 := gate.Renewed(), fleet.Stats().RenewFailures
+				t0 := time.Now()
+				gate.Resume()
+				ok := sleepUntil(ctx, t0.Add(slice))
+				err = gate.Pause(ctx)
+				took = time.Since(t0)
+				if !ok || err != nil {
+					fleet.KillAll()
+					return nil, errors.Join(ctx.Err(), err)
+				}
+				n = gate.Renewed() - s0
+				failures += fleet.Stats().RenewFailures - f0
+			} else {
+				n, took, err = rawSlice(ctx, r.t.raw, groups, slice, rawRound)
+				if err != nil {
+					fleet.KillAll()
+					return nil, err
+				}
+			}
+			c, err := snap.stop(ctx)
+			if err != nil {
+				fleet.KillAll()
+				return nil, err
+			}
+			rate := float64(n) / took.Seconds()
+			if variant == "sdk" {
+				sdkT.add(n, took, c)
+				sdkRate = rate
+			} else {
+				rawT.add(n, took, c)
+				rawRate = rate
+			}
+		}
+		if rawRate > 0 {
+			pairs = append(pairs, sdkRate/rawRate)
+		}
+	}
+	s1 := fleet.Stats()
+	fleet.KillAll()
+	sctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	_ = fleet.Stop(sctx)
+	cancel()
+
+	sdkRes := sdkT.result(scenario, "sdk", p, cfg.RenewWorkers)
+	if s := Summarize(sdkRound.Merge()); s.Count > 0 {
+		sdkRes.Latency["renew_round"] = s
+	}
+	sdkRes.Extra = map[string]float64{"leases": float64(cfg.Leases), "renew_failures": float64(failures),
+		"lost_leases": float64(s1.LostLeases), "slices": float64(renewSlices), "slice_s": slice.Seconds()}
+	rawRes := rawT.result(scenario, "raw", p, len(groups))
 	if s := Summarize(rawRound.Merge()); s.Count > 0 {
 		rawRes.Latency["renew_round"] = s
 	}
 	sdkRes.RawCeiling = rawRes.Throughput
-	if rawRate > 0 {
-		sdkRes.RatioToCeiling = round3(sdkRes.Throughput / rawRate)
+	if rawRes.Throughput > 0 {
+		sdkRes.RatioToCeiling = round3(sdkRes.Throughput / rawRes.Throughput)
+	}
+	if len(pairs) > 0 {
+		sort.Float64s(pairs)
+		sdkRes.Extra["ratio_slice_min"] = round3(pairs[0])
+		sdkRes.Extra["ratio_slice_max"] = round3(pairs[len(pairs)-1])
 	}
 
 	// Every lease must still be ours: complete them all through the backend.

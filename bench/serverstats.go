@@ -96,6 +96,17 @@ func (a serverSnapshot) to(b serverSnapshot) serverDelta {
 	return d
 }
 
+// add accumulates e into d.
+func (d *serverDelta) add(e serverDelta) {
+	if d.calls == nil {
+		d.calls = map[string]int64{}
+	}
+	for k, v := range e.calls {
+		d.calls[k] += v
+	}
+	d.cpuSeconds += e.cpuSeconds
+}
+
 func (d serverDelta) total() int64 {
 	var t int64
 	for _, v := range d.calls {

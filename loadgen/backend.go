@@ -3,6 +3,7 @@ package loadgen
 import (
 	"context"
 	"errors"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -37,6 +38,9 @@ type Hooks struct {
 	// BeforeClaim runs before every claim call: a planted regression (one
 	// extra round trip per claim) when it sends a command.
 	BeforeClaim func(ctx context.Context) error
+	// RenewGate, when set, holds RenewBatch calls while it is paused; share
+	// one gate across a fleet to pause the fleet's renewers together.
+	RenewGate *RenewGate
 }
 
 // Backend wraps a FullBackend for one worker: a kill switch and Hooks.
@@ -44,15 +48,23 @@ type Hooks struct {
 // server, so the worker's leases are abandoned exactly as in a crash.
 type Backend struct {
 	FullBackend
-	hooks  Hooks
-	killed atomic.Bool
+	hooks    Hooks
+	killed   atomic.Bool
+	killOnce sync.Once
+	killedCh chan struct{} // closed by Kill
 }
 
 // Wrap returns a Backend over b.
-func Wrap(b FullBackend, h Hooks) *Backend { return &Backend{FullBackend: b, hooks: h} }
+func Wrap(b FullBackend, h Hooks) *Backend {
+	return &Backend{FullBackend: b, hooks: h, killedCh: make(chan struct{})}
+}
 
-// Kill makes every later call fail with ErrKilled.
-func (b *Backend) Kill() { b.killed.Store(true) }
+// Kill makes every later call fail with ErrKilled; a RenewBatch held at a
+// paused RenewGate fails too, without waiting for Resume.
+func (b *Backend) Kill() {
+	b.killed.Store(true)
+	b.killOnce.Do(func() { close(b.killedCh) })
+}
 
 // Killed reports whether Kill was called.
 func (b *Backend) Killed() bool { return b.killed.Load() }
@@ -150,15 +162,47 @@ func (b *Backend) RenewBatch(ctx context.Context, hs []sdk.Handle) ([]sdk.RenewR
 	if err := b.dead(); err != nil {
 		return nil, err
 	}
+	if g := b.hooks.RenewGate; g != nil {
+		if err := b.passGate(ctx, g); err != nil {
+			return nil, err
+		}
+	}
 	start := time.Now()
 	if d := b.hooks.RenewDelay; d > 0 {
 		time.Sleep(d)
 	}
 	res, err := b.FullBackend.RenewBatch(ctx, hs)
+	if g := b.hooks.RenewGate; g != nil {
+		renewed := 0
+		for _, r := range res {
+			if r.Err == nil {
+				renewed++
+			}
+		}
+		if err != nil {
+			renewed = 0
+		}
+		g.leave(renewed)
+	}
 	if b.hooks.OnRenewBatch != nil {
 		b.hooks.OnRenewBatch(start, time.Since(start), len(hs))
 	}
 	return res, err
+}
+
+// passGate waits at g until it opens, ctx ends or the backend is killed.
+func (b *Backend) passGate(ctx context.Context, g *RenewGate) error {
+	if err := g.enter(ctx, b.killedCh); err != nil {
+		if b.killed.Load() {
+			return ErrKilled
+		}
+		return err
+	}
+	if b.killed.Load() {
+		g.leave(0)
+		return ErrKilled
+	}
+	return nil
 }
 
 func (b *Backend) Progress(ctx context.Context, h sdk.Handle, pct int, msg string) error {

@@ -81,3 +81,76 @@ func TestPauseServer(t *testing.T) {
 		t.Fatalf("a write during CLIENT PAUSE returned after %v", d)
 	}
 }
+
+// A paused RenewGate holds the fleet's renewals: none reach the server
+// while it is paused, they resume on Resume, and a kill releases a renewal
+// held at the gate at once (the worker sees ErrKilled, not a hang).
+func TestRenewGateHoldsTheFleetsRenewals(t *testing.T) {
+	srv := valkeytest.NewServer(t)
+	ctx := context.Background()
+	b, err := valkeybackend.Connect(ctx, valkeybackend.Options{Addrs: []string{srv.Addr()}, Partitions: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if _, err := b.CreateExecution(ctx, sdk.CreateExecutionArgs{Lane: "l", Kind: "k"}); err != nil {
+		t.Fatal(err)
+	}
+	gate := &loadgen.RenewGate{}
+	var held atomic.Bool
+	f, err := loadgen.StartFleet(ctx, loadgen.FleetConfig{Backend: b, Workers: 1,
+		Worker: sdk.WorkerConfig{Lanes: []sdk.LaneID{"l"}, LeaseTTL: 2 * time.Second, RenewEvery: 5 * time.Millisecond,
+			ShutdownGrace: 10 * time.Millisecond},
+		Hooks: func(int) loadgen.Hooks { return loadgen.Hooks{RenewGate: gate} },
+		Handler: func(int) sdk.Handler {
+			return sdk.HandlerFunc(func(ctx context.Context, t *sdk.Task) error {
+				held.Store(true)
+				<-ctx.Done()
+				return ctx.Err()
+			})
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the lease to be held and renewed", func() bool { return held.Load() && gate.Renewed() > 0 })
+	if err := gate.Pause(ctx); err != nil {
+		t.Fatal(err)
+	}
+	before := gate.Renewed()
+	time.Sleep(100 * time.Millisecond) // 20 renew periods
+	if n := gate.Renewed(); n != before {
+		t.Fatalf("%d renewals passed a paused gate", n-before)
+	}
+	gate.Resume()
+	waitFor(t, "renewals after Resume", func() bool { return gate.Renewed() > before })
+	if err := gate.Pause(ctx); err != nil {
+		t.Fatal(err)
+	}
+	stopped := make(chan error, 1)
+	go func() {
+		f.KillAll()
+		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		stopped <- f.Stop(sctx)
+	}()
+	select {
+	case err := <-stopped:
+		if errors.Is(err, context.DeadlineExceeded) {
+			t.Fatal("the killed fleet did not stop: a renewal stayed held at the paused gate")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the killed fleet did not stop")
+	}
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
