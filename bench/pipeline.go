@@ -46,7 +46,7 @@ func (r *Runner) runPipeline(ctx context.Context, sp pipelineSpec) (*Result, err
 	win := Window{From: t0.Add(cfg.Warmup)}
 	win.To = win.From.Add(cfg.Duration)
 	lat := map[string]*Latency{}
-	for _, name := range []string{"claim", "handler_start", "e2e", "claim_call", "submit"} {
+	for _, name := range []string{"claim", "handler_start", "e2e", "claim_call", "submit", "fcall_rtt"} {
 		lat[name] = NewLatency(cfg.Workers, win)
 	}
 	var windowOps, windowDone atomic.Int64
@@ -122,6 +122,11 @@ func (r *Runner) runPipeline(ctx context.Context, sp pipelineSpec) (*Result, err
 		closed.Submit = submit
 		go func() { st, err := closed.Run(ctx); pdone <- prodOut{st, err} }()
 	}
+	// In open loop, the round trip of one FCALL under this load.
+	stopProbe := func() int64 { return 0 }
+	if sp.open {
+		stopProbe = loadProbe(ctx, r.t.serial, win, lat["fcall_rtt"])
+	}
 	if sp.pause > 0 {
 		go func() {
 			at := win.From.Add(cfg.Duration/2 - sp.pause/2)
@@ -132,8 +137,13 @@ func (r *Runner) runPipeline(ctx context.Context, sp pipelineSpec) (*Result, err
 	m, err := r.measure(ctx, win, func() string {
 		return fmt.Sprintf("%s %s P=%d  completed %d", sp.scenario, sp.variant, sp.partitions, track.completed.Load())
 	})
+	probed := stopProbe()
 	if err != nil {
 		return nil, err
+	}
+	m.server.calls["fcall"] -= probed // the probe's calls are not the jobs'
+	if m.server.calls["fcall"] <= 0 {
+		delete(m.server.calls, "fcall")
 	}
 	po := <-pdone
 	if po.err != nil {

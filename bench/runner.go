@@ -108,6 +108,11 @@ func (r *Runner) finish(rep *Report) {
 			if cc := res.Latency["claim_call"]; cc != nil && cc.Count > 0 {
 				res.Extra["claim_call_p50_over_serial_rtt"] = round3(cc.P50 / r.anchors.SerialFCALL.P50)
 			}
+			// The same against one FCALL round trip under the run's load.
+			if lr := res.Latency["fcall_rtt"]; lr != nil && lr.Count > 0 && lr.P50 > 0 {
+				res.Extra["loaded_rtt_p50_over_serial_rtt"] = round3(lr.P50 / r.anchors.SerialFCALL.P50)
+				res.Extra["claim_p50_over_loaded_rtt"] = round3(s.P50 / lr.P50)
+			}
 		}
 	}
 	if r.capacity > 0 {
