@@ -19,6 +19,7 @@ type FullBackend interface {
 	sdk.GrantClaimer
 	sdk.FusedClaimer
 	sdk.ReadinessWatcher
+	sdk.ArrivalWatcher
 	sdk.WorkerRegistry
 }
 

@@ -155,6 +155,7 @@ func (f *Fleet) Stats() sdk.WorkerStats {
 		t.ClaimErrors += s.ClaimErrors
 		t.IdleWakeupsPush += s.IdleWakeupsPush
 		t.IdleWakeupsPoll += s.IdleWakeupsPoll
+		t.Arrivals += s.Arrivals
 		t.InFlight += s.InFlight
 		t.HeldLeases += s.HeldLeases
 	}

@@ -25,6 +25,8 @@ so every key below hashes to the partition's slot). L is a lane name.
   ff:idem:T:K        STRING first execution id for idempotency key K (PX ttl)
   ff:own:T           STRING engine process that scans partition T (PX lease)
   ff:noop:T          never written: stands in for an absent optional key
+  ff:arrivals:T      shard channel: "<lane> <eid>" when ff_create fills an
+                     empty eligible set (a hint for idle workers)
 
 Worker registry (tag {w:I} for instance I, so both keys share a slot):
   ff:w:{w:I}:alive   STRING owner token, PX = registration TTL
@@ -52,7 +54,7 @@ REPLY SHAPE (every function): {1, status, field...} on success,
 {0, code, detail...} on a business failure. Redis errors mean a bug.
 ]]
 
-local VERSION = '6'
+local VERSION = '7'
 local PRIORITY_SCALE = 1000000000000
 local MAX_PRIORITY = 9000
 local INTERRUPT_CAP = 100
@@ -127,17 +129,20 @@ redis.register_function{function_name = 'ff_version', flags = {'no-writes'},
 ---------------------------------------------------------------------------
 -- ff_create: create an execution.
 -- KEYS: 1 core, 2 ctx, 3 eligible, 4 delayed, 5 idem (or noop), 6 deadlines,
---       7 all
+--       7 all, 8 arrivals (shard channel)
 -- ARGV: 1 eid, 2 lane, 3 kind, 4 priority, 5 delay_until_ms (0 = none),
 --       6 caps_csv (sorted), 7 retry_max, 8 bo_kind, 9 bo_init_ms, 10 bo_max_ms,
 --       11 bo_mult, 12 bo_jitter, 13 retry_cats_csv, 14 attempt_timeout_ms,
 --       15 deadline_ms (0 = none), 16 dedup_ttl_ms, 17 payload,
 --       18 ntags, then ntags (key, value) pairs
+-- An execution that lands in an empty eligible set is published on the
+-- partition's arrivals channel, so an idle worker claims it without first
+-- reading the set; a set that already holds work has no idle reader to tell.
 -- Returns ok(eid, state) or {1,'DUPLICATE',first_eid}.
 -- Errors: invalid_input.
 redis.register_function('ff_create', function(keys, argv)
-  local core, ctx, eligible, delayed, idem, deadlines, all =
-    keys[1], keys[2], keys[3], keys[4], keys[5], keys[6], keys[7]
+  local core, ctx, eligible, delayed, idem, deadlines, all, arrivals =
+    keys[1], keys[2], keys[3], keys[4], keys[5], keys[6], keys[7], keys[8]
   local eid, lane, kind = argv[1], argv[2], argv[3]
   local priority, delay_until = uint(argv[4]), uint(argv[5])
   local retry_max, bo_init, bo_max = uint(argv[7]), uint(argv[9]), uint(argv[10])
@@ -181,6 +186,9 @@ redis.register_function('ff_create', function(keys, argv)
     redis.call('ZADD', delayed, delay_until, eid)
   else
     redis.call('ZADD', eligible, eligible_score(now, priority), eid)
+    if redis.call('ZCARD', eligible) == 1 then
+      redis.call('SPUBLISH', arrivals, lane .. ' ' .. eid)
+    end
   end
   if deadline > 0 then redis.call('ZADD', deadlines, deadline, eid) end
   redis.call('ZADD', all, 0, eid)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"time"
 )
@@ -41,10 +42,15 @@ func (w *Worker) claimLoop(ctx context.Context) {
 		watch = ch
 	}
 	subscribe()
+	arrive := w.watchArrivals(ctx)
 
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
-	wait := func(d time.Duration, wakeOnPush bool) (push, poll bool) {
+	grace := time.NewTimer(time.Hour)
+	grace.Stop()
+	// wait returns on ctx's end, the timer, or (wakeOnPush) a readiness push
+	// or an arrival: arrived tells which execution, when there is one.
+	wait := func(d time.Duration, wakeOnPush bool) (push, poll bool, arrived *Arrival) {
 		timer.Reset(d)
 		defer func() {
 			if !timer.Stop() {
@@ -55,21 +61,43 @@ func (w *Worker) claimLoop(ctx context.Context) {
 			}
 		}()
 		var pushCh <-chan struct{}
+		var arriveCh <-chan Arrival
 		if wakeOnPush {
-			pushCh = watch
+			pushCh, arriveCh = watch, arrive
 		}
 		select {
 		case <-ctx.Done():
 		case _, ok := <-pushCh:
 			if !ok {
 				watch = nil // the subscription ended; resubscribe on the next idle wait
-				return false, false
+				return false, false, nil
 			}
-			return true, false
+			// An arrival trails the readiness push of the same create by a
+			// hop: give it a moment, then claim it without reading the set.
+			if arriveCh != nil {
+				grace.Reset(arrivalGrace)
+				defer grace.Stop()
+				select {
+				case a, ok := <-arriveCh:
+					if ok {
+						return true, false, &a
+					}
+					arrive = nil
+				case <-grace.C:
+				case <-ctx.Done():
+				}
+			}
+			return true, false, nil
+		case a, ok := <-arriveCh:
+			if !ok {
+				arrive = nil
+				return false, false, nil
+			}
+			return true, false, &a
 		case <-timer.C:
-			return false, true
+			return false, true, nil
 		}
-		return false, false
+		return false, false, nil
 	}
 
 	errAttempt, contendAttempt := 0, 0
@@ -101,7 +129,8 @@ func (w *Worker) claimLoop(ctx context.Context) {
 		if saw {
 			// Work exists but others won it (or its grant is held): look again
 			// soon, or at once when readiness changes.
-			wait(min(backoffDelay(contendAttempt, contendBackoffMin, contendBackoffMax), w.idlePoll()), true)
+			_, _, arrived := wait(min(backoffDelay(contendAttempt, contendBackoffMin, contendBackoffMax), w.idlePoll()), true)
+			w.claimArrival(ctx, arrived)
 			contendAttempt++
 			continue
 		}
@@ -111,12 +140,48 @@ func (w *Worker) claimLoop(ctx context.Context) {
 		if w.watcher != nil && watch == nil {
 			poll = min(poll, IdlePollDefault) // no pushes: poll as a backend without them would
 		}
-		push, polled := wait(poll, true)
+		push, polled, arrived := wait(poll, true)
 		if push {
 			w.stats.idlePush.Add(1)
 		} else if polled {
 			w.stats.idlePoll.Add(1)
 		}
+		w.claimArrival(ctx, arrived)
+	}
+}
+
+// watchArrivals subscribes to the backend's arrivals, if it has them; nil
+// (no arrivals, a channel that never delivers) otherwise.
+func (w *Worker) watchArrivals(ctx context.Context) <-chan Arrival {
+	if w.arrivals == nil {
+		return nil
+	}
+	ch, err := w.arrivals.WatchArrivals(ctx, w.cfg.Lanes)
+	if err != nil {
+		if !errors.Is(err, ErrUnavailable) && ctx.Err() == nil {
+			w.reportError(err)
+		}
+		return nil
+	}
+	return ch
+}
+
+// claimArrival claims the execution an arrival named, straight away: the
+// push already said where it is, so no read comes first. Losing it to
+// another worker is fine; the next round scans as usual.
+func (w *Worker) claimArrival(ctx context.Context, a *Arrival) {
+	if a == nil || ctx.Err() != nil {
+		return
+	}
+	li := slices.Index(w.cfg.Lanes, a.Lane)
+	p, err := a.ID.Partition()
+	if li < 0 || err != nil || p >= len(w.partitions) {
+		return
+	}
+	w.stats.arrivals.Add(1)
+	if _, _, err := w.claimCandidates(ctx, li, []int{p}, [][]ExecutionID{{a.ID}}); err != nil && ctx.Err() == nil {
+		w.stats.claimErrors.Add(1)
+		w.reportError(err)
 	}
 }
 

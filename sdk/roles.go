@@ -76,6 +76,26 @@ type ReadinessWatcher interface {
 	WatchReadiness(ctx context.Context, lanes []LaneID) (<-chan struct{}, error)
 }
 
+// Arrival names an execution that just became claimable.
+type Arrival struct {
+	Lane LaneID
+	ID   ExecutionID
+}
+
+// ArrivalWatcher hands the ids of new executions to idle workers, so a
+// waiting worker claims one at once instead of first reading where work is:
+// one round trip after the push instead of two. Arrivals are hints, never
+// the only way work is found: one may be dropped (no worker was waiting at
+// that instant, a reconnect) and a claim of one may lose to another worker;
+// readiness pushes and polling still find every execution.
+type ArrivalWatcher interface {
+	// WatchArrivals returns a channel of arrivals on lanes. An arrival goes
+	// to one watcher that receives it at once (or within a moment), or to
+	// none. After ctx ends the channel receives nothing more; it is not
+	// closed.
+	WatchArrivals(ctx context.Context, lanes []LaneID) (<-chan Arrival, error)
+}
+
 // WorkerRegistration describes a running worker instance.
 type WorkerRegistration struct {
 	WorkerID     WorkerID

@@ -70,6 +70,9 @@ const (
 	handlerExitWait    = time.Second     // after the abort, for handlers to return
 	maxReasonBytes     = 4096
 	watchRetryEvery    = time.Second
+	// arrivalGrace is how long an idle worker woken by a readiness push
+	// waits for the arrival that may trail it (see claimLoop).
+	arrivalGrace = 300 * time.Microsecond
 )
 
 // WorkerConfig configures a Worker. Zero fields take the documented default.
@@ -153,7 +156,8 @@ type WorkerStats struct {
 	ClaimConflicts   uint64 // attempts lost to another worker or a state change
 	CapabilityBlocks uint64 // executions blocked for routing
 	ClaimErrors      uint64 // claim rounds ended by a transport error
-	IdleWakeupsPush  uint64 // idle waits ended by a readiness push
+	IdleWakeupsPush  uint64 // idle waits ended by a readiness push or an arrival
+	Arrivals         uint64 // arrivals the worker tried to claim straight from the push
 	IdleWakeupsPoll  uint64 // idle waits ended by the fallback poll
 
 	InFlight   int // tasks running now
@@ -164,7 +168,7 @@ type workerStats struct {
 	claimed, completed, failed, retried, cancelled, delayed atomic.Uint64
 	handlerErrors, handlerPanics, aborted, lostLeases       atomic.Uint64
 	claimRounds, scans, readiness, attempts, conflicts      atomic.Uint64
-	blocks, claimErrors, idlePush, idlePoll                 atomic.Uint64
+	blocks, claimErrors, idlePush, idlePoll, arrivals       atomic.Uint64
 }
 
 // Worker claims executions from its lanes and runs them through a Handler,
@@ -179,6 +183,7 @@ type Worker struct {
 	windowScanner WindowScanner
 	fused         FusedClaimer
 	watcher       ReadinessWatcher
+	arrivals      ArrivalWatcher
 	registry      WorkerRegistry
 
 	renewer *renewer
@@ -240,6 +245,7 @@ func NewWorker(backend EngineBackend, cfg WorkerConfig) (*Worker, error) {
 	w.windowScanner, _ = backend.(WindowScanner)
 	w.fused, _ = backend.(FusedClaimer)
 	w.watcher, _ = backend.(ReadinessWatcher)
+	w.arrivals, _ = backend.(ArrivalWatcher)
 	w.registry, _ = backend.(WorkerRegistry)
 	w.renewer = newRenewer(backend, cfg.RenewEvery, cfg.LeaseTTL)
 	w.renewer.onError = w.reportError
@@ -400,7 +406,7 @@ func (w *Worker) Stats() WorkerStats {
 		ClaimRounds: s.claimRounds.Load(), Scans: s.scans.Load(), ReadinessReads: s.readiness.Load(),
 		ClaimAttempts: s.attempts.Load(), ClaimConflicts: s.conflicts.Load(), CapabilityBlocks: s.blocks.Load(),
 		ClaimErrors: s.claimErrors.Load(), IdleWakeupsPush: s.idlePush.Load(), IdleWakeupsPoll: s.idlePoll.Load(),
-		InFlight: int(w.inFlight.Load()), HeldLeases: w.renewer.held(),
+		Arrivals: s.arrivals.Load(), InFlight: int(w.inFlight.Load()), HeldLeases: w.renewer.held(),
 	}
 }
 

@@ -269,8 +269,8 @@ func BenchmarkIdlePickup(b *testing.B) {
 			b.ReportMetric(q(0.99), "p99-µs")
 			b.ReportMetric(float64(lat[len(lat)-1].Microseconds()), "max-µs")
 			st := w.Stats()
-			b.Logf("N=%d %s: p50 %v p99 %v max %v; wakeups push %d poll %d", b.N, mode, time.Duration(q(0.5))*time.Microsecond,
-				time.Duration(q(0.99))*time.Microsecond, lat[len(lat)-1], st.IdleWakeupsPush, st.IdleWakeupsPoll)
+			b.Logf("N=%d %s: p50 %v p99 %v max %v; wakeups push %d poll %d; arrivals %d, conflicts %d", b.N, mode, time.Duration(q(0.5))*time.Microsecond,
+				time.Duration(q(0.99))*time.Microsecond, lat[len(lat)-1], st.IdleWakeupsPush, st.IdleWakeupsPoll, st.Arrivals, st.ClaimConflicts)
 		})
 	}
 }

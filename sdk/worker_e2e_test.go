@@ -41,6 +41,7 @@ func TestWorkerE2E(t *testing.T) {
 			t.Run("ExactlyOnceFused", func(t *testing.T) { testExactlyOnce(t, addrs, sdk.ClaimFused) })
 			t.Run("MinimalBackend", func(t *testing.T) { testMinimalBackend(t, addrs) })
 			t.Run("NoClientCache", func(t *testing.T) { testNoClientCache(t, addrs) })
+			t.Run("ArrivalPickup", func(t *testing.T) { testArrivalPickup(t, addrs) })
 			t.Run("Renewal", func(t *testing.T) { testRenewal(t, addrs, false) })
 			t.Run("RenewalPerLease", func(t *testing.T) { testRenewal(t, addrs, true) })
 			t.Run("RetryPolicy", func(t *testing.T) { testRetryPolicy(t, addrs) })
@@ -340,12 +341,49 @@ func testMinimalBackend(t *testing.T, addrs []string) {
 		s.ClaimConflicts, s.ClaimRounds, s.IdleWakeupsPoll)
 }
 
+// testArrivalPickup: with readiness off (no client cache) and a one-minute
+// idle poll, only arrivals can wake the idle worker: every execution
+// submitted to an empty lane is picked up at once, through its arrival.
+func testArrivalPickup(t *testing.T, addrs []string) {
+	ctx := context.Background()
+	lane := e2eLane(t, "arrive")
+	b, err := valkeybackend.Connect(ctx, valkeybackend.Options{Addrs: addrs, Partitions: e2ePartitions, CacheSizeEachConn: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	done := make(chan sdk.ExecutionID, 4)
+	w, _ := e2eRunWorker(t, b, sdk.WorkerConfig{WorkerID: "e2e", Lanes: []sdk.LaneID{lane}, IdlePoll: time.Minute},
+		sdk.HandlerFunc(func(ctx context.Context, task *sdk.Task) error { done <- task.ID; return nil }))
+	time.Sleep(300 * time.Millisecond) // idle, subscribed
+	for i := range 5 {
+		r, err := b.CreateExecution(ctx, sdk.CreateExecutionArgs{Lane: lane, Kind: "k"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case id := <-done:
+			if id != r.ID {
+				t.Fatalf("ran %s, want %s", id, r.ID)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("execution %d not picked up through its arrival (stats %+v)", i, w.Stats())
+		}
+		time.Sleep(20 * time.Millisecond) // idle again
+	}
+	if s := w.Stats(); s.Arrivals < 5 || s.IdleWakeupsPoll != 0 {
+		t.Fatalf("arrivals %d, poll wake-ups %d: want 5 arrivals and no poll", s.Arrivals, s.IdleWakeupsPoll)
+	}
+}
+
 // testNoClientCache: with client-side caching off the backend answers
-// "unavailable" for readiness; the worker drops it and polls instead.
+// "unavailable" for readiness, and with arrivals off for those too; the
+// worker drops them and polls instead.
 func testNoClientCache(t *testing.T, addrs []string) {
 	ctx := context.Background()
 	lane := e2eLane(t, "nocache")
-	b, err := valkeybackend.Connect(ctx, valkeybackend.Options{Addrs: addrs, Partitions: e2ePartitions, CacheSizeEachConn: -1})
+	b, err := valkeybackend.Connect(ctx, valkeybackend.Options{Addrs: addrs, Partitions: e2ePartitions, CacheSizeEachConn: -1,
+		DisableArrivals: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -31,6 +31,7 @@ type Backend struct {
 	next       atomic.Uint64 // round-robin partition for solo executions
 	lanesSeen  sync.Map      // lanes known to be in the registry
 	watch      watchers      // idle workers waiting for readiness pushes
+	arrive     arrivals      // idle workers waiting for arrivals
 	regs       registrations // worker instances this process registered
 	closeOnce  sync.Once
 }
@@ -42,6 +43,7 @@ var (
 	_ sdk.GrantClaimer     = (*Backend)(nil)
 	_ sdk.FusedClaimer     = (*Backend)(nil)
 	_ sdk.ReadinessWatcher = (*Backend)(nil)
+	_ sdk.ArrivalWatcher   = (*Backend)(nil)
 	_ sdk.WorkerRegistry   = (*Backend)(nil)
 )
 
@@ -125,7 +127,12 @@ func (b *Backend) loadPartitions(ctx context.Context) error {
 func (b *Backend) Client() valkey.Client { return b.client }
 
 // Close releases connections.
-func (b *Backend) Close() { b.closeOnce.Do(b.client.Close) }
+func (b *Backend) Close() {
+	b.closeOnce.Do(func() {
+		b.arrive.close()
+		b.client.Close()
+	})
+}
 
 // IsCluster reports whether the backend talks to a Valkey Cluster.
 func (b *Backend) IsCluster() bool { return b.cluster }

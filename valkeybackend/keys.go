@@ -20,6 +20,8 @@ import (
 //	ff:idem:T:K      STRING idempotency key K → first execution id
 //	ff:own:T         STRING the engine process that scans partition T (PX lease)
 //	ff:noop:T        never written; stands in for an absent optional key
+//	ff:arrivals:T    shard channel: "<lane> <eid>" when ff_create fills an
+//	                 empty eligible set (arrivals.go)
 //
 // Global (untagged; read at connect or rarely):
 //
@@ -78,6 +80,10 @@ func partKeysOf(tag string) partKeys {
 func idemKey(tag, key string) string { return "ff:idem:" + tag + ":" + key }
 
 func ownKey(tag string) string { return "ff:own:" + tag }
+
+// arrivalsChannel is partition tag's shard channel of arrivals (its hash
+// tag puts it in the partition's slot, so ff_create may publish on it).
+func arrivalsChannel(tag string) string { return "ff:arrivals:" + tag }
 
 // EnginesKey is the ZSET of live engine processes (package scanner).
 const EnginesKey = "ff:engines"

@@ -39,6 +39,12 @@ type Options struct {
 	// ContextCacheTTL bounds how long a cached execution context is kept.
 	// Default 10 minutes (the data never changes; the TTL only bounds memory).
 	ContextCacheTTL time.Duration
+	// DisableArrivals stops this client from subscribing to the partitions'
+	// arrivals channels (WatchArrivals then answers "unavailable"), so idle
+	// workers learn of new work from readiness pushes or polling alone.
+	// Default false: an idle worker claims a new execution one round trip
+	// after its push.
+	DisableArrivals bool
 	// ReadinessCacheTTL bounds a cached readiness count between invalidation
 	// pushes. Default ReadinessCacheTTLDefault (5 minutes).
 	ReadinessCacheTTL time.Duration

@@ -1,0 +1,198 @@
+package valkeybackend
+
+import (
+	"context"
+	"reflect"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/valkey-io/valkey-go"
+
+	"github.com/flowfabric/flowfabric-go/sdk"
+)
+
+// arrivals fans the partitions' arrivals channels (ff_create publishes
+// "<lane> <eid>" there when it fills an empty eligible set) out to the
+// workers of this process that wait for work. The subscription starts with
+// the first watcher and lasts until Close.
+type arrivals struct {
+	mu      sync.Mutex
+	byLane  map[sdk.LaneID][]chan sdk.Arrival
+	next    map[sdk.LaneID]int // round-robin start per lane
+	started bool
+	closed  bool
+	stop    context.CancelFunc
+	done    sync.WaitGroup
+}
+
+// arrivalHandoffWait bounds how long an arrival waits for a watcher to
+// receive it. A worker woken by the readiness push of the same create is
+// committed to that wake-up before the arrival (which valkey-go hands over
+// one goroutine later) can reach it; it comes back to receive within
+// microseconds, so the arrival waits for it rather than being dropped.
+const arrivalHandoffWait = 500 * time.Microsecond
+
+// deliver hands arr to one watcher of its lane that receives it within
+// arrivalHandoffWait (the channels are unbuffered), trying first the one
+// after the last that got one, so idle workers share arrivals; with
+// nobody receiving the hint is dropped. It runs on the subscription's
+// goroutine.
+func (a *arrivals) deliver(arr sdk.Arrival) bool {
+	a.mu.Lock()
+	chs := slices.Clone(a.byLane[arr.Lane])
+	start := a.next[arr.Lane]
+	a.mu.Unlock()
+	if len(chs) == 0 {
+		return false
+	}
+	cases := make([]reflect.SelectCase, 0, len(chs)+1)
+	v := reflect.ValueOf(arr)
+	for k := range chs {
+		i := (start + k) % len(chs)
+		select {
+		case chs[i] <- arr:
+			a.advance(arr.Lane, i)
+			return true
+		default:
+		}
+		cases = append(cases, reflect.SelectCase{Dir: reflect.SelectSend, Chan: reflect.ValueOf(chs[i]), Send: v})
+	}
+	t := time.NewTimer(arrivalHandoffWait)
+	defer t.Stop()
+	cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(t.C)})
+	chosen, _, _ := reflect.Select(cases)
+	if chosen == len(cases)-1 {
+		return false
+	}
+	a.advance(arr.Lane, (start+chosen)%len(chs))
+	return true
+}
+
+func (a *arrivals) advance(lane sdk.LaneID, i int) {
+	a.mu.Lock()
+	a.next[lane] = i + 1
+	a.mu.Unlock()
+}
+
+// parseArrival reads "<lane> <eid>"; lanes never hold a space.
+func parseArrival(msg string) (sdk.Arrival, bool) {
+	lane, id, ok := strings.Cut(msg, " ")
+	if !ok || sdk.LaneID(lane).Validate() != nil {
+		return sdk.Arrival{}, false
+	}
+	eid, err := sdk.ParseExecutionID(id)
+	if err != nil {
+		return sdk.Arrival{}, false
+	}
+	return sdk.Arrival{Lane: sdk.LaneID(lane), ID: eid}, true
+}
+
+// arrivalsResubscribeEvery spaces resubscriptions after a dropped connection.
+const arrivalsResubscribeEvery = 200 * time.Millisecond
+
+// subscribeArrivals subscribes to every partition's arrivals channel: one
+// SSUBSCRIBE for all of them on a single server, one per partition on a
+// cluster (a shard channel lives in its hash slot). Each subscription is
+// renewed after an error until ctx ends.
+func (b *Backend) subscribeArrivals(ctx context.Context) {
+	var groups [][]string
+	if b.cluster {
+		for p := range b.partitions {
+			groups = append(groups, []string{arrivalsChannel(sdk.PartitionTag(p))})
+		}
+	} else {
+		all := make([]string, b.partitions)
+		for p := range all {
+			all[p] = arrivalsChannel(sdk.PartitionTag(p))
+		}
+		groups = [][]string{all}
+	}
+	handle := func(m valkey.PubSubMessage) {
+		if arr, ok := parseArrival(m.Message); ok {
+			b.arrive.deliver(arr)
+		}
+	}
+	for _, chs := range groups {
+		b.arrive.done.Go(func() {
+			for ctx.Err() == nil {
+				_ = b.client.Receive(ctx, b.client.B().Ssubscribe().Channel(chs...).Build(), handle)
+				select {
+				case <-ctx.Done():
+				case <-time.After(arrivalsResubscribeEvery):
+				}
+			}
+		})
+	}
+}
+
+// WatchArrivals returns an unbuffered channel that receives the arrivals of
+// lanes while its reader waits on it (see sdk.ArrivalWatcher). The first
+// call subscribes this backend to the partitions' arrivals channels.
+// Options.DisableArrivals makes it answer "unavailable".
+func (b *Backend) WatchArrivals(ctx context.Context, lanes []sdk.LaneID) (<-chan sdk.Arrival, error) {
+	const op = "watch_arrivals"
+	if b.opts.DisableArrivals {
+		return nil, sdk.Unavailable(op)
+	}
+	for _, l := range lanes {
+		if err := l.Validate(); err != nil {
+			return nil, opError(op, err)
+		}
+	}
+	ch := make(chan sdk.Arrival)
+	a := &b.arrive
+	a.mu.Lock()
+	if a.closed {
+		a.mu.Unlock()
+		return nil, sdk.TransportError(op, valkey.ErrClosing)
+	}
+	if a.byLane == nil {
+		a.byLane = make(map[sdk.LaneID][]chan sdk.Arrival)
+		a.next = make(map[sdk.LaneID]int)
+	}
+	for _, l := range lanes {
+		a.byLane[l] = append(a.byLane[l], ch)
+	}
+	if !a.started {
+		a.started = true
+		sctx, cancel := context.WithCancel(context.Background())
+		a.stop = cancel
+		b.subscribeArrivals(sctx)
+	}
+	a.mu.Unlock()
+	// The channel is never closed (a delivery may be under way): it is
+	// dropped from the lanes when ctx ends and then receives nothing more.
+	go func() {
+		<-ctx.Done()
+		a.mu.Lock()
+		for _, l := range lanes {
+			a.byLane[l] = removeChan(a.byLane[l], ch)
+		}
+		a.mu.Unlock()
+	}()
+	return ch, nil
+}
+
+func removeChan(chs []chan sdk.Arrival, ch chan sdk.Arrival) []chan sdk.Arrival {
+	for i, c := range chs {
+		if c == ch {
+			return append(chs[:i:i], chs[i+1:]...)
+		}
+	}
+	return chs
+}
+
+// close ends the subscriptions (Close calls it before closing the
+// client).
+func (a *arrivals) close() {
+	a.mu.Lock()
+	a.closed = true
+	stop := a.stop
+	a.mu.Unlock()
+	if stop != nil {
+		stop()
+	}
+	a.done.Wait()
+}

@@ -1,0 +1,107 @@
+package valkeybackend_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/flowfabric/flowfabric-go/sdk"
+	"github.com/flowfabric/flowfabric-go/valkeybackend"
+)
+
+// A create that lands in an empty eligible set reaches a waiting watcher
+// of its lane as an arrival (on a cluster too: the channel shares the
+// partition's slot); one into a set that already holds work, a delayed
+// one, and one on another lane do not.
+func TestArrivals(t *testing.T) {
+	for _, topo := range topologies() {
+		t.Run(topo.name, func(t *testing.T) {
+			ctx := context.Background()
+			addrs := topo.addrs(t)
+			b := freshBackend(t, addrs, valkeybackend.Options{Partitions: 4})
+			producer, err := valkeybackend.Connect(ctx, valkeybackend.Options{Addrs: addrs, Partitions: 4})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer producer.Close()
+			wctx, cancel := context.WithCancel(ctx)
+			defer cancel()
+			ch, err := b.WatchArrivals(wctx, []sdk.LaneID{"arr"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			next := func(wait time.Duration) (sdk.Arrival, bool) {
+				select {
+				case a := <-ch:
+					return a, true
+				case <-time.After(wait):
+					return sdk.Arrival{}, false
+				}
+			}
+			// The subscription starts asynchronously: wait until the
+			// channels have their subscriber.
+			waitSubscribed(t, b, 0, 3)
+			r0, err := producer.CreateExecution(ctx, sdk.CreateExecutionArgs{Lane: "arr", Kind: "k", ID: sdk.NewExecutionID(0)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if a, ok := next(5 * time.Second); !ok || a.ID != r0.ID || a.Lane != "arr" {
+				t.Fatalf("arrival %+v (%v), want %s on arr", a, ok, r0.ID)
+			}
+			// Partition 0 now holds work: no arrival for another create there,
+			// nor for a delayed one, nor for another lane.
+			quiet := []sdk.CreateExecutionArgs{
+				{Lane: "arr", Kind: "k", ID: sdk.NewExecutionID(0)},
+				{Lane: "arr", Kind: "k", ID: sdk.NewExecutionID(1), DelayUntil: time.Now().Add(time.Hour)},
+				{Lane: "other", Kind: "k", ID: sdk.NewExecutionID(2)},
+			}
+			for _, a := range quiet {
+				if _, err := producer.CreateExecution(ctx, a); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if a, ok := next(300 * time.Millisecond); ok {
+				t.Fatalf("unexpected arrival %+v", a)
+			}
+			// An empty partition: the arrival names the execution created.
+			r, err := producer.CreateExecution(ctx, sdk.CreateExecutionArgs{Lane: "arr", Kind: "k", ID: sdk.NewExecutionID(3)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			a, ok := next(5 * time.Second)
+			if !ok || a.ID != r.ID || a.Lane != "arr" {
+				t.Fatalf("arrival %+v (%v), want %s on arr", a, ok, r.ID)
+			}
+		})
+	}
+}
+
+// With DisableArrivals the role answers unavailable and nothing subscribes.
+func TestArrivalsDisabled(t *testing.T) {
+	b := freshBackend(t, topologies()[0].addrs(t), valkeybackend.Options{DisableArrivals: true})
+	if _, err := b.WatchArrivals(context.Background(), []sdk.LaneID{"arr"}); !errors.Is(err, sdk.ErrUnavailable) {
+		t.Fatalf("WatchArrivals with DisableArrivals: %v, want unavailable", err)
+	}
+}
+
+// waitSubscribed waits until the arrivals channels of partitions have a
+// subscriber (PUBSUB SHARDNUMSUB, asked of the node owning each channel).
+func waitSubscribed(t *testing.T, b *valkeybackend.Backend, partitions ...int) {
+	t.Helper()
+	c := b.Client()
+	deadline := time.Now().Add(10 * time.Second)
+	for _, p := range partitions {
+		ch := "ff:arrivals:" + sdk.PartitionTag(p)
+		for {
+			m, err := c.Do(context.Background(), c.B().PubsubShardnumsub().Channel(ch).Build()).AsIntMap()
+			if err == nil && m[ch] > 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s has no subscriber after 10s (%v, %v)", ch, m, err)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+}
