@@ -46,8 +46,6 @@ func (w *Worker) claimLoop(ctx context.Context) {
 
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
-	grace := time.NewTimer(time.Hour)
-	grace.Stop()
 	// wait returns on ctx's end, the timer, or (wakeOnPush) a readiness push
 	// or an arrival: arrived tells which execution, when there is one.
 	wait := func(d time.Duration, wakeOnPush bool) (push, poll bool, arrived *Arrival) {
@@ -71,21 +69,6 @@ func (w *Worker) claimLoop(ctx context.Context) {
 			if !ok {
 				watch = nil // the subscription ended; resubscribe on the next idle wait
 				return false, false, nil
-			}
-			// An arrival trails the readiness push of the same create by a
-			// hop: give it a moment, then claim it without reading the set.
-			if arriveCh != nil {
-				grace.Reset(arrivalGrace)
-				defer grace.Stop()
-				select {
-				case a, ok := <-arriveCh:
-					if ok {
-						return true, false, &a
-					}
-					arrive = nil
-				case <-grace.C:
-				case <-ctx.Done():
-				}
 			}
 			return true, false, nil
 		case a, ok := <-arriveCh:
@@ -335,15 +318,21 @@ func (w *Worker) claimCandidates(ctx context.Context, li int, win []int, cands [
 		added := false
 		for i, ids := range cands {
 			if depth < len(ids) {
-				queue = append(queue, candidate{win[i], ids[depth]})
 				added = true
+				saw = true
+				// A scan right after a claim can still find the claimed id in
+				// a cached head (the server's invalidation trails the claim's
+				// reply): claiming what this worker runs would be a wasted
+				// round trip that can only fail.
+				if !w.running(ids[depth]) {
+					queue = append(queue, candidate{win[i], ids[depth]})
+				}
 			}
 		}
 		if !added {
 			break
 		}
 	}
-	saw = len(queue) > 0
 	// Start at a random point of the queue (and wrap): workers that scanned
 	// the same heads then try different candidates first instead of all
 	// racing for the same ones. Every candidate is still tried in this round

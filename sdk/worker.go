@@ -70,9 +70,6 @@ const (
 	handlerExitWait    = time.Second     // after the abort, for handlers to return
 	maxReasonBytes     = 4096
 	watchRetryEvery    = time.Second
-	// arrivalGrace is how long an idle worker woken by a readiness push
-	// waits for the arrival that may trail it (see claimLoop).
-	arrivalGrace = 300 * time.Microsecond
 )
 
 // WorkerConfig configures a Worker. Zero fields take the documented default.
@@ -197,9 +194,10 @@ type Worker struct {
 	inFlight  atomic.Int64
 	slotFreed chan struct{}
 
-	tasksMu sync.Mutex
-	tasks   map[*Task]struct{}
-	taskWG  sync.WaitGroup
+	tasksMu    sync.Mutex
+	tasks      map[*Task]struct{}
+	runningIDs map[ExecutionID]struct{} // ids of the tasks in tasks
+	taskWG     sync.WaitGroup
 
 	handler Handler
 	baseCtx context.Context // Run's context without its cancellation
@@ -237,6 +235,7 @@ func NewWorker(backend EngineBackend, cfg WorkerConfig) (*Worker, error) {
 		log:               cfg.Logger,
 		slotFreed:         make(chan struct{}, 1),
 		tasks:             make(map[*Task]struct{}),
+		runningIDs:        make(map[ExecutionID]struct{}),
 		stopCh:            make(chan struct{}),
 		hardCh:            make(chan struct{}),
 		doneCh:            make(chan struct{}),
@@ -670,6 +669,7 @@ func (w *Worker) startTask(ct ClaimedTask, sent time.Time) {
 	w.stats.claimed.Add(1)
 	w.tasksMu.Lock()
 	w.tasks[t] = struct{}{}
+	w.runningIDs[t.ID] = struct{}{}
 	w.tasksMu.Unlock()
 	w.taskWG.Add(1)
 	go w.runTask(t)
@@ -717,11 +717,20 @@ func (w *Worker) invoke(t *Task) (err error, panicked bool, reason string) {
 	return w.handler.HandleTask(t.ctx, t), false, ""
 }
 
+// running reports whether this worker runs execution id now.
+func (w *Worker) running(id ExecutionID) bool {
+	w.tasksMu.Lock()
+	defer w.tasksMu.Unlock()
+	_, ok := w.runningIDs[id]
+	return ok
+}
+
 func (w *Worker) endTask(t *Task) {
 	w.renewer.remove(t.lease)
 	t.cancel(context.Canceled)
 	w.tasksMu.Lock()
 	delete(w.tasks, t)
+	delete(w.runningIDs, t.ID)
 	w.tasksMu.Unlock()
 	w.release(1)
 	w.taskWG.Done()

@@ -44,8 +44,13 @@ func benchServer(b *testing.B) string {
 }
 
 func benchConnect(b *testing.B, addr string) *valkeybackend.Backend {
+	return benchConnectWith(b, addr, valkeybackend.Options{})
+}
+
+func benchConnectWith(b *testing.B, addr string, opts valkeybackend.Options) *valkeybackend.Backend {
 	b.Helper()
-	be, err := valkeybackend.Connect(context.Background(), valkeybackend.Options{Addrs: []string{addr}, Partitions: e2ePartitions})
+	opts.Addrs, opts.Partitions = []string{addr}, e2ePartitions
+	be, err := valkeybackend.Connect(context.Background(), opts)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -216,14 +221,24 @@ func BenchmarkIdleWorker(b *testing.B) {
 }
 
 // BenchmarkIdlePickup: submit to handler start with one idle worker, one
-// execution at a time (b.N samples); reports p50/p99/max in µs.
+// execution at a time (b.N samples); reports p50/p99/max in µs. The
+// no-arrivals variant turns arrivals off: the worker learns of the work
+// from the readiness push and reads the set before claiming.
 func BenchmarkIdlePickup(b *testing.B) {
-	for _, mode := range []sdk.ClaimMode{sdk.ClaimDirect, sdk.ClaimFused} {
-		b.Run(mode.String(), func(b *testing.B) {
+	for _, v := range []struct {
+		mode       sdk.ClaimMode
+		noArrivals bool
+	}{{sdk.ClaimDirect, false}, {sdk.ClaimDirect, true}, {sdk.ClaimFused, false}} {
+		name := v.mode.String()
+		if v.noArrivals {
+			name += "-no-arrivals"
+		}
+		mode := v.mode
+		b.Run(name, func(b *testing.B) {
 			addr := benchServer(b)
 			producer := benchConnect(b, addr)
 			defer producer.Close()
-			be := benchConnect(b, addr)
+			be := benchConnectWith(b, addr, valkeybackend.Options{DisableArrivals: v.noArrivals})
 			defer be.Close()
 			started := make(chan time.Time, 1)
 			w, err := sdk.NewWorker(be, sdk.WorkerConfig{WorkerID: "bench", Lanes: []sdk.LaneID{"pickup"}, ClaimMode: mode})

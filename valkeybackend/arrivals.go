@@ -2,8 +2,6 @@ package valkeybackend
 
 import (
 	"context"
-	"reflect"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -27,53 +25,36 @@ type arrivals struct {
 	done    sync.WaitGroup
 }
 
-// arrivalHandoffWait bounds how long an arrival waits for a watcher to
-// receive it. A worker woken by the readiness push of the same create is
-// committed to that wake-up before the arrival (which valkey-go hands over
-// one goroutine later) can reach it; it comes back to receive within
-// microseconds, so the arrival waits for it rather than being dropped.
-const arrivalHandoffWait = 500 * time.Microsecond
-
-// deliver hands arr to one watcher of its lane that receives it within
-// arrivalHandoffWait (the channels are unbuffered), trying first the one
-// after the last that got one, so idle workers share arrivals; with
-// nobody receiving the hint is dropped. It runs on the subscription's
-// goroutine.
+// deliver hands arr to one watcher of its lane that is receiving right now
+// (the channels are unbuffered), trying first the one after the last that
+// got one, so idle workers share arrivals; with nobody receiving, the hint
+// is dropped. It runs on valkey-go's subscription goroutine and never
+// blocks it. (A worker woken by the readiness push of the same create would
+// be gone from its receive before the arrival comes; readiness holds that
+// push back for a moment instead: see watchers.hold.)
 func (a *arrivals) deliver(arr sdk.Arrival) bool {
 	a.mu.Lock()
-	chs := slices.Clone(a.byLane[arr.Lane])
+	defer a.mu.Unlock()
+	chs := a.byLane[arr.Lane]
 	start := a.next[arr.Lane]
-	a.mu.Unlock()
-	if len(chs) == 0 {
-		return false
-	}
-	cases := make([]reflect.SelectCase, 0, len(chs)+1)
-	v := reflect.ValueOf(arr)
 	for k := range chs {
 		i := (start + k) % len(chs)
 		select {
 		case chs[i] <- arr:
-			a.advance(arr.Lane, i)
+			a.next[arr.Lane] = i + 1
 			return true
 		default:
 		}
-		cases = append(cases, reflect.SelectCase{Dir: reflect.SelectSend, Chan: reflect.ValueOf(chs[i]), Send: v})
 	}
-	t := time.NewTimer(arrivalHandoffWait)
-	defer t.Stop()
-	cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(t.C)})
-	chosen, _, _ := reflect.Select(cases)
-	if chosen == len(cases)-1 {
-		return false
-	}
-	a.advance(arr.Lane, (start+chosen)%len(chs))
-	return true
+	return false
 }
 
-func (a *arrivals) advance(lane sdk.LaneID, i int) {
+// watched reports whether some worker of this process waits for arrivals
+// on lane.
+func (a *arrivals) watched(lane sdk.LaneID) bool {
 	a.mu.Lock()
-	a.next[lane] = i + 1
-	a.mu.Unlock()
+	defer a.mu.Unlock()
+	return len(a.byLane[lane]) > 0
 }
 
 // parseArrival reads "<lane> <eid>"; lanes never hold a space.

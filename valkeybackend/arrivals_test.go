@@ -31,22 +31,40 @@ func TestArrivals(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			next := func(wait time.Duration) (sdk.Arrival, bool) {
-				select {
-				case a := <-ch:
-					return a, true
-				case <-time.After(wait):
-					return sdk.Arrival{}, false
-				}
+			// An arrival goes only to a watcher receiving at that moment,
+			// so the receive starts before the create.
+			type got struct {
+				a  sdk.Arrival
+				ok bool
 			}
+			listen := func(wait time.Duration) <-chan got {
+				out := make(chan got, 1)
+				ready := make(chan struct{})
+				go func() {
+					t := time.NewTimer(wait)
+					defer t.Stop()
+					close(ready)
+					select {
+					case a := <-ch:
+						out <- got{a, true}
+					case <-t.C:
+						out <- got{}
+					}
+				}()
+				<-ready
+				time.Sleep(time.Millisecond) // into the select
+				return out
+			}
+			next := func(l <-chan got) (sdk.Arrival, bool) { g := <-l; return g.a, g.ok }
 			// The subscription starts asynchronously: wait until the
 			// channels have their subscriber.
 			waitSubscribed(t, b, 0, 3)
+			l := listen(5 * time.Second)
 			r0, err := producer.CreateExecution(ctx, sdk.CreateExecutionArgs{Lane: "arr", Kind: "k", ID: sdk.NewExecutionID(0)})
 			if err != nil {
 				t.Fatal(err)
 			}
-			if a, ok := next(5 * time.Second); !ok || a.ID != r0.ID || a.Lane != "arr" {
+			if a, ok := next(l); !ok || a.ID != r0.ID || a.Lane != "arr" {
 				t.Fatalf("arrival %+v (%v), want %s on arr", a, ok, r0.ID)
 			}
 			// Partition 0 now holds work: no arrival for another create there,
@@ -56,20 +74,22 @@ func TestArrivals(t *testing.T) {
 				{Lane: "arr", Kind: "k", ID: sdk.NewExecutionID(1), DelayUntil: time.Now().Add(time.Hour)},
 				{Lane: "other", Kind: "k", ID: sdk.NewExecutionID(2)},
 			}
+			l = listen(300 * time.Millisecond)
 			for _, a := range quiet {
 				if _, err := producer.CreateExecution(ctx, a); err != nil {
 					t.Fatal(err)
 				}
 			}
-			if a, ok := next(300 * time.Millisecond); ok {
+			if a, ok := next(l); ok {
 				t.Fatalf("unexpected arrival %+v", a)
 			}
 			// An empty partition: the arrival names the execution created.
+			l = listen(5 * time.Second)
 			r, err := producer.CreateExecution(ctx, sdk.CreateExecutionArgs{Lane: "arr", Kind: "k", ID: sdk.NewExecutionID(3)})
 			if err != nil {
 				t.Fatal(err)
 			}
-			a, ok := next(5 * time.Second)
+			a, ok := next(l)
 			if !ok || a.ID != r.ID || a.Lane != "arr" {
 				t.Fatalf("arrival %+v (%v), want %s on arr", a, ok, r.ID)
 			}

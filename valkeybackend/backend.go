@@ -32,6 +32,7 @@ type Backend struct {
 	lanesSeen  sync.Map      // lanes known to be in the registry
 	watch      watchers      // idle workers waiting for readiness pushes
 	arrive     arrivals      // idle workers waiting for arrivals
+	heads      headState     // which eligible heads were empty when read
 	regs       registrations // worker instances this process registered
 	closeOnce  sync.Once
 }
@@ -83,6 +84,9 @@ func Connect(ctx context.Context, opts Options) (*Backend, error) {
 	b.client = client
 	b.watch.mu.Lock()
 	b.watch.prefetch = b.prefetchHead
+	b.watch.hold = func(key string, lane sdk.LaneID) bool {
+		return b.heads.wasEmpty(key) && b.arrive.watched(lane)
+	}
 	b.watch.mu.Unlock()
 	b.cluster = client.Mode() == valkey.ClientModeCluster
 	b.next.Store(rand.Uint64())
