@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -78,13 +79,17 @@ func ReadBaseline(path string) (*Baseline, error) {
 	return &bl, nil
 }
 
-// WriteJSON writes the baseline.
+// WriteJSON writes the baseline (indented, "<>&" left as they are: people
+// read and edit this file).
 func (bl *Baseline) WriteJSON(path string) error {
-	b, err := json.MarshalIndent(bl, "", "  ")
-	if err != nil {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(bl); err != nil {
 		return err
 	}
-	return os.WriteFile(path, append(b, '\n'), 0o644)
+	return os.WriteFile(path, buf.Bytes(), 0o644)
 }
 
 // Check is the verdict on one metric.

@@ -33,6 +33,7 @@ type Backend struct {
 	watch      watchers      // idle workers waiting for readiness pushes
 	arrive     arrivals      // idle workers waiting for arrivals
 	heads      headState     // which eligible heads were empty when read
+	claiming   sync.Map      // execution ids with a GrantAndClaim in flight
 	regs       registrations // worker instances this process registered
 	closeOnce  sync.Once
 }

@@ -222,6 +222,13 @@ func (b *Backend) GrantAndClaim(ctx context.Context, g sdk.IssueClaimGrantArgs, 
 	if err != nil {
 		return sdk.ClaimedTask{}, err
 	}
+	// Workers sharing this client scan the same cached heads: when one is
+	// already claiming an execution, another's attempt could only lose at
+	// the server, so it loses here, without the round trip.
+	if _, busy := b.claiming.LoadOrStore(g.ExecutionID, struct{}{}); busy {
+		return sdk.ClaimedTask{}, sdk.NewError(op, sdk.CodeGrantAlreadyExists, "another worker of this process is claiming it")
+	}
+	defer b.claiming.Delete(g.ExecutionID)
 	res := b.client.DoMulti(ctx, gc, cc)
 	_, gerr := decode(op, res[0])
 	t, err := decodeClaim(op, ca, res[1], true)
