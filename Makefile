@@ -39,9 +39,10 @@ fmt-check:
 vet:
 	$(GO) vet ./...
 
-## fuzz: fuzz the handle decoder for 20s.
+## fuzz: fuzz the handle decoder and the arrivals decoder, 20s each.
 fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzDecodeHandle -fuzztime=20s ./sdk/
+	$(GO) test -run='^$$' -fuzz=FuzzParseArrival -fuzztime=20s ./valkeybackend/
 
 ## install-valkey: install valkey-server and valkey-cli (Valkey 8) if missing.
 install-valkey:

@@ -1,0 +1,4 @@
+package valkeybackend
+
+// ParseArrivalForTest exposes parseArrival to the external tests.
+var ParseArrivalForTest = parseArrival
