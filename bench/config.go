@@ -37,6 +37,10 @@ type Config struct {
 	// DistinctWorkerIDs gives each fleet worker its own WorkerID instead of
 	// one shared by the fleet (a deployment's workers share one).
 	DistinctWorkerIDs bool `json:"distinct_worker_ids,omitempty"`
+	// NoArrivals connects the fleets' backends with arrivals off
+	// (valkeybackend.Options.DisableArrivals): idle workers learn of new
+	// work from readiness pushes alone. Default false.
+	NoArrivals bool `json:"no_arrivals,omitempty"`
 	// ClaimMode of the workers outside claim-path: "direct" or "fused".
 	ClaimMode string `json:"claim_mode"`
 	// Warmup and Drain are excluded from every measurement; Duration is the

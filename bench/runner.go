@@ -35,6 +35,7 @@ func NewRunner(cfg Config, t *Target, prog *Progress) *Runner {
 	if prog == nil {
 		prog = NewProgress(nil)
 	}
+	t.noArrivals = cfg.NoArrivals
 	return &Runner{cfg: cfg, t: t, prog: prog}
 }
 

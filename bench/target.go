@@ -35,6 +35,8 @@ type Target struct {
 	server   *valkeytest.Server
 	cluster  *valkeytest.Cluster
 	flush    bool
+	// noArrivals connects deployed backends with DisableArrivals.
+	noArrivals bool
 
 	raw       valkey.Client // auto-pipelining, as the backend's
 	serial    valkey.Client // no auto-pipelining: one command per round trip on its own connection
@@ -154,7 +156,8 @@ func (t *Target) Deploy(ctx context.Context, partitions int) (*valkeybackend.Bac
 			return nil, fmt.Errorf("FLUSHALL: %w", err)
 		}
 	}
-	return valkeybackend.Connect(ctx, valkeybackend.Options{Addrs: t.Addrs, Partitions: partitions})
+	return valkeybackend.Connect(ctx, valkeybackend.Options{Addrs: t.Addrs, Partitions: partitions,
+		DisableArrivals: t.noArrivals})
 }
 
 // DeployConnected deploys partitions and connects n more backends to the
