@@ -9,6 +9,7 @@ import (
 	"math"
 	"net"
 	"os/exec"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -21,7 +22,7 @@ import (
 const CalibrationTolerance = 0.15
 
 // calibrationRounds is how many interleaved ffbench / valkey-benchmark runs
-// each figure takes; the best of each side is compared.
+// each figure takes; the median of the rounds' ratios is judged.
 const calibrationRounds = 5
 
 // Calibration compares ffbench's raw anchors with valkey-benchmark sending
@@ -39,13 +40,13 @@ type CalibrationRow struct {
 	Conns   int    `json:"conns"`
 	Depth   int    `json:"depth"`
 	// Calls per second measured by ffbench's probe and by valkey-benchmark:
-	// the best of calibrationRounds interleaved runs each.
+	// the median of calibrationRounds interleaved runs each.
 	FFBench         float64 `json:"ffbench_rate"`
 	ValkeyBenchmark float64 `json:"valkey_benchmark_rate"`
 	// Mean round trip (serial rows), µs.
 	FFBenchMeanUS         float64 `json:"ffbench_mean_us,omitempty"`
 	ValkeyBenchmarkMeanUS float64 `json:"valkey_benchmark_mean_us,omitempty"`
-	Diff                  float64 `json:"diff"` // ffbench / valkey-benchmark - 1
+	Diff                  float64 `json:"diff"` // median over rounds of ffbench / valkey-benchmark, - 1
 	Within                bool    `json:"within"`
 }
 
@@ -94,33 +95,33 @@ func (r *Runner) Calibrate(ctx context.Context, vbPath string, d time.Duration) 
 				rate, err := probePipelined(ctx, addr, enc, conns, depth, d)
 				return rate, 0, err
 			}
-			// Interleave ffbench and valkey-benchmark runs and keep each
-			// side's best (least disturbed) run: a shared machine's noise
-			// then hits both sides alike.
+			// Interleave ffbench and valkey-benchmark runs, each round one
+			// of each back to back, and judge the median of the rounds'
+			// ratios: a shared machine's slow spells then weigh on both
+			// sides of a round alike. The rates shown are each side's
+			// median.
+			var ourRates, ourMeans, vbRates, vbMeans, ratios []float64
 			for range calibrationRounds {
 				a, am, err := ours()
 				if err != nil {
 					return nil, err
-				}
-				if a > row.FFBench {
-					row.FFBench, row.FFBenchMeanUS = round3(a), round3(am)
 				}
 				n := int(math.Max(a*d.Seconds(), 1000))
 				vbRate, vbMean, err := runValkeyBenchmark(ctx, vbPath, addr, conns, depth, n, c.cmd.Commands())
 				if err != nil {
 					return nil, err
 				}
-				if vbRate > row.ValkeyBenchmark {
-					row.ValkeyBenchmark = round3(vbRate)
-					if mode == "serial" {
-						row.ValkeyBenchmarkMeanUS = round3(vbMean)
-					}
+				ourRates, ourMeans = append(ourRates, a), append(ourMeans, am)
+				vbRates, vbMeans = append(vbRates, vbRate), append(vbMeans, vbMean)
+				if vbRate > 0 {
+					ratios = append(ratios, a/vbRate)
 				}
 			}
-			if mode != "serial" {
-				row.FFBenchMeanUS = 0
+			row.FFBench, row.ValkeyBenchmark = round3(median(ourRates)), round3(median(vbRates))
+			if mode == "serial" {
+				row.FFBenchMeanUS, row.ValkeyBenchmarkMeanUS = round3(median(ourMeans)), round3(median(vbMeans))
 			}
-			row.Diff = round3(row.FFBench/row.ValkeyBenchmark - 1)
+			row.Diff = round3(median(ratios) - 1)
 			row.Within = math.Abs(row.Diff) <= CalibrationTolerance
 			cal.OK = cal.OK && row.Within
 			cal.Rows = append(cal.Rows, row)
@@ -153,6 +154,13 @@ func runValkeyBenchmark(ctx context.Context, path, addr string, conns, depth, n 
 	cmdline := []string{"-h", host, "-p", port, "-c", strconv.Itoa(conns), "-P", strconv.Itoa(depth),
 		"-n", strconv.Itoa(n), "--csv"}
 	cmdline = append(cmdline, args...)
+	// On the CPU ffbench's probes use (see probeCPU), when taskset is here.
+	if cpu := probeCPU(); cpu >= 0 {
+		if ts, err := exec.LookPath("taskset"); err == nil {
+			cmdline = append([]string{"-c", strconv.Itoa(cpu), path}, cmdline...)
+			path = ts
+		}
+	}
 	var out, stderr bytes.Buffer
 	c := exec.CommandContext(ctx, path, cmdline...)
 	c.Stdout, c.Stderr = &out, &stderr
@@ -197,4 +205,17 @@ func parseBenchmarkCSV(s string) (rate, meanUS float64, err error) {
 		}
 	}
 	return 0, 0, fmt.Errorf("valkey-benchmark csv: no rate in %q", s)
+}
+
+// median of xs (0 for none); xs is reordered.
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	sort.Float64s(xs)
+	m := len(xs) / 2
+	if len(xs)%2 == 0 {
+		return (xs[m-1] + xs[m]) / 2
+	}
+	return xs[m]
 }

@@ -5,7 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
+	"io"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -20,13 +20,13 @@ import (
 // server's and the network's, not a client's. (The SDK's own client cost is
 // what the scenarios measure against it.)
 type probeConn struct {
-	c net.Conn
+	c io.ReadWriteCloser
 	r *bufio.Reader
 }
 
+// dialProbe connects a blocking socket (see blockingSocket).
 func dialProbe(ctx context.Context, addr string) (*probeConn, error) {
-	var d net.Dialer
-	c, err := d.DialContext(ctx, "tcp", addr)
+	c, err := dialBlocking(ctx, addr)
 	if err != nil {
 		return nil, err
 	}
@@ -108,6 +108,7 @@ func probeSerial(ctx context.Context, addr string, cmd []byte, d time.Duration) 
 		return nil, err
 	}
 	defer p.Close()
+	defer pinThread(probeCPU())()
 	h := newHist()
 	end := time.Now().Add(d)
 	for ctx.Err() == nil {
@@ -147,6 +148,7 @@ func probePipelined(ctx context.Context, addr string, cmd []byte, conns, depth i
 		ready.Add(1)
 		wg.Go(func() {
 			defer p.Close()
+			defer pinThread(probeCPU())()
 			ready.Done()
 			<-start
 			for time.Now().Before(end) && ctx.Err() == nil {

@@ -1,0 +1,51 @@
+//go:build linux
+
+package bench
+
+import (
+	"runtime"
+
+	"golang.org/x/sys/unix"
+)
+
+// probeCPU is the CPU the raw probes and valkey-benchmark both run on
+// during calibration and the anchors: the highest this process may use.
+// A serial round trip costs very different amounts on a VM depending on
+// whether the client sleeps on the server's CPU or another one (waking an
+// idle vCPU is slow), and the scheduler places the two clients differently;
+// pinned to one CPU they are compared like for like. -1 when unknown.
+func probeCPU() int {
+	var set unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &set); err != nil {
+		return -1
+	}
+	for cpu := 1023; cpu >= 0; cpu-- {
+		if set.IsSet(cpu) {
+			return cpu
+		}
+	}
+	return -1
+}
+
+// pinThread locks the calling goroutine to its OS thread and the thread to
+// cpu; undo restores both. With cpu < 0 it does nothing.
+func pinThread(cpu int) (undo func()) {
+	if cpu < 0 {
+		return func() {}
+	}
+	runtime.LockOSThread()
+	var old, one unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &old); err != nil {
+		runtime.UnlockOSThread()
+		return func() {}
+	}
+	one.Set(cpu)
+	if err := unix.SchedSetaffinity(0, &one); err != nil {
+		runtime.UnlockOSThread()
+		return func() {}
+	}
+	return func() {
+		_ = unix.SchedSetaffinity(0, &old)
+		runtime.UnlockOSThread()
+	}
+}

@@ -1,0 +1,9 @@
+//go:build !linux
+
+package bench
+
+// probeCPU: no pinning off Linux.
+func probeCPU() int { return -1 }
+
+// pinThread does nothing off Linux.
+func pinThread(int) (undo func()) { return func() {} }
