@@ -472,10 +472,24 @@ func (w *Worker) claimFusedLane(ctx context.Context, li int, parts []int) (claim
 			if err != nil {
 				return claimed, saw, err
 			}
+			nonEmpty := 0
+			for _, ids := range heads {
+				if len(ids) > 0 {
+					nonEmpty++
+				}
+			}
+			// A cut head may hide more: ask it for an even share of the free
+			// slots (at least what it shows). Asking every cut head for a
+			// whole ClaimBatch would spend the slots on the first few
+			// partitions and leave the rest to later rounds.
+			share := 0
+			if nonEmpty > 0 {
+				share = min(w.cfg.ClaimBatch, w.freeSlots()/nonEmpty)
+			}
 			for i, ids := range heads {
 				want[i] = len(ids)
 				if len(ids) >= maxScanLimit {
-					want[i] = w.cfg.ClaimBatch // the head is cut: there may be more
+					want[i] = max(len(ids), share)
 				}
 			}
 		} else {
