@@ -118,8 +118,11 @@ func writeCards(b *strings.Builder, rep *Report) {
 	}
 	if r := claimHeadline(rep); r != nil {
 		v := r.Extra["claim_p50_over_serial_rtt"]
-		cards = append(cards, card{fmt.Sprintf("%.1f×", v), "claim p50 / serial FCALL round trip",
-			fmt.Sprintf("p50 %s at %s arrivals/s, P=%d · target ≤ 2×", fmtUS(r.Latency["claim"].P50), fmtRate(r.OfferedRate), r.Partitions), target(v <= 2)})
+		sub := fmt.Sprintf("p50 %s at %s arrivals/s, P=%d · target ≤ 2×", fmtUS(r.Latency["claim"].P50), fmtRate(r.OfferedRate), r.Partitions)
+		if lr := r.Latency["fcall_rtt"]; lr != nil && lr.Count > 0 {
+			sub += fmt.Sprintf(" · one FCALL under this load: %s, the claim %.1f× that", fmtUS(lr.P50), r.Extra["claim_p50_over_loaded_rtt"])
+		}
+		cards = append(cards, card{fmt.Sprintf("%.1f×", v), "claim p50 / serial FCALL round trip", sub, target(v <= 2)})
 	}
 	if r := rep.Find(ScenarioE2E + fmt.Sprintf("/closed/P=%d", rep.Config.Partitions)); r != nil {
 		cards = append(cards, card{fmtRate(r.Throughput) + "/s", "e2e capacity (submit → complete)",
