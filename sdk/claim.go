@@ -205,14 +205,10 @@ func (w *Worker) claimRound(ctx context.Context) (claimed int, saw bool, err err
 
 // lanePartitions returns the partitions of lane li worth scanning, rotated
 // to start at the lane's cursor: the ready ones when the backend tracks
-// readiness (a cached read: free while nothing changes), else all (the fused
-// path with window scans filters them itself).
+// readiness (answered from memory while nothing changes), else all.
 func (w *Worker) lanePartitions(ctx context.Context, li int) ([]int, error) {
 	parts := w.partitions
-	// The fused path reads the heads of a window itself (the same cached
-	// reads readiness uses), which also tells it how much each holds.
-	fusedScans := w.cfg.ClaimMode == ClaimFused && w.windowScanner != nil
-	if w.watcher != nil && !fusedScans {
+	if w.watcher != nil {
 		w.stats.readiness.Add(1)
 		ready, err := w.watcher.ReadyPartitions(ctx, w.cfg.Lanes[li], w.partitions)
 		switch {

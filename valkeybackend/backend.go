@@ -33,6 +33,7 @@ type Backend struct {
 	watch      watchers      // idle workers waiting for readiness pushes
 	arrive     arrivals      // idle workers waiting for arrivals
 	heads      headState     // which eligible heads were empty when read
+	ready      readyState    // which partitions hold work, as far as known
 	claiming   sync.Map      // execution ids with a GrantAndClaim in flight
 	regs       registrations // worker instances this process registered
 	closeOnce  sync.Once
@@ -71,7 +72,7 @@ func Connect(ctx context.Context, opts Options) (*Backend, error) {
 		ClientName:            "flowfabric",
 		Dialer:                net.Dialer{KeepAlive: opts.KeepAlive, Timeout: 5 * time.Second},
 		ConnWriteTimeout:      opts.ConnWriteTimeout,
-		OnInvalidations:       b.watch.onInvalidations,
+		OnInvalidations:       b.onInvalidations,
 	}
 	if opts.CacheSizeEachConn < 0 {
 		co.DisableCache = true
@@ -126,6 +127,13 @@ func (b *Backend) loadPartitions(ctx context.Context) error {
 	}
 	b.partitions = int(stored)
 	return nil
+}
+
+// onInvalidations is valkey-go's invalidation hook: forget what the pushes
+// invalidate, then wake the workers waiting on it.
+func (b *Backend) onInvalidations(msgs []valkey.ValkeyMessage) {
+	b.ready.invalidate(msgs)
+	b.watch.onInvalidations(msgs)
 }
 
 // Client exposes the underlying valkey-go client (for the harness and tests).

@@ -2,6 +2,7 @@ package valkeybackend
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -183,9 +184,11 @@ func (b *Backend) cachedHeads(ctx context.Context, op string, lane sdk.LaneID, p
 }
 
 // ReadyPartitions returns the partitions whose eligible set for lane is not
-// empty. The heads come from the client-side cache (ZRANGE under RESP3
+// empty, ascending. What it knows it answers from memory (readyState); the
+// rest it reads through the client-side cache (ZRANGE under RESP3
 // tracking): while nothing changes a call costs no round trip, and the
-// server's invalidation push drops a head the moment its set changes.
+// server's invalidation push marks a head unknown the moment its set
+// changes.
 func (b *Backend) ReadyPartitions(ctx context.Context, lane sdk.LaneID, partitions []int) ([]int, error) {
 	const op = "ready_partitions"
 	if err := lane.Validate(); err != nil {
@@ -194,16 +197,28 @@ func (b *Backend) ReadyPartitions(ctx context.Context, lane sdk.LaneID, partitio
 	if b.opts.CacheSizeEachConn < 0 {
 		return nil, sdk.Unavailable(op)
 	}
-	heads, err := b.cachedHeads(ctx, op, lane, partitions)
+	for _, p := range partitions {
+		if err := b.checkPartition(op, p); err != nil {
+			return nil, err
+		}
+	}
+	ready, unknown, gens := b.ready.split(lane, partitions, b.partitions, b.opts.ReadinessCacheTTL)
+	if len(unknown) == 0 {
+		return ready, nil
+	}
+	heads, err := b.cachedHeads(ctx, op, lane, unknown)
 	if err != nil {
 		return nil, err
 	}
-	var ready []int
+	nonEmpty := make([]bool, len(heads))
 	for i, ids := range heads {
-		if len(ids) > 0 {
-			ready = append(ready, partitions[i])
+		nonEmpty[i] = len(ids) > 0
+		if nonEmpty[i] {
+			ready = append(ready, unknown[i])
 		}
 	}
+	b.ready.store(lane, unknown, gens, nonEmpty)
+	slices.Sort(ready)
 	return ready, nil
 }
 

@@ -1,0 +1,142 @@
+package valkeybackend
+
+import (
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/valkey-io/valkey-go"
+
+	"github.com/flowfabric/flowfabric-go/sdk"
+)
+
+// readyState is what this client knows of each lane's eligible set per
+// partition: ready (non-empty), empty, or unknown (never read, invalidated
+// by the server since, or older than the readiness TTL). ReadyPartitions
+// reads only the unknown ones, so a claim round costs the partitions that
+// changed, not all of them: with 1,024 partitions, rebuilding and looking up
+// 1,024 cached reads per round was most of a job's client allocations.
+//
+// Each invalidation bumps the partition's generation; a read stores its
+// answer only if the generation did not move while it was in flight, so an
+// invalidation that overtakes a read is never lost.
+type readyState struct {
+	mu    sync.Mutex
+	lanes map[sdk.LaneID]*laneState
+}
+
+type partState int8
+
+const (
+	partUnknown partState = iota
+	partEmpty
+	partReady
+)
+
+type laneState struct {
+	state  []partState
+	gen    []uint32
+	readAt []int64 // unix ns of the stored answer
+}
+
+// lane returns lane's state, sized for partitions. Call with mu held.
+func (r *readyState) lane(lane sdk.LaneID, partitions int) *laneState {
+	if r.lanes == nil {
+		r.lanes = make(map[sdk.LaneID]*laneState)
+	}
+	ls := r.lanes[lane]
+	if ls == nil {
+		ls = &laneState{state: make([]partState, partitions), gen: make([]uint32, partitions),
+			readAt: make([]int64, partitions)}
+		r.lanes[lane] = ls
+	}
+	return ls
+}
+
+// invalidate applies valkey-go's invalidation batch: nil (the cache was
+// flushed: a reconnect) forgets everything.
+func (r *readyState) invalidate(msgs []valkey.ValkeyMessage) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if msgs == nil {
+		for _, ls := range r.lanes {
+			for p := range ls.state {
+				ls.state[p] = partUnknown
+				ls.gen[p]++
+			}
+		}
+		return
+	}
+	for _, m := range msgs {
+		key, err := m.ToString()
+		if err != nil {
+			continue
+		}
+		lane, ok := laneOfEligibleKey(key)
+		if !ok {
+			continue
+		}
+		p, ok := partitionOfKey(key)
+		ls := r.lanes[lane]
+		if !ok || ls == nil || p >= len(ls.state) {
+			continue
+		}
+		ls.state[p] = partUnknown
+		ls.gen[p]++
+	}
+}
+
+// split sorts partitions into the ready ones this client knows of and the
+// unknown ones (with their generations) that need a read.
+func (r *readyState) split(lane sdk.LaneID, partitions []int, total int, ttl time.Duration) (ready, unknown []int, gens []uint32) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	ls := r.lane(lane, total)
+	stale := time.Now().Add(-ttl).UnixNano()
+	for _, p := range partitions {
+		switch {
+		case ls.state[p] == partUnknown || ls.readAt[p] < stale:
+			unknown = append(unknown, p)
+			gens = append(gens, ls.gen[p])
+		case ls.state[p] == partReady:
+			ready = append(ready, p)
+		}
+	}
+	return ready, unknown, gens
+}
+
+// store records what reads of partitions (taken at gens) found.
+func (r *readyState) store(lane sdk.LaneID, partitions []int, gens []uint32, nonEmpty []bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	ls := r.lanes[lane]
+	if ls == nil {
+		return
+	}
+	now := time.Now().UnixNano()
+	for i, p := range partitions {
+		if ls.gen[p] != gens[i] {
+			continue // invalidated while the read was in flight: stays unknown
+		}
+		ls.state[p] = partEmpty
+		if nonEmpty[i] {
+			ls.state[p] = partReady
+		}
+		ls.readAt[p] = now
+	}
+}
+
+// partitionOfKey parses N out of "ff:i:{p:N}:...".
+func partitionOfKey(key string) (int, bool) {
+	_, rest, ok := strings.Cut(key, "{p:")
+	if !ok {
+		return 0, false
+	}
+	num, _, ok := strings.Cut(rest, "}")
+	if !ok {
+		return 0, false
+	}
+	p, err := strconv.Atoi(num)
+	return p, err == nil && p >= 0
+}
