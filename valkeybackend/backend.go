@@ -132,7 +132,17 @@ func (b *Backend) loadPartitions(ctx context.Context) error {
 // onInvalidations is valkey-go's invalidation hook: forget what the pushes
 // invalidate, then wake the workers waiting on it.
 func (b *Backend) onInvalidations(msgs []valkey.ValkeyMessage) {
-	b.ready.invalidate(msgs)
+	if msgs == nil {
+		b.ready.forget()
+	} else {
+		keys := make([]string, 0, len(msgs))
+		for _, m := range msgs {
+			if k, err := m.ToString(); err == nil {
+				keys = append(keys, k)
+			}
+		}
+		b.ready.invalidate(keys)
+	}
 	b.watch.onInvalidations(msgs)
 }
 

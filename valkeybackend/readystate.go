@@ -6,8 +6,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/valkey-io/valkey-go"
-
 	"github.com/flowfabric/flowfabric-go/sdk"
 )
 
@@ -54,25 +52,12 @@ func (r *readyState) lane(lane sdk.LaneID, partitions int) *laneState {
 	return ls
 }
 
-// invalidate applies valkey-go's invalidation batch: nil (the cache was
-// flushed: a reconnect) forgets everything.
-func (r *readyState) invalidate(msgs []valkey.ValkeyMessage) {
+// invalidate marks the eligible sets named by keys unknown (other keys are
+// ignored).
+func (r *readyState) invalidate(keys []string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if msgs == nil {
-		for _, ls := range r.lanes {
-			for p := range ls.state {
-				ls.state[p] = partUnknown
-				ls.gen[p]++
-			}
-		}
-		return
-	}
-	for _, m := range msgs {
-		key, err := m.ToString()
-		if err != nil {
-			continue
-		}
+	for _, key := range keys {
 		lane, ok := laneOfEligibleKey(key)
 		if !ok {
 			continue
@@ -84,6 +69,19 @@ func (r *readyState) invalidate(msgs []valkey.ValkeyMessage) {
 		}
 		ls.state[p] = partUnknown
 		ls.gen[p]++
+	}
+}
+
+// forget marks everything unknown (the client's cache was flushed: a
+// reconnect).
+func (r *readyState) forget() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, ls := range r.lanes {
+		for p := range ls.state {
+			ls.state[p] = partUnknown
+			ls.gen[p]++
+		}
 	}
 }
 
