@@ -9,11 +9,13 @@ import (
 )
 
 // probeCPU is the CPU the raw probes and valkey-benchmark both run on
-// during calibration and the anchors: the highest this process may use.
-// A serial round trip costs very different amounts on a VM depending on
-// whether the client sleeps on the server's CPU or another one (waking an
-// idle vCPU is slow), and the scheduler places the two clients differently;
-// pinned to one CPU they are compared like for like. -1 when unknown.
+// during calibration: the highest this process may use. A serial round
+// trip costs very different amounts on a VM depending on whether the client
+// sleeps on the server's CPU or another one (waking an idle vCPU is slow:
+// ~30 µs against ~100 µs here), and the scheduler places the two clients
+// differently; pinned to one CPU they are compared like for like. The
+// anchors of a run are left to the scheduler (a pinned thread cannot
+// escape a vCPU the hypervisor is holding back). -1 when unknown.
 func probeCPU() int {
 	var set unix.CPUSet
 	if err := unix.SchedGetaffinity(0, &set); err != nil {

@@ -86,13 +86,13 @@ func (r *Runner) Calibrate(ctx context.Context, vbPath string, d time.Duration) 
 			enc := encodeCommand(c.cmd.Commands())
 			ours := func() (float64, float64, error) {
 				if mode == "serial" {
-					h, err := probeSerial(ctx, addr, enc, d)
+					h, err := probeSerial(ctx, addr, enc, d, probeCPU())
 					if err != nil {
 						return 0, 0, err
 					}
 					return 1e6 / h.Mean(), h.Mean(), nil
 				}
-				rate, err := probePipelined(ctx, addr, enc, conns, depth, d)
+				rate, err := probePipelined(ctx, addr, enc, conns, depth, d, probeCPU())
 				return rate, 0, err
 			}
 			// Interleave ffbench and valkey-benchmark runs, each round one

@@ -102,13 +102,17 @@ func (p *probeConn) readReply() error {
 
 // probeSerial sends cmd, waits for the reply, and repeats for d, recording
 // each round trip in µs.
-func probeSerial(ctx context.Context, addr string, cmd []byte, d time.Duration) (*hdrhistogram.Histogram, error) {
+//
+// cpu >= 0 pins the prober's thread to that CPU (calibrate pins it and
+// valkey-benchmark to the same one; see probeCPU); -1 leaves it to the
+// scheduler.
+func probeSerial(ctx context.Context, addr string, cmd []byte, d time.Duration, cpu int) (*hdrhistogram.Histogram, error) {
 	p, err := dialProbe(ctx, addr)
 	if err != nil {
 		return nil, err
 	}
 	defer p.Close()
-	defer pinThread(probeCPU())()
+	defer pinThread(cpu)()
 	h := newHist()
 	end := time.Now().Add(d)
 	for ctx.Err() == nil {
@@ -129,8 +133,8 @@ func probeSerial(ctx context.Context, addr string, cmd []byte, d time.Duration) 
 
 // probePipelined runs conns connections, each writing depth copies of cmd
 // at once and reading the depth replies (valkey-benchmark -c conns -P
-// depth), for d; it returns commands per second.
-func probePipelined(ctx context.Context, addr string, cmd []byte, conns, depth int, d time.Duration) (float64, error) {
+// depth), for d; it returns commands per second. cpu as for probeSerial.
+func probePipelined(ctx context.Context, addr string, cmd []byte, conns, depth int, d time.Duration, cpu int) (float64, error) {
 	batch := make([]byte, 0, len(cmd)*depth)
 	for range depth {
 		batch = append(batch, cmd...)
@@ -148,7 +152,7 @@ func probePipelined(ctx context.Context, addr string, cmd []byte, conns, depth i
 		ready.Add(1)
 		wg.Go(func() {
 			defer p.Close()
-			defer pinThread(probeCPU())()
+			defer pinThread(cpu)()
 			ready.Done()
 			<-start
 			for time.Now().Before(end) && ctx.Err() == nil {

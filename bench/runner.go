@@ -334,10 +334,10 @@ func (r *Runner) measureAnchors(ctx context.Context) error {
 	}
 	enc := encodeCommand(cmd.Commands())
 	d := min(r.cfg.Duration, time.Second)
-	if _, err := probeSerial(ctx, addr, enc, d/4); err != nil { // warm-up
+	if _, err := probeSerial(ctx, addr, enc, d/4, -1); err != nil { // warm-up
 		return err
 	}
-	h, err := probeSerial(ctx, addr, enc, d)
+	h, err := probeSerial(ctx, addr, enc, d, -1)
 	if err != nil {
 		return err
 	}
@@ -350,7 +350,7 @@ func (r *Runner) measureAnchors(ctx context.Context) error {
 		return err
 	}
 	r.anchors.SerialFCALLValkeyGo = Summarize(hv)
-	rate, err := probePipelined(ctx, addr, enc, r.cfg.PipelineConns, r.cfg.PipelineDepth, d)
+	rate, err := probePipelined(ctx, addr, enc, r.cfg.PipelineConns, r.cfg.PipelineDepth, d, -1)
 	if err != nil {
 		return err
 	}
