@@ -149,6 +149,31 @@ func (w *Worker) watchArrivals(ctx context.Context) <-chan Arrival {
 	return ch
 }
 
+// claimPending claims the arrivals on lane li that came while this
+// process's workers were busy, straight away (see claimArrival).
+func (w *Worker) claimPending(ctx context.Context, li int) (claimed int, saw bool, err error) {
+	free := w.freeSlots()
+	if free == 0 {
+		return 0, false, nil
+	}
+	arrs := w.arrivals.TakeArrivals(w.cfg.Lanes[li], free)
+	if len(arrs) == 0 {
+		return 0, false, nil
+	}
+	parts := make([]int, 0, len(arrs))
+	cands := make([][]ExecutionID, 0, len(arrs))
+	for _, a := range arrs {
+		p, err := a.ID.Partition()
+		if err != nil || p >= len(w.partitions) {
+			continue
+		}
+		parts = append(parts, p)
+		cands = append(cands, []ExecutionID{a.ID})
+	}
+	w.stats.arrivals.Add(uint64(len(cands)))
+	return w.claimCandidates(ctx, li, parts, cands)
+}
+
 // claimArrival claims the execution an arrival named, straight away: the
 // push already said where it is, so no read comes first. Losing it to
 // another worker is fine; the next round scans as usual.
@@ -180,6 +205,15 @@ func (w *Worker) claimRound(ctx context.Context) (claimed int, saw bool, err err
 			return claimed, saw, nil
 		}
 		li := (start + i) % nl
+		if w.arrivals != nil {
+			// What pending arrivals name may be gone already: only a claim
+			// of one counts, not having seen it.
+			c, _, err := w.claimPending(ctx, li)
+			claimed += c
+			if err != nil {
+				return claimed, saw, err
+			}
+		}
 		parts, err := w.lanePartitions(ctx, li)
 		if err != nil {
 			return claimed, saw, err

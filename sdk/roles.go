@@ -94,6 +94,11 @@ type ArrivalWatcher interface {
 	// none. After ctx ends the channel receives nothing more; it is not
 	// closed.
 	WatchArrivals(ctx context.Context, lanes []LaneID) (<-chan Arrival, error)
+	// TakeArrivals returns up to max recent arrivals on lane that no
+	// watcher was receiving when they came (its workers were busy), each
+	// once, oldest first: a busy worker's next round claims them without
+	// first reading where work is.
+	TakeArrivals(lane LaneID, max int) []Arrival
 }
 
 // WorkerRegistration describes a running worker instance.

@@ -23,12 +23,28 @@ type arrivals struct {
 	closed  bool
 	stop    context.CancelFunc
 	done    sync.WaitGroup
+	// pending keeps, per lane, the latest arrivals no worker was waiting
+	// for (busy in a claim round): TakeArrivals hands them to the next
+	// round, which claims them without re-reading the sets they are in.
+	pending map[sdk.LaneID][]pendingArrival
 }
+
+type pendingArrival struct {
+	arr sdk.Arrival
+	at  time.Time
+}
+
+// Pending arrivals: at most pendingArrivalsMax per lane (the oldest go),
+// and none older than pendingArrivalsFresh (by then a scan has found it).
+const (
+	pendingArrivalsMax   = 64
+	pendingArrivalsFresh = 10 * time.Millisecond
+)
 
 // deliver hands arr to one watcher of its lane that is receiving right now
 // (the channels are unbuffered), trying first the one after the last that
 // got one, so idle workers share arrivals; with nobody receiving, the hint
-// is dropped. It runs on valkey-go's subscription goroutine and never
+// waits in pending for a busy worker's next round. It runs on valkey-go's subscription goroutine and never
 // blocks it. (A worker woken by the readiness push of the same create would
 // be gone from its receive before the arrival comes; readiness holds that
 // push back for a moment instead: see watchers.hold.)
@@ -46,7 +62,60 @@ func (a *arrivals) deliver(arr sdk.Arrival) bool {
 		default:
 		}
 	}
+	if len(chs) > 0 {
+		if a.pending == nil {
+			a.pending = make(map[sdk.LaneID][]pendingArrival)
+		}
+		q := append(a.pending[arr.Lane], pendingArrival{arr, time.Now()})
+		if len(q) > pendingArrivalsMax {
+			q = q[len(q)-pendingArrivalsMax:]
+		}
+		a.pending[arr.Lane] = q
+	}
 	return false
+}
+
+// take removes and returns up to max fresh pending arrivals of lane,
+// oldest first (the order they were created in).
+func (a *arrivals) take(lane sdk.LaneID, max int) []sdk.Arrival {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	q := a.pending[lane]
+	if len(q) == 0 || max <= 0 {
+		return nil
+	}
+	fresh := time.Now().Add(-pendingArrivalsFresh)
+	k := 0
+	for k < len(q) && q[k].at.Before(fresh) {
+		k++
+	}
+	n := min(max, len(q)-k)
+	out := make([]sdk.Arrival, n)
+	for i := range n {
+		out[i] = q[k+i].arr
+	}
+	a.pending[lane] = append(q[:0], q[k+n:]...)
+	return out
+}
+
+// claimed drops a pending arrival this client just claimed another way.
+func (a *arrivals) claimed(lane sdk.LaneID, id sdk.ExecutionID) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	q := a.pending[lane]
+	for i := range q {
+		if q[i].arr.ID == id {
+			a.pending[lane] = append(q[:i], q[i+1:]...)
+			return
+		}
+	}
+}
+
+// TakeArrivals returns up to max arrivals of lane that came while no worker
+// of this process was waiting, and not long ago, each once (see
+// sdk.ArrivalWatcher).
+func (b *Backend) TakeArrivals(lane sdk.LaneID, max int) []sdk.Arrival {
+	return b.arrive.take(lane, max)
 }
 
 // watched reports whether some worker of this process waits for arrivals

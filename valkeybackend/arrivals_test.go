@@ -151,3 +151,44 @@ func FuzzParseArrival(f *testing.F) {
 		}
 	})
 }
+
+// An arrival no watcher is receiving waits for a busy worker's next round:
+// TakeArrivals hands it out once, and not once it is stale.
+func TestPendingArrivals(t *testing.T) {
+	ctx := context.Background()
+	addrs := topologies()[0].addrs(t)
+	b := freshBackend(t, addrs, valkeybackend.Options{Partitions: 4})
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if _, err := b.WatchArrivals(wctx, []sdk.LaneID{"busy"}); err != nil { // registered, never receiving
+		t.Fatal(err)
+	}
+	waitSubscribed(t, b, 0, 1, 2)
+	take := func() []sdk.Arrival {
+		var got []sdk.Arrival
+		deadline := time.Now().Add(2 * time.Second)
+		for len(got) == 0 && time.Now().Before(deadline) {
+			got = b.TakeArrivals("busy", 8)
+			time.Sleep(time.Millisecond)
+		}
+		return got
+	}
+	r, err := b.CreateExecution(ctx, sdk.CreateExecutionArgs{Lane: "busy", Kind: "k", ID: sdk.NewExecutionID(0)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := take(); len(got) != 1 || got[0].ID != r.ID {
+		t.Fatalf("pending arrivals %v, want [%s]", got, r.ID)
+	}
+	if got := b.TakeArrivals("busy", 8); len(got) != 0 {
+		t.Fatalf("taken twice: %v", got)
+	}
+	// Stale: older than the freshness window.
+	if _, err := b.CreateExecution(ctx, sdk.CreateExecutionArgs{Lane: "busy", Kind: "k", ID: sdk.NewExecutionID(2)}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond)
+	if got := b.TakeArrivals("busy", 8); len(got) != 0 {
+		t.Fatalf("a stale arrival handed out: %v", got)
+	}
+}

@@ -236,6 +236,7 @@ func (b *Backend) GrantAndClaim(ctx context.Context, g sdk.IssueClaimGrantArgs, 
 	case err == nil:
 		// The claim decides: it can succeed on this instance's own earlier
 		// grant (a retried call) even when the new grant was refused.
+		b.arrive.claimed(g.Lane, g.ExecutionID)
 		return t, nil
 	case sdk.CodeOf(err) == sdk.CodeUseClaimResumed && gerr == nil:
 		return b.claim(ctx, op, ca, "resume", true)
