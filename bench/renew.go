@@ -94,7 +94,13 @@ func (r *Runner) runRenew(ctx context.Context, scenario string, p int) ([]*Resul
 	heldBy := make(map[uint64]held, cfg.Leases)
 	per := (cfg.Leases + cfg.RenewWorkers - 1) / cfg.RenewWorkers
 	var sdkRound *Latency // set before the measured slices
+	// Closed while the fleet claims: renewing flat out the leases it
+	// already holds would only slow the claims (the 30 s leases do not
+	// need it yet).
 	gate := &loadgen.RenewGate{}
+	if err := gate.Pause(ctx); err != nil {
+		return nil, err
+	}
 	fctx, stopFleet := context.WithCancel(ctx)
 	defer stopFleet()
 	fleet, err := loadgen.StartFleet(fctx, loadgen.FleetConfig{
@@ -177,8 +183,9 @@ func (r *Runner) runRenew(ctx context.Context, scenario string, p int) ([]*Resul
 		}
 	}
 
-	// Warm-up: the fleet has been renewing while it claimed; let it run
-	// the warm-up, then warm the raw path as long, unmeasured.
+	// Warm-up: the fleet's renewers for the warm-up, then the raw path as
+	// long, unmeasured.
+	gate.Resume()
 	if !sleepUntil(ctx, time.Now().Add(cfg.Warmup)) {
 		fleet.KillAll()
 		return nil, ctx.Err()
