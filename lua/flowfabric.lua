@@ -54,7 +54,7 @@ REPLY SHAPE (every function): {1, status, field...} on success,
 {0, code, detail...} on a business failure. Redis errors mean a bug.
 ]]
 
-local VERSION = '7'
+local VERSION = '8'
 local PRIORITY_SCALE = 1000000000000
 local MAX_PRIORITY = 9000
 local INTERRUPT_CAP = 100
@@ -465,7 +465,9 @@ local INTERRUPTIONS = {worker_shutdown = true, lease_lost = true}
 -- or 'engine'), and applies the retry policy: a retry (delayed by
 -- the backoff, or at once), an interruption requeue, or terminal failure.
 -- k names the keys: core, leases, active, terminal, delayed, timeouts,
--- deadlines, eligible, grant. Returns ok('retry_scheduled', due) or ok('terminal_failed').
+-- deadlines, eligible, grant, and optionally arrivals with lane (a requeue
+-- at once into an empty eligible set is then published there).
+-- Returns ok('retry_scheduled', due) or ok('terminal_failed').
 local function end_attempt(k, eid, reason, category, draw, cap, now, ended_by)
   local core = k.core
   redis.call('HSET', core, 'ended_by', ended_by)
@@ -512,6 +514,9 @@ local function end_attempt(k, eid, reason, category, draw, cap, now, ended_by)
   if delay <= 0 then
     redis.call('HSET', core, 'state', 'waiting', 'delay_until', 0)
     redis.call('ZADD', k.eligible, eligible_score(f[11], f[10]), eid)
+    if k.arrivals and redis.call('ZCARD', k.eligible) == 1 then
+      redis.call('SPUBLISH', k.arrivals, k.lane .. ' ' .. eid)
+    end
   else
     redis.call('HSET', core, 'state', 'delayed', 'delay_until', due)
     redis.call('ZADD', k.delayed, due, eid)
@@ -522,11 +527,12 @@ end
 ---------------------------------------------------------------------------
 -- ff_fail: end the attempt; the execution's retry policy decides what next.
 -- KEYS: 1 core, 2 leases, 3 active, 4 terminal, 5 delayed, 6 timeouts,
---       7 deadlines, 8 eligible, 9 grant
+--       7 deadlines, 8 eligible, 9 grant, 10 arrivals (shard channel)
 -- ARGV: 1 eid, 2 lease_id, 3 epoch, 4 attempt_id, 5 reason, 6 category,
 --       7 jitter_draw (a uniform number in [0,1) the client drew), 8 lane
 -- Category 'worker_shutdown' is an interruption, not a failure: it requeues
--- at once without using a retry, up to INTERRUPT_CAP times.
+-- at once without using a retry, up to INTERRUPT_CAP times. A requeue at
+-- once into an empty eligible set is published as an arrival (see ff_create).
 -- Returns ok('retry_scheduled', due_ms) or ok('terminal_failed').
 -- Errors: the fence errors.
 redis.register_function('ff_fail', function(keys, argv)
@@ -534,7 +540,8 @@ redis.register_function('ff_fail', function(keys, argv)
   local bad = check_fence(keys[1], argv[2], argv[3], argv[4], now, argv[8])
   if bad then return bad end
   local k = {core = keys[1], leases = keys[2], active = keys[3], terminal = keys[4],
-    delayed = keys[5], timeouts = keys[6], deadlines = keys[7], eligible = keys[8], grant = keys[9]}
+    delayed = keys[5], timeouts = keys[6], deadlines = keys[7], eligible = keys[8], grant = keys[9],
+    arrivals = keys[10], lane = argv[8]}
   local category = argv[6]
   if category == 'lease_lost' then category = 'handler_lease_lost' end
   return end_attempt(k, argv[1], argv[5], category, tonumber(argv[7]) or 0, INTERRUPT_CAP, now, argv[2])

@@ -93,6 +93,21 @@ func TestArrivals(t *testing.T) {
 			if !ok || a.ID != r.ID || a.Lane != "arr" {
 				t.Fatalf("arrival %+v (%v), want %s on arr", a, ok, r.ID)
 			}
+			// A failed attempt requeued at once into the (again empty) set is
+			// an arrival too.
+			ct, err := producer.GrantAndClaim(ctx, sdk.IssueClaimGrantArgs{ExecutionID: r.ID, Lane: "arr", WorkerID: "w",
+				WorkerInstanceID: "w-1"}, time.Minute)
+			if err != nil {
+				t.Fatal(err)
+			}
+			l = listen(5 * time.Second)
+			out, err := producer.Fail(ctx, ct.Handle, "boom", "worker_shutdown") // an interruption: requeued at once
+			if err != nil || !out.RetryScheduled {
+				t.Fatalf("fail: %+v %v", out, err)
+			}
+			if a, ok := next(l); !ok || a.ID != r.ID {
+				t.Fatalf("arrival after the requeue %+v (%v), want %s", a, ok, r.ID)
+			}
 		})
 	}
 }

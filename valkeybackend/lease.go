@@ -185,7 +185,8 @@ func (b *Backend) Fail(ctx context.Context, h sdk.Handle, reason, category strin
 	ek, lk, pk := keysOf(h.ExecutionID), laneKeysOf(tag, h.Lane), partKeysOf(tag)
 	args := append(fenceArgs(h), reason, category, strconv.FormatFloat(rand.Float64(), 'f', 6, 64), string(h.Lane))
 	r, err := decode(op, b.client.Do(ctx, b.fcall("ff_fail",
-		[]string{ek.core, pk.leases, lk.active, lk.terminal, lk.delayed, pk.timeouts, pk.deadlines, lk.eligible, ek.grant}, args...)))
+		[]string{ek.core, pk.leases, lk.active, lk.terminal, lk.delayed, pk.timeouts, pk.deadlines, lk.eligible, ek.grant,
+			arrivalsChannel(tag)}, args...)))
 	if err != nil {
 		return sdk.FailOutcome{}, err
 	}
