@@ -344,17 +344,17 @@ type candidate struct {
 // claimed concurrently, as many at a time as there are free slots.
 func (w *Worker) claimCandidates(ctx context.Context, li int, win []int, cands [][]ExecutionID) (claimed int, saw bool, err error) {
 	var queue []candidate
+	// A scan right after a claim can still find the claimed id in a cached
+	// head (the server's invalidation trails the claim's reply): claiming
+	// what this worker runs would be a wasted round trip that can only fail.
+	w.tasksMu.Lock()
 	for depth := 0; ; depth++ {
 		added := false
 		for i, ids := range cands {
 			if depth < len(ids) {
 				added = true
 				saw = true
-				// A scan right after a claim can still find the claimed id in
-				// a cached head (the server's invalidation trails the claim's
-				// reply): claiming what this worker runs would be a wasted
-				// round trip that can only fail.
-				if !w.running(ids[depth]) {
+				if _, running := w.runningIDs[ids[depth]]; !running {
 					queue = append(queue, candidate{win[i], ids[depth]})
 				}
 			}
@@ -363,6 +363,7 @@ func (w *Worker) claimCandidates(ctx context.Context, li int, win []int, cands [
 			break
 		}
 	}
+	w.tasksMu.Unlock()
 	// Start at a random point of the queue (and wrap): workers that scanned
 	// the same heads then try different candidates first instead of all
 	// racing for the same ones. Every candidate is still tried in this round

@@ -717,14 +717,6 @@ func (w *Worker) invoke(t *Task) (err error, panicked bool, reason string) {
 	return w.handler.HandleTask(t.ctx, t), false, ""
 }
 
-// running reports whether this worker runs execution id now.
-func (w *Worker) running(id ExecutionID) bool {
-	w.tasksMu.Lock()
-	defer w.tasksMu.Unlock()
-	_, ok := w.runningIDs[id]
-	return ok
-}
-
 func (w *Worker) endTask(t *Task) {
 	w.renewer.remove(t.lease)
 	t.cancel(context.Canceled)
