@@ -47,7 +47,7 @@ const (
 // waits in pending for a busy worker's next round. It runs on valkey-go's subscription goroutine and never
 // blocks it. (A worker woken by the readiness push of the same create would
 // be gone from its receive before the arrival comes; readiness holds that
-// push back for a moment instead: see watchers.hold.)
+// push back for a moment instead: see watchers.awaitsArrivals.)
 func (a *arrivals) deliver(arr sdk.Arrival) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()

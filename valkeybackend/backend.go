@@ -32,7 +32,6 @@ type Backend struct {
 	lanesSeen  sync.Map      // lanes known to be in the registry
 	watch      watchers      // idle workers waiting for readiness pushes
 	arrive     arrivals      // idle workers waiting for arrivals
-	heads      headState     // which eligible heads were empty when read
 	ready      readyState    // which partitions hold work, as far as known
 	claiming   sync.Map      // execution ids with a GrantAndClaim in flight
 	regs       registrations // worker instances this process registered
@@ -86,9 +85,7 @@ func Connect(ctx context.Context, opts Options) (*Backend, error) {
 	b.client = client
 	b.watch.mu.Lock()
 	b.watch.prefetch = b.prefetchHead
-	b.watch.hold = func(key string, lane sdk.LaneID) bool {
-		return b.heads.wasEmpty(key) && b.arrive.watched(lane)
-	}
+	b.watch.awaitsArrivals = b.arrive.watched
 	b.watch.mu.Unlock()
 	b.cluster = client.Mode() == valkey.ClientModeCluster
 	b.next.Store(rand.Uint64())
@@ -134,16 +131,16 @@ func (b *Backend) loadPartitions(ctx context.Context) error {
 func (b *Backend) onInvalidations(msgs []valkey.ValkeyMessage) {
 	if msgs == nil {
 		b.ready.forget()
-	} else {
-		keys := make([]string, 0, len(msgs))
-		for _, m := range msgs {
-			if k, err := m.ToString(); err == nil {
-				keys = append(keys, k)
-			}
-		}
-		b.ready.invalidate(keys)
+		b.watch.invalidated(nil, nil, true)
+		return
 	}
-	b.watch.onInvalidations(msgs)
+	keys := make([]string, 0, len(msgs))
+	for _, m := range msgs {
+		if k, err := m.ToString(); err == nil {
+			keys = append(keys, k)
+		}
+	}
+	b.watch.invalidated(keys, b.ready.invalidate(keys), false)
 }
 
 // Client exposes the underlying valkey-go client (for the harness and tests).

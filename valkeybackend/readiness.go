@@ -26,52 +26,48 @@ type watchers struct {
 	// prefetch starts re-reading an eligible head a woken worker is about to
 	// read, so the read overlaps the worker's wake-up instead of following it.
 	prefetch func(key string)
-	// hold, when it answers true for an invalidated eligible set, delays
-	// the wake-up by arrivalGrace: the set was empty when last read and
-	// workers here wait for arrivals, so the change is likely a create whose
-	// arrival is a hop behind. Woken first, the worker would read the set
-	// (a round trip) instead of claiming the arrival at once.
-	hold func(key string, lane sdk.LaneID) bool
+	// awaitsArrivals reports whether workers here wait for arrivals on a
+	// lane. The wake-up for a set that was empty is then held back by
+	// arrivalGrace: the change is likely a create whose arrival is a hop
+	// behind, and a worker woken first would read the set (a round trip)
+	// instead of claiming the arrival at once.
+	awaitsArrivals func(lane sdk.LaneID) bool
 }
 
 // arrivalGrace is how long readiness holds back a wake-up for an arrival
-// (see watchers.hold); the arrival usually comes within tens of µs.
+// (see watchers.awaitsArrivals); the arrival usually comes within tens of µs.
 const arrivalGrace = 300 * time.Microsecond
 
-// onInvalidations is valkey-go's invalidation hook: a nil batch means the
-// cache was flushed (reconnect), which wakes everyone.
-func (w *watchers) onInvalidations(msgs []valkey.ValkeyMessage) {
+// invalidated wakes the watchers of the eligible sets named by keys
+// (wasEmpty: each set was known empty before); flushed (a reconnect
+// emptied the cache) wakes everyone.
+func (w *watchers) invalidated(keys []string, wasEmpty []bool, flushed bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if msgs == nil {
+	if flushed {
 		for ch := range w.all {
 			wake(ch)
 		}
 		return
 	}
-	for _, m := range msgs {
-		key, err := m.ToString()
-		if err != nil {
+	for i, key := range keys {
+		lane, ok := laneOfEligibleKey(key)
+		if !ok || len(w.byLane[lane]) == 0 {
 			continue
 		}
-		if lane, ok := laneOfEligibleKey(key); ok {
-			if len(w.byLane[lane]) == 0 {
-				continue
-			}
-			idle := false // a watcher without a wake-up pending: it will read
-			for ch := range w.byLane[lane] {
-				idle = idle || len(ch) == 0
-			}
-			if idle && w.prefetch != nil {
-				w.prefetch(key)
-			}
-			if w.hold != nil && w.hold(key, lane) {
-				time.AfterFunc(arrivalGrace, func() { w.wakeLane(lane) })
-				continue
-			}
-			for ch := range w.byLane[lane] {
-				wake(ch)
-			}
+		idle := false // a watcher without a wake-up pending: it will read
+		for ch := range w.byLane[lane] {
+			idle = idle || len(ch) == 0
+		}
+		if idle && w.prefetch != nil {
+			w.prefetch(key)
+		}
+		if wasEmpty[i] && w.awaitsArrivals != nil && w.awaitsArrivals(lane) {
+			time.AfterFunc(arrivalGrace, func() { w.wakeLane(lane) })
+			continue
+		}
+		for ch := range w.byLane[lane] {
+			wake(ch)
 		}
 	}
 }
@@ -131,45 +127,15 @@ func (b *Backend) prefetchHead(key string) {
 	}()
 }
 
-// headState remembers which eligible sets were empty when this client last
-// read their heads: a change to one of those is the change arrivals
-// announce.
-type headState struct {
-	mu    sync.Mutex
-	empty map[string]bool
-}
-
-func (h *headState) note(keys []string, heads [][]string) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.empty == nil {
-		h.empty = make(map[string]bool)
-	}
-	for i, k := range keys {
-		if e := len(heads[i]) == 0; h.empty[k] != e {
-			h.empty[k] = e
-		}
-	}
-}
-
-func (h *headState) wasEmpty(key string) bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.empty[key]
-}
-
 // cachedHeads reads the heads of lane's eligible sets on partitions through
 // the client-side cache.
 func (b *Backend) cachedHeads(ctx context.Context, op string, lane sdk.LaneID, partitions []int) ([][]string, error) {
 	cmds := make([]valkey.CacheableTTL, 0, len(partitions))
-	keys := make([]string, 0, len(partitions))
 	for _, p := range partitions {
 		if err := b.checkPartition(op, p); err != nil {
 			return nil, err
 		}
-		key := laneKeysOf(sdk.PartitionTag(p), lane).eligible
-		keys = append(keys, key)
-		cmds = append(cmds, b.headCmdOfKey(key))
+		cmds = append(cmds, b.headCmdOfKey(laneKeysOf(sdk.PartitionTag(p), lane).eligible))
 	}
 	out := make([][]string, len(partitions))
 	for i, res := range b.client.DoMultiCache(ctx, cmds...) {
@@ -179,7 +145,6 @@ func (b *Backend) cachedHeads(ctx context.Context, op string, lane sdk.LaneID, p
 		}
 		out[i] = ids
 	}
-	b.heads.note(keys, out)
 	return out, nil
 }
 

@@ -53,11 +53,13 @@ func (r *readyState) lane(lane sdk.LaneID, partitions int) *laneState {
 }
 
 // invalidate marks the eligible sets named by keys unknown (other keys are
-// ignored).
-func (r *readyState) invalidate(keys []string) {
+// ignored) and reports, per key, whether its set was known empty: a change
+// to such a set is the change arrivals announce.
+func (r *readyState) invalidate(keys []string) (wasEmpty []bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for _, key := range keys {
+	wasEmpty = make([]bool, len(keys))
+	for i, key := range keys {
 		lane, ok := laneOfEligibleKey(key)
 		if !ok {
 			continue
@@ -67,9 +69,11 @@ func (r *readyState) invalidate(keys []string) {
 		if !ok || ls == nil || p >= len(ls.state) {
 			continue
 		}
+		wasEmpty[i] = ls.state[p] == partEmpty
 		ls.state[p] = partUnknown
 		ls.gen[p]++
 	}
+	return wasEmpty
 }
 
 // forget marks everything unknown (the client's cache was flushed: a
