@@ -207,7 +207,7 @@ func parseBenchmarkCSV(s string) (rate, meanUS float64, err error) {
 	return 0, 0, fmt.Errorf("valkey-benchmark csv: no rate in %q", s)
 }
 
-// median of xs (0 for none); xs is reordered.
+// median of xs (0 for none); xs is left sorted.
 func median(xs []float64) float64 {
 	if len(xs) == 0 {
 		return 0

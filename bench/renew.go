@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -21,15 +21,6 @@ import (
 // spells come and go (they last a few hundred ms), yet a few renew rounds
 // long.
 const renewSlice = 100 * time.Millisecond
-
-// abba orders slice pair i: sdk first on even pairs, raw first on odd ones,
-// so a drift over the run weighs on both variants alike.
-func abba(i int) [2]string {
-	if i%2 == 0 {
-		return [2]string{"sdk", "raw"}
-	}
-	return [2]string{"raw", "sdk"}
-}
 
 // renewTotals sums one variant's slices.
 type renewTotals struct {
@@ -138,6 +129,7 @@ func (r *Runner) runRenew(ctx context.Context, scenario string, p int) ([]*Resul
 	if err != nil {
 		return nil, err
 	}
+	defer fleet.KillAll() // on every return: an error must not let the leases settle
 	// The fleet claims every lease; a lease it cannot get within the
 	// deadline (free slots, eligible work, no claim) is a liveness problem
 	// worth reporting, but the renewals of the leases it holds still count.
@@ -152,12 +144,10 @@ func (r *Runner) runRenew(ctx context.Context, scenario string, p int) ([]*Resul
 			break
 		}
 		if ctx.Err() != nil {
-			fleet.KillAll()
 			return nil, ctx.Err()
 		}
 		if time.Now().After(deadline) {
 			if n == 0 {
-				fleet.KillAll()
 				return nil, fmt.Errorf("%s P=%d: the fleet claimed nothing in 10s", scenario, p)
 			}
 			unclaimed = cfg.Leases - n
@@ -187,15 +177,12 @@ func (r *Runner) runRenew(ctx context.Context, scenario string, p int) ([]*Resul
 	// long, unmeasured.
 	gate.Resume()
 	if !sleepUntil(ctx, time.Now().Add(cfg.Warmup)) {
-		fleet.KillAll()
 		return nil, ctx.Err()
 	}
 	if err := gate.Pause(ctx); err != nil {
-		fleet.KillAll()
 		return nil, err
 	}
 	if _, _, err := rawSlice(ctx, r.t.raw, groups, cfg.Warmup, nil); err != nil {
-		fleet.KillAll()
 		return nil, err
 	}
 
@@ -213,55 +200,56 @@ func (r *Runner) runRenew(ctx context.Context, scenario string, p int) ([]*Resul
 	var sdkT, rawT renewTotals
 	var pairs []float64
 	var failures uint64
+	type variant struct {
+		name   string
+		run    func() (renewed uint64, took time.Duration, err error)
+		totals *renewTotals
+	}
+	sdkV := variant{"sdk", func() (uint64, time.Duration, error) {
+		s0, f0 := gate.Renewed(), fleet.Stats().RenewFailures
+		t0 := time.Now()
+		gate.Resume()
+		ok := sleepUntil(ctx, t0.Add(slice))
+		err := gate.Pause(ctx)
+		took := time.Since(t0)
+		if !ok || err != nil {
+			return 0, 0, errors.Join(ctx.Err(), err)
+		}
+		failures += fleet.Stats().RenewFailures - f0
+		return gate.Renewed() - s0, took, nil
+	}, &sdkT}
+	rawV := variant{"raw", func() (uint64, time.Duration, error) {
+		return rawSlice(ctx, r.t.raw, groups, slice, rawRound)
+	}, &rawT}
 	for i := range renewSlices {
-		var sdkRate, rawRate float64
-		for _, variant := range abba(i) {
+		// ABBA: sdk first on even pairs, raw first on odd ones, so a drift
+		// over the run weighs on both alike.
+		order := [2]variant{sdkV, rawV}
+		if i%2 == 1 {
+			order = [2]variant{rawV, sdkV}
+		}
+		rate := map[string]float64{}
+		for _, v := range order {
 			r.prog.Detail(func() string {
-				return fmt.Sprintf("%s P=%d: slice %d/%d %s (%s each)", scenario, p, i+1, renewSlices, variant, slice)
+				return fmt.Sprintf("%s P=%d: slice %d/%d %s (%s each)", scenario, p, i+1, renewSlices, v.name, slice)
 			})
 			snap, err := r.startCount(ctx)
 			if err != nil {
-				fleet.KillAll()
 				return nil, err
 			}
-			var n uint64
-			var took time.Duration
-			if variant == "sdk" {
-				s0, f0 := gate.Renewed(), fleet.Stats().RenewFailures
-				t0 := time.Now()
-				gate.Resume()
-				ok := sleepUntil(ctx, t0.Add(slice))
-				err = gate.Pause(ctx)
-				took = time.Since(t0)
-				if !ok || err != nil {
-					fleet.KillAll()
-					return nil, errors.Join(ctx.Err(), err)
-				}
-				n = gate.Renewed() - s0
-				failures += fleet.Stats().RenewFailures - f0
-			} else {
-				n, took, err = rawSlice(ctx, r.t.raw, groups, slice, rawRound)
-				if err != nil {
-					fleet.KillAll()
-					return nil, err
-				}
-			}
-			c, err := snap.stop(ctx)
+			n, took, err := v.run()
 			if err != nil {
-				fleet.KillAll()
 				return nil, err
 			}
-			rate := float64(n) / took.Seconds()
-			if variant == "sdk" {
-				sdkT.add(n, took, c)
-				sdkRate = rate
-			} else {
-				rawT.add(n, took, c)
-				rawRate = rate
+			m, err := snap.stop(ctx)
+			if err != nil {
+				return nil, err
 			}
+			v.totals.add(n, took, m)
+			rate[v.name] = float64(n) / took.Seconds()
 		}
-		if rawRate > 0 {
-			pairs = append(pairs, sdkRate/rawRate)
+		if rate["raw"] > 0 {
+			pairs = append(pairs, rate["sdk"]/rate["raw"])
 		}
 	}
 	s1 := fleet.Stats()
@@ -285,9 +273,8 @@ func (r *Runner) runRenew(ctx context.Context, scenario string, p int) ([]*Resul
 		sdkRes.RatioToCeiling = round3(sdkRes.Throughput / rawRes.Throughput)
 	}
 	if len(pairs) > 0 {
-		sort.Float64s(pairs)
-		sdkRes.Extra["ratio_slice_min"] = round3(pairs[0])
-		sdkRes.Extra["ratio_slice_max"] = round3(pairs[len(pairs)-1])
+		sdkRes.Extra["ratio_slice_min"] = round3(slices.Min(pairs))
+		sdkRes.Extra["ratio_slice_max"] = round3(slices.Max(pairs))
 	}
 
 	// Every lease must still be ours: complete them all through the backend.

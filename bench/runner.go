@@ -7,7 +7,6 @@ import (
 	"runtime"
 	"runtime/debug"
 	"slices"
-	"sort"
 	"strings"
 	"time"
 
@@ -306,11 +305,7 @@ func mergeRounds(rs []*Result) *Result {
 	for name, h := range hists {
 		out.Latency[name] = Summarize(h)
 	}
-	sort.Float64s(tputs)
-	out.Throughput = tputs[len(tputs)/2]
-	if len(tputs)%2 == 0 {
-		out.Throughput = (tputs[len(tputs)/2-1] + tputs[len(tputs)/2]) / 2
-	}
+	out.Throughput = median(tputs) // sorts tputs
 	out.AchievedRate = out.Throughput
 	out.Extra["throughput_min"], out.Extra["throughput_max"] = tputs[0], tputs[len(tputs)-1]
 	return &out
