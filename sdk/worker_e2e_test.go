@@ -345,32 +345,8 @@ func testMinimalBackend(t *testing.T, addrs []string) {
 // idle poll, only arrivals can wake the idle worker: every execution
 // submitted to an empty lane is picked up at once, through its arrival.
 func testArrivalPickup(t *testing.T, addrs []string) {
-	ctx := context.Background()
-	lane := e2eLane(t, "arrive")
-	b, err := valkeybackend.Connect(ctx, valkeybackend.Options{Addrs: addrs, Partitions: e2ePartitions, CacheSizeEachConn: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(b.Close)
-	done := make(chan sdk.ExecutionID, 4)
-	w, _ := e2eRunWorker(t, b, sdk.WorkerConfig{WorkerID: "e2e", Lanes: []sdk.LaneID{lane}, IdlePoll: time.Minute},
-		sdk.HandlerFunc(func(ctx context.Context, task *sdk.Task) error { done <- task.ID; return nil }))
-	time.Sleep(300 * time.Millisecond) // idle, subscribed
-	for i := range 5 {
-		r, err := b.CreateExecution(ctx, sdk.CreateExecutionArgs{Lane: lane, Kind: "k"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		select {
-		case id := <-done:
-			if id != r.ID {
-				t.Fatalf("ran %s, want %s", id, r.ID)
-			}
-		case <-time.After(10 * time.Second):
-			t.Fatalf("execution %d not picked up through its arrival (stats %+v)", i, w.Stats())
-		}
-		time.Sleep(20 * time.Millisecond) // idle again
-	}
+	w := idlePickups(t, valkeybackend.Options{Addrs: addrs, Partitions: e2ePartitions, CacheSizeEachConn: -1},
+		sdk.WorkerConfig{IdlePoll: time.Minute}, "arrive", 5, 300*time.Millisecond, 20*time.Millisecond, 10*time.Second)
 	if s := w.Stats(); s.Arrivals < 5 || s.IdleWakeupsPoll != 0 {
 		t.Fatalf("arrivals %d, poll wake-ups %d: want 5 arrivals and no poll", s.Arrivals, s.IdleWakeupsPoll)
 	}
@@ -380,19 +356,32 @@ func testArrivalPickup(t *testing.T, addrs []string) {
 // "unavailable" for readiness, and with arrivals off for those too; the
 // worker drops them and polls instead.
 func testNoClientCache(t *testing.T, addrs []string) {
+	w := idlePickups(t, valkeybackend.Options{Addrs: addrs, Partitions: e2ePartitions, CacheSizeEachConn: -1,
+		DisableArrivals: true}, sdk.WorkerConfig{}, "nocache", 3, 100*time.Millisecond, 0, 5*time.Second)
+	if s := w.Stats(); s.ClaimErrors != 0 || s.IdleWakeupsPoll == 0 {
+		t.Fatalf("claim errors %d, poll wakeups %d: want 0 errors and the fallback poll", s.ClaimErrors, s.IdleWakeupsPoll)
+	}
+}
+
+// idlePickups runs one worker (cfg, on its own lane) over a backend
+// connected with opts, lets it idle for settle, then submits n executions
+// one at a time, gap apart after each ran: each must run within wait.
+func idlePickups(t *testing.T, opts valkeybackend.Options, cfg sdk.WorkerConfig, lanePrefix string, n int,
+	settle, gap, wait time.Duration) *sdk.Worker {
+	t.Helper()
 	ctx := context.Background()
-	lane := e2eLane(t, "nocache")
-	b, err := valkeybackend.Connect(ctx, valkeybackend.Options{Addrs: addrs, Partitions: e2ePartitions, CacheSizeEachConn: -1,
-		DisableArrivals: true})
+	lane := e2eLane(t, lanePrefix)
+	b, err := valkeybackend.Connect(ctx, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(b.Close)
 	done := make(chan sdk.ExecutionID, 4)
-	w, _ := e2eRunWorker(t, b, sdk.WorkerConfig{WorkerID: "e2e", Lanes: []sdk.LaneID{lane}},
+	cfg.WorkerID, cfg.Lanes = "e2e", []sdk.LaneID{lane}
+	w, _ := e2eRunWorker(t, b, cfg,
 		sdk.HandlerFunc(func(ctx context.Context, task *sdk.Task) error { done <- task.ID; return nil }))
-	time.Sleep(100 * time.Millisecond) // idle first
-	for range 3 {
+	time.Sleep(settle) // idle (and subscribed) first
+	for i := range n {
 		r, err := b.CreateExecution(ctx, sdk.CreateExecutionArgs{Lane: lane, Kind: "k"})
 		if err != nil {
 			t.Fatal(err)
@@ -402,13 +391,12 @@ func testNoClientCache(t *testing.T, addrs []string) {
 			if id != r.ID {
 				t.Fatalf("ran %s, want %s", id, r.ID)
 			}
-		case <-time.After(5 * time.Second):
-			t.Fatalf("not picked up (stats %+v)", w.Stats())
+		case <-time.After(wait):
+			t.Fatalf("execution %d not picked up (stats %+v)", i, w.Stats())
 		}
+		time.Sleep(gap) // idle again
 	}
-	if s := w.Stats(); s.ClaimErrors != 0 || s.IdleWakeupsPoll == 0 {
-		t.Fatalf("claim errors %d, poll wakeups %d: want 0 errors and the fallback poll", s.ClaimErrors, s.IdleWakeupsPoll)
-	}
+	return w
 }
 
 // testRenewal: leases held well past their TTL survive through renewals,
