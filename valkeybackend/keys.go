@@ -1,6 +1,9 @@
 package valkeybackend
 
 import (
+	"strconv"
+	"strings"
+
 	"github.com/flowfabric/flowfabric-go/sdk"
 )
 
@@ -64,6 +67,28 @@ func laneKeysOf(tag string, lane sdk.LaneID) laneKeys {
 	p := "ff:i:" + tag + ":" + string(lane) + ":"
 	return laneKeys{eligible: p + "eligible", delayed: p + "delayed", active: p + "active",
 		blocked: p + "blocked", terminal: p + "terminal"}
+}
+
+// eligibleKeyParts parses laneKeysOf's eligible key,
+// "ff:i:{p:N}:<lane>:eligible", back into its lane and partition (the
+// invalidation pushes name keys, readiness needs both).
+func eligibleKeyParts(key string) (lane sdk.LaneID, partition int, ok bool) {
+	rest, ok := strings.CutPrefix(key, "ff:i:{p:")
+	if !ok {
+		return "", 0, false
+	}
+	if rest, ok = strings.CutSuffix(rest, ":eligible"); !ok {
+		return "", 0, false
+	}
+	num, l, ok := strings.Cut(rest, "}:")
+	if !ok {
+		return "", 0, false
+	}
+	p, err := strconv.Atoi(num)
+	if err != nil || p < 0 {
+		return "", 0, false
+	}
+	return sdk.LaneID(l), p, true
 }
 
 // partKeys are a partition's lane-independent indexes.

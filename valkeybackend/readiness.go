@@ -3,7 +3,6 @@ package valkeybackend
 import (
 	"context"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -51,7 +50,7 @@ func (w *watchers) invalidated(keys []string, wasEmpty []bool, flushed bool) {
 		return
 	}
 	for i, key := range keys {
-		lane, ok := laneOfEligibleKey(key)
+		lane, _, ok := eligibleKeyParts(key)
 		if !ok || len(w.byLane[lane]) == 0 {
 			continue
 		}
@@ -90,19 +89,6 @@ func wake(ch chan struct{}) bool {
 	default:
 		return false
 	}
-}
-
-// laneOfEligibleKey parses "ff:i:{p:N}:<lane>:eligible".
-func laneOfEligibleKey(key string) (sdk.LaneID, bool) {
-	if !strings.HasPrefix(key, "ff:i:{") || !strings.HasSuffix(key, ":eligible") {
-		return "", false
-	}
-	rest := key[len("ff:i:"):]
-	i := strings.Index(rest, "}:")
-	if i < 0 {
-		return "", false
-	}
-	return sdk.LaneID(rest[i+2 : len(rest)-len(":eligible")]), true
 }
 
 // headDepth is how many ids of an eligible set's head the readiness cache

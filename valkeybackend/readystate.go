@@ -1,8 +1,6 @@
 package valkeybackend
 
 import (
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -60,11 +58,7 @@ func (r *readyState) invalidate(keys []string) (wasEmpty []bool) {
 	defer r.mu.Unlock()
 	wasEmpty = make([]bool, len(keys))
 	for i, key := range keys {
-		lane, ok := laneOfEligibleKey(key)
-		if !ok {
-			continue
-		}
-		p, ok := partitionOfKey(key)
+		lane, p, ok := eligibleKeyParts(key)
 		ls := r.lanes[lane]
 		if !ok || ls == nil || p >= len(ls.state) {
 			continue
@@ -127,18 +121,4 @@ func (r *readyState) store(lane sdk.LaneID, partitions []int, gens []uint32, non
 		}
 		ls.readAt[p] = now
 	}
-}
-
-// partitionOfKey parses N out of "ff:i:{p:N}:...".
-func partitionOfKey(key string) (int, bool) {
-	_, rest, ok := strings.Cut(key, "{p:")
-	if !ok {
-		return 0, false
-	}
-	num, _, ok := strings.Cut(rest, "}")
-	if !ok {
-		return 0, false
-	}
-	p, err := strconv.Atoi(num)
-	return p, err == nil && p >= 0
 }

@@ -48,14 +48,15 @@ func TestReadyStateKeepsInvalidationsOverReads(t *testing.T) {
 	}
 }
 
-func TestPartitionOfKey(t *testing.T) {
+func TestEligibleKeyParts(t *testing.T) {
 	for key, want := range map[string]int{"ff:i:{p:0}:l:eligible": 0, "ff:i:{p:1023}:l:eligible": 1023} {
-		if p, ok := partitionOfKey(key); !ok || p != want {
-			t.Fatalf("%s: %d %v", key, p, ok)
+		if lane, p, ok := eligibleKeyParts(key); !ok || p != want || lane != "l" {
+			t.Fatalf("%s: %s %d %v", key, lane, p, ok)
 		}
 	}
-	for _, key := range []string{"ff:i:l:eligible", "ff:i:{p:x}:l", "ff:i:{p:-1}:l", "ff:i:{p:3"} {
-		if _, ok := partitionOfKey(key); ok {
+	for _, key := range []string{"ff:i:l:eligible", "ff:i:{p:x}:l:eligible", "ff:i:{p:-1}:l:eligible", "ff:i:{p:3",
+		"ff:i:{p:3}:l:delayed"} {
+		if _, _, ok := eligibleKeyParts(key); ok {
 			t.Fatalf("%s parsed", key)
 		}
 	}
