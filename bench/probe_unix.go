@@ -28,13 +28,19 @@ type blockingSocket struct{ fd int }
 
 // dialBlocking connects to addr (numeric or resolvable host:port).
 func dialBlocking(ctx context.Context, addr string) (io.ReadWriteCloser, error) {
-	var d net.Dialer
-	c, err := d.DialContext(ctx, "tcp", addr)
+	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, err
 	}
-	raddr := c.RemoteAddr().(*net.TCPAddr)
-	c.Close()
+	ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+	if err != nil || len(ips) == 0 {
+		return nil, fmt.Errorf("probe resolve %s: %v", addr, err)
+	}
+	portNum, err := net.LookupPort("tcp", port)
+	if err != nil {
+		return nil, err
+	}
+	raddr := &net.TCPAddr{IP: ips[0].AsSlice(), Port: portNum}
 	var sa syscall.Sockaddr
 	family := syscall.AF_INET
 	if ip4 := raddr.IP.To4(); ip4 != nil {
