@@ -150,16 +150,34 @@ func (w *Worker) watchArrivals(ctx context.Context) <-chan Arrival {
 }
 
 // claimPending claims the arrivals on lane li that came while this
-// process's workers were busy, straight away (see claimArrival).
-func (w *Worker) claimPending(ctx context.Context, li int) (claimed int, saw bool, err error) {
+// process's workers were busy (see claimArrivals).
+func (w *Worker) claimPending(ctx context.Context, li int) (claimed int, err error) {
 	free := w.freeSlots()
 	if free == 0 {
-		return 0, false, nil
+		return 0, nil
 	}
-	arrs := w.arrivals.TakeArrivals(w.cfg.Lanes[li], free)
-	if len(arrs) == 0 {
-		return 0, false, nil
+	return w.claimArrivals(ctx, li, w.arrivals.TakeArrivals(w.cfg.Lanes[li], free))
+}
+
+// claimArrival claims the execution an idle wait's arrival named.
+func (w *Worker) claimArrival(ctx context.Context, a *Arrival) {
+	if a == nil || ctx.Err() != nil {
+		return
 	}
+	li := slices.Index(w.cfg.Lanes, a.Lane)
+	if li < 0 {
+		return
+	}
+	if _, err := w.claimArrivals(ctx, li, []Arrival{*a}); err != nil && ctx.Err() == nil {
+		w.stats.claimErrors.Add(1)
+		w.reportError(err)
+	}
+}
+
+// claimArrivals claims the executions arrivals on lane li named, straight
+// away: the push already said where they are, so no read comes first.
+// Losing one to another worker is fine; the next round scans as usual.
+func (w *Worker) claimArrivals(ctx context.Context, li int, arrs []Arrival) (claimed int, err error) {
 	parts := make([]int, 0, len(arrs))
 	cands := make([][]ExecutionID, 0, len(arrs))
 	for _, a := range arrs {
@@ -170,27 +188,12 @@ func (w *Worker) claimPending(ctx context.Context, li int) (claimed int, saw boo
 		parts = append(parts, p)
 		cands = append(cands, []ExecutionID{a.ID})
 	}
+	if len(cands) == 0 {
+		return 0, nil
+	}
 	w.stats.arrivals.Add(uint64(len(cands)))
-	return w.claimCandidates(ctx, li, parts, cands)
-}
-
-// claimArrival claims the execution an arrival named, straight away: the
-// push already said where it is, so no read comes first. Losing it to
-// another worker is fine; the next round scans as usual.
-func (w *Worker) claimArrival(ctx context.Context, a *Arrival) {
-	if a == nil || ctx.Err() != nil {
-		return
-	}
-	li := slices.Index(w.cfg.Lanes, a.Lane)
-	p, err := a.ID.Partition()
-	if li < 0 || err != nil || p >= len(w.partitions) {
-		return
-	}
-	w.stats.arrivals.Add(1)
-	if _, _, err := w.claimCandidates(ctx, li, []int{p}, [][]ExecutionID{{a.ID}}); err != nil && ctx.Err() == nil {
-		w.stats.claimErrors.Add(1)
-		w.reportError(err)
-	}
+	claimed, _, err = w.claimCandidates(ctx, li, parts, cands)
+	return claimed, err
 }
 
 // claimRound makes one pass over the lanes. It reports how many executions
@@ -208,7 +211,7 @@ func (w *Worker) claimRound(ctx context.Context) (claimed int, saw bool, err err
 		if w.arrivals != nil {
 			// What pending arrivals name may be gone already: only a claim
 			// of one counts, not having seen it.
-			c, _, err := w.claimPending(ctx, li)
+			c, err := w.claimPending(ctx, li)
 			claimed += c
 			if err != nil {
 				return claimed, saw, err
