@@ -16,13 +16,12 @@ import (
 // workers of this process that wait for work. The subscription starts with
 // the first watcher and lasts until Close.
 type arrivals struct {
-	mu      sync.Mutex
-	byLane  map[sdk.LaneID][]chan sdk.Arrival
-	next    map[sdk.LaneID]int // round-robin start per lane
-	started bool
-	closed  bool
-	stop    context.CancelFunc
-	done    sync.WaitGroup
+	mu     sync.Mutex
+	byLane map[sdk.LaneID][]chan sdk.Arrival
+	next   map[sdk.LaneID]int // round-robin start per lane
+	closed bool
+	stop   context.CancelFunc // ends the subscriptions; nil until they start
+	done   sync.WaitGroup
 	// pending keeps, per lane, the latest arrivals no worker was waiting
 	// for (busy in a claim round): TakeArrivals hands them to the next
 	// round, which claims them without re-reading the sets they are in.
@@ -205,8 +204,7 @@ func (b *Backend) WatchArrivals(ctx context.Context, lanes []sdk.LaneID) (<-chan
 	for _, l := range lanes {
 		a.byLane[l] = append(a.byLane[l], ch)
 	}
-	if !a.started {
-		a.started = true
+	if a.stop == nil {
 		sctx, cancel := context.WithCancel(context.Background())
 		a.stop = cancel
 		b.subscribeArrivals(sctx)
