@@ -16,34 +16,10 @@ import (
 // A killed worker abandons its lease: nothing completes or fails it, and
 // the execution stays active until its lease expires.
 func TestKillAbandonsLeases(t *testing.T) {
-	srv := valkeytest.NewServer(t)
 	ctx := context.Background()
-	b, err := valkeybackend.Connect(ctx, valkeybackend.Options{Addrs: []string{srv.Addr()}, Partitions: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	res, err := b.CreateExecution(ctx, sdk.CreateExecutionArgs{Lane: "l", Kind: "k"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var started atomic.Bool
 	var claims atomic.Int64
-	f, err := loadgen.StartFleet(ctx, loadgen.FleetConfig{Backend: b, Workers: 1,
-		Worker: sdk.WorkerConfig{Lanes: []sdk.LaneID{"l"}, LeaseTTL: 2 * time.Second, ShutdownGrace: 10 * time.Millisecond},
-		Hooks: func(int) loadgen.Hooks {
-			return loadgen.Hooks{OnClaimCall: func(time.Time, time.Duration, int) { claims.Add(1) }}
-		},
-		Handler: func(int) sdk.Handler {
-			return sdk.HandlerFunc(func(ctx context.Context, t *sdk.Task) error {
-				started.Store(true)
-				<-ctx.Done()
-				return ctx.Err()
-			})
-		}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	b, f, id, started := startHolder(t, sdk.WorkerConfig{}, loadgen.Hooks{
+		OnClaimCall: func(time.Time, time.Duration, int) { claims.Add(1) }})
 	for !started.Load() {
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -53,7 +29,7 @@ func TestKillAbandonsLeases(t *testing.T) {
 	if err := f.Stop(sctx); err != nil && !errors.Is(err, context.Canceled) {
 		t.Fatal(err)
 	}
-	st, err := b.ReadExecutionState(ctx, res.ID)
+	st, err := b.ReadExecutionState(ctx, id)
 	if err != nil || st != sdk.StateActive {
 		t.Fatalf("after the kill: %v %v, want active (lease abandoned)", st, err)
 	}
@@ -86,33 +62,9 @@ func TestPauseServer(t *testing.T) {
 // while it is paused, they resume on Resume, and a kill releases a renewal
 // held at the gate at once (the worker sees ErrKilled, not a hang).
 func TestRenewGateHoldsTheFleetsRenewals(t *testing.T) {
-	srv := valkeytest.NewServer(t)
 	ctx := context.Background()
-	b, err := valkeybackend.Connect(ctx, valkeybackend.Options{Addrs: []string{srv.Addr()}, Partitions: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	if _, err := b.CreateExecution(ctx, sdk.CreateExecutionArgs{Lane: "l", Kind: "k"}); err != nil {
-		t.Fatal(err)
-	}
 	gate := &loadgen.RenewGate{}
-	var held atomic.Bool
-	f, err := loadgen.StartFleet(ctx, loadgen.FleetConfig{Backend: b, Workers: 1,
-		Worker: sdk.WorkerConfig{Lanes: []sdk.LaneID{"l"}, LeaseTTL: 2 * time.Second, RenewEvery: 5 * time.Millisecond,
-			ShutdownGrace: 10 * time.Millisecond},
-		Hooks: func(int) loadgen.Hooks { return loadgen.Hooks{RenewGate: gate} },
-		Handler: func(int) sdk.Handler {
-			return sdk.HandlerFunc(func(ctx context.Context, t *sdk.Task) error {
-				held.Store(true)
-				<-ctx.Done()
-				return ctx.Err()
-			})
-		},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, f, _, held := startHolder(t, sdk.WorkerConfig{RenewEvery: 5 * time.Millisecond}, loadgen.Hooks{RenewGate: gate})
 	waitFor(t, "the lease to be held and renewed", func() bool { return held.Load() && gate.Renewed() > 0 })
 	if err := gate.Pause(ctx); err != nil {
 		t.Fatal(err)
@@ -153,4 +105,38 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// startHolder starts a throwaway server with one execution on lane "l" and
+// a one-worker fleet (wc, hooks; lease TTL 2s) whose handler holds the lease
+// until its worker stops; started turns true once the handler runs.
+func startHolder(t *testing.T, wc sdk.WorkerConfig, hooks loadgen.Hooks) (b *valkeybackend.Backend, f *loadgen.Fleet,
+	id sdk.ExecutionID, started *atomic.Bool) {
+	t.Helper()
+	srv := valkeytest.NewServer(t)
+	ctx := context.Background()
+	b, err := valkeybackend.Connect(ctx, valkeybackend.Options{Addrs: []string{srv.Addr()}, Partitions: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	res, err := b.CreateExecution(ctx, sdk.CreateExecutionArgs{Lane: "l", Kind: "k"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	started = new(atomic.Bool)
+	wc.Lanes, wc.LeaseTTL, wc.ShutdownGrace = []sdk.LaneID{"l"}, 2*time.Second, 10*time.Millisecond
+	f, err = loadgen.StartFleet(ctx, loadgen.FleetConfig{Backend: b, Workers: 1, Worker: wc,
+		Hooks: func(int) loadgen.Hooks { return hooks },
+		Handler: func(int) sdk.Handler {
+			return sdk.HandlerFunc(func(ctx context.Context, t *sdk.Task) error {
+				started.Store(true)
+				<-ctx.Done()
+				return ctx.Err()
+			})
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b, f, res.ID, started
 }
