@@ -118,6 +118,9 @@ func (w *Worker) claimLoop(ctx context.Context) {
 			continue
 		}
 		contendAttempt = 0
+		if w.claimLatePending(ctx) {
+			continue
+		}
 		subscribe()
 		poll := w.idlePoll()
 		if w.watcher != nil && watch == nil {
@@ -157,6 +160,25 @@ func (w *Worker) claimPending(ctx context.Context, li int) (claimed int, err err
 		return 0, nil
 	}
 	return w.claimArrivals(ctx, li, w.arrivals.TakeArrivals(w.cfg.Lanes[li], free))
+}
+
+// claimLatePending claims, before an idle wait, the arrivals that came
+// while the last round was under way (after it took the pending ones); it
+// reports whether it claimed any.
+func (w *Worker) claimLatePending(ctx context.Context) bool {
+	if w.arrivals == nil {
+		return false
+	}
+	claimed := 0
+	for li := range w.cfg.Lanes {
+		c, err := w.claimPending(ctx, li)
+		claimed += c
+		if err != nil && ctx.Err() == nil {
+			w.stats.claimErrors.Add(1)
+			w.reportError(err)
+		}
+	}
+	return claimed > 0
 }
 
 // claimArrival claims the execution an idle wait's arrival named.

@@ -26,6 +26,10 @@ type arrivals struct {
 	// for (busy in a claim round): TakeArrivals hands them to the next
 	// round, which claims them without re-reading the sets they are in.
 	pending map[sdk.LaneID][]pendingArrival
+	// rehand, while arrivals are pending, offers them again to watchers
+	// that started waiting since (a worker that finished its round just
+	// after the arrival came would otherwise idle past it).
+	rehand *time.Timer
 }
 
 type pendingArrival struct {
@@ -34,10 +38,12 @@ type pendingArrival struct {
 }
 
 // Pending arrivals: at most pendingArrivalsMax per lane (the oldest go),
-// and none older than pendingArrivalsFresh (by then a scan has found it).
+// and none older than pendingArrivalsFresh (by then a scan has found it);
+// offered again to idle watchers every pendingArrivalsRehand meanwhile.
 const (
-	pendingArrivalsMax   = 64
-	pendingArrivalsFresh = 10 * time.Millisecond
+	pendingArrivalsMax    = 64
+	pendingArrivalsFresh  = 10 * time.Millisecond
+	pendingArrivalsRehand = time.Millisecond
 )
 
 // deliver hands arr to one watcher of its lane that is receiving right now
@@ -50,6 +56,28 @@ const (
 func (a *arrivals) deliver(arr sdk.Arrival) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if a.handLocked(arr) {
+		return true
+	}
+	if len(a.byLane[arr.Lane]) > 0 {
+		if a.pending == nil {
+			a.pending = make(map[sdk.LaneID][]pendingArrival)
+		}
+		q := append(a.pending[arr.Lane], pendingArrival{arr, time.Now()})
+		if len(q) > pendingArrivalsMax {
+			q = q[len(q)-pendingArrivalsMax:]
+		}
+		a.pending[arr.Lane] = q
+		if a.rehand == nil && !a.closed {
+			a.rehand = time.AfterFunc(pendingArrivalsRehand, a.rehandPending)
+		}
+	}
+	return false
+}
+
+// handLocked gives arr to a watcher of its lane receiving right now, if
+// one is (a.mu held).
+func (a *arrivals) handLocked(arr sdk.Arrival) bool {
 	chs := a.byLane[arr.Lane]
 	start := a.next[arr.Lane]
 	for k := range chs {
@@ -61,17 +89,45 @@ func (a *arrivals) deliver(arr sdk.Arrival) bool {
 		default:
 		}
 	}
-	if len(chs) > 0 {
-		if a.pending == nil {
-			a.pending = make(map[sdk.LaneID][]pendingArrival)
-		}
-		q := append(a.pending[arr.Lane], pendingArrival{arr, time.Now()})
-		if len(q) > pendingArrivalsMax {
-			q = q[len(q)-pendingArrivalsMax:]
-		}
-		a.pending[arr.Lane] = q
-	}
 	return false
+}
+
+// rehandPending offers the fresh pending arrivals, oldest first, to the
+// watchers receiving now, drops stale ones, and comes back while some
+// stay pending.
+func (a *arrivals) rehandPending() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.rehand = nil
+	if a.closed {
+		return
+	}
+	fresh := time.Now().Add(-pendingArrivalsFresh)
+	left := false
+	for lane, q := range a.pending {
+		kept := q[:0]
+		handing := true
+		for _, p := range q {
+			if p.at.Before(fresh) {
+				continue
+			}
+			if handing && a.handLocked(p.arr) {
+				continue
+			}
+			handing = false // nobody else is receiving on this lane
+			kept = append(kept, p)
+		}
+		clear(q[len(kept):])
+		if len(kept) == 0 {
+			delete(a.pending, lane)
+			continue
+		}
+		a.pending[lane] = kept
+		left = true
+	}
+	if left {
+		a.rehand = time.AfterFunc(pendingArrivalsRehand, a.rehandPending)
+	}
 }
 
 // take removes and returns up to max fresh pending arrivals of lane,
@@ -238,6 +294,10 @@ func (a *arrivals) close() {
 	a.mu.Lock()
 	a.closed = true
 	stop := a.stop
+	if a.rehand != nil {
+		a.rehand.Stop()
+		a.rehand = nil
+	}
 	a.mu.Unlock()
 	if stop != nil {
 		stop()

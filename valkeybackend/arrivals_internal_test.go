@@ -3,6 +3,7 @@ package valkeybackend
 import (
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/flowfabric/flowfabric-go/sdk"
 )
@@ -38,5 +39,30 @@ func TestPendingArrivalsQueue(t *testing.T) {
 	a.deliver(sdk.Arrival{Lane: "other", ID: ids[0]})
 	if got := a.take("other", 10); len(got) != 0 {
 		t.Fatalf("kept an arrival for a lane nobody watches: %v", got)
+	}
+}
+
+// An arrival that came while its lane's watcher was busy reaches that
+// watcher once it waits again (within the freshness window), and only once.
+func TestPendingArrivalsRehanded(t *testing.T) {
+	var a arrivals
+	ch := make(chan sdk.Arrival)
+	a.byLane = map[sdk.LaneID][]chan sdk.Arrival{"l": {ch}}
+	a.next = map[sdk.LaneID]int{}
+	defer a.close()
+	id := sdk.NewExecutionID(1)
+	if a.deliver(sdk.Arrival{Lane: "l", ID: id}) {
+		t.Fatal("delivered to a watcher that is not receiving")
+	}
+	select {
+	case got := <-ch:
+		if got.ID != id {
+			t.Fatalf("got %s, want %s", got.ID, id)
+		}
+	case <-time.After(time.Second):
+		t.Fatal("the pending arrival never reached the watcher once it waited")
+	}
+	if left := a.take("l", 10); len(left) != 0 {
+		t.Fatalf("handed and still pending: %v", left)
 	}
 }
