@@ -263,7 +263,14 @@ func TestFaultThousandWithRandomKills(t *testing.T) {
 	}
 	elapsed := time.Since(start)
 	stalled.Wait()
-	time.Sleep(300 * time.Millisecond) // let resumed zombies try to renew and complete
+	if stalls > 0 {
+		// A resumed zombie renews or completes at once and is refused; on a
+		// loaded machine it may take a while to run again.
+		eventually(t, 15*time.Second, fmt.Sprintf("a zombie fenced out after %d stalls longer than the lease", stalls), func() bool {
+			return len(records(t, b, "fault:rejected"))+len(records(t, b, "fault:lost")) > 0
+		})
+	}
+	time.Sleep(300 * time.Millisecond) // let the other resumed zombies try to renew and complete
 	for _, p := range procs {
 		p.kill()
 	}
@@ -318,9 +325,6 @@ func TestFaultThousandWithRandomKills(t *testing.T) {
 		if info, _ := b.ReadExecutionInfo(context.Background(), sdk.ExecutionID(r.id)); info.Fields["attempt_id"] == r.attempt {
 			t.Fatalf("the recorded attempt %s of %s was fenced out (%s)", r.attempt, r.id, r.detail)
 		}
-	}
-	if stalls > 0 && len(rejected)+len(lost) == 0 {
-		t.Fatalf("%d stalls longer than the lease, yet no zombie was fenced out", stalls)
 	}
 	t.Logf("%d executions completed exactly once in %v with %d SIGKILLs and %d SIGSTOP stalls: %d reclaimed attempts, %d completions committed by a worker killed before it logged them; zombies fenced out: %d completions rejected, %d renewals refused",
 		n, elapsed.Round(time.Millisecond), kills, stalls, reclaims, unlogged, len(rejected), len(lost))
