@@ -21,9 +21,12 @@ import (
 // valkey-benchmark's on the same server for the harness to be trusted.
 const CalibrationTolerance = 0.15
 
-// calibrationRounds is how many interleaved ffbench / valkey-benchmark runs
-// each figure takes; the median of the rounds' ratios is judged.
-const calibrationRounds = 5
+// calibrationRounds is how many interleaved ffbench / valkey-benchmark
+// slices each figure takes; the median of the rounds' ratios is judged.
+// Several shorter rounds rather than a few long ones: a shared machine has
+// slow spells of a second or more, and a round's two sides must see the
+// same machine.
+const calibrationRounds = 9
 
 // Calibration compares ffbench's raw anchors with valkey-benchmark sending
 // the same commands to the same server in the same session.
@@ -40,20 +43,35 @@ type CalibrationRow struct {
 	Conns   int    `json:"conns"`
 	Depth   int    `json:"depth"`
 	// Calls per second measured by ffbench's probe and by valkey-benchmark:
-	// the median of calibrationRounds interleaved runs each.
+	// the median over the rounds each.
 	FFBench         float64 `json:"ffbench_rate"`
 	ValkeyBenchmark float64 `json:"valkey_benchmark_rate"`
-	// Mean round trip (serial rows), µs.
+	// Serial rows: the round trip's median and mean, µs (medians over the
+	// rounds).
+	FFBenchP50US          float64 `json:"ffbench_p50_us,omitempty"`
+	ValkeyBenchmarkP50US  float64 `json:"valkey_benchmark_p50_us,omitempty"`
 	FFBenchMeanUS         float64 `json:"ffbench_mean_us,omitempty"`
 	ValkeyBenchmarkMeanUS float64 `json:"valkey_benchmark_mean_us,omitempty"`
-	Diff                  float64 `json:"diff"` // median over rounds of ffbench / valkey-benchmark, - 1
-	Within                bool    `json:"within"`
+	// Diff is the median over rounds of how much faster ffbench's figure
+	// is, as a fraction: for a serial row the round trip's p50 (the serial
+	// anchor the harness quotes is a p50), valkey-benchmark's / ffbench's - 1;
+	// for a pipelined row the rate (the ceiling), ffbench's /
+	// valkey-benchmark's - 1.
+	Diff   float64 `json:"diff"`
+	Within bool    `json:"within"`
+}
+
+// calSample is one slice's measurement by either side.
+type calSample struct {
+	rate, meanUS, p50US float64
 }
 
 // Calibrate measures ff_version and ff_renew (one held lease) serially and
 // pipelined, with ffbench's raw clients and with valkey-benchmark (path
-// given, default "valkey-benchmark"), and compares the rates.
-func (r *Runner) Calibrate(ctx context.Context, vbPath string, d time.Duration) (*Calibration, error) {
+// given, default "valkey-benchmark"), and compares them. Each side
+// measures calibrationRounds slices of length slice per figure, the two
+// taking turns (ABBA order).
+func (r *Runner) Calibrate(ctx context.Context, vbPath string, slice time.Duration) (*Calibration, error) {
 	if vbPath == "" {
 		vbPath = "valkey-benchmark"
 	}
@@ -82,53 +100,92 @@ func (r *Runner) Calibrate(ctx context.Context, vbPath string, d time.Duration) 
 				conns, depth = r.cfg.PipelineConns, r.cfg.PipelineDepth
 			}
 			r.prog.Detail(func() string { return c.name + " " + mode })
-			row := CalibrationRow{Command: c.name, Mode: mode, Conns: conns, Depth: depth}
-			enc := encodeCommand(c.cmd.Commands())
-			ours := func() (float64, float64, error) {
-				if mode == "serial" {
-					h, err := probeSerial(ctx, addr, enc, d, probeCPU())
-					if err != nil {
-						return 0, 0, err
-					}
-					return 1e6 / h.Mean(), h.Mean(), nil
-				}
-				rate, err := probePipelined(ctx, addr, enc, conns, depth, d, probeCPU())
-				return rate, 0, err
+			row, err := calibrateRow(ctx, vbPath, addr, c.cmd.Commands(), mode, conns, depth, slice)
+			if err != nil {
+				return nil, err
 			}
-			// Interleave ffbench and valkey-benchmark runs, each round one
-			// of each back to back, and judge the median of the rounds'
-			// ratios: a shared machine's slow spells then weigh on both
-			// sides of a round alike. The rates shown are each side's
-			// median.
-			var ourRates, ourMeans, vbRates, vbMeans, ratios []float64
-			for range calibrationRounds {
-				a, am, err := ours()
-				if err != nil {
-					return nil, err
-				}
-				n := int(math.Max(a*d.Seconds(), 1000))
-				vbRate, vbMean, err := runValkeyBenchmark(ctx, vbPath, addr, conns, depth, n, c.cmd.Commands())
-				if err != nil {
-					return nil, err
-				}
-				ourRates, ourMeans = append(ourRates, a), append(ourMeans, am)
-				vbRates, vbMeans = append(vbRates, vbRate), append(vbMeans, vbMean)
-				if vbRate > 0 {
-					ratios = append(ratios, a/vbRate)
-				}
-			}
-			row.FFBench, row.ValkeyBenchmark = round3(median(ourRates)), round3(median(vbRates))
-			if mode == "serial" {
-				row.FFBenchMeanUS, row.ValkeyBenchmarkMeanUS = round3(median(ourMeans)), round3(median(vbMeans))
-			}
-			row.Diff = round3(median(ratios) - 1)
-			row.Within = math.Abs(row.Diff) <= CalibrationTolerance
+			row.Command = c.name
 			cal.OK = cal.OK && row.Within
 			cal.Rows = append(cal.Rows, row)
 		}
 	}
 	r.prog.Detail(nil)
 	return cal, nil
+}
+
+// calibrateRow measures one command in one mode with both tools.
+func calibrateRow(ctx context.Context, vbPath, addr string, args []string, mode string, conns, depth int,
+	slice time.Duration) (CalibrationRow, error) {
+	row := CalibrationRow{Mode: mode, Conns: conns, Depth: depth}
+	enc := encodeCommand(args)
+	ours := func() (calSample, error) {
+		if mode == "serial" {
+			h, err := probeSerial(ctx, addr, enc, slice, probeCPU())
+			if err != nil {
+				return calSample{}, err
+			}
+			return calSample{rate: 1e6 / h.Mean(), meanUS: h.Mean(), p50US: float64(h.ValueAtQuantile(50))}, nil
+		}
+		rate, err := probePipelined(ctx, addr, enc, conns, depth, slice, probeCPU())
+		return calSample{rate: rate}, err
+	}
+	lastRate := 0.0
+	theirs := func() (calSample, error) {
+		// As many requests as ffbench's last slice made, so both sides
+		// take about as long.
+		n := int(math.Max(lastRate*slice.Seconds(), 500))
+		return runValkeyBenchmark(ctx, vbPath, addr, conns, depth, n, args)
+	}
+	// Interleave the two tools' slices, each round one of each back to
+	// back, alternating which goes first (ABBA), and judge the median of
+	// the rounds' ratios: a shared machine's slow spells then weigh on
+	// both sides of a round alike.
+	var oursAll, theirsAll []calSample
+	var ratios []float64
+	for i := range calibrationRounds {
+		var a, v calSample
+		var err error
+		if i%4 == 0 || i%4 == 3 {
+			if a, err = ours(); err == nil {
+				lastRate = a.rate
+				v, err = theirs()
+			}
+		} else if v, err = theirs(); err == nil {
+			a, err = ours()
+			lastRate = a.rate
+		}
+		if err != nil {
+			return row, err
+		}
+		oursAll, theirsAll = append(oursAll, a), append(theirsAll, v)
+		switch {
+		case mode == "serial" && a.p50US > 0 && v.p50US > 0:
+			ratios = append(ratios, v.p50US/a.p50US)
+		case mode != "serial" && v.rate > 0:
+			ratios = append(ratios, a.rate/v.rate)
+		}
+	}
+	pick := func(xs []calSample, f func(calSample) float64) float64 {
+		vals := make([]float64, len(xs))
+		for i, x := range xs {
+			vals[i] = f(x)
+		}
+		return round3(median(vals))
+	}
+	rate := func(x calSample) float64 { return x.rate }
+	row.FFBench, row.ValkeyBenchmark = pick(oursAll, rate), pick(theirsAll, rate)
+	if mode == "serial" {
+		p50 := func(x calSample) float64 { return x.p50US }
+		mean := func(x calSample) float64 { return x.meanUS }
+		row.FFBenchP50US, row.ValkeyBenchmarkP50US = pick(oursAll, p50), pick(theirsAll, p50)
+		row.FFBenchMeanUS, row.ValkeyBenchmarkMeanUS = pick(oursAll, mean), pick(theirsAll, mean)
+	}
+	if len(ratios) == 0 {
+		return row, fmt.Errorf("calibrate %s: no comparable rounds", mode)
+	}
+	row.Diff = round3(median(ratios) - 1)
+	row.Within = math.Abs(row.Diff) <= CalibrationTolerance
+	return row, nil
 }
 
 // nodeFor returns the address of the primary that serves cmd's slot.
@@ -145,11 +202,11 @@ func (r *Runner) nodeFor(ctx context.Context, cmd valkey.Completed) (string, err
 }
 
 // runValkeyBenchmark runs valkey-benchmark with the given command and
-// returns its rate (requests/s) and mean latency (µs).
-func runValkeyBenchmark(ctx context.Context, path, addr string, conns, depth, n int, args []string) (float64, float64, error) {
+// returns its rate (requests/s) and its latency's mean and p50 (µs).
+func runValkeyBenchmark(ctx context.Context, path, addr string, conns, depth, n int, args []string) (calSample, error) {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
-		return 0, 0, err
+		return calSample{}, err
 	}
 	cmdline := []string{"-h", host, "-p", port, "-c", strconv.Itoa(conns), "-P", strconv.Itoa(depth),
 		"-n", strconv.Itoa(n), "--csv"}
@@ -165,14 +222,14 @@ func runValkeyBenchmark(ctx context.Context, path, addr string, conns, depth, n 
 	c := exec.CommandContext(ctx, path, cmdline...)
 	c.Stdout, c.Stderr = &out, &stderr
 	if err := c.Run(); err != nil {
-		return 0, 0, fmt.Errorf("valkey-benchmark: %v: %s", err, strings.TrimSpace(stderr.String()))
+		return calSample{}, fmt.Errorf("valkey-benchmark: %v: %s", err, strings.TrimSpace(stderr.String()))
 	}
 	return parseBenchmarkCSV(out.String())
 }
 
-// parseBenchmarkCSV reads valkey-benchmark --csv: a header with "rps" and
-// "avg_latency_ms", then one row.
-func parseBenchmarkCSV(s string) (rate, meanUS float64, err error) {
+// parseBenchmarkCSV reads valkey-benchmark --csv: a header with "rps",
+// "avg_latency_ms" and "p50_latency_ms", then one row.
+func parseBenchmarkCSV(s string) (calSample, error) {
 	r := csv.NewReader(strings.NewReader(s))
 	r.FieldsPerRecord = -1
 	var header []string
@@ -182,12 +239,13 @@ func parseBenchmarkCSV(s string) (rate, meanUS float64, err error) {
 			break
 		}
 		if err != nil {
-			return 0, 0, fmt.Errorf("valkey-benchmark csv: %w", err)
+			return calSample{}, fmt.Errorf("valkey-benchmark csv: %w", err)
 		}
 		if header == nil {
 			header = rec
 			continue
 		}
+		var x calSample
 		for i, h := range header {
 			if i >= len(rec) {
 				break
@@ -195,16 +253,18 @@ func parseBenchmarkCSV(s string) (rate, meanUS float64, err error) {
 			v, _ := strconv.ParseFloat(rec[i], 64)
 			switch h {
 			case "rps":
-				rate = v
+				x.rate = v
 			case "avg_latency_ms":
-				meanUS = v * 1000
+				x.meanUS = v * 1000
+			case "p50_latency_ms":
+				x.p50US = v * 1000
 			}
 		}
-		if rate > 0 {
-			return rate, meanUS, nil
+		if x.rate > 0 {
+			return x, nil
 		}
 	}
-	return 0, 0, fmt.Errorf("valkey-benchmark csv: no rate in %q", s)
+	return calSample{}, fmt.Errorf("valkey-benchmark csv: no rate in %q", s)
 }
 
 // median of xs (0 for none); xs is left sorted.

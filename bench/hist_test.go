@@ -147,11 +147,11 @@ func TestParseCommandStats(t *testing.T) {
 func TestParseBenchmarkCSV(t *testing.T) {
 	t.Parallel()
 	out := "\"test\",\"rps\",\"avg_latency_ms\",\"min_latency_ms\",\"p50_latency_ms\"\n\"FCALL ff_version 0\",\"51234.50\",\"0.019\",\"0.008\",\"0.015\"\n"
-	rate, mean, err := parseBenchmarkCSV(out)
-	if err != nil || rate != 51234.5 || math.Abs(mean-19) > 1e-9 {
-		t.Fatalf("%v %v %v", rate, mean, err)
+	x, err := parseBenchmarkCSV(out)
+	if err != nil || x.rate != 51234.5 || math.Abs(x.meanUS-19) > 1e-9 || math.Abs(x.p50US-15) > 1e-9 {
+		t.Fatalf("%+v %v", x, err)
 	}
-	if _, _, err := parseBenchmarkCSV("garbage"); err == nil {
+	if _, err := parseBenchmarkCSV("garbage"); err == nil {
 		t.Fatal("no error for garbage")
 	}
 }

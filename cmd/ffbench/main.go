@@ -182,7 +182,7 @@ func (f *runFlags) register(fs *flag.FlagSet, sweep bool) {
 	fs.IntVar(&f.cfg.PipelineDepth, "pipeline-depth", 0, "raw pipelined anchor: commands per pipelined batch (quick: 16)")
 	fs.IntVar(&f.cfg.PipelineConns, "pipeline-conns", 0, "raw pipelined anchor: connections (quick: 4)")
 	fs.DurationVar(&f.cfg.Pause, "pause", 0, "freeze the server (CLIENT PAUSE) this long mid-window in e2e's open loop")
-	fs.BoolVar(&f.calibrate, "calibrate", false, "also compare the raw anchors with valkey-benchmark (adds ~10s)")
+	fs.BoolVar(&f.calibrate, "calibrate", false, "also compare the raw anchors with valkey-benchmark (adds ~30s)")
 	fs.StringVar(&f.profileDir, "profile-dir", "", "write cpu, heap, mutex and block pprof files of the run here\n(relative paths are inside --out); the report links them")
 	fs.StringVar(&f.pyroscope, "pyroscope", "", "push continuous profiles of the run to this Pyroscope server URL")
 	fs.BoolVar(&f.quiet, "quiet", false, "no progress line")
@@ -311,7 +311,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer, sweep 
 	runner := bench.NewRunner(cfg, t, prog)
 	rep, err := runner.Run(ctx)
 	if err == nil && rf.calibrate {
-		rep.Calibration, err = runner.Calibrate(ctx, "", time.Second)
+		rep.Calibration, err = runner.Calibrate(ctx, "", 400*time.Millisecond)
 	}
 	prog.Close()
 	if err != nil {
@@ -486,7 +486,7 @@ func cmdGate(ctx context.Context, args []string, stdout, stderr io.Writer) error
 
 func cmdCalibrate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("calibrate", "calibrate [flags]", stderr)
-	d := fs.Duration("duration", time.Second, "length of each measurement (ffbench's runs before and after valkey-benchmark's)")
+	d := fs.Duration("duration", 400*time.Millisecond, "length of each slice: per figure, ffbench and valkey-benchmark take 9 turns of this length each")
 	conns := fs.Int("conns", 4, "pipelined mode: connections (valkey-benchmark -c)")
 	depth := fs.Int("depth", 16, "pipelined mode: commands per pipelined batch (valkey-benchmark -P)")
 	partitions := fs.Int("partitions", 16, "partition count of the deployment holding the renewed lease")
