@@ -3,7 +3,10 @@
 package bench
 
 import (
+	"os"
 	"runtime"
+	"strconv"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -50,4 +53,31 @@ func pinThread(cpu int) (undo func()) {
 		_ = unix.SchedSetaffinity(0, &old)
 		runtime.UnlockOSThread()
 	}
+}
+
+// pinServerAway pins the main thread of the local process pid (a Valkey
+// server: /proc/pid/comm must say so) to a CPU this process may use other
+// than probeCPU's, so that during calibration both tools' clients meet the
+// server on another CPU every round instead of wherever the scheduler last
+// put it. undo restores its affinity; ok is false when nothing was pinned.
+func pinServerAway(pid int) (undo func(), ok bool) {
+	comm, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/comm")
+	if err != nil || !(strings.HasPrefix(string(comm), "valkey") || strings.HasPrefix(string(comm), "redis")) {
+		return func() {}, false
+	}
+	probe := probeCPU()
+	var mine, old, one unix.CPUSet
+	if probe < 0 || unix.SchedGetaffinity(0, &mine) != nil || unix.SchedGetaffinity(pid, &old) != nil {
+		return func() {}, false
+	}
+	for cpu := range 1024 {
+		if cpu != probe && mine.IsSet(cpu) {
+			one.Set(cpu)
+			break
+		}
+	}
+	if one.Count() == 0 || unix.SchedSetaffinity(pid, &one) != nil {
+		return func() {}, false
+	}
+	return func() { _ = unix.SchedSetaffinity(pid, &old) }, true
 }

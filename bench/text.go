@@ -163,7 +163,10 @@ func CalibrationTable(c *Calibration) string {
 			p50Mean(r.ValkeyBenchmarkP50US, r.ValkeyBenchmarkMeanUS), 100*r.Diff, ok)
 	}
 	tw.Flush()
-	b.WriteString("  diff: serial rows compare the round trip's p50 (the anchor's figure), pipelined rows the rate\n")
+	b.WriteString("  diff: serial rows compare the round trip's p50 (the anchor's figure, median of rounds), pipelined rows the best round's rate\n")
+	if c.ServerPinned {
+		b.WriteString("  the server's main thread was kept on another CPU than both tools' clients\n")
+	}
 	return b.String()
 }
 
