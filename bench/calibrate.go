@@ -37,7 +37,7 @@ type Calibration struct {
 	// ServerPinned: the server is a process on this machine and its main
 	// thread was kept on a CPU other than the clients' while calibrating.
 	ServerPinned bool `json:"server_pinned"`
-	OK        bool             `json:"ok"`
+	OK           bool `json:"ok"`
 }
 
 // CalibrationRow is one command in one mode.
