@@ -23,11 +23,12 @@ import (
 const CalibrationTolerance = 0.15
 
 // calibrationRounds is how many interleaved ffbench / valkey-benchmark
-// slices each figure takes; the median of the rounds' ratios is judged.
-// Several shorter rounds rather than a few long ones: a shared machine has
-// slow spells of a second or more, and a round's two sides must see the
-// same machine.
-const calibrationRounds = 9
+// slices each figure takes (see CalibrationRow.Diff for how they are
+// judged). Many short rounds rather than a few long ones: a shared machine
+// has slow spells of a second or more, a round's two sides must see the
+// same machine, and a ceiling needs enough slices that both sides catch
+// an unthrottled one.
+const calibrationRounds = 15
 
 // Calibration compares ffbench's raw anchors with valkey-benchmark sending
 // the same commands to the same server in the same session.

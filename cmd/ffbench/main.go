@@ -311,7 +311,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer, sweep 
 	runner := bench.NewRunner(cfg, t, prog)
 	rep, err := runner.Run(ctx)
 	if err == nil && rf.calibrate {
-		rep.Calibration, err = runner.Calibrate(ctx, "", 400*time.Millisecond)
+		rep.Calibration, err = runner.Calibrate(ctx, "", 250*time.Millisecond)
 	}
 	prog.Close()
 	if err != nil {
@@ -486,7 +486,7 @@ func cmdGate(ctx context.Context, args []string, stdout, stderr io.Writer) error
 
 func cmdCalibrate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("calibrate", "calibrate [flags]", stderr)
-	d := fs.Duration("duration", 400*time.Millisecond, "length of each slice: per figure, ffbench and valkey-benchmark take 9 turns of this length each")
+	d := fs.Duration("duration", 250*time.Millisecond, "length of each slice: per figure, ffbench and valkey-benchmark take 15 turns of this length each")
 	conns := fs.Int("conns", 4, "pipelined mode: connections (valkey-benchmark -c)")
 	depth := fs.Int("depth", 16, "pipelined mode: commands per pipelined batch (valkey-benchmark -P)")
 	partitions := fs.Int("partitions", 16, "partition count of the deployment holding the renewed lease")

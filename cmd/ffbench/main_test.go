@@ -32,7 +32,7 @@ func TestHelpDocumentsEveryFlag(t *testing.T) {
 			"sweep":     {"--sweep-partitions", "--addr"},
 			"report":    {"--in", "--out"},
 			"gate":      {"--baseline", "(default ci/baseline.json)", "--report", "--remeasure", "(default 2)", "--class", "--update"},
-			"calibrate": {"--duration", "(default 400ms)", "--conns", "(default 4)", "--depth", "(default 16)", "--valkey-benchmark"},
+			"calibrate": {"--duration", "(default 250ms)", "--conns", "(default 4)", "--depth", "(default 16)", "--valkey-benchmark"},
 		}[cmd] {
 			if !strings.Contains(help, want) {
 				t.Errorf("%s --help lacks %q:\n%s", cmd, want, help)
