@@ -264,7 +264,7 @@ func ratioVsPartitions(rep *Report) string {
 func e2eCurves(rep *Report) string {
 	var ss []series
 	for _, r := range byScenario(rep, ScenarioE2E, "open") {
-		for _, name := range []string{"submit", "claim_call", "claim", "handler_start", "e2e"} {
+		for _, name := range []string{"send_lag", "submit", "claim_call", "claim", "handler_start", "e2e"} {
 			if s := r.Latency[name]; s != nil && s.Count > 0 {
 				ss = append(ss, series{name: name, pts: curve(s)})
 			}

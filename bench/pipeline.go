@@ -46,7 +46,7 @@ func (r *Runner) runPipeline(ctx context.Context, sp pipelineSpec) (*Result, err
 	win := Window{From: t0.Add(cfg.Warmup)}
 	win.To = win.From.Add(cfg.Duration)
 	lat := map[string]*Latency{}
-	for _, name := range []string{"claim", "handler_start", "e2e", "claim_call", "submit", "fcall_rtt"} {
+	for _, name := range []string{"claim", "handler_start", "e2e", "claim_call", "send_lag", "submit", "fcall_rtt"} {
 		lat[name] = NewLatency(cfg.Workers, win)
 	}
 	var windowOps, windowDone atomic.Int64
@@ -95,6 +95,7 @@ func (r *Runner) runPipeline(ctx context.Context, sp pipelineSpec) (*Result, err
 			windowOps.Add(1)
 		}
 		t0 := time.Now()
+		lat["send_lag"].Shard(int(a.Seq)).Record(a.Intended, t0.Sub(a.Intended))
 		_, err := prod.CreateExecution(ctx, sdk.CreateExecutionArgs{Lane: benchLane, Kind: "noop",
 			Payload: encodePayload(a.Seq, a.Intended, cfg.PayloadBytes)})
 		lat["submit"].Shard(int(a.Seq)).Record(a.Intended, time.Since(t0))

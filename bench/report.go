@@ -90,8 +90,10 @@ type Result struct {
 	RatioToCeiling float64 `json:"ratio_to_ceiling,omitempty"`
 	// Latency by name: "claim" (intended arrival → lease), "handler_start",
 	// "e2e" (intended arrival → completion landed), "claim_call" (a claim
-	// call that claimed something), "submit", "fcall_rtt" (one FCALL under
-	// the run's load), "crash_to_completion", "renew_round".
+	// call that claimed something), "send_lag" (intended arrival → its
+	// submit sent: the producer's own delay), "submit" (the submit call),
+	// "fcall_rtt" (one FCALL under the run's load), "crash_to_completion",
+	// "renew_round".
 	Latency          map[string]*Summary `json:"latency,omitempty"`
 	CommandsPerOp    float64             `json:"commands_per_op"`
 	FcallsPerOp      float64             `json:"fcalls_per_op"`

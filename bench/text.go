@@ -122,6 +122,10 @@ func Headlines(rep *Report) []string {
 				line += fmt.Sprintf("; under this load one FCALL round trip takes p50 %s (%.2f× serial), so the claim is %.2f× a loaded round trip",
 					fmtUS(lr.P50), r.Extra["loaded_rtt_p50_over_serial_rtt"], r.Extra["claim_p50_over_loaded_rtt"])
 			}
+			if sl, sb, cc := r.Latency["send_lag"], r.Latency["submit"], r.Latency["claim_call"]; sl != nil && sb != nil && cc != nil && sl.Count > 0 {
+				line += fmt.Sprintf("; stages (p50): producer's lag %s, submit call %s, claim call %s",
+					fmtUS(sl.P50), fmtUS(sb.P50), fmtUS(cc.P50))
+			}
 			out = append(out, line)
 			break
 		}
