@@ -25,8 +25,9 @@ so every key below hashes to the partition's slot). L is a lane name.
   ff:idem:T:K        STRING first execution id for idempotency key K (PX ttl)
   ff:own:T           STRING engine process that scans partition T (PX lease)
   ff:noop:T          never written: stands in for an absent optional key
-  ff:arrivals:T      shard channel: "<lane> <eid>" when ff_create fills an
-                     empty eligible set (a hint for idle workers)
+  ff:arrivals:T      shard channel: "<lane> <eid>" when an execution fills an
+                     empty eligible set (a hint for idle workers): created,
+                     requeued at once, promoted, reclaimed, unblocked, replayed
 
 Worker registry (tag {w:I} for instance I, so both keys share a slot):
   ff:w:{w:I}:alive   STRING owner token, PX = registration TTL
@@ -54,7 +55,7 @@ REPLY SHAPE (every function): {1, status, field...} on success,
 {0, code, detail...} on a business failure. Redis errors mean a bug.
 ]]
 
-local VERSION = '8'
+local VERSION = '9'
 local PRIORITY_SCALE = 1000000000000
 local MAX_PRIORITY = 9000
 local INTERRUPT_CAP = 100
@@ -71,6 +72,17 @@ local function fmt(n) return string.format('%.0f', n) end
 
 local function eligible_score(created_at, priority)
   return fmt(tonumber(created_at) - tonumber(priority) * PRIORITY_SCALE)
+end
+
+-- Publishes eid ("<lane> <eid>") on the partition's arrivals channel when
+-- it is the only member of its lane's eligible set: it just filled an empty
+-- set, so an idle worker can claim it without first reading the set (a set
+-- that already held work has no idle reader to tell). No-op without a
+-- channel or a lane.
+local function announce(arrivals, eligible, lane, eid)
+  if arrivals and lane and lane ~= '' and redis.call('ZCARD', eligible) == 1 then
+    redis.call('SPUBLISH', arrivals, lane .. ' ' .. eid)
+  end
 end
 
 -- Parses a non-negative integer argument; nil when malformed.
@@ -186,9 +198,7 @@ redis.register_function('ff_create', function(keys, argv)
     redis.call('ZADD', delayed, delay_until, eid)
   else
     redis.call('ZADD', eligible, eligible_score(now, priority), eid)
-    if redis.call('ZCARD', eligible) == 1 then
-      redis.call('SPUBLISH', arrivals, lane .. ' ' .. eid)
-    end
+    announce(arrivals, eligible, lane, eid)
   end
   if deadline > 0 then redis.call('ZADD', deadlines, deadline, eid) end
   redis.call('ZADD', all, 0, eid)
@@ -514,9 +524,7 @@ local function end_attempt(k, eid, reason, category, draw, cap, now, ended_by)
   if delay <= 0 then
     redis.call('HSET', core, 'state', 'waiting', 'delay_until', 0)
     redis.call('ZADD', k.eligible, eligible_score(f[11], f[10]), eid)
-    if k.arrivals and redis.call('ZCARD', k.eligible) == 1 then
-      redis.call('SPUBLISH', k.arrivals, k.lane .. ' ' .. eid)
-    end
+    announce(k.arrivals, k.eligible, k.lane, eid)
   else
     redis.call('HSET', core, 'state', 'delayed', 'delay_until', due)
     redis.call('ZADD', k.delayed, due, eid)
@@ -550,7 +558,9 @@ end)
 ---------------------------------------------------------------------------
 -- ff_delay: the lease holder parks the execution; the next claim resumes
 -- the same attempt.
--- KEYS: 1 core, 2 leases, 3 active, 4 delayed, 5 timeouts, 6 eligible
+-- KEYS: 1 core, 2 leases, 3 active, 4 delayed, 5 timeouts, 6 eligible,
+--       7 arrivals (shard channel; a delay already over requeues at once
+--       and is announced there, see announce)
 -- ARGV: 1 eid, 2 lease_id, 3 epoch, 4 attempt_id, 5 until_ms, 6 lane
 -- Returns ok(until_ms). Errors: the fence errors, invalid_input.
 redis.register_function('ff_delay', function(keys, argv)
@@ -566,6 +576,7 @@ redis.register_function('ff_delay', function(keys, argv)
     local f = redis.call('HMGET', core, 'created_at', 'priority')
     redis.call('HSET', core, 'state', 'waiting', 'delay_until', 0)
     redis.call('ZADD', keys[6], eligible_score(f[1], f[2]), eid)
+    announce(keys[7], keys[6], argv[6], eid)
   else
     redis.call('HSET', core, 'state', 'delayed', 'delay_until', until_ms)
     redis.call('ZADD', keys[4], until_ms, eid)
@@ -663,15 +674,17 @@ end)
 
 ---------------------------------------------------------------------------
 -- ff_promote: move due delayed executions back to eligible.
--- KEYS: 1 delayed, 2 eligible, then one core per candidate
--- ARGV: the candidate eids, in KEYS order
+-- KEYS: 1 delayed, 2 eligible, 3 arrivals (shard channel), then one core
+--       per candidate
+-- ARGV: 1 lane, then the candidate eids, in KEYS order
 -- Returns ok(promoted_count). A candidate not yet due (server time) or no
--- longer delayed is skipped (a stale index entry is removed).
+-- longer delayed is skipped (a stale index entry is removed). The first
+-- promoted into an empty eligible set is announced (see announce).
 redis.register_function('ff_promote', function(keys, argv)
-  if #keys - 2 ~= #argv then return fail('invalid_input', 'keys and ids differ') end
+  if #keys - 3 ~= #argv - 1 then return fail('invalid_input', 'keys and ids differ') end
   local now = now_ms()
   local n = 0
-  for i = 1, #argv do
+  for i = 2, #argv do
     local core, eid = keys[i + 2], argv[i]
     local f = redis.call('HMGET', core, 'state', 'delay_until', 'created_at', 'priority')
     if f[1] ~= 'delayed' then
@@ -680,6 +693,7 @@ redis.register_function('ff_promote', function(keys, argv)
       redis.call('ZREM', keys[1], eid)
       redis.call('HSET', core, 'state', 'waiting', 'delay_until', 0, 'last_transition_at', now)
       redis.call('ZADD', keys[2], eligible_score(f[3], f[4]), eid)
+      announce(keys[3], keys[2], argv[1], eid)
       n = n + 1
     end
   end
@@ -757,8 +771,8 @@ end)
 -- interruption: it is requeued at once for any worker (the next attempt is of
 -- type reclaim), or fails terminally once it was interrupted cap times.
 -- KEYS: 1 core, 2 leases, 3 active, 4 terminal, 5 delayed, 6 timeouts,
---       7 deadlines, 8 eligible, 9 grant
--- ARGV: 1 eid, 2 cap (max interruptions)
+--       7 deadlines, 8 eligible, 9 grant, 10 arrivals (shard channel)
+-- ARGV: 1 eid, 2 cap (max interruptions), 3 lane (for the announcement)
 -- Returns ok('retry_scheduled', due), ok('terminal_failed'), ok('not_due')
 --   or ok('stale') when the index entry no longer applies (it is removed).
 redis.register_function('ff_reclaim_expired', function(keys, argv)
@@ -771,7 +785,8 @@ redis.register_function('ff_reclaim_expired', function(keys, argv)
   local now = now_ms()
   if f[2] == 'held' and tonumber(f[3]) > now then return ok('not_due') end
   local k = {core = keys[1], leases = keys[2], active = keys[3], terminal = keys[4],
-    delayed = keys[5], timeouts = keys[6], deadlines = keys[7], eligible = keys[8], grant = keys[9]}
+    delayed = keys[5], timeouts = keys[6], deadlines = keys[7], eligible = keys[8], grant = keys[9],
+    arrivals = keys[10], lane = argv[3]}
   local why = 'lease expired'
   if f[2] == 'revoked' then why = 'lease revoked' end
   return end_attempt(k, eid, why, 'lease_lost', 0, cap, now, 'engine')
@@ -784,8 +799,9 @@ end)
 --   which = 'attempt_timeout': an active attempt past its timeout fails with
 --   category attempt_timeout; the retry policy applies.
 -- KEYS: 1 core, 2 leases, 3 active, 4 terminal, 5 delayed, 6 timeouts,
---       7 deadlines, 8 eligible, 9 blocked, 10 grant
--- ARGV: 1 eid, 2 which ('deadline' | 'attempt_timeout')
+--       7 deadlines, 8 eligible, 9 blocked, 10 grant, 11 arrivals (shard channel)
+-- ARGV: 1 eid, 2 which ('deadline' | 'attempt_timeout'), 3 lane (for the
+--       announcement of an immediate retry)
 -- Returns ok('expired'), ok('retry_scheduled', due), ok('terminal_failed'),
 --   ok('not_due') or ok('stale') (the index entry is removed).
 redis.register_function('ff_expire', function(keys, argv)
@@ -808,7 +824,8 @@ redis.register_function('ff_expire', function(keys, argv)
     if f[1] ~= 'active' or not due then redis.call('ZREM', keys[6], eid) return ok('stale') end
     if tonumber(due) > now then return ok('not_due') end
     local k = {core = keys[1], leases = keys[2], active = keys[3], terminal = keys[4],
-      delayed = keys[5], timeouts = keys[6], deadlines = keys[7], eligible = keys[8], grant = keys[10]}
+      delayed = keys[5], timeouts = keys[6], deadlines = keys[7], eligible = keys[8], grant = keys[10],
+      arrivals = keys[11], lane = argv[3]}
     return end_attempt(k, eid, 'attempt timed out', 'attempt_timeout', 0, INTERRUPT_CAP, now, 'engine')
   end
   return fail('invalid_input', 'unknown expiry kind')
@@ -818,8 +835,8 @@ end)
 -- ff_unblock: make an execution blocked for routing eligible again (a
 -- capable worker is alive). Acts only if it is still blocked for the reason
 -- the caller saw.
--- KEYS: 1 core, 2 blocked, 3 eligible
--- ARGV: 1 eid, 2 expected_reason
+-- KEYS: 1 core, 2 blocked, 3 eligible, 4 arrivals (shard channel)
+-- ARGV: 1 eid, 2 expected_reason, 3 lane (for the announcement)
 -- Returns ok('unblocked') or ok('skipped') (a stale entry is removed).
 redis.register_function('ff_unblock', function(keys, argv)
   local eid = argv[1]
@@ -832,6 +849,7 @@ redis.register_function('ff_unblock', function(keys, argv)
   redis.call('HSET', keys[1], 'blocked', '', 'last_transition_at', now_ms())
   redis.call('ZREM', keys[2], eid)
   redis.call('ZADD', keys[3], eligible_score(f[3], f[4]), eid)
+  announce(keys[4], keys[3], argv[3], eid)
   return ok('unblocked')
 end)
 
@@ -858,8 +876,8 @@ end)
 
 ---------------------------------------------------------------------------
 -- ff_replay: run a terminal execution again as a new attempt (type replay).
--- KEYS: 1 core, 2 terminal, 3 eligible, 4 result
--- ARGV: 1 eid, 2 max_replays
+-- KEYS: 1 core, 2 terminal, 3 eligible, 4 result, 5 arrivals (shard channel)
+-- ARGV: 1 eid, 2 max_replays, 3 lane (for the announcement)
 -- Returns ok(previous_state). Errors: execution_not_found,
 --   execution_not_terminal(state), replay_limit_exceeded(count).
 redis.register_function('ff_replay', function(keys, argv)
@@ -880,6 +898,7 @@ redis.register_function('ff_replay', function(keys, argv)
   redis.call('DEL', keys[4]) -- the new run's result (or none) replaces the old
   redis.call('ZREM', keys[2], eid)
   redis.call('ZADD', keys[3], eligible_score(f[3], f[4]), eid)
+  announce(keys[5], keys[3], argv[3], eid)
   return ok(f[1])
 end)
 

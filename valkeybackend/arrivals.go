@@ -11,8 +11,8 @@ import (
 	"github.com/flowfabric/flowfabric-go/sdk"
 )
 
-// arrivals fans the partitions' arrivals channels (ff_create publishes
-// "<lane> <eid>" there when it fills an empty eligible set) out to the
+// arrivals fans the partitions' arrivals channels (the library publishes
+// "<lane> <eid>" there when an execution fills an empty eligible set) out to the
 // workers of this process that wait for work. The subscription starts with
 // the first watcher and lasts until Close.
 type arrivals struct {

@@ -108,6 +108,71 @@ func TestArrivals(t *testing.T) {
 			if a, ok := next(l); !ok || a.ID != r.ID {
 				t.Fatalf("arrival after the requeue %+v (%v), want %s", a, ok, r.ID)
 			}
+			// Every other way back into the (emptied) eligible set announces
+			// the execution too.
+			claim := func(ttl time.Duration) sdk.Handle {
+				t.Helper()
+				ct, err := producer.GrantAndClaim(ctx, sdk.IssueClaimGrantArgs{ExecutionID: r.ID, Lane: "arr", WorkerID: "w",
+					WorkerInstanceID: "w-1"}, ttl)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return ct.Handle
+			}
+			expect := func(what string, requeue func()) {
+				t.Helper()
+				l := listen(5 * time.Second)
+				requeue()
+				if a, ok := next(l); !ok || a.ID != r.ID || a.Lane != "arr" {
+					t.Fatalf("%s: arrival %+v (%v), want %s on arr", what, a, ok, r.ID)
+				}
+			}
+			check := func(err error) {
+				t.Helper()
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			h := claim(time.Minute)
+			expect("a delay already over", func() { check(producer.Delay(ctx, h, time.Now().Add(-time.Second))) })
+			h = claim(time.Minute)
+			check(producer.Delay(ctx, h, time.Now().Add(20*time.Millisecond)))
+			time.Sleep(50 * time.Millisecond)
+			expect("a promotion", func() {
+				n, err := producer.PromoteDelayed(ctx, sdk.PromoteDelayedArgs{Lane: "arr", Partition: 3})
+				check(err)
+				if n != 1 {
+					t.Fatalf("promoted %d, want 1", n)
+				}
+			})
+			claim(100 * time.Millisecond)
+			time.Sleep(150 * time.Millisecond)
+			expect("a reclaim after the lease expired", func() {
+				c, err := producer.ReclaimExpired(ctx, []sdk.ExecutionID{r.ID}, 0)
+				check(err)
+				if c["retry_scheduled"] != 1 {
+					t.Fatalf("reclaim: %v", c)
+				}
+			})
+			if _, err := producer.BlockRoute(ctx, sdk.BlockRouteArgs{ExecutionID: r.ID, Lane: "arr", Reason: "capability_mismatch"}); err != nil {
+				t.Fatal(err)
+			}
+			blocked, err := producer.Blocked(ctx, "arr", 3, 0, 10)
+			if err != nil || len(blocked) != 1 {
+				t.Fatalf("blocked %+v %v", blocked, err)
+			}
+			expect("an unblock", func() {
+				n, err := producer.Unblock(ctx, "arr", blocked)
+				check(err)
+				if n != 1 {
+					t.Fatalf("unblocked %d, want 1", n)
+				}
+			})
+			check(producer.Complete(ctx, claim(time.Minute), nil))
+			expect("a replay", func() {
+				_, err := producer.ReplayExecution(ctx, sdk.ReplayExecutionArgs{ExecutionID: r.ID})
+				check(err)
+			})
 		})
 	}
 }

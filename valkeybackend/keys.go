@@ -23,8 +23,9 @@ import (
 //	ff:idem:T:K      STRING idempotency key K → first execution id
 //	ff:own:T         STRING the engine process that scans partition T (PX lease)
 //	ff:noop:T        never written; stands in for an absent optional key
-//	ff:arrivals:T    shard channel: "<lane> <eid>" when ff_create fills an
-//	                 empty eligible set (arrivals.go)
+//	ff:arrivals:T    shard channel: "<lane> <eid>" when an execution fills an
+//	                 empty eligible set: created, requeued at once, promoted,
+//	                 reclaimed, unblocked or replayed (arrivals.go)
 //
 // Global (untagged; read at connect or rarely):
 //

@@ -233,6 +233,6 @@ func (b *Backend) Delay(ctx context.Context, h sdk.Handle, until time.Time) erro
 	ek, lk, pk := keysOf(h.ExecutionID), laneKeysOf(tag, h.Lane), partKeysOf(tag)
 	args := append(fenceArgs(h), msString(until), string(h.Lane))
 	_, err = decode(op, b.client.Do(ctx, b.fcall("ff_delay",
-		[]string{ek.core, pk.leases, lk.active, lk.delayed, pk.timeouts, lk.eligible}, args...)))
+		[]string{ek.core, pk.leases, lk.active, lk.delayed, pk.timeouts, lk.eligible, arrivalsChannel(tag)}, args...)))
 	return err
 }

@@ -126,7 +126,7 @@ func (b *Backend) ReclaimExpired(ctx context.Context, ids []sdk.ExecutionID, max
 		lk, pk := laneKeysOf(tag, lane), partKeysOf(tag)
 		ek := keysOf(id)
 		return b.fcall("ff_reclaim_expired", []string{ek.core, pk.leases, lk.active, lk.terminal,
-			lk.delayed, pk.timeouts, pk.deadlines, lk.eligible, ek.grant}, string(id), capArg)
+			lk.delayed, pk.timeouts, pk.deadlines, lk.eligible, ek.grant, arrivalsChannel(tag)}, string(id), capArg, string(lane))
 	})
 }
 
@@ -141,7 +141,7 @@ func (b *Backend) Expire(ctx context.Context, ids []sdk.ExecutionID, idx DueInde
 	return b.act(ctx, "expire", ids, func(id sdk.ExecutionID, tag string, lane sdk.LaneID) valkey.Completed {
 		ek, lk, pk := keysOf(id), laneKeysOf(tag, lane), partKeysOf(tag)
 		return b.fcall("ff_expire", []string{ek.core, pk.leases, lk.active, lk.terminal, lk.delayed,
-			pk.timeouts, pk.deadlines, lk.eligible, lk.blocked, ek.grant}, string(id), which)
+			pk.timeouts, pk.deadlines, lk.eligible, lk.blocked, ek.grant, arrivalsChannel(tag)}, string(id), which, string(lane))
 	})
 }
 
@@ -214,8 +214,10 @@ func (b *Backend) Unblock(ctx context.Context, lane sdk.LaneID, execs []BlockedE
 		if err != nil {
 			return 0, err
 		}
-		lk := laneKeysOf(sdk.PartitionTag(p), lane)
-		cmds = append(cmds, b.fcall("ff_unblock", []string{keysOf(e.ID).core, lk.blocked, lk.eligible}, string(e.ID), e.Reason))
+		tag := sdk.PartitionTag(p)
+		lk := laneKeysOf(tag, lane)
+		cmds = append(cmds, b.fcall("ff_unblock", []string{keysOf(e.ID).core, lk.blocked, lk.eligible, arrivalsChannel(tag)},
+			string(e.ID), e.Reason, string(lane)))
 	}
 	n := 0
 	for _, res := range b.client.DoMulti(ctx, cmds...) {

@@ -105,17 +105,18 @@ func (b *Backend) PromoteDelayed(ctx context.Context, a sdk.PromoteDelayedArgs) 
 	if limit <= 0 {
 		limit = PromoteDelayedDefaultLimit
 	}
-	lk := laneKeysOf(sdk.PartitionTag(a.Partition), a.Lane)
+	tag := sdk.PartitionTag(a.Partition)
+	lk := laneKeysOf(tag, a.Lane)
 	due, err := decode(op, b.client.Do(ctx, b.fcallRO("ff_due", []string{lk.delayed}, strconv.Itoa(limit))))
 	if err != nil || len(due.fields) == 0 {
 		return 0, err
 	}
-	keys := make([]string, 0, 2+len(due.fields))
-	keys = append(keys, lk.delayed, lk.eligible)
+	keys := make([]string, 0, 3+len(due.fields))
+	keys = append(keys, lk.delayed, lk.eligible, arrivalsChannel(tag))
 	for _, id := range due.fields {
 		keys = append(keys, keysOf(sdk.ExecutionID(id)).core)
 	}
-	r, err := decode(op, b.client.Do(ctx, b.fcall("ff_promote", keys, due.fields...)))
+	r, err := decode(op, b.client.Do(ctx, b.fcall("ff_promote", keys, append([]string{string(a.Lane)}, due.fields...)...)))
 	if err != nil {
 		return 0, err
 	}

@@ -107,8 +107,8 @@ func (b *Backend) ReplayExecution(ctx context.Context, a sdk.ReplayExecutionArgs
 	}
 	lk := laneKeysOf(tag, lane)
 	ek := keysOf(a.ExecutionID)
-	r, err := decode(op, b.client.Do(ctx, b.fcall("ff_replay", []string{ek.core, lk.terminal, lk.eligible, ek.result},
-		string(a.ExecutionID), strconv.Itoa(maxN))))
+	r, err := decode(op, b.client.Do(ctx, b.fcall("ff_replay", []string{ek.core, lk.terminal, lk.eligible, ek.result,
+		arrivalsChannel(tag)}, string(a.ExecutionID), strconv.Itoa(maxN), string(lane))))
 	if err != nil {
 		return sdk.ReplayExecutionResult{}, err
 	}
