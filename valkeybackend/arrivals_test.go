@@ -271,4 +271,51 @@ func TestPendingArrivals(t *testing.T) {
 	if got := b.TakeArrivals("busy", 8); len(got) != 0 {
 		t.Fatalf("a stale arrival handed out: %v", got)
 	}
+	// Claimed by this client through the fused path or the separate
+	// claim call: the pending arrival goes with it, so no idle worker is
+	// sent after it. (Each pending arrival is looked at within the 10 ms it
+	// stays fresh, claimed at once, and the queue checked again at once.)
+	for _, fused := range []bool{true, false} {
+		var r sdk.CreateExecutionResult
+		pending := false
+		for try := 0; try < 20 && !pending; try++ {
+			if r, err = b.CreateExecution(ctx, sdk.CreateExecutionArgs{Lane: "busy", Kind: "k", ID: sdk.NewExecutionID(1)}); err != nil {
+				t.Fatal(err)
+			}
+			deadline := time.Now().Add(5 * time.Millisecond)
+			for !pending && time.Now().Before(deadline) {
+				pending = b.PendingArrivalsForTest("busy") == 1
+			}
+			if !pending {
+				// Too slow to see it fresh: claim it away and try again.
+				if _, err := b.ClaimFused(ctx, sdk.FusedClaimArgs{Lane: "busy", Partition: 1, WorkerID: "w",
+					WorkerInstanceID: "w-1", Max: 8}); err != nil {
+					t.Fatal(err)
+				}
+				time.Sleep(20 * time.Millisecond)
+				b.TakeArrivals("busy", 8)
+			}
+		}
+		if !pending {
+			t.Fatal("never saw a fresh pending arrival in 20 tries")
+		}
+		if fused {
+			got, err := b.ClaimFused(ctx, sdk.FusedClaimArgs{Lane: "busy", Partition: 1, WorkerID: "w", WorkerInstanceID: "w-1", Max: 1})
+			if err != nil || len(got) != 1 || got[0].Handle.ExecutionID != r.ID {
+				t.Fatalf("fused claim %+v %v", got, err)
+			}
+		} else {
+			if _, err := b.IssueClaimGrant(ctx, sdk.IssueClaimGrantArgs{ExecutionID: r.ID, Lane: "busy", WorkerID: "w",
+				WorkerInstanceID: "w-1"}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := b.ClaimExecution(ctx, sdk.ClaimExecutionArgs{ExecutionID: r.ID, Lane: "busy", WorkerID: "w",
+				WorkerInstanceID: "w-1"}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if n := b.PendingArrivalsForTest("busy"); n != 0 {
+			t.Fatalf("fused %v: %d arrivals still pending after the claim", fused, n)
+		}
+	}
 }

@@ -147,7 +147,11 @@ func (b *Backend) claim(ctx context.Context, op string, a sdk.ClaimExecutionArgs
 	if err != nil {
 		return sdk.ClaimedTask{}, err
 	}
-	return decodeClaim(op, a, b.client.Do(ctx, cmd), withContext)
+	t, err := decodeClaim(op, a, b.client.Do(ctx, cmd), withContext)
+	if err == nil {
+		b.arrive.claimed(a.Lane, a.ExecutionID) // no idle worker is to chase it now
+	}
+	return t, err
 }
 
 // claimCmd builds ff_claim. A fresh attempt id is minted for mode "new".

@@ -1,4 +1,13 @@
 package valkeybackend
 
+import "github.com/flowfabric/flowfabric-go/sdk"
+
 // ParseArrivalForTest exposes parseArrival to the external tests.
 var ParseArrivalForTest = parseArrival
+
+// PendingArrivalsForTest counts lane's pending arrivals without taking them.
+func (b *Backend) PendingArrivalsForTest(lane string) int {
+	b.arrive.mu.Lock()
+	defer b.arrive.mu.Unlock()
+	return len(b.arrive.pending[sdk.LaneID(lane)])
+}

@@ -78,6 +78,7 @@ func (b *Backend) ClaimFused(ctx context.Context, a sdk.FusedClaimArgs) ([]sdk.C
 			},
 			Context: contextFromPairs(f[8 : 8+2*pairs]),
 		})
+		b.arrive.claimed(a.Lane, sdk.ExecutionID(f[0])) // no idle worker is to chase it now
 		f = f[8+2*pairs:]
 	}
 	return out, nil
