@@ -27,7 +27,11 @@ so every key below hashes to the partition's slot). L is a lane name.
   ff:noop:T          never written: stands in for an absent optional key
   ff:arrivals:T      shard channel: "<lane> <eid>" when an execution fills an
                      empty eligible set (a hint for idle workers): created,
-                     requeued at once, promoted, reclaimed, unblocked, replayed
+                     requeued at once, promoted, reclaimed, unblocked, replayed;
+                     and "<eid>" alone when an active lease is taken from its
+                     holder (revoked, or cancelled by an operator): the holder
+                     re-checks that lease at once (lanes hold no space, ids
+                     no space either, so the two never look alike)
 
 Worker registry (tag {w:I} for instance I, so both keys share a slot):
   ff:w:{w:I}:alive   STRING owner token, PX = registration TTL
@@ -588,7 +592,9 @@ end)
 -- ff_cancel: cancel from any non-terminal state. With a lease triple it is the
 -- holder's cancel (fenced); without, an operator's.
 -- KEYS: 1 core, 2 grant, 3 leases, 4 eligible, 5 delayed, 6 active,
---       7 blocked, 8 terminal, 9 timeouts, 10 deadlines
+--       7 blocked, 8 terminal, 9 timeouts, 10 deadlines, 11 arrivals (shard
+--       channel: an operator's cancel of an active execution tells its
+--       holder there, "<eid>")
 -- ARGV: 1 eid, 2 reason, 3 cancelled_by, 4 lease_id ('' = operator),
 --       5 epoch, 6 attempt_id, 7 lane (the holder's; operators pass the
 --       execution's own)
@@ -616,6 +622,7 @@ redis.register_function('ff_cancel', function(keys, argv)
     'lease_expires_at', 0, 'cancel_reason', argv[2], 'cancelled_by', argv[3],
     'completed_at', now, 'last_transition_at', now)
   redis.call('ZADD', keys[8], now, eid)
+  if argv[4] == '' and f[1] == 'active' and keys[11] then redis.call('SPUBLISH', keys[11], eid) end
   return ok(f[1])
 end)
 
@@ -641,7 +648,8 @@ end)
 ---------------------------------------------------------------------------
 -- ff_revoke: take the lease from its holder. The execution stays active with
 -- a revoked lease (due for reclaim at once) until a scanner reclaims it.
--- KEYS: 1 core, 2 leases
+-- KEYS: 1 core, 2 leases, 3 arrivals (shard channel: the holder is told
+--       there, "<eid>")
 -- ARGV: 1 eid, 2 expected_lease_id ('' = any), 3 reason
 -- Returns ok(lease_id, epoch). Errors: execution_not_found, no_active_lease,
 --   stale_lease (expected id differs).
@@ -654,6 +662,7 @@ redis.register_function('ff_revoke', function(keys, argv)
   redis.call('HSET', keys[1], 'lease_state', 'revoked', 'revoke_reason', argv[3],
     'last_transition_at', now)
   redis.call('ZADD', keys[2], now, argv[1])
+  if keys[3] then redis.call('SPUBLISH', keys[3], argv[1]) end
   return ok(f[3], f[4])
 end)
 

@@ -130,6 +130,28 @@ func (r *renewer) held() int {
 	return len(r.heap)
 }
 
+// renewNow makes the lease of execution id (if this renewer holds it) due
+// at once and wakes the renewer: a lease event said it may be gone, and the
+// renewal is how the worker finds out for sure. It reports whether the
+// lease is held here.
+func (r *renewer) renewNow(id ExecutionID) bool {
+	r.mu.Lock()
+	found := false
+	for _, e := range r.heap {
+		if e.handle.ExecutionID == id {
+			e.due = r.now()
+			heap.Fix(&r.heap, e.index)
+			found = true
+			break
+		}
+	}
+	r.mu.Unlock()
+	if found {
+		r.poke()
+	}
+	return found
+}
+
 func (r *renewer) poke() {
 	select {
 	case r.wake <- struct{}{}:

@@ -101,6 +101,19 @@ type ArrivalWatcher interface {
 	TakeArrivals(lane LaneID, max int) []Arrival
 }
 
+// LeaseEventWatcher tells a worker the moment a lease was taken from its
+// holder (revoked, or the execution cancelled by an operator), so the
+// task's context ends then instead of at the lease's next renewal. An event
+// names an execution only; the worker re-checks by renewing that lease now,
+// so a stray or forged event costs one renewal and changes nothing.
+type LeaseEventWatcher interface {
+	// WatchLeaseEvents returns a channel of executions whose lease was taken
+	// away; events that find the channel full are dropped (the renewal
+	// still finds the loss). After ctx ends it receives nothing more; it is
+	// not closed.
+	WatchLeaseEvents(ctx context.Context) (<-chan ExecutionID, error)
+}
+
 // WorkerRegistration describes a running worker instance.
 type WorkerRegistration struct {
 	WorkerID     WorkerID

@@ -181,6 +181,7 @@ type Worker struct {
 	fused         FusedClaimer
 	watcher       ReadinessWatcher
 	arrivals      ArrivalWatcher
+	leaseEvents   LeaseEventWatcher
 	registry      WorkerRegistry
 
 	renewer *renewer
@@ -245,6 +246,7 @@ func NewWorker(backend EngineBackend, cfg WorkerConfig) (*Worker, error) {
 	w.fused, _ = backend.(FusedClaimer)
 	w.watcher, _ = backend.(ReadinessWatcher)
 	w.arrivals, _ = backend.(ArrivalWatcher)
+	w.leaseEvents, _ = backend.(LeaseEventWatcher)
 	w.registry, _ = backend.(WorkerRegistry)
 	w.renewer = newRenewer(backend, cfg.RenewEvery, cfg.LeaseTTL)
 	w.renewer.onError = w.reportError
@@ -453,6 +455,13 @@ func (w *Worker) Run(ctx context.Context, h Handler) error {
 	var bg sync.WaitGroup
 	renewCtx, stopRenew := context.WithCancel(w.baseCtx)
 	bg.Go(func() { w.renewer.run(renewCtx) })
+	if w.leaseEvents != nil {
+		if events, err := w.leaseEvents.WatchLeaseEvents(renewCtx); err == nil {
+			bg.Go(func() { w.followLeaseEvents(renewCtx, events) })
+		} else if !errors.Is(err, ErrUnavailable) {
+			w.reportError(err)
+		}
+	}
 	hbCtx, stopHB := context.WithCancel(w.baseCtx)
 	if w.registry != nil {
 		bg.Go(func() { w.heartbeat(hbCtx, reg) })
@@ -572,6 +581,20 @@ func (w *Worker) drain() {
 
 // heartbeat extends the registration every TTL/3, registering again when
 // the registration was lost.
+// followLeaseEvents renews at once each lease an event says was taken
+// away, so a revoked or cancelled task's context ends now rather than at
+// its next renewal (the renewal's fencing error cancels it).
+func (w *Worker) followLeaseEvents(ctx context.Context, events <-chan ExecutionID) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case id := <-events:
+			w.renewer.renewNow(id)
+		}
+	}
+}
+
 func (w *Worker) heartbeat(ctx context.Context, reg WorkerRegistration) {
 	tick := time.NewTicker(max(reg.TTL/RegistrationTTLDivisor, time.Millisecond))
 	defer tick.Stop()

@@ -45,7 +45,8 @@ func TestWorkerE2E(t *testing.T) {
 			t.Run("Renewal", func(t *testing.T) { testRenewal(t, addrs, false) })
 			t.Run("RenewalPerLease", func(t *testing.T) { testRenewal(t, addrs, true) })
 			t.Run("RetryPolicy", func(t *testing.T) { testRetryPolicy(t, addrs) })
-			t.Run("LeaseRevoked", func(t *testing.T) { testLeaseRevoked(t, addrs) })
+			t.Run("LeaseRevoked", func(t *testing.T) { testLeaseRevoked(t, addrs, false) })
+			t.Run("LeaseRevokedEvent", func(t *testing.T) { testLeaseRevoked(t, addrs, true) })
 			t.Run("StaleHandle", func(t *testing.T) { testStaleHandle(t, addrs) })
 			t.Run("TerminalReplay", func(t *testing.T) { testTerminalReplay(t, addrs) })
 			t.Run("ShutdownInFlight", func(t *testing.T) { testShutdownInFlight(t, addrs) })
@@ -544,13 +545,25 @@ func testRetryPolicy(t *testing.T, addrs []string) {
 }
 
 // testLeaseRevoked: revoking a lease (or cancelling the execution) cancels
-// the task's context within one renewal interval, with the fencing error as
-// its cause; the worker writes nothing more for it.
-func testLeaseRevoked(t *testing.T, addrs []string) {
+// the task's context, with the fencing error as its cause; the worker
+// writes nothing more for it. Through the lease event (events) that takes
+// well under a second although the next renewal is 10 s away; without
+// events (DisableArrivals) within one renewal interval.
+func testLeaseRevoked(t *testing.T, addrs []string, events bool) {
 	ctx := context.Background()
 	lane := e2eLane(t, "revoke")
+	renewEvery, bound := 300*time.Millisecond, 450*time.Millisecond // one interval + slack for -race on 2 cores
 	b := e2eConnect(t, addrs)
-	const renewEvery = 300 * time.Millisecond
+	if events {
+		renewEvery, bound = 10*time.Second, time.Second
+	} else {
+		var err error
+		if b, err = valkeybackend.Connect(ctx, valkeybackend.Options{Addrs: addrs, Partitions: e2ePartitions,
+			DisableArrivals: true}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(b.Close)
+	}
 	type seen struct {
 		task *sdk.Task
 		at   time.Time
@@ -564,7 +577,7 @@ func testLeaseRevoked(t *testing.T, addrs []string) {
 		return ctx.Err()
 	})
 	w, _ := e2eRunWorker(t, b, sdk.WorkerConfig{WorkerID: "e2e", Lanes: []sdk.LaneID{lane},
-		LeaseTTL: 3 * time.Second, RenewEvery: renewEvery}, h)
+		LeaseTTL: 10 * renewEvery, RenewEvery: renewEvery}, h)
 
 	for i, c := range []struct {
 		name  string
@@ -589,7 +602,7 @@ func testLeaseRevoked(t *testing.T, addrs []string) {
 		if task.ID != r.ID {
 			t.Fatalf("%s: started %s, want %s", c.name, task.ID, r.ID)
 		}
-		time.Sleep(renewEvery / 2) // act between renewals
+		time.Sleep(min(renewEvery/2, time.Second)) // act between renewals
 		at := time.Now()
 		if err := c.act(r.ID); err != nil {
 			t.Fatal(err)
@@ -597,14 +610,14 @@ func testLeaseRevoked(t *testing.T, addrs []string) {
 		var s seen
 		select {
 		case s = <-ended:
-		case <-time.After(5 * renewEvery):
-			t.Fatalf("%s: task context not cancelled after %v", c.name, 5*renewEvery)
+		case <-time.After(5 * bound):
+			t.Fatalf("%s: task context not cancelled after %v", c.name, 5*bound)
 		}
 		lag := s.at.Sub(at)
-		t.Logf("%s: context cancelled %v after the %s (renew every %v)", c.name, lag.Round(time.Millisecond), c.name, renewEvery)
-		// One renewal interval, plus scheduling slack for -race on 2 cores.
-		if lag > renewEvery+150*time.Millisecond {
-			t.Fatalf("%s: context cancelled %v after, want within one renewal interval (%v)", c.name, lag, renewEvery)
+		t.Logf("%s: context cancelled %v after the %s (renew every %v, events %v)", c.name, lag.Round(time.Millisecond),
+			c.name, renewEvery, events)
+		if lag > bound {
+			t.Fatalf("%s: context cancelled %v after, want within %v (renew every %v, events %v)", c.name, lag, bound, renewEvery, events)
 		}
 		if cause := context.Cause(task.Context()); !errors.Is(cause, c.cause) {
 			t.Fatalf("%s: cause %v, want %v", c.name, cause, c.cause)

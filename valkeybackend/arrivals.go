@@ -30,7 +30,14 @@ type arrivals struct {
 	// that started waiting since (a worker that finished its round just
 	// after the arrival came would otherwise idle past it).
 	rehand *time.Timer
+	// leaseWatchers receive the lease events ("<eid>" alone on the same
+	// channels: a lease taken from its holder).
+	leaseWatchers []chan sdk.ExecutionID
 }
+
+// leaseEventsBuffer is each lease-event watcher's channel capacity; events
+// beyond it are dropped (the holder's renewal still finds the loss).
+const leaseEventsBuffer = 64
 
 type pendingArrival struct {
 	arr sdk.Arrival
@@ -130,6 +137,18 @@ func (a *arrivals) rehandPending() {
 	}
 }
 
+// leaseEvent hands id to every lease-event watcher that has room.
+func (a *arrivals) leaseEvent(id sdk.ExecutionID) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, ch := range a.leaseWatchers {
+		select {
+		case ch <- id:
+		default:
+		}
+	}
+}
+
 // take removes and returns up to max fresh pending arrivals of lane,
 // oldest first (the order they were created in).
 func (a *arrivals) take(lane sdk.LaneID, max int) []sdk.Arrival {
@@ -217,6 +236,8 @@ func (b *Backend) subscribeArrivals(ctx context.Context) {
 	handle := func(m valkey.PubSubMessage) {
 		if arr, ok := parseArrival(m.Message); ok {
 			b.arrive.deliver(arr)
+		} else if id, err := sdk.ParseExecutionID(m.Message); err == nil {
+			b.arrive.leaseEvent(id)
 		}
 	}
 	for _, chs := range groups {
@@ -260,11 +281,7 @@ func (b *Backend) WatchArrivals(ctx context.Context, lanes []sdk.LaneID) (<-chan
 	for _, l := range lanes {
 		a.byLane[l] = append(a.byLane[l], ch)
 	}
-	if a.stop == nil {
-		sctx, cancel := context.WithCancel(context.Background())
-		a.stop = cancel
-		b.subscribeArrivals(sctx)
-	}
+	b.startSubscriptionLocked()
 	a.mu.Unlock()
 	// The channel is never closed (a delivery may be under way): it is
 	// dropped from the lanes when ctx ends and then receives nothing more.
@@ -273,6 +290,50 @@ func (b *Backend) WatchArrivals(ctx context.Context, lanes []sdk.LaneID) (<-chan
 		a.mu.Lock()
 		for _, l := range lanes {
 			a.byLane[l] = removeChan(a.byLane[l], ch)
+		}
+		a.mu.Unlock()
+	}()
+	return ch, nil
+}
+
+// startSubscriptionLocked subscribes to the partitions' channels unless
+// that is done (b.arrive.mu held).
+func (b *Backend) startSubscriptionLocked() {
+	if b.arrive.stop == nil {
+		sctx, cancel := context.WithCancel(context.Background())
+		b.arrive.stop = cancel
+		b.subscribeArrivals(sctx)
+	}
+}
+
+// WatchLeaseEvents returns a channel of executions whose lease was revoked
+// or which an operator cancelled while active (see sdk.LeaseEventWatcher);
+// they come on the arrivals channels, so the first call starts that
+// subscription. Options.DisableArrivals (no subscription) makes it answer
+// "unavailable".
+func (b *Backend) WatchLeaseEvents(ctx context.Context) (<-chan sdk.ExecutionID, error) {
+	const op = "watch_lease_events"
+	if b.opts.DisableArrivals {
+		return nil, sdk.Unavailable(op)
+	}
+	ch := make(chan sdk.ExecutionID, leaseEventsBuffer)
+	a := &b.arrive
+	a.mu.Lock()
+	if a.closed {
+		a.mu.Unlock()
+		return nil, sdk.TransportError(op, valkey.ErrClosing)
+	}
+	a.leaseWatchers = append(a.leaseWatchers, ch)
+	b.startSubscriptionLocked()
+	a.mu.Unlock()
+	go func() {
+		<-ctx.Done()
+		a.mu.Lock()
+		for i, c := range a.leaseWatchers {
+			if c == ch {
+				a.leaseWatchers = append(a.leaseWatchers[:i:i], a.leaseWatchers[i+1:]...)
+				break
+			}
 		}
 		a.mu.Unlock()
 	}()

@@ -217,7 +217,7 @@ func (b *Backend) cancelCmd(id sdk.ExecutionID, tag string, lane sdk.LaneID, rea
 	args := append([]string{string(id), reason, by}, fence...)
 	args = append(args, string(lane))
 	return b.fcall("ff_cancel", []string{ek.core, ek.grant, pk.leases, lk.eligible, lk.delayed, lk.active,
-		lk.blocked, lk.terminal, pk.timeouts, pk.deadlines}, args...)
+		lk.blocked, lk.terminal, pk.timeouts, pk.deadlines, arrivalsChannel(tag)}, args...)
 }
 
 // Delay releases the lease and parks the execution until until.

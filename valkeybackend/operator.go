@@ -78,8 +78,9 @@ func (b *Backend) RevokeLease(ctx context.Context, a sdk.RevokeLeaseArgs) (sdk.R
 	if len(a.Reason) > sdk.MaxIDLength*16 {
 		return sdk.RevokeLeaseResult{}, sdk.NewError(op, sdk.CodeInvalidInput, "reason too long")
 	}
-	pk := partKeysOf(sdk.PartitionTag(p))
-	r, err := decode(op, b.client.Do(ctx, b.fcall("ff_revoke", []string{keysOf(a.ExecutionID).core, pk.leases},
+	tag := sdk.PartitionTag(p)
+	pk := partKeysOf(tag)
+	r, err := decode(op, b.client.Do(ctx, b.fcall("ff_revoke", []string{keysOf(a.ExecutionID).core, pk.leases, arrivalsChannel(tag)},
 		string(a.ExecutionID), a.ExpectedLeaseID, a.Reason)))
 	if err != nil {
 		return sdk.RevokeLeaseResult{}, err

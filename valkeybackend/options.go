@@ -40,10 +40,12 @@ type Options struct {
 	// Default 10 minutes (the data never changes; the TTL only bounds memory).
 	ContextCacheTTL time.Duration
 	// DisableArrivals stops this client from subscribing to the partitions'
-	// arrivals channels (WatchArrivals then answers "unavailable"), so idle
-	// workers learn of new work from readiness pushes or polling alone.
-	// Default false: an idle worker claims a new execution one round trip
-	// after its push.
+	// arrivals channels (WatchArrivals and WatchLeaseEvents then answer
+	// "unavailable"), so idle workers learn of new work from readiness
+	// pushes or polling alone, and a revoked or cancelled lease ends its
+	// task at the next renewal. Default false: an idle worker claims a new
+	// execution one round trip after its push, and a task whose lease is
+	// taken away is cancelled at once.
 	DisableArrivals bool
 	// ReadinessCacheTTL bounds a cached readiness count between invalidation
 	// pushes. Default ReadinessCacheTTLDefault (5 minutes).
