@@ -21,6 +21,7 @@ type leaseEntry struct {
 	lastOK  time.Time // last successful renewal, or the claim
 	index   int       // position in the heap; -1 when out of it
 	removed bool      // the task released the lease; never reinsert
+	recheck bool      // a lease event came while its renewal was in flight: renew again at once
 }
 
 // leaseHeap orders entries by due time, earliest first.
@@ -72,9 +73,10 @@ type renewer struct {
 	onError  func(error)
 	now      func() time.Time
 
-	mu    sync.Mutex
-	heap  leaseHeap
-	wake  chan struct{}
+	mu       sync.Mutex
+	heap     leaseHeap
+	inFlight []*leaseEntry // the batch being renewed (out of the heap)
+	wake     chan struct{}
 	stats renewStats
 }
 
@@ -145,6 +147,17 @@ func (r *renewer) renewNow(id ExecutionID) bool {
 			break
 		}
 	}
+	if !found {
+		// Being renewed right now: that renewal may have run before the
+		// lease was taken, so renew it again when it comes back.
+		for _, e := range r.inFlight {
+			if e.handle.ExecutionID == id {
+				e.recheck = true
+				found = true
+				break
+			}
+		}
+	}
 	r.mu.Unlock()
 	if found {
 		r.poke()
@@ -205,6 +218,7 @@ func (r *renewer) takeDue() ([]*leaseEntry, time.Duration) {
 	for len(r.heap) > 0 && !r.heap[0].due.After(limit) {
 		batch = append(batch, heap.Pop(&r.heap).(*leaseEntry))
 	}
+	r.inFlight = batch
 	return batch, 0
 }
 
@@ -232,6 +246,7 @@ func (r *renewer) renew(ctx context.Context, batch []*leaseEntry) {
 	var lost []*leaseEntry
 	var lostErr []error
 	r.mu.Lock()
+	r.inFlight = nil
 	for i, e := range batch {
 		res := results[i]
 		switch {
@@ -255,6 +270,10 @@ func (r *renewer) renew(ctx context.Context, batch []*leaseEntry) {
 			if exp := e.lastOK.Add(r.leaseTTL); e.due.After(exp) {
 				e.due = exp
 			}
+		}
+		if e.recheck {
+			e.recheck = false
+			e.due = done
 		}
 		if !e.removed {
 			heap.Push(&r.heap, e)

@@ -164,6 +164,39 @@ func TestRenewerCoalescesDueLeases(t *testing.T) {
 	}
 }
 
+// A lease event makes the named lease due at once; one that comes while
+// the lease's renewal is in flight marks it to be renewed again as soon as
+// that renewal is back; an event for a lease not held here changes nothing.
+func TestRenewerRenewNow(t *testing.T) {
+	r := newRenewer(nil, time.Second, 3*time.Second)
+	base := time.Unix(1000, 0)
+	r.now = func() time.Time { return base }
+	r.coalesce = 0
+	a := &leaseEntry{handle: Handle{ExecutionID: "a"}, due: base.Add(time.Second)}
+	b := &leaseEntry{handle: Handle{ExecutionID: "b"}, due: base.Add(time.Second)}
+	r.mu.Lock()
+	pushEntry(r, a)
+	pushEntry(r, b)
+	r.mu.Unlock()
+	if r.renewNow("nobody") {
+		t.Fatal("renewNow found a lease that is not held")
+	}
+	if !r.renewNow("b") {
+		t.Fatal("renewNow did not find b")
+	}
+	batch, _ := r.takeDue()
+	if len(batch) != 1 || batch[0] != b {
+		t.Fatalf("due now: %v, want just b", batch)
+	}
+	// b's renewal is in flight: an event for it now marks it for a recheck.
+	if !r.renewNow("b") || !b.recheck {
+		t.Fatal("an event during the renewal did not mark b for a recheck")
+	}
+	if batch, wait := r.takeDue(); len(batch) != 0 || wait != time.Second {
+		t.Fatalf("next: %d due, wait %v; want none, 1s", len(batch), wait)
+	}
+}
+
 func pushEntry(r *renewer, e *leaseEntry) { heap.Push(&r.heap, e) }
 
 func TestMuxDispatch(t *testing.T) {
