@@ -77,7 +77,7 @@ type renewer struct {
 	heap     leaseHeap
 	inFlight []*leaseEntry // the batch being renewed (out of the heap)
 	wake     chan struct{}
-	stats renewStats
+	stats    renewStats
 }
 
 func newRenewer(backend LeaseHolder, every, leaseTTL time.Duration) *renewer {
