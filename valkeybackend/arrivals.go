@@ -213,6 +213,16 @@ func parseArrival(msg string) (sdk.Arrival, bool) {
 	return sdk.Arrival{Lane: sdk.LaneID(lane), ID: eid}, true
 }
 
+// parseLeaseEvent reads "<eid>": a lease taken from its holder. It never
+// reads an arrival (an id holds no space; an arrival always does).
+func parseLeaseEvent(msg string) (sdk.ExecutionID, bool) {
+	if strings.Contains(msg, " ") {
+		return "", false
+	}
+	id, err := sdk.ParseExecutionID(msg)
+	return id, err == nil
+}
+
 // arrivalsResubscribeEvery spaces resubscriptions after a dropped connection.
 const arrivalsResubscribeEvery = 200 * time.Millisecond
 
@@ -236,7 +246,7 @@ func (b *Backend) subscribeArrivals(ctx context.Context) {
 	handle := func(m valkey.PubSubMessage) {
 		if arr, ok := parseArrival(m.Message); ok {
 			b.arrive.deliver(arr)
-		} else if id, err := sdk.ParseExecutionID(m.Message); err == nil {
+		} else if id, ok := parseLeaseEvent(m.Message); ok {
 			b.arrive.leaseEvent(id)
 		}
 	}

@@ -206,19 +206,28 @@ func waitSubscribed(t *testing.T, b *valkeybackend.Backend, partitions ...int) {
 	}
 }
 
-// parseArrival reads what arrives on a shard channel, which anyone with
-// access to the server can publish to: it never panics, and what it
-// accepts is a valid lane and execution id that print back to the input.
+// parseArrival and parseLeaseEvent read what arrives on a shard channel,
+// which anyone with access to the server can publish to: they never panic,
+// never both accept a message, and what they accept is a valid lane and
+// execution id that print back to the input.
 func FuzzParseArrival(f *testing.F) {
 	f.Add("emails {p:3}:0b7e6c1e-2f4a-4c7e-9a51-3f1d2b9c8e10")
+	f.Add("{p:3}:0b7e6c1e-2f4a-4c7e-9a51-3f1d2b9c8e10")
 	f.Add("")
 	f.Add(" ")
 	f.Add("lane")
 	f.Add("lane {p:99999999999}:x")
 	f.Fuzz(func(t *testing.T, msg string) {
+		id, lease := valkeybackend.ParseLeaseEventForTest(msg)
+		if lease && string(id) != msg {
+			t.Fatalf("lease event %q parsed as %q", msg, id)
+		}
 		a, ok := valkeybackend.ParseArrivalForTest(msg)
 		if !ok {
 			return
+		}
+		if lease {
+			t.Fatalf("%q read both as an arrival and as a lease event", msg)
 		}
 		if err := a.Lane.Validate(); err != nil {
 			t.Fatalf("accepted lane %q: %v", a.Lane, err)

@@ -5,6 +5,9 @@ import "github.com/flowfabric/flowfabric-go/sdk"
 // ParseArrivalForTest exposes parseArrival to the external tests.
 var ParseArrivalForTest = parseArrival
 
+// ParseLeaseEventForTest exposes parseLeaseEvent to the external tests.
+var ParseLeaseEventForTest = parseLeaseEvent
+
 // PendingArrivalsForTest counts lane's pending arrivals without taking them.
 func (b *Backend) PendingArrivalsForTest(lane string) int {
 	b.arrive.mu.Lock()
