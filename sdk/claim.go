@@ -411,11 +411,15 @@ func (w *Worker) claimCandidates(ctx context.Context, li int, win []int, cands [
 		// The lease clock starts when the claims were sent, not when the
 		// slowest of them returned: the server's expiry is later than that.
 		sent := time.Now()
-		var wg sync.WaitGroup
-		for i, c := range batch {
-			wg.Go(func() { results[i], errs[i] = w.claimOne(ctx, lane, c.id) })
+		if len(batch) == 1 { // the common idle case (an arrival): no goroutine to wait for
+			results[0], errs[0] = w.claimOne(ctx, lane, batch[0].id)
+		} else {
+			var wg sync.WaitGroup
+			for i, c := range batch {
+				wg.Go(func() { results[i], errs[i] = w.claimOne(ctx, lane, c.id) })
+			}
+			wg.Wait()
 		}
-		wg.Wait()
 		var transport error
 		for i, c := range batch {
 			if errs[i] == nil {
