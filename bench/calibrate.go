@@ -35,8 +35,9 @@ const calibrationRounds = 15
 type Calibration struct {
 	Rows      []CalibrationRow `json:"rows"`
 	Tolerance float64          `json:"tolerance"`
-	// ServerPinned: the server is a process on this machine and its main
-	// thread was kept on a CPU other than the clients' while calibrating.
+	// ServerPinned: the server is the embedded one (started by ffbench) and
+	// its main thread was kept on a CPU other than the clients' while
+	// calibrating.
 	ServerPinned bool `json:"server_pinned"`
 	OK           bool `json:"ok"`
 }
@@ -99,7 +100,9 @@ func (r *Runner) Calibrate(ctx context.Context, vbPath string, slice time.Durati
 		return nil, err
 	}
 	cal := &Calibration{Tolerance: CalibrationTolerance, OK: true}
-	if pid := r.serverPID(ctx, addr); pid > 0 {
+	// Only a server ffbench started itself is pinned: another process's
+	// affinity is not ffbench's to change, even on this machine.
+	if pid := r.serverPID(ctx, addr); pid > 0 && r.t.Embedded {
 		undo, ok := pinServerAway(pid)
 		defer undo()
 		cal.ServerPinned = ok
