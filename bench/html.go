@@ -41,7 +41,7 @@ func HTML(rep *Report) string {
 	b.WriteString(figure(claimVsPartitions(rep), "Claim latency p50 and p99 per partition count; the dashed line is the serial FCALL round trip of this server."))
 	b.WriteString(figure(ratioVsPartitions(rep), "SDK renew throughput as a fraction of the raw ceiling measured in the same run; 0.9 is the target."))
 	b.WriteString(`</div><h2>End to end, claim path and recovery</h2><div class="grid">`)
-	b.WriteString(figure(e2eCurves(rep), "Open loop at a fraction of the measured capacity: submit, claim, handler start and completion, timed from the intended arrival."))
+	b.WriteString(figure(e2eCurves(rep), "Open loop at a fraction of the measured capacity: claim, handler start and completion timed from the intended arrival; the producer's lag (intended → sent), the submit call and the claim call on their own."))
 	b.WriteString(figure(claimPathBars(rep), "Direct three-step path (scan, then grant+claim pipelined) against the fused claim, interleaved A/B rounds, closed loop."))
 	b.WriteString(figure(recoveryCurve(rep), "Workers killed mid-task: time from the crash to each job's completion by a surviving worker (lease expiry + scan + claim)."))
 	b.WriteString(figure(efficiencyBars(rep), "Valkey commands per operation (script-internal commands included): counters noise barely moves, gated in CI."))
@@ -300,7 +300,7 @@ func recoveryCurve(rep *Report) string {
 			ss = append(ss, series{name: fmt.Sprintf("TTL %v, scan %v", rep.Config.LeaseTTL, rep.Config.ScanInterval), pts: curve(s)})
 		}
 	}
-	return lineChart("Crash → completion", pctAxis(), usAxis("since the crash"), ss, nil)
+	return lineChart("Crash → completion", pctAxis(), usAxis("latency"), ss, nil)
 }
 
 func efficiencyBars(rep *Report) string {
