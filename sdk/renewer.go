@@ -73,11 +73,13 @@ type renewer struct {
 	onError  func(error)
 	now      func() time.Time
 
-	mu       sync.Mutex
-	heap     leaseHeap
-	inFlight []*leaseEntry // the batch being renewed (out of the heap)
-	wake     chan struct{}
-	stats    renewStats
+	mu   sync.Mutex
+	heap leaseHeap
+	// byID finds a held lease by execution (in the heap or being renewed)
+	// for lease events.
+	byID  map[ExecutionID]*leaseEntry
+	wake  chan struct{}
+	stats renewStats
 }
 
 func newRenewer(backend LeaseHolder, every, leaseTTL time.Duration) *renewer {
@@ -87,6 +89,7 @@ func newRenewer(backend LeaseHolder, every, leaseTTL time.Duration) *renewer {
 		leaseTTL: leaseTTL,
 		coalesce: min(every/20, 50*time.Millisecond),
 		wake:     make(chan struct{}, 1),
+		byID:     make(map[ExecutionID]*leaseEntry),
 		now:      time.Now,
 		onLost:   func(t *Task, err error) bool { return t.leaseLost(err) },
 		onError:  func(error) {},
@@ -103,6 +106,7 @@ func (r *renewer) add(t *Task, claimedAt time.Time) *leaseEntry {
 	e := &leaseEntry{task: t, handle: t.h, due: claimedAt.Add(r.every), lastOK: claimedAt}
 	r.mu.Lock()
 	heap.Push(&r.heap, e)
+	r.byID[e.handle.ExecutionID] = e
 	first := e.index == 0
 	r.mu.Unlock()
 	if first {
@@ -117,7 +121,7 @@ func (r *renewer) remove(e *leaseEntry) {
 		return
 	}
 	r.mu.Lock()
-	e.removed = true
+	r.forgetLocked(e)
 	if e.index >= 0 {
 		heap.Remove(&r.heap, e.index)
 	}
@@ -138,31 +142,30 @@ func (r *renewer) held() int {
 // lease is held here.
 func (r *renewer) renewNow(id ExecutionID) bool {
 	r.mu.Lock()
-	found := false
-	for _, e := range r.heap {
-		if e.handle.ExecutionID == id {
-			e.due = r.now()
-			heap.Fix(&r.heap, e.index)
-			found = true
-			break
-		}
-	}
-	if !found {
+	e := r.byID[id]
+	switch {
+	case e == nil:
+	case e.index >= 0:
+		e.due = r.now()
+		heap.Fix(&r.heap, e.index)
+	default:
 		// Being renewed right now: that renewal may have run before the
 		// lease was taken, so renew it again when it comes back.
-		for _, e := range r.inFlight {
-			if e.handle.ExecutionID == id {
-				e.recheck = true
-				found = true
-				break
-			}
-		}
+		e.recheck = true
 	}
 	r.mu.Unlock()
-	if found {
+	if e != nil {
 		r.poke()
 	}
-	return found
+	return e != nil
+}
+
+// forgetLocked marks e released and drops it from byID (r.mu held).
+func (r *renewer) forgetLocked(e *leaseEntry) {
+	e.removed = true
+	if r.byID[e.handle.ExecutionID] == e {
+		delete(r.byID, e.handle.ExecutionID)
+	}
 }
 
 func (r *renewer) poke() {
@@ -218,7 +221,6 @@ func (r *renewer) takeDue() ([]*leaseEntry, time.Duration) {
 	for len(r.heap) > 0 && !r.heap[0].due.After(limit) {
 		batch = append(batch, heap.Pop(&r.heap).(*leaseEntry))
 	}
-	r.inFlight = batch
 	return batch, 0
 }
 
@@ -246,7 +248,6 @@ func (r *renewer) renew(ctx context.Context, batch []*leaseEntry) {
 	var lost []*leaseEntry
 	var lostErr []error
 	r.mu.Lock()
-	r.inFlight = nil
 	for i, e := range batch {
 		res := results[i]
 		switch {
@@ -280,7 +281,7 @@ func (r *renewer) renew(ctx context.Context, batch []*leaseEntry) {
 		}
 	}
 	for _, e := range lost {
-		e.removed = true
+		r.forgetLocked(e)
 	}
 	r.mu.Unlock()
 

@@ -195,9 +195,14 @@ func TestRenewerRenewNow(t *testing.T) {
 	if batch, wait := r.takeDue(); len(batch) != 0 || wait != time.Second {
 		t.Fatalf("next: %d due, wait %v; want none, 1s", len(batch), wait)
 	}
+	// Released: no longer found.
+	r.remove(b)
+	if r.renewNow("b") {
+		t.Fatal("renewNow found a released lease")
+	}
 }
 
-func pushEntry(r *renewer, e *leaseEntry) { heap.Push(&r.heap, e) }
+func pushEntry(r *renewer, e *leaseEntry) { heap.Push(&r.heap, e); r.byID[e.handle.ExecutionID] = e }
 
 func TestMuxDispatch(t *testing.T) {
 	m := NewMux()
