@@ -177,11 +177,15 @@ func TestArrivals(t *testing.T) {
 	}
 }
 
-// With DisableArrivals the role answers unavailable and nothing subscribes.
+// With DisableArrivals both roles riding the subscription answer
+// unavailable and nothing subscribes.
 func TestArrivalsDisabled(t *testing.T) {
 	b := freshBackend(t, topologies()[0].addrs(t), valkeybackend.Options{DisableArrivals: true})
 	if _, err := b.WatchArrivals(context.Background(), []sdk.LaneID{"arr"}); !errors.Is(err, sdk.ErrUnavailable) {
 		t.Fatalf("WatchArrivals with DisableArrivals: %v, want unavailable", err)
+	}
+	if _, err := b.WatchLeaseEvents(context.Background()); !errors.Is(err, sdk.ErrUnavailable) {
+		t.Fatalf("WatchLeaseEvents with DisableArrivals: %v, want unavailable", err)
 	}
 }
 
