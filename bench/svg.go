@@ -260,7 +260,7 @@ func barChart(title string, seriesNames []string, bars []bar, format func(float6
 		fmt.Fprintf(&b, `<text x="%d" y="%d" class="empty">no data in this run</text></svg>`, chartW/2-60, h/2)
 		return b.String()
 	}
-	left, width := 170, chartW-170-90
+	left, width := 170, chartW-170-120 // room right of the longest bar for its value and name
 	y := padT
 	for _, br := range bars {
 		fmt.Fprintf(&b, `<text x="%d" y="%d" class="tl" text-anchor="end">%s</text>`, left-8, y+rowH*len(seriesNames)/2+4,
