@@ -102,10 +102,12 @@ func (r *Runner) Calibrate(ctx context.Context, vbPath string, slice time.Durati
 	cal := &Calibration{Tolerance: CalibrationTolerance, OK: true}
 	// Only a server ffbench started itself is pinned: another process's
 	// affinity is not ffbench's to change, even on this machine.
-	if pid := r.serverPID(ctx, addr); pid > 0 && r.t.Embedded {
-		undo, ok := pinServerAway(pid)
-		defer undo()
-		cal.ServerPinned = ok
+	if r.t.Embedded {
+		if pid := r.serverPID(ctx, addr); pid > 0 {
+			undo, ok := pinServerAway(pid)
+			defer undo()
+			cal.ServerPinned = ok
+		}
 	}
 	for _, c := range []struct {
 		name string
@@ -207,16 +209,9 @@ func calibrateRow(ctx context.Context, vbPath, addr string, args []string, mode 
 	return row, nil
 }
 
-// serverPID returns the process id of the server at addr when it listens
-// on a loopback address (so it may be a process here); 0 otherwise.
+// serverPID returns the process id the server at addr reports (INFO
+// server); 0 when it cannot be read.
 func (r *Runner) serverPID(ctx context.Context, addr string) int {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return 0
-	}
-	if ip := net.ParseIP(host); (ip == nil && host != "localhost") || (ip != nil && !ip.IsLoopback()) {
-		return 0
-	}
 	n, ok := r.t.raw.Nodes()[addr]
 	if !ok {
 		return 0
