@@ -12,8 +12,8 @@ import (
 )
 
 // arrivals fans the partitions' arrivals channels (the library publishes
-// "<lane> <eid>" there when an execution fills an empty eligible set) out to the
-// workers of this process that wait for work. The subscription starts with
+// "<lane> <eid>" there when an execution fills an empty eligible set) out
+// to the workers of this process that wait for work. The subscription starts with
 // the first watcher and lasts until Close.
 type arrivals struct {
 	mu     sync.Mutex
@@ -44,6 +44,17 @@ type pendingArrival struct {
 	at  time.Time
 }
 
+// freshPending drops q's stale head: arrivals are queued in the order they
+// came, so those older than pendingArrivalsFresh are a prefix.
+func freshPending(q []pendingArrival) []pendingArrival {
+	stale := time.Now().Add(-pendingArrivalsFresh)
+	k := 0
+	for k < len(q) && q[k].at.Before(stale) {
+		k++
+	}
+	return q[k:]
+}
+
 // Pending arrivals: at most pendingArrivalsMax per lane (the oldest go),
 // and none older than pendingArrivalsFresh (by then a scan has found it);
 // offered again to idle watchers every pendingArrivalsRehand meanwhile.
@@ -56,8 +67,8 @@ const (
 // deliver hands arr to one watcher of its lane that is receiving right now
 // (the channels are unbuffered), trying first the one after the last that
 // got one, so idle workers share arrivals; with nobody receiving, the hint
-// waits in pending for a busy worker's next round. It runs on valkey-go's subscription goroutine and never
-// blocks it. (A worker woken by the readiness push of the same create would
+// waits in pending for a busy worker's next round or the next idle one.
+// It runs on valkey-go's subscription goroutine and never blocks it. (A worker woken by the readiness push of the same create would
 // be gone from its receive before the arrival comes; readiness holds that
 // push back for a moment instead: see watchers.awaitsArrivals.)
 func (a *arrivals) deliver(arr sdk.Arrival) bool {
@@ -109,27 +120,17 @@ func (a *arrivals) rehandPending() {
 	if a.closed {
 		return
 	}
-	fresh := time.Now().Add(-pendingArrivalsFresh)
 	left := false
 	for lane, q := range a.pending {
-		kept := q[:0]
-		handing := true
-		for _, p := range q {
-			if p.at.Before(fresh) {
-				continue
-			}
-			if handing && a.handLocked(p.arr) {
-				continue
-			}
-			handing = false // nobody else is receiving on this lane
-			kept = append(kept, p)
+		fresh := freshPending(q)
+		for len(fresh) > 0 && a.handLocked(fresh[0].arr) {
+			fresh = fresh[1:]
 		}
-		clear(q[len(kept):])
-		if len(kept) == 0 {
+		if len(fresh) == 0 {
 			delete(a.pending, lane)
 			continue
 		}
-		a.pending[lane] = kept
+		a.pending[lane] = append(q[:0], fresh...)
 		left = true
 	}
 	if left {
@@ -158,17 +159,13 @@ func (a *arrivals) take(lane sdk.LaneID, max int) []sdk.Arrival {
 	if len(q) == 0 || max <= 0 {
 		return nil
 	}
-	fresh := time.Now().Add(-pendingArrivalsFresh)
-	k := 0
-	for k < len(q) && q[k].at.Before(fresh) {
-		k++
-	}
-	n := min(max, len(q)-k)
+	fresh := freshPending(q)
+	n := min(max, len(fresh))
 	out := make([]sdk.Arrival, n)
 	for i := range n {
-		out[i] = q[k+i].arr
+		out[i] = fresh[i].arr
 	}
-	a.pending[lane] = append(q[:0], q[k+n:]...)
+	a.pending[lane] = append(q[:0], fresh[n:]...)
 	return out
 }
 
@@ -279,41 +276,51 @@ func (b *Backend) WatchArrivals(ctx context.Context, lanes []sdk.LaneID) (<-chan
 	}
 	ch := make(chan sdk.Arrival)
 	a := &b.arrive
-	a.mu.Lock()
-	if a.closed {
-		a.mu.Unlock()
-		return nil, sdk.TransportError(op, valkey.ErrClosing)
-	}
-	if a.byLane == nil {
-		a.byLane = make(map[sdk.LaneID][]chan sdk.Arrival)
-		a.next = make(map[sdk.LaneID]int)
-	}
-	for _, l := range lanes {
-		a.byLane[l] = append(a.byLane[l], ch)
-	}
-	b.startSubscriptionLocked()
-	a.mu.Unlock()
-	// The channel is never closed (a delivery may be under way): it is
-	// dropped from the lanes when ctx ends and then receives nothing more.
-	go func() {
-		<-ctx.Done()
-		a.mu.Lock()
+	err := b.watchSubscription(ctx, op, func() {
+		if a.byLane == nil {
+			a.byLane = make(map[sdk.LaneID][]chan sdk.Arrival)
+			a.next = make(map[sdk.LaneID]int)
+		}
+		for _, l := range lanes {
+			a.byLane[l] = append(a.byLane[l], ch)
+		}
+	}, func() {
 		for _, l := range lanes {
 			a.byLane[l] = removeChan(a.byLane[l], ch)
 		}
-		a.mu.Unlock()
-	}()
+	})
+	if err != nil {
+		return nil, err
+	}
 	return ch, nil
 }
 
-// startSubscriptionLocked subscribes to the partitions' channels unless
-// that is done (b.arrive.mu held).
-func (b *Backend) startSubscriptionLocked() {
-	if b.arrive.stop == nil {
+// watchSubscription registers a watcher of the partitions' channels (add,
+// run under b.arrive.mu), starts the subscription if this is the first, and
+// unregisters it (drop, under the lock too) when ctx ends. Its channel is
+// never closed (a delivery may be under way): once dropped it receives
+// nothing more. A closed backend refuses.
+func (b *Backend) watchSubscription(ctx context.Context, op string, add, drop func()) error {
+	a := &b.arrive
+	a.mu.Lock()
+	if a.closed {
+		a.mu.Unlock()
+		return sdk.TransportError(op, valkey.ErrClosing)
+	}
+	add()
+	if a.stop == nil {
 		sctx, cancel := context.WithCancel(context.Background())
-		b.arrive.stop = cancel
+		a.stop = cancel
 		b.subscribeArrivals(sctx)
 	}
+	a.mu.Unlock()
+	go func() {
+		<-ctx.Done()
+		a.mu.Lock()
+		drop()
+		a.mu.Unlock()
+	}()
+	return nil
 }
 
 // WatchLeaseEvents returns a channel of executions whose lease was revoked
@@ -328,29 +335,15 @@ func (b *Backend) WatchLeaseEvents(ctx context.Context) (<-chan sdk.ExecutionID,
 	}
 	ch := make(chan sdk.ExecutionID, leaseEventsBuffer)
 	a := &b.arrive
-	a.mu.Lock()
-	if a.closed {
-		a.mu.Unlock()
-		return nil, sdk.TransportError(op, valkey.ErrClosing)
+	err := b.watchSubscription(ctx, op, func() { a.leaseWatchers = append(a.leaseWatchers, ch) },
+		func() { a.leaseWatchers = removeChan(a.leaseWatchers, ch) })
+	if err != nil {
+		return nil, err
 	}
-	a.leaseWatchers = append(a.leaseWatchers, ch)
-	b.startSubscriptionLocked()
-	a.mu.Unlock()
-	go func() {
-		<-ctx.Done()
-		a.mu.Lock()
-		for i, c := range a.leaseWatchers {
-			if c == ch {
-				a.leaseWatchers = append(a.leaseWatchers[:i:i], a.leaseWatchers[i+1:]...)
-				break
-			}
-		}
-		a.mu.Unlock()
-	}()
 	return ch, nil
 }
 
-func removeChan(chs []chan sdk.Arrival, ch chan sdk.Arrival) []chan sdk.Arrival {
+func removeChan[T any](chs []chan T, ch chan T) []chan T {
 	for i, c := range chs {
 		if c == ch {
 			return append(chs[:i:i], chs[i+1:]...)
