@@ -98,8 +98,7 @@ func (w *Worker) claimLoop(ctx context.Context) {
 			if ctx.Err() != nil {
 				return
 			}
-			w.stats.claimErrors.Add(1)
-			w.reportError(err)
+			w.claimFailed(ctx, err)
 			wait(backoffDelay(errAttempt, claimErrBackoffMin, claimErrBackoffMax), false)
 			errAttempt++
 			continue
@@ -173,10 +172,7 @@ func (w *Worker) claimLatePending(ctx context.Context) bool {
 	for li := range w.cfg.Lanes {
 		c, err := w.claimPending(ctx, li)
 		claimed += c
-		if err != nil && ctx.Err() == nil {
-			w.stats.claimErrors.Add(1)
-			w.reportError(err)
-		}
+		w.claimFailed(ctx, err)
 	}
 	return claimed > 0
 }
@@ -190,7 +186,14 @@ func (w *Worker) claimArrival(ctx context.Context, a *Arrival) {
 	if li < 0 {
 		return
 	}
-	if _, err := w.claimArrivals(ctx, li, []Arrival{*a}); err != nil && ctx.Err() == nil {
+	_, err := w.claimArrivals(ctx, li, []Arrival{*a})
+	w.claimFailed(ctx, err)
+}
+
+// claimFailed counts and reports err from a claim attempt, unless there is
+// none or the worker is stopping.
+func (w *Worker) claimFailed(ctx context.Context, err error) {
+	if err != nil && ctx.Err() == nil {
 		w.stats.claimErrors.Add(1)
 		w.reportError(err)
 	}
