@@ -39,10 +39,11 @@ fmt-check:
 vet:
 	$(GO) vet ./...
 
-## fuzz: fuzz the handle decoder and the arrivals decoder, 20s each.
+## fuzz: fuzz the handle, arrivals and hand-off decoders, 20s each.
 fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzDecodeHandle -fuzztime=20s ./sdk/
 	$(GO) test -run='^$$' -fuzz=FuzzParseArrival -fuzztime=20s ./valkeybackend/
+	$(GO) test -run='^$$' -fuzz=FuzzParseHandoff -fuzztime=20s ./valkeybackend/
 
 ## install-valkey: install valkey-server and valkey-cli (Valkey 8) if missing.
 install-valkey:

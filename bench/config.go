@@ -41,6 +41,11 @@ type Config struct {
 	// (valkeybackend.Options.DisableArrivals): idle workers learn of new
 	// work from readiness pushes alone. Default false.
 	NoArrivals bool `json:"no_arrivals,omitempty"`
+	// NoHandoff stops the fleets' idle workers from offering their slots
+	// (sdk.WorkerConfig.DisableClaimOffers): a new execution is claimed
+	// after its arrival push instead of being handed over by its create.
+	// Default false.
+	NoHandoff bool `json:"no_handoff,omitempty"`
 	// ClaimMode of the workers outside claim-path: "direct" or "fused".
 	ClaimMode string `json:"claim_mode"`
 	// Warmup and Drain are excluded from every measurement; Duration is the

@@ -60,7 +60,7 @@ func (r *Runner) runPipeline(ctx context.Context, sp pipelineSpec) (*Result, err
 	fleet, err := loadgen.StartFleet(fctx, loadgen.FleetConfig{
 		Backend: be, Workers: cfg.Workers, DistinctWorkerIDs: cfg.DistinctWorkerIDs,
 		Worker: sdk.WorkerConfig{MaxConcurrency: cfg.Concurrency, ClaimMode: sp.mode, Lanes: []sdk.LaneID{benchLane},
-			ShutdownGrace: 2 * time.Second},
+			ShutdownGrace: 2 * time.Second, DisableClaimOffers: cfg.NoHandoff},
 		Hooks: func(i int) loadgen.Hooks { return r.hooks(be, lat["claim_call"], i) },
 		Handler: func(i int) sdk.Handler {
 			return sdk.HandlerFunc(func(ctx context.Context, t *sdk.Task) error {
@@ -191,7 +191,11 @@ func (r *Runner) runPipeline(ctx context.Context, sp pipelineSpec) (*Result, err
 		"idle_wakeups_push": float64(fs.IdleWakeupsPush), "idle_wakeups_poll": float64(fs.IdleWakeupsPoll),
 		"claimed": float64(fs.Claimed), "completed": float64(fs.Completed), "failed": float64(fs.Failed),
 		"retried": float64(fs.Retried), "handler_errors": float64(fs.HandlerErrors), "lost_leases": float64(fs.LostLeases),
-		"claim_errors": float64(fs.ClaimErrors),
+		"claim_errors": float64(fs.ClaimErrors), "offers": float64(fs.Offers), "handoffs": float64(fs.Handoffs),
+	}
+	if fs.Claimed > 0 {
+		// How many claims were hand-offs (no claim call) rather than claims.
+		res.Extra["handoff_share"] = round3(float64(fs.Handoffs) / float64(fs.Claimed))
 	}
 	return res, nil
 }

@@ -21,6 +21,7 @@ type FullBackend interface {
 	sdk.ReadinessWatcher
 	sdk.ArrivalWatcher
 	sdk.WorkerRegistry
+	sdk.ClaimOfferer
 }
 
 // ErrKilled is what a killed Backend answers every call with: a transport
@@ -36,7 +37,8 @@ type Hooks struct {
 	OnRenewBatch func(start time.Time, took time.Duration, handles int)
 	// RenewDelay is added to every RenewBatch call: a planted regression.
 	RenewDelay time.Duration
-	// BeforeClaim runs before every claim call: a planted regression (one
+	// BeforeClaim runs before every claim call, every claim offer and every
+	// hand-off (a claim without a claim call): a planted regression (an
 	// extra round trip per claim) when it sends a command.
 	BeforeClaim func(ctx context.Context) error
 	// RenewGate, when set, holds RenewBatch calls while it is paused; share
@@ -150,6 +152,53 @@ func (b *Backend) beforeClaim(ctx context.Context) error {
 		return b.hooks.BeforeClaim(ctx)
 	}
 	return nil
+}
+
+func (b *Backend) OfferClaims(ctx context.Context, a sdk.OfferArgs) ([]sdk.ClaimOffer, error) {
+	if err := b.beforeClaim(ctx); err != nil {
+		return nil, err
+	}
+	return b.FullBackend.OfferClaims(ctx, a)
+}
+
+// WatchHandoffs passes the hand-offs through; with BeforeClaim set, each
+// runs it first (a hand-off is a claim without a claim call).
+func (b *Backend) WatchHandoffs(ctx context.Context, inst sdk.WorkerInstanceID) (<-chan sdk.ClaimedTask, error) {
+	ch, err := b.FullBackend.WatchHandoffs(ctx, inst)
+	if err != nil || b.hooks.BeforeClaim == nil {
+		return ch, err
+	}
+	out := make(chan sdk.ClaimedTask)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case t := <-ch:
+				_ = b.hooks.BeforeClaim(ctx)
+				select {
+				case out <- t:
+				case <-ctx.Done():
+					return
+				}
+			}
+		}
+	}()
+	return out, nil
+}
+
+func (b *Backend) RefreshOffers(ctx context.Context, o []sdk.ClaimOffer, ttl time.Duration) ([]bool, error) {
+	if err := b.dead(); err != nil {
+		return nil, err
+	}
+	return b.FullBackend.RefreshOffers(ctx, o, ttl)
+}
+
+func (b *Backend) WithdrawOffers(ctx context.Context, o []sdk.ClaimOffer) ([]bool, error) {
+	if err := b.dead(); err != nil {
+		return nil, err
+	}
+	return b.FullBackend.WithdrawOffers(ctx, o)
 }
 
 func (b *Backend) Renew(ctx context.Context, h sdk.Handle) (sdk.LeaseRenewal, error) {

@@ -156,7 +156,10 @@ func (f *Fleet) Stats() sdk.WorkerStats {
 		t.IdleWakeupsPush += s.IdleWakeupsPush
 		t.IdleWakeupsPoll += s.IdleWakeupsPoll
 		t.Arrivals += s.Arrivals
+		t.Offers += s.Offers
+		t.Handoffs += s.Handoffs
 		t.InFlight += s.InFlight
+		t.Offered += s.Offered
 		t.HeldLeases += s.HeldLeases
 	}
 	if lagN > 0 {

@@ -33,6 +33,21 @@ so every key below hashes to the partition's slot). L is a lane name.
                      re-checks that lease at once (lanes hold no space, ids
                      no space either, so the two never look alike)
 
+Claim offers (single server only: one key per lane, which ff_create reads
+from every partition, so it cannot live in a cluster):
+  ff:offers:L        ZSET   free slots idle workers offer on lane L; member
+                            "<lease_id> <attempt_id> <lease_ttl_ms> <worker_id>
+                            <worker_instance> <caps_csv>", score = the
+                            offer's expiry (server ms). ff_create claims an
+                            execution that lands in an empty eligible set
+                            for the oldest live offer, in the same call, and
+                            hands it over through the instance's inbox
+  ff:inbox:I         LIST   hand-offs to worker instance I (it waits on the
+                            list with BLMPOP): the lease and context,
+                            length-prefixed ("<len>:<bytes>" per field; see
+                            hand_off); PX = the lease TTL, so an inbox whose
+                            worker died goes with the leases it held
+
 Worker registry (tag {w:I} for instance I, so both keys share a slot):
   ff:w:{w:I}:alive   STRING owner token, PX = registration TTL
   ff:w:{w:I}:info    HASH   worker_id, lanes, caps, registered_at (same TTL)
@@ -59,7 +74,7 @@ REPLY SHAPE (every function): {1, status, field...} on success,
 {0, code, detail...} on a business failure. Redis errors mean a bug.
 ]]
 
-local VERSION = '9'
+local VERSION = '10'
 local PRIORITY_SCALE = 1000000000000
 local MAX_PRIORITY = 9000
 local INTERRUPT_CAP = 100
@@ -142,19 +157,27 @@ end
 redis.register_function{function_name = 'ff_version', flags = {'no-writes'},
   callback = function() return ok(VERSION) end}
 
+local hand_off -- defined after take_lease
+
 ---------------------------------------------------------------------------
 -- ff_create: create an execution.
 -- KEYS: 1 core, 2 ctx, 3 eligible, 4 delayed, 5 idem (or noop), 6 deadlines,
---       7 all, 8 arrivals (shard channel)
+--       7 all, 8 arrivals (shard channel), 9 offers (or noop: no hand-off),
+--       10 leases, 11 active, 12 timeouts
 -- ARGV: 1 eid, 2 lane, 3 kind, 4 priority, 5 delay_until_ms (0 = none),
 --       6 caps_csv (sorted), 7 retry_max, 8 bo_kind, 9 bo_init_ms, 10 bo_max_ms,
 --       11 bo_mult, 12 bo_jitter, 13 retry_cats_csv, 14 attempt_timeout_ms,
 --       15 deadline_ms (0 = none), 16 dedup_ttl_ms, 17 payload,
 --       18 ntags, then ntags (key, value) pairs
--- An execution that lands in an empty eligible set is published on the
--- partition's arrivals channel, so an idle worker claims it without first
--- reading the set; a set that already holds work has no idle reader to tell.
--- Returns ok(eid, state) or {1,'DUPLICATE',first_eid}.
+-- An execution that lands in an empty eligible set is claimed here for the
+-- oldest live offer on the lane (ff_offer), whose worker gets the lease and
+-- the context in its inbox: no claim call at all. Without an
+-- offer it is published on the partition's arrivals channel, so an idle
+-- worker claims it without first reading the set; a set that already holds
+-- work has no idle reader to tell (and handing off past it would jump the
+-- queue).
+-- Returns ok(eid, state) ('active' when handed off) or
+-- {1,'DUPLICATE',first_eid}.
 -- Errors: invalid_input.
 redis.register_function('ff_create', function(keys, argv)
   local core, ctx, eligible, delayed, idem, deadlines, all, arrivals =
@@ -198,16 +221,18 @@ redis.register_function('ff_create', function(keys, argv)
     kv[#kv + 1] = argv[i + 1]
   end
   redis.call('HSET', ctx, unpack(kv))
-  if state == 'delayed' then
-    redis.call('ZADD', delayed, delay_until, eid)
-  else
-    redis.call('ZADD', eligible, eligible_score(now, priority), eid)
-    announce(arrivals, eligible, lane, eid)
-  end
   if deadline > 0 then redis.call('ZADD', deadlines, deadline, eid) end
   redis.call('ZADD', all, 0, eid)
   if string.sub(idem, 1, 8) == 'ff:idem:' then
     redis.call('SET', idem, eid, 'PX', dedup_ttl)
+  end
+  if state == 'delayed' then
+    redis.call('ZADD', delayed, delay_until, eid)
+  elseif hand_off(keys, eid, argv[6], attempt_timeout, kv, now) then
+    state = 'active'
+  else
+    redis.call('ZADD', eligible, eligible_score(now, priority), eid)
+    announce(arrivals, eligible, lane, eid)
   end
   return ok(eid, state)
 end)
@@ -282,6 +307,59 @@ local function take_lease(core, eid, eligible, leases, active, timeouts, f,
   if timeout > 0 then redis.call('ZADD', timeouts, now + timeout, eid) end
   return {lease_id, tostring(epoch), tostring(expires), attempt_id,
     tostring(attempt_index), attempt_type}
+end
+
+-- Length-prefixes each field ("<len>:<bytes>"), so any bytes pass.
+local function frame(fields)
+  local out = {}
+  for _, v in ipairs(fields) do
+    v = tostring(v)
+    out[#out + 1] = #v .. ':' .. v
+  end
+  return table.concat(out)
+end
+
+-- Claims the new waiting execution eid (nothing else in its lane's
+-- eligible set) for the oldest live offer of KEYS[9], if there is one and
+-- its worker has the capabilities caps_csv asks for, and pushes the hand-off
+-- onto the worker instance's inbox: worker_instance, eid, lease_ttl_ms, the
+-- six lease fields (as ff_claim returns them), then ctx (kv, as written).
+-- A list, not a channel: a hand-off waits there while its worker
+-- reconnects. The inbox key is built here (single server only, like the
+-- offers key). Reports whether it did: false leaves the execution to the
+-- eligible set.
+hand_off = function(keys, eid, caps_csv, attempt_timeout, kv, now)
+  local offers, eligible = keys[9], keys[3]
+  if string.sub(offers, 1, 10) ~= 'ff:offers:' or redis.call('ZCARD', eligible) ~= 0 then
+    return false
+  end
+  redis.call('ZREMRANGEBYSCORE', offers, '-inf', now) -- expired: their workers left
+  local member = redis.call('ZRANGE', offers, 0, 0)[1]
+  if not member then return false end
+  local lease_id, attempt_id, ttl, worker_id, wiid, caps =
+    string.match(member, '^(%S+) (%S+) (%d+) (%S+) (%S+) ?(%S*)$')
+  if not lease_id then
+    redis.call('ZREM', offers, member) -- not ours: drop it, never hand to it
+    return false
+  end
+  if caps_csv ~= '' then
+    local have = csv_set(caps)
+    for tok in string.gmatch(caps_csv, '[^,]+') do
+      if not have[tok] then return false end
+    end
+  end
+  redis.call('ZREM', offers, member)
+  local f = {epoch = '0', total_attempts = '0', pending_type = 'initial',
+    attempt_timeout = tostring(attempt_timeout)}
+  local lease = take_lease(keys[1], eid, eligible, keys[10], keys[11], keys[12], f,
+    worker_id, wiid, lease_id, attempt_id, tonumber(ttl), false, now)
+  local msg = {wiid, eid, ttl}
+  append_all(msg, lease)
+  append_all(msg, kv)
+  local inbox = 'ff:inbox:' .. wiid
+  redis.call('RPUSH', inbox, frame(msg))
+  redis.call('PEXPIRE', inbox, ttl)
+  return true
 end
 
 local CLAIM_FIELDS = {'state', 'blocked', 'resume', 'total_attempts', 'lease_epoch',
@@ -397,6 +475,43 @@ redis.register_function('ff_claim_fused', function(keys, argv)
     end
   end
   reply[3] = tostring(claimed)
+  return reply
+end)
+
+---------------------------------------------------------------------------
+-- ff_offer: post (mode 'new') or extend (mode 'refresh') an idle worker's
+-- claim offers on a lane (see ff_create). A refresh only touches offers
+-- still there: a taken offer's lease id is spent and never posted again.
+-- KEYS: 1 offers
+-- ARGV: 1 ttl_ms, 2 mode ('new' | 'refresh'), then one member per offer
+--       ("<lease_id> <attempt_id> <lease_ttl_ms> <worker_id>
+--       <worker_instance> <caps_csv>")
+-- Returns ok(expires_at_ms, then per offer '1' posted or extended, '0' not:
+--   new: already there; refresh: gone, taken or expired).
+-- Errors: invalid_input.
+redis.register_function('ff_offer', function(keys, argv)
+  local offers, ttl, mode = keys[1], uint(argv[1]), argv[2]
+  if string.sub(offers, 1, 10) ~= 'ff:offers:' or ttl == nil or ttl == 0
+    or (mode ~= 'new' and mode ~= 'refresh') or #argv < 3 then
+    return fail('invalid_input', 'malformed offer arguments')
+  end
+  for i = 3, #argv do
+    if not string.match(argv[i], '^%S+ %S+ [1-9]%d* %S+ %S+ ?%S*$') then
+      return fail('invalid_input', 'malformed offer')
+    end
+  end
+  local expires = now_ms() + ttl
+  local reply = ok(fmt(expires))
+  for i = 3, #argv do
+    local done = 0
+    if mode == 'new' then
+      done = redis.call('ZADD', offers, 'NX', expires, argv[i])
+    elseif redis.call('ZSCORE', offers, argv[i]) then
+      redis.call('ZADD', offers, 'XX', expires, argv[i])
+      done = 1
+    end
+    reply[#reply + 1] = tostring(done)
+  end
   return reply
 end)
 

@@ -19,7 +19,10 @@ import (
 // candidates but lost them all to other workers it backs off briefly; after
 // one that found nothing it is idle and waits for a readiness push or the
 // IdlePoll timer. Transport errors back off exponentially (capped at 1s) and
-// never stop the loop.
+// never stop the loop. With a ClaimOfferer, an idle worker first offers its
+// free slots (offers.go) and waits with them offered: a slot freed meanwhile
+// is offered too, and a push that shows work waiting takes them back to
+// claim it.
 func (w *Worker) claimLoop(ctx context.Context) {
 	var watch <-chan struct{}
 	var watchRetryAt time.Time
@@ -47,8 +50,9 @@ func (w *Worker) claimLoop(ctx context.Context) {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	// wait returns on ctx's end, the timer, or (wakeOnPush) a readiness push
-	// or an arrival: arrived tells which execution, when there is one.
-	wait := func(d time.Duration, wakeOnPush bool) (push, poll bool, arrived *Arrival) {
+	// or an arrival: arrived tells which execution, when there is one; with
+	// offers open, also on a freed slot.
+	wait := func(d time.Duration, wakeOnPush bool) (push, poll bool, arrived *Arrival, freed bool) {
 		timer.Reset(d)
 		defer func() {
 			if !timer.Stop() {
@@ -60,78 +64,117 @@ func (w *Worker) claimLoop(ctx context.Context) {
 		}()
 		var pushCh <-chan struct{}
 		var arriveCh <-chan Arrival
+		var freedCh <-chan struct{}
 		if wakeOnPush {
 			pushCh, arriveCh = watch, arrive
+			if w.offers.openCount() > 0 {
+				freedCh = w.slotFreed
+			}
 		}
 		select {
 		case <-ctx.Done():
 		case _, ok := <-pushCh:
 			if !ok {
 				watch = nil // the subscription ended; resubscribe on the next idle wait
-				return false, false, nil
+				return false, false, nil, false
 			}
-			return true, false, nil
+			return true, false, nil, false
 		case a, ok := <-arriveCh:
 			if !ok {
 				arrive = nil
-				return false, false, nil
+				return false, false, nil, false
 			}
-			return true, false, &a
+			return true, false, &a, false
+		case <-freedCh:
+			return false, false, nil, true
 		case <-timer.C:
-			return false, true, nil
+			return false, true, nil, false
 		}
-		return false, false, nil
+		return false, false, nil, false
 	}
 
 	errAttempt, contendAttempt := 0, 0
 	for ctx.Err() == nil {
-		if w.freeSlots() == 0 {
-			select {
-			case <-ctx.Done():
-				return
-			case <-w.slotFreed:
-			}
+		offered := w.offers.openCount() > 0
+		if w.freeSlots() == 0 && !offered {
+			w.waitForSlot(ctx)
 			continue
 		}
-		claimed, saw, err := w.claimRound(ctx)
-		if err != nil {
-			if ctx.Err() != nil {
-				return
+		if w.freeSlots() > 0 {
+			claimed, saw, err := w.claimRound(ctx)
+			if err != nil {
+				if ctx.Err() != nil {
+					return
+				}
+				w.claimFailed(ctx, err)
+				wait(backoffDelay(errAttempt, claimErrBackoffMin, claimErrBackoffMax), false)
+				errAttempt++
+				continue
 			}
-			w.claimFailed(ctx, err)
-			wait(backoffDelay(errAttempt, claimErrBackoffMin, claimErrBackoffMax), false)
-			errAttempt++
-			continue
-		}
-		errAttempt = 0
-		if claimed > 0 {
+			errAttempt = 0
+			if claimed > 0 {
+				contendAttempt = 0
+				continue
+			}
+			if saw {
+				// Work exists but others won it (or its grant is held): look again
+				// soon, or at once when readiness changes.
+				_, _, arrived, _ := wait(min(backoffDelay(contendAttempt, contendBackoffMin, contendBackoffMax), w.idlePoll()), true)
+				w.claimArrival(ctx, arrived)
+				contendAttempt++
+				continue
+			}
 			contendAttempt = 0
-			continue
-		}
-		if saw {
-			// Work exists but others won it (or its grant is held): look again
-			// soon, or at once when readiness changes.
-			_, _, arrived := wait(min(backoffDelay(contendAttempt, contendBackoffMin, contendBackoffMax), w.idlePoll()), true)
-			w.claimArrival(ctx, arrived)
-			contendAttempt++
-			continue
-		}
-		contendAttempt = 0
-		if w.claimLatePending(ctx) {
-			continue
+			if w.claimLatePending(ctx) {
+				continue
+			}
+			w.offerFree(ctx)
 		}
 		subscribe()
 		poll := w.idlePoll()
 		if w.watcher != nil && watch == nil {
 			poll = min(poll, IdlePollDefault) // no pushes: poll as a backend without them would
 		}
-		push, polled, arrived := wait(poll, true)
+		push, polled, arrived, freed := wait(poll, true)
+		if freed || ctx.Err() != nil {
+			continue
+		}
 		if push {
 			w.stats.idlePush.Add(1)
 		} else if polled {
 			w.stats.idlePoll.Add(1)
 		}
+		if w.offers.openCount() > 0 {
+			if w.offersWantClaims(ctx, arrived) {
+				w.settleOffers(ctx, true)
+			} else if polled {
+				w.settleOffers(ctx, false)
+			}
+		}
 		w.claimArrival(ctx, arrived)
+	}
+}
+
+// waitForSlot waits, at capacity, for a slot to free up; while offers are
+// found taken but their hand-offs have not come, it gives up on them when
+// the lease they would carry has expired.
+func (w *Worker) waitForSlot(ctx context.Context) {
+	var overdue <-chan time.Time
+	if w.offerer != nil {
+		w.offers.mu.Lock()
+		waiting := len(w.offers.taken) > 0
+		w.offers.mu.Unlock()
+		if waiting {
+			t := time.NewTimer(w.cfg.LeaseTTL)
+			defer t.Stop()
+			overdue = t.C
+		}
+	}
+	select {
+	case <-ctx.Done():
+	case <-w.slotFreed:
+	case <-overdue:
+		w.expireTaken()
 	}
 }
 

@@ -134,3 +134,54 @@ type WorkerRegistry interface {
 	HeartbeatWorker(ctx context.Context, reg WorkerRegistration) error
 	DeregisterWorker(ctx context.Context, instance WorkerInstanceID) error
 }
+
+// ClaimOffer is one free slot an idle worker offered on a lane: the next
+// execution created into the lane's empty eligible set is claimed for it in
+// the create call itself and handed over (see ClaimOfferer).
+type ClaimOffer struct {
+	Lane LaneID
+	// LeaseID is the lease a hand-off for this offer carries: it names the
+	// offer, and is spent once taken.
+	LeaseID string
+	// Ref is the backend's own reference to the posted offer.
+	Ref string
+}
+
+// OfferArgs asks for N claim offers on Lane.
+type OfferArgs struct {
+	Lane             LaneID
+	N                int
+	WorkerID         WorkerID
+	WorkerInstanceID WorkerInstanceID
+	Capabilities     []string
+	LeaseTTL         time.Duration // default 30s
+	// TTL is how long an offer stands unless refreshed: a worker that died
+	// idle stops receiving work after it. Required.
+	TTL time.Duration
+}
+
+// ClaimOfferer lets an idle worker be handed new executions as they are
+// created, claimed for it inside the create: the time from submit to a held
+// lease is the submit's round trip, with no claim call after it. This is
+// how a blocked BLPOP client is served; a worker that is busy, or work that
+// arrives behind a backlog, goes through the claim path as before.
+//
+// Offers reserve slots: the worker counts each open offer as a running task
+// until it is taken (its hand-off arrives) or withdrawn.
+type ClaimOfferer interface {
+	// WatchHandoffs returns the channel on which instance receives the
+	// executions handed to its offers; it must be watched before offering.
+	// Each hand-off is delivered at most once; one lost on the way (the
+	// connection broke as it was read, or ctx ended first) is recovered
+	// when its lease expires, like a crashed worker's. After ctx ends the
+	// channel receives nothing more; it is not closed.
+	WatchHandoffs(ctx context.Context, instance WorkerInstanceID) (<-chan ClaimedTask, error)
+	// OfferClaims posts args.N offers and returns them.
+	OfferClaims(ctx context.Context, args OfferArgs) ([]ClaimOffer, error)
+	// RefreshOffers extends the offers by ttl; taken reports, per offer,
+	// whether it was gone (taken, so its hand-off is on its way, or expired).
+	RefreshOffers(ctx context.Context, offers []ClaimOffer, ttl time.Duration) (taken []bool, err error)
+	// WithdrawOffers takes the offers back; taken reports, per offer,
+	// whether it was gone (as for RefreshOffers).
+	WithdrawOffers(ctx context.Context, offers []ClaimOffer) (taken []bool, err error)
+}

@@ -106,6 +106,12 @@ type WorkerConfig struct {
 	// cancels them and fails them with category "worker_shutdown" so they
 	// retry elsewhere. Default 10s.
 	ShutdownGrace time.Duration
+	// DisableClaimOffers stops an idle worker from offering its free slots
+	// to a backend with ClaimOfferer. Default false: idle slots are offered,
+	// and a new execution is handed to the worker by the create that made
+	// it, with no claim call (each offer stands 2×IdlePoll, refreshed by
+	// the idle poll).
+	DisableClaimOffers bool
 	// GrantTTL is how long a claim grant waits to be consumed. Default 5s.
 	GrantTTL time.Duration
 	// RegistrationTTL is the lifetime of the worker's registration (backends
@@ -156,8 +162,11 @@ type WorkerStats struct {
 	IdleWakeupsPush  uint64 // idle waits ended by a readiness push or an arrival
 	Arrivals         uint64 // arrivals the worker tried to claim straight from the push
 	IdleWakeupsPoll  uint64 // idle waits ended by the fallback poll
+	Offers           uint64 // claim offers posted (ClaimOfferer)
+	Handoffs         uint64 // executions handed to this worker's offers
 
-	InFlight   int // tasks running now
+	InFlight   int // slots in use now: tasks running and claims under way
+	Offered    int // slots offered now (open, or taken with the hand-off still coming)
 	HeldLeases int // leases the renewer holds now
 }
 
@@ -166,6 +175,7 @@ type workerStats struct {
 	handlerErrors, handlerPanics, aborted, lostLeases       atomic.Uint64
 	claimRounds, scans, readiness, attempts, conflicts      atomic.Uint64
 	blocks, claimErrors, idlePush, idlePoll, arrivals       atomic.Uint64
+	offers, handoffs                                        atomic.Uint64
 }
 
 // Worker claims executions from its lanes and runs them through a Handler,
@@ -183,6 +193,8 @@ type Worker struct {
 	arrivals      ArrivalWatcher
 	leaseEvents   LeaseEventWatcher
 	registry      WorkerRegistry
+	offerer       ClaimOfferer // nil when disabled, absent or unavailable
+	offers        offerBook
 
 	renewer *renewer
 	stats   workerStats
@@ -240,6 +252,8 @@ func NewWorker(backend EngineBackend, cfg WorkerConfig) (*Worker, error) {
 		stopCh:            make(chan struct{}),
 		hardCh:            make(chan struct{}),
 		doneCh:            make(chan struct{}),
+		offers: offerBook{open: make(map[string]ClaimOffer), taken: make(map[string]time.Time),
+			arrived: make(chan struct{}, 1)},
 	}
 	w.grantClaimer, _ = backend.(GrantClaimer)
 	w.windowScanner, _ = backend.(WindowScanner)
@@ -248,6 +262,9 @@ func NewWorker(backend EngineBackend, cfg WorkerConfig) (*Worker, error) {
 	w.arrivals, _ = backend.(ArrivalWatcher)
 	w.leaseEvents, _ = backend.(LeaseEventWatcher)
 	w.registry, _ = backend.(WorkerRegistry)
+	if !cfg.DisableClaimOffers {
+		w.offerer, _ = backend.(ClaimOfferer)
+	}
 	w.renewer = newRenewer(backend, cfg.RenewEvery, cfg.LeaseTTL)
 	w.renewer.onError = w.reportError
 	return w, nil
@@ -397,6 +414,9 @@ func (w *Worker) Config() WorkerConfig { return w.cfg }
 func (w *Worker) Stats() WorkerStats {
 	s := &w.stats
 	r := &w.renewer.stats
+	w.offers.mu.Lock()
+	offered := len(w.offers.open) + len(w.offers.taken)
+	w.offers.mu.Unlock()
 	avg, mx := r.lag()
 	return WorkerStats{
 		Claimed: s.claimed.Load(), Completed: s.completed.Load(), Failed: s.failed.Load(),
@@ -407,7 +427,7 @@ func (w *Worker) Stats() WorkerStats {
 		ClaimRounds: s.claimRounds.Load(), Scans: s.scans.Load(), ReadinessReads: s.readiness.Load(),
 		ClaimAttempts: s.attempts.Load(), ClaimConflicts: s.conflicts.Load(), CapabilityBlocks: s.blocks.Load(),
 		ClaimErrors: s.claimErrors.Load(), IdleWakeupsPush: s.idlePush.Load(), IdleWakeupsPoll: s.idlePoll.Load(),
-		Arrivals: s.arrivals.Load(), InFlight: int(w.inFlight.Load()), HeldLeases: w.renewer.held(),
+		Arrivals: s.arrivals.Load(), Offers: s.offers.Load(), Handoffs: s.handoffs.Load(), InFlight: int(w.inFlight.Load()) - offered, Offered: offered, HeldLeases: w.renewer.held(),
 	}
 }
 
@@ -462,6 +482,7 @@ func (w *Worker) Run(ctx context.Context, h Handler) error {
 			w.reportError(err)
 		}
 	}
+	w.startOffers(renewCtx, &bg)
 	hbCtx, stopHB := context.WithCancel(w.baseCtx)
 	if w.registry != nil {
 		bg.Go(func() { w.heartbeat(hbCtx, reg) })
@@ -492,6 +513,7 @@ func (w *Worker) Run(ctx context.Context, h Handler) error {
 	}()
 	w.claimLoop(claimCtx)
 	stopClaim()
+	w.closeOffers()
 
 	w.log.Info("worker stopping", "in_flight", w.inFlight.Load())
 	w.drain()

@@ -226,10 +226,13 @@ func BenchmarkIdleWorker(b *testing.B) {
 // from the readiness push and reads the set before claiming.
 func BenchmarkIdlePickup(b *testing.B) {
 	for _, v := range []struct {
-		mode       sdk.ClaimMode
-		noArrivals bool
-	}{{sdk.ClaimDirect, false}, {sdk.ClaimDirect, true}, {sdk.ClaimFused, false}} {
+		mode                 sdk.ClaimMode
+		noArrivals, noOffers bool
+	}{{sdk.ClaimDirect, false, false}, {sdk.ClaimDirect, false, true}, {sdk.ClaimDirect, true, true}, {sdk.ClaimFused, false, true}} {
 		name := v.mode.String()
+		if v.noOffers {
+			name += "-no-handoff"
+		}
 		if v.noArrivals {
 			name += "-no-arrivals"
 		}
@@ -241,7 +244,8 @@ func BenchmarkIdlePickup(b *testing.B) {
 			be := benchConnectWith(b, addr, valkeybackend.Options{DisableArrivals: v.noArrivals})
 			defer be.Close()
 			started := make(chan time.Time, 1)
-			w, err := sdk.NewWorker(be, sdk.WorkerConfig{WorkerID: "bench", Lanes: []sdk.LaneID{"pickup"}, ClaimMode: mode})
+			w, err := sdk.NewWorker(be, sdk.WorkerConfig{WorkerID: "bench", Lanes: []sdk.LaneID{"pickup"}, ClaimMode: mode,
+				DisableClaimOffers: v.noOffers})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -284,8 +288,8 @@ func BenchmarkIdlePickup(b *testing.B) {
 			b.ReportMetric(q(0.99), "p99-µs")
 			b.ReportMetric(float64(lat[len(lat)-1].Microseconds()), "max-µs")
 			st := w.Stats()
-			b.Logf("N=%d %s: p50 %v p99 %v max %v; wakeups push %d poll %d; arrivals %d, conflicts %d", b.N, mode, time.Duration(q(0.5))*time.Microsecond,
-				time.Duration(q(0.99))*time.Microsecond, lat[len(lat)-1], st.IdleWakeupsPush, st.IdleWakeupsPoll, st.Arrivals, st.ClaimConflicts)
+			b.Logf("N=%d %s: p50 %v p99 %v max %v; wakeups push %d poll %d; arrivals %d, hand-offs %d, conflicts %d", b.N, name, time.Duration(q(0.5))*time.Microsecond,
+				time.Duration(q(0.99))*time.Microsecond, lat[len(lat)-1], st.IdleWakeupsPush, st.IdleWakeupsPoll, st.Arrivals, st.Handoffs, st.ClaimConflicts)
 		})
 	}
 }

@@ -42,6 +42,7 @@ func TestWorkerE2E(t *testing.T) {
 			t.Run("MinimalBackend", func(t *testing.T) { testMinimalBackend(t, addrs) })
 			t.Run("NoClientCache", func(t *testing.T) { testNoClientCache(t, addrs) })
 			t.Run("ArrivalPickup", func(t *testing.T) { testArrivalPickup(t, addrs) })
+			t.Run("HandoffPickup", func(t *testing.T) { testHandoffPickup(t, addrs, topo.name == "cluster") })
 			t.Run("Renewal", func(t *testing.T) { testRenewal(t, addrs, false) })
 			t.Run("RenewalPerLease", func(t *testing.T) { testRenewal(t, addrs, true) })
 			t.Run("RetryPolicy", func(t *testing.T) { testRetryPolicy(t, addrs) })
@@ -342,11 +343,12 @@ func testMinimalBackend(t *testing.T, addrs []string) {
 		s.ClaimConflicts, s.ClaimRounds, s.IdleWakeupsPoll)
 }
 
-// testArrivalPickup: with readiness off (no client cache) and a one-minute
-// idle poll, only arrivals can wake the idle worker: every execution
-// submitted to an empty lane is picked up at once, through its arrival.
+// testArrivalPickup: with readiness and hand-offs off (no client cache) and
+// a one-minute idle poll, only arrivals can wake the idle worker: every
+// execution submitted to an empty lane is picked up at once, through its
+// arrival.
 func testArrivalPickup(t *testing.T, addrs []string) {
-	w := idlePickups(t, valkeybackend.Options{Addrs: addrs, Partitions: e2ePartitions, CacheSizeEachConn: -1},
+	w := idlePickups(t, valkeybackend.Options{Addrs: addrs, Partitions: e2ePartitions, CacheSizeEachConn: -1, DisableHandoff: true},
 		sdk.WorkerConfig{IdlePoll: time.Minute}, "arrive", 5, 300*time.Millisecond, 20*time.Millisecond, 10*time.Second)
 	if s := w.Stats(); s.Arrivals < 5 || s.IdleWakeupsPoll != 0 {
 		t.Fatalf("arrivals %d, poll wake-ups %d: want 5 arrivals and no poll", s.Arrivals, s.IdleWakeupsPoll)
@@ -354,13 +356,32 @@ func testArrivalPickup(t *testing.T, addrs []string) {
 }
 
 // testNoClientCache: with client-side caching off the backend answers
-// "unavailable" for readiness, and with arrivals off for those too; the
-// worker drops them and polls instead.
+// "unavailable" for readiness, and with arrivals and hand-offs off for
+// those too; the worker drops them and polls instead.
 func testNoClientCache(t *testing.T, addrs []string) {
 	w := idlePickups(t, valkeybackend.Options{Addrs: addrs, Partitions: e2ePartitions, CacheSizeEachConn: -1,
-		DisableArrivals: true}, sdk.WorkerConfig{}, "nocache", 3, 100*time.Millisecond, 0, 5*time.Second)
+		DisableArrivals: true, DisableHandoff: true}, sdk.WorkerConfig{}, "nocache", 3, 100*time.Millisecond, 0, 5*time.Second)
 	if s := w.Stats(); s.ClaimErrors != 0 || s.IdleWakeupsPoll == 0 {
 		t.Fatalf("claim errors %d, poll wakeups %d: want 0 errors and the fallback poll", s.ClaimErrors, s.IdleWakeupsPoll)
+	}
+}
+
+// testHandoffPickup: an idle worker offers its slots, so each execution
+// submitted to an empty lane is handed to it by the create itself: no claim
+// call, no arrival. On a cluster offers are unavailable and arrivals do
+// the work.
+func testHandoffPickup(t *testing.T, addrs []string, cluster bool) {
+	w := idlePickups(t, valkeybackend.Options{Addrs: addrs, Partitions: e2ePartitions},
+		sdk.WorkerConfig{IdlePoll: time.Minute, MaxConcurrency: 4}, "handoff", 5, 300*time.Millisecond, 20*time.Millisecond, 10*time.Second)
+	s := w.Stats()
+	switch {
+	case cluster && (s.Handoffs != 0 || s.Offers != 0):
+		t.Fatalf("cluster: %d offers, %d hand-offs; want none", s.Offers, s.Handoffs)
+	case !cluster && (s.Handoffs != 5 || s.ClaimAttempts != 0 || s.Arrivals != 0):
+		t.Fatalf("hand-offs %d, claim attempts %d, arrivals %d: want 5 hand-offs and no claim call", s.Handoffs, s.ClaimAttempts, s.Arrivals)
+	}
+	if s.Claimed != 5 || s.InFlight != 0 {
+		t.Fatalf("claimed %d, in flight %d: want 5 and 0", s.Claimed, s.InFlight)
 	}
 }
 

@@ -32,6 +32,7 @@ type Backend struct {
 	lanesSeen  sync.Map      // lanes known to be in the registry
 	watch      watchers      // idle workers waiting for readiness pushes
 	arrive     arrivals      // idle workers waiting for arrivals
+	hand       handoffs      // executions handed to this process's offers
 	ready      readyState    // which partitions hold work, as far as known
 	claiming   sync.Map      // execution ids with a GrantAndClaim in flight
 	regs       registrations // worker instances this process registered
@@ -47,6 +48,7 @@ var (
 	_ sdk.ReadinessWatcher = (*Backend)(nil)
 	_ sdk.ArrivalWatcher   = (*Backend)(nil)
 	_ sdk.WorkerRegistry   = (*Backend)(nil)
+	_ sdk.ClaimOfferer     = (*Backend)(nil)
 )
 
 // Connect dials Valkey, reads (or fixes) the deployment's partition count and,
@@ -150,6 +152,7 @@ func (b *Backend) Client() valkey.Client { return b.client }
 func (b *Backend) Close() {
 	b.closeOnce.Do(func() {
 		b.arrive.close()
+		b.hand.close()
 		b.client.Close()
 	})
 }

@@ -125,7 +125,12 @@ func (b *Backend) createCall(a sdk.CreateExecutionArgs) ([]string, []string, err
 	// rather than turn them into 0 (no timeout, or an invalid PX).
 	dedup = ceilMS(dedup)
 	attemptTimeout := ceilMS(a.AttemptTimeout)
-	keys := []string{ek.core, ek.ctx, lk.eligible, lk.delayed, idem, pk.deadlines, pk.all, arrivalsChannel(tag)}
+	offers := pk.noop
+	if b.handoffOn() {
+		offers = offersKey(a.Lane)
+	}
+	keys := []string{ek.core, ek.ctx, lk.eligible, lk.delayed, idem, pk.deadlines, pk.all, arrivalsChannel(tag),
+		offers, pk.leases, lk.active, pk.timeouts}
 	args := make([]string, 0, 18+2*len(a.Tags))
 	args = append(args, string(id), string(a.Lane), a.Kind, strconv.Itoa(a.Priority),
 		msString(a.DelayUntil), joinCSV(caps))

@@ -14,3 +14,6 @@ func (b *Backend) PendingArrivalsForTest(lane string) int {
 	defer b.arrive.mu.Unlock()
 	return len(b.arrive.pending[sdk.LaneID(lane)])
 }
+
+// ParseHandoffForTest exposes parseHandoff to the external tests.
+var ParseHandoffForTest = parseHandoff

@@ -35,6 +35,12 @@ import (
 //	ff:w:{w:I}:info  HASH   its worker id, lanes and capabilities (same TTL)
 //	ff:workers       ZSET   instance → registration expiry
 //	ff:engines       ZSET   engine process (scanner) id → heartbeat expiry (ms)
+//
+// Single server only (ff_create reads it from every partition):
+//
+//	ff:offers:L      ZSET   idle workers' claim offers on lane L → expiry (ms)
+//	ff:inbox:I       LIST   executions claimed for worker instance I's offers
+//	                 (handoff.go), PX = their lease TTL
 const (
 	configKey = "ff:config"
 	lanesKey  = "ff:lanes"
@@ -110,6 +116,12 @@ func ownKey(tag string) string { return "ff:own:" + tag }
 // arrivalsChannel is partition tag's shard channel of arrivals (its hash
 // tag puts it in the partition's slot, so ff_create may publish on it).
 func arrivalsChannel(tag string) string { return "ff:arrivals:" + tag }
+
+// offersKey is lane's ZSET of claim offers (single server only).
+func offersKey(lane sdk.LaneID) string { return "ff:offers:" + string(lane) }
+
+// inboxKey is worker instance's list of hand-offs (single server only).
+func inboxKey(inst sdk.WorkerInstanceID) string { return "ff:inbox:" + string(inst) }
 
 // EnginesKey is the ZSET of live engine processes (package scanner).
 const EnginesKey = "ff:engines"

@@ -47,6 +47,13 @@ type Options struct {
 	// execution one round trip after its push, and a task whose lease is
 	// taken away is cancelled at once.
 	DisableArrivals bool
+	// DisableHandoff stops claim offers (ClaimOfferer answers
+	// "unavailable") and stops this client's creates from handing new
+	// executions to offers, so idle workers claim after an arrival push
+	// instead. Hand-offs need a single server; on a cluster they are always
+	// off. Default false: an idle worker is handed an execution inside the
+	// create that made it, with no claim call.
+	DisableHandoff bool
 	// ReadinessCacheTTL bounds a cached readiness count between invalidation
 	// pushes. Default ReadinessCacheTTLDefault (5 minutes).
 	ReadinessCacheTTL time.Duration

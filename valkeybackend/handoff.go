@@ -1,0 +1,334 @@
+package valkeybackend
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/valkey-io/valkey-go"
+
+	"github.com/flowfabric/flowfabric-go/sdk"
+)
+
+// Claim offers and hand-offs (sdk.ClaimOfferer). An idle worker posts its
+// free slots on ff:offers:<lane>; ff_create claims an execution that lands
+// in an empty eligible set for the oldest live offer and pushes the lease
+// and context onto the offering instance's inbox, ff:inbox:<instance>,
+// where the instance waits with BLMPOP. Valkey serves a blocked BLMPOP
+// as the create's push lands, so the hand-off reaches the worker as fast
+// as a pub/sub message would, and unlike one it waits in the list while the
+// worker reconnects.
+//
+// Single server only: one offers key serves every partition of a lane, and
+// a cluster forbids a create on one slot from touching it.
+
+// Offer bounds.
+const (
+	maxOffersPerCall = 1024
+	minOfferTTL      = time.Millisecond
+)
+
+// Inbox reads: up to inboxBatch hand-offs per BLMPOP, which blocks at most
+// inboxBlock (an idle worker's only command besides its refreshes), and
+// after an error the next one waits inboxRetry.
+const (
+	inboxBatch = 64
+	inboxBlock = 30 * time.Second
+	inboxRetry = 200 * time.Millisecond
+)
+
+// handoffs tracks the instances of this client that wait for hand-offs.
+type handoffs struct {
+	mu       sync.Mutex
+	watching map[sdk.WorkerInstanceID]bool
+	closed   bool
+	done     sync.WaitGroup
+	stop     chan struct{} // closed by close
+}
+
+// handoffOn reports whether this client hands off and takes offers.
+func (b *Backend) handoffOn() bool { return !b.opts.DisableHandoff && !b.cluster }
+
+func (h *handoffs) isWatching(inst sdk.WorkerInstanceID) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.watching[inst]
+}
+
+// WatchHandoffs returns the channel of executions handed to instance's
+// offers (see sdk.ClaimOfferer): a goroutine pops them from the instance's
+// inbox while ctx lasts, and waits for the reader (the hand-offs wait in
+// the inbox meanwhile, so none is dropped here).
+func (b *Backend) WatchHandoffs(ctx context.Context, instance sdk.WorkerInstanceID) (<-chan sdk.ClaimedTask, error) {
+	const op = "watch_handoffs"
+	if !b.handoffOn() {
+		return nil, sdk.Unavailable(op)
+	}
+	if err := instance.Validate(); err != nil {
+		return nil, opError(op, err)
+	}
+	h := &b.hand
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	switch {
+	case h.closed:
+		return nil, sdk.TransportError(op, valkey.ErrClosing)
+	case h.watching[instance]:
+		return nil, sdk.NewError(op, sdk.CodeInvalidInput, "instance "+string(instance)+" already watches its hand-offs")
+	}
+	if h.watching == nil {
+		h.watching = make(map[sdk.WorkerInstanceID]bool)
+		h.stop = make(chan struct{})
+	}
+	h.watching[instance] = true
+	ch := make(chan sdk.ClaimedTask)
+	wctx, cancel := context.WithCancel(ctx)
+	stop := h.stop
+	go func() {
+		select {
+		case <-wctx.Done():
+		case <-stop:
+		}
+		cancel()
+	}()
+	h.done.Go(func() {
+		defer func() {
+			h.mu.Lock()
+			delete(h.watching, instance)
+			h.mu.Unlock()
+		}()
+		b.readInbox(wctx, instance, ch)
+	})
+	return ch, nil
+}
+
+// readInbox pops instance's hand-offs into ch until ctx ends. A hand-off
+// popped but not yet read when ctx ends is dropped: its lease expires and
+// the reclaim scanner recovers it.
+func (b *Backend) readInbox(ctx context.Context, instance sdk.WorkerInstanceID, ch chan<- sdk.ClaimedTask) {
+	key := inboxKey(instance)
+	for ctx.Err() == nil {
+		res := b.client.Do(ctx, b.client.B().Blmpop().Timeout(inboxBlock.Seconds()).Numkeys(1).Key(key).
+			Left().Count(inboxBatch).Build().UnblockOnCancel())
+		arr, err := res.ToArray()
+		if valkey.IsValkeyNil(err) {
+			continue // blocked its whole timeout: nothing handed over
+		}
+		var msgs []string
+		if err == nil && len(arr) == 2 {
+			msgs, err = arr[1].AsStrSlice()
+		}
+		if err != nil || len(arr) != 2 {
+			select {
+			case <-ctx.Done():
+			case <-time.After(inboxRetry):
+			}
+			continue
+		}
+		for _, m := range msgs {
+			inst, t, ok := parseHandoff(m)
+			if !ok || inst != instance {
+				continue // not a hand-off of ours: nothing to run
+			}
+			select {
+			case ch <- t:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}
+}
+
+// OfferClaims posts args.N claim offers on args.Lane (see
+// sdk.ClaimOfferer). The instance must watch its hand-offs first.
+func (b *Backend) OfferClaims(ctx context.Context, a sdk.OfferArgs) ([]sdk.ClaimOffer, error) {
+	const op = "offer_claims"
+	if !b.handoffOn() {
+		return nil, sdk.Unavailable(op)
+	}
+	if err := validateWorker(op, a.Lane, a.WorkerID, a.WorkerInstanceID); err != nil {
+		return nil, err
+	}
+	if a.N < 1 || a.N > maxOffersPerCall {
+		return nil, sdk.Validationf(sdk.CodeInvalidInput, "offer count %d out of range 1..%d", a.N, maxOffersPerCall)
+	}
+	if err := validateDuration(op, "lease ttl", a.LeaseTTL); err != nil {
+		return nil, err
+	}
+	if a.TTL < minOfferTTL {
+		return nil, sdk.Validationf(sdk.CodeInvalidInput, "offer ttl %v below %v", a.TTL, minOfferTTL)
+	}
+	caps, err := sdk.NormalizeCapabilities(a.Capabilities)
+	if err != nil {
+		return nil, opError(op, err)
+	}
+	if !b.hand.isWatching(a.WorkerInstanceID) {
+		return nil, sdk.NewError(op, sdk.CodeInvalidInput, "instance "+string(a.WorkerInstanceID)+" does not watch its hand-offs")
+	}
+	ttl := a.LeaseTTL
+	if ttl == 0 {
+		ttl = LeaseTTLDefault
+	}
+	tail := " " + durMS(ttl) + " " + string(a.WorkerID) + " " + string(a.WorkerInstanceID) + " " + joinCSV(caps)
+	offers := make([]sdk.ClaimOffer, a.N)
+	args := make([]string, 0, 2+a.N)
+	args = append(args, durMS(ceilMS(a.TTL)), "new")
+	for i := range offers {
+		lease := sdk.NewToken()
+		offers[i] = sdk.ClaimOffer{Lane: a.Lane, LeaseID: lease, Ref: lease + " " + sdk.NewToken() + tail}
+		args = append(args, offers[i].Ref)
+	}
+	if _, err := decode(op, b.client.Do(ctx, b.fcall("ff_offer", []string{offersKey(a.Lane)}, args...))); err != nil {
+		return nil, err
+	}
+	return offers, nil
+}
+
+// RefreshOffers extends offers by ttl: one ff_offer per lane, pipelined.
+func (b *Backend) RefreshOffers(ctx context.Context, offers []sdk.ClaimOffer, ttl time.Duration) ([]bool, error) {
+	const op = "refresh_offers"
+	if !b.handoffOn() {
+		return nil, sdk.Unavailable(op)
+	}
+	if ttl < minOfferTTL {
+		return nil, sdk.Validationf(sdk.CodeInvalidInput, "offer ttl %v below %v", ttl, minOfferTTL)
+	}
+	if err := validOffers(op, offers); err != nil {
+		return nil, err
+	}
+	taken := make([]bool, len(offers))
+	byLane := map[sdk.LaneID][]int{}
+	var lanes []sdk.LaneID
+	for i, o := range offers {
+		if byLane[o.Lane] == nil {
+			lanes = append(lanes, o.Lane)
+		}
+		byLane[o.Lane] = append(byLane[o.Lane], i)
+	}
+	cmds := make(valkey.Commands, len(lanes))
+	for k, l := range lanes {
+		args := []string{durMS(ceilMS(ttl)), "refresh"}
+		for _, i := range byLane[l] {
+			args = append(args, offers[i].Ref)
+		}
+		cmds[k] = b.fcall("ff_offer", []string{offersKey(l)}, args...)
+	}
+	for k, res := range b.client.DoMulti(ctx, cmds...) {
+		r, err := decode(op, res)
+		if err != nil {
+			return nil, err
+		}
+		for j, i := range byLane[lanes[k]] {
+			taken[i] = r.field(1+j) != "1"
+		}
+	}
+	return taken, nil
+}
+
+// WithdrawOffers removes offers, one ZREM each, pipelined.
+func (b *Backend) WithdrawOffers(ctx context.Context, offers []sdk.ClaimOffer) ([]bool, error) {
+	const op = "withdraw_offers"
+	if !b.handoffOn() {
+		return nil, sdk.Unavailable(op)
+	}
+	if err := validOffers(op, offers); err != nil {
+		return nil, err
+	}
+	if len(offers) == 0 {
+		return nil, nil
+	}
+	cmds := make(valkey.Commands, len(offers))
+	for i, o := range offers {
+		cmds[i] = b.client.B().Zrem().Key(offersKey(o.Lane)).Member(o.Ref).Build()
+	}
+	taken := make([]bool, len(offers))
+	for i, res := range b.client.DoMulti(ctx, cmds...) {
+		n, err := res.AsInt64()
+		if err != nil {
+			return nil, backendError(op, err)
+		}
+		taken[i] = n == 0
+	}
+	return taken, nil
+}
+
+// validOffers checks offers came from OfferClaims: a lane and a reference
+// that starts with their lease id.
+func validOffers(op string, offers []sdk.ClaimOffer) error {
+	for _, o := range offers {
+		if err := o.Lane.Validate(); err != nil {
+			return opError(op, err)
+		}
+		if o.LeaseID == "" || !strings.HasPrefix(o.Ref, o.LeaseID+" ") {
+			return sdk.Validationf(sdk.CodeInvalidInput, "offer %q was not made by OfferClaims", o.LeaseID)
+		}
+	}
+	return nil
+}
+
+// parseHandoff reads ff_create's hand-off message: length-prefixed fields
+// ("<len>:<bytes>") worker_instance, eid, lease_ttl_ms, lease_id, epoch,
+// expires_at_ms, attempt_id, attempt_index, attempt_type, then the context
+// as field, value pairs. Anything else is refused.
+func parseHandoff(msg string) (sdk.WorkerInstanceID, sdk.ClaimedTask, bool) {
+	var f []string
+	for len(msg) > 0 {
+		n, rest, ok := strings.Cut(msg, ":")
+		if !ok || len(n) == 0 || len(n) > 10 {
+			return "", sdk.ClaimedTask{}, false
+		}
+		size, err := strconv.Atoi(n)
+		if err != nil || size < 0 || size > len(rest) {
+			return "", sdk.ClaimedTask{}, false
+		}
+		f = append(f, rest[:size])
+		msg = rest[size:]
+	}
+	if len(f) < 9 || (len(f)-9)%2 != 0 {
+		return "", sdk.ClaimedTask{}, false
+	}
+	inst := sdk.WorkerInstanceID(f[0])
+	id, err := sdk.ParseExecutionID(f[1])
+	ttl, terr := strconv.ParseInt(f[2], 10, 64)
+	epoch, eerr := strconv.ParseUint(f[4], 10, 64)
+	expires, xerr := strconv.ParseInt(f[5], 10, 64)
+	index, ierr := strconv.ParseUint(f[7], 10, 32)
+	if inst.Validate() != nil || err != nil || terr != nil || ttl <= 0 || ttl > int64(time.Hour*24*365/time.Millisecond) ||
+		eerr != nil || xerr != nil || ierr != nil || f[3] == "" || f[6] == "" || f[8] == "" {
+		return "", sdk.ClaimedTask{}, false
+	}
+	ctx := contextFromPairs(f[9:])
+	if ctx.Lane.Validate() != nil {
+		return "", sdk.ClaimedTask{}, false
+	}
+	at := sdk.AttemptType(f[8])
+	kind := sdk.HandleFresh
+	if at == sdk.AttemptResumed {
+		kind = sdk.HandleResumed
+	}
+	return inst, sdk.ClaimedTask{
+		ClaimedExecution: sdk.ClaimedExecution{
+			Handle: sdk.Handle{
+				Backend: sdk.BackendValkey, Kind: kind, ExecutionID: id, Lane: ctx.Lane,
+				AttemptIndex: sdk.AttemptIndex(index), AttemptID: f[6], LeaseID: f[3],
+				Epoch: epoch, LeaseTTL: time.Duration(ttl) * time.Millisecond, WorkerInstanceID: inst,
+			},
+			ExpiresAt:   msTime(expires),
+			AttemptType: at,
+		},
+		Context: ctx,
+	}, true
+}
+
+// close stops the inbox readers (Close calls it).
+func (h *handoffs) close() {
+	h.mu.Lock()
+	h.closed = true
+	if h.stop != nil {
+		close(h.stop)
+	}
+	h.mu.Unlock()
+	h.done.Wait()
+}

@@ -1,0 +1,207 @@
+package valkeybackend_test
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/flowfabric/flowfabric-go/sdk"
+	"github.com/flowfabric/flowfabric-go/valkeybackend"
+)
+
+// An offer is taken by the next create into its lane's empty eligible set:
+// the create answers "active", the offering instance receives the lease and
+// the context, and the lease is a real one (renewable, completable). A
+// create behind a backlog, one needing capabilities the offer lacks and a
+// delayed one are not handed off; a withdrawn offer takes nothing.
+func TestHandoff(t *testing.T) {
+	ctx := context.Background()
+	addrs := topologies()[0].addrs(t)
+	b := freshBackend(t, addrs, valkeybackend.Options{Partitions: 4})
+	producer, err := valkeybackend.Connect(ctx, valkeybackend.Options{Addrs: addrs, Partitions: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer producer.Close()
+	const lane sdk.LaneID = "ho"
+	inst := sdk.WorkerInstanceID("w-1")
+	offer := sdk.OfferArgs{Lane: lane, N: 1, WorkerID: "w", WorkerInstanceID: inst,
+		Capabilities: []string{"gpu"}, LeaseTTL: 10 * time.Second, TTL: time.Minute}
+
+	if _, err := b.OfferClaims(ctx, offer); sdk.CodeOf(err) != sdk.CodeInvalidInput {
+		t.Fatalf("offer before watching: got %v, want invalid_input", err)
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ch, err := b.WatchHandoffs(wctx, inst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	offers, err := b.OfferClaims(ctx, offer)
+	if err != nil || len(offers) != 1 {
+		t.Fatalf("offer: %v %v", offers, err)
+	}
+	res, err := producer.CreateExecution(ctx, sdk.CreateExecutionArgs{Lane: lane, Kind: "k",
+		Payload: []byte("p\x00:1"), Tags: map[string]string{"a": "b"}, RequiredCapabilities: []string{"gpu"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.State != sdk.StateActive {
+		t.Fatalf("create state %q, want active (handed off)", res.State)
+	}
+	var got sdk.ClaimedTask
+	select {
+	case got = <-ch:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no hand-off")
+	}
+	h := got.Handle
+	if h.ExecutionID != res.ID || h.LeaseID != offers[0].LeaseID || h.Epoch != 1 || h.Lane != lane ||
+		h.WorkerInstanceID != inst || h.LeaseTTL != 10*time.Second || got.AttemptType != sdk.AttemptInitial {
+		t.Fatalf("hand-off handle %+v (type %q)", h, got.AttemptType)
+	}
+	if string(got.Context.Payload) != "p\x00:1" || got.Context.Kind != "k" || got.Context.Tags["a"] != "b" {
+		t.Fatalf("hand-off context %+v", got.Context)
+	}
+	if until := time.Until(got.ExpiresAt); until < 8*time.Second || until > 11*time.Second {
+		t.Fatalf("lease expires in %v, want ~10s", until)
+	}
+	if _, err := b.Renew(ctx, h); err != nil {
+		t.Fatalf("renewing the handed-off lease: %v", err)
+	}
+	// The offer is spent: withdrawing or refreshing it finds it taken.
+	if taken, err := b.WithdrawOffers(ctx, offers); err != nil || !taken[0] {
+		t.Fatalf("withdraw of a taken offer: %v %v", taken, err)
+	}
+	if taken, err := b.RefreshOffers(ctx, offers, time.Minute); err != nil || !taken[0] {
+		t.Fatalf("refresh of a taken offer: %v %v", taken, err)
+	}
+	if err := b.Complete(ctx, h, nil); err != nil {
+		t.Fatal(err)
+	}
+
+	// Not handed off: capabilities the offer lacks; then behind that
+	// backlog; a delayed one.
+	offers, err = b.OfferClaims(ctx, offer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range []sdk.CreateExecutionArgs{
+		{Lane: lane, Kind: "k", RequiredCapabilities: []string{"tpu"}},
+		{Lane: lane, Kind: "k"},
+		{Lane: lane, Kind: "k", DelayUntil: time.Now().Add(time.Hour)},
+	} {
+		a.ID = sdk.NewExecutionID(0) // one partition: the first fills its eligible set
+		r, err := producer.CreateExecution(ctx, a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.State == sdk.StateActive {
+			t.Fatalf("%+v was handed off", a)
+		}
+	}
+	if taken, err := b.RefreshOffers(ctx, offers, time.Minute); err != nil || taken[0] {
+		t.Fatalf("refresh of an open offer: %v %v", taken, err)
+	}
+	if taken, err := b.WithdrawOffers(ctx, offers); err != nil || taken[0] {
+		t.Fatalf("withdraw of an open offer: %v %v", taken, err)
+	}
+	select {
+	case g := <-ch:
+		t.Fatalf("unexpected hand-off %+v", g)
+	case <-time.After(50 * time.Millisecond):
+	}
+
+	// An expired offer is never taken.
+	short := offer
+	short.TTL = 5 * time.Millisecond
+	short.Capabilities = nil
+	if _, err := b.OfferClaims(ctx, short); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(20 * time.Millisecond)
+	r, err := producer.CreateExecution(ctx, sdk.CreateExecutionArgs{Lane: lane, Kind: "k", ID: sdk.NewExecutionID(1)})
+	if err != nil || r.State == sdk.StateActive {
+		t.Fatalf("create against an expired offer: %+v %v", r, err)
+	}
+
+	// Bad input writes nothing and says so.
+	for _, bad := range []sdk.OfferArgs{
+		{Lane: lane, N: 0, WorkerID: "w", WorkerInstanceID: inst, TTL: time.Second},
+		{Lane: lane, N: 1, WorkerID: "w", WorkerInstanceID: inst},
+		{Lane: "a b", N: 1, WorkerID: "w", WorkerInstanceID: inst, TTL: time.Second},
+	} {
+		if _, err := b.OfferClaims(ctx, bad); sdk.KindOf(err) != sdk.KindValidation {
+			t.Fatalf("offer %+v: got %v, want a validation error", bad, err)
+		}
+	}
+	if _, err := b.WithdrawOffers(ctx, []sdk.ClaimOffer{{Lane: lane, LeaseID: "x", Ref: "y"}}); sdk.KindOf(err) != sdk.KindValidation {
+		t.Fatalf("withdraw of a forged offer: %v", err)
+	}
+}
+
+// On a cluster, and with DisableHandoff, offers are unavailable and
+// creates never hand off.
+func TestHandoffUnavailable(t *testing.T) {
+	ctx := context.Background()
+	for _, c := range []struct {
+		name string
+		topo topology
+		opts valkeybackend.Options
+	}{
+		{"cluster", topologies()[1], valkeybackend.Options{}},
+		{"disabled", topologies()[0], valkeybackend.Options{DisableHandoff: true}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			b := freshBackend(t, c.topo.addrs(t), c.opts)
+			if _, err := b.WatchHandoffs(ctx, "w-1"); !errors.Is(err, sdk.ErrUnavailable) {
+				t.Fatalf("WatchHandoffs: %v, want unavailable", err)
+			}
+			if _, err := b.OfferClaims(ctx, sdk.OfferArgs{Lane: "l", N: 1, WorkerID: "w", WorkerInstanceID: "w-1", TTL: time.Second}); !errors.Is(err, sdk.ErrUnavailable) {
+				t.Fatalf("OfferClaims: %v, want unavailable", err)
+			}
+		})
+	}
+}
+
+// frame builds a hand-off message as ff_create does.
+func frame(fields ...string) string {
+	var s string
+	for _, f := range fields {
+		s += strconv.Itoa(len(f)) + ":" + f
+	}
+	return s
+}
+
+// parseHandoff accepts only well-formed messages, and what it accepts
+// re-frames to the same fields.
+func FuzzParseHandoff(f *testing.F) {
+	eid := "{p:3}:0b7e6c1e-2f4a-4c7e-9a51-3f1d2b9c8e10"
+	f.Add(frame("w-1", eid, "30000", "lease", "1", "1700000000000", "att", "0", "initial", "kind", "k", "lane", "l", "payload", "x:y"))
+	f.Add(frame("w-1", eid, "30000", "lease", "1", "1700000000000", "att", "0", "initial"))
+	f.Add("")
+	f.Add("3:abc")
+	f.Add("99999999999:x")
+	f.Add("-1:")
+	f.Fuzz(func(t *testing.T, msg string) {
+		inst, ct, ok := valkeybackend.ParseHandoffForTest(msg)
+		if !ok {
+			return
+		}
+		if err := inst.Validate(); err != nil {
+			t.Fatalf("accepted instance %q: %v", inst, err)
+		}
+		h := ct.Handle
+		if err := h.Lane.Validate(); err != nil {
+			t.Fatalf("accepted lane %q: %v", h.Lane, err)
+		}
+		if _, err := sdk.ParseExecutionID(string(h.ExecutionID)); err != nil {
+			t.Fatalf("accepted id %q: %v", h.ExecutionID, err)
+		}
+		if h.LeaseID == "" || h.AttemptID == "" || h.LeaseTTL <= 0 || h.WorkerInstanceID != inst {
+			t.Fatalf("accepted handle %+v", h)
+		}
+	})
+}
