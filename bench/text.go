@@ -116,15 +116,23 @@ func Headlines(rep *Report) []string {
 	for _, key := range []string{ScenarioClaimLatency + "/P=16", ScenarioClaimLatency + "/P=" + strconv.Itoa(rep.Config.Partitions)} {
 		if r := rep.Find(key); r != nil && r.Extra["claim_p50_over_serial_rtt"] > 0 {
 			s := r.Latency["claim"]
-			line := fmt.Sprintf("claim latency at P=%d, %s arrivals/s: p50 %s = %.2f× the serial FCALL round trip (claim call alone: %.2f×) [target ≤ 2×]",
-				r.Partitions, fmtRate(r.OfferedRate), fmtUS(s.P50), r.Extra["claim_p50_over_serial_rtt"], r.Extra["claim_call_p50_over_serial_rtt"])
+			line := fmt.Sprintf("claim latency at P=%d, %s arrivals/s: p50 %s = %.2f× the serial FCALL round trip [target ≤ 2×]",
+				r.Partitions, fmtRate(r.OfferedRate), fmtUS(s.P50), r.Extra["claim_p50_over_serial_rtt"])
+			if cc := r.Extra["claim_call_p50_over_serial_rtt"]; cc > 0 {
+				line += fmt.Sprintf(" (claim call alone: %.2f×)", cc)
+			}
+			if hs := r.Extra["handoff_share"]; hs > 0 {
+				line += fmt.Sprintf("; %.0f%% handed over by the create (no claim call)", 100*hs)
+			}
 			if lr := r.Latency["fcall_rtt"]; lr != nil && lr.Count > 0 {
 				line += fmt.Sprintf("; under this load one FCALL round trip takes p50 %s (%.2f× serial), so the claim is %.2f× a loaded round trip",
 					fmtUS(lr.P50), r.Extra["loaded_rtt_p50_over_serial_rtt"], r.Extra["claim_p50_over_loaded_rtt"])
 			}
-			if sl, sb, cc := r.Latency["send_lag"], r.Latency["submit"], r.Latency["claim_call"]; sl != nil && sb != nil && cc != nil && sl.Count > 0 {
-				line += fmt.Sprintf("; stages (p50): producer's lag %s, submit call %s, claim call %s",
-					fmtUS(sl.P50), fmtUS(sb.P50), fmtUS(cc.P50))
+			if sl, sb := r.Latency["send_lag"], r.Latency["submit"]; sl != nil && sb != nil && sl.Count > 0 {
+				line += fmt.Sprintf("; stages (p50): producer's lag %s, submit call %s", fmtUS(sl.P50), fmtUS(sb.P50))
+				if cc := r.Latency["claim_call"]; cc != nil && cc.Count > 0 {
+					line += ", claim call " + fmtUS(cc.P50)
+				}
 			}
 			out = append(out, line)
 			break

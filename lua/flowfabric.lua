@@ -93,15 +93,20 @@ local function eligible_score(created_at, priority)
   return fmt(tonumber(created_at) - tonumber(priority) * PRIORITY_SCALE)
 end
 
--- Publishes eid ("<lane> <eid>") on the partition's arrivals channel when
--- it is the only member of its lane's eligible set: it just filled an empty
--- set, so an idle worker can claim it without first reading the set (a set
--- that already held work has no idle reader to tell). No-op without a
--- channel or a lane.
-local function announce(arrivals, eligible, lane, eid)
-  if arrivals and lane and lane ~= '' and redis.call('ZCARD', eligible) == 1 then
+-- Publishes eid ("<lane> <eid>") on the partition's arrivals channel: it
+-- just filled an empty eligible set, so an idle worker can claim it without
+-- first reading the set (a set that already held work has no idle reader
+-- to tell). No-op without a channel or a lane.
+local function publish_arrival(arrivals, lane, eid)
+  if arrivals and lane and lane ~= '' then
     redis.call('SPUBLISH', arrivals, lane .. ' ' .. eid)
   end
+end
+
+-- announce publishes eid when the eligible set it just joined holds nothing
+-- else (callers that read the set's size before adding use publish_arrival).
+local function announce(arrivals, eligible, lane, eid)
+  if redis.call('ZCARD', eligible) == 1 then publish_arrival(arrivals, lane, eid) end
 end
 
 -- Parses a non-negative integer argument; nil when malformed.
@@ -228,11 +233,14 @@ redis.register_function('ff_create', function(keys, argv)
   end
   if state == 'delayed' then
     redis.call('ZADD', delayed, delay_until, eid)
-  elseif hand_off(keys, eid, argv[6], attempt_timeout, kv, now) then
-    state = 'active'
   else
-    redis.call('ZADD', eligible, eligible_score(now, priority), eid)
-    announce(arrivals, eligible, lane, eid)
+    local empty = redis.call('ZCARD', eligible) == 0
+    if empty and hand_off(keys, eid, argv[6], attempt_timeout, kv, now) then
+      state = 'active'
+    else
+      redis.call('ZADD', eligible, eligible_score(now, priority), eid)
+      if empty then publish_arrival(arrivals, lane, eid) end
+    end
   end
   return ok(eid, state)
 end)
@@ -319,8 +327,8 @@ local function frame(fields)
   return table.concat(out)
 end
 
--- Claims the new waiting execution eid (nothing else in its lane's
--- eligible set) for the oldest live offer of KEYS[9], if there is one and
+-- Claims the new waiting execution eid (the caller saw its lane's eligible
+-- set empty) for the oldest live offer of KEYS[9], if there is one and
 -- its worker has the capabilities caps_csv asks for, and pushes the hand-off
 -- onto the worker instance's inbox: worker_instance, eid, lease_ttl_ms, the
 -- six lease fields (as ff_claim returns them), then ctx (kv, as written).
@@ -330,9 +338,7 @@ end
 -- eligible set.
 hand_off = function(keys, eid, caps_csv, attempt_timeout, kv, now)
   local offers, eligible = keys[9], keys[3]
-  if string.sub(offers, 1, 10) ~= 'ff:offers:' or redis.call('ZCARD', eligible) ~= 0 then
-    return false
-  end
+  if string.sub(offers, 1, 10) ~= 'ff:offers:' then return false end
   redis.call('ZREMRANGEBYSCORE', offers, '-inf', now) -- expired: their workers left
   local member = redis.call('ZRANGE', offers, 0, 0)[1]
   if not member then return false end
