@@ -163,28 +163,15 @@ func (b *Backend) OfferClaims(ctx context.Context, a sdk.OfferArgs) ([]sdk.Claim
 
 // WatchHandoffs passes the hand-offs through; with BeforeClaim set, each
 // runs it first (a hand-off is a claim without a claim call).
-func (b *Backend) WatchHandoffs(ctx context.Context, inst sdk.WorkerInstanceID) (<-chan sdk.ClaimedTask, error) {
-	ch, err := b.FullBackend.WatchHandoffs(ctx, inst)
-	if err != nil || b.hooks.BeforeClaim == nil {
-		return ch, err
-	}
-	out := make(chan sdk.ClaimedTask)
-	go func() {
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case t := <-ch:
-				_ = b.hooks.BeforeClaim(ctx)
-				select {
-				case out <- t:
-				case <-ctx.Done():
-					return
-				}
-			}
+func (b *Backend) WatchHandoffs(ctx context.Context, inst sdk.WorkerInstanceID, deliver func(sdk.ClaimedTask)) error {
+	if b.hooks.BeforeClaim != nil {
+		inner := deliver
+		deliver = func(t sdk.ClaimedTask) {
+			_ = b.hooks.BeforeClaim(ctx)
+			inner(t)
 		}
-	}()
-	return out, nil
+	}
+	return b.FullBackend.WatchHandoffs(ctx, inst, deliver)
 }
 
 func (b *Backend) RefreshOffers(ctx context.Context, o []sdk.ClaimOffer, ttl time.Duration) ([]bool, error) {

@@ -82,13 +82,8 @@ func (p *Producer) Run(ctx context.Context) (ProducerStats, error) {
 	var seq uint64
 loop:
 	for next.Before(end) {
-		if d := time.Until(next); d > 0 {
-			timer.Reset(d)
-			select {
-			case <-ctx.Done():
-				break loop
-			case <-timer.C:
-			}
+		if !waitUntil(ctx, timer, next) {
+			break loop
 		}
 		// Catch up on everything due by now in one go.
 		now := time.Now()
@@ -185,4 +180,32 @@ loop:
 	wg.Wait()
 	st.Offered, st.Sent, st.Failed = seq, sent.Load(), failed.Load()
 	return st, ctx.Err()
+}
+
+// preciseMargin is the last stretch before an arrival that the producer
+// sleeps with sleepPrecise instead of a Go timer: a timer of an idle
+// process wakes on the netpoller's whole milliseconds, so it would make
+// the producer itself up to a millisecond late (its lag is timed too, as
+// send_lag, and counts against the latency it measures).
+const preciseMargin = 1500 * time.Microsecond
+
+// waitUntil waits until t (a Go timer for the bulk, sleepPrecise for the
+// last preciseMargin); false when ctx ended first.
+func waitUntil(ctx context.Context, timer *time.Timer, t time.Time) bool {
+	for {
+		d := time.Until(t)
+		switch {
+		case d <= 0:
+			return ctx.Err() == nil
+		case d <= preciseMargin:
+			sleepPrecise(d)
+			return ctx.Err() == nil
+		}
+		timer.Reset(d - preciseMargin + 500*time.Microsecond)
+		select {
+		case <-ctx.Done():
+			return false
+		case <-timer.C:
+		}
+	}
 }

@@ -60,28 +60,16 @@ func (b *offerBook) openOffers() []ClaimOffer {
 // startOffers detects the ClaimOfferer role and subscribes to the worker's
 // hand-offs; without the role (or when it answers unavailable) the worker
 // claims after arrival pushes only.
-func (w *Worker) startOffers(ctx context.Context, bg *sync.WaitGroup) {
+func (w *Worker) startOffers(ctx context.Context) {
 	if w.offerer == nil {
 		return
 	}
-	ch, err := w.offerer.WatchHandoffs(ctx, w.cfg.InstanceID)
-	if err != nil {
+	if err := w.offerer.WatchHandoffs(ctx, w.cfg.InstanceID, w.takeHandoff); err != nil {
 		if !errors.Is(err, ErrUnavailable) {
 			w.reportError(err)
 		}
 		w.offerer = nil
-		return
 	}
-	bg.Go(func() {
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case ct := <-ch:
-				w.takeHandoff(ct)
-			}
-		}
-	})
 }
 
 // offerTTL is how long each offer stands between refreshes.

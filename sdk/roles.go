@@ -169,13 +169,14 @@ type OfferArgs struct {
 // Offers reserve slots: the worker counts each open offer as a running task
 // until it is taken (its hand-off arrives) or withdrawn.
 type ClaimOfferer interface {
-	// WatchHandoffs returns the channel on which instance receives the
-	// executions handed to its offers; it must be watched before offering.
-	// Each hand-off is delivered at most once; one lost on the way (the
-	// connection broke as it was read, or ctx ended first) is recovered
-	// when its lease expires, like a crashed worker's. After ctx ends the
-	// channel receives nothing more; it is not closed.
-	WatchHandoffs(ctx context.Context, instance WorkerInstanceID) (<-chan ClaimedTask, error)
+	// WatchHandoffs calls deliver with each execution handed to instance's
+	// offers, one at a time, until ctx ends; instance must be watched
+	// before it offers. deliver runs on the backend's reader and must not
+	// block (no hop to another goroutine stands between the hand-off and
+	// the task). Each hand-off is delivered at most once; one lost on the
+	// way (the connection broke as it was read, or ctx ended first) is
+	// recovered when its lease expires, like a crashed worker's.
+	WatchHandoffs(ctx context.Context, instance WorkerInstanceID, deliver func(ClaimedTask)) error
 	// OfferClaims posts args.N offers and returns them.
 	OfferClaims(ctx context.Context, args OfferArgs) ([]ClaimOffer, error)
 	// RefreshOffers extends the offers by ttl; taken reports, per offer,

@@ -482,7 +482,7 @@ func (w *Worker) Run(ctx context.Context, h Handler) error {
 			w.reportError(err)
 		}
 	}
-	w.startOffers(renewCtx, &bg)
+	w.startOffers(renewCtx)
 	hbCtx, stopHB := context.WithCancel(w.baseCtx)
 	if w.registry != nil {
 		bg.Go(func() { w.heartbeat(hbCtx, reg) })

@@ -57,33 +57,34 @@ func (h *handoffs) isWatching(inst sdk.WorkerInstanceID) bool {
 	return h.watching[inst]
 }
 
-// WatchHandoffs returns the channel of executions handed to instance's
+// WatchHandoffs calls deliver with the executions handed to instance's
 // offers (see sdk.ClaimOfferer): a goroutine pops them from the instance's
-// inbox while ctx lasts, and waits for the reader (the hand-offs wait in
-// the inbox meanwhile, so none is dropped here).
-func (b *Backend) WatchHandoffs(ctx context.Context, instance sdk.WorkerInstanceID) (<-chan sdk.ClaimedTask, error) {
+// inbox while ctx lasts and delivers them in order.
+func (b *Backend) WatchHandoffs(ctx context.Context, instance sdk.WorkerInstanceID, deliver func(sdk.ClaimedTask)) error {
 	const op = "watch_handoffs"
 	if !b.handoffOn() {
-		return nil, sdk.Unavailable(op)
+		return sdk.Unavailable(op)
 	}
 	if err := instance.Validate(); err != nil {
-		return nil, opError(op, err)
+		return opError(op, err)
+	}
+	if deliver == nil {
+		return sdk.Validationf(sdk.CodeInvalidInput, "nil deliver")
 	}
 	h := &b.hand
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	switch {
 	case h.closed:
-		return nil, sdk.TransportError(op, valkey.ErrClosing)
+		return sdk.TransportError(op, valkey.ErrClosing)
 	case h.watching[instance]:
-		return nil, sdk.NewError(op, sdk.CodeInvalidInput, "instance "+string(instance)+" already watches its hand-offs")
+		return sdk.NewError(op, sdk.CodeInvalidInput, "instance "+string(instance)+" already watches its hand-offs")
 	}
 	if h.watching == nil {
 		h.watching = make(map[sdk.WorkerInstanceID]bool)
 		h.stop = make(chan struct{})
 	}
 	h.watching[instance] = true
-	ch := make(chan sdk.ClaimedTask)
 	wctx, cancel := context.WithCancel(ctx)
 	stop := h.stop
 	go func() {
@@ -99,15 +100,15 @@ func (b *Backend) WatchHandoffs(ctx context.Context, instance sdk.WorkerInstance
 			delete(h.watching, instance)
 			h.mu.Unlock()
 		}()
-		b.readInbox(wctx, instance, ch)
+		b.readInbox(wctx, instance, deliver)
 	})
-	return ch, nil
+	return nil
 }
 
-// readInbox pops instance's hand-offs into ch until ctx ends. A hand-off
-// popped but not yet read when ctx ends is dropped: its lease expires and
-// the reclaim scanner recovers it.
-func (b *Backend) readInbox(ctx context.Context, instance sdk.WorkerInstanceID, ch chan<- sdk.ClaimedTask) {
+// readInbox pops instance's hand-offs and delivers them until ctx ends. A
+// hand-off popped but not yet delivered when ctx ends is dropped: its lease
+// expires and the reclaim scanner recovers it.
+func (b *Backend) readInbox(ctx context.Context, instance sdk.WorkerInstanceID, deliver func(sdk.ClaimedTask)) {
 	key := inboxKey(instance)
 	for ctx.Err() == nil {
 		res := b.client.Do(ctx, b.client.B().Blmpop().Timeout(inboxBlock.Seconds()).Numkeys(1).Key(key).
@@ -132,11 +133,10 @@ func (b *Backend) readInbox(ctx context.Context, instance sdk.WorkerInstanceID, 
 			if !ok || inst != instance {
 				continue // not a hand-off of ours: nothing to run
 			}
-			select {
-			case ch <- t:
-			case <-ctx.Done():
+			if ctx.Err() != nil {
 				return
 			}
+			deliver(t)
 		}
 	}
 }

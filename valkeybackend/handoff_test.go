@@ -35,9 +35,12 @@ func TestHandoff(t *testing.T) {
 	}
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	ch, err := b.WatchHandoffs(wctx, inst)
-	if err != nil {
+	ch := make(chan sdk.ClaimedTask, 4)
+	if err := b.WatchHandoffs(wctx, inst, func(t sdk.ClaimedTask) { ch <- t }); err != nil {
 		t.Fatal(err)
+	}
+	if err := b.WatchHandoffs(wctx, inst, func(sdk.ClaimedTask) {}); sdk.CodeOf(err) != sdk.CodeInvalidInput {
+		t.Fatalf("a second watch of one instance: got %v, want invalid_input", err)
 	}
 	offers, err := b.OfferClaims(ctx, offer)
 	if err != nil || len(offers) != 1 {
@@ -156,7 +159,7 @@ func TestHandoffUnavailable(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			b := freshBackend(t, c.topo.addrs(t), c.opts)
-			if _, err := b.WatchHandoffs(ctx, "w-1"); !errors.Is(err, sdk.ErrUnavailable) {
+			if err := b.WatchHandoffs(ctx, "w-1", func(sdk.ClaimedTask) {}); !errors.Is(err, sdk.ErrUnavailable) {
 				t.Fatalf("WatchHandoffs: %v, want unavailable", err)
 			}
 			if _, err := b.OfferClaims(ctx, sdk.OfferArgs{Lane: "l", N: 1, WorkerID: "w", WorkerInstanceID: "w-1", TTL: time.Second}); !errors.Is(err, sdk.ErrUnavailable) {
