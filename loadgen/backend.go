@@ -22,6 +22,7 @@ type FullBackend interface {
 	sdk.ArrivalWatcher
 	sdk.WorkerRegistry
 	sdk.ClaimOfferer
+	sdk.CompleteOfferer
 }
 
 // ErrKilled is what a killed Backend answers every call with: a transport
@@ -254,6 +255,13 @@ func (b *Backend) Complete(ctx context.Context, h sdk.Handle, result []byte) err
 		return err
 	}
 	return b.FullBackend.Complete(ctx, h, result)
+}
+
+func (b *Backend) CompleteAndOffer(ctx context.Context, h sdk.Handle, result []byte, o sdk.OfferArgs) ([]sdk.ClaimOffer, error, error) {
+	if err := b.dead(); err != nil {
+		return nil, err, err
+	}
+	return b.FullBackend.CompleteAndOffer(ctx, h, result, o)
 }
 
 func (b *Backend) Fail(ctx context.Context, h sdk.Handle, reason, category string) (sdk.FailOutcome, error) {

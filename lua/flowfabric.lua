@@ -484,6 +484,40 @@ redis.register_function('ff_claim_fused', function(keys, argv)
   return reply
 end)
 
+-- Checks offer arguments (argv[first..] are the members); the failure, or
+-- nil. Writes nothing.
+local function check_offers(offers, ttl, mode, argv, first)
+  ttl = uint(ttl)
+  if string.sub(offers or '', 1, 10) ~= 'ff:offers:' or ttl == nil or ttl == 0
+    or (mode ~= 'new' and mode ~= 'refresh') or #argv < first then
+    return fail('invalid_input', 'malformed offer arguments')
+  end
+  for i = first, #argv do
+    if not string.match(argv[i], '^%S+ %S+ [1-9]%d* %S+ %S+ ?%S*$') then
+      return fail('invalid_input', 'malformed offer')
+    end
+  end
+  return nil
+end
+
+-- Posts or extends the offers argv[first..] (checked) for ttl ms; returns
+-- ok(expires_at, then per offer '1' or '0').
+local function post_offers(offers, ttl, mode, argv, first, now)
+  local expires = now + ttl
+  local reply = ok(fmt(expires))
+  for i = first, #argv do
+    local done = 0
+    if mode == 'new' then
+      done = redis.call('ZADD', offers, 'NX', expires, argv[i])
+    elseif redis.call('ZSCORE', offers, argv[i]) then
+      redis.call('ZADD', offers, 'XX', expires, argv[i])
+      done = 1
+    end
+    reply[#reply + 1] = tostring(done)
+  end
+  return reply
+end
+
 ---------------------------------------------------------------------------
 -- ff_offer: post (mode 'new') or extend (mode 'refresh') an idle worker's
 -- claim offers on a lane (see ff_create). A refresh only touches offers
@@ -496,29 +530,9 @@ end)
 --   new: already there; refresh: gone, taken or expired).
 -- Errors: invalid_input.
 redis.register_function('ff_offer', function(keys, argv)
-  local offers, ttl, mode = keys[1], uint(argv[1]), argv[2]
-  if string.sub(offers, 1, 10) ~= 'ff:offers:' or ttl == nil or ttl == 0
-    or (mode ~= 'new' and mode ~= 'refresh') or #argv < 3 then
-    return fail('invalid_input', 'malformed offer arguments')
-  end
-  for i = 3, #argv do
-    if not string.match(argv[i], '^%S+ %S+ [1-9]%d* %S+ %S+ ?%S*$') then
-      return fail('invalid_input', 'malformed offer')
-    end
-  end
-  local expires = now_ms() + ttl
-  local reply = ok(fmt(expires))
-  for i = 3, #argv do
-    local done = 0
-    if mode == 'new' then
-      done = redis.call('ZADD', offers, 'NX', expires, argv[i])
-    elseif redis.call('ZSCORE', offers, argv[i]) then
-      redis.call('ZADD', offers, 'XX', expires, argv[i])
-      done = 1
-    end
-    reply[#reply + 1] = tostring(done)
-  end
-  return reply
+  local bad = check_offers(keys[1], argv[1], argv[2], argv, 3)
+  if bad then return bad end
+  return post_offers(keys[1], uint(argv[1]), argv[2], argv, 3, now_ms())
 end)
 
 ---------------------------------------------------------------------------
@@ -572,13 +586,20 @@ redis.register_function('ff_progress', function(keys, argv)
 end)
 
 ---------------------------------------------------------------------------
--- ff_complete: end the execution successfully.
--- KEYS: 1 core, 2 result, 3 leases, 4 active, 5 terminal, 6 timeouts, 7 deadlines
+-- ff_complete: end the execution successfully and, optionally, offer the
+-- slot it frees (as ff_offer 'new' does; only when the complete lands).
+-- KEYS: 1 core, 2 result, 3 leases, 4 active, 5 terminal, 6 timeouts, 7 deadlines,
+--       8 offers (optional)
 -- ARGV: 1 eid, 2 lease_id, 3 epoch, 4 attempt_id, 5 result, 6 has_result ('1'|'0'),
---       7 lane
--- Returns ok('completed'). Errors: the fence errors.
+--       7 lane, then with KEYS[8]: 8 offer ttl_ms, 9.. offer members
+-- Returns ok('completed'), or with offers ok(expires_at, then per offer
+--   '1' or '0') as ff_offer. Errors: the fence errors, invalid_input.
 redis.register_function('ff_complete', function(keys, argv)
   local core, eid = keys[1], argv[1]
+  if keys[8] then
+    local bad = check_offers(keys[8], argv[8], 'new', argv, 9)
+    if bad then return bad end
+  end
   local now = now_ms()
   local bad = check_fence(core, argv[2], argv[3], argv[4], now, argv[7])
   if bad then return bad end
@@ -588,6 +609,7 @@ redis.register_function('ff_complete', function(keys, argv)
   redis.call('HSET', core, 'state', 'completed', 'completed_at', now, 'ended_by', argv[2],
     'last_transition_at', now)
   redis.call('ZADD', keys[5], now, eid)
+  if keys[8] then return post_offers(keys[8], uint(argv[8]), 'new', argv, 9, now) end
   return ok('completed')
 end)
 

@@ -112,6 +112,9 @@ func (w *Worker) claimLoop(ctx context.Context) {
 				continue
 			}
 			errAttempt = 0
+			if claimed > 0 || saw {
+				w.offers.idle.Store(false) // work in sight: completes free their slots for it
+			}
 			if claimed > 0 {
 				contendAttempt = 0
 				continue
@@ -130,6 +133,7 @@ func (w *Worker) claimLoop(ctx context.Context) {
 			}
 			w.offerFree(ctx)
 		}
+		w.offers.idle.Store(w.offers.openCount() > 0)
 		subscribe()
 		poll := w.idlePoll()
 		if w.watcher != nil && watch == nil {
@@ -145,11 +149,7 @@ func (w *Worker) claimLoop(ctx context.Context) {
 			w.stats.idlePoll.Add(1)
 		}
 		if w.offers.openCount() > 0 {
-			if w.offersWantClaims(ctx, arrived) {
-				w.settleOffers(ctx, true)
-			} else if polled {
-				w.settleOffers(ctx, false)
-			}
+			w.settleIdleOffers(ctx, arrived, polled)
 		}
 		w.claimArrival(ctx, arrived)
 	}

@@ -3,17 +3,25 @@ package sdk
 import (
 	"context"
 	"errors"
+	"math"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
 // Claim offers (ClaimOfferer): an idle worker offers its free slots, and a
 // create into an empty eligible set claims the new execution for one of
 // them and hands it over, so the worker holds the lease one submit round
-// trip after the submit, with no claim call of its own.
+// trip after the submit, with no claim call of its own. While the worker
+// idles with offers, a task that completes offers its slot in the same
+// round trip (CompleteOfferer).
 //
-// Every offer reserves a slot. An offer ends one of three ways:
+// Every offer reserves a slot from before its call goes out (its lease id
+// is known then, so a hand-off that overtakes the call's reply still finds
+// it). An offer ends one of four ways:
 //   - its hand-off arrives (takeHandoff): the slot runs the task;
+//   - its call fails: the slot is released (an offer that landed anyway is
+//     a stray: its hand-off runs if a slot is free, else goes back);
 //   - it is withdrawn or refreshed and found still open: the slot is
 //     released, or stays offered;
 //   - it is found gone (taken, its hand-off still on the way, or expired):
@@ -30,7 +38,8 @@ const offerTTLFactor = 2
 // offers found taken when it withdrew them.
 const handoffShutdownWait = time.Second
 
-// offerBook is a worker's open and taken offers.
+// offerBook is a worker's offers: open ones (Ref empty while the call that
+// posts them is under way) and taken ones whose hand-off has not come.
 type offerBook struct {
 	mu     sync.Mutex
 	open   map[string]ClaimOffer // lease id → offer (slot reserved)
@@ -39,6 +48,9 @@ type offerBook struct {
 	// arrived is signalled (non-blocking) when a taken offer's hand-off
 	// arrives, for shutdown's wait.
 	arrived chan struct{}
+	// idle is set by the claim loop while it waits with offers open and no
+	// work in sight: then a completing task offers its slot too.
+	idle atomic.Bool
 }
 
 func (b *offerBook) openCount() int {
@@ -47,14 +59,58 @@ func (b *offerBook) openCount() int {
 	return len(b.open)
 }
 
-func (b *offerBook) openOffers() []ClaimOffer {
+// posted returns up to max open offers whose call has returned.
+func (b *offerBook) posted(max int) []ClaimOffer {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	out := make([]ClaimOffer, 0, len(b.open))
+	out := make([]ClaimOffer, 0, min(len(b.open), max))
 	for _, o := range b.open {
-		out = append(out, o)
+		if len(out) == max {
+			break
+		}
+		if o.Ref != "" {
+			out = append(out, o)
+		}
 	}
 	return out
+}
+
+// register records lease ids about to be offered on lane (slots already
+// reserved); false after shutdown began.
+func (b *offerBook) register(lane LaneID, ids []string) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return false
+	}
+	for _, id := range ids {
+		b.open[id] = ClaimOffer{Lane: lane, LeaseID: id}
+	}
+	return true
+}
+
+// settle records the outcome of the call that posted ids: the offers it
+// returned become withdrawable; on failure (offers nil) the ones whose
+// hand-off has not come are dropped. It returns how many were dropped
+// (their slots to release).
+func (b *offerBook) settle(ids []string, offers []ClaimOffer) (dropped int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if offers == nil {
+		for _, id := range ids {
+			if _, ok := b.open[id]; ok {
+				delete(b.open, id)
+				dropped++
+			}
+		}
+		return dropped
+	}
+	for _, o := range offers {
+		if _, ok := b.open[o.LeaseID]; ok { // else its hand-off came first
+			b.open[o.LeaseID] = o
+		}
+	}
+	return 0
 }
 
 // startOffers detects the ClaimOfferer role and subscribes to the worker's
@@ -69,11 +125,27 @@ func (w *Worker) startOffers(ctx context.Context) {
 			w.reportError(err)
 		}
 		w.offerer = nil
+		return
 	}
+	w.completeOfferer, _ = w.backend.(CompleteOfferer)
 }
 
 // offerTTL is how long each offer stands between refreshes.
 func (w *Worker) offerTTL() time.Duration { return offerTTLFactor * w.idlePoll() }
+
+// offerArgs describes offers of lane named ids.
+func (w *Worker) offerArgs(lane LaneID, ids []string) OfferArgs {
+	return OfferArgs{Lane: lane, LeaseIDs: ids, WorkerID: w.cfg.WorkerID, WorkerInstanceID: w.cfg.InstanceID,
+		Capabilities: w.cfg.Capabilities, LeaseTTL: w.cfg.LeaseTTL, TTL: w.offerTTL()}
+}
+
+func newTokens(n int) []string {
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = NewToken()
+	}
+	return ids
+}
 
 // offerFree offers every free slot, spread over the lanes. A failure
 // releases the slots it could not offer; "unavailable" drops the role.
@@ -97,39 +169,65 @@ func (w *Worker) offerFree(ctx context.Context) {
 		if n == 0 {
 			continue
 		}
-		offers, err := w.offerer.OfferClaims(cctx, OfferArgs{
-			Lane: w.cfg.Lanes[(start+i)%nl], N: n, WorkerID: w.cfg.WorkerID, WorkerInstanceID: w.cfg.InstanceID,
-			Capabilities: w.cfg.Capabilities, LeaseTTL: w.cfg.LeaseTTL, TTL: w.offerTTL(),
-		})
-		if err != nil {
+		lane := w.cfg.Lanes[(start+i)%nl]
+		ids := newTokens(n)
+		if w.offerer == nil || !w.offers.register(lane, ids) {
 			w.release(n)
-			if errors.Is(err, ErrUnavailable) {
-				w.log.Warn("claim offers unavailable; waiting for arrivals instead", "err", err)
-				w.offerer = nil
-			} else {
-				w.claimFailed(ctx, err)
-			}
 			continue
 		}
-		w.stats.offers.Add(uint64(len(offers)))
-		w.offers.mu.Lock()
-		for _, o := range offers {
-			w.offers.open[o.LeaseID] = o
+		offers, err := w.offerer.OfferClaims(cctx, w.offerArgs(lane, ids))
+		if err != nil {
+			offers = nil
 		}
-		w.offers.mu.Unlock()
-		if len(offers) < n {
-			w.release(n - len(offers))
+		w.release(w.offers.settle(ids, offers))
+		switch {
+		case errors.Is(err, ErrUnavailable):
+			w.log.Warn("claim offers unavailable; waiting for arrivals instead", "err", err)
+			w.offerer = nil
+		case err != nil:
+			w.claimFailed(ctx, err)
+		default:
+			w.stats.offers.Add(uint64(len(offers)))
 		}
 	}
 }
 
-// settleOffers takes the open offers back (withdraw) or extends them
-// (refresh): an offer found open is released (withdraw) or stays open
-// (refresh); one found gone becomes taken. It also gives up on taken
+// complete ends t successfully. While the claim loop idles with offers open
+// (no work in sight), it also offers t's slot in the same round trip, and
+// the slot passes from the task to the offer.
+func (w *Worker) complete(ctx context.Context, t *Task, result []byte) error {
+	if w.completeOfferer == nil || !w.offers.idle.Load() || t.slotOffered.Load() {
+		return w.backend.Complete(ctx, t.h, result)
+	}
+	ids := []string{NewToken()}
+	// The slot is the task's until the offer is registered: a hand-off for
+	// it (it can overtake the reply) then finds the offer and uses the slot
+	// the task is about to give up.
+	if !w.offers.register(t.h.Lane, ids) {
+		return w.backend.Complete(ctx, t.h, result)
+	}
+	t.slotOffered.Store(true)
+	offers, offerErr, err := w.completeOfferer.CompleteAndOffer(ctx, t.h, result, w.offerArgs(t.h.Lane, ids))
+	if offerErr != nil {
+		offers = nil
+	}
+	if w.offers.settle(ids, offers) > 0 {
+		t.slotOffered.Store(false) // no offer (the complete did not land, or it was refused): the task keeps its slot
+	}
+	w.stats.offers.Add(uint64(len(offers)))
+	if offerErr != nil && !errors.Is(offerErr, ErrUnavailable) {
+		w.reportError(offerErr)
+	}
+	return err
+}
+
+// settleOffers takes up to max posted offers back (withdraw) or extends
+// them (refresh): an offer found open is released (withdraw) or stays
+// open (refresh); one found gone becomes taken. It also gives up on taken
 // offers whose hand-off is overdue.
-func (w *Worker) settleOffers(ctx context.Context, withdraw bool) {
+func (w *Worker) settleOffers(ctx context.Context, withdraw bool, max int) {
 	w.expireTaken()
-	offers := w.offers.openOffers()
+	offers := w.offers.posted(max)
 	if len(offers) == 0 {
 		return
 	}
@@ -188,9 +286,9 @@ func (w *Worker) expireTaken() {
 }
 
 // takeHandoff starts the task handed to one of this worker's offers. One
-// that matches no offer (given up on, or posted by a call whose reply was
-// lost) runs if a slot is free; after shutdown began, or with no slot, it
-// goes back to the eligible set at once.
+// that matches no offer (given up on, or a stray) runs if a slot is free;
+// after shutdown began, or with no slot, it goes back to the eligible set
+// at once.
 func (w *Worker) takeHandoff(ct ClaimedTask) {
 	// The lease began at the create, before the push came: count from then
 	// when the server's clock says so, else from now.
@@ -239,10 +337,11 @@ func (w *Worker) handBack(ct ClaimedTask) {
 // the hand-offs of those already taken, and from then on hands back what
 // still comes.
 func (w *Worker) closeOffers() {
+	w.offers.idle.Store(false)
 	if w.offerer == nil {
 		return
 	}
-	w.settleOffers(w.baseCtx, true)
+	w.settleOffers(w.baseCtx, true, math.MaxInt)
 	deadline := time.NewTimer(handoffShutdownWait)
 	defer deadline.Stop()
 	for {
@@ -268,13 +367,28 @@ func (w *Worker) closeOffers() {
 	w.release(n)
 }
 
-// offersWantClaims reports whether the worker, idle with open offers, should
-// take them back to claim: an arrival named work, or readiness shows work
-// waiting in an eligible set (a backlog, which creates never hand off past).
-func (w *Worker) offersWantClaims(ctx context.Context, arrived *Arrival) bool {
-	if arrived != nil {
-		return true
+// settleIdleOffers runs when an idle wait with offers open ends: an arrival
+// (one execution no offer took: it came just before an offer was posted, or
+// asked for capabilities) takes one offer back when no slot is free for
+// it; readiness showing work waiting (a backlog, which creates never hand
+// off past) takes them all back to claim it; the idle poll refreshes them.
+func (w *Worker) settleIdleOffers(ctx context.Context, arrived *Arrival, polled bool) {
+	switch {
+	case arrived != nil:
+		if w.freeSlots() == 0 {
+			w.settleOffers(ctx, true, 1)
+		}
+	case w.backlogInSight(ctx):
+		w.offers.idle.Store(false)
+		w.settleOffers(ctx, true, math.MaxInt)
+	case polled:
+		w.settleOffers(ctx, false, math.MaxInt)
 	}
+}
+
+// backlogInSight reports whether readiness shows work waiting on a lane
+// (always true without readiness tracking).
+func (w *Worker) backlogInSight(ctx context.Context) bool {
 	for li := range w.cfg.Lanes {
 		parts, err := w.lanePartitions(ctx, li)
 		if err != nil || len(parts) > 0 {

@@ -147,10 +147,13 @@ type ClaimOffer struct {
 	Ref string
 }
 
-// OfferArgs asks for N claim offers on Lane.
+// OfferArgs asks for one claim offer on Lane per lease id.
 type OfferArgs struct {
-	Lane             LaneID
-	N                int
+	Lane LaneID
+	// LeaseIDs name the offers, one each (NewToken): an offer's hand-off
+	// carries its lease id, so the worker knows it even before the offer
+	// call returns.
+	LeaseIDs         []string
 	WorkerID         WorkerID
 	WorkerInstanceID WorkerInstanceID
 	Capabilities     []string
@@ -177,7 +180,8 @@ type ClaimOfferer interface {
 	// way (the connection broke as it was read, or ctx ended first) is
 	// recovered when its lease expires, like a crashed worker's.
 	WatchHandoffs(ctx context.Context, instance WorkerInstanceID, deliver func(ClaimedTask)) error
-	// OfferClaims posts args.N offers and returns them.
+	// OfferClaims posts one offer per args.LeaseIDs and returns them, in
+	// that order.
 	OfferClaims(ctx context.Context, args OfferArgs) ([]ClaimOffer, error)
 	// RefreshOffers extends the offers by ttl; taken reports, per offer,
 	// whether it was gone (taken, so its hand-off is on its way, or expired).
@@ -185,4 +189,15 @@ type ClaimOfferer interface {
 	// WithdrawOffers takes the offers back; taken reports, per offer,
 	// whether it was gone (as for RefreshOffers).
 	WithdrawOffers(ctx context.Context, offers []ClaimOffer) (taken []bool, err error)
+}
+
+// CompleteOfferer completes a task and offers the slot it frees in the same
+// round trip, so a worker that runs one task after another at a rate below
+// its capacity keeps its slots offered without a call of its own.
+type CompleteOfferer interface {
+	// CompleteAndOffer completes h as Complete does (err is Complete's
+	// error) and, when that lands, posts offer as OfferClaims does. offers
+	// is nil when the complete did not land, or when the offer was refused
+	// (offerErr says why; the complete then went ahead alone).
+	CompleteAndOffer(ctx context.Context, h Handle, result []byte, offer OfferArgs) (offers []ClaimOffer, offerErr, err error)
 }

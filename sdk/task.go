@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -56,6 +57,9 @@ type Task struct {
 	ctx    context.Context
 	cancel context.CancelCauseFunc
 	lease  *leaseEntry
+	// slotOffered: Complete passed the task's slot to a claim offer, so
+	// the task's end does not release it.
+	slotOffered atomic.Bool
 
 	termMu      sync.Mutex // serialises terminal calls
 	mu          sync.Mutex
@@ -79,7 +83,7 @@ func (t *Task) Context() context.Context { return t.ctx }
 // Complete ends the execution successfully and stores result.
 func (t *Task) Complete(ctx context.Context, result []byte) error {
 	err := t.terminal(ctx, "complete", func(s PublicState) bool { return s == StateCompleted },
-		func(ctx context.Context) error { return t.w.backend.Complete(ctx, t.h, result) })
+		func(ctx context.Context) error { return t.w.complete(ctx, t, result) })
 	if err == nil {
 		t.w.stats.completed.Add(1)
 	}

@@ -194,7 +194,9 @@ type Worker struct {
 	leaseEvents   LeaseEventWatcher
 	registry      WorkerRegistry
 	offerer       ClaimOfferer // nil when disabled, absent or unavailable
-	offers        offerBook
+	// completeOfferer is the backend's CompleteOfferer once offers work.
+	completeOfferer CompleteOfferer
+	offers          offerBook
 
 	renewer *renewer
 	stats   workerStats
@@ -769,7 +771,9 @@ func (w *Worker) endTask(t *Task) {
 	delete(w.tasks, t)
 	delete(w.runningIDs, t.ID)
 	w.tasksMu.Unlock()
-	w.release(1)
+	if !t.slotOffered.Load() { // else its complete passed the slot to an offer
+		w.release(1)
+	}
 	w.taskWG.Done()
 }
 

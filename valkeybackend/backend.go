@@ -49,6 +49,7 @@ var (
 	_ sdk.ArrivalWatcher   = (*Backend)(nil)
 	_ sdk.WorkerRegistry   = (*Backend)(nil)
 	_ sdk.ClaimOfferer     = (*Backend)(nil)
+	_ sdk.CompleteOfferer  = (*Backend)(nil)
 )
 
 // Connect dials Valkey, reads (or fixes) the deployment's partition count and,

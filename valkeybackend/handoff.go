@@ -141,49 +141,97 @@ func (b *Backend) readInbox(ctx context.Context, instance sdk.WorkerInstanceID, 
 	}
 }
 
-// OfferClaims posts args.N claim offers on args.Lane (see
+// OfferClaims posts one claim offer on args.Lane per lease id (see
 // sdk.ClaimOfferer). The instance must watch its hand-offs first.
 func (b *Backend) OfferClaims(ctx context.Context, a sdk.OfferArgs) ([]sdk.ClaimOffer, error) {
 	const op = "offer_claims"
+	mem, offers, err := b.offerMembers(op, a)
+	if err != nil {
+		return nil, err
+	}
+	args := append([]string{durMS(ceilMS(a.TTL)), "new"}, mem...)
+	if _, err := decode(op, b.client.Do(ctx, b.fcall("ff_offer", []string{offersKey(a.Lane)}, args...))); err != nil {
+		return nil, err
+	}
+	return offers, nil
+}
+
+// CompleteAndOffer completes h and, when that lands, posts the offer in
+// the same FCALL (see sdk.CompleteOfferer). An offer refused before the
+// call (offerErr) leaves a plain complete.
+func (b *Backend) CompleteAndOffer(ctx context.Context, h sdk.Handle, result []byte, a sdk.OfferArgs) ([]sdk.ClaimOffer, error, error) {
+	mem, offers, oerr := b.offerMembers("complete_and_offer", a)
+	if oerr != nil {
+		return nil, oerr, b.Complete(ctx, h, result)
+	}
+	keys, args, err := b.completeCall("complete", h, result)
+	if err != nil {
+		return nil, nil, err
+	}
+	keys = append(keys, offersKey(a.Lane))
+	args = append(append(args, durMS(ceilMS(a.TTL))), mem...)
+	if _, err := decode("complete", b.client.Do(ctx, b.fcall("ff_complete", keys, args...))); err != nil {
+		return nil, nil, err
+	}
+	return offers, nil, nil
+}
+
+// offerMembers validates an offer and renders its ff_offer members.
+// Nothing reaches Valkey when it returns an error.
+func (b *Backend) offerMembers(op string, a sdk.OfferArgs) ([]string, []sdk.ClaimOffer, error) {
 	if !b.handoffOn() {
-		return nil, sdk.Unavailable(op)
+		return nil, nil, sdk.Unavailable(op)
 	}
 	if err := validateWorker(op, a.Lane, a.WorkerID, a.WorkerInstanceID); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	if a.N < 1 || a.N > maxOffersPerCall {
-		return nil, sdk.Validationf(sdk.CodeInvalidInput, "offer count %d out of range 1..%d", a.N, maxOffersPerCall)
+	if n := len(a.LeaseIDs); n < 1 || n > maxOffersPerCall {
+		return nil, nil, sdk.Validationf(sdk.CodeInvalidInput, "offer count %d out of range 1..%d", n, maxOffersPerCall)
+	}
+	for _, id := range a.LeaseIDs {
+		if !validToken(id) {
+			return nil, nil, sdk.Validationf(sdk.CodeInvalidInput, "lease id %q: want 1..%d printable bytes, no space", id, sdk.MaxIDLength)
+		}
 	}
 	if err := validateDuration(op, "lease ttl", a.LeaseTTL); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if a.TTL < minOfferTTL {
-		return nil, sdk.Validationf(sdk.CodeInvalidInput, "offer ttl %v below %v", a.TTL, minOfferTTL)
+		return nil, nil, sdk.Validationf(sdk.CodeInvalidInput, "offer ttl %v below %v", a.TTL, minOfferTTL)
 	}
 	caps, err := sdk.NormalizeCapabilities(a.Capabilities)
 	if err != nil {
-		return nil, opError(op, err)
+		return nil, nil, opError(op, err)
 	}
 	if !b.hand.isWatching(a.WorkerInstanceID) {
-		return nil, sdk.NewError(op, sdk.CodeInvalidInput, "instance "+string(a.WorkerInstanceID)+" does not watch its hand-offs")
+		return nil, nil, sdk.NewError(op, sdk.CodeInvalidInput, "instance "+string(a.WorkerInstanceID)+" does not watch its hand-offs")
 	}
 	ttl := a.LeaseTTL
 	if ttl == 0 {
 		ttl = LeaseTTLDefault
 	}
 	tail := " " + durMS(ttl) + " " + string(a.WorkerID) + " " + string(a.WorkerInstanceID) + " " + joinCSV(caps)
-	offers := make([]sdk.ClaimOffer, a.N)
-	args := make([]string, 0, 2+a.N)
-	args = append(args, durMS(ceilMS(a.TTL)), "new")
-	for i := range offers {
-		lease := sdk.NewToken()
-		offers[i] = sdk.ClaimOffer{Lane: a.Lane, LeaseID: lease, Ref: lease + " " + sdk.NewToken() + tail}
-		args = append(args, offers[i].Ref)
+	offers := make([]sdk.ClaimOffer, len(a.LeaseIDs))
+	mem := make([]string, len(offers))
+	for i, id := range a.LeaseIDs {
+		offers[i] = sdk.ClaimOffer{Lane: a.Lane, LeaseID: id, Ref: id + " " + sdk.NewToken() + tail}
+		mem[i] = offers[i].Ref
 	}
-	if _, err := decode(op, b.client.Do(ctx, b.fcall("ff_offer", []string{offersKey(a.Lane)}, args...))); err != nil {
-		return nil, err
+	return mem, offers, nil
+}
+
+// validToken reports whether s can be a lease id inside an offer member:
+// printable, no space, not too long.
+func validToken(s string) bool {
+	if s == "" || len(s) > sdk.MaxIDLength {
+		return false
 	}
-	return offers, nil
+	for i := 0; i < len(s); i++ {
+		if s[i] <= ' ' || s[i] >= 0x7f {
+			return false
+		}
+	}
+	return true
 }
 
 // RefreshOffers extends offers by ttl: one ff_offer per lane, pipelined.

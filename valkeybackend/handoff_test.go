@@ -27,8 +27,11 @@ func TestHandoff(t *testing.T) {
 	defer producer.Close()
 	const lane sdk.LaneID = "ho"
 	inst := sdk.WorkerInstanceID("w-1")
-	offer := sdk.OfferArgs{Lane: lane, N: 1, WorkerID: "w", WorkerInstanceID: inst,
-		Capabilities: []string{"gpu"}, LeaseTTL: 10 * time.Second, TTL: time.Minute}
+	offerArgs := func() sdk.OfferArgs {
+		return sdk.OfferArgs{Lane: lane, LeaseIDs: []string{sdk.NewToken()}, WorkerID: "w", WorkerInstanceID: inst,
+			Capabilities: []string{"gpu"}, LeaseTTL: 10 * time.Second, TTL: time.Minute}
+	}
+	offer := offerArgs()
 
 	if _, err := b.OfferClaims(ctx, offer); sdk.CodeOf(err) != sdk.CodeInvalidInput {
 		t.Fatalf("offer before watching: got %v, want invalid_input", err)
@@ -81,13 +84,34 @@ func TestHandoff(t *testing.T) {
 	if taken, err := b.RefreshOffers(ctx, offers, time.Minute); err != nil || !taken[0] {
 		t.Fatalf("refresh of a taken offer: %v %v", taken, err)
 	}
-	if err := b.Complete(ctx, h, nil); err != nil {
+	// Completing with an offer in the same round trip: the next create
+	// is handed to that offer.
+	next := offerArgs()
+	posted, offerErr, err := b.CompleteAndOffer(ctx, h, []byte("r"), next)
+	if err != nil || offerErr != nil || len(posted) != 1 || posted[0].LeaseID != next.LeaseIDs[0] {
+		t.Fatalf("complete and offer: %v %v %v", posted, offerErr, err)
+	}
+	if st, err := b.ReadExecutionState(ctx, h.ExecutionID); err != nil || st != sdk.StateCompleted {
+		t.Fatalf("completed execution is %q (%v)", st, err)
+	}
+	if res, err = producer.CreateExecution(ctx, sdk.CreateExecutionArgs{Lane: lane, Kind: "k"}); err != nil || res.State != sdk.StateActive {
+		t.Fatalf("create after complete-and-offer: %+v %v", res, err)
+	}
+	select {
+	case got = <-ch:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no hand-off for the offer made with the complete")
+	}
+	if got.Handle.LeaseID != next.LeaseIDs[0] || got.Handle.ExecutionID != res.ID {
+		t.Fatalf("hand-off %+v, want lease %s on %s", got.Handle, next.LeaseIDs[0], res.ID)
+	}
+	if err := b.Complete(ctx, got.Handle, nil); err != nil {
 		t.Fatal(err)
 	}
 
 	// Not handed off: capabilities the offer lacks; then behind that
 	// backlog; a delayed one.
-	offers, err = b.OfferClaims(ctx, offer)
+	offers, err = b.OfferClaims(ctx, offerArgs())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,7 +142,7 @@ func TestHandoff(t *testing.T) {
 	}
 
 	// An expired offer is never taken.
-	short := offer
+	short := offerArgs()
 	short.TTL = 5 * time.Millisecond
 	short.Capabilities = nil
 	if _, err := b.OfferClaims(ctx, short); err != nil {
@@ -132,9 +156,10 @@ func TestHandoff(t *testing.T) {
 
 	// Bad input writes nothing and says so.
 	for _, bad := range []sdk.OfferArgs{
-		{Lane: lane, N: 0, WorkerID: "w", WorkerInstanceID: inst, TTL: time.Second},
-		{Lane: lane, N: 1, WorkerID: "w", WorkerInstanceID: inst},
-		{Lane: "a b", N: 1, WorkerID: "w", WorkerInstanceID: inst, TTL: time.Second},
+		{Lane: lane, WorkerID: "w", WorkerInstanceID: inst, TTL: time.Second},
+		{Lane: lane, LeaseIDs: []string{"a b"}, WorkerID: "w", WorkerInstanceID: inst, TTL: time.Second},
+		{Lane: lane, LeaseIDs: []string{"x"}, WorkerID: "w", WorkerInstanceID: inst},
+		{Lane: "a b", LeaseIDs: []string{"x"}, WorkerID: "w", WorkerInstanceID: inst, TTL: time.Second},
 	} {
 		if _, err := b.OfferClaims(ctx, bad); sdk.KindOf(err) != sdk.KindValidation {
 			t.Fatalf("offer %+v: got %v, want a validation error", bad, err)
@@ -162,7 +187,7 @@ func TestHandoffUnavailable(t *testing.T) {
 			if err := b.WatchHandoffs(ctx, "w-1", func(sdk.ClaimedTask) {}); !errors.Is(err, sdk.ErrUnavailable) {
 				t.Fatalf("WatchHandoffs: %v, want unavailable", err)
 			}
-			if _, err := b.OfferClaims(ctx, sdk.OfferArgs{Lane: "l", N: 1, WorkerID: "w", WorkerInstanceID: "w-1", TTL: time.Second}); !errors.Is(err, sdk.ErrUnavailable) {
+			if _, err := b.OfferClaims(ctx, sdk.OfferArgs{Lane: "l", LeaseIDs: []string{"x"}, WorkerID: "w", WorkerInstanceID: "w-1", TTL: time.Second}); !errors.Is(err, sdk.ErrUnavailable) {
 				t.Fatalf("OfferClaims: %v, want unavailable", err)
 			}
 		})

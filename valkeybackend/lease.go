@@ -151,12 +151,22 @@ func (b *Backend) Progress(ctx context.Context, h sdk.Handle, percent int, messa
 // Complete ends the execution successfully and stores result (nil stores none).
 func (b *Backend) Complete(ctx context.Context, h sdk.Handle, result []byte) error {
 	const op = "complete"
-	tag, err := b.handleTag(op, h)
+	keys, args, err := b.completeCall(op, h, result)
 	if err != nil {
 		return err
 	}
+	_, err = decode(op, b.client.Do(ctx, b.fcall("ff_complete", keys, args...)))
+	return err
+}
+
+// completeCall validates a complete and builds ff_complete's KEYS and ARGV.
+func (b *Backend) completeCall(op string, h sdk.Handle, result []byte) ([]string, []string, error) {
+	tag, err := b.handleTag(op, h)
+	if err != nil {
+		return nil, nil, err
+	}
 	if len(result) > b.opts.MaxPayloadBytes {
-		return sdk.NewError(op, sdk.CodePayloadTooLarge, "result too large")
+		return nil, nil, sdk.NewError(op, sdk.CodePayloadTooLarge, "result too large")
 	}
 	ek, lk, pk := keysOf(h.ExecutionID), laneKeysOf(tag, h.Lane), partKeysOf(tag)
 	has := "0"
@@ -164,9 +174,7 @@ func (b *Backend) Complete(ctx context.Context, h sdk.Handle, result []byte) err
 		has = "1"
 	}
 	args := append(fenceArgs(h), string(result), has, string(h.Lane))
-	_, err = decode(op, b.client.Do(ctx, b.fcall("ff_complete",
-		[]string{ek.core, ek.result, pk.leases, lk.active, lk.terminal, pk.timeouts, pk.deadlines}, args...)))
-	return err
+	return []string{ek.core, ek.result, pk.leases, lk.active, lk.terminal, pk.timeouts, pk.deadlines}, args, nil
 }
 
 // Fail ends the attempt; the retry policy stored with the execution decides.
