@@ -26,6 +26,9 @@ type pipelineSpec struct {
 	rate     float64
 	inFlight int
 	pause    time.Duration
+	// noHandoff keeps the workers claiming (no offers) whatever the
+	// config says: claim-path compares claim calls.
+	noHandoff bool
 }
 
 // runPipeline deploys P partitions, starts a fleet and a producer, and
@@ -60,7 +63,7 @@ func (r *Runner) runPipeline(ctx context.Context, sp pipelineSpec) (*Result, err
 	fleet, err := loadgen.StartFleet(fctx, loadgen.FleetConfig{
 		Backend: be, Workers: cfg.Workers, DistinctWorkerIDs: cfg.DistinctWorkerIDs,
 		Worker: sdk.WorkerConfig{MaxConcurrency: cfg.Concurrency, ClaimMode: sp.mode, Lanes: []sdk.LaneID{benchLane},
-			ShutdownGrace: 2 * time.Second, DisableClaimOffers: cfg.NoHandoff},
+			ShutdownGrace: 2 * time.Second, DisableClaimOffers: cfg.NoHandoff || sp.noHandoff},
 		Hooks: func(i int) loadgen.Hooks { return r.hooks(be, lat["claim_call"], i) },
 		Handler: func(i int) sdk.Handler {
 			return sdk.HandlerFunc(func(ctx context.Context, t *sdk.Task) error {

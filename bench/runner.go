@@ -238,14 +238,15 @@ func (r *Runner) runSweep(ctx context.Context) ([]*Result, error) {
 }
 
 // runClaimPath interleaves the direct three-step path and the fused claim,
-// A B A B …, each round a closed loop, and merges each path's rounds.
+// A B A B …, each round a closed loop, and merges each path's rounds. Its
+// workers make no offers: a hand-off would bypass both paths.
 func (r *Runner) runClaimPath(ctx context.Context) ([]*Result, error) {
 	rounds := map[string][]*Result{}
 	for i := range r.cfg.ABRounds {
 		for _, m := range []sdk.ClaimMode{sdk.ClaimDirect, sdk.ClaimFused} {
 			r.prog.Stage(fmt.Sprintf("%s %s round %d/%d", ScenarioClaimPath, m, i+1, r.cfg.ABRounds))
 			res, err := r.runPipeline(ctx, pipelineSpec{scenario: ScenarioClaimPath, variant: m.String(),
-				partitions: r.cfg.Partitions, mode: m, inFlight: r.cfg.InFlight})
+				partitions: r.cfg.Partitions, mode: m, inFlight: r.cfg.InFlight, noHandoff: true})
 			if err != nil {
 				return nil, err
 			}
