@@ -47,7 +47,13 @@ func TestLeaseExpiryRequeues(t *testing.T) {
 			if err := b.Complete(ctx, second.Handle, []byte("ok")); err != nil {
 				t.Fatal(err)
 			}
-			if got := s.Stats().Scanners[0]; got.Name != "lease_expiry" || got.Acted["requeued"] != 1 {
+			// The cycle that requeued it counts the action when it ends,
+			// which can be after the state change is visible.
+			eventually(t, 5*time.Second, "the requeue counted", func() bool {
+				got := s.Stats().Scanners[0]
+				return got.Name == "lease_expiry" && got.Acted["requeued"] >= 1
+			})
+			if got := s.Stats().Scanners[0]; got.Acted["requeued"] != 1 {
 				t.Fatalf("lease_expiry stats %+v", got)
 			}
 		})
