@@ -78,6 +78,7 @@ local VERSION = '10'
 local PRIORITY_SCALE = 1000000000000
 local MAX_PRIORITY = 9000
 local INTERRUPT_CAP = 100
+local HANDOFFS_BEHIND_BACKLOG = 2
 
 local function ok(...) return {1, 'OK', ...} end
 local function fail(code, ...) return {0, code, ...} end
@@ -176,11 +177,10 @@ local hand_off -- defined after take_lease
 --       18 ntags, then ntags (key, value) pairs
 -- An execution that lands in an empty eligible set is claimed here for the
 -- oldest live offer on the lane (ff_offer), whose worker gets the lease and
--- the context in its inbox: no claim call at all. Without an
+-- the context in its inbox: no claim call at all (hand_off). Without an
 -- offer it is published on the partition's arrivals channel, so an idle
--- worker claims it without first reading the set; a set that already holds
--- work has no idle reader to tell (and handing off past it would jump the
--- queue).
+-- worker claims it without first reading the set. Behind a backlog it
+-- joins the set, and live offers take up to two of the set's head.
 -- Returns ok(eid, state) ('active' when handed off) or
 -- {1,'DUPLICATE',first_eid}.
 -- Errors: invalid_input.
@@ -235,11 +235,22 @@ redis.register_function('ff_create', function(keys, argv)
     redis.call('ZADD', delayed, delay_until, eid)
   else
     local empty = redis.call('ZCARD', eligible) == 0
-    if empty and hand_off(keys, eid, argv[6], attempt_timeout, kv, now) then
+    if empty and hand_off(keys, eid, lane, argv[6], attempt_timeout, kv, now) then
       state = 'active'
     else
       redis.call('ZADD', eligible, eligible_score(now, priority), eid)
-      if empty then publish_arrival(arrivals, lane, eid) end
+      if empty then
+        publish_arrival(arrivals, lane, eid)
+      else
+        -- Behind a backlog, offers take the set's head (never new work
+        -- past older), up to HANDOFFS_BEHIND_BACKLOG per create: more than
+        -- one, so offers drain a backlog instead of only keeping pace.
+        for _ = 1, HANDOFFS_BEHIND_BACKLOG do
+          local head = redis.call('ZRANGE', eligible, 0, 0)[1]
+          if not head or not hand_off(keys, head, lane, nil, nil, nil, now) then break end
+          if head == eid then state = 'active' end
+        end
+      end
     end
   end
   return ok(eid, state)
@@ -315,57 +326,6 @@ local function take_lease(core, eid, eligible, leases, active, timeouts, f,
   if timeout > 0 then redis.call('ZADD', timeouts, now + timeout, eid) end
   return {lease_id, tostring(epoch), tostring(expires), attempt_id,
     tostring(attempt_index), attempt_type}
-end
-
--- Length-prefixes each field ("<len>:<bytes>"), so any bytes pass.
-local function frame(fields)
-  local out = {}
-  for _, v in ipairs(fields) do
-    v = tostring(v)
-    out[#out + 1] = #v .. ':' .. v
-  end
-  return table.concat(out)
-end
-
--- Claims the new waiting execution eid (the caller saw its lane's eligible
--- set empty) for the oldest live offer of KEYS[9], if there is one and
--- its worker has the capabilities caps_csv asks for, and pushes the hand-off
--- onto the worker instance's inbox: worker_instance, eid, lease_ttl_ms, the
--- six lease fields (as ff_claim returns them), then ctx (kv, as written).
--- A list, not a channel: a hand-off waits there while its worker
--- reconnects. The inbox key is built here (single server only, like the
--- offers key). Reports whether it did: false leaves the execution to the
--- eligible set.
-hand_off = function(keys, eid, caps_csv, attempt_timeout, kv, now)
-  local offers, eligible = keys[9], keys[3]
-  if string.sub(offers, 1, 10) ~= 'ff:offers:' then return false end
-  redis.call('ZREMRANGEBYSCORE', offers, '-inf', now) -- expired: their workers left
-  local member = redis.call('ZRANGE', offers, 0, 0)[1]
-  if not member then return false end
-  local lease_id, attempt_id, ttl, worker_id, wiid, caps =
-    string.match(member, '^(%S+) (%S+) (%d+) (%S+) (%S+) ?(%S*)$')
-  if not lease_id then
-    redis.call('ZREM', offers, member) -- not ours: drop it, never hand to it
-    return false
-  end
-  if caps_csv ~= '' then
-    local have = csv_set(caps)
-    for tok in string.gmatch(caps_csv, '[^,]+') do
-      if not have[tok] then return false end
-    end
-  end
-  redis.call('ZREM', offers, member)
-  local f = {epoch = '0', total_attempts = '0', pending_type = 'initial',
-    attempt_timeout = tostring(attempt_timeout)}
-  local lease = take_lease(keys[1], eid, eligible, keys[10], keys[11], keys[12], f,
-    worker_id, wiid, lease_id, attempt_id, tonumber(ttl), false, now)
-  local msg = {wiid, eid, ttl}
-  append_all(msg, lease)
-  append_all(msg, kv)
-  local inbox = 'ff:inbox:' .. wiid
-  redis.call('RPUSH', inbox, frame(msg))
-  redis.call('PEXPIRE', inbox, ttl)
-  return true
 end
 
 local CLAIM_FIELDS = {'state', 'blocked', 'resume', 'total_attempts', 'lease_epoch',
@@ -483,6 +443,70 @@ redis.register_function('ff_claim_fused', function(keys, argv)
   reply[3] = tostring(claimed)
   return reply
 end)
+
+-- Length-prefixes each field ("<len>:<bytes>"), so any bytes pass.
+local function frame(fields)
+  local out = {}
+  for _, v in ipairs(fields) do
+    v = tostring(v)
+    out[#out + 1] = #v .. ':' .. v
+  end
+  return table.concat(out)
+end
+
+-- Hands a waiting execution of the lane to the oldest live offer of
+-- KEYS[9] (see ff_create): either the new execution target, not yet in the
+-- eligible set (kv is its ctx as written, caps_csv what it requires), or,
+-- with kv nil, the eligible set's member target, when it is still
+-- claimable. The claim is a claim as ff_claim makes it; the hand-off
+-- (worker_instance, eid, lease_ttl_ms, the six lease fields as ff_claim
+-- returns them, then the ctx pairs) is pushed onto the worker instance's
+-- inbox: a list, not a channel, so it waits there while its worker
+-- reconnects. The inbox key is built here (single server only, like the
+-- offers key). Reports whether it handed target off (false: no live offer,
+-- or target is not claimable by it).
+hand_off = function(keys, target, lane, caps_csv, attempt_timeout, kv, now)
+  local offers, eligible = keys[9], keys[3]
+  if string.sub(offers, 1, 10) ~= 'ff:offers:' then return false end
+  redis.call('ZREMRANGEBYSCORE', offers, '-inf', now) -- expired: their workers left
+  local member = redis.call('ZRANGE', offers, 0, 0)[1]
+  if not member then return false end
+  local lease_id, attempt_id, ttl, worker_id, wiid, caps =
+    string.match(member, '^(%S+) (%S+) (%d+) (%S+) (%S+) ?(%S*)$')
+  if not lease_id then
+    redis.call('ZREM', offers, member) -- not ours: drop it, never hand to it
+    return false
+  end
+  local core, f = keys[1], nil
+  if kv then
+    f = {epoch = '0', total_attempts = '0', pending_type = 'initial',
+      attempt_timeout = tostring(attempt_timeout)}
+  else
+    core = exec_key(target, 'core')
+    f = claim_fields(core)
+    if f.state ~= 'waiting' or f.blocked ~= '' or f.lane ~= lane
+      or redis.call('EXISTS', exec_key(target, 'grant')) == 1 then
+      return false -- a claim under way, or a stray: the claim path sorts it out
+    end
+    caps_csv = f.caps or ''
+  end
+  if caps_csv ~= '' then
+    local have = csv_set(caps)
+    for tok in string.gmatch(caps_csv, '[^,]+') do
+      if not have[tok] then return false end
+    end
+  end
+  redis.call('ZREM', offers, member)
+  local lease = take_lease(core, target, eligible, keys[10], keys[11], keys[12], f,
+    worker_id, wiid, lease_id, attempt_id, tonumber(ttl), f.resume == '1', now)
+  local msg = {wiid, target, ttl}
+  append_all(msg, lease)
+  append_all(msg, kv or redis.call('HGETALL', exec_key(target, 'ctx')))
+  local inbox = 'ff:inbox:' .. wiid
+  redis.call('RPUSH', inbox, frame(msg))
+  redis.call('PEXPIRE', inbox, ttl)
+  return true
+end
 
 -- Checks offer arguments (argv[first..] are the members); the failure, or
 -- nil. Writes nothing.

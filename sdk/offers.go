@@ -192,11 +192,12 @@ func (w *Worker) offerFree(ctx context.Context) {
 	}
 }
 
-// complete ends t successfully. While the claim loop idles with offers open
-// (no work in sight), it also offers t's slot in the same round trip, and
-// the slot passes from the task to the offer.
+// complete ends t successfully. While the worker has offers open (or the
+// claim loop idles), it also offers t's slot in the same round trip, and
+// the slot passes from the task to the offer: offers drain a backlog too,
+// up to two of its head per create, at a create's cost.
 func (w *Worker) complete(ctx context.Context, t *Task, result []byte) error {
-	if w.completeOfferer == nil || !w.offers.idle.Load() || t.slotOffered.Load() {
+	if w.completeOfferer == nil || t.slotOffered.Load() || !(w.offers.idle.Load() || w.offers.openCount() > 0) {
 		return w.backend.Complete(ctx, t.h, result)
 	}
 	ids := []string{NewToken()}
@@ -370,8 +371,10 @@ func (w *Worker) closeOffers() {
 // settleIdleOffers runs when an idle wait with offers open ends: an arrival
 // (one execution no offer took: it came just before an offer was posted, or
 // asked for capabilities) takes one offer back when no slot is free for
-// it; readiness showing work waiting (a backlog, which creates never hand
-// off past) takes them all back to claim it; the idle poll refreshes them.
+// it; readiness showing work waiting (a backlog) takes half of them back
+// (at least one) to claim it, while the rest keep taking the backlog's
+// head as creates come (each create hands up to two over); the idle poll
+// refreshes them.
 func (w *Worker) settleIdleOffers(ctx context.Context, arrived *Arrival, polled bool) {
 	switch {
 	case arrived != nil:
@@ -379,8 +382,7 @@ func (w *Worker) settleIdleOffers(ctx context.Context, arrived *Arrival, polled 
 			w.settleOffers(ctx, true, 1)
 		}
 	case w.backlogInSight(ctx):
-		w.offers.idle.Store(false)
-		w.settleOffers(ctx, true, math.MaxInt)
+		w.settleOffers(ctx, true, max(w.offers.openCount()/2, 1))
 	case polled:
 		w.settleOffers(ctx, false, math.MaxInt)
 	}

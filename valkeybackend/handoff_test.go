@@ -120,7 +120,8 @@ func TestHandoff(t *testing.T) {
 		{Lane: lane, Kind: "k"},
 		{Lane: lane, Kind: "k", DelayUntil: time.Now().Add(time.Hour)},
 	} {
-		a.ID = sdk.NewExecutionID(0) // one partition: the first fills its eligible set
+		a.ID = sdk.NewExecutionID(0)     // one partition: the first fills its eligible set
+		time.Sleep(2 * time.Millisecond) // FIFO is by creation millisecond: the first stays the head
 		r, err := producer.CreateExecution(ctx, a)
 		if err != nil {
 			t.Fatal(err)
@@ -152,6 +153,44 @@ func TestHandoff(t *testing.T) {
 	r, err := producer.CreateExecution(ctx, sdk.CreateExecutionArgs{Lane: lane, Kind: "k", ID: sdk.NewExecutionID(1)})
 	if err != nil || r.State == sdk.StateActive {
 		t.Fatalf("create against an expired offer: %+v %v", r, err)
+	}
+
+	// Behind a backlog, an offer takes the head of the eligible set (it
+	// ranks first), and the new execution waits; one of higher priority
+	// than the head is handed over itself.
+	backlog, err := producer.CreateExecution(ctx, sdk.CreateExecutionArgs{Lane: lane, Kind: "old", ID: sdk.NewExecutionID(2)})
+	if err != nil || backlog.State != sdk.StateWaiting {
+		t.Fatalf("backlog: %+v %v", backlog, err)
+	}
+	for _, c := range []struct {
+		priority int
+		wantHead bool
+	}{{0, true}, {5, false}} {
+		if _, err := b.OfferClaims(ctx, offerArgs()); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(2 * time.Millisecond) // FIFO is by creation millisecond
+		r, err := producer.CreateExecution(ctx, sdk.CreateExecutionArgs{Lane: lane, Kind: "new", Priority: c.priority, ID: sdk.NewExecutionID(2)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var g sdk.ClaimedTask
+		select {
+		case g = <-ch:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("priority %d: no hand-off", c.priority)
+		}
+		want, kind, state := r.ID, "new", sdk.StateActive
+		if c.wantHead {
+			want, kind, state = backlog.ID, "old", sdk.StateWaiting
+		}
+		if g.Handle.ExecutionID != want || g.Context.Kind != kind || r.State != state {
+			t.Fatalf("priority %d: handed %s (%s), create state %s; want %s (%s), %s", c.priority,
+				g.Handle.ExecutionID, g.Context.Kind, r.State, want, kind, state)
+		}
+		if err := b.Complete(ctx, g.Handle, nil); err != nil {
+			t.Fatal(err)
+		}
 	}
 
 	// Bad input writes nothing and says so.
