@@ -43,6 +43,7 @@ func TestWorkerE2E(t *testing.T) {
 			t.Run("NoClientCache", func(t *testing.T) { testNoClientCache(t, addrs) })
 			t.Run("ArrivalPickup", func(t *testing.T) { testArrivalPickup(t, addrs) })
 			t.Run("HandoffPickup", func(t *testing.T) { testHandoffPickup(t, addrs, topo.name == "cluster") })
+			t.Run("BatchToIdleWorkers", func(t *testing.T) { testBatchToIdleWorkers(t, addrs) })
 			t.Run("Renewal", func(t *testing.T) { testRenewal(t, addrs, false) })
 			t.Run("RenewalPerLease", func(t *testing.T) { testRenewal(t, addrs, true) })
 			t.Run("RetryPolicy", func(t *testing.T) { testRetryPolicy(t, addrs) })
@@ -383,6 +384,60 @@ func testHandoffPickup(t *testing.T, addrs []string, cluster bool) {
 	if s.Claimed != 5 || s.InFlight != 0 {
 		t.Fatalf("claimed %d, in flight %d: want 5 and 0", s.Claimed, s.InFlight)
 	}
+}
+
+// testBatchToIdleWorkers: a batch submitted at once to idle workers (their
+// slots offered) and then nothing more: the first creates are handed over,
+// the rest form a backlog that no create comes to drain, so the workers
+// must take their offers back and claim it. Every execution runs once.
+func testBatchToIdleWorkers(t *testing.T, addrs []string) {
+	ctx := context.Background()
+	const n = 3000
+	lane := e2eLane(t, "batch")
+	var mu sync.Mutex
+	runs := make(map[sdk.ExecutionID]int, n)
+	var done atomic.Int64
+	var workers []*sdk.Worker
+	for i := range 2 {
+		w, _ := e2eRunWorker(t, e2eConnect(t, addrs), sdk.WorkerConfig{WorkerID: "e2e", Lanes: []sdk.LaneID{lane},
+			InstanceID: sdk.WorkerInstanceID(fmt.Sprintf("batch-%d", i)), MaxConcurrency: 16},
+			sdk.HandlerFunc(func(ctx context.Context, task *sdk.Task) error {
+				mu.Lock()
+				runs[task.ID]++
+				mu.Unlock()
+				done.Add(1)
+				return nil
+			}))
+		workers = append(workers, w)
+	}
+	time.Sleep(300 * time.Millisecond) // idle, slots offered
+	args := make([]sdk.CreateExecutionArgs, n)
+	for i := range args {
+		args[i] = sdk.CreateExecutionArgs{Lane: lane, Kind: "k"}
+	}
+	start := time.Now()
+	if _, err := sdk.NewClient(e2eConnect(t, addrs)).SubmitBatch(ctx, args); err != nil {
+		t.Fatal(err)
+	}
+	e2eWaitFor(t, 60*time.Second, "the batch to run", func() bool { return done.Load() == n })
+	took := time.Since(start)
+	mu.Lock()
+	defer mu.Unlock()
+	for id, c := range runs {
+		if c != 1 {
+			t.Fatalf("%s ran %d times", id, c)
+		}
+	}
+	if len(runs) != n {
+		t.Fatalf("%d executions ran, want %d", len(runs), n)
+	}
+	var handoffs, attempts uint64
+	for _, w := range workers {
+		s := w.Stats()
+		handoffs += s.Handoffs
+		attempts += s.ClaimAttempts
+	}
+	t.Logf("%d executions in %v: %d handed over, %d claim attempts", n, took, handoffs, attempts)
 }
 
 // idlePickups runs one worker (cfg, on its own lane) over a backend
