@@ -165,6 +165,14 @@ redis.register_function{function_name = 'ff_version', flags = {'no-writes'},
 
 local hand_off -- defined after take_lease
 
+-- Returns the oldest live offer of the offers key (one command), or nil
+-- (none, or no offers key: a noop key disables hand-offs). Expired offers
+-- (their workers left) are skipped here and removed by ff_offer.
+local function live_offer(offers, now)
+  if string.sub(offers, 1, 10) ~= 'ff:offers:' then return nil end
+  return redis.call('ZRANGE', offers, now, '+inf', 'BYSCORE', 'LIMIT', 0, 1)[1]
+end
+
 ---------------------------------------------------------------------------
 -- ff_create: create an execution.
 -- KEYS: 1 core, 2 ctx, 3 eligible, 4 delayed, 5 idem (or noop), 6 deadlines,
@@ -246,8 +254,10 @@ redis.register_function('ff_create', function(keys, argv)
         -- past older), up to HANDOFFS_BEHIND_BACKLOG per create: more than
         -- one, so offers drain a backlog instead of only keeping pace.
         for _ = 1, HANDOFFS_BEHIND_BACKLOG do
+          local member = live_offer(keys[9], now)
+          if not member then break end
           local head = redis.call('ZRANGE', eligible, 0, 0)[1]
-          if not head or not hand_off(keys, head, lane, nil, nil, nil, now) then break end
+          if not head or not hand_off(keys, head, lane, nil, nil, nil, now, member) then break end
           if head == eid then state = 'active' end
         end
       end
@@ -463,13 +473,12 @@ end
 -- returns them, then the ctx pairs) is pushed onto the worker instance's
 -- inbox: a list, not a channel, so it waits there while its worker
 -- reconnects. The inbox key is built here (single server only, like the
--- offers key). Reports whether it handed target off (false: no live offer,
--- or target is not claimable by it).
-hand_off = function(keys, target, lane, caps_csv, attempt_timeout, kv, now)
+-- offers key). member is the offer when the caller has read it already.
+-- Reports whether it handed target off (false: no live offer, or target is
+-- not claimable by it).
+hand_off = function(keys, target, lane, caps_csv, attempt_timeout, kv, now, member)
   local offers, eligible = keys[9], keys[3]
-  if string.sub(offers, 1, 10) ~= 'ff:offers:' then return false end
-  redis.call('ZREMRANGEBYSCORE', offers, '-inf', now) -- expired: their workers left
-  local member = redis.call('ZRANGE', offers, 0, 0)[1]
+  member = member or live_offer(offers, now)
   if not member then return false end
   local lease_id, attempt_id, ttl, worker_id, wiid, caps =
     string.match(member, '^(%S+) (%S+) (%d+) (%S+) (%S+) ?(%S*)$')
@@ -546,6 +555,7 @@ end
 -- ff_offer: post (mode 'new') or extend (mode 'refresh') an idle worker's
 -- claim offers on a lane (see ff_create). A refresh only touches offers
 -- still there: a taken offer's lease id is spent and never posted again.
+-- Expired offers of the lane (workers that left) are removed on the way.
 -- KEYS: 1 offers
 -- ARGV: 1 ttl_ms, 2 mode ('new' | 'refresh'), then one member per offer
 --       ("<lease_id> <attempt_id> <lease_ttl_ms> <worker_id>
@@ -556,7 +566,9 @@ end
 redis.register_function('ff_offer', function(keys, argv)
   local bad = check_offers(keys[1], argv[1], argv[2], argv, 3)
   if bad then return bad end
-  return post_offers(keys[1], uint(argv[1]), argv[2], argv, 3, now_ms())
+  local now = now_ms()
+  redis.call('ZREMRANGEBYSCORE', keys[1], '-inf', now) -- expired: their workers left
+  return post_offers(keys[1], uint(argv[1]), argv[2], argv, 3, now)
 end)
 
 ---------------------------------------------------------------------------
