@@ -133,7 +133,16 @@ func (w *Worker) claimLoop(ctx context.Context) {
 			}
 			w.offerFree(ctx)
 		}
-		w.offers.idle.Store(w.offers.openCount() > 0)
+		if w.offers.openCount() > 0 && w.backlogInSight(ctx) {
+			// Work waits, and no create may come to hand it over: keep at
+			// most half the slots offered and claim with the rest.
+			w.offers.idle.Store(false)
+			if w.trimOffers(ctx) && w.freeSlots() > 0 {
+				continue
+			}
+		} else {
+			w.offers.idle.Store(w.offers.openCount() > 0)
+		}
 		subscribe()
 		poll := w.idlePoll()
 		if w.watcher != nil && watch == nil {

@@ -192,12 +192,29 @@ func (w *Worker) offerFree(ctx context.Context) {
 	}
 }
 
-// complete ends t successfully. While the worker has offers open (or the
-// claim loop idles), it also offers t's slot in the same round trip, and
-// the slot passes from the task to the offer: offers drain a backlog too,
-// up to two of its head per create, at a create's cost.
+// offerCap is how many slots a worker keeps offered while work waits in an
+// eligible set: half (at least one), so creates drain the backlog through
+// offers (up to two of its head each) while the rest of the slots claim it.
+func (w *Worker) offerCap() int { return max(w.cfg.MaxConcurrency/2, 1) }
+
+// trimOffers takes back the offers beyond offerCap; it reports whether it
+// tried.
+func (w *Worker) trimOffers(ctx context.Context) bool {
+	n := w.offers.openCount() - w.offerCap()
+	if n <= 0 {
+		return false
+	}
+	w.settleOffers(ctx, true, n)
+	return true
+}
+
+// complete ends t successfully. While the claim loop idles with its slots
+// offered, or the worker holds some offers but fewer than offerCap, it also
+// offers t's slot in the same round trip, and the slot passes from the task
+// to the offer: offers drain a backlog too, at a create's cost.
 func (w *Worker) complete(ctx context.Context, t *Task, result []byte) error {
-	if w.completeOfferer == nil || t.slotOffered.Load() || !(w.offers.idle.Load() || w.offers.openCount() > 0) {
+	open := w.offers.openCount()
+	if w.completeOfferer == nil || t.slotOffered.Load() || !(w.offers.idle.Load() || (open > 0 && open < w.offerCap())) {
 		return w.backend.Complete(ctx, t.h, result)
 	}
 	ids := []string{NewToken()}
@@ -371,10 +388,9 @@ func (w *Worker) closeOffers() {
 // settleIdleOffers runs when an idle wait with offers open ends: an arrival
 // (one execution no offer took: it came just before an offer was posted, or
 // asked for capabilities) takes one offer back when no slot is free for
-// it; readiness showing work waiting (a backlog) takes half of them back
-// (at least one) to claim it, while the rest keep taking the backlog's
-// head as creates come (each create hands up to two over); the idle poll
-// refreshes them.
+// it; readiness showing work waiting (a backlog) takes back the offers
+// beyond offerCap to claim it, while the rest keep taking the backlog's
+// head as creates come; the idle poll refreshes them.
 func (w *Worker) settleIdleOffers(ctx context.Context, arrived *Arrival, polled bool) {
 	switch {
 	case arrived != nil:
@@ -382,7 +398,8 @@ func (w *Worker) settleIdleOffers(ctx context.Context, arrived *Arrival, polled 
 			w.settleOffers(ctx, true, 1)
 		}
 	case w.backlogInSight(ctx):
-		w.settleOffers(ctx, true, max(w.offers.openCount()/2, 1))
+		w.offers.idle.Store(false)
+		w.trimOffers(ctx)
 	case polled:
 		w.settleOffers(ctx, false, math.MaxInt)
 	}
