@@ -533,20 +533,28 @@ local function check_offers(offers, ttl, mode, argv, first)
   return nil
 end
 
--- Posts or extends the offers argv[first..] (checked) for ttl ms; returns
--- ok(expires_at, then per offer '1' or '0').
+-- Posts or extends the offers argv[first..] (checked) for ttl ms, in two
+-- commands at most; returns ok(expires_at, then per offer '1' or '0').
 local function post_offers(offers, ttl, mode, argv, first, now)
   local expires = now + ttl
   local reply = ok(fmt(expires))
-  for i = first, #argv do
-    local done = 0
-    if mode == 'new' then
-      done = redis.call('ZADD', offers, 'NX', expires, argv[i])
-    elseif redis.call('ZSCORE', offers, argv[i]) then
-      redis.call('ZADD', offers, 'XX', expires, argv[i])
-      done = 1
+  local members = {}
+  for i = first, #argv do members[#members + 1] = argv[i] end
+  local there = {}
+  if mode == 'refresh' then
+    there = redis.call('ZMSCORE', offers, unpack(members))
+  end
+  local zadd = {}
+  for i, m in ipairs(members) do
+    local done = (mode == 'new' and not there[i]) or (mode == 'refresh' and there[i])
+    reply[#reply + 1] = done and '1' or '0'
+    if done then
+      zadd[#zadd + 1] = expires
+      zadd[#zadd + 1] = m
     end
-    reply[#reply + 1] = tostring(done)
+  end
+  if #zadd > 0 then
+    redis.call('ZADD', offers, (mode == 'new') and 'NX' or 'XX', unpack(zadd))
   end
   return reply
 end

@@ -133,7 +133,7 @@ func (w *Worker) claimLoop(ctx context.Context) {
 			}
 			w.offerFree(ctx)
 		}
-		if w.offers.openCount() > 0 && w.backlogInSight(ctx) {
+		if w.offers.openCount() > 0 && w.backlogInSight(ctx, false) {
 			// Work waits, and no create may come to hand it over: keep at
 			// most half the slots offered and claim with the rest.
 			w.offers.idle.Store(false)
@@ -143,6 +143,7 @@ func (w *Worker) claimLoop(ctx context.Context) {
 		} else {
 			w.offers.idle.Store(w.offers.openCount() > 0)
 		}
+		w.refreshDue(ctx)
 		subscribe()
 		poll := w.idlePoll()
 		if w.watcher != nil && watch == nil {

@@ -32,7 +32,7 @@ import (
 // offerTTLFactor sets how long an offer stands: this many idle polls (the
 // idle poll refreshes it), so a worker that died idle stops being handed
 // work after at most that.
-const offerTTLFactor = 2
+const offerTTLFactor = 4
 
 // handoffShutdownWait bounds how long shutdown waits for the hand-offs of
 // offers found taken when it withdrew them.
@@ -157,6 +157,9 @@ func (w *Worker) offerFree(ctx context.Context) {
 	if k == 0 {
 		return
 	}
+	if w.offers.openCount() == 0 {
+		w.offersRefreshed = time.Now() // every offer open from here on is this fresh or fresher
+	}
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), minCallTimeout)
 	defer cancel()
 	nl := len(w.cfg.Lanes)
@@ -267,6 +270,9 @@ func (w *Worker) settleOffers(ctx context.Context, withdraw bool, max int) {
 		w.claimFailed(ctx, err)
 		return
 	}
+	if !withdraw {
+		w.offersRefreshed = time.Now()
+	}
 	giveUp := time.Now().Add(w.cfg.LeaseTTL)
 	released := 0
 	w.offers.mu.Lock()
@@ -285,6 +291,16 @@ func (w *Worker) settleOffers(ctx context.Context, withdraw bool, max int) {
 	}
 	w.offers.mu.Unlock()
 	w.release(released)
+}
+
+// refreshDue extends the open offers when the last refresh is half their
+// TTL old (an idle worker: every other poll): a worker woken often (freed
+// slots, pushes) never sees its idle poll fire, and an offer that expired
+// unseen would read as taken and hold its slot for a lease TTL.
+func (w *Worker) refreshDue(ctx context.Context) {
+	if w.offers.openCount() > 0 && time.Since(w.offersRefreshed) > w.offerTTL()/2 {
+		w.settleOffers(ctx, false, math.MaxInt)
+	}
 }
 
 // expireTaken releases the slots of taken offers whose hand-off never came
@@ -390,24 +406,32 @@ func (w *Worker) closeOffers() {
 // asked for capabilities) takes one offer back when no slot is free for
 // it; readiness showing work waiting (a backlog) takes back the offers
 // beyond offerCap to claim it, while the rest keep taking the backlog's
-// head as creates come; the idle poll refreshes them.
+// head as creates come; the idle poll refreshes them when due.
 func (w *Worker) settleIdleOffers(ctx context.Context, arrived *Arrival, polled bool) {
 	switch {
 	case arrived != nil:
 		if w.freeSlots() == 0 {
 			w.settleOffers(ctx, true, 1)
 		}
-	case w.backlogInSight(ctx):
-		w.offers.idle.Store(false)
-		w.trimOffers(ctx)
-	case polled:
-		w.settleOffers(ctx, false, math.MaxInt)
+	default:
+		if w.backlogInSight(ctx, polled) {
+			w.offers.idle.Store(false)
+			w.trimOffers(ctx)
+		}
+		if polled {
+			w.refreshDue(ctx)
+		}
 	}
 }
 
-// backlogInSight reports whether readiness shows work waiting on a lane
-// (always true without readiness tracking).
-func (w *Worker) backlogInSight(ctx context.Context) bool {
+// backlogInSight reports whether readiness shows work waiting on a lane;
+// without readiness tracking, whether this wake was the idle poll.
+func (w *Worker) backlogInSight(ctx context.Context, polled bool) bool {
+	if w.watcher == nil {
+		// Blind: only the poll looks (a claim round scans every partition),
+		// else an idle worker would withdraw and re-offer in a loop.
+		return polled
+	}
 	for li := range w.cfg.Lanes {
 		parts, err := w.lanePartitions(ctx, li)
 		if err != nil || len(parts) > 0 {

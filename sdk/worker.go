@@ -109,8 +109,8 @@ type WorkerConfig struct {
 	// DisableClaimOffers stops an idle worker from offering its free slots
 	// to a backend with ClaimOfferer. Default false: idle slots are offered,
 	// and a new execution is handed to the worker by the create that made
-	// it, with no claim call (each offer stands 2×IdlePoll, refreshed by
-	// the idle poll).
+	// it, with no claim call (each offer stands 4×IdlePoll, refreshed
+	// every other idle poll).
 	DisableClaimOffers bool
 	// GrantTTL is how long a claim grant waits to be consumed. Default 5s.
 	GrantTTL time.Duration
@@ -196,6 +196,7 @@ type Worker struct {
 	offerer       ClaimOfferer // nil when disabled, absent or unavailable
 	// completeOfferer is the backend's CompleteOfferer once offers work.
 	completeOfferer CompleteOfferer
+	offersRefreshed time.Time // the claim loop's last offer refresh
 	offers          offerBook
 
 	renewer *renewer
