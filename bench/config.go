@@ -15,12 +15,13 @@ const (
 	ScenarioE2E            = "e2e"
 	ScenarioPartitionSweep = "partition-sweep"
 	ScenarioClaimPath      = "claim-path"
+	ScenarioClaimHandoff   = "claim-handoff"
 	ScenarioRecovery       = "recovery"
 )
 
 // ScenarioNames lists the scenarios in report order.
 var ScenarioNames = []string{ScenarioE2E, ScenarioClaimLatency, ScenarioRenew, ScenarioPartitionSweep,
-	ScenarioClaimPath, ScenarioRecovery}
+	ScenarioClaimPath, ScenarioClaimHandoff, ScenarioRecovery}
 
 // Config is one run's parameters. Profiles fill it; flags override fields.
 // It is recorded in the report, so a gate can re-measure with the same one.
@@ -89,7 +90,7 @@ var Profiles = map[string]Config{
 	// smoke: seconds per scenario; CI runs it for correctness and counters.
 	"smoke": {
 		Scenarios: []string{ScenarioE2E, ScenarioClaimLatency, ScenarioRenew, ScenarioPartitionSweep,
-			ScenarioClaimPath, ScenarioRecovery},
+			ScenarioClaimPath, ScenarioClaimHandoff, ScenarioRecovery},
 		Partitions: 16, SweepPartitions: []int{1, 16}, Workers: 2, Concurrency: 32, ClaimMode: "direct",
 		Warmup: 300 * time.Millisecond, Duration: time.Second, Drain: 5 * time.Second,
 		RateFraction: 0.5, Arrivals: "poisson", Seed: 1, InFlight: 64, PayloadBytes: 64,
@@ -107,7 +108,7 @@ var Profiles = map[string]Config{
 	},
 	// gate: what make perf-gate measures: every gated figure at P=16.
 	"gate": {
-		Scenarios:  []string{ScenarioE2E, ScenarioClaimLatency, ScenarioRenew, ScenarioClaimPath, ScenarioRecovery},
+		Scenarios:  []string{ScenarioE2E, ScenarioClaimLatency, ScenarioRenew, ScenarioClaimPath, ScenarioClaimHandoff, ScenarioRecovery},
 		Partitions: 16, SweepPartitions: []int{16}, Workers: 2, Concurrency: 32, ClaimMode: "direct",
 		Warmup: 500 * time.Millisecond, Duration: 2 * time.Second, Drain: 5 * time.Second,
 		RateFraction: 0.5, Arrivals: "poisson", Seed: 1, InFlight: 64, PayloadBytes: 64,
@@ -116,7 +117,7 @@ var Profiles = map[string]Config{
 	},
 	// full: longer windows, more A/B rounds.
 	"full": {
-		Scenarios:  []string{ScenarioE2E, ScenarioPartitionSweep, ScenarioClaimPath, ScenarioRecovery},
+		Scenarios:  []string{ScenarioE2E, ScenarioPartitionSweep, ScenarioClaimPath, ScenarioClaimHandoff, ScenarioRecovery},
 		Partitions: 16, SweepPartitions: []int{1, 4, 16, 64, 256, 1024}, Workers: 2, Concurrency: 32,
 		ClaimMode: "direct", Warmup: 2 * time.Second, Duration: 10 * time.Second, Drain: 10 * time.Second,
 		RateFraction: 0.5, Arrivals: "poisson", Seed: 1, InFlight: 64, PayloadBytes: 64,

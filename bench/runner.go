@@ -160,6 +160,8 @@ func (r *Runner) RunScenario(ctx context.Context, name string) ([]*Result, error
 		return r.runSweep(ctx)
 	case ScenarioClaimPath:
 		return r.runClaimPath(ctx)
+	case ScenarioClaimHandoff:
+		return r.runClaimHandoff(ctx)
 	case ScenarioRecovery:
 		res, err := r.runRecovery(ctx)
 		return []*Result{res}, err
@@ -260,6 +262,53 @@ func (r *Runner) runClaimPath(ctx context.Context) ([]*Result, error) {
 	r.againstCeiling(direct)
 	r.againstCeiling(fused)
 	return []*Result{direct, fused}, nil
+}
+
+// runClaimHandoff compares, in open loop at the claim-latency rate, idle
+// workers that offer their slots (the create hands new work over) with
+// workers that claim after the arrival push; rounds alternate A B, B A, …
+// and each variant's rounds are merged.
+func (r *Runner) runClaimHandoff(ctx context.Context) ([]*Result, error) {
+	rate, err := r.rate(ctx)
+	if err != nil {
+		return nil, err
+	}
+	const on, off = "handoff", "push"
+	rounds := map[string][]*Result{}
+	for i := range r.cfg.ABRounds {
+		order := []string{on, off}
+		if i%2 == 1 {
+			order = []string{off, on}
+		}
+		for _, v := range order {
+			r.prog.Stage(fmt.Sprintf("%s %s round %d/%d", ScenarioClaimHandoff, v, i+1, r.cfg.ABRounds))
+			res, err := r.runPipeline(ctx, pipelineSpec{scenario: ScenarioClaimHandoff, variant: v,
+				partitions: r.cfg.Partitions, mode: r.mode(), open: true, rate: rate, noHandoff: v == off})
+			if err != nil {
+				return nil, err
+			}
+			rounds[v] = append(rounds[v], res)
+		}
+	}
+	out := map[string]*Result{}
+	for _, v := range []string{on, off} {
+		m := mergeRounds(rounds[v])
+		var claimed, handed float64
+		for _, res := range rounds[v] {
+			claimed += res.Extra["claimed"]
+			handed += res.Extra["handoffs"]
+		}
+		if claimed > 0 {
+			m.Extra["handoff_share"] = round3(handed / claimed)
+		}
+		m.OfferedRate = round3(rate)
+		out[v] = m
+	}
+	h, p := out[on].Latency["claim"], out[off].Latency["claim"]
+	if h != nil && p != nil && p.P50 > 0 {
+		out[on].Extra["claim_p50_vs_push"] = round3(h.P50 / p.P50)
+	}
+	return []*Result{out[on], out[off]}, nil
 }
 
 // mergeRounds combines rounds of one configuration: median throughput,

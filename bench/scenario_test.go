@@ -56,7 +56,7 @@ func TestScenariosSmoke(t *testing.T) {
 	}
 	for _, key := range []string{"e2e/closed/P=4", "e2e/open/P=4", "claim-latency/P=1", "claim-latency/P=4",
 		"renew-throughput/sdk/P=1", "renew-throughput/raw/P=4", "renew-throughput/sdk/P=4", "claim-path/direct/P=4",
-		"claim-path/fused/P=4", "recovery/P=4"} {
+		"claim-path/fused/P=4", "claim-handoff/handoff/P=4", "claim-handoff/push/P=4", "recovery/P=4"} {
 		r := rep.Find(key)
 		if r == nil {
 			t.Errorf("no result %s", key)
@@ -86,6 +86,14 @@ func TestScenariosSmoke(t *testing.T) {
 		// every TTL/3 has at least 2/3 of the TTL left at the crash.
 		if s == nil || s.Count != int64(cfg.RecoveryJobs) || s.P50 < 0.6*float64(cfg.LeaseTTL.Microseconds()) {
 			t.Errorf("recovery: %+v", s)
+		}
+	}
+	// Hand-offs replace the claim call: fewer FCALLs per job than claiming
+	// after the push, and a claim p50 set against the push variant's.
+	if h, p := rep.Find("claim-handoff/handoff/P=4"), rep.Find("claim-handoff/push/P=4"); h != nil && p != nil {
+		if h.FcallsPerOp >= p.FcallsPerOp || h.Extra["claim_p50_vs_push"] <= 0 || h.Extra["handoff_share"] <= 0 || p.Extra["handoff_share"] != 0 {
+			t.Errorf("claim-handoff: hand-off %.2f FCALLs/job (share %v, vs push %v), push %.2f (share %v)", h.FcallsPerOp,
+				h.Extra["handoff_share"], h.Extra["claim_p50_vs_push"], p.FcallsPerOp, p.Extra["handoff_share"])
 		}
 	}
 	// The fused claim is one FCALL per claim: fewer commands than direct.

@@ -138,6 +138,12 @@ func Headlines(rep *Report) []string {
 			break
 		}
 	}
+	key := ScenarioClaimHandoff + "/%s/P=" + strconv.Itoa(rep.Config.Partitions)
+	if h, p := rep.Find(fmt.Sprintf(key, "handoff")), rep.Find(fmt.Sprintf(key, "push")); h != nil && p != nil && h.Extra["claim_p50_vs_push"] > 0 {
+		out = append(out, fmt.Sprintf("hand-off vs arrival push (%s arrivals/s, %.0f interleaved rounds each): claim p50 %s vs %s = %.2f×; %.2f vs %.2f FCALLs per job",
+			fmtRate(h.OfferedRate), h.Extra["rounds"], fmtUS(h.Latency["claim"].P50), fmtUS(p.Latency["claim"].P50),
+			h.Extra["claim_p50_vs_push"], h.FcallsPerOp, p.FcallsPerOp))
+	}
 	if r := rep.Find(ScenarioE2E + "/closed/P=" + strconv.Itoa(rep.Config.Partitions)); r != nil && r.RawCeiling > 0 {
 		out = append(out, fmt.Sprintf("e2e capacity: %s jobs/s = %.3f of the raw FCALL ceiling (%.2f FCALLs per job: %.0f%% of the ceiling's FCALLs)",
 			fmtRate(r.Throughput), r.RatioToCeiling, r.FcallsPerOp, 100*r.Extra["fcall_utilisation"]))

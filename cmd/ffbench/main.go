@@ -63,7 +63,7 @@ With no --addr, ffbench starts a throwaway local Valkey (valkey-server on a
 free loopback port) and stops it at the end. "ffbench COMMAND --help" lists
 the command's flags and defaults.
 
-Scenarios: ` + "e2e, claim-latency, renew-throughput, partition-sweep, claim-path, recovery" + `
+Scenarios: e2e, claim-latency, renew-throughput, partition-sweep, claim-path, claim-handoff, recovery
 Profiles:  smoke (seconds per scenario; CI), quick (under 90 s on 2 cores; make bench),
            gate (every gated figure at P=16; make perf-gate), full (long windows)
 `
@@ -154,7 +154,7 @@ func (f *runFlags) register(fs *flag.FlagSet, sweep bool) {
 	def, _ := bench.Profile("quick")
 	fs.StringVar(&f.profile, "profile", "quick", "run profile: smoke (seconds per scenario), quick (under 90s on 2 cores), gate (make perf-gate),\nfull (long windows); the flags below override its values")
 	if !sweep {
-		fs.StringVar(&f.scenarios, "scenario", "", "comma-separated scenarios instead of the profile's: e2e, claim-latency,\nrenew-throughput, partition-sweep, claim-path, recovery (quick: "+strings.Join(def.Scenarios, ",")+")")
+		fs.StringVar(&f.scenarios, "scenario", "", "comma-separated scenarios instead of the profile's: e2e, claim-latency,\nrenew-throughput, partition-sweep, claim-path, claim-handoff, recovery (quick: "+strings.Join(def.Scenarios, ",")+")")
 	}
 	fs.StringVar(&f.out, "out", "", "directory for report.json, report.md, report.html and bench.txt\n(default bench-results/<timestamp>)")
 	fs.StringVar(&f.partitions, "partitions", "", "partition count of every scenario but the sweep (quick: 16)")
@@ -179,7 +179,7 @@ func (f *runFlags) register(fs *flag.FlagSet, sweep bool) {
 	fs.IntVar(&f.cfg.RecoveryJobs, "recovery-jobs", 0, "recovery: jobs abandoned by the crashed workers (quick: 200)")
 	fs.DurationVar(&f.cfg.LeaseTTL, "lease-ttl", 0, "recovery: lease TTL of the workers (quick: 1s)")
 	fs.DurationVar(&f.cfg.ScanInterval, "scan-interval", 0, "recovery: lease-expiry scanner interval (quick: 250ms)")
-	fs.IntVar(&f.cfg.ABRounds, "ab-rounds", 0, "claim-path: interleaved direct/fused rounds (quick: 2)")
+	fs.IntVar(&f.cfg.ABRounds, "ab-rounds", 0, "claim-path and claim-handoff: interleaved rounds of each variant (quick: 2)")
 	fs.IntVar(&f.cfg.PipelineDepth, "pipeline-depth", 0, "raw pipelined anchor: commands per pipelined batch (quick: 16)")
 	fs.IntVar(&f.cfg.PipelineConns, "pipeline-conns", 0, "raw pipelined anchor: connections (quick: 4)")
 	fs.DurationVar(&f.cfg.Pause, "pause", 0, "freeze the server (CLIENT PAUSE) this long mid-window in e2e's open loop")
