@@ -12,14 +12,15 @@ import (
 	"github.com/flowfabric/flowfabric-go/sdk"
 )
 
-// Claim offers and hand-offs (sdk.ClaimOfferer). An idle worker posts its
-// free slots on ff:offers:<lane>; ff_create claims an execution that lands
-// in an empty eligible set for the oldest live offer and pushes the lease
-// and context onto the offering instance's inbox, ff:inbox:<instance>,
-// where the instance waits with BLMPOP. Valkey serves a blocked BLMPOP
-// as the create's push lands, so the hand-off reaches the worker as fast
-// as a pub/sub message would, and unlike one it waits in the list while the
-// worker reconnects.
+// Claim offers and hand-offs (sdk.ClaimOfferer, sdk.CompleteOfferer). An
+// idle worker posts its free slots on ff:offers:<lane> (ff_offer, or
+// ff_complete as a task ends); ff_create claims an execution that lands in
+// an empty eligible set for the oldest live offer (behind a backlog, the
+// set's head, up to two per create) and pushes the lease and context onto
+// the offering instance's inbox, ff:inbox:<instance>, where the instance
+// waits with BLMPOP. Valkey serves a blocked BLMPOP as the create's push
+// lands, so the hand-off reaches the worker as fast as a pub/sub message
+// would, and unlike one it waits in the list while the worker reconnects.
 //
 // Single server only: one offers key serves every partition of a lane, and
 // a cluster forbids a create on one slot from touching it.
