@@ -40,8 +40,10 @@ from every partition, so it cannot live in a cluster):
                             <worker_instance> <caps_csv>", score = the
                             offer's expiry (server ms). ff_create claims an
                             execution that lands in an empty eligible set
+                            (behind a backlog: the set's head, up to two)
                             for the oldest live offer, in the same call, and
-                            hands it over through the instance's inbox
+                            hands it over through the instance's inbox;
+                            ff_offer and ff_complete post offers
   ff:inbox:I         LIST   hand-offs to worker instance I (it waits on the
                             list with BLMPOP): the lease and context,
                             length-prefixed ("<len>:<bytes>" per field; see
