@@ -43,7 +43,8 @@ func TestWorkerE2E(t *testing.T) {
 			t.Run("NoClientCache", func(t *testing.T) { testNoClientCache(t, addrs) })
 			t.Run("ArrivalPickup", func(t *testing.T) { testArrivalPickup(t, addrs) })
 			t.Run("HandoffPickup", func(t *testing.T) { testHandoffPickup(t, addrs, topo.name == "cluster") })
-			t.Run("BatchToIdleWorkers", func(t *testing.T) { testBatchToIdleWorkers(t, addrs) })
+			t.Run("BatchToIdleWorkers", func(t *testing.T) { testBatchToIdleWorkers(t, addrs, false) })
+			t.Run("BatchPastOffers", func(t *testing.T) { testBatchToIdleWorkers(t, addrs, true) })
 			t.Run("Renewal", func(t *testing.T) { testRenewal(t, addrs, false) })
 			t.Run("RenewalPerLease", func(t *testing.T) { testRenewal(t, addrs, true) })
 			t.Run("RetryPolicy", func(t *testing.T) { testRetryPolicy(t, addrs) })
@@ -389,8 +390,10 @@ func testHandoffPickup(t *testing.T, addrs []string, cluster bool) {
 // testBatchToIdleWorkers: a batch submitted at once to idle workers (their
 // slots offered) and then nothing more: the first creates are handed over,
 // the rest form a backlog that no create comes to drain, so the workers
-// must take their offers back and claim it. Every execution runs once.
-func testBatchToIdleWorkers(t *testing.T, addrs []string) {
+// must take their offers back and claim it. With pastOffers the producer
+// never hands off (DisableHandoff): the whole batch lands in the eligible
+// sets while every slot stands offered. Every execution runs once.
+func testBatchToIdleWorkers(t *testing.T, addrs []string, pastOffers bool) {
 	ctx := context.Background()
 	const n = 3000
 	lane := e2eLane(t, "batch")
@@ -416,7 +419,16 @@ func testBatchToIdleWorkers(t *testing.T, addrs []string) {
 		args[i] = sdk.CreateExecutionArgs{Lane: lane, Kind: "k"}
 	}
 	start := time.Now()
-	if _, err := sdk.NewClient(e2eConnect(t, addrs)).SubmitBatch(ctx, args); err != nil {
+	var producer sdk.EngineBackend = e2eConnect(t, addrs)
+	if pastOffers {
+		p, err := valkeybackend.Connect(ctx, valkeybackend.Options{Addrs: addrs, DisableHandoff: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(p.Close)
+		producer = p
+	}
+	if _, err := sdk.NewClient(producer).SubmitBatch(ctx, args); err != nil {
 		t.Fatal(err)
 	}
 	e2eWaitFor(t, 60*time.Second, "the batch to run", func() bool { return done.Load() == n })
@@ -436,6 +448,9 @@ func testBatchToIdleWorkers(t *testing.T, addrs []string) {
 		s := w.Stats()
 		handoffs += s.Handoffs
 		attempts += s.ClaimAttempts
+	}
+	if pastOffers && handoffs != 0 {
+		t.Fatalf("%d hand-offs from a producer that never hands off", handoffs)
 	}
 	t.Logf("%d executions in %v: %d handed over, %d claim attempts", n, took, handoffs, attempts)
 }
