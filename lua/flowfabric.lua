@@ -125,6 +125,17 @@ local function csv_set(csv)
   return set
 end
 
+-- Returns the capabilities of need_csv (an execution's) that have_csv (a
+-- worker's) lacks, comma-joined; '' when it has them all.
+local function missing_caps(need_csv, have_csv)
+  if need_csv == nil or need_csv == '' then return '' end
+  local have, missing = csv_set(have_csv), {}
+  for tok in string.gmatch(need_csv, '[^,]+') do
+    if not have[tok] then missing[#missing + 1] = tok end
+  end
+  return table.concat(missing, ',')
+end
+
 -- Returns the fence failure of a lease-holder call, or nil when the caller's
 -- (lease_id, epoch, attempt_id) holds the live lease (and, when lane is given,
 -- the execution is in that lane). Order: execution active,
@@ -173,6 +184,12 @@ local hand_off -- defined after take_lease
 local function live_offer(offers, now)
   if string.sub(offers, 1, 10) ~= 'ff:offers:' then return nil end
   return redis.call('ZRANGE', offers, now, '+inf', 'BYSCORE', 'LIMIT', 0, 1)[1]
+end
+
+-- Splits an offer member into lease_id, attempt_id, lease_ttl_ms,
+-- worker_id, worker_instance, caps_csv; nil when it is not one.
+local function parse_offer(member)
+  return string.match(member, '^(%S+) (%S+) ([1-9]%d*) (%S+) (%S+) ?(%S*)$')
 end
 
 ---------------------------------------------------------------------------
@@ -289,14 +306,8 @@ redis.register_function('ff_issue_grant', function(keys, argv)
   if not redis.call('ZSCORE', eligible, eid) then
     return fail('execution_not_in_eligible_set')
   end
-  if f[3] and f[3] ~= '' then
-    local have = csv_set(argv[5])
-    local missing = {}
-    for tok in string.gmatch(f[3], '[^,]+') do
-      if not have[tok] then missing[#missing + 1] = tok end
-    end
-    if #missing > 0 then return fail('capability_mismatch', table.concat(missing, ',')) end
-  end
+  local missing = missing_caps(f[3], argv[5])
+  if missing ~= '' then return fail('capability_mismatch', missing) end
   local expires = now_ms() + ttl
   redis.call('HSET', grant, 'worker_id', argv[2], 'worker_instance', argv[3],
     'expires_at', expires)
@@ -310,8 +321,9 @@ local function append_all(dst, src)
 end
 
 -- Takes a fresh lease on a waiting execution whose checks passed: new attempt
--- (or the interrupted one when resume), epoch+1, indexes moved. Returns the
--- six lease fields in reply order.
+-- (or the interrupted one when resume), epoch+1, indexes moved (eligible is
+-- nil for an execution that never joined its eligible set). Returns the six
+-- lease fields in reply order.
 local function take_lease(core, eid, eligible, leases, active, timeouts, f,
                           worker_id, wiid, lease_id, attempt_id, ttl, resume, now)
   local epoch = tonumber(f.epoch) + 1
@@ -331,7 +343,7 @@ local function take_lease(core, eid, eligible, leases, active, timeouts, f,
   end
   if not f.started_at then append_all(fields, {'started_at', now}) end
   redis.call('HSET', core, unpack(fields))
-  redis.call('ZREM', eligible, eid)
+  if eligible then redis.call('ZREM', eligible, eid) end
   redis.call('ZADD', leases, expires, eid)
   redis.call('ZADD', active, now, eid)
   local timeout = tonumber(f.attempt_timeout or '0')
@@ -398,6 +410,13 @@ end)
 -- Builds a per-execution key (see ff_claim_fused for why this exists).
 local function exec_key(eid, suffix) return 'ff:e:' .. eid .. ':' .. suffix end
 
+-- Reports whether eligible member eid (claim_fields f) can be claimed on
+-- lane now: waiting, not blocked, in that lane, no grant outstanding.
+local function claimable(eid, f, lane)
+  return f.state == 'waiting' and f.blocked == '' and f.lane == lane
+    and redis.call('EXISTS', exec_key(eid, 'grant')) == 0
+end
+
 ---------------------------------------------------------------------------
 -- ff_claim_fused: pick, grant and claim up to max executions of a lane on one
 -- partition in one call, returning their context inline.
@@ -418,7 +437,6 @@ redis.register_function('ff_claim_fused', function(keys, argv)
   if ttl == nil or ttl == 0 or max == nil or max == 0 or #argv ~= 6 + 2 * max then
     return fail('invalid_input', 'malformed fused claim arguments')
   end
-  local have = csv_set(argv[5])
   local now = now_ms()
   local reply = ok('0')
   local claimed = 0
@@ -428,17 +446,12 @@ redis.register_function('ff_claim_fused', function(keys, argv)
     local core = exec_key(eid, 'core')
     local f = claim_fields(core)
     if not f.state then redis.call('ZREM', eligible, eid) end
-    local take = f.state == 'waiting' and f.blocked == '' and f.lane == argv[6]
-      and redis.call('EXISTS', exec_key(eid, 'grant')) == 0
-    if take and f.caps and f.caps ~= '' then
-      for tok in string.gmatch(f.caps, '[^,]+') do
-        if not have[tok] then take = false end
-      end
-      if not take then
-        redis.call('ZREM', eligible, eid)
-        redis.call('HSET', core, 'blocked', 'capability_mismatch')
-        redis.call('ZADD', blocked, now, eid)
-      end
+    local take = claimable(eid, f, argv[6])
+    if take and missing_caps(f.caps, argv[5]) ~= '' then
+      take = false
+      redis.call('ZREM', eligible, eid)
+      redis.call('HSET', core, 'blocked', 'capability_mismatch')
+      redis.call('ZADD', blocked, now, eid)
     end
     if take then
       local a = 7 + 2 * claimed
@@ -482,33 +495,27 @@ hand_off = function(keys, target, lane, caps_csv, attempt_timeout, kv, now, memb
   local offers, eligible = keys[9], keys[3]
   member = member or live_offer(offers, now)
   if not member then return false end
-  local lease_id, attempt_id, ttl, worker_id, wiid, caps =
-    string.match(member, '^(%S+) (%S+) (%d+) (%S+) (%S+) ?(%S*)$')
+  local lease_id, attempt_id, ttl, worker_id, wiid, caps = parse_offer(member)
   if not lease_id then
-    redis.call('ZREM', offers, member) -- not ours: drop it, never hand to it
+    redis.call('ZREM', offers, member) -- not an offer (ff_offer checks them): never hand to it
     return false
   end
-  local core, f = keys[1], nil
+  -- The new execution is not in the eligible set: nothing to remove there.
+  local core, f, from = keys[1], nil, nil
   if kv then
     f = {epoch = '0', total_attempts = '0', pending_type = 'initial',
       attempt_timeout = tostring(attempt_timeout)}
   else
-    core = exec_key(target, 'core')
+    core, from = exec_key(target, 'core'), eligible
     f = claim_fields(core)
-    if f.state ~= 'waiting' or f.blocked ~= '' or f.lane ~= lane
-      or redis.call('EXISTS', exec_key(target, 'grant')) == 1 then
+    if not claimable(target, f, lane) then
       return false -- a claim under way, or a stray: the claim path sorts it out
     end
-    caps_csv = f.caps or ''
+    caps_csv = f.caps
   end
-  if caps_csv ~= '' then
-    local have = csv_set(caps)
-    for tok in string.gmatch(caps_csv, '[^,]+') do
-      if not have[tok] then return false end
-    end
-  end
+  if missing_caps(caps_csv, caps) ~= '' then return false end
   redis.call('ZREM', offers, member)
-  local lease = take_lease(core, target, eligible, keys[10], keys[11], keys[12], f,
+  local lease = take_lease(core, target, from, keys[10], keys[11], keys[12], f,
     worker_id, wiid, lease_id, attempt_id, tonumber(ttl), f.resume == '1', now)
   local msg = {wiid, target, ttl}
   append_all(msg, lease)
@@ -528,15 +535,14 @@ local function check_offers(offers, ttl, mode, argv, first)
     return fail('invalid_input', 'malformed offer arguments')
   end
   for i = first, #argv do
-    if not string.match(argv[i], '^%S+ %S+ [1-9]%d* %S+ %S+ ?%S*$') then
-      return fail('invalid_input', 'malformed offer')
-    end
+    if not parse_offer(argv[i]) then return fail('invalid_input', 'malformed offer') end
   end
   return nil
 end
 
 -- Posts or extends the offers argv[first..] (checked) for ttl ms, in two
--- commands at most; returns ok(expires_at, then per offer '1' or '0').
+-- commands at most; returns ok(expires_at, then per offer '1', or '0' for a
+-- refresh of one gone).
 local function post_offers(offers, ttl, mode, argv, first, now)
   local expires = now + ttl
   local reply = ok(fmt(expires))
@@ -548,7 +554,7 @@ local function post_offers(offers, ttl, mode, argv, first, now)
   end
   local zadd = {}
   for i, m in ipairs(members) do
-    local done = (mode == 'new' and not there[i]) or (mode == 'refresh' and there[i])
+    local done = mode == 'new' or there[i]
     reply[#reply + 1] = done and '1' or '0'
     if done then
       zadd[#zadd + 1] = expires
@@ -570,8 +576,8 @@ end
 -- ARGV: 1 ttl_ms, 2 mode ('new' | 'refresh'), then one member per offer
 --       ("<lease_id> <attempt_id> <lease_ttl_ms> <worker_id>
 --       <worker_instance> <caps_csv>")
--- Returns ok(expires_at_ms, then per offer '1' posted or extended, '0' not:
---   new: already there; refresh: gone, taken or expired).
+-- Returns ok(expires_at_ms, then per offer '1' posted or extended, or '0'
+--   for a refresh of one gone: taken or expired).
 -- Errors: invalid_input.
 redis.register_function('ff_offer', function(keys, argv)
   local bad = check_offers(keys[1], argv[1], argv[2], argv, 3)
@@ -891,7 +897,8 @@ redis.register_function('ff_promote', function(keys, argv)
       redis.call('ZREM', keys[1], eid)
       redis.call('HSET', core, 'state', 'waiting', 'delay_until', 0, 'last_transition_at', now)
       redis.call('ZADD', keys[2], eligible_score(f[3], f[4]), eid)
-      announce(keys[3], keys[2], argv[1], eid)
+      -- Only the first promotion can find the set empty.
+      if n == 0 then announce(keys[3], keys[2], argv[1], eid) end
       n = n + 1
     end
   end
@@ -1118,13 +1125,8 @@ redis.register_function('ff_issue_reclaim_grant', function(keys, argv)
     return fail('execution_not_reclaimable', f[1])
   end
   if redis.call('EXISTS', keys[2]) == 1 then return fail('grant_already_exists') end
-  if f[4] and f[4] ~= '' then
-    local have, missing = csv_set(argv[5]), {}
-    for tok in string.gmatch(f[4], '[^,]+') do
-      if not have[tok] then missing[#missing + 1] = tok end
-    end
-    if #missing > 0 then return fail('capability_mismatch', table.concat(missing, ',')) end
-  end
+  local missing = missing_caps(f[4], argv[5])
+  if missing ~= '' then return fail('capability_mismatch', missing) end
   local expires = now + ttl
   redis.call('HSET', keys[2], 'worker_id', argv[2], 'worker_instance', argv[3], 'expires_at', expires)
   redis.call('PEXPIREAT', keys[2], expires)
