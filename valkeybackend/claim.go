@@ -191,24 +191,31 @@ func decodeClaim(op string, a sdk.ClaimExecutionArgs, res valkey.ValkeyResult, w
 	if ttl == 0 {
 		ttl = LeaseTTLDefault
 	}
-	kind := sdk.HandleFresh
-	at := sdk.AttemptType(r.field(5))
-	if at == sdk.AttemptResumed {
-		kind = sdk.HandleResumed
-	}
-	t := sdk.ClaimedTask{ClaimedExecution: sdk.ClaimedExecution{
-		Handle: sdk.Handle{
-			Backend: sdk.BackendValkey, Kind: kind, ExecutionID: a.ExecutionID, Lane: a.Lane,
-			AttemptIndex: sdk.AttemptIndex(r.uint(4)), AttemptID: r.field(3), LeaseID: r.field(0),
-			Epoch: r.uint(1), LeaseTTL: ttl, WorkerInstanceID: a.WorkerInstanceID,
-		},
-		ExpiresAt:   r.time(2),
-		AttemptType: at,
-	}}
+	t := sdk.ClaimedTask{ClaimedExecution: leaseFrom(a.ExecutionID, a.Lane, a.WorkerInstanceID, ttl, r)}
 	if withContext {
 		t.Context = contextFromPairs(r.fields[6:])
 	}
 	return t, nil
+}
+
+// leaseFrom builds a claimed execution from the six lease fields every
+// claim of the library returns, in order: lease_id, epoch, expires_at,
+// attempt_id, attempt_index, attempt_type.
+func leaseFrom(id sdk.ExecutionID, lane sdk.LaneID, inst sdk.WorkerInstanceID, ttl time.Duration, lease reply) sdk.ClaimedExecution {
+	at := sdk.AttemptType(lease.field(5))
+	kind := sdk.HandleFresh
+	if at == sdk.AttemptResumed {
+		kind = sdk.HandleResumed
+	}
+	return sdk.ClaimedExecution{
+		Handle: sdk.Handle{
+			Backend: sdk.BackendValkey, Kind: kind, ExecutionID: id, Lane: lane,
+			AttemptIndex: sdk.AttemptIndex(lease.uint(4)), AttemptID: lease.field(3), LeaseID: lease.field(0),
+			Epoch: lease.uint(1), LeaseTTL: ttl, WorkerInstanceID: inst,
+		},
+		ExpiresAt:   lease.time(2),
+		AttemptType: at,
+	}
 }
 
 // GrantAndClaim pipelines ff_issue_grant and ff_claim (with the context

@@ -58,25 +58,13 @@ func (b *Backend) ClaimFused(ctx context.Context, a sdk.FusedClaimArgs) ([]sdk.C
 		if len(f) < 8 {
 			return out, &sdk.Error{Kind: sdk.KindBug, Code: sdk.CodeBug, Op: op, Msg: "short fused claim reply"}
 		}
-		sub := reply{fields: f[1:7]}
-		at := sdk.AttemptType(sub.field(5))
-		kind := sdk.HandleFresh
-		if at == sdk.AttemptResumed {
-			kind = sdk.HandleResumed
-		}
 		pairs, _ := strconv.Atoi(f[7])
 		if pairs < 0 || len(f) < 8+2*pairs {
 			return out, &sdk.Error{Kind: sdk.KindBug, Code: sdk.CodeBug, Op: op, Msg: "short fused claim context"}
 		}
 		out = append(out, sdk.ClaimedTask{
-			ClaimedExecution: sdk.ClaimedExecution{
-				Handle: sdk.Handle{Backend: sdk.BackendValkey, Kind: kind, ExecutionID: sdk.ExecutionID(f[0]),
-					Lane: a.Lane, AttemptIndex: sdk.AttemptIndex(sub.uint(4)), AttemptID: sub.field(3),
-					LeaseID: sub.field(0), Epoch: sub.uint(1), LeaseTTL: ttl, WorkerInstanceID: a.WorkerInstanceID},
-				ExpiresAt:   sub.time(2),
-				AttemptType: at,
-			},
-			Context: contextFromPairs(f[8 : 8+2*pairs]),
+			ClaimedExecution: leaseFrom(sdk.ExecutionID(f[0]), a.Lane, a.WorkerInstanceID, ttl, reply{fields: f[1:7]}),
+			Context:          contextFromPairs(f[8 : 8+2*pairs]),
 		})
 		b.arrive.claimed(a.Lane, sdk.ExecutionID(f[0])) // no idle worker is to chase it now
 		f = f[8+2*pairs:]

@@ -341,9 +341,9 @@ func parseHandoff(msg string) (sdk.WorkerInstanceID, sdk.ClaimedTask, bool) {
 	inst := sdk.WorkerInstanceID(f[0])
 	id, err := sdk.ParseExecutionID(f[1])
 	ttl, terr := strconv.ParseInt(f[2], 10, 64)
-	epoch, eerr := strconv.ParseUint(f[4], 10, 64)
-	expires, xerr := strconv.ParseInt(f[5], 10, 64)
-	index, ierr := strconv.ParseUint(f[7], 10, 32)
+	_, eerr := strconv.ParseUint(f[4], 10, 64) // epoch
+	_, xerr := strconv.ParseInt(f[5], 10, 64)  // expires_at
+	_, ierr := strconv.ParseUint(f[7], 10, 32) // attempt_index
 	if inst.Validate() != nil || err != nil || terr != nil || ttl <= 0 || ttl > int64(time.Hour*24*365/time.Millisecond) ||
 		eerr != nil || xerr != nil || ierr != nil || f[3] == "" || f[6] == "" || f[8] == "" {
 		return "", sdk.ClaimedTask{}, false
@@ -352,22 +352,10 @@ func parseHandoff(msg string) (sdk.WorkerInstanceID, sdk.ClaimedTask, bool) {
 	if ctx.Lane.Validate() != nil {
 		return "", sdk.ClaimedTask{}, false
 	}
-	at := sdk.AttemptType(f[8])
-	kind := sdk.HandleFresh
-	if at == sdk.AttemptResumed {
-		kind = sdk.HandleResumed
-	}
+	// The lease fields are checked above; leaseFrom reads them.
 	return inst, sdk.ClaimedTask{
-		ClaimedExecution: sdk.ClaimedExecution{
-			Handle: sdk.Handle{
-				Backend: sdk.BackendValkey, Kind: kind, ExecutionID: id, Lane: ctx.Lane,
-				AttemptIndex: sdk.AttemptIndex(index), AttemptID: f[6], LeaseID: f[3],
-				Epoch: epoch, LeaseTTL: time.Duration(ttl) * time.Millisecond, WorkerInstanceID: inst,
-			},
-			ExpiresAt:   msTime(expires),
-			AttemptType: at,
-		},
-		Context: ctx,
+		ClaimedExecution: leaseFrom(id, ctx.Lane, inst, time.Duration(ttl)*time.Millisecond, reply{fields: f[3:9]}),
+		Context:          ctx,
 	}, true
 }
 
