@@ -134,7 +134,7 @@ func (b *Backend) loadPartitions(ctx context.Context) error {
 func (b *Backend) onInvalidations(msgs []valkey.ValkeyMessage) {
 	if msgs == nil {
 		b.ready.forget()
-		b.watch.invalidated(nil, nil, true)
+		b.watch.wakeAll()
 		return
 	}
 	keys := make([]string, 0, len(msgs))
@@ -143,7 +143,8 @@ func (b *Backend) onInvalidations(msgs []valkey.ValkeyMessage) {
 			keys = append(keys, k)
 		}
 	}
-	b.watch.invalidated(keys, b.ready.invalidate(keys), false)
+	refs := eligibleRefs(keys) // parsed once for both
+	b.watch.invalidated(refs, b.ready.invalidate(refs))
 }
 
 // Client exposes the underlying valkey-go client (for the harness and tests).

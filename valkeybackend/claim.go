@@ -48,6 +48,11 @@ func (b *Backend) ScanEligibleWindow(ctx context.Context, lane sdk.LaneID, parti
 		if err := lane.Validate(); err != nil {
 			return nil, opError(op, err)
 		}
+		for _, p := range partitions {
+			if err := b.checkPartition(op, p); err != nil {
+				return nil, err
+			}
+		}
 		heads, err := b.cachedHeads(ctx, op, lane, partitions)
 		if err != nil {
 			return nil, err

@@ -37,21 +37,23 @@ type watchers struct {
 // (see watchers.awaitsArrivals); the arrival usually comes within tens of µs.
 const arrivalGrace = 300 * time.Microsecond
 
-// invalidated wakes the watchers of the eligible sets named by keys
-// (wasEmpty: each set was known empty before); flushed (a reconnect
-// emptied the cache) wakes everyone.
-func (w *watchers) invalidated(keys []string, wasEmpty []bool, flushed bool) {
+// wakeAll wakes every watcher (a reconnect emptied the cache).
+func (w *watchers) wakeAll() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if flushed {
-		for ch := range w.all {
-			wake(ch)
-		}
-		return
+	for ch := range w.all {
+		wake(ch)
 	}
-	for i, key := range keys {
-		lane, _, ok := eligibleKeyParts(key)
-		if !ok || len(w.byLane[lane]) == 0 {
+}
+
+// invalidated wakes the watchers of the eligible sets refs names
+// (wasEmpty: each set was known empty before).
+func (w *watchers) invalidated(refs []eligibleRef, wasEmpty []bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for i, ref := range refs {
+		lane, key := ref.lane, ref.key
+		if len(w.byLane[lane]) == 0 {
 			continue
 		}
 		idle := false // a watcher without a wake-up pending: it will read
@@ -113,14 +115,11 @@ func (b *Backend) prefetchHead(key string) {
 	}()
 }
 
-// cachedHeads reads the heads of lane's eligible sets on partitions through
-// the client-side cache.
+// cachedHeads reads the heads of lane's eligible sets on partitions (the
+// callers have checked them) through the client-side cache.
 func (b *Backend) cachedHeads(ctx context.Context, op string, lane sdk.LaneID, partitions []int) ([][]string, error) {
 	cmds := make([]valkey.CacheableTTL, 0, len(partitions))
 	for _, p := range partitions {
-		if err := b.checkPartition(op, p); err != nil {
-			return nil, err
-		}
 		cmds = append(cmds, b.headCmdOfKey(laneKeysOf(sdk.PartitionTag(p), lane).eligible))
 	}
 	out := make([][]string, len(partitions))

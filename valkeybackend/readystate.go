@@ -50,17 +50,35 @@ func (r *readyState) lane(lane sdk.LaneID, partitions int) *laneState {
 	return ls
 }
 
-// invalidate marks the eligible sets named by keys unknown (other keys are
-// ignored) and reports, per key, whether its set was known empty: a change
-// to such a set is the change arrivals announce.
-func (r *readyState) invalidate(keys []string) (wasEmpty []bool) {
+// eligibleRef is an invalidated eligible set: its key, parsed once.
+type eligibleRef struct {
+	key       string
+	lane      sdk.LaneID
+	partition int
+}
+
+// eligibleRefs keeps the eligible-set keys of keys, parsed.
+func eligibleRefs(keys []string) []eligibleRef {
+	refs := make([]eligibleRef, 0, len(keys))
+	for _, k := range keys {
+		if lane, p, ok := eligibleKeyParts(k); ok {
+			refs = append(refs, eligibleRef{key: k, lane: lane, partition: p})
+		}
+	}
+	return refs
+}
+
+// invalidate marks the eligible sets refs names unknown and reports, per
+// ref, whether its set was known empty: a change to such a set is the
+// change arrivals announce.
+func (r *readyState) invalidate(refs []eligibleRef) (wasEmpty []bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	wasEmpty = make([]bool, len(keys))
-	for i, key := range keys {
-		lane, p, ok := eligibleKeyParts(key)
-		ls := r.lanes[lane]
-		if !ok || ls == nil || p >= len(ls.state) {
+	wasEmpty = make([]bool, len(refs))
+	for i, ref := range refs {
+		p := ref.partition
+		ls := r.lanes[ref.lane]
+		if ls == nil || p >= len(ls.state) {
 			continue
 		}
 		wasEmpty[i] = ls.state[p] == partEmpty

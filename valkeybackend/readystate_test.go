@@ -19,19 +19,19 @@ func TestReadyStateKeepsInvalidationsOverReads(t *testing.T) {
 		t.Fatalf("first split: ready %v unknown %v, want all unknown", ready, unknown)
 	}
 	// Partition 1 changes while the read is in flight.
-	r.invalidate([]string{key(1)})
+	r.invalidate(eligibleRefs([]string{key(1)}))
 	r.store(lane, unknown, gens, []bool{true, true, false})
 	ready, unknown, _ = r.split(lane, []int{0, 1, 2}, 4, time.Minute)
 	if !slices.Equal(ready, []int{0}) || !slices.Equal(unknown, []int{1}) {
 		t.Fatalf("after a read overtaken on 1: ready %v unknown %v, want [0] and [1]", ready, unknown)
 	}
 	// Another lane's key, a foreign key and an out-of-range partition change nothing.
-	r.invalidate([]string{laneKeysOf("{p:0}", "other").eligible, "ff:e:x:core", key(99)})
+	r.invalidate(eligibleRefs([]string{laneKeysOf("{p:0}", "other").eligible, "ff:e:x:core", key(99)}))
 	if ready, _, _ = r.split(lane, []int{0}, 4, time.Minute); !slices.Equal(ready, []int{0}) {
 		t.Fatalf("unrelated invalidations moved partition 0: ready %v", ready)
 	}
 	// A later invalidation of 0 makes it unknown again.
-	r.invalidate([]string{key(0)})
+	r.invalidate(eligibleRefs([]string{key(0)}))
 	if _, unknown, _ = r.split(lane, []int{0, 2}, 4, time.Minute); !slices.Equal(unknown, []int{0}) {
 		t.Fatalf("after invalidating 0: unknown %v, want [0]", unknown)
 	}
