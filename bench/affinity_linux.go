@@ -3,10 +3,7 @@
 package bench
 
 import (
-	"os"
 	"runtime"
-	"strconv"
-	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -55,17 +52,12 @@ func pinThread(cpu int) (undo func()) {
 	}
 }
 
-// pinServerAway pins the main thread of the local process pid (a Valkey
-// server: /proc/pid/comm must say so) to a CPU this process may use other
-// than probeCPU's, so that during calibration both tools' clients meet the
+// pinServerAway pins the main thread of the local Valkey server process pid
+// (one ffbench started) to a CPU this process may use other than probe (the
+// clients' CPU), so that during calibration both tools' clients meet the
 // server on another CPU every round instead of wherever the scheduler last
 // put it. undo restores its affinity; ok is false when nothing was pinned.
-func pinServerAway(pid int) (undo func(), ok bool) {
-	comm, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/comm")
-	if err != nil || !(strings.HasPrefix(string(comm), "valkey") || strings.HasPrefix(string(comm), "redis")) {
-		return func() {}, false
-	}
-	probe := probeCPU()
+func pinServerAway(pid, probe int) (undo func(), ok bool) {
 	var mine, old, one unix.CPUSet
 	if probe < 0 || unix.SchedGetaffinity(0, &mine) != nil || unix.SchedGetaffinity(pid, &old) != nil {
 		return func() {}, false

@@ -9,4 +9,4 @@ func probeCPU() int { return -1 }
 func pinThread(int) (undo func()) { return func() {} }
 
 // pinServerAway does nothing off Linux.
-func pinServerAway(int) (undo func(), ok bool) { return func() {}, false }
+func pinServerAway(int, int) (undo func(), ok bool) { return func() {}, false }

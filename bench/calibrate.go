@@ -100,14 +100,19 @@ func (r *Runner) Calibrate(ctx context.Context, vbPath string, slice time.Durati
 		return nil, err
 	}
 	cal := &Calibration{Tolerance: CalibrationTolerance, OK: true}
-	// Only a server ffbench started itself is pinned: another process's
-	// affinity is not ffbench's to change, even on this machine.
-	if r.t.Embedded {
-		if pid := r.serverPID(ctx, addr); pid > 0 {
-			undo, ok := pinServerAway(pid)
-			defer undo()
-			cal.ServerPinned = ok
-		}
+	// Both tools' clients run on one CPU; valkey-benchmark through taskset,
+	// when it is here.
+	cpu := probeCPU()
+	vb := []string{vbPath}
+	if ts, err := exec.LookPath("taskset"); err == nil && cpu >= 0 {
+		vb = []string{ts, "-c", strconv.Itoa(cpu), vbPath}
+	}
+	// Only a server ffbench started itself is pinned (it knows the pid):
+	// another process's affinity is not ffbench's to change.
+	if pid := r.t.serverPID(addr); pid > 0 {
+		undo, ok := pinServerAway(pid, cpu)
+		defer undo()
+		cal.ServerPinned = ok
 	}
 	for _, c := range []struct {
 		name string
@@ -119,7 +124,7 @@ func (r *Runner) Calibrate(ctx context.Context, vbPath string, slice time.Durati
 				conns, depth = r.cfg.PipelineConns, r.cfg.PipelineDepth
 			}
 			r.prog.Detail(func() string { return c.name + " " + mode })
-			row, err := calibrateRow(ctx, vbPath, addr, c.cmd.Commands(), mode, conns, depth, slice)
+			row, err := calibrateRow(ctx, vb, cpu, addr, c.cmd.Commands(), mode, conns, depth, slice)
 			if err != nil {
 				return nil, err
 			}
@@ -132,28 +137,31 @@ func (r *Runner) Calibrate(ctx context.Context, vbPath string, slice time.Durati
 	return cal, nil
 }
 
-// calibrateRow measures one command in one mode with both tools.
-func calibrateRow(ctx context.Context, vbPath, addr string, args []string, mode string, conns, depth int,
+// calibrateRow measures one command in one mode with both tools: ffbench's
+// probes pinned to cpu, valkey-benchmark run by the command line vb.
+func calibrateRow(ctx context.Context, vb []string, cpu int, addr string, args []string, mode string, conns, depth int,
 	slice time.Duration) (CalibrationRow, error) {
 	row := CalibrationRow{Mode: mode, Conns: conns, Depth: depth}
 	enc := encodeCommand(args)
+	lastRate := 0.0 // ffbench's last rate
 	ours := func() (calSample, error) {
 		if mode == "serial" {
-			h, err := probeSerial(ctx, addr, enc, slice, probeCPU())
+			h, err := probeSerial(ctx, addr, enc, slice, cpu)
 			if err != nil {
 				return calSample{}, err
 			}
-			return calSample{rate: 1e6 / h.Mean(), meanUS: h.Mean(), p50US: float64(h.ValueAtQuantile(50))}, nil
+			lastRate = 1e6 / h.Mean()
+			return calSample{rate: lastRate, meanUS: h.Mean(), p50US: float64(h.ValueAtQuantile(50))}, nil
 		}
-		rate, err := probePipelined(ctx, addr, enc, conns, depth, slice, probeCPU())
+		rate, err := probePipelined(ctx, addr, enc, conns, depth, slice, cpu)
+		lastRate = rate
 		return calSample{rate: rate}, err
 	}
-	lastRate := 0.0
 	theirs := func() (calSample, error) {
 		// As many requests as ffbench's last slice made, so both sides
 		// take about as long.
 		n := int(math.Max(lastRate*slice.Seconds(), 500))
-		return runValkeyBenchmark(ctx, vbPath, addr, conns, depth, n, args)
+		return runValkeyBenchmark(ctx, vb, addr, conns, depth, n, args)
 	}
 	// Interleave the two tools' slices, each round one of each back to
 	// back, alternating which goes first (ABBA): a shared machine's slow
@@ -165,12 +173,10 @@ func calibrateRow(ctx context.Context, vbPath, addr string, args []string, mode 
 		var err error
 		if i%4 == 0 || i%4 == 3 {
 			if a, err = ours(); err == nil {
-				lastRate = a.rate
 				v, err = theirs()
 			}
 		} else if v, err = theirs(); err == nil {
 			a, err = ours()
-			lastRate = a.rate
 		}
 		if err != nil {
 			return row, err
@@ -209,21 +215,6 @@ func calibrateRow(ctx context.Context, vbPath, addr string, args []string, mode 
 	return row, nil
 }
 
-// serverPID returns the process id the server at addr reports (INFO
-// server); 0 when it cannot be read.
-func (r *Runner) serverPID(ctx context.Context, addr string) int {
-	n, ok := r.t.raw.Nodes()[addr]
-	if !ok {
-		return 0
-	}
-	info, err := n.Do(ctx, n.B().Info().Section("server").Build()).ToString()
-	if err != nil {
-		return 0
-	}
-	pid, _ := strconv.Atoi(infoFields(info)["process_id"])
-	return pid
-}
-
 // nodeFor returns the address of the primary that serves cmd's slot.
 func (r *Runner) nodeFor(ctx context.Context, cmd valkey.Completed) (string, error) {
 	if !r.t.Cluster {
@@ -237,9 +228,10 @@ func (r *Runner) nodeFor(ctx context.Context, cmd valkey.Completed) (string, err
 	return "", fmt.Errorf("no node serves the calibration command's slot")
 }
 
-// runValkeyBenchmark runs valkey-benchmark with the given command and
-// returns its rate (requests/s) and its latency's mean and p50 (µs).
-func runValkeyBenchmark(ctx context.Context, path, addr string, conns, depth, n int, args []string) (calSample, error) {
+// runValkeyBenchmark runs valkey-benchmark (the command line vb) with the
+// given command and returns its rate (requests/s) and its latency's mean
+// and p50 (µs).
+func runValkeyBenchmark(ctx context.Context, vb []string, addr string, conns, depth, n int, args []string) (calSample, error) {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return calSample{}, err
@@ -247,15 +239,8 @@ func runValkeyBenchmark(ctx context.Context, path, addr string, conns, depth, n 
 	cmdline := []string{"-h", host, "-p", port, "-c", strconv.Itoa(conns), "-P", strconv.Itoa(depth),
 		"-n", strconv.Itoa(n), "--csv"}
 	cmdline = append(cmdline, args...)
-	// On the CPU ffbench's probes use (see probeCPU), when taskset is here.
-	if cpu := probeCPU(); cpu >= 0 {
-		if ts, err := exec.LookPath("taskset"); err == nil {
-			cmdline = append([]string{"-c", strconv.Itoa(cpu), path}, cmdline...)
-			path = ts
-		}
-	}
 	var out, stderr bytes.Buffer
-	c := exec.CommandContext(ctx, path, cmdline...)
+	c := exec.CommandContext(ctx, vb[0], append(vb[1:], cmdline...)...)
 	c.Stdout, c.Stderr = &out, &stderr
 	if err := c.Run(); err != nil {
 		return calSample{}, fmt.Errorf("valkey-benchmark: %v: %s", err, strings.TrimSpace(stderr.String()))

@@ -44,6 +44,21 @@ type Target struct {
 	info      Valkey
 }
 
+// serverPID returns the process id of the server at addr when ffbench
+// started it (valkeytest knows it); 0 otherwise.
+func (t *Target) serverPID(addr string) int {
+	nodes := []*valkeytest.Server{t.server}
+	if t.cluster != nil {
+		nodes = t.cluster.Nodes()
+	}
+	for _, n := range nodes {
+		if n != nil && n.Addr() == addr {
+			return n.PID()
+		}
+	}
+	return 0
+}
+
 // OpenTarget starts the embedded server (no Addrs) or connects to Addrs.
 func OpenTarget(ctx context.Context, o TargetOptions) (*Target, error) {
 	t := &Target{Addrs: o.Addrs, flush: o.Flush}

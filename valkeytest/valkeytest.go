@@ -408,6 +408,18 @@ func (s *Server) signal(sig os.Signal, op string) error {
 	return s.proc.cmd.Process.Signal(sig)
 }
 
+// PID returns the process id of a local server this package started and
+// that is running; 0 for a container, an FF_VALKEY_ADDR server, or one that
+// is not running.
+func (s *Server) PID() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.owned || s.closed || s.ctr != nil || s.proc == nil || s.proc.cmd.Process == nil {
+		return 0
+	}
+	return s.proc.cmd.Process.Pid
+}
+
 func (s *Server) checkOwned() error {
 	if !s.owned {
 		return ErrNotOwned
