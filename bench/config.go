@@ -89,8 +89,7 @@ type Config struct {
 var Profiles = map[string]Config{
 	// smoke: seconds per scenario; CI runs it for correctness and counters.
 	"smoke": {
-		Scenarios: []string{ScenarioE2E, ScenarioClaimLatency, ScenarioRenew, ScenarioPartitionSweep,
-			ScenarioClaimPath, ScenarioClaimHandoff, ScenarioRecovery},
+		Scenarios:  slices.Clone(ScenarioNames),
 		Partitions: 16, SweepPartitions: []int{1, 16}, Workers: 2, Concurrency: 32, ClaimMode: "direct",
 		Warmup: 300 * time.Millisecond, Duration: time.Second, Drain: 5 * time.Second,
 		RateFraction: 0.5, Arrivals: "poisson", Seed: 1, InFlight: 64, PayloadBytes: 64,

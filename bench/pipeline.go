@@ -93,15 +93,16 @@ func (r *Runner) runPipeline(ctx context.Context, sp pipelineSpec) (*Result, err
 	if err != nil {
 		return nil, err
 	}
+	sendLag, submitLat := lat["send_lag"], lat["submit"]
 	submit := func(ctx context.Context, a loadgen.Arrival) error {
 		if win.Contains(a.Intended) && sp.open {
 			windowOps.Add(1)
 		}
 		t0 := time.Now()
-		lat["send_lag"].Shard(int(a.Seq)).Record(a.Intended, t0.Sub(a.Intended))
+		sendLag.Shard(int(a.Seq)).Record(a.Intended, t0.Sub(a.Intended))
 		_, err := prod.CreateExecution(ctx, sdk.CreateExecutionArgs{Lane: benchLane, Kind: "noop",
 			Payload: encodePayload(a.Seq, a.Intended, cfg.PayloadBytes)})
-		lat["submit"].Shard(int(a.Seq)).Record(a.Intended, time.Since(t0))
+		submitLat.Shard(int(a.Seq)).Record(a.Intended, time.Since(t0))
 		if err == nil {
 			track.submit(a.Seq)
 		}
@@ -196,11 +197,16 @@ func (r *Runner) runPipeline(ctx context.Context, sp pipelineSpec) (*Result, err
 		"retried": float64(fs.Retried), "handler_errors": float64(fs.HandlerErrors), "lost_leases": float64(fs.LostLeases),
 		"claim_errors": float64(fs.ClaimErrors), "offers": float64(fs.Offers), "handoffs": float64(fs.Handoffs),
 	}
-	if fs.Claimed > 0 {
-		// How many claims were hand-offs (no claim call) rather than claims.
-		res.Extra["handoff_share"] = round3(float64(fs.Handoffs) / float64(fs.Claimed))
-	}
+	setHandoffShare(res, float64(fs.Handoffs), float64(fs.Claimed))
 	return res, nil
+}
+
+// setHandoffShare records how many of the claims were hand-offs (no claim
+// call) rather than claims; nothing when there were none.
+func setHandoffShare(res *Result, handoffs, claimed float64) {
+	if claimed > 0 {
+		res.Extra["handoff_share"] = round3(handoffs / claimed)
+	}
 }
 
 // hooks instruments worker i: claim call latency, and the planted

@@ -222,14 +222,8 @@ func (r *Runner) runRenew(ctx context.Context, scenario string, p int) ([]*Resul
 		return rawSlice(ctx, r.t.raw, groups, slice, rawRound)
 	}, &rawT}
 	for i := range renewSlices {
-		// ABBA: sdk first on even pairs, raw first on odd ones, so a drift
-		// over the run weighs on both alike.
-		order := [2]variant{sdkV, rawV}
-		if i%2 == 1 {
-			order = [2]variant{rawV, sdkV}
-		}
 		rate := map[string]float64{}
-		for _, v := range order {
+		for _, v := range abba(i, sdkV, rawV) {
 			r.prog.Detail(func() string {
 				return fmt.Sprintf("%s P=%d: slice %d/%d %s (%s each)", scenario, p, i+1, renewSlices, v.name, slice)
 			})

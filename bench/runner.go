@@ -276,11 +276,7 @@ func (r *Runner) runClaimHandoff(ctx context.Context) ([]*Result, error) {
 	const on, off = "handoff", "push"
 	rounds := map[string][]*Result{}
 	for i := range r.cfg.ABRounds {
-		order := []string{on, off}
-		if i%2 == 1 {
-			order = []string{off, on}
-		}
-		for _, v := range order {
+		for _, v := range abba(i, on, off) {
 			r.prog.Stage(fmt.Sprintf("%s %s round %d/%d", ScenarioClaimHandoff, v, i+1, r.cfg.ABRounds))
 			res, err := r.runPipeline(ctx, pipelineSpec{scenario: ScenarioClaimHandoff, variant: v,
 				partitions: r.cfg.Partitions, mode: r.mode(), open: true, rate: rate, noHandoff: v == off})
@@ -298,10 +294,7 @@ func (r *Runner) runClaimHandoff(ctx context.Context) ([]*Result, error) {
 			claimed += res.Extra["claimed"]
 			handed += res.Extra["handoffs"]
 		}
-		if claimed > 0 {
-			m.Extra["handoff_share"] = round3(handed / claimed)
-		}
-		m.OfferedRate = round3(rate)
+		setHandoffShare(m, handed, claimed)
 		out[v] = m
 	}
 	h, p := out[on].Latency["claim"], out[off].Latency["claim"]
@@ -309,6 +302,16 @@ func (r *Runner) runClaimHandoff(ctx context.Context) ([]*Result, error) {
 		out[on].Extra["claim_p50_vs_push"] = round3(h.P50 / p.P50)
 	}
 	return []*Result{out[on], out[off]}, nil
+}
+
+// abba returns a and b in the order round i takes them: a first on even
+// rounds, b first on odd ones (A B, B A, …), so a drift over the run weighs
+// on both alike.
+func abba[T any](i int, a, b T) [2]T {
+	if i%2 == 1 {
+		return [2]T{b, a}
+	}
+	return [2]T{a, b}
 }
 
 // mergeRounds combines rounds of one configuration: median throughput,

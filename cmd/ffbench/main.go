@@ -50,7 +50,7 @@ func main() {
 	}
 }
 
-const usage = `ffbench: FlowFabric's benchmark harness.
+var usage = `ffbench: FlowFabric's benchmark harness.
 
 Usage:
   ffbench run       [flags]   run a profile, or the scenarios given by --scenario
@@ -63,7 +63,7 @@ With no --addr, ffbench starts a throwaway local Valkey (valkey-server on a
 free loopback port) and stops it at the end. "ffbench COMMAND --help" lists
 the command's flags and defaults.
 
-Scenarios: e2e, claim-latency, renew-throughput, partition-sweep, claim-path, claim-handoff, recovery
+Scenarios: ` + strings.Join(bench.ScenarioNames, ", ") + `
 Profiles:  smoke (seconds per scenario; CI), quick (under 90 s on 2 cores; make bench),
            gate (every gated figure at P=16; make perf-gate), full (long windows)
 `
