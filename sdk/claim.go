@@ -133,17 +133,9 @@ func (w *Worker) claimLoop(ctx context.Context) {
 			}
 			w.offerFree(ctx)
 		}
-		if w.offers.openCount() > 0 && w.backlogInSight(ctx, false) {
-			// Work waits, and no create may come to hand it over: keep at
-			// most half the slots offered and claim with the rest.
-			w.offers.idle.Store(false)
-			if w.trimOffers(ctx) && w.freeSlots() > 0 {
-				continue
-			}
-		} else {
-			w.offers.idle.Store(w.offers.openCount() > 0)
+		if w.offersBeforeIdle(ctx) {
+			continue
 		}
-		w.refreshDue(ctx)
 		subscribe()
 		poll := w.idlePoll()
 		if w.watcher != nil && watch == nil {
@@ -171,10 +163,7 @@ func (w *Worker) claimLoop(ctx context.Context) {
 func (w *Worker) waitForSlot(ctx context.Context) {
 	var overdue <-chan time.Time
 	if w.offerer != nil {
-		w.offers.mu.Lock()
-		waiting := len(w.offers.taken) > 0
-		w.offers.mu.Unlock()
-		if waiting {
+		if _, taken := w.offers.counts(); taken > 0 {
 			t := time.NewTimer(w.cfg.LeaseTTL)
 			defer t.Stop()
 			overdue = t.C

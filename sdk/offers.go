@@ -51,12 +51,22 @@ type offerBook struct {
 	// idle is set by the claim loop while it waits with offers open and no
 	// work in sight: then a completing task offers its slot too.
 	idle atomic.Bool
+	// refreshed is when the claim loop last refreshed the offers (only the
+	// claim loop reads or writes it).
+	refreshed time.Time
 }
 
 func (b *offerBook) openCount() int {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return len(b.open)
+}
+
+// counts returns how many offers are open and how many taken.
+func (b *offerBook) counts() (open, taken int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.open), len(b.taken)
 }
 
 // posted returns up to max open offers whose call has returned.
@@ -158,7 +168,7 @@ func (w *Worker) offerFree(ctx context.Context) {
 		return
 	}
 	if w.offers.openCount() == 0 {
-		w.offersRefreshed = time.Now() // every offer open from here on is this fresh or fresher
+		w.offers.refreshed = time.Now() // every offer open from here on is this fresh or fresher
 	}
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), minCallTimeout)
 	defer cancel()
@@ -200,9 +210,11 @@ func (w *Worker) offerFree(ctx context.Context) {
 // offers (up to two of its head each) while the rest of the slots claim it.
 func (w *Worker) offerCap() int { return max(w.cfg.MaxConcurrency/2, 1) }
 
-// trimOffers takes back the offers beyond offerCap; it reports whether it
-// tried.
+// trimOffers runs when work is in sight: completes stop offering beyond
+// offerCap, and the offers beyond it go back. It reports whether there
+// were any beyond it.
 func (w *Worker) trimOffers(ctx context.Context) bool {
+	w.offers.idle.Store(false)
 	n := w.offers.openCount() - w.offerCap()
 	if n <= 0 {
 		return false
@@ -271,7 +283,7 @@ func (w *Worker) settleOffers(ctx context.Context, withdraw bool, max int) {
 		return
 	}
 	if !withdraw {
-		w.offersRefreshed = time.Now()
+		w.offers.refreshed = time.Now()
 	}
 	giveUp := time.Now().Add(w.cfg.LeaseTTL)
 	released := 0
@@ -293,12 +305,30 @@ func (w *Worker) settleOffers(ctx context.Context, withdraw bool, max int) {
 	w.release(released)
 }
 
+// offersBeforeIdle runs as the claim loop is about to wait: with offers
+// open and work in sight (no create may come to hand it over) it keeps at
+// most offerCap of them and reports whether slots came free to claim with
+// at once; otherwise the wait is an idle one (completes then offer their
+// slots), and offers due a refresh get it.
+func (w *Worker) offersBeforeIdle(ctx context.Context) (claimNow bool) {
+	open := w.offers.openCount() > 0
+	if open && w.backlogInSight(ctx, false) {
+		if w.trimOffers(ctx) && w.freeSlots() > 0 {
+			return true
+		}
+	} else {
+		w.offers.idle.Store(open)
+	}
+	w.refreshDue(ctx)
+	return false
+}
+
 // refreshDue extends the open offers when the last refresh is half their
 // TTL old (an idle worker: every other poll): a worker woken often (freed
 // slots, pushes) never sees its idle poll fire, and an offer that expired
 // unseen would read as taken and hold its slot for a lease TTL.
 func (w *Worker) refreshDue(ctx context.Context) {
-	if w.offers.openCount() > 0 && time.Since(w.offersRefreshed) > w.offerTTL()/2 {
+	if w.offers.openCount() > 0 && time.Since(w.offers.refreshed) > w.offerTTL()/2 {
 		w.settleOffers(ctx, false, math.MaxInt)
 	}
 }
@@ -415,7 +445,6 @@ func (w *Worker) settleIdleOffers(ctx context.Context, arrived *Arrival, polled 
 		}
 	default:
 		if w.backlogInSight(ctx, polled) {
-			w.offers.idle.Store(false)
 			w.trimOffers(ctx)
 		}
 		if polled {

@@ -196,7 +196,6 @@ type Worker struct {
 	offerer       ClaimOfferer // nil when disabled, absent or unavailable
 	// completeOfferer is the backend's CompleteOfferer once offers work.
 	completeOfferer CompleteOfferer
-	offersRefreshed time.Time // the claim loop's last offer refresh
 	offers          offerBook
 
 	renewer *renewer
@@ -417,9 +416,8 @@ func (w *Worker) Config() WorkerConfig { return w.cfg }
 func (w *Worker) Stats() WorkerStats {
 	s := &w.stats
 	r := &w.renewer.stats
-	w.offers.mu.Lock()
-	offered := len(w.offers.open) + len(w.offers.taken)
-	w.offers.mu.Unlock()
+	open, taken := w.offers.counts()
+	offered := open + taken
 	avg, mx := r.lag()
 	return WorkerStats{
 		Claimed: s.claimed.Load(), Completed: s.completed.Load(), Failed: s.failed.Load(),
@@ -604,8 +602,6 @@ func (w *Worker) drain() {
 	}
 }
 
-// heartbeat extends the registration every TTL/3, registering again when
-// the registration was lost.
 // followLeaseEvents renews at once each lease an event says was taken
 // away, so a revoked or cancelled task's context ends now rather than at
 // its next renewal (the renewal's fencing error cancels it).
@@ -620,6 +616,8 @@ func (w *Worker) followLeaseEvents(ctx context.Context, events <-chan ExecutionI
 	}
 }
 
+// heartbeat extends the registration every TTL/3, registering again when
+// the registration was lost.
 func (w *Worker) heartbeat(ctx context.Context, reg WorkerRegistration) {
 	tick := time.NewTicker(max(reg.TTL/RegistrationTTLDivisor, time.Millisecond))
 	defer tick.Stop()
