@@ -40,18 +40,14 @@ func dialBlocking(ctx context.Context, addr string) (io.ReadWriteCloser, error) 
 	if err != nil {
 		return nil, err
 	}
-	raddr := &net.TCPAddr{IP: ips[0].AsSlice(), Port: portNum}
+	ip := ips[0].Unmap() // an IPv4-mapped address dials as IPv4
 	var sa syscall.Sockaddr
 	family := syscall.AF_INET
-	if ip4 := raddr.IP.To4(); ip4 != nil {
-		s := &syscall.SockaddrInet4{Port: raddr.Port}
-		copy(s.Addr[:], ip4)
-		sa = s
+	if ip.Is4() {
+		sa = &syscall.SockaddrInet4{Port: portNum, Addr: ip.As4()}
 	} else {
 		family = syscall.AF_INET6
-		s := &syscall.SockaddrInet6{Port: raddr.Port}
-		copy(s.Addr[:], raddr.IP.To16())
-		sa = s
+		sa = &syscall.SockaddrInet6{Port: portNum, Addr: ip.As16()}
 	}
 	fd, err := syscall.Socket(family, syscall.SOCK_STREAM, 0)
 	if err != nil {
