@@ -170,14 +170,16 @@ func (a *arrivals) take(lane sdk.LaneID, max int) []sdk.Arrival {
 }
 
 // claimed drops a pending arrival this client just claimed another way.
-func (a *arrivals) claimed(lane sdk.LaneID, id sdk.ExecutionID) {
+func (a *arrivals) claimed(lane sdk.LaneID, ids ...sdk.ExecutionID) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	q := a.pending[lane]
-	for i := range q {
-		if q[i].arr.ID == id {
-			a.pending[lane] = append(q[:i], q[i+1:]...)
-			return
+	for _, id := range ids {
+		q := a.pending[lane]
+		for i := range q {
+			if q[i].arr.ID == id {
+				a.pending[lane] = append(q[:i], q[i+1:]...)
+				break
+			}
 		}
 	}
 }

@@ -53,6 +53,13 @@ func (b *Backend) ClaimFused(ctx context.Context, a sdk.FusedClaimArgs) ([]sdk.C
 	}
 	count := int(r.int(0))
 	out := make([]sdk.ClaimedTask, 0, count)
+	defer func() { // no idle worker of this process is to chase them now
+		ids := make([]sdk.ExecutionID, len(out))
+		for i, t := range out {
+			ids[i] = t.Handle.ExecutionID
+		}
+		b.arrive.claimed(a.Lane, ids...)
+	}()
 	f := r.fields[1:]
 	for i := 0; i < count; i++ {
 		if len(f) < 8 {
@@ -66,7 +73,6 @@ func (b *Backend) ClaimFused(ctx context.Context, a sdk.FusedClaimArgs) ([]sdk.C
 			ClaimedExecution: leaseFrom(sdk.ExecutionID(f[0]), a.Lane, a.WorkerInstanceID, ttl, reply{fields: f[1:7]}),
 			Context:          contextFromPairs(f[8 : 8+2*pairs]),
 		})
-		b.arrive.claimed(a.Lane, sdk.ExecutionID(f[0])) // no idle worker is to chase it now
 		f = f[8+2*pairs:]
 	}
 	return out, nil
