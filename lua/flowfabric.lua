@@ -41,7 +41,7 @@ from every partition, so it cannot live in a cluster):
                             offer's expiry (server ms). ff_create claims an
                             execution that lands in an empty eligible set
                             (behind a backlog: the set's head, up to two)
-                            for the oldest live offer, in the same call, and
+                            for the freshest live offer, in the same call, and
                             hands it over through the instance's inbox;
                             ff_offer and ff_complete post offers
   ff:inbox:I         LIST   hand-offs to worker instance I (it waits on the
@@ -76,7 +76,7 @@ REPLY SHAPE (every function): {1, status, field...} on success,
 {0, code, detail...} on a business failure. Redis errors mean a bug.
 ]]
 
-local VERSION = '10'
+local VERSION = '11'
 local PRIORITY_SCALE = 1000000000000
 local MAX_PRIORITY = 9000
 local INTERRUPT_CAP = 100
@@ -178,12 +178,15 @@ redis.register_function{function_name = 'ff_version', flags = {'no-writes'},
 
 local hand_off -- defined after take_lease
 
--- Returns the oldest live offer of the offers key (one command), or nil
--- (none, or no offers key: a noop key disables hand-offs). Expired offers
--- (their workers left) are skipped here and removed by ff_offer.
+-- Returns the freshest live offer of the offers key (one command), or nil
+-- (none, or no offers key: a noop key disables hand-offs). Freshest: the
+-- latest expiry, the offer posted or refreshed last, so the one whose
+-- worker is most surely alive (a dead worker's offers stop being
+-- refreshed and sink). Expired offers (their workers left) are skipped
+-- here and removed by ff_offer.
 local function live_offer(offers, now)
   if string.sub(offers, 1, 10) ~= 'ff:offers:' then return nil end
-  return redis.call('ZRANGE', offers, now, '+inf', 'BYSCORE', 'LIMIT', 0, 1)[1]
+  return redis.call('ZRANGE', offers, '+inf', now, 'BYSCORE', 'REV', 'LIMIT', 0, 1)[1]
 end
 
 -- Splits an offer member into lease_id, attempt_id, lease_ttl_ms,
@@ -203,7 +206,7 @@ end
 --       15 deadline_ms (0 = none), 16 dedup_ttl_ms, 17 payload,
 --       18 ntags, then ntags (key, value) pairs
 -- An execution that lands in an empty eligible set is claimed here for the
--- oldest live offer on the lane (ff_offer), whose worker gets the lease and
+-- freshest live offer on the lane (ff_offer), whose worker gets the lease and
 -- the context in its inbox: no claim call at all (hand_off). Without an
 -- offer it is published on the partition's arrivals channel, so an idle
 -- worker claims it without first reading the set. Behind a backlog it
@@ -479,7 +482,7 @@ local function frame(fields)
   return table.concat(out)
 end
 
--- Hands a waiting execution of the lane to the oldest live offer of
+-- Hands a waiting execution of the lane to the freshest live offer of
 -- KEYS[9] (see ff_create): either the new execution target, not yet in the
 -- eligible set (kv is its ctx as written, caps_csv what it requires), or,
 -- with kv nil, the eligible set's member target, when it is still

@@ -146,7 +146,7 @@ func (w *Worker) offerTTL() time.Duration { return offerTTLFactor * w.idlePoll()
 // offerArgs describes offers of lane named ids.
 func (w *Worker) offerArgs(lane LaneID, ids []string) OfferArgs {
 	return OfferArgs{Lane: lane, LeaseIDs: ids, WorkerID: w.cfg.WorkerID, WorkerInstanceID: w.cfg.InstanceID,
-		Capabilities: w.cfg.Capabilities, LeaseTTL: w.cfg.LeaseTTL, TTL: w.offerTTL()}
+		Capabilities: w.cfg.Capabilities, LeaseTTL: w.cfg.HandoffLeaseTTL, TTL: w.offerTTL()}
 }
 
 func newTokens(n int) []string {
@@ -285,7 +285,7 @@ func (w *Worker) settleOffers(ctx context.Context, withdraw bool, max int) {
 	if !withdraw {
 		w.offers.refreshed = time.Now()
 	}
-	giveUp := time.Now().Add(w.cfg.LeaseTTL)
+	giveUp := time.Now().Add(w.cfg.HandoffLeaseTTL)
 	released := 0
 	w.offers.mu.Lock()
 	for i, o := range offers {

@@ -1,6 +1,7 @@
 package sdk
 
 import (
+	"cmp"
 	"container/heap"
 	"context"
 	"errors"
@@ -18,7 +19,7 @@ type leaseEntry struct {
 	task    *Task
 	handle  Handle
 	due     time.Time // next renewal
-	lastOK  time.Time // last successful renewal, or the claim
+	expires time.Time // when the lease runs out, as far as the worker knows (no server clock needed)
 	index   int       // position in the heap; -1 when out of it
 	removed bool      // the task released the lease; never reinsert
 	recheck bool      // a lease event came while its renewal was in flight: renew again at once
@@ -100,10 +101,16 @@ func newRenewer(backend LeaseHolder, every, leaseTTL time.Duration) *renewer {
 	return r
 }
 
-// add starts renewing t's lease; the first renewal is due RenewEvery after
-// claimedAt.
-func (r *renewer) add(t *Task, claimedAt time.Time) *leaseEntry {
-	e := &leaseEntry{task: t, handle: t.h, due: claimedAt.Add(r.every), lastOK: claimedAt}
+// add starts renewing t's lease, which began at claimedAt and lasts ttl
+// (LeaseTTL, or a hand-off's shorter first lease). The first renewal is
+// due RenewEvery after claimedAt, or the same share of a shorter ttl;
+// every renewal extends the lease by the handle's LeaseTTL.
+func (r *renewer) add(t *Task, claimedAt time.Time, ttl time.Duration) *leaseEntry {
+	firstDue := r.every
+	if ttl < r.leaseTTL {
+		firstDue = time.Duration(float64(r.every) * float64(ttl) / float64(r.leaseTTL))
+	}
+	e := &leaseEntry{task: t, handle: t.h, due: claimedAt.Add(firstDue), expires: claimedAt.Add(ttl)}
 	r.mu.Lock()
 	heap.Push(&r.heap, e)
 	r.byID[e.handle.ExecutionID] = e
@@ -253,14 +260,14 @@ func (r *renewer) renew(ctx context.Context, batch []*leaseEntry) {
 		switch {
 		case res.Err == nil:
 			r.stats.renewals.Add(1)
-			e.lastOK = sent
+			e.expires = sent.Add(cmp.Or(e.handle.LeaseTTL, r.leaseTTL))
 			e.due = sent.Add(r.every)
 		case isFencing(res.Err):
 			lost, lostErr = append(lost, e), append(lostErr, res.Err)
 			continue
 		default:
 			r.stats.failures.Add(1)
-			if done.Sub(e.lastOK) >= r.leaseTTL {
+			if !done.Before(e.expires) {
 				lost = append(lost, e)
 				lostErr = append(lostErr, &Error{Kind: KindState, Code: CodeLeaseExpired, Op: "renew",
 					Msg: "no successful renewal within the lease ttl", Err: res.Err})
@@ -268,8 +275,8 @@ func (r *renewer) renew(ctx context.Context, batch []*leaseEntry) {
 			}
 			// Retry soon, and never after the lease would have run out.
 			e.due = done.Add(min(max(r.every/4, 10*time.Millisecond), time.Second))
-			if exp := e.lastOK.Add(r.leaseTTL); e.due.After(exp) {
-				e.due = exp
+			if e.due.After(e.expires) {
+				e.due = e.expires
 			}
 		}
 		if e.recheck {
@@ -308,7 +315,7 @@ const minRenewCallTimeout = 20 * time.Millisecond
 func (r *renewer) call(ctx context.Context, batch []*leaseEntry) []RenewResult {
 	timeout := max(r.every, time.Second)
 	for _, e := range batch {
-		timeout = min(timeout, time.Until(e.lastOK.Add(r.leaseTTL)))
+		timeout = min(timeout, time.Until(e.expires))
 	}
 	cctx, cancel := context.WithTimeout(ctx, max(timeout, minRenewCallTimeout))
 	defer cancel()

@@ -53,6 +53,8 @@ const (
 	IdlePollWatchedDefault = 5 * time.Second
 	ShutdownGraceDefault   = 10 * time.Second
 	GrantTTLDefault        = 5 * time.Second
+	// HandoffLeaseTTL defaults to the lesser of this and LeaseTTL.
+	HandoffLeaseTTLDefault = 5 * time.Second
 	// RegistrationTTL defaults to LeaseTTL: a crashed worker's registration
 	// dies with its leases. Heartbeats go every TTL/3.
 	RegistrationTTLDivisor = 3
@@ -112,6 +114,14 @@ type WorkerConfig struct {
 	// it, with no claim call (each offer stands 4×IdlePoll, refreshed
 	// every other idle poll).
 	DisableClaimOffers bool
+	// HandoffLeaseTTL is the first lease of an execution handed to one of
+	// this worker's offers; the first renewal (due at the same share of it
+	// as RenewEvery is of LeaseTTL) extends it to LeaseTTL. Offers stand
+	// while nobody watches them: should the worker die idle, what is handed
+	// to its standing offers waits this long for the reclaim scanner, not a
+	// whole LeaseTTL. Short tasks never renew, so it costs them nothing.
+	// Default the lesser of 5s and LeaseTTL; at most LeaseTTL.
+	HandoffLeaseTTL time.Duration
 	// GrantTTL is how long a claim grant waits to be consumed. Default 5s.
 	GrantTTL time.Duration
 	// RegistrationTTL is the lifetime of the worker's registration (backends
@@ -323,7 +333,7 @@ func resolveConfig(backend EngineBackend, cfg WorkerConfig) (WorkerConfig, error
 		{"RenewEvery", int64(cfg.RenewEvery)}, {"ScanWindow", int64(cfg.ScanWindow)},
 		{"ClaimBatch", int64(cfg.ClaimBatch)}, {"IdlePoll", int64(cfg.IdlePoll)},
 		{"ShutdownGrace", int64(cfg.ShutdownGrace)}, {"GrantTTL", int64(cfg.GrantTTL)},
-		{"RegistrationTTL", int64(cfg.RegistrationTTL)},
+		{"RegistrationTTL", int64(cfg.RegistrationTTL)}, {"HandoffLeaseTTL", int64(cfg.HandoffLeaseTTL)},
 	} {
 		if err := negative(f.name, f.v); err != nil {
 			return cfg, err
@@ -353,6 +363,13 @@ func resolveConfig(backend EngineBackend, cfg WorkerConfig) (WorkerConfig, error
 		}
 	default:
 		return cfg, configError("WorkerConfig.ClaimMode %d is unknown", cfg.ClaimMode)
+	}
+	if cfg.HandoffLeaseTTL == 0 {
+		cfg.HandoffLeaseTTL = min(HandoffLeaseTTLDefault, cfg.LeaseTTL)
+	}
+	if cfg.HandoffLeaseTTL > cfg.LeaseTTL || cfg.HandoffLeaseTTL < 10*time.Millisecond || cfg.HandoffLeaseTTL%time.Millisecond != 0 {
+		return cfg, configError("WorkerConfig.HandoffLeaseTTL %v: must be a whole number of milliseconds, 10ms..LeaseTTL (%v)",
+			cfg.HandoffLeaseTTL, cfg.LeaseTTL)
 	}
 	if cfg.ScanWindow == 0 {
 		cfg.ScanWindow = ScanWindowDefault
@@ -698,10 +715,17 @@ func (w *Worker) freeSlots() int {
 // startTask hands a claimed execution (its slot already reserved) to the
 // handler on its own goroutine, with its lease under renewal.
 // sent is when the claim call went out: the lease cannot have started
-// earlier, so renewals and local expiry count from it.
+// earlier, so renewals and local expiry count from it. The lease granted
+// may be shorter than LeaseTTL (a hand-off's first lease); renewals ask
+// for LeaseTTL.
 func (w *Worker) startTask(ct ClaimedTask, sent time.Time) {
 	now := time.Now()
 	h := ct.Handle
+	granted := h.LeaseTTL
+	if granted <= 0 || granted > w.cfg.LeaseTTL {
+		granted = w.cfg.LeaseTTL
+	}
+	h.LeaseTTL = w.cfg.LeaseTTL
 	t := &Task{
 		ID: h.ExecutionID, Kind: ct.Context.Kind, Payload: ct.Context.Payload, Tags: ct.Context.Tags,
 		Lane: h.Lane, AttemptIndex: h.AttemptIndex, AttemptType: ct.AttemptType,
@@ -711,7 +735,7 @@ func (w *Worker) startTask(ct ClaimedTask, sent time.Time) {
 		t.Lane = ct.Context.Lane
 	}
 	t.ctx, t.cancel = context.WithCancelCause(w.baseCtx)
-	t.lease = w.renewer.add(t, sent)
+	t.lease = w.renewer.add(t, sent, granted)
 	w.stats.claimed.Add(1)
 	w.tasksMu.Lock()
 	w.tasks[t] = struct{}{}

@@ -43,6 +43,7 @@ func TestWorkerE2E(t *testing.T) {
 			t.Run("NoClientCache", func(t *testing.T) { testNoClientCache(t, addrs) })
 			t.Run("ArrivalPickup", func(t *testing.T) { testArrivalPickup(t, addrs) })
 			t.Run("HandoffPickup", func(t *testing.T) { testHandoffPickup(t, addrs, topo.name == "cluster") })
+			t.Run("HandoffOutlivesFirstLease", func(t *testing.T) { testHandoffOutlivesFirstLease(t, addrs, topo.name == "cluster") })
 			t.Run("BatchToIdleWorkers", func(t *testing.T) { testBatchToIdleWorkers(t, addrs, false) })
 			t.Run("BatchPastOffers", func(t *testing.T) { testBatchToIdleWorkers(t, addrs, true) })
 			t.Run("Renewal", func(t *testing.T) { testRenewal(t, addrs, false) })
@@ -382,8 +383,54 @@ func testHandoffPickup(t *testing.T, addrs []string, cluster bool) {
 	case !cluster && (s.Handoffs != 5 || s.ClaimAttempts != 0 || s.Arrivals != 0):
 		t.Fatalf("hand-offs %d, claim attempts %d, arrivals %d: want 5 hand-offs and no claim call", s.Handoffs, s.ClaimAttempts, s.Arrivals)
 	}
-	if s.Claimed != 5 || s.InFlight != 0 {
+	// The handler reports before its Complete returns: the last slot frees
+	// a moment later.
+	e2eWaitFor(t, 5*time.Second, "the last slot freed", func() bool { return w.Stats().InFlight == 0 })
+	if s := w.Stats(); s.Claimed != 5 || s.InFlight != 0 {
 		t.Fatalf("claimed %d, in flight %d: want 5 and 0", s.Claimed, s.InFlight)
+	}
+}
+
+// testHandoffOutlivesFirstLease: a handed-off task starts on the short
+// HandoffLeaseTTL; the renewer renews it early, to the full LeaseTTL, so a
+// task running well past the first lease keeps it and completes.
+func testHandoffOutlivesFirstLease(t *testing.T, addrs []string, cluster bool) {
+	if cluster {
+		t.Skip("hand-offs are single-server only")
+	}
+	ctx := context.Background()
+	lane := e2eLane(t, "firstlease")
+	b := e2eConnect(t, addrs)
+	const leaseTTL, first, work = 30 * time.Second, 600 * time.Millisecond, 2 * time.Second
+	expiry := make(chan time.Time, 1)
+	w, _ := e2eRunWorker(t, b, sdk.WorkerConfig{WorkerID: "e2e", Lanes: []sdk.LaneID{lane}, MaxConcurrency: 1,
+		LeaseTTL: leaseTTL, HandoffLeaseTTL: first, IdlePoll: time.Minute},
+		sdk.HandlerFunc(func(ctx context.Context, task *sdk.Task) error {
+			select {
+			case <-time.After(work):
+			case <-ctx.Done():
+				return context.Cause(ctx)
+			}
+			snap, err := b.DescribeExecution(ctx, task.ID)
+			if err != nil {
+				return err
+			}
+			expiry <- snap.LeaseExpiresAt
+			return nil
+		}))
+	e2eWaitFor(t, 10*time.Second, "the slot offered", func() bool { return w.Stats().Offers == 1 })
+	if _, err := b.CreateExecution(ctx, sdk.CreateExecutionArgs{Lane: lane, Kind: "k"}); err != nil {
+		t.Fatal(err)
+	}
+	e2eWaitFor(t, 20*time.Second, "the task completed", func() bool { s := w.Stats(); return s.Completed == 1 || s.LostLeases > 0 })
+	s := w.Stats()
+	if s.Handoffs != 1 || s.Completed != 1 || s.LostLeases != 0 || s.Renewals == 0 {
+		t.Fatalf("hand-offs %d, completed %d, lost %d, renewals %d: want a handed-off task renewed past its first lease",
+			s.Handoffs, s.Completed, s.LostLeases, s.Renewals)
+	}
+	// Renewed to the full TTL, not by another first lease.
+	if left := time.Until(<-expiry); left < leaseTTL/2 {
+		t.Fatalf("lease had %v left after %v of work; want the renewals to extend it by LeaseTTL (%v)", left, work, leaseTTL)
 	}
 }
 

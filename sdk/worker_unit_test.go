@@ -23,7 +23,8 @@ func TestResolveConfigDefaults(t *testing.T) {
 	if cfg.MaxConcurrency != MaxConcurrencyDefault || cfg.LeaseTTL != LeaseTTLDefault ||
 		cfg.RenewEvery != LeaseTTLDefault/RenewDivisorDefault || cfg.ScanWindow != ScanWindowDefault ||
 		cfg.ClaimBatch != ClaimBatchDefault || cfg.ShutdownGrace != ShutdownGraceDefault ||
-		cfg.GrantTTL != GrantTTLDefault || cfg.RegistrationTTL != LeaseTTLDefault || cfg.ClaimMode != ClaimDirect {
+		cfg.GrantTTL != GrantTTLDefault || cfg.RegistrationTTL != LeaseTTLDefault || cfg.ClaimMode != ClaimDirect ||
+		cfg.HandoffLeaseTTL != HandoffLeaseTTLDefault {
 		t.Fatalf("defaults not applied: %+v", cfg)
 	}
 	// No ReadinessWatcher: the short idle poll.
@@ -46,8 +47,8 @@ func TestResolveConfigDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.RenewEvery != time.Second || cfg.RegistrationTTL != 3*time.Second {
-		t.Fatalf("derived defaults: renew %v reg %v", cfg.RenewEvery, cfg.RegistrationTTL)
+	if cfg.RenewEvery != time.Second || cfg.RegistrationTTL != 3*time.Second || cfg.HandoffLeaseTTL != 3*time.Second {
+		t.Fatalf("derived defaults: renew %v reg %v first lease %v", cfg.RenewEvery, cfg.RegistrationTTL, cfg.HandoffLeaseTTL)
 	}
 	if !slices.Equal(cfg.Capabilities, []string{"cpu", "gpu"}) {
 		t.Fatalf("capabilities not normalized: %v", cfg.Capabilities)
@@ -78,6 +79,9 @@ func TestResolveConfigValidation(t *testing.T) {
 		{"neg grace", func(c *WorkerConfig) { c.ShutdownGrace = -time.Second }, "ShutdownGrace"},
 		{"neg grant", func(c *WorkerConfig) { c.GrantTTL = -time.Second }, "GrantTTL"},
 		{"bad mode", func(c *WorkerConfig) { c.ClaimMode = 9 }, "ClaimMode"},
+		{"neg first lease", func(c *WorkerConfig) { c.HandoffLeaseTTL = -time.Second }, "HandoffLeaseTTL"},
+		{"first lease > ttl", func(c *WorkerConfig) { c.LeaseTTL = time.Second; c.HandoffLeaseTTL = 2 * time.Second }, "HandoffLeaseTTL"},
+		{"sub-ms first lease", func(c *WorkerConfig) { c.HandoffLeaseTTL = time.Second + time.Microsecond }, "HandoffLeaseTTL"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -199,6 +203,25 @@ func TestRenewerRenewNow(t *testing.T) {
 	r.remove(b)
 	if r.renewNow("b") {
 		t.Fatal("renewNow found a released lease")
+	}
+}
+
+// A lease granted shorter than LeaseTTL (a hand-off's first lease) is
+// renewed at the same share of its own length: RenewEvery is a third of
+// LeaseTTL here, so a 600ms first lease is renewed after 200ms.
+func TestRenewerShortFirstLease(t *testing.T) {
+	r := newRenewer(nil, time.Second, 3*time.Second)
+	base := time.Unix(1000, 0)
+	full := r.add(&Task{h: Handle{ExecutionID: "full"}}, base, 3*time.Second)
+	short := r.add(&Task{h: Handle{ExecutionID: "short"}}, base, 600*time.Millisecond)
+	if got := short.due.Sub(base); got != 200*time.Millisecond || !short.expires.Equal(base.Add(600*time.Millisecond)) {
+		t.Fatalf("short first lease: due after %v, expires %v; want 200ms, 600ms", got, short.expires.Sub(base))
+	}
+	if got := full.due.Sub(base); got != time.Second || !full.expires.Equal(base.Add(3*time.Second)) {
+		t.Fatalf("full lease: due after %v, expires %v; want 1s, 3s", got, full.expires.Sub(base))
+	}
+	if r.heap[0] != short {
+		t.Fatal("the short lease is not the first due")
 	}
 }
 

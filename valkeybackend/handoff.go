@@ -15,7 +15,7 @@ import (
 // Claim offers and hand-offs (sdk.ClaimOfferer, sdk.CompleteOfferer). An
 // idle worker posts its free slots on ff:offers:<lane> (ff_offer, or
 // ff_complete as a task ends); ff_create claims an execution that lands in
-// an empty eligible set for the oldest live offer (behind a backlog, the
+// an empty eligible set for the freshest live offer (behind a backlog, the
 // set's head, up to two per create) and pushes the lease and context onto
 // the offering instance's inbox, ff:inbox:<instance>, where the instance
 // waits with BLMPOP. Valkey serves a blocked BLMPOP as the create's push

@@ -11,7 +11,10 @@
 //	RPUSH fault:rejected    "<id> <attempt_id> <code> <instance>"   Complete failed
 //	RPUSH fault:lost        "<id> <attempt_id> <code> <instance>"   renewal failed; task dropped
 //
-// It prints "ready" on stdout once connected.
+// It prints "ready" on stdout once connected. With --sdk it runs an
+// sdk.Worker instead (claim offers and hand-offs included), records claims
+// and completions the same way, and prints "ready" once its slots are
+// offered.
 package main
 
 import (
@@ -60,6 +63,9 @@ func main() {
 	workMax := flag.Duration("work-max", 50*time.Millisecond, "longest work time")
 	conc := flag.Int("concurrency", 1, "tasks at once")
 	poll := flag.Duration("poll", 20*time.Millisecond, "pause after an empty scan")
+	useSDK := flag.Bool("sdk", false, "run an sdk.Worker (claim offers, hand-offs) instead of the minimal claim loop;\n"+
+		"\"ready\" comes once its free slots are offered")
+	handoffTTL := flag.Duration("handoff-lease-ttl", 0, "with --sdk: WorkerConfig.HandoffLeaseTTL (0: its default)")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
@@ -72,6 +78,13 @@ func main() {
 	defer b.Close()
 	w := &worker{b: b, instance: *instance, lane: sdk.LaneID(*lane), ttl: *ttl,
 		workMin: *workMin, workMax: max(*workMax, *workMin), tasks: map[sdk.ExecutionID]*task{}}
+	if *useSDK {
+		if err := w.runSDK(ctx, *conc, *handoffTTL); err != nil && ctx.Err() == nil {
+			fmt.Fprintln(os.Stderr, "faultworker:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	go w.renewer(ctx)
 	fmt.Println("ready")
 	parts := make([]int, b.Partitions())
@@ -137,14 +150,10 @@ func (w *worker) start(ctx context.Context, h sdk.Handle) {
 			delete(w.tasks, h.ExecutionID)
 			w.mu.Unlock()
 		}()
-		work := w.workMin
-		if w.workMax > w.workMin {
-			work += time.Duration(rand.Int64N(int64(w.workMax - w.workMin)))
-		}
 		select {
 		case <-tctx.Done():
 			return // lease lost or shutting down: never complete
-		case <-time.After(work):
+		case <-time.After(w.workTime()):
 		}
 		t.completing.Store(true)
 		line := fmt.Sprintf("%s %s %d %s", h.ExecutionID, h.AttemptID, h.Epoch, w.instance)
@@ -155,6 +164,14 @@ func (w *worker) start(ctx context.Context, h sdk.Handle) {
 		}
 		w.recordDone(string(h.ExecutionID), line)
 	})
+}
+
+// workTime is how long one task works: between workMin and workMax.
+func (w *worker) workTime() time.Duration {
+	if w.workMax > w.workMin {
+		return w.workMin + time.Duration(rand.Int64N(int64(w.workMax-w.workMin)))
+	}
+	return w.workMin
 }
 
 // renewer renews every held lease at TTL/3 in one batch; a lease that fails
@@ -222,4 +239,35 @@ func (w *worker) record(cmd, key, member string) {
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "faultworker: record:", err)
 	}
+}
+
+// runSDK runs an sdk.Worker: each task is recorded in fault:claims, works,
+// and is completed by the worker (recorded in fault:done and
+// fault:completions).
+func (w *worker) runSDK(ctx context.Context, conc int, handoffTTL time.Duration) error {
+	sw, err := sdk.NewWorker(w.b, sdk.WorkerConfig{WorkerID: "faultworker", InstanceID: sdk.WorkerInstanceID(w.instance),
+		Lanes: []sdk.LaneID{w.lane}, MaxConcurrency: conc, LeaseTTL: w.ttl, HandoffLeaseTTL: handoffTTL})
+	if err != nil {
+		return err
+	}
+	go func() {
+		for sw.Stats().Offers < uint64(conc) && ctx.Err() == nil {
+			time.Sleep(5 * time.Millisecond)
+		}
+		fmt.Println("ready")
+	}()
+	return sw.Run(ctx, sdk.HandlerFunc(func(ctx context.Context, t *sdk.Task) error {
+		h := t.Handle
+		w.record("RPUSH", "fault:claims", fmt.Sprintf("%s %s %d %s %s", h.ExecutionID, h.AttemptID, h.Epoch, w.instance, t.AttemptType))
+		select {
+		case <-time.After(w.workTime()):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if err := t.Complete(ctx, nil); err != nil {
+			return err
+		}
+		w.recordDone(string(h.ExecutionID), fmt.Sprintf("%s %s %d %s", h.ExecutionID, h.AttemptID, h.Epoch, w.instance))
+		return nil
+	}))
 }
