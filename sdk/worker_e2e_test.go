@@ -1085,13 +1085,15 @@ func testCapabilityMismatch(t *testing.T, addrs []string) {
 	if err != nil || snap.State != sdk.StateWaiting || snap.BlockedReason == "" {
 		t.Fatalf("gpu execution: %+v %v", snap, err)
 	}
-	// A cached head can be stale for an invalidation's flight time, so one
-	// more attempt on the blocked execution may happen right after the block;
-	// after that it is never tried again.
+	// A cached head can be stale for an invalidation's flight time, so a
+	// claim round or two right after the block may try the blocked
+	// execution again (on a loaded machine, a few: the cpu claim, its
+	// arrival and the offers trimmed as it waits all start rounds); a
+	// handful at most, and after that it is never tried again.
 	time.Sleep(300 * time.Millisecond)
 	s1 := w.Stats()
-	if s1.CapabilityBlocks != 1 || s1.ClaimAttempts > 3 {
-		t.Fatalf("blocked execution re-tried: blocks %d attempts %d", s1.CapabilityBlocks, s1.ClaimAttempts)
+	if s1.CapabilityBlocks != 1 || s1.ClaimAttempts > 6 {
+		t.Fatalf("blocked execution re-tried: blocks %d attempts %d (%+v)", s1.CapabilityBlocks, s1.ClaimAttempts, s1)
 	}
 	time.Sleep(300 * time.Millisecond)
 	if s2 := w.Stats(); s2.CapabilityBlocks != 1 || s2.ClaimAttempts != s1.ClaimAttempts {
