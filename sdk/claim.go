@@ -245,6 +245,9 @@ func (w *Worker) claimFailed(ctx context.Context, err error) {
 // away: the push already said where they are, so no read comes first.
 // Losing one to another worker is fine; the next round scans as usual.
 func (w *Worker) claimArrivals(ctx context.Context, li int, arrs []Arrival) (claimed int, err error) {
+	if len(arrs) > 0 {
+		w.offers.sawCreate()
+	}
 	parts := make([]int, 0, len(arrs))
 	cands := make([][]ExecutionID, 0, len(arrs))
 	for _, a := range arrs {

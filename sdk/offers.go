@@ -54,6 +54,35 @@ type offerBook struct {
 	// refreshed is when the claim loop last refreshed the offers (only the
 	// claim loop reads or writes it).
 	refreshed time.Time
+	// lastCreate is when (unix ns) the worker last saw a sign that creates
+	// are coming: a hand-off, or an arrival (a create into an empty set
+	// that found no live offer).
+	lastCreate atomic.Int64
+}
+
+// createFlowWindow is how long a sign of creates coming counts: while it
+// does, completes offer their slots up to offerCap even with no offer
+// left open.
+const createFlowWindow = time.Second
+
+// sawCreate records a sign that creates are coming.
+func (b *offerBook) sawCreate() { b.lastCreate.Store(time.Now().UnixNano()) }
+
+// createsFlowing reports whether creates were seen coming within
+// createFlowWindow.
+func (b *offerBook) createsFlowing() bool {
+	return time.Since(time.Unix(0, b.lastCreate.Load())) < createFlowWindow
+}
+
+// offerOnComplete reports whether a completing task should offer its slot
+// (see Worker.complete), offerCap being the most kept offered with work in
+// sight.
+func (b *offerBook) offerOnComplete(offerCap int) bool {
+	if b.idle.Load() {
+		return true
+	}
+	open := b.openCount()
+	return open < offerCap && (open > 0 || b.createsFlowing())
 }
 
 func (b *offerBook) openCount() int {
@@ -224,12 +253,15 @@ func (w *Worker) trimOffers(ctx context.Context) bool {
 }
 
 // complete ends t successfully. While the claim loop idles with its slots
-// offered, or the worker holds some offers but fewer than offerCap, it also
-// offers t's slot in the same round trip, and the slot passes from the task
-// to the offer: offers drain a backlog too, at a create's cost.
+// offered, it also offers t's slot in the same round trip, and the slot
+// passes from the task to the offer; with work in sight, it does so up to
+// offerCap offers, while some are open or creates are seen coming: offers
+// drain a backlog too, at a create's cost. Without the second case a
+// burst that took every offer would leave the worker claiming for good:
+// claims cost more than hand-offs, so at a rate between the two paths'
+// capacities the backlog that forms would never clear.
 func (w *Worker) complete(ctx context.Context, t *Task, result []byte) error {
-	open := w.offers.openCount()
-	if w.completeOfferer == nil || t.slotOffered.Load() || !(w.offers.idle.Load() || (open > 0 && open < w.offerCap())) {
+	if w.completeOfferer == nil || t.slotOffered.Load() || !w.offers.offerOnComplete(w.offerCap()) {
 		return w.backend.Complete(ctx, t.h, result)
 	}
 	ids := []string{NewToken()}
@@ -377,6 +409,7 @@ func (w *Worker) takeHandoff(ct ClaimedTask) {
 		return
 	}
 	w.stats.handoffs.Add(1)
+	b.sawCreate()
 	w.startTask(ct, started) // under b.mu: shutdown's drain cannot start in between
 	b.mu.Unlock()
 	if taken {

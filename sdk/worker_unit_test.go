@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -222,6 +223,45 @@ func TestRenewerShortFirstLease(t *testing.T) {
 	}
 	if r.heap[0] != short {
 		t.Fatal("the short lease is not the first due")
+	}
+}
+
+// A completing task offers its slot while the worker idles; with work in
+// sight, up to the cap, while offers are open or creates were seen coming
+// (so a burst that took every offer does not leave the worker claiming for
+// good), and not when neither.
+func TestOfferOnComplete(t *testing.T) {
+	book := func(open int, idle bool, sawCreate time.Duration) *offerBook {
+		b := &offerBook{open: map[string]ClaimOffer{}}
+		for i := range open {
+			b.open[strconv.Itoa(i)] = ClaimOffer{}
+		}
+		b.idle.Store(idle)
+		if sawCreate >= 0 {
+			b.lastCreate.Store(time.Now().Add(-sawCreate).UnixNano())
+		}
+		return b
+	}
+	const never = -1
+	cases := []struct {
+		name      string
+		open      int
+		idle      bool
+		sawCreate time.Duration
+		want      bool
+	}{
+		{"idle", 0, true, never, true},
+		{"idle at the cap", 4, true, never, true},
+		{"some open", 1, false, never, true},
+		{"open at the cap", 4, false, 0, false},
+		{"none open, creates seen just now", 0, false, 0, true},
+		{"none open, creates seen long ago", 0, false, 2 * createFlowWindow, false},
+		{"none open, no create ever seen", 0, false, never, false},
+	}
+	for _, tc := range cases {
+		if got := book(tc.open, tc.idle, tc.sawCreate).offerOnComplete(4); got != tc.want {
+			t.Errorf("%s: offerOnComplete = %v, want %v", tc.name, got, tc.want)
+		}
 	}
 }
 
