@@ -74,16 +74,6 @@ func (b *offerBook) createsFlowing() bool {
 	return time.Since(time.Unix(0, b.lastCreate.Load())) < createFlowWindow
 }
 
-// offerOnComplete reports whether a completing task should offer its slot
-// (see Worker.complete), offerCap being the most kept offered with work in
-// sight.
-func (b *offerBook) offerOnComplete(offerCap int) bool {
-	if b.idle.Load() {
-		return true
-	}
-	open := b.openCount()
-	return open < offerCap && (open > 0 || b.createsFlowing())
-}
 
 func (b *offerBook) openCount() int {
 	b.mu.Lock()
@@ -235,9 +225,17 @@ func (w *Worker) offerFree(ctx context.Context) {
 }
 
 // offerCap is how many slots a worker keeps offered while work waits in an
-// eligible set: half (at least one), so creates drain the backlog through
-// offers (up to two of its head each) while the rest of the slots claim it.
-func (w *Worker) offerCap() int { return max(w.cfg.MaxConcurrency/2, 1) }
+// eligible set and creates are seen coming: half (at least one), so creates
+// drain the backlog through offers (up to two of its head each) while the
+// rest of the slots claim it. With no create seen within createFlowWindow
+// (a batch submitted, then nothing) it is zero: an offer no create comes to
+// take would only keep its slot from the backlog.
+func (w *Worker) offerCap() int {
+	if !w.offers.createsFlowing() {
+		return 0
+	}
+	return max(w.cfg.MaxConcurrency/2, 1)
+}
 
 // trimOffers runs when work is in sight: completes stop offering beyond
 // offerCap, and the offers beyond it go back. It reports whether there
@@ -255,13 +253,14 @@ func (w *Worker) trimOffers(ctx context.Context) bool {
 // complete ends t successfully. While the claim loop idles with its slots
 // offered, it also offers t's slot in the same round trip, and the slot
 // passes from the task to the offer; with work in sight, it does so up to
-// offerCap offers, while some are open or creates are seen coming: offers
-// drain a backlog too, at a create's cost. Without the second case a
-// burst that took every offer would leave the worker claiming for good:
-// claims cost more than hand-offs, so at a rate between the two paths'
-// capacities the backlog that forms would never clear.
+// offerCap offers (none unless creates are seen coming): offers drain a
+// backlog too, at a create's cost. Offering again once a burst took every
+// offer matters: claims cost more than hand-offs, so at a rate between the
+// two paths' capacities a worker left claiming would never clear the
+// backlog that formed.
 func (w *Worker) complete(ctx context.Context, t *Task, result []byte) error {
-	if w.completeOfferer == nil || t.slotOffered.Load() || !w.offers.offerOnComplete(w.offerCap()) {
+	offerSlot := w.offers.idle.Load() || w.offers.openCount() < w.offerCap()
+	if w.completeOfferer == nil || t.slotOffered.Load() || !offerSlot {
 		return w.backend.Complete(ctx, t.h, result)
 	}
 	ids := []string{NewToken()}

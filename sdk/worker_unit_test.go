@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -226,42 +225,26 @@ func TestRenewerShortFirstLease(t *testing.T) {
 	}
 }
 
-// A completing task offers its slot while the worker idles; with work in
-// sight, up to the cap, while offers are open or creates were seen coming
-// (so a burst that took every offer does not leave the worker claiming for
-// good), and not when neither.
-func TestOfferOnComplete(t *testing.T) {
-	book := func(open int, idle bool, sawCreate time.Duration) *offerBook {
-		b := &offerBook{open: map[string]ClaimOffer{}}
-		for i := range open {
-			b.open[strconv.Itoa(i)] = ClaimOffer{}
-		}
-		b.idle.Store(idle)
-		if sawCreate >= 0 {
-			b.lastCreate.Store(time.Now().Add(-sawCreate).UnixNano())
-		}
-		return b
+// With work in sight a worker keeps half its slots offered while creates
+// are seen coming (a hand-off or an arrival within createFlowWindow), and
+// none once they stop: an offer no create takes only parks its slot.
+func TestOfferCapFollowsCreates(t *testing.T) {
+	w := &Worker{cfg: WorkerConfig{MaxConcurrency: 8}}
+	if c := w.offerCap(); c != 0 {
+		t.Fatalf("no create ever seen: cap %d, want 0", c)
 	}
-	const never = -1
-	cases := []struct {
-		name      string
-		open      int
-		idle      bool
-		sawCreate time.Duration
-		want      bool
-	}{
-		{"idle", 0, true, never, true},
-		{"idle at the cap", 4, true, never, true},
-		{"some open", 1, false, never, true},
-		{"open at the cap", 4, false, 0, false},
-		{"none open, creates seen just now", 0, false, 0, true},
-		{"none open, creates seen long ago", 0, false, 2 * createFlowWindow, false},
-		{"none open, no create ever seen", 0, false, never, false},
+	w.offers.sawCreate()
+	if c := w.offerCap(); c != 4 {
+		t.Fatalf("creates seen just now: cap %d, want 4", c)
 	}
-	for _, tc := range cases {
-		if got := book(tc.open, tc.idle, tc.sawCreate).offerOnComplete(4); got != tc.want {
-			t.Errorf("%s: offerOnComplete = %v, want %v", tc.name, got, tc.want)
-		}
+	w.offers.lastCreate.Store(time.Now().Add(-2 * createFlowWindow).UnixNano())
+	if c := w.offerCap(); c != 0 {
+		t.Fatalf("creates seen %v ago: cap %d, want 0", 2*createFlowWindow, c)
+	}
+	w.cfg.MaxConcurrency = 1
+	w.offers.sawCreate()
+	if c := w.offerCap(); c != 1 {
+		t.Fatalf("one slot, creates coming: cap %d, want 1", c)
 	}
 }
 
