@@ -74,7 +74,6 @@ func (b *offerBook) createsFlowing() bool {
 	return time.Since(time.Unix(0, b.lastCreate.Load())) < createFlowWindow
 }
 
-
 func (b *offerBook) openCount() int {
 	b.mu.Lock()
 	defer b.mu.Unlock()
