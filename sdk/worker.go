@@ -223,6 +223,7 @@ type Worker struct {
 	tasks      map[*Task]struct{}
 	runningIDs map[ExecutionID]struct{} // ids of the tasks in tasks
 	taskWG     sync.WaitGroup
+	runners    *runnerPool
 
 	handler Handler
 	baseCtx context.Context // Run's context without its cancellation
@@ -279,6 +280,7 @@ func NewWorker(backend EngineBackend, cfg WorkerConfig) (*Worker, error) {
 	}
 	w.renewer = newRenewer(backend, cfg.RenewEvery, cfg.LeaseTTL)
 	w.renewer.onError = w.reportError
+	w.runners = newRunnerPool(w.runTask)
 	return w, nil
 }
 
@@ -535,6 +537,7 @@ func (w *Worker) Run(ctx context.Context, h Handler) error {
 
 	w.log.Info("worker stopping", "in_flight", w.inFlight.Load())
 	w.drain()
+	w.runners.close()
 
 	stopHB()
 	stopRenew()
@@ -742,7 +745,7 @@ func (w *Worker) startTask(ct ClaimedTask, sent time.Time) {
 	w.runningIDs[t.ID] = struct{}{}
 	w.tasksMu.Unlock()
 	w.taskWG.Add(1)
-	go w.runTask(t)
+	w.runners.run(t)
 }
 
 func (w *Worker) runTask(t *Task) {
