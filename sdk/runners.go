@@ -1,9 +1,6 @@
 package sdk
 
-import (
-	"sync"
-	"time"
-)
+import "time"
 
 // runnerIdleTimeout is how long a task runner waits for its next task
 // before it exits.
@@ -19,20 +16,18 @@ type runnerPool struct {
 	exec  func(*Task)
 	queue chan *Task // unbuffered: a waiting runner takes the task
 	stop  chan struct{}
-	wg    sync.WaitGroup
 }
 
 func newRunnerPool(exec func(*Task)) *runnerPool {
 	return &runnerPool{exec: exec, queue: make(chan *Task), stop: make(chan struct{})}
 }
 
-// run runs t on a waiting runner, or on a new one when none waits. It must
-// not be called after close.
+// run runs t on a waiting runner, or on a new one when none waits.
 func (p *runnerPool) run(t *Task) {
 	select {
 	case p.queue <- t:
 	default:
-		p.wg.Go(func() { p.loop(t) })
+		go p.loop(t)
 	}
 }
 
@@ -52,9 +47,7 @@ func (p *runnerPool) loop(t *Task) {
 	}
 }
 
-// close stops the waiting runners and waits for every runner to exit (the
-// tasks have ended by then: the worker drained them).
-func (p *runnerPool) close() {
-	close(p.stop)
-	p.wg.Wait()
-}
+// close makes every runner exit once it waits: the waiting ones now, a
+// busy one when its task ends (a handler that ignores its cancelled
+// context may outlive the worker's Run; its runner goes with it).
+func (p *runnerPool) close() { close(p.stop) }

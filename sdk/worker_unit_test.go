@@ -434,3 +434,49 @@ func TestBatchError(t *testing.T) {
 		t.Fatal(e.Error())
 	}
 }
+
+// Tasks run on runners that wait for the next task; closing the pool does
+// not wait for a task that is still running (a handler may ignore its
+// cancelled context), and a waiting runner takes the next task rather than
+// a new goroutine starting.
+func TestRunnerPool(t *testing.T) {
+	release := make(chan struct{})
+	ran := make(chan *Task, 4)
+	p := newRunnerPool(func(t *Task) {
+		if t.Kind == "stuck" {
+			<-release
+		}
+		ran <- t
+	})
+	first := &Task{Kind: "quick"}
+	p.run(first)
+	if got := <-ran; got != first {
+		t.Fatalf("ran %v, want the first task", got)
+	}
+	// The runner is waiting (or about to): the next task goes to it, so
+	// after a moment the send below finds a receiver.
+	deadline := time.Now().Add(5 * time.Second)
+	second := &Task{Kind: "stuck"}
+	for sent := false; !sent; {
+		select {
+		case p.queue <- second:
+			sent = true
+		default:
+			if time.Now().After(deadline) {
+				t.Fatal("no runner waited for a next task")
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	closed := make(chan struct{})
+	go func() { p.close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("close waited for a running task")
+	}
+	close(release)
+	if got := <-ran; got != second {
+		t.Fatalf("ran %v, want the stuck task once released", got)
+	}
+}
