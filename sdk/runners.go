@@ -10,8 +10,9 @@ const runnerIdleTimeout = 10 * time.Second
 // instead of exiting. A goroutine's stack starts small and a task's call
 // chain (handler, Complete, the backend call) grows it; with a fresh
 // goroutine per task, every job paid that stack copy (7% of the process's
-// CPU in a claim-latency profile). At most about MaxConcurrency runners
-// exist: one is started only when none waits.
+// CPU in a claim-latency profile). A runner is started only when none
+// waits, so about MaxConcurrency exist (a few more when tasks start while
+// runners are still ending their last ones; the idle timeout trims them).
 type runnerPool struct {
 	exec  func(*Task)
 	queue chan *Task // unbuffered: a waiting runner takes the task

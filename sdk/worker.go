@@ -716,7 +716,7 @@ func (w *Worker) freeSlots() int {
 }
 
 // startTask hands a claimed execution (its slot already reserved) to the
-// handler on its own goroutine, with its lease under renewal.
+// handler on a task runner (runnerPool), with its lease under renewal.
 // sent is when the claim call went out: the lease cannot have started
 // earlier, so renewals and local expiry count from it. The lease granted
 // may be shorter than LeaseTTL (a hand-off's first lease); renewals ask
