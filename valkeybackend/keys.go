@@ -61,8 +61,40 @@ type execKeys struct {
 func coreKey(id sdk.ExecutionID) string { return "ff:e:" + string(id) + ":core" }
 
 func keysOf(id sdk.ExecutionID) execKeys {
-	p := "ff:e:" + string(id) + ":"
-	return execKeys{core: p + "core", ctx: p + "ctx", result: p + "result", grant: p + "grant"}
+	k := sharedKeys([]string{"ff:e:", string(id), ":"}, "core", "ctx", "result", "grant")
+	return execKeys{core: k[0], ctx: k[1], result: k[2], grant: k[3]}
+}
+
+// sharedKeys returns the prefix (the concatenation of pre) followed by each
+// suffix, all cut from one allocation: the hot path builds a call's whole
+// key set per call, and one allocation per key was a third of a job's
+// client allocations.
+func sharedKeys(pre []string, suffixes ...string) [5]string {
+	plen := 0
+	for _, p := range pre {
+		plen += len(p)
+	}
+	n := 0
+	for _, s := range suffixes {
+		n += plen + len(s)
+	}
+	var b strings.Builder
+	b.Grow(n)
+	for _, s := range suffixes {
+		for _, p := range pre {
+			b.WriteString(p)
+		}
+		b.WriteString(s)
+	}
+	all := b.String()
+	var out [5]string
+	at := 0
+	for i, s := range suffixes {
+		end := at + plen + len(s)
+		out[i] = all[at:end]
+		at = end
+	}
+	return out
 }
 
 // laneKeys are one lane's indexes on one partition.
@@ -71,9 +103,8 @@ type laneKeys struct {
 }
 
 func laneKeysOf(tag string, lane sdk.LaneID) laneKeys {
-	p := "ff:i:" + tag + ":" + string(lane) + ":"
-	return laneKeys{eligible: p + "eligible", delayed: p + "delayed", active: p + "active",
-		blocked: p + "blocked", terminal: p + "terminal"}
+	k := sharedKeys([]string{"ff:i:", tag, ":", string(lane), ":"}, "eligible", "delayed", "active", "blocked", "terminal")
+	return laneKeys{eligible: k[0], delayed: k[1], active: k[2], blocked: k[3], terminal: k[4]}
 }
 
 // eligibleKeyParts parses laneKeysOf's eligible key,
@@ -104,9 +135,8 @@ type partKeys struct {
 }
 
 func partKeysOf(tag string) partKeys {
-	p := "ff:i:" + tag + ":"
-	return partKeys{leases: p + "leases", timeouts: p + "timeouts", deadlines: p + "deadlines",
-		all: p + "all", noop: "ff:noop:" + tag}
+	k := sharedKeys([]string{"ff:i:", tag, ":"}, "leases", "timeouts", "deadlines", "all")
+	return partKeys{leases: k[0], timeouts: k[1], deadlines: k[2], all: k[3], noop: "ff:noop:" + tag}
 }
 
 func idemKey(tag, key string) string { return "ff:idem:" + tag + ":" + key }
