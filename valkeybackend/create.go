@@ -144,7 +144,19 @@ func (b *Backend) createCall(a sdk.CreateExecutionArgs) ([]string, []string, err
 }
 
 // retryArgs validates a policy and renders ARGV 7..13 of ff_create.
+// Most creates leave the policy zero: its rendering is made once.
 func retryArgs(p sdk.RetryPolicy) ([]string, error) {
+	if p.MaxRetries == 0 && p.Backoff == (sdk.Backoff{}) && len(p.RetryableCategories) == 0 {
+		return defaultRetryArgs, nil
+	}
+	return renderRetryArgs(p)
+}
+
+// defaultRetryArgs is the zero policy rendered (callers copy it, never
+// change it).
+var defaultRetryArgs, _ = renderRetryArgs(sdk.RetryPolicy{})
+
+func renderRetryArgs(p sdk.RetryPolicy) ([]string, error) {
 	if p.MaxRetries < 0 {
 		return nil, sdk.Validationf(sdk.CodeInvalidInput, "MaxRetries is negative")
 	}
