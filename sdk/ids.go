@@ -37,8 +37,20 @@ func NewExecutionID(partition int) ExecutionID {
 
 // PartitionTag returns the cluster hash tag of a partition, "{p:N}".
 func PartitionTag(partition int) string {
+	if partition >= 0 && partition < len(partitionTags) {
+		return partitionTags[partition]
+	}
 	return "{p:" + strconv.Itoa(partition) + "}"
 }
+
+// partitionTags are the tags of the first partitions, made once: every
+// call builds its keys from one.
+var partitionTags = func() (tags [1024]string) {
+	for p := range tags {
+		tags[p] = "{p:" + strconv.Itoa(p) + "}"
+	}
+	return tags
+}()
 
 // ParseExecutionID validates s and returns it as an ExecutionID.
 func ParseExecutionID(s string) (ExecutionID, error) {

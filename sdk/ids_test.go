@@ -157,11 +157,16 @@ func TestNewToken(t *testing.T) {
 	}
 }
 
+// Tags come from a table below its size and are built past it; the table's
+// cost nothing per call.
 func TestPartitionTag(t *testing.T) {
-	for p, want := range map[int]string{0: "{p:0}", 9: "{p:9}", 17: "{p:17}", 1024: "{p:1024}"} {
+	for p, want := range map[int]string{0: "{p:0}", 9: "{p:9}", 17: "{p:17}", 1023: "{p:1023}", 1024: "{p:1024}", 16383: "{p:16383}"} {
 		if got := PartitionTag(p); got != want {
 			t.Errorf("PartitionTag(%d) = %q, want %q", p, got, want)
 		}
+	}
+	if n := testing.AllocsPerRun(100, func() { _ = PartitionTag(255) }); n != 0 {
+		t.Fatalf("PartitionTag(255): %.0f allocations, want 0", n)
 	}
 }
 
