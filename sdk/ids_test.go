@@ -157,8 +157,8 @@ func TestNewToken(t *testing.T) {
 	}
 }
 
-// Tags come from a table below its size and are built past it; the table's
-// cost nothing per call.
+// Tags come from a table below its size and are built past it; a tag from
+// the table costs nothing per call.
 func TestPartitionTag(t *testing.T) {
 	for p, want := range map[int]string{0: "{p:0}", 9: "{p:9}", 17: "{p:17}", 1023: "{p:1023}", 1024: "{p:1024}", 16383: "{p:16383}"} {
 		if got := PartitionTag(p); got != want {
