@@ -142,24 +142,29 @@ func validateName(what, s string) error {
 }
 
 func isUUID(s string) bool {
-	if len(s) != 36 {
+	if len(s) != 36 || s[8] != '-' || s[13] != '-' || s[18] != '-' || s[23] != '-' {
 		return false
 	}
-	for i := 0; i < 36; i++ {
-		c := s[i]
-		switch i {
-		case 8, 13, 18, 23:
-			if c != '-' {
-				return false
-			}
-		default:
-			if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
-				return false
-			}
+	return lowerHex(s[:8]) && lowerHex(s[9:13]) && lowerHex(s[14:18]) && lowerHex(s[19:23]) && lowerHex(s[24:])
+}
+
+// lowerHex reports whether s is all lowercase hex digits. Every handle
+// call checks three uuids: a table lookup per byte, not a range test.
+func lowerHex(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if !isLowerHex[s[i]] {
+			return false
 		}
 	}
 	return true
 }
+
+var isLowerHex = func() (t [256]bool) {
+	for _, c := range "0123456789abcdef" {
+		t[c] = true
+	}
+	return t
+}()
 
 // newUUID returns a random (version 4) uuid in its canonical lowercase form.
 func newUUID() string {

@@ -359,3 +359,45 @@ func requireValidation(t *testing.T, err error, code string) {
 }
 
 func equalStrings(a, b []string) bool { return slices.Equal(a, b) }
+
+// isUUID agrees with the plain definition (36 bytes, dashes at 8, 13, 18
+// and 23, lowercase hex elsewhere) on valid ids and on every one-byte
+// change of one.
+func TestIsUUIDMatchesDefinition(t *testing.T) {
+	reference := func(s string) bool {
+		if len(s) != 36 {
+			return false
+		}
+		for i := 0; i < 36; i++ {
+			c := s[i]
+			if i == 8 || i == 13 || i == 18 || i == 23 {
+				if c != '-' {
+					return false
+				}
+			} else if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+				return false
+			}
+		}
+		return true
+	}
+	for range 20 {
+		id := NewToken()
+		if !isUUID(id) {
+			t.Fatalf("isUUID(%q) = false for a fresh token", id)
+		}
+		for i := range len(id) {
+			for _, c := range []byte{'-', '0', '9', 'a', 'f', 'g', 'A', 'F', ' ', 0, 0xff} {
+				b := []byte(id)
+				b[i] = c
+				if s := string(b); isUUID(s) != reference(s) {
+					t.Fatalf("isUUID(%q) = %v, the definition says %v", s, isUUID(s), reference(s))
+				}
+			}
+		}
+		for _, s := range []string{id[:35], id + "0", "", strings.ToUpper(id)} {
+			if isUUID(s) != reference(s) {
+				t.Fatalf("isUUID(%q) = %v, the definition says %v", s, isUUID(s), reference(s))
+			}
+		}
+	}
+}
