@@ -158,16 +158,14 @@ func (w *Worker) claimLoop(ctx context.Context) {
 }
 
 // waitForSlot waits, at capacity, for a slot to free up; while offers are
-// found taken but their hand-offs have not come, it gives up on them when
-// the lease they would carry has expired.
+// found taken but their hand-offs have not come, it gives up on them at the
+// first one's deadline (when the lease it would carry has expired).
 func (w *Worker) waitForSlot(ctx context.Context) {
 	var overdue <-chan time.Time
-	if w.offerer != nil {
-		if _, taken := w.offers.counts(); taken > 0 {
-			t := time.NewTimer(w.cfg.LeaseTTL)
-			defer t.Stop()
-			overdue = t.C
-		}
+	if at, ok := w.offers.firstGiveUp(); ok {
+		t := time.NewTimer(time.Until(at))
+		defer t.Stop()
+		overdue = t.C
 	}
 	select {
 	case <-ctx.Done():

@@ -87,6 +87,20 @@ func (b *offerBook) counts() (open, taken int) {
 	return len(b.open), len(b.taken)
 }
 
+// firstGiveUp returns the earliest deadline of the taken offers' hand-offs;
+// false when none is awaited.
+func (b *offerBook) firstGiveUp() (time.Time, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var first time.Time
+	for _, at := range b.taken {
+		if first.IsZero() || at.Before(first) {
+			first = at
+		}
+	}
+	return first, !first.IsZero()
+}
+
 // posted returns up to max open offers whose call has returned.
 func (b *offerBook) posted(max int) []ClaimOffer {
 	b.mu.Lock()
@@ -262,7 +276,7 @@ func (w *Worker) complete(ctx context.Context, t *Task, result []byte) error {
 	if w.completeOfferer == nil || t.slotOffered.Load() || !offerSlot {
 		return w.backend.Complete(ctx, t.h, result)
 	}
-	ids := []string{NewToken()}
+	ids := newTokens(1)
 	// The slot is the task's until the offer is registered: a hand-off for
 	// it (it can overtake the reply) then finds the offer and uses the slot
 	// the task is about to give up.

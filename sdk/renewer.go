@@ -1,7 +1,6 @@
 package sdk
 
 import (
-	"cmp"
 	"container/heap"
 	"context"
 	"errors"
@@ -104,7 +103,7 @@ func newRenewer(backend LeaseHolder, every, leaseTTL time.Duration) *renewer {
 // add starts renewing t's lease, which began at claimedAt and lasts ttl
 // (LeaseTTL, or a hand-off's shorter first lease). The first renewal is
 // due RenewEvery after claimedAt, or the same share of a shorter ttl;
-// every renewal extends the lease by the handle's LeaseTTL.
+// every renewal extends it by LeaseTTL (the handle's, as startTask set it).
 func (r *renewer) add(t *Task, claimedAt time.Time, ttl time.Duration) *leaseEntry {
 	firstDue := r.every
 	if ttl < r.leaseTTL {
@@ -260,7 +259,7 @@ func (r *renewer) renew(ctx context.Context, batch []*leaseEntry) {
 		switch {
 		case res.Err == nil:
 			r.stats.renewals.Add(1)
-			e.expires = sent.Add(cmp.Or(e.handle.LeaseTTL, r.leaseTTL))
+			e.expires = sent.Add(r.leaseTTL)
 			e.due = sent.Add(r.every)
 		case isFencing(res.Err):
 			lost, lostErr = append(lost, e), append(lostErr, res.Err)

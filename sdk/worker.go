@@ -284,6 +284,12 @@ func NewWorker(backend EngineBackend, cfg WorkerConfig) (*Worker, error) {
 	return w, nil
 }
 
+// leaseLength reports whether d can be a lease's length: whole milliseconds
+// (the wire's unit), at least 10ms.
+func leaseLength(d time.Duration) bool {
+	return d >= 10*time.Millisecond && d%time.Millisecond == 0
+}
+
 func configError(format string, args ...any) *Error {
 	return &Error{Kind: KindValidation, Code: CodeInvalidInput, Op: "new_worker", Msg: fmt.Sprintf(format, args...)}
 }
@@ -347,7 +353,7 @@ func resolveConfig(backend EngineBackend, cfg WorkerConfig) (WorkerConfig, error
 	if cfg.LeaseTTL == 0 {
 		cfg.LeaseTTL = LeaseTTLDefault
 	}
-	if cfg.LeaseTTL < 10*time.Millisecond || cfg.LeaseTTL%time.Millisecond != 0 {
+	if !leaseLength(cfg.LeaseTTL) {
 		return cfg, configError("WorkerConfig.LeaseTTL %v: must be a whole number of milliseconds, at least 10ms", cfg.LeaseTTL)
 	}
 	if cfg.RenewEvery == 0 {
@@ -369,7 +375,7 @@ func resolveConfig(backend EngineBackend, cfg WorkerConfig) (WorkerConfig, error
 	if cfg.HandoffLeaseTTL == 0 {
 		cfg.HandoffLeaseTTL = min(HandoffLeaseTTLDefault, cfg.LeaseTTL)
 	}
-	if cfg.HandoffLeaseTTL > cfg.LeaseTTL || cfg.HandoffLeaseTTL < 10*time.Millisecond || cfg.HandoffLeaseTTL%time.Millisecond != 0 {
+	if !leaseLength(cfg.HandoffLeaseTTL) || cfg.HandoffLeaseTTL > cfg.LeaseTTL {
 		return cfg, configError("WorkerConfig.HandoffLeaseTTL %v: must be a whole number of milliseconds, 10ms..LeaseTTL (%v)",
 			cfg.HandoffLeaseTTL, cfg.LeaseTTL)
 	}
