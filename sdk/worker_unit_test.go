@@ -480,3 +480,17 @@ func TestRunnerPool(t *testing.T) {
 		t.Fatalf("ran %v, want the stuck task once released", got)
 	}
 }
+
+// The wait for overdue hand-offs ends at the earliest taken offer's
+// deadline; with none taken there is nothing to wait for.
+func TestOfferBookFirstGiveUp(t *testing.T) {
+	b := &offerBook{taken: map[string]time.Time{}}
+	if _, ok := b.firstGiveUp(); ok {
+		t.Fatal("a deadline with no taken offer")
+	}
+	now := time.Now()
+	b.taken["a"], b.taken["b"], b.taken["c"] = now.Add(3*time.Second), now.Add(time.Second), now.Add(2*time.Second)
+	if at, ok := b.firstGiveUp(); !ok || !at.Equal(now.Add(time.Second)) {
+		t.Fatalf("first give-up %v %v, want %v", at, ok, now.Add(time.Second))
+	}
+}
