@@ -14,8 +14,9 @@ type Lifecycle interface {
 	Prepare(ctx context.Context) (PrepareOutcome, error)
 	// BackendLabel names the backend family for logs and metrics ("valkey").
 	BackendLabel() string
-	// Capabilities lists what the backend implements.
-	Capabilities() Capabilities
+	// Features names the backend and the optional roles it has enabled
+	// (see RolesOf).
+	Features() Features
 	// Partitions is the deployment's fixed partition count.
 	Partitions() int
 	// ShutdownPrepare lets in-flight backend work drain for up to grace.

@@ -313,10 +313,10 @@ func TestCapabilitiesCSV(t *testing.T) {
 	}
 }
 
-func TestCapabilitiesSupports(t *testing.T) {
-	c := Capabilities{Family: "valkey", Supported: []string{"create_execution", "renew"}}
-	if !c.Supports("renew") || c.Supports("suspend") || (Capabilities{}).Supports("renew") {
-		t.Fatalf("Supports gave wrong answers for %+v", c)
+func TestFeaturesHas(t *testing.T) {
+	f := Features{Family: "valkey", Roles: []Role{RoleBatchRenew, RoleReadiness}}
+	if !f.Has(RoleReadiness) || f.Has(RoleClaimOffers) || (Features{}).Has(RoleBatchRenew) {
+		t.Fatalf("Has gave wrong answers for %+v", f)
 	}
 }
 

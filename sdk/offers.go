@@ -38,8 +38,16 @@ const offerTTLFactor = 4
 // offers found taken when it withdrew them.
 const handoffShutdownWait = time.Second
 
+// createFlowWindow is how long a sign of creates coming counts: while it
+// does, completes offer their slots up to offerCap even with no offer
+// left open.
+const createFlowWindow = time.Second
+
 // offerBook is a worker's offers: open ones (Ref empty while the call that
-// posts them is under way) and taken ones whose hand-off has not come.
+// posts them is under way) and taken ones whose hand-off has not come. It
+// owns its lock; every change to its state is one of its methods. It does
+// not count slots: the methods return how many slots their change freed,
+// for the caller to release.
 type offerBook struct {
 	mu     sync.Mutex
 	open   map[string]ClaimOffer // lease id → offer (slot reserved)
@@ -60,10 +68,9 @@ type offerBook struct {
 	lastCreate atomic.Int64
 }
 
-// createFlowWindow is how long a sign of creates coming counts: while it
-// does, completes offer their slots up to offerCap even with no offer
-// left open.
-const createFlowWindow = time.Second
+func newOfferBook() offerBook {
+	return offerBook{open: make(map[string]ClaimOffer), taken: make(map[string]time.Time), arrived: make(chan struct{}, 1)}
+}
 
 // sawCreate records a sign that creates are coming.
 func (b *offerBook) sawCreate() { b.lastCreate.Store(time.Now().UnixNano()) }
@@ -155,25 +162,105 @@ func (b *offerBook) settle(ids []string, offers []ClaimOffer) (dropped int) {
 	return 0
 }
 
-// startOffers detects the ClaimOfferer role and subscribes to the worker's
-// hand-offs; without the role (or when it answers unavailable) the worker
-// claims after arrival pushes only.
-func (w *Worker) startOffers(ctx context.Context) {
-	if w.offerer == nil {
-		return
-	}
-	if err := w.offerer.WatchHandoffs(ctx, w.cfg.InstanceID, w.takeHandoff); err != nil {
-		if !errors.Is(err, ErrUnavailable) {
-			w.reportError(err)
+// resolve records what a withdraw or refresh found: an offer found gone
+// becomes taken (its hand-off awaited until giveUp); one found open is
+// dropped when withdrawn, kept when refreshed. It returns how many were
+// dropped (their slots to release).
+func (b *offerBook) resolve(offers []ClaimOffer, taken []bool, withdraw bool, giveUp time.Time) (dropped int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for i, o := range offers {
+		if _, still := b.open[o.LeaseID]; !still {
+			continue // its hand-off arrived meanwhile
 		}
-		w.offerer = nil
+		switch {
+		case taken[i]:
+			delete(b.open, o.LeaseID)
+			b.taken[o.LeaseID] = giveUp
+		case withdraw:
+			delete(b.open, o.LeaseID)
+			dropped++
+		}
+	}
+	return dropped
+}
+
+// expireTaken gives up on the taken offers whose hand-off is overdue at now
+// and returns how many (their slots to release).
+func (b *offerBook) expireTaken(now time.Time) (n int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for id, at := range b.taken {
+		if now.After(at) {
+			delete(b.taken, id)
+			n++
+		}
+	}
+	return n
+}
+
+// handoff resolves the offer a hand-off names (lease id). Unless the book
+// is closed, or no offer matches and reserve finds no free slot, it runs
+// start under the book's lock (so close cannot come in between) and
+// reports started. When it did not start, slotHeld says the matching offer
+// had a slot reserved, for the caller to release.
+func (b *offerBook) handoff(id string, reserve func() bool, start func()) (started, slotHeld bool) {
+	b.mu.Lock()
+	_, open := b.open[id]
+	_, taken := b.taken[id]
+	delete(b.open, id)
+	delete(b.taken, id)
+	reserved := open || taken
+	if b.closed || (!reserved && !reserve()) {
+		b.mu.Unlock()
+		return false, reserved
+	}
+	b.sawCreate()
+	start()
+	b.mu.Unlock()
+	if taken {
+		select {
+		case b.arrived <- struct{}{}:
+		default:
+		}
+	}
+	return true, false
+}
+
+// takenCount returns how many taken offers still await their hand-off.
+func (b *offerBook) takenCount() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.taken)
+}
+
+// close ends the book at shutdown: later hand-offs go back. It returns how
+// many offers were still open or taken (their slots to release).
+func (b *offerBook) close() (n int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.closed = true
+	n = len(b.open) + len(b.taken)
+	clear(b.open)
+	clear(b.taken)
+	return n
+}
+
+// startOffers subscribes to the worker's hand-offs when the backend has
+// claim offers; when that fails the worker runs without offers (claiming
+// after arrival pushes only).
+func (w *Worker) startOffers(ctx context.Context) {
+	if w.roles.ClaimOfferer == nil {
 		return
 	}
-	w.completeOfferer, _ = w.backend.(CompleteOfferer)
+	if err := w.roles.ClaimOfferer.WatchHandoffs(ctx, w.cfg.InstanceID, w.takeHandoff); err != nil {
+		w.reportError(err)
+		w.roles.ClaimOfferer, w.roles.CompleteOfferer = nil, nil
+	}
 }
 
 // offerTTL is how long each offer stands between refreshes.
-func (w *Worker) offerTTL() time.Duration { return offerTTLFactor * w.idlePoll() }
+func (w *Worker) offerTTL() time.Duration { return offerTTLFactor * w.cfg.IdlePoll }
 
 // offerArgs describes offers of lane named ids.
 func (w *Worker) offerArgs(lane LaneID, ids []string) OfferArgs {
@@ -190,12 +277,12 @@ func newTokens(n int) []string {
 }
 
 // offerFree offers every free slot, spread over the lanes. A failure
-// releases the slots it could not offer; "unavailable" drops the role.
+// releases the slots it could not offer.
 func (w *Worker) offerFree(ctx context.Context) {
-	if w.offerer == nil {
+	if w.roles.ClaimOfferer == nil {
 		return
 	}
-	k := w.reserve(w.freeSlots())
+	k := w.slots.reserve(w.slots.free())
 	if k == 0 {
 		return
 	}
@@ -205,36 +292,35 @@ func (w *Worker) offerFree(ctx context.Context) {
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), minCallTimeout)
 	defer cancel()
 	nl := len(w.cfg.Lanes)
-	start := w.laneCursor
+	start := w.cursor.lane
 	for i := range nl {
 		n := k / nl
 		if i < k%nl {
 			n++
 		}
-		if n == 0 {
-			continue
-		}
-		lane := w.cfg.Lanes[(start+i)%nl]
-		ids := newTokens(n)
-		if w.offerer == nil || !w.offers.register(lane, ids) {
-			w.release(n)
-			continue
-		}
-		offers, err := w.offerer.OfferClaims(cctx, w.offerArgs(lane, ids))
-		if err != nil {
-			offers = nil
-		}
-		w.release(w.offers.settle(ids, offers))
-		switch {
-		case errors.Is(err, ErrUnavailable):
-			w.log.Warn("claim offers unavailable; waiting for arrivals instead", "err", err)
-			w.offerer = nil
-		case err != nil:
-			w.claimFailed(ctx, err)
-		default:
-			w.stats.offers.Add(uint64(len(offers)))
+		if n > 0 {
+			w.offerLane(ctx, cctx, w.cfg.Lanes[(start+i)%nl], n)
 		}
 	}
+}
+
+// offerLane posts n offers on lane, their slots reserved.
+func (w *Worker) offerLane(ctx, cctx context.Context, lane LaneID, n int) {
+	ids := newTokens(n)
+	if !w.offers.register(lane, ids) {
+		w.slots.release(n)
+		return
+	}
+	offers, err := w.roles.ClaimOfferer.OfferClaims(cctx, w.offerArgs(lane, ids))
+	if err != nil {
+		offers = nil
+	}
+	w.slots.release(w.offers.settle(ids, offers))
+	if err != nil {
+		w.claimFailed(ctx, err)
+		return
+	}
+	w.stats.offers.Add(uint64(len(offers)))
 }
 
 // offerCap is how many slots a worker keeps offered while work waits in an
@@ -263,17 +349,18 @@ func (w *Worker) trimOffers(ctx context.Context) bool {
 	return true
 }
 
-// complete ends t successfully. While the claim loop idles with its slots
-// offered, it also offers t's slot in the same round trip, and the slot
-// passes from the task to the offer; with work in sight, it does so up to
-// offerCap offers (none unless creates are seen coming): offers drain a
-// backlog too, at a create's cost. Offering again once a burst took every
-// offer matters: claims cost more than hand-offs, so at a rate between the
-// two paths' capacities a worker left claiming would never clear the
-// backlog that formed.
-func (w *Worker) complete(ctx context.Context, t *Task, result []byte) error {
+// completeCall ends t successfully: Complete, or, while the claim loop
+// idles with its slots offered, CompleteAndOffer, whose offer takes over
+// t's slot in the same round trip; with work in sight, up to offerCap
+// offers (none unless creates are seen coming): offers drain a backlog
+// too, at a create's cost. Offering again once a burst took every offer
+// matters: claims cost more than hand-offs, so at a rate between the two
+// paths' capacities a worker left claiming would never clear the backlog
+// that formed.
+func (w *Worker) completeCall(ctx context.Context, t *Task, result []byte) error {
+	co := w.roles.CompleteOfferer
 	offerSlot := w.offers.idle.Load() || w.offers.openCount() < w.offerCap()
-	if w.completeOfferer == nil || t.slotOffered.Load() || !offerSlot {
+	if co == nil || t.slot.heldByOffer() || !offerSlot {
 		return w.backend.Complete(ctx, t.h, result)
 	}
 	ids := newTokens(1)
@@ -283,13 +370,13 @@ func (w *Worker) complete(ctx context.Context, t *Task, result []byte) error {
 	if !w.offers.register(t.h.Lane, ids) {
 		return w.backend.Complete(ctx, t.h, result)
 	}
-	t.slotOffered.Store(true)
-	offers, offerErr, err := w.completeOfferer.CompleteAndOffer(ctx, t.h, result, w.offerArgs(t.h.Lane, ids))
+	t.slot.handOver()
+	offers, offerErr, err := co.CompleteAndOffer(ctx, t.h, result, w.offerArgs(t.h.Lane, ids))
 	if offerErr != nil {
 		offers = nil
 	}
 	if w.offers.settle(ids, offers) > 0 {
-		t.slotOffered.Store(false) // no offer (the complete did not land, or it was refused): the task keeps its slot
+		t.slot.takeBack() // no offer (the complete did not land, or it was refused): the task keeps its slot
 	}
 	w.stats.offers.Add(uint64(len(offers)))
 	if offerErr != nil && !errors.Is(offerErr, ErrUnavailable) {
@@ -313,9 +400,9 @@ func (w *Worker) settleOffers(ctx context.Context, withdraw bool, max int) {
 	var taken []bool
 	var err error
 	if withdraw {
-		taken, err = w.offerer.WithdrawOffers(cctx, offers)
+		taken, err = w.roles.ClaimOfferer.WithdrawOffers(cctx, offers)
 	} else {
-		taken, err = w.offerer.RefreshOffers(cctx, offers, w.offerTTL())
+		taken, err = w.roles.ClaimOfferer.RefreshOffers(cctx, offers, w.offerTTL())
 	}
 	if err == nil && len(taken) != len(offers) {
 		err = &Error{Kind: KindBug, Code: CodeBug, Op: "settle_offers", Msg: "result count differs from offer count"}
@@ -329,24 +416,7 @@ func (w *Worker) settleOffers(ctx context.Context, withdraw bool, max int) {
 	if !withdraw {
 		w.offers.refreshed = time.Now()
 	}
-	giveUp := time.Now().Add(w.cfg.HandoffLeaseTTL)
-	released := 0
-	w.offers.mu.Lock()
-	for i, o := range offers {
-		if _, still := w.offers.open[o.LeaseID]; !still {
-			continue // its hand-off arrived meanwhile
-		}
-		switch {
-		case taken[i]:
-			delete(w.offers.open, o.LeaseID)
-			w.offers.taken[o.LeaseID] = giveUp
-		case withdraw:
-			delete(w.offers.open, o.LeaseID)
-			released++
-		}
-	}
-	w.offers.mu.Unlock()
-	w.release(released)
+	w.slots.release(w.offers.resolve(offers, taken, withdraw, time.Now().Add(w.cfg.HandoffLeaseTTL)))
 }
 
 // offersBeforeIdle runs as the claim loop is about to wait: with offers
@@ -357,7 +427,7 @@ func (w *Worker) settleOffers(ctx context.Context, withdraw bool, max int) {
 func (w *Worker) offersBeforeIdle(ctx context.Context) (claimNow bool) {
 	open := w.offers.openCount() > 0
 	if open && w.backlogInSight(ctx, false) {
-		if w.trimOffers(ctx) && w.freeSlots() > 0 {
+		if w.trimOffers(ctx) && w.slots.free() > 0 {
 			return true
 		}
 	} else {
@@ -379,19 +449,7 @@ func (w *Worker) refreshDue(ctx context.Context) {
 
 // expireTaken releases the slots of taken offers whose hand-off never came
 // within the lease it would have carried.
-func (w *Worker) expireTaken() {
-	now := time.Now()
-	n := 0
-	w.offers.mu.Lock()
-	for id, at := range w.offers.taken {
-		if now.After(at) {
-			delete(w.offers.taken, id)
-			n++
-		}
-	}
-	w.offers.mu.Unlock()
-	w.release(n)
-}
+func (w *Worker) expireTaken() { w.slots.release(w.offers.expireTaken(time.Now())) }
 
 // takeHandoff starts the task handed to one of this worker's offers. One
 // that matches no offer (given up on, or a stray) runs if a slot is free;
@@ -404,32 +462,19 @@ func (w *Worker) takeHandoff(ct ClaimedTask) {
 	if s := ct.ExpiresAt.Add(-ct.Handle.LeaseTTL); s.Before(started) {
 		started = s
 	}
-	id := ct.Handle.LeaseID
-	b := &w.offers
-	b.mu.Lock()
-	_, open := b.open[id]
-	_, taken := b.taken[id]
-	delete(b.open, id)
-	delete(b.taken, id)
-	reserved := open || taken
-	if b.closed || (!reserved && w.reserve(1) == 0) {
-		b.mu.Unlock()
-		if reserved {
-			w.release(1)
-		}
-		w.handBack(ct)
+	ok, slotHeld := w.offers.handoff(ct.Handle.LeaseID,
+		func() bool { return w.slots.reserve(1) == 1 },
+		func() {
+			w.stats.handoffs.Add(1)
+			w.startTask(ct, started)
+		})
+	if ok {
 		return
 	}
-	w.stats.handoffs.Add(1)
-	b.sawCreate()
-	w.startTask(ct, started) // under b.mu: shutdown's drain cannot start in between
-	b.mu.Unlock()
-	if taken {
-		select {
-		case b.arrived <- struct{}{}:
-		default:
-		}
+	if slotHeld {
+		w.slots.release(1)
 	}
+	w.handBack(ct)
 }
 
 // handBack returns a handed-off execution this worker will not run to the
@@ -447,33 +492,21 @@ func (w *Worker) handBack(ct ClaimedTask) {
 // still comes.
 func (w *Worker) closeOffers() {
 	w.offers.idle.Store(false)
-	if w.offerer == nil {
+	if w.roles.ClaimOfferer == nil {
 		return
 	}
 	w.settleOffers(w.baseCtx, true, math.MaxInt)
 	deadline := time.NewTimer(handoffShutdownWait)
 	defer deadline.Stop()
-	for {
-		w.offers.mu.Lock()
-		left := len(w.offers.taken)
-		w.offers.mu.Unlock()
-		if left == 0 {
-			break
-		}
+wait:
+	for w.offers.takenCount() > 0 {
 		select {
 		case <-w.offers.arrived:
-			continue
 		case <-deadline.C:
+			break wait
 		}
-		break
 	}
-	w.offers.mu.Lock()
-	w.offers.closed = true
-	n := len(w.offers.open) + len(w.offers.taken)
-	clear(w.offers.open)
-	clear(w.offers.taken)
-	w.offers.mu.Unlock()
-	w.release(n)
+	w.slots.release(w.offers.close())
 }
 
 // settleIdleOffers runs when an idle wait with offers open ends: an arrival
@@ -483,25 +516,24 @@ func (w *Worker) closeOffers() {
 // beyond offerCap to claim it, while the rest keep taking the backlog's
 // head as creates come; the idle poll refreshes them when due.
 func (w *Worker) settleIdleOffers(ctx context.Context, arrived *Arrival, polled bool) {
-	switch {
-	case arrived != nil:
-		if w.freeSlots() == 0 {
+	if arrived != nil {
+		if w.slots.free() == 0 {
 			w.settleOffers(ctx, true, 1)
 		}
-	default:
-		if w.backlogInSight(ctx, polled) {
-			w.trimOffers(ctx)
-		}
-		if polled {
-			w.refreshDue(ctx)
-		}
+		return
+	}
+	if w.backlogInSight(ctx, polled) {
+		w.trimOffers(ctx)
+	}
+	if polled {
+		w.refreshDue(ctx)
 	}
 }
 
 // backlogInSight reports whether readiness shows work waiting on a lane;
 // without readiness tracking, whether this wake was the idle poll.
 func (w *Worker) backlogInSight(ctx context.Context, polled bool) bool {
-	if w.watcher == nil {
+	if w.roles.ReadinessWatcher == nil {
 		// Blind: only the poll looks (a claim round scans every partition),
 		// else an idle worker would withdraw and re-offer in a loop.
 		return polled

@@ -3,7 +3,6 @@ package sdk
 import (
 	"container/heap"
 	"context"
-	"errors"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -82,9 +81,12 @@ type renewer struct {
 	stats renewStats
 }
 
-func newRenewer(backend LeaseHolder, every, leaseTTL time.Duration) *renewer {
-	r := &renewer{
+// newRenewer renews through batch when it is not nil, else lease by lease
+// through backend.
+func newRenewer(backend LeaseHolder, batch BatchRenewer, every, leaseTTL time.Duration) *renewer {
+	return &renewer{
 		backend:  backend,
+		batch:    batch,
 		every:    every,
 		leaseTTL: leaseTTL,
 		coalesce: min(every/20, 50*time.Millisecond),
@@ -94,10 +96,6 @@ func newRenewer(backend LeaseHolder, every, leaseTTL time.Duration) *renewer {
 		onLost:   func(t *Task, err error) bool { return t.leaseLost(err) },
 		onError:  func(error) {},
 	}
-	if b, ok := backend.(BatchRenewer); ok {
-		r.batch = b
-	}
-	return r
 }
 
 // add starts renewing t's lease, which began at claimedAt and lasts ttl
@@ -234,18 +232,7 @@ func (r *renewer) takeDue() ([]*leaseEntry, time.Duration) {
 func (r *renewer) renew(ctx context.Context, batch []*leaseEntry) {
 	sent := r.now()
 	for _, e := range batch {
-		lag := sent.Sub(e.due)
-		if lag < 0 {
-			lag = 0
-		}
-		r.stats.lagSum.Add(int64(lag))
-		r.stats.lagCount.Add(1)
-		for {
-			m := r.stats.lagMax.Load()
-			if int64(lag) <= m || r.stats.lagMax.CompareAndSwap(m, int64(lag)) {
-				break
-			}
-		}
+		r.stats.recordLag(sent.Sub(e.due))
 	}
 	r.stats.batches.Add(1)
 	results := r.call(ctx, batch)
@@ -255,39 +242,12 @@ func (r *renewer) renew(ctx context.Context, batch []*leaseEntry) {
 	var lostErr []error
 	r.mu.Lock()
 	for i, e := range batch {
-		res := results[i]
-		switch {
-		case res.Err == nil:
-			r.stats.renewals.Add(1)
-			e.expires = sent.Add(r.leaseTTL)
-			e.due = sent.Add(r.every)
-		case isFencing(res.Err):
-			lost, lostErr = append(lost, e), append(lostErr, res.Err)
-			continue
-		default:
-			r.stats.failures.Add(1)
-			if !done.Before(e.expires) {
-				lost = append(lost, e)
-				lostErr = append(lostErr, &Error{Kind: KindState, Code: CodeLeaseExpired, Op: "renew",
-					Msg: "no successful renewal within the lease ttl", Err: res.Err})
-				continue
-			}
-			// Retry soon, and never after the lease would have run out.
-			e.due = done.Add(min(max(r.every/4, 10*time.Millisecond), time.Second))
-			if e.due.After(e.expires) {
-				e.due = e.expires
-			}
-		}
-		if e.recheck {
-			e.recheck = false
-			e.due = done
-		}
-		if !e.removed {
+		if err := r.apply(e, results[i].Err, sent, done); err != nil {
+			lost, lostErr = append(lost, e), append(lostErr, err)
+			r.forgetLocked(e)
+		} else if !e.removed {
 			heap.Push(&r.heap, e)
 		}
-	}
-	for _, e := range lost {
-		r.forgetLocked(e)
 	}
 	r.mu.Unlock()
 
@@ -302,6 +262,36 @@ func (r *renewer) renew(ctx context.Context, batch []*leaseEntry) {
 			break // one report per round is enough
 		}
 	}
+}
+
+// apply sets e's next due time from its renewal's outcome (r.mu held). It
+// returns the loss when the lease is gone: fenced off, or no renewal landed
+// within its ttl.
+func (r *renewer) apply(e *leaseEntry, err error, sent, done time.Time) (loss error) {
+	switch {
+	case err == nil:
+		r.stats.renewals.Add(1)
+		e.expires = sent.Add(r.leaseTTL)
+		e.due = sent.Add(r.every)
+	case isFencing(err):
+		return err
+	default:
+		r.stats.failures.Add(1)
+		if !done.Before(e.expires) {
+			return &Error{Kind: KindState, Code: CodeLeaseExpired, Op: "renew",
+				Msg: "no successful renewal within the lease ttl", Err: err}
+		}
+		// Retry soon, and never after the lease would have run out.
+		e.due = done.Add(min(max(r.every/4, 10*time.Millisecond), time.Second))
+		if e.due.After(e.expires) {
+			e.due = e.expires
+		}
+	}
+	if e.recheck {
+		e.recheck = false
+		e.due = done
+	}
+	return nil
 }
 
 // minRenewCallTimeout is the shortest time a renewal call is given.
@@ -327,16 +317,13 @@ func (r *renewer) call(ctx context.Context, batch []*leaseEntry) []RenewResult {
 		if err == nil && len(res) != len(batch) {
 			err = &Error{Kind: KindBug, Code: CodeBug, Op: "renew_batch", Msg: "result count differs from handle count"}
 		}
-		if !errors.Is(err, ErrUnavailable) {
-			if err != nil {
-				res = make([]RenewResult, len(batch))
-				for i := range res {
-					res[i].Err = err
-				}
+		if err != nil {
+			res = make([]RenewResult, len(batch))
+			for i := range res {
+				res[i].Err = err
 			}
-			return res
 		}
-		r.batch = nil // the backend cannot batch after all: renew one by one
+		return res
 	}
 	res := make([]RenewResult, len(batch))
 	sem := make(chan struct{}, renewConcurrency)
@@ -351,6 +338,19 @@ func (r *renewer) call(ctx context.Context, batch []*leaseEntry) []RenewResult {
 	}
 	wg.Wait()
 	return res
+}
+
+// recordLag adds one renewal's lag (how late it went out).
+func (s *renewStats) recordLag(lag time.Duration) {
+	lag = max(lag, 0)
+	s.lagSum.Add(int64(lag))
+	s.lagCount.Add(1)
+	for {
+		m := s.lagMax.Load()
+		if int64(lag) <= m || s.lagMax.CompareAndSwap(m, int64(lag)) {
+			return
+		}
+	}
 }
 
 // lag returns the average and maximum renewal lag.

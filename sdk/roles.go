@@ -201,3 +201,89 @@ type CompleteOfferer interface {
 	// (offerErr says why; the complete then went ahead alone).
 	CompleteAndOffer(ctx context.Context, h Handle, result []byte, offer OfferArgs) (offers []ClaimOffer, offerErr, err error)
 }
+
+// Role names an optional backend role: one of the interfaces in this file
+// (or BatchSubmitter). Routing capabilities (WorkerConfig.Capabilities) are
+// a different thing: tokens a worker advertises and an execution requires.
+type Role string
+
+// The optional roles.
+const (
+	RoleBatchRenew     Role = "batch_renew"     // BatchRenewer
+	RoleWindowScan     Role = "window_scan"     // WindowScanner
+	RoleGrantClaim     Role = "grant_claim"     // GrantClaimer
+	RoleFusedClaim     Role = "fused_claim"     // FusedClaimer
+	RoleReadiness      Role = "readiness"       // ReadinessWatcher
+	RoleArrivals       Role = "arrivals"        // ArrivalWatcher
+	RoleLeaseEvents    Role = "lease_events"    // LeaseEventWatcher
+	RoleWorkerRegistry Role = "worker_registry" // WorkerRegistry
+	RoleClaimOffers    Role = "claim_offers"    // ClaimOfferer
+	RoleCompleteOffer  Role = "complete_offer"  // CompleteOfferer
+	RoleBatchSubmit    Role = "batch_submit"    // BatchSubmitter
+)
+
+// Features names a backend and the optional roles its configuration enables.
+type Features struct {
+	Family  string // "valkey"
+	Version string // library or schema version
+	// Roles lists the enabled optional roles. A backend whose type has a
+	// role's methods but whose configuration turns the role off (Valkey:
+	// hand-offs on a cluster, readiness without client-side caching) leaves
+	// it out, so nobody calls it.
+	Roles []Role
+}
+
+// Has reports whether r is enabled.
+func (f Features) Has(r Role) bool {
+	for _, x := range f.Roles {
+		if x == r {
+			return true
+		}
+	}
+	return false
+}
+
+// BackendRoles holds a backend's enabled optional roles; a nil field is a
+// role the backend lacks or has turned off.
+type BackendRoles struct {
+	BatchRenewer      BatchRenewer
+	WindowScanner     WindowScanner
+	GrantClaimer      GrantClaimer
+	FusedClaimer      FusedClaimer
+	ReadinessWatcher  ReadinessWatcher
+	ArrivalWatcher    ArrivalWatcher
+	LeaseEventWatcher LeaseEventWatcher
+	WorkerRegistry    WorkerRegistry
+	ClaimOfferer      ClaimOfferer
+	CompleteOfferer   CompleteOfferer
+	BatchSubmitter    BatchSubmitter
+}
+
+// RolesOf is the one way to discover a backend's optional roles: a role is
+// used when the backend implements its interface and lists it in
+// Features().Roles. The Worker, the Client and sdktest all go through it.
+func RolesOf(b EngineBackend) BackendRoles {
+	f := b.Features()
+	var r BackendRoles
+	r.BatchRenewer = roleOf[BatchRenewer](b, f, RoleBatchRenew)
+	r.WindowScanner = roleOf[WindowScanner](b, f, RoleWindowScan)
+	r.GrantClaimer = roleOf[GrantClaimer](b, f, RoleGrantClaim)
+	r.FusedClaimer = roleOf[FusedClaimer](b, f, RoleFusedClaim)
+	r.ReadinessWatcher = roleOf[ReadinessWatcher](b, f, RoleReadiness)
+	r.ArrivalWatcher = roleOf[ArrivalWatcher](b, f, RoleArrivals)
+	r.LeaseEventWatcher = roleOf[LeaseEventWatcher](b, f, RoleLeaseEvents)
+	r.WorkerRegistry = roleOf[WorkerRegistry](b, f, RoleWorkerRegistry)
+	r.ClaimOfferer = roleOf[ClaimOfferer](b, f, RoleClaimOffers)
+	r.CompleteOfferer = roleOf[CompleteOfferer](b, f, RoleCompleteOffer)
+	r.BatchSubmitter = roleOf[BatchSubmitter](b, f, RoleBatchSubmit)
+	return r
+}
+
+func roleOf[T any](b EngineBackend, f Features, r Role) T {
+	var zero T
+	v, ok := b.(T)
+	if !ok || !f.Has(r) {
+		return zero
+	}
+	return v
+}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -57,9 +56,9 @@ type Task struct {
 	ctx    context.Context
 	cancel context.CancelCauseFunc
 	lease  *leaseEntry
-	// slotOffered: Complete passed the task's slot to a claim offer, so
-	// the task's end does not release it.
-	slotOffered atomic.Bool
+	// slot is the task's worker slot; Complete may hand it to a claim offer.
+	slot      taskSlot
+	unrenewed sync.Once // stopRenewing
 
 	termMu      sync.Mutex // serialises terminal calls
 	mu          sync.Mutex
@@ -83,7 +82,7 @@ func (t *Task) Context() context.Context { return t.ctx }
 // Complete ends the execution successfully and stores result.
 func (t *Task) Complete(ctx context.Context, result []byte) error {
 	err := t.terminal(ctx, "complete", func(s PublicState) bool { return s == StateCompleted },
-		func(ctx context.Context) error { return t.w.complete(ctx, t, result) })
+		func(ctx context.Context) error { return t.w.completeCall(ctx, t, result) })
 	if err == nil {
 		t.w.stats.completed.Add(1)
 	}
@@ -159,7 +158,9 @@ func (t *Task) Progress(ctx context.Context, percent int, message string) error 
 }
 
 // terminal runs a terminal call: serialised, retried on transport errors, and
-// with the replay of its own earlier call recognised as success.
+// with the replay of its own earlier call recognised as success. Every
+// terminal method goes through it; the task is finished when the call
+// landed or the lease turned out gone, and renewals stop then.
 func (t *Task) terminal(ctx context.Context, op string, replayOK func(PublicState) bool, call func(context.Context) error) error {
 	t.termMu.Lock()
 	defer t.termMu.Unlock()
@@ -171,33 +172,47 @@ func (t *Task) terminal(ctx context.Context, op string, replayOK func(PublicStat
 	t.inflight, t.attempted = true, true
 	t.mu.Unlock()
 
-	var err error
+	err := t.callWithReplay(ctx, replayOK, call)
+	fenced := err != nil && isFencing(err)
+	if t.recordOutcome(err, fenced) {
+		t.stopRenewing()
+	}
+	if err != nil && !fenced {
+		t.w.reportError(err)
+	}
+	return err
+}
+
+// callWithReplay makes the call, retrying transport errors with backoff.
+// After a transport error the first call may have landed: a retry that
+// finds the execution in the outcome asked for, under this lease's epoch
+// and attempt, is that call's replay and counts as success.
+func (t *Task) callWithReplay(ctx context.Context, replayOK func(PublicState) bool, call func(context.Context) error) error {
 	for attempt := 0; ; attempt++ {
-		err = call(ctx)
+		err := call(ctx)
 		if err == nil {
-			break
+			return nil
 		}
-		// After a transport error the first call may have landed: a retry that
-		// finds the execution in the outcome we asked for, under our own epoch
-		// and attempt, is our call's replay.
 		if attempt > 0 && isReplayOf(err, t.h, replayOK) {
-			err = nil
-			break
+			return nil
 		}
 		if !isTransient(err) || attempt >= terminalRetries || ctx.Err() != nil {
-			break
+			return err
 		}
 		if !sleepCtx(ctx, backoffDelay(attempt, terminalRetryBase, terminalRetryMax)) {
-			break
+			return err
 		}
 	}
+}
 
-	// The task is finished when the call landed, or when the lease is gone.
-	// Any other error (transport after the retries, validation) leaves the
-	// lease held: the handler may try again, or the worker settles the
-	// attempt when the handler returns.
-	fenced := err != nil && isFencing(err)
-	landed := err == nil || fenced
+// recordOutcome records a terminal call's result and reports whether it
+// landed (or found the lease gone). Any other error (transport after the
+// retries, validation) leaves the lease held: the handler may try again,
+// or the worker settles the attempt when the handler returns. A loss the
+// renewer reported while the call was in flight stands when the call did
+// not land.
+func (t *Task) recordOutcome(err error, fenced bool) (landed bool) {
+	landed = err == nil || fenced
 	t.mu.Lock()
 	t.inflight = false
 	t.lastErr = err
@@ -206,8 +221,6 @@ func (t *Task) terminal(ctx context.Context, op string, replayOK func(PublicStat
 	}
 	cause := err
 	if !landed && t.pendingLoss != nil {
-		// The renewer found the lease gone while this call was in flight and
-		// the call did not land: the loss stands.
 		cause = t.pendingLoss
 	}
 	t.pendingLoss = nil
@@ -220,13 +233,13 @@ func (t *Task) terminal(ctx context.Context, op string, replayOK func(PublicStat
 		t.w.stats.lostLeases.Add(1)
 		t.cancel(cause)
 	}
-	if landed {
-		t.w.renewer.remove(t.lease)
-	}
-	if err != nil && !fenced {
-		t.w.reportError(err)
-	}
-	return err
+	return landed
+}
+
+// stopRenewing takes the task's lease out of the renewer, once: when a
+// terminal call lands, or at the task's end (endTask) whatever ended it.
+func (t *Task) stopRenewing() {
+	t.unrenewed.Do(func() { t.w.renewer.remove(t.lease) })
 }
 
 // leaseLost is called by the renewer (or Progress) with a fencing error. It

@@ -301,24 +301,6 @@ type PrepareOutcome struct {
 	Detail  string // e.g. "FUNCTION LOAD flowfabric v3 on 3 primaries"
 }
 
-// Capabilities tells callers up front what a backend supports.
-type Capabilities struct {
-	Family  string // "valkey"
-	Version string // library or schema version
-	// Supported lists implemented calls by name ("create_execution", …).
-	Supported []string
-}
-
-// Supports reports whether the backend implements op.
-func (c Capabilities) Supports(op string) bool {
-	for _, s := range c.Supported {
-		if s == op {
-			return true
-		}
-	}
-	return false
-}
-
 // Capability token limits.
 const (
 	MaxCapabilityTokens   = 256

@@ -26,8 +26,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/valkey-io/valkey-go"
-
 	"github.com/flowfabric/flowfabric-go/sdk"
 	"github.com/flowfabric/flowfabric-go/valkeybackend"
 	"github.com/flowfabric/flowfabric-go/valkeytest"
@@ -55,18 +53,6 @@ func benchConnectWith(b *testing.B, addr string, opts valkeybackend.Options) *va
 		b.Fatal(err)
 	}
 	return be
-}
-
-// admin runs one command on a private connection.
-func benchAdmin(b *testing.B, addr string, args ...string) valkey.ValkeyResult {
-	b.Helper()
-	c, err := valkey.NewClient(valkey.ClientOption{InitAddress: []string{addr}, ForceSingleClient: true, DisableCache: true,
-		ClientName: "bench-admin"})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer c.Close()
-	return c.Do(context.Background(), c.B().Arbitrary(args...).Build())
 }
 
 // clientCommands counts, in a commandstats delta, the commands clients

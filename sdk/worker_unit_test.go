@@ -16,7 +16,7 @@ import (
 )
 
 func TestResolveConfigDefaults(t *testing.T) {
-	cfg, err := resolveConfig(nil, WorkerConfig{WorkerID: "w", Lanes: []LaneID{"a"}})
+	cfg, err := resolveConfig(BackendRoles{}, WorkerConfig{WorkerID: "w", Lanes: []LaneID{"a"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,12 +37,12 @@ func TestResolveConfigDefaults(t *testing.T) {
 	if err := cfg.InstanceID.Validate(); err != nil {
 		t.Fatalf("default instance id %q: %v", cfg.InstanceID, err)
 	}
-	cfg2, _ := resolveConfig(nil, WorkerConfig{WorkerID: "w", Lanes: []LaneID{"a"}})
+	cfg2, _ := resolveConfig(BackendRoles{}, WorkerConfig{WorkerID: "w", Lanes: []LaneID{"a"}})
 	if cfg2.InstanceID == cfg.InstanceID {
 		t.Fatalf("two default instance ids are equal: %q", cfg.InstanceID)
 	}
 
-	cfg, err = resolveConfig(nil, WorkerConfig{WorkerID: "w", Lanes: []LaneID{"a"}, LeaseTTL: 3 * time.Second,
+	cfg, err = resolveConfig(BackendRoles{}, WorkerConfig{WorkerID: "w", Lanes: []LaneID{"a"}, LeaseTTL: 3 * time.Second,
 		Capabilities: []string{"gpu", "cpu", "gpu"}})
 	if err != nil {
 		t.Fatal(err)
@@ -87,7 +87,7 @@ func TestResolveConfigValidation(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			c := ok
 			tc.mod(&c)
-			_, err := resolveConfig(nil, c)
+			_, err := resolveConfig(BackendRoles{}, c)
 			if !errors.Is(err, ErrValidation) {
 				t.Fatalf("err = %v, want a validation error", err)
 			}
@@ -99,7 +99,7 @@ func TestResolveConfigValidation(t *testing.T) {
 	// Fused without a FusedClaimer: unavailable, not silently direct.
 	c := ok
 	c.ClaimMode = ClaimFused
-	if _, err := resolveConfig(nil, c); !errors.Is(err, ErrUnavailable) {
+	if _, err := resolveConfig(BackendRoles{}, c); !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("fused without FusedClaimer: %v", err)
 	}
 	if _, err := NewWorker(nil, ok); !errors.Is(err, ErrValidation) {
@@ -108,7 +108,7 @@ func TestResolveConfigValidation(t *testing.T) {
 }
 
 func TestRenewerHeapOrder(t *testing.T) {
-	r := newRenewer(nil, time.Second, 3*time.Second)
+	r := newRenewer(nil, nil, time.Second, 3*time.Second)
 	base := time.Unix(1000, 0)
 	r.now = func() time.Time { return base }
 	r.coalesce = 0
@@ -146,7 +146,7 @@ func TestRenewerHeapOrder(t *testing.T) {
 }
 
 func TestRenewerCoalescesDueLeases(t *testing.T) {
-	r := newRenewer(nil, time.Second, 3*time.Second)
+	r := newRenewer(nil, nil, time.Second, 3*time.Second)
 	base := time.Unix(1000, 0)
 	r.now = func() time.Time { return base }
 	r.coalesce = 50 * time.Millisecond
@@ -172,7 +172,7 @@ func TestRenewerCoalescesDueLeases(t *testing.T) {
 // the lease's renewal is in flight marks it to be renewed again as soon as
 // that renewal is back; an event for a lease not held here changes nothing.
 func TestRenewerRenewNow(t *testing.T) {
-	r := newRenewer(nil, time.Second, 3*time.Second)
+	r := newRenewer(nil, nil, time.Second, 3*time.Second)
 	base := time.Unix(1000, 0)
 	r.now = func() time.Time { return base }
 	r.coalesce = 0
@@ -210,7 +210,7 @@ func TestRenewerRenewNow(t *testing.T) {
 // renewed at the same share of its own length: RenewEvery is a third of
 // LeaseTTL here, so a 600ms first lease is renewed after 200ms.
 func TestRenewerShortFirstLease(t *testing.T) {
-	r := newRenewer(nil, time.Second, 3*time.Second)
+	r := newRenewer(nil, nil, time.Second, 3*time.Second)
 	base := time.Unix(1000, 0)
 	full := r.add(&Task{h: Handle{ExecutionID: "full"}}, base, 3*time.Second)
 	short := r.add(&Task{h: Handle{ExecutionID: "short"}}, base, 600*time.Millisecond)
@@ -319,12 +319,12 @@ func TestFailureCategory(t *testing.T) {
 
 func TestInvokeRecoversPanic(t *testing.T) {
 	w := &Worker{handler: HandlerFunc(func(context.Context, *Task) error { panic("kaboom") })}
-	err, panicked, reason := w.invoke(&Task{ctx: context.Background()})
+	panicked, reason, err := w.invoke(&Task{ctx: context.Background()})
 	if err != nil || !panicked || !strings.HasPrefix(reason, "panic: kaboom\n") || !strings.Contains(reason, "goroutine") {
 		t.Fatalf("err %v panicked %v reason %q", err, panicked, reason)
 	}
 	w.handler = HandlerFunc(func(context.Context, *Task) error { return errors.New("plain") })
-	if err, panicked, _ := w.invoke(&Task{ctx: context.Background()}); panicked || err == nil {
+	if panicked, _, err := w.invoke(&Task{ctx: context.Background()}); panicked || err == nil {
 		t.Fatalf("plain error: %v %v", err, panicked)
 	}
 	long := strings.Repeat("é", maxReasonBytes)
@@ -394,15 +394,14 @@ func TestRotateFrom(t *testing.T) {
 // and windows, every lane still starts on every partition (the reference
 // worker's aliasing bug).
 func TestCursorsDoNotAlias(t *testing.T) {
-	w := &Worker{cfg: WorkerConfig{InstanceID: "i", Lanes: []LaneID{"a", "b"}}}
-	w.initCursors(8)
+	lanes := []LaneID{"a", "b"}
+	c := newClaimCursor(8, "i", lanes)
 	seen := map[LaneID]map[int]bool{"a": {}, "b": {}}
 	for range 64 {
-		li := w.laneCursor
-		w.laneCursor = (li + 1) % 2
-		parts := rotateFrom(w.partitions, w.partCursor[li])
-		seen[w.cfg.Lanes[li]][parts[0]] = true
-		w.advance(li, parts[0]) // claimed from the first partition
+		li := c.nextLane()
+		parts := rotateFrom(c.partitions, c.part[li])
+		seen[lanes[li]][parts[0]] = true
+		c.advance(li, parts[0]) // claimed from the first partition
 	}
 	for l, s := range seen {
 		if len(s) != 8 {

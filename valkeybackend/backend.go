@@ -187,21 +187,22 @@ func (b *Backend) ShutdownPrepare(ctx context.Context, grace time.Duration) erro
 	return nil
 }
 
-// supported lists the calls this backend implements (see Capabilities).
-var supported = []string{
-	"ping", "prepare", "shutdown_prepare", "create_execution", "scan_eligible_executions",
-	"issue_claim_grant", "claim_execution", "claim_resumed_execution", "block_route", "claim",
-	"renew", "progress", "complete", "fail", "cancel", "delay", "cancel_execution",
-	"change_priority", "revoke_lease", "promote_delayed", "describe_execution",
-	"read_execution_context", "read_execution_state", "get_execution_result",
-	"read_current_attempt_index", "read_total_attempt_count", "list_executions", "list_lanes",
-	"issue_reclaim_grant", "reclaim_execution", "replay_execution", "claim_from_resume_grant",
-	"read_execution_info",
-}
-
-// Capabilities reports the family, library version and implemented calls.
-func (b *Backend) Capabilities() sdk.Capabilities {
-	return sdk.Capabilities{Family: "valkey", Version: lua.Version, Supported: supported}
+// Features reports the family, the library version and the optional roles
+// this configuration enables: readiness needs client-side caching, arrivals
+// and lease events need the arrivals subscription, claim offers need
+// hand-offs (off on a cluster, or by Options.DisableHandoff).
+func (b *Backend) Features() sdk.Features {
+	roles := []sdk.Role{sdk.RoleBatchRenew, sdk.RoleWindowScan, sdk.RoleGrantClaim, sdk.RoleFusedClaim, sdk.RoleWorkerRegistry}
+	if b.opts.CacheSizeEachConn >= 0 {
+		roles = append(roles, sdk.RoleReadiness)
+	}
+	if !b.opts.DisableArrivals {
+		roles = append(roles, sdk.RoleArrivals, sdk.RoleLeaseEvents)
+	}
+	if b.handoffOn() {
+		roles = append(roles, sdk.RoleClaimOffers, sdk.RoleCompleteOffer)
+	}
+	return sdk.Features{Family: "valkey", Version: lua.Version, Roles: roles}
 }
 
 // Prepare loads the library on every primary whose ff_version differs.
