@@ -178,7 +178,8 @@ func TestErrorsIsEdgeCases(t *testing.T) {
 	if errors.Is(stale, io.EOF) {
 		t.Error("an *Error matches io.EOF")
 	}
-	if errors.Is(io.EOF, ErrStaleLease) {
+	foreign := fmt.Errorf("read: %w", io.EOF)
+	if errors.Is(foreign, ErrStaleLease) {
 		t.Error("a foreign error matches a sentinel")
 	}
 	// A code sentinel matches by code even if a backend got the kind wrong.

@@ -9,12 +9,8 @@ import (
 	"github.com/flowfabric/flowfabric-go/sdk"
 )
 
-// Claim defaults.
-const (
-	GrantTTLDefault = 5 * time.Second
-	LeaseTTLDefault = 30 * time.Second
-	scanLimitMax    = 1000
-)
+// scanLimitMax caps a scan's limit.
+const scanLimitMax = 1000
 
 // ScanEligibleExecutions reads the head of a lane's eligible set: highest
 // priority first, then oldest. One ZRANGE, no script.
@@ -116,23 +112,12 @@ func (b *Backend) grantCmd(op string, a sdk.IssueClaimGrantArgs) (valkey.Complet
 	if err != nil {
 		return valkey.Completed{}, err
 	}
-	if err := validateWorker(op, a.Lane, a.WorkerID, a.WorkerInstanceID); err != nil {
-		return valkey.Completed{}, err
-	}
-	caps, err := sdk.NormalizeCapabilities(a.Capabilities)
-	if err != nil {
+	if a, err = a.Resolve(); err != nil {
 		return valkey.Completed{}, opError(op, err)
-	}
-	if err := validateDuration(op, "grant ttl", a.GrantTTL); err != nil {
-		return valkey.Completed{}, err
-	}
-	ttl := a.GrantTTL
-	if ttl == 0 {
-		ttl = GrantTTLDefault
 	}
 	ek, lk := keysOf(a.ExecutionID), laneKeysOf(sdk.PartitionTag(p), a.Lane)
 	return b.fcall("ff_issue_grant", []string{ek.core, ek.grant, lk.eligible},
-		string(a.ExecutionID), string(a.WorkerID), string(a.WorkerInstanceID), durMS(ttl), joinCSV(caps)), nil
+		string(a.ExecutionID), string(a.WorkerID), string(a.WorkerInstanceID), durMS(a.GrantTTL), joinCSV(a.Capabilities)), nil
 }
 
 // ClaimExecution consumes the caller's grant and starts a new attempt.
@@ -148,6 +133,10 @@ func (b *Backend) ClaimResumedExecution(ctx context.Context, a sdk.ClaimExecutio
 }
 
 func (b *Backend) claim(ctx context.Context, op string, a sdk.ClaimExecutionArgs, mode string, withContext bool) (sdk.ClaimedTask, error) {
+	a, err := a.Resolve()
+	if err != nil {
+		return sdk.ClaimedTask{}, opError(op, err)
+	}
 	cmd, err := b.claimCmd(op, a, mode, withContext)
 	if err != nil {
 		return sdk.ClaimedTask{}, err
@@ -159,21 +148,12 @@ func (b *Backend) claim(ctx context.Context, op string, a sdk.ClaimExecutionArgs
 	return t, err
 }
 
-// claimCmd builds ff_claim. A fresh attempt id is minted for mode "new".
+// claimCmd builds ff_claim (a resolved a: see ClaimExecutionArgs.Resolve).
+// A fresh attempt id is minted for mode "new".
 func (b *Backend) claimCmd(op string, a sdk.ClaimExecutionArgs, mode string, withContext bool) (valkey.Completed, error) {
 	p, err := b.partitionOf(op, a.ExecutionID)
 	if err != nil {
 		return valkey.Completed{}, err
-	}
-	if err := validateWorker(op, a.Lane, a.WorkerID, a.WorkerInstanceID); err != nil {
-		return valkey.Completed{}, err
-	}
-	if err := validateDuration(op, "lease ttl", a.LeaseTTL); err != nil {
-		return valkey.Completed{}, err
-	}
-	ttl := a.LeaseTTL
-	if ttl == 0 {
-		ttl = LeaseTTLDefault
 	}
 	tag := sdk.PartitionTag(p)
 	ek, lk, pk := keysOf(a.ExecutionID), laneKeysOf(tag, a.Lane), partKeysOf(tag)
@@ -183,7 +163,7 @@ func (b *Backend) claimCmd(op string, a sdk.ClaimExecutionArgs, mode string, wit
 	}
 	return b.fcall("ff_claim", []string{ek.core, ek.grant, lk.eligible, pk.leases, lk.active, pk.timeouts, ek.ctx},
 		string(a.ExecutionID), string(a.WorkerID), string(a.WorkerInstanceID), sdk.NewToken(), sdk.NewToken(),
-		durMS(ttl), mode, wc, string(a.Lane)), nil
+		durMS(a.LeaseTTL), mode, wc, string(a.Lane)), nil
 }
 
 // decodeClaim reads ff_claim's reply: the lease, then optionally the context.
@@ -192,11 +172,7 @@ func decodeClaim(op string, a sdk.ClaimExecutionArgs, res valkey.ValkeyResult, w
 	if err != nil {
 		return sdk.ClaimedTask{}, err
 	}
-	ttl := a.LeaseTTL
-	if ttl == 0 {
-		ttl = LeaseTTLDefault
-	}
-	t := sdk.ClaimedTask{ClaimedExecution: leaseFrom(a.ExecutionID, a.Lane, a.WorkerInstanceID, ttl, r)}
+	t := sdk.ClaimedTask{ClaimedExecution: leaseFrom(a.ExecutionID, a.Lane, a.WorkerInstanceID, a.LeaseTTL, r)}
 	if withContext {
 		t.Context = contextFromPairs(r.fields[6:])
 	}
@@ -232,8 +208,11 @@ func (b *Backend) GrantAndClaim(ctx context.Context, g sdk.IssueClaimGrantArgs, 
 	if err != nil {
 		return sdk.ClaimedTask{}, err
 	}
-	ca := sdk.ClaimExecutionArgs{ExecutionID: g.ExecutionID, Lane: g.Lane, WorkerID: g.WorkerID,
-		WorkerInstanceID: g.WorkerInstanceID, LeaseTTL: leaseTTL}
+	ca, err := sdk.ClaimExecutionArgs{ExecutionID: g.ExecutionID, Lane: g.Lane, WorkerID: g.WorkerID,
+		WorkerInstanceID: g.WorkerInstanceID, LeaseTTL: leaseTTL}.Resolve()
+	if err != nil {
+		return sdk.ClaimedTask{}, opError(op, err)
+	}
 	cc, err := b.claimCmd(op, ca, "new", true)
 	if err != nil {
 		return sdk.ClaimedTask{}, err
@@ -323,19 +302,6 @@ func (b *Backend) Claim(ctx context.Context, a sdk.ClaimArgs) (*sdk.ClaimedExecu
 		}
 	}
 	return nil, nil
-}
-
-func validateWorker(op string, lane sdk.LaneID, w sdk.WorkerID, wi sdk.WorkerInstanceID) error {
-	if err := lane.Validate(); err != nil {
-		return opError(op, err)
-	}
-	if err := w.Validate(); err != nil {
-		return opError(op, err)
-	}
-	if err := wi.Validate(); err != nil {
-		return opError(op, err)
-	}
-	return nil
 }
 
 func toIDs(ss []string) []sdk.ExecutionID {

@@ -7,25 +7,34 @@ import (
 	"github.com/flowfabric/flowfabric-go/sdk"
 )
 
-// The zero retry policy (most creates) renders as rendering it would, with
-// no allocation; any other policy is rendered and validated per call.
-func TestRetryArgsZeroPolicy(t *testing.T) {
-	want, err := renderRetryArgs(sdk.RetryPolicy{})
+// A create with the zero retry policy (most creates) sends the zero
+// policy's rendering made once; any other policy is resolved and rendered
+// per call, and a bad one is refused before anything is built.
+func TestCreateRetryArgs(t *testing.T) {
+	b := &Backend{partitions: 4, opts: Options{MaxPayloadBytes: 1 << 10}}
+	zero, err := sdk.RetryPolicy{}.Resolve()
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := retryArgs(sdk.RetryPolicy{})
-	if err != nil || !slices.Equal(got, want) {
-		t.Fatalf("retryArgs(zero) = %v %v, want %v", got, err, want)
+	want := renderRetryArgs(zero)
+	if !slices.Equal(defaultRetryArgs, want) {
+		t.Fatalf("defaultRetryArgs %v, want %v", defaultRetryArgs, want)
 	}
-	if n := testing.AllocsPerRun(100, func() { _, _ = retryArgs(sdk.RetryPolicy{}) }); n != 0 {
-		t.Fatalf("retryArgs(zero): %.0f allocations, want 0", n)
+	retryOf := func(p sdk.RetryPolicy) ([]string, error) {
+		_, args, err := b.createCall(sdk.CreateExecutionArgs{Lane: "l", Kind: "k", Retry: p})
+		if err != nil {
+			return nil, err
+		}
+		return args[6:13], nil
 	}
-	if _, err := retryArgs(sdk.RetryPolicy{MaxRetries: -1}); sdk.CodeOf(err) != sdk.CodeInvalidInput {
+	if got, err := retryOf(sdk.RetryPolicy{}); err != nil || !slices.Equal(got, want) {
+		t.Fatalf("zero policy sent %v %v, want %v", got, err, want)
+	}
+	if _, err := retryOf(sdk.RetryPolicy{MaxRetries: -1}); sdk.CodeOf(err) != sdk.CodeInvalidInput {
 		t.Fatalf("negative MaxRetries: %v, want invalid_input", err)
 	}
-	three, err := retryArgs(sdk.RetryPolicy{MaxRetries: 3})
-	if err != nil || three[0] != "3" || slices.Equal(three, want) {
-		t.Fatalf("MaxRetries 3 rendered %v %v", three, err)
+	three, err := retryOf(sdk.RetryPolicy{MaxRetries: 3})
+	if err != nil || three[0] != "3" || !slices.Equal(three[1:], want[1:]) {
+		t.Fatalf("MaxRetries 3 sent %v %v", three, err)
 	}
 }

@@ -16,33 +16,19 @@ const fusedMax = 256
 // routing on the way.
 func (b *Backend) ClaimFused(ctx context.Context, a sdk.FusedClaimArgs) ([]sdk.ClaimedTask, error) {
 	const op = "claim_fused"
-	if err := validateWorker(op, a.Lane, a.WorkerID, a.WorkerInstanceID); err != nil {
-		return nil, err
+	a, err := a.Resolve()
+	if err != nil {
+		return nil, opError(op, err)
 	}
 	if err := b.checkPartition(op, a.Partition); err != nil {
 		return nil, err
 	}
-	caps, err := sdk.NormalizeCapabilities(a.Capabilities)
-	if err != nil {
-		return nil, opError(op, err)
-	}
-	if err := validateDuration(op, "lease ttl", a.LeaseTTL); err != nil {
-		return nil, err
-	}
-	n := a.Max
-	if n <= 0 {
-		n = 1
-	}
-	n = min(n, fusedMax)
-	ttl := a.LeaseTTL
-	if ttl == 0 {
-		ttl = LeaseTTLDefault
-	}
+	n := min(a.Max, fusedMax)
 	tag := sdk.PartitionTag(a.Partition)
 	lk, pk := laneKeysOf(tag, a.Lane), partKeysOf(tag)
 	args := make([]string, 0, 6+2*n)
-	args = append(args, string(a.WorkerID), string(a.WorkerInstanceID), durMS(ttl), strconv.Itoa(n),
-		joinCSV(caps), string(a.Lane))
+	args = append(args, string(a.WorkerID), string(a.WorkerInstanceID), durMS(a.LeaseTTL), strconv.Itoa(n),
+		joinCSV(a.Capabilities), string(a.Lane))
 	for i := 0; i < n; i++ {
 		args = append(args, sdk.NewToken(), sdk.NewToken())
 	}
@@ -70,7 +56,7 @@ func (b *Backend) ClaimFused(ctx context.Context, a sdk.FusedClaimArgs) ([]sdk.C
 			return out, &sdk.Error{Kind: sdk.KindBug, Code: sdk.CodeBug, Op: op, Msg: "short fused claim context"}
 		}
 		out = append(out, sdk.ClaimedTask{
-			ClaimedExecution: leaseFrom(sdk.ExecutionID(f[0]), a.Lane, a.WorkerInstanceID, ttl, reply{fields: f[1:7]}),
+			ClaimedExecution: leaseFrom(sdk.ExecutionID(f[0]), a.Lane, a.WorkerInstanceID, a.LeaseTTL, reply{fields: f[1:7]}),
 			Context:          contextFromPairs(f[8 : 8+2*pairs]),
 		})
 		f = f[8+2*pairs:]

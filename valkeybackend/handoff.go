@@ -183,8 +183,9 @@ func (b *Backend) offerMembers(op string, a sdk.OfferArgs) ([]string, []sdk.Clai
 	if !b.handoffOn() {
 		return nil, nil, sdk.Unavailable(op)
 	}
-	if err := validateWorker(op, a.Lane, a.WorkerID, a.WorkerInstanceID); err != nil {
-		return nil, nil, err
+	a, err := a.Resolve()
+	if err != nil {
+		return nil, nil, opError(op, err)
 	}
 	if n := len(a.LeaseIDs); n < 1 || n > maxOffersPerCall {
 		return nil, nil, sdk.Validationf(sdk.CodeInvalidInput, "offer count %d out of range 1..%d", n, maxOffersPerCall)
@@ -194,24 +195,13 @@ func (b *Backend) offerMembers(op string, a sdk.OfferArgs) ([]string, []sdk.Clai
 			return nil, nil, sdk.Validationf(sdk.CodeInvalidInput, "lease id %q: want 1..%d printable bytes, no space", id, sdk.MaxIDLength)
 		}
 	}
-	if err := validateDuration(op, "lease ttl", a.LeaseTTL); err != nil {
-		return nil, nil, err
-	}
 	if a.TTL < minOfferTTL {
 		return nil, nil, sdk.Validationf(sdk.CodeInvalidInput, "offer ttl %v below %v", a.TTL, minOfferTTL)
-	}
-	caps, err := sdk.NormalizeCapabilities(a.Capabilities)
-	if err != nil {
-		return nil, nil, opError(op, err)
 	}
 	if !b.hand.isWatching(a.WorkerInstanceID) {
 		return nil, nil, sdk.NewError(op, sdk.CodeInvalidInput, "instance "+string(a.WorkerInstanceID)+" does not watch its hand-offs")
 	}
-	ttl := a.LeaseTTL
-	if ttl == 0 {
-		ttl = LeaseTTLDefault
-	}
-	tail := " " + durMS(ttl) + " " + string(a.WorkerID) + " " + string(a.WorkerInstanceID) + " " + joinCSV(caps)
+	tail := " " + durMS(a.LeaseTTL) + " " + string(a.WorkerID) + " " + string(a.WorkerInstanceID) + " " + joinCSV(a.Capabilities)
 	offers := make([]sdk.ClaimOffer, len(a.LeaseIDs))
 	mem := make([]string, len(offers))
 	for i, id := range a.LeaseIDs {

@@ -7,10 +7,10 @@ import (
 	"github.com/flowfabric/flowfabric-go/sdk"
 )
 
-// Recovery defaults.
+// Recovery defaults (the sdk's).
 const (
-	MaxReclaimsDefault = 100
-	MaxReplaysDefault  = 10
+	MaxReclaimsDefault = sdk.MaxReclaimsDefault
+	MaxReplaysDefault  = sdk.MaxReplaysDefault
 )
 
 // IssueReclaimGrant runs ff_issue_reclaim_grant.
@@ -19,26 +19,13 @@ func (b *Backend) IssueReclaimGrant(ctx context.Context, a sdk.IssueReclaimGrant
 	if _, err := b.partitionOf(op, a.ExecutionID); err != nil {
 		return sdk.ClaimGrant{}, err
 	}
-	if err := a.WorkerID.Validate(); err != nil {
-		return sdk.ClaimGrant{}, opError(op, err)
-	}
-	if err := a.WorkerInstanceID.Validate(); err != nil {
-		return sdk.ClaimGrant{}, opError(op, err)
-	}
-	caps, err := sdk.NormalizeCapabilities(a.Capabilities)
+	a, err := a.Resolve()
 	if err != nil {
 		return sdk.ClaimGrant{}, opError(op, err)
 	}
-	if err := validateDuration(op, "grant ttl", a.GrantTTL); err != nil {
-		return sdk.ClaimGrant{}, err
-	}
-	ttl := a.GrantTTL
-	if ttl == 0 {
-		ttl = GrantTTLDefault
-	}
 	ek := keysOf(a.ExecutionID)
 	r, err := decode(op, b.client.Do(ctx, b.fcall("ff_issue_reclaim_grant", []string{ek.core, ek.grant},
-		string(a.ExecutionID), string(a.WorkerID), string(a.WorkerInstanceID), durMS(ttl), joinCSV(caps))))
+		string(a.ExecutionID), string(a.WorkerID), string(a.WorkerInstanceID), durMS(a.GrantTTL), joinCSV(a.Capabilities))))
 	if err != nil {
 		return sdk.ClaimGrant{}, err
 	}
@@ -53,28 +40,15 @@ func (b *Backend) ReclaimExecution(ctx context.Context, a sdk.ReclaimExecutionAr
 	if err != nil {
 		return sdk.ReclaimOutcome{}, err
 	}
-	if err := validateWorker(op, a.Lane, a.WorkerID, a.WorkerInstanceID); err != nil {
-		return sdk.ReclaimOutcome{}, err
-	}
-	if err := validateDuration(op, "lease ttl", a.LeaseTTL); err != nil {
-		return sdk.ReclaimOutcome{}, err
-	}
-	if a.MaxReclaims < 0 {
-		return sdk.ReclaimOutcome{}, sdk.NewError(op, sdk.CodeInvalidInput, "MaxReclaims is negative")
-	}
-	ttl, capN := a.LeaseTTL, a.MaxReclaims
-	if ttl == 0 {
-		ttl = LeaseTTLDefault
-	}
-	if capN == 0 {
-		capN = MaxReclaimsDefault
+	if a, err = a.Resolve(); err != nil {
+		return sdk.ReclaimOutcome{}, opError(op, err)
 	}
 	tag := sdk.PartitionTag(p)
 	ek, lk, pk := keysOf(a.ExecutionID), laneKeysOf(tag, a.Lane), partKeysOf(tag)
 	res := b.client.Do(ctx, b.fcall("ff_reclaim",
 		[]string{ek.core, ek.grant, lk.eligible, pk.leases, lk.active, pk.timeouts, ek.ctx, lk.terminal, pk.deadlines},
 		string(a.ExecutionID), string(a.WorkerID), string(a.WorkerInstanceID), sdk.NewToken(), sdk.NewToken(),
-		durMS(ttl), string(a.Lane), strconv.Itoa(capN)))
+		durMS(a.LeaseTTL), string(a.Lane), strconv.Itoa(a.MaxReclaims)))
 	r, err := decode(op, res)
 	if err != nil {
 		return sdk.ReclaimOutcome{}, err
@@ -83,7 +57,7 @@ func (b *Backend) ReclaimExecution(ctx context.Context, a sdk.ReclaimExecutionAr
 		return sdk.ReclaimOutcome{TerminalFailed: true}, nil
 	}
 	t, err := decodeClaim(op, sdk.ClaimExecutionArgs{ExecutionID: a.ExecutionID, Lane: a.Lane,
-		WorkerID: a.WorkerID, WorkerInstanceID: a.WorkerInstanceID, LeaseTTL: ttl}, res, true)
+		WorkerID: a.WorkerID, WorkerInstanceID: a.WorkerInstanceID, LeaseTTL: a.LeaseTTL}, res, true)
 	if err != nil {
 		return sdk.ReclaimOutcome{}, err
 	}
@@ -124,8 +98,11 @@ func (b *Backend) ClaimFromResumeGrant(ctx context.Context, t sdk.ResumeToken) (
 	if err != nil {
 		return nil, err
 	}
-	ca := sdk.ClaimExecutionArgs{ExecutionID: t.ExecutionID, Lane: t.Lane, WorkerID: t.WorkerID,
-		WorkerInstanceID: t.WorkerInstanceID, LeaseTTL: t.LeaseTTL}
+	ca, err := sdk.ClaimExecutionArgs{ExecutionID: t.ExecutionID, Lane: t.Lane, WorkerID: t.WorkerID,
+		WorkerInstanceID: t.WorkerInstanceID, LeaseTTL: t.LeaseTTL}.Resolve()
+	if err != nil {
+		return nil, opError(op, err)
+	}
 	cc, err := b.claimCmd(op, ca, "resume", true)
 	if err != nil {
 		return nil, err

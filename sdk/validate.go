@@ -1,0 +1,282 @@
+package sdk
+
+import (
+	"math"
+	"time"
+)
+
+// Argument checks every backend shares. A backend calls them first, renders
+// what they return (defaults filled in, capabilities normalized) and adds
+// only its own limits (Valkey: the partition count, the payload size).
+// An execution id is the backend's to check: it needs the id's partition
+// anyway (ExecutionID.Partition validates it), so checking it here too
+// would parse every id twice. Errors are validation *Errors without an Op;
+// the backend stamps its own.
+
+// Contract limits and defaults of the call arguments.
+const (
+	// MaxTags bounds an execution's tags.
+	MaxTags = 256
+	// MaxIdempotencyKeyBytes bounds CreateExecutionArgs.IdempotencyKey.
+	MaxIdempotencyKeyBytes = 512
+	// DedupTTLDefault is how long an idempotency key is remembered.
+	DedupTTLDefault = 24 * time.Hour
+
+	// Backoff defaults (see Backoff).
+	BackoffInitialDefault    = time.Second
+	BackoffMaxDefault        = 60 * time.Second
+	BackoffMultiplierDefault = 2.0
+	maxBackoffMultiplier     = 1000
+)
+
+// Validate checks a create's arguments (all but the payload size, a
+// backend limit).
+func (a CreateExecutionArgs) Validate() error {
+	_, err := a.Resolve()
+	return err
+}
+
+// Resolve checks a create's arguments as Validate does and returns them
+// with the required capabilities normalized, a non-zero retry policy
+// resolved (RetryPolicy.Resolve; the zero policy stays zero, so a backend
+// can render it once for all) and DedupTTL's default.
+func (a CreateExecutionArgs) Resolve() (CreateExecutionArgs, error) {
+	if err := a.checkNames(); err != nil {
+		return a, err
+	}
+	if a.Priority < MinPriority || a.Priority > MaxPriority {
+		return a, validationf(CodeInvalidInput, "priority %d out of range %d..%d", a.Priority, MinPriority, MaxPriority)
+	}
+	var err error
+	if a.RequiredCapabilities, err = NormalizeCapabilities(a.RequiredCapabilities); err != nil {
+		return a, err
+	}
+	if !a.Retry.IsZero() {
+		if a.Retry, err = a.Retry.Resolve(); err != nil {
+			return a, err
+		}
+	}
+	if err := notNegative("attempt timeout", a.AttemptTimeout); err != nil {
+		return a, err
+	}
+	a.DedupTTL, err = orDefault("dedup ttl", a.DedupTTL, DedupTTLDefault)
+	return a, err
+}
+
+// checkNames checks a create's id, lane, kind, tags and idempotency key.
+func (a CreateExecutionArgs) checkNames() error {
+	if a.ID != "" {
+		if err := a.ID.Validate(); err != nil {
+			return err
+		}
+	}
+	if err := a.Lane.Validate(); err != nil {
+		return err
+	}
+	if err := ValidateKind(a.Kind); err != nil {
+		return err
+	}
+	if len(a.Tags) > MaxTags {
+		return validationf(CodeInvalidInput, "%d tags, over the %d limit", len(a.Tags), MaxTags)
+	}
+	for k := range a.Tags {
+		if k == "" || len(k) > MaxIDLength {
+			return validationf(CodeInvalidInput, "tag name must be 1..%d bytes", MaxIDLength)
+		}
+	}
+	if len(a.IdempotencyKey) > MaxIdempotencyKeyBytes {
+		return validationf(CodeInvalidInput, "idempotency key over %d bytes", MaxIdempotencyKeyBytes)
+	}
+	return nil
+}
+
+// IsZero reports whether p is the zero policy (no retry, default backoff).
+func (p RetryPolicy) IsZero() bool {
+	return p.MaxRetries == 0 && p.Backoff == (Backoff{}) && len(p.RetryableCategories) == 0
+}
+
+// Resolve checks p and returns it with the backoff's defaults filled in and
+// its categories normalized.
+func (p RetryPolicy) Resolve() (RetryPolicy, error) {
+	if p.MaxRetries < 0 {
+		return p, validationf(CodeInvalidInput, "MaxRetries is negative")
+	}
+	bo := &p.Backoff
+	switch bo.Kind {
+	case "":
+		bo.Kind = BackoffExponential
+	case BackoffExponential, BackoffFixed:
+	default:
+		return p, validationf(CodeInvalidInput, "backoff kind %q is unknown", bo.Kind)
+	}
+	if bo.Initial < 0 || bo.Max < 0 {
+		return p, validationf(CodeInvalidInput, "backoff durations must not be negative")
+	}
+	if bo.Initial == 0 && !bo.ZeroDelay {
+		bo.Initial = BackoffInitialDefault
+	}
+	if bo.Max == 0 {
+		bo.Max = BackoffMaxDefault
+	}
+	bo.Max = max(bo.Max, bo.Initial)
+	if bo.Multiplier == 0 {
+		bo.Multiplier = BackoffMultiplierDefault
+	}
+	if bo.Multiplier < 1 || math.IsNaN(bo.Multiplier) || bo.Multiplier > maxBackoffMultiplier {
+		return p, validationf(CodeInvalidInput, "backoff multiplier %v out of range 1..%d", bo.Multiplier, maxBackoffMultiplier)
+	}
+	if bo.Jitter < 0 || bo.Jitter > 1 || math.IsNaN(bo.Jitter) {
+		return p, validationf(CodeInvalidInput, "backoff jitter %v out of range 0..1", bo.Jitter)
+	}
+	cats, err := NormalizeCapabilities(p.RetryableCategories)
+	if err != nil {
+		return p, validationf(CodeInvalidInput, "retryable categories: %s", err.(*Error).Msg)
+	}
+	p.RetryableCategories = cats
+	return p, nil
+}
+
+// Resolve checks a grant's arguments and fills GrantTTL's default.
+func (a IssueClaimGrantArgs) Resolve() (IssueClaimGrantArgs, error) {
+	if err := validateWorker(a.Lane, a.WorkerID, a.WorkerInstanceID); err != nil {
+		return a, err
+	}
+	var err error
+	if a.Capabilities, err = NormalizeCapabilities(a.Capabilities); err != nil {
+		return a, err
+	}
+	a.GrantTTL, err = orDefault("grant ttl", a.GrantTTL, GrantTTLDefault)
+	return a, err
+}
+
+// Resolve checks a claim's arguments and fills LeaseTTL's default.
+func (a ClaimExecutionArgs) Resolve() (ClaimExecutionArgs, error) {
+	if err := validateWorker(a.Lane, a.WorkerID, a.WorkerInstanceID); err != nil {
+		return a, err
+	}
+	var err error
+	a.LeaseTTL, err = orDefault("lease ttl", a.LeaseTTL, LeaseTTLDefault)
+	return a, err
+}
+
+// Resolve checks a fused claim's arguments and fills Max's and LeaseTTL's
+// defaults (the partition range is the backend's to check).
+func (a FusedClaimArgs) Resolve() (FusedClaimArgs, error) {
+	if err := validateWorker(a.Lane, a.WorkerID, a.WorkerInstanceID); err != nil {
+		return a, err
+	}
+	var err error
+	if a.Capabilities, err = NormalizeCapabilities(a.Capabilities); err != nil {
+		return a, err
+	}
+	a.Max = max(a.Max, 1)
+	a.LeaseTTL, err = orDefault("lease ttl", a.LeaseTTL, LeaseTTLDefault)
+	return a, err
+}
+
+// Resolve checks a reclaim grant's arguments and fills GrantTTL's default.
+func (a IssueReclaimGrantArgs) Resolve() (IssueReclaimGrantArgs, error) {
+	if err := a.WorkerID.Validate(); err != nil {
+		return a, err
+	}
+	if err := a.WorkerInstanceID.Validate(); err != nil {
+		return a, err
+	}
+	var err error
+	if a.Capabilities, err = NormalizeCapabilities(a.Capabilities); err != nil {
+		return a, err
+	}
+	a.GrantTTL, err = orDefault("grant ttl", a.GrantTTL, GrantTTLDefault)
+	return a, err
+}
+
+// Resolve checks a reclaim's arguments and fills LeaseTTL's and
+// MaxReclaims' defaults.
+func (a ReclaimExecutionArgs) Resolve() (ReclaimExecutionArgs, error) {
+	if err := validateWorker(a.Lane, a.WorkerID, a.WorkerInstanceID); err != nil {
+		return a, err
+	}
+	if a.MaxReclaims < 0 {
+		return a, validationf(CodeInvalidInput, "max reclaims is negative")
+	}
+	if a.MaxReclaims == 0 {
+		a.MaxReclaims = MaxReclaimsDefault
+	}
+	var err error
+	a.LeaseTTL, err = orDefault("lease ttl", a.LeaseTTL, LeaseTTLDefault)
+	return a, err
+}
+
+// Resolve checks a registration (its TTL must be positive) and normalizes
+// its capabilities.
+func (r WorkerRegistration) Resolve() (WorkerRegistration, error) {
+	if err := r.InstanceID.Validate(); err != nil {
+		return r, err
+	}
+	if err := r.WorkerID.Validate(); err != nil {
+		return r, err
+	}
+	if r.TTL <= 0 {
+		return r, validationf(CodeInvalidInput, "registration ttl must be positive")
+	}
+	for _, l := range r.Lanes {
+		if err := l.Validate(); err != nil {
+			return r, err
+		}
+	}
+	var err error
+	r.Capabilities, err = NormalizeCapabilities(r.Capabilities)
+	return r, err
+}
+
+func validateWorker(lane LaneID, w WorkerID, wi WorkerInstanceID) error {
+	if err := lane.Validate(); err != nil {
+		return err
+	}
+	if err := w.Validate(); err != nil {
+		return err
+	}
+	return wi.Validate()
+}
+
+func notNegative(what string, d time.Duration) error {
+	if d < 0 {
+		return validationf(CodeInvalidInput, "%s is negative", what)
+	}
+	return nil
+}
+
+// orDefault returns d, or def when d is zero; a negative d is an error.
+func orDefault(what string, d, def time.Duration) (time.Duration, error) {
+	if err := notNegative(what, d); err != nil {
+		return d, err
+	}
+	if d == 0 {
+		return def, nil
+	}
+	return d, nil
+}
+
+// Recovery defaults.
+const (
+	// MaxReclaimsDefault caps an execution's interruptions (lost leases,
+	// shutdowns); at the cap it fails terminally.
+	MaxReclaimsDefault = 100
+	// MaxReplaysDefault caps how often a terminal execution is run again.
+	MaxReplaysDefault = 10
+)
+
+// Resolve checks an offer's worker, capabilities and lease TTL, and fills
+// LeaseTTL's default. The lease ids and the offer TTL's bounds are the
+// backend's to check (they depend on how it stores offers).
+func (a OfferArgs) Resolve() (OfferArgs, error) {
+	if err := validateWorker(a.Lane, a.WorkerID, a.WorkerInstanceID); err != nil {
+		return a, err
+	}
+	var err error
+	if a.Capabilities, err = NormalizeCapabilities(a.Capabilities); err != nil {
+		return a, err
+	}
+	a.LeaseTTL, err = orDefault("lease ttl", a.LeaseTTL, LeaseTTLDefault)
+	return a, err
+}
