@@ -47,8 +47,9 @@ from every partition, so it cannot live in a cluster):
   ff:inbox:I         LIST   hand-offs to worker instance I (it waits on the
                             list with BLMPOP): the lease and context,
                             length-prefixed ("<len>:<bytes>" per field; see
-                            hand_off); PX = the lease TTL, so an inbox whose
-                            worker died goes with the leases it held
+                            claim_for_offer); PX = the lease TTL, so an
+                            inbox whose worker died goes with the leases it
+                            held
 
 Worker registry (tag {w:I} for instance I, so both keys share a slot):
   ff:w:{w:I}:alive   STRING owner token, PX = registration TTL
@@ -76,7 +77,7 @@ REPLY SHAPE (every function): {1, status, field...} on success,
 {0, code, detail...} on a business failure. Redis errors mean a bug.
 ]]
 
-local VERSION = '11'
+local VERSION = '12'
 local PRIORITY_SCALE = 1000000000000
 local MAX_PRIORITY = 9000
 local INTERRUPT_CAP = 100
@@ -176,7 +177,7 @@ end
 redis.register_function{function_name = 'ff_version', flags = {'no-writes'},
   callback = function() return ok(VERSION) end}
 
-local hand_off -- defined after take_lease
+local hand_off_new, hand_off_head -- defined after take_lease
 
 -- Returns the freshest live offer of the offers key (one command), or nil
 -- (none, or no offers key: a noop key disables hand-offs). Freshest: the
@@ -207,10 +208,11 @@ end
 --       18 ntags, then ntags (key, value) pairs
 -- An execution that lands in an empty eligible set is claimed here for the
 -- freshest live offer on the lane (ff_offer), whose worker gets the lease and
--- the context in its inbox: no claim call at all (hand_off). Without an
+-- the context in its inbox: no claim call at all (hand_off_new). Without an
 -- offer it is published on the partition's arrivals channel, so an idle
 -- worker claims it without first reading the set. Behind a backlog it
--- joins the set, and live offers take up to two of the set's head.
+-- joins the set, and live offers take up to two of the set's head
+-- (hand_off_head).
 -- Returns ok(eid, state) ('active' when handed off) or
 -- {1,'DUPLICATE',first_eid}.
 -- Errors: invalid_input.
@@ -265,7 +267,7 @@ redis.register_function('ff_create', function(keys, argv)
     redis.call('ZADD', delayed, delay_until, eid)
   else
     local empty = redis.call('ZCARD', eligible) == 0
-    if empty and hand_off(keys, eid, lane, argv[6], attempt_timeout, kv, now) then
+    if empty and hand_off_new(keys, eid, argv[6], attempt_timeout, kv, now) then
       state = 'active'
     else
       redis.call('ZADD', eligible, eligible_score(now, priority), eid)
@@ -279,7 +281,7 @@ redis.register_function('ff_create', function(keys, argv)
           local member = live_offer(keys[9], now)
           if not member then break end
           local head = redis.call('ZRANGE', eligible, 0, 0)[1]
-          if not head or not hand_off(keys, head, lane, nil, nil, nil, now, member) then break end
+          if not head or not hand_off_head(keys, member, head, lane, now) then break end
           if head == eid then state = 'active' end
         end
       end
@@ -482,50 +484,79 @@ local function frame(fields)
   return table.concat(out)
 end
 
--- Hands a waiting execution of the lane to the freshest live offer of
--- KEYS[9] (see ff_create): either the new execution target, not yet in the
--- eligible set (kv is its ctx as written, caps_csv what it requires), or,
--- with kv nil, the eligible set's member target, when it is still
--- claimable. The claim is a claim as ff_claim makes it; the hand-off
--- (worker_instance, eid, lease_ttl_ms, the six lease fields as ff_claim
--- returns them, then the ctx pairs) is pushed onto the worker instance's
--- inbox: a list, not a channel, so it waits there while its worker
--- reconnects. The inbox key is built here (single server only, like the
--- offers key). member is the offer when the caller has read it already.
--- Reports whether it handed target off (false: no live offer, or target is
--- not claimable by it).
-hand_off = function(keys, target, lane, caps_csv, attempt_timeout, kv, now, member)
-  local offers, eligible = keys[9], keys[3]
-  member = member or live_offer(offers, now)
-  if not member then return false end
+-- The hand-off: ff_create claims an execution for a live offer (ff_offer)
+-- as ff_claim would, and pushes the lease and the context onto the offer's
+-- worker instance's inbox, so that worker makes no claim call at all. Two
+-- callers: hand_off_new for the execution the create just wrote, and
+-- hand_off_head for the head of a backlog. They share the helpers below.
+
+-- Reads offer member of the offers key into a table: lease_id, attempt_id,
+-- ttl (ms, as posted), worker_id, wiid (the worker instance), caps (csv),
+-- and member itself. A member that is not an offer (ff_offer checks them)
+-- is removed, never handed to: nil.
+local function offer_of(offers, member)
   local lease_id, attempt_id, ttl, worker_id, wiid, caps = parse_offer(member)
   if not lease_id then
-    redis.call('ZREM', offers, member) -- not an offer (ff_offer checks them): never hand to it
-    return false
+    redis.call('ZREM', offers, member)
+    return nil
   end
-  -- The new execution is not in the eligible set: nothing to remove there.
-  local core, f, from = keys[1], nil, nil
-  if kv then
-    f = {epoch = '0', total_attempts = '0', pending_type = 'initial',
-      attempt_timeout = tostring(attempt_timeout)}
-  else
-    core, from = exec_key(target, 'core'), eligible
-    f = claim_fields(core)
-    if not claimable(target, f, lane) then
-      return false -- a claim under way, or a stray: the claim path sorts it out
-    end
-    caps_csv = f.caps
-  end
-  if missing_caps(caps_csv, caps) ~= '' then return false end
-  redis.call('ZREM', offers, member)
+  return {member = member, lease_id = lease_id, attempt_id = attempt_id, ttl = ttl,
+    worker_id = worker_id, wiid = wiid, caps = caps}
+end
+
+-- Spends offer o (on the offers key KEYS[9]) on target and takes its lease
+-- (core its record, f its claim fields, from the eligible set it leaves, or
+-- nil when it never joined it). Returns the hand-off message so far:
+-- worker_instance, eid, lease_ttl_ms, then the six lease fields as ff_claim
+-- returns them; the caller appends the ctx pairs.
+local function claim_for_offer(keys, o, core, target, from, f, now)
+  redis.call('ZREM', keys[9], o.member)
   local lease = take_lease(core, target, from, keys[10], keys[11], keys[12], f,
-    worker_id, wiid, lease_id, attempt_id, tonumber(ttl), f.resume == '1', now)
-  local msg = {wiid, target, ttl}
-  append_all(msg, lease)
-  append_all(msg, kv or redis.call('HGETALL', exec_key(target, 'ctx')))
-  local inbox = 'ff:inbox:' .. wiid
+    o.worker_id, o.wiid, o.lease_id, o.attempt_id, tonumber(o.ttl), f.resume == '1', now)
+  return append_all({o.wiid, target, o.ttl}, lease)
+end
+
+-- Pushes hand-off msg (framed) onto the inbox of offer o's worker instance:
+-- a list, not a channel, so it waits there while its worker reconnects; it
+-- lives as long as the lease. The inbox key is built here (single server
+-- only, like the offers key).
+local function push_to_inbox(o, msg)
+  local inbox = 'ff:inbox:' .. o.wiid
   redis.call('RPUSH', inbox, frame(msg))
-  redis.call('PEXPIRE', inbox, ttl)
+  redis.call('PEXPIRE', inbox, o.ttl)
+end
+
+-- Hands eid, the execution ff_create just wrote (not in the eligible set;
+-- kv its ctx as written, caps_csv the capabilities it needs), to the
+-- freshest live offer of KEYS[9]. Reports whether it did (false: no live
+-- offer, or that offer's worker lacks a capability).
+hand_off_new = function(keys, eid, caps_csv, attempt_timeout, kv, now)
+  local member = live_offer(keys[9], now)
+  if not member then return false end
+  local o = offer_of(keys[9], member)
+  if not o or missing_caps(caps_csv, o.caps) ~= '' then return false end
+  -- A new execution's claim fields are known without reading them.
+  local f = {epoch = '0', total_attempts = '0', pending_type = 'initial',
+    attempt_timeout = tostring(attempt_timeout)}
+  local msg = claim_for_offer(keys, o, keys[1], eid, nil, f, now)
+  push_to_inbox(o, append_all(msg, kv))
+  return true
+end
+
+-- Hands head, the first member of the lane's eligible set KEYS[3], to the
+-- offer member the caller read (live_offer), when head is still claimable
+-- on lane by that offer's worker. Reports whether it did.
+hand_off_head = function(keys, member, head, lane, now)
+  local o = offer_of(keys[9], member)
+  if not o then return false end
+  local core = exec_key(head, 'core')
+  local f = claim_fields(core)
+  if not claimable(head, f, lane) then
+    return false -- a claim under way, or a stray: the claim path sorts it out
+  end
+  if missing_caps(f.caps, o.caps) ~= '' then return false end
+  local msg = claim_for_offer(keys, o, core, head, keys[3], f, now)
+  push_to_inbox(o, append_all(msg, redis.call('HGETALL', exec_key(head, 'ctx'))))
   return true
 end
 
