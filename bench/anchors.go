@@ -203,36 +203,3 @@ func rawSlice(ctx context.Context, c valkey.Client, groups [][]valkey.Completed,
 	}
 	return st.Renewed, st.Elapsed, nil
 }
-
-// measurePipelined sends cmd from conns goroutines, depth copies per
-// pipelined DoMulti on the serial client (so each goroutine holds its own
-// connection: valkey-benchmark's -c conns -P depth), and returns calls/s.
-func measurePipelined(ctx context.Context, c valkey.Client, cmd valkey.Completed, conns, depth int, d time.Duration) (float64, error) {
-	batch := make([]valkey.Completed, depth)
-	for i := range batch {
-		batch[i] = cmd
-	}
-	var calls atomic.Int64
-	var firstErr atomic.Value
-	end := time.Now().Add(d)
-	start := time.Now()
-	var wg sync.WaitGroup
-	for range conns {
-		wg.Go(func() {
-			for time.Now().Before(end) && ctx.Err() == nil {
-				for _, r := range c.DoMulti(ctx, batch...) {
-					if err := r.Error(); err != nil {
-						firstErr.CompareAndSwap(nil, err)
-						return
-					}
-				}
-				calls.Add(int64(depth))
-			}
-		})
-	}
-	wg.Wait()
-	if e, _ := firstErr.Load().(error); e != nil {
-		return 0, e
-	}
-	return float64(calls.Load()) / time.Since(start).Seconds(), nil
-}
