@@ -226,12 +226,12 @@ func (r *Runner) runSweep(ctx context.Context) ([]*Result, error) {
 		cl, err := r.runPipeline(ctx, pipelineSpec{scenario: ScenarioClaimLatency, partitions: p, mode: r.mode(),
 			open: true, rate: rate})
 		if err != nil {
-			return nil, fmt.Errorf("P=%d claim-latency: %w", p, err)
+			return nil, fmt.Errorf("claim-latency at P=%d: %w", p, err)
 		}
 		r.prog.Stage(fmt.Sprintf("%s P=%d renew-throughput", ScenarioPartitionSweep, p))
 		rn, err := r.runRenew(ctx, ScenarioRenew, p)
 		if err != nil {
-			return nil, fmt.Errorf("P=%d renew-throughput: %w", p, err)
+			return nil, fmt.Errorf("renew-throughput at P=%d: %w", p, err)
 		}
 		out = append(out, cl)
 		out = append(out, rn...)
