@@ -49,7 +49,6 @@ const (
 	ctxLane        = "lane"
 	ctxPayload     = "payload"
 	tagFieldPrefix = "t:"
-	workerPrefix   = "ff:worker:"
 )
 
 // execKeys are the per-execution keys.
