@@ -106,6 +106,18 @@ func laneKeysOf(tag string, lane sdk.LaneID) laneKeys {
 	return laneKeys{eligible: k[0], delayed: k[1], active: k[2], blocked: k[3], terminal: k[4]}
 }
 
+// LaneIndexes names one lane's index ZSETs on one partition.
+type LaneIndexes struct {
+	Eligible, Delayed, Active, Blocked, Terminal string
+}
+
+// LaneIndexKeys names lane's index ZSETs on partition p, for diagnostics
+// (the harness reads their sizes to say where unfinished work sits).
+func LaneIndexKeys(p int, lane sdk.LaneID) LaneIndexes {
+	k := laneKeysOf(sdk.PartitionTag(p), lane)
+	return LaneIndexes{Eligible: k.eligible, Delayed: k.delayed, Active: k.active, Blocked: k.blocked, Terminal: k.terminal}
+}
+
 // eligibleKeyParts parses laneKeysOf's eligible key,
 // "ff:i:{p:N}:<lane>:eligible", back into its lane and partition (the
 // invalidation pushes name keys, readiness needs both).
