@@ -3,7 +3,6 @@ package bench
 import (
 	"context"
 	"fmt"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,35 +15,23 @@ import (
 	"github.com/flowfabric/flowfabric-go/valkeybackend"
 )
 
-// The raw side of the same-run anchors: ff_renew built by hand with
-// valkey-go, byte for byte the FCALL valkeybackend.RenewBatch sends (see
-// valkeybackend/lease.go and the ff_renew header in lua/flowfabric.lua),
-// so the SDK is compared with the very same server work minus the SDK.
+// The raw side of the same-run anchors: the ff_renew valkeybackend.RenewBatch
+// sends, its KEYS and ARGV from valkeybackend's RenewCall, built as a pinned
+// FCALL with valkey-go, so the SDK is compared with the very same server work
+// minus the SDK.
 
-// renewArgs returns ff_renew's KEYS and ARGV for leases of one partition
-// with one TTL: KEYS = leases index, then each execution's core hash; ARGV =
-// ttl ms, then (eid, lease_id, epoch, attempt_id) per lease. Key names
-// mirror valkeybackend/keys.go; renewedIn checks every reply, so a drift
-// shows as a failed ceiling rather than a wrong number.
-func renewArgs(hs []sdk.Handle) (keys, args []string) {
-	p, _ := hs[0].ExecutionID.Partition()
-	keys = append(make([]string, 0, 1+len(hs)), "ff:i:"+sdk.PartitionTag(p)+":leases")
-	args = append(make([]string, 0, 1+4*len(hs)), strconv.FormatInt(hs[0].LeaseTTL.Milliseconds(), 10))
-	for _, h := range hs {
-		keys = append(keys, "ff:e:"+string(h.ExecutionID)+":core")
-		args = append(args, string(h.ExecutionID), h.LeaseID, strconv.FormatUint(h.Epoch, 10), h.AttemptID)
+// renewCommand builds the pinned (reusable) ff_renew FCALL for hs, leases
+// of one partition with one TTL held through be.
+func renewCommand(c valkey.Client, be *valkeybackend.Backend, hs []sdk.Handle) (valkey.Completed, error) {
+	keys, args, err := be.RenewCall(hs)
+	if err != nil {
+		return valkey.Completed{}, err
 	}
-	return keys, args
-}
-
-// renewCommand builds the pinned (reusable) ff_renew FCALL for hs.
-func renewCommand(c valkey.Client, hs []sdk.Handle) valkey.Completed {
-	keys, args := renewArgs(hs)
-	return c.B().Fcall().Function("ff_renew").Numkeys(int64(len(keys))).Key(keys...).Arg(args...).Build().Pin()
+	return c.B().Fcall().Function("ff_renew").Numkeys(int64(len(keys))).Key(keys...).Arg(args...).Build().Pin(), nil
 }
 
 // renewCommands groups hs by partition (one FCALL each), as RenewBatch does.
-func renewCommands(c valkey.Client, hs []sdk.Handle) []valkey.Completed {
+func renewCommands(c valkey.Client, be *valkeybackend.Backend, hs []sdk.Handle) ([]valkey.Completed, error) {
 	byPart := map[int][]sdk.Handle{}
 	var order []int
 	for _, h := range hs {
@@ -56,9 +43,13 @@ func renewCommands(c valkey.Client, hs []sdk.Handle) []valkey.Completed {
 	}
 	cmds := make([]valkey.Completed, 0, len(order))
 	for _, p := range order {
-		cmds = append(cmds, renewCommand(c, byPart[p]))
+		cmd, err := renewCommand(c, be, byPart[p])
+		if err != nil {
+			return nil, err
+		}
+		cmds = append(cmds, cmd)
 	}
-	return cmds
+	return cmds, nil
 }
 
 // renewedIn counts the leases an ff_renew reply renewed: {1, OK, n, then
@@ -202,37 +193,4 @@ func rawSlice(ctx context.Context, c valkey.Client, groups [][]valkey.Completed,
 		return 0, 0, fmt.Errorf("raw renew: %d failed rounds: %v", st.Errors, e)
 	}
 	return st.Renewed, st.Elapsed, nil
-}
-
-// measurePipelined sends cmd from conns goroutines, depth copies per
-// pipelined DoMulti on the serial client (so each goroutine holds its own
-// connection: valkey-benchmark's -c conns -P depth), and returns calls/s.
-func measurePipelined(ctx context.Context, c valkey.Client, cmd valkey.Completed, conns, depth int, d time.Duration) (float64, error) {
-	batch := make([]valkey.Completed, depth)
-	for i := range batch {
-		batch[i] = cmd
-	}
-	var calls atomic.Int64
-	var firstErr atomic.Value
-	end := time.Now().Add(d)
-	start := time.Now()
-	var wg sync.WaitGroup
-	for range conns {
-		wg.Go(func() {
-			for time.Now().Before(end) && ctx.Err() == nil {
-				for _, r := range c.DoMulti(ctx, batch...) {
-					if err := r.Error(); err != nil {
-						firstErr.CompareAndSwap(nil, err)
-						return
-					}
-				}
-				calls.Add(int64(depth))
-			}
-		})
-	}
-	wg.Wait()
-	if e, _ := firstErr.Load().(error); e != nil {
-		return 0, e
-	}
-	return float64(calls.Load()) / time.Since(start).Seconds(), nil
 }

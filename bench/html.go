@@ -261,18 +261,21 @@ func ratioVsPartitions(rep *Report) string {
 		ss, []refLine{{0.9, "target 0.9"}})
 }
 
+// e2eCurves draws the latency curves of the first open-loop e2e result.
 func e2eCurves(rep *Report) string {
-	var ss []series
-	for _, r := range byScenario(rep, ScenarioE2E, "open") {
-		for _, name := range []string{"send_lag", "submit", "claim_call", "claim", "handler_start", "e2e"} {
-			if s := r.Latency[name]; s != nil && s.Count > 0 {
-				ss = append(ss, series{name: name, pts: curve(s)})
-			}
-		}
-		title := fmt.Sprintf("End-to-end latency, open loop at %s jobs/s", fmtRate(r.OfferedRate))
-		return lineChart(title, pctAxis(), usAxis("latency"), ss, nil)
+	open := byScenario(rep, ScenarioE2E, "open")
+	if len(open) == 0 {
+		return lineChart("End-to-end latency (open loop)", pctAxis(), usAxis("latency"), nil, nil)
 	}
-	return lineChart("End-to-end latency (open loop)", pctAxis(), usAxis("latency"), nil, nil)
+	r := open[0]
+	var ss []series
+	for _, name := range []string{"send_lag", "submit", "claim_call", "claim", "handler_start", "e2e"} {
+		if s := r.Latency[name]; s != nil && s.Count > 0 {
+			ss = append(ss, series{name: name, pts: curve(s)})
+		}
+	}
+	title := fmt.Sprintf("End-to-end latency, open loop at %s jobs/s", fmtRate(r.OfferedRate))
+	return lineChart(title, pctAxis(), usAxis("latency"), ss, nil)
 }
 
 func claimPathBars(rep *Report) string {

@@ -306,8 +306,8 @@ func sleepUntil(ctx context.Context, t time.Time) bool {
 }
 
 // strandedDiagnosis says where unfinished work sits when a run does not
-// settle: per-state index sizes (key layout of valkeybackend/keys.go) and
-// what the workers' cached readiness read reports.
+// settle: per-state index sizes and what the workers' cached readiness read
+// reports.
 func (r *Runner) strandedDiagnosis(ctx context.Context, be *valkeybackend.Backend, partitions int) string {
 	counts := map[string]int64{}
 	var stale []int
@@ -320,15 +320,16 @@ func (r *Runner) strandedDiagnosis(ctx context.Context, be *valkeybackend.Backen
 		ready = rp
 	}
 	for p := range partitions {
-		tag := sdk.PartitionTag(p)
-		for _, idx := range []string{"eligible", "active", "delayed", "blocked"} {
-			key := "ff:i:" + tag + ":" + string(benchLane) + ":" + idx
-			n, err := r.t.raw.Do(ctx, r.t.raw.B().Zcard().Key(key).Build()).AsInt64()
+		k := valkeybackend.LaneIndexKeys(p, benchLane)
+		for _, idx := range []struct{ name, key string }{
+			{"eligible", k.Eligible}, {"active", k.Active}, {"delayed", k.Delayed}, {"blocked", k.Blocked},
+		} {
+			n, err := r.t.raw.Do(ctx, r.t.raw.B().Zcard().Key(idx.key).Build()).AsInt64()
 			if err != nil {
 				return "diagnosis failed: " + err.Error()
 			}
-			counts[idx] += n
-			if idx == "eligible" && n > 0 && !slices.Contains(ready, p) {
+			counts[idx.name] += n
+			if idx.name == "eligible" && n > 0 && !slices.Contains(ready, p) {
 				stale = append(stale, p)
 			}
 		}

@@ -57,11 +57,12 @@ const renewLeaseTTL = 30 * time.Second
 // is always due, so each worker's renewer loops one RenewBatch round after
 // another: one ff_renew per partition, all partitions in one pipelined
 // flush). The raw ceiling renews the very same leases: each worker's round
-// rebuilt by hand as pinned FCALLs and sent from one goroutine per worker,
-// flat out. The two take turns in renewSlices slices each (the fleet's
-// renewers held at a loadgen.RenewGate during raw slices), so both see the
-// same machine; both have the same shape (commands, batch sizes,
-// concurrency), so their ratio is the SDK's cost alone.
+// rebuilt as pinned FCALLs from valkeybackend's RenewCall (the KEYS and
+// ARGV RenewBatch sends) and sent from one goroutine per worker, flat out.
+// The two take turns in renewSlices slices each (the fleet's renewers held
+// at a loadgen.RenewGate during raw slices), so both see the same machine;
+// both have the same shape (commands, batch sizes, concurrency), so their
+// ratio is the SDK's cost alone.
 func (r *Runner) runRenew(ctx context.Context, scenario string, p int) ([]*Result, error) {
 	cfg := r.cfg
 	bes, closeAll, err := r.t.DeployConnected(ctx, p, 1)
@@ -169,7 +170,11 @@ func (r *Runner) runRenew(ctx context.Context, scenario string, p int) ([]*Resul
 	groups := make([][]valkey.Completed, 0, len(byWorker))
 	for _, hs := range byWorker {
 		if len(hs) > 0 {
-			groups = append(groups, renewCommands(r.t.raw, hs))
+			cmds, err := renewCommands(r.t.raw, be, hs)
+			if err != nil {
+				return nil, err
+			}
+			groups = append(groups, cmds)
 		}
 	}
 

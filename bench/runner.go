@@ -226,12 +226,12 @@ func (r *Runner) runSweep(ctx context.Context) ([]*Result, error) {
 		cl, err := r.runPipeline(ctx, pipelineSpec{scenario: ScenarioClaimLatency, partitions: p, mode: r.mode(),
 			open: true, rate: rate})
 		if err != nil {
-			return nil, fmt.Errorf("P=%d claim-latency: %w", p, err)
+			return nil, fmt.Errorf("claim-latency at P=%d: %w", p, err)
 		}
 		r.prog.Stage(fmt.Sprintf("%s P=%d renew-throughput", ScenarioPartitionSweep, p))
 		rn, err := r.runRenew(ctx, ScenarioRenew, p)
 		if err != nil {
-			return nil, fmt.Errorf("P=%d renew-throughput: %w", p, err)
+			return nil, fmt.Errorf("renew-throughput at P=%d: %w", p, err)
 		}
 		out = append(out, cl)
 		out = append(out, rn...)
@@ -420,10 +420,13 @@ func (r *Runner) anchorCommand(ctx context.Context) (cmd valkey.Completed, clean
 		be.Close()
 		return cmd, nil, err
 	}
-	cmd = renewCommand(r.t.raw, hs[:1])
+	if cmd, err = renewCommand(r.t.raw, be, hs[:1]); err != nil {
+		be.Close()
+		return cmd, nil, err
+	}
 	if n, err := renewedIn(r.t.serial.Do(ctx, cmd)); err != nil || n != 1 {
 		be.Close()
-		return cmd, nil, fmt.Errorf("hand-built ff_renew did not renew (%d renewed): %v; does bench/anchors.go still mirror valkeybackend's key layout?", n, err)
+		return cmd, nil, fmt.Errorf("raw ff_renew did not renew (%d renewed): %v", n, err)
 	}
 	return cmd, be.Close, nil
 }

@@ -25,17 +25,3 @@ func PauseServer(ctx context.Context, c valkey.Client, d time.Duration, writesOn
 	}
 	return errors.Join(errs...)
 }
-
-// KillAfter crashes worker i of f after d (or never, when ctx ends first)
-// and returns when it did, so a scenario can time recovery from the crash.
-func KillAfter(ctx context.Context, f *Fleet, i int, d time.Duration) (time.Time, error) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return time.Time{}, ctx.Err()
-	case <-t.C:
-	}
-	f.Kill(i)
-	return time.Now(), nil
-}

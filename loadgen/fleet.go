@@ -84,12 +84,6 @@ func StartFleet(ctx context.Context, cfg FleetConfig) (*Fleet, error) {
 	return f, nil
 }
 
-// Size is the number of workers.
-func (f *Fleet) Size() int { return len(f.workers) }
-
-// Worker returns worker i.
-func (f *Fleet) Worker(i int) *sdk.Worker { return f.workers[i] }
-
 // Kill crashes worker i: its backend refuses every call from now on (so its
 // leases are abandoned, nothing completes or fails), and its Run is
 // cancelled so its goroutines end.

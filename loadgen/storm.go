@@ -10,7 +10,7 @@ import (
 
 // RenewStorm runs Round flat out on Concurrency goroutines for Duration:
 // each round renews a set of leases and reports how many it renewed. The
-// harness uses it for the raw ceiling (hand-built FCALLs) and for storms of
+// harness uses it for the raw ceiling (pinned FCALLs sent raw) and for storms of
 // batched renewals through a backend.
 type RenewStorm struct {
 	// Concurrency is how many rounds are in flight at once. Default 1.

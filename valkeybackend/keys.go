@@ -49,7 +49,6 @@ const (
 	ctxLane        = "lane"
 	ctxPayload     = "payload"
 	tagFieldPrefix = "t:"
-	workerPrefix   = "ff:worker:"
 )
 
 // execKeys are the per-execution keys.
@@ -105,6 +104,18 @@ type laneKeys struct {
 func laneKeysOf(tag string, lane sdk.LaneID) laneKeys {
 	k := sharedKeys([]string{"ff:i:", tag, ":", string(lane), ":"}, "eligible", "delayed", "active", "blocked", "terminal")
 	return laneKeys{eligible: k[0], delayed: k[1], active: k[2], blocked: k[3], terminal: k[4]}
+}
+
+// LaneIndexes names one lane's index ZSETs on one partition.
+type LaneIndexes struct {
+	Eligible, Delayed, Active, Blocked, Terminal string
+}
+
+// LaneIndexKeys names lane's index ZSETs on partition p, for diagnostics
+// (the harness reads their sizes to say where unfinished work sits).
+func LaneIndexKeys(p int, lane sdk.LaneID) LaneIndexes {
+	k := laneKeysOf(sdk.PartitionTag(p), lane)
+	return LaneIndexes{Eligible: k.eligible, Delayed: k.delayed, Active: k.active, Blocked: k.blocked, Terminal: k.terminal}
 }
 
 // eligibleKeyParts parses laneKeysOf's eligible key,

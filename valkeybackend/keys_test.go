@@ -24,6 +24,10 @@ func TestKeyLayout(t *testing.T) {
 		terminal: "ff:i:{p:3}:emails:terminal"}); lk != want {
 		t.Fatalf("laneKeysOf = %+v, want %+v", lk, want)
 	}
+	if got, want := LaneIndexKeys(3, "emails"), (LaneIndexes{Eligible: lk.eligible, Delayed: lk.delayed,
+		Active: lk.active, Blocked: lk.blocked, Terminal: lk.terminal}); got != want {
+		t.Fatalf("LaneIndexKeys = %+v, want %+v", got, want)
+	}
 	if lane, p, ok := eligibleKeyParts(lk.eligible); !ok || lane != "emails" || p != 3 {
 		t.Fatalf("eligibleKeyParts(%q) = %q %d %v", lk.eligible, lane, p, ok)
 	}

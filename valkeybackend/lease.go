@@ -81,15 +81,7 @@ func (b *Backend) RenewBatch(ctx context.Context, handles []sdk.Handle) ([]sdk.R
 	}
 	cmds := make(valkey.Commands, 0, len(groups))
 	for _, g := range groups {
-		keys := make([]string, 0, 1+len(g.indexes))
-		keys = append(keys, partKeysOf(sdk.PartitionTag(g.partition)).leases)
-		args := make([]string, 0, 1+4*len(g.indexes))
-		args = append(args, durMS(g.ttl))
-		for _, i := range g.indexes {
-			h := &handles[i]
-			keys = append(keys, coreKey(h.ExecutionID))
-			args = append(args, string(h.ExecutionID), h.LeaseID, strconv.FormatUint(h.Epoch, 10), h.AttemptID)
-		}
+		keys, args := renewCall(g.partition, g.ttl, handles, g.indexes)
 		cmds = append(cmds, b.fcall("ff_renew", keys, args...))
 	}
 	// A failing group (one shard failing over) fails its own leases only:
@@ -129,6 +121,48 @@ func (b *Backend) RenewBatch(ctx context.Context, handles []sdk.Handle) ([]sdk.R
 		return nil, transport
 	}
 	return out, nil
+}
+
+// renewCall builds the KEYS and ARGV of one ff_renew: the leases
+// handles[i] for i in indexes, all of partition p with lease TTL ttl.
+// KEYS = the partition's leases index, then each execution's core hash;
+// ARGV = ttl ms, then (eid, lease_id, epoch, attempt_id) per lease.
+func renewCall(p int, ttl time.Duration, handles []sdk.Handle, indexes []int) (keys, args []string) {
+	keys = make([]string, 0, 1+len(indexes))
+	keys = append(keys, partKeysOf(sdk.PartitionTag(p)).leases)
+	args = make([]string, 0, 1+4*len(indexes))
+	args = append(args, durMS(ttl))
+	for _, i := range indexes {
+		h := &handles[i]
+		keys = append(keys, coreKey(h.ExecutionID))
+		args = append(args, string(h.ExecutionID), h.LeaseID, strconv.FormatUint(h.Epoch, 10), h.AttemptID)
+	}
+	return keys, args
+}
+
+// RenewCall returns the KEYS and ARGV of the ff_renew RenewBatch sends for
+// hs, leases of one partition with one LeaseTTL (RenewBatch sends one such
+// call per partition and TTL). The harness sends it raw, to measure the
+// same server work without the SDK.
+func (b *Backend) RenewCall(hs []sdk.Handle) (keys, args []string, err error) {
+	const op = "renew"
+	if len(hs) == 0 {
+		return nil, nil, sdk.NewError(op, sdk.CodeInvalidInput, "no handles")
+	}
+	indexes := make([]int, len(hs))
+	p := -1
+	for i, h := range hs {
+		hp, err := b.handlePartition(op, h)
+		if err != nil {
+			return nil, nil, err
+		}
+		if i > 0 && (hp != p || h.LeaseTTL != hs[0].LeaseTTL) {
+			return nil, nil, sdk.NewError(op, sdk.CodeInvalidInput, "handles of more than one partition or lease TTL")
+		}
+		p, indexes[i] = hp, i
+	}
+	keys, args = renewCall(p, hs[0].LeaseTTL, hs, indexes)
+	return keys, args, nil
 }
 
 // Progress records percent and message on the execution.

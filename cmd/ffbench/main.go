@@ -147,7 +147,6 @@ type runFlags struct {
 	out, profileDir, pyroscope            string
 	calibrate, quiet                      bool
 	cfg                                   bench.Config
-	set                                   map[string]bool
 }
 
 func (f *runFlags) register(fs *flag.FlagSet, sweep bool) {
