@@ -82,6 +82,43 @@ func (h Handle) Validate() error {
 	return nil
 }
 
+// CallPartition is the check a backend runs on every call on a lease, and
+// on every lease of every renewal round; it returns the execution's
+// partition. What becomes a key name or a number is checked in full: the
+// backend tag and kind, the execution id (its partition tag and uuid), the
+// lane, the lease TTL and the epoch. The lease and attempt ids only travel
+// as arguments of the fenced call, which compares them with the stored
+// lease and writes nothing on a mismatch: here they get a constant-time
+// shape check (a uuid's length and dashes), which still refuses an empty
+// or made-up id with a validation error. Their full check (Validate) runs
+// once, where a handle is decoded (DecodeHandle); a backend's claim mints
+// only valid ones.
+func (h Handle) CallPartition() (int, error) {
+	if h.Backend == 0 {
+		return 0, validationf(CodeMalformedHandle, "handle has no backend tag")
+	}
+	if h.Kind < HandleFresh || h.Kind > HandleReclaimed {
+		return 0, validationf(CodeMalformedHandle, "handle kind %d is unknown", h.Kind)
+	}
+	p, err := h.ExecutionID.Partition()
+	if err != nil {
+		return 0, validationf(CodeMalformedHandle, "handle: %s", err.(*Error).Msg)
+	}
+	if err := h.Lane.Validate(); err != nil {
+		return 0, validationf(CodeMalformedHandle, "handle: %s", err.(*Error).Msg)
+	}
+	if !uuidShape(h.LeaseID) || !uuidShape(h.AttemptID) {
+		return 0, validationf(CodeMalformedHandle, "handle lease id or attempt id is not a uuid")
+	}
+	if h.Epoch == 0 {
+		return 0, validationf(CodeMalformedHandle, "handle epoch is 0")
+	}
+	if h.LeaseTTL < time.Millisecond || h.LeaseTTL > maxHandleLeaseTTL {
+		return 0, validationf(CodeMalformedHandle, "handle lease ttl %v out of range 1ms..365d", h.LeaseTTL)
+	}
+	return p, nil
+}
+
 // Encoding: "FH", version 1, backend, kind, then uvarint fields and
 // uvarint-length-prefixed strings in a fixed order. Decoding rejects unknown
 // versions, oversize strings and trailing bytes.

@@ -312,3 +312,40 @@ func FuzzDecodeHandle(f *testing.F) {
 		}
 	})
 }
+
+// CallPartition refuses what Validate refuses in everything that becomes a
+// key name or a number, and returns the id's partition; the lease and
+// attempt ids get a shape check only (the fenced call compares them).
+func TestCallPartition(t *testing.T) {
+	h := Handle{Backend: BackendValkey, Kind: HandleFresh, ExecutionID: NewExecutionID(7), Lane: "l",
+		AttemptID: newUUID(), LeaseID: newUUID(), Epoch: 1, LeaseTTL: time.Second}
+	if p, err := h.CallPartition(); err != nil || p != 7 {
+		t.Fatalf("CallPartition = %d, %v; want 7", p, err)
+	}
+	bad := []func(*Handle){
+		func(h *Handle) { h.Backend = 0 },
+		func(h *Handle) { h.Kind = 9 },
+		func(h *Handle) { h.ExecutionID = "{p:7}:not-a-uuid" },
+		func(h *Handle) { h.ExecutionID = "" },
+		func(h *Handle) { h.Lane = "" },
+		func(h *Handle) { h.Lane = "a b" },
+		func(h *Handle) { h.LeaseID = "" },
+		func(h *Handle) { h.AttemptID = "not-an-attempt" },
+		func(h *Handle) { h.Epoch = 0 },
+		func(h *Handle) { h.LeaseTTL = 0 },
+		func(h *Handle) { h.LeaseTTL = maxHandleLeaseTTL + time.Millisecond },
+	}
+	for i, f := range bad {
+		x := h
+		f(&x)
+		if _, err := x.CallPartition(); CodeOf(err) != CodeMalformedHandle {
+			t.Errorf("case %d: %v, want malformed_handle", i, err)
+		}
+		if x.Validate() == nil {
+			t.Errorf("case %d: Validate accepts what CallPartition refuses", i)
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() { _, _ = h.CallPartition() }); n != 0 {
+		t.Fatalf("CallPartition allocates %.0f times", n)
+	}
+}

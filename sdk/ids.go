@@ -142,14 +142,19 @@ func validateName(what, s string) error {
 }
 
 func isUUID(s string) bool {
-	if len(s) != 36 || s[8] != '-' || s[13] != '-' || s[18] != '-' || s[23] != '-' {
+	if !uuidShape(s) {
 		return false
 	}
 	return lowerHex(s[:8]) && lowerHex(s[9:13]) && lowerHex(s[14:18]) && lowerHex(s[19:23]) && lowerHex(s[24:])
 }
 
-// lowerHex reports whether s is all lowercase hex digits. Every handle
-// call checks three uuids: a table lookup per byte, not a range test.
+// uuidShape reports whether s has a uuid's length and dashes.
+func uuidShape(s string) bool {
+	return len(s) == 36 && s[8] == '-' && s[13] == '-' && s[18] == '-' && s[23] == '-'
+}
+
+// lowerHex reports whether s is all lowercase hex digits: a table lookup
+// per byte, not a range test (every call on a lease checks an id).
 func lowerHex(s string) bool {
 	for i := 0; i < len(s); i++ {
 		if !isLowerHex[s[i]] {

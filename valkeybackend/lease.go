@@ -20,15 +20,20 @@ func (b *Backend) handleTag(op string, h sdk.Handle) (string, error) {
 	return sdk.PartitionTag(p), nil
 }
 
-// handlePartition validates a handle for this backend and returns its partition.
+// handlePartition checks a handle for this backend (sdk.Handle.CallPartition:
+// what becomes a key name or a number) and returns its partition.
 func (b *Backend) handlePartition(op string, h sdk.Handle) (int, error) {
-	if err := h.Validate(); err != nil {
+	p, err := h.CallPartition()
+	if err != nil {
 		return 0, opError(op, err)
 	}
 	if h.Backend != sdk.BackendValkey {
 		return 0, sdk.NewError(op, sdk.CodeHandleFromOtherBackend, "handle was minted by another backend")
 	}
-	return b.partitionOf(op, h.ExecutionID)
+	if err := b.checkPartition(op, p); err != nil {
+		return 0, err
+	}
+	return p, nil
 }
 
 func fenceArgs(h sdk.Handle) []string {
