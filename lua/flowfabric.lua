@@ -291,14 +291,14 @@ redis.register_function('ff_create', function(keys, argv)
 end)
 
 ---------------------------------------------------------------------------
--- ff_issue_grant: grant one worker the right to claim an eligible execution.
+-- ff_issue_claim_grant: grant one worker the right to claim an eligible execution.
 -- KEYS: 1 core, 2 grant, 3 eligible
 -- ARGV: 1 eid, 2 worker_id, 3 worker_instance_id, 4 grant_ttl_ms, 5 worker_caps_csv
 -- Returns ok(expires_at_ms).
 -- Errors: execution_not_found, execution_not_eligible(state),
 --   grant_already_exists, execution_not_in_eligible_set,
 --   capability_mismatch(missing_csv).
-redis.register_function('ff_issue_grant', function(keys, argv)
+redis.register_function('ff_issue_claim_grant', function(keys, argv)
   local core, grant, eligible = keys[1], keys[2], keys[3]
   local eid, ttl = argv[1], uint(argv[4])
   if ttl == nil or ttl == 0 or argv[2] == '' then
@@ -954,11 +954,11 @@ redis.register_function{function_name = 'ff_due', flags = {'no-writes'},
   end}
 
 ---------------------------------------------------------------------------
--- ff_worker_register: claim a worker instance id for a live process.
+-- ff_register_worker: claim a worker instance id for a live process.
 -- KEYS: 1 alive, 2 info
 -- ARGV: 1 owner token, 2 ttl_ms, 3 worker_id, 4 lanes_csv, 5 caps_csv
 -- Returns ok(expires_at). Errors: worker_instance_in_use, invalid_input.
-redis.register_function('ff_worker_register', function(keys, argv)
+redis.register_function('ff_register_worker', function(keys, argv)
   local ttl = uint(argv[2])
   if ttl == nil or ttl == 0 or argv[1] == '' then return fail('invalid_input', 'malformed registration') end
   if not redis.call('SET', keys[1], argv[1], 'NX', 'PX', ttl) then
@@ -973,12 +973,12 @@ redis.register_function('ff_worker_register', function(keys, argv)
 end)
 
 ---------------------------------------------------------------------------
--- ff_worker_heartbeat: extend a registration the caller owns (re-register
+-- ff_heartbeat_worker: extend a registration the caller owns (re-register
 -- it when it lapsed and nobody took the id).
 -- KEYS: 1 alive, 2 info
 -- ARGV: 1 owner token, 2 ttl_ms, 3 worker_id, 4 lanes_csv, 5 caps_csv
 -- Returns ok(expires_at). Errors: worker_instance_in_use, invalid_input.
-redis.register_function('ff_worker_heartbeat', function(keys, argv)
+redis.register_function('ff_heartbeat_worker', function(keys, argv)
   local ttl = uint(argv[2])
   if ttl == nil or ttl == 0 or argv[1] == '' then return fail('invalid_input', 'malformed heartbeat') end
   local owner = redis.call('GET', keys[1])
@@ -994,11 +994,11 @@ redis.register_function('ff_worker_heartbeat', function(keys, argv)
 end)
 
 ---------------------------------------------------------------------------
--- ff_worker_deregister: remove a registration the caller owns.
+-- ff_deregister_worker: remove a registration the caller owns.
 -- KEYS: 1 alive, 2 info
 -- ARGV: 1 owner token
 -- Returns ok('removed') or ok('not_owner') when someone else holds the id.
-redis.register_function('ff_worker_deregister', function(keys, argv)
+redis.register_function('ff_deregister_worker', function(keys, argv)
   if redis.call('GET', keys[1]) ~= argv[1] then return ok('not_owner') end
   redis.call('DEL', keys[1], keys[2])
   return ok('removed')

@@ -48,39 +48,39 @@ const (
 
 // Stable error codes. Backends map their native failures onto these.
 const (
-	CodeInvalidInput            = "invalid_input"
-	CodePayloadTooLarge         = "payload_too_large"
-	CodeInvalidCapabilities     = "invalid_capabilities"
-	CodeCapabilityMismatch      = "capability_mismatch"
-	CodeMalformedHandle         = "malformed_handle"
-	CodeHandleFromOtherBackend  = "handle_from_other_backend"
-	CodeExecutionNotFound       = "execution_not_found"
-	CodeExecutionNotEligible    = "execution_not_eligible"
-	CodeNotInEligibleSet        = "execution_not_in_eligible_set"
-	CodeGrantAlreadyExists      = "grant_already_exists"
-	CodeInvalidClaimGrant       = "invalid_claim_grant"
-	CodeClaimGrantExpired       = "claim_grant_expired"
-	CodeExecutionNotLeaseable   = "execution_not_leaseable"
-	CodeUseClaimResumed         = "use_claim_resumed_execution"
-	CodeNotAResumedExecution    = "not_a_resumed_execution"
-	CodeActiveAttemptExists     = "active_attempt_exists"
-	CodeExecutionNotActive      = "execution_not_active"
-	CodeLeaseRevoked            = "lease_revoked"
-	CodeLeaseExpired            = "lease_expired"
-	CodeStaleLease              = "stale_lease"
-	CodeLeaseConflict           = "lease_conflict"
-	CodeExecutionTerminal       = "execution_terminal"
-	CodeNotRunnable             = "execution_not_runnable"
-	CodeNoActiveLease           = "no_active_lease"
-	CodeTransport               = "transport"
-	CodeUnavailable             = "unavailable"
-	CodeResourceExhausted       = "resource_exhausted"
-	CodeTimeout                 = "timeout"
-	CodeBug                     = "bug"
-	CodeWorkerInstanceDuplicate = "worker_instance_in_use"
-	CodeExecutionNotReclaimable = "execution_not_reclaimable"
-	CodeExecutionNotTerminal    = "execution_not_terminal"
-	CodeReplayLimitExceeded     = "replay_limit_exceeded"
+	CodeInvalidInput              = "invalid_input"
+	CodePayloadTooLarge           = "payload_too_large"
+	CodeInvalidCapabilities       = "invalid_capabilities"
+	CodeCapabilityMismatch        = "capability_mismatch"
+	CodeMalformedHandle           = "malformed_handle"
+	CodeHandleFromOtherBackend    = "handle_from_other_backend"
+	CodeExecutionNotFound         = "execution_not_found"
+	CodeExecutionNotEligible      = "execution_not_eligible"
+	CodeExecutionNotInEligibleSet = "execution_not_in_eligible_set"
+	CodeGrantAlreadyExists        = "grant_already_exists"
+	CodeInvalidClaimGrant         = "invalid_claim_grant"
+	CodeClaimGrantExpired         = "claim_grant_expired"
+	CodeExecutionNotLeaseable     = "execution_not_leaseable"
+	CodeUseClaimResumed           = "use_claim_resumed_execution"
+	CodeNotAResumedExecution      = "not_a_resumed_execution"
+	CodeActiveAttemptExists       = "active_attempt_exists"
+	CodeExecutionNotActive        = "execution_not_active"
+	CodeLeaseRevoked              = "lease_revoked"
+	CodeLeaseExpired              = "lease_expired"
+	CodeStaleLease                = "stale_lease"
+	CodeLeaseConflict             = "lease_conflict"
+	CodeExecutionTerminal         = "execution_terminal"
+	CodeExecutionNotRunnable      = "execution_not_runnable"
+	CodeNoActiveLease             = "no_active_lease"
+	CodeTransport                 = "transport"
+	CodeUnavailable               = "unavailable"
+	CodeResourceExhausted         = "resource_exhausted"
+	CodeTimeout                   = "timeout"
+	CodeBug                       = "bug"
+	CodeWorkerInstanceInUse       = "worker_instance_in_use"
+	CodeExecutionNotReclaimable   = "execution_not_reclaimable"
+	CodeExecutionNotTerminal      = "execution_not_terminal"
+	CodeReplayLimitExceeded       = "replay_limit_exceeded"
 )
 
 // codeKinds maps every known code to its kind.
@@ -89,21 +89,21 @@ var codeKinds = map[string]ErrorKind{
 	CodeInvalidCapabilities: KindValidation, CodeCapabilityMismatch: KindValidation,
 	CodeMalformedHandle: KindValidation, CodeHandleFromOtherBackend: KindValidation,
 	CodeExecutionNotFound:    KindNotFound,
-	CodeExecutionNotEligible: KindContention, CodeNotInEligibleSet: KindContention,
+	CodeExecutionNotEligible: KindContention, CodeExecutionNotInEligibleSet: KindContention,
 	CodeInvalidClaimGrant: KindContention, CodeClaimGrantExpired: KindContention,
 	CodeUseClaimResumed: KindContention, CodeLeaseConflict: KindContention,
 	CodeExecutionNotActive: KindContention,
 	CodeGrantAlreadyExists: KindState, CodeExecutionNotLeaseable: KindState,
 	CodeNotAResumedExecution: KindState, CodeLeaseRevoked: KindState,
 	CodeLeaseExpired: KindState, CodeStaleLease: KindState, CodeExecutionTerminal: KindState,
-	CodeNotRunnable: KindState, CodeNoActiveLease: KindState,
+	CodeExecutionNotRunnable: KindState, CodeNoActiveLease: KindState,
 	CodeExecutionNotReclaimable: KindState, CodeExecutionNotTerminal: KindState,
-	CodeReplayLimitExceeded:     KindState,
-	CodeTaskFinished:            KindState,
-	CodeWorkerShutdown:          KindState,
-	CodeActiveAttemptExists:     KindConflict,
-	CodeWorkerInstanceDuplicate: KindConflict,
-	CodeTransport:               KindTransport, CodeUnavailable: KindUnavailable,
+	CodeReplayLimitExceeded: KindState,
+	CodeTaskFinished:        KindState,
+	CodeWorkerShutdown:      KindState,
+	CodeActiveAttemptExists: KindConflict,
+	CodeWorkerInstanceInUse: KindConflict,
+	CodeTransport:           KindTransport, CodeUnavailable: KindUnavailable,
 	CodeResourceExhausted: KindResourceExhausted, CodeTimeout: KindTimeout, CodeBug: KindBug,
 }
 
@@ -168,7 +168,7 @@ func (e *Error) Is(target error) bool {
 // Class classifies the error for retry decisions.
 func (e *Error) Class() Class {
 	switch e.Code {
-	case CodeGrantAlreadyExists, CodeExecutionNotEligible, CodeNotInEligibleSet, CodeExecutionNotActive:
+	case CodeGrantAlreadyExists, CodeExecutionNotEligible, CodeExecutionNotInEligibleSet, CodeExecutionNotActive:
 		// Someone else won, or the execution moved on (a replayed terminal
 		// call lands here too): retrying the same call cannot succeed.
 		return ClassInformational
@@ -278,5 +278,5 @@ var (
 	ErrMalformedHandle     = &Error{Kind: KindValidation, Code: CodeMalformedHandle}
 	ErrUseClaimResumed     = &Error{Kind: KindContention, Code: CodeUseClaimResumed}
 	ErrExecutionTerminal   = &Error{Kind: KindState, Code: CodeExecutionTerminal}
-	ErrWorkerInstanceInUse = &Error{Kind: KindConflict, Code: CodeWorkerInstanceDuplicate}
+	ErrWorkerInstanceInUse = &Error{Kind: KindConflict, Code: CodeWorkerInstanceInUse}
 )

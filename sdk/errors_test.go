@@ -21,7 +21,7 @@ var allCodes = []struct {
 	{CodeHandleFromOtherBackend, KindValidation},
 	{CodeExecutionNotFound, KindNotFound},
 	{CodeExecutionNotEligible, KindContention},
-	{CodeNotInEligibleSet, KindContention},
+	{CodeExecutionNotInEligibleSet, KindContention},
 	{CodeGrantAlreadyExists, KindState},
 	{CodeInvalidClaimGrant, KindContention},
 	{CodeClaimGrantExpired, KindContention},
@@ -35,14 +35,14 @@ var allCodes = []struct {
 	{CodeStaleLease, KindState},
 	{CodeLeaseConflict, KindContention},
 	{CodeExecutionTerminal, KindState},
-	{CodeNotRunnable, KindState},
+	{CodeExecutionNotRunnable, KindState},
 	{CodeNoActiveLease, KindState},
 	{CodeTransport, KindTransport},
 	{CodeUnavailable, KindUnavailable},
 	{CodeResourceExhausted, KindResourceExhausted},
 	{CodeTimeout, KindTimeout},
 	{CodeBug, KindBug},
-	{CodeWorkerInstanceDuplicate, KindConflict},
+	{CodeWorkerInstanceInUse, KindConflict},
 	{CodeExecutionNotReclaimable, KindState},
 	{CodeExecutionNotTerminal, KindState},
 	{CodeReplayLimitExceeded, KindState},
@@ -106,7 +106,7 @@ var codeSentinels = []struct {
 	{"ErrMalformedHandle", ErrMalformedHandle, CodeMalformedHandle},
 	{"ErrUseClaimResumed", ErrUseClaimResumed, CodeUseClaimResumed},
 	{"ErrExecutionTerminal", ErrExecutionTerminal, CodeExecutionTerminal},
-	{"ErrWorkerInstanceInUse", ErrWorkerInstanceInUse, CodeWorkerInstanceDuplicate},
+	{"ErrWorkerInstanceInUse", ErrWorkerInstanceInUse, CodeWorkerInstanceInUse},
 }
 
 // kindSentinels are the kind sentinels and their kinds.
@@ -245,9 +245,9 @@ func TestErrorString(t *testing.T) {
 func TestErrorClass(t *testing.T) {
 	want := map[string]Class{
 		// Informational by code.
-		CodeGrantAlreadyExists:   ClassInformational,
-		CodeExecutionNotEligible: ClassInformational,
-		CodeNotInEligibleSet:     ClassInformational,
+		CodeGrantAlreadyExists:        ClassInformational,
+		CodeExecutionNotEligible:      ClassInformational,
+		CodeExecutionNotInEligibleSet: ClassInformational,
 		// Retryable by kind.
 		CodeInvalidClaimGrant:  ClassRetryable,
 		CodeClaimGrantExpired:  ClassRetryable,
@@ -272,11 +272,11 @@ func TestErrorClass(t *testing.T) {
 		CodeLeaseExpired:            ClassTerminal,
 		CodeStaleLease:              ClassTerminal,
 		CodeExecutionTerminal:       ClassTerminal,
-		CodeNotRunnable:             ClassTerminal,
+		CodeExecutionNotRunnable:    ClassTerminal,
 		CodeNoActiveLease:           ClassTerminal,
 		CodeUnavailable:             ClassTerminal,
 		CodeBug:                     ClassTerminal,
-		CodeWorkerInstanceDuplicate: ClassTerminal,
+		CodeWorkerInstanceInUse:     ClassTerminal,
 		CodeExecutionNotReclaimable: ClassTerminal,
 		CodeExecutionNotTerminal:    ClassTerminal,
 		CodeReplayLimitExceeded:     ClassTerminal,

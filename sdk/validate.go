@@ -1,6 +1,7 @@
 package sdk
 
 import (
+	"cmp"
 	"math"
 	"time"
 )
@@ -101,32 +102,9 @@ func (p RetryPolicy) Resolve() (RetryPolicy, error) {
 	if p.MaxRetries < 0 {
 		return p, validationf(CodeInvalidInput, "MaxRetries is negative")
 	}
-	bo := &p.Backoff
-	switch bo.Kind {
-	case "":
-		bo.Kind = BackoffExponential
-	case BackoffExponential, BackoffFixed:
-	default:
-		return p, validationf(CodeInvalidInput, "backoff kind %q is unknown", bo.Kind)
-	}
-	if bo.Initial < 0 || bo.Max < 0 {
-		return p, validationf(CodeInvalidInput, "backoff durations must not be negative")
-	}
-	if bo.Initial == 0 && !bo.ZeroDelay {
-		bo.Initial = BackoffInitialDefault
-	}
-	if bo.Max == 0 {
-		bo.Max = BackoffMaxDefault
-	}
-	bo.Max = max(bo.Max, bo.Initial)
-	if bo.Multiplier == 0 {
-		bo.Multiplier = BackoffMultiplierDefault
-	}
-	if bo.Multiplier < 1 || math.IsNaN(bo.Multiplier) || bo.Multiplier > maxBackoffMultiplier {
-		return p, validationf(CodeInvalidInput, "backoff multiplier %v out of range 1..%d", bo.Multiplier, maxBackoffMultiplier)
-	}
-	if bo.Jitter < 0 || bo.Jitter > 1 || math.IsNaN(bo.Jitter) {
-		return p, validationf(CodeInvalidInput, "backoff jitter %v out of range 0..1", bo.Jitter)
+	var err error
+	if p.Backoff, err = p.Backoff.resolve(); err != nil {
+		return p, err
 	}
 	cats, err := NormalizeCapabilities(p.RetryableCategories)
 	if err != nil {
@@ -136,17 +114,57 @@ func (p RetryPolicy) Resolve() (RetryPolicy, error) {
 	return p, nil
 }
 
+// resolve checks a backoff and fills its defaults.
+func (bo Backoff) resolve() (Backoff, error) {
+	switch bo.Kind {
+	case "":
+		bo.Kind = BackoffExponential
+	case BackoffExponential, BackoffFixed:
+	default:
+		return bo, validationf(CodeInvalidInput, "backoff kind %q is unknown", bo.Kind)
+	}
+	if bo.Initial < 0 || bo.Max < 0 {
+		return bo, validationf(CodeInvalidInput, "backoff durations must not be negative")
+	}
+	if bo.Initial == 0 && !bo.ZeroDelay {
+		bo.Initial = BackoffInitialDefault
+	}
+	bo.Max = max(cmp.Or(bo.Max, BackoffMaxDefault), bo.Initial)
+	bo.Multiplier = cmp.Or(bo.Multiplier, BackoffMultiplierDefault)
+	if bo.Multiplier < 1 || math.IsNaN(bo.Multiplier) || bo.Multiplier > maxBackoffMultiplier {
+		return bo, validationf(CodeInvalidInput, "backoff multiplier %v out of range 1..%d", bo.Multiplier, maxBackoffMultiplier)
+	}
+	if bo.Jitter < 0 || bo.Jitter > 1 || math.IsNaN(bo.Jitter) {
+		return bo, validationf(CodeInvalidInput, "backoff jitter %v out of range 0..1", bo.Jitter)
+	}
+	return bo, nil
+}
+
 // Resolve checks a grant's arguments and fills GrantTTL's default.
 func (a IssueClaimGrantArgs) Resolve() (IssueClaimGrantArgs, error) {
-	if err := validateWorker(a.Lane, a.WorkerID, a.WorkerInstanceID); err != nil {
+	if err := a.Lane.Validate(); err != nil {
 		return a, err
 	}
 	var err error
-	if a.Capabilities, err = NormalizeCapabilities(a.Capabilities); err != nil {
-		return a, err
-	}
-	a.GrantTTL, err = orDefault("grant ttl", a.GrantTTL, GrantTTLDefault)
+	a.Capabilities, a.GrantTTL, err = resolveGrant(a.WorkerID, a.WorkerInstanceID, a.Capabilities, a.GrantTTL)
 	return a, err
+}
+
+// resolveGrant checks a grant's worker, normalizes its capabilities and
+// fills its TTL's default.
+func resolveGrant(w WorkerID, wi WorkerInstanceID, caps []string, ttl time.Duration) ([]string, time.Duration, error) {
+	if err := w.Validate(); err != nil {
+		return caps, ttl, err
+	}
+	if err := wi.Validate(); err != nil {
+		return caps, ttl, err
+	}
+	caps, err := NormalizeCapabilities(caps)
+	if err != nil {
+		return caps, ttl, err
+	}
+	ttl, err = orDefault("grant ttl", ttl, GrantTTLDefault)
+	return caps, ttl, err
 }
 
 // Resolve checks a claim's arguments and fills LeaseTTL's default.
@@ -176,17 +194,8 @@ func (a FusedClaimArgs) Resolve() (FusedClaimArgs, error) {
 
 // Resolve checks a reclaim grant's arguments and fills GrantTTL's default.
 func (a IssueReclaimGrantArgs) Resolve() (IssueReclaimGrantArgs, error) {
-	if err := a.WorkerID.Validate(); err != nil {
-		return a, err
-	}
-	if err := a.WorkerInstanceID.Validate(); err != nil {
-		return a, err
-	}
 	var err error
-	if a.Capabilities, err = NormalizeCapabilities(a.Capabilities); err != nil {
-		return a, err
-	}
-	a.GrantTTL, err = orDefault("grant ttl", a.GrantTTL, GrantTTLDefault)
+	a.Capabilities, a.GrantTTL, err = resolveGrant(a.WorkerID, a.WorkerInstanceID, a.Capabilities, a.GrantTTL)
 	return a, err
 }
 

@@ -93,7 +93,7 @@ func (b *Backend) scanCmd(op string, lane sdk.LaneID, partition, limit int) (val
 	return b.client.B().Zrange().Key(key).Min("0").Max(itoa(limit - 1)).Build(), nil
 }
 
-// IssueClaimGrant runs ff_issue_grant.
+// IssueClaimGrant runs ff_issue_claim_grant.
 func (b *Backend) IssueClaimGrant(ctx context.Context, a sdk.IssueClaimGrantArgs) (sdk.ClaimGrant, error) {
 	const op = "issue_claim_grant"
 	cmd, err := b.grantCmd(op, a)
@@ -116,7 +116,7 @@ func (b *Backend) grantCmd(op string, a sdk.IssueClaimGrantArgs) (valkey.Complet
 		return valkey.Completed{}, opError(op, err)
 	}
 	ek, lk := keysOf(a.ExecutionID), laneKeysOf(sdk.PartitionTag(p), a.Lane)
-	return b.fcall("ff_issue_grant", []string{ek.core, ek.grant, lk.eligible},
+	return b.fcall("ff_issue_claim_grant", []string{ek.core, ek.grant, lk.eligible},
 		string(a.ExecutionID), string(a.WorkerID), string(a.WorkerInstanceID), durMS(a.GrantTTL), joinCSV(a.Capabilities)), nil
 }
 
@@ -199,7 +199,7 @@ func leaseFrom(id sdk.ExecutionID, lane sdk.LaneID, inst sdk.WorkerInstanceID, t
 	}
 }
 
-// GrantAndClaim pipelines ff_issue_grant and ff_claim (with the context
+// GrantAndClaim pipelines ff_issue_claim_grant and ff_claim (with the context
 // inline) in one round trip. An interrupted attempt is claimed with a second
 // round trip in resume mode.
 func (b *Backend) GrantAndClaim(ctx context.Context, g sdk.IssueClaimGrantArgs, leaseTTL time.Duration) (sdk.ClaimedTask, error) {

@@ -161,17 +161,18 @@ func (b *Backend) OfferClaims(ctx context.Context, a sdk.OfferArgs) ([]sdk.Claim
 // the same FCALL (see sdk.CompleteOfferer). An offer refused before the
 // call (offerErr) leaves a plain complete.
 func (b *Backend) CompleteAndOffer(ctx context.Context, h sdk.Handle, result []byte, a sdk.OfferArgs) ([]sdk.ClaimOffer, error, error) {
-	mem, offers, oerr := b.offerMembers("complete_and_offer", a)
+	const op = "complete_and_offer"
+	mem, offers, oerr := b.offerMembers(op, a)
 	if oerr != nil {
 		return nil, oerr, b.Complete(ctx, h, result)
 	}
-	keys, args, err := b.completeCall("complete", h, result)
+	keys, args, err := b.completeCall(op, h, result)
 	if err != nil {
 		return nil, nil, err
 	}
 	keys = append(keys, offersKey(a.Lane))
 	args = append(append(args, durMS(ceilMS(a.TTL))), mem...)
-	if _, err := decode("complete", b.client.Do(ctx, b.fcall("ff_complete", keys, args...))); err != nil {
+	if _, err := decode(op, b.client.Do(ctx, b.fcall("ff_complete", keys, args...))); err != nil {
 		return nil, nil, err
 	}
 	return offers, nil, nil

@@ -110,7 +110,7 @@ func (b *Backend) ClaimFromResumeGrant(ctx context.Context, t sdk.ResumeToken) (
 	res := b.client.DoMulti(ctx, gc, cc)
 	if _, err := decode(op, res[0]); err != nil {
 		switch sdk.CodeOf(err) {
-		case sdk.CodeExecutionNotEligible, sdk.CodeNotInEligibleSet, sdk.CodeExecutionNotFound:
+		case sdk.CodeExecutionNotEligible, sdk.CodeExecutionNotInEligibleSet, sdk.CodeExecutionNotFound:
 			return nil, nil
 		}
 		return nil, err

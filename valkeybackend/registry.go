@@ -73,8 +73,8 @@ func (b *Backend) registryCall(ctx context.Context, op, fn string, reg sdk.Worke
 // RegisterWorker records a live instance; a live instance with the same id
 // gives ErrWorkerInstanceInUse.
 func (b *Backend) RegisterWorker(ctx context.Context, reg sdk.WorkerRegistration) error {
-	err := b.registryCall(ctx, "register_worker", "ff_worker_register", reg, true)
-	if sdk.CodeOf(err) == sdk.CodeWorkerInstanceDuplicate {
+	err := b.registryCall(ctx, "register_worker", "ff_register_worker", reg, true)
+	if sdk.CodeOf(err) == sdk.CodeWorkerInstanceInUse {
 		b.regs.mu.Lock()
 		delete(b.regs.tokens, reg.InstanceID)
 		b.regs.mu.Unlock()
@@ -84,7 +84,7 @@ func (b *Backend) RegisterWorker(ctx context.Context, reg sdk.WorkerRegistration
 
 // HeartbeatWorker extends a registration this process owns.
 func (b *Backend) HeartbeatWorker(ctx context.Context, reg sdk.WorkerRegistration) error {
-	return b.registryCall(ctx, "heartbeat_worker", "ff_worker_heartbeat", reg, false)
+	return b.registryCall(ctx, "heartbeat_worker", "ff_heartbeat_worker", reg, false)
 }
 
 // DeregisterWorker removes a registration this process owns.
@@ -98,7 +98,7 @@ func (b *Backend) DeregisterWorker(ctx context.Context, id sdk.WorkerInstanceID)
 		return nil
 	}
 	wk := workerKeysOf(id)
-	r, err := decode(op, b.client.Do(ctx, b.fcall("ff_worker_deregister", []string{wk.alive, wk.info}, token)))
+	r, err := decode(op, b.client.Do(ctx, b.fcall("ff_deregister_worker", []string{wk.alive, wk.info}, token)))
 	if err != nil {
 		return err
 	}
