@@ -16,8 +16,8 @@
 //
 // With no --addr it starts a throwaway local valkey-server.
 //
-//	go run ./scanner/cmd/recoverybench --lease-ttl 1s --scan-interval 100ms
-//	go run ./scanner/cmd/recoverybench --mode idle --duration 10s
+//	go run ./cmd/recoverybench --lease-ttl 1s --scan-interval 100ms
+//	go run ./cmd/recoverybench --mode idle --duration 10s
 package main
 
 import (
