@@ -8,15 +8,15 @@ import (
 	"github.com/flowfabric/flowfabric-go/valkeybackend"
 )
 
-// delayPromoter is what the delayed scanner needs of the backend.
-type delayPromoter interface {
+// DelayedBackend is what the delayed scanner needs of the backend.
+type DelayedBackend interface {
 	PromoteDelayed(ctx context.Context, args sdk.PromoteDelayedArgs) (int, error)
 }
 
 // Delayed moves delayed executions whose time came (delays, retry backoffs)
 // back to their lane's eligible set.
 type Delayed struct {
-	b          delayPromoter
+	b          DelayedBackend
 	lanes      *laneCache
 	peek       *peeker
 	interval   time.Duration

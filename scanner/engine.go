@@ -3,14 +3,12 @@ package scanner
 import (
 	"context"
 	"time"
-
-	"github.com/flowfabric/flowfabric-go/valkeybackend"
 )
 
 // New builds a supervisor of the five standard scanners (lease expiry,
 // delayed, unblock, timeouts, retention) over the partitions this engine
 // owns through ownership leases. Call Run, or use Start.
-func New(b *valkeybackend.Backend, cfg Config) (*Supervisor, error) {
+func New(b Backend, cfg Config) (*Supervisor, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
 		return nil, err
@@ -39,7 +37,7 @@ func New(b *valkeybackend.Backend, cfg Config) (*Supervisor, error) {
 // Start runs the standard scanners in the background until ctx ends, for a
 // worker binary that hosts them in-process. Wait on Done for the shutdown
 // (partitions released) to finish.
-func Start(ctx context.Context, b *valkeybackend.Backend, cfg Config) (*Supervisor, error) {
+func Start(ctx context.Context, b Backend, cfg Config) (*Supervisor, error) {
 	s, err := New(b, cfg)
 	if err != nil {
 		return nil, err
@@ -62,7 +60,7 @@ func (s *Supervisor) WaitOwned(ctx context.Context, n int) error {
 // Alongside returns the scanners as a service for sdk.WorkerConfig.Alongside,
 // so one binary runs workers and the engine: they start with the worker and
 // stop (releasing their partitions) after it drained.
-func Alongside(b *valkeybackend.Backend, cfg Config) func(ctx context.Context) error {
+func Alongside(b Backend, cfg Config) func(ctx context.Context) error {
 	return func(ctx context.Context) error {
 		s, err := New(b, cfg)
 		if err != nil {

@@ -8,15 +8,15 @@ import (
 	"github.com/flowfabric/flowfabric-go/sdk"
 )
 
-// laneLister reads the lane registry (valkeybackend.Backend.AllLanes).
-type laneLister interface {
+// LanesBackend is what the shared lane list needs of the backend.
+type LanesBackend interface {
 	AllLanes(ctx context.Context) ([]sdk.LaneID, error)
 }
 
 // laneCache shares one read of the lane registry between the per-lane
 // scanners, refreshed every LaneRefresh.
 type laneCache struct {
-	b       laneLister
+	b       LanesBackend
 	refresh time.Duration
 	mu      sync.Mutex
 	lanes   []sdk.LaneID

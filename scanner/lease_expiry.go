@@ -8,8 +8,8 @@ import (
 	"github.com/flowfabric/flowfabric-go/valkeybackend"
 )
 
-// leaseReclaimer is what the lease-expiry scanner needs of the backend.
-type leaseReclaimer interface {
+// LeaseExpiryBackend is what the lease-expiry scanner needs of the backend.
+type LeaseExpiryBackend interface {
 	Due(ctx context.Context, partition int, idx valkeybackend.DueIndex, limit int) ([]sdk.ExecutionID, error)
 	ReclaimExpired(ctx context.Context, ids []sdk.ExecutionID, maxReclaims int) (valkeybackend.ActionCounts, error)
 }
@@ -19,7 +19,7 @@ type leaseReclaimer interface {
 // execution lost its lease MaxReclaims times. This is crash recovery: a dead
 // worker's work is requeued lease TTL + Interval after its last renewal.
 type LeaseExpiry struct {
-	b           leaseReclaimer
+	b           LeaseExpiryBackend
 	peek        *peeker
 	interval    time.Duration
 	batch       int

@@ -5,11 +5,8 @@ import (
 	"hash/fnv"
 	"log/slog"
 	"sort"
-	"strconv"
 	"sync"
 	"time"
-
-	"github.com/valkey-io/valkey-go"
 
 	"github.com/flowfabric/flowfabric-go/valkeybackend"
 )
@@ -19,11 +16,14 @@ import (
 // read and written once per renew interval by each engine.
 const EnginesKey = valkeybackend.EnginesKey
 
-// ownerBackend is what ownership needs of the backend.
-type ownerBackend interface {
+// OwnershipBackend is what ownership needs of the backend: partition
+// leases, the engine heartbeat, and the server clock both are timed by.
+type OwnershipBackend interface {
 	OwnPartition(ctx context.Context, owner string, partition int, ttl time.Duration, mode string) (bool, error)
 	Partitions() int
-	Client() valkey.Client
+	EngineHeartbeat(ctx context.Context, engine string, now time.Time, ttl time.Duration) (int, error)
+	DropEngine(ctx context.Context, engine string) error
+	ServerTime(ctx context.Context) (time.Time, error)
 }
 
 // Ownership splits the partitions between live engine processes through
@@ -36,7 +36,7 @@ type ownerBackend interface {
 // Two engines may briefly scan the same partition (a lease lapsed while its
 // renewal was in flight); that is harmless, as every action re-checks in Lua.
 type Ownership struct {
-	b          ownerBackend
+	b          OwnershipBackend
 	id         string
 	ttl        time.Duration
 	partitions int
@@ -53,23 +53,12 @@ type Ownership struct {
 
 // NewOwnership prepares ownership leases of engine id with ttl (at least
 // 30ms; New validates it). Run keeps them, through a Supervisor.
-func NewOwnership(b *valkeybackend.Backend, id string, ttl time.Duration, logger *slog.Logger) *Ownership {
+func NewOwnership(b OwnershipBackend, id string, ttl time.Duration, logger *slog.Logger) *Ownership {
 	if logger == nil {
 		logger = slog.Default()
 	}
 	return &Ownership{b: b, id: id, ttl: ttl, partitions: b.Partitions(), log: logger,
-		owned: map[int]time.Time{}, clock: &serverClock{read: timeReader(b.Client())}}
-}
-
-// timeReader reads the server clock through c.
-func timeReader(c valkey.Client) func(context.Context) (time.Time, error) {
-	return func(ctx context.Context) (time.Time, error) {
-		t, err := c.Do(ctx, c.B().Time().Build()).AsIntSlice()
-		if err != nil || len(t) != 2 {
-			return time.Time{}, err
-		}
-		return time.UnixMicro(t[0]*1_000_000 + t[1]), nil
-	}
+		owned: map[int]time.Time{}, clock: &serverClock{read: b.ServerTime}}
 }
 
 // Owned returns the partitions whose lease this engine surely holds now,
@@ -205,22 +194,11 @@ func (o *Ownership) heartbeat(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	c := o.b.Client()
-	ms := now.UnixMilli()
-	res := c.DoMulti(ctx,
-		c.B().Zadd().Key(EnginesKey).ScoreMember().ScoreMember(float64(ms+o.ttl.Milliseconds()), o.id).Build(),
-		c.B().Zremrangebyscore().Key(EnginesKey).Min("-inf").Max("("+strconv.FormatInt(ms, 10)).Build(),
-		c.B().Zcount().Key(EnginesKey).Min(strconv.FormatInt(ms, 10)).Max("+inf").Build())
-	for _, r := range res[:2] {
-		if err := r.Error(); err != nil {
-			return 0, err
-		}
-	}
-	live, err := res[2].AsInt64()
+	live, err := o.b.EngineHeartbeat(ctx, o.id, now, o.ttl)
 	if err != nil {
 		return 0, err
 	}
-	return max(int(live), 1), nil
+	return max(live, 1), nil
 }
 
 // acquire tries free partitions, starting at a point derived from the
@@ -283,7 +261,6 @@ func (o *Ownership) releaseAll(ctx context.Context) {
 	fanout(held, func(p int) {
 		_, _ = o.b.OwnPartition(ctx, o.id, p, o.ttl, valkeybackend.OwnRelease)
 	})
-	c := o.b.Client()
-	_ = c.Do(ctx, c.B().Zrem().Key(EnginesKey).Member(o.id).Build()).Error()
+	_ = o.b.DropEngine(ctx, o.id)
 	o.log.Info("released all partitions", "engine", o.id, "released", len(held))
 }

@@ -45,8 +45,8 @@ func (c *serverClock) sync(ctx context.Context) (time.Time, error) {
 	return t, nil
 }
 
-// headReader peeks at index heads (valkeybackend.Backend.IndexHeads).
-type headReader interface {
+// PeekBackend is what the peek at index heads needs of the backend.
+type PeekBackend interface {
 	IndexHeads(ctx context.Context, qs []valkeybackend.HeadQuery) ([]valkeybackend.Head, error)
 }
 
@@ -54,7 +54,7 @@ type headReader interface {
 // client-side cache, so idle partitions cost no round trip. A nil peeker
 // (or one whose backend cannot peek) says "maybe due" for everything.
 type peeker struct {
-	heads headReader
+	heads PeekBackend
 	clock *serverClock
 	off   atomic.Bool // the backend cannot peek (client-side caching is off)
 }

@@ -8,15 +8,15 @@ import (
 	"github.com/flowfabric/flowfabric-go/valkeybackend"
 )
 
-// trimmer is what the retention scanner needs of the backend.
-type trimmer interface {
+// RetentionBackend is what the retention scanner needs of the backend.
+type RetentionBackend interface {
 	TrimTerminal(ctx context.Context, lane sdk.LaneID, partition int, retention time.Duration, limit int) (int, error)
 }
 
 // Retention deletes terminal executions that ended more than Retention ago,
 // with every key and index entry they had.
 type Retention struct {
-	b          trimmer
+	b          RetentionBackend
 	lanes      *laneCache
 	peek       *peeker
 	interval   time.Duration

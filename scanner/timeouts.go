@@ -8,8 +8,8 @@ import (
 	"github.com/flowfabric/flowfabric-go/valkeybackend"
 )
 
-// expirer is what the timeout scanner needs of the backend.
-type expirer interface {
+// TimeoutsBackend is what the timeout scanner needs of the backend.
+type TimeoutsBackend interface {
 	Due(ctx context.Context, partition int, idx valkeybackend.DueIndex, limit int) ([]sdk.ExecutionID, error)
 	Expire(ctx context.Context, ids []sdk.ExecutionID, idx valkeybackend.DueIndex) (valkeybackend.ActionCounts, error)
 }
@@ -18,7 +18,7 @@ type expirer interface {
 // attempt_timeout and the retry policy decides) and execution deadlines (the
 // execution ends expired, whatever its state). Both share ff_expire.
 type Timeouts struct {
-	b          expirer
+	b          TimeoutsBackend
 	peek       *peeker
 	interval   time.Duration
 	batch      int

@@ -9,8 +9,8 @@ import (
 	"github.com/flowfabric/flowfabric-go/valkeybackend"
 )
 
-// unblocker is what the unblock scanner needs of the backend.
-type unblocker interface {
+// UnblockBackend is what the unblock scanner needs of the backend.
+type UnblockBackend interface {
 	Blocked(ctx context.Context, lane sdk.LaneID, partition, offset, limit int) ([]valkeybackend.BlockedExecution, error)
 	Unblock(ctx context.Context, lane sdk.LaneID, execs []valkeybackend.BlockedExecution) (int, error)
 	LiveWorkers(ctx context.Context) ([]valkeybackend.LiveWorker, error)
@@ -21,7 +21,7 @@ type unblocker interface {
 // serving their lane (or every lane) advertises every capability they need.
 // Executions blocked for other reasons are left alone.
 type Unblock struct {
-	b          unblocker
+	b          UnblockBackend
 	lanes      *laneCache
 	peek       *peeker
 	interval   time.Duration

@@ -318,10 +318,45 @@ func (b *Backend) AllLanes(ctx context.Context) ([]sdk.LaneID, error) {
 	}
 }
 
-// ServerTime reads the server clock.
+// EngineHeartbeat marks engine live until now+ttl in the EnginesKey ZSET,
+// drops engines whose heartbeat ended before now, and returns how many are
+// live at now. now is server time (the scanners' ownership reads it first).
+func (b *Backend) EngineHeartbeat(ctx context.Context, engine string, now time.Time, ttl time.Duration) (int, error) {
+	const op = "engine_heartbeat"
+	c, ms := b.client, now.UnixMilli()
+	res := c.DoMulti(ctx,
+		c.B().Zadd().Key(EnginesKey).ScoreMember().ScoreMember(float64(ms+ttl.Milliseconds()), engine).Build(),
+		c.B().Zremrangebyscore().Key(EnginesKey).Min("-inf").Max("("+strconv.FormatInt(ms, 10)).Build(),
+		c.B().Zcount().Key(EnginesKey).Min(strconv.FormatInt(ms, 10)).Max("+inf").Build())
+	for _, r := range res[:2] {
+		if err := r.Error(); err != nil {
+			return 0, backendError(op, err)
+		}
+	}
+	live, err := res[2].AsInt64()
+	if err != nil {
+		return 0, backendError(op, err)
+	}
+	return int(live), nil
+}
+
+// DropEngine removes engine's heartbeat, so a stopping engine is counted out
+// at once instead of after its TTL.
+func (b *Backend) DropEngine(ctx context.Context, engine string) error {
+	err := b.client.Do(ctx, b.client.B().Zrem().Key(EnginesKey).Member(engine).Build()).Error()
+	if err != nil {
+		return backendError("drop_engine", err)
+	}
+	return nil
+}
+
+// ServerTime reads the server clock (TIME), to the microsecond.
 func (b *Backend) ServerTime(ctx context.Context) (time.Time, error) {
-	ms, err := b.serverTimeMS(ctx)
-	return time.UnixMilli(ms), err
+	t, err := b.client.Do(ctx, b.client.B().Time().Build()).AsIntSlice()
+	if err != nil || len(t) != 2 {
+		return time.Time{}, backendError("time", err)
+	}
+	return time.UnixMicro(t[0]*1_000_000 + t[1]), nil
 }
 
 func splitCSV(s string) []string {

@@ -173,9 +173,9 @@ func (b *Backend) LiveWorkers(ctx context.Context) ([]LiveWorker, error) {
 
 // serverTimeMS reads the server clock (TIME) in milliseconds.
 func (b *Backend) serverTimeMS(ctx context.Context) (int64, error) {
-	t, err := b.client.Do(ctx, b.client.B().Time().Build()).AsIntSlice()
-	if err != nil || len(t) != 2 {
-		return 0, backendError("time", err)
+	t, err := b.ServerTime(ctx)
+	if err != nil {
+		return 0, err
 	}
-	return t[0]*1000 + t[1]/1000, nil
+	return t.UnixMilli(), nil
 }

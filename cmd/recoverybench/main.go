@@ -2,13 +2,15 @@
 // recover crashed work.
 //
 // Mode "recovery" (the default) reports crash-to-completion latency for a
-// lease TTL and lease-expiry scan interval. One in-process worker claims
-// executions; a fresh (initial) attempt is "crashed": the worker stops
-// renewing it at a uniformly random moment of its renew period, as a process
-// killed at a random time would, and never completes it. The lease-expiry
-// scanner requeues it, the same worker (woken by the readiness push) claims
-// the reclaim attempt and completes it at once. Latency is crash to
-// completion.
+// lease TTL and lease-expiry scan interval. In-process claim loops
+// (--workers) claim executions; a fresh (initial) attempt is "crashed": the
+// loop stops renewing it at a uniformly random moment of its renew period, as
+// a process killed at a random time would, and never completes it. The
+// lease-expiry scanner requeues it, a loop (woken by the readiness push)
+// claims the reclaim attempt and completes it at once. Latency is crash to
+// completion. Unlike ffbench's recovery scenario, which kills a whole fleet
+// at once, crashes are single and spread over the renew period and the scan
+// cycle, so the latencies can be checked against the model it prints.
 //
 // Mode "idle" reports the scanners' own cost: Valkey commands per second of
 // an engine over idle partitions (INFO commandstats deltas, commands run
@@ -16,8 +18,8 @@
 //
 // With no --addr it starts a throwaway local valkey-server.
 //
-//	go run ./scanner/cmd/recoverybench --lease-ttl 1s --scan-interval 100ms
-//	go run ./scanner/cmd/recoverybench --mode idle --duration 10s
+//	go run ./cmd/recoverybench --lease-ttl 1s --scan-interval 100ms
+//	go run ./cmd/recoverybench --mode idle --duration 10s
 package main
 
 import (
