@@ -12,6 +12,16 @@ import (
 // stops hard. Returning nil completes the task (unless the handler already
 // called a terminal method); returning an error fails the attempt, and the
 // execution's retry policy decides what happens next.
+//
+// A server outage never turns the handler's outcome into a failure. A
+// terminal call (Complete, Fail, Cancel, Delay) that meets a transport error
+// keeps trying while the lease can be saved; when the handler returns
+// without its terminal call having landed, the worker finishes that call
+// itself, whatever the handler returned. A typed transport or timeout error
+// (sdk.KindTransport, sdk.KindTimeout) that the handler returns is not its
+// failure either: the attempt is given back unchanged, consuming no retry.
+// When nothing can be written before the lease runs out, the reclaim
+// scanner requeues the attempt once the lease has expired.
 type Handler interface {
 	HandleTask(ctx context.Context, t *Task) error
 }

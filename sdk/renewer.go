@@ -132,6 +132,17 @@ func (r *renewer) remove(e *leaseEntry) {
 	r.mu.Unlock()
 }
 
+// expiry returns when e's lease runs out as far as the worker knows (it
+// moves later with every renewal); the zero time for nil.
+func (r *renewer) expiry(e *leaseEntry) time.Time {
+	if e == nil {
+		return time.Time{}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return e.expires
+}
+
 // held returns how many leases the renewer holds (in the heap or in flight
 // is not distinguished: in-flight entries are out of the heap).
 func (r *renewer) held() int {

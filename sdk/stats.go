@@ -17,6 +17,10 @@ type WorkerStats struct {
 	HandlerErrors uint64 // handlers that returned an error
 	HandlerPanics uint64 // handlers that panicked
 	Aborted       uint64 // tasks taken over at hard shutdown
+	// GivenBack counts attempts handed back unchanged (no retry consumed)
+	// because the handler's outcome could not be written, or the handler
+	// returned a transport error of the SDK's.
+	GivenBack uint64
 
 	LostLeases    uint64        // leases found lost (fenced renewal or write, local expiry)
 	Renewals      uint64        // successful renewals
@@ -49,7 +53,7 @@ type workerStats struct {
 	handlerErrors, handlerPanics, aborted, lostLeases       atomic.Uint64
 	claimRounds, scans, readiness, attempts, conflicts      atomic.Uint64
 	blocks, claimErrors, idlePush, idlePoll, arrivals       atomic.Uint64
-	offers, handoffs                                        atomic.Uint64
+	offers, handoffs, givenBack                             atomic.Uint64
 }
 
 // Stats returns a snapshot of the worker's counters.
@@ -62,7 +66,7 @@ func (w *Worker) Stats() WorkerStats {
 	return WorkerStats{
 		Claimed: s.claimed.Load(), Completed: s.completed.Load(), Failed: s.failed.Load(),
 		Retried: s.retried.Load(), Cancelled: s.cancelled.Load(), Delayed: s.delayed.Load(),
-		HandlerErrors: s.handlerErrors.Load(), HandlerPanics: s.handlerPanics.Load(), Aborted: s.aborted.Load(),
+		HandlerErrors: s.handlerErrors.Load(), HandlerPanics: s.handlerPanics.Load(), Aborted: s.aborted.Load(), GivenBack: s.givenBack.Load(),
 		LostLeases: s.lostLeases.Load(), Renewals: r.renewals.Load(), RenewFailures: r.failures.Load(),
 		RenewRounds: r.batches.Load(), RenewLagAvg: avg, RenewLagMax: mx,
 		ClaimRounds: s.claimRounds.Load(), Scans: s.scans.Load(), ReadinessReads: s.readiness.Load(),

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -25,13 +26,22 @@ var (
 	ErrWorkerShutdown = &Error{Kind: KindState, Code: CodeWorkerShutdown}
 )
 
-// terminal-call replay: a transport error is retried this many times, with
-// exponential backoff from terminalRetryBase capped at terminalRetryMax.
+// A terminal call that meets a transport error is retried, with exponential
+// backoff from terminalRetryBase capped at terminalRetryMax, for as long as
+// the lease it writes for can still be saved.
 const (
-	terminalRetries   = 4
-	terminalRetryBase = 25 * time.Millisecond
-	terminalRetryMax  = time.Second
+	terminalRetryBase = 10 * time.Millisecond
+	terminalRetryMax  = 250 * time.Millisecond
 )
+
+// terminalCall is one terminal method's call. One that did not land stays
+// pending on the task, so the worker finishes it after the handler returns.
+type terminalCall struct {
+	op       string
+	replayOK func(PublicState) bool // the state a landed call leaves, for replay recognition
+	call     func(context.Context) error
+	landed   func() // counts it
+}
 
 // Task is one claimed execution, handed to a Handler. Its fields describe the
 // execution; its methods write on behalf of the lease. A Task is safe for
@@ -65,11 +75,12 @@ type Task struct {
 	inflight    bool  // a terminal call is in flight: renewal outcomes are not authoritative
 	pendingLoss error // a loss the renewer reported while a terminal call was in flight
 	returned    bool  // the handler returned; its goroutine settles the attempt
-	attempted   bool  // a terminal call was made, whether or not it landed
 	finished    bool  // a terminal call landed: the task writes nothing more
 	lost        bool  // the lease is gone; ctx is cancelled
 	aborted     bool  // shutdown took the task over
-	lastErr     error
+	// pending is the handler's last terminal call when it did not land (a
+	// transport error outlasted the lease, or its ctx ended).
+	pending *terminalCall
 }
 
 // Context is cancelled the moment the lease is lost (a renewal is fenced off:
@@ -79,66 +90,71 @@ type Task struct {
 // ErrWorkerShutdown).
 func (t *Task) Context() context.Context { return t.ctx }
 
-// Complete ends the execution successfully and stores result.
+// Complete ends the execution successfully and stores result. A transport
+// error is retried while the lease can still be saved (renewals go on
+// meanwhile), so a server restart or failover does not lose the outcome;
+// should it still return one (ctx ended first, or the lease ran out), the
+// worker finishes the call after the handler returns (see Handler).
 func (t *Task) Complete(ctx context.Context, result []byte) error {
-	err := t.terminal(ctx, "complete", func(s PublicState) bool { return s == StateCompleted },
-		func(ctx context.Context) error { return t.w.completeCall(ctx, t, result) })
-	if err == nil {
-		t.w.stats.completed.Add(1)
-	}
-	return err
+	return t.terminal(ctx, &terminalCall{op: "complete",
+		replayOK: func(s PublicState) bool { return s == StateCompleted },
+		call:     func(ctx context.Context) error { return t.w.completeCall(ctx, t, result) },
+		landed:   func() { t.w.stats.completed.Add(1) }})
 }
 
 // Fail ends the attempt with reason and category; the execution's retry
-// policy decides between a retry and terminal failure.
+// policy decides between a retry and terminal failure. Transport errors are
+// retried as Complete's are.
 func (t *Task) Fail(ctx context.Context, reason, category string) (FailOutcome, error) {
 	var out FailOutcome
-	err := t.terminal(ctx, "fail", func(s PublicState) bool {
-		switch s {
-		case StateFailed:
-			out = FailOutcome{}
-			return true
-		case StateDelayed, StateWaiting:
-			out = FailOutcome{RetryScheduled: true}
-			return true
-		}
-		return false
-	}, func(ctx context.Context) error {
-		o, err := t.w.backend.Fail(ctx, t.h, reason, category)
-		if err == nil {
-			out = o
-		}
-		return err
-	})
-	if err == nil {
-		if out.RetryScheduled {
-			t.w.stats.retried.Add(1)
-		} else {
-			t.w.stats.failed.Add(1)
-		}
-	}
+	err := t.terminal(ctx, &terminalCall{op: "fail",
+		replayOK: func(s PublicState) bool {
+			out = FailOutcome{RetryScheduled: s == StateDelayed || s == StateWaiting}
+			return s == StateFailed || out.RetryScheduled
+		},
+		call: func(ctx context.Context) error {
+			o, err := t.w.backend.Fail(ctx, t.h, reason, category)
+			if err == nil {
+				out = o
+			}
+			return err
+		},
+		landed: func() {
+			if out.RetryScheduled {
+				t.w.stats.retried.Add(1)
+			} else {
+				t.w.stats.failed.Add(1)
+			}
+		}})
 	return out, err
 }
 
 // Cancel ends the execution as cancelled.
 func (t *Task) Cancel(ctx context.Context, reason string) error {
-	err := t.terminal(ctx, "cancel", func(s PublicState) bool { return s == StateCancelled },
-		func(ctx context.Context) error { return t.w.backend.Cancel(ctx, t.h, reason) })
-	if err == nil {
-		t.w.stats.cancelled.Add(1)
-	}
-	return err
+	return t.terminal(ctx, &terminalCall{op: "cancel",
+		replayOK: func(s PublicState) bool { return s == StateCancelled },
+		call:     func(ctx context.Context) error { return t.w.backend.Cancel(ctx, t.h, reason) },
+		landed:   func() { t.w.stats.cancelled.Add(1) }})
 }
 
 // Delay releases the lease and parks the execution until until; the next
 // claim continues the same attempt.
 func (t *Task) Delay(ctx context.Context, until time.Time) error {
-	err := t.terminal(ctx, "delay", func(s PublicState) bool { return s == StateDelayed || s == StateWaiting },
-		func(ctx context.Context) error { return t.w.backend.Delay(ctx, t.h, until) })
-	if err == nil {
-		t.w.stats.delayed.Add(1)
-	}
-	return err
+	return t.terminal(ctx, t.delayCall("delay", until, &t.w.stats.delayed))
+}
+
+// giveBack hands the attempt back to the eligible set unchanged (a Delay to
+// now: no retry is consumed and no failure recorded). The worker does it
+// when the handler's outcome could not be written.
+func (t *Task) giveBack(ctx context.Context) error {
+	return t.terminal(ctx, t.delayCall("give_back", time.Now(), &t.w.stats.givenBack))
+}
+
+func (t *Task) delayCall(op string, until time.Time, count *atomic.Uint64) *terminalCall {
+	return &terminalCall{op: op,
+		replayOK: func(s PublicState) bool { return s == StateDelayed || s == StateWaiting },
+		call:     func(ctx context.Context) error { return t.w.backend.Delay(ctx, t.h, until) },
+		landed:   func() { count.Add(1) }}
 }
 
 // Progress records percent (0..100) and a message on the execution. It is
@@ -157,25 +173,30 @@ func (t *Task) Progress(ctx context.Context, percent int, message string) error 
 	return err
 }
 
-// terminal runs a terminal call: serialised, retried on transport errors, and
-// with the replay of its own earlier call recognised as success. Every
-// terminal method goes through it; the task is finished when the call
-// landed or the lease turned out gone, and renewals stop then.
-func (t *Task) terminal(ctx context.Context, op string, replayOK func(PublicState) bool, call func(context.Context) error) error {
+// terminal runs a terminal call: serialised, retried on transport errors
+// while the lease can be saved, and with the replay of its own earlier call
+// recognised as success. Every terminal method goes through it; the task
+// is finished when the call landed or the lease turned out gone, and
+// renewals stop then. A call that did not land stays pending (settle).
+func (t *Task) terminal(ctx context.Context, c *terminalCall) error {
 	t.termMu.Lock()
 	defer t.termMu.Unlock()
 	t.mu.Lock()
 	if t.finished {
 		t.mu.Unlock()
-		return &Error{Kind: KindState, Code: CodeTaskFinished, Op: op}
+		return &Error{Kind: KindState, Code: CodeTaskFinished, Op: c.op}
 	}
-	t.inflight, t.attempted = true, true
+	t.inflight = true
+	t.pending = c
 	t.mu.Unlock()
 
-	err := t.callWithReplay(ctx, replayOK, call)
+	err := t.callWhileSaved(ctx, c)
 	fenced := err != nil && isFencing(err)
 	if t.recordOutcome(err, fenced) {
 		t.stopRenewing()
+		if err == nil {
+			c.landed()
+		}
 	}
 	if err != nil && !fenced {
 		t.w.reportError(err)
@@ -183,23 +204,26 @@ func (t *Task) terminal(ctx context.Context, op string, replayOK func(PublicStat
 	return err
 }
 
-// callWithReplay makes the call, retrying transport errors with backoff.
-// After a transport error the first call may have landed: a retry that
-// finds the execution in the outcome asked for, under this lease's epoch
-// and attempt, is that call's replay and counts as success.
-func (t *Task) callWithReplay(ctx context.Context, replayOK func(PublicState) bool, call func(context.Context) error) error {
+// callWhileSaved makes the call, retrying transport errors with backoff
+// while ctx lasts and the lease has not run out as far as the renewer
+// knows (renewals keep extending it meanwhile). After a transport error the
+// first call may have landed: a retry that finds the execution in the
+// outcome asked for, under this lease's epoch and attempt, is that call's
+// replay and counts as success.
+func (t *Task) callWhileSaved(ctx context.Context, c *terminalCall) error {
 	for attempt := 0; ; attempt++ {
-		err := call(ctx)
+		err := c.call(ctx)
 		if err == nil {
 			return nil
 		}
-		if attempt > 0 && isReplayOf(err, t.h, replayOK) {
+		if attempt > 0 && isReplayOf(err, t.h, c.replayOK) {
 			return nil
 		}
-		if !isTransient(err) || attempt >= terminalRetries || ctx.Err() != nil {
+		if !isTransient(err) || ctx.Err() != nil {
 			return err
 		}
-		if !sleepCtx(ctx, backoffDelay(attempt, terminalRetryBase, terminalRetryMax)) {
+		left := time.Until(t.w.renewer.expiry(t.lease))
+		if left <= 0 || !sleepCtx(ctx, min(backoffDelay(attempt, terminalRetryBase, terminalRetryMax), left)) {
 			return err
 		}
 	}
@@ -215,9 +239,9 @@ func (t *Task) recordOutcome(err error, fenced bool) (landed bool) {
 	landed = err == nil || fenced
 	t.mu.Lock()
 	t.inflight = false
-	t.lastErr = err
 	if landed {
 		t.finished = true
+		t.pending = nil
 	}
 	cause := err
 	if !landed && t.pendingLoss != nil {
@@ -282,19 +306,16 @@ func (t *Task) abort() bool {
 
 // settleState reports whether the worker must end the attempt itself after
 // the handler returned (no terminal call landed, the lease is held, and
-// shutdown did not take the task over), and the error of a terminal call
-// the handler made that did not land.
-func (t *Task) settleState() (settle bool, unlanded error) {
+// shutdown did not take the task over), and the handler's terminal call
+// that did not land, if any.
+func (t *Task) settleState() (settle bool, pending *terminalCall) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.returned = true
 	if t.lost || t.aborted || t.finished {
 		return false, nil
 	}
-	if t.attempted {
-		return true, t.lastErr
-	}
-	return true, nil
+	return true, t.pending
 }
 
 func isReplayOf(err error, h Handle, ok func(PublicState) bool) bool {

@@ -348,28 +348,47 @@ func (w *Worker) runTask(t *Task) {
 }
 
 // settle ends an attempt the handler returned from without a terminal call
-// that landed: a panic or an error fails it, nil completes it.
+// that landed. The handler's own terminal call, when it made one that did
+// not land, is finished first (its outcome is what the handler asked for);
+// else a panic or an error fails the attempt and nil completes it. A
+// transport error is never the handler's failure: a typed transport or
+// timeout error the handler passes on, and a settling call that cannot
+// land while the lease lasts, give the attempt back unchanged (no retry
+// consumed); when even that cannot land, the lease expires and the reclaim
+// scanner requeues the attempt.
 func (w *Worker) settle(t *Task, err error, panicked bool, stack string) {
-	open, unlanded := t.settleState()
+	open, pending := t.settleState()
 	if !open {
 		return
 	}
-	ctx, cancel := context.WithTimeout(w.baseCtx, max(w.cfg.LeaseTTL, minCallTimeout))
+	ctx, cancel := context.WithTimeout(w.baseCtx, w.cfg.LeaseTTL+minCallTimeout)
 	defer cancel()
 	var serr error
 	switch {
+	case pending != nil:
+		serr = t.terminal(ctx, pending)
 	case panicked:
 		_, serr = t.Fail(ctx, truncateReason(stack), CategoryHandlerPanic)
-	case err != nil:
+	case err != nil && !isTransportKind(err):
 		_, serr = t.Fail(ctx, truncateReason(err.Error()), FailureCategory(err))
-	case unlanded != nil:
-		_, serr = t.Fail(ctx, truncateReason("the handler's terminal call did not land: "+unlanded.Error()), CategoryHandlerError)
+	case err != nil:
+		serr = t.giveBack(ctx)
 	default:
 		serr = t.Complete(ctx, nil)
+	}
+	if serr != nil && isTransient(serr) && ctx.Err() == nil {
+		serr = t.giveBack(ctx)
 	}
 	if serr != nil {
 		w.log.Warn("settling task", "execution", t.ID, "err", serr)
 	}
+}
+
+// isTransportKind reports a typed transport or timeout error (one the SDK or
+// a backend made), as opposed to an error of the handler's own.
+func isTransportKind(err error) bool {
+	k := KindOf(err)
+	return k == KindTransport || k == KindTimeout
 }
 
 // invoke runs the handler, turning a panic into (panicked, "panic: v\nstack").
