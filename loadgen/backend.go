@@ -285,7 +285,7 @@ func (b *Backend) Delay(ctx context.Context, h sdk.Handle, until time.Time) erro
 	return b.FullBackend.Delay(ctx, h, until)
 }
 
-func (b *Backend) ScanEligibleWindow(ctx context.Context, lane sdk.LaneID, parts []int, limit int) ([][]sdk.ExecutionID, error) {
+func (b *Backend) ScanEligibleWindow(ctx context.Context, lane sdk.LaneID, parts []int, limit int) ([][]sdk.RankedID, error) {
 	if err := b.dead(); err != nil {
 		return nil, err
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"hash/fnv"
-	"math/rand/v2"
 	"slices"
 	"sync"
 	"time"
@@ -285,55 +284,66 @@ func (w *Worker) claimArrivals(ctx context.Context, li int, arrs []Arrival) (cla
 	if len(arrs) > 0 {
 		w.offers.sawCreate()
 	}
-	parts := make([]int, 0, len(arrs))
-	cands := make([][]ExecutionID, 0, len(arrs))
+	cands := make([]candidate, 0, len(arrs))
 	for _, a := range arrs {
 		p, err := a.ID.Partition()
 		if err != nil || p >= len(w.cursor.partitions) {
 			continue
 		}
-		parts = append(parts, p)
-		cands = append(cands, []ExecutionID{a.ID})
+		cands = append(cands, candidate{partition: p, RankedID: RankedID{ID: a.ID}})
 	}
 	if len(cands) == 0 {
 		return 0, nil
 	}
 	w.stats.arrivals.Add(uint64(len(cands)))
-	claimed, _, err = w.claimCandidates(ctx, li, parts, cands)
+	claimed, _, err = w.claimCandidates(ctx, li, cands)
 	return claimed, err
 }
 
-// claimDirectLane scans lane li window by window and claims candidates until
-// the slots run out.
+// claimDirectLane reads the heads of lane li's partitions (a window of
+// partitions per round trip, served from the readiness cache while nothing
+// changes), puts every candidate in priority-then-FIFO order across the
+// partitions, and claims them in that order while slots last.
 func (w *Worker) claimDirectLane(ctx context.Context, li int, parts []int) (claimed int, saw bool, err error) {
-	lane := w.cfg.Lanes[li]
-	for off := 0; off < len(parts); off += w.cfg.ScanWindow {
-		free := w.slots.free()
-		if free == 0 {
-			return claimed, saw, nil
-		}
-		win := parts[off:min(off+w.cfg.ScanWindow, len(parts))]
-		// More than one candidate per partition, so a head granted to another
-		// worker (and maybe never claimed) does not block the partition.
-		limit := min(free+1, maxScanLimit)
-		cands, err := w.scanWindow(ctx, lane, win, limit)
-		if err != nil {
-			return claimed, saw, err
-		}
-		c, s, err := w.claimCandidates(ctx, li, win, cands)
-		claimed += c
-		saw = saw || s
-		if err != nil {
-			return claimed, saw, err
+	free := w.slots.free()
+	if free == 0 {
+		return 0, false, nil
+	}
+	// More than one candidate per partition, so a head granted to another
+	// worker (and maybe never claimed) does not block the partition.
+	heads, err := w.scanHeads(ctx, w.cfg.Lanes[li], parts, min(free+1, maxScanLimit))
+	if err != nil {
+		return 0, false, err
+	}
+	var cands []candidate
+	for i, ids := range heads {
+		for _, r := range ids {
+			cands = append(cands, candidate{partition: parts[i], RankedID: r})
 		}
 	}
-	return claimed, saw, nil
+	return w.claimCandidates(ctx, li, cands)
+}
+
+// scanHeads reads up to limit eligible ids of each partition of parts, a
+// window of ScanWindow partitions per scan.
+func (w *Worker) scanHeads(ctx context.Context, lane LaneID, parts []int, limit int) ([][]RankedID, error) {
+	heads := make([][]RankedID, 0, len(parts))
+	for off := 0; off < len(parts); off += w.cfg.ScanWindow {
+		win := parts[off:min(off+w.cfg.ScanWindow, len(parts))]
+		res, err := w.scanWindow(ctx, lane, win, limit)
+		if err != nil {
+			return nil, err
+		}
+		heads = append(heads, res...)
+	}
+	return heads, nil
 }
 
 // scanWindow reads up to limit eligible ids of each partition in win: one
 // round trip with a WindowScanner, else one concurrent scan per partition
-// (which a pipelining client still sends together).
-func (w *Worker) scanWindow(ctx context.Context, lane LaneID, win []int, limit int) ([][]ExecutionID, error) {
+// (which a pipelining client still sends together), ranked by position
+// (without ranks, partitions' heads interleave).
+func (w *Worker) scanWindow(ctx context.Context, lane LaneID, win []int, limit int) ([][]RankedID, error) {
 	if ws := w.roles.WindowScanner; ws != nil {
 		w.stats.scans.Add(1)
 		res, err := ws.ScanEligibleWindow(ctx, lane, win, limit)
@@ -343,60 +353,59 @@ func (w *Worker) scanWindow(ctx context.Context, lane LaneID, win []int, limit i
 		return res, err
 	}
 	w.stats.scans.Add(uint64(len(win)))
-	res := make([][]ExecutionID, len(win))
+	res := make([][]RankedID, len(win))
 	errs := make([]error, len(win))
 	var wg sync.WaitGroup
 	for i, p := range win {
 		wg.Go(func() {
-			res[i], errs[i] = w.backend.ScanEligibleExecutions(ctx, ScanEligibleArgs{Lane: lane, Partition: p, Limit: limit})
+			var ids []ExecutionID
+			ids, errs[i] = w.backend.ScanEligibleExecutions(ctx, ScanEligibleArgs{Lane: lane, Partition: p, Limit: limit})
+			for k, id := range ids {
+				res[i] = append(res[i], RankedID{ID: id, Rank: float64(k)})
+			}
 		})
 	}
 	wg.Wait()
 	return res, errors.Join(errs...)
 }
 
+// candidate is an eligible execution and its partition.
 type candidate struct {
 	partition int
-	id        ExecutionID
+	RankedID
 }
 
-// candidateQueue interleaves a scanned window's candidates across
-// partitions (every partition's first, then every second, …), leaving out
-// what this worker runs already: a scan right after a claim can still find
-// the claimed id in a cached head (the server's invalidation trails the
-// claim's reply), and claiming it would be a wasted round trip. It starts
-// at a random point (and wraps), so workers that scanned the same heads try
-// different candidates first instead of all racing for the same ones.
-// Every candidate is still tried in the round while slots last.
-func (w *Worker) candidateQueue(win []int, cands [][]ExecutionID) (queue []candidate, saw bool) {
+// candidateQueue orders candidates best first (RankedID.Before), leaving
+// out what this worker runs already: a scan right after a claim can still
+// find the claimed id in a cached head (the server's invalidation trails
+// the claim's reply), and claiming it would be a wasted round trip. It
+// reports whether there was any candidate at all.
+func (w *Worker) candidateQueue(cands []candidate) (queue []candidate, saw bool) {
+	queue = make([]candidate, 0, len(cands))
 	w.running.withIDs(func(running map[ExecutionID]struct{}) {
-		for depth := 0; ; depth++ {
-			added := false
-			for i, ids := range cands {
-				if depth >= len(ids) {
-					continue
-				}
-				added, saw = true, true
-				if _, busy := running[ids[depth]]; !busy {
-					queue = append(queue, candidate{win[i], ids[depth]})
-				}
-			}
-			if !added {
-				return
+		for _, c := range cands {
+			if _, busy := running[c.ID]; !busy {
+				queue = append(queue, c)
 			}
 		}
 	})
-	if len(queue) > 1 {
-		r := rand.IntN(len(queue))
-		queue = append(queue[r:], queue[:r]...)
-	}
-	return queue, saw
+	slices.SortStableFunc(queue, func(a, b candidate) int {
+		switch {
+		case a.Before(b.RankedID):
+			return -1
+		case b.Before(a.RankedID):
+			return 1
+		}
+		return 0
+	})
+	return queue, len(cands) > 0
 }
 
-// claimCandidates claims from a scanned window (candidateQueue order),
-// concurrently, as many at a time as there are free slots.
-func (w *Worker) claimCandidates(ctx context.Context, li int, win []int, cands [][]ExecutionID) (claimed int, saw bool, err error) {
-	queue, saw := w.candidateQueue(win, cands)
+// claimCandidates claims candidates best first, as many at a time as there
+// are free slots (concurrently), so with one free slot executions start in
+// exactly the order candidateQueue gives.
+func (w *Worker) claimCandidates(ctx context.Context, li int, cands []candidate) (claimed int, saw bool, err error) {
+	queue, saw := w.candidateQueue(cands)
 	for len(queue) > 0 && ctx.Err() == nil {
 		k := w.slots.reserve(len(queue))
 		if k == 0 {
@@ -422,11 +431,11 @@ func (w *Worker) claimBatch(ctx context.Context, li int, batch []candidate) (cla
 	// slowest of them returned: the server's expiry is later than that.
 	sent := time.Now()
 	if len(batch) == 1 { // the common idle case (an arrival): no goroutine to wait for
-		results[0], errs[0] = w.claimOne(ctx, lane, batch[0].id)
+		results[0], errs[0] = w.claimOne(ctx, lane, batch[0].ID)
 	} else {
 		var wg sync.WaitGroup
 		for i, c := range batch {
-			wg.Go(func() { results[i], errs[i] = w.claimOne(ctx, lane, c.id) })
+			wg.Go(func() { results[i], errs[i] = w.claimOne(ctx, lane, c.ID) })
 		}
 		wg.Wait()
 	}

@@ -2,100 +2,102 @@ package sdk
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"time"
 )
 
-// fusedCall is one fused claim of a round: k slots reserved on partition p.
+// fusedCall is one fused claim: up to want executions asked of partition p
+// (head is its best one), k slots reserved for it.
 type fusedCall struct {
-	p, k  int
-	tasks []ClaimedTask
-	err   error
+	p, want, k int
+	head        RankedID
+	tasks       []ClaimedTask
+	err         error
 }
 
 // claimFusedLane claims on lane li with one fused call per non-empty
-// partition, a window of partitions at a time, concurrently (a pipelining
-// client sends a window's calls together); each call asks for what the
-// partition holds, at most ClaimBatch, while free slots last.
+// partition, the partitions whose head runs first first (RankedID.Before),
+// a window of calls at a time, concurrently (a pipelining client sends a
+// window's calls together); each call asks for what the partition holds,
+// at most ClaimBatch, while free slots last.
 func (w *Worker) claimFusedLane(ctx context.Context, li int, parts []int) (claimed int, saw bool, err error) {
-	lane := w.cfg.Lanes[li]
-	for off := 0; off < len(parts) && ctx.Err() == nil; off += w.cfg.ScanWindow {
-		win := parts[off:min(off+w.cfg.ScanWindow, len(parts))]
-		want, err := w.fusedWants(ctx, lane, win)
-		if err != nil {
-			return claimed, saw, err
-		}
-		calls := w.reserveFused(win, want)
+	plan, err := w.fusedPlan(ctx, w.cfg.Lanes[li], parts)
+	if err != nil || len(plan) == 0 {
+		return 0, false, err
+	}
+	// Heads were non-empty: if nothing is claimed (granted to others,
+	// blocked on the way), back off briefly instead of idling.
+	for off := 0; off < len(plan) && ctx.Err() == nil; off += w.cfg.ScanWindow {
+		calls := w.reserveFused(plan[off:min(off+w.cfg.ScanWindow, len(plan))])
 		if len(calls) == 0 {
-			if w.slots.free() == 0 {
-				break
-			}
-			continue // nothing in this window
+			break
 		}
-		// Heads were non-empty: if nothing is claimed (granted to others,
-		// blocked on the way), back off briefly instead of idling.
-		saw = true
 		c, err := w.runFused(ctx, li, calls)
 		claimed += c
 		if err != nil {
-			return claimed, saw, err
+			return claimed, true, err
 		}
 	}
-	return claimed, saw, nil
+	return claimed, true, nil
 }
 
-// fusedWants says how many to ask of each partition of win: its head's
-// length when the backend scans windows (served by the readiness cache, so
-// usually free), else an even share of the free slots. Asking an empty
+// fusedPlan says how many to ask of each partition, best head first: its
+// head's length when the backend scans windows (served by the readiness
+// cache, so usually free), else an even share of the free slots (in
+// partition order: without ranks there is no better one). Asking an empty
 // partition is a wasted call.
-func (w *Worker) fusedWants(ctx context.Context, lane LaneID, win []int) ([]int, error) {
-	want := make([]int, len(win))
+func (w *Worker) fusedPlan(ctx context.Context, lane LaneID, parts []int) ([]fusedCall, error) {
+	plan := make([]fusedCall, 0, len(parts))
 	if w.roles.WindowScanner == nil {
-		for i := range want {
-			want[i] = max(w.slots.free()/len(win), 1)
+		for _, p := range parts {
+			plan = append(plan, fusedCall{p: p, want: max(w.slots.free()/len(parts), 1)})
 		}
-		return want, nil
+		return plan, nil
 	}
-	heads, err := w.scanWindow(ctx, lane, win, maxScanLimit)
+	heads, err := w.scanHeads(ctx, lane, parts, maxScanLimit)
 	if err != nil {
 		return nil, err
 	}
-	nonEmpty := 0
-	for _, ids := range heads {
+	for i, ids := range heads {
 		if len(ids) > 0 {
-			nonEmpty++
+			plan = append(plan, fusedCall{p: parts[i], want: len(ids), head: ids[0]})
 		}
 	}
 	// A cut head may hide more: ask it for an even share of the free slots
 	// (at least what it shows). Asking every cut head for a whole
 	// ClaimBatch would spend the slots on the first few partitions and
 	// leave the rest to later rounds.
-	share := 0
-	if nonEmpty > 0 {
-		share = min(w.cfg.ClaimBatch, w.slots.free()/nonEmpty)
-	}
-	for i, ids := range heads {
-		want[i] = len(ids)
-		if len(ids) >= maxScanLimit {
-			want[i] = max(len(ids), share)
+	if len(plan) > 0 {
+		share := min(w.cfg.ClaimBatch, w.slots.free()/len(plan))
+		for i := range plan {
+			if plan[i].want >= maxScanLimit {
+				plan[i].want = max(plan[i].want, share)
+			}
 		}
 	}
-	return want, nil
+	slices.SortStableFunc(plan, func(a, b fusedCall) int {
+		switch {
+		case a.head.Before(b.head):
+			return -1
+		case b.head.Before(a.head):
+			return 1
+		}
+		return 0
+	})
+	return plan, nil
 }
 
-// reserveFused reserves slots for the partitions of win that want some,
-// at most ClaimBatch each, while slots last.
-func (w *Worker) reserveFused(win, want []int) []fusedCall {
-	calls := make([]fusedCall, 0, len(win))
-	for i, p := range win {
-		if want[i] == 0 {
-			continue
-		}
-		k := w.slots.reserve(min(want[i], w.cfg.ClaimBatch))
-		if k == 0 {
+// reserveFused reserves slots for the planned calls, at most ClaimBatch
+// each, while slots last.
+func (w *Worker) reserveFused(plan []fusedCall) []fusedCall {
+	calls := make([]fusedCall, 0, len(plan))
+	for _, c := range plan {
+		c.k = w.slots.reserve(min(c.want, w.cfg.ClaimBatch))
+		if c.k == 0 {
 			break
 		}
-		calls = append(calls, fusedCall{p: p, k: k})
+		calls = append(calls, c)
 	}
 	return calls
 }

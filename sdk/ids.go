@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
+	"time"
 )
 
 // MaxIDLength bounds every caller-supplied identifier (lane, worker, kind, …).
@@ -30,9 +32,23 @@ type WorkerInstanceID string
 // AttemptIndex counts attempts of one execution from 0.
 type AttemptIndex uint32
 
-// NewExecutionID mints a fresh id on the given partition.
+// NewExecutionID mints a fresh id on the given partition. Its uuid is
+// time-ordered (version 7), so ids minted by one process sort in the order
+// they were minted: an eligible set orders executions of the same priority
+// created in the same millisecond by id, and that keeps them first in,
+// first out.
 func NewExecutionID(partition int) ExecutionID {
-	return ExecutionID(PartitionTag(partition) + ":" + newUUID())
+	return ExecutionID(PartitionTag(partition) + ":" + newTimeUUID())
+}
+
+// uuidPart returns what follows the id's partition tag ("" when there is
+// no tag).
+func (id ExecutionID) uuidPart() string {
+	s := string(id)
+	if i := strings.Index(s, "}:"); i >= 0 {
+		return s[i+2:]
+	}
+	return ""
 }
 
 // PartitionTag returns the cluster hash tag of a partition, "{p:N}".
@@ -174,11 +190,61 @@ var isLowerHex = func() (t [256]bool) {
 // newUUID returns a random (version 4) uuid in its canonical lowercase form.
 func newUUID() string {
 	var b [16]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		panic(fmt.Sprintf("crypto/rand failed: %v", err)) // never happens on Linux
-	}
+	randomBytes(b[:])
 	b[6] = b[6]&0x0f | 0x40
 	b[8] = b[8]&0x3f | 0x80
+	return formatUUID(b)
+}
+
+// newTimeUUID returns a time-ordered (version 7) uuid: 48 bits of unix
+// milliseconds, then 12 bits that count up within the millisecond in this
+// process, then 62 random bits. Their text sorts as they were minted here,
+// and by time across processes (to a millisecond), so ties in an eligible
+// set's score (same priority, same millisecond) keep creation order.
+func newTimeUUID() string {
+	var b [16]byte
+	randomBytes(b[:])
+	ms, seq := uuidClock.next()
+	b[0], b[1], b[2], b[3], b[4], b[5] = byte(ms>>40), byte(ms>>32), byte(ms>>24), byte(ms>>16), byte(ms>>8), byte(ms)
+	b[6] = 0x70 | byte(seq>>8)&0x0f
+	b[7] = byte(seq)
+	b[8] = b[8]&0x3f | 0x80
+	return formatUUID(b)
+}
+
+// uuidClock hands out (millisecond, sequence) pairs that strictly increase:
+// within a millisecond the sequence counts up; when it runs out (4096 ids
+// in one millisecond) the millisecond moves on early.
+var uuidClock timeSeq
+
+type timeSeq struct {
+	mu      sync.Mutex
+	lastMS  int64
+	lastSeq int64
+}
+
+func (c *timeSeq) next() (ms, seq int64) {
+	now := time.Now().UnixMilli()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch {
+	case now > c.lastMS:
+		c.lastMS, c.lastSeq = now, 0
+	case c.lastSeq < 0xfff:
+		c.lastSeq++
+	default:
+		c.lastMS, c.lastSeq = c.lastMS+1, 0
+	}
+	return c.lastMS, c.lastSeq
+}
+
+func randomBytes(b []byte) {
+	if _, err := rand.Read(b); err != nil {
+		panic(fmt.Sprintf("crypto/rand failed: %v", err)) // never happens on Linux
+	}
+}
+
+func formatUUID(b [16]byte) string {
 	const hex = "0123456789abcdef"
 	out := make([]byte, 0, 36)
 	for i, v := range b {

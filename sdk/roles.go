@@ -33,8 +33,27 @@ type ClaimedTask struct {
 // WindowScanner scans many partitions of a lane in one round trip.
 type WindowScanner interface {
 	// ScanEligibleWindow returns, per requested partition (same order), up to
-	// limit eligible ids.
-	ScanEligibleWindow(ctx context.Context, lane LaneID, partitions []int, limit int) ([][]ExecutionID, error)
+	// limit eligible ids, best first, each with its rank, so a worker can
+	// order the heads of several partitions (RankedID.Before).
+	ScanEligibleWindow(ctx context.Context, lane LaneID, partitions []int, limit int) ([][]RankedID, error)
+}
+
+// RankedID is an eligible execution with its rank in its eligible set: a
+// lower rank runs first. The rank orders by priority (higher first), then
+// by creation time to the millisecond; equal ranks order by id, and ids the
+// SDK mints sort by creation (NewExecutionID), so Before is priority, then
+// first in, first out.
+type RankedID struct {
+	ID   ExecutionID
+	Rank float64
+}
+
+// Before reports whether a runs before b.
+func (a RankedID) Before(b RankedID) bool {
+	if a.Rank != b.Rank {
+		return a.Rank < b.Rank
+	}
+	return a.ID.uuidPart() < b.ID.uuidPart()
 }
 
 // GrantClaimer issues a grant, claims with it and reads the execution context

@@ -20,11 +20,15 @@ func (b *Backend) ScanEligibleExecutions(ctx context.Context, a sdk.ScanEligible
 	if err != nil {
 		return nil, err
 	}
-	ids, err := b.client.Do(ctx, cmd).AsStrSlice()
+	ranked, err := rankedIDs(b.client.Do(ctx, cmd))
 	if err != nil {
 		return nil, backendError(op, err)
 	}
-	return toIDs(ids), nil
+	ids := make([]sdk.ExecutionID, len(ranked))
+	for i, r := range ranked {
+		ids[i] = r.ID
+	}
+	return ids, nil
 }
 
 // ScanEligibleWindow scans several partitions of a lane in one round trip.
@@ -32,7 +36,7 @@ func (b *Backend) ScanEligibleExecutions(ctx context.Context, a sdk.ScanEligible
 // heads ReadyPartitions just read serve it without a round trip: a head can
 // be stale by an invalidation's flight time, which costs a lost grant at
 // worst (the library re-checks everything).
-func (b *Backend) ScanEligibleWindow(ctx context.Context, lane sdk.LaneID, partitions []int, limit int) ([][]sdk.ExecutionID, error) {
+func (b *Backend) ScanEligibleWindow(ctx context.Context, lane sdk.LaneID, partitions []int, limit int) ([][]sdk.RankedID, error) {
 	const op = "scan_eligible_window"
 	if len(partitions) == 0 {
 		return nil, nil
@@ -53,11 +57,10 @@ func (b *Backend) ScanEligibleWindow(ctx context.Context, lane sdk.LaneID, parti
 		if err != nil {
 			return nil, err
 		}
-		out := make([][]sdk.ExecutionID, len(heads))
 		for i, ids := range heads {
-			out[i] = toIDs(ids[:min(limit, len(ids))])
+			heads[i] = ids[:min(limit, len(ids))]
 		}
-		return out, nil
+		return heads, nil
 	}
 	cmds := make(valkey.Commands, 0, len(partitions))
 	for _, p := range partitions {
@@ -67,13 +70,13 @@ func (b *Backend) ScanEligibleWindow(ctx context.Context, lane sdk.LaneID, parti
 		}
 		cmds = append(cmds, cmd)
 	}
-	out := make([][]sdk.ExecutionID, len(partitions))
+	out := make([][]sdk.RankedID, len(partitions))
 	for i, res := range b.client.DoMulti(ctx, cmds...) {
-		ids, err := res.AsStrSlice()
+		ids, err := rankedIDs(res)
 		if err != nil {
 			return nil, backendError(op, err)
 		}
-		out[i] = toIDs(ids)
+		out[i] = ids
 	}
 	return out, nil
 }
@@ -90,7 +93,21 @@ func (b *Backend) scanCmd(op string, lane sdk.LaneID, partition, limit int) (val
 	}
 	limit = min(limit, scanLimitMax)
 	key := laneKeysOf(sdk.PartitionTag(partition), lane).eligible
-	return b.client.B().Zrange().Key(key).Min("0").Max(itoa(limit - 1)).Build(), nil
+	return b.client.B().Zrange().Key(key).Min("0").Max(itoa(limit - 1)).Withscores().Build(), nil
+}
+
+// rankedIDs reads a ZRANGE … WITHSCORES of an eligible set: the score is
+// the rank (see sdk.RankedID).
+func rankedIDs(res valkey.ValkeyResult) ([]sdk.RankedID, error) {
+	zs, err := res.AsZScores()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]sdk.RankedID, len(zs))
+	for i, z := range zs {
+		out[i] = sdk.RankedID{ID: sdk.ExecutionID(z.Member), Rank: z.Score}
+	}
+	return out, nil
 }
 
 // IssueClaimGrant runs ff_issue_claim_grant.
@@ -281,7 +298,8 @@ func (b *Backend) Claim(ctx context.Context, a sdk.ClaimArgs) (*sdk.ClaimedExecu
 			return nil, err
 		}
 		for _, ids := range heads {
-			for _, id := range ids {
+			for _, r := range ids {
+				id := r.ID
 				t, err := b.GrantAndClaim(ctx, sdk.IssueClaimGrantArgs{ExecutionID: id, Lane: a.Lane,
 					WorkerID: a.WorkerID, WorkerInstanceID: a.WorkerInstanceID, Capabilities: a.Capabilities,
 					GrantTTL: a.GrantTTL}, a.LeaseTTL)

@@ -101,7 +101,7 @@ const headDepth = 16
 // headCmdOfKey is the cached read of an eligible set's head. One command
 // serves both readiness (non-empty?) and scans (which ids?).
 func (b *Backend) headCmdOfKey(key string) valkey.CacheableTTL {
-	return valkey.CT(b.client.B().Zrange().Key(key).Min("0").Max(itoa(headDepth-1)).Cache().ToStaticTTL(),
+	return valkey.CT(b.client.B().Zrange().Key(key).Min("0").Max(itoa(headDepth-1)).Withscores().Cache().ToStaticTTL(),
 		b.opts.ReadinessCacheTTL)
 }
 
@@ -117,14 +117,14 @@ func (b *Backend) prefetchHead(key string) {
 
 // cachedHeads reads the heads of lane's eligible sets on partitions (the
 // callers have checked them) through the client-side cache.
-func (b *Backend) cachedHeads(ctx context.Context, op string, lane sdk.LaneID, partitions []int) ([][]string, error) {
+func (b *Backend) cachedHeads(ctx context.Context, op string, lane sdk.LaneID, partitions []int) ([][]sdk.RankedID, error) {
 	cmds := make([]valkey.CacheableTTL, 0, len(partitions))
 	for _, p := range partitions {
 		cmds = append(cmds, b.headCmdOfKey(laneKeysOf(sdk.PartitionTag(p), lane).eligible))
 	}
-	out := make([][]string, len(partitions))
+	out := make([][]sdk.RankedID, len(partitions))
 	for i, res := range b.client.DoMultiCache(ctx, cmds...) {
-		ids, err := res.AsStrSlice()
+		ids, err := rankedIDs(res)
 		if err != nil {
 			return nil, backendError(op, err)
 		}

@@ -182,7 +182,8 @@ func recovery(ctx context.Context, b *valkeybackend.Backend, ttl, scan time.Dura
 					continue
 				}
 				for _, ids := range heads {
-					for _, id := range ids {
+					for _, r := range ids {
+						id := r.ID
 						t, err := b.GrantAndClaim(ctx, sdk.IssueClaimGrantArgs{ExecutionID: id, Lane: lane,
 							WorkerID: "bench", WorkerInstanceID: "bench-1"}, ttl)
 						if err != nil {

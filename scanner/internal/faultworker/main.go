@@ -119,7 +119,8 @@ func (w *worker) claimSome(ctx context.Context, parts []int, free int) int {
 	}
 	got := 0
 	for _, ids := range heads {
-		for _, id := range ids {
+		for _, r := range ids {
+			id := r.ID
 			if got == free {
 				return got
 			}
