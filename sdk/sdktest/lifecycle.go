@@ -26,14 +26,25 @@ func (e *env) requireContext(id sdk.ExecutionID, lane sdk.LaneID, kind string, p
 	if err != nil {
 		e.t.Fatalf("ReadExecutionContext(%s) = %v", id, err)
 	}
-	if c.Lane != lane || c.Kind != kind {
-		e.t.Fatalf("ReadExecutionContext(%s): lane %q kind %q, want %q %q", id, c.Lane, c.Kind, lane, kind)
+	e.checkContext("ReadExecutionContext("+string(id)+")", c, sdk.ExecutionContext{Lane: lane, Kind: kind, Payload: payload, Tags: tags})
+}
+
+// contextOf is the context a create with args stores.
+func contextOf(args sdk.CreateExecutionArgs) sdk.ExecutionContext {
+	return sdk.ExecutionContext{Lane: args.Lane, Kind: args.Kind, Payload: args.Payload, Tags: args.Tags}
+}
+
+// checkContext fails unless c is exactly want, byte for byte.
+func (e *env) checkContext(what string, c, want sdk.ExecutionContext) {
+	e.t.Helper()
+	if c.Lane != want.Lane || c.Kind != want.Kind {
+		e.t.Fatalf("%s: lane %q kind %q, want %q %q", what, c.Lane, c.Kind, want.Lane, want.Kind)
 	}
-	if !bytes.Equal(c.Payload, payload) {
-		e.t.Fatalf("ReadExecutionContext(%s): payload differs:\n got %d bytes % x\nwant %d bytes % x", id, len(c.Payload), c.Payload, len(payload), payload)
+	if !bytes.Equal(c.Payload, want.Payload) {
+		e.t.Fatalf("%s: payload differs:\n got %d bytes % x\nwant %d bytes % x", what, len(c.Payload), c.Payload, len(want.Payload), want.Payload)
 	}
-	if len(c.Tags) != len(tags) || (len(tags) > 0 && !maps.Equal(c.Tags, tags)) {
-		e.t.Fatalf("ReadExecutionContext(%s): tags %q, want %q", id, c.Tags, tags)
+	if len(c.Tags) != len(want.Tags) || (len(want.Tags) > 0 && !maps.Equal(c.Tags, want.Tags)) {
+		e.t.Fatalf("%s: tags %q, want %q", what, c.Tags, want.Tags)
 	}
 }
 

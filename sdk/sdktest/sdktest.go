@@ -96,6 +96,15 @@ var suite = []subtest{
 	{name: "bad_input_writes_nothing", fn: testBadInput},
 	{name: "list", fn: testList},
 	{name: "unknown_execution", fn: testUnknownExecution},
+	{name: "recovery", sub: []subtest{
+		{name: "reclaim_after_revoke", fn: testReclaimAfterRevoke},
+		{name: "reclaim_after_expiry", fn: testReclaimAfterExpiry},
+		{name: "reclaim_rejections", fn: testReclaimRejections},
+		{name: "reclaim_cap", fn: testReclaimCap},
+		{name: "replay", fn: testReplay},
+		{name: "resume_grant", fn: testResumeGrant},
+		{name: "execution_info", fn: testExecutionInfo},
+	}},
 }
 
 // env is one subtest's backend and context. Its helpers fail the test on any
@@ -105,6 +114,8 @@ type env struct {
 	ctx context.Context
 	b   sdk.EngineBackend
 	h   Harness
+	// roles are the backend's enabled optional roles (sdk.RolesOf).
+	roles sdk.BackendRoles
 }
 
 func newEnv(t *testing.T, h Harness) *env {
@@ -118,7 +129,7 @@ func newEnv(t *testing.T, h Harness) *env {
 	if n := b.Partitions(); n < 1 {
 		t.Fatalf("sdktest: Partitions() = %d, want at least 1", n)
 	}
-	return &env{t: t, ctx: ctx, b: b, h: h}
+	return &env{t: t, ctx: ctx, b: b, h: h, roles: sdk.RolesOf(b)}
 }
 
 // lastPartition is the highest partition: tests that pin ids to one
@@ -252,13 +263,37 @@ func (e *env) claimResumed(id sdk.ExecutionID, lane sdk.LaneID, ttl time.Duratio
 		e.t.Fatalf("ClaimResumedExecution(%s) = %v", id, err)
 	}
 	e.checkClaim(c, id, lane, ttl, before, time.Now())
-	if c.AttemptType != sdk.AttemptResumed {
-		e.t.Fatalf("ClaimResumedExecution(%s): attempt type %q, want %q", id, c.AttemptType, sdk.AttemptResumed)
-	}
-	if c.Handle.Kind != sdk.HandleResumed {
-		e.t.Fatalf("ClaimResumedExecution(%s): handle kind %d, want HandleResumed (%d)", id, c.Handle.Kind, sdk.HandleResumed)
-	}
+	e.checkAttempt("ClaimResumedExecution("+string(id)+")", c, sdk.AttemptResumed)
 	return c
+}
+
+// handleKinds maps the attempt types whose handles are not HandleFresh.
+var handleKinds = map[sdk.AttemptType]sdk.HandleKind{
+	sdk.AttemptResumed: sdk.HandleResumed,
+	sdk.AttemptReclaim: sdk.HandleReclaimed,
+}
+
+// checkAttempt fails unless c is an attempt of type typ with the handle
+// kind that goes with it.
+func (e *env) checkAttempt(what string, c sdk.ClaimedExecution, typ sdk.AttemptType) {
+	e.t.Helper()
+	kind, ok := handleKinds[typ]
+	if !ok {
+		kind = sdk.HandleFresh
+	}
+	if c.AttemptType != typ || c.Handle.Kind != kind {
+		e.t.Fatalf("%s: attempt type %q handle kind %d, want %q and kind %d", what, c.AttemptType, c.Handle.Kind, typ, kind)
+	}
+}
+
+// checkTask checks a claim that returned its context inline (GrantAndClaim,
+// ClaimFused, a hand-off, a reclaim, a resume grant): the lease as
+// checkClaim does, the attempt type and the context.
+func (e *env) checkTask(what string, t sdk.ClaimedTask, id sdk.ExecutionID, ttl time.Duration, before, after time.Time, typ sdk.AttemptType, want sdk.ExecutionContext) {
+	e.t.Helper()
+	e.checkClaim(t.ClaimedExecution, id, want.Lane, ttl, before, after)
+	e.checkAttempt(what, t.ClaimedExecution, typ)
+	e.checkContext(what+": context", t.Context, want)
 }
 
 func (e *env) checkClaim(c sdk.ClaimedExecution, id sdk.ExecutionID, lane sdk.LaneID, ttl time.Duration, before, after time.Time) {
@@ -358,8 +393,9 @@ func (e *env) promoteDue(lane sdk.LaneID, p, want int) time.Time {
 	}
 }
 
-// readyAgain waits until a scheduled retry of id is eligible, promoting it
-// when the backend parked it in the delayed set.
+// readyAgain waits until id, due again (a scheduled retry, a delay that
+// passed), is eligible, promoting it when the backend parked it in the
+// delayed set.
 func (e *env) readyAgain(lane sdk.LaneID, id sdk.ExecutionID) {
 	e.t.Helper()
 	switch st := e.state(id); st {
@@ -367,10 +403,10 @@ func (e *env) readyAgain(lane sdk.LaneID, id sdk.ExecutionID) {
 		e.promoteDue(lane, e.partition(id), 1)
 	case sdk.StateWaiting:
 	default:
-		e.t.Fatalf("execution %s with a scheduled retry is %q, want delayed or waiting", id, st)
+		e.t.Fatalf("execution %s due again is %q, want delayed or waiting", id, st)
 	}
-	e.requireState(id, sdk.StateWaiting, "retry due")
-	e.requireScannable(lane, id, true, "retry due")
+	e.requireState(id, sdk.StateWaiting, "due again")
+	e.requireScannable(lane, id, true, "due again")
 }
 
 func (e *env) sleep(d time.Duration) {
