@@ -38,6 +38,10 @@ const (
 	// promoteDeadline bounds how long the suite waits for a due delayed
 	// execution to be promoted.
 	promoteDeadline = 3 * time.Second
+	// settleDeadline bounds how long the suite waits for something a backend
+	// may do a moment after the call that caused it: a hand-off reaching its
+	// worker, a cached read catching up with a write.
+	settleDeadline = 3 * time.Second
 	// pollInterval is the pause between two polls.
 	pollInterval = 5 * time.Millisecond
 	// leaseTTL is the lease length of ordinary claims.
@@ -105,6 +109,25 @@ var suite = []subtest{
 		{name: "resume_grant", fn: testResumeGrant},
 		{name: "execution_info", fn: testExecutionInfo},
 	}},
+
+	// The optional roles (sdk/roles.go): each subtest skips when
+	// sdk.RolesOf says the backend lacks its role.
+	{name: "roles_listed", fn: testRolesListed},
+	{name: "batch_renew", sub: []subtest{
+		{name: "per_handle_results", fn: testBatchRenewPerHandle},
+		{name: "partitions_and_ttls", fn: testBatchRenewPartitions},
+	}},
+	{name: "window_scan", fn: testWindowScan},
+	{name: "grant_claim", sub: []subtest{
+		{name: "claim_with_context", fn: testGrantClaim},
+		{name: "rejections", fn: testGrantClaimRejections},
+		{name: "resumed", fn: testGrantClaimResumed},
+	}},
+	{name: "fused_claim", sub: []subtest{
+		{name: "order_and_max", fn: testFusedOrder},
+		{name: "capabilities_and_grants", fn: testFusedCapabilities},
+		{name: "resumed", fn: testFusedResumed},
+	}},
 }
 
 // env is one subtest's backend and context. Its helpers fail the test on any
@@ -130,6 +153,34 @@ func newEnv(t *testing.T, h Harness) *env {
 		t.Fatalf("sdktest: Partitions() = %d, want at least 1", n)
 	}
 	return &env{t: t, ctx: ctx, b: b, h: h, roles: sdk.RolesOf(b)}
+}
+
+// need returns role, a field of e.roles, or skips the subtest when it is
+// nil: the backend lacks the role or has it turned off.
+func need[T any](e *env, role T, name sdk.Role) T {
+	e.t.Helper()
+	if any(role) == nil {
+		e.t.Skipf("backend lacks %s", name)
+	}
+	return role
+}
+
+// onPartition pins a create to partition p.
+func onPartition(args sdk.CreateExecutionArgs, p int) sdk.CreateExecutionArgs {
+	args.ID = sdk.NewExecutionID(p)
+	return args
+}
+
+// somePartitions returns up to limit partitions spread over all of them,
+// highest first (a backend that sorts what it is given shows).
+func (e *env) somePartitions(limit int) []int {
+	n := e.b.Partitions()
+	step := max(1, (n+limit-1)/limit)
+	var out []int
+	for p := n - 1; p >= 0; p -= step {
+		out = append(out, p)
+	}
+	return out
 }
 
 // lastPartition is the highest partition: tests that pin ids to one
@@ -407,6 +458,34 @@ func (e *env) readyAgain(lane sdk.LaneID, id sdk.ExecutionID) {
 	}
 	e.requireState(id, sdk.StateWaiting, "due again")
 	e.requireScannable(lane, id, true, "due again")
+}
+
+// interrupt delays the attempt behind h briefly and waits until it is
+// eligible again: its next claim resumes that attempt.
+func (e *env) interrupt(h sdk.Handle) {
+	e.t.Helper()
+	e.must("Delay", e.b.Delay(e.ctx, h, time.Now().Add(20*time.Millisecond)))
+	e.readyAgain(h.Lane, h.ExecutionID)
+}
+
+// eventually polls cond until it holds, for at most settleDeadline; cond
+// says what it saw when it does not hold.
+func (e *env) eventually(what string, cond func() (bool, string)) {
+	e.t.Helper()
+	deadline := time.Now().Add(settleDeadline)
+	for polls := 1; ; polls++ {
+		ok, saw := cond()
+		if ok {
+			if polls > 1 {
+				e.t.Logf("%s: held after %d polls", what, polls)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("%s: still %s after %v", what, saw, settleDeadline)
+		}
+		e.sleep(pollInterval)
+	}
 }
 
 func (e *env) sleep(d time.Duration) {
