@@ -128,6 +128,12 @@ var suite = []subtest{
 		{name: "capabilities_and_grants", fn: testFusedCapabilities},
 		{name: "resumed", fn: testFusedResumed},
 	}},
+	{name: "offers", sub: []subtest{
+		{name: "handoff", fn: testHandoff},
+		{name: "withdraw", fn: testWithdrawOffers},
+		{name: "refresh_and_expiry", fn: testRefreshOffers},
+		{name: "complete_and_offer", fn: testCompleteAndOffer},
+	}},
 }
 
 // env is one subtest's backend and context. Its helpers fail the test on any
