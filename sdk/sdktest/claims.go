@@ -20,6 +20,26 @@ func (e *env) grantAndClaim(gc sdk.GrantClaimer, id sdk.ExecutionID, typ sdk.Att
 	return t
 }
 
+// grantToOther grants id to otherWorkerID, as another worker's claim under
+// way.
+func (e *env) grantToOther(id sdk.ExecutionID, lane sdk.LaneID) {
+	e.t.Helper()
+	if _, err := e.b.IssueClaimGrant(e.ctx, grantArgs(id, lane, otherWorkerID)); err != nil {
+		e.t.Fatalf("IssueClaimGrant(%s) to another worker = %v", id, err)
+	}
+}
+
+// claimAsGrantee claims id with the grant grantToOther issued: the grant
+// stood through what happened since (after).
+func (e *env) claimAsGrantee(id sdk.ExecutionID, lane sdk.LaneID, after string) {
+	e.t.Helper()
+	a := claimArgs(id, lane, leaseTTL)
+	a.WorkerID = otherWorkerID
+	if _, err := e.b.ClaimExecution(e.ctx, a); err != nil {
+		e.t.Fatalf("ClaimExecution(%s) by the grantee after %s = %v", id, after, err)
+	}
+}
+
 // testGrantClaim: GrantAndClaim takes the lease and returns the context in
 // one call.
 func testGrantClaim(e *env) {
@@ -75,15 +95,9 @@ func testGrantClaimRejections(e *env) {
 
 	// A grant to another worker stands: GrantAndClaim loses, the grantee claims.
 	granted := e.create(simple(lane))
-	if _, err := e.b.IssueClaimGrant(e.ctx, grantArgs(granted, lane, otherWorkerID)); err != nil {
-		e.t.Fatalf("IssueClaimGrant to another worker = %v", err)
-	}
+	e.grantToOther(granted, lane)
 	e.rejects("GrantAndClaim of an execution granted to another worker", grantAndClaim(granted), sdk.ErrGrantAlreadyExists, sdk.ErrContention)
-	other := claimArgs(granted, lane, leaseTTL)
-	other.WorkerID = otherWorkerID
-	if _, err := e.b.ClaimExecution(e.ctx, other); err != nil {
-		e.t.Fatalf("ClaimExecution by the grantee after GrantAndClaim lost = %v", err)
-	}
+	e.claimAsGrantee(granted, lane, "GrantAndClaim lost")
 
 	delayed := simple(lane)
 	delayed.DelayUntil = time.Now().Add(time.Hour)
@@ -116,14 +130,9 @@ func testGrantClaimResumed(e *env) {
 	first := e.grantAndClaim(gc, id, sdk.AttemptInitial, contextOf(args))
 	e.interrupt(first.Handle)
 	t := e.grantAndClaim(gc, id, sdk.AttemptResumed, contextOf(args))
-	if h, f := t.Handle, first.Handle; h.AttemptID != f.AttemptID || h.AttemptIndex != f.AttemptIndex || h.Epoch <= f.Epoch || h.LeaseID == f.LeaseID {
-		e.t.Fatalf("resumed GrantAndClaim: attempt %d %s epoch %d lease %s; want attempt %d %s under a new lease after epoch %d",
-			h.AttemptIndex, h.AttemptID, h.Epoch, h.LeaseID, f.AttemptIndex, f.AttemptID, f.Epoch)
-	}
+	e.requireResumed("resumed GrantAndClaim", t.Handle, first.Handle)
 	e.requireAttempts(id, 1, 0)
-	e.rejects("Complete with the handle from before the delay", func() error {
-		return e.b.Complete(e.ctx, first.Handle, nil)
-	}, sdk.ErrStaleLease)
+	e.requireFenced(first.Handle, "with the handle from before the delay", sdk.ErrStaleLease)
 	e.must("Complete", e.b.Complete(e.ctx, t.Handle, nil))
 }
 
@@ -231,9 +240,7 @@ func testFusedCapabilities(e *env) {
 	tpu, _ := create(8, "tpu")
 	granted, _ := create(7)
 	plain, plainCtx := create(0)
-	if _, err := e.b.IssueClaimGrant(e.ctx, grantArgs(granted, lane, otherWorkerID)); err != nil {
-		e.t.Fatalf("IssueClaimGrant to another worker = %v", err)
-	}
+	e.grantToOther(granted, lane)
 
 	got := e.fused(fc, fusedArgs(lane, p, 10, "gpu"), sdk.AttemptInitial,
 		map[sdk.ExecutionID]sdk.ExecutionContext{gpu: gpuCtx, plain: plainCtx})
@@ -252,11 +259,7 @@ func testFusedCapabilities(e *env) {
 
 	// The grant to another worker stood.
 	e.requireState(granted, sdk.StateWaiting, "granted to another worker, after ClaimFused")
-	other := claimArgs(granted, lane, leaseTTL)
-	other.WorkerID = otherWorkerID
-	if _, err := e.b.ClaimExecution(e.ctx, other); err != nil {
-		e.t.Fatalf("ClaimExecution by the grantee after ClaimFused = %v", err)
-	}
+	e.claimAsGrantee(granted, lane, "ClaimFused")
 }
 
 // testFusedResumed: ClaimFused claims an interrupted attempt, due again,
@@ -274,7 +277,5 @@ func testFusedResumed(e *env) {
 		e.t.Fatalf("ClaimFused of an interrupted attempt = %q, want [%s]", got, id)
 	}
 	e.requireAttempts(id, 1, 0)
-	e.rejects("Complete with the handle from before the delay", func() error {
-		return e.b.Complete(e.ctx, c.Handle, nil)
-	}, sdk.ErrStaleLease)
+	e.requireFenced(c.Handle, "with the handle from before the delay", sdk.ErrStaleLease)
 }

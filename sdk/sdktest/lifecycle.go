@@ -396,12 +396,7 @@ func testDelay(e *env) {
 	}, sdk.ErrUseClaimResumed)
 	// The rejected claim left the grant in place: claim with it.
 	r := e.claimResumed(id, lane, leaseTTL, true)
-	if r.Handle.AttemptIndex != c.Handle.AttemptIndex || r.Handle.AttemptID != c.Handle.AttemptID {
-		e.t.Fatalf("resumed claim: attempt %d %s, want the interrupted %d %s", r.Handle.AttemptIndex, r.Handle.AttemptID, c.Handle.AttemptIndex, c.Handle.AttemptID)
-	}
-	if r.Handle.Epoch <= c.Handle.Epoch || r.Handle.LeaseID == c.Handle.LeaseID {
-		e.t.Fatalf("resumed claim: epoch %d lease %s, want a new lease above epoch %d", r.Handle.Epoch, r.Handle.LeaseID, c.Handle.Epoch)
-	}
+	e.requireResumed("resumed claim", r.Handle, c.Handle)
 	e.rejects("Complete with the pre-delay handle", func() error {
 		return e.b.Complete(e.ctx, c.Handle, nil)
 	}, sdk.ErrStaleLease)

@@ -132,6 +132,15 @@ func (e *env) createHandedOff(in *inbox, args sdk.CreateExecutionArgs, leaseIDs 
 	return t
 }
 
+// createEligible creates into lane and checks no offer took it: it waits
+// in the eligible set (when says why no offer should have).
+func (e *env) createEligible(lane sdk.LaneID, when string) sdk.ExecutionID {
+	e.t.Helper()
+	id := e.create(simple(lane)) // fails unless it is waiting
+	e.requireScannable(lane, id, true, when)
+	return id
+}
+
 // testHandoff: a create into an empty lane is claimed for an open offer and
 // handed to its worker; each offer is spent once.
 func testHandoff(e *env) {
@@ -161,8 +170,7 @@ func testHandoff(e *env) {
 	e.requireTaken("WithdrawOffers of spent offers", taken, err, true, true)
 
 	// No offer left: the next create waits in the eligible set.
-	id := e.create(simple(lane))
-	e.requireScannable(lane, id, true, "created with every offer spent")
+	e.createEligible(lane, "created with every offer spent")
 	in.none(e, "every offer spent")
 }
 
@@ -175,8 +183,7 @@ func testWithdrawOffers(e *env) {
 	offers := e.offer(co, offerArgs(lane, 1))
 	taken, err := co.WithdrawOffers(e.ctx, offers)
 	e.requireTaken("WithdrawOffers of an open offer", taken, err, false)
-	id := e.create(simple(lane))
-	e.requireScannable(lane, id, true, "created after the offer was withdrawn")
+	id := e.createEligible(lane, "created after the offer was withdrawn")
 	e.claim(id, lane, leaseTTL)
 
 	offers = e.offer(co, offerArgs(lane, 1)) // no capabilities
@@ -224,8 +231,7 @@ func testRefreshOffers(e *env) {
 	posted = time.Now()
 	offers = e.offer(co, args)
 	e.sleepUntil(posted.Add(args.TTL + 100*time.Millisecond))
-	id := e.create(simple(lane))
-	e.requireScannable(lane, id, true, "created after the offer expired")
+	e.createEligible(lane, "created after the offer expired")
 	taken, err = co.RefreshOffers(e.ctx, offers, time.Minute)
 	e.requireTaken("RefreshOffers of an expired offer", taken, err, true)
 	in.none(e, "offer expired")
@@ -270,8 +276,7 @@ func testCompleteAndOffer(e *env) {
 		}
 		return err
 	}, sdk.ErrExecutionNotActive)
-	id = e.create(simple(lane))
-	e.requireScannable(lane, id, true, "created after a CompleteAndOffer that did not land")
+	id = e.createEligible(lane, "created after a CompleteAndOffer that did not land")
 
 	// The offer is refused (no TTL): the complete goes ahead alone.
 	c = e.claim(id, lane, leaseTTL)
@@ -283,7 +288,6 @@ func testCompleteAndOffer(e *env) {
 	}
 	requireErr(e.t, "CompleteAndOffer's offer error for an offer without a TTL", offerErr, sdk.ErrValidation)
 	requireResult(id, "alone")
-	id = e.create(simple(lane))
-	e.requireScannable(lane, id, true, "created after a CompleteAndOffer whose offer was refused")
+	e.createEligible(lane, "created after a CompleteAndOffer whose offer was refused")
 	in.none(e, "no offer open")
 }

@@ -33,6 +33,22 @@ func reclaimArgs(id sdk.ExecutionID, lane sdk.LaneID, w sdk.WorkerID, maxReclaim
 		LeaseTTL: leaseTTL, MaxReclaims: maxReclaims}
 }
 
+// reclaimGrantCall and reclaimCall are the recovery calls as rejects
+// takes them.
+func (e *env) reclaimGrantCall(id sdk.ExecutionID, w sdk.WorkerID, caps ...string) func() error {
+	return func() error {
+		_, err := e.b.IssueReclaimGrant(e.ctx, reclaimGrantArgs(id, w, caps...))
+		return err
+	}
+}
+
+func (e *env) reclaimCall(id sdk.ExecutionID, lane sdk.LaneID, w sdk.WorkerID, maxReclaims int) func() error {
+	return func() error {
+		_, err := e.b.ReclaimExecution(e.ctx, reclaimArgs(id, lane, w, maxReclaims))
+		return err
+	}
+}
+
 // reclaimGrant issues a reclaim grant to workerID.
 func (e *env) reclaimGrant(id sdk.ExecutionID, caps ...string) {
 	e.t.Helper()
@@ -92,15 +108,9 @@ func testReclaimAfterRevoke(e *env) {
 	id := e.create(args)
 	c := e.claim(id, lane, leaseTTL, "gpu")
 
-	e.rejects("IssueReclaimGrant on a live lease", func() error {
-		_, err := e.b.IssueReclaimGrant(e.ctx, reclaimGrantArgs(id, workerID, "gpu"))
-		return err
-	}, errNotReclaimable)
+	e.rejects("IssueReclaimGrant on a live lease", e.reclaimGrantCall(id, workerID, "gpu"), errNotReclaimable)
 	e.revoke(c.Handle)
-	e.rejects("IssueReclaimGrant without the required capabilities", func() error {
-		_, err := e.b.IssueReclaimGrant(e.ctx, reclaimGrantArgs(id, workerID))
-		return err
-	}, sdk.ErrCapabilityMismatch)
+	e.rejects("IssueReclaimGrant without the required capabilities", e.reclaimGrantCall(id, workerID), sdk.ErrCapabilityMismatch)
 
 	r := e.reclaim(c.Handle, 0, contextOf(args), "gpu")
 	e.requireAttempts(id, 2, 1)
@@ -113,10 +123,7 @@ func testReclaimAfterRevoke(e *env) {
 	}
 	e.must("Complete with the reclaimed lease", e.b.Complete(e.ctx, r.Handle, []byte("took over")))
 	e.requireState(id, sdk.StateCompleted, "reclaimed attempt completed")
-	e.rejects("IssueReclaimGrant on a completed execution", func() error {
-		_, err := e.b.IssueReclaimGrant(e.ctx, reclaimGrantArgs(id, workerID, "gpu"))
-		return err
-	}, errNotReclaimable)
+	e.rejects("IssueReclaimGrant on a completed execution", e.reclaimGrantCall(id, workerID, "gpu"), errNotReclaimable)
 }
 
 // testReclaimAfterExpiry: a lease that expired unrenewed is reclaimable
@@ -128,10 +135,7 @@ func testReclaimAfterExpiry(e *env) {
 	id := e.create(args)
 	c := e.claim(id, lane, shortTTL)
 	if time.Until(c.ExpiresAt) > 100*time.Millisecond {
-		e.rejects("IssueReclaimGrant before the lease expired", func() error {
-			_, err := e.b.IssueReclaimGrant(e.ctx, reclaimGrantArgs(id, workerID))
-			return err
-		}, errNotReclaimable)
+		e.rejects("IssueReclaimGrant before the lease expired", e.reclaimGrantCall(id, workerID), errNotReclaimable)
 	}
 	e.sleepUntil(c.ExpiresAt.Add(2 * clockSlack))
 	r := e.reclaim(c.Handle, 0, contextOf(args))
@@ -144,41 +148,20 @@ func testReclaimAfterExpiry(e *env) {
 func testReclaimRejections(e *env) {
 	const lane sdk.LaneID = "sdktest-reclaim-rejects"
 	unknown := sdk.NewExecutionID(e.lastPartition())
-	e.rejects("IssueReclaimGrant(unknown)", func() error {
-		_, err := e.b.IssueReclaimGrant(e.ctx, reclaimGrantArgs(unknown, workerID))
-		return err
-	}, sdk.ErrNotFound)
-	e.rejects("ReclaimExecution(unknown)", func() error {
-		_, err := e.b.ReclaimExecution(e.ctx, reclaimArgs(unknown, lane, workerID, 0))
-		return err
-	}, sdk.ErrNotFound)
+	e.rejects("IssueReclaimGrant(unknown)", e.reclaimGrantCall(unknown, workerID), sdk.ErrNotFound)
+	e.rejects("ReclaimExecution(unknown)", e.reclaimCall(unknown, lane, workerID, 0), sdk.ErrNotFound)
 
 	waiting := e.create(simple(lane))
-	e.rejects("IssueReclaimGrant on a waiting execution", func() error {
-		_, err := e.b.IssueReclaimGrant(e.ctx, reclaimGrantArgs(waiting, workerID))
-		return err
-	}, errNotReclaimable)
+	e.rejects("IssueReclaimGrant on a waiting execution", e.reclaimGrantCall(waiting, workerID), errNotReclaimable)
 
 	id := e.create(simple(lane))
 	c := e.claim(id, lane, leaseTTL)
 	e.revoke(c.Handle)
-	e.rejects("ReclaimExecution without a reclaim grant", func() error {
-		_, err := e.b.ReclaimExecution(e.ctx, reclaimArgs(id, lane, workerID, 0))
-		return err
-	}, sdk.ErrInvalidClaimGrant)
+	e.rejects("ReclaimExecution without a reclaim grant", e.reclaimCall(id, lane, workerID, 0), sdk.ErrInvalidClaimGrant)
 	e.reclaimGrant(id)
-	e.rejects("a second IssueReclaimGrant", func() error {
-		_, err := e.b.IssueReclaimGrant(e.ctx, reclaimGrantArgs(id, otherWorkerID))
-		return err
-	}, sdk.ErrGrantAlreadyExists)
-	e.rejects("ReclaimExecution by a worker without the grant", func() error {
-		_, err := e.b.ReclaimExecution(e.ctx, reclaimArgs(id, lane, otherWorkerID, 0))
-		return err
-	}, sdk.ErrInvalidClaimGrant)
-	e.rejects("ReclaimExecution with a negative MaxReclaims", func() error {
-		_, err := e.b.ReclaimExecution(e.ctx, reclaimArgs(id, lane, workerID, -1))
-		return err
-	}, sdk.ErrValidation)
+	e.rejects("a second IssueReclaimGrant", e.reclaimGrantCall(id, otherWorkerID), sdk.ErrGrantAlreadyExists)
+	e.rejects("ReclaimExecution by a worker without the grant", e.reclaimCall(id, lane, otherWorkerID, 0), sdk.ErrInvalidClaimGrant)
+	e.rejects("ReclaimExecution with a negative MaxReclaims", e.reclaimCall(id, lane, workerID, -1), sdk.ErrValidation)
 	e.requireState(id, sdk.StateActive, "revoked, reclaim refused")
 	e.requireFenced(c.Handle, "after RevokeLease, reclaim refused", sdk.ErrLeaseRevoked)
 }
@@ -208,10 +191,7 @@ func testReclaimCap(e *env) {
 	}
 	e.requireAttempts(id, 1+maxReclaims, maxReclaims)
 	e.requireFenced(h, "after the reclaim cap failed the execution", sdk.ErrExecutionNotActive)
-	e.rejects("IssueReclaimGrant on the failed execution", func() error {
-		_, err := e.b.IssueReclaimGrant(e.ctx, reclaimGrantArgs(id, workerID))
-		return err
-	}, errNotReclaimable)
+	e.rejects("IssueReclaimGrant on the failed execution", e.reclaimGrantCall(id, workerID), errNotReclaimable)
 }
 
 // testReplay: a terminal execution runs again as a new attempt, up to
@@ -309,10 +289,7 @@ func testResumeGrant(e *env) {
 		e.t.Fatalf("ClaimFromResumeGrant of a due interrupted attempt = %+v, %v; want a task", t, err)
 	}
 	e.checkTask("ClaimFromResumeGrant", *t, id, leaseTTL, before, time.Now(), sdk.AttemptResumed, contextOf(args))
-	if h := t.Handle; h.AttemptID != c.Handle.AttemptID || h.AttemptIndex != c.Handle.AttemptIndex || h.Epoch <= c.Handle.Epoch || h.LeaseID == c.Handle.LeaseID {
-		e.t.Fatalf("ClaimFromResumeGrant: attempt %d %s epoch %d lease %s; want attempt %d %s under a new lease after epoch %d",
-			h.AttemptIndex, h.AttemptID, h.Epoch, h.LeaseID, c.Handle.AttemptIndex, c.Handle.AttemptID, c.Handle.Epoch)
-	}
+	e.requireResumed("ClaimFromResumeGrant", t.Handle, c.Handle)
 	e.requireAttempts(id, 1, 0)
 	e.requireFenced(c.Handle, "with the handle from before the delay", sdk.ErrStaleLease)
 	e.must("Complete", e.b.Complete(e.ctx, t.Handle, nil))

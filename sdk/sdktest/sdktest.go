@@ -343,6 +343,16 @@ func (e *env) checkAttempt(what string, c sdk.ClaimedExecution, typ sdk.AttemptT
 	}
 }
 
+// requireResumed fails unless h continues the attempt of old, the handle
+// from before the interruption, under a new lease.
+func (e *env) requireResumed(what string, h, old sdk.Handle) {
+	e.t.Helper()
+	if h.AttemptID != old.AttemptID || h.AttemptIndex != old.AttemptIndex || h.Epoch <= old.Epoch || h.LeaseID == old.LeaseID {
+		e.t.Fatalf("%s: attempt %d %s epoch %d lease %s; want attempt %d %s under a new lease after epoch %d",
+			what, h.AttemptIndex, h.AttemptID, h.Epoch, h.LeaseID, old.AttemptIndex, old.AttemptID, old.Epoch)
+	}
+}
+
 // checkTask checks a claim that returned its context inline (GrantAndClaim,
 // ClaimFused, a hand-off, a reclaim, a resume grant): the lease as
 // checkClaim does, the attempt type and the context.
