@@ -25,7 +25,8 @@
 //	}
 //
 // Run starts one subtest per behaviour (lifecycle, retry, fencing, cancel,
-// bad_input_writes_nothing, …; the names are stable so -run can select them)
+// bad_input_writes_nothing, recovery/…, batch_renew/…, offers/…; the names
+// are stable so -run can select them)
 // and calls Harness.New once per subtest. Subtests run one after another, never
 // in parallel, so New may reuse one server as long as it empties it first.
 //
@@ -65,6 +66,62 @@
 //     return nil, nil; the other reads and writes return a not_found error.
 //   - Ids beyond Partitions(), and partitions out of range, are validation
 //     errors.
+//
+// Recovery (sdk.Recovery, part of every EngineBackend) has its own
+// subtests, recovery/…: a revoked or expired lease is taken over by
+// IssueReclaimGrant + ReclaimExecution (a new attempt, reclaim type, higher
+// epoch, context inline; the old handle gets stale_lease); the refusals
+// (execution_not_reclaimable on a live lease, a missing or foreign grant,
+// a capability mismatch) write nothing; the reclaim past MaxReclaims fails
+// the execution terminally; ReplayExecution runs a completed, failed or
+// cancelled execution again as a new replay attempt, up to MaxReplays;
+// ClaimFromResumeGrant continues a due interrupted attempt and otherwise
+// returns nil, nil having written nothing; ReadExecutionInfo returns nil,
+// nil for an unknown id.
+//
+// Optional roles (sdk/roles.go) have one subtest group each: batch_renew,
+// window_scan, grant_claim, fused_claim and offers (ClaimOfferer, with
+// CompleteOfferer for offers/complete_and_offer). Each subtest skips
+// ("backend lacks <role>") unless sdk.RolesOf returns the role, so a
+// backend opts in the way it does for the Worker: implement the interface
+// and list the role in Features().Roles. Listed roles are then held to
+// their doc comments:
+//
+//   - batch_renew: one result per handle, in order, across partitions and
+//     lease TTLs; each refused handle (stale after a reclaim, revoked,
+//     expired, completed, unknown, beyond Partitions(), from another
+//     backend, malformed) gets the error Renew would give it, in its
+//     place, while the others renew (by their own TTL, as
+//     DescribeExecution then shows); a batch of refused handles writes
+//     nothing.
+//   - window_scan: per requested partition, in the requested order
+//     (repeats included), what ScanEligibleExecutions answers there, at
+//     limits below and above a head cache, and again after the head moved.
+//     A backend serving it from a cache may lag a write by the time an
+//     invalidation takes: the suite polls for up to settleDeadline (3s).
+//   - grant_claim: the lease and the context in one call; the errors of
+//     IssueClaimGrant and ClaimExecution (capability mismatch, active,
+//     granted to another worker, delayed, blocked, unknown), each writing
+//     nothing; an interrupted attempt is claimed resumed.
+//   - fused_claim: at most Max (0 means 1), priority then FIFO on the
+//     partition, context inline, nothing of other lanes or partitions;
+//     executions needing capabilities the worker lacks are blocked for
+//     routing (BlockedReason capability_mismatch) and those granted to
+//     another worker are left to it; an interrupted attempt is resumed.
+//   - offers: a create into an empty eligible set while an offer is open
+//     answers active and the worker's WatchHandoffs deliver gets the lease
+//     (LeaseID the offer's) with the context inline; an offer is spent
+//     once; withdrawn, expired, or passed over (capabilities, delayed
+//     work) it takes nothing; RefreshOffers and WithdrawOffers answer per
+//     offer, in order, across lanes; CompleteAndOffer posts nothing when
+//     the complete fails, and completes alone when the offer is refused.
+//
+// The offers subtests create through the backend they watch hand-offs on.
+// roles_listed checks every role in Features().Roles is known, listed once,
+// and implemented. The suite has no subtests yet for readiness, arrivals,
+// lease events, the worker registry and batch submit. Since a missing role
+// skips its subtests, a backend's test should pin which roles each of its
+// configurations lists (valkeybackend's TestConformance does).
 //
 // Times: the suite compares server-stamped times (lease expiry, retry due
 // times) with the local clock, allowing clockSlack (25ms) outside the window

@@ -26,14 +26,25 @@ func (e *env) requireContext(id sdk.ExecutionID, lane sdk.LaneID, kind string, p
 	if err != nil {
 		e.t.Fatalf("ReadExecutionContext(%s) = %v", id, err)
 	}
-	if c.Lane != lane || c.Kind != kind {
-		e.t.Fatalf("ReadExecutionContext(%s): lane %q kind %q, want %q %q", id, c.Lane, c.Kind, lane, kind)
+	e.checkContext("ReadExecutionContext("+string(id)+")", c, sdk.ExecutionContext{Lane: lane, Kind: kind, Payload: payload, Tags: tags})
+}
+
+// contextOf is the context a create with args stores.
+func contextOf(args sdk.CreateExecutionArgs) sdk.ExecutionContext {
+	return sdk.ExecutionContext{Lane: args.Lane, Kind: args.Kind, Payload: args.Payload, Tags: args.Tags}
+}
+
+// checkContext fails unless c is exactly want, byte for byte.
+func (e *env) checkContext(what string, c, want sdk.ExecutionContext) {
+	e.t.Helper()
+	if c.Lane != want.Lane || c.Kind != want.Kind {
+		e.t.Fatalf("%s: lane %q kind %q, want %q %q", what, c.Lane, c.Kind, want.Lane, want.Kind)
 	}
-	if !bytes.Equal(c.Payload, payload) {
-		e.t.Fatalf("ReadExecutionContext(%s): payload differs:\n got %d bytes % x\nwant %d bytes % x", id, len(c.Payload), c.Payload, len(payload), payload)
+	if !bytes.Equal(c.Payload, want.Payload) {
+		e.t.Fatalf("%s: payload differs:\n got %d bytes % x\nwant %d bytes % x", what, len(c.Payload), c.Payload, len(want.Payload), want.Payload)
 	}
-	if len(c.Tags) != len(tags) || (len(tags) > 0 && !maps.Equal(c.Tags, tags)) {
-		e.t.Fatalf("ReadExecutionContext(%s): tags %q, want %q", id, c.Tags, tags)
+	if len(c.Tags) != len(want.Tags) || (len(want.Tags) > 0 && !maps.Equal(c.Tags, want.Tags)) {
+		e.t.Fatalf("%s: tags %q, want %q", what, c.Tags, want.Tags)
 	}
 }
 
@@ -385,12 +396,7 @@ func testDelay(e *env) {
 	}, sdk.ErrUseClaimResumed)
 	// The rejected claim left the grant in place: claim with it.
 	r := e.claimResumed(id, lane, leaseTTL, true)
-	if r.Handle.AttemptIndex != c.Handle.AttemptIndex || r.Handle.AttemptID != c.Handle.AttemptID {
-		e.t.Fatalf("resumed claim: attempt %d %s, want the interrupted %d %s", r.Handle.AttemptIndex, r.Handle.AttemptID, c.Handle.AttemptIndex, c.Handle.AttemptID)
-	}
-	if r.Handle.Epoch <= c.Handle.Epoch || r.Handle.LeaseID == c.Handle.LeaseID {
-		e.t.Fatalf("resumed claim: epoch %d lease %s, want a new lease above epoch %d", r.Handle.Epoch, r.Handle.LeaseID, c.Handle.Epoch)
-	}
+	e.requireResumed("resumed claim", r.Handle, c.Handle)
 	e.rejects("Complete with the pre-delay handle", func() error {
 		return e.b.Complete(e.ctx, c.Handle, nil)
 	}, sdk.ErrStaleLease)

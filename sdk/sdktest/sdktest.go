@@ -38,6 +38,10 @@ const (
 	// promoteDeadline bounds how long the suite waits for a due delayed
 	// execution to be promoted.
 	promoteDeadline = 3 * time.Second
+	// settleDeadline bounds how long the suite waits for something a backend
+	// may do a moment after the call that caused it: a hand-off reaching its
+	// worker, a cached read catching up with a write.
+	settleDeadline = 3 * time.Second
 	// pollInterval is the pause between two polls.
 	pollInterval = 5 * time.Millisecond
 	// leaseTTL is the lease length of ordinary claims.
@@ -96,6 +100,40 @@ var suite = []subtest{
 	{name: "bad_input_writes_nothing", fn: testBadInput},
 	{name: "list", fn: testList},
 	{name: "unknown_execution", fn: testUnknownExecution},
+	{name: "recovery", sub: []subtest{
+		{name: "reclaim_after_revoke", fn: testReclaimAfterRevoke},
+		{name: "reclaim_after_expiry", fn: testReclaimAfterExpiry},
+		{name: "reclaim_rejections", fn: testReclaimRejections},
+		{name: "reclaim_cap", fn: testReclaimCap},
+		{name: "replay", fn: testReplay},
+		{name: "resume_grant", fn: testResumeGrant},
+		{name: "execution_info", fn: testExecutionInfo},
+	}},
+
+	// The optional roles (sdk/roles.go): each subtest skips when
+	// sdk.RolesOf says the backend lacks its role.
+	{name: "roles_listed", fn: testRolesListed},
+	{name: "batch_renew", sub: []subtest{
+		{name: "per_handle_results", fn: testBatchRenewPerHandle},
+		{name: "partitions_and_ttls", fn: testBatchRenewPartitions},
+	}},
+	{name: "window_scan", fn: testWindowScan},
+	{name: "grant_claim", sub: []subtest{
+		{name: "claim_with_context", fn: testGrantClaim},
+		{name: "rejections", fn: testGrantClaimRejections},
+		{name: "resumed", fn: testGrantClaimResumed},
+	}},
+	{name: "fused_claim", sub: []subtest{
+		{name: "order_and_max", fn: testFusedOrder},
+		{name: "capabilities_and_grants", fn: testFusedCapabilities},
+		{name: "resumed", fn: testFusedResumed},
+	}},
+	{name: "offers", sub: []subtest{
+		{name: "handoff", fn: testHandoff},
+		{name: "withdraw", fn: testWithdrawOffers},
+		{name: "refresh_and_expiry", fn: testRefreshOffers},
+		{name: "complete_and_offer", fn: testCompleteAndOffer},
+	}},
 }
 
 // env is one subtest's backend and context. Its helpers fail the test on any
@@ -105,6 +143,8 @@ type env struct {
 	ctx context.Context
 	b   sdk.EngineBackend
 	h   Harness
+	// roles are the backend's enabled optional roles (sdk.RolesOf).
+	roles sdk.BackendRoles
 }
 
 func newEnv(t *testing.T, h Harness) *env {
@@ -118,7 +158,35 @@ func newEnv(t *testing.T, h Harness) *env {
 	if n := b.Partitions(); n < 1 {
 		t.Fatalf("sdktest: Partitions() = %d, want at least 1", n)
 	}
-	return &env{t: t, ctx: ctx, b: b, h: h}
+	return &env{t: t, ctx: ctx, b: b, h: h, roles: sdk.RolesOf(b)}
+}
+
+// need returns role, a field of e.roles, or skips the subtest when it is
+// nil: the backend lacks the role or has it turned off.
+func need[T any](e *env, role T, name sdk.Role) T {
+	e.t.Helper()
+	if any(role) == nil {
+		e.t.Skipf("backend lacks %s", name)
+	}
+	return role
+}
+
+// onPartition pins a create to partition p.
+func onPartition(args sdk.CreateExecutionArgs, p int) sdk.CreateExecutionArgs {
+	args.ID = sdk.NewExecutionID(p)
+	return args
+}
+
+// somePartitions returns up to limit partitions spread over all of them,
+// highest first (a backend that sorts what it is given shows).
+func (e *env) somePartitions(limit int) []int {
+	n := e.b.Partitions()
+	step := max(1, (n+limit-1)/limit)
+	var out []int
+	for p := n - 1; p >= 0; p -= step {
+		out = append(out, p)
+	}
+	return out
 }
 
 // lastPartition is the highest partition: tests that pin ids to one
@@ -252,13 +320,47 @@ func (e *env) claimResumed(id sdk.ExecutionID, lane sdk.LaneID, ttl time.Duratio
 		e.t.Fatalf("ClaimResumedExecution(%s) = %v", id, err)
 	}
 	e.checkClaim(c, id, lane, ttl, before, time.Now())
-	if c.AttemptType != sdk.AttemptResumed {
-		e.t.Fatalf("ClaimResumedExecution(%s): attempt type %q, want %q", id, c.AttemptType, sdk.AttemptResumed)
-	}
-	if c.Handle.Kind != sdk.HandleResumed {
-		e.t.Fatalf("ClaimResumedExecution(%s): handle kind %d, want HandleResumed (%d)", id, c.Handle.Kind, sdk.HandleResumed)
-	}
+	e.checkAttempt("ClaimResumedExecution("+string(id)+")", c, sdk.AttemptResumed)
 	return c
+}
+
+// handleKinds maps the attempt types whose handles are not HandleFresh.
+var handleKinds = map[sdk.AttemptType]sdk.HandleKind{
+	sdk.AttemptResumed: sdk.HandleResumed,
+	sdk.AttemptReclaim: sdk.HandleReclaimed,
+}
+
+// checkAttempt fails unless c is an attempt of type typ with the handle
+// kind that goes with it.
+func (e *env) checkAttempt(what string, c sdk.ClaimedExecution, typ sdk.AttemptType) {
+	e.t.Helper()
+	kind, ok := handleKinds[typ]
+	if !ok {
+		kind = sdk.HandleFresh
+	}
+	if c.AttemptType != typ || c.Handle.Kind != kind {
+		e.t.Fatalf("%s: attempt type %q handle kind %d, want %q and kind %d", what, c.AttemptType, c.Handle.Kind, typ, kind)
+	}
+}
+
+// requireResumed fails unless h continues the attempt of old, the handle
+// from before the interruption, under a new lease.
+func (e *env) requireResumed(what string, h, old sdk.Handle) {
+	e.t.Helper()
+	if h.AttemptID != old.AttemptID || h.AttemptIndex != old.AttemptIndex || h.Epoch <= old.Epoch || h.LeaseID == old.LeaseID {
+		e.t.Fatalf("%s: attempt %d %s epoch %d lease %s; want attempt %d %s under a new lease after epoch %d",
+			what, h.AttemptIndex, h.AttemptID, h.Epoch, h.LeaseID, old.AttemptIndex, old.AttemptID, old.Epoch)
+	}
+}
+
+// checkTask checks a claim that returned its context inline (GrantAndClaim,
+// ClaimFused, a hand-off, a reclaim, a resume grant): the lease as
+// checkClaim does, the attempt type and the context.
+func (e *env) checkTask(what string, t sdk.ClaimedTask, id sdk.ExecutionID, ttl time.Duration, before, after time.Time, typ sdk.AttemptType, want sdk.ExecutionContext) {
+	e.t.Helper()
+	e.checkClaim(t.ClaimedExecution, id, want.Lane, ttl, before, after)
+	e.checkAttempt(what, t.ClaimedExecution, typ)
+	e.checkContext(what+": context", t.Context, want)
 }
 
 func (e *env) checkClaim(c sdk.ClaimedExecution, id sdk.ExecutionID, lane sdk.LaneID, ttl time.Duration, before, after time.Time) {
@@ -358,8 +460,9 @@ func (e *env) promoteDue(lane sdk.LaneID, p, want int) time.Time {
 	}
 }
 
-// readyAgain waits until a scheduled retry of id is eligible, promoting it
-// when the backend parked it in the delayed set.
+// readyAgain waits until id, due again (a scheduled retry, a delay that
+// passed), is eligible, promoting it when the backend parked it in the
+// delayed set.
 func (e *env) readyAgain(lane sdk.LaneID, id sdk.ExecutionID) {
 	e.t.Helper()
 	switch st := e.state(id); st {
@@ -367,10 +470,38 @@ func (e *env) readyAgain(lane sdk.LaneID, id sdk.ExecutionID) {
 		e.promoteDue(lane, e.partition(id), 1)
 	case sdk.StateWaiting:
 	default:
-		e.t.Fatalf("execution %s with a scheduled retry is %q, want delayed or waiting", id, st)
+		e.t.Fatalf("execution %s due again is %q, want delayed or waiting", id, st)
 	}
-	e.requireState(id, sdk.StateWaiting, "retry due")
-	e.requireScannable(lane, id, true, "retry due")
+	e.requireState(id, sdk.StateWaiting, "due again")
+	e.requireScannable(lane, id, true, "due again")
+}
+
+// interrupt delays the attempt behind h briefly and waits until it is
+// eligible again: its next claim resumes that attempt.
+func (e *env) interrupt(h sdk.Handle) {
+	e.t.Helper()
+	e.must("Delay", e.b.Delay(e.ctx, h, time.Now().Add(20*time.Millisecond)))
+	e.readyAgain(h.Lane, h.ExecutionID)
+}
+
+// eventually polls cond until it holds, for at most settleDeadline; cond
+// says what it saw when it does not hold.
+func (e *env) eventually(what string, cond func() (bool, string)) {
+	e.t.Helper()
+	deadline := time.Now().Add(settleDeadline)
+	for polls := 1; ; polls++ {
+		ok, saw := cond()
+		if ok {
+			if polls > 1 {
+				e.t.Logf("%s: held after %d polls", what, polls)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("%s: still %s after %v", what, saw, settleDeadline)
+		}
+		e.sleep(pollInterval)
+	}
 }
 
 func (e *env) sleep(d time.Duration) {
