@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"hash/fnv"
+	"math"
 	"slices"
 	"sync"
 	"time"
@@ -180,7 +181,8 @@ func (w *Worker) claimRound(ctx context.Context) (claimed int, saw bool, err err
 		if w.slots.free() == 0 || ctx.Err() != nil {
 			break
 		}
-		c, s, err := w.claimLane(ctx, (start+i)%nl)
+		li := (start + i) % nl
+		c, s, err := w.claimLane(ctx, li, w.pendingArrivals(li))
 		claimed += c
 		saw = saw || s
 		if err != nil {
@@ -190,27 +192,27 @@ func (w *Worker) claimRound(ctx context.Context) (claimed int, saw bool, err err
 	return claimed, saw, nil
 }
 
-// claimLane claims on lane li: first the arrivals that came while the
-// worker was busy, then from the partitions that may hold work.
-func (w *Worker) claimLane(ctx context.Context, li int) (claimed int, saw bool, err error) {
-	if w.roles.ArrivalWatcher != nil {
-		// What pending arrivals name may be gone already: only a claim of
-		// one counts, not having seen it.
-		if claimed, err = w.claimPending(ctx, li); err != nil {
-			return claimed, false, err
-		}
-	}
+// claimLane claims on lane li from the partitions that may hold work, best
+// first. pending are arrivals taken for the lane (pendingArrivals): hints
+// whose partitions are looked at too; what they name may be gone already,
+// so only a claim of one counts, not having seen it.
+func (w *Worker) claimLane(ctx context.Context, li int, pending []candidate) (claimed int, saw bool, err error) {
 	parts, err := w.lanePartitions(ctx, li)
-	if err != nil || len(parts) == 0 {
-		return claimed, false, err
+	if err != nil {
+		return 0, false, err
 	}
-	var c int
 	if w.cfg.ClaimMode == ClaimFused {
-		c, saw, err = w.claimFusedLane(ctx, li, parts)
-	} else {
-		c, saw, err = w.claimDirectLane(ctx, li, parts)
+		for _, c := range pending {
+			if !slices.Contains(parts, c.partition) {
+				parts = append(parts, c.partition)
+			}
+		}
+		if len(parts) == 0 {
+			return 0, false, nil
+		}
+		return w.claimFusedLane(ctx, li, parts)
 	}
-	return claimed + c, saw, err
+	return w.claimDirectLane(ctx, li, parts, pending)
 }
 
 // lanePartitions returns the partitions of lane li worth scanning, rotated
@@ -229,33 +231,57 @@ func (w *Worker) lanePartitions(ctx context.Context, li int) ([]int, error) {
 	return rotateFrom(parts, w.cursor.part[li]), nil
 }
 
-// claimPending claims the arrivals on lane li that came while this
-// process's workers were busy (ArrivalWatcher.TakeArrivals).
-func (w *Worker) claimPending(ctx context.Context, li int) (claimed int, err error) {
+// pendingArrivals takes, up to the free slots, the arrivals on lane li that
+// came while this process's workers were busy (ArrivalWatcher.TakeArrivals),
+// as candidates that rank after every scanned head: the scan that follows
+// shows them with their rank when its heads are fresh, and an arrival the
+// heads do not show yet is still claimed, last.
+func (w *Worker) pendingArrivals(li int) []candidate {
+	aw := w.roles.ArrivalWatcher
 	free := w.slots.free()
-	if free == 0 {
-		return 0, nil
+	if aw == nil || free == 0 {
+		return nil
 	}
-	return w.claimArrivals(ctx, li, w.roles.ArrivalWatcher.TakeArrivals(w.cfg.Lanes[li], free))
+	return w.arrivalCandidates(aw.TakeArrivals(w.cfg.Lanes[li], free))
+}
+
+// arrivalCandidates turns arrivals into candidates ranked last, and notes
+// that creates are coming.
+func (w *Worker) arrivalCandidates(arrs []Arrival) []candidate {
+	if len(arrs) == 0 {
+		return nil
+	}
+	w.offers.sawCreate()
+	cands := make([]candidate, 0, len(arrs))
+	for _, a := range arrs {
+		p, err := a.ID.Partition()
+		if err != nil || p >= len(w.cursor.partitions) {
+			continue
+		}
+		cands = append(cands, candidate{partition: p, RankedID: RankedID{ID: a.ID, Rank: math.Inf(1)}})
+	}
+	w.stats.arrivals.Add(uint64(len(cands)))
+	return cands
 }
 
 // claimLatePending claims, before an idle wait, the arrivals that came
-// while the last round was under way (after it took the pending ones); it
-// reports whether it claimed any.
+// while the last round was under way (after it took the pending ones),
+// among the heads of their lane; it reports whether it claimed any.
 func (w *Worker) claimLatePending(ctx context.Context) bool {
-	if w.roles.ArrivalWatcher == nil {
-		return false
-	}
 	claimed := 0
 	for li := range w.cfg.Lanes {
-		c, err := w.claimPending(ctx, li)
-		claimed += c
-		w.claimFailed(ctx, err)
+		if pending := w.pendingArrivals(li); len(pending) > 0 {
+			c, _, err := w.claimLane(ctx, li, pending)
+			claimed += c
+			w.claimFailed(ctx, err)
+		}
 	}
 	return claimed > 0
 }
 
-// claimArrival claims the execution an idle wait's arrival named.
+// claimArrival claims the execution an idle wait's arrival named: it filled
+// an empty eligible set while the worker saw no work, so no read comes
+// first.
 func (w *Worker) claimArrival(ctx context.Context, a *Arrival) {
 	if a == nil || ctx.Err() != nil {
 		return
@@ -264,7 +290,7 @@ func (w *Worker) claimArrival(ctx context.Context, a *Arrival) {
 	if li < 0 {
 		return
 	}
-	_, err := w.claimArrivals(ctx, li, []Arrival{*a})
+	_, err := w.claimCandidates(ctx, li, w.arrivalCandidates([]Arrival{*a}))
 	w.claimFailed(ctx, err)
 }
 
@@ -277,51 +303,33 @@ func (w *Worker) claimFailed(ctx context.Context, err error) {
 	}
 }
 
-// claimArrivals claims the executions arrivals on lane li named, straight
-// away: the push already said where they are, so no read comes first.
-// Losing one to another worker is fine; the next round scans as usual.
-func (w *Worker) claimArrivals(ctx context.Context, li int, arrs []Arrival) (claimed int, err error) {
-	if len(arrs) > 0 {
-		w.offers.sawCreate()
-	}
-	cands := make([]candidate, 0, len(arrs))
-	for _, a := range arrs {
-		p, err := a.ID.Partition()
-		if err != nil || p >= len(w.cursor.partitions) {
-			continue
-		}
-		cands = append(cands, candidate{partition: p, RankedID: RankedID{ID: a.ID}})
-	}
-	if len(cands) == 0 {
-		return 0, nil
-	}
-	w.stats.arrivals.Add(uint64(len(cands)))
-	claimed, _, err = w.claimCandidates(ctx, li, cands)
-	return claimed, err
-}
-
 // claimDirectLane reads the heads of lane li's partitions (a window of
 // partitions per round trip, served from the readiness cache while nothing
-// changes), puts every candidate in priority-then-FIFO order across the
-// partitions, and claims them in that order while slots last.
-func (w *Worker) claimDirectLane(ctx context.Context, li int, parts []int) (claimed int, saw bool, err error) {
+// changes), puts every candidate, pending arrivals included, in
+// priority-then-FIFO order across the partitions, and claims them in that
+// order while slots last. saw reports scanned candidates only.
+func (w *Worker) claimDirectLane(ctx context.Context, li int, parts []int, pending []candidate) (claimed int, saw bool, err error) {
 	free := w.slots.free()
 	if free == 0 {
 		return 0, false, nil
 	}
-	// More than one candidate per partition, so a head granted to another
-	// worker (and maybe never claimed) does not block the partition.
-	heads, err := w.scanHeads(ctx, w.cfg.Lanes[li], parts, min(free+1, maxScanLimit))
-	if err != nil {
-		return 0, false, err
-	}
-	var cands []candidate
-	for i, ids := range heads {
-		for _, r := range ids {
-			cands = append(cands, candidate{partition: parts[i], RankedID: r})
+	cands := pending
+	if len(parts) > 0 {
+		// More than one candidate per partition, so a head granted to
+		// another worker (and maybe never claimed) does not block it.
+		heads, err := w.scanHeads(ctx, w.cfg.Lanes[li], parts, min(free+1, maxScanLimit))
+		if err != nil {
+			return 0, false, err
 		}
+		for i, ids := range heads {
+			for _, r := range ids {
+				cands = append(cands, candidate{partition: parts[i], RankedID: r})
+			}
+		}
+		saw = len(cands) > len(pending)
 	}
-	return w.claimCandidates(ctx, li, cands)
+	claimed, err = w.claimCandidates(ctx, li, cands)
+	return claimed, saw, err
 }
 
 // scanHeads reads up to limit eligible ids of each partition of parts, a
@@ -375,21 +383,16 @@ type candidate struct {
 	RankedID
 }
 
-// candidateQueue orders candidates best first (RankedID.Before), leaving
-// out what this worker runs already: a scan right after a claim can still
-// find the claimed id in a cached head (the server's invalidation trails
-// the claim's reply), and claiming it would be a wasted round trip. It
-// reports whether there was any candidate at all.
-func (w *Worker) candidateQueue(cands []candidate) (queue []candidate, saw bool) {
-	queue = make([]candidate, 0, len(cands))
-	w.running.withIDs(func(running map[ExecutionID]struct{}) {
-		for _, c := range cands {
-			if _, busy := running[c.ID]; !busy {
-				queue = append(queue, c)
-			}
-		}
-	})
-	slices.SortStableFunc(queue, func(a, b candidate) int {
+// candidateQueue orders candidates best first (RankedID.Before), each id
+// once (a ranked sighting beats an arrival's), leaving out what this worker
+// runs already (a scan right after a claim can still find the claimed id in
+// a cached head: the server's invalidation trails the claim's reply, and
+// claiming it would be a wasted round trip). It keeps the best
+// 2×free+16: enough to fill the free slots after some are lost to other
+// workers; the next round scans again.
+func (w *Worker) candidateQueue(cands []candidate, free int) []candidate {
+	sorted := slices.Clone(cands)
+	slices.SortStableFunc(sorted, func(a, b candidate) int {
 		switch {
 		case a.Before(b.RankedID):
 			return -1
@@ -398,14 +401,45 @@ func (w *Worker) candidateQueue(cands []candidate) (queue []candidate, saw bool)
 		}
 		return 0
 	})
-	return queue, len(cands) > 0
+	limit := 2*free + 16
+	queue := sorted[:0]
+	dup := containsID // a few dozen at most: a scan beats a map
+	if limit > 64 {
+		seen := make(map[ExecutionID]struct{}, limit)
+		dup = func(_ []candidate, id ExecutionID) bool {
+			_, ok := seen[id]
+			seen[id] = struct{}{}
+			return ok
+		}
+	}
+	w.running.withIDs(func(running map[ExecutionID]struct{}) {
+		for _, c := range sorted {
+			if len(queue) == limit {
+				return
+			}
+			if _, busy := running[c.ID]; !busy && !dup(queue, c.ID) {
+				queue = append(queue, c)
+			}
+		}
+	})
+	return queue
+}
+
+// containsID reports whether id is among cands.
+func containsID(cands []candidate, id ExecutionID) bool {
+	for _, c := range cands {
+		if c.ID == id {
+			return true
+		}
+	}
+	return false
 }
 
 // claimCandidates claims candidates best first, as many at a time as there
 // are free slots (concurrently), so with one free slot executions start in
 // exactly the order candidateQueue gives.
-func (w *Worker) claimCandidates(ctx context.Context, li int, cands []candidate) (claimed int, saw bool, err error) {
-	queue, saw := w.candidateQueue(cands)
+func (w *Worker) claimCandidates(ctx context.Context, li int, cands []candidate) (claimed int, err error) {
+	queue := w.candidateQueue(cands, w.slots.free())
 	for len(queue) > 0 && ctx.Err() == nil {
 		k := w.slots.reserve(len(queue))
 		if k == 0 {
@@ -414,11 +448,11 @@ func (w *Worker) claimCandidates(ctx context.Context, li int, cands []candidate)
 		c, err := w.claimBatch(ctx, li, queue[:k])
 		claimed += c
 		if err != nil {
-			return claimed, saw, err
+			return claimed, err
 		}
 		queue = queue[k:]
 	}
-	return claimed, saw, nil
+	return claimed, nil
 }
 
 // claimBatch claims a batch of candidates, one slot reserved for each, and

@@ -11,9 +11,9 @@ import (
 // (head is its best one), k slots reserved for it.
 type fusedCall struct {
 	p, want, k int
-	head        RankedID
-	tasks       []ClaimedTask
-	err         error
+	head       RankedID
+	tasks      []ClaimedTask
+	err        error
 }
 
 // claimFusedLane claims on lane li with one fused call per non-empty
@@ -42,16 +42,19 @@ func (w *Worker) claimFusedLane(ctx context.Context, li int, parts []int) (claim
 	return claimed, true, nil
 }
 
-// fusedPlan says how many to ask of each partition, best head first: its
-// head's length when the backend scans windows (served by the readiness
-// cache, so usually free), else an even share of the free slots (in
-// partition order: without ranks there is no better one). Asking an empty
-// partition is a wasted call.
+// fusedPlan says how many to ask of each partition, best first. With a
+// WindowScanner (its heads come from the readiness cache, so usually
+// free), it ranks every partition's head together and asks each partition
+// for its share of the best free ones, the partition with the best of them
+// first: the fused calls then claim what the direct path would, in the
+// same priority-then-FIFO order. Without one, every partition is asked for
+// an even share of the free slots, in partition order.
 func (w *Worker) fusedPlan(ctx context.Context, lane LaneID, parts []int) ([]fusedCall, error) {
-	plan := make([]fusedCall, 0, len(parts))
+	free := w.slots.free()
 	if w.roles.WindowScanner == nil {
+		plan := make([]fusedCall, 0, len(parts))
 		for _, p := range parts {
-			plan = append(plan, fusedCall{p: p, want: max(w.slots.free()/len(parts), 1)})
+			plan = append(plan, fusedCall{p: p, want: max(free/len(parts), 1)})
 		}
 		return plan, nil
 	}
@@ -59,33 +62,44 @@ func (w *Worker) fusedPlan(ctx context.Context, lane LaneID, parts []int) ([]fus
 	if err != nil {
 		return nil, err
 	}
+	var cands []candidate
 	for i, ids := range heads {
-		if len(ids) > 0 {
-			plan = append(plan, fusedCall{p: parts[i], want: len(ids), head: ids[0]})
+		for _, r := range ids {
+			cands = append(cands, candidate{partition: parts[i], RankedID: r})
 		}
 	}
-	// A cut head may hide more: ask it for an even share of the free slots
-	// (at least what it shows). Asking every cut head for a whole
-	// ClaimBatch would spend the slots on the first few partitions and
-	// leave the rest to later rounds.
-	if len(plan) > 0 {
-		share := min(w.cfg.ClaimBatch, w.slots.free()/len(plan))
-		for i := range plan {
-			if plan[i].want >= maxScanLimit {
-				plan[i].want = max(plan[i].want, share)
-			}
+	queue := w.candidateQueue(cands, free)
+	queue = queue[:min(free, len(queue))]
+	var plan []fusedCall
+	for _, c := range queue {
+		i := slices.IndexFunc(plan, func(f fusedCall) bool { return f.p == c.partition })
+		if i < 0 {
+			plan = append(plan, fusedCall{p: c.partition, head: c.RankedID})
+			i = len(plan) - 1
 		}
+		plan[i].want++
 	}
-	slices.SortStableFunc(plan, func(a, b fusedCall) int {
-		switch {
-		case a.head.Before(b.head):
-			return -1
-		case b.head.Before(a.head):
-			return 1
-		}
-		return 0
-	})
+	spreadOverCutHeads(plan, heads, parts, free-len(queue))
 	return plan, nil
+}
+
+// spreadOverCutHeads gives slots left after every visible candidate was
+// planned to the partitions whose head was cut at maxScanLimit: only they
+// may hold more (after what they showed).
+func spreadOverCutHeads(plan []fusedCall, heads [][]RankedID, parts []int, left int) {
+	var cut []int
+	for i := range plan {
+		k := slices.Index(parts, plan[i].p)
+		if len(heads[k]) >= maxScanLimit {
+			cut = append(cut, i)
+		}
+	}
+	for n, i := range cut {
+		plan[i].want += left / len(cut)
+		if n < left%len(cut) {
+			plan[i].want++
+		}
+	}
 }
 
 // reserveFused reserves slots for the planned calls, at most ClaimBatch

@@ -244,7 +244,7 @@ func testWindowScan(e *env) {
 	}
 
 	if got, err := ws.ScanEligibleWindow(e.ctx, lane, nil, 5); err != nil || len(got) != 0 {
-		e.t.Fatalf("ScanEligibleWindow(no partitions) = %q, %v; want nothing", got, err)
+		e.t.Fatalf("ScanEligibleWindow(no partitions) = %v, %v; want nothing", got, err)
 	}
 	for _, p := range []int{-1, e.b.Partitions()} {
 		e.rejects(fmt.Sprintf("ScanEligibleWindow on partition %d", p), func() error {
@@ -272,8 +272,15 @@ func (e *env) requireWindow(ws sdk.WindowScanner, lane sdk.LaneID, parts []int, 
 			e.t.Fatalf("ScanEligibleWindow(%q, %v, %d) returned %d lists", lane, parts, limit, len(got))
 		}
 		for i, p := range parts {
-			if want := e.scan(lane, p, limit); !slices.Equal(got[i], want) {
-				return false, fmt.Sprintf("partition %d (position %d) = %q, ScanEligibleExecutions has %q", p, i, got[i], want)
+			ids := make([]sdk.ExecutionID, len(got[i]))
+			for k, r := range got[i] {
+				ids[k] = r.ID
+				if k > 0 && r.Before(got[i][k-1]) {
+					e.t.Fatalf("ScanEligibleWindow(%q, %v, %d): partition %d ranks %v before %v", lane, parts, limit, p, r, got[i][k-1])
+				}
+			}
+			if want := e.scan(lane, p, limit); !slices.Equal(ids, want) {
+				return false, fmt.Sprintf("partition %d (position %d) = %q, ScanEligibleExecutions has %q", p, i, ids, want)
 			}
 		}
 		return true, ""
