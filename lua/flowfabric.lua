@@ -68,8 +68,8 @@ cancelled_by last_transition_at ended_by (who ended the last attempt: the
 holder's lease id, 'engine' or 'operator'; a retried terminal call checks it).
 Per-attempt fields (progress_pct progress_msg failure_reason failure_category
 revoke_reason) describe the current (or last) attempt only: a new attempt
-starts them clean (take_lease), and an ended attempt's record is kept first in
-field attempt:<index> (keep_attempt; at most ATTEMPT_HISTORY of them).
+starts them clean (take_lease), and each ended attempt's record is kept in
+field attempt:<index> (keep_attempt; the last ATTEMPT_HISTORY of them).
 
 state is the public state: waiting delayed active completed failed cancelled
 expired. A waiting execution with blocked ~= '' is parked (blocked set).
@@ -1180,8 +1180,9 @@ redis.register_function('ff_replay', function(keys, argv)
   local now = now_ms()
   -- A replay is a fresh run: its retry and interruption budgets start over,
   -- and its deadline (if any) no longer applies to it. It starts clean: the
-  -- last attempt's record is kept (unless it was when that attempt ended),
-  -- a cancellation's reason in it.
+  -- last attempt's record is kept here unless its end kept it already
+  -- (a completion, cancellation or deadline does not), with a
+  -- cancellation's reason.
   local kv = {'state', 'waiting', 'blocked', '', 'pending_type', 'replay',
     'resume', '0', 'replay_count', count + 1, 'retry_count', 0, 'interrupt_count', 0,
     'deadline_at', 0, 'completed_at', 0, 'last_transition_at', now,
