@@ -66,6 +66,10 @@ worker_id worker_instance lease_ttl lease_expires_at started_at completed_at
 progress_pct progress_msg failure_reason failure_category cancel_reason
 cancelled_by last_transition_at ended_by (who ended the last attempt: the
 holder's lease id, 'engine' or 'operator'; a retried terminal call checks it).
+Per-attempt fields (progress_pct progress_msg failure_reason failure_category
+revoke_reason) describe the current (or last) attempt only: a new attempt
+starts them clean (take_lease), and each ended attempt's record is kept in
+field attempt:<index> (keep_attempt; the last ATTEMPT_HISTORY of them).
 
 state is the public state: waiting delayed active completed failed cancelled
 expired. A waiting execution with blocked ~= '' is parked (blocked set).
@@ -77,7 +81,7 @@ REPLY SHAPE (every function): {1, status, field...} on success,
 {0, code, detail...} on a business failure. Redis errors mean a bug.
 ]]
 
-local VERSION = '12'
+local VERSION = '13'
 local PRIORITY_SCALE = 1000000000000
 local MAX_PRIORITY = 9000
 local INTERRUPT_CAP = 100
@@ -325,6 +329,10 @@ local function append_all(dst, src)
   return dst
 end
 
+-- The per-attempt fields as a new attempt starts them (see the header).
+local ATTEMPT_CLEAN = {'progress_pct', '', 'progress_msg', '', 'failure_reason', '',
+  'failure_category', '', 'revoke_reason', ''}
+
 -- Takes a fresh lease on a waiting execution whose checks passed: new attempt
 -- (or the interrupted one when resume), epoch+1, indexes moved (eligible is
 -- nil for an execution that never joined its eligible set). Returns the six
@@ -345,6 +353,10 @@ local function take_lease(core, eid, eligible, leases, active, timeouts, f,
     attempt_type = f.pending_type
     append_all(fields, {'total_attempts', attempt_index + 1, 'attempt_index', attempt_index,
       'attempt_id', attempt_id, 'attempt_type', attempt_type, 'pending_type', ''})
+    -- A new attempt starts clean, in this same HSET: what earlier attempts
+    -- reported or suffered is in their records (keep_attempt). A first
+    -- attempt has nothing to clear and writes nothing for it.
+    if attempt_index > 0 then append_all(fields, ATTEMPT_CLEAN) end
   end
   if not f.started_at then append_all(fields, {'started_at', now}) end
   redis.call('HSET', core, unpack(fields))
@@ -699,6 +711,38 @@ redis.register_function('ff_complete', function(keys, argv)
   return ok('completed')
 end)
 
+-- Attempt records. When an attempt ends, its per-attempt fields (see the
+-- header) are kept in core field attempt:<index>, so what it did stays
+-- readable after a later attempt starts clean. The value is framed (see
+-- frame): format '1', index, attempt type, attempt id, worker id, worker
+-- instance, lease epoch, ended at (ms), outcome, progress percent, progress
+-- message, failure reason, failure category. Outcome: 'retried' (failed, a
+-- retry follows), 'interrupted' (lease lost or shutdown, requeued without
+-- using a retry), or the state the attempt left the execution in ('failed';
+-- ff_replay keeps the last attempt of an execution that ended otherwise).
+-- The writes ride on HSETs the callers make anyway; only the last
+-- ATTEMPT_HISTORY records are kept.
+local ATTEMPT_HISTORY = 16
+local ATTEMPT_FIELDS = {'total_attempts', 'attempt_index', 'attempt_type', 'attempt_id',
+  'worker_id', 'worker_instance', 'lease_epoch', 'progress_pct', 'progress_msg',
+  'failure_reason', 'failure_category'}
+
+-- Appends to kv (pairs for the caller's HSET) the record of the current
+-- attempt, whose ATTEMPT_FIELDS values an HMGET returned at v[off + 1 ..];
+-- reason and category are its failure (nil: as recorded). Removes the
+-- record that falls out of the history (one HDEL, past the bound only).
+-- Appends nothing when no attempt ever started. Returns kv.
+local function keep_attempt(core, v, off, ended_at, outcome, reason, category, kv)
+  local function at(i) return v[off + i] or '' end
+  local idx = tonumber(at(2))
+  if (tonumber(at(1)) or 0) == 0 or idx == nil then return kv end
+  kv[#kv + 1] = 'attempt:' .. idx
+  kv[#kv + 1] = frame({'1', idx, at(3), at(4), at(5), at(6), at(7), fmt(ended_at), outcome,
+    at(8), at(9), reason or at(10), category or at(11)})
+  if idx >= ATTEMPT_HISTORY then redis.call('HDEL', core, 'attempt:' .. (idx - ATTEMPT_HISTORY)) end
+  return kv
+end
+
 -- Interruptions end an attempt through no fault of its own: they requeue at
 -- once without using a retry, up to a cap of interruptions per execution.
 local INTERRUPTIONS = {worker_shutdown = true, lease_lost = true}
@@ -718,7 +762,7 @@ local function end_attempt(k, eid, reason, category, draw, cap, now, ended_by)
   if k.grant then redis.call('DEL', k.grant) end
   local f = redis.call('HMGET', core, 'retry_max', 'retry_count', 'bo_kind', 'bo_init',
     'bo_max', 'bo_mult', 'bo_jitter', 'retry_cats', 'interrupt_count', 'priority',
-    'created_at')
+    'created_at', unpack(ATTEMPT_FIELDS))
   local retry_count = tonumber(f[2])
   local interrupt_count = tonumber(f[9])
   release_lease(core, eid, k.leases, k.active, k.timeouts)
@@ -748,12 +792,16 @@ local function end_attempt(k, eid, reason, category, draw, cap, now, ended_by)
   end
   if not retry then
     redis.call('ZREM', k.deadlines, eid)
-    redis.call('HSET', core, 'state', 'failed', 'completed_at', now)
+    redis.call('HSET', core, unpack(keep_attempt(core, f, 11, now, 'failed', reason, category,
+      {'state', 'failed', 'completed_at', now})))
     redis.call('ZADD', k.terminal, now, eid)
     return ok('terminal_failed')
   end
   local due = now + delay
-  redis.call('HSET', core, 'pending_type', pending, 'resume', '0')
+  local outcome = 'retried'
+  if pending == 'reclaim' then outcome = 'interrupted' end
+  redis.call('HSET', core, unpack(keep_attempt(core, f, 11, now, outcome, reason, category,
+    {'pending_type', pending, 'resume', '0'})))
   if delay <= 0 then
     redis.call('HSET', core, 'state', 'waiting', 'delay_until', 0)
     redis.call('ZADD', k.eligible, eligible_score(f[11], f[10]), eid)
@@ -1121,7 +1169,8 @@ end)
 --   execution_not_terminal(state), replay_limit_exceeded(count).
 redis.register_function('ff_replay', function(keys, argv)
   local eid, max = argv[1], uint(argv[2]) or 10
-  local f = redis.call('HMGET', keys[1], 'state', 'replay_count', 'created_at', 'priority')
+  local f = redis.call('HMGET', keys[1], 'state', 'replay_count', 'created_at', 'priority',
+    'completed_at', 'cancel_reason', unpack(ATTEMPT_FIELDS))
   if not f[1] then return fail('execution_not_found') end
   if f[1] ~= 'completed' and f[1] ~= 'failed' and f[1] ~= 'cancelled' and f[1] ~= 'expired' then
     return fail('execution_not_terminal', f[1])
@@ -1130,10 +1179,20 @@ redis.register_function('ff_replay', function(keys, argv)
   if count >= max then return fail('replay_limit_exceeded', tostring(count)) end
   local now = now_ms()
   -- A replay is a fresh run: its retry and interruption budgets start over,
-  -- and its deadline (if any) no longer applies to it.
-  redis.call('HSET', keys[1], 'state', 'waiting', 'blocked', '', 'pending_type', 'replay',
+  -- and its deadline (if any) no longer applies to it. It starts clean: the
+  -- last attempt's record is kept here unless its end kept it already
+  -- (a completion, cancellation or deadline does not), with a
+  -- cancellation's reason.
+  local kv = {'state', 'waiting', 'blocked', '', 'pending_type', 'replay',
     'resume', '0', 'replay_count', count + 1, 'retry_count', 0, 'interrupt_count', 0,
-    'deadline_at', 0, 'completed_at', 0, 'last_transition_at', now)
+    'deadline_at', 0, 'completed_at', 0, 'last_transition_at', now,
+    'cancel_reason', '', 'cancelled_by', ''}
+  if (tonumber(f[7] or '0') or 0) > 0 and redis.call('HEXISTS', keys[1], 'attempt:' .. (f[8] or '0')) == 0 then
+    local reason = nil
+    if f[1] == 'cancelled' then reason = f[6] or '' end
+    keep_attempt(keys[1], f, 6, tonumber(f[5] or '0') or 0, f[1], reason, nil, kv)
+  end
+  redis.call('HSET', keys[1], unpack(append_all(kv, ATTEMPT_CLEAN)))
   redis.call('DEL', keys[4]) -- the new run's result (or none) replaces the old
   redis.call('ZREM', keys[2], eid)
   redis.call('ZADD', keys[3], eligible_score(f[3], f[4]), eid)
@@ -1187,7 +1246,8 @@ redis.register_function('ff_reclaim', function(keys, argv)
   local f = claim_fields(core)
   if not f.state then return fail('execution_not_found') end
   if f.lane ~= argv[7] then return fail('invalid_input', 'lane differs from the execution') end
-  local l = redis.call('HMGET', core, 'lease_state', 'lease_expires_at', 'interrupt_count')
+  local l = redis.call('HMGET', core, 'lease_state', 'lease_expires_at', 'interrupt_count',
+    unpack(ATTEMPT_FIELDS))
   local now = now_ms()
   if f.state ~= 'active' or not (l[1] == 'revoked' or tonumber(l[2]) <= now) then
     return fail('execution_not_reclaimable', f.state)
@@ -1200,13 +1260,18 @@ redis.register_function('ff_reclaim', function(keys, argv)
   if count >= cap then
     release_lease(core, eid, keys[4], keys[5], keys[6])
     redis.call('ZREM', keys[9], eid)
-    redis.call('HSET', core, 'state', 'failed', 'ended_by', 'engine', 'failure_reason', 'lease lost too often',
-      'failure_category', 'lease_lost', 'completed_at', now, 'last_transition_at', now)
+    local reason = 'lease lost too often'
+    redis.call('HSET', core, unpack(keep_attempt(core, l, 3, now, 'failed', reason, 'lease_lost',
+      {'state', 'failed', 'ended_by', 'engine', 'failure_reason', reason,
+      'failure_category', 'lease_lost', 'completed_at', now, 'last_transition_at', now})))
     redis.call('ZADD', keys[8], now, eid)
     return {1, 'TERMINAL_FAILED', tostring(count)}
   end
-  redis.call('HSET', core, 'interrupt_count', count + 1, 'pending_type', 'reclaim',
-    'failure_reason', 'lease lost', 'failure_category', 'lease_lost')
+  -- The lost attempt's record keeps why it ended; the new attempt starts clean.
+  local why = 'lease expired'
+  if l[1] == 'revoked' then why = 'lease revoked' end
+  redis.call('HSET', core, unpack(keep_attempt(core, l, 3, now, 'interrupted', why, 'lease_lost',
+    {'interrupt_count', count + 1, 'pending_type', 'reclaim'})))
   f.pending_type = 'reclaim'
   local lease = take_lease(core, eid, keys[3], keys[4], keys[5], keys[6], f,
     argv[2], argv[3], argv[4], argv[5], ttl, false, now)

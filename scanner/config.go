@@ -63,8 +63,13 @@ type Config struct {
 	// EngineID names this engine process in ownership leases. Default
 	// "<hostname>-<pid>-<random>".
 	EngineID string
-	// LaneRefresh is how long the lane registry is cached. A new lane is
-	// scanned at most this late. Default 10s.
+	// LaneRefresh bounds how long a cached read of the lane registry is
+	// trusted without the server saying it changed: a safety net only. The
+	// per-lane scanners (delayed, unblock, retention) re-read the registry
+	// at the start of every cycle through the client-side cache, and the
+	// create that registers a new lane invalidates that read at once, so a
+	// new lane is scanned from the next cycle on whatever this says (with
+	// client-side caching off the registry is read every cycle). Default 10s.
 	LaneRefresh time.Duration
 	// Concurrency is how many partitions one scanner visits at once; the
 	// calls share valkey-go's pipeline. Default 4.

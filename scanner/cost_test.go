@@ -32,7 +32,6 @@ func TestIdleEngineCost(t *testing.T) {
 		cfg := testConfig(t)
 		cfg.UnblockInterval = time.Hour // blocked work is re-read each cycle by design
 		cfg.OwnershipTTL = 3 * time.Second
-		cfg.LaneRefresh = time.Hour
 		cfg.DisablePeek = !peek
 		eb := connect(t, addrs)
 		rctx, cancel := context.WithCancel(ctx)
@@ -56,6 +55,11 @@ func TestIdleEngineCost(t *testing.T) {
 	t.Logf("idle, 16 partitions, scans every 50ms, %v: with peek %v; without %v", window, with, without)
 	if with["fcall_ro"] != 0 {
 		t.Fatalf("with the peek an idle engine still ran %d ff_due calls", with["fcall_ro"])
+	}
+	// The per-lane scanners re-read the lane registry every cycle, from the
+	// client-side cache while it is unchanged.
+	if with["smembers"] != 0 || without["smembers"] != 0 {
+		t.Fatalf("the unchanged lane registry was read from the server: %d and %d SMEMBERS", with["smembers"], without["smembers"])
 	}
 	if without["fcall_ro"] < 16*3*10 {
 		t.Fatalf("without the peek only %d ff_due calls: the comparison is void", without["fcall_ro"])

@@ -17,7 +17,7 @@ type DelayedBackend interface {
 // back to their lane's eligible set.
 type Delayed struct {
 	b          DelayedBackend
-	lanes      *laneCache
+	lanes      *laneList
 	peek       *peeker
 	interval   time.Duration
 	batch      int
@@ -29,6 +29,10 @@ func (s *Delayed) Name() string { return "delayed" }
 
 // Interval is Config.DelayedInterval.
 func (s *Delayed) Interval() time.Duration { return s.interval }
+
+// StartCycle re-reads the lane registry, so a lane first used since the last
+// cycle is scanned in this one (see laneList).
+func (s *Delayed) StartCycle(ctx context.Context) error { return s.lanes.refresh(ctx) }
 
 // ScanPartition promotes every lane's due delayed executions on p.
 // Outcome: promoted.

@@ -18,7 +18,7 @@ func New(b Backend, cfg Config) (*Supervisor, error) {
 	if !cfg.DisablePeek {
 		pk = &peeker{heads: b, clock: own.clock}
 	}
-	lanes := &laneCache{b: b, refresh: cfg.LaneRefresh}
+	lanes := &laneList{b: b, maxAge: cfg.LaneRefresh}
 	scanners := []Scanner{
 		&LeaseExpiry{b: b, peek: pk, interval: cfg.LeaseExpiryInterval, batch: cfg.BatchSize,
 			maxBatches: cfg.MaxBatches, maxReclaims: cfg.MaxReclaims},

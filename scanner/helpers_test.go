@@ -128,7 +128,6 @@ func testConfig(t *testing.T) scanner.Config {
 		TimeoutInterval:     50 * time.Millisecond,
 		RetentionInterval:   50 * time.Millisecond,
 		OwnershipTTL:        600 * time.Millisecond,
-		LaneRefresh:         50 * time.Millisecond,
 		Logger:              testLogger(t),
 	}
 }

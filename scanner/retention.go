@@ -17,7 +17,7 @@ type RetentionBackend interface {
 // with every key and index entry they had.
 type Retention struct {
 	b          RetentionBackend
-	lanes      *laneCache
+	lanes      *laneList
 	peek       *peeker
 	interval   time.Duration
 	retention  time.Duration
@@ -30,6 +30,9 @@ func (s *Retention) Name() string { return "retention" }
 
 // Interval is Config.RetentionInterval.
 func (s *Retention) Interval() time.Duration { return s.interval }
+
+// StartCycle re-reads the lane registry (see laneList).
+func (s *Retention) StartCycle(ctx context.Context) error { return s.lanes.refresh(ctx) }
 
 // ScanPartition trims every lane's old terminal executions on p.
 // Outcome: trimmed.

@@ -6,6 +6,13 @@
 // still split the partitions between engine processes so each is scanned by
 // one of them.
 //
+// The per-lane scanners (delayed, unblock, retention) visit every lane of the
+// registry, which they re-read at the start of each cycle through the
+// client-side cache: the create that registers a new lane invalidates that
+// read, so due work on a lane first used after the engine started is found
+// within one scan interval, like work on any other lane. A job pays nothing
+// for this; the registry is written once per lane and process.
+//
 // Run it as the ffengine daemon (cmd/ffengine) or in-process with Start.
 package scanner
 

@@ -22,7 +22,7 @@ type UnblockBackend interface {
 // Executions blocked for other reasons are left alone.
 type Unblock struct {
 	b          UnblockBackend
-	lanes      *laneCache
+	lanes      *laneList
 	peek       *peeker
 	interval   time.Duration
 	batch      int
@@ -39,13 +39,14 @@ func (s *Unblock) Name() string { return "unblock" }
 // Interval is Config.UnblockInterval.
 func (s *Unblock) Interval() time.Duration { return s.interval }
 
-// StartCycle forgets the live workers; the cycle reads them again the first
-// time a partition has something blocked.
-func (s *Unblock) StartCycle(context.Context) error {
+// StartCycle re-reads the lane registry (see laneList) and forgets the live
+// workers; the cycle reads them again the first time a partition has
+// something blocked.
+func (s *Unblock) StartCycle(ctx context.Context) error {
 	s.mu.Lock()
 	s.loaded, s.workers = false, nil
 	s.mu.Unlock()
-	return nil
+	return s.lanes.refresh(ctx)
 }
 
 func (s *Unblock) liveWorkers(ctx context.Context) ([]valkeybackend.LiveWorker, error) {

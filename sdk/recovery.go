@@ -62,6 +62,49 @@ type ResumeToken struct {
 type ExecutionInfo struct {
 	Snapshot ExecutionSnapshot
 	Fields   map[string]string
+	// Attempts is what each attempt did, oldest first: the records of ended
+	// attempts (the last AttemptHistoryMax of them), then the current or
+	// last attempt as it stands when it has no record yet. The snapshot's
+	// progress and failure fields are the current attempt's alone: a new
+	// attempt starts them clean.
+	Attempts []AttemptRecord
+}
+
+// AttemptHistoryMax is how many ended attempts' records an execution keeps;
+// older ones are dropped.
+const AttemptHistoryMax = 16
+
+// Attempt outcomes (AttemptRecord.Outcome) besides the terminal states.
+const (
+	// OutcomeRetried: the attempt failed and a retry followed.
+	OutcomeRetried = "retried"
+	// OutcomeInterrupted: the attempt lost its lease or its worker shut
+	// down; the execution was requeued without using a retry.
+	OutcomeInterrupted = "interrupted"
+)
+
+// AttemptRecord is what one attempt of an execution did.
+type AttemptRecord struct {
+	Index            AttemptIndex
+	Type             AttemptType
+	AttemptID        string
+	WorkerID         WorkerID
+	WorkerInstanceID WorkerInstanceID
+	LeaseEpoch       uint64
+	// EndedAt is when the attempt ended; zero while it runs (or waits to
+	// resume after a delay).
+	EndedAt time.Time
+	// Outcome is how it ended: OutcomeRetried, OutcomeInterrupted, or the
+	// terminal state it left the execution in ("completed", "failed",
+	// "cancelled", "expired"); "" while it runs.
+	Outcome string
+	// ProgressPercent and ProgressMessage are its last progress report.
+	ProgressPercent int
+	ProgressMessage string
+	// FailureReason and FailureCategory say why it ended, when it failed
+	// or was interrupted (a cancelled attempt's reason is the cancellation's).
+	FailureReason   string
+	FailureCategory string
 }
 
 // Recovery covers taking over lost work and running ended work again.

@@ -17,3 +17,6 @@ func (b *Backend) PendingArrivalsForTest(lane string) int {
 
 // ParseHandoffForTest exposes parseHandoff to the external tests.
 var ParseHandoffForTest = parseHandoff
+
+// AttemptsOfForTest exposes attemptsOf to the external tests.
+var AttemptsOfForTest = attemptsOf

@@ -308,25 +308,32 @@ func validOffers(op string, offers []sdk.ClaimOffer) error {
 	return nil
 }
 
+// unframe splits the library's length-prefixed fields ("<len>:<bytes>"
+// each, see frame in the library); false when msg is not that.
+func unframe(msg string) ([]string, bool) {
+	var f []string
+	for len(msg) > 0 {
+		n, rest, ok := strings.Cut(msg, ":")
+		if !ok || len(n) == 0 || len(n) > 10 {
+			return nil, false
+		}
+		size, err := strconv.Atoi(n)
+		if err != nil || size < 0 || size > len(rest) {
+			return nil, false
+		}
+		f = append(f, rest[:size])
+		msg = rest[size:]
+	}
+	return f, true
+}
+
 // parseHandoff reads ff_create's hand-off message: length-prefixed fields
 // ("<len>:<bytes>") worker_instance, eid, lease_ttl_ms, lease_id, epoch,
 // expires_at_ms, attempt_id, attempt_index, attempt_type, then the context
 // as field, value pairs. Anything else is refused.
 func parseHandoff(msg string) (sdk.WorkerInstanceID, sdk.ClaimedTask, bool) {
-	var f []string
-	for len(msg) > 0 {
-		n, rest, ok := strings.Cut(msg, ":")
-		if !ok || len(n) == 0 || len(n) > 10 {
-			return "", sdk.ClaimedTask{}, false
-		}
-		size, err := strconv.Atoi(n)
-		if err != nil || size < 0 || size > len(rest) {
-			return "", sdk.ClaimedTask{}, false
-		}
-		f = append(f, rest[:size])
-		msg = rest[size:]
-	}
-	if len(f) < 9 || (len(f)-9)%2 != 0 {
+	f, ok := unframe(msg)
+	if !ok || len(f) < 9 || (len(f)-9)%2 != 0 {
 		return "", sdk.ClaimedTask{}, false
 	}
 	inst := sdk.WorkerInstanceID(f[0])

@@ -2,6 +2,7 @@ package valkeybackend
 
 import (
 	"context"
+	"sort"
 	"strconv"
 	"time"
 
@@ -301,21 +302,40 @@ func (b *Backend) OwnPartition(ctx context.Context, owner string, partition int,
 	return r.field(0) == "owned", nil
 }
 
-// AllLanes reads the whole lane registry.
-func (b *Backend) AllLanes(ctx context.Context) ([]sdk.LaneID, error) {
-	var out []sdk.LaneID
-	cursor := sdk.LaneID("")
-	for {
-		page, err := b.ListLanes(ctx, cursor, listLimitMax)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, page.Lanes...)
-		if page.NextCursor == "" {
-			return out, nil
-		}
-		cursor = page.NextCursor
+// LaneRegistryMaxAgeDefault is LaneRegistry's maxAge when none is given.
+const LaneRegistryMaxAgeDefault = 10 * time.Second
+
+// LaneRegistry reads the whole lane registry, sorted, for the scanners,
+// which re-read it at the start of every cycle. The read goes through the
+// client-side cache (RESP3 tracking): while the registry is unchanged it
+// costs no round trip, and the SADD that registers a new lane (the first
+// create on it, see CreateExecution) makes the server push an invalidation,
+// so the next read sees the new lane. maxAge (default
+// LaneRegistryMaxAgeDefault) bounds how long a cached read is trusted
+// without a push, a safety net only. With client-side caching off every
+// call reads the registry (one SMEMBERS).
+func (b *Backend) LaneRegistry(ctx context.Context, maxAge time.Duration) ([]sdk.LaneID, error) {
+	const op = "lane_registry"
+	if maxAge <= 0 {
+		maxAge = LaneRegistryMaxAgeDefault
 	}
+	var res valkey.ValkeyResult
+	if b.opts.CacheSizeEachConn < 0 {
+		res = b.client.Do(ctx, b.client.B().Smembers().Key(lanesKey).Build())
+	} else {
+		// ff:lanes never carries a TTL: the static-TTL wire is exact.
+		res = b.client.DoCache(ctx, b.client.B().Smembers().Key(lanesKey).Cache().ToStaticTTL(), maxAge)
+	}
+	all, err := res.AsStrSlice()
+	if err != nil {
+		return nil, backendError(op, err)
+	}
+	sort.Strings(all)
+	out := make([]sdk.LaneID, len(all))
+	for i, l := range all {
+		out[i] = sdk.LaneID(l)
+	}
+	return out, nil
 }
 
 // EngineHeartbeat marks engine live until now+ttl in the EnginesKey ZSET,

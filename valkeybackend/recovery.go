@@ -127,7 +127,8 @@ func (b *Backend) ClaimFromResumeGrant(ctx context.Context, t sdk.ResumeToken) (
 	return &task, nil
 }
 
-// ReadExecutionInfo returns the snapshot and every raw core field.
+// ReadExecutionInfo returns the snapshot, every raw core field and the
+// attempt history (attempts.go).
 func (b *Backend) ReadExecutionInfo(ctx context.Context, id sdk.ExecutionID) (*sdk.ExecutionInfo, error) {
 	const op = "read_execution_info"
 	s, err := b.DescribeExecution(ctx, id)
@@ -138,5 +139,5 @@ func (b *Backend) ReadExecutionInfo(ctx context.Context, id sdk.ExecutionID) (*s
 	if err != nil {
 		return nil, backendError(op, err)
 	}
-	return &sdk.ExecutionInfo{Snapshot: *s, Fields: fields}, nil
+	return &sdk.ExecutionInfo{Snapshot: *s, Fields: fields, Attempts: attemptsOf(fields)}, nil
 }
