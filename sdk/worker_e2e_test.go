@@ -995,9 +995,16 @@ func testShutdownInFlight(t *testing.T, addrs []string) {
 			t.Fatalf("execution %d (%s): state %s finished by %v, want completed by %v", i, args[i].Kind, st[id], doneBy[id], want)
 		}
 	}
+	// The completed snapshot is the second attempt's; the first attempt's
+	// interruption is in its record.
 	snap, err := client.Describe(ctx, ids[1])
-	if err != nil || snap.TotalAttempts != 2 || snap.FailureCategory != sdk.CategoryWorkerShutdown {
+	if err != nil || snap.TotalAttempts != 2 || snap.FailureCategory != "" {
 		t.Fatalf("stuck execution: %+v %v", snap, err)
+	}
+	info, err := b1.ReadExecutionInfo(ctx, ids[1])
+	if err != nil || len(info.Attempts) != 2 || info.Attempts[0].Outcome != sdk.OutcomeInterrupted ||
+		info.Attempts[0].FailureCategory != sdk.CategoryWorkerShutdown {
+		t.Fatalf("stuck execution's attempts: %+v %v", info, err)
 	}
 }
 

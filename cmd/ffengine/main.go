@@ -76,7 +76,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&c.Retention, "retention", scanner.RetentionDefault, "how long terminal executions are kept")
 	fs.DurationVar(&c.OwnershipTTL, "ownership-ttl", scanner.OwnershipTTLDefault, "partition ownership lease; renewed every third of it")
 	fs.StringVar(&c.EngineID, "engine-id", "", "this engine's name in ownership leases (default hostname-pid-random)")
-	fs.DurationVar(&c.LaneRefresh, "lane-refresh", scanner.LaneRefreshDefault, "how long the lane registry is cached")
+	fs.DurationVar(&c.LaneRefresh, "lane-refresh", scanner.LaneRefreshDefault, "how long a cached lane-registry read is trusted without an invalidation (new lanes are seen at the next cycle regardless)")
 	fs.IntVar(&c.Concurrency, "concurrency", scanner.ConcurrencyDefault, "partitions one scanner visits at once")
 	fs.BoolVar(&c.DisablePeek, "no-peek", false, "read every index every cycle instead of peeking at cached index heads")
 	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
