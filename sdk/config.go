@@ -65,7 +65,6 @@ const (
 	minCallTimeout     = 5 * time.Second
 	abortTimeout       = 5 * time.Second // failing tasks at hard shutdown
 	handlerExitWait    = time.Second     // after the abort, for handlers to return
-	maxReasonBytes     = 4096
 	watchRetryEvery    = time.Second
 )
 

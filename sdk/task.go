@@ -103,9 +103,11 @@ func (t *Task) Complete(ctx context.Context, result []byte) error {
 }
 
 // Fail ends the attempt with reason and category; the execution's retry
-// policy decides between a retry and terminal failure. Transport errors are
-// retried as Complete's are.
+// policy decides between a retry and terminal failure. A reason over
+// MaxReasonBytes is cut to it. Transport errors are retried as Complete's
+// are.
 func (t *Task) Fail(ctx context.Context, reason, category string) (FailOutcome, error) {
+	reason = truncateReason(reason)
 	var out FailOutcome
 	err := t.terminal(ctx, &terminalCall{op: "fail",
 		replayOK: func(s PublicState) bool {
@@ -129,8 +131,10 @@ func (t *Task) Fail(ctx context.Context, reason, category string) (FailOutcome, 
 	return out, err
 }
 
-// Cancel ends the execution as cancelled.
+// Cancel ends the execution as cancelled. A reason over MaxReasonBytes is
+// cut to it.
 func (t *Task) Cancel(ctx context.Context, reason string) error {
+	reason = truncateReason(reason)
 	return t.terminal(ctx, &terminalCall{op: "cancel",
 		replayOK: func(s PublicState) bool { return s == StateCancelled },
 		call:     func(ctx context.Context) error { return t.w.backend.Cancel(ctx, t.h, reason) },

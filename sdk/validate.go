@@ -14,10 +14,23 @@ import (
 // would parse every id twice. Errors are validation *Errors without an Op;
 // the backend stamps its own.
 
-// Contract limits and defaults of the call arguments.
+// Contract limits and defaults of the call arguments. Every string a caller
+// supplies is bounded; ids and names by MaxIDLength, the rest here. A
+// backend bounds an execution's whole context (payload plus tags) and its
+// result by its own limit (Valkey: Options.MaxPayloadBytes).
 const (
 	// MaxTags bounds an execution's tags.
 	MaxTags = 256
+	// MaxTagValueBytes bounds one tag's value; a tag's name is an id
+	// (MaxIDLength).
+	MaxTagValueBytes = 4096
+	// MaxTagsBytes bounds an execution's tags together (names and values).
+	MaxTagsBytes = 64 << 10
+	// MaxReasonBytes bounds a failure, cancel, revoke or routing reason and
+	// a progress message. Task.Fail and Task.Cancel cut a longer reason to
+	// it (keeping UTF-8 whole, marked "…[truncated]"); backend calls refuse
+	// one.
+	MaxReasonBytes = 4096
 	// MaxIdempotencyKeyBytes bounds CreateExecutionArgs.IdempotencyKey.
 	MaxIdempotencyKeyBytes = 512
 	// DedupTTLDefault is how long an idempotency key is remembered.
@@ -77,16 +90,52 @@ func (a CreateExecutionArgs) checkNames() error {
 	if err := ValidateKind(a.Kind); err != nil {
 		return err
 	}
-	if len(a.Tags) > MaxTags {
-		return validationf(CodeInvalidInput, "%d tags, over the %d limit", len(a.Tags), MaxTags)
-	}
-	for k := range a.Tags {
-		if k == "" || len(k) > MaxIDLength {
-			return validationf(CodeInvalidInput, "tag name must be 1..%d bytes", MaxIDLength)
-		}
+	if err := checkTags(a.Tags); err != nil {
+		return err
 	}
 	if len(a.IdempotencyKey) > MaxIdempotencyKeyBytes {
 		return validationf(CodeInvalidInput, "idempotency key over %d bytes", MaxIdempotencyKeyBytes)
+	}
+	return nil
+}
+
+// checkTags bounds tags: their count, each name and value, and all of them
+// together.
+func checkTags(tags map[string]string) error {
+	if len(tags) > MaxTags {
+		return validationf(CodeInvalidInput, "%d tags, over the %d limit", len(tags), MaxTags)
+	}
+	total := 0
+	for k, v := range tags {
+		if k == "" || len(k) > MaxIDLength {
+			return validationf(CodeInvalidInput, "tag name must be 1..%d bytes", MaxIDLength)
+		}
+		if len(v) > MaxTagValueBytes {
+			return validationf(CodeInvalidInput, "tag %q: value is %d bytes, over the %d limit", truncate(k), len(v), MaxTagValueBytes)
+		}
+		total += len(k) + len(v)
+	}
+	if total > MaxTagsBytes {
+		return validationf(CodeInvalidInput, "tags take %d bytes, over the %d limit", total, MaxTagsBytes)
+	}
+	return nil
+}
+
+// TagsBytes is the size of tags (names and values), the part of an
+// execution's context besides its payload.
+func TagsBytes(tags map[string]string) int {
+	n := 0
+	for k, v := range tags {
+		n += len(k) + len(v)
+	}
+	return n
+}
+
+// CheckReason refuses a reason or message over MaxReasonBytes; what names
+// it in the error.
+func CheckReason(what, s string) error {
+	if len(s) > MaxReasonBytes {
+		return validationf(CodeInvalidInput, "%s is %d bytes, over the %d limit", what, len(s), MaxReasonBytes)
 	}
 	return nil
 }

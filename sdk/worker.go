@@ -367,6 +367,9 @@ func (w *Worker) settle(t *Task, err error, panicked bool, stack string) {
 	switch {
 	case pending != nil:
 		serr = t.terminal(ctx, pending)
+		if refused(serr) { // e.g. a result over the backend's limit: the handler's own doing
+			_, serr = t.Fail(ctx, truncateReason("the handler's "+pending.op+" was refused: "+serr.Error()), CategoryHandlerError)
+		}
 	case panicked:
 		_, serr = t.Fail(ctx, truncateReason(stack), CategoryHandlerPanic)
 	case err != nil && !isTransportKind(err):
@@ -383,6 +386,10 @@ func (w *Worker) settle(t *Task, err error, panicked bool, stack string) {
 		w.log.Warn("settling task", "execution", t.ID, "err", serr)
 	}
 }
+
+// refused reports an error that no retry of the same call can change:
+// neither a transport error nor the lease's loss.
+func refused(err error) bool { return err != nil && !isTransient(err) && !isFencing(err) }
 
 // isTransportKind reports a typed transport or timeout error (one the SDK or
 // a backend made), as opposed to an error of the handler's own.
@@ -413,12 +420,14 @@ func (w *Worker) endTask(t *Task) {
 	w.running.done()
 }
 
+// truncateReason cuts s to MaxReasonBytes, keeping UTF-8 whole and marking
+// the cut.
 func truncateReason(s string) string {
-	if len(s) <= maxReasonBytes {
+	if len(s) <= MaxReasonBytes {
 		return s
 	}
 	const marker = "…[truncated]"
-	cut := maxReasonBytes - len(marker)
+	cut := MaxReasonBytes - len(marker)
 	for cut > 0 && s[cut]&0xc0 == 0x80 { // keep UTF-8 whole
 		cut--
 	}

@@ -327,9 +327,9 @@ func TestInvokeRecoversPanic(t *testing.T) {
 	if panicked, _, err := w.invoke(&Task{ctx: context.Background()}); panicked || err == nil {
 		t.Fatalf("plain error: %v %v", err, panicked)
 	}
-	long := strings.Repeat("é", maxReasonBytes)
+	long := strings.Repeat("é", MaxReasonBytes)
 	tr := truncateReason(long)
-	if len(tr) > maxReasonBytes || !strings.HasSuffix(tr, "[truncated]") || !strings.HasPrefix(tr, "é") {
+	if len(tr) > MaxReasonBytes || !strings.HasSuffix(tr, "[truncated]") || !strings.HasPrefix(tr, "é") {
 		t.Fatalf("truncate: len %d", len(tr))
 	}
 	if truncateReason("short") != "short" {

@@ -268,6 +268,9 @@ func (b *Backend) BlockRoute(ctx context.Context, a sdk.BlockRouteArgs) (sdk.Blo
 	if err := a.Lane.Validate(); err != nil {
 		return sdk.BlockRouteOutcome{}, opError(op, err)
 	}
+	if err := sdk.CheckReason("routing reason", a.Reason); err != nil {
+		return sdk.BlockRouteOutcome{}, opError(op, err)
+	}
 	reason := a.Reason
 	if reason == "" {
 		reason = sdk.CodeCapabilityMismatch

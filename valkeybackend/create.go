@@ -53,8 +53,8 @@ func (b *Backend) createCall(a sdk.CreateExecutionArgs) ([]string, []string, err
 	if err != nil {
 		return nil, nil, err
 	}
-	if len(a.Payload) > b.opts.MaxPayloadBytes {
-		return nil, nil, sdk.Validationf(sdk.CodePayloadTooLarge, "payload is %d bytes, over the %d byte limit", len(a.Payload), b.opts.MaxPayloadBytes)
+	if n := len(a.Payload) + sdk.TagsBytes(a.Tags); n > b.opts.MaxPayloadBytes {
+		return nil, nil, sdk.Validationf(sdk.CodePayloadTooLarge, "context (payload plus tags) is %d bytes, over the %d byte limit", n, b.opts.MaxPayloadBytes)
 	}
 	retry := defaultRetryArgs
 	if !a.Retry.IsZero() {

@@ -179,8 +179,8 @@ func (b *Backend) Progress(ctx context.Context, h sdk.Handle, percent int, messa
 	if percent < 0 || percent > 100 {
 		return sdk.NewError(op, sdk.CodeInvalidInput, "percent out of range 0..100")
 	}
-	if len(message) > b.opts.MaxPayloadBytes {
-		return sdk.NewError(op, sdk.CodePayloadTooLarge, "progress message too large")
+	if err := sdk.CheckReason("progress message", message); err != nil {
+		return opError(op, err)
 	}
 	args := append(fenceArgs(h), strconv.Itoa(percent), message)
 	_, err := decode(op, b.client.Do(ctx, b.fcall("ff_progress", []string{keysOf(h.ExecutionID).core}, args...)))
@@ -223,8 +223,8 @@ func (b *Backend) Fail(ctx context.Context, h sdk.Handle, reason, category strin
 	if err != nil {
 		return sdk.FailOutcome{}, err
 	}
-	if len(reason) > b.opts.MaxPayloadBytes {
-		return sdk.FailOutcome{}, sdk.NewError(op, sdk.CodePayloadTooLarge, "failure reason too large")
+	if err := sdk.CheckReason("failure reason", reason); err != nil {
+		return sdk.FailOutcome{}, opError(op, err)
 	}
 	if len(category) > sdk.MaxIDLength {
 		return sdk.FailOutcome{}, sdk.NewError(op, sdk.CodeInvalidInput, "failure category too long")
@@ -249,6 +249,9 @@ func (b *Backend) Cancel(ctx context.Context, h sdk.Handle, reason string) error
 	tag, err := b.handleTag(op, h)
 	if err != nil {
 		return err
+	}
+	if err := sdk.CheckReason("cancel reason", reason); err != nil {
+		return opError(op, err)
 	}
 	_, err = decode(op, b.client.Do(ctx, b.cancelCmd(h.ExecutionID, tag, h.Lane, reason, "worker:"+string(h.WorkerInstanceID), &h)))
 	return err

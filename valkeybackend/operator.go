@@ -28,8 +28,8 @@ func (b *Backend) laneOf(ctx context.Context, op string, id sdk.ExecutionID) (sd
 // CancelExecution cancels from any non-terminal state, as an operator.
 func (b *Backend) CancelExecution(ctx context.Context, a sdk.CancelExecutionArgs) (sdk.CancelExecutionResult, error) {
 	const op = "cancel_execution"
-	if len(a.Reason) > b.opts.MaxPayloadBytes {
-		return sdk.CancelExecutionResult{}, sdk.NewError(op, sdk.CodePayloadTooLarge, "reason too large")
+	if err := sdk.CheckReason("cancel reason", a.Reason); err != nil {
+		return sdk.CancelExecutionResult{}, opError(op, err)
 	}
 	lane, tag, err := b.laneOf(ctx, op, a.ExecutionID)
 	if err != nil {
@@ -75,8 +75,8 @@ func (b *Backend) RevokeLease(ctx context.Context, a sdk.RevokeLeaseArgs) (sdk.R
 	if err != nil {
 		return sdk.RevokeLeaseResult{}, err
 	}
-	if len(a.Reason) > sdk.MaxIDLength*16 {
-		return sdk.RevokeLeaseResult{}, sdk.NewError(op, sdk.CodeInvalidInput, "reason too long")
+	if err := sdk.CheckReason("revoke reason", a.Reason); err != nil {
+		return sdk.RevokeLeaseResult{}, opError(op, err)
 	}
 	tag := sdk.PartitionTag(p)
 	pk := partKeysOf(tag)

@@ -30,7 +30,8 @@ type Options struct {
 	// stores it in Valkey; later ones must agree or leave it 0 to adopt the
 	// stored value. Default PartitionsDefault (16) for a new deployment.
 	Partitions int
-	// MaxPayloadBytes bounds payloads and results. Default 1 MiB.
+	// MaxPayloadBytes bounds an execution's context (its payload plus its
+	// tags: what every claim ships) and its result. Default 1 MiB.
 	MaxPayloadBytes int
 	// CacheSizeEachConn is the client-side cache per connection (bytes), used
 	// for immutable execution context and readiness. Default 16 MiB;

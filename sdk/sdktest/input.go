@@ -2,6 +2,8 @@ package sdktest
 
 import (
 	"bytes"
+	"fmt"
+	"strings"
 	"time"
 
 	"github.com/flowfabric/flowfabric-go/sdk"
@@ -67,6 +69,17 @@ func testBadInput(e *env) {
 		{"jitter above 1", func(a *sdk.CreateExecutionArgs) { a.Retry.Backoff.Jitter = 1.5 }, nil},
 		{"malformed ID", func(a *sdk.CreateExecutionArgs) { a.ID = "{p:0}:not-a-uuid" }, nil},
 		{"ID beyond the partitions", func(a *sdk.CreateExecutionArgs) { a.ID = sdk.NewExecutionID(e.b.Partitions()) }, nil},
+		{"MaxTags+1 tags", func(a *sdk.CreateExecutionArgs) { a.Tags = manyTags(sdk.MaxTags+1, 1) }, nil},
+		{"a tag value over MaxTagValueBytes", func(a *sdk.CreateExecutionArgs) {
+			a.Tags = map[string]string{"big": strings.Repeat("v", sdk.MaxTagValueBytes+1)}
+		}, nil},
+		{"tags over MaxTagsBytes together", func(a *sdk.CreateExecutionArgs) {
+			a.Tags = manyTags(sdk.MaxTagsBytes/sdk.MaxTagValueBytes+1, sdk.MaxTagValueBytes)
+		}, nil},
+		{"an empty tag name", func(a *sdk.CreateExecutionArgs) { a.Tags = map[string]string{"": "v"} }, nil},
+		{"an idempotency key over its limit", func(a *sdk.CreateExecutionArgs) {
+			a.IdempotencyKey = strings.Repeat("k", sdk.MaxIdempotencyKeyBytes+1)
+		}, nil},
 	}
 	if e.h.MaxPayloadBytes > 0 {
 		createCases = append(createCases, struct {
@@ -75,6 +88,13 @@ func testBadInput(e *env) {
 			want   []error
 		}{"payload of MaxPayloadBytes+1", func(a *sdk.CreateExecutionArgs) {
 			a.Payload = bytes.Repeat([]byte{0xab}, e.h.MaxPayloadBytes+1)
+		}, []error{sdk.ErrPayloadTooLarge}}, struct {
+			name   string
+			mutate func(*sdk.CreateExecutionArgs)
+			want   []error
+		}{"payload plus tags over MaxPayloadBytes", func(a *sdk.CreateExecutionArgs) {
+			a.Payload = bytes.Repeat([]byte{0xab}, e.h.MaxPayloadBytes-4)
+			a.Tags = map[string]string{"tag": "vv"}
 		}, []error{sdk.ErrPayloadTooLarge}})
 	} else {
 		e.t.Log("Harness.MaxPayloadBytes is 0: payload limit not checked")
@@ -179,6 +199,18 @@ func testBadInput(e *env) {
 	invalid("Delay with a zero time", func() error { return e.b.Delay(e.ctx, h, time.Time{}) })
 	invalid("Progress 101%", func() error { return e.b.Progress(e.ctx, h, 101, "") })
 	invalid("Progress -1%", func() error { return e.b.Progress(e.ctx, h, -1, "") })
+	long := strings.Repeat("r", sdk.MaxReasonBytes+1)
+	invalid("Progress with a message over MaxReasonBytes", func() error { return e.b.Progress(e.ctx, h, 5, long) })
+	invalid("Fail with a reason over MaxReasonBytes", func() error { _, err := e.b.Fail(e.ctx, h, long, "c"); return err })
+	invalid("Cancel with a reason over MaxReasonBytes", func() error { return e.b.Cancel(e.ctx, h, long) })
+	invalid("CancelExecution with a reason over MaxReasonBytes", func() error {
+		_, err := e.b.CancelExecution(e.ctx, sdk.CancelExecutionArgs{ExecutionID: waiting, Reason: long})
+		return err
+	})
+	invalid("RevokeLease with a reason over MaxReasonBytes", func() error {
+		_, err := e.b.RevokeLease(e.ctx, sdk.RevokeLeaseArgs{ExecutionID: leased, Reason: long})
+		return err
+	})
 
 	// The lease survived all of it.
 	e.requireState(leased, sdk.StateActive, "after bad input")
@@ -194,6 +226,15 @@ func testBadInput(e *env) {
 		id := e.create(args)
 		e.requireContext(id, lane, args.Kind, args.Payload, nil)
 	}
+}
+
+// manyTags returns n tags whose values are size bytes each.
+func manyTags(n, size int) map[string]string {
+	tags := make(map[string]string, n)
+	for i := range n {
+		tags[fmt.Sprintf("t%d", i)] = strings.Repeat("v", size)
+	}
+	return tags
 }
 
 func errorsIsValidation(err error) bool { return sdk.KindOf(err) == sdk.KindValidation }
