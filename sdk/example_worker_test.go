@@ -5,13 +5,18 @@ import (
 	"errors"
 	"fmt"
 	"log"
+	"log/slog"
 	"sync/atomic"
 	"time"
 
+	"github.com/flowfabric/flowfabric-go/scanner"
 	"github.com/flowfabric/flowfabric-go/sdk"
 	"github.com/flowfabric/flowfabric-go/valkeybackend"
 	"github.com/flowfabric/flowfabric-go/valkeytest"
 )
+
+// quietLogger keeps the scanners' logs out of the examples' output.
+var quietLogger = slog.New(slog.DiscardHandler)
 
 // exampleBackend starts a throwaway Valkey and connects to it.
 func exampleBackend(ctx context.Context) (*valkeybackend.Backend, func()) {
@@ -46,7 +51,11 @@ func ExampleWorker() {
 		// ctx is cancelled if the lease is lost; Complete stores the result.
 		return t.Complete(ctx, []byte("sent to "+string(t.Payload)))
 	})
-	w, err := sdk.NewWorker(backend, sdk.WorkerConfig{WorkerID: "mailer", Lanes: []sdk.LaneID{"emails"}})
+	w, err := sdk.NewWorker(backend, sdk.WorkerConfig{WorkerID: "mailer", Lanes: []sdk.LaneID{"emails"},
+		// The scanners promote retries and recover crashed work; run them
+		// here or in ffengine.
+		Alongside: []func(context.Context) error{scanner.Alongside(backend, scanner.Config{Logger: quietLogger})},
+	})
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -239,6 +239,7 @@ const (
 	RoleClaimOffers    Role = "claim_offers"    // ClaimOfferer
 	RoleCompleteOffer  Role = "complete_offer"  // CompleteOfferer
 	RoleBatchSubmit    Role = "batch_submit"    // BatchSubmitter
+	RoleEngineMonitor  Role = "engine_monitor"  // EngineMonitor
 )
 
 // Features names a backend and the optional roles its configuration enables.
@@ -276,6 +277,7 @@ type BackendRoles struct {
 	ClaimOfferer      ClaimOfferer
 	CompleteOfferer   CompleteOfferer
 	BatchSubmitter    BatchSubmitter
+	EngineMonitor     EngineMonitor
 }
 
 // RolesOf is the one way to discover a backend's optional roles: a role is
@@ -295,6 +297,7 @@ func RolesOf(b EngineBackend) BackendRoles {
 	r.ClaimOfferer = roleOf[ClaimOfferer](b, f, RoleClaimOffers)
 	r.CompleteOfferer = roleOf[CompleteOfferer](b, f, RoleCompleteOffer)
 	r.BatchSubmitter = roleOf[BatchSubmitter](b, f, RoleBatchSubmit)
+	r.EngineMonitor = roleOf[EngineMonitor](b, f, RoleEngineMonitor)
 	return r
 }
 

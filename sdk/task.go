@@ -124,6 +124,7 @@ func (t *Task) Fail(ctx context.Context, reason, category string) (FailOutcome, 
 		landed: func() {
 			if out.RetryScheduled {
 				t.w.stats.retried.Add(1)
+				t.w.delayedWork()
 			} else {
 				t.w.stats.failed.Add(1)
 			}
@@ -144,7 +145,11 @@ func (t *Task) Cancel(ctx context.Context, reason string) error {
 // Delay releases the lease and parks the execution until until; the next
 // claim continues the same attempt.
 func (t *Task) Delay(ctx context.Context, until time.Time) error {
-	return t.terminal(ctx, t.delayCall("delay", until, &t.w.stats.delayed))
+	err := t.terminal(ctx, t.delayCall("delay", until, &t.w.stats.delayed))
+	if err == nil && time.Until(until) > 0 {
+		t.w.delayedWork()
+	}
+	return err
 }
 
 // giveBack hands the attempt back to the eligible set unchanged (a Delay to

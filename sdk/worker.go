@@ -7,6 +7,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -32,6 +33,8 @@ type Worker struct {
 	running *runningSet
 	runners *runnerPool
 	stats   workerStats
+	// engineChecked is when (unix ns) delayedWork last asked for live engines.
+	engineChecked atomic.Int64
 
 	handler Handler
 	baseCtx context.Context // Run's context without its cancellation

@@ -192,7 +192,8 @@ func (b *Backend) ShutdownPrepare(ctx context.Context, grace time.Duration) erro
 // and lease events need the arrivals subscription, claim offers need
 // hand-offs (off on a cluster, or by Options.DisableHandoff).
 func (b *Backend) Features() sdk.Features {
-	roles := []sdk.Role{sdk.RoleBatchRenew, sdk.RoleWindowScan, sdk.RoleGrantClaim, sdk.RoleFusedClaim, sdk.RoleWorkerRegistry}
+	roles := []sdk.Role{sdk.RoleBatchRenew, sdk.RoleWindowScan, sdk.RoleGrantClaim, sdk.RoleFusedClaim, sdk.RoleWorkerRegistry,
+		sdk.RoleEngineMonitor}
 	if b.opts.CacheSizeEachConn >= 0 {
 		roles = append(roles, sdk.RoleReadiness)
 	}

@@ -2,6 +2,7 @@ package valkeybackend
 
 import (
 	"context"
+	"errors"
 	"sort"
 	"strconv"
 	"time"
@@ -358,6 +359,33 @@ func (b *Backend) EngineHeartbeat(ctx context.Context, engine string, now time.T
 		return 0, backendError(op, err)
 	}
 	return int(live), nil
+}
+
+// LiveEngines counts the engines whose heartbeat has not expired by the
+// server's clock (sdk.EngineMonitor): one round trip, TIME and the latest
+// heartbeat together.
+func (b *Backend) LiveEngines(ctx context.Context) (int, error) {
+	const op = "live_engines"
+	c := b.client
+	res := c.DoMulti(ctx, c.B().Time().Build(), c.B().Zrange().Key(EnginesKey).Min("+inf").Max("-inf").Byscore().Rev().Withscores().Build())
+	t, err := res[0].AsStrSlice()
+	if err != nil || len(t) != 2 {
+		return 0, backendError(op, errors.Join(err, res[0].Error()))
+	}
+	sec, _ := strconv.ParseInt(t[0], 10, 64)
+	usec, _ := strconv.ParseInt(t[1], 10, 64)
+	now := float64(sec*1000 + usec/1000)
+	zs, err := res[1].AsZScores()
+	if err != nil {
+		return 0, backendError(op, err)
+	}
+	live := 0
+	for _, z := range zs {
+		if z.Score >= now {
+			live++
+		}
+	}
+	return live, nil
 }
 
 // DropEngine removes engine's heartbeat, so a stopping engine is counted out
