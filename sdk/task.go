@@ -40,8 +40,13 @@ type terminalCall struct {
 	op       string
 	replayOK func(PublicState) bool // the state a landed call leaves, for replay recognition
 	call     func(context.Context) error
-	landed   func() // counts it
+	count    *atomic.Uint64 // counts it when it lands, unless landed is set
+	landed   func()
 }
+
+func completedState(s PublicState) bool { return s == StateCompleted }
+func cancelledState(s PublicState) bool { return s == StateCancelled }
+func parkedState(s PublicState) bool    { return s == StateDelayed || s == StateWaiting }
 
 // Task is one claimed execution, handed to a Handler. Its fields describe the
 // execution; its methods write on behalf of the lease. A Task is safe for
@@ -96,10 +101,8 @@ func (t *Task) Context() context.Context { return t.ctx }
 // should it still return one (ctx ended first, or the lease ran out), the
 // worker finishes the call after the handler returns (see Handler).
 func (t *Task) Complete(ctx context.Context, result []byte) error {
-	return t.terminal(ctx, &terminalCall{op: "complete",
-		replayOK: func(s PublicState) bool { return s == StateCompleted },
-		call:     func(ctx context.Context) error { return t.w.completeCall(ctx, t, result) },
-		landed:   func() { t.w.stats.completed.Add(1) }})
+	return t.terminal(ctx, &terminalCall{op: "complete", replayOK: completedState, count: &t.w.stats.completed,
+		call: func(ctx context.Context) error { return t.w.completeCall(ctx, t, result) }})
 }
 
 // Fail ends the attempt with reason and category; the execution's retry
@@ -136,10 +139,8 @@ func (t *Task) Fail(ctx context.Context, reason, category string) (FailOutcome, 
 // cut to it.
 func (t *Task) Cancel(ctx context.Context, reason string) error {
 	reason = truncateReason(reason)
-	return t.terminal(ctx, &terminalCall{op: "cancel",
-		replayOK: func(s PublicState) bool { return s == StateCancelled },
-		call:     func(ctx context.Context) error { return t.w.backend.Cancel(ctx, t.h, reason) },
-		landed:   func() { t.w.stats.cancelled.Add(1) }})
+	return t.terminal(ctx, &terminalCall{op: "cancel", replayOK: cancelledState, count: &t.w.stats.cancelled,
+		call: func(ctx context.Context) error { return t.w.backend.Cancel(ctx, t.h, reason) }})
 }
 
 // Delay releases the lease and parks the execution until until; the next
@@ -160,10 +161,8 @@ func (t *Task) giveBack(ctx context.Context) error {
 }
 
 func (t *Task) delayCall(op string, until time.Time, count *atomic.Uint64) *terminalCall {
-	return &terminalCall{op: op,
-		replayOK: func(s PublicState) bool { return s == StateDelayed || s == StateWaiting },
-		call:     func(ctx context.Context) error { return t.w.backend.Delay(ctx, t.h, until) },
-		landed:   func() { count.Add(1) }}
+	return &terminalCall{op: op, replayOK: parkedState, count: count,
+		call: func(ctx context.Context) error { return t.w.backend.Delay(ctx, t.h, until) }}
 }
 
 // Progress records percent (0..100) and a message on the execution. It is
@@ -203,8 +202,12 @@ func (t *Task) terminal(ctx context.Context, c *terminalCall) error {
 	fenced := err != nil && isFencing(err)
 	if t.recordOutcome(err, fenced) {
 		t.stopRenewing()
-		if err == nil {
+		switch {
+		case err != nil:
+		case c.landed != nil:
 			c.landed()
+		default:
+			c.count.Add(1)
 		}
 	}
 	if err != nil && !fenced {
