@@ -13,7 +13,8 @@ import (
 const scanLimitMax = 1000
 
 // ScanEligibleExecutions reads the head of a lane's eligible set: highest
-// priority first, then oldest. One ZRANGE, no script.
+// priority first, then oldest. One ZRANGE, no script (and ff_drop_strays
+// when the head holds a stray, see eligibleIDs).
 func (b *Backend) ScanEligibleExecutions(ctx context.Context, a sdk.ScanEligibleArgs) ([]sdk.ExecutionID, error) {
 	const op = "scan_eligible_executions"
 	cmd, err := b.scanCmd(op, a.Lane, a.Partition, a.Limit)
@@ -24,7 +25,29 @@ func (b *Backend) ScanEligibleExecutions(ctx context.Context, a sdk.ScanEligible
 	if err != nil {
 		return nil, backendError(op, err)
 	}
-	return toIDs(ids), nil
+	return b.eligibleIDs(ctx, a.Lane, a.Partition, ids), nil
+}
+
+// eligibleIDs returns the members of lane's eligible set on partition p
+// that are execution ids of p. The others are strays (no library function
+// writes one; a raw write can): a claim of one could only fail, on every
+// round, so they are left out and removed from the set (ff_drop_strays,
+// best effort: a scan that meets one again retries).
+func (b *Backend) eligibleIDs(ctx context.Context, lane sdk.LaneID, p int, members []string) []sdk.ExecutionID {
+	ids := make([]sdk.ExecutionID, 0, len(members))
+	var strays []string
+	for _, m := range members {
+		id := sdk.ExecutionID(m)
+		if q, err := id.Partition(); err != nil || q != p {
+			strays = append(strays, m)
+			continue
+		}
+		ids = append(ids, id)
+	}
+	if len(strays) > 0 {
+		b.client.Do(ctx, b.fcall("ff_drop_strays", []string{laneKeysOf(sdk.PartitionTag(p), lane).eligible}, strays...))
+	}
+	return ids
 }
 
 // ScanEligibleWindow scans several partitions of a lane in one round trip.
@@ -55,7 +78,7 @@ func (b *Backend) ScanEligibleWindow(ctx context.Context, lane sdk.LaneID, parti
 		}
 		out := make([][]sdk.ExecutionID, len(heads))
 		for i, ids := range heads {
-			out[i] = toIDs(ids[:min(limit, len(ids))])
+			out[i] = b.eligibleIDs(ctx, lane, partitions[i], ids[:min(limit, len(ids))])
 		}
 		return out, nil
 	}
@@ -73,7 +96,7 @@ func (b *Backend) ScanEligibleWindow(ctx context.Context, lane sdk.LaneID, parti
 		if err != nil {
 			return nil, backendError(op, err)
 		}
-		out[i] = toIDs(ids)
+		out[i] = b.eligibleIDs(ctx, lane, partitions[i], ids)
 	}
 	return out, nil
 }
