@@ -330,9 +330,10 @@ end
 -- worker claims it without first reading the set. Behind a backlog it
 -- joins the set, and live offers take up to two of the set's head
 -- (hand_off_head).
--- Returns ok(eid, state) ('active' when handed off) or
--- {1,'DUPLICATE',first_eid}.
--- Errors: invalid_input.
+-- Returns ok(eid, state) ('active' when handed off) or, for a repeated
+-- idempotency key, {1,'DUPLICATE',first_eid,state} with the first
+-- execution's state now ('' once retention trimmed it).
+-- Errors: invalid_input, execution_id_in_use (eid exists: nothing written).
 local CREATE_KEYS = {'core', 'ctx', 'eligible', 'delayed', 'idem', 'deadlines', 'all', 'arrivals',
   'offers?', 'leases', 'active', 'timeouts'}
 redis.register_function('ff_create', function(keys, argv)
@@ -343,7 +344,7 @@ redis.register_function('ff_create', function(keys, argv)
   local retry_max, bo_init, bo_max = uint(argv[7]), uint(argv[9]), uint(argv[10])
   local attempt_timeout, deadline, dedup_ttl = uint(argv[14]), uint(argv[15]), uint(argv[16])
   local ntags = uint(argv[18])
-  local bad = bad_call(keys, CREATE_KEYS, 12, eid, lane)
+  local bad, tag = bad_call(keys, CREATE_KEYS, 12, eid, lane)
   if bad then return bad end
   if not is_name(kind) or priority == nil or priority > MAX_PRIORITY
     or delay_until == nil or retry_max == nil or bo_init == nil or bo_max == nil
@@ -355,11 +356,14 @@ redis.register_function('ff_create', function(keys, argv)
   end
   if string.sub(idem, 1, 8) == 'ff:idem:' then
     local first = redis.call('GET', idem)
-    if first then return {1, 'DUPLICATE', first} end
+    if first then
+      local state = id_tag(first) == tag and redis.call('HGET', 'ff:e:' .. first .. ':core', 'state')
+      return {1, 'DUPLICATE', first, state or ''}
+    end
   end
-  if redis.call('EXISTS', core) == 1 then
-    return {1, 'DUPLICATE', eid}
-  end
+  -- An explicit id that exists is a collision, not a repeat: the caller
+  -- meant another execution (a repeat carries its idempotency key).
+  if redis.call('EXISTS', core) == 1 then return fail('execution_id_in_use') end
   local now = now_ms()
   local state = 'waiting'
   if delay_until > now then state = 'delayed' end

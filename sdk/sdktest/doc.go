@@ -63,6 +63,9 @@
 //     the suite creates executions fifoGap apart when it checks FIFO order.
 //   - Calls on a well-formed but unknown id: Describe and GetExecutionResult
 //     return nil, nil; the other reads and writes return a not_found error.
+//   - CreateExecution with an explicit ID an execution has returns
+//     ErrExecutionIDInUse and writes nothing; a repeated idempotency key
+//     returns the first execution (Duplicate) with its state now.
 //   - Ids beyond Partitions(), and partitions out of range, are validation
 //     errors.
 //

@@ -57,7 +57,8 @@ func testPriorityThenFIFO(e *env) {
 }
 
 // testIdempotentCreate: a repeated create with the same idempotency key
-// returns the first execution while the key lives.
+// returns the first execution and its state now while the key lives, and
+// writes nothing; an explicit id that exists is a conflict.
 func testIdempotentCreate(e *env) {
 	const lane sdk.LaneID = "sdktest-idempotent"
 	args := simple(lane)
@@ -68,22 +69,34 @@ func testIdempotentCreate(e *env) {
 		e.t.Fatalf("first CreateExecution = %+v, %v", first, err)
 	}
 	args.Payload = []byte("second")
+	before := e.snapshot()
 	second, err := e.b.CreateExecution(e.ctx, args)
 	if err != nil {
 		e.t.Fatalf("second CreateExecution = %v", err)
 	}
-	if !second.Duplicate || second.ID != first.ID {
-		e.t.Fatalf("second CreateExecution with the same key = %+v, want Duplicate of %s", second, first.ID)
+	if !second.Duplicate || second.ID != first.ID || second.State != sdk.StateWaiting {
+		e.t.Fatalf("second CreateExecution with the same key = %+v, want Duplicate of %s, waiting", second, first.ID)
+	}
+	if e.h.Snapshot != nil {
+		requireSameKeyspace(e.t, "a repeated create", before, e.snapshot())
+	}
+	// The repeat reports the first execution's state now.
+	e.claim(first.ID, lane, leaseTTL)
+	if again, err := e.b.CreateExecution(e.ctx, args); err != nil || !again.Duplicate || again.ID != first.ID || again.State != sdk.StateActive {
+		e.t.Fatalf("CreateExecution repeated after the first was claimed = %+v, %v; want Duplicate of %s, active", again, err, first.ID)
 	}
 	if all := e.listAll(); !slices.Equal(all, []sdk.ExecutionID{first.ID}) {
 		e.t.Fatalf("executions after a duplicate create: %q, want [%s]", all, first.ID)
 	}
 	e.requireContext(first.ID, lane, "sdktest.job", []byte("first"), nil)
 
-	// An explicit id that exists is a duplicate too.
-	dup, err := e.b.CreateExecution(e.ctx, sdk.CreateExecutionArgs{ID: first.ID, Lane: lane, Kind: "other", Payload: []byte("third")})
-	if err != nil || !dup.Duplicate || dup.ID != first.ID {
-		e.t.Fatalf("CreateExecution with an existing ID = %+v, %v; want Duplicate of %s", dup, err, first.ID)
+	// An explicit id that exists, without the idempotency key, is another
+	// execution the caller meant: a conflict, and nothing is written.
+	for _, l := range []sdk.LaneID{lane, "sdktest-idempotent-other"} {
+		e.rejects("CreateExecution with an existing ID on lane "+string(l), func() error {
+			_, err := e.b.CreateExecution(e.ctx, sdk.CreateExecutionArgs{ID: first.ID, Lane: l, Kind: "other", Payload: []byte("third")})
+			return err
+		}, sdk.ErrExecutionIDInUse)
 	}
 	e.requireContext(first.ID, lane, "sdktest.job", []byte("first"), nil)
 
