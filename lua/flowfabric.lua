@@ -1020,9 +1020,10 @@ end)
 -- ARGV: 1 eid, 2 reason, 3 cancelled_by, 4 lease_id ('' = operator),
 --       5 epoch, 6 attempt_id, 7 lane (the holder's; operators pass the
 --       execution's own)
--- Returns ok(previous_state). Errors: execution_not_found, invalid_input,
---   execution_not_active(state, epoch, attempt_id, ended_by) for a terminal execution,
---   and for the holder's cancel the fence errors.
+-- Returns ok(previous_state). Errors: execution_not_found, invalid_input;
+--   for an operator's cancel of a terminal execution execution_terminal(state);
+--   for the holder's cancel the fence errors (execution_not_active(state,
+--   epoch, attempt_id, ended_by) once the execution ended).
 local CANCEL_KEYS = {'core', 'grant', 'leases', 'eligible', 'delayed', 'active', 'blocked', 'terminal',
   'timeouts', 'deadlines', 'arrivals'}
 redis.register_function('ff_cancel', function(keys, argv)
@@ -1030,15 +1031,15 @@ redis.register_function('ff_cancel', function(keys, argv)
   local bad = bad_call(keys, CANCEL_KEYS, 10, eid, argv[7])
   if bad then return bad end
   local now = now_ms()
-  local f = redis.call('HMGET', core, 'state', 'lease_epoch', 'attempt_id', 'ended_by', 'lane')
+  local f = redis.call('HMGET', core, 'state', 'lane')
   if not f[1] then return fail('execution_not_found') end
   if argv[4] ~= '' then
     bad = check_fence(core, argv[4], argv[5], argv[6], now, argv[7])
     if bad then return bad end
-  elseif f[5] ~= argv[7] then
+  elseif f[2] ~= argv[7] then
     return fail('invalid_input', 'lane differs from the execution')
   elseif f[1] ~= 'waiting' and f[1] ~= 'delayed' and f[1] ~= 'active' then
-    return fail('execution_not_active', f[1], f[2], f[3], f[4] or '')
+    return fail('execution_terminal', f[1])
   end
   redis.call('DEL', keys[2])
   for i = 3, 7 do redis.call('ZREM', keys[i], eid) end
