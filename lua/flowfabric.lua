@@ -79,9 +79,14 @@ resume = '1' when the next claim continues the interrupted attempt.
 
 REPLY SHAPE (every function): {1, status, field...} on success,
 {0, code, detail...} on a business failure. Redis errors mean a bug.
+
+INPUT: no caller is trusted. Every function that writes checks the ids,
+lanes and key names it receives against this layout before its first
+write (bad_call, bad_keys: string work, no command) and answers
+invalid_input, having written nothing, when one is off.
 ]]
 
-local VERSION = '13'
+local VERSION = '14'
 local PRIORITY_SCALE = 1000000000000
 local MAX_PRIORITY = 9000
 local INTERRUPT_CAP = 100
@@ -121,6 +126,116 @@ end
 local function uint(s)
   if s == nil or s == '' or not string.match(s, '^%d+$') then return nil end
   return tonumber(s)
+end
+
+---------------------------------------------------------------------------
+-- Input checks. Callers are not trusted: every function checks, before its
+-- first write, each execution id, lane and key name it receives against the
+-- layout above (ids "{p:N}:<lowercase uuid>", lanes as sdk.LaneID.Validate,
+-- keys exactly the names the layout gives for that id's tag and that lane).
+-- String work only, no command; a failure is invalid_input and nothing is
+-- written. The names built here are only compared, never accessed.
+
+local HEX = '[0-9a-f]'
+local ID_PATTERN = '^({p:(%d+)}):' .. HEX:rep(8) .. '%-' .. HEX:rep(4) .. '%-' ..
+  HEX:rep(4) .. '%-' .. HEX:rep(4) .. '%-' .. HEX:rep(12) .. '$'
+-- Lane, worker and instance names: 1..256 bytes of printable ASCII, no
+-- space, comma or brace (a brace would move a key's hash tag).
+local NAME_PATTERN = '^[!-+%-.-z|~]+$'
+local MAX_NAME = 256
+
+-- Reports whether n, the digits of a "{p:N}" tag, are a partition number
+-- as sdk.ExecutionID.Validate accepts it: up to 6 digits, no leading zero.
+local function partition_digits(n)
+  return n ~= nil and #n <= 6 and (#n == 1 or string.byte(n, 1) ~= 48)
+end
+
+-- Returns the partition tag "{p:N}" of execution id eid, or nil when eid
+-- is not an execution id.
+local function id_tag(eid)
+  if type(eid) ~= 'string' or #eid > 47 then return nil end
+  local tag, n = string.match(eid, ID_PATTERN)
+  if not partition_digits(n) then return nil end
+  return tag
+end
+
+local function is_name(s)
+  return type(s) == 'string' and #s <= MAX_NAME and string.find(s, NAME_PATTERN) ~= nil
+end
+
+-- Returns the tag of a per-partition key "<prefix>{p:N}<rest>", or nil.
+local function key_tag(key, prefix)
+  if type(key) ~= 'string' or string.sub(key, 1, #prefix) ~= prefix then return nil end
+  local tag, n = string.match(key, '^({p:(%d+)})', #prefix + 1)
+  if not partition_digits(n) then return nil end
+  return tag
+end
+
+local EXEC_KEYS = {core = true, ctx = true, result = true, grant = true}
+local LANE_KEYS = {eligible = true, delayed = true, active = true, blocked = true, terminal = true}
+local PART_KEYS = {leases = true, timeouts = true, deadlines = true, all = true}
+
+-- Returns the lane L of key "ff:i:<tag>:L:<suffix>" when L is a lane name.
+local function lane_in(key, tag, suffix)
+  local pre, post = 'ff:i:' .. tag .. ':', ':' .. suffix
+  if #key <= #pre + #post or string.sub(key, 1, #pre) ~= pre or string.sub(key, -#post) ~= post then
+    return nil
+  end
+  local lane = string.sub(key, #pre + 1, -#post - 1)
+  if is_name(lane) then return lane end
+  return nil
+end
+
+-- Reports whether key is the one the layout names name for execution eid
+-- (tag its tag) on lane. Optional keys: 'idem' is the idempotency key of
+-- the tag or its noop key, 'offers?' the lane's offers key or the noop key.
+local function key_is(key, name, eid, tag, lane)
+  if EXEC_KEYS[name] then return eid ~= nil and key == 'ff:e:' .. eid .. ':' .. name end
+  if LANE_KEYS[name] then return key == 'ff:i:' .. tag .. ':' .. lane .. ':' .. name end
+  if PART_KEYS[name] then return key == 'ff:i:' .. tag .. ':' .. name end
+  if name == 'arrivals' then return key == 'ff:arrivals:' .. tag end
+  if name == 'offers' then return key == 'ff:offers:' .. lane end
+  local noop = 'ff:noop:' .. tag
+  if name == 'offers?' then return key == noop or key == 'ff:offers:' .. lane end
+  if name == 'idem' then
+    local pre = 'ff:idem:' .. tag .. ':'
+    return key == noop or (#key > #pre and string.sub(key, 1, #pre) == pre)
+  end
+  return false
+end
+
+-- Checks keys against layout (layout names, the first nreq required, the
+-- rest optional; with layout.open, keys past the layout are the caller's
+-- to check) for execution eid (nil when the call names none; tag is then
+-- the partition's) on lane (nil: read from the first lane key). Returns
+-- the failure and nil, or nil and the lane.
+local function bad_keys(keys, layout, nreq, eid, tag, lane)
+  if #keys < nreq or (#keys > #layout and not layout.open) then
+    return fail('invalid_input', 'wrong number of keys')
+  end
+  if lane ~= nil and not is_name(lane) then return fail('invalid_input', 'malformed lane') end
+  for i = 1, math.min(#keys, #layout) do
+    local name = layout[i]
+    if lane == nil and LANE_KEYS[name] then
+      lane = lane_in(keys[i], tag, name)
+      if not lane then return fail('invalid_input', 'key ' .. i .. ' is not a ' .. name .. ' key') end
+    end
+    if not key_is(keys[i], name, eid, tag, lane) then
+      return fail('invalid_input', 'key ' .. i .. ' is not the ' .. name .. ' key')
+    end
+  end
+  return nil, lane
+end
+
+-- bad_keys for a call on execution eid: eid must be an execution id, and
+-- its tag decides every key's. Returns the failure, or nil, the tag and the lane.
+local function bad_call(keys, layout, nreq, eid, lane)
+  local tag = id_tag(eid)
+  if not tag then return fail('invalid_input', 'malformed execution id') end
+  local bad
+  bad, lane = bad_keys(keys, layout, nreq, eid, tag, lane)
+  if bad then return bad end
+  return nil, tag, lane
 end
 
 local function csv_set(csv)
@@ -195,9 +310,11 @@ local function live_offer(offers, now)
 end
 
 -- Splits an offer member into lease_id, attempt_id, lease_ttl_ms,
--- worker_id, worker_instance, caps_csv; nil when it is not one.
+-- worker_id, worker_instance, caps_csv; nil when it is not one (the worker
+-- and instance must be names: the instance names its inbox key).
+local OFFER_PATTERN = '^(%S+) (%S+) ([1-9]%d*) ([!-+%-.-z|~]+) ([!-+%-.-z|~]+) ?(%S*)$'
 local function parse_offer(member)
-  return string.match(member, '^(%S+) (%S+) ([1-9]%d*) (%S+) (%S+) ?(%S*)$')
+  return string.match(member, OFFER_PATTERN)
 end
 
 ---------------------------------------------------------------------------
@@ -217,9 +334,12 @@ end
 -- worker claims it without first reading the set. Behind a backlog it
 -- joins the set, and live offers take up to two of the set's head
 -- (hand_off_head).
--- Returns ok(eid, state) ('active' when handed off) or
--- {1,'DUPLICATE',first_eid}.
--- Errors: invalid_input.
+-- Returns ok(eid, state) ('active' when handed off) or, for a repeated
+-- idempotency key, {1,'DUPLICATE',first_eid,state} with the first
+-- execution's state now ('' once retention trimmed it).
+-- Errors: invalid_input, execution_id_in_use (eid exists: nothing written).
+local CREATE_KEYS = {'core', 'ctx', 'eligible', 'delayed', 'idem', 'deadlines', 'all', 'arrivals',
+  'offers?', 'leases', 'active', 'timeouts'}
 redis.register_function('ff_create', function(keys, argv)
   local core, ctx, eligible, delayed, idem, deadlines, all, arrivals =
     keys[1], keys[2], keys[3], keys[4], keys[5], keys[6], keys[7], keys[8]
@@ -228,7 +348,9 @@ redis.register_function('ff_create', function(keys, argv)
   local retry_max, bo_init, bo_max = uint(argv[7]), uint(argv[9]), uint(argv[10])
   local attempt_timeout, deadline, dedup_ttl = uint(argv[14]), uint(argv[15]), uint(argv[16])
   local ntags = uint(argv[18])
-  if eid == '' or lane == '' or kind == '' or priority == nil or priority > MAX_PRIORITY
+  local bad, tag = bad_call(keys, CREATE_KEYS, 12, eid, lane)
+  if bad then return bad end
+  if not is_name(kind) or priority == nil or priority > MAX_PRIORITY
     or delay_until == nil or retry_max == nil or bo_init == nil or bo_max == nil
     or tonumber(argv[11]) == nil or tonumber(argv[12]) == nil
     or attempt_timeout == nil or deadline == nil or dedup_ttl == nil or dedup_ttl == 0
@@ -236,13 +358,16 @@ redis.register_function('ff_create', function(keys, argv)
     or #argv ~= 18 + 2 * ntags then
     return fail('invalid_input', 'malformed create arguments')
   end
-  if idem ~= '' and string.sub(idem, 1, 8) == 'ff:idem:' then
+  if string.sub(idem, 1, 8) == 'ff:idem:' then
     local first = redis.call('GET', idem)
-    if first then return {1, 'DUPLICATE', first} end
+    if first then
+      local state = id_tag(first) == tag and redis.call('HGET', 'ff:e:' .. first .. ':core', 'state')
+      return {1, 'DUPLICATE', first, state or ''}
+    end
   end
-  if redis.call('EXISTS', core) == 1 then
-    return {1, 'DUPLICATE', eid}
-  end
+  -- An explicit id that exists is a collision, not a repeat: the caller
+  -- meant another execution (a repeat carries its idempotency key).
+  if redis.call('EXISTS', core) == 1 then return fail('execution_id_in_use') end
   local now = now_ms()
   local state = 'waiting'
   if delay_until > now then state = 'delayed' end
@@ -295,21 +420,52 @@ redis.register_function('ff_create', function(keys, argv)
 end)
 
 ---------------------------------------------------------------------------
+-- ff_drop_strays: remove members of an eligible set that are not execution
+-- ids of its partition. No function here writes one (a raw write can); a
+-- worker's scan that meets one drops it with this call, once, instead of
+-- failing to claim it on every round. Ids of the partition are never
+-- removed here.
+-- KEYS: 1 eligible
+-- ARGV: the members to remove
+-- Returns ok(removed_count). Inner commands: 1 ZREM at most.
+-- Errors: invalid_input.
+local DROP_KEYS = {'eligible'}
+redis.register_function('ff_drop_strays', function(keys, argv)
+  local tag = key_tag(keys[1], 'ff:i:')
+  if not tag then return fail('invalid_input', 'key 1 is not an eligible key') end
+  local bad = bad_keys(keys, DROP_KEYS, 1, nil, tag)
+  if bad then return bad end
+  local strays = {}
+  for _, m in ipairs(argv) do
+    if id_tag(m) ~= tag then strays[#strays + 1] = m end
+  end
+  if #strays == 0 then return ok('0') end
+  return ok(tostring(redis.call('ZREM', keys[1], unpack(strays))))
+end)
+
+---------------------------------------------------------------------------
 -- ff_issue_claim_grant: grant one worker the right to claim an eligible execution.
 -- KEYS: 1 core, 2 grant, 3 eligible
 -- ARGV: 1 eid, 2 worker_id, 3 worker_instance_id, 4 grant_ttl_ms, 5 worker_caps_csv
 -- Returns ok(expires_at_ms).
 -- Errors: execution_not_found, execution_not_eligible(state),
 --   grant_already_exists, execution_not_in_eligible_set,
---   capability_mismatch(missing_csv).
+--   capability_mismatch(missing_csv), invalid_input.
+-- An eligible member without its record (a stray) is removed on the way.
+local GRANT_KEYS = {'core', 'grant', 'eligible'}
 redis.register_function('ff_issue_claim_grant', function(keys, argv)
   local core, grant, eligible = keys[1], keys[2], keys[3]
   local eid, ttl = argv[1], uint(argv[4])
-  if ttl == nil or ttl == 0 or argv[2] == '' then
+  local bad = bad_call(keys, GRANT_KEYS, 3, eid)
+  if bad then return bad end
+  if ttl == nil or ttl == 0 or not is_name(argv[2]) or not is_name(argv[3]) then
     return fail('invalid_input', 'malformed grant arguments')
   end
   local f = redis.call('HMGET', core, 'state', 'blocked', 'caps')
-  if not f[1] then return fail('execution_not_found') end
+  if not f[1] then
+    redis.call('ZREM', eligible, eid)
+    return fail('execution_not_found')
+  end
   if f[1] ~= 'waiting' or f[2] ~= '' then return fail('execution_not_eligible', f[1]) end
   if redis.call('EXISTS', grant) == 1 then return fail('grant_already_exists') end
   if not redis.call('ZSCORE', eligible, eid) then
@@ -396,10 +552,13 @@ end
 -- Errors: execution_not_found, execution_not_leaseable(state),
 --   use_claim_resumed_execution, not_a_resumed_execution,
 --   invalid_claim_grant, claim_grant_expired, invalid_input.
+local CLAIM_KEYS = {'core', 'grant', 'eligible', 'leases', 'active', 'timeouts', 'ctx'}
 redis.register_function('ff_claim', function(keys, argv)
   local core, grant = keys[1], keys[2]
   local eid, worker_id, wiid, lease_id = argv[1], argv[2], argv[3], argv[4]
   local ttl, mode = uint(argv[6]), argv[7]
+  local bad = bad_call(keys, CLAIM_KEYS, 7, eid, argv[9])
+  if bad then return bad end
   if ttl == nil or ttl == 0 or lease_id == '' or (mode ~= 'new' and mode ~= 'resume')
     or (mode == 'new' and argv[5] == '') then
     return fail('invalid_input', 'malformed claim arguments')
@@ -447,11 +606,18 @@ end
 -- Returns ok(n, then per claimed execution: eid, lease_id, epoch, expires_at,
 --   attempt_id, attempt_index, attempt_type, npairs, ctx field/value pairs).
 -- Executions whose capabilities the worker lacks are blocked for routing;
--- executions granted to someone else are skipped.
+-- executions granted to someone else are skipped. A member that is not an
+-- execution of this partition, or has no record, is a stray: removed.
+local FUSED_KEYS = {'eligible', 'leases', 'active', 'timeouts', 'blocked'}
 redis.register_function('ff_claim_fused', function(keys, argv)
   local eligible, leases, active, timeouts, blocked = keys[1], keys[2], keys[3], keys[4], keys[5]
   local worker_id, wiid, ttl, max = argv[1], argv[2], uint(argv[3]), uint(argv[4])
-  if ttl == nil or ttl == 0 or max == nil or max == 0 or #argv ~= 6 + 2 * max then
+  local tag = key_tag(eligible, 'ff:i:')
+  if not tag then return fail('invalid_input', 'key 1 is not an eligible key') end
+  local bad = bad_keys(keys, FUSED_KEYS, 5, nil, tag, argv[6])
+  if bad then return bad end
+  if ttl == nil or ttl == 0 or max == nil or max == 0 or #argv ~= 6 + 2 * max
+    or not is_name(worker_id) or not is_name(wiid) then
     return fail('invalid_input', 'malformed fused claim arguments')
   end
   local now = now_ms()
@@ -460,8 +626,9 @@ redis.register_function('ff_claim_fused', function(keys, argv)
   local candidates = redis.call('ZRANGE', eligible, 0, 4 * max - 1)
   for _, eid in ipairs(candidates) do
     if claimed >= max then break end
-    local core = exec_key(eid, 'core')
-    local f = claim_fields(core)
+    -- A stray's keys may lie outside this call's slot: it is never read.
+    local core = id_tag(eid) == tag and exec_key(eid, 'core')
+    local f = core and claim_fields(core) or {}
     if not f.state then redis.call('ZREM', eligible, eid) end
     local take = claimable(eid, f, argv[6])
     if take and missing_caps(f.caps, argv[5]) ~= '' then
@@ -576,7 +743,8 @@ end
 -- nil. Writes nothing.
 local function check_offers(offers, ttl, mode, argv, first)
   ttl = uint(ttl)
-  if string.sub(offers or '', 1, 10) ~= 'ff:offers:' or ttl == nil or ttl == 0
+  if string.sub(offers or '', 1, 10) ~= 'ff:offers:' or not is_name(string.sub(offers, 11))
+    or ttl == nil or ttl == 0
     or (mode ~= 'new' and mode ~= 'refresh') or #argv < first then
     return fail('invalid_input', 'malformed offer arguments')
   end
@@ -641,13 +809,23 @@ end)
 --   '' on success or a fence error code (execution_not_found,
 --   execution_not_active, lease_revoked, lease_expired, stale_lease) and
 --   d1..d4 its detail (state, epoch, attempt_id, ended_by for
---   execution_not_active).
+--   execution_not_active). Errors: invalid_input (the whole call).
 redis.register_function('ff_renew', function(keys, argv)
   local leases = keys[1]
   local ttl = uint(argv[1])
   local n = #keys - 1
   if ttl == nil or ttl == 0 or n < 1 or #argv ~= 1 + 4 * n then
     return fail('invalid_input', 'malformed renew arguments')
+  end
+  local tag = id_tag(argv[2])
+  if not tag or leases ~= 'ff:i:' .. tag .. ':leases' then
+    return fail('invalid_input', 'key 1 is not the leases key')
+  end
+  for i = 1, n do
+    local eid = argv[2 + (i - 1) * 4]
+    if id_tag(eid) ~= tag or keys[i + 1] ~= 'ff:e:' .. eid .. ':core' then
+      return fail('invalid_input', 'lease ' .. i .. ': malformed execution id or key')
+    end
   end
   local now = now_ms()
   local expires = now + ttl
@@ -673,11 +851,14 @@ end)
 -- KEYS: 1 core
 -- ARGV: 1 eid, 2 lease_id, 3 epoch, 4 attempt_id, 5 percent (0..100), 6 message
 -- Returns ok(). Errors: the fence errors, invalid_input.
+local CORE_KEYS = {'core'}
 redis.register_function('ff_progress', function(keys, argv)
+  local bad = bad_call(keys, CORE_KEYS, 1, argv[1])
+  if bad then return bad end
   local pct = uint(argv[5])
   if pct == nil or pct > 100 then return fail('invalid_input', 'percent out of range') end
   local now = now_ms()
-  local bad = check_fence(keys[1], argv[2], argv[3], argv[4], now)
+  bad = check_fence(keys[1], argv[2], argv[3], argv[4], now)
   if bad then return bad end
   redis.call('HSET', keys[1], 'progress_pct', pct, 'progress_msg', argv[6])
   return ok()
@@ -692,14 +873,19 @@ end)
 --       7 lane, then with KEYS[8]: 8 offer ttl_ms, 9.. offer members
 -- Returns ok('completed'), or with offers ok(expires_at, then per offer
 --   '1' or '0') as ff_offer. Errors: the fence errors, invalid_input.
+-- The offers (KEYS[8]) may be another lane's: check_offers checks them.
+local COMPLETE_KEYS = {'core', 'result', 'leases', 'active', 'terminal', 'timeouts', 'deadlines', open = true}
 redis.register_function('ff_complete', function(keys, argv)
   local core, eid = keys[1], argv[1]
+  local bad = bad_call(keys, COMPLETE_KEYS, 7, eid, argv[7])
+  if bad then return bad end
+  if #keys > 8 then return fail('invalid_input', 'wrong number of keys') end
   if keys[8] then
-    local bad = check_offers(keys[8], argv[8], 'new', argv, 9)
+    bad = check_offers(keys[8], argv[8], 'new', argv, 9)
     if bad then return bad end
   end
   local now = now_ms()
-  local bad = check_fence(core, argv[2], argv[3], argv[4], now, argv[7])
+  bad = check_fence(core, argv[2], argv[3], argv[4], now, argv[7])
   if bad then return bad end
   if argv[6] == '1' then redis.call('SET', keys[2], argv[5]) end
   release_lease(core, eid, keys[3], keys[4], keys[6])
@@ -824,9 +1010,13 @@ end
 -- once into an empty eligible set is published as an arrival (see ff_create).
 -- Returns ok('retry_scheduled', due_ms) or ok('terminal_failed').
 -- Errors: the fence errors.
+local FAIL_KEYS = {'core', 'leases', 'active', 'terminal', 'delayed', 'timeouts', 'deadlines', 'eligible',
+  'grant', 'arrivals'}
 redis.register_function('ff_fail', function(keys, argv)
+  local bad = bad_call(keys, FAIL_KEYS, 10, argv[1], argv[8])
+  if bad then return bad end
   local now = now_ms()
-  local bad = check_fence(keys[1], argv[2], argv[3], argv[4], now, argv[8])
+  bad = check_fence(keys[1], argv[2], argv[3], argv[4], now, argv[8])
   if bad then return bad end
   local k = {core = keys[1], leases = keys[2], active = keys[3], terminal = keys[4],
     delayed = keys[5], timeouts = keys[6], deadlines = keys[7], eligible = keys[8], grant = keys[9],
@@ -844,12 +1034,15 @@ end)
 --       and is announced there, see announce)
 -- ARGV: 1 eid, 2 lease_id, 3 epoch, 4 attempt_id, 5 until_ms, 6 lane
 -- Returns ok(until_ms). Errors: the fence errors, invalid_input.
+local DELAY_KEYS = {'core', 'leases', 'active', 'delayed', 'timeouts', 'eligible', 'arrivals'}
 redis.register_function('ff_delay', function(keys, argv)
   local core, eid = keys[1], argv[1]
+  local bad = bad_call(keys, DELAY_KEYS, 7, eid, argv[6])
+  if bad then return bad end
   local until_ms = uint(argv[5])
   if until_ms == nil then return fail('invalid_input', 'malformed delay time') end
   local now = now_ms()
-  local bad = check_fence(core, argv[2], argv[3], argv[4], now, argv[6])
+  bad = check_fence(core, argv[2], argv[3], argv[4], now, argv[6])
   if bad then return bad end
   release_lease(core, eid, keys[2], keys[3], keys[5])
   redis.call('HSET', core, 'resume', '1', 'ended_by', argv[2], 'last_transition_at', now)
@@ -875,19 +1068,26 @@ end)
 -- ARGV: 1 eid, 2 reason, 3 cancelled_by, 4 lease_id ('' = operator),
 --       5 epoch, 6 attempt_id, 7 lane (the holder's; operators pass the
 --       execution's own)
--- Returns ok(previous_state). Errors: execution_not_found,
---   execution_not_active(state, epoch, attempt_id, ended_by) for a terminal execution,
---   and for the holder's cancel the fence errors.
+-- Returns ok(previous_state). Errors: execution_not_found, invalid_input;
+--   for an operator's cancel of a terminal execution execution_terminal(state);
+--   for the holder's cancel the fence errors (execution_not_active(state,
+--   epoch, attempt_id, ended_by) once the execution ended).
+local CANCEL_KEYS = {'core', 'grant', 'leases', 'eligible', 'delayed', 'active', 'blocked', 'terminal',
+  'timeouts', 'deadlines', 'arrivals'}
 redis.register_function('ff_cancel', function(keys, argv)
   local core, eid = keys[1], argv[1]
+  local bad = bad_call(keys, CANCEL_KEYS, 10, eid, argv[7])
+  if bad then return bad end
   local now = now_ms()
-  local f = redis.call('HMGET', core, 'state', 'lease_epoch', 'attempt_id', 'ended_by')
+  local f = redis.call('HMGET', core, 'state', 'lane')
   if not f[1] then return fail('execution_not_found') end
   if argv[4] ~= '' then
-    local bad = check_fence(core, argv[4], argv[5], argv[6], now, argv[7])
+    bad = check_fence(core, argv[4], argv[5], argv[6], now, argv[7])
     if bad then return bad end
+  elseif f[2] ~= argv[7] then
+    return fail('invalid_input', 'lane differs from the execution')
   elseif f[1] ~= 'waiting' and f[1] ~= 'delayed' and f[1] ~= 'active' then
-    return fail('execution_not_active', f[1], f[2], f[3], f[4] or '')
+    return fail('execution_terminal', f[1])
   end
   redis.call('DEL', keys[2])
   for i = 3, 7 do redis.call('ZREM', keys[i], eid) end
@@ -909,11 +1109,15 @@ end)
 -- ARGV: 1 eid, 2 priority
 -- Returns ok(old, new). Errors: execution_not_found, execution_not_runnable(state),
 --   invalid_input.
+local PRIORITY_KEYS = {'core', 'eligible'}
 redis.register_function('ff_change_priority', function(keys, argv)
+  local bad, _, lane = bad_call(keys, PRIORITY_KEYS, 2, argv[1])
+  if bad then return bad end
   local prio = uint(argv[2])
   if prio == nil or prio > MAX_PRIORITY then return fail('invalid_input', 'priority out of range') end
-  local f = redis.call('HMGET', keys[1], 'state', 'priority', 'created_at', 'blocked')
+  local f = redis.call('HMGET', keys[1], 'state', 'priority', 'created_at', 'blocked', 'lane')
   if not f[1] then return fail('execution_not_found') end
+  if f[5] ~= lane then return fail('invalid_input', 'lane differs from the execution') end
   if f[1] ~= 'waiting' and f[1] ~= 'delayed' then return fail('execution_not_runnable', f[1]) end
   redis.call('HSET', keys[1], 'priority', prio)
   if f[1] == 'waiting' and f[4] == '' then
@@ -930,7 +1134,10 @@ end)
 -- ARGV: 1 eid, 2 expected_lease_id ('' = any), 3 reason
 -- Returns ok(lease_id, epoch). Errors: execution_not_found, no_active_lease,
 --   stale_lease (expected id differs).
+local REVOKE_KEYS = {'core', 'leases', 'arrivals'}
 redis.register_function('ff_revoke', function(keys, argv)
+  local bad = bad_call(keys, REVOKE_KEYS, 2, argv[1])
+  if bad then return bad end
   local f = redis.call('HMGET', keys[1], 'state', 'lease_state', 'lease_id', 'lease_epoch')
   if not f[1] then return fail('execution_not_found') end
   if f[1] ~= 'active' or f[2] ~= 'held' then return fail('no_active_lease', f[1]) end
@@ -948,7 +1155,10 @@ end)
 -- KEYS: 1 core, 2 eligible, 3 blocked
 -- ARGV: 1 eid, 2 reason
 -- Returns ok('blocked') or ok('not_eligible') when it was no longer eligible.
+local BLOCK_KEYS = {'core', 'eligible', 'blocked'}
 redis.register_function('ff_block_route', function(keys, argv)
+  local bad = bad_call(keys, BLOCK_KEYS, 3, argv[1])
+  if bad then return bad end
   local f = redis.call('HMGET', keys[1], 'state', 'blocked')
   if f[1] ~= 'waiting' or f[2] ~= '' or redis.call('ZREM', keys[2], argv[1]) == 0 then
     return ok('not_eligible')
@@ -962,18 +1172,34 @@ end)
 -- ff_promote: move due delayed executions back to eligible.
 -- KEYS: 1 delayed, 2 eligible, 3 arrivals (shard channel), then one core
 --       per candidate
--- ARGV: 1 lane, then the candidate eids, in KEYS order
+-- ARGV: 1 lane, then the candidate eids, in KEYS order (a candidate that
+--       is not an execution id of the partition has the noop key as its core)
 -- Returns ok(promoted_count). A candidate not yet due (server time) or no
 -- longer delayed is skipped (a stale index entry is removed). The first
 -- promoted into an empty eligible set is announced (see announce).
+local PROMOTE_KEYS = {'delayed', 'eligible', 'arrivals', open = true}
 redis.register_function('ff_promote', function(keys, argv)
   if #keys - 3 ~= #argv - 1 then return fail('invalid_input', 'keys and ids differ') end
+  local tag = key_tag(keys[1], 'ff:i:')
+  if not tag then return fail('invalid_input', 'key 1 is not a delayed key') end
+  local bad = bad_keys(keys, PROMOTE_KEYS, 3, nil, tag, argv[1])
+  if bad then return bad end
+  for i = 2, #argv do
+    local want = 'ff:noop:' .. tag
+    if id_tag(argv[i]) == tag then want = 'ff:e:' .. argv[i] .. ':core' end
+    if keys[i + 2] ~= want then
+      return fail('invalid_input', 'key ' .. (i + 2) .. ' is not the candidate\'s core key')
+    end
+  end
   local now = now_ms()
   local n = 0
   for i = 2, #argv do
     local core, eid = keys[i + 2], argv[i]
-    local f = redis.call('HMGET', core, 'state', 'delay_until', 'created_at', 'priority')
-    if f[1] ~= 'delayed' then
+    -- A candidate that is no execution of this partition (its key stands
+    -- for nothing) or not of this lane is a stray entry: removed.
+    local f = id_tag(eid) == tag
+      and redis.call('HMGET', core, 'state', 'delay_until', 'created_at', 'priority', 'lane') or {}
+    if f[1] ~= 'delayed' or f[5] ~= argv[1] then
       redis.call('ZREM', keys[1], eid)
     elseif tonumber(f[2]) <= now then
       redis.call('ZREM', keys[1], eid)
@@ -1001,12 +1227,31 @@ redis.register_function{function_name = 'ff_due', flags = {'no-writes'},
     return {1, 'OK', unpack(r)}
   end}
 
+-- Checks a registration call: its keys are one instance's (I a name:
+-- "ff:w:{w:I}:alive", "ff:w:{w:I}:info"), and, with fields, the worker id
+-- (argv[3]) a name and the lanes (argv[4]) comma-separated names. The
+-- failure, or nil.
+local function bad_registration(keys, argv, fields)
+  local inst = #keys == 2 and string.match(keys[1], '^ff:w:{w:(.+)}:alive$')
+  if not is_name(inst) or keys[2] ~= 'ff:w:{w:' .. inst .. '}:info' then
+    return fail('invalid_input', 'not a worker instance\'s keys')
+  end
+  if not fields then return nil end
+  if not is_name(argv[3]) then return fail('invalid_input', 'malformed worker id') end
+  for lane in string.gmatch(argv[4] or '', '[^,]*') do
+    if lane ~= '' and not is_name(lane) then return fail('invalid_input', 'malformed lane') end
+  end
+  return nil
+end
+
 ---------------------------------------------------------------------------
 -- ff_register_worker: claim a worker instance id for a live process.
 -- KEYS: 1 alive, 2 info
 -- ARGV: 1 owner token, 2 ttl_ms, 3 worker_id, 4 lanes_csv, 5 caps_csv
 -- Returns ok(expires_at). Errors: worker_instance_in_use, invalid_input.
 redis.register_function('ff_register_worker', function(keys, argv)
+  local bad = bad_registration(keys, argv, true)
+  if bad then return bad end
   local ttl = uint(argv[2])
   if ttl == nil or ttl == 0 or argv[1] == '' then return fail('invalid_input', 'malformed registration') end
   if not redis.call('SET', keys[1], argv[1], 'NX', 'PX', ttl) then
@@ -1027,6 +1272,8 @@ end)
 -- ARGV: 1 owner token, 2 ttl_ms, 3 worker_id, 4 lanes_csv, 5 caps_csv
 -- Returns ok(expires_at). Errors: worker_instance_in_use, invalid_input.
 redis.register_function('ff_heartbeat_worker', function(keys, argv)
+  local bad = bad_registration(keys, argv, true)
+  if bad then return bad end
   local ttl = uint(argv[2])
   if ttl == nil or ttl == 0 or argv[1] == '' then return fail('invalid_input', 'malformed heartbeat') end
   local owner = redis.call('GET', keys[1])
@@ -1046,7 +1293,10 @@ end)
 -- KEYS: 1 alive, 2 info
 -- ARGV: 1 owner token
 -- Returns ok('removed') or ok('not_owner') when someone else holds the id.
+-- Errors: invalid_input.
 redis.register_function('ff_deregister_worker', function(keys, argv)
+  local bad = bad_registration(keys, argv, false)
+  if bad then return bad end
   if redis.call('GET', keys[1]) ~= argv[1] then return ok('not_owner') end
   redis.call('DEL', keys[1], keys[2])
   return ok('removed')
@@ -1062,13 +1312,18 @@ end)
 -- ARGV: 1 eid, 2 cap (max interruptions), 3 lane (for the announcement)
 -- Returns ok('retry_scheduled', due), ok('terminal_failed'), ok('not_due')
 --   or ok('stale') when the index entry no longer applies (it is removed).
+local RECLAIM_EXPIRED_KEYS = {'core', 'leases', 'active', 'terminal', 'delayed', 'timeouts', 'deadlines',
+  'eligible', 'grant', 'arrivals'}
 redis.register_function('ff_reclaim_expired', function(keys, argv)
   local eid, cap = argv[1], uint(argv[2]) or INTERRUPT_CAP
-  local f = redis.call('HMGET', keys[1], 'state', 'lease_state', 'lease_expires_at')
+  local bad = bad_call(keys, RECLAIM_EXPIRED_KEYS, 10, eid, argv[3])
+  if bad then return bad end
+  local f = redis.call('HMGET', keys[1], 'state', 'lease_state', 'lease_expires_at', 'lane')
   if f[1] ~= 'active' or (f[2] ~= 'held' and f[2] ~= 'revoked') then
     redis.call('ZREM', keys[2], eid)
     return ok('stale')
   end
+  if f[4] ~= argv[3] then return fail('invalid_input', 'lane differs from the execution') end
   local now = now_ms()
   if f[2] == 'held' and tonumber(f[3]) > now then return ok('not_due') end
   local k = {core = keys[1], leases = keys[2], active = keys[3], terminal = keys[4],
@@ -1091,11 +1346,16 @@ end)
 --       announcement of an immediate retry)
 -- Returns ok('expired'), ok('retry_scheduled', due), ok('terminal_failed'),
 --   ok('not_due') or ok('stale') (the index entry is removed).
+local EXPIRE_KEYS = {'core', 'leases', 'active', 'terminal', 'delayed', 'timeouts', 'deadlines', 'eligible',
+  'blocked', 'grant', 'arrivals'}
 redis.register_function('ff_expire', function(keys, argv)
   local eid, which = argv[1], argv[2]
+  local bad = bad_call(keys, EXPIRE_KEYS, 11, eid, argv[3])
+  if bad then return bad end
   local now = now_ms()
-  local f = redis.call('HMGET', keys[1], 'state', 'deadline_at')
+  local f = redis.call('HMGET', keys[1], 'state', 'deadline_at', 'lane')
   local live = f[1] == 'waiting' or f[1] == 'delayed' or f[1] == 'active'
+  if live and f[3] ~= argv[3] then return fail('invalid_input', 'lane differs from the execution') end
   if which == 'deadline' then
     if not live then redis.call('ZREM', keys[7], eid) return ok('stale') end
     if tonumber(f[2]) == 0 or tonumber(f[2]) > now then return ok('not_due') end
@@ -1125,10 +1385,13 @@ end)
 -- KEYS: 1 core, 2 blocked, 3 eligible, 4 arrivals (shard channel)
 -- ARGV: 1 eid, 2 expected_reason, 3 lane (for the announcement)
 -- Returns ok('unblocked') or ok('skipped') (a stale entry is removed).
+local UNBLOCK_KEYS = {'core', 'blocked', 'eligible', 'arrivals'}
 redis.register_function('ff_unblock', function(keys, argv)
   local eid = argv[1]
-  local f = redis.call('HMGET', keys[1], 'state', 'blocked', 'created_at', 'priority')
-  if f[1] ~= 'waiting' or not f[2] or f[2] == '' then
+  local bad = bad_call(keys, UNBLOCK_KEYS, 4, eid, argv[3])
+  if bad then return bad end
+  local f = redis.call('HMGET', keys[1], 'state', 'blocked', 'created_at', 'priority', 'lane')
+  if f[1] ~= 'waiting' or not f[2] or f[2] == '' or f[5] ~= argv[3] then
     redis.call('ZREM', keys[2], eid)
     return ok('skipped')
   end
@@ -1146,8 +1409,11 @@ end)
 -- KEYS: 1 core, 2 ctx, 3 result, 4 grant, 5 terminal, 6 all
 -- ARGV: 1 eid, 2 cutoff_ms
 -- Returns ok('trimmed') or ok('kept').
+local TRIM_KEYS = {'core', 'ctx', 'result', 'grant', 'terminal', 'all'}
 redis.register_function('ff_trim', function(keys, argv)
   local eid, cutoff = argv[1], uint(argv[2])
+  local bad = bad_call(keys, TRIM_KEYS, 6, eid)
+  if bad then return bad end
   if cutoff == nil then return fail('invalid_input', 'malformed cutoff') end
   local f = redis.call('HMGET', keys[1], 'state', 'completed_at')
   if f[1] then
@@ -1167,11 +1433,19 @@ end)
 -- ARGV: 1 eid, 2 max_replays, 3 lane (for the announcement)
 -- Returns ok(previous_state). Errors: execution_not_found,
 --   execution_not_terminal(state), replay_limit_exceeded(count).
+local REPLAY_KEYS = {'core', 'terminal', 'eligible', 'result', 'arrivals'}
+-- What a replay reads: the first six, the last attempt (keep_attempt reads
+-- ATTEMPT_FIELDS from index 7), then the lane.
+local REPLAY_FIELDS = {'state', 'replay_count', 'created_at', 'priority', 'completed_at', 'cancel_reason'}
+for _, name in ipairs(ATTEMPT_FIELDS) do REPLAY_FIELDS[#REPLAY_FIELDS + 1] = name end
+REPLAY_FIELDS[#REPLAY_FIELDS + 1] = 'lane'
 redis.register_function('ff_replay', function(keys, argv)
   local eid, max = argv[1], uint(argv[2]) or 10
-  local f = redis.call('HMGET', keys[1], 'state', 'replay_count', 'created_at', 'priority',
-    'completed_at', 'cancel_reason', unpack(ATTEMPT_FIELDS))
+  local bad = bad_call(keys, REPLAY_KEYS, 5, eid, argv[3])
+  if bad then return bad end
+  local f = redis.call('HMGET', keys[1], unpack(REPLAY_FIELDS))
   if not f[1] then return fail('execution_not_found') end
+  if f[#REPLAY_FIELDS] ~= argv[3] then return fail('invalid_input', 'lane differs from the execution') end
   if f[1] ~= 'completed' and f[1] ~= 'failed' and f[1] ~= 'cancelled' and f[1] ~= 'expired' then
     return fail('execution_not_terminal', f[1])
   end
@@ -1208,9 +1482,14 @@ end)
 -- Returns ok(expires_at). Errors: execution_not_found,
 --   execution_not_reclaimable(state), grant_already_exists,
 --   capability_mismatch(missing), invalid_input.
+local RECLAIM_GRANT_KEYS = {'core', 'grant'}
 redis.register_function('ff_issue_reclaim_grant', function(keys, argv)
+  local bad = bad_call(keys, RECLAIM_GRANT_KEYS, 2, argv[1])
+  if bad then return bad end
   local ttl = uint(argv[4])
-  if ttl == nil or ttl == 0 or argv[2] == '' then return fail('invalid_input', 'malformed grant arguments') end
+  if ttl == nil or ttl == 0 or not is_name(argv[2]) or not is_name(argv[3]) then
+    return fail('invalid_input', 'malformed grant arguments')
+  end
   local f = redis.call('HMGET', keys[1], 'state', 'lease_state', 'lease_expires_at', 'caps')
   if not f[1] then return fail('execution_not_found') end
   local now = now_ms()
@@ -1237,8 +1516,11 @@ end)
 -- Returns the same fields as ff_claim with context, or
 --   {1,'TERMINAL_FAILED',count} at the cap. Errors: execution_not_found,
 --   execution_not_reclaimable(state), invalid_claim_grant, claim_grant_expired.
+local RECLAIM_KEYS = {'core', 'grant', 'eligible', 'leases', 'active', 'timeouts', 'ctx', 'terminal', 'deadlines'}
 redis.register_function('ff_reclaim', function(keys, argv)
   local core, grant, eid = keys[1], keys[2], argv[1]
+  local bad = bad_call(keys, RECLAIM_KEYS, 9, eid, argv[7])
+  if bad then return bad end
   local ttl, cap = uint(argv[6]), uint(argv[8]) or INTERRUPT_CAP
   if ttl == nil or ttl == 0 or argv[4] == '' or argv[5] == '' then
     return fail('invalid_input', 'malformed reclaim arguments')
@@ -1288,6 +1570,8 @@ end)
 -- Returns ok('owned', expires_at), ok('taken', current_owner) or ok('released').
 redis.register_function('ff_own', function(keys, argv)
   local owner, ttl, mode = argv[1], uint(argv[2]), argv[3]
+  local tag = #keys == 1 and key_tag(keys[1], 'ff:own:')
+  if not tag or keys[1] ~= 'ff:own:' .. tag then return fail('invalid_input', 'key 1 is not an own key') end
   if owner == '' or ttl == nil or ttl == 0 then return fail('invalid_input', 'malformed ownership') end
   local cur = redis.call('GET', keys[1])
   if mode == 'release' then

@@ -2,6 +2,7 @@ package scanner_test
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"os"
@@ -196,9 +197,13 @@ func state(t *testing.T, b *valkeybackend.Backend, id sdk.ExecutionID) sdk.Publi
 	return s
 }
 
+// describe returns id's snapshot, or nil once it is gone.
 func describe(t *testing.T, b *valkeybackend.Backend, id sdk.ExecutionID) *sdk.ExecutionSnapshot {
 	t.Helper()
 	s, err := b.DescribeExecution(context.Background(), id)
+	if errors.Is(err, sdk.ErrExecutionNotFound) {
+		return nil
+	}
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -74,7 +74,9 @@ type LeaseHolder interface {
 
 // Operator covers administrative writes.
 type Operator interface {
-	// CancelExecution cancels from any non-terminal state.
+	// CancelExecution cancels from any non-terminal state. An execution
+	// that already ended gives execution_terminal (ErrExecutionTerminal)
+	// with its state as the detail.
 	CancelExecution(ctx context.Context, args CancelExecutionArgs) (CancelExecutionResult, error)
 	// ChangePriority re-scores a waiting execution.
 	ChangePriority(ctx context.Context, args ChangePriorityArgs) (ChangePriorityResult, error)
@@ -86,14 +88,15 @@ type Operator interface {
 	PromoteDelayed(ctx context.Context, args PromoteDelayedArgs) (int, error)
 }
 
-// Reader covers read-only calls.
+// Reader covers read-only calls. Every call that looks up an execution by
+// id gives ErrExecutionNotFound (kind not_found) for an unknown one.
 type Reader interface {
-	// DescribeExecution returns nil, nil for an unknown id.
 	DescribeExecution(ctx context.Context, id ExecutionID) (*ExecutionSnapshot, error)
 	// ReadExecutionContext returns payload, kind, lane and tags (immutable).
 	ReadExecutionContext(ctx context.Context, id ExecutionID) (ExecutionContext, error)
 	ReadExecutionState(ctx context.Context, id ExecutionID) (PublicState, error)
-	// GetExecutionResult returns nil, nil unless the execution completed with a result.
+	// GetExecutionResult returns nil, nil for a known execution that has no
+	// result (not completed, or completed without one).
 	GetExecutionResult(ctx context.Context, id ExecutionID) ([]byte, error)
 	ReadCurrentAttemptIndex(ctx context.Context, id ExecutionID) (AttemptIndex, error)
 	ReadTotalAttemptCount(ctx context.Context, id ExecutionID) (int, error)

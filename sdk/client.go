@@ -123,22 +123,18 @@ func (c *Client) SubmitBatch(ctx context.Context, args []CreateExecutionArgs) ([
 // Describe returns a snapshot of the execution; an unknown id gives
 // ErrExecutionNotFound.
 func (c *Client) Describe(ctx context.Context, id ExecutionID) (*ExecutionSnapshot, error) {
-	s, err := c.backend.DescribeExecution(ctx, id)
-	if err != nil {
-		return nil, err
-	}
-	if s == nil {
-		return nil, NewError("describe", CodeExecutionNotFound, "no execution "+string(id))
-	}
-	return s, nil
+	return c.backend.DescribeExecution(ctx, id)
 }
 
-// State returns the execution's public state.
+// State returns the execution's public state; an unknown id gives
+// ErrExecutionNotFound.
 func (c *Client) State(ctx context.Context, id ExecutionID) (PublicState, error) {
 	return c.backend.ReadExecutionState(ctx, id)
 }
 
-// Cancel cancels the execution from any non-terminal state.
+// Cancel cancels the execution from any non-terminal state. An execution
+// that already ended gives ErrExecutionTerminal (its state in the detail);
+// an unknown id ErrExecutionNotFound.
 func (c *Client) Cancel(ctx context.Context, id ExecutionID, reason string) (CancelExecutionResult, error) {
 	return c.backend.CancelExecution(ctx, CancelExecutionArgs{ExecutionID: id, Reason: reason})
 }
@@ -148,8 +144,8 @@ func (c *Client) ChangePriority(ctx context.Context, id ExecutionID, priority in
 	return c.backend.ChangePriority(ctx, ChangePriorityArgs{ExecutionID: id, Priority: priority})
 }
 
-// Result returns the result an execution completed with (nil when it has
-// none or has not completed).
+// Result returns the result an execution completed with: nil, nil when it
+// has none or has not completed; an unknown id gives ErrExecutionNotFound.
 func (c *Client) Result(ctx context.Context, id ExecutionID) ([]byte, error) {
 	return c.backend.GetExecutionResult(ctx, id)
 }

@@ -81,6 +81,9 @@ const (
 	CodeExecutionNotReclaimable   = "execution_not_reclaimable"
 	CodeExecutionNotTerminal      = "execution_not_terminal"
 	CodeReplayLimitExceeded       = "replay_limit_exceeded"
+	// CodeExecutionIDInUse: a create named an explicit id that an existing
+	// execution has (a repeat of a create carries its idempotency key).
+	CodeExecutionIDInUse = "execution_id_in_use"
 )
 
 // codeKinds maps every known code to its kind.
@@ -103,6 +106,7 @@ var codeKinds = map[string]ErrorKind{
 	CodeWorkerShutdown:      KindState,
 	CodeActiveAttemptExists: KindConflict,
 	CodeWorkerInstanceInUse: KindConflict,
+	CodeExecutionIDInUse:    KindConflict,
 	CodeTransport:           KindTransport, CodeUnavailable: KindUnavailable,
 	CodeResourceExhausted: KindResourceExhausted, CodeTimeout: KindTimeout, CodeBug: KindBug,
 }
@@ -279,4 +283,5 @@ var (
 	ErrUseClaimResumed     = &Error{Kind: KindContention, Code: CodeUseClaimResumed}
 	ErrExecutionTerminal   = &Error{Kind: KindState, Code: CodeExecutionTerminal}
 	ErrWorkerInstanceInUse = &Error{Kind: KindConflict, Code: CodeWorkerInstanceInUse}
+	ErrExecutionIDInUse    = &Error{Kind: KindConflict, Code: CodeExecutionIDInUse}
 )

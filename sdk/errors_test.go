@@ -43,6 +43,7 @@ var allCodes = []struct {
 	{CodeTimeout, KindTimeout},
 	{CodeBug, KindBug},
 	{CodeWorkerInstanceInUse, KindConflict},
+	{CodeExecutionIDInUse, KindConflict},
 	{CodeExecutionNotReclaimable, KindState},
 	{CodeExecutionNotTerminal, KindState},
 	{CodeReplayLimitExceeded, KindState},
@@ -107,6 +108,7 @@ var codeSentinels = []struct {
 	{"ErrUseClaimResumed", ErrUseClaimResumed, CodeUseClaimResumed},
 	{"ErrExecutionTerminal", ErrExecutionTerminal, CodeExecutionTerminal},
 	{"ErrWorkerInstanceInUse", ErrWorkerInstanceInUse, CodeWorkerInstanceInUse},
+	{"ErrExecutionIDInUse", ErrExecutionIDInUse, CodeExecutionIDInUse},
 }
 
 // kindSentinels are the kind sentinels and their kinds.
@@ -277,6 +279,7 @@ func TestErrorClass(t *testing.T) {
 		CodeUnavailable:             ClassTerminal,
 		CodeBug:                     ClassTerminal,
 		CodeWorkerInstanceInUse:     ClassTerminal,
+		CodeExecutionIDInUse:        ClassTerminal,
 		CodeExecutionNotReclaimable: ClassTerminal,
 		CodeExecutionNotTerminal:    ClassTerminal,
 		CodeReplayLimitExceeded:     ClassTerminal,

@@ -115,6 +115,6 @@ type Recovery interface {
 	// ClaimFromResumeGrant grants and claims the interrupted attempt in one
 	// go; (nil, nil) when the execution is not resumable now.
 	ClaimFromResumeGrant(ctx context.Context, token ResumeToken) (*ClaimedTask, error)
-	// ReadExecutionInfo returns nil, nil for an unknown id.
+	// ReadExecutionInfo gives ErrExecutionNotFound for an unknown id.
 	ReadExecutionInfo(ctx context.Context, id ExecutionID) (*ExecutionInfo, error)
 }

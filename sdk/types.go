@@ -93,7 +93,9 @@ type RetryPolicy struct {
 type CreateExecutionArgs struct {
 	// ID, when set, is used as is (its partition decides where it lives); empty
 	// lets the backend mint one (spread over partitions, or placed by the
-	// idempotency key so a retried create lands where the first did).
+	// idempotency key so a retried create lands where the first did). An ID
+	// an execution already has is ErrExecutionIDInUse: to make a create safe
+	// to repeat, give it an IdempotencyKey.
 	ID   ExecutionID
 	Lane LaneID
 	// Kind is the handler dispatch key.
@@ -121,7 +123,9 @@ type CreateExecutionArgs struct {
 type CreateExecutionResult struct {
 	ID        ExecutionID
 	Duplicate bool // an earlier create with the same idempotency key won
-	State     PublicState
+	// State is the execution's state after the call; for a Duplicate, the
+	// first execution's state now (empty once retention deleted it).
+	State PublicState
 }
 
 // ScanEligibleArgs asks for the head of a lane on one partition.

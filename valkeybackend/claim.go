@@ -13,7 +13,8 @@ import (
 const scanLimitMax = 1000
 
 // ScanEligibleExecutions reads the head of a lane's eligible set: highest
-// priority first, then oldest. One ZRANGE, no script.
+// priority first, then oldest. One ZRANGE, no script (and ff_drop_strays
+// when the head holds a stray, see eligibleIDs).
 func (b *Backend) ScanEligibleExecutions(ctx context.Context, a sdk.ScanEligibleArgs) ([]sdk.ExecutionID, error) {
 	const op = "scan_eligible_executions"
 	cmd, err := b.scanCmd(op, a.Lane, a.Partition, a.Limit)
@@ -24,11 +25,36 @@ func (b *Backend) ScanEligibleExecutions(ctx context.Context, a sdk.ScanEligible
 	if err != nil {
 		return nil, backendError(op, err)
 	}
-	ids := make([]sdk.ExecutionID, len(ranked))
-	for i, r := range ranked {
-		ids[i] = r.ID
+	ids := make([]sdk.ExecutionID, 0, len(ranked))
+	for _, r := range b.eligibleIDs(ctx, a.Lane, a.Partition, ranked) {
+		ids = append(ids, r.ID)
 	}
 	return ids, nil
+}
+
+// eligibleIDs returns the members of lane's eligible set on partition p
+// that are execution ids of p. The others are strays (no library function
+// writes one; a raw write can): a claim of one could only fail, on every
+// round, so they are left out and removed from the set (ff_drop_strays,
+// best effort: a scan that meets one again retries).
+func (b *Backend) eligibleIDs(ctx context.Context, lane sdk.LaneID, p int, members []sdk.RankedID) []sdk.RankedID {
+	var strays []string
+	for _, m := range members {
+		if q, err := m.ID.Partition(); err != nil || q != p {
+			strays = append(strays, string(m.ID))
+		}
+	}
+	if len(strays) == 0 {
+		return members
+	}
+	b.client.Do(ctx, b.fcall("ff_drop_strays", []string{laneKeysOf(sdk.PartitionTag(p), lane).eligible}, strays...))
+	ids := make([]sdk.RankedID, 0, len(members)-len(strays))
+	for _, m := range members {
+		if q, err := m.ID.Partition(); err == nil && q == p {
+			ids = append(ids, m)
+		}
+	}
+	return ids
 }
 
 // ScanEligibleWindow scans several partitions of a lane in one round trip.
@@ -58,7 +84,7 @@ func (b *Backend) ScanEligibleWindow(ctx context.Context, lane sdk.LaneID, parti
 			return nil, err
 		}
 		for i, ids := range heads {
-			heads[i] = ids[:min(limit, len(ids))]
+			heads[i] = b.eligibleIDs(ctx, lane, partitions[i], ids[:min(limit, len(ids))])
 		}
 		return heads, nil
 	}
@@ -76,7 +102,7 @@ func (b *Backend) ScanEligibleWindow(ctx context.Context, lane sdk.LaneID, parti
 		if err != nil {
 			return nil, backendError(op, err)
 		}
-		out[i] = ids
+		out[i] = b.eligibleIDs(ctx, lane, partitions[i], ids)
 	}
 	return out, nil
 }

@@ -50,25 +50,48 @@ func TestConformance(t *testing.T) {
 // serialization (which leaves TTLs out).
 func keyspace(t *testing.T, addrs []string) map[string]string {
 	t.Helper()
-	ctx := context.Background()
-	out := map[string]string{}
+	clients := nodeClients(t, addrs)
+	defer func() {
+		for _, c := range clients {
+			c.Close()
+		}
+	}()
+	return keyspaceOf(t, clients)
+}
+
+// nodeClients connects to each address alone (no cluster routing, no cache).
+func nodeClients(t *testing.T, addrs []string) []valkey.Client {
+	t.Helper()
+	clients := make([]valkey.Client, 0, len(addrs))
 	for _, a := range addrs {
 		c, err := valkey.NewClient(valkey.ClientOption{InitAddress: []string{a}, ForceSingleClient: true, DisableCache: true})
 		if err != nil {
+			for _, c := range clients {
+				c.Close()
+			}
 			t.Fatal(err)
 		}
+		clients = append(clients, c)
+	}
+	return clients
+}
+
+// keyspaceOf is keyspace over open node clients.
+func keyspaceOf(t *testing.T, clients []valkey.Client) map[string]string {
+	t.Helper()
+	ctx := context.Background()
+	out := map[string]string{}
+	for _, c := range clients {
 		var cursor uint64
 		for {
 			e, err := c.Do(ctx, c.B().Scan().Cursor(cursor).Count(1000).Build()).AsScanEntry()
 			if err != nil {
-				c.Close()
 				t.Fatal(err)
 			}
 			for _, k := range e.Elements {
 				typ, _ := c.Do(ctx, c.B().Type().Key(k).Build()).ToString()
 				dump, err := c.Do(ctx, c.B().Dump().Key(k).Build()).ToString()
 				if err != nil && !valkey.IsValkeyNil(err) {
-					c.Close()
 					t.Fatal(err)
 				}
 				sum := sha256.Sum256([]byte(dump))
@@ -79,7 +102,6 @@ func keyspace(t *testing.T, addrs []string) map[string]string {
 			}
 			cursor = e.Cursor
 		}
-		c.Close()
 	}
 	return out
 }

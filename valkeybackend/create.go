@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/valkey-io/valkey-go"
+
 	"github.com/flowfabric/flowfabric-go/sdk"
 )
 
@@ -16,7 +18,9 @@ const (
 )
 
 // CreateExecution validates args, picks the partition and runs ff_create.
-// A repeated idempotency key returns the first id with Duplicate set.
+// A repeated idempotency key returns the first id with Duplicate set and
+// that execution's state now. An explicit ID an execution already has is
+// ErrExecutionIDInUse, and nothing is written.
 func (b *Backend) CreateExecution(ctx context.Context, a sdk.CreateExecutionArgs) (sdk.CreateExecutionResult, error) {
 	const op = "create_execution"
 	keys, args, err := b.createCall(a)
@@ -25,15 +29,29 @@ func (b *Backend) CreateExecution(ctx context.Context, a sdk.CreateExecutionArgs
 	}
 	cmd := b.fcall("ff_create", keys, args...)
 	var r reply
-	if _, known := b.lanesSeen.Load(a.Lane); known {
+	_, known := b.lanesSeen.Load(a.Lane)
+	switch {
+	case known:
 		r, err = decode(op, b.client.Do(ctx, cmd))
-	} else {
-		res := b.client.DoMulti(ctx, b.client.B().Sadd().Key(lanesKey).Member(string(a.Lane)).Build(), cmd)
+	case a.ID == "" && a.IdempotencyKey == "":
+		// A minted id always creates: the lane joins the registry in the
+		// same round trip, before its first execution exists.
+		res := b.client.DoMulti(ctx, b.registerLane(a.Lane), cmd)
 		if err := res[0].Error(); err != nil {
 			return sdk.CreateExecutionResult{}, backendError(op, err)
 		}
-		r, err = decode(op, res[1])
-		if err == nil {
+		if r, err = decode(op, res[1]); err == nil {
+			b.lanesSeen.Store(a.Lane, struct{}{})
+		}
+	default:
+		// An explicit id or an idempotency key may end without a create
+		// (a collision, a repeat), which must write nothing: the lane
+		// joins the registry once its execution was created.
+		r, err = decode(op, b.client.Do(ctx, cmd))
+		if err == nil && r.status != "DUPLICATE" {
+			if err := b.client.Do(ctx, b.registerLane(a.Lane)).Error(); err != nil {
+				return sdk.CreateExecutionResult{}, backendError(op, err)
+			}
 			b.lanesSeen.Store(a.Lane, struct{}{})
 		}
 	}
@@ -41,9 +59,14 @@ func (b *Backend) CreateExecution(ctx context.Context, a sdk.CreateExecutionArgs
 		return sdk.CreateExecutionResult{}, err
 	}
 	if r.status == "DUPLICATE" {
-		return sdk.CreateExecutionResult{ID: sdk.ExecutionID(r.field(0)), Duplicate: true}, nil
+		return sdk.CreateExecutionResult{ID: sdk.ExecutionID(r.field(0)), Duplicate: true, State: sdk.PublicState(r.field(1))}, nil
 	}
 	return sdk.CreateExecutionResult{ID: sdk.ExecutionID(r.field(0)), State: sdk.PublicState(r.field(1))}, nil
+}
+
+// registerLane adds lane to the lane registry.
+func (b *Backend) registerLane(lane sdk.LaneID) valkey.Completed {
+	return b.client.B().Sadd().Key(lanesKey).Member(string(lane)).Build()
 }
 
 // createCall validates a create and builds ff_create's KEYS and ARGV. Nothing

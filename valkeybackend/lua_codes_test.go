@@ -40,6 +40,8 @@ var luaCodeKinds = map[string]sdk.ErrorKind{
 	sdk.CodeExecutionNotTerminal:      sdk.KindState,
 	sdk.CodeReplayLimitExceeded:       sdk.KindState,
 	sdk.CodeWorkerInstanceInUse:       sdk.KindConflict,
+	sdk.CodeExecutionIDInUse:          sdk.KindConflict,
+	sdk.CodeExecutionTerminal:         sdk.KindState,
 }
 
 // luaFailureCodes returns the codes of every fail('code') in the library,

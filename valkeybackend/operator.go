@@ -114,8 +114,16 @@ func (b *Backend) PromoteDelayed(ctx context.Context, a sdk.PromoteDelayedArgs) 
 	}
 	keys := make([]string, 0, 3+len(due.fields))
 	keys = append(keys, lk.delayed, lk.eligible, arrivalsChannel(tag))
+	noop := partKeysOf(tag).noop
 	for _, id := range due.fields {
-		keys = append(keys, keysOf(sdk.ExecutionID(id)).core)
+		// A member that is no execution of this partition (a stray) has no
+		// core key in this slot: the noop key stands in, and ff_promote
+		// removes the member.
+		core := noop
+		if p, err := sdk.ExecutionID(id).Partition(); err == nil && p == a.Partition {
+			core = coreKey(sdk.ExecutionID(id))
+		}
+		keys = append(keys, core)
 	}
 	r, err := decode(op, b.client.Do(ctx, b.fcall("ff_promote", keys, append([]string{string(a.Lane)}, due.fields...)...)))
 	if err != nil {

@@ -49,7 +49,8 @@ func (b *Backend) readContextPairs(ctx context.Context, op string, id sdk.Execut
 	return kv, nil
 }
 
-// DescribeExecution returns a snapshot, or nil for an unknown id.
+// DescribeExecution returns a snapshot; an unknown id is
+// ErrExecutionNotFound.
 func (b *Backend) DescribeExecution(ctx context.Context, id sdk.ExecutionID) (*sdk.ExecutionSnapshot, error) {
 	const op = "describe_execution"
 	if _, err := b.partitionOf(op, id); err != nil {
@@ -60,7 +61,7 @@ func (b *Backend) DescribeExecution(ctx context.Context, id sdk.ExecutionID) (*s
 		return nil, backendError(op, err)
 	}
 	if len(core) == 0 {
-		return nil, nil
+		return nil, sdk.NewError(op, sdk.CodeExecutionNotFound, string(id))
 	}
 	kv, err := b.readContextPairs(ctx, op, id)
 	if err != nil {
@@ -133,8 +134,9 @@ func (b *Backend) ReadTotalAttemptCount(ctx context.Context, id sdk.ExecutionID)
 	return n, err
 }
 
-// GetExecutionResult returns the stored result of a completed execution, or
-// nil when it is unknown, not completed, or completed without a result.
+// GetExecutionResult returns the stored result of a completed execution,
+// and nil, nil for a known execution that has none (not completed, or
+// completed without a result); an unknown id is ErrExecutionNotFound.
 func (b *Backend) GetExecutionResult(ctx context.Context, id sdk.ExecutionID) ([]byte, error) {
 	const op = "get_execution_result"
 	if _, err := b.partitionOf(op, id); err != nil {
@@ -146,7 +148,7 @@ func (b *Backend) GetExecutionResult(ctx context.Context, id sdk.ExecutionID) ([
 	state, err := res[0].ToString()
 	if err != nil {
 		if isNil(err) {
-			return nil, nil
+			return nil, sdk.NewError(op, sdk.CodeExecutionNotFound, string(id))
 		}
 		return nil, backendError(op, err)
 	}

@@ -128,11 +128,11 @@ func (b *Backend) ClaimFromResumeGrant(ctx context.Context, t sdk.ResumeToken) (
 }
 
 // ReadExecutionInfo returns the snapshot, every raw core field and the
-// attempt history (attempts.go).
+// attempt history (attempts.go); an unknown id is ErrExecutionNotFound.
 func (b *Backend) ReadExecutionInfo(ctx context.Context, id sdk.ExecutionID) (*sdk.ExecutionInfo, error) {
 	const op = "read_execution_info"
 	s, err := b.DescribeExecution(ctx, id)
-	if err != nil || s == nil {
+	if err != nil {
 		return nil, err
 	}
 	fields, err := b.client.Do(ctx, b.client.B().Hgetall().Key(keysOf(id).core).Build()).AsStrMap()

@@ -130,8 +130,8 @@ func TestReplayAndExecutionInfo(t *testing.T) {
 	if err != nil || info == nil || info.Snapshot.State != sdk.StateFailed || info.Fields["replay_count"] != "1" || info.Fields["attempt_type"] != "replay" {
 		t.Fatalf("info: %+v %v", info, err)
 	}
-	if info, err := b.ReadExecutionInfo(ctx, sdk.NewExecutionID(0)); info != nil || err != nil {
-		t.Fatalf("unknown id: %+v %v", info, err)
+	if info, err := b.ReadExecutionInfo(ctx, sdk.NewExecutionID(0)); info != nil || !errors.Is(err, sdk.ErrExecutionNotFound) {
+		t.Fatalf("unknown id: %+v %v; want ErrExecutionNotFound", info, err)
 	}
 }
 

@@ -57,13 +57,18 @@
 //   - Complete, Fail and Cancel on an execution that is no longer active
 //     return execution_not_active with NotActive detail (state, epoch,
 //     attempt id of the last lease). An operator's CancelExecution of a
-//     terminal execution returns execution_not_active or execution_terminal.
+//     terminal execution returns execution_terminal with the state as its
+//     detail.
 //   - A zero-delay retry is eligible at once, or delayed and promotable by
 //     one PromoteDelayed call; Initial 0 without ZeroDelay means 1s.
 //   - Priority ties are broken by creation time at millisecond resolution:
 //     the suite creates executions fifoGap apart when it checks FIFO order.
-//   - Calls on a well-formed but unknown id: Describe and GetExecutionResult
-//     return nil, nil; the other reads and writes return a not_found error.
+//   - Calls on a well-formed but unknown id, reads and writes alike, return
+//     ErrExecutionNotFound; GetExecutionResult of a known execution without
+//     a result returns nil, nil.
+//   - CreateExecution with an explicit ID an execution has returns
+//     ErrExecutionIDInUse and writes nothing; a repeated idempotency key
+//     returns the first execution (Duplicate) with its state now.
 //   - Ids beyond Partitions(), and partitions out of range, are validation
 //     errors.
 //

@@ -126,6 +126,16 @@ func (e *env) requireNotActive(err error, state sdk.PublicState, h sdk.Handle) {
 	}
 }
 
+// requireTerminalDetail requires an execution_terminal error whose detail
+// starts with the execution's state.
+func (e *env) requireTerminalDetail(err error, state sdk.PublicState) {
+	e.t.Helper()
+	var se *sdk.Error
+	if !errors.As(err, &se) || len(se.Detail) == 0 || se.Detail[0] != string(state) {
+		e.t.Fatalf("execution_terminal error %v: want the state %q as its detail", err, state)
+	}
+}
+
 // testCancel: an operator cancels from every non-terminal state; the lease
 // holder cancels its own execution.
 func testCancel(e *env) {
@@ -185,10 +195,8 @@ func testCancel(e *env) {
 		err = e.rejects("CancelExecution of a cancelled execution ("+v.name+")", func() error {
 			_, err := e.b.CancelExecution(e.ctx, sdk.CancelExecutionArgs{ExecutionID: v.id, Reason: "again"})
 			return err
-		}, sdk.ErrExecutionNotActive, sdk.ErrExecutionTerminal)
-		if v.name == "waiting" {
-			e.t.Logf("cancel of a terminal execution returns code %q", sdk.CodeOf(err))
-		}
+		}, sdk.ErrExecutionTerminal)
+		e.requireTerminalDetail(err, sdk.StateCancelled)
 	}
 
 	// The cancelled delayed execution is never promoted.
@@ -204,10 +212,11 @@ func testCancel(e *env) {
 	id = e.create(simple(lane))
 	c = e.claim(id, lane, leaseTTL)
 	e.must("Complete", e.b.Complete(e.ctx, c.Handle, []byte("r")))
-	e.rejects("CancelExecution of a completed execution", func() error {
+	err := e.rejects("CancelExecution of a completed execution", func() error {
 		_, err := e.b.CancelExecution(e.ctx, sdk.CancelExecutionArgs{ExecutionID: id})
 		return err
-	}, sdk.ErrExecutionNotActive, sdk.ErrExecutionTerminal)
+	}, sdk.ErrExecutionTerminal)
+	e.requireTerminalDetail(err, sdk.StateCompleted)
 	e.requireState(id, sdk.StateCompleted, "cancel of a completed execution")
 
 	// The lease holder cancels.
@@ -218,7 +227,7 @@ func testCancel(e *env) {
 	if s := e.describe(id); s.CancellationReason != "holder gave up" {
 		e.t.Fatalf("DescribeExecution after the holder's Cancel: CancellationReason %q", s.CancellationReason)
 	}
-	err := e.rejects("Complete after the holder's Cancel", func() error {
+	err = e.rejects("Complete after the holder's Cancel", func() error {
 		return e.b.Complete(e.ctx, c.Handle, []byte("late"))
 	}, sdk.ErrExecutionNotActive)
 	e.requireNotActive(err, sdk.StateCancelled, c.Handle)

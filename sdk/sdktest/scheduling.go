@@ -57,7 +57,8 @@ func testPriorityThenFIFO(e *env) {
 }
 
 // testIdempotentCreate: a repeated create with the same idempotency key
-// returns the first execution while the key lives.
+// returns the first execution and its state now while the key lives, and
+// writes nothing; an explicit id that exists is a conflict.
 func testIdempotentCreate(e *env) {
 	const lane sdk.LaneID = "sdktest-idempotent"
 	args := simple(lane)
@@ -68,22 +69,34 @@ func testIdempotentCreate(e *env) {
 		e.t.Fatalf("first CreateExecution = %+v, %v", first, err)
 	}
 	args.Payload = []byte("second")
+	before := e.snapshot()
 	second, err := e.b.CreateExecution(e.ctx, args)
 	if err != nil {
 		e.t.Fatalf("second CreateExecution = %v", err)
 	}
-	if !second.Duplicate || second.ID != first.ID {
-		e.t.Fatalf("second CreateExecution with the same key = %+v, want Duplicate of %s", second, first.ID)
+	if !second.Duplicate || second.ID != first.ID || second.State != sdk.StateWaiting {
+		e.t.Fatalf("second CreateExecution with the same key = %+v, want Duplicate of %s, waiting", second, first.ID)
+	}
+	if e.h.Snapshot != nil {
+		requireSameKeyspace(e.t, "a repeated create", before, e.snapshot())
+	}
+	// The repeat reports the first execution's state now.
+	e.claim(first.ID, lane, leaseTTL)
+	if again, err := e.b.CreateExecution(e.ctx, args); err != nil || !again.Duplicate || again.ID != first.ID || again.State != sdk.StateActive {
+		e.t.Fatalf("CreateExecution repeated after the first was claimed = %+v, %v; want Duplicate of %s, active", again, err, first.ID)
 	}
 	if all := e.listAll(); !slices.Equal(all, []sdk.ExecutionID{first.ID}) {
 		e.t.Fatalf("executions after a duplicate create: %q, want [%s]", all, first.ID)
 	}
 	e.requireContext(first.ID, lane, "sdktest.job", []byte("first"), nil)
 
-	// An explicit id that exists is a duplicate too.
-	dup, err := e.b.CreateExecution(e.ctx, sdk.CreateExecutionArgs{ID: first.ID, Lane: lane, Kind: "other", Payload: []byte("third")})
-	if err != nil || !dup.Duplicate || dup.ID != first.ID {
-		e.t.Fatalf("CreateExecution with an existing ID = %+v, %v; want Duplicate of %s", dup, err, first.ID)
+	// An explicit id that exists, without the idempotency key, is another
+	// execution the caller meant: a conflict, and nothing is written.
+	for _, l := range []sdk.LaneID{lane, "sdktest-idempotent-other"} {
+		e.rejects("CreateExecution with an existing ID on lane "+string(l), func() error {
+			_, err := e.b.CreateExecution(e.ctx, sdk.CreateExecutionArgs{ID: first.ID, Lane: l, Kind: "other", Payload: []byte("third")})
+			return err
+		}, sdk.ErrExecutionIDInUse)
 	}
 	e.requireContext(first.ID, lane, "sdktest.job", []byte("first"), nil)
 
@@ -277,39 +290,68 @@ func testList(e *env) {
 	}
 }
 
-// testUnknownExecution: reads of a well-formed id that does not exist.
+// testUnknownExecution: calls on a well-formed id that does not exist all
+// give ErrExecutionNotFound (one convention); a known execution without a
+// result has a nil result, not an error.
 func testUnknownExecution(e *env) {
 	id := sdk.NewExecutionID(e.lastPartition())
-	if s, err := e.b.DescribeExecution(e.ctx, id); s != nil || err != nil {
-		e.t.Fatalf("DescribeExecution(unknown) = %+v, %v; want nil, nil", s, err)
+	calls := []struct {
+		name string
+		call func() error
+	}{
+		{"DescribeExecution", func() error {
+			s, err := e.b.DescribeExecution(e.ctx, id)
+			if s != nil {
+				e.t.Fatalf("DescribeExecution(unknown) returned a snapshot %+v", s)
+			}
+			return err
+		}},
+		{"GetExecutionResult", func() error {
+			r, err := e.b.GetExecutionResult(e.ctx, id)
+			if r != nil {
+				e.t.Fatalf("GetExecutionResult(unknown) returned %q", r)
+			}
+			return err
+		}},
+		{"ReadExecutionInfo", func() error { _, err := e.b.ReadExecutionInfo(e.ctx, id); return err }},
+		{"ReadExecutionState", func() error { _, err := e.b.ReadExecutionState(e.ctx, id); return err }},
+		{"ReadExecutionContext", func() error { _, err := e.b.ReadExecutionContext(e.ctx, id); return err }},
+		{"ReadCurrentAttemptIndex", func() error { _, err := e.b.ReadCurrentAttemptIndex(e.ctx, id); return err }},
+		{"ReadTotalAttemptCount", func() error { _, err := e.b.ReadTotalAttemptCount(e.ctx, id); return err }},
+		{"CancelExecution", func() error {
+			_, err := e.b.CancelExecution(e.ctx, sdk.CancelExecutionArgs{ExecutionID: id})
+			return err
+		}},
+		{"ChangePriority", func() error {
+			_, err := e.b.ChangePriority(e.ctx, sdk.ChangePriorityArgs{ExecutionID: id, Priority: 1})
+			return err
+		}},
+		{"IssueClaimGrant", func() error {
+			_, err := e.b.IssueClaimGrant(e.ctx, grantArgs(id, "sdktest-unknown", workerID))
+			return err
+		}},
+		{"RevokeLease", func() error { _, err := e.b.RevokeLease(e.ctx, sdk.RevokeLeaseArgs{ExecutionID: id}); return err }},
+		{"ReplayExecution", func() error {
+			_, err := e.b.ReplayExecution(e.ctx, sdk.ReplayExecutionArgs{ExecutionID: id})
+			return err
+		}},
+		{"IssueReclaimGrant", func() error {
+			_, err := e.b.IssueReclaimGrant(e.ctx, sdk.IssueReclaimGrantArgs{ExecutionID: id, WorkerID: workerID,
+				WorkerInstanceID: workerInstance})
+			return err
+		}},
 	}
-	if r, err := e.b.GetExecutionResult(e.ctx, id); r != nil || err != nil {
-		e.t.Fatalf("GetExecutionResult(unknown) = %q, %v; want nil, nil", r, err)
+	for _, c := range calls {
+		e.rejects(c.name+"(unknown)", c.call, sdk.ErrExecutionNotFound)
 	}
-	e.rejects("ReadExecutionState(unknown)", func() error {
-		_, err := e.b.ReadExecutionState(e.ctx, id)
-		return err
-	}, sdk.ErrNotFound)
-	e.rejects("ReadExecutionContext(unknown)", func() error {
-		_, err := e.b.ReadExecutionContext(e.ctx, id)
-		return err
-	}, sdk.ErrNotFound)
-	e.rejects("CancelExecution(unknown)", func() error {
-		_, err := e.b.CancelExecution(e.ctx, sdk.CancelExecutionArgs{ExecutionID: id})
-		return err
-	}, sdk.ErrNotFound)
-	e.rejects("ChangePriority(unknown)", func() error {
-		_, err := e.b.ChangePriority(e.ctx, sdk.ChangePriorityArgs{ExecutionID: id, Priority: 1})
-		return err
-	}, sdk.ErrNotFound)
-	e.rejects("IssueClaimGrant(unknown)", func() error {
-		_, err := e.b.IssueClaimGrant(e.ctx, grantArgs(id, "sdktest-unknown", workerID))
-		return err
-	}, sdk.ErrNotFound)
 	if page, err := e.b.ListExecutions(e.ctx, 0, "", 10); err != nil || len(page.IDs) != 0 || page.NextCursor != "" {
 		e.t.Fatalf("ListExecutions on an empty keyspace = %+v, %v", page, err)
 	}
 	if page, err := e.b.ListLanes(e.ctx, "", 10); err != nil || len(page.Lanes) != 0 || page.NextCursor != "" {
 		e.t.Fatalf("ListLanes on an empty keyspace = %+v, %v", page, err)
+	}
+	known := e.create(simple("sdktest-unknown"))
+	if r, err := e.b.GetExecutionResult(e.ctx, known); r != nil || err != nil {
+		e.t.Fatalf("GetExecutionResult(known, not completed) = %q, %v; want nil, nil", r, err)
 	}
 }
