@@ -34,7 +34,9 @@ type ClaimedTask struct {
 type WindowScanner interface {
 	// ScanEligibleWindow returns, per requested partition (same order), up to
 	// limit eligible ids, best first, each with its rank, so a worker can
-	// order the heads of several partitions (RankedID.Before).
+	// order the heads of several partitions (RankedID.Before). A backend may
+	// answer from a cache that trails a write by an invalidation's flight
+	// time: a claim of a stale head then fails and the next round rescans.
 	ScanEligibleWindow(ctx context.Context, lane LaneID, partitions []int, limit int) ([][]RankedID, error)
 }
 
@@ -206,7 +208,9 @@ type ClaimOfferer interface {
 	// whether it was gone (taken, so its hand-off is on its way, or expired).
 	RefreshOffers(ctx context.Context, offers []ClaimOffer, ttl time.Duration) (taken []bool, err error)
 	// WithdrawOffers takes the offers back; taken reports, per offer,
-	// whether it was gone (as for RefreshOffers).
+	// whether it was gone. Unlike RefreshOffers, an offer that expired unseen
+	// may read as not taken (the worker then frees its slot at once, which
+	// is right: no hand-off can come for it).
 	WithdrawOffers(ctx context.Context, offers []ClaimOffer) (taken []bool, err error)
 }
 
