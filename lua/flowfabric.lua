@@ -1437,7 +1437,7 @@ local REPLAY_KEYS = {'core', 'terminal', 'eligible', 'result', 'arrivals'}
 -- What a replay reads: the first six, the last attempt (keep_attempt reads
 -- ATTEMPT_FIELDS from index 7), then the lane.
 local REPLAY_FIELDS = {'state', 'replay_count', 'created_at', 'priority', 'completed_at', 'cancel_reason'}
-for _, name in ipairs(ATTEMPT_FIELDS) do REPLAY_FIELDS[#REPLAY_FIELDS + 1] = name end
+for i = 1, #ATTEMPT_FIELDS do REPLAY_FIELDS[#REPLAY_FIELDS + 1] = ATTEMPT_FIELDS[i] end
 REPLAY_FIELDS[#REPLAY_FIELDS + 1] = 'lane'
 redis.register_function('ff_replay', function(keys, argv)
   local eid, max = argv[1], uint(argv[2]) or 10

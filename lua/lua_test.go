@@ -26,7 +26,7 @@ func TestEveryFunctionHasAKeysArgvHeader(t *testing.T) {
 			continue
 		}
 		found++
-		header := strings.Join(lines[max(0, i-20):i], "\n")
+		header := strings.Join(lines[max(0, i-30):i], "\n")
 		if !strings.Contains(header, "-- "+m[1]+":") {
 			t.Errorf("%s: no header comment naming the function", m[1])
 		}

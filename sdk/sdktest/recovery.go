@@ -1,6 +1,7 @@
 package sdktest
 
 import (
+	"errors"
 	"time"
 
 	"github.com/flowfabric/flowfabric-go/sdk"
@@ -297,11 +298,11 @@ func testResumeGrant(e *env) {
 }
 
 // testExecutionInfo: ReadExecutionInfo is the snapshot plus the raw fields;
-// nil, nil for an unknown id.
+// ErrExecutionNotFound for an unknown id.
 func testExecutionInfo(e *env) {
 	const lane sdk.LaneID = "sdktest-info"
-	if info, err := e.b.ReadExecutionInfo(e.ctx, sdk.NewExecutionID(e.lastPartition())); info != nil || err != nil {
-		e.t.Fatalf("ReadExecutionInfo(unknown) = %+v, %v; want nil, nil", info, err)
+	if info, err := e.b.ReadExecutionInfo(e.ctx, sdk.NewExecutionID(e.lastPartition())); info != nil || !errors.Is(err, sdk.ErrExecutionNotFound) {
+		e.t.Fatalf("ReadExecutionInfo(unknown) = %+v, %v; want ErrExecutionNotFound", info, err)
 	}
 	e.rejects("ReadExecutionInfo(malformed)", func() error {
 		_, err := e.b.ReadExecutionInfo(e.ctx, "not-an-id")

@@ -17,7 +17,7 @@ func roleEnabled(rs sdk.BackendRoles, r sdk.Role) (enabled, known bool) {
 		sdk.RoleReadiness: rs.ReadinessWatcher, sdk.RoleArrivals: rs.ArrivalWatcher,
 		sdk.RoleLeaseEvents: rs.LeaseEventWatcher, sdk.RoleWorkerRegistry: rs.WorkerRegistry,
 		sdk.RoleClaimOffers: rs.ClaimOfferer, sdk.RoleCompleteOffer: rs.CompleteOfferer,
-		sdk.RoleBatchSubmit: rs.BatchSubmitter,
+		sdk.RoleBatchSubmit: rs.BatchSubmitter, sdk.RoleEngineMonitor: rs.EngineMonitor,
 	}
 	f, known := fields[r]
 	return known && f != nil, known
