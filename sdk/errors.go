@@ -18,7 +18,7 @@ const (
 	KindConflict                               // the request conflicts with existing state
 	KindState                                  // the entity is in a state that forbids the call
 	KindTransport                              // the backend could not be reached or answered garbage
-	KindUnavailable                            // this backend does not implement the call
+	KindUnavailable                            // this backend does not implement the call, or may not run it (permission)
 	KindResourceExhausted                      // a limit was hit; back off
 	KindTimeout                                // the deadline passed before an answer
 	KindBug                                    // an invariant broke; report it
@@ -81,6 +81,16 @@ const (
 	CodeExecutionNotReclaimable   = "execution_not_reclaimable"
 	CodeExecutionNotTerminal      = "execution_not_terminal"
 	CodeReplayLimitExceeded       = "replay_limit_exceeded"
+	// CodePermissionDenied: the backend's access control (Valkey ACL) forbids
+	// a command the call needs. Detail[0] names the command as the server
+	// does ("function|load"), "" when unknown; Detail[1], when present, is
+	// "key" or "channel": the command may run, not on that key or channel.
+	CodePermissionDenied = "permission_denied"
+	// CodeLibraryIncompatible: the backend's server-side code (Valkey: the
+	// Functions library) and this client cannot work together, and Prepare
+	// will not replace it (it never downgrades). Detail: the loaded library's
+	// version, the oldest client version it serves, this client's version.
+	CodeLibraryIncompatible = "library_incompatible"
 )
 
 // codeKinds maps every known code to its kind.
@@ -103,6 +113,8 @@ var codeKinds = map[string]ErrorKind{
 	CodeWorkerShutdown:      KindState,
 	CodeActiveAttemptExists: KindConflict,
 	CodeWorkerInstanceInUse: KindConflict,
+	CodeLibraryIncompatible: KindConflict,
+	CodePermissionDenied:    KindUnavailable,
 	CodeTransport:           KindTransport, CodeUnavailable: KindUnavailable,
 	CodeResourceExhausted: KindResourceExhausted, CodeTimeout: KindTimeout, CodeBug: KindBug,
 }
@@ -279,4 +291,6 @@ var (
 	ErrUseClaimResumed     = &Error{Kind: KindContention, Code: CodeUseClaimResumed}
 	ErrExecutionTerminal   = &Error{Kind: KindState, Code: CodeExecutionTerminal}
 	ErrWorkerInstanceInUse = &Error{Kind: KindConflict, Code: CodeWorkerInstanceInUse}
+	ErrPermissionDenied    = &Error{Kind: KindUnavailable, Code: CodePermissionDenied}
+	ErrLibraryIncompatible = &Error{Kind: KindConflict, Code: CodeLibraryIncompatible}
 )

@@ -48,6 +48,8 @@ var allCodes = []struct {
 	{CodeReplayLimitExceeded, KindState},
 	{CodeTaskFinished, KindState},
 	{CodeWorkerShutdown, KindState},
+	{CodePermissionDenied, KindUnavailable},
+	{CodeLibraryIncompatible, KindConflict},
 }
 
 func TestKindOfCode(t *testing.T) {
@@ -107,6 +109,8 @@ var codeSentinels = []struct {
 	{"ErrUseClaimResumed", ErrUseClaimResumed, CodeUseClaimResumed},
 	{"ErrExecutionTerminal", ErrExecutionTerminal, CodeExecutionTerminal},
 	{"ErrWorkerInstanceInUse", ErrWorkerInstanceInUse, CodeWorkerInstanceInUse},
+	{"ErrPermissionDenied", ErrPermissionDenied, CodePermissionDenied},
+	{"ErrLibraryIncompatible", ErrLibraryIncompatible, CodeLibraryIncompatible},
 }
 
 // kindSentinels are the kind sentinels and their kinds.
@@ -282,6 +286,8 @@ func TestErrorClass(t *testing.T) {
 		CodeReplayLimitExceeded:     ClassTerminal,
 		CodeTaskFinished:            ClassTerminal,
 		CodeWorkerShutdown:          ClassTerminal,
+		CodePermissionDenied:        ClassTerminal,
+		CodeLibraryIncompatible:     ClassTerminal,
 		"unknown_code":              ClassTerminal,
 	}
 	for code, class := range want {
