@@ -42,3 +42,25 @@ func TestACLHelpers(t *testing.T) {
 		t.Fatalf("after ResetACLLog: %q, %v", got, err)
 	}
 }
+
+func TestDeleteLibrary(t *testing.T) {
+	ctx := t.Context()
+	addrs := []string{valkeytest.NewServer(t).Addr()}
+	const lib = "#!lua name=scratch\nredis.register_function('scratch_f', function() return 1 end)"
+	if err := valkeytest.EachPrimary(ctx, addrs, func(c valkey.Client) error {
+		return c.Do(ctx, c.B().FunctionLoad().FunctionCode(lib).Build()).Error()
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 { // the second finds nothing to delete
+		if err := valkeytest.DeleteLibrary(ctx, addrs, "scratch"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	err := valkeytest.EachPrimary(ctx, addrs, func(c valkey.Client) error {
+		return c.Do(ctx, c.B().Fcall().Function("scratch_f").Numkeys(0).Build()).Error()
+	})
+	if err == nil || !strings.Contains(err.Error(), "Function not found") {
+		t.Fatalf("FCALL after DeleteLibrary: %v", err)
+	}
+}
