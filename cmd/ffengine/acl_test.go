@@ -13,8 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/valkey-io/valkey-go"
-
 	"github.com/flowfabric/flowfabric-go/lua"
 	"github.com/flowfabric/flowfabric-go/sdk"
 	"github.com/flowfabric/flowfabric-go/valkeybackend"
@@ -113,14 +111,7 @@ func runPrepareProc(t *testing.T, addrs []string, user string, args ...string) (
 // admin would.
 func deleteLibrary(t *testing.T, addrs []string) {
 	t.Helper()
-	err := valkeytest.EachPrimary(t.Context(), addrs, func(c valkey.Client) error {
-		err := c.Do(t.Context(), c.B().FunctionDelete().LibraryName(lua.LibraryName).Build()).Error()
-		if err != nil && strings.Contains(err.Error(), "Library not found") {
-			return nil
-		}
-		return err
-	})
-	if err != nil {
+	if err := valkeytest.DeleteLibrary(t.Context(), addrs, lua.LibraryName); err != nil {
 		t.Fatal(err)
 	}
 }
