@@ -120,6 +120,19 @@ func connFlags(fs *flag.FlagSet, c *conn) (finish func() error) {
 	}
 }
 
+// newFlagSet is a flag set whose usage prints head, the flags and the
+// shared footer.
+func newFlagSet(name string, stderr io.Writer, head string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), head)
+		fs.PrintDefaults()
+		usageFooter(fs.Output())
+	}
+	return fs
+}
+
 func usageFooter(w io.Writer) {
 	fmt.Fprintf(w, "\nEnvironment:\n  %s\tpassword, when --password is not given\n", EnvPassword)
 	fmt.Fprintf(w, "\nExit codes:\n  0 ok, 1 failure (cannot connect, ...), 2 bad flags,\n"+
@@ -129,15 +142,9 @@ func usageFooter(w io.Writer) {
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
 	var o options
-	fs := flag.NewFlagSet("ffengine", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "Usage: ffengine [flags]\n       ffengine prepare [flags]\n\n"+
-			"Runs the FlowFabric scanners against Valkey until SIGTERM or SIGINT.\n"+
-			"`ffengine prepare` loads or upgrades the Functions library and exits (--help lists its flags).\n\nFlags:")
-		fs.PrintDefaults()
-		usageFooter(fs.Output())
-	}
+	fs := newFlagSet("ffengine", stderr, "Usage: ffengine [flags]\n       ffengine prepare [flags]\n\n"+
+		"Runs the FlowFabric scanners against Valkey until SIGTERM or SIGINT.\n"+
+		"`ffengine prepare` loads or upgrades the Functions library and exits (--help lists its flags).\n\nFlags:\n")
 	finish := connFlags(fs, &o.conn)
 	fs.BoolVar(&o.cluster, "cluster", false, "informational: cluster mode is detected from the server")
 	fs.BoolVar(&o.skipPrepare, "skip-prepare", false, "do not check or load the Functions library at start (load it with `ffengine prepare`)")
@@ -247,16 +254,10 @@ func failed(log *slog.Logger, c conn, msg string, err error) int {
 // takes), runs Prepare and exits.
 func runPrepare(ctx context.Context, args []string, stderr io.Writer) int {
 	var c conn
-	fs := flag.NewFlagSet("ffengine prepare", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: ffengine prepare [flags]\n\n"+
-			"Loads the flowfabric Functions library (v%s, serving clients from v%s) on every primary that\n"+
-			"holds none or an older one, fixes the partition count of a new deployment, and exits.\n"+
-			"A newer library is never replaced. Idempotent.\n\nFlags:\n", lua.Version, lua.MinClientVersion)
-		fs.PrintDefaults()
-		usageFooter(fs.Output())
-	}
+	fs := newFlagSet("ffengine prepare", stderr, fmt.Sprintf("Usage: ffengine prepare [flags]\n\n"+
+		"Loads the flowfabric Functions library (v%s, serving clients from v%s) on every primary that\n"+
+		"holds none or an older one, fixes the partition count of a new deployment, and exits.\n"+
+		"A newer library is never replaced. Idempotent.\n\nFlags:\n", lua.Version, lua.MinClientVersion))
 	finish := connFlags(fs, &c)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
