@@ -86,7 +86,13 @@ write (bad_call, bad_keys: string work, no command) and answers
 invalid_input, having written nothing, when one is off.
 ]]
 
-local VERSION = '14'
+local VERSION = '15'
+-- MIN_CLIENT is the oldest client this library serves; a client's version is
+-- the VERSION of the library it embeds (Go: lua.Version). A client older than
+-- MIN_CLIENT refuses to run against this library, and never replaces it.
+-- Raise it (to VERSION at most) with any change an older client would
+-- misread: a function removed or renamed, KEYS/ARGV or a reply changed.
+local MIN_CLIENT = '15'
 local PRIORITY_SCALE = 1000000000000
 local MAX_PRIORITY = 9000
 local INTERRUPT_CAP = 100
@@ -289,12 +295,13 @@ local function release_lease(core, eid, leases, active, timeouts)
 end
 
 ---------------------------------------------------------------------------
--- ff_version: the library version. Read-only.
+-- ff_version: the library version and the oldest client version it serves
+-- (MIN_CLIENT). Read-only.
 -- KEYS: none
 -- ARGV: none
--- Returns ok(version).
+-- Returns ok(version, min_client).
 redis.register_function{function_name = 'ff_version', flags = {'no-writes'},
-  callback = function() return ok(VERSION) end}
+  callback = function() return ok(VERSION, MIN_CLIENT) end}
 
 local hand_off_new, hand_off_head -- defined after take_lease
 

@@ -4,6 +4,7 @@ package lua
 
 import (
 	_ "embed"
+	"errors"
 	"regexp"
 )
 
@@ -16,12 +17,38 @@ func Source() string { return source }
 // LibraryName is the name the library registers ("#!lua name=flowfabric").
 const LibraryName = "flowfabric"
 
-// Version is the library version ff_version returns. It is read from the
-// embedded source so the two can never disagree.
-var Version = func() string {
-	m := regexp.MustCompile(`(?m)^local VERSION = '([^']+)'`).FindStringSubmatch(source)
-	if m == nil {
-		panic("lua: flowfabric.lua declares no VERSION")
+// Version is the library version ff_version returns, and so the version of
+// every client built with this package. It is read from the embedded source
+// so the two can never disagree.
+var Version string
+
+// MinClientVersion is the oldest client version this library serves
+// (MIN_CLIENT, returned by ff_version after the version): a client older
+// than it must not run against this library. Read from the embedded source.
+var MinClientVersion string
+
+func init() {
+	v, m, err := Declared(source)
+	if err != nil {
+		panic("lua: flowfabric.lua: " + err.Error())
 	}
-	return m[1]
-}()
+	Version, MinClientVersion = v, m
+}
+
+var (
+	versionDecl   = regexp.MustCompile(`(?m)^local VERSION = '([^']+)'`)
+	minClientDecl = regexp.MustCompile(`(?m)^local MIN_CLIENT = '([^']+)'`)
+)
+
+// Declared returns the VERSION and MIN_CLIENT a library text declares.
+func Declared(src string) (version, minClient string, err error) {
+	v := versionDecl.FindStringSubmatch(src)
+	if v == nil {
+		return "", "", errors.New("declares no VERSION")
+	}
+	m := minClientDecl.FindStringSubmatch(src)
+	if m == nil {
+		return "", "", errors.New("declares no MIN_CLIENT")
+	}
+	return v[1], m[1], nil
+}

@@ -2,6 +2,7 @@ package lua
 
 import (
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -39,5 +40,21 @@ func TestEveryFunctionHasAKeysArgvHeader(t *testing.T) {
 	}
 	if found < 10 {
 		t.Fatalf("found only %d functions", found)
+	}
+}
+
+// Versions are decimal integers (clients compare them as numbers), and a
+// library serves at least the clients of its own version.
+func TestVersionAndMinClient(t *testing.T) {
+	v, err := strconv.Atoi(Version)
+	if err != nil || v < 1 {
+		t.Fatalf("VERSION %q is not a positive integer", Version)
+	}
+	m, err := strconv.Atoi(MinClientVersion)
+	if err != nil || m < 1 || m > v {
+		t.Fatalf("MIN_CLIENT %q is not an integer in 1..VERSION (%d)", MinClientVersion, v)
+	}
+	if _, _, err := Declared("local VERSION = '3'\n"); err == nil {
+		t.Fatal("a text without MIN_CLIENT parsed")
 	}
 }

@@ -18,7 +18,7 @@ const (
 	KindConflict                               // the request conflicts with existing state
 	KindState                                  // the entity is in a state that forbids the call
 	KindTransport                              // the backend could not be reached or answered garbage
-	KindUnavailable                            // this backend does not implement the call
+	KindUnavailable                            // this backend does not implement the call, or may not run it (permission)
 	KindResourceExhausted                      // a limit was hit; back off
 	KindTimeout                                // the deadline passed before an answer
 	KindBug                                    // an invariant broke; report it
@@ -84,6 +84,16 @@ const (
 	// CodeExecutionIDInUse: a create named an explicit id that an existing
 	// execution has (a repeat of a create carries its idempotency key).
 	CodeExecutionIDInUse = "execution_id_in_use"
+	// CodePermissionDenied: the backend's access control (Valkey ACL) forbids
+	// a command the call needs. Detail[0] names the command as the server
+	// does ("function|load"), "" when unknown; Detail[1], when present, is
+	// "key" or "channel": the command may run, not on that key or channel.
+	CodePermissionDenied = "permission_denied"
+	// CodeLibraryIncompatible: the backend's server-side code (Valkey: the
+	// Functions library) and this client cannot work together, and Prepare
+	// will not replace it (it never downgrades). Detail: the loaded library's
+	// version, the oldest client version it serves, this client's version.
+	CodeLibraryIncompatible = "library_incompatible"
 )
 
 // codeKinds maps every known code to its kind.
@@ -107,6 +117,8 @@ var codeKinds = map[string]ErrorKind{
 	CodeActiveAttemptExists: KindConflict,
 	CodeWorkerInstanceInUse: KindConflict,
 	CodeExecutionIDInUse:    KindConflict,
+	CodeLibraryIncompatible: KindConflict,
+	CodePermissionDenied:    KindUnavailable,
 	CodeTransport:           KindTransport, CodeUnavailable: KindUnavailable,
 	CodeResourceExhausted: KindResourceExhausted, CodeTimeout: KindTimeout, CodeBug: KindBug,
 }
@@ -284,4 +296,6 @@ var (
 	ErrExecutionTerminal   = &Error{Kind: KindState, Code: CodeExecutionTerminal}
 	ErrWorkerInstanceInUse = &Error{Kind: KindConflict, Code: CodeWorkerInstanceInUse}
 	ErrExecutionIDInUse    = &Error{Kind: KindConflict, Code: CodeExecutionIDInUse}
+	ErrPermissionDenied    = &Error{Kind: KindUnavailable, Code: CodePermissionDenied}
+	ErrLibraryIncompatible = &Error{Kind: KindConflict, Code: CodeLibraryIncompatible}
 )

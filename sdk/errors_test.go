@@ -49,6 +49,8 @@ var allCodes = []struct {
 	{CodeReplayLimitExceeded, KindState},
 	{CodeTaskFinished, KindState},
 	{CodeWorkerShutdown, KindState},
+	{CodePermissionDenied, KindUnavailable},
+	{CodeLibraryIncompatible, KindConflict},
 }
 
 func TestKindOfCode(t *testing.T) {
@@ -109,6 +111,8 @@ var codeSentinels = []struct {
 	{"ErrExecutionTerminal", ErrExecutionTerminal, CodeExecutionTerminal},
 	{"ErrWorkerInstanceInUse", ErrWorkerInstanceInUse, CodeWorkerInstanceInUse},
 	{"ErrExecutionIDInUse", ErrExecutionIDInUse, CodeExecutionIDInUse},
+	{"ErrPermissionDenied", ErrPermissionDenied, CodePermissionDenied},
+	{"ErrLibraryIncompatible", ErrLibraryIncompatible, CodeLibraryIncompatible},
 }
 
 // kindSentinels are the kind sentinels and their kinds.
@@ -285,6 +289,8 @@ func TestErrorClass(t *testing.T) {
 		CodeReplayLimitExceeded:     ClassTerminal,
 		CodeTaskFinished:            ClassTerminal,
 		CodeWorkerShutdown:          ClassTerminal,
+		CodePermissionDenied:        ClassTerminal,
+		CodeLibraryIncompatible:     ClassTerminal,
 		"unknown_code":              ClassTerminal,
 	}
 	for code, class := range want {

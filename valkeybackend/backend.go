@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -36,6 +35,7 @@ type Backend struct {
 	ready      readyState    // which partitions hold work, as far as known
 	claiming   sync.Map      // execution ids with a GrantAndClaim in flight
 	regs       registrations // worker instances this process registered
+	lib        library       // the library Prepare loads (the embedded one)
 	closeOnce  sync.Once
 }
 
@@ -53,7 +53,9 @@ var (
 )
 
 // Connect dials Valkey, reads (or fixes) the deployment's partition count and,
-// unless SkipPrepare, loads the Functions library where its version differs.
+// unless SkipPrepare, runs Prepare: it loads the Functions library where a
+// primary holds none or an older one, and fails when a newer one does not
+// serve this client.
 func Connect(ctx context.Context, opts Options) (*Backend, error) {
 	opts = opts.withDefaults()
 	if opts.Partitions < 0 || opts.Partitions > 16384 {
@@ -62,7 +64,11 @@ func Connect(ctx context.Context, opts Options) (*Backend, error) {
 	if opts.MaxPayloadBytes < 0 {
 		return nil, sdk.Validationf(sdk.CodeInvalidInput, "MaxPayloadBytes is negative")
 	}
-	b := &Backend{opts: opts}
+	lib, err := embeddedLibrary()
+	if err != nil {
+		return nil, err
+	}
+	b := &Backend{opts: opts, lib: lib}
 	co := valkey.ClientOption{
 		InitAddress:           opts.Addrs,
 		Username:              opts.Username,
@@ -83,6 +89,9 @@ func Connect(ctx context.Context, opts Options) (*Backend, error) {
 	}
 	client, err := valkey.NewClient(co)
 	if err != nil {
+		if pe := permissionError("connect", "", err); pe != nil {
+			return nil, pe // e.g. cluster|shards, valkey-go's topology discovery
+		}
 		return nil, sdk.TransportError("connect", err)
 	}
 	b.client = client
@@ -92,6 +101,10 @@ func Connect(ctx context.Context, opts Options) (*Backend, error) {
 	b.watch.mu.Unlock()
 	b.cluster = client.Mode() == valkey.ClientModeCluster
 	b.next.Store(rand.Uint64())
+	if err := b.checkTopology(ctx); err != nil {
+		client.Close()
+		return nil, err
+	}
 	if err := b.loadPartitions(ctx); err != nil {
 		client.Close()
 		return nil, err
@@ -106,18 +119,27 @@ func Connect(ctx context.Context, opts Options) (*Backend, error) {
 }
 
 // loadPartitions fixes the partition count on first use and adopts it after.
+// It reads first and writes only when nothing is stored, so a user that may
+// not write ff:config connects to a deployment that has one.
 func (b *Backend) loadPartitions(ctx context.Context) error {
 	want := b.opts.Partitions
 	if want == 0 {
 		want = PartitionsDefault
 	}
-	res := b.client.DoMulti(ctx,
-		b.client.B().Hsetnx().Key(configKey).Field("partitions").Value(strconv.Itoa(want)).Build(),
-		b.client.B().Hget().Key(configKey).Field("partitions").Build())
-	if err := res[0].Error(); err != nil {
+	get := func() valkey.Completed { return b.client.B().Hget().Key(configKey).Field("partitions").Build() }
+	res := b.client.Do(ctx, get())
+	if valkey.IsValkeyNil(res.Error()) {
+		multi := b.client.DoMulti(ctx,
+			b.client.B().Hsetnx().Key(configKey).Field("partitions").Value(strconv.Itoa(want)).Build(), get())
+		if err := multi[0].Error(); err != nil {
+			return backendError("connect", err)
+		}
+		res = multi[1]
+	}
+	if err := res.Error(); err != nil && !valkey.IsValkeyNil(err) {
 		return backendError("connect", err)
 	}
-	stored, err := res[1].AsInt64()
+	stored, err := res.AsInt64()
 	if err != nil || stored < 1 {
 		return &sdk.Error{Kind: sdk.KindBug, Code: sdk.CodeBug, Op: "connect", Msg: "ff:config partitions is not a positive integer", Err: err}
 	}
@@ -204,84 +226,6 @@ func (b *Backend) Features() sdk.Features {
 		roles = append(roles, sdk.RoleClaimOffers, sdk.RoleCompleteOffer)
 	}
 	return sdk.Features{Family: "valkey", Version: lua.Version, Roles: roles}
-}
-
-// Prepare loads the library on every primary whose ff_version differs.
-// Transient errors are retried up to PrepareAttempts times; a load the server
-// rejects (compile error) is reported at once.
-func (b *Backend) Prepare(ctx context.Context) (sdk.PrepareOutcome, error) {
-	primaries, err := b.primaries(ctx)
-	if err != nil {
-		return sdk.PrepareOutcome{}, err
-	}
-	loaded := 0
-	for _, addr := range primaries {
-		node := b.client.Nodes()[addr]
-		did, err := b.prepareNode(ctx, node)
-		if err != nil {
-			return sdk.PrepareOutcome{}, fmt.Errorf("prepare %s: %w", addr, err)
-		}
-		if did {
-			loaded++
-		}
-	}
-	if loaded == 0 {
-		return sdk.PrepareOutcome{Detail: "flowfabric v" + lua.Version + " already loaded"}, nil
-	}
-	return sdk.PrepareOutcome{Applied: true,
-		Detail: fmt.Sprintf("FUNCTION LOAD flowfabric v%s on %d of %d primaries", lua.Version, loaded, len(primaries))}, nil
-}
-
-func (b *Backend) prepareNode(ctx context.Context, node valkey.Client) (bool, error) {
-	var last error
-	for attempt := 0; attempt < b.opts.PrepareAttempts; attempt++ {
-		if attempt > 0 {
-			select {
-			case <-ctx.Done():
-				return false, backendError("prepare", ctx.Err())
-			case <-time.After(time.Duration(100<<attempt) * time.Millisecond):
-			}
-		}
-		r, err := decode("prepare", node.Do(ctx, node.B().Fcall().Function("ff_version").Numkeys(0).Build()))
-		if err == nil && r.field(0) == lua.Version {
-			return false, nil
-		}
-		if err != nil && sdk.KindOf(err) == sdk.KindTransport {
-			last = err
-			continue
-		}
-		lerr := node.Do(ctx, node.B().FunctionLoad().Replace().FunctionCode(lua.Source()).Build()).Error()
-		if lerr == nil {
-			return true, nil
-		}
-		if _, ok := valkey.IsValkeyErr(lerr); ok {
-			return false, &sdk.Error{Kind: sdk.KindBug, Code: sdk.CodeBug, Op: "prepare",
-				Msg: "the server rejected the flowfabric library", Err: lerr}
-		}
-		last = backendError("prepare", lerr)
-	}
-	return false, last
-}
-
-// primaries returns the addresses of the nodes that accept writes.
-func (b *Backend) primaries(ctx context.Context) ([]string, error) {
-	var out []string
-	for addr, node := range b.client.Nodes() {
-		role, err := node.Do(ctx, node.B().Role().Build()).ToArray()
-		if err != nil {
-			return nil, backendError("prepare", err)
-		}
-		if len(role) > 0 {
-			if r, _ := role[0].ToString(); r == "master" {
-				out = append(out, addr)
-			}
-		}
-	}
-	sort.Strings(out)
-	if len(out) == 0 {
-		return nil, sdk.TransportError("prepare", fmt.Errorf("no primary among %d nodes", len(b.client.Nodes())))
-	}
-	return out, nil
 }
 
 // partitionOf validates an id and that its partition exists here.

@@ -98,6 +98,9 @@ func backendError(op string, err error) error {
 	case errors.Is(err, context.Canceled):
 		return &sdk.Error{Kind: sdk.KindTimeout, Code: sdk.CodeTimeout, Op: op, Msg: "cancelled", Err: err}
 	}
+	if pe := permissionError(op, "", err); pe != nil {
+		return pe
+	}
 	if ve, ok := valkey.IsValkeyErr(err); ok {
 		msg := ve.Error()
 		switch {

@@ -35,6 +35,7 @@ import (
 //	ff:w:{w:I}:info  HASH   its worker id, lanes and capabilities (same TTL)
 //	ff:workers       ZSET   instance → registration expiry
 //	ff:engines       ZSET   engine process (scanner) id → heartbeat expiry (ms)
+//	ff:prepare       STRING Prepare's lock while it loads the library (PX)
 //
 // Single server only (ff_create reads it from every partition):
 //
@@ -44,6 +45,8 @@ import (
 const (
 	configKey = "ff:config"
 	lanesKey  = "ff:lanes"
+	// prepareLockKey serialises library loads (prepare.go).
+	prepareLockKey = "ff:prepare"
 	// ctx hash fields; tags are stored as tagFieldPrefix+name.
 	ctxKind        = "kind"
 	ctxLane        = "lane"

@@ -77,7 +77,10 @@ type Options struct {
 	// PrepareAttempts bounds Prepare's retries on transient errors (a
 	// compile error is never retried). Default 5.
 	PrepareAttempts int
-	// SkipPrepare skips loading the library at Connect; call Prepare yourself.
+	// SkipPrepare skips Prepare at Connect (no version check, no load);
+	// call Prepare yourself, or load the library with `ffengine prepare`.
+	// A least-privilege user need not set it: Prepare only reads ff_version
+	// while the library is current. Default false.
 	SkipPrepare bool
 }
 

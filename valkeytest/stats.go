@@ -90,3 +90,15 @@ func FlushAll(ctx context.Context, addrs []string) error {
 		return c.Do(ctx, c.B().Flushall().Build()).Error()
 	})
 }
+
+// DeleteLibrary removes the Functions library name from every primary
+// (FUNCTION DELETE); a primary without it is left as is.
+func DeleteLibrary(ctx context.Context, addrs []string, name string) error {
+	return EachPrimary(ctx, addrs, func(c valkey.Client) error {
+		err := c.Do(ctx, c.B().FunctionDelete().LibraryName(name).Build()).Error()
+		if err != nil && strings.Contains(err.Error(), "Library not found") {
+			return nil
+		}
+		return err
+	})
+}

@@ -6,7 +6,28 @@
 //
 //	ffengine --addr 127.0.0.1:6379
 //
+// At start it runs Prepare: it loads the Functions library where a primary
+// holds none or an older one, never replaces a newer one, and runs against a
+// newer one that still serves this build. Under an ACL user that may not
+// load functions, load the library first with
+//
+//	ffengine prepare --addr 127.0.0.1:6379 --username ff-deploy
+//
+// which loads or upgrades the library and exits; --skip-prepare makes the
+// daemon skip Prepare altogether.
+//
 // It stops cleanly on SIGTERM or SIGINT (releasing its partitions) and exits 0.
+//
+// Exit codes, of the daemon and of prepare:
+//
+//	0  stopped cleanly; prepare: the library is loaded (or a newer one that
+//	   serves this build is)
+//	1  cannot connect, or another failure
+//	2  bad flags or configuration
+//	3  permission denied: the Valkey ACL user may not run a command it needs
+//	   (the log names it)
+//	4  incompatible library: a newer library is loaded that does not serve
+//	   this build (it is never downgraded)
 package main
 
 import (
@@ -23,12 +44,23 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/flowfabric/flowfabric-go/lua"
 	"github.com/flowfabric/flowfabric-go/scanner"
+	"github.com/flowfabric/flowfabric-go/sdk"
 	"github.com/flowfabric/flowfabric-go/valkeybackend"
 )
 
 // EnvPassword supplies the Valkey password when --password is not given.
 const EnvPassword = "FF_VALKEY_PASSWORD"
+
+// Exit codes (see the package documentation).
+const (
+	exitOK           = 0
+	exitFailure      = 1
+	exitUsage        = 2
+	exitPermission   = 3
+	exitIncompatible = 4
+)
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
@@ -37,33 +69,85 @@ func main() {
 	os.Exit(code)
 }
 
-// options are the parsed command line.
-type options struct {
+// conn is the command line's connection part, shared by the daemon and
+// prepare.
+type conn struct {
 	addrs          []string
-	cluster        bool
 	partitions     int
 	username       string
 	password       string
-	cfg            scanner.Config
 	logLevel       slog.Level
-	statusInterval time.Duration
 	connectTimeout time.Duration
+}
+
+// options are the parsed command line of the daemon.
+type options struct {
+	conn
+	cluster        bool
+	skipPrepare    bool
+	cfg            scanner.Config
+	statusInterval time.Duration
+}
+
+// connFlags declares the connection flags on fs; finish parses what they
+// hold once fs has parsed.
+func connFlags(fs *flag.FlagSet, c *conn) (finish func() error) {
+	addr := fs.String("addr", "127.0.0.1:6379", "Valkey seed `addresses`, comma-separated (host:port,...)")
+	fs.IntVar(&c.partitions, "partitions", 0, "partition count; 0 adopts the deployment's stored count (16 for a new one)")
+	fs.StringVar(&c.username, "username", "", "Valkey ACL user name")
+	fs.StringVar(&c.password, "password", "", "Valkey password (default $"+EnvPassword+")")
+	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	fs.DurationVar(&c.connectTimeout, "connect-timeout", 10*time.Second, "how long to wait for Valkey at start")
+	return func() error {
+		if fs.NArg() > 0 {
+			return fmt.Errorf("unexpected arguments: %v", fs.Args())
+		}
+		for _, a := range strings.Split(*addr, ",") {
+			if a = strings.TrimSpace(a); a != "" {
+				c.addrs = append(c.addrs, a)
+			}
+		}
+		if len(c.addrs) == 0 {
+			return errors.New("--addr is empty")
+		}
+		if c.password == "" {
+			c.password = os.Getenv(EnvPassword)
+		}
+		if err := c.logLevel.UnmarshalText([]byte(*level)); err != nil {
+			return fmt.Errorf("--log-level: %v", err)
+		}
+		return nil
+	}
+}
+
+// newFlagSet is a flag set whose usage prints head, the flags and the
+// shared footer.
+func newFlagSet(name string, stderr io.Writer, head string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), head)
+		fs.PrintDefaults()
+		usageFooter(fs.Output())
+	}
+	return fs
+}
+
+func usageFooter(w io.Writer) {
+	fmt.Fprintf(w, "\nEnvironment:\n  %s\tpassword, when --password is not given\n", EnvPassword)
+	fmt.Fprintf(w, "\nExit codes:\n  0 ok, 1 failure (cannot connect, ...), 2 bad flags,\n"+
+		"  3 permission denied (the Valkey ACL user may not run a command; the log names it),\n"+
+		"  4 incompatible library (a newer one that does not serve this build is loaded)\n")
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
 	var o options
-	fs := flag.NewFlagSet("ffengine", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "Usage: ffengine [flags]\n\nRuns the FlowFabric scanners against Valkey until SIGTERM or SIGINT.\n\nFlags:")
-		fs.PrintDefaults()
-		fmt.Fprintf(fs.Output(), "\nEnvironment:\n  %s\tpassword, when --password is not given\n", EnvPassword)
-	}
-	addr := fs.String("addr", "127.0.0.1:6379", "Valkey seed `addresses`, comma-separated (host:port,...)")
+	fs := newFlagSet("ffengine", stderr, "Usage: ffengine [flags]\n       ffengine prepare [flags]\n\n"+
+		"Runs the FlowFabric scanners against Valkey until SIGTERM or SIGINT.\n"+
+		"`ffengine prepare` loads or upgrades the Functions library and exits (--help lists its flags).\n\nFlags:\n")
+	finish := connFlags(fs, &o.conn)
 	fs.BoolVar(&o.cluster, "cluster", false, "informational: cluster mode is detected from the server")
-	fs.IntVar(&o.partitions, "partitions", 0, "partition count; 0 adopts the deployment's stored count (16 for a new one)")
-	fs.StringVar(&o.username, "username", "", "Valkey ACL user name")
-	fs.StringVar(&o.password, "password", "", "Valkey password (default $"+EnvPassword+")")
+	fs.BoolVar(&o.skipPrepare, "skip-prepare", false, "do not check or load the Functions library at start (load it with `ffengine prepare`)")
 	c := &o.cfg
 	fs.DurationVar(&c.LeaseExpiryInterval, "lease-expiry-interval", scanner.LeaseExpiryIntervalDefault, "how often expired leases are reclaimed")
 	fs.DurationVar(&c.DelayedInterval, "delayed-interval", scanner.DelayedIntervalDefault, "how often due delayed executions are promoted")
@@ -79,28 +163,12 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&c.LaneRefresh, "lane-refresh", scanner.LaneRefreshDefault, "how long a cached lane-registry read is trusted without an invalidation (new lanes are seen at the next cycle regardless)")
 	fs.IntVar(&c.Concurrency, "concurrency", scanner.ConcurrencyDefault, "partitions one scanner visits at once")
 	fs.BoolVar(&c.DisablePeek, "no-peek", false, "read every index every cycle instead of peeking at cached index heads")
-	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	fs.DurationVar(&o.statusInterval, "status-interval", 30*time.Second, "how often a status line is logged; 0 disables it")
-	fs.DurationVar(&o.connectTimeout, "connect-timeout", 10*time.Second, "how long to wait for Valkey at start")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
-	if fs.NArg() > 0 {
-		return o, fmt.Errorf("unexpected arguments: %v", fs.Args())
-	}
-	for _, a := range strings.Split(*addr, ",") {
-		if a = strings.TrimSpace(a); a != "" {
-			o.addrs = append(o.addrs, a)
-		}
-	}
-	if len(o.addrs) == 0 {
-		return o, errors.New("--addr is empty")
-	}
-	if o.password == "" {
-		o.password = os.Getenv(EnvPassword)
-	}
-	if err := o.logLevel.UnmarshalText([]byte(*level)); err != nil {
-		return o, fmt.Errorf("--log-level: %v", err)
+	if err := finish(); err != nil {
+		return o, err
 	}
 	if o.statusInterval < 0 {
 		return o, errors.New("--status-interval is negative")
@@ -110,17 +178,20 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 
 // run is main without the process: it returns the exit code.
 func run(ctx context.Context, args []string, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "prepare" {
+		return runPrepare(ctx, args[1:], stderr)
+	}
 	o, err := parseFlags(args, stderr)
 	if errors.Is(err, flag.ErrHelp) {
-		return 0
+		return exitOK
 	}
 	if err != nil {
 		fmt.Fprintln(stderr, "ffengine:", err)
-		return 2
+		return exitUsage
 	}
 	if err := o.cfg.Validate(); err != nil {
 		fmt.Fprintln(stderr, "ffengine:", err)
-		return 2
+		return exitUsage
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: o.logLevel}))
 	o.cfg.Logger = log
@@ -128,13 +199,9 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		o.cfg.EngineID = scanner.DefaultEngineID()
 	}
 
-	cctx, cancel := context.WithTimeout(ctx, o.connectTimeout)
-	b, err := valkeybackend.Connect(cctx, valkeybackend.Options{Addrs: o.addrs, Username: o.username,
-		Password: o.password, Partitions: o.partitions})
-	cancel()
-	if err != nil {
-		log.Error("cannot connect to Valkey", "addr", strings.Join(o.addrs, ","), "err", err)
-		return 1
+	b, code := connect(ctx, log, o.conn, valkeybackend.Options{SkipPrepare: o.skipPrepare})
+	if b == nil {
+		return code
 	}
 	defer b.Close()
 	if o.cluster && !b.IsCluster() {
@@ -143,7 +210,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	sup, err := scanner.New(b, o.cfg)
 	if err != nil {
 		log.Error("cannot start the scanners", "err", err)
-		return 2
+		return exitUsage
 	}
 	log.Info("ffengine started", "engine", o.cfg.EngineID, "addr", strings.Join(o.addrs, ","),
 		"cluster", b.IsCluster(), "partitions", b.Partitions(), "ownership_ttl", o.cfg.OwnershipTTL)
@@ -153,7 +220,71 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	}
 	_ = sup.Run(ctx) // returns once every loop exited and partitions were released
 	log.Info("ffengine stopped", "engine", o.cfg.EngineID)
-	return 0
+	return exitOK
+}
+
+// connect dials Valkey with c (and opts' other fields) and returns the
+// backend, or nil and the exit code.
+func connect(ctx context.Context, log *slog.Logger, c conn, opts valkeybackend.Options) (*valkeybackend.Backend, int) {
+	opts.Addrs, opts.Username, opts.Password, opts.Partitions = c.addrs, c.username, c.password, c.partitions
+	cctx, cancel := context.WithTimeout(ctx, c.connectTimeout)
+	defer cancel()
+	b, err := valkeybackend.Connect(cctx, opts)
+	if err != nil {
+		return nil, failed(log, c, "cannot connect to Valkey", err)
+	}
+	return b, exitOK
+}
+
+// failed logs err and returns its exit code.
+func failed(log *slog.Logger, c conn, msg string, err error) int {
+	code := exitFailure
+	switch {
+	case errors.Is(err, sdk.ErrPermissionDenied):
+		code, msg = exitPermission, "permission denied: the Valkey ACL user may not run a command ffengine needs"
+	case errors.Is(err, sdk.ErrLibraryIncompatible):
+		code, msg = exitIncompatible, "the loaded flowfabric library does not serve this build"
+	}
+	log.Error(msg, "addr", strings.Join(c.addrs, ","), "user", c.username, "err", err)
+	return code
+}
+
+// runPrepare is `ffengine prepare`: it connects without the client-side
+// cache or subscriptions (so a deployer user needs no more than loading
+// takes), runs Prepare and exits.
+func runPrepare(ctx context.Context, args []string, stderr io.Writer) int {
+	var c conn
+	fs := newFlagSet("ffengine prepare", stderr, fmt.Sprintf("Usage: ffengine prepare [flags]\n\n"+
+		"Loads the flowfabric Functions library (v%s, serving clients from v%s) on every primary that\n"+
+		"holds none or an older one, fixes the partition count of a new deployment, and exits.\n"+
+		"A newer library is never replaced. Idempotent.\n\nFlags:\n", lua.Version, lua.MinClientVersion))
+	finish := connFlags(fs, &c)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		fmt.Fprintln(stderr, "ffengine prepare:", err)
+		return exitUsage
+	}
+	if err := finish(); err != nil {
+		fmt.Fprintln(stderr, "ffengine prepare:", err)
+		return exitUsage
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: c.logLevel}))
+	b, code := connect(ctx, log, c, valkeybackend.Options{SkipPrepare: true, CacheSizeEachConn: -1, DisableArrivals: true})
+	if b == nil {
+		return code
+	}
+	defer b.Close()
+	pctx, cancel := context.WithTimeout(ctx, c.connectTimeout)
+	defer cancel()
+	out, err := b.Prepare(pctx)
+	if err != nil {
+		return failed(log, c, "cannot load the flowfabric library", err)
+	}
+	log.Info("flowfabric library ready", "applied", out.Applied, "detail", out.Detail,
+		"cluster", b.IsCluster(), "partitions", b.Partitions())
+	return exitOK
 }
 
 // statusLoop logs one line per interval: ownership and what each scanner did

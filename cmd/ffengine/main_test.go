@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flowfabric/flowfabric-go/lua"
 	"github.com/flowfabric/flowfabric-go/valkeybackend"
 	"github.com/flowfabric/flowfabric-go/valkeytest"
 )
@@ -28,7 +29,8 @@ func TestHelpShowsDefaults(t *testing.T) {
 	for _, want := range []string{"-addr", "(default \"127.0.0.1:6379\")", "-lease-expiry-interval", "(default 1s)",
 		"-delayed-interval", "(default 500ms)", "-unblock-interval", "(default 5s)", "-retention-interval", "(default 1m0s)",
 		"-batch", "(default 100)", "-ownership-ttl", "(default 10s)", "-retention", "(default 24h0m0s)",
-		"-engine-id", "-partitions", "-password", EnvPassword, "-log-level", "-cluster", "-username"} {
+		"-engine-id", "-partitions", "-password", EnvPassword, "-log-level", "-cluster", "-username",
+		"-skip-prepare", "ffengine prepare", "Exit codes", "3 permission denied", "4 incompatible library"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("--help lacks %q", want)
 		}
@@ -38,9 +40,26 @@ func TestHelpShowsDefaults(t *testing.T) {
 	}
 }
 
+func TestPrepareHelp(t *testing.T) {
+	var out bytes.Buffer
+	if code := run(context.Background(), []string{"prepare", "--help"}, &out); code != 0 {
+		t.Fatalf("prepare --help exited %d", code)
+	}
+	for _, want := range []string{"Usage: ffengine prepare", "v" + lua.Version, "-addr", "-username", "-password",
+		"-partitions", "-connect-timeout", "Exit codes", "never replaced"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("prepare --help lacks %q", want)
+		}
+	}
+	if t.Failed() {
+		t.Log(out.String())
+	}
+}
+
 func TestBadFlags(t *testing.T) {
 	for _, args := range [][]string{{"--log-level", "loud"}, {"--addr", " , "}, {"--nope"}, {"extra"},
-		{"--batch", "-1"}, {"--ownership-ttl", "1ms"}, {"--status-interval", "-1s"}} {
+		{"--batch", "-1"}, {"--ownership-ttl", "1ms"}, {"--status-interval", "-1s"},
+		{"prepare", "--nope"}, {"prepare", "extra"}, {"prepare", "--addr", ""}, {"prepare", "--skip-prepare"}} {
 		var out bytes.Buffer
 		if code := run(context.Background(), args, &out); code != 2 {
 			t.Errorf("%v exited %d, want 2: %s", args, code, out.String())
