@@ -3,10 +3,14 @@
 
 GO ?= go
 
-.PHONY: test bench perf-gate fmt fmt-check vet fuzz install-valkey
+# staticcheck release 2026.2.2, pinned by its module version: the module
+# proxy serves honnef.co/go/tools by semver tag (v0.8.2), not by release name.
+STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-## test: gofmt check, go vet, then race tests against real valkey-server processes.
-test: fmt-check vet
+.PHONY: test bench perf-gate fmt fmt-check vet staticcheck fuzz install-valkey
+
+## test: gofmt check, go vet, staticcheck, then race tests against real valkey-server processes.
+test: fmt-check vet staticcheck
 	$(GO) test -race -count=1 ./...
 
 ## bench: the main job: installs Valkey if missing, runs the quick profile (under 90 s on
@@ -38,6 +42,10 @@ fmt-check:
 ## vet: go vet every package.
 vet:
 	$(GO) vet ./...
+
+## staticcheck: staticcheck every package (fetched through the Go module proxy on first use).
+staticcheck:
+	$(GO) run $(STATICCHECK) ./...
 
 ## fuzz: fuzz the handle, arrivals and hand-off decoders, 20s each.
 fuzz:

@@ -2,9 +2,11 @@ package bench
 
 import (
 	"context"
+	"html"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -63,5 +65,49 @@ func TestHTMLRendersInChromium(t *testing.T) {
 	}
 	if st.Size() < 50_000 {
 		t.Fatalf("screenshot %s is %d bytes: the page did not render", shot, st.Size())
+	}
+}
+
+// TestHostileReportInChromium opens the page of a report whose every string
+// is hostile (TestHostileReport's payloads in one) and checks the DOM the
+// browser built: only the page's own elements and attributes (no script,
+// image, frame or foreign object, no event handler, no style), every link
+// relative, and the charts and the hostile text still shown.
+func TestHostileReportInChromium(t *testing.T) {
+	t.Parallel()
+	bin := chromium(t)
+	dir := t.TempDir()
+	page := filepath.Join(dir, "report.html")
+	if err := os.WriteFile(page, []byte(HTML(hostileReport(t, strings.Join(hostile[:len(hostile)-1], " ")))), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	dom, err := exec.CommandContext(ctx, bin, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+		"--user-data-dir="+filepath.Join(dir, "profile"), "--dump-dom", "file://"+page).Output()
+	if err != nil {
+		t.Fatalf("chromium --dump-dom: %v", err)
+	}
+	// In the serialized DOM a "<" in text is "&lt;": every "<" is an element.
+	d := string(dom)
+	elems := regexp.MustCompile(`<([a-zA-Z][a-zA-Z0-9-]*)((?:\s+[^\s=>]+(?:="[^"]*")?)*)\s*/?>`).FindAllStringSubmatch(d, -1)
+	if starts := strings.Count(d, "<") - strings.Count(d, "</") - strings.Count(d, "<!"); len(elems) != starts {
+		t.Fatalf("%d elements parsed of %d start tags", len(elems), starts)
+	}
+	for _, m := range elems {
+		if !pageTags[m[1]] {
+			t.Errorf("the DOM has a <%s> element", m[1])
+		}
+		for _, a := range regexp.MustCompile(`([^\s=]+)(?:="([^"]*)")?`).FindAllStringSubmatch(m[2], -1) {
+			if !pageAttrs[a[1]] {
+				t.Errorf("the DOM has a %s attribute on <%s>", a[1], m[1])
+			}
+			if _, ok := relLink(html.UnescapeString(a[2])); a[1] == "href" && !ok {
+				t.Errorf("the DOM links to %q", a[2])
+			}
+		}
+	}
+	if n := strings.Count(d, "<svg"); n < 8 || !strings.Contains(d, "&lt;script&gt;alert(1)&lt;/script&gt;") {
+		t.Errorf("the page lost its charts (%d) or the hostile text", n)
 	}
 }

@@ -2,10 +2,11 @@ package bench
 
 import (
 	"fmt"
-	"html"
+	"html/template"
 	"math"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 )
 
@@ -14,83 +15,167 @@ import (
 // latency percentile curves per partition count, renew throughput and claim
 // latency against partitions, the ratio to the raw ceiling, e2e latency,
 // claim-path A/B and recovery.
+//
+// The report may come from anywhere (ffbench report --in): the page is an
+// html/template, so every string is escaped where it lands (text,
+// attributes, SVG), each is cleaned and bounded first (clean), and a
+// profile is a link only when its path is relative (relLink).
 func HTML(rep *Report) string {
 	var b strings.Builder
-	b.WriteString(`<!doctype html><html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>ffbench · ` + html.EscapeString(rep.Profile) + ` · ` + html.EscapeString(short(rep.GitSHA)) + `</title>
-<style>` + css + `</style></head><body>`)
-	fmt.Fprintf(&b, `<header><h1>FlowFabric benchmark <span class="prof">%s profile</span></h1><p class="env">%s · git <code>%s</code> · Valkey %s, %s (%d primar%s%s) · %d cores · %s %s/%s · %.0fs</p></header>`,
-		html.EscapeString(rep.Profile), rep.CreatedAt.Format("2006-01-02 15:04 MST"), html.EscapeString(short(rep.GitSHA)),
-		html.EscapeString(rep.Valkey.Version), rep.Valkey.Topology, rep.Valkey.Primaries, plural(rep.Valkey.Primaries, "y", "ies"),
-		embedded(rep), rep.Cores, html.EscapeString(rep.GoVersion), rep.OS, rep.Arch, rep.ElapsedS)
-	if rep.OK() {
-		b.WriteString(`<div class="badge ok">Correctness passed: no lost and no duplicated completions</div>`)
-	} else {
-		fmt.Fprintf(&b, `<div class="badge bad">Correctness FAILED: %d lost, %d duplicated<ul>`, rep.Lost, rep.Duplicated)
-		for _, f := range rep.Failures {
-			fmt.Fprintf(&b, "<li>%s</li>", html.EscapeString(f))
-		}
-		b.WriteString(`</ul></div>`)
+	if err := pageTemplate.Execute(&b, newPage(rep)); err != nil {
+		// The template is fixed and its data strings and numbers: only a bug
+		// in this file gets here. Say so on the page rather than panic.
+		return "<!doctype html><title>ffbench report</title><p>the report page could not be rendered: " +
+			template.HTMLEscapeString(err.Error()) + "</p>"
 	}
-	writeCards(&b, rep)
+	return b.String()
+}
 
-	b.WriteString(`<h2>Partition sweep</h2><div class="grid">`)
-	b.WriteString(figure(claimCurves(rep), "Each line is one partition count: the latency from an arrival's intended time to the worker holding its lease, at every percentile. Open loop, so stalls show in the tail."))
-	b.WriteString(figure(renewVsPartitions(rep), "Renewals per second through the SDK's renewer against the same ff_renew FCALLs sent raw and pipelined, same leases, same batches."))
-	b.WriteString(figure(claimVsPartitions(rep), "Claim latency p50 and p99 per partition count; the dashed line is the serial FCALL round trip of this server."))
-	b.WriteString(figure(ratioVsPartitions(rep), "SDK renew throughput as a fraction of the raw ceiling measured in the same run; 0.9 is the target."))
-	b.WriteString(`</div><h2>End to end, claim path and recovery</h2><div class="grid">`)
-	b.WriteString(figure(e2eCurves(rep), "Open loop at a fraction of the measured capacity: claim, handler start and completion timed from the intended arrival; the producer's lag (intended → sent), the submit call and the claim call on their own."))
-	b.WriteString(figure(claimPathBars(rep), "Direct three-step path (scan, then grant+claim pipelined) against the fused claim, interleaved A/B rounds, closed loop."))
-	b.WriteString(figure(recoveryCurve(rep), "Workers killed mid-task: time from the crash to each job's completion by a surviving worker (lease expiry + scan + claim)."))
-	b.WriteString(figure(efficiencyBars(rep), "Valkey commands per operation (script-internal commands included): counters noise barely moves, gated in CI."))
-	b.WriteString(`</div>`)
+// page is what the template shows: every field already cleaned text.
+type page struct {
+	Title, Profile, When, SHA, Env string
+	OK                             bool
+	Lost, Duplicated               int64
+	Failures                       []string
+	Cards                          []card
+	Sweep, Paths                   []figure
+	Rows                           []row
+	Anchors                        *anchors
+	Calibration                    string
+	Profiles                       []profileLink
+	Notes                          []string
+	BenchLines                     string
+}
 
-	b.WriteString(`<h2>All results</h2><div class="tw"><table><thead><tr><th>scenario</th><th>variant</th><th>P</th><th>throughput</th><th>raw ceiling</th><th>ratio</th><th>latency</th><th>p50</th><th>p90</th><th>p99</th><th>p99.9</th><th>max</th><th>cmds/op</th><th>FCALLs/op</th><th>Valkey CPU µs/op</th><th>allocs/op</th><th>lost</th><th>dup</th></tr></thead><tbody>`)
+type card struct{ Value, Label, Sub, Class string }
+
+type figure struct {
+	Charts  []chart
+	Caption string
+}
+
+type row struct {
+	Class string
+	Cells []string
+}
+
+type anchors struct {
+	P50, P99, Mean, SerialRate, PipelinedRate string
+	Conns, Depth                              int
+}
+
+// profileLink is a profile file; Href is empty when its path is not a
+// relative one (then the page shows the path as text, not as a link).
+type profileLink struct{ Kind, Path, Href string }
+
+func newPage(rep *Report) *page {
+	name := func(s string) string { return clean(s, maxNameRunes) }
+	p := &page{
+		Profile: name(rep.Profile),
+		SHA:     name(short(rep.GitSHA)),
+		When:    rep.CreatedAt.Format("2006-01-02 15:04 MST"),
+		Env: fmt.Sprintf("Valkey %s, %s (%d primar%s%s) · %d cores · %s %s/%s · %.0fs",
+			name(rep.Valkey.Version), name(rep.Valkey.Topology), rep.Valkey.Primaries, plural(rep.Valkey.Primaries, "y", "ies"),
+			embedded(rep), rep.Cores, name(rep.GoVersion), name(rep.OS), name(rep.Arch), rep.ElapsedS),
+		OK:         rep.OK(),
+		Lost:       rep.Lost,
+		Duplicated: rep.Duplicated,
+		Cards:      cards(rep),
+		BenchLines: BenchLines(rep),
+	}
+	p.Title = "ffbench · " + p.Profile + " · " + p.SHA
+	for _, f := range rep.Failures {
+		p.Failures = append(p.Failures, clean(f, maxTextRunes))
+	}
+	p.Sweep = []figure{
+		{[]chart{claimCurves(rep)}, "Each line is one partition count: the latency from an arrival's intended time to the worker holding its lease, at every percentile. Open loop, so stalls show in the tail."},
+		{[]chart{renewVsPartitions(rep)}, "Renewals per second through the SDK's renewer against the same ff_renew FCALLs sent raw and pipelined, same leases, same batches."},
+		{[]chart{claimVsPartitions(rep)}, "Claim latency p50 and p99 per partition count; the dashed line is the serial FCALL round trip of this server."},
+		{[]chart{ratioVsPartitions(rep)}, "SDK renew throughput as a fraction of the raw ceiling measured in the same run; 0.9 is the target."},
+	}
+	p.Paths = []figure{
+		{[]chart{e2eCurves(rep)}, "Open loop at a fraction of the measured capacity: claim, handler start and completion timed from the intended arrival; the producer's lag (intended → sent), the submit call and the claim call on their own."},
+		{claimPathBars(rep), "Direct three-step path (scan, then grant+claim pipelined) against the fused claim, interleaved A/B rounds, closed loop."},
+		{[]chart{recoveryCurve(rep)}, "Workers killed mid-task: time from the crash to each job's completion by a surviving worker (lease expiry + scan + claim)."},
+		{[]chart{efficiencyBars(rep)}, "Valkey commands per operation (script-internal commands included): counters noise barely moves, gated in CI."},
+	}
 	for _, r := range rep.Results {
-		name, s := headline(r)
+		lname, s := headline(r)
 		lat := []string{"-", "-", "-", "-", "-"}
 		if s != nil {
 			lat = []string{fmtUS(s.P50), fmtUS(s.P90), fmtUS(s.P99), fmtUS(s.P999), fmtUS(s.Max)}
 		}
 		cls := ""
 		if r.Lost > 0 || r.Duplicated > 0 {
-			cls = ` class="fail"`
+			cls = "fail"
 		}
-		fmt.Fprintf(&b, `<tr%s><td>%s</td><td>%s</td><td>%d</td><td>%s %s/s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%.2f</td><td>%.2f</td><td>%.1f</td><td>%.0f</td><td>%d</td><td>%d</td></tr>`,
-			cls, r.Scenario, dash(r.Variant), r.Partitions, fmtRate(r.Throughput), r.Unit, fmtRate(r.RawCeiling),
-			fmtRatio(r.RatioToCeiling), dash(name), strings.Join(lat, "</td><td>"),
-			r.CommandsPerOp, r.FcallsPerOp, r.ValkeyCPUPerOpUS, r.AllocsPerOp, r.Lost, r.Duplicated)
+		cells := []string{name(r.Scenario), dash(name(r.Variant)), strconv.Itoa(r.Partitions),
+			fmtRate(r.Throughput) + " " + name(r.Unit) + "/s", fmtRate(r.RawCeiling), fmtRatio(r.RatioToCeiling), dash(lname)}
+		cells = append(cells, lat...)
+		cells = append(cells, fmt.Sprintf("%.2f", r.CommandsPerOp), fmt.Sprintf("%.2f", r.FcallsPerOp),
+			fmt.Sprintf("%.1f", r.ValkeyCPUPerOpUS), fmt.Sprintf("%.0f", r.AllocsPerOp),
+			strconv.FormatInt(r.Lost, 10), strconv.FormatInt(r.Duplicated, 10))
+		p.Rows = append(p.Rows, row{cls, cells})
 	}
-	b.WriteString(`</tbody></table></div>`)
 	if a := rep.Anchors.SerialFCALL; a != nil {
-		fmt.Fprintf(&b, `<h2>Anchors</h2><p>Serial FCALL round trip (ff_renew, one lease, one connection): p50 <b>%s</b>, p99 %s, mean %s (%s calls/s). Pipelined FCALL ceiling: <b>%s calls/s</b> (%d connections × %d deep).</p>`,
-			fmtUS(a.P50), fmtUS(a.P99), fmtUS(a.Mean), fmtRate(rep.Anchors.SerialRate), fmtRate(rep.Anchors.PipelinedRate),
-			rep.Anchors.PipelineConns, rep.Anchors.PipelineDepth)
+		p.Anchors = &anchors{P50: fmtUS(a.P50), P99: fmtUS(a.P99), Mean: fmtUS(a.Mean), SerialRate: fmtRate(rep.Anchors.SerialRate),
+			PipelinedRate: fmtRate(rep.Anchors.PipelinedRate), Conns: rep.Anchors.PipelineConns, Depth: rep.Anchors.PipelineDepth}
 	}
 	if rep.Calibration != nil {
-		b.WriteString(`<h2>Calibration against valkey-benchmark</h2><pre>` + html.EscapeString(CalibrationTable(rep.Calibration)) + `</pre>`)
+		p.Calibration = CalibrationTable(rep.Calibration)
 	}
-	if len(rep.Profiles) > 0 {
-		b.WriteString(`<h2>Profiles</h2><ul>`)
-		for _, k := range sortedKeys(rep.Profiles) {
-			fmt.Fprintf(&b, `<li>%s: <a href="%s">%s</a> (<code>go tool pprof -http=: %s</code>)</li>`, html.EscapeString(k),
-				html.EscapeString(rep.Profiles[k]), html.EscapeString(rep.Profiles[k]), html.EscapeString(rep.Profiles[k]))
+	for _, k := range sortedKeys(rep.Profiles) {
+		l := profileLink{Kind: name(k), Path: clean(rep.Profiles[k], maxTextRunes)}
+		if href, ok := relLink(rep.Profiles[k]); ok {
+			l.Href = href
 		}
-		b.WriteString(`</ul>`)
+		p.Profiles = append(p.Profiles, l)
 	}
-	if len(rep.Notes) > 0 {
-		b.WriteString(`<h2>Notes</h2><ul>`)
-		for _, n := range rep.Notes {
-			fmt.Fprintf(&b, "<li>%s</li>", html.EscapeString(n))
-		}
-		b.WriteString(`</ul>`)
+	for _, n := range rep.Notes {
+		p.Notes = append(p.Notes, clean(n, maxTextRunes))
 	}
-	b.WriteString(`<details><summary>Go benchmark format (for benchstat)</summary><pre>` + html.EscapeString(BenchLines(rep)) + `</pre></details>`)
-	b.WriteString(`<footer>Generated by ffbench. Latencies are HdrHistograms (µs, 3 significant digits), merged per goroutine; warm-up and drain are excluded by time window. The JSON report keeps every histogram encoded.</footer></body></html>`)
-	return b.String()
+	return p
 }
+
+// pageTemplate is the page; html/template escapes every value by where it
+// lands. The charts' SVG is written by the "chart" and "el" templates; an
+// empty {{- /* */ -}} joins two source lines without a newline between.
+var pageTemplate = template.Must(template.New("page").Parse(pageHTML))
+
+const pageHTML = `<!doctype html><html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{{.Title}}</title>
+<style>` + css + `</style></head><body>
+{{- /* */ -}}
+<header><h1>FlowFabric benchmark <span class="prof">{{.Profile}} profile</span></h1><p class="env">{{.When}} · git <code>{{.SHA}}</code> · {{.Env}}</p></header>
+{{- if .OK}}<div class="badge ok">Correctness passed: no lost and no duplicated completions</div>
+{{- else}}<div class="badge bad">Correctness FAILED: {{.Lost}} lost, {{.Duplicated}} duplicated<ul>{{range .Failures}}<li>{{.}}</li>{{end}}</ul></div>
+{{- end}}
+{{- with .Cards}}<div class="cards">{{range .}}<div class="card {{.Class}}"><div class="v">{{.Value}}</div><div class="l">{{.Label}}</div><div class="s">{{.Sub}}</div></div>{{end}}</div>{{end -}}
+<h2>Partition sweep</h2><div class="grid">{{range .Sweep}}{{template "figure" .}}{{end}}</div>
+{{- /* */ -}}
+<h2>End to end, claim path and recovery</h2><div class="grid">{{range .Paths}}{{template "figure" .}}{{end}}</div>
+{{- /* */ -}}
+<h2>All results</h2><div class="tw"><table><thead><tr><th>scenario</th><th>variant</th><th>P</th><th>throughput</th><th>raw ceiling</th><th>ratio</th><th>latency</th><th>p50</th><th>p90</th><th>p99</th><th>p99.9</th><th>max</th><th>cmds/op</th><th>FCALLs/op</th><th>Valkey CPU µs/op</th><th>allocs/op</th><th>lost</th><th>dup</th></tr></thead><tbody>
+{{- range .Rows}}<tr{{with .Class}} class="{{.}}"{{end}}>{{range .Cells}}<td>{{.}}</td>{{end}}</tr>{{end -}}
+</tbody></table></div>
+{{- with .Anchors}}<h2>Anchors</h2><p>Serial FCALL round trip (ff_renew, one lease, one connection): p50 <b>{{.P50}}</b>, p99 {{.P99}}, mean {{.Mean}} ({{.SerialRate}} calls/s). Pipelined FCALL ceiling: <b>{{.PipelinedRate}} calls/s</b> ({{.Conns}} connections × {{.Depth}} deep).</p>{{end}}
+{{- with .Calibration}}<h2>Calibration against valkey-benchmark</h2><pre>{{.}}</pre>{{end}}
+{{- with .Profiles}}<h2>Profiles</h2><ul>{{range .}}<li>{{.Kind}}: {{if .Href}}<a href="{{.Href}}">{{.Path}}</a> (<code>go tool pprof -http=: {{.Path}}</code>){{else}}{{.Path}} (not a path relative to the report: not linked){{end}}</li>{{end}}</ul>{{end}}
+{{- with .Notes}}<h2>Notes</h2><ul>{{range .}}<li>{{.}}</li>{{end}}</ul>{{end -}}
+<details><summary>Go benchmark format (for benchstat)</summary><pre>{{.BenchLines}}</pre></details>
+{{- /* */ -}}
+<footer>Generated by ffbench. Latencies are HdrHistograms (µs, 3 significant digits), merged per goroutine; warm-up and drain are excluded by time window. The JSON report keeps every histogram encoded.</footer></body></html>
+{{- define "figure"}}<figure>{{range .Charts}}{{template "chart" .}}{{end}}<figcaption>{{.Caption}}</figcaption></figure>{{end}}
+{{- define "chart"}}<svg class="chart" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {{.W}} {{.H}}" role="img" aria-label="{{.Title}}">{{range .Els}}{{template "el" .}}{{end}}</svg>{{end}}
+{{- define "el"}}
+{{- if eq .Tag "text"}}<text x="{{.X}}" y="{{.Y}}" class="{{.Class}}"{{with .Anchor}} text-anchor="{{.}}"{{end}}{{with .Transform}} transform="{{.}}"{{end}}>{{.Text}}</text>
+{{- else if eq .Tag "line"}}<line x1="{{.X}}" x2="{{.X2}}" y1="{{.Y}}" y2="{{.Y2}}" class="{{.Class}}"/>
+{{- else if eq .Tag "rect"}}<rect x="{{.X}}" y="{{.Y}}" width="{{.W}}" height="{{.H}}"{{with .Class}} class="{{.}}"{{end}}{{with .Fill}} fill="{{.}}"{{end}}{{with .Title}}><title>{{.}}</title></rect>{{else}}/>{{end}}
+{{- else if eq .Tag "polyline"}}<polyline class="{{.Class}}" fill="none" stroke="{{.Stroke}}" stroke-width="2"{{with .Dash}} stroke-dasharray="{{.}}"{{end}} points="{{.Points}}"><title>{{.Title}}</title></polyline>
+{{- else if eq .Tag "circle"}}<circle cx="{{.X}}" cy="{{.Y}}" r="{{.R}}" fill="{{.Fill}}"><title>{{.Title}}</title></circle>
+{{- end}}
+{{- end}}`
 
 func plural(n int, one, many string) string {
 	if n == 1 {
@@ -99,12 +184,7 @@ func plural(n int, one, many string) string {
 	return many
 }
 
-func figure(svg, caption string) string {
-	return `<figure>` + svg + `<figcaption>` + html.EscapeString(caption) + `</figcaption></figure>`
-}
-
-func writeCards(b *strings.Builder, rep *Report) {
-	type card struct{ value, label, sub, cls string }
+func cards(rep *Report) []card {
 	var cards []card
 	target := func(ok bool) string {
 		if ok {
@@ -134,15 +214,7 @@ func writeCards(b *strings.Builder, rep *Report) {
 				fmt.Sprintf("p50 %s · lease TTL %v, scan every %v", fmtUS(s.P50), rep.Config.LeaseTTL, rep.Config.ScanInterval), ""})
 		}
 	}
-	if len(cards) == 0 {
-		return
-	}
-	b.WriteString(`<div class="cards">`)
-	for _, c := range cards {
-		fmt.Fprintf(b, `<div class="card %s"><div class="v">%s</div><div class="l">%s</div><div class="s">%s</div></div>`,
-			c.cls, html.EscapeString(c.value), html.EscapeString(c.label), html.EscapeString(c.sub))
-	}
-	b.WriteString(`</div>`)
+	return cards
 }
 
 func claimHeadline(rep *Report) *Result {
@@ -178,7 +250,7 @@ func curve(s *Summary) [][2]float64 {
 	return PercentileCurve(h)
 }
 
-func claimCurves(rep *Report) string {
+func claimCurves(rep *Report) chart {
 	var ss []series
 	for _, r := range byScenario(rep, ScenarioClaimLatency, "") {
 		if s := r.Latency["claim"]; s != nil && s.Count > 0 {
@@ -204,7 +276,7 @@ func partAxis(rs []*Result) axis {
 	return a
 }
 
-func renewVsPartitions(rep *Report) string {
+func renewVsPartitions(rep *Report) chart {
 	var sdk, raw series
 	sdk.name, raw.name, raw.dash = "SDK renewer", "raw pipelined ceiling", true
 	for _, r := range byScenario(rep, ScenarioRenew, "sdk") {
@@ -221,7 +293,7 @@ func renewVsPartitions(rep *Report) string {
 		axis{label: "renewals / s", format: fmtRate}, ss, nil)
 }
 
-func claimVsPartitions(rep *Report) string {
+func claimVsPartitions(rep *Report) chart {
 	p50 := series{name: "claim p50"}
 	p99 := series{name: "claim p99"}
 	for _, r := range byScenario(rep, ScenarioClaimLatency, "") {
@@ -241,7 +313,7 @@ func claimVsPartitions(rep *Report) string {
 	return lineChart("Claim latency vs partitions", partAxis(byScenario(rep, ScenarioClaimLatency, "")), usAxis("latency"), ss, refs)
 }
 
-func ratioVsPartitions(rep *Report) string {
+func ratioVsPartitions(rep *Report) chart {
 	s := series{name: "renew: SDK / raw"}
 	for _, r := range byScenario(rep, ScenarioRenew, "sdk") {
 		if r.RawCeiling > 0 {
@@ -262,7 +334,7 @@ func ratioVsPartitions(rep *Report) string {
 }
 
 // e2eCurves draws the latency curves of the first open-loop e2e result.
-func e2eCurves(rep *Report) string {
+func e2eCurves(rep *Report) chart {
 	open := byScenario(rep, ScenarioE2E, "open")
 	if len(open) == 0 {
 		return lineChart("End-to-end latency (open loop)", pctAxis(), usAxis("latency"), nil, nil)
@@ -278,11 +350,11 @@ func e2eCurves(rep *Report) string {
 	return lineChart(title, pctAxis(), usAxis("latency"), ss, nil)
 }
 
-func claimPathBars(rep *Report) string {
+func claimPathBars(rep *Report) []chart {
 	var bars []bar
 	d, f := byScenario(rep, ScenarioClaimPath, "direct"), byScenario(rep, ScenarioClaimPath, "fused")
 	if len(d) == 0 || len(f) == 0 {
-		return barChart("Claim path: direct vs fused", nil, nil, fmtRate)
+		return []chart{barChart("Claim path: direct vs fused", nil, nil, fmtRate)}
 	}
 	bars = append(bars, bar{"throughput (jobs/s)", []float64{d[0].Throughput, f[0].Throughput}})
 	var lat []bar
@@ -292,11 +364,11 @@ func claimPathBars(rep *Report) string {
 		lat = append(lat, bar{"claim call " + pct, []float64{dv, fv}})
 	}
 	names := []string{"direct", "fused"}
-	return barChart("Claim path: direct vs fused", names, bars, fmtRate) +
-		barChart("Claim call latency: direct vs fused", names, lat, fmtUS)
+	return []chart{barChart("Claim path: direct vs fused", names, bars, fmtRate),
+		barChart("Claim call latency: direct vs fused", names, lat, fmtUS)}
 }
 
-func recoveryCurve(rep *Report) string {
+func recoveryCurve(rep *Report) chart {
 	var ss []series
 	for _, r := range byScenario(rep, ScenarioRecovery, "") {
 		if s := r.Latency["crash_to_completion"]; s != nil && s.Count > 0 {
@@ -306,7 +378,7 @@ func recoveryCurve(rep *Report) string {
 	return lineChart("Crash → completion", pctAxis(), usAxis("latency"), ss, nil)
 }
 
-func efficiencyBars(rep *Report) string {
+func efficiencyBars(rep *Report) chart {
 	var bars []bar
 	for _, r := range rep.Results {
 		if r.Scenario == ScenarioPartitionSweep || r.CommandsPerOp == 0 || (r.Scenario == ScenarioRenew && r.Partitions != 16) ||

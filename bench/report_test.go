@@ -55,9 +55,10 @@ func fakeReport() *Report {
 	return rep
 }
 
-func TestReportJSONRoundTrip(t *testing.T) {
-	t.Parallel()
-	rep := fakeReport()
+// roundTrip writes rep as report.json and reads it back as `ffbench report
+// --in` does; it returns what was read and the file.
+func roundTrip(t *testing.T, rep *Report) (*Report, string) {
+	t.Helper()
 	path := filepath.Join(t.TempDir(), "report.json")
 	if err := rep.WriteJSON(path); err != nil {
 		t.Fatal(err)
@@ -66,6 +67,13 @@ func TestReportJSONRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return back, path
+}
+
+func TestReportJSONRoundTrip(t *testing.T) {
+	t.Parallel()
+	rep := fakeReport()
+	back, path := roundTrip(t, rep)
 	if len(back.Results) != len(rep.Results) || back.Find("claim-latency/P=4").Latency["claim"].Hist == "" {
 		t.Fatalf("round trip lost results")
 	}

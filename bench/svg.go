@@ -2,8 +2,8 @@ package bench
 
 import (
 	"fmt"
-	"html"
 	"math"
+	"strconv"
 	"strings"
 )
 
@@ -157,8 +157,52 @@ func trimFloat(v float64) string {
 	return s
 }
 
-// lineChart renders series as an SVG line chart.
-func lineChart(title string, x, y axis, ss []series, refs []refLine) string {
+// chart is one SVG chart: its size, its title and its elements in paint
+// order. The page template writes it, escaping every attribute and text;
+// names that come from a report are cleaned when the chart is made.
+type chart struct {
+	W, H  int
+	Title string
+	Els   []el
+}
+
+// el is one SVG element: Tag is rect, line, text, polyline or circle. The
+// geometry is preformatted numbers; Text is a text element's content and
+// Title a tooltip (a <title> child).
+type el struct {
+	Tag                       string
+	Class, Fill, Stroke, Dash string
+	Anchor, Transform         string
+	X, Y, X2, Y2, W, H, R     string
+	Points                    string
+	Text, Title               string
+}
+
+func (c *chart) add(e ...el) { c.Els = append(c.Els, e...) }
+
+func num(v float64) string { return fmt.Sprintf("%.1f", v) }
+
+func label(x, y, class, anchor, s string) el {
+	return el{Tag: "text", X: x, Y: y, Class: class, Anchor: anchor, Text: s}
+}
+
+func gridLine(x1, x2, y1, y2, class string) el {
+	return el{Tag: "line", X: x1, X2: x2, Y: y1, Y2: y2, Class: class}
+}
+
+// newChart starts a chart of w×h with its title, and says "no data" when
+// there is none.
+func newChart(w, h int, title string, empty bool) chart {
+	c := chart{W: w, H: h, Title: clean(title, maxTextRunes)}
+	c.add(label(strconv.Itoa(padL), "20", "ct", "", c.Title))
+	if empty {
+		c.add(label(strconv.Itoa(w/2-60), strconv.Itoa(h/2), "empty", "", "no data in this run"))
+	}
+	return c
+}
+
+// lineChart draws series as an SVG line chart.
+func lineChart(title string, x, y axis, ss []series, refs []refLine) chart {
 	var xs, ys []float64
 	for _, s := range ss {
 		for _, p := range s.pts {
@@ -168,13 +212,9 @@ func lineChart(title string, x, y axis, ss []series, refs []refLine) string {
 	for _, r := range refs {
 		ys = append(ys, r.y)
 	}
-	var b strings.Builder
-	fmt.Fprintf(&b, `<svg class="chart" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 %d %d" role="img" aria-label="%s">`,
-		chartW, chartH, html.EscapeString(title))
-	fmt.Fprintf(&b, `<text x="%d" y="20" class="ct">%s</text>`, padL, html.EscapeString(title))
+	c := newChart(chartW, chartH, title, len(xs) == 0)
 	if len(xs) == 0 {
-		fmt.Fprintf(&b, `<text x="%d" y="%d" class="empty">no data in this run</text></svg>`, chartW/2-60, chartH/2)
-		return b.String()
+		return c
 	}
 	xlo, xhi := x.bounds(xs)
 	ylo, yhi := y.bounds(ys)
@@ -182,48 +222,49 @@ func lineChart(title string, x, y axis, ss []series, refs []refLine) string {
 	py := func(v float64) float64 { return padT + plotH - (y.tf(v)-ylo)/(yhi-ylo)*plotH }
 	pxT := func(t float64) float64 { return padL + (t-xlo)/(xhi-xlo)*plotW }
 	pyT := func(t float64) float64 { return padT + plotH - (t-ylo)/(yhi-ylo)*plotH }
-	fmt.Fprintf(&b, `<rect x="%d" y="%d" width="%d" height="%d" class="plot"/>`, padL, padT, plotW, plotH)
+	left, right, top, bottom := strconv.Itoa(padL), strconv.Itoa(padL+plotW), strconv.Itoa(padT), strconv.Itoa(padT+plotH)
+	c.add(el{Tag: "rect", Class: "plot", X: left, Y: top, W: strconv.Itoa(plotW), H: strconv.Itoa(plotH)})
 	for _, t := range y.ticks(ylo, yhi) {
 		yy := pyT(t[0].(float64))
-		fmt.Fprintf(&b, `<line x1="%d" x2="%d" y1="%.1f" y2="%.1f" class="grid"/><text x="%d" y="%.1f" class="tl" text-anchor="end">%s</text>`,
-			padL, padL+plotW, yy, yy, padL-6, yy+4, html.EscapeString(t[1].(string)))
+		c.add(gridLine(left, right, num(yy), num(yy), "grid"),
+			label(strconv.Itoa(padL-6), num(yy+4), "tl", "end", t[1].(string)))
 	}
 	for _, t := range x.ticks(xlo, xhi) {
 		xx := pxT(t[0].(float64))
-		fmt.Fprintf(&b, `<line x1="%.1f" x2="%.1f" y1="%d" y2="%d" class="grid"/><text x="%.1f" y="%d" class="tl" text-anchor="middle">%s</text>`,
-			xx, xx, padT, padT+plotH, xx, padT+plotH+16, html.EscapeString(t[1].(string)))
+		c.add(gridLine(num(xx), num(xx), top, bottom, "grid"),
+			label(num(xx), strconv.Itoa(padT+plotH+16), "tl", "middle", t[1].(string)))
 	}
-	fmt.Fprintf(&b, `<text x="%d" y="%d" class="al" text-anchor="middle">%s</text>`, padL+plotW/2, chartH-6, html.EscapeString(x.label))
-	fmt.Fprintf(&b, `<text x="14" y="%d" class="al" text-anchor="middle" transform="rotate(-90 14 %d)">%s</text>`,
-		padT+plotH/2, padT+plotH/2, html.EscapeString(y.label))
+	c.add(label(strconv.Itoa(padL+plotW/2), strconv.Itoa(chartH-6), "al", "middle", clean(x.label, maxTextRunes)))
+	yl := label("14", strconv.Itoa(padT+plotH/2), "al", "middle", clean(y.label, maxTextRunes))
+	yl.Transform = fmt.Sprintf("rotate(-90 14 %d)", padT+plotH/2)
+	c.add(yl)
 	for _, r := range refs {
 		yy := py(r.y)
-		fmt.Fprintf(&b, `<line x1="%d" x2="%d" y1="%.1f" y2="%.1f" class="ref"/><text x="%d" y="%.1f" class="rl">%s</text>`,
-			padL, padL+plotW, yy, yy, padL+4, yy-4, html.EscapeString(r.label))
+		c.add(gridLine(left, right, num(yy), num(yy), "ref"),
+			label(strconv.Itoa(padL+4), num(yy-4), "rl", "", clean(r.label, maxTextRunes)))
 	}
 	for i, s := range ss {
 		col := palette[i%len(palette)]
+		name := clean(s.name, maxNameRunes)
 		var pts []string
 		for _, p := range s.pts {
-			pts = append(pts, fmt.Sprintf("%.1f,%.1f", px(p[0]), py(p[1])))
+			pts = append(pts, num(px(p[0]))+","+num(py(p[1])))
 		}
-		dash := ""
+		line := el{Tag: "polyline", Class: "series", Stroke: col, Points: strings.Join(pts, " "), Title: name}
 		if s.dash {
-			dash = ` stroke-dasharray="6 4"`
+			line.Dash = "6 4"
 		}
-		fmt.Fprintf(&b, `<polyline class="series" fill="none" stroke="%s" stroke-width="2"%s points="%s"><title>%s</title></polyline>`,
-			col, dash, strings.Join(pts, " "), html.EscapeString(s.name))
+		c.add(line)
 		for _, p := range s.pts {
-			fmt.Fprintf(&b, `<circle cx="%.1f" cy="%.1f" r="2.6" fill="%s"><title>%s: %s → %s</title></circle>`,
-				px(p[0]), py(p[1]), col, html.EscapeString(s.name), fmtAxis(x, p[0]), fmtAxis(y, p[1]))
+			c.add(el{Tag: "circle", X: num(px(p[0])), Y: num(py(p[1])), R: "2.6", Fill: col,
+				Title: name + ": " + fmtAxis(x, p[0]) + " → " + fmtAxis(y, p[1])})
 		}
 		lx := padL + (i%4)*(plotW/4)
 		ly := 30 + (i/4)*legendRow
-		fmt.Fprintf(&b, `<rect x="%d" y="%d" width="14" height="3" fill="%s"/><text x="%d" y="%d" class="lg">%s</text>`,
-			lx, ly, col, lx+18, ly+5, html.EscapeString(s.name))
+		c.add(el{Tag: "rect", X: strconv.Itoa(lx), Y: strconv.Itoa(ly), W: "14", H: "3", Fill: col},
+			label(strconv.Itoa(lx+18), strconv.Itoa(ly+5), "lg", "", name))
 	}
-	b.WriteString(`</svg>`)
-	return b.String()
+	return c
 }
 
 func fmtAxis(a axis, v float64) string {
@@ -242,40 +283,35 @@ type bar struct {
 	values []float64
 }
 
-// barChart renders grouped horizontal bars.
-func barChart(title string, seriesNames []string, bars []bar, format func(float64) string) string {
-	var b strings.Builder
+// barChart draws grouped horizontal bars.
+func barChart(title string, seriesNames []string, bars []bar, format func(float64) string) chart {
 	rowH := 18
 	h := padT + len(bars)*(len(seriesNames)*rowH+10) + 20
-	fmt.Fprintf(&b, `<svg class="chart" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 %d %d" role="img" aria-label="%s">`,
-		chartW, h, html.EscapeString(title))
-	fmt.Fprintf(&b, `<text x="%d" y="20" class="ct">%s</text>`, padL, html.EscapeString(title))
 	maxV := 0.0
 	for _, br := range bars {
 		for _, v := range br.values {
 			maxV = math.Max(maxV, v)
 		}
 	}
+	c := newChart(chartW, h, title, maxV == 0)
 	if maxV == 0 {
-		fmt.Fprintf(&b, `<text x="%d" y="%d" class="empty">no data in this run</text></svg>`, chartW/2-60, h/2)
-		return b.String()
+		return c
 	}
 	left, width := 170, chartW-170-120 // room right of the longest bar for its value and name
 	y := padT
 	for _, br := range bars {
-		fmt.Fprintf(&b, `<text x="%d" y="%d" class="tl" text-anchor="end">%s</text>`, left-8, y+rowH*len(seriesNames)/2+4,
-			html.EscapeString(br.label))
+		name := clean(br.label, maxNameRunes)
+		c.add(label(strconv.Itoa(left-8), strconv.Itoa(y+rowH*len(seriesNames)/2+4), "tl", "end", name))
 		for i, v := range br.values {
 			w := v / maxV * float64(width)
 			col := palette[i%len(palette)]
-			fmt.Fprintf(&b, `<rect class="bar" x="%d" y="%d" width="%.1f" height="%d" fill="%s"><title>%s %s: %s</title></rect>`,
-				left, y, w, rowH-4, col, html.EscapeString(br.label), html.EscapeString(seriesNames[i]), format(v))
-			fmt.Fprintf(&b, `<text x="%.1f" y="%d" class="tl">%s %s</text>`, float64(left)+w+4, y+rowH-7,
-				html.EscapeString(format(v)), html.EscapeString(seriesNames[i]))
+			sn := clean(seriesNames[i], maxNameRunes)
+			c.add(el{Tag: "rect", Class: "bar", X: strconv.Itoa(left), Y: strconv.Itoa(y), W: num(w), H: strconv.Itoa(rowH - 4),
+				Fill: col, Title: name + " " + sn + ": " + format(v)},
+				label(num(float64(left)+w+4), strconv.Itoa(y+rowH-7), "tl", "", format(v)+" "+sn))
 			y += rowH
 		}
 		y += 10
 	}
-	b.WriteString(`</svg>`)
-	return b.String()
+	return c
 }

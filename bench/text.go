@@ -72,7 +72,8 @@ func SummaryTable(rep *Report) string {
 			p50, p99, p999 = fmtUS(s.P50), fmtUS(s.P99), fmtUS(s.P999)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%s %s/s\t%s\t%s\t%s\t%s\t%s\t%s\t%.2f\t%.1f\t%.0f\t%d\t%d\n",
-			r.Scenario, dash(r.Variant), r.Partitions, fmtRate(r.Throughput), r.Unit, fmtRate(r.RawCeiling),
+			clean(r.Scenario, maxNameRunes), dash(clean(r.Variant, maxNameRunes)), r.Partitions, fmtRate(r.Throughput),
+			clean(r.Unit, maxNameRunes), fmtRate(r.RawCeiling),
 			fmtRatio(r.RatioToCeiling), dash(name), p50, p99, p999, r.CommandsPerOp, r.ValkeyCPUPerOpUS,
 			r.AllocsPerOp, r.Lost, r.Duplicated)
 	}
@@ -93,7 +94,7 @@ func SummaryTable(rep *Report) string {
 	} else {
 		fmt.Fprintf(&b, "\ncorrectness FAILED: %d lost, %d duplicated\n", rep.Lost, rep.Duplicated)
 		for _, f := range rep.Failures {
-			fmt.Fprintln(&b, "  "+f)
+			fmt.Fprintln(&b, "  "+clean(f, maxTextRunes))
 		}
 	}
 	return b.String()
@@ -176,7 +177,7 @@ func CalibrationTable(c *Calibration) string {
 		if !r.Within {
 			ok = "OUTSIDE"
 		}
-		fmt.Fprintf(tw, "  %s\t%s\t%d×%d\t%s\t%s\t%s\t%s\t%+.1f%%\t%s\n", r.Command, r.Mode, r.Conns, r.Depth,
+		fmt.Fprintf(tw, "  %s\t%s\t%d×%d\t%s\t%s\t%s\t%s\t%+.1f%%\t%s\n", clean(r.Command, maxNameRunes), clean(r.Mode, maxNameRunes), r.Conns, r.Depth,
 			fmtRate(r.FFBench), fmtRate(r.ValkeyBenchmark), p50Mean(r.FFBenchP50US, r.FFBenchMeanUS),
 			p50Mean(r.ValkeyBenchmarkP50US, r.ValkeyBenchmarkMeanUS), 100*r.Diff, ok)
 	}
@@ -188,19 +189,22 @@ func CalibrationTable(c *Calibration) string {
 	return b.String()
 }
 
-// Markdown renders the report as Markdown.
+// Markdown renders the report as Markdown. Every string from the report is
+// escaped (md): a name with | or a newline stays in its table cell, and no
+// name becomes markup; a profile is a link only when its path is relative.
 func Markdown(rep *Report) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "# ffbench report: %s profile\n\n", rep.Profile)
+	name := func(s string) string { return md(s, maxNameRunes) }
+	fmt.Fprintf(&b, "# ffbench report: %s profile\n\n", name(rep.Profile))
 	fmt.Fprintf(&b, "%s · git %s · Valkey %s (%s, %d primaries%s) · %d cores · %s %s/%s · %.0fs\n\n",
-		rep.CreatedAt.Format("2006-01-02 15:04 MST"), short(rep.GitSHA), rep.Valkey.Version, rep.Valkey.Topology,
-		rep.Valkey.Primaries, embedded(rep), rep.Cores, rep.GoVersion, rep.OS, rep.Arch, rep.ElapsedS)
+		rep.CreatedAt.Format("2006-01-02 15:04 MST"), name(short(rep.GitSHA)), name(rep.Valkey.Version), name(rep.Valkey.Topology),
+		rep.Valkey.Primaries, embedded(rep), rep.Cores, name(rep.GoVersion), name(rep.OS), name(rep.Arch), rep.ElapsedS)
 	if rep.OK() {
 		b.WriteString("**Correctness: passed** (no lost, no duplicated completions).\n\n")
 	} else {
 		fmt.Fprintf(&b, "**Correctness: FAILED**: %d lost, %d duplicated.\n\n", rep.Lost, rep.Duplicated)
 		for _, f := range rep.Failures {
-			fmt.Fprintf(&b, "- %s\n", f)
+			fmt.Fprintf(&b, "- %s\n", md(f, maxTextRunes))
 		}
 		b.WriteString("\n")
 	}
@@ -222,14 +226,14 @@ func Markdown(rep *Report) string {
 	b.WriteString("| scenario | variant | P | workers | window | offered/s | throughput | raw ceiling | ratio | latency | p50 | p90 | p99 | p99.9 | max | cmds/op | FCALLs/op | Valkey CPU µs/op | allocs/op | lost | dup |\n")
 	b.WriteString("|---|---|--:|--:|--:|--:|--:|--:|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
 	for _, r := range rep.Results {
-		name, s := headline(r)
+		lname, s := headline(r)
 		lat := []string{"-", "-", "-", "-", "-"}
 		if s != nil {
 			lat = []string{fmtUS(s.P50), fmtUS(s.P90), fmtUS(s.P99), fmtUS(s.P999), fmtUS(s.Max)}
 		}
 		fmt.Fprintf(&b, "| %s | %s | %d | %d | %.1fs | %s | %s %s/s | %s | %s | %s | %s | %.2f | %.2f | %.1f | %.0f | %d | %d |\n",
-			r.Scenario, dash(r.Variant), r.Partitions, r.Workers, r.DurationS, fmtRate(r.OfferedRate),
-			fmtRate(r.Throughput), r.Unit, fmtRate(r.RawCeiling), fmtRatio(r.RatioToCeiling), dash(name),
+			name(r.Scenario), dash(name(r.Variant)), r.Partitions, r.Workers, r.DurationS, fmtRate(r.OfferedRate),
+			fmtRate(r.Throughput), name(r.Unit), fmtRate(r.RawCeiling), fmtRatio(r.RatioToCeiling), dash(lname),
 			strings.Join(lat, " | "), r.CommandsPerOp, r.FcallsPerOp, r.ValkeyCPUPerOpUS, r.AllocsPerOp, r.Lost, r.Duplicated)
 	}
 	b.WriteString("\n## Latency detail (µs)\n\n| result | measure | count | p50 | p90 | p99 | p99.9 | max |\n|---|---|--:|--:|--:|--:|--:|--:|\n")
@@ -241,22 +245,27 @@ func Markdown(rep *Report) string {
 		sort.Strings(names)
 		for _, n := range names {
 			s := r.Latency[n]
-			fmt.Fprintf(&b, "| %s | %s | %d | %.0f | %.0f | %.0f | %.0f | %.0f |\n", r.Key(), n, s.Count, s.P50, s.P90, s.P99, s.P999, s.Max)
+			fmt.Fprintf(&b, "| %s | %s | %d | %.0f | %.0f | %.0f | %.0f | %.0f |\n", name(r.Key()), name(n), s.Count, s.P50, s.P90, s.P99, s.P999, s.Max)
 		}
 	}
 	if rep.Calibration != nil {
-		b.WriteString("\n## Calibration\n\n```\n" + CalibrationTable(rep.Calibration) + "```\n")
+		b.WriteString("\n## Calibration\n\n" + codeBlock(CalibrationTable(rep.Calibration)))
 	}
 	if len(rep.Notes) > 0 || len(rep.Profiles) > 0 {
 		b.WriteString("\n## Notes\n\n")
 		for _, n := range rep.Notes {
-			fmt.Fprintf(&b, "- %s\n", n)
+			fmt.Fprintf(&b, "- %s\n", md(n, maxTextRunes))
 		}
 		for _, k := range sortedKeys(rep.Profiles) {
-			fmt.Fprintf(&b, "- %s profile: [%s](%s)\n", k, rep.Profiles[k], rep.Profiles[k])
+			path := rep.Profiles[k]
+			if href, ok := relLink(path); ok {
+				fmt.Fprintf(&b, "- %s profile: [%s](%s)\n", name(k), md(path, maxTextRunes), href)
+			} else {
+				fmt.Fprintf(&b, "- %s profile: %s (not a path relative to the report: not linked)\n", name(k), md(path, maxTextRunes))
+			}
 		}
 	}
-	b.WriteString("\n## Go benchmark format\n\n```\n" + BenchLines(rep) + "```\n")
+	b.WriteString("\n## Go benchmark format\n\n" + codeBlock(BenchLines(rep)))
 	return b.String()
 }
 
@@ -294,19 +303,19 @@ func embedded(rep *Report) string {
 // The iteration count is the ops measured; ns/op-like units are per op.
 func BenchLines(rep *Report) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "goos: %s\ngoarch: %s\npkg: github.com/flowfabric/flowfabric-go/bench\n", rep.OS, rep.Arch)
+	fmt.Fprintf(&b, "goos: %s\ngoarch: %s\npkg: github.com/flowfabric/flowfabric-go/bench\n", token(rep.OS), token(rep.Arch))
 	procs := rep.GOMAXPROCS
 	for _, r := range rep.Results {
-		name := "Benchmark" + camel(r.Scenario)
+		name := "Benchmark" + camel(token(r.Scenario))
 		if r.Variant != "" {
-			name += "/" + r.Variant
+			name += "/" + token(r.Variant)
 		}
 		name += "/P=" + strconv.Itoa(r.Partitions)
 		if procs > 1 {
 			name += "-" + strconv.Itoa(procs)
 		}
 		fmt.Fprintf(&b, "%s\t%d", name, max(r.Ops, 1))
-		unit := strings.TrimSuffix(r.Unit, "s")
+		unit := strings.TrimSuffix(token(r.Unit), "s")
 		if r.Throughput > 0 {
 			fmt.Fprintf(&b, "\t%.4g %s/s", r.Throughput, unit)
 		}

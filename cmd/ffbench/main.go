@@ -323,13 +323,10 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer, sweep 
 		fmt.Fprintln(stderr, "ffbench: profiles:", perr)
 	}
 	for kind, path := range files {
-		if rel, err := filepath.Rel(out, path); err == nil {
-			path = rel
-		}
 		if rep.Profiles == nil {
 			rep.Profiles = map[string]string{}
 		}
-		rep.Profiles[kind] = path
+		rep.Profiles[kind] = relativeTo(out, path)
 	}
 	if err := writeReports(rep, out); err != nil {
 		return err
@@ -344,6 +341,22 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer, sweep 
 		return fmt.Errorf("%w: calibration", errFailed)
 	}
 	return nil
+}
+
+// relativeTo returns path relative to dir, with slashes: the report links a
+// profile only by a path relative to the report (an absolute --profile-dir
+// under a relative --out included); path as it is when there is none.
+func relativeTo(dir, path string) string {
+	absDir, err1 := filepath.Abs(dir)
+	abs, err2 := filepath.Abs(path)
+	if err1 != nil || err2 != nil {
+		return path
+	}
+	rel, err := filepath.Rel(absDir, abs)
+	if err != nil {
+		return path
+	}
+	return filepath.ToSlash(rel)
 }
 
 func writeReports(rep *bench.Report, dir string) error {

@@ -7,6 +7,8 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -100,5 +102,74 @@ func TestRunWritesReportsAndGate(t *testing.T) {
 	err = run(context.Background(), []string{"gate", "--baseline", bp, "--report", filepath.Join(dir, "report.json"), "--remeasure", "0"}, &out, &errb)
 	if !errors.Is(err, errFailed) || !strings.Contains(out.String(), "gate FAILED") || !strings.Contains(out.String(), "regressed:") {
 		t.Fatalf("gate did not fail: %v\n%s", err, out.String())
+	}
+}
+
+// A crafted report.json run through `ffbench report --in` renders inert: its
+// names are text in report.html, its links are relative or not links, and
+// its names with | or newlines stay in their Markdown cells.
+func TestReportOfHostileJSON(t *testing.T) {
+	dir := t.TempDir()
+	in := filepath.Join(dir, "report.json")
+	js := `{"schema":"` + bench.SchemaName + `","schema_version":` + strconv.Itoa(bench.SchemaVersion) + `,
+	 "profile":"<script>alert(1)</script>","git_sha":"\"><img src=x onerror=alert(2)>","go_version":"</title><script>alert(3)</script>",
+	 "valkey":{"version":"8\u0000\u001b[2J","topology":"</svg><script>alert(4)</script>"},
+	 "results":[{"scenario":"a|b\n| x | y |","variant":"<script>alert(5)</script>","partitions":16,"unit":"j\"obs","throughput":10,"ops":10,
+	   "latency":{"<b>claim</b>":{"count":1,"p50_us":1}}}],
+	 "profiles":{"cpu":"prof/cpu.pprof","x":"javascript:alert(6)","y":"//evil.example/p","z":"data:text/html,<script>alert(7)</script>"},
+	 "notes":["<iframe src=javascript:alert(8)>"],"failures":["\u202e<script>alert(9)</script>"]}`
+	if err := os.WriteFile(in, []byte(js), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var out, errb bytes.Buffer
+	if err := run(context.Background(), []string{"report", "--in", in}, &out, &errb); err != nil {
+		t.Fatalf("report: %v\n%s", err, errb.String())
+	}
+	page, err := os.ReadFile(filepath.Join(dir, "report.html"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := strings.ToLower(string(page))
+	for _, bad := range []string{"<script", "<img", "<iframe", "<b>claim", "javascript:alert(6)\"", `href="//`, `href="data:`, `href="javascript:`, "\x1b", "\u202e"} {
+		if strings.Contains(p, bad) {
+			t.Errorf("report.html has %q", bad)
+		}
+	}
+	if n := strings.Count(p, "<a "); n != 1 || !strings.Contains(p, `<a href="prof/cpu.pprof">`) {
+		t.Errorf("report.html has %d links, want only prof/cpu.pprof", n)
+	}
+	if !strings.Contains(p, "&lt;script&gt;alert(1)&lt;/script&gt; profile") {
+		t.Error("report.html does not show the profile name as text")
+	}
+	md, err := os.ReadFile(filepath.Join(dir, "report.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The result's row in the results table (21 cells) and in the latency
+	// detail (8 cells): the name's | is escaped, its newline gone.
+	cells := map[int]bool{}
+	for _, line := range strings.Split(string(md), "\n") {
+		if strings.HasPrefix(line, `| a\|b`) {
+			cells[len(regexp.MustCompile(`(^|[^\\])\|`).FindAllString(line, -1))-1] = true
+		}
+	}
+	if len(cells) != 2 || !cells[21] || !cells[8] {
+		t.Errorf("report.md rows of the result have %v cells, want 21 and 8:\n%s", cells, md)
+	}
+	if strings.Contains(out.String(), "\x1b") {
+		t.Error("the summary printed an escape sequence")
+	}
+}
+
+func TestRelativeTo(t *testing.T) {
+	wd, _ := os.Getwd()
+	for _, c := range [][3]string{
+		{"out", filepath.Join(wd, "out", "prof", "cpu.pprof"), "prof/cpu.pprof"},
+		{filepath.Join(wd, "out"), "out/prof/cpu.pprof", "prof/cpu.pprof"},
+		{"out", filepath.Join(wd, "elsewhere", "cpu.pprof"), "../elsewhere/cpu.pprof"},
+	} {
+		if got := relativeTo(c[0], c[1]); got != c[2] {
+			t.Errorf("relativeTo(%q, %q) = %q, want %q", c[0], c[1], got, c[2])
+		}
 	}
 }
