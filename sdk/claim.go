@@ -385,13 +385,27 @@ type candidate struct {
 
 // candidateQueue orders candidates best first (RankedID.Before), each id
 // once (a ranked sighting beats an arrival's), leaving out what this worker
-// runs already (a scan right after a claim can still find the claimed id in
-// a cached head: the server's invalidation trails the claim's reply, and
-// claiming it would be a wasted round trip). It keeps the best
-// 2×free+16: enough to fill the free slots after some are lost to other
-// workers; the next round scans again.
+// runs already: a scan right after a claim can still find the claimed id
+// in a cached head (the server's invalidation trails the claim's reply),
+// and claiming it would be a wasted round trip. An id whose task ended here
+// a moment ago may be such a stale sighting too: it ranks last instead of
+// by its head's rank, so a stale head neither jumps the order (a fused
+// claim takes the partition's real head) nor is lost (it is still tried,
+// last). It keeps the best 2×free+16: enough to fill the free slots after
+// some are lost to other workers; the next round scans again.
 func (w *Worker) candidateQueue(cands []candidate, free int) []candidate {
-	sorted := slices.Clone(cands)
+	sorted := make([]candidate, 0, len(cands))
+	w.running.withIDs(func(running map[ExecutionID]struct{}, endedRecently func(ExecutionID) bool) {
+		for _, c := range cands {
+			if _, busy := running[c.ID]; busy {
+				continue
+			}
+			if endedRecently(c.ID) {
+				c.Rank = math.Inf(1)
+			}
+			sorted = append(sorted, c)
+		}
+	})
 	slices.SortStableFunc(sorted, func(a, b candidate) int {
 		switch {
 		case a.Before(b.RankedID):
@@ -412,16 +426,14 @@ func (w *Worker) candidateQueue(cands []candidate, free int) []candidate {
 			return ok
 		}
 	}
-	w.running.withIDs(func(running map[ExecutionID]struct{}) {
-		for _, c := range sorted {
-			if len(queue) == limit {
-				return
-			}
-			if _, busy := running[c.ID]; !busy && !dup(queue, c.ID) {
-				queue = append(queue, c)
-			}
+	for _, c := range sorted {
+		if len(queue) == limit {
+			break
 		}
-	})
+		if !dup(queue, c.ID) {
+			queue = append(queue, c)
+		}
+	}
 	return queue
 }
 

@@ -1,6 +1,7 @@
 package sdk
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -155,9 +156,7 @@ func resolveConfig(roles BackendRoles, cfg WorkerConfig) (WorkerConfig, error) {
 	if cfg, err = resolveClaiming(roles, cfg); err != nil {
 		return cfg, err
 	}
-	if cfg.ShutdownGrace == 0 {
-		cfg.ShutdownGrace = ShutdownGraceDefault
-	}
+	cfg.ShutdownGrace = cmp.Or(cfg.ShutdownGrace, ShutdownGraceDefault)
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -220,9 +219,7 @@ func checkNotNegative(cfg WorkerConfig) error {
 
 // resolveLeases fills and checks the lease, renewal and registration times.
 func resolveLeases(cfg WorkerConfig) (WorkerConfig, error) {
-	if cfg.LeaseTTL == 0 {
-		cfg.LeaseTTL = LeaseTTLDefault
-	}
+	cfg.LeaseTTL = cmp.Or(cfg.LeaseTTL, LeaseTTLDefault)
 	if !leaseLength(cfg.LeaseTTL) {
 		return cfg, configError("WorkerConfig.LeaseTTL %v: must be a whole number of milliseconds, at least 10ms", cfg.LeaseTTL)
 	}
@@ -239,15 +236,11 @@ func resolveLeases(cfg WorkerConfig) (WorkerConfig, error) {
 		return cfg, configError("WorkerConfig.HandoffLeaseTTL %v: must be a whole number of milliseconds, 10ms..LeaseTTL (%v)",
 			cfg.HandoffLeaseTTL, cfg.LeaseTTL)
 	}
-	if cfg.GrantTTL == 0 {
-		cfg.GrantTTL = GrantTTLDefault
-	}
+	cfg.GrantTTL = cmp.Or(cfg.GrantTTL, GrantTTLDefault)
 	if cfg.GrantTTL < time.Millisecond {
 		return cfg, configError("WorkerConfig.GrantTTL %v: below 1ms", cfg.GrantTTL)
 	}
-	if cfg.RegistrationTTL == 0 {
-		cfg.RegistrationTTL = cfg.LeaseTTL
-	}
+	cfg.RegistrationTTL = cmp.Or(cfg.RegistrationTTL, cfg.LeaseTTL)
 	if cfg.RegistrationTTL < 3*time.Millisecond {
 		return cfg, configError("WorkerConfig.RegistrationTTL %v: below 3ms", cfg.RegistrationTTL)
 	}
@@ -257,9 +250,7 @@ func resolveLeases(cfg WorkerConfig) (WorkerConfig, error) {
 // resolveClaiming fills and checks the claim path's settings against the
 // backend's roles.
 func resolveClaiming(roles BackendRoles, cfg WorkerConfig) (WorkerConfig, error) {
-	if cfg.MaxConcurrency == 0 {
-		cfg.MaxConcurrency = MaxConcurrencyDefault
-	}
+	cfg.MaxConcurrency = cmp.Or(cfg.MaxConcurrency, MaxConcurrencyDefault)
 	switch cfg.ClaimMode {
 	case ClaimDirect:
 	case ClaimFused:
@@ -270,12 +261,8 @@ func resolveClaiming(roles BackendRoles, cfg WorkerConfig) (WorkerConfig, error)
 	default:
 		return cfg, configError("WorkerConfig.ClaimMode %d is unknown", cfg.ClaimMode)
 	}
-	if cfg.ScanWindow == 0 {
-		cfg.ScanWindow = ScanWindowDefault
-	}
-	if cfg.ClaimBatch == 0 {
-		cfg.ClaimBatch = ClaimBatchDefault
-	}
+	cfg.ScanWindow = cmp.Or(cfg.ScanWindow, ScanWindowDefault)
+	cfg.ClaimBatch = cmp.Or(cfg.ClaimBatch, ClaimBatchDefault)
 	if cfg.IdlePoll == 0 {
 		cfg.IdlePoll = IdlePollDefault
 		if roles.ReadinessWatcher != nil {
