@@ -29,6 +29,12 @@ type pipelineSpec struct {
 	// noHandoff keeps the workers claiming (no offers) whatever the
 	// config says: claim-path compares claim calls.
 	noHandoff bool
+	// window and warmup replace Config.Duration and Config.Warmup when
+	// window is set.
+	window, warmup time.Duration
+	// noProbe leaves out the open loop's load probe (its FCALLs would
+	// count in the server's CPU per job: peers compares that figure).
+	noProbe bool
 }
 
 // runPipeline deploys P partitions, starts a fleet and a producer, and
@@ -46,6 +52,9 @@ func (r *Runner) runPipeline(ctx context.Context, sp pipelineSpec) (*Result, err
 	// The fleet settles (registers, subscribes) until t0, when the producer
 	// starts; the window follows the warm-up.
 	t0 := time.Now().Add(100 * time.Millisecond)
+	if sp.window > 0 {
+		cfg.Duration, cfg.Warmup = sp.window, sp.warmup
+	}
 	win := Window{From: t0.Add(cfg.Warmup)}
 	win.To = win.From.Add(cfg.Duration)
 	lat := map[string]*Latency{}
@@ -110,26 +119,10 @@ func (r *Runner) runPipeline(ctx context.Context, sp pipelineSpec) (*Result, err
 	}
 	sleepUntil(ctx, t0)
 
-	total := cfg.Warmup + cfg.Duration
-	type prodOut struct {
-		st  loadgen.ProducerStats
-		err error
-	}
-	pdone := make(chan prodOut, 1)
-	if sp.open {
-		var sched loadgen.Schedule = loadgen.Constant{PerSecond: sp.rate}
-		if cfg.Arrivals == "poisson" {
-			sched = loadgen.NewPoisson(sp.rate, cfg.Seed)
-		}
-		p := &loadgen.Producer{Schedule: sched, Duration: total, Submit: submit}
-		go func() { st, err := p.Run(ctx); pdone <- prodOut{st, err} }()
-	} else {
-		closed.Submit = submit
-		go func() { st, err := closed.Run(ctx); pdone <- prodOut{st, err} }()
-	}
+	pdone := r.startProducer(ctx, sp.open, sp.rate, closed, cfg.Warmup+cfg.Duration, submit)
 	// In open loop, the round trip of one FCALL under this load.
 	stopProbe := func() int64 { return 0 }
-	if sp.open {
+	if sp.open && !sp.noProbe {
 		stopProbe = loadProbe(ctx, r.t.serial, win, lat["fcall_rtt"])
 	}
 	if sp.pause > 0 {
