@@ -391,9 +391,9 @@ func (c *PeerComparison) system(sys string) *PeerSummary {
 func idleSetting(sys, variant string) string {
 	switch {
 	case sys == PeerFlowFabric:
-		return "defaults: idle workers offer their slots (hand-off), arrival pushes"
+		return "defaults (hand-offs, arrival pushes)"
 	case sys == PeerBullMQ:
-		return "defaults: blocking workers (BZPOPMIN on the queue's marker)"
+		return "defaults (blocking BZPOPMIN)"
 	case variant == "idle":
 		return "TaskCheckInterval 1s (default)"
 	}
