@@ -103,20 +103,10 @@ func (r *Runner) runAsynq(ctx context.Context, pr peerRun) (*Result, error) {
 	}
 	client := asynq.NewClient(asynq.RedisClientOpt{Addr: addr})
 	defer client.Close()
-	sendLag, submitLat := lat["send_lag"], lat["submit"]
-	submit := func(ctx context.Context, a loadgen.Arrival) error {
-		if win.Contains(a.Intended) && pr.open {
-			windowOps.Add(1)
-		}
-		s := time.Now()
-		sendLag.Shard(int(a.Seq)).Record(a.Intended, s.Sub(a.Intended))
+	submit := timedSubmit(win, pr.open, &windowOps, lat, track, func(ctx context.Context, a loadgen.Arrival) error {
 		_, err := client.EnqueueContext(ctx, asynq.NewTask("noop", encodePayload(a.Seq, a.Intended, cfg.PayloadBytes)))
-		submitLat.Shard(int(a.Seq)).Record(a.Intended, time.Since(s))
-		if err == nil {
-			track.submit(a.Seq)
-		}
 		return err
-	}
+	})
 	if !sleepUntil(ctx, t0) {
 		return nil, ctx.Err()
 	}

@@ -79,30 +79,11 @@ func peerHeadlines(c *PeerComparison) []string {
 	}
 	var out []string
 	if len(capac) > 0 {
-		line := fmt.Sprintf("peers, capacity (closed loop, best in-flight, median of %d interleaved rounds): %s", c.Rounds, strings.Join(capac, " · "))
-		var rs []string
-		if c.CapacityVsBullMQ > 0 {
-			rs = append(rs, fmt.Sprintf("÷ BullMQ %.2f×", c.CapacityVsBullMQ))
-		}
-		if c.CapacityVsAsynq > 0 {
-			rs = append(rs, fmt.Sprintf("÷ asynq %.2f×", c.CapacityVsAsynq))
-		}
-		if len(rs) > 0 {
-			line += "; FlowFabric " + strings.Join(rs, ", ")
-		}
-		out = append(out, line)
-		line = "peers, Valkey CPU µs per job at that setting: " + strings.Join(cpu, " · ")
-		rs = rs[:0]
-		if c.CPUVsBullMQ > 0 {
-			rs = append(rs, fmt.Sprintf("÷ BullMQ %.2f×", c.CPUVsBullMQ))
-		}
-		if c.CPUVsAsynq > 0 {
-			rs = append(rs, fmt.Sprintf("÷ asynq %.2f×", c.CPUVsAsynq))
-		}
-		if len(rs) > 0 {
-			line += "; FlowFabric " + strings.Join(rs, ", ")
-		}
-		out = append(out, line+"; per job: "+strings.Join(cmds, " · "))
+		out = append(out,
+			fmt.Sprintf("peers, capacity (closed loop, best in-flight, median of %d interleaved rounds): %s%s", c.Rounds,
+				strings.Join(capac, " · "), ffRatios(c.CapacityVsBullMQ, c.CapacityVsAsynq)),
+			fmt.Sprintf("peers, Valkey CPU µs per job at that setting: %s%s; per job: %s", strings.Join(cpu, " · "),
+				ffRatios(c.CPUVsBullMQ, c.CPUVsAsynq), strings.Join(cmds, " · ")))
 	}
 	if len(idle) > 0 {
 		out = append(out, fmt.Sprintf("peers, idle pickup at %s jobs/s (intended arrival → handler start) p50 / p99: %s",
@@ -112,6 +93,22 @@ func peerHeadlines(c *PeerComparison) []string {
 		out = append(out, "peers: "+strings.Join(skipped, ", ")+" skipped (see notes)")
 	}
 	return out
+}
+
+// ffRatios is "; FlowFabric ÷ BullMQ a×, ÷ asynq b×" for the ratios that
+// were measured (not 0).
+func ffRatios(bullmq, asynq float64) string {
+	var rs []string
+	if bullmq > 0 {
+		rs = append(rs, fmt.Sprintf("÷ BullMQ %.2f×", bullmq))
+	}
+	if asynq > 0 {
+		rs = append(rs, fmt.Sprintf("÷ asynq %.2f×", asynq))
+	}
+	if len(rs) == 0 {
+		return ""
+	}
+	return "; FlowFabric " + strings.Join(rs, ", ")
 }
 
 // peerIdleLabel names an asynq idle run by its key's variant: "default

@@ -102,21 +102,11 @@ func (r *Runner) runPipeline(ctx context.Context, sp pipelineSpec) (*Result, err
 	if err != nil {
 		return nil, err
 	}
-	sendLag, submitLat := lat["send_lag"], lat["submit"]
-	submit := func(ctx context.Context, a loadgen.Arrival) error {
-		if win.Contains(a.Intended) && sp.open {
-			windowOps.Add(1)
-		}
-		t0 := time.Now()
-		sendLag.Shard(int(a.Seq)).Record(a.Intended, t0.Sub(a.Intended))
+	submit := timedSubmit(win, sp.open, &windowOps, lat, track, func(ctx context.Context, a loadgen.Arrival) error {
 		_, err := prod.CreateExecution(ctx, sdk.CreateExecutionArgs{Lane: benchLane, Kind: "noop",
 			Payload: encodePayload(a.Seq, a.Intended, cfg.PayloadBytes)})
-		submitLat.Shard(int(a.Seq)).Record(a.Intended, time.Since(t0))
-		if err == nil {
-			track.submit(a.Seq)
-		}
 		return err
-	}
+	})
 	sleepUntil(ctx, t0)
 
 	pdone := r.startProducer(ctx, sp.open, sp.rate, closed, cfg.Warmup+cfg.Duration, submit)
@@ -192,6 +182,28 @@ func (r *Runner) runPipeline(ctx context.Context, sp pipelineSpec) (*Result, err
 	}
 	setHandoffShare(res, float64(fs.Handoffs), float64(fs.Claimed))
 	return res, nil
+}
+
+// timedSubmit wraps send, one submission, with what every run records of
+// it: an open loop's arrival in the window (windowOps), the producer's lag
+// from the intended time (lat["send_lag"]), the call's latency
+// (lat["submit"]) and, when it succeeded, the tracker's count.
+func timedSubmit(win Window, open bool, windowOps *atomic.Int64, lat map[string]*Latency, track *tracker,
+	send func(context.Context, loadgen.Arrival) error) func(context.Context, loadgen.Arrival) error {
+	sendLag, submitLat := lat["send_lag"], lat["submit"]
+	return func(ctx context.Context, a loadgen.Arrival) error {
+		if open && win.Contains(a.Intended) {
+			windowOps.Add(1)
+		}
+		t0 := time.Now()
+		sendLag.Shard(int(a.Seq)).Record(a.Intended, t0.Sub(a.Intended))
+		err := send(ctx, a)
+		submitLat.Shard(int(a.Seq)).Record(a.Intended, time.Since(t0))
+		if err == nil {
+			track.submit(a.Seq)
+		}
+		return err
+	}
 }
 
 // setHandoffShare records how many of the claims were hand-offs (no claim
