@@ -17,11 +17,18 @@ const (
 	ScenarioClaimPath      = "claim-path"
 	ScenarioClaimHandoff   = "claim-handoff"
 	ScenarioRecovery       = "recovery"
+	ScenarioPeers          = "peers"
 )
 
 // ScenarioNames lists the scenarios in report order.
 var ScenarioNames = []string{ScenarioE2E, ScenarioClaimLatency, ScenarioRenew, ScenarioPartitionSweep,
-	ScenarioClaimPath, ScenarioClaimHandoff, ScenarioRecovery}
+	ScenarioClaimPath, ScenarioClaimHandoff, ScenarioRecovery, ScenarioPeers}
+
+// ownScenarios are the scenarios that measure FlowFabric alone: all but
+// peers, which runs other systems (and Node) and is in no profile.
+func ownScenarios() []string {
+	return slices.DeleteFunc(slices.Clone(ScenarioNames), func(s string) bool { return s == ScenarioPeers })
+}
 
 // Config is one run's parameters. Profiles fill it; flags override fields.
 // It is recorded in the report, so a gate can re-measure with the same one.
@@ -83,13 +90,128 @@ type Config struct {
 	// Planted regressions (hidden flags) for testing the gate.
 	PlantRenewDelay time.Duration `json:"plant_renew_delay,omitempty"`
 	PlantClaimPing  bool          `json:"plant_claim_ping,omitempty"`
+	// Peers configures the peers scenario (asynq and BullMQ beside
+	// FlowFabric on the same server).
+	Peers PeersConfig `json:"peers"`
+}
+
+// PeersConfig is the peers scenario's part of a Config. Profile fills the
+// zero fields with the ...Default values below.
+type PeersConfig struct {
+	// Systems to run, of flowfabric, asynq and bullmq. Default all three.
+	Systems []string `json:"systems"`
+	// Rounds each system runs at each in-flight setting and idle, the
+	// systems' turns rotating from round to round (A B C, B C A, …).
+	// Default 3.
+	Rounds int `json:"rounds"`
+	// InFlight are the closed-loop settings swept per system for
+	// capacity; the best is reported. Default 64, 256, 1024.
+	InFlight []int `json:"in_flight"`
+	// Warmup precedes every peers run's window (a fresh Node process needs
+	// about two seconds before its JIT has settled); Duration is the
+	// closed-loop runs' window. Defaults 2s and 2s.
+	Warmup   time.Duration `json:"warmup"`
+	Duration time.Duration `json:"duration"`
+	// IdleRate is the open-loop arrival rate of the idle pickup
+	// measurement, jobs per second; IdleDuration its window. Defaults 100
+	// and 3s.
+	IdleRate     float64       `json:"idle_rate"`
+	IdleDuration time.Duration `json:"idle_duration"`
+	// AsynqCheckInterval is the short asynq Config.TaskCheckInterval its
+	// second idle variant runs with (the first keeps asynq's default, 1s).
+	// Default 1ms.
+	AsynqCheckInterval time.Duration `json:"asynq_check_interval"`
+	// Dir holds the pinned BullMQ install (npm, once, reused) and the
+	// Node script. Default bench-results/.peers.
+	Dir string `json:"dir"`
+	// Node is the node binary. Default "node" (on PATH); BullMQ is
+	// skipped with a note when it, or npm, is missing.
+	Node string `json:"node"`
+}
+
+// Peer systems and the defaults of PeersConfig.
+const (
+	PeerFlowFabric = "flowfabric"
+	PeerAsynq      = "asynq"
+	PeerBullMQ     = "bullmq"
+
+	PeerRoundsDefault             = 3
+	PeerWarmupDefault             = 2 * time.Second
+	PeerDurationDefault           = 2 * time.Second
+	PeerIdleRateDefault           = 100
+	PeerIdleDurationDefault       = 3 * time.Second
+	PeerAsynqCheckIntervalDefault = time.Millisecond
+	PeerDirDefault                = "bench-results/.peers"
+	PeerNodeDefault               = "node"
+)
+
+// PeerSystems lists the peers scenario's systems in report order.
+var PeerSystems = []string{PeerFlowFabric, PeerAsynq, PeerBullMQ}
+
+// PeerInFlightDefault are the closed-loop settings swept per system.
+var PeerInFlightDefault = []int{64, 256, 1024}
+
+// fill sets the zero fields to their defaults.
+func (p *PeersConfig) fill() {
+	if len(p.Systems) == 0 {
+		p.Systems = slices.Clone(PeerSystems)
+	}
+	if p.Rounds == 0 {
+		p.Rounds = PeerRoundsDefault
+	}
+	if len(p.InFlight) == 0 {
+		p.InFlight = slices.Clone(PeerInFlightDefault)
+	}
+	if p.Warmup == 0 {
+		p.Warmup = PeerWarmupDefault
+	}
+	if p.Duration == 0 {
+		p.Duration = PeerDurationDefault
+	}
+	if p.IdleRate == 0 {
+		p.IdleRate = PeerIdleRateDefault
+	}
+	if p.IdleDuration == 0 {
+		p.IdleDuration = PeerIdleDurationDefault
+	}
+	if p.AsynqCheckInterval == 0 {
+		p.AsynqCheckInterval = PeerAsynqCheckIntervalDefault
+	}
+	if p.Dir == "" {
+		p.Dir = PeerDirDefault
+	}
+	if p.Node == "" {
+		p.Node = PeerNodeDefault
+	}
+}
+
+func (p *PeersConfig) validate() error {
+	for _, s := range p.Systems {
+		if !slices.Contains(PeerSystems, s) {
+			return fmt.Errorf("unknown peer system %q (have %s)", s, strings.Join(PeerSystems, ", "))
+		}
+	}
+	for _, n := range p.InFlight {
+		if n < 1 {
+			return fmt.Errorf("peer in-flight %d: must be at least 1", n)
+		}
+	}
+	switch {
+	case p.Rounds < 1:
+		return fmt.Errorf("peer rounds must be at least 1")
+	case p.Warmup < 0 || p.Duration <= 0:
+		return fmt.Errorf("peer warm-up must not be negative, peer duration positive")
+	case p.IdleRate <= 0 || p.IdleDuration <= 0 || p.AsynqCheckInterval <= 0:
+		return fmt.Errorf("peer idle rate, idle duration and asynq check interval must be positive")
+	}
+	return nil
 }
 
 // Profiles are the named starting configs.
 var Profiles = map[string]Config{
 	// smoke: seconds per scenario; CI runs it for correctness and counters.
 	"smoke": {
-		Scenarios:  slices.Clone(ScenarioNames),
+		Scenarios:  ownScenarios(),
 		Partitions: 16, SweepPartitions: []int{1, 16}, Workers: 2, Concurrency: 32, ClaimMode: "direct",
 		Warmup: 300 * time.Millisecond, Duration: time.Second, Drain: 5 * time.Second,
 		RateFraction: 0.5, Arrivals: "poisson", Seed: 1, InFlight: 64, PayloadBytes: 64,
@@ -137,6 +259,7 @@ func Profile(name string) (Config, error) {
 	c.Profile = name
 	c.Scenarios = slices.Clone(c.Scenarios)
 	c.SweepPartitions = slices.Clone(c.SweepPartitions)
+	c.Peers.fill()
 	return c, nil
 }
 
@@ -173,6 +296,9 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("rate fraction must be in (0, 1]")
 	case c.InFlight < 1 || c.ABRounds < 1 || c.RecoveryJobs < 1 || c.PipelineDepth < 1 || c.PipelineConns < 1:
 		return fmt.Errorf("in-flight, A/B rounds, recovery jobs, pipeline depth and conns must be at least 1")
+	}
+	if slices.Contains(c.Scenarios, ScenarioPeers) {
+		return c.Peers.validate()
 	}
 	return nil
 }

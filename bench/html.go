@@ -40,6 +40,7 @@ type page struct {
 	Cards                          []card
 	Sweep, Paths                   []figure
 	Rows                           []row
+	Peers                          *peerSection
 	Anchors                        *anchors
 	Calibration                    string
 	Profiles                       []profileLink
@@ -81,6 +82,7 @@ func newPage(rep *Report) *page {
 		Lost:       rep.Lost,
 		Duplicated: rep.Duplicated,
 		Cards:      cards(rep),
+		Peers:      newPeerSection(rep.Peers),
 		BenchLines: BenchLines(rep),
 	}
 	p.Title = "ffbench · " + p.Profile + " · " + p.SHA
@@ -152,6 +154,9 @@ const pageHTML = `<!doctype html><html lang="en"><head><meta charset="utf-8">
 {{- else}}<div class="badge bad">Correctness FAILED: {{.Lost}} lost, {{.Duplicated}} duplicated<ul>{{range .Failures}}<li>{{.}}</li>{{end}}</ul></div>
 {{- end}}
 {{- with .Cards}}<div class="cards">{{range .}}<div class="card {{.Class}}"><div class="v">{{.Value}}</div><div class="l">{{.Label}}</div><div class="s">{{.Sub}}</div></div>{{end}}</div>{{end -}}
+{{- with .Peers}}<h2>Peers on the same server</h2><p>{{.Intro}}</p><div class="tw"><table class="peers"><thead><tr><th>system</th><th>version</th><th>best in-flight</th><th>capacity jobs/s (min–max)</th><th>Valkey CPU µs/job</th><th>commands/job</th><th>scripts/job</th><th>idle p50</th><th>idle p99</th><th>idle setting</th></tr></thead><tbody>
+{{- range .Rows}}<tr>{{range .Cells}}<td>{{.}}</td>{{end}}</tr>{{end -}}
+</tbody></table></div><div class="grid peers">{{range .Figures}}{{template "figure" .}}{{end}}</div>{{end -}}
 <h2>Partition sweep</h2><div class="grid">{{range .Sweep}}{{template "figure" .}}{{end}}</div>
 {{- /* */ -}}
 <h2>End to end, claim path and recovery</h2><div class="grid">{{range .Paths}}{{template "figure" .}}{{end}}</div>
@@ -214,7 +219,7 @@ func cards(rep *Report) []card {
 				fmt.Sprintf("p50 %s · lease TTL %v, scan every %v", fmtUS(s.P50), rep.Config.LeaseTTL, rep.Config.ScanInterval), ""})
 		}
 	}
-	return cards
+	return append(cards, peerCards(rep.Peers)...)
 }
 
 func claimHeadline(rep *Report) *Result {
@@ -381,7 +386,7 @@ func recoveryCurve(rep *Report) chart {
 func efficiencyBars(rep *Report) chart {
 	var bars []bar
 	for _, r := range rep.Results {
-		if r.Scenario == ScenarioPartitionSweep || r.CommandsPerOp == 0 || (r.Scenario == ScenarioRenew && r.Partitions != 16) ||
+		if r.Scenario == ScenarioPartitionSweep || r.Scenario == ScenarioPeers || r.CommandsPerOp == 0 || (r.Scenario == ScenarioRenew && r.Partitions != 16) ||
 			(r.Scenario == ScenarioClaimLatency && r.Partitions != 16) {
 			continue
 		}
@@ -403,7 +408,7 @@ h2{font-size:17px;margin:28px 0 10px;border-bottom:1px solid var(--line);padding
 .card{background:#fff;border:1px solid var(--line);border-radius:10px;padding:12px 16px;min-width:220px;flex:1}
 .card .v{font-size:28px;font-weight:700}.card .l{font-weight:600}.card .s{color:var(--mute);font-size:12px}
 .card.good{border-left:5px solid #16a34a}.card.miss{border-left:5px solid #dc2626}
-.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(560px,1fr));gap:16px}
+.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(560px,1fr));gap:16px}.grid.peers{margin-top:16px}
 figure{margin:0;background:#fff;border:1px solid var(--line);border-radius:10px;padding:10px}
 figcaption{color:var(--mute);font-size:12px;margin-top:4px}
 svg.chart{width:100%;height:auto;display:block}
@@ -413,7 +418,7 @@ svg .ref{stroke:#6b7280;stroke-dasharray:4 4}svg .rl{font-size:11px;fill:#6b7280
 .tw{overflow-x:auto}table{border-collapse:collapse;background:#fff;font-size:12.5px}
 th,td{border:1px solid var(--line);padding:4px 8px;text-align:right;white-space:nowrap}
 th{background:#f3f4f6}td:first-child,td:nth-child(2),td:nth-child(7){text-align:left}
-tr.fail td{background:#fef2f2}
+tr.fail td{background:#fef2f2}table.peers td:nth-child(7){text-align:right}table.peers td:last-child{text-align:left}
 pre{background:#fff;border:1px solid var(--line);padding:10px;overflow-x:auto;font-size:12px}
 footer{color:var(--mute);font-size:12px;margin-top:28px}
 `

@@ -29,6 +29,12 @@ type pipelineSpec struct {
 	// noHandoff keeps the workers claiming (no offers) whatever the
 	// config says: claim-path compares claim calls.
 	noHandoff bool
+	// window and warmup replace Config.Duration and Config.Warmup when
+	// window is set.
+	window, warmup time.Duration
+	// noProbe leaves out the open loop's load probe (its FCALLs would
+	// count in the server's CPU per job: peers compares that figure).
+	noProbe bool
 }
 
 // runPipeline deploys P partitions, starts a fleet and a producer, and
@@ -46,6 +52,9 @@ func (r *Runner) runPipeline(ctx context.Context, sp pipelineSpec) (*Result, err
 	// The fleet settles (registers, subscribes) until t0, when the producer
 	// starts; the window follows the warm-up.
 	t0 := time.Now().Add(100 * time.Millisecond)
+	if sp.window > 0 {
+		cfg.Duration, cfg.Warmup = sp.window, sp.warmup
+	}
 	win := Window{From: t0.Add(cfg.Warmup)}
 	win.To = win.From.Add(cfg.Duration)
 	lat := map[string]*Latency{}
@@ -93,43 +102,17 @@ func (r *Runner) runPipeline(ctx context.Context, sp pipelineSpec) (*Result, err
 	if err != nil {
 		return nil, err
 	}
-	sendLag, submitLat := lat["send_lag"], lat["submit"]
-	submit := func(ctx context.Context, a loadgen.Arrival) error {
-		if win.Contains(a.Intended) && sp.open {
-			windowOps.Add(1)
-		}
-		t0 := time.Now()
-		sendLag.Shard(int(a.Seq)).Record(a.Intended, t0.Sub(a.Intended))
+	submit := timedSubmit(win, sp.open, &windowOps, lat, track, func(ctx context.Context, a loadgen.Arrival) error {
 		_, err := prod.CreateExecution(ctx, sdk.CreateExecutionArgs{Lane: benchLane, Kind: "noop",
 			Payload: encodePayload(a.Seq, a.Intended, cfg.PayloadBytes)})
-		submitLat.Shard(int(a.Seq)).Record(a.Intended, time.Since(t0))
-		if err == nil {
-			track.submit(a.Seq)
-		}
 		return err
-	}
+	})
 	sleepUntil(ctx, t0)
 
-	total := cfg.Warmup + cfg.Duration
-	type prodOut struct {
-		st  loadgen.ProducerStats
-		err error
-	}
-	pdone := make(chan prodOut, 1)
-	if sp.open {
-		var sched loadgen.Schedule = loadgen.Constant{PerSecond: sp.rate}
-		if cfg.Arrivals == "poisson" {
-			sched = loadgen.NewPoisson(sp.rate, cfg.Seed)
-		}
-		p := &loadgen.Producer{Schedule: sched, Duration: total, Submit: submit}
-		go func() { st, err := p.Run(ctx); pdone <- prodOut{st, err} }()
-	} else {
-		closed.Submit = submit
-		go func() { st, err := closed.Run(ctx); pdone <- prodOut{st, err} }()
-	}
+	pdone := r.startProducer(ctx, sp.open, sp.rate, closed, cfg.Warmup+cfg.Duration, submit)
 	// In open loop, the round trip of one FCALL under this load.
 	stopProbe := func() int64 { return 0 }
-	if sp.open {
+	if sp.open && !sp.noProbe {
 		stopProbe = loadProbe(ctx, r.t.serial, win, lat["fcall_rtt"])
 	}
 	if sp.pause > 0 {
@@ -199,6 +182,28 @@ func (r *Runner) runPipeline(ctx context.Context, sp pipelineSpec) (*Result, err
 	}
 	setHandoffShare(res, float64(fs.Handoffs), float64(fs.Claimed))
 	return res, nil
+}
+
+// timedSubmit wraps send, one submission, with what every run records of
+// it: an open loop's arrival in the window (windowOps), the producer's lag
+// from the intended time (lat["send_lag"]), the call's latency
+// (lat["submit"]) and, when it succeeded, the tracker's count.
+func timedSubmit(win Window, open bool, windowOps *atomic.Int64, lat map[string]*Latency, track *tracker,
+	send func(context.Context, loadgen.Arrival) error) func(context.Context, loadgen.Arrival) error {
+	sendLag, submitLat := lat["send_lag"], lat["submit"]
+	return func(ctx context.Context, a loadgen.Arrival) error {
+		if open && win.Contains(a.Intended) {
+			windowOps.Add(1)
+		}
+		t0 := time.Now()
+		sendLag.Shard(int(a.Seq)).Record(a.Intended, t0.Sub(a.Intended))
+		err := send(ctx, a)
+		submitLat.Shard(int(a.Seq)).Record(a.Intended, time.Since(t0))
+		if err == nil {
+			track.submit(a.Seq)
+		}
+		return err
+	}
 }
 
 // setHandoffShare records how many of the claims were hand-offs (no claim

@@ -33,15 +33,17 @@ type Report struct {
 	Profile       string    `json:"profile"`
 	Config        Config    `json:"config"`
 	// Anchors are measured on the same server in the same run.
-	Anchors     Anchors           `json:"anchors"`
-	Results     []*Result         `json:"results"`
-	Calibration *Calibration      `json:"calibration,omitempty"`
-	Profiles    map[string]string `json:"profiles,omitempty"` // kind → file, relative to the report
-	Lost        int64             `json:"lost"`
-	Duplicated  int64             `json:"duplicated"`
-	Failures    []string          `json:"failures,omitempty"` // why the run failed (correctness)
-	Notes       []string          `json:"notes,omitempty"`
-	ElapsedS    float64           `json:"elapsed_s"`
+	Anchors     Anchors      `json:"anchors"`
+	Results     []*Result    `json:"results"`
+	Calibration *Calibration `json:"calibration,omitempty"`
+	// Peers compares FlowFabric with asynq and BullMQ (the peers scenario).
+	Peers      *PeerComparison   `json:"peers,omitempty"`
+	Profiles   map[string]string `json:"profiles,omitempty"` // kind → file, relative to the report
+	Lost       int64             `json:"lost"`
+	Duplicated int64             `json:"duplicated"`
+	Failures   []string          `json:"failures,omitempty"` // why the run failed (correctness)
+	Notes      []string          `json:"notes,omitempty"`
+	ElapsedS   float64           `json:"elapsed_s"`
 }
 
 // Valkey describes the server under test.

@@ -2,9 +2,11 @@ package bench
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -50,7 +52,32 @@ func fakeReport() *Report {
 			Extra: map[string]float64{"throughput_vs_direct": 1.1}},
 		&Result{Scenario: ScenarioRecovery, Partitions: 16, Workers: 2, Throughput: 60, Ops: 200, Unit: "jobs",
 			Latency: map[string]*Summary{"crash_to_completion": lat(700000)}})
-	r := &Runner{cfg: rep.Config, anchors: rep.Anchors, capacity: 4000}
+	// The peers scenario: each system's closed-loop settings and idle runs.
+	for _, p := range []struct {
+		sys   string
+		parts int
+		tputs []float64 // at in-flight 64, 256
+		cpu   float64
+		idle  []string
+	}{
+		{PeerFlowFabric, 16, []float64{7800, 7400}, 118, []string{"idle"}},
+		{PeerAsynq, 1, []float64{5000, 8500}, 72, []string{"idle", "idle-check-1ms"}},
+		{PeerBullMQ, 1, []float64{9000, 15500}, 50, []string{"idle"}},
+	} {
+		for i, n := range []int{64, 256} {
+			rep.Results = append(rep.Results, &Result{Scenario: ScenarioPeers, Variant: fmt.Sprintf("%s/closed-%d", p.sys, n),
+				Partitions: p.parts, Workers: 2, DurationS: 2, Throughput: p.tputs[i], Ops: int64(2 * p.tputs[i]), Unit: "jobs",
+				CommandsPerOp: 25, FcallsPerOp: 2, ValkeyCPUPerOpUS: p.cpu, CommandMix: mix,
+				Extra: map[string]float64{"rounds": 3, "throughput_min": p.tputs[i] * 0.9, "throughput_max": p.tputs[i] * 1.1, "scripts_per_op": 2}})
+		}
+		for i, v := range p.idle {
+			rep.Results = append(rep.Results, &Result{Scenario: ScenarioPeers, Variant: p.sys + "/" + v, Partitions: p.parts,
+				Workers: 2, DurationS: 3, OfferedRate: 100, Throughput: 100, Ops: 300, Unit: "jobs", CommandsPerOp: 30,
+				ValkeyCPUPerOpUS: 400, CommandMix: mix, Latency: map[string]*Summary{"handler_start": lat(int64(600 * (i + 1)))}})
+		}
+	}
+	r := &Runner{cfg: rep.Config, anchors: rep.Anchors, capacity: 4000, peerInfo: map[string]peerInfo{
+		PeerFlowFabric: {version: "0123456789ab"}, PeerAsynq: {version: "v0.26.0"}, PeerBullMQ: {version: BullMQVersion + " (Node v20.20.2)"}}}
 	r.finish(rep)
 	return rep
 }
@@ -95,7 +122,7 @@ func TestReportJSONRoundTrip(t *testing.T) {
 func TestBenchLinesAreBenchstatFormat(t *testing.T) {
 	t.Parallel()
 	out := BenchLines(fakeReport())
-	line := regexp.MustCompile(`^Benchmark[A-Za-z0-9]+(/[a-z]+)?/P=\d+-2\t\d+(\t[-+0-9.e]+ [^\t ]+)+$`)
+	line := regexp.MustCompile(`^Benchmark[A-Za-z0-9]+(/[a-z]+(/[a-z]+(-[a-z0-9]+)*)?)?/P=\d+-2\t\d+(\t[-+0-9.e]+ [^\t ]+)+$`)
 	n := 0
 	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
 		if strings.HasPrefix(l, "Benchmark") {
@@ -205,6 +232,7 @@ func TestGateCompare(t *testing.T) {
 	// A metric the report lacks fails.
 	delete(ok.Find("e2e/closed/P=16").CommandMix, "fcall")
 	ok.Lost = 0
+	ok.Results = slices.DeleteFunc(ok.Results, func(r *Result) bool { return r.Scenario == ScenarioPeers })
 	ok.Results = ok.Results[:len(ok.Results)-6]
 	if g, _ := Gate(context.Background(), nb, ok, GateOptions{}); g.Pass() {
 		t.Fatal("missing results passed")

@@ -27,6 +27,9 @@ type Runner struct {
 	// pipelinedRate is the raw pipelined FCALL rate (anchor).
 	pipelinedRate float64
 	anchors       Anchors
+	// peerInfo is set by the peers scenario: each system's version, or
+	// why it was skipped.
+	peerInfo map[string]peerInfo
 }
 
 // NewRunner returns a Runner; prog may be nil.
@@ -115,6 +118,13 @@ func (r *Runner) finish(rep *Report) {
 			}
 		}
 	}
+	if rep.Peers = r.peerComparison(rep); rep.Peers != nil {
+		for _, s := range rep.Peers.Systems {
+			if s.Skipped != "" {
+				rep.Notes = append(rep.Notes, "peers: "+s.Skipped)
+			}
+		}
+	}
 	if r.capacity > 0 {
 		rep.Notes = append(rep.Notes, fmt.Sprintf("capacity (e2e closed loop, P=%d): %.0f jobs/s; open-loop rates are %.0f%% of it",
 			r.cfg.Partitions, r.capacity, 100*r.cfg.RateFraction))
@@ -165,6 +175,8 @@ func (r *Runner) RunScenario(ctx context.Context, name string) ([]*Result, error
 	case ScenarioRecovery:
 		res, err := r.runRecovery(ctx)
 		return []*Result{res}, err
+	case ScenarioPeers:
+		return r.runPeers(ctx)
 	}
 	return nil, fmt.Errorf("unknown scenario %q", name)
 }

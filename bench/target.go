@@ -162,17 +162,25 @@ func (t *Target) firstAddr() string { return t.Addrs[0] }
 // Deploy empties the server and connects a backend with a new deployment
 // of the given partition count.
 func (t *Target) Deploy(ctx context.Context, partitions int) (*valkeybackend.Backend, error) {
+	if err := t.empty(ctx); err != nil {
+		return nil, err
+	}
+	return valkeybackend.Connect(ctx, valkeybackend.Options{Addrs: t.Addrs, Partitions: partitions,
+		DisableArrivals: t.noArrivals})
+}
+
+// empty empties every primary (FLUSHALL), when the target allows it.
+func (t *Target) empty(ctx context.Context) error {
 	if !t.flush {
-		return nil, fmt.Errorf("ffbench empties the server between runs (FLUSHALL); pass --flush to allow it on %s",
+		return fmt.Errorf("ffbench empties the server between runs (FLUSHALL); pass --flush to allow it on %s",
 			strings.Join(t.Addrs, ","))
 	}
 	for _, n := range t.primaries {
 		if err := n.Do(ctx, n.B().Flushall().Sync().Build()).Error(); err != nil {
-			return nil, fmt.Errorf("FLUSHALL: %w", err)
+			return fmt.Errorf("FLUSHALL: %w", err)
 		}
 	}
-	return valkeybackend.Connect(ctx, valkeybackend.Options{Addrs: t.Addrs, Partitions: partitions,
-		DisableArrivals: t.noArrivals})
+	return nil
 }
 
 // DeployConnected deploys partitions and connects n more backends to the

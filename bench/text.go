@@ -49,8 +49,13 @@ func fmtRatio(v float64) string {
 
 // headline picks the latency a result is judged by.
 func headline(r *Result) (string, *Summary) {
-	for _, name := range []string{"claim", "e2e", "crash_to_completion", "renew_round"} {
-		if r.Variant == "closed" && name != "renew_round" {
+	names := []string{"claim", "e2e", "crash_to_completion", "renew_round"}
+	if r.Scenario == ScenarioPeers {
+		names = []string{"handler_start"} // the one latency every system has: idle pickup
+	}
+	closed := r.Variant == "closed" || strings.Contains(r.Variant, "/closed-")
+	for _, name := range names {
+		if closed && name != "renew_round" {
 			continue // a closed loop's latency hides queueing; its figure is throughput
 		}
 		if s := r.Latency[name]; s != nil && s.Count > 0 {
@@ -155,7 +160,7 @@ func Headlines(rep *Report) []string {
 				fmtUS(s.P50), fmtUS(s.P99), rep.Config.LeaseTTL, rep.Config.ScanInterval))
 		}
 	}
-	return out
+	return append(out, peerHeadlines(rep.Peers)...)
 }
 
 // p50Mean shows a serial row's "p50 (mean)"; "-" for a pipelined row.
@@ -222,6 +227,7 @@ func Markdown(rep *Report) string {
 		fmt.Fprintf(&b, "| pipelined FCALL ceiling (%d conns × %d deep) | %s/s |\n\n", rep.Anchors.PipelineConns,
 			rep.Anchors.PipelineDepth, fmtRate(rep.Anchors.PipelinedRate))
 	}
+	peerMarkdown(&b, rep.Peers)
 	b.WriteString("## Results\n\n")
 	b.WriteString("| scenario | variant | P | workers | window | offered/s | throughput | raw ceiling | ratio | latency | p50 | p90 | p99 | p99.9 | max | cmds/op | FCALLs/op | Valkey CPU µs/op | allocs/op | lost | dup |\n")
 	b.WriteString("|---|---|--:|--:|--:|--:|--:|--:|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")

@@ -24,6 +24,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -66,6 +67,8 @@ the command's flags and defaults.
 Scenarios: ` + strings.Join(bench.ScenarioNames, ", ") + `
 Profiles:  smoke (seconds per scenario; CI), quick (under 90 s on 2 cores; make bench),
            gate (every gated figure at P=16; make perf-gate), full (long windows)
+           (peers, which measures asynq and BullMQ beside FlowFabric, is in none:
+           ffbench run --scenario peers)
 `
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -144,6 +147,7 @@ func (t *targetFlags) open(ctx context.Context) (*bench.Target, error) {
 // runFlags binds the run configuration.
 type runFlags struct {
 	profile, scenarios, partitions, sweep string
+	peerSystems, peerInFlight             string
 	out, profileDir, pyroscope            string
 	calibrate, quiet                      bool
 	cfg                                   bench.Config
@@ -153,7 +157,18 @@ func (f *runFlags) register(fs *flag.FlagSet, sweep bool) {
 	def, _ := bench.Profile("quick")
 	fs.StringVar(&f.profile, "profile", "quick", "run profile: smoke (seconds per scenario), quick (under 90s on 2 cores), gate (make perf-gate),\nfull (long windows); the flags below override its values")
 	if !sweep {
-		fs.StringVar(&f.scenarios, "scenario", "", "comma-separated scenarios instead of the profile's: e2e, claim-latency,\nrenew-throughput, partition-sweep, claim-path, claim-handoff, recovery (quick: "+strings.Join(def.Scenarios, ",")+")")
+		fs.StringVar(&f.scenarios, "scenario", "", "comma-separated scenarios instead of the profile's: e2e, claim-latency,\nrenew-throughput, partition-sweep, claim-path, claim-handoff, recovery, peers (quick: "+strings.Join(def.Scenarios, ",")+")")
+		p := def.Peers
+		fs.StringVar(&f.peerSystems, "peer-systems", "", "peers: systems to run, of "+strings.Join(bench.PeerSystems, ", ")+" (default all)")
+		fs.IntVar(&f.cfg.Peers.Rounds, "peer-rounds", 0, fmt.Sprintf("peers: rounds of each system and setting, turns rotating (default %d)", p.Rounds))
+		fs.StringVar(&f.peerInFlight, "peer-in-flight", "", "peers: closed-loop in-flight settings swept per system; the best is reported\n(default "+joinInts(p.InFlight)+")")
+		fs.DurationVar(&f.cfg.Peers.Warmup, "peer-warmup", 0, fmt.Sprintf("peers: warm-up before every peers run's window (default %v: a fresh Node process needs it)", p.Warmup))
+		fs.DurationVar(&f.cfg.Peers.Duration, "peer-duration", 0, fmt.Sprintf("peers: measured window of each closed-loop run (default %v)", p.Duration))
+		fs.Float64Var(&f.cfg.Peers.IdleRate, "peer-idle-rate", 0, fmt.Sprintf("peers: open-loop jobs/s of the idle pickup runs (default %g)", p.IdleRate))
+		fs.DurationVar(&f.cfg.Peers.IdleDuration, "peer-idle-duration", 0, fmt.Sprintf("peers: measured window of each idle pickup run (default %v)", p.IdleDuration))
+		fs.DurationVar(&f.cfg.Peers.AsynqCheckInterval, "peer-asynq-check-interval", 0, fmt.Sprintf("peers: asynq TaskCheckInterval of its second idle run (default %v; the first keeps 1s)", p.AsynqCheckInterval))
+		fs.StringVar(&f.cfg.Peers.Dir, "peers-dir", "", "peers: directory of the pinned BullMQ "+bench.BullMQVersion+" install (npm, once) and its Node script\n(default "+p.Dir+")")
+		fs.StringVar(&f.cfg.Peers.Node, "peer-node", "", "peers: node binary; without it (or npm) BullMQ is skipped with a note (default "+p.Node+")")
 	}
 	fs.StringVar(&f.out, "out", "", "directory for report.json, report.md, report.html and bench.txt\n(default bench-results/<timestamp>)")
 	fs.StringVar(&f.partitions, "partitions", "", "partition count of every scenario but the sweep (quick: 16)")
@@ -231,6 +246,32 @@ func (f *runFlags) config(fs *flag.FlagSet, sweep bool) (bench.Config, error) {
 	pick("pause", func() { cfg.Pause = o.Pause })
 	pick("plant-renew-delay", func() { cfg.PlantRenewDelay = o.PlantRenewDelay })
 	pick("plant-claim-ping", func() { cfg.PlantClaimPing = o.PlantClaimPing })
+	pick("peer-rounds", func() { cfg.Peers.Rounds = o.Peers.Rounds })
+	pick("peer-warmup", func() { cfg.Peers.Warmup = o.Peers.Warmup })
+	pick("peer-duration", func() { cfg.Peers.Duration = o.Peers.Duration })
+	pick("peer-idle-rate", func() { cfg.Peers.IdleRate = o.Peers.IdleRate })
+	pick("peer-idle-duration", func() { cfg.Peers.IdleDuration = o.Peers.IdleDuration })
+	pick("peer-asynq-check-interval", func() { cfg.Peers.AsynqCheckInterval = o.Peers.AsynqCheckInterval })
+	pick("peers-dir", func() { cfg.Peers.Dir = o.Peers.Dir })
+	pick("peer-node", func() { cfg.Peers.Node = o.Peers.Node })
+	if set["peer-systems"] {
+		cfg.Peers.Systems = nil
+		for _, s := range strings.Split(f.peerSystems, ",") {
+			if s = strings.TrimSpace(s); s != "" {
+				cfg.Peers.Systems = append(cfg.Peers.Systems, s)
+			}
+		}
+		if len(cfg.Peers.Systems) == 0 {
+			return cfg, fmt.Errorf("--peer-systems: none given")
+		}
+	}
+	if set["peer-in-flight"] {
+		ns, err := bench.ParseInts(f.peerInFlight)
+		if err != nil || len(ns) == 0 {
+			return cfg, fmt.Errorf("--peer-in-flight: %q: want comma-separated integers", f.peerInFlight)
+		}
+		cfg.Peers.InFlight = ns
+	}
 	if set["partitions"] {
 		ps, err := bench.ParseInts(f.partitions)
 		if err != nil || len(ps) != 1 {
@@ -257,6 +298,14 @@ func (f *runFlags) config(fs *flag.FlagSet, sweep bool) (bench.Config, error) {
 		}
 	}
 	return cfg, cfg.Validate()
+}
+
+func joinInts(ns []int) string {
+	ss := make([]string, len(ns))
+	for i, n := range ns {
+		ss[i] = strconv.Itoa(n)
+	}
+	return strings.Join(ss, ",")
 }
 
 func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer, sweep bool) error {
