@@ -743,14 +743,32 @@ local function claim_for_offer(keys, o, core, target, from, f, now)
   return append_all({o.wiid, target, o.ttl}, lease)
 end
 
+-- How often (in list lengths) a push onto an inbox that already held
+-- hand-offs extends its expiry: see push_to_inbox. At most the worker's
+-- read batch (inboxBatch in valkeybackend/handoff.go, 64).
+local INBOX_REFRESH = 32
+
 -- Pushes hand-off msg (framed) onto the inbox of offer o's worker instance:
 -- a list, not a channel, so it waits there while its worker reconnects; it
--- lives as long as the lease. The inbox key is built here (single server
--- only, like the offers key).
+-- lives about as long as the lease. The inbox key is built here (single
+-- server only, like the offers key).
+-- The expiry (PX the lease TTL) is set by the push that creates the list,
+-- not by every push: a live worker empties its inbox with every read (up to
+-- 64 per BLMPOP), and Valkey deletes an empty list, so the next push
+-- creates it again with a fresh expiry. A list its worker no longer reads
+-- (died, or gone for longer than a lease) expires at most a lease TTL after
+-- the push that set it (before: after the last push): the hand-offs still
+-- in it carry leases that expired by then or expire within one more lease
+-- TTL, and the lease scanner recovers them as it does the worker's other
+-- leases. A list that never empties would be one a live worker reads more
+-- slowly than hand-offs arrive: every INBOX_REFRESH-th length extends the
+-- expiry too, so such a list lives while pushes come (with fewer than
+-- INBOX_REFRESH pushes between two reads, each read takes more than came,
+-- and the list soon empties).
 local function push_to_inbox(o, msg)
   local inbox = 'ff:inbox:' .. o.wiid
-  redis.call('RPUSH', inbox, frame(msg))
-  redis.call('PEXPIRE', inbox, o.ttl)
+  local n = redis.call('RPUSH', inbox, frame(msg))
+  if n == 1 or n % INBOX_REFRESH == 0 then redis.call('PEXPIRE', inbox, o.ttl) end
 end
 
 -- Hands eid, the execution ff_create just wrote (not in the eligible set;

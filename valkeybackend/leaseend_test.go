@@ -129,3 +129,54 @@ func TestLeaseEndIndexes(t *testing.T) {
 }
 
 func errorsIsNotActive(err error) bool { return sdk.CodeOf(err) == sdk.CodeExecutionNotActive }
+
+// A hand-off sets its inbox's expiry when the push creates the list (and at
+// every 32nd length), not on every push: an inbox its worker does not read
+// still expires, about a lease TTL after it was created.
+func TestInboxExpiry(t *testing.T) {
+	ctx := context.Background()
+	addrs := topologies()[0].addrs(t)
+	b := freshBackend(t, addrs, valkeybackend.Options{Partitions: 4})
+	c := b.Client()
+	const lane = "inbox"
+	members := make([]string, 40)
+	for i := range members {
+		members[i] = sdk.NewToken() + " " + sdk.NewToken() + " 5000 w w-1 "
+	}
+	offer := c.B().Fcall().Function("ff_offer").Numkeys(1).Key("ff:offers:" + lane).
+		Arg(append([]string{"60000", "new"}, members...)...).Build()
+	if arr, err := c.Do(ctx, offer).ToArray(); err != nil || len(arr) != 2+1+len(members) {
+		t.Fatalf("ff_offer: %v %v", arr, err)
+	}
+	resetStats(t, addrs)
+	for i := 1; i <= len(members); i++ {
+		r, err := b.CreateExecution(ctx, sdk.CreateExecutionArgs{Lane: lane, Kind: "k"})
+		if err != nil || r.State != sdk.StateActive {
+			t.Fatalf("create %d: %+v %v, want handed off", i, r, err)
+		}
+	}
+	if n := commandCounts(t, addrs)["pexpire"]; n != 2 {
+		t.Errorf("%d PEXPIREs for %d pushes, want 2 (lengths 1 and 32)", n, len(members))
+	}
+	ttl, err := c.Do(ctx, c.B().Pttl().Key("ff:inbox:w-1").Build()).AsInt64()
+	if err != nil || ttl <= 0 || ttl > 5000 {
+		t.Fatalf("inbox PTTL %d %v, want in (0, 5000]", ttl, err)
+	}
+	if n, err := c.Do(ctx, c.B().Llen().Key("ff:inbox:w-1").Build()).AsInt64(); err != nil || n != int64(len(members)) {
+		t.Fatalf("inbox length %d %v, want %d", n, err, len(members))
+	}
+	// Emptied (as a worker's read does), the next push sets a fresh expiry.
+	if err := c.Do(ctx, c.B().Del().Key("ff:inbox:w-1").Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Do(ctx, c.B().Fcall().Function("ff_offer").Numkeys(1).Key("ff:offers:"+lane).
+		Arg("60000", "new", sdk.NewToken()+" "+sdk.NewToken()+" 5000 w w-1 ").Build()).ToArray(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.CreateExecution(ctx, sdk.CreateExecutionArgs{Lane: lane, Kind: "k"}); err != nil {
+		t.Fatal(err)
+	}
+	if ttl, err := c.Do(ctx, c.B().Pttl().Key("ff:inbox:w-1").Build()).AsInt64(); err != nil || ttl <= 4000 {
+		t.Fatalf("recreated inbox PTTL %d %v, want about 5000", ttl, err)
+	}
+}
