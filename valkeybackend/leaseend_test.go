@@ -2,6 +2,7 @@ package valkeybackend_test
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -32,19 +33,10 @@ func requireIndexes(t *testing.T, b *valkeybackend.Backend, id sdk.ExecutionID, 
 		if err != nil && !strings.Contains(err.Error(), "nil") {
 			t.Fatal(err)
 		}
-		if in != contains(want, name) {
+		if in != slices.Contains(want, name) {
 			t.Errorf("%s: in %s = %v, want %v", what, name, in, !in)
 		}
 	}
-}
-
-func contains(s []string, v string) bool {
-	for _, x := range s {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }
 
 // The lease-ending calls remove the execution from the timeouts and
@@ -86,7 +78,7 @@ func TestLeaseEndIndexes(t *testing.T) {
 					t.Errorf("%s complete: zrem=%d hset=%d, want %d and 1 (%v)", name, c["zrem"], c["hset"], zrems, c)
 				}
 				requireIndexes(t, b, id, name+" completed")
-				if err := b.Complete(ctx, task.Handle, nil); !errorsIsNotActive(err) {
+				if err := b.Complete(ctx, task.Handle, nil); sdk.CodeOf(err) != sdk.CodeExecutionNotActive {
 					t.Fatalf("%s: repeated complete: %v, want execution_not_active", name, err)
 				}
 
@@ -127,8 +119,6 @@ func TestLeaseEndIndexes(t *testing.T) {
 		})
 	}
 }
-
-func errorsIsNotActive(err error) bool { return sdk.CodeOf(err) == sdk.CodeExecutionNotActive }
 
 // A hand-off sets its inbox's expiry when the push creates the list (and at
 // every 32nd length), not on every push: an inbox its worker does not read
