@@ -15,7 +15,9 @@ so every key below hashes to the partition's slot). L is a lane name.
                             expires_at), PEXPIREAT at its expiry
   ff:i:T:L:eligible  ZSET   runnable now; score = created_at_ms - priority*1e12
   ff:i:T:L:delayed   ZSET   not before score (ms): delays, retry backoff
-  ff:i:T:L:active    ZSET   leased; score = claim time
+  ff:i:T:L:active    ZSET   no longer written (v16: leases holds every
+                            leased execution); still passed and checked,
+                            so the KEYS of v15 clients stay valid
   ff:i:T:L:blocked   ZSET   parked for routing (no capable worker); score = time
   ff:i:T:L:terminal  ZSET   ended; score = end time (retention)
   ff:i:T:leases      ZSET   lease expiry per execution (re-scored on renew)
@@ -86,7 +88,7 @@ write (bad_call, bad_keys: string work, no command) and answers
 invalid_input, having written nothing, when one is off.
 ]]
 
-local VERSION = '15'
+local VERSION = '16'
 -- MIN_CLIENT is the oldest client this library serves; a client's version is
 -- the VERSION of the library it embeds (Go: lua.Version). A client older than
 -- MIN_CLIENT refuses to run against this library, and never replaces it.
@@ -107,6 +109,12 @@ local function now_ms()
 end
 
 local function fmt(n) return string.format('%.0f', n) end
+
+-- Appends src's items to dst; returns dst.
+local function append_all(dst, src)
+  for i = 1, #src do dst[#dst + 1] = src[i] end
+  return dst
+end
 
 local function eligible_score(created_at, priority)
   return fmt(tonumber(created_at) - tonumber(priority) * PRIORITY_SCALE)
@@ -262,14 +270,27 @@ local function missing_caps(need_csv, have_csv)
   return table.concat(missing, ',')
 end
 
+-- The fields check_fence reads, in this order; a caller's extra fields
+-- follow them (from index FENCE_READ + 1), read by the same HMGET.
+local FENCE_FIELDS = {'state', 'lease_state', 'lease_expires_at', 'lease_id', 'lease_epoch',
+  'attempt_id', 'lane', 'ended_by'}
+local FENCE_READ = #FENCE_FIELDS
+-- Returns FENCE_FIELDS followed by extra (built once, at load).
+local function fence_with(extra) return append_all(append_all({}, FENCE_FIELDS), extra) end
+-- The extra fields a lease-ending call reads: what decides the index
+-- entries it removes (see "Index membership" below).
+local END_FIELDS = {'attempt_timeout', 'deadline_at'}
+local FENCE_END = fence_with(END_FIELDS)
+
 -- Returns the fence failure of a lease-holder call, or nil when the caller's
 -- (lease_id, epoch, attempt_id) holds the live lease (and, when lane is given,
 -- the execution is in that lane). Order: execution active,
 -- lease not revoked, lease not expired (server time), then the triple matches.
--- Writes nothing.
-local function check_fence(core, lease_id, epoch, attempt_id, now, lane)
-  local f = redis.call('HMGET', core, 'state', 'lease_state', 'lease_expires_at',
-    'lease_id', 'lease_epoch', 'attempt_id', 'lane', 'ended_by')
+-- Writes nothing. One HMGET, of names (FENCE_FIELDS when nil, or a
+-- fence_with list: the caller's extra fields ride on it); the second value
+-- is what it read (extra field i at FENCE_READ + i).
+local function check_fence(core, lease_id, epoch, attempt_id, now, lane, names)
+  local f = redis.call('HMGET', core, unpack(names or FENCE_FIELDS))
   if not f[1] then return fail('execution_not_found') end
   -- The caller built the lane's index keys from the lane it passes: a wrong
   -- lane would move the execution between another lane's indexes.
@@ -282,16 +303,41 @@ local function check_fence(core, lease_id, epoch, attempt_id, now, lane)
   if f[4] ~= lease_id or f[5] ~= epoch or f[6] ~= attempt_id then
     return fail('stale_lease')
   end
-  return nil
+  return nil, f
 end
 
--- Leaves the active indexes and clears the live lease (epoch and attempt id
--- stay, so a replayed terminal call can recognise its own outcome).
-local function release_lease(core, eid, leases, active, timeouts)
+-- Index membership, which the lease-ending calls read instead of removing
+-- blindly (a ZREM of a member that is not there is still a command):
+--   timeouts: an active execution whose attempt_timeout > 0 (take_lease adds
+--     it with every lease; attempt_timeout is written once, at create); a
+--     lease's end removes it (release_lease), as do ff_cancel and ff_expire.
+--   deadlines: a non-terminal execution whose deadline_at > 0 (ff_create
+--     adds it; every move to a terminal state removes it; ff_replay, the way
+--     back from terminal, clears deadline_at).
+-- The lane's active index is no longer written (v16): the leases ZSET holds
+-- every leased execution already, and nothing read the other. A deployment
+-- upgraded from v15 may keep the executions active at the upgrade in it;
+-- nothing reads it (DEL ff:i:T:L:active frees it).
+
+-- Reports whether a field read as v (HMGET: false when absent) is a
+-- positive number: the execution is in the index that field decides.
+local function positive(v) return (tonumber(v or '0') or 0) > 0 end
+
+-- Leaves the lease indexes: leases, and timeouts when the attempt has a
+-- timeout (attempt_timeout, as read). Returns kv with the core fields that
+-- clear the live lease appended, for the caller's one HSET (epoch and
+-- attempt id stay, so a replayed terminal call can recognise its own
+-- outcome). One or two ZREMs.
+local function release_lease(eid, leases, timeouts, attempt_timeout, kv)
   redis.call('ZREM', leases, eid)
-  redis.call('ZREM', active, eid)
-  redis.call('ZREM', timeouts, eid)
-  redis.call('HSET', core, 'lease_state', '', 'lease_expires_at', '0')
+  if positive(attempt_timeout) then redis.call('ZREM', timeouts, eid) end
+  return append_all(kv, {'lease_state', '', 'lease_expires_at', '0'})
+end
+
+-- Leaves the deadlines index when the execution has a deadline (deadline_at,
+-- as read); for a call that ends the execution.
+local function leave_deadlines(eid, deadlines, deadline_at)
+  if positive(deadline_at) then redis.call('ZREM', deadlines, eid) end
 end
 
 ---------------------------------------------------------------------------
@@ -487,11 +533,6 @@ redis.register_function('ff_issue_claim_grant', function(keys, argv)
   return ok(tostring(expires))
 end)
 
-local function append_all(dst, src)
-  for i = 1, #src do dst[#dst + 1] = src[i] end
-  return dst
-end
-
 -- The per-attempt fields as a new attempt starts them (see the header).
 local ATTEMPT_CLEAN = {'progress_pct', '', 'progress_msg', '', 'failure_reason', '',
   'failure_category', '', 'revoke_reason', ''}
@@ -499,8 +540,9 @@ local ATTEMPT_CLEAN = {'progress_pct', '', 'progress_msg', '', 'failure_reason',
 -- Takes a fresh lease on a waiting execution whose checks passed: new attempt
 -- (or the interrupted one when resume), epoch+1, indexes moved (eligible is
 -- nil for an execution that never joined its eligible set). Returns the six
--- lease fields in reply order.
-local function take_lease(core, eid, eligible, leases, active, timeouts, f,
+-- lease fields in reply order. The lane's active index is no longer written
+-- (see release_lease); the parameter stays so that callers keep their shape.
+local function take_lease(core, eid, eligible, leases, _active, timeouts, f,
                           worker_id, wiid, lease_id, attempt_id, ttl, resume, now)
   local epoch = tonumber(f.epoch) + 1
   local expires = now + ttl
@@ -525,7 +567,6 @@ local function take_lease(core, eid, eligible, leases, active, timeouts, f,
   redis.call('HSET', core, unpack(fields))
   if eligible then redis.call('ZREM', eligible, eid) end
   redis.call('ZADD', leases, expires, eid)
-  redis.call('ZADD', active, now, eid)
   local timeout = tonumber(f.attempt_timeout or '0')
   if timeout > 0 then redis.call('ZADD', timeouts, now + timeout, eid) end
   return {lease_id, tostring(epoch), tostring(expires), attempt_id,
@@ -702,14 +743,32 @@ local function claim_for_offer(keys, o, core, target, from, f, now)
   return append_all({o.wiid, target, o.ttl}, lease)
 end
 
+-- How often (in list lengths) a push onto an inbox that already held
+-- hand-offs extends its expiry: see push_to_inbox. At most the worker's
+-- read batch (inboxBatch in valkeybackend/handoff.go, 64).
+local INBOX_REFRESH = 32
+
 -- Pushes hand-off msg (framed) onto the inbox of offer o's worker instance:
 -- a list, not a channel, so it waits there while its worker reconnects; it
--- lives as long as the lease. The inbox key is built here (single server
--- only, like the offers key).
+-- lives about as long as the lease. The inbox key is built here (single
+-- server only, like the offers key).
+-- The expiry (PX the lease TTL) is set by the push that creates the list,
+-- not by every push: a live worker empties its inbox with every read (up to
+-- 64 per BLMPOP), and Valkey deletes an empty list, so the next push
+-- creates it again with a fresh expiry. A list its worker no longer reads
+-- (died, or gone for longer than a lease) expires at most a lease TTL after
+-- the push that set it (before: after the last push): the hand-offs still
+-- in it carry leases that expired by then or expire within one more lease
+-- TTL, and the lease scanner recovers them as it does the worker's other
+-- leases. A list that never empties would be one a live worker reads more
+-- slowly than hand-offs arrive: every INBOX_REFRESH-th length extends the
+-- expiry too, so such a list lives while pushes come (with fewer than
+-- INBOX_REFRESH pushes between two reads, each read takes more than came,
+-- and the list soon empties).
 local function push_to_inbox(o, msg)
   local inbox = 'ff:inbox:' .. o.wiid
-  redis.call('RPUSH', inbox, frame(msg))
-  redis.call('PEXPIRE', inbox, o.ttl)
+  local n = redis.call('RPUSH', inbox, frame(msg))
+  if n == 1 or n % INBOX_REFRESH == 0 then redis.call('PEXPIRE', inbox, o.ttl) end
 end
 
 -- Hands eid, the execution ff_create just wrote (not in the eligible set;
@@ -892,13 +951,13 @@ redis.register_function('ff_complete', function(keys, argv)
     if bad then return bad end
   end
   local now = now_ms()
-  bad = check_fence(core, argv[2], argv[3], argv[4], now, argv[7])
+  local f
+  bad, f = check_fence(core, argv[2], argv[3], argv[4], now, argv[7], FENCE_END)
   if bad then return bad end
   if argv[6] == '1' then redis.call('SET', keys[2], argv[5]) end
-  release_lease(core, eid, keys[3], keys[4], keys[6])
-  redis.call('ZREM', keys[7], eid)
-  redis.call('HSET', core, 'state', 'completed', 'completed_at', now, 'ended_by', argv[2],
-    'last_transition_at', now)
+  leave_deadlines(eid, keys[7], f[FENCE_READ + 2])
+  redis.call('HSET', core, unpack(release_lease(eid, keys[3], keys[6], f[FENCE_READ + 1],
+    {'state', 'completed', 'completed_at', now, 'ended_by', argv[2], 'last_transition_at', now})))
   redis.call('ZADD', keys[5], now, eid)
   if keys[8] then return post_offers(keys[8], uint(argv[8]), 'new', argv, 9, now) end
   return ok('completed')
@@ -940,33 +999,43 @@ end
 -- once without using a retry, up to a cap of interruptions per execution.
 local INTERRUPTIONS = {worker_shutdown = true, lease_lost = true}
 
+-- What end_attempt reads: the retry policy and counters (1..11), the
+-- attempt's record (ATTEMPT_FIELDS from index 12; keep_attempt's offset
+-- 11), then END_FIELDS (from END_AT).
+local END_ATTEMPT_FIELDS = {'retry_max', 'retry_count', 'bo_kind', 'bo_init', 'bo_max', 'bo_mult',
+  'bo_jitter', 'retry_cats', 'interrupt_count', 'priority', 'created_at'}
+append_all(END_ATTEMPT_FIELDS, ATTEMPT_FIELDS)
+local END_AT = #END_ATTEMPT_FIELDS + 1
+append_all(END_ATTEMPT_FIELDS, END_FIELDS)
+
 -- Ends the current attempt of an active execution (the caller has checked
 -- the fence or the expiry), recording who ended it (the holder's lease id,
 -- or 'engine'), and applies the retry policy: a retry (delayed by
 -- the backoff, or at once), an interruption requeue, or terminal failure.
--- k names the keys: core, leases, active, terminal, delayed, timeouts,
--- deadlines, eligible, grant, and optionally arrivals with lane (a requeue
--- at once into an empty eligible set is then published there).
+-- k names the keys: core, leases, terminal, delayed, timeouts, deadlines,
+-- eligible, grant, and optionally arrivals with lane (a requeue at once
+-- into an empty eligible set is then published there).
 -- Returns ok('retry_scheduled', due) or ok('terminal_failed').
+-- Inner commands: DEL grant (when k.grant), HMGET, ZREM leases, ZREM
+-- timeouts (attempt timeout only), ZREM deadlines (terminal with a deadline
+-- only), HDEL (past ATTEMPT_HISTORY only), one HSET, ZADD, ZCARD (+SPUBLISH)
+-- for a requeue at once.
 local function end_attempt(k, eid, reason, category, draw, cap, now, ended_by)
   local core = k.core
-  redis.call('HSET', core, 'ended_by', ended_by)
   -- A reclaim grant issued for the lost lease must not outlive the attempt.
   if k.grant then redis.call('DEL', k.grant) end
-  local f = redis.call('HMGET', core, 'retry_max', 'retry_count', 'bo_kind', 'bo_init',
-    'bo_max', 'bo_mult', 'bo_jitter', 'retry_cats', 'interrupt_count', 'priority',
-    'created_at', unpack(ATTEMPT_FIELDS))
+  local f = redis.call('HMGET', core, unpack(END_ATTEMPT_FIELDS))
   local retry_count = tonumber(f[2])
   local interrupt_count = tonumber(f[9])
-  release_lease(core, eid, k.leases, k.active, k.timeouts)
-  redis.call('HSET', core, 'failure_reason', reason, 'failure_category', category,
-    'last_transition_at', now)
+  -- Every core field this call changes goes into kv, for one HSET at the end.
+  local kv = release_lease(eid, k.leases, k.timeouts, f[END_AT], {'ended_by', ended_by,
+    'failure_reason', reason, 'failure_category', category, 'last_transition_at', now})
 
   local retry, delay, pending = false, 0, 'retry'
   if INTERRUPTIONS[category] then
     if interrupt_count < cap then
       retry, pending = true, 'reclaim'
-      redis.call('HSET', core, 'interrupt_count', interrupt_count + 1)
+      append_all(kv, {'interrupt_count', interrupt_count + 1})
     end
   elseif retry_count < tonumber(f[1]) then
     local cats = f[8]
@@ -980,27 +1049,26 @@ local function end_attempt(k, eid, reason, category, draw, cap, now, ended_by)
       local jitter = tonumber(f[7])
       if jitter > 0 then delay = delay * (1 - jitter * draw) end
       delay = math.floor(delay)
-      redis.call('HSET', core, 'retry_count', retry_count + 1)
+      append_all(kv, {'retry_count', retry_count + 1})
     end
   end
   if not retry then
-    redis.call('ZREM', k.deadlines, eid)
+    leave_deadlines(eid, k.deadlines, f[END_AT + 1])
     redis.call('HSET', core, unpack(keep_attempt(core, f, 11, now, 'failed', reason, category,
-      {'state', 'failed', 'completed_at', now})))
+      append_all(kv, {'state', 'failed', 'completed_at', now}))))
     redis.call('ZADD', k.terminal, now, eid)
     return ok('terminal_failed')
   end
   local due = now + delay
   local outcome = 'retried'
   if pending == 'reclaim' then outcome = 'interrupted' end
-  redis.call('HSET', core, unpack(keep_attempt(core, f, 11, now, outcome, reason, category,
-    {'pending_type', pending, 'resume', '0'})))
+  keep_attempt(core, f, 11, now, outcome, reason, category, append_all(kv, {'pending_type', pending, 'resume', '0'}))
   if delay <= 0 then
-    redis.call('HSET', core, 'state', 'waiting', 'delay_until', 0)
+    redis.call('HSET', core, unpack(append_all(kv, {'state', 'waiting', 'delay_until', 0})))
     redis.call('ZADD', k.eligible, eligible_score(f[11], f[10]), eid)
     announce(k.arrivals, k.eligible, k.lane, eid)
   else
-    redis.call('HSET', core, 'state', 'delayed', 'delay_until', due)
+    redis.call('HSET', core, unpack(append_all(kv, {'state', 'delayed', 'delay_until', due})))
     redis.call('ZADD', k.delayed, due, eid)
   end
   return ok('retry_scheduled', tostring(due))
@@ -1041,7 +1109,12 @@ end)
 --       and is announced there, see announce)
 -- ARGV: 1 eid, 2 lease_id, 3 epoch, 4 attempt_id, 5 until_ms, 6 lane
 -- Returns ok(until_ms). Errors: the fence errors, invalid_input.
+-- Inner commands: TIME, HMGET, ZREM leases (+ ZREM timeouts with an attempt
+-- timeout), HSET, ZADD (+ ZCARD, SPUBLISH when requeued at once).
 local DELAY_KEYS = {'core', 'leases', 'active', 'delayed', 'timeouts', 'eligible', 'arrivals'}
+-- What a delay reads with the fence: the attempt timeout, then what a
+-- requeue at once scores the execution by.
+local FENCE_DELAY = fence_with({'attempt_timeout', 'created_at', 'priority'})
 redis.register_function('ff_delay', function(keys, argv)
   local core, eid = keys[1], argv[1]
   local bad = bad_call(keys, DELAY_KEYS, 7, eid, argv[6])
@@ -1049,17 +1122,17 @@ redis.register_function('ff_delay', function(keys, argv)
   local until_ms = uint(argv[5])
   if until_ms == nil then return fail('invalid_input', 'malformed delay time') end
   local now = now_ms()
-  bad = check_fence(core, argv[2], argv[3], argv[4], now, argv[6])
+  local f
+  bad, f = check_fence(core, argv[2], argv[3], argv[4], now, argv[6], FENCE_DELAY)
   if bad then return bad end
-  release_lease(core, eid, keys[2], keys[3], keys[5])
-  redis.call('HSET', core, 'resume', '1', 'ended_by', argv[2], 'last_transition_at', now)
+  local kv = release_lease(eid, keys[2], keys[5], f[FENCE_READ + 1],
+    {'resume', '1', 'ended_by', argv[2], 'last_transition_at', now})
   if until_ms <= now then
-    local f = redis.call('HMGET', core, 'created_at', 'priority')
-    redis.call('HSET', core, 'state', 'waiting', 'delay_until', 0)
-    redis.call('ZADD', keys[6], eligible_score(f[1], f[2]), eid)
+    redis.call('HSET', core, unpack(append_all(kv, {'state', 'waiting', 'delay_until', 0})))
+    redis.call('ZADD', keys[6], eligible_score(f[FENCE_READ + 2], f[FENCE_READ + 3]), eid)
     announce(keys[7], keys[6], argv[6], eid)
   else
-    redis.call('HSET', core, 'state', 'delayed', 'delay_until', until_ms)
+    redis.call('HSET', core, unpack(append_all(kv, {'state', 'delayed', 'delay_until', until_ms})))
     redis.call('ZADD', keys[4], until_ms, eid)
   end
   return ok(tostring(until_ms))
@@ -1086,20 +1159,28 @@ redis.register_function('ff_cancel', function(keys, argv)
   local bad = bad_call(keys, CANCEL_KEYS, 10, eid, argv[7])
   if bad then return bad end
   local now = now_ms()
-  local f = redis.call('HMGET', core, 'state', 'lane')
-  if not f[1] then return fail('execution_not_found') end
+  -- f: state, then END_FIELDS at e + 1, e + 2 (one HMGET: the fence's for
+  -- the holder, this one for an operator).
+  local f, e
   if argv[4] ~= '' then
-    bad = check_fence(core, argv[4], argv[5], argv[6], now, argv[7])
+    bad, f = check_fence(core, argv[4], argv[5], argv[6], now, argv[7], FENCE_END)
     if bad then return bad end
-  elseif f[2] ~= argv[7] then
-    return fail('invalid_input', 'lane differs from the execution')
-  elseif f[1] ~= 'waiting' and f[1] ~= 'delayed' and f[1] ~= 'active' then
-    return fail('execution_terminal', f[1])
+    e = FENCE_READ
+  else
+    f, e = redis.call('HMGET', core, 'state', 'lane', unpack(END_FIELDS)), 2
+    if not f[1] then return fail('execution_not_found') end
+    if f[2] ~= argv[7] then return fail('invalid_input', 'lane differs from the execution') end
+    if f[1] ~= 'waiting' and f[1] ~= 'delayed' and f[1] ~= 'active' then
+      return fail('execution_terminal', f[1])
+    end
   end
   redis.call('DEL', keys[2])
-  for i = 3, 7 do redis.call('ZREM', keys[i], eid) end
-  redis.call('ZREM', keys[9], eid)
-  redis.call('ZREM', keys[10], eid)
+  -- leases, eligible, delayed, blocked (the lane's active index is no longer
+  -- written: see release_lease); timeouts and deadlines only when the
+  -- execution can be in them.
+  for _, i in ipairs({3, 4, 5, 7}) do redis.call('ZREM', keys[i], eid) end
+  if f[1] == 'active' and positive(f[e + 1]) then redis.call('ZREM', keys[9], eid) end
+  leave_deadlines(eid, keys[10], f[e + 2])
   local ended_by = argv[4]
   if ended_by == '' then ended_by = 'operator' end
   redis.call('HSET', core, 'state', 'cancelled', 'blocked', '', 'lease_state', '', 'ended_by', ended_by,
@@ -1524,6 +1605,12 @@ end)
 --   {1,'TERMINAL_FAILED',count} at the cap. Errors: execution_not_found,
 --   execution_not_reclaimable(state), invalid_claim_grant, claim_grant_expired.
 local RECLAIM_KEYS = {'core', 'grant', 'eligible', 'leases', 'active', 'timeouts', 'ctx', 'terminal', 'deadlines'}
+-- What a reclaim reads beside the claim fields (which hold attempt_timeout):
+-- the lease (1..3), the attempt's record (keep_attempt's offset 3), then
+-- deadline_at (RECLAIM_DEADLINE).
+local RECLAIM_LEASE_FIELDS = append_all({'lease_state', 'lease_expires_at', 'interrupt_count'}, ATTEMPT_FIELDS)
+RECLAIM_LEASE_FIELDS[#RECLAIM_LEASE_FIELDS + 1] = 'deadline_at'
+local RECLAIM_DEADLINE = #RECLAIM_LEASE_FIELDS
 redis.register_function('ff_reclaim', function(keys, argv)
   local core, grant, eid = keys[1], keys[2], argv[1]
   local bad = bad_call(keys, RECLAIM_KEYS, 9, eid, argv[7])
@@ -1535,8 +1622,7 @@ redis.register_function('ff_reclaim', function(keys, argv)
   local f = claim_fields(core)
   if not f.state then return fail('execution_not_found') end
   if f.lane ~= argv[7] then return fail('invalid_input', 'lane differs from the execution') end
-  local l = redis.call('HMGET', core, 'lease_state', 'lease_expires_at', 'interrupt_count',
-    unpack(ATTEMPT_FIELDS))
+  local l = redis.call('HMGET', core, unpack(RECLAIM_LEASE_FIELDS))
   local now = now_ms()
   if f.state ~= 'active' or not (l[1] == 'revoked' or tonumber(l[2]) <= now) then
     return fail('execution_not_reclaimable', f.state)
@@ -1547,12 +1633,12 @@ redis.register_function('ff_reclaim', function(keys, argv)
   redis.call('DEL', grant)
   local count = tonumber(l[3] or '0')
   if count >= cap then
-    release_lease(core, eid, keys[4], keys[5], keys[6])
-    redis.call('ZREM', keys[9], eid)
+    leave_deadlines(eid, keys[9], l[RECLAIM_DEADLINE])
     local reason = 'lease lost too often'
     redis.call('HSET', core, unpack(keep_attempt(core, l, 3, now, 'failed', reason, 'lease_lost',
+      release_lease(eid, keys[4], keys[6], f.attempt_timeout,
       {'state', 'failed', 'ended_by', 'engine', 'failure_reason', reason,
-      'failure_category', 'lease_lost', 'completed_at', now, 'last_transition_at', now})))
+      'failure_category', 'lease_lost', 'completed_at', now, 'last_transition_at', now}))))
     redis.call('ZADD', keys[8], now, eid)
     return {1, 'TERMINAL_FAILED', tostring(count)}
   end

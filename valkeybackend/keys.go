@@ -20,6 +20,8 @@ import (
 //
 //	ff:i:T:L:eligible | delayed | active | blocked | terminal   ZSETs
 //	ff:i:T:leases | timeouts | deadlines | all                  ZSETs
+//	(active is no longer written since library v16 — leases holds every
+//	leased execution — but still passed, so KEYS stay those of v15)
 //	ff:idem:T:K      STRING idempotency key K → first execution id
 //	ff:own:T         STRING the engine process that scans partition T (PX lease)
 //	ff:noop:T        never written; stands in for an absent optional key
@@ -111,14 +113,20 @@ func laneKeysOf(tag string, lane sdk.LaneID) laneKeys {
 
 // LaneIndexes names one lane's index ZSETs on one partition.
 type LaneIndexes struct {
-	Eligible, Delayed, Active, Blocked, Terminal string
+	Eligible, Delayed, Blocked, Terminal string
+	// Active is the partition's leases ZSET, which holds every leased
+	// execution of every lane: the lane's own active index is no longer
+	// written (library v16), and the harness runs one lane.
+	Active string
 }
 
 // LaneIndexKeys names lane's index ZSETs on partition p, for diagnostics
 // (the harness reads their sizes to say where unfinished work sits).
 func LaneIndexKeys(p int, lane sdk.LaneID) LaneIndexes {
-	k := laneKeysOf(sdk.PartitionTag(p), lane)
-	return LaneIndexes{Eligible: k.eligible, Delayed: k.delayed, Active: k.active, Blocked: k.blocked, Terminal: k.terminal}
+	tag := sdk.PartitionTag(p)
+	k := laneKeysOf(tag, lane)
+	return LaneIndexes{Eligible: k.eligible, Delayed: k.delayed, Active: partKeysOf(tag).leases,
+		Blocked: k.blocked, Terminal: k.terminal}
 }
 
 // eligibleKeyParts parses laneKeysOf's eligible key,

@@ -25,7 +25,7 @@ func TestKeyLayout(t *testing.T) {
 		t.Fatalf("laneKeysOf = %+v, want %+v", lk, want)
 	}
 	if got, want := LaneIndexKeys(3, "emails"), (LaneIndexes{Eligible: lk.eligible, Delayed: lk.delayed,
-		Active: lk.active, Blocked: lk.blocked, Terminal: lk.terminal}); got != want {
+		Active: "ff:i:{p:3}:leases", Blocked: lk.blocked, Terminal: lk.terminal}); got != want {
 		t.Fatalf("LaneIndexKeys = %+v, want %+v", got, want)
 	}
 	if lane, p, ok := eligibleKeyParts(lk.eligible); !ok || lane != "emails" || p != 3 {
