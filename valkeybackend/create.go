@@ -72,12 +72,27 @@ func (b *Backend) registerLane(lane sdk.LaneID) valkey.Completed {
 // createCall validates a create and builds ff_create's KEYS and ARGV. Nothing
 // reaches Valkey when it returns an error.
 func (b *Backend) createCall(a sdk.CreateExecutionArgs) ([]string, []string, error) {
+	c, err := b.planCreate(a)
+	return c.keys, c.args, err
+}
+
+// createPlan is one validated create: ff_create's KEYS and ARGV, its
+// partition and its resolved arguments.
+type createPlan struct {
+	keys, args []string
+	part       int
+	a          sdk.CreateExecutionArgs
+}
+
+// planCreate validates a create (sdk's Resolve and the payload limit),
+// picks its partition and builds ff_create's KEYS and ARGV.
+func (b *Backend) planCreate(a sdk.CreateExecutionArgs) (createPlan, error) {
 	a, err := a.Resolve()
 	if err != nil {
-		return nil, nil, err
+		return createPlan{}, err
 	}
 	if n := len(a.Payload) + sdk.TagsBytes(a.Tags); n > b.opts.MaxPayloadBytes {
-		return nil, nil, sdk.Validationf(sdk.CodePayloadTooLarge, "context (payload plus tags) is %d bytes, over the %d byte limit", n, b.opts.MaxPayloadBytes)
+		return createPlan{}, sdk.Validationf(sdk.CodePayloadTooLarge, "context (payload plus tags) is %d bytes, over the %d byte limit", n, b.opts.MaxPayloadBytes)
 	}
 	retry := defaultRetryArgs
 	if !a.Retry.IsZero() {
@@ -89,7 +104,7 @@ func (b *Backend) createCall(a sdk.CreateExecutionArgs) ([]string, []string, err
 	switch {
 	case id != "":
 		if part, err = b.partitionOf("", id); err != nil {
-			return nil, nil, err
+			return createPlan{}, err
 		}
 	case a.IdempotencyKey != "":
 		// The key decides the partition, so a retried create meets its first.
@@ -126,7 +141,7 @@ func (b *Backend) createCall(a sdk.CreateExecutionArgs) ([]string, []string, err
 	for k, v := range a.Tags {
 		args = append(args, k, v)
 	}
-	return keys, args, nil
+	return createPlan{keys: keys, args: args, part: part, a: a}, nil
 }
 
 // renderRetryArgs renders a resolved policy (RetryPolicy.Resolve) as ARGV
