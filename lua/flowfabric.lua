@@ -348,7 +348,11 @@ end
 -- Creates execution c (create_args, checked) with keys laid out as
 -- ff_create's KEYS, all checked; now is server time, or nil to read it
 -- when the create writes. ff_create and ff_create_batch both run it, so
--- one create is the same in both. Returns ff_create's reply.
+-- one create is the same in both. keys.dry (a batch's, shared by its
+-- items) remembers offers keys found without a live offer behind a
+-- backlog: within one call none can appear (offers are posted by other
+-- calls, and now stands still), so later items skip the read. Returns
+-- ff_create's reply.
 local function create_one(keys, c, tag, now)
   local core, ctx, eligible, delayed, idem, deadlines, all, arrivals =
     keys[1], keys[2], keys[3], keys[4], keys[5], keys[6], keys[7], keys[8]
@@ -403,8 +407,11 @@ local function create_one(keys, c, tag, now)
         -- past older), up to HANDOFFS_BEHIND_BACKLOG per create: more than
         -- one, so offers drain a backlog instead of only keeping pace.
         for _ = 1, HANDOFFS_BEHIND_BACKLOG do
-          local member = live_offer(keys[9], now)
-          if not member then break end
+          local member = not (keys.dry and keys.dry[keys[9]]) and live_offer(keys[9], now)
+          if not member then
+            if keys.dry then keys.dry[keys[9]] = true end
+            break
+          end
           local head = redis.call('ZRANGE', eligible, 0, 0)[1]
           if not head or not hand_off_head(keys, member, head, lane, now) then break end
           if head == eid then state = 'active' end
@@ -792,7 +799,8 @@ end
 --   'execution_id_in_use' (nothing written for the item). Errors: invalid_input.
 -- Inner commands: 1 TIME, then per item its ff_create's past TIME (GET +
 --   HGET idem, EXISTS, 2 HSET, ZADD all [+ deadlines], SET idem, ZADD
---   delayed or ZCARD + hand-off / ZADD eligible + SPUBLISH / backlog offers).
+--   delayed or ZCARD + hand-off / ZADD eligible + SPUBLISH / backlog offers,
+--   read once per lane while none is live).
 local MAX_BATCH = 1000
 local BATCH_KEYS = {'deadlines', 'all', 'arrivals', 'leases', 'timeouts', open = true}
 redis.register_function('ff_create_batch', function(keys, argv)
@@ -820,7 +828,7 @@ redis.register_function('ff_create_batch', function(keys, argv)
     items[i], o = c, c.last
   end
   if o ~= #argv then return fail('invalid_input', 'malformed create arguments') end
-  local noop, pre = 'ff:noop:' .. tag, 'ff:i:' .. tag .. ':'
+  local noop, pre, dry = 'ff:noop:' .. tag, 'ff:i:' .. tag .. ':', {}
   local now = now_ms()
   local reply = ok(tostring(n))
   for _, c in ipairs(items) do
@@ -828,7 +836,7 @@ redis.register_function('ff_create_batch', function(keys, argv)
     local idem = noop
     if c.idem ~= '' then idem = 'ff:idem:' .. tag .. ':' .. c.idem end
     local k = {exec_key(c.eid, 'core'), exec_key(c.eid, 'ctx'), lk .. 'eligible', lk .. 'delayed', idem,
-      keys[1], keys[2], keys[3], offers[c.lane] or noop, keys[4], lk .. 'active', keys[5]}
+      keys[1], keys[2], keys[3], offers[c.lane] or noop, keys[4], lk .. 'active', keys[5], dry = dry}
     local r = create_one(k, c, tag, now)
     if r[1] == 1 then
       append_all(reply, {r[2], r[3], r[4]})

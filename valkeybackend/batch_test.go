@@ -293,4 +293,30 @@ func TestCreateExecutionsHandOff(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+
+	// Behind the backlog the batch left (items 2..4), three offers take
+	// the backlog's head as single creates would: two for the first new
+	// item, one for the second; the new items wait.
+	offer.LeaseIDs = []string{sdk.NewToken(), sdk.NewToken(), sdk.NewToken()}
+	if _, err := b.OfferClaims(ctx, offer); err != nil {
+		t.Fatal(err)
+	}
+	more := []sdk.CreateExecutionArgs{{ID: sdk.NewExecutionID(2), Lane: lane, Kind: "k"}, {ID: sdk.NewExecutionID(2), Lane: lane, Kind: "k"}}
+	if res, err = b.CreateExecutions(ctx, more); err != nil || res[0].State != sdk.StateWaiting || res[1].State != sdk.StateWaiting {
+		t.Fatalf("batch behind a backlog: %+v, %v", res, err)
+	}
+	for i := 2; i < 5; i++ {
+		select {
+		case c := <-ch:
+			if c.Handle.ExecutionID != items[i].ID {
+				t.Fatalf("hand-off of %s, want item %d (%s) first", c.Handle.ExecutionID, i, items[i].ID)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("no hand-off of item %d", i)
+		}
+	}
+	if ids, err := b.ScanEligibleExecutions(ctx, sdk.ScanEligibleArgs{Lane: lane, Partition: 2, Limit: 10}); err != nil ||
+		len(ids) != 2 || ids[0] != more[0].ID || ids[1] != more[1].ID {
+		t.Fatalf("eligible after the backlog's hand-offs: %v, %v", ids, err)
+	}
 }
