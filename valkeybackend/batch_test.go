@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/valkey-io/valkey-go"
+
 	"github.com/flowfabric/flowfabric-go/sdk"
 	"github.com/flowfabric/flowfabric-go/valkeybackend"
 )
@@ -318,5 +320,51 @@ func TestCreateExecutionsHandOff(t *testing.T) {
 	if ids, err := b.ScanEligibleExecutions(ctx, sdk.ScanEligibleArgs{Lane: lane, Partition: 2, Limit: 10}); err != nil ||
 		len(ids) != 2 || ids[0] != more[0].ID || ids[1] != more[1].ID {
 		t.Fatalf("eligible after the backlog's hand-offs: %v, %v", ids, err)
+	}
+}
+
+// A batch publishes the arrivals its items' creates would: one per
+// (lane, partition) whose eligible set the batch fills from empty; none
+// behind work, none for a delayed item.
+func TestCreateExecutionsArrivals(t *testing.T) {
+	ctx := context.Background()
+	addrs := topologies()[0].addrs(t)
+	b := freshBackend(t, addrs, valkeybackend.Options{Partitions: 4})
+	raw := rawClient(t, addrs)
+	const channel = "ff:arrivals:{p:1}"
+	msgs := make(chan string, 16)
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		_ = raw.Receive(rctx, raw.B().Ssubscribe().Channel(channel).Build(), func(m valkey.PubSubMessage) { msgs <- m.Message })
+	}()
+	waitUntil(t, 5*time.Second, "the subscription", func() bool {
+		n, err := raw.Do(ctx, raw.B().PubsubShardnumsub().Channel(channel).Build()).AsIntMap()
+		return err == nil && n[channel] == 1
+	})
+	items := []sdk.CreateExecutionArgs{
+		{ID: sdk.NewExecutionID(1), Lane: "arr-a", Kind: "k"},
+		{ID: sdk.NewExecutionID(1), Lane: "arr-a", Kind: "k"},
+		{ID: sdk.NewExecutionID(1), Lane: "arr-b", Kind: "k"},
+		{ID: sdk.NewExecutionID(1), Lane: "arr-c", Kind: "k", DelayUntil: time.Now().Add(time.Hour)},
+	}
+	if _, err := b.CreateExecutions(ctx, items); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"arr-a " + string(items[0].ID), "arr-b " + string(items[2].ID)}
+	for _, w := range want {
+		select {
+		case m := <-msgs:
+			if m != w {
+				t.Fatalf("arrival %q, want %q", m, w)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("no arrival %q", w)
+		}
+	}
+	select {
+	case m := <-msgs:
+		t.Fatalf("unexpected arrival %q", m)
+	case <-time.After(200 * time.Millisecond):
 	}
 }
