@@ -41,7 +41,7 @@ func (b *Backend) CreateExecutions(ctx context.Context, args []sdk.CreateExecuti
 	var calls []*call
 	open := map[int]*call{} // the partition's call still taking items
 	for i, a := range args {
-		c, err := b.planCreate(a)
+		c, err := b.planCreate(a, false)
 		if err != nil {
 			errs[i], failed = opError(op, err), true
 			continue
@@ -174,9 +174,9 @@ func (b *Backend) registerLanes(lanes map[sdk.LaneID]bool) valkey.Completed {
 // indexes and the offers keys of their lanes (hand-offs on), then the item
 // count and per item its idempotency key and ff_create's ARGV.
 func (b *Backend) createBatchCall(plans []createPlan, items []int) (keys, args []string) {
-	first := plans[items[0]]
-	ek := first.keys // ff_create's KEYS: 6 deadlines, 7 all, 8 arrivals, 10 leases, 12 timeouts
-	keys = []string{ek[5], ek[6], ek[7], ek[9], ek[11]}
+	tag := sdk.PartitionTag(plans[items[0]].part)
+	pk := partKeysOf(tag)
+	keys = []string{pk.deadlines, pk.all, arrivalsChannel(tag), pk.leases, pk.timeouts}
 	if b.handoffOn() {
 		seen := map[sdk.LaneID]bool{}
 		for _, i := range items {
