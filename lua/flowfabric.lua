@@ -370,6 +370,104 @@ local function parse_offer(member)
   return string.match(member, OFFER_PATTERN)
 end
 
+-- Reads one create's arguments (ff_create's ARGV layout) from a[o+1..]
+-- into a table: the fields checked here, and a, o to read the rest from.
+-- nil when one is malformed or a holds fewer than the create's
+-- 18 + 2*ntags (c.last is its last index). String work only, no command.
+local function create_args(a, o)
+  local c = {a = a, o = o, eid = a[o + 1], lane = a[o + 2], kind = a[o + 3],
+    priority = uint(a[o + 4]), delay_until = uint(a[o + 5]), retry_max = uint(a[o + 7]),
+    bo_init = uint(a[o + 9]), bo_max = uint(a[o + 10]), attempt_timeout = uint(a[o + 14]),
+    deadline = uint(a[o + 15]), dedup_ttl = uint(a[o + 16]), ntags = uint(a[o + 18])}
+  if not is_name(c.kind) or c.priority == nil or c.priority > MAX_PRIORITY
+    or c.delay_until == nil or c.retry_max == nil or c.bo_init == nil or c.bo_max == nil
+    or tonumber(a[o + 11]) == nil or tonumber(a[o + 12]) == nil
+    or c.attempt_timeout == nil or c.deadline == nil or c.dedup_ttl == nil or c.dedup_ttl == 0
+    or c.ntags == nil then
+    return nil
+  end
+  c.last = o + 18 + 2 * c.ntags
+  if #a < c.last then return nil end
+  return c
+end
+
+-- Creates execution c (create_args, checked) with keys laid out as
+-- ff_create's KEYS, all checked; now is server time, or nil to read it
+-- when the create writes. ff_create and ff_create_batch both run it, so
+-- one create is the same in both. keys.dry (a batch's, shared by its
+-- items) remembers offers keys found without a live offer behind a
+-- backlog: within one call none can appear (offers are posted by other
+-- calls, and now stands still), so later items skip the read. Returns
+-- ff_create's reply.
+local function create_one(keys, c, tag, now)
+  local core, ctx, eligible, delayed, idem, deadlines, all, arrivals =
+    keys[1], keys[2], keys[3], keys[4], keys[5], keys[6], keys[7], keys[8]
+  local a, o, eid, lane, priority, delay_until = c.a, c.o, c.eid, c.lane, c.priority, c.delay_until
+  local attempt_timeout, deadline = c.attempt_timeout, c.deadline
+  if string.sub(idem, 1, 8) == 'ff:idem:' then
+    local first = redis.call('GET', idem)
+    if first then
+      local state = id_tag(first) == tag and redis.call('HGET', 'ff:e:' .. first .. ':core', 'state')
+      return {1, 'DUPLICATE', first, state or ''}
+    end
+  end
+  -- An explicit id that exists is a collision, not a repeat: the caller
+  -- meant another execution (a repeat carries its idempotency key).
+  if redis.call('EXISTS', core) == 1 then return fail('execution_id_in_use') end
+  now = now or now_ms()
+  local state = 'waiting'
+  if delay_until > now then state = 'delayed' end
+  redis.call('HSET', core, 'lane', lane, 'priority', priority,
+    'created_at', now, 'state', state, 'blocked', '', 'caps', a[o + 6],
+    'retry_max', c.retry_max, 'bo_kind', a[o + 8], 'bo_init', c.bo_init, 'bo_max', c.bo_max,
+    'bo_mult', a[o + 11], 'bo_jitter', a[o + 12], 'retry_cats', a[o + 13],
+    'attempt_timeout', attempt_timeout, 'deadline_at', deadline,
+    'delay_until', (state == 'delayed') and delay_until or 0, 'resume', '0',
+    'total_attempts', 0, 'attempt_index', 0, 'attempt_id', '', 'attempt_type', '',
+    'pending_type', 'initial', 'retry_count', 0, 'interrupt_count', 0,
+    'lease_state', '', 'lease_id', '', 'lease_epoch', 0, 'lease_expires_at', 0,
+    'last_transition_at', now)
+  local kv = {'kind', c.kind, 'lane', lane, 'payload', a[o + 17]}
+  for i = o + 19, c.last, 2 do
+    kv[#kv + 1] = 't:' .. a[i]
+    kv[#kv + 1] = a[i + 1]
+  end
+  redis.call('HSET', ctx, unpack(kv))
+  if deadline > 0 then redis.call('ZADD', deadlines, deadline, eid) end
+  redis.call('ZADD', all, 0, eid)
+  if string.sub(idem, 1, 8) == 'ff:idem:' then
+    redis.call('SET', idem, eid, 'PX', c.dedup_ttl)
+  end
+  if state == 'delayed' then
+    redis.call('ZADD', delayed, delay_until, eid)
+  else
+    local empty = redis.call('ZCARD', eligible) == 0
+    if empty and hand_off_new(keys, eid, a[o + 6], attempt_timeout, kv, now) then
+      state = 'active'
+    else
+      redis.call('ZADD', eligible, eligible_score(now, priority), eid)
+      if empty then
+        publish_arrival(arrivals, lane, eid)
+      else
+        -- Behind a backlog, offers take the set's head (never new work
+        -- past older), up to HANDOFFS_BEHIND_BACKLOG per create: more than
+        -- one, so offers drain a backlog instead of only keeping pace.
+        for _ = 1, HANDOFFS_BEHIND_BACKLOG do
+          local member = not (keys.dry and keys.dry[keys[9]]) and live_offer(keys[9], now)
+          if not member then
+            if keys.dry then keys.dry[keys[9]] = true end
+            break
+          end
+          local head = redis.call('ZRANGE', eligible, 0, 0)[1]
+          if not head or not hand_off_head(keys, member, head, lane, now) then break end
+          if head == eid then state = 'active' end
+        end
+      end
+    end
+  end
+  return ok(eid, state)
+end
+
 ---------------------------------------------------------------------------
 -- ff_create: create an execution.
 -- KEYS: 1 core, 2 ctx, 3 eligible, 4 delayed, 5 idem (or noop), 6 deadlines,
@@ -394,82 +492,13 @@ end
 local CREATE_KEYS = {'core', 'ctx', 'eligible', 'delayed', 'idem', 'deadlines', 'all', 'arrivals',
   'offers?', 'leases', 'active', 'timeouts'}
 redis.register_function('ff_create', function(keys, argv)
-  local core, ctx, eligible, delayed, idem, deadlines, all, arrivals =
-    keys[1], keys[2], keys[3], keys[4], keys[5], keys[6], keys[7], keys[8]
-  local eid, lane, kind = argv[1], argv[2], argv[3]
-  local priority, delay_until = uint(argv[4]), uint(argv[5])
-  local retry_max, bo_init, bo_max = uint(argv[7]), uint(argv[9]), uint(argv[10])
-  local attempt_timeout, deadline, dedup_ttl = uint(argv[14]), uint(argv[15]), uint(argv[16])
-  local ntags = uint(argv[18])
-  local bad, tag = bad_call(keys, CREATE_KEYS, 12, eid, lane)
+  local bad, tag = bad_call(keys, CREATE_KEYS, 12, argv[1], argv[2])
   if bad then return bad end
-  if not is_name(kind) or priority == nil or priority > MAX_PRIORITY
-    or delay_until == nil or retry_max == nil or bo_init == nil or bo_max == nil
-    or tonumber(argv[11]) == nil or tonumber(argv[12]) == nil
-    or attempt_timeout == nil or deadline == nil or dedup_ttl == nil or dedup_ttl == 0
-    or ntags == nil
-    or #argv ~= 18 + 2 * ntags then
+  local c = create_args(argv, 0)
+  if not c or #argv ~= c.last then
     return fail('invalid_input', 'malformed create arguments')
   end
-  if string.sub(idem, 1, 8) == 'ff:idem:' then
-    local first = redis.call('GET', idem)
-    if first then
-      local state = id_tag(first) == tag and redis.call('HGET', 'ff:e:' .. first .. ':core', 'state')
-      return {1, 'DUPLICATE', first, state or ''}
-    end
-  end
-  -- An explicit id that exists is a collision, not a repeat: the caller
-  -- meant another execution (a repeat carries its idempotency key).
-  if redis.call('EXISTS', core) == 1 then return fail('execution_id_in_use') end
-  local now = now_ms()
-  local state = 'waiting'
-  if delay_until > now then state = 'delayed' end
-  redis.call('HSET', core, 'lane', lane, 'priority', priority,
-    'created_at', now, 'state', state, 'blocked', '', 'caps', argv[6],
-    'retry_max', retry_max, 'bo_kind', argv[8], 'bo_init', bo_init, 'bo_max', bo_max,
-    'bo_mult', argv[11], 'bo_jitter', argv[12], 'retry_cats', argv[13],
-    'attempt_timeout', attempt_timeout, 'deadline_at', deadline,
-    'delay_until', (state == 'delayed') and delay_until or 0, 'resume', '0',
-    'total_attempts', 0, 'attempt_index', 0, 'attempt_id', '', 'attempt_type', '',
-    'pending_type', 'initial', 'retry_count', 0, 'interrupt_count', 0,
-    'lease_state', '', 'lease_id', '', 'lease_epoch', 0, 'lease_expires_at', 0,
-    'last_transition_at', now)
-  local kv = {'kind', kind, 'lane', lane, 'payload', argv[17]}
-  for i = 19, 18 + 2 * ntags, 2 do
-    kv[#kv + 1] = 't:' .. argv[i]
-    kv[#kv + 1] = argv[i + 1]
-  end
-  redis.call('HSET', ctx, unpack(kv))
-  if deadline > 0 then redis.call('ZADD', deadlines, deadline, eid) end
-  redis.call('ZADD', all, 0, eid)
-  if string.sub(idem, 1, 8) == 'ff:idem:' then
-    redis.call('SET', idem, eid, 'PX', dedup_ttl)
-  end
-  if state == 'delayed' then
-    redis.call('ZADD', delayed, delay_until, eid)
-  else
-    local empty = redis.call('ZCARD', eligible) == 0
-    if empty and hand_off_new(keys, eid, argv[6], attempt_timeout, kv, now) then
-      state = 'active'
-    else
-      redis.call('ZADD', eligible, eligible_score(now, priority), eid)
-      if empty then
-        publish_arrival(arrivals, lane, eid)
-      else
-        -- Behind a backlog, offers take the set's head (never new work
-        -- past older), up to HANDOFFS_BEHIND_BACKLOG per create: more than
-        -- one, so offers drain a backlog instead of only keeping pace.
-        for _ = 1, HANDOFFS_BEHIND_BACKLOG do
-          local member = live_offer(keys[9], now)
-          if not member then break end
-          local head = redis.call('ZRANGE', eligible, 0, 0)[1]
-          if not head or not hand_off_head(keys, member, head, lane, now) then break end
-          if head == eid then state = 'active' end
-        end
-      end
-    end
-  end
-  return ok(eid, state)
+  return create_one(keys, c, tag)
 end)
 
 ---------------------------------------------------------------------------
@@ -804,6 +833,78 @@ hand_off_head = function(keys, member, head, lane, now)
   push_to_inbox(o, append_all(msg, redis.call('HGETALL', exec_key(head, 'ctx'))))
   return true
 end
+
+---------------------------------------------------------------------------
+-- ff_create_batch: create up to MAX_BATCH executions of one partition, each
+-- exactly as its own ff_create would (create_one), in order: idempotency
+-- keys (a key repeated in the batch is a DUPLICATE of its first item),
+-- explicit-id collisions, delays, deadlines, hand-offs to live offers and
+-- arrivals.
+-- Keys derived here: every per-execution, lane and idempotency key of an
+-- item is built from the partition's tag (checked on KEYS 1..5, and each
+-- item's id must carry it) and a checked lane, so each begins with that tag
+-- and stays in this call's slot; sending them would cost 7 keys per item.
+-- Offers keys are passed (their slot is not the partition's: single server
+-- only), one per lane whose creates may hand off; an item's lane without
+-- one hands off to nobody (ff_create's noop offers key).
+-- KEYS: 1 deadlines, 2 all, 3 arrivals (shard channel), 4 leases,
+--       5 timeouts, then zero or more offers keys ("ff:offers:<lane>")
+-- ARGV: 1 n (1..MAX_BATCH), then per item: idempotency key ('' = none),
+--       then ff_create's ARGV (18 + 2*ntags fields)
+-- Every item is checked before the first write: one malformed item
+-- refuses the call (invalid_input), having written nothing.
+-- Returns ok(n, then per item: status, eid, state), status 'OK',
+--   'DUPLICATE' (eid the first execution, state its state now) or
+--   'execution_id_in_use' (nothing written for the item). Errors: invalid_input.
+-- Inner commands: 1 TIME, then per item its ff_create's past TIME (GET +
+--   HGET idem, EXISTS, 2 HSET, ZADD all [+ deadlines], SET idem, ZADD
+--   delayed or ZCARD + hand-off / ZADD eligible + SPUBLISH / backlog offers,
+--   read once per lane while none is live).
+local MAX_BATCH = 1000
+local BATCH_KEYS = {'deadlines', 'all', 'arrivals', 'leases', 'timeouts', open = true}
+redis.register_function('ff_create_batch', function(keys, argv)
+  local tag = key_tag(keys[1], 'ff:i:')
+  if not tag then return fail('invalid_input', 'key 1 is not a deadlines key') end
+  local bad = bad_keys(keys, BATCH_KEYS, 5, nil, tag)
+  if bad then return bad end
+  local offers = {}
+  for i = 6, #keys do
+    local lane = string.sub(keys[i], 11)
+    if string.sub(keys[i], 1, 10) ~= 'ff:offers:' or not is_name(lane) then
+      return fail('invalid_input', 'key ' .. i .. ' is not an offers key')
+    end
+    offers[lane] = keys[i]
+  end
+  local n = uint(argv[1])
+  if n == nil or n == 0 or n > MAX_BATCH then return fail('invalid_input', 'malformed batch size') end
+  local items, o = {}, 1
+  for i = 1, n do
+    local c = argv[o + 1] and create_args(argv, o + 1)
+    if not c or id_tag(c.eid) ~= tag or not is_name(c.lane) then
+      return fail('invalid_input', 'malformed create arguments in item ' .. i)
+    end
+    c.idem = argv[o + 1]
+    items[i], o = c, c.last
+  end
+  if o ~= #argv then return fail('invalid_input', 'malformed create arguments') end
+  local noop, pre, dry = 'ff:noop:' .. tag, 'ff:i:' .. tag .. ':', {}
+  local now = now_ms()
+  local reply = ok(tostring(n))
+  for _, c in ipairs(items) do
+    local lk = pre .. c.lane .. ':'
+    local idem = noop
+    if c.idem ~= '' then idem = 'ff:idem:' .. tag .. ':' .. c.idem end
+    local k = {exec_key(c.eid, 'core'), exec_key(c.eid, 'ctx'), lk .. 'eligible', lk .. 'delayed', idem,
+      keys[1], keys[2], keys[3], offers[c.lane] or noop, keys[4], lk .. 'active', keys[5], dry = dry}
+    local r = create_one(k, c, tag, now)
+    if r[1] == 1 then
+      append_all(reply, {r[2], r[3], r[4]})
+    else
+      append_all(reply, {r[2], c.eid, ''})
+    end
+  end
+  return reply
+end)
 
 -- Checks offer arguments (argv[first..] are the members); the failure, or
 -- nil. Writes nothing.

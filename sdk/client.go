@@ -79,14 +79,14 @@ func (c *Client) Submit(ctx context.Context, args CreateExecutionArgs) (CreateEx
 // SubmitBatch creates many executions and returns their results in the
 // order of args. Creates run concurrently (bounded by
 // SubmitBatchConcurrencyDefault), so a pipelining backend sends them in few
-// round trips; a BatchSubmitter backend gets the batch in one call. When
-// some items fail, the error is a *BatchError and the results of the failed
-// items are zero.
+// round trips; a backend with the BatchSubmitter role (RolesOf) gets the
+// batch in one call. When some items fail, the error is a *BatchError and
+// the results of the failed items are zero.
 func (c *Client) SubmitBatch(ctx context.Context, args []CreateExecutionArgs) ([]CreateExecutionResult, error) {
 	if len(args) == 0 {
 		return nil, nil
 	}
-	if b, ok := c.backend.(BatchSubmitter); ok {
+	if b := RolesOf(c.backend).BatchSubmitter; b != nil {
 		return b.CreateExecutions(ctx, args)
 	}
 	results := make([]CreateExecutionResult, len(args))

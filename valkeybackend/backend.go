@@ -215,7 +215,7 @@ func (b *Backend) ShutdownPrepare(ctx context.Context, grace time.Duration) erro
 // hand-offs (off on a cluster, or by Options.DisableHandoff).
 func (b *Backend) Features() sdk.Features {
 	roles := []sdk.Role{sdk.RoleBatchRenew, sdk.RoleWindowScan, sdk.RoleGrantClaim, sdk.RoleFusedClaim, sdk.RoleWorkerRegistry,
-		sdk.RoleEngineMonitor}
+		sdk.RoleEngineMonitor, sdk.RoleBatchSubmit}
 	if b.opts.CacheSizeEachConn >= 0 {
 		roles = append(roles, sdk.RoleReadiness)
 	}

@@ -72,12 +72,28 @@ func (b *Backend) registerLane(lane sdk.LaneID) valkey.Completed {
 // createCall validates a create and builds ff_create's KEYS and ARGV. Nothing
 // reaches Valkey when it returns an error.
 func (b *Backend) createCall(a sdk.CreateExecutionArgs) ([]string, []string, error) {
+	c, err := b.planCreate(a, true)
+	return c.keys, c.args, err
+}
+
+// createPlan is one validated create: ff_create's KEYS (when asked for)
+// and ARGV, its partition and its resolved arguments.
+type createPlan struct {
+	keys, args []string
+	part       int
+	a          sdk.CreateExecutionArgs
+}
+
+// planCreate validates a create (sdk's Resolve and the payload limit),
+// picks its partition and builds ff_create's ARGV, and its KEYS when
+// withKeys (a batch builds its own).
+func (b *Backend) planCreate(a sdk.CreateExecutionArgs, withKeys bool) (createPlan, error) {
 	a, err := a.Resolve()
 	if err != nil {
-		return nil, nil, err
+		return createPlan{}, err
 	}
 	if n := len(a.Payload) + sdk.TagsBytes(a.Tags); n > b.opts.MaxPayloadBytes {
-		return nil, nil, sdk.Validationf(sdk.CodePayloadTooLarge, "context (payload plus tags) is %d bytes, over the %d byte limit", n, b.opts.MaxPayloadBytes)
+		return createPlan{}, sdk.Validationf(sdk.CodePayloadTooLarge, "context (payload plus tags) is %d bytes, over the %d byte limit", n, b.opts.MaxPayloadBytes)
 	}
 	retry := defaultRetryArgs
 	if !a.Retry.IsZero() {
@@ -89,7 +105,7 @@ func (b *Backend) createCall(a sdk.CreateExecutionArgs) ([]string, []string, err
 	switch {
 	case id != "":
 		if part, err = b.partitionOf("", id); err != nil {
-			return nil, nil, err
+			return createPlan{}, err
 		}
 	case a.IdempotencyKey != "":
 		// The key decides the partition, so a retried create meets its first.
@@ -101,22 +117,25 @@ func (b *Backend) createCall(a sdk.CreateExecutionArgs) ([]string, []string, err
 		part = int(b.next.Add(1) % uint64(b.partitions))
 		id = sdk.NewExecutionID(part)
 	}
-	tag := sdk.PartitionTag(part)
-	ek, lk, pk := keysOf(id), laneKeysOf(tag, a.Lane), partKeysOf(tag)
-	idem := pk.noop
-	if a.IdempotencyKey != "" {
-		idem = idemKey(tag, a.IdempotencyKey)
+	var keys []string
+	if withKeys {
+		tag := sdk.PartitionTag(part)
+		ek, lk, pk := keysOf(id), laneKeysOf(tag, a.Lane), partKeysOf(tag)
+		idem := pk.noop
+		if a.IdempotencyKey != "" {
+			idem = idemKey(tag, a.IdempotencyKey)
+		}
+		offers := pk.noop
+		if b.handoffOn() {
+			offers = offersKey(a.Lane)
+		}
+		keys = []string{ek.core, ek.ctx, lk.eligible, lk.delayed, idem, pk.deadlines, pk.all, arrivalsChannel(tag),
+			offers, pk.leases, lk.active, pk.timeouts}
 	}
 	// The wire carries whole milliseconds: round sub-millisecond values up
 	// rather than turn them into 0 (no timeout, or an invalid PX).
 	dedup := ceilMS(a.DedupTTL)
 	attemptTimeout := ceilMS(a.AttemptTimeout)
-	offers := pk.noop
-	if b.handoffOn() {
-		offers = offersKey(a.Lane)
-	}
-	keys := []string{ek.core, ek.ctx, lk.eligible, lk.delayed, idem, pk.deadlines, pk.all, arrivalsChannel(tag),
-		offers, pk.leases, lk.active, pk.timeouts}
 	args := make([]string, 0, 18+2*len(a.Tags))
 	args = append(args, string(id), string(a.Lane), a.Kind, strconv.Itoa(a.Priority),
 		msString(a.DelayUntil), joinCSV(a.RequiredCapabilities))
@@ -126,7 +145,7 @@ func (b *Backend) createCall(a sdk.CreateExecutionArgs) ([]string, []string, err
 	for k, v := range a.Tags {
 		args = append(args, k, v)
 	}
-	return keys, args, nil
+	return createPlan{keys: keys, args: args, part: part, a: a}, nil
 }
 
 // renderRetryArgs renders a resolved policy (RetryPolicy.Resolve) as ARGV

@@ -80,6 +80,12 @@ func (f hostileFixture) calls() []rawCall {
 					[]string{e, l, "k", "0", "0", "", "0", "exponential", "1000", "60000", "2", "0", "", "0", "0",
 						"86400000", "payload", "0"}
 			}},
+		{fn: "ff_create_batch", eid: f.fresh, eidArg: 2, laneArg: 3,
+			build: func(e, l string) ([]string, []string) {
+				return []string{pk("deadlines"), pk("all"), arr, pk("leases"), pk("timeouts")},
+					[]string{"1", "", e, l, "k", "0", "0", "", "0", "exponential", "1000", "60000", "2", "0", "", "0", "0",
+						"86400000", "payload", "0"}
+			}},
 		{fn: "ff_issue_claim_grant", eid: f.waiting, eidArg: 0, laneArg: -1, laneKeys: true,
 			build: func(e, l string) ([]string, []string) {
 				return []string{ek(e, "core"), ek(e, "grant"), lk(l, "eligible")}, []string{e, "w", "w-1", "5000", ""}
@@ -206,6 +212,15 @@ func (f hostileFixture) calls() []rawCall {
 			c.extra = append(c.extra,
 				malformed{"an idempotency key of another tag", with(keys, 4, "ff:idem:"+tag+"x:k"), args},
 				malformed{"a malformed kind", keys, with(args, 2, "bad kind")})
+		case "ff_create_batch":
+			second := append([]string{"", string(sdk.NewExecutionID(0)), f.lane}, args[4:]...)
+			c.extra = append(c.extra,
+				malformed{"a second item of another partition", keys, append(with(args, 0, "2"), second...)},
+				malformed{"more items than sent", keys, with(args, 0, "2")},
+				malformed{"no items", keys, with(args, 0, "0")},
+				malformed{"a trailing argument", keys, append(args, "x")},
+				malformed{"a malformed kind", keys, with(args, 4, "bad kind")},
+				malformed{"an offers key naming a malformed lane", append(keys, "ff:offers:x"+tag), args})
 		case "ff_issue_claim_grant", "ff_issue_reclaim_grant":
 			c.extra = append(c.extra, badWorker(keys, args, 1)...)
 		case "ff_claim_fused":

@@ -85,8 +85,8 @@
 // nil for an unknown id.
 //
 // Optional roles (sdk/roles.go) have one subtest group each: batch_renew,
-// window_scan, grant_claim, fused_claim and offers (ClaimOfferer, with
-// CompleteOfferer for offers/complete_and_offer). Each subtest skips
+// window_scan, grant_claim, fused_claim, batch_submit and offers
+// (ClaimOfferer, with CompleteOfferer for offers/complete_and_offer). Each subtest skips
 // ("backend lacks <role>") unless sdk.RolesOf returns the role, so a
 // backend opts in the way it does for the Worker: implement the interface
 // and list the role in Features().Roles. Listed roles are then held to
@@ -113,6 +113,12 @@
 //     executions needing capabilities the worker lacks are blocked for
 //     routing (BlockedReason capability_mismatch) and those granted to
 //     another worker are left to it; an interrupted attempt is resumed.
+//   - batch_submit: per item, in order, what CreateExecution answers:
+//     creates on several partitions, a delay, an idempotency key repeated
+//     in the batch (a duplicate of its first item) or from before, ids
+//     taken before or inside the batch and invalid items failing alone in
+//     their *sdk.BatchError slot with a zero result; a batch of failing
+//     items writes nothing.
 //   - offers: a create into an empty eligible set while an offer is open
 //     answers active and the worker's WatchHandoffs deliver gets the lease
 //     (LeaseID the offer's) with the context inline; an offer is spent
@@ -124,7 +130,7 @@
 // The offers subtests create through the backend they watch hand-offs on.
 // roles_listed checks every role in Features().Roles is known, listed once,
 // and implemented. The suite has no subtests yet for readiness, arrivals,
-// lease events, the worker registry and batch submit. Since a missing role
+// lease events and the worker registry. Since a missing role
 // skips its subtests, a backend's test should pin which roles each of its
 // configurations lists (valkeybackend's TestConformance does).
 //

@@ -128,6 +128,7 @@ var suite = []subtest{
 		{name: "capabilities_and_grants", fn: testFusedCapabilities},
 		{name: "resumed", fn: testFusedResumed},
 	}},
+	{name: "batch_submit", fn: testBatchSubmit},
 	{name: "offers", sub: []subtest{
 		{name: "handoff", fn: testHandoff},
 		{name: "withdraw", fn: testWithdrawOffers},

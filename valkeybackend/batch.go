@@ -1,0 +1,208 @@
+package valkeybackend
+
+import (
+	"context"
+	"strconv"
+
+	"github.com/valkey-io/valkey-go"
+
+	"github.com/flowfabric/flowfabric-go/sdk"
+)
+
+// Bounds of one ff_create_batch: a call runs on the server's one thread, so
+// it carries at most MaxCreatesPerCall creates and, past the first item,
+// about maxCreateCallBytes of arguments; a larger group of one partition
+// goes as several calls in the same round trip.
+const (
+	MaxCreatesPerCall  = 100
+	maxCreateCallBytes = 1 << 20
+)
+
+var _ sdk.BatchSubmitter = (*Backend)(nil)
+
+// CreateExecutions is sdk.BatchSubmitter: it creates many executions with
+// one ff_create_batch per partition (at most MaxCreatesPerCall each), all
+// partitions in one pipelined round trip. Each item gets what its own
+// CreateExecution would (the library runs the same create for both), in
+// the order given: an idempotency key repeated in the batch makes the later
+// items DUPLICATEs of the first. Items that fail (validation, an id in use,
+// a transport error of their partition's call) have a zero result and
+// their error in the returned *sdk.BatchError.
+func (b *Backend) CreateExecutions(ctx context.Context, args []sdk.CreateExecutionArgs) ([]sdk.CreateExecutionResult, error) {
+	const op = "create_execution" // per item, as CreateExecution reports it
+	results := make([]sdk.CreateExecutionResult, len(args))
+	errs := make([]error, len(args))
+	failed := false
+	plans := make([]createPlan, len(args))
+	type call struct {
+		items []int
+		bytes int
+	}
+	var calls []*call
+	open := map[int]*call{} // the partition's call still taking items
+	for i, a := range args {
+		c, err := b.planCreate(a, false)
+		if err != nil {
+			errs[i], failed = opError(op, err), true
+			continue
+		}
+		plans[i] = c
+		size := argsBytes(c.args)
+		g := open[c.part]
+		if g == nil || len(g.items) == MaxCreatesPerCall || g.bytes+size > maxCreateCallBytes {
+			g = &call{}
+			open[c.part] = g
+			calls = append(calls, g)
+		}
+		g.items = append(g.items, i)
+		g.bytes += size
+	}
+	if len(calls) == 0 {
+		if failed {
+			return results, &sdk.BatchError{Errs: errs}
+		}
+		return results, nil
+	}
+
+	// The lane registry, as CreateExecution keeps it: a lane with an item
+	// that always creates (a minted id, no idempotency key) joins it in
+	// this round trip, before the call; a lane whose items may all end
+	// without a create joins it after, once one was created.
+	early, late := map[sdk.LaneID]bool{}, map[sdk.LaneID]bool{}
+	for _, g := range calls {
+		for _, i := range g.items {
+			lane := plans[i].a.Lane
+			if _, known := b.lanesSeen.Load(lane); known {
+				continue
+			}
+			if args[i].ID == "" && args[i].IdempotencyKey == "" {
+				early[lane] = true
+			} else {
+				late[lane] = true
+			}
+		}
+	}
+	cmds := make(valkey.Commands, 0, len(calls)+1)
+	if len(early) > 0 {
+		cmds = append(cmds, b.registerLanes(early))
+	}
+	for _, g := range calls {
+		keys, argv := b.createBatchCall(plans, g.items)
+		cmds = append(cmds, b.fcall("ff_create_batch", keys, argv...))
+	}
+	res := b.client.DoMulti(ctx, cmds...)
+	if len(early) > 0 {
+		if err := res[0].Error(); err != nil {
+			// Nothing was created without its lane registered: fail all.
+			err = backendError(op, err)
+			for i := range errs {
+				if errs[i] == nil {
+					errs[i] = err
+				}
+			}
+			return results, &sdk.BatchError{Errs: errs}
+		}
+		for lane := range early {
+			b.lanesSeen.Store(lane, struct{}{})
+		}
+		res = res[1:]
+	}
+	created := map[sdk.LaneID]bool{}
+	for gi, g := range calls {
+		r, err := decode(op, res[gi])
+		if err == nil && (r.int(0) != int64(len(g.items)) || len(r.fields) != 1+3*len(g.items)) {
+			err = &sdk.Error{Kind: sdk.KindBug, Code: sdk.CodeBug, Op: op, Msg: "ff_create_batch answered another number of items"}
+		}
+		if err != nil {
+			for _, i := range g.items {
+				errs[i] = err
+			}
+			failed = true
+			continue
+		}
+		for j, i := range g.items {
+			status, id, state := r.field(1+3*j), r.field(2+3*j), r.field(3+3*j)
+			switch status {
+			case "OK":
+				results[i] = sdk.CreateExecutionResult{ID: sdk.ExecutionID(id), State: sdk.PublicState(state)}
+				created[plans[i].a.Lane] = true
+			case "DUPLICATE":
+				results[i] = sdk.CreateExecutionResult{ID: sdk.ExecutionID(id), Duplicate: true, State: sdk.PublicState(state)}
+			default:
+				errs[i], failed = sdk.NewError(op, status, ""), true
+			}
+		}
+	}
+	for lane := range late {
+		if !created[lane] {
+			delete(late, lane)
+		}
+	}
+	if len(late) > 0 {
+		if err := b.client.Do(ctx, b.registerLanes(late)).Error(); err != nil {
+			// As CreateExecution: the create landed, its lane may be
+			// unregistered, the caller hears of it.
+			err = backendError(op, err)
+			for i := range args {
+				if errs[i] == nil && late[plans[i].a.Lane] && !results[i].Duplicate {
+					results[i], errs[i], failed = sdk.CreateExecutionResult{}, err, true
+				}
+			}
+		} else {
+			for lane := range late {
+				b.lanesSeen.Store(lane, struct{}{})
+			}
+		}
+	}
+	if failed {
+		return results, &sdk.BatchError{Errs: errs}
+	}
+	return results, nil
+}
+
+// registerLanes adds lanes to the lane registry in one SADD.
+func (b *Backend) registerLanes(lanes map[sdk.LaneID]bool) valkey.Completed {
+	members := make([]string, 0, len(lanes))
+	for l := range lanes {
+		members = append(members, string(l))
+	}
+	return b.client.B().Sadd().Key(lanesKey).Member(members...).Build()
+}
+
+// createBatchCall builds the KEYS and ARGV of one ff_create_batch of the
+// creates plans[i], i in items, all of one partition: the partition's
+// indexes and the offers keys of their lanes (hand-offs on), then the item
+// count and per item its idempotency key and ff_create's ARGV.
+func (b *Backend) createBatchCall(plans []createPlan, items []int) (keys, args []string) {
+	tag := sdk.PartitionTag(plans[items[0]].part)
+	pk := partKeysOf(tag)
+	keys = []string{pk.deadlines, pk.all, arrivalsChannel(tag), pk.leases, pk.timeouts}
+	if b.handoffOn() {
+		seen := map[sdk.LaneID]bool{}
+		for _, i := range items {
+			if lane := plans[i].a.Lane; !seen[lane] {
+				seen[lane] = true
+				keys = append(keys, offersKey(lane))
+			}
+		}
+	}
+	n := 1
+	for _, i := range items {
+		n += 1 + len(plans[i].args)
+	}
+	args = make([]string, 0, n)
+	args = append(args, strconv.Itoa(len(items)))
+	for _, i := range items {
+		args = append(args, plans[i].a.IdempotencyKey)
+		args = append(args, plans[i].args...)
+	}
+	return keys, args
+}
+
+func argsBytes(args []string) int {
+	n := 0
+	for _, a := range args {
+		n += len(a)
+	}
+	return n
+}
