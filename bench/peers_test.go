@@ -20,7 +20,7 @@ func TestPeersScenario(t *testing.T) {
 	cfg := tinyConfig()
 	cfg.Scenarios = []string{ScenarioPeers}
 	cfg.Peers.Rounds, cfg.Peers.InFlight = 1, []int{16}
-	cfg.Peers.Warmup, cfg.Peers.Duration, cfg.Peers.IdleDuration = 300*time.Millisecond, 500*time.Millisecond, 500*time.Millisecond
+	cfg.Peers.Warmup, cfg.Peers.Duration, cfg.Peers.IdleDuration = time.Second, time.Second, 500*time.Millisecond
 	// The install ffbench makes from the repository's root, reused here.
 	cfg.Peers.Dir = filepath.Join("..", PeerDirDefault)
 	rep, err := NewRunner(cfg, tg, nil).Run(context.Background())
