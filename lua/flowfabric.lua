@@ -88,7 +88,7 @@ write (bad_call, bad_keys: string work, no command) and answers
 invalid_input, having written nothing, when one is off.
 ]]
 
-local VERSION = '17'
+local VERSION = '18'
 -- MIN_CLIENT is the oldest client this library serves; a client's version is
 -- the VERSION of the library it embeds (Go: lua.Version). A client older than
 -- MIN_CLIENT refuses to run against this library, and never replaces it.
@@ -239,6 +239,16 @@ local function bad_keys(keys, layout, nreq, eid, tag, lane)
     end
   end
   return nil, lane
+end
+
+-- bad_keys for a call on one partition named by key 1, a partition-level
+-- index (its tag decides every key's). Returns the failure, or nil and the
+-- tag.
+local function bad_partition_call(keys, layout, nreq, lane)
+  local tag = key_tag(keys[1], 'ff:i:')
+  if not tag then return fail('invalid_input', 'key 1 is not the ' .. layout[1] .. ' key') end
+  local bad = bad_keys(keys, layout, nreq, nil, tag, lane)
+  return bad, tag
 end
 
 -- bad_keys for a call on execution eid: eid must be an execution id, and
@@ -513,9 +523,7 @@ end)
 -- Errors: invalid_input.
 local DROP_KEYS = {'eligible'}
 redis.register_function('ff_drop_strays', function(keys, argv)
-  local tag = key_tag(keys[1], 'ff:i:')
-  if not tag then return fail('invalid_input', 'key 1 is not an eligible key') end
-  local bad = bad_keys(keys, DROP_KEYS, 1, nil, tag)
+  local bad, tag = bad_partition_call(keys, DROP_KEYS, 1)
   if bad then return bad end
   local strays = {}
   for _, m in ipairs(argv) do
@@ -863,9 +871,7 @@ end
 local MAX_BATCH = 1000
 local BATCH_KEYS = {'deadlines', 'all', 'arrivals', 'leases', 'timeouts', open = true}
 redis.register_function('ff_create_batch', function(keys, argv)
-  local tag = key_tag(keys[1], 'ff:i:')
-  if not tag then return fail('invalid_input', 'key 1 is not a deadlines key') end
-  local bad = bad_keys(keys, BATCH_KEYS, 5, nil, tag)
+  local bad, tag = bad_partition_call(keys, BATCH_KEYS, 5)
   if bad then return bad end
   local offers = {}
   for i = 6, #keys do
@@ -1369,9 +1375,7 @@ end)
 local PROMOTE_KEYS = {'delayed', 'eligible', 'arrivals', open = true}
 redis.register_function('ff_promote', function(keys, argv)
   if #keys - 3 ~= #argv - 1 then return fail('invalid_input', 'keys and ids differ') end
-  local tag = key_tag(keys[1], 'ff:i:')
-  if not tag then return fail('invalid_input', 'key 1 is not a delayed key') end
-  local bad = bad_keys(keys, PROMOTE_KEYS, 3, nil, tag, argv[1])
+  local bad, tag = bad_partition_call(keys, PROMOTE_KEYS, 3, argv[1])
   if bad then return bad end
   for i = 2, #argv do
     local want = 'ff:noop:' .. tag
