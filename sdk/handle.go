@@ -51,28 +51,14 @@ func (h Handle) Fence() LeaseFence {
 	return LeaseFence{LeaseID: h.LeaseID, Epoch: h.Epoch, AttemptID: h.AttemptID}
 }
 
-// Validate checks that every field is well formed.
+// Validate checks that every field is well formed: CallPartition's checks,
+// the lease and attempt ids in full, and the worker instance.
 func (h Handle) Validate() error {
-	if h.Backend == 0 {
-		return validationf(CodeMalformedHandle, "handle has no backend tag")
-	}
-	if h.Kind < HandleFresh || h.Kind > HandleReclaimed {
-		return validationf(CodeMalformedHandle, "handle kind %d is unknown", h.Kind)
-	}
-	if err := h.ExecutionID.Validate(); err != nil {
-		return validationf(CodeMalformedHandle, "handle: %s", err.(*Error).Msg)
-	}
-	if err := h.Lane.Validate(); err != nil {
-		return validationf(CodeMalformedHandle, "handle: %s", err.(*Error).Msg)
+	if _, err := h.CallPartition(); err != nil {
+		return err
 	}
 	if !isUUID(h.LeaseID) || !isUUID(h.AttemptID) {
 		return validationf(CodeMalformedHandle, "handle lease id or attempt id is not a uuid")
-	}
-	if h.Epoch == 0 {
-		return validationf(CodeMalformedHandle, "handle epoch is 0")
-	}
-	if h.LeaseTTL < time.Millisecond || h.LeaseTTL > maxHandleLeaseTTL {
-		return validationf(CodeMalformedHandle, "handle lease ttl %v out of range 1ms..365d", h.LeaseTTL)
 	}
 	if h.WorkerInstanceID != "" {
 		if err := h.WorkerInstanceID.Validate(); err != nil {
