@@ -2,6 +2,8 @@ package valkeybackend
 
 import (
 	"context"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/valkey-io/valkey-go"
@@ -38,24 +40,31 @@ func (b *Backend) ScanEligibleExecutions(ctx context.Context, a sdk.ScanEligible
 // round, so they are left out and removed from the set (ff_drop_strays,
 // best effort: a scan that meets one again retries).
 func (b *Backend) eligibleIDs(ctx context.Context, lane sdk.LaneID, p int, members []sdk.RankedID) []sdk.RankedID {
-	var strays []string
-	for _, m := range members {
-		if q, err := m.ID.Partition(); err != nil || q != p {
-			strays = append(strays, string(m.ID))
-		}
+	// Every scan of a cached head runs this, so the test is the id's shape
+	// (the partition's tag, then a uuid's length), not a full parse: a member
+	// that passes it yet is no id fails its claim, which removes it.
+	prefix := sdk.PartitionTag(p) + ":"
+	stray := func(id sdk.ExecutionID) bool {
+		return len(id) != len(prefix)+uuidLen || !strings.HasPrefix(string(id), prefix)
 	}
-	if len(strays) == 0 {
+	if !slices.ContainsFunc(members, func(m sdk.RankedID) bool { return stray(m.ID) }) {
 		return members
 	}
-	b.client.Do(ctx, b.fcall("ff_drop_strays", []string{laneKeysOf(sdk.PartitionTag(p), lane).eligible}, strays...))
-	ids := make([]sdk.RankedID, 0, len(members)-len(strays))
+	ids := make([]sdk.RankedID, 0, len(members))
+	var strays []string
 	for _, m := range members {
-		if q, err := m.ID.Partition(); err == nil && q == p {
+		if stray(m.ID) {
+			strays = append(strays, string(m.ID))
+		} else {
 			ids = append(ids, m)
 		}
 	}
+	b.client.Do(ctx, b.fcall("ff_drop_strays", []string{laneKeysOf(sdk.PartitionTag(p), lane).eligible}, strays...))
 	return ids
 }
+
+// uuidLen is the length of a uuid's text.
+const uuidLen = 36
 
 // ScanEligibleWindow scans several partitions of a lane in one round trip.
 // With client-side caching on and limit within the cached head depth, the
