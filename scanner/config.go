@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"os"
 	"time"
+
+	"github.com/flowfabric/flowfabric-go/sdk"
 )
 
 // Defaults of Config.
@@ -18,7 +20,7 @@ const (
 	RetentionIntervalDefault   = 60 * time.Second
 	BatchSizeDefault           = 100
 	MaxBatchesDefault          = 10
-	MaxReclaimsDefault         = 100
+	MaxReclaimsDefault         = sdk.MaxReclaimsDefault
 	RetentionDefault           = 24 * time.Hour
 	OwnershipTTLDefault        = 10 * time.Second
 	LaneRefreshDefault         = 10 * time.Second
