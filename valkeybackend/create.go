@@ -11,12 +11,6 @@ import (
 	"github.com/flowfabric/flowfabric-go/sdk"
 )
 
-// Create defaults (the sdk's).
-const (
-	DedupTTLDefault = sdk.DedupTTLDefault
-	MaxTagsDefault  = sdk.MaxTags
-)
-
 // CreateExecution validates args, picks the partition and runs ff_create.
 // A repeated idempotency key returns the first id with Duplicate set and
 // that execution's state now. An explicit ID an execution already has is

@@ -118,10 +118,10 @@ func (b *Backend) act(ctx context.Context, op string, ids []sdk.ExecutionID,
 }
 
 // ReclaimExpired requeues (or, at the cap, fails) executions whose lease
-// expired or was revoked. maxReclaims 0 means MaxReclaimsDefault.
+// expired or was revoked. maxReclaims 0 means sdk.MaxReclaimsDefault.
 func (b *Backend) ReclaimExpired(ctx context.Context, ids []sdk.ExecutionID, maxReclaims int) (ActionCounts, error) {
 	if maxReclaims <= 0 {
-		maxReclaims = MaxReclaimsDefault
+		maxReclaims = sdk.MaxReclaimsDefault
 	}
 	capArg := strconv.Itoa(maxReclaims)
 	return b.act(ctx, "reclaim_expired", ids, func(id sdk.ExecutionID, tag string, lane sdk.LaneID) valkey.Completed {

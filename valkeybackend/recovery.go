@@ -7,12 +7,6 @@ import (
 	"github.com/flowfabric/flowfabric-go/sdk"
 )
 
-// Recovery defaults (the sdk's).
-const (
-	MaxReclaimsDefault = sdk.MaxReclaimsDefault
-	MaxReplaysDefault  = sdk.MaxReplaysDefault
-)
-
 // IssueReclaimGrant runs ff_issue_reclaim_grant.
 func (b *Backend) IssueReclaimGrant(ctx context.Context, a sdk.IssueReclaimGrantArgs) (sdk.ClaimGrant, error) {
 	const op = "issue_reclaim_grant"
@@ -77,7 +71,7 @@ func (b *Backend) ReplayExecution(ctx context.Context, a sdk.ReplayExecutionArgs
 	}
 	maxN := a.MaxReplays
 	if maxN == 0 {
-		maxN = MaxReplaysDefault
+		maxN = sdk.MaxReplaysDefault
 	}
 	lk := laneKeysOf(tag, lane)
 	ek := keysOf(a.ExecutionID)
