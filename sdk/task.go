@@ -42,6 +42,10 @@ type terminalCall struct {
 	call     func(context.Context) error
 	count    *atomic.Uint64 // counts it when it lands, unless landed is set
 	landed   func()
+	// unsure is set once a try met a transport error: that try may have
+	// landed, so any later try (the worker's settle included) recognises
+	// its replay. Guarded by the task's termMu.
+	unsure bool
 }
 
 func completedState(s PublicState) bool { return s == StateCompleted }
@@ -194,6 +198,9 @@ func (t *Task) terminal(ctx context.Context, c *terminalCall) error {
 		t.mu.Unlock()
 		return &Error{Kind: KindState, Code: CodeTaskFinished, Op: c.op}
 	}
+	if p := t.pending; p != nil && p.unsure && p.op == c.op {
+		c.unsure = true // the handler tries again what may have landed
+	}
 	t.inflight = true
 	t.pending = c
 	t.mu.Unlock()
@@ -219,17 +226,21 @@ func (t *Task) terminal(ctx context.Context, c *terminalCall) error {
 // callWhileSaved makes the call, retrying transport errors with backoff
 // while ctx lasts and the lease has not run out as far as the renewer
 // knows (renewals keep extending it meanwhile). After a transport error the
-// first call may have landed: a retry that finds the execution in the
-// outcome asked for, under this lease's epoch and attempt, is that call's
-// replay and counts as success.
+// call may have landed: a later try (in this loop or when the worker
+// settles the pending call) that finds the execution in the outcome asked
+// for, under this lease's epoch and attempt, is that call's replay and
+// counts as success.
 func (t *Task) callWhileSaved(ctx context.Context, c *terminalCall) error {
 	for attempt := 0; ; attempt++ {
 		err := c.call(ctx)
 		if err == nil {
 			return nil
 		}
-		if attempt > 0 && isReplayOf(err, t.h, c.replayOK) {
+		if c.unsure && isReplayOf(err, t.h, c.replayOK) {
 			return nil
+		}
+		if isTransient(err) || ctx.Err() != nil {
+			c.unsure = true // sent, perhaps, with its answer lost
 		}
 		if !isTransient(err) || ctx.Err() != nil {
 			return err

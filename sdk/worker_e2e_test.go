@@ -53,6 +53,7 @@ func TestWorkerE2E(t *testing.T) {
 			t.Run("LeaseRevokedEvent", func(t *testing.T) { testLeaseRevoked(t, addrs, true) })
 			t.Run("StaleHandle", func(t *testing.T) { testStaleHandle(t, addrs) })
 			t.Run("TerminalReplay", func(t *testing.T) { testTerminalReplay(t, addrs) })
+			t.Run("PendingReplay", func(t *testing.T) { testPendingReplay(t, addrs) })
 			t.Run("ShutdownInFlight", func(t *testing.T) { testShutdownInFlight(t, addrs) })
 			t.Run("Registry", func(t *testing.T) { testRegistry(t, addrs) })
 			t.Run("CapabilityMismatch", func(t *testing.T) { testCapabilityMismatch(t, addrs) })
@@ -846,11 +847,15 @@ func testStaleHandle(t *testing.T, addrs []string) {
 // error), as when a connection drops after the server ran the FCALL.
 type flakyBackend struct {
 	*valkeybackend.Backend
-	lost sync.Map // op -> true once injected
+	lost   sync.Map        // op -> true once injected
+	onLost func(op string) // when set, called as a reply is lost
 }
 
 func (f *flakyBackend) inject(op string) bool {
 	_, done := f.lost.LoadOrStore(op, true)
+	if !done && f.onLost != nil {
+		f.onLost(op)
+	}
 	return !done
 }
 
@@ -860,6 +865,15 @@ func (f *flakyBackend) Complete(ctx context.Context, h sdk.Handle, result []byte
 		return sdk.TransportError("complete", errors.New("injected: connection reset after send"))
 	}
 	return err
+}
+
+func (f *flakyBackend) CompleteAndOffer(ctx context.Context, h sdk.Handle, result []byte, a sdk.OfferArgs) ([]sdk.ClaimOffer, error, error) {
+	offers, offerErr, err := f.Backend.CompleteAndOffer(ctx, h, result, a)
+	if err == nil && f.inject("complete") {
+		// The offers posted with it expire unclaimed; what they held is requeued.
+		return nil, nil, sdk.TransportError("complete_and_offer", errors.New("injected: connection reset after send"))
+	}
+	return offers, offerErr, err
 }
 
 func (f *flakyBackend) Fail(ctx context.Context, h sdk.Handle, reason, category string) (sdk.FailOutcome, error) {
@@ -913,6 +927,46 @@ func testTerminalReplay(t *testing.T, addrs []string) {
 	}
 	if s := w.Stats(); s.Completed != 1 || s.Failed != 1 || s.LostLeases != 0 {
 		t.Fatalf("stats %+v", s)
+	}
+}
+
+// testPendingReplay: a Complete whose reply was lost, and whose handler gave
+// up on it (its context ended) and returned the error, is finished by the
+// worker; the worker recognises the first call's outcome as its own, so the
+// execution stays completed, counted once, and no lease counts as lost.
+func testPendingReplay(t *testing.T, addrs []string) {
+	ctx := context.Background()
+	lane := e2eLane(t, "pending-replay")
+	fb := &flakyBackend{Backend: e2eConnect(t, addrs)}
+	callCtx, giveUp := context.WithCancel(ctx)
+	fb.onLost = func(string) { giveUp() }
+	errc := make(chan error, 1)
+	w, stop := e2eRunWorker(t, fb, sdk.WorkerConfig{WorkerID: "e2e", Lanes: []sdk.LaneID{lane}},
+		sdk.HandlerFunc(func(_ context.Context, task *sdk.Task) error {
+			err := task.Complete(callCtx, []byte("r"))
+			errc <- err
+			return err
+		}))
+	r, err := fb.CreateExecution(ctx, sdk.CreateExecutionArgs{Lane: lane, Kind: "k"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-errc:
+		if sdk.KindOf(err) != sdk.KindTransport {
+			t.Fatalf("Complete with its reply lost and its context ended returned %v, want a transport error", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("handler did not run")
+	}
+	if err := stop(); err != nil { // the worker settles the pending call before it stops
+		t.Fatal(err)
+	}
+	if st := e2eStates(t, fb, []sdk.ExecutionID{r.ID}); st[r.ID] != sdk.StateCompleted {
+		t.Fatalf("state %v", st[r.ID])
+	}
+	if s := w.Stats(); s.Completed != 1 || s.LostLeases != 0 || s.Failed != 0 || s.GivenBack != 0 {
+		t.Fatalf("stats %+v, want one completion and nothing else", s)
 	}
 }
 

@@ -36,12 +36,15 @@ func outageServer(t *testing.T) *valkeytest.Server {
 	return srv
 }
 
-// crash kills srv and restarts it after down.
-func crash(t *testing.T, srv *valkeytest.Server, down time.Duration) {
+// crash kills srv and restarts it after down. It returns how long the
+// server was out: down plus the restart (loading the append-only file),
+// which on a loaded machine can take far longer than down.
+func crash(t *testing.T, srv *valkeytest.Server, down time.Duration) time.Duration {
 	t.Helper()
+	killed := time.Now()
 	if err := srv.Kill(); err != nil {
 		t.Errorf("kill: %v", err)
-		return
+		return 0
 	}
 	time.Sleep(down)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -49,6 +52,7 @@ func crash(t *testing.T, srv *valkeytest.Server, down time.Duration) {
 	if err := srv.Restart(ctx); err != nil {
 		t.Errorf("restart: %v", err)
 	}
+	return time.Since(killed)
 }
 
 // outageCompletions records what handlers saw: an explicit Complete's
@@ -217,6 +221,11 @@ func testOutageAtCompletion(t *testing.T, down time.Duration) {
 // The scanners run as in any deployment: what a crash hid from every
 // worker (a claim or hand-off that landed as the server died) is requeued
 // when its lease expires.
+//
+// The leases (soakLeaseTTL) outlast every outage, restarts on a loaded CI
+// machine included (a restart under the race detector has taken over a
+// second): a terminal call keeps trying while its lease can be saved, so
+// every explicit Complete must succeed.
 func TestOutageSoak(t *testing.T) {
 	if testing.Short() {
 		t.Skip("crashes a server")
@@ -235,7 +244,7 @@ func TestOutageSoak(t *testing.T) {
 	var stops []func() error
 	for i := range 2 {
 		w, stop := e2eRunWorker(t, e2eConnect(t, addrs), sdk.WorkerConfig{WorkerID: sdk.WorkerID(fmt.Sprintf("soak-%d", i)),
-			Lanes: []sdk.LaneID{lane}, MaxConcurrency: 32, LeaseTTL: 2 * time.Second}, outageHandler(c, nil, nil))
+			Lanes: []sdk.LaneID{lane}, MaxConcurrency: 32, LeaseTTL: soakLeaseTTL}, outageHandler(c, nil, nil))
 		workers, stops = append(workers, w), append(stops, stop)
 	}
 
@@ -247,8 +256,8 @@ func TestOutageSoak(t *testing.T) {
 	chaos.Go(func() {
 		for k := range crashes {
 			time.Sleep(time.Duration(100+rand.IntN(200)) * time.Millisecond)
-			crash(t, srv, time.Duration(100+rand.IntN(200))*time.Millisecond)
-			t.Logf("crash %d over at %v", k+1, time.Since(start).Round(time.Millisecond))
+			out := crash(t, srv, time.Duration(100+rand.IntN(200))*time.Millisecond)
+			t.Logf("crash %d over at %v, out for %v", k+1, time.Since(start).Round(time.Millisecond), out.Round(time.Millisecond))
 		}
 	})
 	var produce sync.WaitGroup
@@ -276,6 +285,9 @@ func TestOutageSoak(t *testing.T) {
 		}
 	}
 }
+
+// soakLeaseTTL is the soak's lease: longer than any outage it causes.
+const soakLeaseTTL = 5 * time.Second
 
 // submitUntilLanded creates execution i, retrying transport errors under
 // its idempotency key until the create lands.
