@@ -8,8 +8,8 @@ require (
 	github.com/hibiken/asynq v0.26.0
 	github.com/moby/moby/client v0.6.2
 	github.com/testcontainers/testcontainers-go v0.45.0
-	github.com/valkey-io/valkey-go v1.0.79
-	golang.org/x/sys v0.49.0
+	github.com/valkey-io/valkey-go v1.0.80
+	golang.org/x/sys v0.50.0
 )
 
 require (
@@ -62,7 +62,7 @@ require (
 	go.opentelemetry.io/otel v1.44.0 // indirect
 	go.opentelemetry.io/otel/metric v1.44.0 // indirect
 	go.opentelemetry.io/otel/trace v1.44.0 // indirect
-	go.yaml.in/yaml/v3 v3.0.5 // indirect
+	go.yaml.in/yaml/v3 v3.0.6 // indirect
 	golang.org/x/crypto v0.58.0 // indirect
 	golang.org/x/time v0.14.0 // indirect
 	google.golang.org/protobuf v1.36.10 // indirect

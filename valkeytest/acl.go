@@ -18,7 +18,7 @@ import (
 // ">secret", "~ff:*", "&ff:*", "+fcall").
 func SetUser(ctx context.Context, addrs []string, name string, rules ...string) error {
 	return eachNode(ctx, addrs, func(c valkey.Client) error {
-		return c.Do(ctx, c.B().AclSetuser().Username(name).Rule(rules...).Build()).Error()
+		return c.Do(ctx, c.B().AclSetuser().Username(name).Rule(rules...).Build().Pin()).Error()
 	})
 }
 
@@ -28,7 +28,7 @@ func SetUser(ctx context.Context, addrs []string, name string, rules ...string) 
 func ACLDenials(ctx context.Context, addrs []string) ([]string, error) {
 	var out []string
 	err := eachNode(ctx, addrs, func(c valkey.Client) error {
-		entries, err := c.Do(ctx, c.B().AclLog().Count(1000).Build()).ToArray()
+		entries, err := c.Do(ctx, c.B().AclLog().Count(1000).Build().Pin()).ToArray()
 		if err != nil {
 			return err
 		}
@@ -53,7 +53,7 @@ func ACLDenials(ctx context.Context, addrs []string) ([]string, error) {
 // ResetACLLog empties the ACL LOG of every node among addrs.
 func ResetACLLog(ctx context.Context, addrs []string) error {
 	return eachNode(ctx, addrs, func(c valkey.Client) error {
-		return c.Do(ctx, c.B().AclLog().Reset().Build()).Error()
+		return c.Do(ctx, c.B().AclLog().Reset().Build().Pin()).Error()
 	})
 }
 

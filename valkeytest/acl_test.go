@@ -25,10 +25,10 @@ func TestACLHelpers(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if err := c.Do(ctx, c.B().Get().Key("app:x").Build()).Error(); !valkey.IsValkeyNil(err) {
+	if err := c.Do(ctx, c.B().Get().Key("app:x").Build().Pin()).Error(); !valkey.IsValkeyNil(err) {
 		t.Fatalf("allowed GET: %v", err)
 	}
-	if err := c.Do(ctx, c.B().Set().Key("app:x").Value("1").Build()).Error(); err == nil || !strings.HasPrefix(err.Error(), "NOPERM") {
+	if err := c.Do(ctx, c.B().Set().Key("app:x").Value("1").Build().Pin()).Error(); err == nil || !strings.HasPrefix(err.Error(), "NOPERM") {
 		t.Fatalf("denied SET: %v", err)
 	}
 	got, err := valkeytest.ACLDenials(ctx, addrs)
@@ -48,7 +48,7 @@ func TestDeleteLibrary(t *testing.T) {
 	addrs := []string{valkeytest.NewServer(t).Addr()}
 	const lib = "#!lua name=scratch\nredis.register_function('scratch_f', function() return 1 end)"
 	if err := valkeytest.EachPrimary(ctx, addrs, func(c valkey.Client) error {
-		return c.Do(ctx, c.B().FunctionLoad().FunctionCode(lib).Build()).Error()
+		return c.Do(ctx, c.B().FunctionLoad().FunctionCode(lib).Build().Pin()).Error()
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -58,7 +58,7 @@ func TestDeleteLibrary(t *testing.T) {
 		}
 	}
 	err := valkeytest.EachPrimary(ctx, addrs, func(c valkey.Client) error {
-		return c.Do(ctx, c.B().Fcall().Function("scratch_f").Numkeys(0).Build()).Error()
+		return c.Do(ctx, c.B().Fcall().Function("scratch_f").Numkeys(0).Build().Pin()).Error()
 	})
 	if err == nil || !strings.Contains(err.Error(), "Function not found") {
 		t.Fatalf("FCALL after DeleteLibrary: %v", err)

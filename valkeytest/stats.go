@@ -19,7 +19,7 @@ func EachPrimary(ctx context.Context, addrs []string, f func(c valkey.Client) er
 		if err != nil {
 			return err
 		}
-		role, err := c.Do(ctx, c.B().Role().Build()).ToArray()
+		role, err := c.Do(ctx, c.B().Role().Build().Pin()).ToArray()
 		primary := false
 		if err == nil && len(role) > 0 {
 			r, _ := role[0].ToString()
@@ -41,7 +41,7 @@ func EachPrimary(ctx context.Context, addrs []string, f func(c valkey.Client) er
 func CommandCalls(ctx context.Context, addrs []string) (map[string]int64, error) {
 	out := map[string]int64{}
 	err := EachPrimary(ctx, addrs, func(c valkey.Client) error {
-		info, err := c.Do(ctx, c.B().Info().Section("commandstats").Build()).ToString()
+		info, err := c.Do(ctx, c.B().Info().Section("commandstats").Build().Pin()).ToString()
 		if err != nil {
 			return err
 		}
@@ -80,14 +80,14 @@ func ParseCommandStats(info string) map[string]int64 {
 // ResetStats runs CONFIG RESETSTAT on every primary.
 func ResetStats(ctx context.Context, addrs []string) error {
 	return EachPrimary(ctx, addrs, func(c valkey.Client) error {
-		return c.Do(ctx, c.B().ConfigResetstat().Build()).Error()
+		return c.Do(ctx, c.B().ConfigResetstat().Build().Pin()).Error()
 	})
 }
 
 // FlushAll empties every primary (FLUSHALL); loaded functions stay.
 func FlushAll(ctx context.Context, addrs []string) error {
 	return EachPrimary(ctx, addrs, func(c valkey.Client) error {
-		return c.Do(ctx, c.B().Flushall().Build()).Error()
+		return c.Do(ctx, c.B().Flushall().Build().Pin()).Error()
 	})
 }
 
@@ -95,7 +95,7 @@ func FlushAll(ctx context.Context, addrs []string) error {
 // (FUNCTION DELETE); a primary without it is left as is.
 func DeleteLibrary(ctx context.Context, addrs []string, name string) error {
 	return EachPrimary(ctx, addrs, func(c valkey.Client) error {
-		err := c.Do(ctx, c.B().FunctionDelete().LibraryName(name).Build()).Error()
+		err := c.Do(ctx, c.B().FunctionDelete().LibraryName(name).Build().Pin()).Error()
 		if err != nil && strings.Contains(err.Error(), "Library not found") {
 			return nil
 		}

@@ -30,7 +30,7 @@ func TestCommandCallsResetAndFlush(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := 0; i < 5; i++ {
-		if err := c.Do(ctx, c.B().Set().Key("k").Value("v").Build()).Error(); err != nil {
+		if err := c.Do(ctx, c.B().Set().Key("k").Value("v").Build().Pin()).Error(); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -41,7 +41,7 @@ func TestCommandCallsResetAndFlush(t *testing.T) {
 	if err := valkeytest.FlushAll(ctx, addrs); err != nil {
 		t.Fatal(err)
 	}
-	if n, _ := c.Do(ctx, c.B().Dbsize().Build()).AsInt64(); n != 0 {
+	if n, _ := c.Do(ctx, c.B().Dbsize().Build().Pin()).AsInt64(); n != 0 {
 		t.Fatalf("dbsize %d after FlushAll", n)
 	}
 }

@@ -33,10 +33,10 @@ func TestNewServerSetGet(t *testing.T) {
 	c := newClient(t, srv.Addr())
 	ctx := t.Context()
 	key := "valkeytest:" + t.Name()
-	if err := c.Do(ctx, c.B().Set().Key(key).Value("v1").Build()).Error(); err != nil {
+	if err := c.Do(ctx, c.B().Set().Key(key).Value("v1").Build().Pin()).Error(); err != nil {
 		t.Fatal(err)
 	}
-	got, err := c.Do(ctx, c.B().Get().Key(key).Build()).ToString()
+	got, err := c.Do(ctx, c.B().Get().Key(key).Build().Pin()).ToString()
 	if err != nil || got != "v1" {
 		t.Fatalf("GET = %q, %v; want v1", got, err)
 	}
@@ -54,7 +54,7 @@ func TestRestartKeepsAppendOnlyData(t *testing.T) {
 
 	c := newClient(t, addr)
 	for i := range 100 {
-		if err := c.Do(ctx, c.B().Set().Key(fmt.Sprint("k", i)).Value(fmt.Sprint(i)).Build()).Error(); err != nil {
+		if err := c.Do(ctx, c.B().Set().Key(fmt.Sprint("k", i)).Value(fmt.Sprint(i)).Build().Pin()).Error(); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -64,7 +64,7 @@ func TestRestartKeepsAppendOnlyData(t *testing.T) {
 	if err := srv.Restart(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Do(ctx, c.B().Set().Key("after-restart").Value("yes").Build()).Error(); err != nil {
+	if err := c.Do(ctx, c.B().Set().Key("after-restart").Value("yes").Build().Pin()).Error(); err != nil {
 		t.Fatal(err)
 	}
 	if err := srv.Kill(); err != nil {
@@ -76,14 +76,14 @@ func TestRestartKeepsAppendOnlyData(t *testing.T) {
 	if srv.Addr() != addr {
 		t.Fatalf("Addr changed across Restart: %s -> %s", addr, srv.Addr())
 	}
-	n, err := c.Do(ctx, c.B().Dbsize().Build()).AsInt64()
+	n, err := c.Do(ctx, c.B().Dbsize().Build().Pin()).AsInt64()
 	if err != nil || n != 101 {
 		t.Fatalf("DBSIZE after restarts = %d, %v; want 101", n, err)
 	}
-	if got, err := c.Do(ctx, c.B().Get().Key("k42").Build()).ToString(); err != nil || got != "42" {
+	if got, err := c.Do(ctx, c.B().Get().Key("k42").Build().Pin()).ToString(); err != nil || got != "42" {
 		t.Fatalf("GET k42 = %q, %v; want 42", got, err)
 	}
-	if got, err := c.Do(ctx, c.B().Get().Key("after-restart").Build()).ToString(); err != nil || got != "yes" {
+	if got, err := c.Do(ctx, c.B().Get().Key("after-restart").Build().Pin()).ToString(); err != nil || got != "yes" {
 		t.Fatalf("GET after-restart = %q, %v; want yes", got, err)
 	}
 }
@@ -97,13 +97,13 @@ func TestRestartWithoutPersistenceLosesData(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = srv.Close() })
 	c := newClient(t, srv.Addr())
-	if err := c.Do(ctx, c.B().Set().Key("k").Value("v").Build()).Error(); err != nil {
+	if err := c.Do(ctx, c.B().Set().Key("k").Value("v").Build().Pin()).Error(); err != nil {
 		t.Fatal(err)
 	}
 	if err := srv.Restart(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if n, err := c.Do(ctx, c.B().Dbsize().Build()).AsInt64(); err != nil || n != 0 {
+	if n, err := c.Do(ctx, c.B().Dbsize().Build().Pin()).AsInt64(); err != nil || n != 0 {
 		t.Fatalf("DBSIZE after restart = %d, %v; want 0 (no persistence by default)", n, err)
 	}
 }
@@ -121,7 +121,7 @@ func TestPauseResume(t *testing.T) {
 		t.Fatal(err)
 	}
 	short, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
-	err = c.Do(short, c.B().Ping().Build()).Error()
+	err = c.Do(short, c.B().Ping().Build().Pin()).Error()
 	cancel()
 	if err == nil {
 		t.Fatal("PING answered while the server was paused")
@@ -129,7 +129,7 @@ func TestPauseResume(t *testing.T) {
 	if err := srv.Resume(); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Do(ctx, c.B().Ping().Build()).Error(); err != nil {
+	if err := c.Do(ctx, c.B().Ping().Build().Pin()).Error(); err != nil {
 		t.Fatalf("PING after Resume: %v", err)
 	}
 }
@@ -215,7 +215,7 @@ func TestContainerWithoutDocker(t *testing.T) {
 	if err == nil {
 		defer srv.Close()
 		c := newClient(t, srv.Addr())
-		if err := c.Do(t.Context(), c.B().Ping().Build()).Error(); err != nil {
+		if err := c.Do(t.Context(), c.B().Ping().Build().Pin()).Error(); err != nil {
 			t.Fatalf("PING container: %v", err)
 		}
 		return
@@ -247,7 +247,7 @@ func TestExternalServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := newClient(t, srv.Addr())
-	if err := c.Do(t.Context(), c.B().Ping().Build()).Error(); err != nil {
+	if err := c.Do(t.Context(), c.B().Ping().Build().Pin()).Error(); err != nil {
 		t.Fatalf("external server stopped by Close: %v", err)
 	}
 }
@@ -263,7 +263,7 @@ func checkCluster(t *testing.T, cl *valkeytest.Cluster, primaries int) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		info, err := c.Do(ctx, c.B().ClusterInfo().Build()).ToString()
+		info, err := c.Do(ctx, c.B().ClusterInfo().Build().Pin()).ToString()
 		c.Close()
 		if err != nil || !strings.Contains(info, "cluster_state:ok") {
 			t.Fatalf("CLUSTER INFO on %s: %v\n%s", addr, err, info)
@@ -275,19 +275,19 @@ func checkCluster(t *testing.T, cl *valkeytest.Cluster, primaries int) {
 	owners := map[string]bool{}
 	for i := range 200 {
 		key := fmt.Sprint("key:", i)
-		if err := c.Do(ctx, c.B().Set().Key(key).Value(fmt.Sprint(i)).Build()).Error(); err != nil {
+		if err := c.Do(ctx, c.B().Set().Key(key).Value(fmt.Sprint(i)).Build().Pin()).Error(); err != nil {
 			t.Fatalf("SET %s: %v", key, err)
 		}
 	}
 	for i := range 200 {
 		key := fmt.Sprint("key:", i)
-		got, err := c.Do(ctx, c.B().Get().Key(key).Build()).ToString()
+		got, err := c.Do(ctx, c.B().Get().Key(key).Build().Pin()).ToString()
 		if err != nil || got != fmt.Sprint(i) {
 			t.Fatalf("GET %s = %q, %v", key, got, err)
 		}
 	}
 	for addr, node := range c.Nodes() {
-		n, err := node.Do(ctx, node.B().Dbsize().Build()).AsInt64()
+		n, err := node.Do(ctx, node.B().Dbsize().Build().Pin()).AsInt64()
 		if err != nil {
 			t.Fatalf("DBSIZE on %s: %v", addr, err)
 		}
@@ -299,7 +299,7 @@ func checkCluster(t *testing.T, cl *valkeytest.Cluster, primaries int) {
 		t.Fatalf("keys landed on %d primaries (%v), want %d", len(owners), owners, primaries)
 	}
 	// A multi-key command inside one hash tag stays in one slot.
-	if err := c.Do(ctx, c.B().Mset().KeyValue().KeyValue("{p:1}:a", "1").KeyValue("{p:1}:b", "2").Build()).Error(); err != nil {
+	if err := c.Do(ctx, c.B().Mset().KeyValue().KeyValue("{p:1}:a", "1").KeyValue("{p:1}:b", "2").Build().Pin()).Error(); err != nil {
 		t.Fatalf("MSET within one hash tag: %v", err)
 	}
 }
@@ -348,7 +348,7 @@ func TestClusterNodeRestart(t *testing.T) {
 	for {
 		c, err := valkey.NewClient(valkey.ClientOption{InitAddress: []string{node.Addr()}, ForceSingleClient: true})
 		if err == nil {
-			info, err := c.Do(ctx, c.B().ClusterInfo().Build()).ToString()
+			info, err := c.Do(ctx, c.B().ClusterInfo().Build().Pin()).ToString()
 			c.Close()
 			if err == nil && strings.Contains(info, "cluster_state:ok") {
 				break
