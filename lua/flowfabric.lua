@@ -64,10 +64,15 @@ Core fields: lane kind priority created_at state blocked caps retry_max bo_kind
 bo_init bo_max bo_mult bo_jitter retry_cats attempt_timeout deadline_at
 delay_until resume total_attempts attempt_index attempt_id attempt_type
 pending_type retry_count interrupt_count lease_state lease_id lease_epoch
-worker_id worker_instance lease_ttl lease_expires_at started_at completed_at
+worker_id worker_instance lease_expires_at started_at completed_at
 progress_pct progress_msg failure_reason failure_category cancel_reason
 cancelled_by last_transition_at ended_by (who ended the last attempt: the
 holder's lease id, 'engine' or 'operator'; a retried terminal call checks it).
+A field at its default is not written (a create writes lane, priority,
+created_at, state, last_transition_at and only what else it sets), and an
+absent field reads as its default: pending_type 'initial', resume '0', every
+other numeric field 0, every other text field ''. Readers here and in Go
+(valkeybackend coreDefaults) apply them.
 Per-attempt fields (progress_pct progress_msg failure_reason failure_category
 revoke_reason) describe the current (or last) attempt only: a new attempt
 starts them clean (take_lease), and each ended attempt's record is kept in
@@ -88,13 +93,13 @@ write (bad_call, bad_keys: string work, no command) and answers
 invalid_input, having written nothing, when one is off.
 ]]
 
-local VERSION = '18'
+local VERSION = '19'
 -- MIN_CLIENT is the oldest client this library serves; a client's version is
 -- the VERSION of the library it embeds (Go: lua.Version). A client older than
 -- MIN_CLIENT refuses to run against this library, and never replaces it.
 -- Raise it (to VERSION at most) with any change an older client would
 -- misread: a function removed or renamed, KEYS/ARGV or a reply changed.
-local MIN_CLIENT = '15'
+local MIN_CLIENT = '19'
 local PRIORITY_SCALE = 1000000000000
 local MAX_PRIORITY = 9000
 local INTERRUPT_CAP = 100
@@ -109,6 +114,10 @@ local function now_ms()
 end
 
 local function fmt(n) return string.format('%.0f', n) end
+
+-- A numeric core field as read (HMGET gives false for an absent field,
+-- which is at its default: 0 for every numeric field, see the header).
+local function num(v) return tonumber(v or '0') or 0 end
 
 -- Appends src's items to dst; returns dst.
 local function append_all(dst, src)
@@ -264,7 +273,7 @@ end
 
 local function csv_set(csv)
   local set = {}
-  if csv == nil or csv == '' then return set end
+  if not csv or csv == '' then return set end
   for tok in string.gmatch(csv, '[^,]+') do set[tok] = true end
   return set
 end
@@ -272,7 +281,7 @@ end
 -- Returns the capabilities of need_csv (an execution's) that have_csv (a
 -- worker's) lacks, comma-joined; '' when it has them all.
 local function missing_caps(need_csv, have_csv)
-  if need_csv == nil or need_csv == '' then return '' end
+  if not need_csv or need_csv == '' then return '' end
   local have, missing = csv_set(have_csv), {}
   for tok in string.gmatch(need_csv, '[^,]+') do
     if not have[tok] then missing[#missing + 1] = tok end
@@ -331,7 +340,7 @@ end
 
 -- Reports whether a field read as v (HMGET: false when absent) is a
 -- positive number: the execution is in the index that field decides.
-local function positive(v) return (tonumber(v or '0') or 0) > 0 end
+local function positive(v) return num(v) > 0 end
 
 -- Leaves the lease indexes: leases, and timeouts when the attempt has a
 -- timeout (attempt_timeout, as read). Returns kv with the core fields that
@@ -360,45 +369,79 @@ redis.register_function{function_name = 'ff_version', flags = {'no-writes'},
   callback = function() return ok(VERSION, MIN_CLIENT) end}
 
 local hand_off_new, hand_off_head -- defined after take_lease
+local parse_offer -- defined below
 
--- Returns the freshest live offer of the offers key (one command), or nil
--- (none, or no offers key: a noop key disables hand-offs). Freshest: the
--- latest expiry, the offer posted or refreshed last, so the one whose
--- worker is most surely alive (a dead worker's offers stop being
--- refreshed and sink). Expired offers (their workers left) are skipped
--- here and removed by ff_offer.
-local function live_offer(offers, now)
+-- Takes the freshest offer off the offers key (one ZPOPMAX) and returns it
+-- parsed (lease_id, attempt_id, ttl, worker_id, wiid, caps, member,
+-- score), or nil: none, no offers key (a noop key disables
+-- hand-offs), or the freshest had expired. Freshest: the latest expiry,
+-- the offer posted or refreshed last, so the one whose worker is most
+-- surely alive (a dead worker's offers stop being refreshed and sink).
+-- When even the freshest has expired, every offer has: that one is gone
+-- with its worker, and ff_offer removes the rest. A member that is not an
+-- offer (ff_offer checks them; a raw write can) is dropped, never handed
+-- to. A caller that does not spend the offer puts it back (put_back).
+local function pop_offer(offers, now)
   if string.sub(offers, 1, 10) ~= 'ff:offers:' then return nil end
-  return redis.call('ZRANGE', offers, '+inf', now, 'BYSCORE', 'REV', 'LIMIT', 0, 1)[1]
+  local r = redis.call('ZPOPMAX', offers)
+  if not r[1] or tonumber(r[2]) <= now then return nil end
+  local lease_id, attempt_id, ttl, worker_id, wiid, caps = parse_offer(r[1])
+  if not lease_id then return nil end
+  return {member = r[1], score = r[2], lease_id = lease_id, attempt_id = attempt_id, ttl = ttl,
+    worker_id = worker_id, wiid = wiid, caps = caps}
+end
+
+-- Returns offer o (pop_offer's), not spent, to the offers key.
+local function put_back(offers, o)
+  redis.call('ZADD', offers, o.score, o.member)
 end
 
 -- Splits an offer member into lease_id, attempt_id, lease_ttl_ms,
 -- worker_id, worker_instance, caps_csv; nil when it is not one (the worker
 -- and instance must be names: the instance names its inbox key).
 local OFFER_PATTERN = '^(%S+) (%S+) ([1-9]%d*) ([!-+%-.-z|~]+) ([!-+%-.-z|~]+) ?(%S*)$'
-local function parse_offer(member)
+parse_offer = function(member)
   return string.match(member, OFFER_PATTERN)
 end
 
 -- Reads one create's arguments (ff_create's ARGV layout) from a[o+1..]
 -- into a table: the fields checked here, and a, o to read the rest from.
 -- nil when one is malformed or a holds fewer than the create's
--- 18 + 2*ntags (c.last is its last index). String work only, no command.
+-- 19 + 2*ntags (c.last is its last index). String work only, no command.
 local function create_args(a, o)
   local c = {a = a, o = o, eid = a[o + 1], lane = a[o + 2], kind = a[o + 3],
     priority = uint(a[o + 4]), delay_until = uint(a[o + 5]), retry_max = uint(a[o + 7]),
     bo_init = uint(a[o + 9]), bo_max = uint(a[o + 10]), attempt_timeout = uint(a[o + 14]),
-    deadline = uint(a[o + 15]), dedup_ttl = uint(a[o + 16]), ntags = uint(a[o + 18])}
+    deadline = uint(a[o + 15]), dedup_ttl = uint(a[o + 16]), id_given = a[o + 18],
+    ntags = uint(a[o + 19])}
   if not is_name(c.kind) or c.priority == nil or c.priority > MAX_PRIORITY
     or c.delay_until == nil or c.retry_max == nil or c.bo_init == nil or c.bo_max == nil
     or tonumber(a[o + 11]) == nil or tonumber(a[o + 12]) == nil
     or c.attempt_timeout == nil or c.deadline == nil or c.dedup_ttl == nil or c.dedup_ttl == 0
-    or c.ntags == nil then
+    or (c.id_given ~= '1' and c.id_given ~= '0') or c.ntags == nil then
     return nil
   end
-  c.last = o + 18 + 2 * c.ntags
+  c.last = o + 19 + 2 * c.ntags
   if #a < c.last then return nil end
   return c
+end
+
+-- The core fields of new execution c (create_args) that differ from
+-- their defaults (see the header), without state and last_transition_at (the caller's):
+-- lane, priority and created_at always; caps, the retry policy, the
+-- attempt timeout and the deadline when set. A job that uses none of them
+-- writes none of them.
+local function new_core_fields(c, now)
+  local a, o = c.a, c.o
+  local f = {'lane', c.lane, 'priority', c.priority, 'created_at', now}
+  if a[o + 6] ~= '' then append_all(f, {'caps', a[o + 6]}) end
+  if c.retry_max > 0 then
+    append_all(f, {'retry_max', c.retry_max, 'bo_kind', a[o + 8], 'bo_init', c.bo_init,
+      'bo_max', c.bo_max, 'bo_mult', a[o + 11], 'bo_jitter', a[o + 12], 'retry_cats', a[o + 13]})
+  end
+  if c.attempt_timeout > 0 then append_all(f, {'attempt_timeout', c.attempt_timeout}) end
+  if c.deadline > 0 then append_all(f, {'deadline_at', c.deadline}) end
+  return f
 end
 
 -- Creates execution c (create_args, checked) with keys laid out as
@@ -409,11 +452,12 @@ end
 -- backlog: within one call none can appear (offers are posted by other
 -- calls, and now stands still), so later items skip the read. Returns
 -- ff_create's reply.
+-- The record is written once: by the hand-off's HSET when the execution
+-- goes straight to an offer's worker, else by one HSET of its own.
 local function create_one(keys, c, tag, now)
   local core, ctx, eligible, delayed, idem, deadlines, all, arrivals =
     keys[1], keys[2], keys[3], keys[4], keys[5], keys[6], keys[7], keys[8]
   local a, o, eid, lane, priority, delay_until = c.a, c.o, c.eid, c.lane, c.priority, c.delay_until
-  local attempt_timeout, deadline = c.attempt_timeout, c.deadline
   if string.sub(idem, 1, 8) == 'ff:idem:' then
     local first = redis.call('GET', idem)
     if first then
@@ -422,58 +466,52 @@ local function create_one(keys, c, tag, now)
     end
   end
   -- An explicit id that exists is a collision, not a repeat: the caller
-  -- meant another execution (a repeat carries its idempotency key).
-  if redis.call('EXISTS', core) == 1 then return fail('execution_id_in_use') end
+  -- meant another execution (a repeat carries its idempotency key). An id
+  -- the client generated is fresh (time-ordered, 74 random bits): no check.
+  if c.id_given == '1' and redis.call('EXISTS', core) == 1 then return fail('execution_id_in_use') end
   now = now or now_ms()
-  local state = 'waiting'
-  if delay_until > now then state = 'delayed' end
-  redis.call('HSET', core, 'lane', lane, 'priority', priority,
-    'created_at', now, 'state', state, 'blocked', '', 'caps', a[o + 6],
-    'retry_max', c.retry_max, 'bo_kind', a[o + 8], 'bo_init', c.bo_init, 'bo_max', c.bo_max,
-    'bo_mult', a[o + 11], 'bo_jitter', a[o + 12], 'retry_cats', a[o + 13],
-    'attempt_timeout', attempt_timeout, 'deadline_at', deadline,
-    'delay_until', (state == 'delayed') and delay_until or 0, 'resume', '0',
-    'total_attempts', 0, 'attempt_index', 0, 'attempt_id', '', 'attempt_type', '',
-    'pending_type', 'initial', 'retry_count', 0, 'interrupt_count', 0,
-    'lease_state', '', 'lease_id', '', 'lease_epoch', 0, 'lease_expires_at', 0,
-    'last_transition_at', now)
+  local fields = new_core_fields(c, now)
   local kv = {'kind', c.kind, 'lane', lane, 'payload', a[o + 17]}
-  for i = o + 19, c.last, 2 do
+  for i = o + 20, c.last, 2 do
     kv[#kv + 1] = 't:' .. a[i]
     kv[#kv + 1] = a[i + 1]
   end
   redis.call('HSET', ctx, unpack(kv))
-  if deadline > 0 then redis.call('ZADD', deadlines, deadline, eid) end
+  if c.deadline > 0 then redis.call('ZADD', deadlines, c.deadline, eid) end
   redis.call('ZADD', all, 0, eid)
   if string.sub(idem, 1, 8) == 'ff:idem:' then
     redis.call('SET', idem, eid, 'PX', c.dedup_ttl)
   end
-  if state == 'delayed' then
+  if delay_until > now then
+    redis.call('HSET', core, 'state', 'delayed', 'delay_until', delay_until, 'last_transition_at', now,
+      unpack(fields))
     redis.call('ZADD', delayed, delay_until, eid)
-  else
-    local empty = redis.call('ZCARD', eligible) == 0
-    if empty and hand_off_new(keys, eid, a[o + 6], attempt_timeout, kv, now) then
-      state = 'active'
-    else
-      redis.call('ZADD', eligible, eligible_score(now, priority), eid)
-      if empty then
-        publish_arrival(arrivals, lane, eid)
-      else
-        -- Behind a backlog, offers take the set's head (never new work
-        -- past older), up to HANDOFFS_BEHIND_BACKLOG per create: more than
-        -- one, so offers drain a backlog instead of only keeping pace.
-        for _ = 1, HANDOFFS_BEHIND_BACKLOG do
-          local member = not (keys.dry and keys.dry[keys[9]]) and live_offer(keys[9], now)
-          if not member then
-            if keys.dry then keys.dry[keys[9]] = true end
-            break
-          end
-          local head = redis.call('ZRANGE', eligible, 0, 0)[1]
-          if not head or not hand_off_head(keys, member, head, lane, now) then break end
-          if head == eid then state = 'active' end
-        end
-      end
+    return ok(eid, 'delayed')
+  end
+  local empty = redis.call('ZCARD', eligible) == 0
+  if empty and hand_off_new(keys, eid, c, fields, kv, now) then return ok(eid, 'active') end
+  redis.call('HSET', core, 'state', 'waiting', 'last_transition_at', now, unpack(fields))
+  redis.call('ZADD', eligible, eligible_score(now, priority), eid)
+  if empty then
+    publish_arrival(arrivals, lane, eid)
+    return ok(eid, 'waiting')
+  end
+  -- Behind a backlog, offers take the set's head (never new work past
+  -- older), up to HANDOFFS_BEHIND_BACKLOG per create: more than one, so
+  -- offers drain a backlog instead of only keeping pace.
+  local state = 'waiting'
+  for _ = 1, HANDOFFS_BEHIND_BACKLOG do
+    local off = not (keys.dry and keys.dry[keys[9]]) and pop_offer(keys[9], now)
+    if not off then
+      if keys.dry then keys.dry[keys[9]] = true end
+      break
     end
+    local head = redis.call('ZRANGE', eligible, 0, 0)[1]
+    if not head or not hand_off_head(keys, off, head, lane, now) then
+      put_back(keys[9], off)
+      break
+    end
+    if head == eid then state = 'active' end
   end
   return ok(eid, state)
 end
@@ -487,7 +525,9 @@ end
 --       6 caps_csv (sorted), 7 retry_max, 8 bo_kind, 9 bo_init_ms, 10 bo_max_ms,
 --       11 bo_mult, 12 bo_jitter, 13 retry_cats_csv, 14 attempt_timeout_ms,
 --       15 deadline_ms (0 = none), 16 dedup_ttl_ms, 17 payload,
---       18 ntags, then ntags (key, value) pairs
+--       18 id_given ('1': the caller chose eid, so it may exist already;
+--       '0': the client generated it, fresh), 19 ntags, then ntags
+--       (key, value) pairs
 -- An execution that lands in an empty eligible set is claimed here for the
 -- freshest live offer on the lane (ff_offer), whose worker gets the lease and
 -- the context in its inbox: no claim call at all (hand_off_new). Without an
@@ -556,7 +596,7 @@ redis.register_function('ff_issue_claim_grant', function(keys, argv)
     redis.call('ZREM', eligible, eid)
     return fail('execution_not_found')
   end
-  if f[1] ~= 'waiting' or f[2] ~= '' then return fail('execution_not_eligible', f[1]) end
+  if f[1] ~= 'waiting' or (f[2] or '') ~= '' then return fail('execution_not_eligible', f[1]) end
   if redis.call('EXISTS', grant) == 1 then return fail('grant_already_exists') end
   if not redis.call('ZSCORE', eligible, eid) then
     return fail('execution_not_in_eligible_set')
@@ -579,14 +619,19 @@ local ATTEMPT_CLEAN = {'progress_pct', '', 'progress_msg', '', 'failure_reason',
 -- nil for an execution that never joined its eligible set). Returns the six
 -- lease fields in reply order. The lane's active index is no longer written
 -- (see release_lease); the parameter stays so that callers keep their shape.
+-- pre, when given, holds core fields of the caller's to write in the same
+-- HSET (a create's, handed off: the record is written once).
+-- A waiting execution's delay_until is 0 already (every way into waiting
+-- clears it), and resume is '1' only for a resumed claim: neither is
+-- written otherwise.
 local function take_lease(core, eid, eligible, leases, _active, timeouts, f,
-                          worker_id, wiid, lease_id, attempt_id, ttl, resume, now)
+                          worker_id, wiid, lease_id, attempt_id, ttl, resume, now, pre)
   local epoch = tonumber(f.epoch) + 1
   local expires = now + ttl
-  local fields = {'state', 'active', 'resume', '0', 'lease_state', 'held',
+  local fields = append_all(pre or {}, {'state', 'active', 'lease_state', 'held',
     'lease_id', lease_id, 'lease_epoch', epoch, 'worker_id', worker_id,
-    'worker_instance', wiid, 'lease_ttl', ttl, 'lease_expires_at', expires,
-    'delay_until', 0, 'last_transition_at', now}
+    'worker_instance', wiid, 'lease_expires_at', expires, 'last_transition_at', now})
+  if f.resume == '1' then append_all(fields, {'resume', '0'}) end
   local attempt_index, attempt_type
   if resume then
     attempt_index, attempt_id, attempt_type = tonumber(f.attempt_index), f.attempt_id, 'resumed'
@@ -621,8 +666,14 @@ local function claim_fields(core)
   for i, name in ipairs(CLAIM_FIELDS) do
     if v[i] then f[name] = v[i] end
   end
-  -- HMGET returns false for absent fields; map those to nil
-  f.epoch = f.lease_epoch
+  -- HMGET returns false for absent fields: those are at their defaults (a
+  -- create writes only what differs from them, see the header).
+  if f.state then
+    f.blocked, f.resume = f.blocked or '', f.resume or '0'
+    f.total_attempts, f.pending_type = f.total_attempts or '0', f.pending_type or 'initial'
+    f.attempt_index, f.attempt_id = f.attempt_index or '0', f.attempt_id or ''
+  end
+  f.epoch = f.lease_epoch or '0'
   return f
 end
 
@@ -754,29 +805,15 @@ end
 -- callers: hand_off_new for the execution the create just wrote, and
 -- hand_off_head for the head of a backlog. They share the helpers below.
 
--- Reads offer member of the offers key into a table: lease_id, attempt_id,
--- ttl (ms, as posted), worker_id, wiid (the worker instance), caps (csv),
--- and member itself. A member that is not an offer (ff_offer checks them)
--- is removed, never handed to: nil.
-local function offer_of(offers, member)
-  local lease_id, attempt_id, ttl, worker_id, wiid, caps = parse_offer(member)
-  if not lease_id then
-    redis.call('ZREM', offers, member)
-    return nil
-  end
-  return {member = member, lease_id = lease_id, attempt_id = attempt_id, ttl = ttl,
-    worker_id = worker_id, wiid = wiid, caps = caps}
-end
-
--- Spends offer o (on the offers key KEYS[9]) on target and takes its lease
--- (core its record, f its claim fields, from the eligible set it leaves, or
--- nil when it never joined it). Returns the hand-off message so far:
--- worker_instance, eid, lease_ttl_ms, then the six lease fields as ff_claim
--- returns them; the caller appends the ctx pairs.
-local function claim_for_offer(keys, o, core, target, from, f, now)
-  redis.call('ZREM', keys[9], o.member)
+-- Spends offer o (pop_offer's: off the offers key already) on target and
+-- takes its lease (core its record, f its claim fields, from the eligible
+-- set it leaves, or nil when it never joined it; pre as take_lease's).
+-- Returns the hand-off message so far: worker_instance, eid, lease_ttl_ms,
+-- then the six lease fields as ff_claim returns them; the caller appends
+-- the ctx pairs.
+local function claim_for_offer(keys, o, core, target, from, f, now, pre)
   local lease = take_lease(core, target, from, keys[10], keys[11], keys[12], f,
-    o.worker_id, o.wiid, o.lease_id, o.attempt_id, tonumber(o.ttl), f.resume == '1', now)
+    o.worker_id, o.wiid, o.lease_id, o.attempt_id, tonumber(o.ttl), f.resume == '1', now, pre)
   return append_all({o.wiid, target, o.ttl}, lease)
 end
 
@@ -808,29 +845,31 @@ local function push_to_inbox(o, msg)
   if n == 1 or n % INBOX_REFRESH == 0 then redis.call('PEXPIRE', inbox, o.ttl) end
 end
 
--- Hands eid, the execution ff_create just wrote (not in the eligible set;
--- kv its ctx as written, caps_csv the capabilities it needs), to the
--- freshest live offer of KEYS[9]. Reports whether it did (false: no live
--- offer, or that offer's worker lacks a capability).
-hand_off_new = function(keys, eid, caps_csv, attempt_timeout, kv, now)
-  local member = live_offer(keys[9], now)
-  if not member then return false end
-  local o = offer_of(keys[9], member)
-  if not o or missing_caps(caps_csv, o.caps) ~= '' then return false end
+-- Hands eid, the execution ff_create is writing (c its create_args, fields
+-- its core fields so far, not yet written; kv its ctx as written; not in
+-- the eligible set), to the freshest live offer of KEYS[9]: the lease's
+-- fields join the create's in one HSET. Reports whether it did (false: no
+-- live offer, or that offer's worker lacks a capability: the offer is put
+-- back, and nothing is written).
+hand_off_new = function(keys, eid, c, fields, kv, now)
+  local o = pop_offer(keys[9], now)
+  if not o then return false end
+  if missing_caps(c.a[c.o + 6], o.caps) ~= '' then
+    put_back(keys[9], o)
+    return false
+  end
   -- A new execution's claim fields are known without reading them.
   local f = {epoch = '0', total_attempts = '0', pending_type = 'initial',
-    attempt_timeout = tostring(attempt_timeout)}
-  local msg = claim_for_offer(keys, o, keys[1], eid, nil, f, now)
+    attempt_timeout = tostring(c.attempt_timeout)}
+  local msg = claim_for_offer(keys, o, keys[1], eid, nil, f, now, fields)
   push_to_inbox(o, append_all(msg, kv))
   return true
 end
 
--- Hands head, the first member of the lane's eligible set KEYS[3], to the
--- offer member the caller read (live_offer), when head is still claimable
--- on lane by that offer's worker. Reports whether it did.
-hand_off_head = function(keys, member, head, lane, now)
-  local o = offer_of(keys[9], member)
-  if not o then return false end
+-- Hands head, the first member of the lane's eligible set KEYS[3], to offer
+-- o (pop_offer's), when head is still claimable on lane by that offer's
+-- worker. Reports whether it did; when not, the caller puts o back.
+hand_off_head = function(keys, o, head, lane, now)
   local core = exec_key(head, 'core')
   local f = claim_fields(core)
   if not claimable(head, f, lane) then
@@ -858,14 +897,15 @@ end
 -- KEYS: 1 deadlines, 2 all, 3 arrivals (shard channel), 4 leases,
 --       5 timeouts, then zero or more offers keys ("ff:offers:<lane>")
 -- ARGV: 1 n (1..MAX_BATCH), then per item: idempotency key ('' = none),
---       then ff_create's ARGV (18 + 2*ntags fields)
+--       then ff_create's ARGV (19 + 2*ntags fields)
 -- Every item is checked before the first write: one malformed item
 -- refuses the call (invalid_input), having written nothing.
 -- Returns ok(n, then per item: status, eid, state), status 'OK',
 --   'DUPLICATE' (eid the first execution, state its state now) or
 --   'execution_id_in_use' (nothing written for the item). Errors: invalid_input.
 -- Inner commands: 1 TIME, then per item its ff_create's past TIME (GET +
---   HGET idem, EXISTS, 2 HSET, ZADD all [+ deadlines], SET idem, ZADD
+--   HGET idem, EXISTS for a given id, 2 HSET (ctx, core: the core's is the
+--   hand-off's when handed off), ZADD all [+ deadlines], SET idem, ZADD
 --   delayed or ZCARD + hand-off / ZADD eligible + SPUBLISH / backlog offers,
 --   read once per lane while none is live).
 local MAX_BATCH = 1000
@@ -1011,7 +1051,7 @@ redis.register_function('ff_renew', function(keys, argv)
     if bad then
       append_all(reply, {bad[2], '0', bad[3] or '', bad[4] or '', bad[5] or '', bad[6] or ''})
     else
-      redis.call('HSET', core, 'lease_expires_at', expires, 'lease_ttl', ttl)
+      redis.call('HSET', core, 'lease_expires_at', expires)
       redis.call('ZADD', leases, expires, eid)
       append_all(reply, {'', tostring(expires), '', '', '', ''})
     end
@@ -1132,8 +1172,8 @@ local function end_attempt(k, eid, reason, category, draw, cap, now, ended_by)
   -- A reclaim grant issued for the lost lease must not outlive the attempt.
   if k.grant then redis.call('DEL', k.grant) end
   local f = redis.call('HMGET', core, unpack(END_ATTEMPT_FIELDS))
-  local retry_count = tonumber(f[2])
-  local interrupt_count = tonumber(f[9])
+  local retry_count = num(f[2])
+  local interrupt_count = num(f[9])
   -- Every core field this call changes goes into kv, for one HSET at the end.
   local kv = release_lease(eid, k.leases, k.timeouts, f[END_AT], {'ended_by', ended_by,
     'failure_reason', reason, 'failure_category', category, 'last_transition_at', now})
@@ -1144,8 +1184,8 @@ local function end_attempt(k, eid, reason, category, draw, cap, now, ended_by)
       retry, pending = true, 'reclaim'
       append_all(kv, {'interrupt_count', interrupt_count + 1})
     end
-  elseif retry_count < tonumber(f[1]) then
-    local cats = f[8]
+  elseif retry_count < num(f[1]) then
+    local cats = f[8] or ''
     if cats == '' or csv_set(cats)[category] then
       retry = true
       if f[3] == 'fixed' then
@@ -1315,7 +1355,7 @@ redis.register_function('ff_change_priority', function(keys, argv)
   if f[5] ~= lane then return fail('invalid_input', 'lane differs from the execution') end
   if f[1] ~= 'waiting' and f[1] ~= 'delayed' then return fail('execution_not_runnable', f[1]) end
   redis.call('HSET', keys[1], 'priority', prio)
-  if f[1] == 'waiting' and f[4] == '' then
+  if f[1] == 'waiting' and (f[4] or '') == '' then
     redis.call('ZADD', keys[2], 'XX', eligible_score(f[3], prio), argv[1])
   end
   return ok(f[2], tostring(prio))
@@ -1355,7 +1395,7 @@ redis.register_function('ff_block_route', function(keys, argv)
   local bad = bad_call(keys, BLOCK_KEYS, 3, argv[1])
   if bad then return bad end
   local f = redis.call('HMGET', keys[1], 'state', 'blocked')
-  if f[1] ~= 'waiting' or f[2] ~= '' or redis.call('ZREM', keys[2], argv[1]) == 0 then
+  if f[1] ~= 'waiting' or (f[2] or '') ~= '' or redis.call('ZREM', keys[2], argv[1]) == 0 then
     return ok('not_eligible')
   end
   redis.call('HSET', keys[1], 'blocked', argv[2])
@@ -1551,7 +1591,7 @@ redis.register_function('ff_expire', function(keys, argv)
   if live and f[3] ~= argv[3] then return fail('invalid_input', 'lane differs from the execution') end
   if which == 'deadline' then
     if not live then redis.call('ZREM', keys[7], eid) return ok('stale') end
-    if tonumber(f[2]) == 0 or tonumber(f[2]) > now then return ok('not_due') end
+    if num(f[2]) == 0 or num(f[2]) > now then return ok('not_due') end
     redis.call('DEL', keys[10])
     for _, i in ipairs({2, 3, 5, 6, 7, 8, 9}) do redis.call('ZREM', keys[i], eid) end
     redis.call('HSET', keys[1], 'state', 'expired', 'blocked', '', 'lease_state', '', 'ended_by', 'engine',
@@ -1650,7 +1690,7 @@ redis.register_function('ff_replay', function(keys, argv)
   -- last attempt's record is kept here unless its end kept it already
   -- (a completion, cancellation or deadline does not), with a
   -- cancellation's reason.
-  local kv = {'state', 'waiting', 'blocked', '', 'pending_type', 'replay',
+  local kv = {'state', 'waiting', 'delay_until', 0, 'blocked', '', 'pending_type', 'replay',
     'resume', '0', 'replay_count', count + 1, 'retry_count', 0, 'interrupt_count', 0,
     'deadline_at', 0, 'completed_at', 0, 'last_transition_at', now,
     'cancel_reason', '', 'cancelled_by', ''}

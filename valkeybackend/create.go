@@ -130,12 +130,18 @@ func (b *Backend) planCreate(a sdk.CreateExecutionArgs, withKeys bool) (createPl
 	// rather than turn them into 0 (no timeout, or an invalid PX).
 	dedup := ceilMS(a.DedupTTL)
 	attemptTimeout := ceilMS(a.AttemptTimeout)
-	args := make([]string, 0, 18+2*len(a.Tags))
+	// An id the caller chose may exist already (ff_create checks); one
+	// generated here is fresh.
+	idGiven := "0"
+	if a.ID != "" {
+		idGiven = "1"
+	}
+	args := make([]string, 0, 19+2*len(a.Tags))
 	args = append(args, string(id), string(a.Lane), a.Kind, strconv.Itoa(a.Priority),
 		msString(a.DelayUntil), joinCSV(a.RequiredCapabilities))
 	args = append(args, retry...)
 	args = append(args, durMS(attemptTimeout), msString(a.Deadline), durMS(dedup),
-		string(a.Payload), strconv.Itoa(len(a.Tags)))
+		string(a.Payload), idGiven, strconv.Itoa(len(a.Tags)))
 	for k, v := range a.Tags {
 		args = append(args, k, v)
 	}

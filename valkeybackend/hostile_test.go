@@ -78,13 +78,13 @@ func (f hostileFixture) calls() []rawCall {
 				return []string{ek(e, "core"), ek(e, "ctx"), lk(l, "eligible"), lk(l, "delayed"), noop, pk("deadlines"),
 						pk("all"), arr, noop, pk("leases"), lk(l, "active"), pk("timeouts")},
 					[]string{e, l, "k", "0", "0", "", "0", "exponential", "1000", "60000", "2", "0", "", "0", "0",
-						"86400000", "payload", "0"}
+						"86400000", "payload", "1", "0"}
 			}},
 		{fn: "ff_create_batch", eid: f.fresh, eidArg: 2, laneArg: 3,
 			build: func(e, l string) ([]string, []string) {
 				return []string{pk("deadlines"), pk("all"), arr, pk("leases"), pk("timeouts")},
 					[]string{"1", "", e, l, "k", "0", "0", "", "0", "exponential", "1000", "60000", "2", "0", "", "0", "0",
-						"86400000", "payload", "0"}
+						"86400000", "payload", "1", "0"}
 			}},
 		{fn: "ff_issue_claim_grant", eid: f.waiting, eidArg: 0, laneArg: -1, laneKeys: true,
 			build: func(e, l string) ([]string, []string) {

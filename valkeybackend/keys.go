@@ -4,6 +4,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/valkey-io/valkey-go"
+
 	"github.com/flowfabric/flowfabric-go/sdk"
 )
 
@@ -186,4 +188,42 @@ type workerKeys struct{ alive, info string }
 func workerKeysOf(id sdk.WorkerInstanceID) workerKeys {
 	p := "ff:w:{w:" + string(id) + "}:"
 	return workerKeys{alive: p + "alive", info: p + "info"}
+}
+
+// coreDefaults are the values of core fields that are not written while at
+// their default (the library's header: a create writes lane, priority,
+// created_at, state, last_transition_at and only what else it sets). A
+// reader of the raw record sees them through withCoreDefaults, so an
+// absent field and a written default read the same.
+var coreDefaults = map[string]string{
+	"blocked": "", "caps": "", "retry_max": "0", "bo_kind": "", "bo_init": "0", "bo_max": "0",
+	"bo_mult": "0", "bo_jitter": "0", "retry_cats": "", "attempt_timeout": "0", "deadline_at": "0",
+	"delay_until": "0", "resume": "0", "total_attempts": "0", "attempt_index": "0", "attempt_id": "",
+	"attempt_type": "", "pending_type": "initial", "retry_count": "0", "interrupt_count": "0",
+	"lease_state": "", "lease_id": "", "lease_epoch": "0", "lease_expires_at": "0",
+}
+
+// withCoreDefaults fills the fields of core (an execution's record as
+// read; empty when it does not exist) that are absent with their defaults,
+// and returns it.
+func withCoreDefaults(core map[string]string) map[string]string {
+	if len(core) == 0 {
+		return core
+	}
+	for f, v := range coreDefaults {
+		if _, ok := core[f]; !ok {
+			core[f] = v
+		}
+	}
+	return core
+}
+
+// coreField returns field's value as read (HMGET: nil when absent), or its
+// default.
+func coreField(field string, v valkey.ValkeyMessage) string {
+	s, err := v.ToString()
+	if err != nil {
+		return coreDefaults[field]
+	}
+	return s
 }

@@ -60,6 +60,7 @@ func (b *Backend) DescribeExecution(ctx context.Context, id sdk.ExecutionID) (*s
 	if err != nil {
 		return nil, backendError(op, err)
 	}
+	core = withCoreDefaults(core)
 	if len(core) == 0 {
 		return nil, sdk.NewError(op, sdk.CodeExecutionNotFound, string(id))
 	}
@@ -99,19 +100,20 @@ func (b *Backend) DescribeExecution(ctx context.Context, id sdk.ExecutionID) (*s
 	return s, nil
 }
 
-// hget reads one core field; a missing execution is execution_not_found.
+// hget reads one core field (its default when absent); a missing
+// execution is execution_not_found.
 func (b *Backend) hget(ctx context.Context, op string, id sdk.ExecutionID, field string) (string, error) {
 	if _, err := b.partitionOf(op, id); err != nil {
 		return "", err
 	}
-	v, err := b.client.Do(ctx, b.client.B().Hget().Key(keysOf(id).core).Field(field).Build()).ToString()
+	v, err := b.client.Do(ctx, b.client.B().Hmget().Key(keysOf(id).core).Field("state", field).Build()).ToArray()
 	if err != nil {
-		if isNil(err) {
-			return "", sdk.NewError(op, sdk.CodeExecutionNotFound, string(id))
-		}
 		return "", backendError(op, err)
 	}
-	return v, nil
+	if len(v) != 2 || v[0].IsNil() { // every record has a state
+		return "", sdk.NewError(op, sdk.CodeExecutionNotFound, string(id))
+	}
+	return coreField(field, v[1]), nil
 }
 
 // ReadExecutionState returns the public state.

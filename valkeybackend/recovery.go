@@ -133,5 +133,6 @@ func (b *Backend) ReadExecutionInfo(ctx context.Context, id sdk.ExecutionID) (*s
 	if err != nil {
 		return nil, backendError(op, err)
 	}
+	fields = withCoreDefaults(fields)
 	return &sdk.ExecutionInfo{Snapshot: *s, Fields: fields, Attempts: attemptsOf(fields)}, nil
 }
