@@ -23,7 +23,9 @@ so every key below hashes to the partition's slot). L is a lane name.
   ff:i:T:leases      ZSET   lease expiry per execution (re-scored on renew)
   ff:i:T:timeouts    ZSET   attempt timeout per execution
   ff:i:T:deadlines   ZSET   execution deadline per execution
-  ff:i:T:all         ZSET   every execution, score 0 (lexicographic paging)
+  ff:i:T:all         ZSET   no longer written (v19: ff_list pages the state
+                            indexes); passed still, and ff_trim removes
+                            what a v18 create left in it
   ff:idem:T:K        STRING first execution id for idempotency key K (PX ttl)
   ff:own:T           STRING engine process that scans partition T (PX lease)
   ff:noop:T          never written: stands in for an absent optional key
@@ -455,8 +457,9 @@ end
 -- The record is written once: by the hand-off's HSET when the execution
 -- goes straight to an offer's worker, else by one HSET of its own.
 local function create_one(keys, c, tag, now)
-  local core, ctx, eligible, delayed, idem, deadlines, all, arrivals =
-    keys[1], keys[2], keys[3], keys[4], keys[5], keys[6], keys[7], keys[8]
+  -- keys[7], the partition's all index, is no longer written (v19: ff_list).
+  local core, ctx, eligible, delayed, idem, deadlines, arrivals =
+    keys[1], keys[2], keys[3], keys[4], keys[5], keys[6], keys[8]
   local a, o, eid, lane, priority, delay_until = c.a, c.o, c.eid, c.lane, c.priority, c.delay_until
   if string.sub(idem, 1, 8) == 'ff:idem:' then
     local first = redis.call('GET', idem)
@@ -478,7 +481,6 @@ local function create_one(keys, c, tag, now)
   end
   redis.call('HSET', ctx, unpack(kv))
   if c.deadline > 0 then redis.call('ZADD', deadlines, c.deadline, eid) end
-  redis.call('ZADD', all, 0, eid)
   if string.sub(idem, 1, 8) == 'ff:idem:' then
     redis.call('SET', idem, eid, 'PX', c.dedup_ttl)
   end
@@ -905,7 +907,7 @@ end
 --   'execution_id_in_use' (nothing written for the item). Errors: invalid_input.
 -- Inner commands: 1 TIME, then per item its ff_create's past TIME (GET +
 --   HGET idem, EXISTS for a given id, 2 HSET (ctx, core: the core's is the
---   hand-off's when handed off), ZADD all [+ deadlines], SET idem, ZADD
+--   hand-off's when handed off), [ZADD deadlines], SET idem, ZADD
 --   delayed or ZCARD + hand-off / ZADD eligible + SPUBLISH / backlog offers,
 --   read once per lane while none is live).
 local MAX_BATCH = 1000
@@ -1458,6 +1460,47 @@ redis.register_function{function_name = 'ff_due', flags = {'no-writes'},
     local age = uint(argv[2] or '0') or 0
     local r = redis.call('ZRANGEBYSCORE', keys[1], '-inf', now_ms() - age, 'LIMIT', 0, limit)
     return {1, 'OK', unpack(r)}
+  end}
+
+---------------------------------------------------------------------------
+-- ff_list: a page of one partition's executions in id order, read from its
+-- state indexes: every execution is in exactly one of them (leases while
+-- active; per lane eligible, delayed, blocked or terminal otherwise), and
+-- this one call reads them all at one instant, so none is missed or listed
+-- twice as it moves. No create writes a listing index of its own. The cost
+-- is the reader's: every member of the indexes is read (O(executions of
+-- the partition) per page; retention bounds the terminal ones). Read-only.
+-- KEYS: 1 leases, then per lane: eligible, delayed, blocked, terminal
+-- ARGV: 1 cursor (an execution id; '' = from the start), 2 limit
+-- Returns ok(id...): up to limit ids greater than the cursor, ascending.
+-- Members that are not execution ids of the partition are skipped.
+-- Errors: invalid_input (a key off the layout, a malformed limit).
+local LIST_SUFFIXES = {'eligible', 'delayed', 'blocked', 'terminal'}
+redis.register_function{function_name = 'ff_list', flags = {'no-writes'},
+  callback = function(keys, argv)
+    local tag = key_tag(keys[1], 'ff:i:')
+    local limit = uint(argv[2])
+    if not tag or keys[1] ~= 'ff:i:' .. tag .. ':leases' or (#keys - 1) % 4 ~= 0 then
+      return fail('invalid_input', 'keys are not a partition\'s state indexes')
+    end
+    if limit == nil or limit == 0 or type(argv[1]) ~= 'string' then
+      return fail('invalid_input', 'malformed list arguments')
+    end
+    for i = 2, #keys do
+      if not lane_in(keys[i], tag, LIST_SUFFIXES[(i - 2) % 4 + 1]) then
+        return fail('invalid_input', 'key ' .. i .. ' is not a state index of the partition')
+      end
+    end
+    local cursor, ids = argv[1], {}
+    for i = 1, #keys do
+      for _, m in ipairs(redis.call('ZRANGE', keys[i], 0, -1)) do
+        if m > cursor and id_tag(m) == tag then ids[#ids + 1] = m end
+      end
+    end
+    table.sort(ids)
+    local reply = ok()
+    for i = 1, math.min(limit, #ids) do reply[#reply + 1] = ids[i] end
+    return reply
   end}
 
 -- Checks a registration call: its keys are one instance's (I a name:

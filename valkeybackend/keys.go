@@ -23,7 +23,8 @@ import (
 //	ff:i:T:L:eligible | delayed | active | blocked | terminal   ZSETs
 //	ff:i:T:leases | timeouts | deadlines | all                  ZSETs
 //	(active is no longer written since library v16 — leases holds every
-//	leased execution — but still passed, so KEYS stay those of v15)
+//	leased execution — nor all since v19 — ListExecutions pages the state
+//	indexes — but both are still passed, so KEYS keep their shape)
 //	ff:idem:T:K      STRING idempotency key K → first execution id
 //	ff:own:T         STRING the engine process that scans partition T (PX lease)
 //	ff:noop:T        never written; stands in for an absent optional key

@@ -168,6 +168,9 @@ func (b *Backend) GetExecutionResult(ctx context.Context, id sdk.ExecutionID) ([
 }
 
 // ListExecutions pages a partition's executions in id order after cursor.
+// It reads the partition's state indexes of every registered lane in one
+// call (ff_list): a page costs the server a read of all the partition's
+// executions, which no create pays for with an index of its own.
 func (b *Backend) ListExecutions(ctx context.Context, partition int, cursor sdk.ExecutionID, limit int) (sdk.ListExecutionsPage, error) {
 	const op = "list_executions"
 	if err := b.checkPartition(op, partition); err != nil {
@@ -185,16 +188,22 @@ func (b *Backend) ListExecutions(ctx context.Context, partition int, cursor sdk.
 		return sdk.ListExecutionsPage{}, nil
 	}
 	limit = min(limit, listLimitMax)
-	start := "-"
-	if cursor != "" {
-		start = "(" + string(cursor)
-	}
-	key := partKeysOf(sdk.PartitionTag(partition)).all
-	ids, err := b.client.Do(ctx, b.client.B().Zrange().Key(key).Min(start).Max("+").Bylex().
-		Limit(0, int64(limit+1)).Build()).AsStrSlice()
+	lanes, err := b.client.Do(ctx, b.client.B().Smembers().Key(lanesKey).Build()).AsStrSlice()
 	if err != nil {
 		return sdk.ListExecutionsPage{}, backendError(op, err)
 	}
+	tag := sdk.PartitionTag(partition)
+	keys := make([]string, 0, 1+4*len(lanes))
+	keys = append(keys, partKeysOf(tag).leases)
+	for _, l := range lanes {
+		lk := laneKeysOf(tag, sdk.LaneID(l))
+		keys = append(keys, lk.eligible, lk.delayed, lk.blocked, lk.terminal)
+	}
+	r, err := decode(op, b.client.Do(ctx, b.fcallRO("ff_list", keys, string(cursor), strconv.Itoa(limit+1))))
+	if err != nil {
+		return sdk.ListExecutionsPage{}, err
+	}
+	ids := r.fields
 	page := sdk.ListExecutionsPage{}
 	if len(ids) > limit {
 		ids = ids[:limit]
