@@ -1112,6 +1112,100 @@ redis.register_function('ff_complete', function(keys, argv)
   return ok('completed')
 end)
 
+---------------------------------------------------------------------------
+-- ff_complete_batch: complete up to MAX_COMPLETES executions, each exactly
+-- as its own ff_complete would (fence checked, result stored, lease
+-- released, terminal index), and post the offers of the items that landed
+-- (ff_offer 'new'). A worker sends the completions that gathered while its
+-- previous call was in flight: the call's own cost (FCALL, TIME, one ZADD
+-- per offers key) is paid once per batch, not per completion.
+-- Keys are derived here from each item's id (its tag) and lane, as in
+-- ff_create_batch. The declared KEYS are the items' core keys, so a
+-- cluster refuses a batch that spans slots before it runs; one server
+-- takes any mix of partitions. Offers keys are built from offer_lane
+-- (single server only, as everywhere).
+-- KEYS: one core key per item ("ff:e:<eid>:core"), in item order
+-- ARGV: 1 n (1..MAX_COMPLETES), 2 offer_ttl_ms ('0' when no item offers),
+--       then per item: eid, lease_id, epoch, attempt_id, lane, has_result
+--       ('1'|'0'), result, offer_lane ('' = no offers), noffers, then
+--       noffers offer members (as ff_offer's)
+-- Every item is checked before the first write: one malformed item
+-- refuses the call (invalid_input), having written nothing.
+-- Returns ok(expires_at of the offers, then per item six fields: code (''
+--   landed, or the fence error ff_complete would return), d1..d4 (its
+--   detail, as ff_complete's), offered ('1' when its offers were posted)).
+-- Inner commands: 1 TIME; per item HMGET, [SET result], [ZREM deadlines],
+--   HSET, ZREM leases [+ timeouts], ZADD terminal; one ZADD NX per offers
+--   key (per OFFER_CHUNK members).
+local MAX_COMPLETES = 128
+local OFFER_CHUNK = 1000
+redis.register_function('ff_complete_batch', function(keys, argv)
+  local n, ttl = uint(argv[1]), uint(argv[2])
+  if n == nil or n == 0 or n > MAX_COMPLETES or #keys ~= n or ttl == nil then
+    return fail('invalid_input', 'malformed batch size')
+  end
+  local items, o = {}, 2
+  for i = 1, n do
+    local it = {eid = argv[o + 1], lease_id = argv[o + 2], epoch = argv[o + 3], attempt_id = argv[o + 4],
+      lane = argv[o + 5], has = argv[o + 6], result = argv[o + 7], offer_lane = argv[o + 8]}
+    local noffers = uint(argv[o + 9])
+    it.tag = id_tag(it.eid)
+    if not it.tag or keys[i] ~= 'ff:e:' .. it.eid .. ':core' or not is_name(it.lane)
+      or (it.has ~= '1' and it.has ~= '0') or it.result == nil or noffers == nil
+      or (noffers > 0 and (ttl == 0 or not is_name(it.offer_lane))) then
+      return fail('invalid_input', 'malformed item ' .. i)
+    end
+    it.first, it.last = o + 10, o + 9 + noffers
+    for j = it.first, it.last do
+      if not argv[j] or not parse_offer(argv[j]) then
+        return fail('invalid_input', 'malformed offer in item ' .. i)
+      end
+    end
+    items[i], o = it, it.last
+  end
+  if o ~= #argv then return fail('invalid_input', 'malformed batch arguments') end
+  local now = now_ms()
+  local expires = now + ttl
+  local reply = ok(fmt(expires))
+  local offers, order = {}, {} -- offers key -> ZADD NX arguments; keys in first-use order
+  for i, it in ipairs(items) do
+    local pre = 'ff:i:' .. it.tag .. ':'
+    local bad, f = check_fence(keys[i], it.lease_id, it.epoch, it.attempt_id, now, it.lane, FENCE_END)
+    if bad then
+      append_all(reply, {bad[2], bad[3] or '', bad[4] or '', bad[5] or '', bad[6] or '', '0'})
+    else
+      if it.has == '1' then redis.call('SET', 'ff:e:' .. it.eid .. ':result', it.result) end
+      leave_deadlines(it.eid, pre .. 'deadlines', f[FENCE_READ + 2])
+      redis.call('HSET', keys[i], unpack(release_lease(it.eid, pre .. 'leases', pre .. 'timeouts',
+        f[FENCE_READ + 1], {'state', 'completed', 'completed_at', now, 'ended_by', it.lease_id,
+        'last_transition_at', now})))
+      redis.call('ZADD', pre .. it.lane .. ':terminal', now, it.eid)
+      local offered = '0'
+      if it.first <= it.last then
+        local k = 'ff:offers:' .. it.offer_lane
+        if not offers[k] then
+          offers[k] = {}
+          order[#order + 1] = k
+        end
+        local z = offers[k]
+        for j = it.first, it.last do
+          z[#z + 1] = expires
+          z[#z + 1] = argv[j]
+        end
+        offered = '1'
+      end
+      append_all(reply, {'', '', '', '', '', offered})
+    end
+  end
+  for _, k in ipairs(order) do
+    local z = offers[k]
+    for c = 1, #z, 2 * OFFER_CHUNK do
+      redis.call('ZADD', k, 'NX', unpack(z, c, math.min(#z, c + 2 * OFFER_CHUNK - 1)))
+    end
+  end
+  return reply
+end)
+
 -- Attempt records. When an attempt ends, its per-attempt fields (see the
 -- header) are kept in core field attempt:<index>, so what it did stays
 -- readable after a later attempt starts clean. The value is framed (see

@@ -225,6 +225,37 @@ type CompleteOfferer interface {
 	CompleteAndOffer(ctx context.Context, h Handle, result []byte, offer OfferArgs) (offers []ClaimOffer, offerErr, err error)
 }
 
+// CompleteBatcher completes many tasks' executions in as few round trips as
+// the backend can (Valkey: one server takes any mix of partitions in one
+// FCALL; a cluster one FCALL per partition, pipelined), each exactly as
+// Complete (or, with an offer, CompleteAndOffer) would. A worker sends the
+// completions that gathered while its previous batch was in flight, so a
+// completion waits at most for one batch's round trip (WorkerStats:
+// CompleteBatches, CompleteBatchMax).
+type CompleteBatcher interface {
+	// CompleteBatch returns one outcome per item, in order. A failure of a
+	// whole call (transport) is every item's Err in that call.
+	CompleteBatch(ctx context.Context, items []CompleteItem) []CompleteOutcome
+}
+
+// CompleteItem is one completion of a batch.
+type CompleteItem struct {
+	Handle Handle
+	Result []byte // nil stores none
+	// Offer, when set, is posted as OfferClaims does when the complete
+	// lands (only with RoleCompleteOffer: a backend without hand-offs
+	// refuses it in OfferErr and completes alone).
+	Offer *OfferArgs
+}
+
+// CompleteOutcome is one item's outcome: Err as Complete would return it;
+// Offers and OfferErr as CompleteAndOffer's.
+type CompleteOutcome struct {
+	Err      error
+	Offers   []ClaimOffer
+	OfferErr error
+}
+
 // Role names an optional backend role: one of the interfaces in this file
 // (or BatchSubmitter). Routing capabilities (WorkerConfig.Capabilities) are
 // a different thing: tokens a worker advertises and an execution requires.
@@ -243,6 +274,7 @@ const (
 	RoleClaimOffers    Role = "claim_offers"    // ClaimOfferer
 	RoleCompleteOffer  Role = "complete_offer"  // CompleteOfferer
 	RoleBatchSubmit    Role = "batch_submit"    // BatchSubmitter
+	RoleCompleteBatch  Role = "complete_batch"  // CompleteBatcher
 	RoleEngineMonitor  Role = "engine_monitor"  // EngineMonitor
 )
 
@@ -282,6 +314,7 @@ type BackendRoles struct {
 	CompleteOfferer   CompleteOfferer
 	BatchSubmitter    BatchSubmitter
 	EngineMonitor     EngineMonitor
+	CompleteBatcher   CompleteBatcher
 }
 
 // RolesOf is the one way to discover a backend's optional roles: a role is
@@ -301,6 +334,7 @@ func RolesOf(b EngineBackend) BackendRoles {
 	r.ClaimOfferer = roleOf[ClaimOfferer](b, f, RoleClaimOffers)
 	r.CompleteOfferer = roleOf[CompleteOfferer](b, f, RoleCompleteOffer)
 	r.BatchSubmitter = roleOf[BatchSubmitter](b, f, RoleBatchSubmit)
+	r.CompleteBatcher = roleOf[CompleteBatcher](b, f, RoleCompleteBatch)
 	r.EngineMonitor = roleOf[EngineMonitor](b, f, RoleEngineMonitor)
 	return r
 }

@@ -212,7 +212,8 @@ func (b *Backend) ShutdownPrepare(ctx context.Context, grace time.Duration) erro
 // Features reports the family, the library version and the optional roles
 // this configuration enables: readiness needs client-side caching, arrivals
 // and lease events need the arrivals subscription, claim offers need
-// hand-offs (off on a cluster, or by Options.DisableHandoff).
+// hand-offs (off on a cluster, or by Options.DisableHandoff), batched
+// completions are on unless Options.DisableCompleteBatch.
 func (b *Backend) Features() sdk.Features {
 	roles := []sdk.Role{sdk.RoleBatchRenew, sdk.RoleWindowScan, sdk.RoleGrantClaim, sdk.RoleFusedClaim, sdk.RoleWorkerRegistry,
 		sdk.RoleEngineMonitor, sdk.RoleBatchSubmit}
@@ -224,6 +225,9 @@ func (b *Backend) Features() sdk.Features {
 	}
 	if b.handoffOn() {
 		roles = append(roles, sdk.RoleClaimOffers, sdk.RoleCompleteOffer)
+	}
+	if !b.opts.DisableCompleteBatch {
+		roles = append(roles, sdk.RoleCompleteBatch)
 	}
 	return sdk.Features{Family: "valkey", Version: lua.Version, Roles: roles}
 }

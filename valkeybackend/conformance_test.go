@@ -27,7 +27,7 @@ func TestConformance(t *testing.T) {
 	// here instead of skipping its subtests. Hand-offs need a single server.
 	roles := []sdk.Role{sdk.RoleBatchRenew, sdk.RoleWindowScan, sdk.RoleGrantClaim, sdk.RoleFusedClaim,
 		sdk.RoleWorkerRegistry, sdk.RoleReadiness, sdk.RoleArrivals, sdk.RoleLeaseEvents, sdk.RoleEngineMonitor,
-		sdk.RoleBatchSubmit}
+		sdk.RoleBatchSubmit, sdk.RoleCompleteBatch}
 	wantRoles := map[string][]sdk.Role{
 		"standalone": append(slices.Clone(roles), sdk.RoleClaimOffers, sdk.RoleCompleteOffer),
 		"cluster":    roles,

@@ -55,6 +55,11 @@ type Options struct {
 	// off. Default false: an idle worker is handed an execution inside the
 	// create that made it, with no claim call.
 	DisableHandoff bool
+	// DisableCompleteBatch turns the complete_batch role off, so a worker
+	// sends each completion in a call of its own (to compare). Default
+	// false: a worker's completions that gather while its previous call is
+	// in flight go together in one ff_complete_batch.
+	DisableCompleteBatch bool
 	// ReadinessCacheTTL bounds a cached readiness count between invalidation
 	// pushes. Default ReadinessCacheTTLDefault (5 minutes).
 	ReadinessCacheTTL time.Duration

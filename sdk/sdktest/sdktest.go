@@ -129,6 +129,7 @@ var suite = []subtest{
 		{name: "resumed", fn: testFusedResumed},
 	}},
 	{name: "batch_submit", fn: testBatchSubmit},
+	{name: "complete_batch", fn: testCompleteBatch},
 	{name: "offers", sub: []subtest{
 		{name: "handoff", fn: testHandoff},
 		{name: "withdraw", fn: testWithdrawOffers},
