@@ -357,21 +357,38 @@ func (w *Worker) trimOffers(ctx context.Context) bool {
 // matters: claims cost more than hand-offs, so at a rate between the two
 // paths' capacities a worker left claiming would never clear the backlog
 // that formed.
+//
+// With a CompleteBatcher the call rides in the worker's next completion
+// batch (completer), its offer with it.
 func (w *Worker) completeCall(ctx context.Context, t *Task, result []byte) error {
 	co := w.roles.CompleteOfferer
 	offerSlot := w.offers.idle.Load() || w.offers.openCount() < w.offerCap()
-	if co == nil || t.slot.heldByOffer() || !offerSlot {
-		return w.backend.Complete(ctx, t.h, result)
-	}
-	ids := newTokens(1)
+	var ids []string
 	// The slot is the task's until the offer is registered: a hand-off for
 	// it (it can overtake the reply) then finds the offer and uses the slot
 	// the task is about to give up.
-	if !w.offers.register(t.h.Lane, ids) {
+	if co != nil && !t.slot.heldByOffer() && offerSlot {
+		ids = newTokens(1)
+		if !w.offers.register(t.h.Lane, ids) {
+			ids = nil
+		}
+	}
+	if ids == nil {
+		if w.completer != nil {
+			return w.completer.complete(ctx, CompleteItem{Handle: t.h, Result: result}).Err
+		}
 		return w.backend.Complete(ctx, t.h, result)
 	}
 	t.slot.handOver()
-	offers, offerErr, err := co.CompleteAndOffer(ctx, t.h, result, w.offerArgs(t.h.Lane, ids))
+	var offers []ClaimOffer
+	var offerErr, err error
+	if w.completer != nil {
+		args := w.offerArgs(t.h.Lane, ids)
+		o := w.completer.complete(ctx, CompleteItem{Handle: t.h, Result: result, Offer: &args})
+		offers, offerErr, err = o.Offers, o.OfferErr, o.Err
+	} else {
+		offers, offerErr, err = co.CompleteAndOffer(ctx, t.h, result, w.offerArgs(t.h.Lane, ids))
+	}
 	if offerErr != nil {
 		offers = nil
 	}

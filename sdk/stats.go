@@ -42,6 +42,14 @@ type WorkerStats struct {
 	Offers           uint64 // claim offers posted (ClaimOfferer)
 	Handoffs         uint64 // executions handed to this worker's offers
 
+	// CompleteBatches counts the batches of completions sent
+	// (CompleteBatcher), BatchedCompletes the completions they carried,
+	// and CompleteBatchMax the largest: BatchedCompletes/CompleteBatches
+	// is the completions per call.
+	CompleteBatches  uint64
+	BatchedCompletes uint64
+	CompleteBatchMax uint64
+
 	InFlight   int // slots in use now: tasks running and claims under way
 	Offered    int // slots offered now (open, or taken with the hand-off still coming)
 	HeldLeases int // leases the renewer holds now
@@ -63,7 +71,7 @@ func (w *Worker) Stats() WorkerStats {
 	open, taken := w.offers.counts()
 	offered := open + taken
 	avg, mx := r.lag()
-	return WorkerStats{
+	st := WorkerStats{
 		Claimed: s.claimed.Load(), Completed: s.completed.Load(), Failed: s.failed.Load(),
 		Retried: s.retried.Load(), Cancelled: s.cancelled.Load(), Delayed: s.delayed.Load(),
 		HandlerErrors: s.handlerErrors.Load(), HandlerPanics: s.handlerPanics.Load(), Aborted: s.aborted.Load(), GivenBack: s.givenBack.Load(),
@@ -75,4 +83,8 @@ func (w *Worker) Stats() WorkerStats {
 		Arrivals: s.arrivals.Load(), Offers: s.offers.Load(), Handoffs: s.handoffs.Load(),
 		InFlight: w.slots.inUse() - offered, Offered: offered, HeldLeases: w.renewer.held(),
 	}
+	if c := w.completer; c != nil {
+		st.CompleteBatches, st.BatchedCompletes, st.CompleteBatchMax = c.batches.Load(), c.items.Load(), c.largest.Load()
+	}
+	return st
 }

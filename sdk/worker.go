@@ -30,9 +30,11 @@ type Worker struct {
 	offers  offerBook
 	cursor  claimCursor // owned by the claim loop
 	renewer *renewer
-	running *runningSet
-	runners *runnerPool
-	stats   workerStats
+	// completer batches completions (nil without CompleteBatcher).
+	completer *completer
+	running   *runningSet
+	runners   *runnerPool
+	stats     workerStats
 	// engineChecked is when (unix ns) delayedWork last asked for live engines.
 	engineChecked atomic.Int64
 
@@ -78,6 +80,9 @@ func NewWorker(backend EngineBackend, cfg WorkerConfig) (*Worker, error) {
 	w.renewer = newRenewer(backend, roles.BatchRenewer, cfg.RenewEvery, cfg.LeaseTTL)
 	w.renewer.onError = w.reportError
 	w.runners = newRunnerPool(w.runTask)
+	if roles.CompleteBatcher != nil {
+		w.completer = newCompleter(roles.CompleteBatcher, minCallTimeout)
+	}
 	return w, nil
 }
 

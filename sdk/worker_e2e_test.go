@@ -876,6 +876,29 @@ func (f *flakyBackend) CompleteAndOffer(ctx context.Context, h sdk.Handle, resul
 	return offers, offerErr, err
 }
 
+func (f *flakyBackend) CompleteBatch(ctx context.Context, items []sdk.CompleteItem) []sdk.CompleteOutcome {
+	out := f.Backend.CompleteBatch(ctx, items)
+	for _, o := range out {
+		if o.Err == nil && f.inject("complete") {
+			// The whole call's reply is lost: every item's outcome is unknown.
+			for i := range out {
+				out[i] = sdk.CompleteOutcome{Err: sdk.TransportError("complete", errors.New("injected: connection reset after send"))}
+			}
+			break
+		}
+	}
+	return out
+}
+
+// injected requires that the fault of op was injected: a test whose
+// calls took another path would prove nothing.
+func (f *flakyBackend) injected(t *testing.T, op string) {
+	t.Helper()
+	if _, ok := f.lost.Load(op); !ok {
+		t.Fatalf("no %s reply was lost: the worker took a path the fault does not cover", op)
+	}
+}
+
 func (f *flakyBackend) Fail(ctx context.Context, h sdk.Handle, reason, category string) (sdk.FailOutcome, error) {
 	out, err := f.Backend.Fail(ctx, h, reason, category)
 	if err == nil && f.inject("fail") {
@@ -928,6 +951,8 @@ func testTerminalReplay(t *testing.T, addrs []string) {
 	if s := w.Stats(); s.Completed != 1 || s.Failed != 1 || s.LostLeases != 0 {
 		t.Fatalf("stats %+v", s)
 	}
+	fb.injected(t, "complete")
+	fb.injected(t, "fail")
 }
 
 // testPendingReplay: a Complete whose reply was lost, and whose handler gave
@@ -968,6 +993,7 @@ func testPendingReplay(t *testing.T, addrs []string) {
 	if s := w.Stats(); s.Completed != 1 || s.LostLeases != 0 || s.Failed != 0 || s.GivenBack != 0 {
 		t.Fatalf("stats %+v, want one completion and nothing else", s)
 	}
+	fb.injected(t, "complete")
 }
 
 // testShutdownInFlight: a worker shut down with tasks in flight loses none:
