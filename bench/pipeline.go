@@ -179,6 +179,10 @@ func (r *Runner) runPipeline(ctx context.Context, sp pipelineSpec) (*Result, err
 		"claimed": float64(fs.Claimed), "completed": float64(fs.Completed), "failed": float64(fs.Failed),
 		"retried": float64(fs.Retried), "handler_errors": float64(fs.HandlerErrors), "lost_leases": float64(fs.LostLeases),
 		"claim_errors": float64(fs.ClaimErrors), "offers": float64(fs.Offers), "handoffs": float64(fs.Handoffs),
+		"complete_batches": float64(fs.CompleteBatches), "complete_batch_max": float64(fs.CompleteBatchMax),
+	}
+	if fs.CompleteBatches > 0 {
+		res.Extra["completes_per_call"] = float64(fs.BatchedCompletes) / float64(fs.CompleteBatches)
 	}
 	setHandoffShare(res, float64(fs.Handoffs), float64(fs.Claimed))
 	return res, nil

@@ -23,6 +23,7 @@ type FullBackend interface {
 	sdk.WorkerRegistry
 	sdk.ClaimOfferer
 	sdk.CompleteOfferer
+	sdk.CompleteBatcher
 }
 
 // ErrKilled is what a killed Backend answers every call with: a transport
@@ -262,6 +263,17 @@ func (b *Backend) CompleteAndOffer(ctx context.Context, h sdk.Handle, result []b
 		return nil, err, err
 	}
 	return b.FullBackend.CompleteAndOffer(ctx, h, result, o)
+}
+
+func (b *Backend) CompleteBatch(ctx context.Context, items []sdk.CompleteItem) []sdk.CompleteOutcome {
+	if err := b.dead(); err != nil {
+		out := make([]sdk.CompleteOutcome, len(items))
+		for i := range out {
+			out[i].Err = err
+		}
+		return out
+	}
+	return b.FullBackend.CompleteBatch(ctx, items)
 }
 
 func (b *Backend) Fail(ctx context.Context, h sdk.Handle, reason, category string) (sdk.FailOutcome, error) {

@@ -118,7 +118,8 @@ func (f *Fleet) Stop(ctx context.Context) error {
 	return errors.Join(f.errs...)
 }
 
-// Stats sums the workers' counters (RenewLagMax is the maximum).
+// Stats sums the workers' counters (RenewLagMax and CompleteBatchMax are
+// the maxima).
 func (f *Fleet) Stats() sdk.WorkerStats {
 	var t sdk.WorkerStats
 	var lagN uint64
@@ -152,6 +153,9 @@ func (f *Fleet) Stats() sdk.WorkerStats {
 		t.Arrivals += s.Arrivals
 		t.Offers += s.Offers
 		t.Handoffs += s.Handoffs
+		t.CompleteBatches += s.CompleteBatches
+		t.BatchedCompletes += s.BatchedCompletes
+		t.CompleteBatchMax = max(t.CompleteBatchMax, s.CompleteBatchMax)
 		t.InFlight += s.InFlight
 		t.Offered += s.Offered
 		t.HeldLeases += s.HeldLeases
