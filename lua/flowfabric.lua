@@ -37,8 +37,12 @@ so every key below hashes to the partition's slot). L is a lane name.
                      re-checks that lease at once (lanes hold no space, ids
                      no space either, so the two never look alike)
 
-Claim offers (single server only: one key per lane, which ff_create reads
-from every partition, so it cannot live in a cluster):
+Claim offers. On one server, one key per lane, which ff_create reads from
+every partition, and hand-offs go through the instance's inbox list; on a
+cluster (a create cannot reach another slot) the same per partition:
+ff:i:T:L:offers, and hand-offs are published on the instance's shard
+channel of that partition, ff:handoff:T:I (it subscribes on every
+partition; one lost on the way is recovered when its lease expires):
   ff:offers:L        ZSET   free slots idle workers offer on lane L; member
                             "<lease_id> <attempt_id> <lease_ttl_ms> <worker_id>
                             <worker_instance> <caps_csv>", score = the
@@ -213,7 +217,8 @@ end
 
 -- Reports whether key is the one the layout names name for execution eid
 -- (tag its tag) on lane. Optional keys: 'idem' is the idempotency key of
--- the tag or its noop key, 'offers?' the lane's offers key or the noop key.
+-- the tag or its noop key, 'offers?' the lane's offers key (the global one,
+-- or the partition's: see offers_scope) or the noop key.
 local function key_is(key, name, eid, tag, lane)
   if EXEC_KEYS[name] then return eid ~= nil and key == 'ff:e:' .. eid .. ':' .. name end
   if LANE_KEYS[name] then return key == 'ff:i:' .. tag .. ':' .. lane .. ':' .. name end
@@ -221,7 +226,9 @@ local function key_is(key, name, eid, tag, lane)
   if name == 'arrivals' then return key == 'ff:arrivals:' .. tag end
   if name == 'offers' then return key == 'ff:offers:' .. lane end
   local noop = 'ff:noop:' .. tag
-  if name == 'offers?' then return key == noop or key == 'ff:offers:' .. lane end
+  if name == 'offers?' then
+    return key == noop or key == 'ff:offers:' .. lane or key == 'ff:i:' .. tag .. ':' .. lane .. ':offers'
+  end
   if name == 'idem' then
     local pre = 'ff:idem:' .. tag .. ':'
     return key == noop or (#key > #pre and string.sub(key, 1, #pre) == pre)
@@ -373,6 +380,22 @@ redis.register_function{function_name = 'ff_version', flags = {'no-writes'},
 local hand_off_new, hand_off_head -- defined after take_lease
 local parse_offer -- defined below
 
+-- Reports the scope of offers key k: 'global' for "ff:offers:<lane>" (one
+-- server: every partition's creates read it), 'partition' for a
+-- partition's "ff:i:<tag>:<lane>:offers" (a cluster: its creates alone
+-- read it), nil for anything else. The tag is the key's, for the
+-- partition scope (the caller compares it with its own).
+local function offers_scope(k)
+  if type(k) ~= 'string' then return nil end
+  if string.sub(k, 1, 10) == 'ff:offers:' then
+    if is_name(string.sub(k, 11)) then return 'global' end
+    return nil
+  end
+  local tag = key_tag(k, 'ff:i:')
+  if tag and lane_in(k, tag, 'offers') then return 'partition', tag end
+  return nil
+end
+
 -- Takes the freshest offer off the offers key (one ZPOPMAX) and returns it
 -- parsed (lease_id, attempt_id, ttl, worker_id, wiid, caps, member,
 -- score), or nil: none, no offers key (a noop key disables
@@ -384,7 +407,7 @@ local parse_offer -- defined below
 -- offer (ff_offer checks them; a raw write can) is dropped, never handed
 -- to. A caller that does not spend the offer puts it back (put_back).
 local function pop_offer(offers, now)
-  if string.sub(offers, 1, 10) ~= 'ff:offers:' then return nil end
+  if string.sub(offers, 1, 8) == 'ff:noop:' then return nil end
   local r = redis.call('ZPOPMAX', offers)
   if not r[1] or tonumber(r[2]) <= now then return nil end
   local lease_id, attempt_id, ttl, worker_id, wiid, caps = parse_offer(r[1])
@@ -841,7 +864,17 @@ local INBOX_REFRESH = 32
 -- expiry too, so such a list lives while pushes come (with fewer than
 -- INBOX_REFRESH pushes between two reads, each read takes more than came,
 -- and the list soon empties).
-local function push_to_inbox(o, msg)
+-- On a cluster (offers key of partition scope, tag its partition) the
+-- hand-off is published instead on the instance's shard channel of that
+-- partition, "ff:handoff:<tag>:<instance>" (a key on another slot is out
+-- of reach): the instance subscribes to it on every partition, and one
+-- lost on the way is recovered when its lease expires.
+local function push_to_inbox(o, msg, offers)
+  local scope, tag = offers_scope(offers)
+  if scope == 'partition' then
+    redis.call('SPUBLISH', 'ff:handoff:' .. tag .. ':' .. o.wiid, frame(msg))
+    return
+  end
   local inbox = 'ff:inbox:' .. o.wiid
   local n = redis.call('RPUSH', inbox, frame(msg))
   if n == 1 or n % INBOX_REFRESH == 0 then redis.call('PEXPIRE', inbox, o.ttl) end
@@ -864,7 +897,7 @@ hand_off_new = function(keys, eid, c, fields, kv, now)
   local f = {epoch = '0', total_attempts = '0', pending_type = 'initial',
     attempt_timeout = tostring(c.attempt_timeout)}
   local msg = claim_for_offer(keys, o, keys[1], eid, nil, f, now, fields)
-  push_to_inbox(o, append_all(msg, kv))
+  push_to_inbox(o, append_all(msg, kv), keys[9])
   return true
 end
 
@@ -879,7 +912,7 @@ hand_off_head = function(keys, o, head, lane, now)
   end
   if missing_caps(f.caps, o.caps) ~= '' then return false end
   local msg = claim_for_offer(keys, o, core, head, keys[3], f, now)
-  push_to_inbox(o, append_all(msg, redis.call('HGETALL', exec_key(head, 'ctx'))))
+  push_to_inbox(o, append_all(msg, redis.call('HGETALL', exec_key(head, 'ctx'))), keys[9])
   return true
 end
 
@@ -893,11 +926,12 @@ end
 -- item is built from the partition's tag (checked on KEYS 1..5, and each
 -- item's id must carry it) and a checked lane, so each begins with that tag
 -- and stays in this call's slot; sending them would cost 7 keys per item.
--- Offers keys are passed (their slot is not the partition's: single server
--- only), one per lane whose creates may hand off; an item's lane without
--- one hands off to nobody (ff_create's noop offers key).
+-- Offers keys are passed, one per lane whose creates may hand off (the
+-- global "ff:offers:<lane>" on one server, the partition's
+-- "ff:i:<tag>:<lane>:offers" on a cluster); an item's lane without one
+-- hands off to nobody (ff_create's noop offers key).
 -- KEYS: 1 deadlines, 2 all, 3 arrivals (shard channel), 4 leases,
---       5 timeouts, then zero or more offers keys ("ff:offers:<lane>")
+--       5 timeouts, then zero or more offers keys
 -- ARGV: 1 n (1..MAX_BATCH), then per item: idempotency key ('' = none),
 --       then ff_create's ARGV (19 + 2*ntags fields)
 -- Every item is checked before the first write: one malformed item
@@ -917,9 +951,10 @@ redis.register_function('ff_create_batch', function(keys, argv)
   if bad then return bad end
   local offers = {}
   for i = 6, #keys do
-    local lane = string.sub(keys[i], 11)
-    if string.sub(keys[i], 1, 10) ~= 'ff:offers:' or not is_name(lane) then
-      return fail('invalid_input', 'key ' .. i .. ' is not an offers key')
+    local scope, otag = offers_scope(keys[i])
+    local lane = scope == 'global' and string.sub(keys[i], 11) or (scope and lane_in(keys[i], otag, 'offers'))
+    if not lane or (scope == 'partition' and otag ~= tag) then
+      return fail('invalid_input', 'key ' .. i .. ' is not an offers key of the batch')
     end
     offers[lane] = keys[i]
   end
@@ -958,8 +993,7 @@ end)
 -- nil. Writes nothing.
 local function check_offers(offers, ttl, mode, argv, first)
   ttl = uint(ttl)
-  if string.sub(offers or '', 1, 10) ~= 'ff:offers:' or not is_name(string.sub(offers, 11))
-    or ttl == nil or ttl == 0
+  if not offers_scope(offers) or ttl == nil or ttl == 0
     or (mode ~= 'new' and mode ~= 'refresh') or #argv < first then
     return fail('invalid_input', 'malformed offer arguments')
   end
@@ -1092,12 +1126,16 @@ end)
 local COMPLETE_KEYS = {'core', 'result', 'leases', 'active', 'terminal', 'timeouts', 'deadlines', open = true}
 redis.register_function('ff_complete', function(keys, argv)
   local core, eid = keys[1], argv[1]
-  local bad = bad_call(keys, COMPLETE_KEYS, 7, eid, argv[7])
+  local bad, tag = bad_call(keys, COMPLETE_KEYS, 7, eid, argv[7])
   if bad then return bad end
   if #keys > 8 then return fail('invalid_input', 'wrong number of keys') end
   if keys[8] then
     bad = check_offers(keys[8], argv[8], 'new', argv, 9)
     if bad then return bad end
+    local scope, otag = offers_scope(keys[8])
+    if scope == 'partition' and otag ~= tag then
+      return fail('invalid_input', 'offers key of another partition')
+    end
   end
   local now = now_ms()
   local f
@@ -1126,7 +1164,9 @@ end)
 -- (single server only, as everywhere).
 -- KEYS: one core key per item ("ff:e:<eid>:core"), in item order
 -- ARGV: 1 n (1..MAX_COMPLETES), 2 offer_ttl_ms ('0' when no item offers),
---       then per item: eid, lease_id, epoch, attempt_id, lane, has_result
+--       3 offers scope ('global': "ff:offers:<offer_lane>", one server;
+--       'partition': "ff:i:<the item's tag>:<offer_lane>:offers", a
+--       cluster), then per item: eid, lease_id, epoch, attempt_id, lane, has_result
 --       ('1'|'0'), result, offer_lane ('' = no offers), noffers, then
 --       noffers offer members (as ff_offer's)
 -- Every item is checked before the first write: one malformed item
@@ -1140,11 +1180,12 @@ end)
 local MAX_COMPLETES = 128
 local OFFER_CHUNK = 1000
 redis.register_function('ff_complete_batch', function(keys, argv)
-  local n, ttl = uint(argv[1]), uint(argv[2])
-  if n == nil or n == 0 or n > MAX_COMPLETES or #keys ~= n or ttl == nil then
+  local n, ttl, scope = uint(argv[1]), uint(argv[2]), argv[3]
+  if n == nil or n == 0 or n > MAX_COMPLETES or #keys ~= n or ttl == nil
+    or (scope ~= 'global' and scope ~= 'partition') then
     return fail('invalid_input', 'malformed batch size')
   end
-  local items, o = {}, 2
+  local items, o = {}, 3
   for i = 1, n do
     local it = {eid = argv[o + 1], lease_id = argv[o + 2], epoch = argv[o + 3], attempt_id = argv[o + 4],
       lane = argv[o + 5], has = argv[o + 6], result = argv[o + 7], offer_lane = argv[o + 8]}
@@ -1183,6 +1224,7 @@ redis.register_function('ff_complete_batch', function(keys, argv)
       local offered = '0'
       if it.first <= it.last then
         local k = 'ff:offers:' .. it.offer_lane
+        if scope == 'partition' then k = pre .. it.offer_lane .. ':offers' end
         if not offers[k] then
           offers[k] = {}
           order[#order + 1] = k

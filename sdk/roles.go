@@ -166,6 +166,11 @@ type ClaimOffer struct {
 	LeaseID string
 	// Ref is the backend's own reference to the posted offer.
 	Ref string
+	// Partition is the partition whose creates the offer serves when the
+	// backend keeps offers per partition (Valkey on a cluster, where a
+	// create reaches its own slot only), or -1 when it serves every
+	// partition's (one server).
+	Partition int
 }
 
 // OfferArgs asks for one claim offer on Lane per lease id.
@@ -284,7 +289,7 @@ type Features struct {
 	Version string // library or schema version
 	// Roles lists the enabled optional roles. A backend whose type has a
 	// role's methods but whose configuration turns the role off (Valkey:
-	// hand-offs on a cluster, readiness without client-side caching) leaves
+	// hand-offs when disabled, readiness without client-side caching) leaves
 	// it out, so nobody calls it.
 	Roles []Role
 }

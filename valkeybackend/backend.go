@@ -212,7 +212,7 @@ func (b *Backend) ShutdownPrepare(ctx context.Context, grace time.Duration) erro
 // Features reports the family, the library version and the optional roles
 // this configuration enables: readiness needs client-side caching, arrivals
 // and lease events need the arrivals subscription, claim offers need
-// hand-offs (off on a cluster, or by Options.DisableHandoff), batched
+// hand-offs (off by Options.DisableHandoff), batched
 // completions are on unless Options.DisableCompleteBatch.
 func (b *Backend) Features() sdk.Features {
 	roles := []sdk.Role{sdk.RoleBatchRenew, sdk.RoleWindowScan, sdk.RoleGrantClaim, sdk.RoleFusedClaim, sdk.RoleWorkerRegistry,

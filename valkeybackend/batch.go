@@ -182,7 +182,7 @@ func (b *Backend) createBatchCall(plans []createPlan, items []int) (keys, args [
 		for _, i := range items {
 			if lane := plans[i].a.Lane; !seen[lane] {
 				seen[lane] = true
-				keys = append(keys, offersKey(lane))
+				keys = append(keys, b.offersKeyFor(tag, lane))
 			}
 		}
 	}

@@ -57,11 +57,12 @@ func (b *Backend) CompleteBatch(ctx context.Context, items []sdk.CompleteItem) [
 			} else {
 				mem, out[i].Offers, offerLane = m, offers, string(it.Offer.Lane)
 				g.ttl = durMS(ceilMS(it.Offer.TTL))
+				b.placeOffers(out[i].Offers, p)
 			}
 		}
 		c := open[g]
 		if c == nil || len(c.items) == maxCompletesPerCall {
-			c = &completeBatchCall{args: []string{"", g.ttl}}
+			c = &completeBatchCall{args: []string{"", g.ttl, b.offersScope()}}
 			open[g] = c
 			calls = append(calls, c)
 		}

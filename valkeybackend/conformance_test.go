@@ -24,13 +24,13 @@ func TestConformance(t *testing.T) {
 	opts := valkeybackend.Options{MaxPayloadBytes: maxPayload}
 	// The suite skips the subtests of a role the backend does not list, so
 	// pin the roles each topology lists: one turned off by mistake fails
-	// here instead of skipping its subtests. Hand-offs need a single server.
+	// here instead of skipping its subtests.
 	roles := []sdk.Role{sdk.RoleBatchRenew, sdk.RoleWindowScan, sdk.RoleGrantClaim, sdk.RoleFusedClaim,
 		sdk.RoleWorkerRegistry, sdk.RoleReadiness, sdk.RoleArrivals, sdk.RoleLeaseEvents, sdk.RoleEngineMonitor,
 		sdk.RoleBatchSubmit, sdk.RoleCompleteBatch}
 	wantRoles := map[string][]sdk.Role{
 		"standalone": append(slices.Clone(roles), sdk.RoleClaimOffers, sdk.RoleCompleteOffer),
-		"cluster":    roles,
+		"cluster":    append(slices.Clone(roles), sdk.RoleClaimOffers, sdk.RoleCompleteOffer),
 	}
 	for _, topo := range topologies() {
 		t.Run(topo.name, func(t *testing.T) {

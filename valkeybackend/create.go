@@ -121,7 +121,7 @@ func (b *Backend) planCreate(a sdk.CreateExecutionArgs, withKeys bool) (createPl
 		}
 		offers := pk.noop
 		if b.handoffOn() {
-			offers = offersKey(a.Lane)
+			offers = b.offersKeyFor(tag, a.Lane)
 		}
 		keys = []string{ek.core, ek.ctx, lk.eligible, lk.delayed, idem, pk.deadlines, pk.all, arrivalsChannel(tag),
 			offers, pk.leases, lk.active, pk.timeouts}

@@ -2,6 +2,7 @@ package valkeybackend
 
 import (
 	"context"
+	"errors"
 	"strconv"
 	"strings"
 	"sync"
@@ -22,8 +23,14 @@ import (
 // lands, so the hand-off reaches the worker as fast as a pub/sub message
 // would, and unlike one it waits in the list while the worker reconnects.
 //
-// Single server only: one offers key serves every partition of a lane, and
-// a cluster forbids a create on one slot from touching it.
+// On a cluster, where a create on one slot cannot touch another, offers
+// live per partition (ff:i:{p:N}:<lane>:offers): an instance spreads the
+// offers it posts over the partitions, a task's completion offers its slot
+// on its own partition, and a hand-off is published on the instance's
+// shard channel of the create's partition (ff:handoff:{p:N}:<instance>),
+// to which the instance subscribes on every partition. A hand-off
+// published while that subscription is down is lost, and recovered when
+// its lease expires, as a crashed worker's is.
 
 // Offer bounds.
 const (
@@ -40,6 +47,10 @@ const (
 	inboxRetry = 200 * time.Millisecond
 )
 
+// handoffSubscribeWait bounds how long WatchHandoffs waits on a cluster for
+// its subscriptions to stand.
+const handoffSubscribeWait = 10 * time.Second
+
 // handoffs tracks the instances of this client that wait for hand-offs.
 type handoffs struct {
 	mu       sync.Mutex
@@ -50,7 +61,25 @@ type handoffs struct {
 }
 
 // handoffOn reports whether this client hands off and takes offers.
-func (b *Backend) handoffOn() bool { return !b.opts.DisableHandoff && !b.cluster }
+func (b *Backend) handoffOn() bool { return !b.opts.DisableHandoff }
+
+// offersKeyFor is the offers key of lane that creates on partition tag
+// read: the lane's one key on a single server, the partition's on a
+// cluster.
+func (b *Backend) offersKeyFor(tag string, lane sdk.LaneID) string {
+	if b.cluster {
+		return offersKeyIn(tag, lane)
+	}
+	return offersKey(lane)
+}
+
+// offersScope is ff_complete_batch's name for where offers live.
+func (b *Backend) offersScope() string {
+	if b.cluster {
+		return "partition"
+	}
+	return "global"
+}
 
 func (h *handoffs) isWatching(inst sdk.WorkerInstanceID) bool {
 	h.mu.Lock()
@@ -101,8 +130,72 @@ func (b *Backend) WatchHandoffs(ctx context.Context, instance sdk.WorkerInstance
 			delete(h.watching, instance)
 			h.mu.Unlock()
 		}()
+		if b.cluster {
+			b.receiveHandoffs(wctx, instance, deliver)
+			return
+		}
 		b.readInbox(wctx, instance, deliver)
 	})
+	if b.cluster {
+		// Offers may go out once this returns: a hand-off published before
+		// the subscriptions stand would wait for its lease to expire.
+		return b.awaitHandoffSubscriptions(ctx, instance)
+	}
+	return nil
+}
+
+// receiveHandoffs subscribes to instance's hand-off channel of every
+// partition (a cluster: one SSUBSCRIBE per partition, each in its slot)
+// and delivers what comes until ctx ends, renewing a subscription that
+// drops. Deliveries are serialised, as the inbox reader's are.
+func (b *Backend) receiveHandoffs(ctx context.Context, instance sdk.WorkerInstanceID, deliver func(sdk.ClaimedTask)) {
+	var mu sync.Mutex
+	handle := func(m valkey.PubSubMessage) {
+		inst, t, ok := parseHandoff(m.Message)
+		if !ok || inst != instance || ctx.Err() != nil {
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		deliver(t)
+	}
+	var wg sync.WaitGroup
+	for p := range b.partitions {
+		ch := handoffChannel(sdk.PartitionTag(p), instance)
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				_ = b.client.Receive(ctx, b.client.B().Ssubscribe().Channel(ch).Build(), handle)
+				select {
+				case <-ctx.Done():
+				case <-time.After(arrivalsResubscribeEvery):
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// awaitHandoffSubscriptions waits until instance's hand-off channel of
+// every partition has a subscriber (PUBSUB SHARDNUMSUB), or ctx ends or
+// handoffSubscribeWait passes (a transport error then).
+func (b *Backend) awaitHandoffSubscriptions(ctx context.Context, instance sdk.WorkerInstanceID) error {
+	const op = "watch_handoffs"
+	deadline := time.Now().Add(handoffSubscribeWait)
+	for p := 0; p < b.partitions; {
+		ch := handoffChannel(sdk.PartitionTag(p), instance)
+		m, err := b.client.Do(ctx, b.client.B().PubsubShardnumsub().Channel(ch).Build()).AsIntMap()
+		if err == nil && m[ch] > 0 {
+			p++
+			continue
+		}
+		if ctx.Err() != nil || time.Now().After(deadline) {
+			if err == nil {
+				err = errors.New("hand-off subscriptions not confirmed in time")
+			}
+			return sdk.TransportError(op, err)
+		}
+		time.Sleep(time.Millisecond)
+	}
 	return nil
 }
 
@@ -150,9 +243,33 @@ func (b *Backend) OfferClaims(ctx context.Context, a sdk.OfferArgs) ([]sdk.Claim
 	if err != nil {
 		return nil, err
 	}
-	args := append([]string{durMS(ceilMS(a.TTL)), "new"}, mem...)
-	if _, err := decode(op, b.client.Do(ctx, b.fcall("ff_offer", []string{offersKey(a.Lane)}, args...))); err != nil {
-		return nil, err
+	// One server: all on the lane's key. A cluster: spread over the
+	// partitions from a rotating start, one ff_offer per partition.
+	byKey := map[string][]int{}
+	var keys []string
+	start := int(b.next.Add(1) % uint64(b.partitions))
+	for i := range offers {
+		if b.cluster {
+			offers[i].Partition = (start + i) % b.partitions
+		}
+		k := b.offerKey(offers[i])
+		if byKey[k] == nil {
+			keys = append(keys, k)
+		}
+		byKey[k] = append(byKey[k], i)
+	}
+	cmds := make(valkey.Commands, len(keys))
+	for j, k := range keys {
+		args := []string{durMS(ceilMS(a.TTL)), "new"}
+		for _, i := range byKey[k] {
+			args = append(args, mem[i])
+		}
+		cmds[j] = b.fcall("ff_offer", []string{k}, args...)
+	}
+	for _, res := range b.client.DoMulti(ctx, cmds...) {
+		if _, err := decode(op, res); err != nil {
+			return nil, err
+		}
 	}
 	return offers, nil
 }
@@ -170,7 +287,9 @@ func (b *Backend) CompleteAndOffer(ctx context.Context, h sdk.Handle, result []b
 	if err != nil {
 		return nil, nil, err
 	}
-	keys = append(keys, offersKey(a.Lane))
+	p, _ := b.handlePartition(op, h) // completeCall checked it
+	b.placeOffers(offers, p)
+	keys = append(keys, b.offersKeyFor(sdk.PartitionTag(p), a.Lane))
 	args = append(append(args, durMS(ceilMS(a.TTL))), mem...)
 	if _, err := decode(op, b.client.Do(ctx, b.fcall("ff_complete", keys, args...))); err != nil {
 		return nil, nil, err
@@ -206,7 +325,7 @@ func (b *Backend) offerMembers(op string, a sdk.OfferArgs) ([]string, []sdk.Clai
 	offers := make([]sdk.ClaimOffer, len(a.LeaseIDs))
 	mem := make([]string, len(offers))
 	for i, id := range a.LeaseIDs {
-		offers[i] = sdk.ClaimOffer{Lane: a.Lane, LeaseID: id, Ref: id + " " + sdk.NewToken() + tail}
+		offers[i] = sdk.ClaimOffer{Lane: a.Lane, LeaseID: id, Ref: id + " " + sdk.NewToken() + tail, Partition: -1}
 		mem[i] = offers[i].Ref
 	}
 	return mem, offers, nil
@@ -235,32 +354,33 @@ func (b *Backend) RefreshOffers(ctx context.Context, offers []sdk.ClaimOffer, tt
 	if ttl < minOfferTTL {
 		return nil, sdk.Validationf(sdk.CodeInvalidInput, "offer ttl %v below %v", ttl, minOfferTTL)
 	}
-	if err := validOffers(op, offers); err != nil {
+	if err := b.validOffers(op, offers); err != nil {
 		return nil, err
 	}
 	taken := make([]bool, len(offers))
-	byLane := map[sdk.LaneID][]int{}
-	var lanes []sdk.LaneID
+	byKey := map[string][]int{}
+	var keys []string
 	for i, o := range offers {
-		if byLane[o.Lane] == nil {
-			lanes = append(lanes, o.Lane)
+		k := b.offerKey(o)
+		if byKey[k] == nil {
+			keys = append(keys, k)
 		}
-		byLane[o.Lane] = append(byLane[o.Lane], i)
+		byKey[k] = append(byKey[k], i)
 	}
-	cmds := make(valkey.Commands, len(lanes))
-	for k, l := range lanes {
+	cmds := make(valkey.Commands, len(keys))
+	for k, key := range keys {
 		args := []string{durMS(ceilMS(ttl)), "refresh"}
-		for _, i := range byLane[l] {
+		for _, i := range byKey[key] {
 			args = append(args, offers[i].Ref)
 		}
-		cmds[k] = b.fcall("ff_offer", []string{offersKey(l)}, args...)
+		cmds[k] = b.fcall("ff_offer", []string{key}, args...)
 	}
 	for k, res := range b.client.DoMulti(ctx, cmds...) {
 		r, err := decode(op, res)
 		if err != nil {
 			return nil, err
 		}
-		for j, i := range byLane[lanes[k]] {
+		for j, i := range byKey[keys[k]] {
 			taken[i] = r.field(1+j) != "1"
 		}
 	}
@@ -273,7 +393,7 @@ func (b *Backend) WithdrawOffers(ctx context.Context, offers []sdk.ClaimOffer) (
 	if !b.handoffOn() {
 		return nil, sdk.Unavailable(op)
 	}
-	if err := validOffers(op, offers); err != nil {
+	if err := b.validOffers(op, offers); err != nil {
 		return nil, err
 	}
 	if len(offers) == 0 {
@@ -281,7 +401,7 @@ func (b *Backend) WithdrawOffers(ctx context.Context, offers []sdk.ClaimOffer) (
 	}
 	cmds := make(valkey.Commands, len(offers))
 	for i, o := range offers {
-		cmds[i] = b.client.B().Zrem().Key(offersKey(o.Lane)).Member(o.Ref).Build()
+		cmds[i] = b.client.B().Zrem().Key(b.offerKey(o)).Member(o.Ref).Build()
 	}
 	taken := make([]bool, len(offers))
 	for i, res := range b.client.DoMulti(ctx, cmds...) {
@@ -294,18 +414,48 @@ func (b *Backend) WithdrawOffers(ctx context.Context, offers []sdk.ClaimOffer) (
 	return taken, nil
 }
 
-// validOffers checks offers came from OfferClaims: a lane and a reference
-// that starts with their lease id.
-func validOffers(op string, offers []sdk.ClaimOffer) error {
+// validOffers checks offers came from OfferClaims: a lane, a reference
+// that starts with their lease id, and a key that is one of the lane's
+// offers keys here.
+func (b *Backend) validOffers(op string, offers []sdk.ClaimOffer) error {
 	for _, o := range offers {
 		if err := o.Lane.Validate(); err != nil {
 			return opError(op, err)
 		}
-		if o.LeaseID == "" || !strings.HasPrefix(o.Ref, o.LeaseID+" ") {
+		if o.LeaseID == "" || !strings.HasPrefix(o.Ref, o.LeaseID+" ") || !b.validOfferPartition(o.Partition) {
 			return sdk.Validationf(sdk.CodeInvalidInput, "offer %q was not made by OfferClaims", o.LeaseID)
 		}
 	}
 	return nil
+}
+
+// validOfferPartition reports whether p can be an offer's partition here:
+// -1 on a single server, a partition on a cluster.
+func (b *Backend) validOfferPartition(p int) bool {
+	if !b.cluster {
+		return p == -1
+	}
+	return p >= 0 && p < b.partitions
+}
+
+// offerKey is the offers key offer o was posted on (its lane's, or its
+// partition's on a cluster).
+func (b *Backend) offerKey(o sdk.ClaimOffer) string {
+	if o.Partition < 0 {
+		return offersKey(o.Lane)
+	}
+	return offersKeyIn(sdk.PartitionTag(o.Partition), o.Lane)
+}
+
+// placeOffers sets the partition of offers made with a complete on
+// partition p: p's on a cluster, every partition's (-1) on one server.
+func (b *Backend) placeOffers(offers []sdk.ClaimOffer, p int) {
+	for i := range offers {
+		offers[i].Partition = -1
+		if b.cluster {
+			offers[i].Partition = p
+		}
+	}
 }
 
 // unframe splits the library's length-prefixed fields ("<len>:<bytes>"

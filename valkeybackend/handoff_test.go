@@ -209,8 +209,7 @@ func TestHandoff(t *testing.T) {
 	}
 }
 
-// On a cluster, and with DisableHandoff, offers are unavailable and
-// creates never hand off.
+// With DisableHandoff, offers are unavailable and creates never hand off.
 func TestHandoffUnavailable(t *testing.T) {
 	ctx := context.Background()
 	for _, c := range []struct {
@@ -218,8 +217,8 @@ func TestHandoffUnavailable(t *testing.T) {
 		topo topology
 		opts valkeybackend.Options
 	}{
-		{"cluster", topologies()[1], valkeybackend.Options{}},
-		{"disabled", topologies()[0], valkeybackend.Options{DisableHandoff: true}},
+		{"standalone", topologies()[0], valkeybackend.Options{DisableHandoff: true}},
+		{"cluster", topologies()[1], valkeybackend.Options{DisableHandoff: true}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			b := freshBackend(t, c.topo.addrs(t), c.opts)

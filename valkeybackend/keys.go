@@ -42,11 +42,17 @@ import (
 //	ff:engines       ZSET   engine process (scanner) id → heartbeat expiry (ms)
 //	ff:prepare       STRING Prepare's lock while it loads the library (PX)
 //
-// Single server only (ff_create reads it from every partition):
+// Hand-offs (handoff.go). One server (ff_create reads them from every
+// partition):
 //
 //	ff:offers:L      ZSET   idle workers' claim offers on lane L → expiry (ms)
-//	ff:inbox:I       LIST   executions claimed for worker instance I's offers
-//	                 (handoff.go), PX = their lease TTL
+//	ff:inbox:I       LIST   executions claimed for worker instance I's offers,
+//	                 PX = their lease TTL
+//
+// A cluster (a create reaches its own slot only):
+//
+//	ff:i:T:L:offers        ZSET   claim offers on lane L for partition T's creates
+//	ff:handoff:T:I         shard channel: hand-offs of T's creates to instance I
 const (
 	configKey = "ff:config"
 	lanesKey  = "ff:lanes"
@@ -172,10 +178,23 @@ func ownKey(tag string) string { return "ff:own:" + tag }
 // tag puts it in the partition's slot, so ff_create may publish on it).
 func arrivalsChannel(tag string) string { return "ff:arrivals:" + tag }
 
-// offersKey is lane's ZSET of claim offers (single server only).
+// offersKey is lane's ZSET of claim offers on a single server: every
+// partition's creates read it.
 func offersKey(lane sdk.LaneID) string { return "ff:offers:" + string(lane) }
 
-// inboxKey is worker instance's list of hand-offs (single server only).
+// offersKeyIn is lane's ZSET of claim offers of partition tag on a cluster:
+// that partition's creates alone read it.
+func offersKeyIn(tag string, lane sdk.LaneID) string {
+	return "ff:i:" + tag + ":" + string(lane) + ":offers"
+}
+
+// handoffChannel is worker instance's shard channel of hand-offs from
+// partition tag's creates (a cluster).
+func handoffChannel(tag string, inst sdk.WorkerInstanceID) string {
+	return "ff:handoff:" + tag + ":" + string(inst)
+}
+
+// inboxKey is worker instance's list of hand-offs (one server).
 func inboxKey(inst sdk.WorkerInstanceID) string { return "ff:inbox:" + string(inst) }
 
 // EnginesKey is the ZSET of live engine processes (package scanner).

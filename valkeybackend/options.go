@@ -51,9 +51,9 @@ type Options struct {
 	// DisableHandoff stops claim offers (ClaimOfferer answers
 	// "unavailable") and stops this client's creates from handing new
 	// executions to offers, so idle workers claim after an arrival push
-	// instead. Hand-offs need a single server; on a cluster they are always
-	// off. Default false: an idle worker is handed an execution inside the
-	// create that made it, with no claim call.
+	// instead. Default false: an idle worker is handed an execution inside
+	// the create that made it, with no claim call (on a cluster, when the
+	// create's partition holds one of its offers: see handoff.go).
 	DisableHandoff bool
 	// DisableCompleteBatch turns the complete_batch role off, so a worker
 	// sends each completion in a call of its own (to compare). Default

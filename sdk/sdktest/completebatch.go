@@ -100,7 +100,7 @@ func testCompleteBatch(e *env) {
 	}
 	requireErr(e.t, "a batch item's offer error for an offer without a TTL", out[1].OfferErr, sdk.ErrValidation)
 	e.requireState(id2, sdk.StateCompleted, "after its offer was refused")
-	t := e.createHandedOff(in, simple(lanes[1]), args.LeaseIDs[0])
+	t := e.createHandedOff(in, simple(lanes[1]), out[0].Offers...)
 	e.must("Complete of a handed-off lease", e.b.Complete(e.ctx, t.Handle, nil))
 	in.none(e, "no offer open")
 }

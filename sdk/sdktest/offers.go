@@ -2,6 +2,7 @@ package sdktest
 
 import (
 	"fmt"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -105,12 +106,23 @@ func (e *env) requireTaken(what string, taken []bool, err error, want ...bool) {
 	}
 }
 
-// createHandedOff creates args into an empty eligible set while an offer
-// of the suite's worker is open, and checks the create claimed it for the
-// offer: the create answers active, and the hand-off carries a lease of
-// one of leaseIDs (the offers open) with the context inline.
-func (e *env) createHandedOff(in *inbox, args sdk.CreateExecutionArgs, leaseIDs ...string) sdk.ClaimedTask {
+// nearOffer places args where offer serves creates: on its partition when
+// the backend keeps offers per partition (ClaimOffer.Partition), anywhere
+// otherwise.
+func nearOffer(args sdk.CreateExecutionArgs, offer sdk.ClaimOffer) sdk.CreateExecutionArgs {
+	if offer.Partition >= 0 {
+		return onPartition(args, offer.Partition)
+	}
+	return args
+}
+
+// createHandedOff creates args into an empty eligible set, where the first
+// of open (offers of the suite's worker) serves creates, and checks the
+// create claimed it for an offer: the create answers active, and the
+// hand-off carries a lease of one of open with the context inline.
+func (e *env) createHandedOff(in *inbox, args sdk.CreateExecutionArgs, open ...sdk.ClaimOffer) sdk.ClaimedTask {
 	e.t.Helper()
+	args = nearOffer(args, open[0])
 	before := time.Now()
 	res, err := e.b.CreateExecution(e.ctx, args)
 	after := time.Now()
@@ -122,21 +134,22 @@ func (e *env) createHandedOff(in *inbox, args sdk.CreateExecutionArgs, leaseIDs 
 	}
 	t := in.next(e, "create with an offer open")
 	e.checkTask("hand-off", t, res.ID, leaseTTL, before, after, sdk.AttemptInitial, contextOf(args))
-	for _, id := range leaseIDs {
-		if t.Handle.LeaseID == id {
+	for _, o := range open {
+		if t.Handle.LeaseID == o.LeaseID {
 			e.requireScannable(args.Lane, res.ID, false, "handed off")
 			return t
 		}
 	}
-	e.t.Fatalf("hand-off of %s carries lease %s, not one of the open offers %q", res.ID, t.Handle.LeaseID, leaseIDs)
+	e.t.Fatalf("hand-off of %s carries lease %s, not one of the open offers %v", res.ID, t.Handle.LeaseID, open)
 	return t
 }
 
-// createEligible creates into lane and checks no offer took it: it waits
-// in the eligible set (when says why no offer should have).
-func (e *env) createEligible(lane sdk.LaneID, when string) sdk.ExecutionID {
+// createEligible creates into lane, where offer (the one in question)
+// served creates, and checks no offer took it: it waits in the eligible
+// set (when says why no offer should have).
+func (e *env) createEligible(lane sdk.LaneID, offer sdk.ClaimOffer, when string) sdk.ExecutionID {
 	e.t.Helper()
-	id := e.create(simple(lane)) // fails unless it is waiting
+	id := e.create(nearOffer(simple(lane), offer)) // fails unless it is waiting
 	e.requireScannable(lane, id, true, when)
 	return id
 }
@@ -148,16 +161,12 @@ func testHandoff(e *env) {
 	const lane sdk.LaneID = "sdktest-offers"
 	in := e.watchHandoffs(co)
 	offers := e.offer(co, offerArgs(lane, 2))
-	open := []string{offers[0].LeaseID, offers[1].LeaseID}
+	open := slices.Clone(offers)
 	for i := range 2 {
 		args := sdk.CreateExecutionArgs{Lane: lane, Kind: "sdktest.handoff", Payload: binaryPayload(),
 			Tags: map[string]string{"n": fmt.Sprint(i)}}
 		t := e.createHandedOff(in, args, open...)
-		if open[0] == t.Handle.LeaseID {
-			open = open[1:]
-		} else {
-			open = open[:1]
-		}
+		open = slices.DeleteFunc(open, func(o sdk.ClaimOffer) bool { return o.LeaseID == t.Handle.LeaseID })
 		// The hand-off is a real lease.
 		if _, err := e.b.Renew(e.ctx, t.Handle); err != nil {
 			e.t.Fatalf("Renew of a handed-off lease = %v", err)
@@ -170,7 +179,8 @@ func testHandoff(e *env) {
 	e.requireTaken("WithdrawOffers of spent offers", taken, err, true, true)
 
 	// No offer left: the next create waits in the eligible set.
-	e.createEligible(lane, "created with every offer spent")
+	e.createEligible(lane, offers[0], "created with every offer spent")
+	e.createEligible(lane, offers[1], "created with every offer spent")
 	in.none(e, "every offer spent")
 }
 
@@ -183,15 +193,15 @@ func testWithdrawOffers(e *env) {
 	offers := e.offer(co, offerArgs(lane, 1))
 	taken, err := co.WithdrawOffers(e.ctx, offers)
 	e.requireTaken("WithdrawOffers of an open offer", taken, err, false)
-	id := e.createEligible(lane, "created after the offer was withdrawn")
+	id := e.createEligible(lane, offers[0], "created after the offer was withdrawn")
 	e.claim(id, lane, leaseTTL)
 
 	offers = e.offer(co, offerArgs(lane, 1)) // no capabilities
-	args := simple(lane)
+	args := nearOffer(simple(lane), offers[0])
 	args.RequiredCapabilities = []string{"gpu"}
 	gpu := e.create(args)
 	e.requireScannable(lane, gpu, true, "needs a capability the open offer lacks")
-	args = simple(lane)
+	args = nearOffer(simple(lane), offers[0])
 	args.DelayUntil = time.Now().Add(time.Hour)
 	e.create(args)
 	taken, err = co.WithdrawOffers(e.ctx, offers)
@@ -209,7 +219,7 @@ func testRefreshOffers(e *env) {
 
 	mixed := append(e.offer(co, offerArgs(lane, 1)), e.offer(co, offerArgs(other, 1))...)
 	mixed = append(mixed, e.offer(co, offerArgs(lane, 1))...)
-	t := e.createHandedOff(in, simple(other), mixed[1].LeaseID)
+	t := e.createHandedOff(in, simple(other), mixed[1])
 	taken, err := co.RefreshOffers(e.ctx, mixed, time.Minute)
 	e.requireTaken("RefreshOffers of offers on two lanes, the middle one spent", taken, err, false, true, false)
 	taken, err = co.WithdrawOffers(e.ctx, mixed)
@@ -223,7 +233,7 @@ func testRefreshOffers(e *env) {
 	taken, err = co.RefreshOffers(e.ctx, offers, time.Minute)
 	e.requireTaken("RefreshOffers of an open offer", taken, err, false)
 	e.sleepUntil(posted.Add(args.TTL + 100*time.Millisecond))
-	t = e.createHandedOff(in, simple(lane), offers[0].LeaseID)
+	t = e.createHandedOff(in, simple(lane), offers[0])
 	e.must("Complete of a handed-off lease", e.b.Complete(e.ctx, t.Handle, nil))
 
 	args = offerArgs(lane, 1)
@@ -231,7 +241,7 @@ func testRefreshOffers(e *env) {
 	posted = time.Now()
 	offers = e.offer(co, args)
 	e.sleepUntil(posted.Add(args.TTL + 100*time.Millisecond))
-	e.createEligible(lane, "created after the offer expired")
+	e.createEligible(lane, offers[0], "created after the offer expired")
 	taken, err = co.RefreshOffers(e.ctx, offers, time.Minute)
 	e.requireTaken("RefreshOffers of an expired offer", taken, err, true)
 	in.none(e, "offer expired")
@@ -265,8 +275,18 @@ func testCompleteAndOffer(e *env) {
 	}
 	e.requireOffers("CompleteAndOffer", offers, args)
 	requireResult(id, "done")
-	t := e.createHandedOff(in, simple(lane), args.LeaseIDs[0])
+	t := e.createHandedOff(in, simple(lane), offers...)
 	e.must("Complete of a handed-off lease", e.b.Complete(e.ctx, t.Handle, nil))
+	// Where an offer made with h's complete would serve creates: h's
+	// partition when offers are kept per partition.
+	perPartition := offers[0].Partition >= 0
+	offerOf := func(h sdk.Handle) sdk.ClaimOffer {
+		if !perPartition {
+			return sdk.ClaimOffer{Partition: -1}
+		}
+		p, _ := h.ExecutionID.Partition()
+		return sdk.ClaimOffer{Partition: p}
+	}
 
 	// The complete does not land: no offer, nothing written.
 	e.rejects("CompleteAndOffer with a completed execution's handle", func() error {
@@ -276,7 +296,7 @@ func testCompleteAndOffer(e *env) {
 		}
 		return err
 	}, sdk.ErrExecutionNotActive)
-	id = e.createEligible(lane, "created after a CompleteAndOffer that did not land")
+	id = e.createEligible(lane, offerOf(c.Handle), "created after a CompleteAndOffer that did not land")
 
 	// The offer is refused (no TTL): the complete goes ahead alone.
 	c = e.claim(id, lane, leaseTTL)
@@ -288,6 +308,6 @@ func testCompleteAndOffer(e *env) {
 	}
 	requireErr(e.t, "CompleteAndOffer's offer error for an offer without a TTL", offerErr, sdk.ErrValidation)
 	requireResult(id, "alone")
-	e.createEligible(lane, "created after a CompleteAndOffer whose offer was refused")
+	e.createEligible(lane, offerOf(c.Handle), "created after a CompleteAndOffer whose offer was refused")
 	in.none(e, "no offer open")
 }
