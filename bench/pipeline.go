@@ -183,6 +183,8 @@ func (r *Runner) runPipeline(ctx context.Context, sp pipelineSpec) (*Result, err
 	}
 	if fs.CompleteBatches > 0 {
 		res.Extra["completes_per_call"] = float64(fs.BatchedCompletes) / float64(fs.CompleteBatches)
+		res.Extra["complete_wait_avg_us"] = float64(fs.CompleteWaitAvg.Microseconds())
+		res.Extra["complete_wait_max_us"] = float64(fs.CompleteWaitMax.Microseconds())
 	}
 	setHandoffShare(res, float64(fs.Handoffs), float64(fs.Claimed))
 	return res, nil

@@ -118,8 +118,8 @@ func (f *Fleet) Stop(ctx context.Context) error {
 	return errors.Join(f.errs...)
 }
 
-// Stats sums the workers' counters (RenewLagMax and CompleteBatchMax are
-// the maxima).
+// Stats sums the workers' counters (the …Max fields are the maxima, the
+// …Avg ones weighted averages).
 func (f *Fleet) Stats() sdk.WorkerStats {
 	var t sdk.WorkerStats
 	var lagN uint64
@@ -156,12 +156,17 @@ func (f *Fleet) Stats() sdk.WorkerStats {
 		t.CompleteBatches += s.CompleteBatches
 		t.BatchedCompletes += s.BatchedCompletes
 		t.CompleteBatchMax = max(t.CompleteBatchMax, s.CompleteBatchMax)
+		t.CompleteWaitAvg += s.CompleteWaitAvg * time.Duration(s.BatchedCompletes)
+		t.CompleteWaitMax = max(t.CompleteWaitMax, s.CompleteWaitMax)
 		t.InFlight += s.InFlight
 		t.Offered += s.Offered
 		t.HeldLeases += s.HeldLeases
 	}
 	if lagN > 0 {
 		t.RenewLagAvg /= time.Duration(lagN)
+	}
+	if t.BatchedCompletes > 0 {
+		t.CompleteWaitAvg /= time.Duration(t.BatchedCompletes)
 	}
 	return t
 }

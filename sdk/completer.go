@@ -24,14 +24,18 @@ type completer struct {
 
 	batches, items atomic.Uint64
 	largest        atomic.Uint64
+	// waited sums, and waitedMax bounds, how long completions waited in
+	// the queue before their batch went out (ns): the price of company.
+	waited, waitedMax atomic.Int64
 }
 
 // pendingComplete is one completion waiting for (or riding in) a batch.
 type pendingComplete struct {
-	item CompleteItem
-	out  CompleteOutcome
-	sent bool // taken into a batch (guarded by completer.mu)
-	done chan struct{}
+	item   CompleteItem
+	out    CompleteOutcome
+	sent   bool // taken into a batch (guarded by completer.mu)
+	queued time.Time
+	done   chan struct{}
 }
 
 // completeBatchMax bounds a batch: more than a worker's completions in one
@@ -49,7 +53,7 @@ func newCompleter(b CompleteBatcher, timeout time.Duration) *completer {
 // batch's answer is waited for (at most the batch timeout), so the outcome
 // is never unknown for a reason of this side's.
 func (c *completer) complete(ctx context.Context, item CompleteItem) CompleteOutcome {
-	p := &pendingComplete{item: item, done: make(chan struct{})}
+	p := &pendingComplete{item: item, queued: time.Now(), done: make(chan struct{})}
 	c.mu.Lock()
 	c.queue = append(c.queue, p)
 	lead := !c.busy
@@ -113,8 +117,17 @@ func (c *completer) send() bool {
 	c.mu.Unlock()
 
 	items := make([]CompleteItem, n)
+	now := time.Now()
 	for i, p := range batch {
 		items[i] = p.item
+		w := int64(now.Sub(p.queued))
+		c.waited.Add(w)
+		for {
+			m := c.waitedMax.Load()
+			if w <= m || c.waitedMax.CompareAndSwap(m, w) {
+				break
+			}
+		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
 	out := c.batcher.CompleteBatch(ctx, items)

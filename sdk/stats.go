@@ -49,6 +49,10 @@ type WorkerStats struct {
 	CompleteBatches  uint64
 	BatchedCompletes uint64
 	CompleteBatchMax uint64
+	// CompleteWaitAvg and CompleteWaitMax are how long a completion waited
+	// for the batch ahead of it before its own went out.
+	CompleteWaitAvg time.Duration
+	CompleteWaitMax time.Duration
 
 	InFlight   int // slots in use now: tasks running and claims under way
 	Offered    int // slots offered now (open, or taken with the hand-off still coming)
@@ -85,6 +89,10 @@ func (w *Worker) Stats() WorkerStats {
 	}
 	if c := w.completer; c != nil {
 		st.CompleteBatches, st.BatchedCompletes, st.CompleteBatchMax = c.batches.Load(), c.items.Load(), c.largest.Load()
+		if st.BatchedCompletes > 0 {
+			st.CompleteWaitAvg = time.Duration(c.waited.Load() / int64(st.BatchedCompletes))
+		}
+		st.CompleteWaitMax = time.Duration(c.waitedMax.Load())
 	}
 	return st
 }

@@ -82,6 +82,13 @@ func BenchmarkLibraryCost(b *testing.B) {
 		}
 		ids = append(ids, r.ID)
 	})
+	phase("create_batch_of_1", n, func(int) {
+		r, err := be.CreateExecutions(ctx, []sdk.CreateExecutionArgs{{Lane: lane, Kind: "k", Payload: []byte("payload")}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		ids = append(ids, r[0].ID)
+	})
 	phase("grant_and_claim", n, func(i int) {
 		c, err := be.GrantAndClaim(ctx, sdk.IssueClaimGrantArgs{ExecutionID: ids[i], Lane: lane, WorkerID: "w", WorkerInstanceID: "w-1"}, time.Minute)
 		if err != nil {
