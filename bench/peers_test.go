@@ -47,7 +47,7 @@ func TestPeersScenario(t *testing.T) {
 	for _, sys := range systems {
 		p := rep.Peers.system(sys)
 		if p == nil || p.Best == nil || p.Best.InFlight != 16 || p.Best.Throughput <= 0 || p.Best.ValkeyCPUPerJobUS <= 0 ||
-			p.Best.CommandsPerJob <= 0 || p.Best.ScriptsPerJob < 1 {
+			p.Best.CommandsPerJob <= 0 || p.Best.ScriptsPerJob <= 0 { // FlowFabric batches: below 1 per job
 			t.Errorf("%s: best %+v", sys, p)
 			continue
 		}

@@ -102,8 +102,11 @@ func (r *Runner) runPipeline(ctx context.Context, sp pipelineSpec) (*Result, err
 	if err != nil {
 		return nil, err
 	}
+	// Producers submit as users do, through sdk.Client: concurrent submits
+	// share round trips (Client.Submit).
+	client := sdk.NewClient(prod)
 	submit := timedSubmit(win, sp.open, &windowOps, lat, track, func(ctx context.Context, a loadgen.Arrival) error {
-		_, err := prod.CreateExecution(ctx, sdk.CreateExecutionArgs{Lane: benchLane, Kind: "noop",
+		_, err := client.Submit(ctx, sdk.CreateExecutionArgs{Lane: benchLane, Kind: "noop",
 			Payload: encodePayload(a.Seq, a.Intended, cfg.PayloadBytes)})
 		return err
 	})

@@ -2,6 +2,7 @@ package sdk
 
 import (
 	"context"
+	"errors"
 	"strconv"
 	"strings"
 	"sync"
@@ -63,17 +64,74 @@ func (e *BatchError) Unwrap() []error {
 // concurrent use.
 type Client struct {
 	backend EngineBackend
+	// submits batches concurrent Submits (nil without BatchSubmitter).
+	submits *groupCommit[CreateExecutionArgs, submitOutcome]
 }
 
-// NewClient returns a Client over backend.
-func NewClient(backend EngineBackend) *Client { return &Client{backend: backend} }
+// submitOutcome is one Submit's answer.
+type submitOutcome struct {
+	res CreateExecutionResult
+	err error
+}
+
+// NewClient returns a Client over backend. With the BatchSubmitter role
+// (RolesOf), concurrent Submits share round trips: one that finds no batch
+// of creates in flight is sent at once, alone; those that come while one
+// is in flight go together in the next (see Submit).
+func NewClient(backend EngineBackend) *Client {
+	c := &Client{backend: backend}
+	if bs := RolesOf(backend).BatchSubmitter; bs != nil {
+		c.submits = &groupCommit[CreateExecutionArgs, submitOutcome]{op: "submit", timeout: submitCallTimeout,
+			max: groupCommitMax, send: func(ctx context.Context, args []CreateExecutionArgs) []submitOutcome {
+				return submitBatchOutcomes(bs, ctx, args)
+			},
+			failed: func(err error) submitOutcome { return submitOutcome{err: err} }}
+	}
+	return c
+}
+
+// submitCallTimeout bounds one batch of Submits.
+const submitCallTimeout = 5 * time.Second
+
+// submitBatchOutcomes runs one CreateExecutions and answers each item as
+// its own CreateExecution would have.
+func submitBatchOutcomes(bs BatchSubmitter, ctx context.Context, args []CreateExecutionArgs) []submitOutcome {
+	res, err := bs.CreateExecutions(ctx, args)
+	out := make([]submitOutcome, len(args))
+	var be *BatchError
+	perItem := errors.As(err, &be) && len(be.Errs) == len(args)
+	for i := range out {
+		switch {
+		case perItem:
+			out[i].err = be.Errs[i]
+		case err != nil:
+			out[i].err = err
+		}
+		if out[i].err == nil && i < len(res) {
+			out[i].res = res[i]
+		}
+	}
+	return out
+}
 
 // Backend returns the client's backend.
 func (c *Client) Backend() EngineBackend { return c.backend }
 
-// Submit creates one execution.
+// Submit creates one execution. With the BatchSubmitter role, Submits made
+// while a batch of them is in flight wait for it (and only for it) and go
+// together in the next: under load each round trip carries many creates,
+// each answered as its own CreateExecution would be. A Submit whose ctx
+// ends before its batch goes out is withdrawn (nothing is created) and
+// returns a timeout error; one already sent waits for its answer.
 func (c *Client) Submit(ctx context.Context, args CreateExecutionArgs) (CreateExecutionResult, error) {
-	return c.backend.CreateExecution(ctx, args)
+	if c.submits == nil {
+		return c.backend.CreateExecution(ctx, args)
+	}
+	if err := ctx.Err(); err != nil {
+		return CreateExecutionResult{}, &Error{Kind: KindTimeout, Code: CodeTimeout, Op: "submit", Err: err}
+	}
+	o := c.submits.call(ctx, args)
+	return o.res, o.err
 }
 
 // SubmitBatch creates many executions and returns their results in the

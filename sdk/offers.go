@@ -359,7 +359,7 @@ func (w *Worker) trimOffers(ctx context.Context) bool {
 // that formed.
 //
 // With a CompleteBatcher the call rides in the worker's next completion
-// batch (completer), its offer with it.
+// batch (completer, a group commit), its offer with it.
 func (w *Worker) completeCall(ctx context.Context, t *Task, result []byte) error {
 	co := w.roles.CompleteOfferer
 	offerSlot := w.offers.idle.Load() || w.offers.openCount() < w.offerCap()
@@ -375,7 +375,7 @@ func (w *Worker) completeCall(ctx context.Context, t *Task, result []byte) error
 	}
 	if ids == nil {
 		if w.completer != nil {
-			return w.completer.complete(ctx, CompleteItem{Handle: t.h, Result: result}).Err
+			return w.completer.call(ctx, CompleteItem{Handle: t.h, Result: result}).Err
 		}
 		return w.backend.Complete(ctx, t.h, result)
 	}
@@ -384,7 +384,7 @@ func (w *Worker) completeCall(ctx context.Context, t *Task, result []byte) error
 	var offerErr, err error
 	if w.completer != nil {
 		args := w.offerArgs(t.h.Lane, ids)
-		o := w.completer.complete(ctx, CompleteItem{Handle: t.h, Result: result, Offer: &args})
+		o := w.completer.call(ctx, CompleteItem{Handle: t.h, Result: result, Offer: &args})
 		offers, offerErr, err = o.Offers, o.OfferErr, o.Err
 	} else {
 		offers, offerErr, err = co.CompleteAndOffer(ctx, t.h, result, w.offerArgs(t.h.Lane, ids))

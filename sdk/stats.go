@@ -88,11 +88,7 @@ func (w *Worker) Stats() WorkerStats {
 		InFlight: w.slots.inUse() - offered, Offered: offered, HeldLeases: w.renewer.held(),
 	}
 	if c := w.completer; c != nil {
-		st.CompleteBatches, st.BatchedCompletes, st.CompleteBatchMax = c.batches.Load(), c.items.Load(), c.largest.Load()
-		if st.BatchedCompletes > 0 {
-			st.CompleteWaitAvg = time.Duration(c.waited.Load() / int64(st.BatchedCompletes))
-		}
-		st.CompleteWaitMax = time.Duration(c.waitedMax.Load())
+		st.CompleteBatches, st.BatchedCompletes, st.CompleteBatchMax, st.CompleteWaitAvg, st.CompleteWaitMax = c.waitStats()
 	}
 	return st
 }

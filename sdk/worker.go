@@ -31,7 +31,7 @@ type Worker struct {
 	cursor  claimCursor // owned by the claim loop
 	renewer *renewer
 	// completer batches completions (nil without CompleteBatcher).
-	completer *completer
+	completer *groupCommit[CompleteItem, CompleteOutcome]
 	running   *runningSet
 	runners   *runnerPool
 	stats     workerStats
@@ -80,8 +80,10 @@ func NewWorker(backend EngineBackend, cfg WorkerConfig) (*Worker, error) {
 	w.renewer = newRenewer(backend, roles.BatchRenewer, cfg.RenewEvery, cfg.LeaseTTL)
 	w.renewer.onError = w.reportError
 	w.runners = newRunnerPool(w.runTask)
-	if roles.CompleteBatcher != nil {
-		w.completer = newCompleter(roles.CompleteBatcher, minCallTimeout)
+	if cb := roles.CompleteBatcher; cb != nil {
+		w.completer = &groupCommit[CompleteItem, CompleteOutcome]{send: cb.CompleteBatch, op: "complete",
+			failed:  func(err error) CompleteOutcome { return CompleteOutcome{Err: err} },
+			timeout: minCallTimeout, max: groupCommitMax}
 	}
 	return w, nil
 }

@@ -22,7 +22,10 @@ var _ sdk.BatchSubmitter = (*Backend)(nil)
 
 // CreateExecutions is sdk.BatchSubmitter: it creates many executions with
 // one ff_create_batch per partition (at most MaxCreatesPerCall each), all
-// partitions in one pipelined round trip. Each item gets what its own
+// partitions in one pipelined round trip. Items without an id or an
+// idempotency key go to one partition per MaxCreatesPerCall of them (the
+// next in turn), so they cost one call, and batches still spread over
+// the partitions. Each item gets what its own
 // CreateExecution would (the library runs the same create for both), in
 // the order given: an idempotency key repeated in the batch makes the later
 // items DUPLICATEs of the first. Items that fail (validation, an id in use,
@@ -40,8 +43,18 @@ func (b *Backend) CreateExecutions(ctx context.Context, args []sdk.CreateExecuti
 	}
 	var calls []*call
 	open := map[int]*call{} // the partition's call still taking items
+	// Items without an id or idempotency key share a partition, so they
+	// share a call (a call per partition is the cost of spreading them);
+	// the next partition in turn takes over every MaxCreatesPerCall.
+	shared, keyless := -1, 0
 	for i, a := range args {
-		c, err := b.planCreate(a, false)
+		if a.ID == "" && a.IdempotencyKey == "" {
+			if keyless%MaxCreatesPerCall == 0 {
+				shared = int(b.next.Add(1) % uint64(b.partitions))
+			}
+			keyless++
+		}
+		c, err := b.planCreate(a, false, shared)
 		if err != nil {
 			errs[i], failed = opError(op, err), true
 			continue

@@ -66,7 +66,7 @@ func (b *Backend) registerLane(lane sdk.LaneID) valkey.Completed {
 // createCall validates a create and builds ff_create's KEYS and ARGV. Nothing
 // reaches Valkey when it returns an error.
 func (b *Backend) createCall(a sdk.CreateExecutionArgs) ([]string, []string, error) {
-	c, err := b.planCreate(a, true)
+	c, err := b.planCreate(a, true, -1)
 	return c.keys, c.args, err
 }
 
@@ -80,8 +80,10 @@ type createPlan struct {
 
 // planCreate validates a create (sdk's Resolve and the payload limit),
 // picks its partition and builds ff_create's ARGV, and its KEYS when
-// withKeys (a batch builds its own).
-func (b *Backend) planCreate(a sdk.CreateExecutionArgs, withKeys bool) (createPlan, error) {
+// withKeys (a batch builds its own). An item with neither id nor
+// idempotency key goes to partition shared when it is one (a batch keeps
+// such items together), else to the next partition in turn.
+func (b *Backend) planCreate(a sdk.CreateExecutionArgs, withKeys bool, shared int) (createPlan, error) {
 	a, err := a.Resolve()
 	if err != nil {
 		return createPlan{}, err
@@ -106,6 +108,9 @@ func (b *Backend) planCreate(a sdk.CreateExecutionArgs, withKeys bool) (createPl
 		h := fnv.New32a()
 		h.Write([]byte(a.IdempotencyKey))
 		part = int(h.Sum32() % uint32(b.partitions))
+		id = sdk.NewExecutionID(part)
+	case shared >= 0:
+		part = shared
 		id = sdk.NewExecutionID(part)
 	default:
 		part = int(b.next.Add(1) % uint64(b.partitions))
