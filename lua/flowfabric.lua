@@ -351,21 +351,68 @@ end
 -- positive number: the execution is in the index that field decides.
 local function positive(v) return num(v) > 0 end
 
+-- Deferred index writes. A batch call (ff_create_batch,
+-- ff_complete_batch) gathers its items' ZADDs and ZREMs of the same index
+-- key, and its pushes onto the same inbox, into one command per key, sent
+-- when its items are done (flush_deferred). No call reads these keys
+-- (leases, timeouts, deadlines, terminal, inboxes) before it ends, and no
+-- client sees a call half done, so gathering changes how many commands
+-- run, not what any of them sees. d is nil outside a batch: the write goes
+-- at once.
+local DEFER_CHUNK = 1000 -- members per gathered command at most
+
+local function new_deferred() return {order = {}, cmds = {}, ttl = {}} end
+
+-- Writes cmd ('ZADD', 'ZREM' or 'RPUSH') of key with args now, or
+-- gathers it into d.
+local function write_index(d, cmd, key, ...)
+  if not d then return redis.call(cmd, key, ...) end
+  local id = cmd .. ' ' .. key
+  local t = d.cmds[id]
+  if not t then
+    t = {cmd = cmd, key = key, args = {}}
+    d.cmds[id] = t
+    d.order[#d.order + 1] = t
+  end
+  append_all(t.args, {...})
+end
+
+-- Sends what d gathered, one command per key (per DEFER_CHUNK members), in
+-- the order the keys were first written. An inbox whose push created the
+-- list, or crossed a multiple of INBOX_REFRESH, gets its PEXPIRE (d.ttl,
+-- see push_to_inbox).
+local INBOX_REFRESH -- defined with push_to_inbox
+local function flush_deferred(d)
+  for _, t in ipairs(d.order) do
+    local per = (t.cmd == 'ZADD') and 2 or 1
+    for i = 1, #t.args, per * DEFER_CHUNK do
+      local last = math.min(#t.args, i + per * DEFER_CHUNK - 1)
+      local n = redis.call(t.cmd, t.key, unpack(t.args, i, last))
+      if t.cmd == 'RPUSH' then
+        local before = n - (last - i + 1)
+        if before == 0 or math.floor(n / INBOX_REFRESH) > math.floor(before / INBOX_REFRESH) then
+          redis.call('PEXPIRE', t.key, d.ttl[t.key])
+        end
+      end
+    end
+  end
+end
+
 -- Leaves the lease indexes: leases, and timeouts when the attempt has a
 -- timeout (attempt_timeout, as read). Returns kv with the core fields that
 -- clear the live lease appended, for the caller's one HSET (epoch and
 -- attempt id stay, so a replayed terminal call can recognise its own
--- outcome). One or two ZREMs.
-local function release_lease(eid, leases, timeouts, attempt_timeout, kv)
-  redis.call('ZREM', leases, eid)
-  if positive(attempt_timeout) then redis.call('ZREM', timeouts, eid) end
+-- outcome). One or two ZREMs (gathered into d in a batch).
+local function release_lease(eid, leases, timeouts, attempt_timeout, kv, d)
+  write_index(d, 'ZREM', leases, eid)
+  if positive(attempt_timeout) then write_index(d, 'ZREM', timeouts, eid) end
   return append_all(kv, {'lease_state', '', 'lease_expires_at', '0'})
 end
 
 -- Leaves the deadlines index when the execution has a deadline (deadline_at,
 -- as read); for a call that ends the execution.
-local function leave_deadlines(eid, deadlines, deadline_at)
-  if positive(deadline_at) then redis.call('ZREM', deadlines, eid) end
+local function leave_deadlines(eid, deadlines, deadline_at, d)
+  if positive(deadline_at) then write_index(d, 'ZREM', deadlines, eid) end
 end
 
 ---------------------------------------------------------------------------
@@ -469,14 +516,28 @@ local function new_core_fields(c, now)
   return f
 end
 
+-- Reports whether the eligible set is empty: ZCARD, or, in a batch
+-- (keys.size, shared by its items), what the batch knows of it already (an
+-- item that joined it made it non-empty; a hand-off of a new execution
+-- left it as it was; one of its head makes it unknown again).
+local function eligible_empty(keys, eligible)
+  local known = keys.size and keys.size[eligible]
+  if known ~= nil then return known end
+  local empty = redis.call('ZCARD', eligible) == 0
+  if keys.size then keys.size[eligible] = empty end
+  return empty
+end
+
 -- Creates execution c (create_args, checked) with keys laid out as
 -- ff_create's KEYS, all checked; now is server time, or nil to read it
 -- when the create writes. ff_create and ff_create_batch both run it, so
 -- one create is the same in both. keys.dry (a batch's, shared by its
 -- items) remembers offers keys found without a live offer behind a
 -- backlog: within one call none can appear (offers are posted by other
--- calls, and now stands still), so later items skip the read. Returns
--- ff_create's reply.
+-- calls, and now stands still), so later items skip the read; keys.size
+-- remembers what the batch knows of its eligible sets (eligible_empty),
+-- and keys.d gathers its index writes (write_index). Returns ff_create's
+-- reply.
 -- The record is written once: by the hand-off's HSET when the execution
 -- goes straight to an offer's worker, else by one HSET of its own.
 local function create_one(keys, c, tag, now)
@@ -503,20 +564,21 @@ local function create_one(keys, c, tag, now)
     kv[#kv + 1] = a[i + 1]
   end
   redis.call('HSET', ctx, unpack(kv))
-  if c.deadline > 0 then redis.call('ZADD', deadlines, c.deadline, eid) end
+  if c.deadline > 0 then write_index(keys.d, 'ZADD', deadlines, c.deadline, eid) end
   if string.sub(idem, 1, 8) == 'ff:idem:' then
     redis.call('SET', idem, eid, 'PX', c.dedup_ttl)
   end
   if delay_until > now then
     redis.call('HSET', core, 'state', 'delayed', 'delay_until', delay_until, 'last_transition_at', now,
       unpack(fields))
-    redis.call('ZADD', delayed, delay_until, eid)
+    write_index(keys.d, 'ZADD', delayed, delay_until, eid)
     return ok(eid, 'delayed')
   end
-  local empty = redis.call('ZCARD', eligible) == 0
+  local empty = eligible_empty(keys, eligible)
   if empty and hand_off_new(keys, eid, c, fields, kv, now) then return ok(eid, 'active') end
   redis.call('HSET', core, 'state', 'waiting', 'last_transition_at', now, unpack(fields))
   redis.call('ZADD', eligible, eligible_score(now, priority), eid)
+  if keys.size then keys.size[eligible] = false end
   if empty then
     publish_arrival(arrivals, lane, eid)
     return ok(eid, 'waiting')
@@ -536,6 +598,7 @@ local function create_one(keys, c, tag, now)
       put_back(keys[9], off)
       break
     end
+    if keys.size then keys.size[eligible] = nil end -- its head left: size unknown
     if head == eid then state = 'active' end
   end
   return ok(eid, state)
@@ -645,12 +708,13 @@ local ATTEMPT_CLEAN = {'progress_pct', '', 'progress_msg', '', 'failure_reason',
 -- lease fields in reply order. The lane's active index is no longer written
 -- (see release_lease); the parameter stays so that callers keep their shape.
 -- pre, when given, holds core fields of the caller's to write in the same
--- HSET (a create's, handed off: the record is written once).
+-- HSET (a create's, handed off: the record is written once); d gathers the
+-- index writes of a batch (see write_index).
 -- A waiting execution's delay_until is 0 already (every way into waiting
 -- clears it), and resume is '1' only for a resumed claim: neither is
 -- written otherwise.
 local function take_lease(core, eid, eligible, leases, _active, timeouts, f,
-                          worker_id, wiid, lease_id, attempt_id, ttl, resume, now, pre)
+                          worker_id, wiid, lease_id, attempt_id, ttl, resume, now, pre, d)
   local epoch = tonumber(f.epoch) + 1
   local expires = now + ttl
   local fields = append_all(pre or {}, {'state', 'active', 'lease_state', 'held',
@@ -673,9 +737,9 @@ local function take_lease(core, eid, eligible, leases, _active, timeouts, f,
   if not f.started_at then append_all(fields, {'started_at', now}) end
   redis.call('HSET', core, unpack(fields))
   if eligible then redis.call('ZREM', eligible, eid) end
-  redis.call('ZADD', leases, expires, eid)
+  write_index(d, 'ZADD', leases, expires, eid)
   local timeout = tonumber(f.attempt_timeout or '0')
-  if timeout > 0 then redis.call('ZADD', timeouts, now + timeout, eid) end
+  if timeout > 0 then write_index(d, 'ZADD', timeouts, now + timeout, eid) end
   return {lease_id, tostring(epoch), tostring(expires), attempt_id,
     tostring(attempt_index), attempt_type}
 end
@@ -838,14 +902,14 @@ end
 -- the ctx pairs.
 local function claim_for_offer(keys, o, core, target, from, f, now, pre)
   local lease = take_lease(core, target, from, keys[10], keys[11], keys[12], f,
-    o.worker_id, o.wiid, o.lease_id, o.attempt_id, tonumber(o.ttl), f.resume == '1', now, pre)
+    o.worker_id, o.wiid, o.lease_id, o.attempt_id, tonumber(o.ttl), f.resume == '1', now, pre, keys.d)
   return append_all({o.wiid, target, o.ttl}, lease)
 end
 
 -- How often (in list lengths) a push onto an inbox that already held
 -- hand-offs extends its expiry: see push_to_inbox. At most the worker's
 -- read batch (inboxBatch in valkeybackend/handoff.go, 64).
-local INBOX_REFRESH = 32
+INBOX_REFRESH = 32
 
 -- Pushes hand-off msg (framed) onto the inbox of offer o's worker instance:
 -- a list, not a channel, so it waits there while its worker reconnects; it
@@ -869,13 +933,18 @@ local INBOX_REFRESH = 32
 -- partition, "ff:handoff:<tag>:<instance>" (a key on another slot is out
 -- of reach): the instance subscribes to it on every partition, and one
 -- lost on the way is recovered when its lease expires.
-local function push_to_inbox(o, msg, offers)
+local function push_to_inbox(o, msg, offers, d)
   local scope, tag = offers_scope(offers)
   if scope == 'partition' then
     redis.call('SPUBLISH', 'ff:handoff:' .. tag .. ':' .. o.wiid, frame(msg))
     return
   end
   local inbox = 'ff:inbox:' .. o.wiid
+  if d then -- a batch: one push per inbox (flush_deferred sets the expiry)
+    d.ttl[inbox] = o.ttl
+    write_index(d, 'RPUSH', inbox, frame(msg))
+    return
+  end
   local n = redis.call('RPUSH', inbox, frame(msg))
   if n == 1 or n % INBOX_REFRESH == 0 then redis.call('PEXPIRE', inbox, o.ttl) end
 end
@@ -897,7 +966,7 @@ hand_off_new = function(keys, eid, c, fields, kv, now)
   local f = {epoch = '0', total_attempts = '0', pending_type = 'initial',
     attempt_timeout = tostring(c.attempt_timeout)}
   local msg = claim_for_offer(keys, o, keys[1], eid, nil, f, now, fields)
-  push_to_inbox(o, append_all(msg, kv), keys[9])
+  push_to_inbox(o, append_all(msg, kv), keys[9], keys.d)
   return true
 end
 
@@ -912,24 +981,21 @@ hand_off_head = function(keys, o, head, lane, now)
   end
   if missing_caps(f.caps, o.caps) ~= '' then return false end
   local msg = claim_for_offer(keys, o, core, head, keys[3], f, now)
-  push_to_inbox(o, append_all(msg, redis.call('HGETALL', exec_key(head, 'ctx'))), keys[9])
+  push_to_inbox(o, append_all(msg, redis.call('HGETALL', exec_key(head, 'ctx'))), keys[9], keys.d)
   return true
 end
 
 ---------------------------------------------------------------------------
 -- ff_create_batch: create up to MAX_BATCH executions of one partition, each
 -- exactly as its own ff_create would (create_one), in order: idempotency
--- keys (a key repeated in the batch is a DUPLICATE of its first item),
--- explicit-id collisions, delays, deadlines, hand-offs to live offers and
--- arrivals.
--- Keys derived here: every per-execution, lane and idempotency key of an
--- item is built from the partition's tag (checked on KEYS 1..5, and each
--- item's id must carry it) and a checked lane, so each begins with that tag
--- and stays in this call's slot; sending them would cost 7 keys per item.
--- Offers keys are passed, one per lane whose creates may hand off (the
--- global "ff:offers:<lane>" on one server, the partition's
--- "ff:i:<tag>:<lane>:offers" on a cluster); an item's lane without one
--- hands off to nobody (ff_create's noop offers key).
+-- keys (a repeated one is a DUPLICATE of its first item), explicit-id
+-- collisions, delays, deadlines, hand-offs, arrivals. Every per-execution,
+-- lane and idempotency key of an item is built here from the partition's
+-- tag (checked on KEYS 1..5; each item's id must carry it) and a checked
+-- lane, so it stays in this call's slot. Offers keys are passed, one per
+-- lane whose creates may hand off ("ff:offers:<lane>" on one server,
+-- "ff:i:<tag>:<lane>:offers" on a cluster); a lane without one hands off
+-- to nobody.
 -- KEYS: 1 deadlines, 2 all, 3 arrivals (shard channel), 4 leases,
 --       5 timeouts, then zero or more offers keys
 -- ARGV: 1 n (1..MAX_BATCH), then per item: idempotency key ('' = none),
@@ -941,9 +1007,11 @@ end
 --   'execution_id_in_use' (nothing written for the item). Errors: invalid_input.
 -- Inner commands: 1 TIME, then per item its ff_create's past TIME (GET +
 --   HGET idem, EXISTS for a given id, 2 HSET (ctx, core: the core's is the
---   hand-off's when handed off), [ZADD deadlines], SET idem, ZADD
---   delayed or ZCARD + hand-off / ZADD eligible + SPUBLISH / backlog offers,
---   read once per lane while none is live).
+--   hand-off's when handed off), SET idem, ZADD eligible + SPUBLISH / a
+--   hand-off / backlog offers, read once per lane while none is live),
+--   with one ZCARD per eligible set while the batch knows its size, and the
+--   ZADDs of leases, timeouts, deadlines and delayed and the inbox pushes
+--   gathered into one command per key at the end (write_index).
 local MAX_BATCH = 1000
 local BATCH_KEYS = {'deadlines', 'all', 'arrivals', 'leases', 'timeouts', open = true}
 redis.register_function('ff_create_batch', function(keys, argv)
@@ -970,7 +1038,7 @@ redis.register_function('ff_create_batch', function(keys, argv)
     items[i], o = c, c.last
   end
   if o ~= #argv then return fail('invalid_input', 'malformed create arguments') end
-  local noop, pre, dry = 'ff:noop:' .. tag, 'ff:i:' .. tag .. ':', {}
+  local noop, pre, dry, d, size = 'ff:noop:' .. tag, 'ff:i:' .. tag .. ':', {}, new_deferred(), {}
   local now = now_ms()
   local reply = ok(tostring(n))
   for _, c in ipairs(items) do
@@ -978,7 +1046,8 @@ redis.register_function('ff_create_batch', function(keys, argv)
     local idem = noop
     if c.idem ~= '' then idem = 'ff:idem:' .. tag .. ':' .. c.idem end
     local k = {exec_key(c.eid, 'core'), exec_key(c.eid, 'ctx'), lk .. 'eligible', lk .. 'delayed', idem,
-      keys[1], keys[2], keys[3], offers[c.lane] or noop, keys[4], lk .. 'active', keys[5], dry = dry}
+      keys[1], keys[2], keys[3], offers[c.lane] or noop, keys[4], lk .. 'active', keys[5], dry = dry, d = d,
+      size = size}
     local r = create_one(k, c, tag, now)
     if r[1] == 1 then
       append_all(reply, {r[2], r[3], r[4]})
@@ -986,6 +1055,7 @@ redis.register_function('ff_create_batch', function(keys, argv)
       append_all(reply, {r[2], c.eid, ''})
     end
   end
+  flush_deferred(d)
   return reply
 end)
 
@@ -1174,9 +1244,10 @@ end)
 -- Returns ok(expires_at of the offers, then per item six fields: code (''
 --   landed, or the fence error ff_complete would return), d1..d4 (its
 --   detail, as ff_complete's), offered ('1' when its offers were posted)).
--- Inner commands: 1 TIME; per item HMGET, [SET result], [ZREM deadlines],
---   HSET, ZREM leases [+ timeouts], ZADD terminal; one ZADD NX per offers
---   key (per OFFER_CHUNK members).
+-- Inner commands: 1 TIME; per item HMGET, [SET result], HSET; then one
+--   ZREM per leases, timeouts and deadlines key and one ZADD per terminal
+--   key of the batch (write_index), one ZADD NX per offers key (per
+--   OFFER_CHUNK members).
 local MAX_COMPLETES = 128
 local OFFER_CHUNK = 1000
 redis.register_function('ff_complete_batch', function(keys, argv)
@@ -1208,6 +1279,7 @@ redis.register_function('ff_complete_batch', function(keys, argv)
   local now = now_ms()
   local expires = now + ttl
   local reply = ok(fmt(expires))
+  local d = new_deferred()
   local offers, order = {}, {} -- offers key -> ZADD NX arguments; keys in first-use order
   for i, it in ipairs(items) do
     local pre = 'ff:i:' .. it.tag .. ':'
@@ -1216,11 +1288,11 @@ redis.register_function('ff_complete_batch', function(keys, argv)
       append_all(reply, {bad[2], bad[3] or '', bad[4] or '', bad[5] or '', bad[6] or '', '0'})
     else
       if it.has == '1' then redis.call('SET', 'ff:e:' .. it.eid .. ':result', it.result) end
-      leave_deadlines(it.eid, pre .. 'deadlines', f[FENCE_READ + 2])
+      leave_deadlines(it.eid, pre .. 'deadlines', f[FENCE_READ + 2], d)
       redis.call('HSET', keys[i], unpack(release_lease(it.eid, pre .. 'leases', pre .. 'timeouts',
         f[FENCE_READ + 1], {'state', 'completed', 'completed_at', now, 'ended_by', it.lease_id,
-        'last_transition_at', now})))
-      redis.call('ZADD', pre .. it.lane .. ':terminal', now, it.eid)
+        'last_transition_at', now}, d)))
+      write_index(d, 'ZADD', pre .. it.lane .. ':terminal', now, it.eid)
       local offered = '0'
       if it.first <= it.last then
         local k = 'ff:offers:' .. it.offer_lane
@@ -1239,6 +1311,7 @@ redis.register_function('ff_complete_batch', function(keys, argv)
       append_all(reply, {'', '', '', '', '', offered})
     end
   end
+  flush_deferred(d)
   for _, k in ipairs(order) do
     local z = offers[k]
     for c = 1, #z, 2 * OFFER_CHUNK do

@@ -170,3 +170,89 @@ func TestInboxExpiry(t *testing.T) {
 		t.Fatalf("recreated inbox PTTL %d %v, want about 5000", ttl, err)
 	}
 }
+
+// TestBatchGathersIndexWrites: a batch of creates all handed off, and the
+// batch of their completions, write each index key once: one ZCARD of the
+// eligible set while the batch knows it stays empty, one RPUSH onto the
+// worker's inbox (its PEXPIRE when the push crosses a multiple of 32, as
+// one push at a time would), one ZADD of the leases; then one ZREM of the leases and one ZADD of the
+// terminal index for all the completions. The indexes hold what one write
+// per item would have left.
+func TestBatchGathersIndexWrites(t *testing.T) {
+	ctx := context.Background()
+	addrs := topologies()[0].addrs(t)
+	b := freshBackend(t, addrs, valkeybackend.Options{Partitions: 4})
+	c := b.Client()
+	const lane, n = "gather", 40
+	members := make([]string, n)
+	for i := range members {
+		members[i] = sdk.NewToken() + " " + sdk.NewToken() + " 5000 w w-1 "
+	}
+	if err := c.Do(ctx, c.B().Fcall().Function("ff_offer").Numkeys(1).Key("ff:offers:"+lane).
+		Arg(append([]string{"60000", "new"}, members...)...).Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	args := make([]sdk.CreateExecutionArgs, n)
+	for i := range args {
+		args[i] = sdk.CreateExecutionArgs{Lane: lane, Kind: "k"}
+	}
+	if _, err := b.CreateExecutions(ctx, args[:1]); err != nil { // the lane registry, and one offer taken
+		t.Fatal(err)
+	}
+	resetStats(t, addrs)
+	res, err := b.CreateExecutions(ctx, args[1:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range res {
+		if r.State != sdk.StateActive {
+			t.Fatalf("create %d: %+v, want handed off", i, r)
+		}
+	}
+	got := commandCounts(t, addrs)
+	// The list existed (1 entry) and the push took it past length 32: one
+	// PEXPIRE, as 39 pushes one by one would have made at length 32.
+	if got["fcall"] != 1 || got["zcard"] != 1 || got["rpush"] != 1 || got["pexpire"] != 1 || got["zadd"] != 1 || got["zpopmax"] != n-1 {
+		t.Fatalf("commands %v: want 1 FCALL, 1 ZCARD, 1 RPUSH, 1 PEXPIRE, 1 ZADD, %d ZPOPMAX", got, n-1)
+	}
+	if l, err := c.Do(ctx, c.B().Llen().Key("ff:inbox:w-1").Build()).AsInt64(); err != nil || l != n {
+		t.Fatalf("inbox length %d %v, want %d", l, err, n)
+	}
+	if ttl, err := c.Do(ctx, c.B().Pttl().Key("ff:inbox:w-1").Build()).AsInt64(); err != nil || ttl <= 0 || ttl > 5000 {
+		t.Fatalf("inbox PTTL %d %v, want in (0, 5000]", ttl, err)
+	}
+	// Completing the batch's: one ZREM of the leases, one ZADD of the
+	// terminal set (the inbox's first entry is the first create's).
+	var items []sdk.CompleteItem
+	raw, err := c.Do(ctx, c.B().Lrange().Key("ff:inbox:w-1").Start(1).Stop(-1).Build()).AsStrSlice()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range raw {
+		_, task, ok := valkeybackend.ParseHandoffForTest(m)
+		if !ok {
+			t.Fatalf("inbox entry %q is not a hand-off", m)
+		}
+		items = append(items, sdk.CompleteItem{Handle: task.Handle})
+	}
+	resetStats(t, addrs)
+	for i, o := range b.CompleteBatch(ctx, items) {
+		if o.Err != nil {
+			t.Fatalf("complete %d: %v", i, o.Err)
+		}
+	}
+	got = commandCounts(t, addrs)
+	if got["fcall"] != 1 || got["zrem"] != 1 || got["zadd"] != 1 || got["hset"] != n-1 || got["hmget"] != n-1 {
+		t.Fatalf("commands %v: want 1 FCALL, %d HMGET and HSET, 1 ZREM, 1 ZADD", got, n-1)
+	}
+	leases, terminal := int64(0), int64(0)
+	for p := range 4 {
+		tag := sdk.PartitionTag(p)
+		l, _ := c.Do(ctx, c.B().Zcard().Key("ff:i:"+tag+":leases").Build()).AsInt64()
+		x, _ := c.Do(ctx, c.B().Zcard().Key("ff:i:"+tag+":"+lane+":terminal").Build()).AsInt64()
+		leases, terminal = leases+l, terminal+x
+	}
+	if leases != 1 || terminal != n-1 { // the first create's lease is still held
+		t.Fatalf("%d leases and %d terminal entries left, want 1 and %d", leases, terminal, n-1)
+	}
+}
