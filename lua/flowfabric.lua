@@ -363,10 +363,20 @@ local DEFER_CHUNK = 1000 -- members per gathered command at most
 
 local function new_deferred() return {order = {}, cmds = {}, ttl = {}} end
 
+-- Runs one index command. Each command is spelled out so that every
+-- redis.call in the library names its command (the ACL recipe is checked
+-- against them).
+local function run_index(cmd, key, ...)
+  if cmd == 'ZADD' then return redis.call('ZADD', key, ...) end
+  if cmd == 'ZREM' then return redis.call('ZREM', key, ...) end
+  if cmd == 'RPUSH' then return redis.call('RPUSH', key, ...) end
+  error('run_index: unexpected command ' .. tostring(cmd))
+end
+
 -- Writes cmd ('ZADD', 'ZREM' or 'RPUSH') of key with args now, or
 -- gathers it into d.
 local function write_index(d, cmd, key, ...)
-  if not d then return redis.call(cmd, key, ...) end
+  if not d then return run_index(cmd, key, ...) end
   local id = cmd .. ' ' .. key
   local t = d.cmds[id]
   if not t then
@@ -387,7 +397,7 @@ local function flush_deferred(d)
     local per = (t.cmd == 'ZADD') and 2 or 1
     for i = 1, #t.args, per * DEFER_CHUNK do
       local last = math.min(#t.args, i + per * DEFER_CHUNK - 1)
-      local n = redis.call(t.cmd, t.key, unpack(t.args, i, last))
+      local n = run_index(t.cmd, t.key, unpack(t.args, i, last))
       if t.cmd == 'RPUSH' then
         local before = n - (last - i + 1)
         if before == 0 or math.floor(n / INBOX_REFRESH) > math.floor(before / INBOX_REFRESH) then
