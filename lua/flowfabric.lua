@@ -99,7 +99,7 @@ write (bad_call, bad_keys: string work, no command) and answers
 invalid_input, having written nothing, when one is off.
 ]]
 
-local VERSION = '19'
+local VERSION = '20'
 -- MIN_CLIENT is the oldest client this library serves; a client's version is
 -- the VERSION of the library it embeds (Go: lua.Version). A client older than
 -- MIN_CLIENT refuses to run against this library, and never replaces it.
@@ -151,8 +151,12 @@ local function announce(arrivals, eligible, lane, eid)
   if redis.call('ZCARD', eligible) == 1 then publish_arrival(arrivals, lane, eid) end
 end
 
--- Parses a non-negative integer argument; nil when malformed.
+-- Parses a non-negative integer argument; nil when malformed. '0' and '1',
+-- the most common arguments by far, skip the pattern (string equality is a
+-- pointer comparison in Lua).
 local function uint(s)
+  if s == '0' then return 0 end
+  if s == '1' then return 1 end
   if s == nil or s == '' or not string.match(s, '^%d+$') then return nil end
   return tonumber(s)
 end
@@ -300,8 +304,10 @@ end
 
 -- The fields check_fence reads, in this order; a caller's extra fields
 -- follow them (from index FENCE_READ + 1), read by the same HMGET.
+-- (ended_by, which only a failure reports, is read then: one field less on
+-- every renewal and completion.)
 local FENCE_FIELDS = {'state', 'lease_state', 'lease_expires_at', 'lease_id', 'lease_epoch',
-  'attempt_id', 'lane', 'ended_by'}
+  'attempt_id', 'lane'}
 local FENCE_READ = #FENCE_FIELDS
 -- Returns FENCE_FIELDS followed by extra (built once, at load).
 local function fence_with(extra) return append_all(append_all({}, FENCE_FIELDS), extra) end
@@ -314,7 +320,8 @@ local FENCE_END = fence_with(END_FIELDS)
 -- (lease_id, epoch, attempt_id) holds the live lease (and, when lane is given,
 -- the execution is in that lane). Order: execution active,
 -- lease not revoked, lease not expired (server time), then the triple matches.
--- Writes nothing. One HMGET, of names (FENCE_FIELDS when nil, or a
+-- Writes nothing. One HMGET (and, once the execution is no longer active,
+-- an HGET of ended_by for the failure), of names (FENCE_FIELDS when nil, or a
 -- fence_with list: the caller's extra fields ride on it); the second value
 -- is what it read (extra field i at FENCE_READ + i).
 local function check_fence(core, lease_id, epoch, attempt_id, now, lane, names)
@@ -324,7 +331,7 @@ local function check_fence(core, lease_id, epoch, attempt_id, now, lane, names)
   -- lane would move the execution between another lane's indexes.
   if lane ~= nil and f[7] ~= lane then return fail('invalid_input', 'lane differs from the execution') end
   if f[1] ~= 'active' then
-    return fail('execution_not_active', f[1], f[5] or '0', f[6] or '', f[8] or '')
+    return fail('execution_not_active', f[1], f[5] or '0', f[6] or '', redis.call('HGET', core, 'ended_by') or '')
   end
   if f[2] == 'revoked' then return fail('lease_revoked') end
   if tonumber(f[3] or '0') <= now then return fail('lease_expired') end
@@ -361,7 +368,7 @@ local function positive(v) return num(v) > 0 end
 -- at once.
 local DEFER_CHUNK = 1000 -- members per gathered command at most
 
-local function new_deferred() return {order = {}, cmds = {}, ttl = {}} end
+local function new_deferred() return {order = {}, ZADD = {}, ZREM = {}, RPUSH = {}, ttl = {}} end
 
 -- Runs one index command. Each command is spelled out so that every
 -- redis.call in the library names its command (the ACL recipe is checked
@@ -373,18 +380,23 @@ local function run_index(cmd, key, ...)
   error('run_index: unexpected command ' .. tostring(cmd))
 end
 
--- Writes cmd ('ZADD', 'ZREM' or 'RPUSH') of key with args now, or
--- gathers it into d.
-local function write_index(d, cmd, key, ...)
-  if not d then return run_index(cmd, key, ...) end
-  local id = cmd .. ' ' .. key
-  local t = d.cmds[id]
+-- Writes cmd ('ZADD' score member, 'ZREM' member or 'RPUSH' value) of
+-- key now, or gathers it into d. a2 is nil but for ZADD.
+local function write_index(d, cmd, key, a1, a2)
+  if not d then
+    if a2 == nil then return run_index(cmd, key, a1) end
+    return run_index(cmd, key, a1, a2)
+  end
+  local by_key = d[cmd]
+  local t = by_key[key]
   if not t then
     t = {cmd = cmd, key = key, args = {}}
-    d.cmds[id] = t
+    by_key[key] = t
     d.order[#d.order + 1] = t
   end
-  append_all(t.args, {...})
+  local args = t.args
+  args[#args + 1] = a1
+  if a2 ~= nil then args[#args + 1] = a2 end
 end
 
 -- Sends what d gathered, one command per key (per DEFER_CHUNK members), in
@@ -416,7 +428,9 @@ end
 local function release_lease(eid, leases, timeouts, attempt_timeout, kv, d)
   write_index(d, 'ZREM', leases, eid)
   if positive(attempt_timeout) then write_index(d, 'ZREM', timeouts, eid) end
-  return append_all(kv, {'lease_state', '', 'lease_expires_at', '0'})
+  local n = #kv
+  kv[n + 1], kv[n + 2], kv[n + 3], kv[n + 4] = 'lease_state', '', 'lease_expires_at', '0'
+  return kv
 end
 
 -- Leaves the deadlines index when the execution has a deadline (deadline_at,
@@ -485,6 +499,12 @@ local OFFER_PATTERN = '^(%S+) (%S+) ([1-9]%d*) ([!-+%-.-z|~]+) ([!-+%-.-z|~]+) ?
 parse_offer = function(member)
   return string.match(member, OFFER_PATTERN)
 end
+-- Reports whether member is an offer (as parse_offer, without building
+-- its parts).
+local OFFER_SHAPE = '^%S+ %S+ [1-9]%d* [!-+%-.-z|~]+ [!-+%-.-z|~]+ ?%S*$'
+local function is_offer(member)
+  return string.find(member, OFFER_SHAPE) ~= nil
+end
 
 -- Reads one create's arguments (ff_create's ARGV layout) from a[o+1..]
 -- into a table: the fields checked here, and a, o to read the rest from.
@@ -503,6 +523,10 @@ local function create_args(a, o)
     or (c.id_given ~= '1' and c.id_given ~= '0') or c.ntags == nil then
     return nil
   end
+  -- The priority as written: the argument when it is canonical (no
+  -- leading zero), so that no number is formatted for it.
+  local p = a[o + 4]
+  c.priority_s = (#p == 1 or string.byte(p, 1) ~= 48) and p or fmt(c.priority)
   c.last = o + 19 + 2 * c.ntags
   if #a < c.last then return nil end
   return c
@@ -513,9 +537,9 @@ end
 -- lane, priority and created_at always; caps, the retry policy, the
 -- attempt timeout and the deadline when set. A job that uses none of them
 -- writes none of them.
-local function new_core_fields(c, now)
+local function new_core_fields(c, now_s)
   local a, o = c.a, c.o
-  local f = {'lane', c.lane, 'priority', c.priority, 'created_at', now}
+  local f = {'lane', c.lane, 'priority', c.priority_s, 'created_at', now_s}
   if a[o + 6] ~= '' then append_all(f, {'caps', a[o + 6]}) end
   if c.retry_max > 0 then
     append_all(f, {'retry_max', c.retry_max, 'bo_kind', a[o + 8], 'bo_init', c.bo_init,
@@ -540,7 +564,8 @@ end
 
 -- Creates execution c (create_args, checked) with keys laid out as
 -- ff_create's KEYS, all checked; now is server time, or nil to read it
--- when the create writes. ff_create and ff_create_batch both run it, so
+-- when the create writes (keys.now_s: now formatted, a batch's). ff_create
+-- and ff_create_batch both run it, so
 -- one create is the same in both. keys.dry (a batch's, shared by its
 -- items) remembers offers keys found without a live offer behind a
 -- backlog: within one call none can appear (offers are posted by other
@@ -555,7 +580,8 @@ local function create_one(keys, c, tag, now)
   local core, ctx, eligible, delayed, idem, deadlines, arrivals =
     keys[1], keys[2], keys[3], keys[4], keys[5], keys[6], keys[8]
   local a, o, eid, lane, priority, delay_until = c.a, c.o, c.eid, c.lane, c.priority, c.delay_until
-  if string.sub(idem, 1, 8) == 'ff:idem:' then
+  local has_idem = string.sub(idem, 1, 8) == 'ff:idem:'
+  if has_idem then
     local first = redis.call('GET', idem)
     if first then
       local state = id_tag(first) == tag and redis.call('HGET', 'ff:e:' .. first .. ':core', 'state')
@@ -567,7 +593,8 @@ local function create_one(keys, c, tag, now)
   -- the client generated is fresh (time-ordered, 74 random bits): no check.
   if c.id_given == '1' and redis.call('EXISTS', core) == 1 then return fail('execution_id_in_use') end
   now = now or now_ms()
-  local fields = new_core_fields(c, now)
+  local now_s = keys.now_s or fmt(now)
+  local fields = new_core_fields(c, now_s)
   local kv = {'kind', c.kind, 'lane', lane, 'payload', a[o + 17]}
   for i = o + 20, c.last, 2 do
     kv[#kv + 1] = 't:' .. a[i]
@@ -575,18 +602,18 @@ local function create_one(keys, c, tag, now)
   end
   redis.call('HSET', ctx, unpack(kv))
   if c.deadline > 0 then write_index(keys.d, 'ZADD', deadlines, c.deadline, eid) end
-  if string.sub(idem, 1, 8) == 'ff:idem:' then
+  if has_idem then
     redis.call('SET', idem, eid, 'PX', c.dedup_ttl)
   end
   if delay_until > now then
-    redis.call('HSET', core, 'state', 'delayed', 'delay_until', delay_until, 'last_transition_at', now,
+    redis.call('HSET', core, 'state', 'delayed', 'delay_until', delay_until, 'last_transition_at', now_s,
       unpack(fields))
     write_index(keys.d, 'ZADD', delayed, delay_until, eid)
     return ok(eid, 'delayed')
   end
   local empty = eligible_empty(keys, eligible)
-  if empty and hand_off_new(keys, eid, c, fields, kv, now) then return ok(eid, 'active') end
-  redis.call('HSET', core, 'state', 'waiting', 'last_transition_at', now, unpack(fields))
+  if empty and hand_off_new(keys, eid, c, fields, kv, now, now_s) then return ok(eid, 'active') end
+  redis.call('HSET', core, 'state', 'waiting', 'last_transition_at', now_s, unpack(fields))
   redis.call('ZADD', eligible, eligible_score(now, priority), eid)
   if keys.size then keys.size[eligible] = false end
   if empty then
@@ -604,7 +631,7 @@ local function create_one(keys, c, tag, now)
       break
     end
     local head = redis.call('ZRANGE', eligible, 0, 0)[1]
-    if not head or not hand_off_head(keys, off, head, lane, now) then
+    if not head or not hand_off_head(keys, off, head, lane, now, now_s) then
       put_back(keys[9], off)
       break
     end
@@ -723,35 +750,50 @@ local ATTEMPT_CLEAN = {'progress_pct', '', 'progress_msg', '', 'failure_reason',
 -- A waiting execution's delay_until is 0 already (every way into waiting
 -- clears it), and resume is '1' only for a resumed claim: neither is
 -- written otherwise.
+-- Numbers go to commands as strings formatted once: a Lua number passed
+-- to redis.call is formatted there, per use.
 local function take_lease(core, eid, eligible, leases, _active, timeouts, f,
-                          worker_id, wiid, lease_id, attempt_id, ttl, resume, now, pre, d)
-  local epoch = tonumber(f.epoch) + 1
+                          worker_id, wiid, lease_id, attempt_id, ttl, resume, now, pre, d, now_s)
+  now_s = now_s or fmt(now)
+  local epoch = tostring(tonumber(f.epoch) + 1)
   local expires = now + ttl
-  local fields = append_all(pre or {}, {'state', 'active', 'lease_state', 'held',
-    'lease_id', lease_id, 'lease_epoch', epoch, 'worker_id', worker_id,
-    'worker_instance', wiid, 'lease_expires_at', expires, 'last_transition_at', now})
-  if f.resume == '1' then append_all(fields, {'resume', '0'}) end
+  local expires_s = fmt(expires)
+  local fields = pre or {}
+  local n = #fields
+  fields[n + 1], fields[n + 2], fields[n + 3], fields[n + 4] = 'state', 'active', 'lease_state', 'held'
+  fields[n + 5], fields[n + 6], fields[n + 7], fields[n + 8] = 'lease_id', lease_id, 'lease_epoch', epoch
+  fields[n + 9], fields[n + 10], fields[n + 11], fields[n + 12] = 'worker_id', worker_id, 'worker_instance', wiid
+  fields[n + 13], fields[n + 14] = 'lease_expires_at', expires_s
+  fields[n + 15], fields[n + 16] = 'last_transition_at', now_s
+  n = n + 16
+  if f.resume == '1' then
+    fields[n + 1], fields[n + 2] = 'resume', '0'
+    n = n + 2
+  end
   local attempt_index, attempt_type
   if resume then
-    attempt_index, attempt_id, attempt_type = tonumber(f.attempt_index), f.attempt_id, 'resumed'
+    attempt_index, attempt_id, attempt_type = f.attempt_index, f.attempt_id, 'resumed'
   else
-    attempt_index = tonumber(f.total_attempts)
-    attempt_type = f.pending_type
-    append_all(fields, {'total_attempts', attempt_index + 1, 'attempt_index', attempt_index,
-      'attempt_id', attempt_id, 'attempt_type', attempt_type, 'pending_type', ''})
+    attempt_index, attempt_type = f.total_attempts, f.pending_type
+    local first = attempt_index == '0'
+    fields[n + 1], fields[n + 2] = 'total_attempts', first and '1' or tostring(tonumber(attempt_index) + 1)
+    fields[n + 3], fields[n + 4] = 'attempt_index', attempt_index
+    fields[n + 5], fields[n + 6] = 'attempt_id', attempt_id
+    fields[n + 7], fields[n + 8] = 'attempt_type', attempt_type
+    fields[n + 9], fields[n + 10] = 'pending_type', ''
+    n = n + 10
     -- A new attempt starts clean, in this same HSET: what earlier attempts
     -- reported or suffered is in their records (keep_attempt). A first
     -- attempt has nothing to clear and writes nothing for it.
-    if attempt_index > 0 then append_all(fields, ATTEMPT_CLEAN) end
+    if not first then append_all(fields, ATTEMPT_CLEAN) end
   end
-  if not f.started_at then append_all(fields, {'started_at', now}) end
+  if not f.started_at then append_all(fields, {'started_at', now_s}) end
   redis.call('HSET', core, unpack(fields))
   if eligible then redis.call('ZREM', eligible, eid) end
-  write_index(d, 'ZADD', leases, expires, eid)
+  write_index(d, 'ZADD', leases, expires_s, eid)
   local timeout = tonumber(f.attempt_timeout or '0')
-  if timeout > 0 then write_index(d, 'ZADD', timeouts, now + timeout, eid) end
-  return {lease_id, tostring(epoch), tostring(expires), attempt_id,
-    tostring(attempt_index), attempt_type}
+  if timeout > 0 then write_index(d, 'ZADD', timeouts, fmt(now + timeout), eid) end
+  return {lease_id, epoch, expires_s, attempt_id, attempt_index, attempt_type}
 end
 
 local CLAIM_FIELDS = {'state', 'blocked', 'resume', 'total_attempts', 'lease_epoch',
@@ -888,12 +930,19 @@ redis.register_function('ff_claim_fused', function(keys, argv)
   return reply
 end)
 
--- Length-prefixes each field ("<len>:<bytes>"), so any bytes pass.
+-- Length-prefixes each field ("<len>:<bytes>"), so any bytes pass. The
+-- prefixes of short fields (ids, numbers, names) are built once, at load:
+-- formatting a number costs more than the rest of a field.
+local LEN_PREFIX = {}
+for i = 0, 256 do LEN_PREFIX[i] = i .. ':' end
 local function frame(fields)
-  local out = {}
-  for _, v in ipairs(fields) do
-    v = tostring(v)
-    out[#out + 1] = #v .. ':' .. v
+  local out, n = {}, 0
+  for i = 1, #fields do
+    local v = fields[i]
+    if type(v) ~= 'string' then v = tostring(v) end
+    out[n + 1] = LEN_PREFIX[#v] or (#v .. ':')
+    out[n + 2] = v
+    n = n + 2
   end
   return table.concat(out)
 end
@@ -910,9 +959,9 @@ end
 -- Returns the hand-off message so far: worker_instance, eid, lease_ttl_ms,
 -- then the six lease fields as ff_claim returns them; the caller appends
 -- the ctx pairs.
-local function claim_for_offer(keys, o, core, target, from, f, now, pre)
+local function claim_for_offer(keys, o, core, target, from, f, now, now_s, pre)
   local lease = take_lease(core, target, from, keys[10], keys[11], keys[12], f,
-    o.worker_id, o.wiid, o.lease_id, o.attempt_id, tonumber(o.ttl), f.resume == '1', now, pre, keys.d)
+    o.worker_id, o.wiid, o.lease_id, o.attempt_id, tonumber(o.ttl), f.resume == '1', now, pre, keys.d, now_s)
   return append_all({o.wiid, target, o.ttl}, lease)
 end
 
@@ -943,8 +992,9 @@ INBOX_REFRESH = 32
 -- partition, "ff:handoff:<tag>:<instance>" (a key on another slot is out
 -- of reach): the instance subscribes to it on every partition, and one
 -- lost on the way is recovered when its lease expires.
-local function push_to_inbox(o, msg, offers, d)
-  local scope, tag = offers_scope(offers)
+local function push_to_inbox(o, msg, offers, d, known)
+  local scope, tag
+  if known then scope, tag = known[1], known[2] else scope, tag = offers_scope(offers) end
   if scope == 'partition' then
     redis.call('SPUBLISH', 'ff:handoff:' .. tag .. ':' .. o.wiid, frame(msg))
     return
@@ -965,7 +1015,7 @@ end
 -- fields join the create's in one HSET. Reports whether it did (false: no
 -- live offer, or that offer's worker lacks a capability: the offer is put
 -- back, and nothing is written).
-hand_off_new = function(keys, eid, c, fields, kv, now)
+hand_off_new = function(keys, eid, c, fields, kv, now, now_s)
   local o = pop_offer(keys[9], now)
   if not o then return false end
   if missing_caps(c.a[c.o + 6], o.caps) ~= '' then
@@ -975,23 +1025,24 @@ hand_off_new = function(keys, eid, c, fields, kv, now)
   -- A new execution's claim fields are known without reading them.
   local f = {epoch = '0', total_attempts = '0', pending_type = 'initial',
     attempt_timeout = tostring(c.attempt_timeout)}
-  local msg = claim_for_offer(keys, o, keys[1], eid, nil, f, now, fields)
-  push_to_inbox(o, append_all(msg, kv), keys[9], keys.d)
+  local msg = claim_for_offer(keys, o, keys[1], eid, nil, f, now, now_s, fields)
+  push_to_inbox(o, append_all(msg, kv), keys[9], keys.d, keys.scopes and keys.scopes[keys[9]])
   return true
 end
 
 -- Hands head, the first member of the lane's eligible set KEYS[3], to offer
 -- o (pop_offer's), when head is still claimable on lane by that offer's
 -- worker. Reports whether it did; when not, the caller puts o back.
-hand_off_head = function(keys, o, head, lane, now)
+hand_off_head = function(keys, o, head, lane, now, now_s)
   local core = exec_key(head, 'core')
   local f = claim_fields(core)
   if not claimable(head, f, lane) then
     return false -- a claim under way, or a stray: the claim path sorts it out
   end
   if missing_caps(f.caps, o.caps) ~= '' then return false end
-  local msg = claim_for_offer(keys, o, core, head, keys[3], f, now)
-  push_to_inbox(o, append_all(msg, redis.call('HGETALL', exec_key(head, 'ctx'))), keys[9], keys.d)
+  local msg = claim_for_offer(keys, o, core, head, keys[3], f, now, now_s)
+  push_to_inbox(o, append_all(msg, redis.call('HGETALL', exec_key(head, 'ctx'))), keys[9], keys.d,
+    keys.scopes and keys.scopes[keys[9]])
   return true
 end
 
@@ -1027,14 +1078,14 @@ local BATCH_KEYS = {'deadlines', 'all', 'arrivals', 'leases', 'timeouts', open =
 redis.register_function('ff_create_batch', function(keys, argv)
   local bad, tag = bad_partition_call(keys, BATCH_KEYS, 5)
   if bad then return bad end
-  local offers = {}
+  local offers, scopes = {}, {}
   for i = 6, #keys do
     local scope, otag = offers_scope(keys[i])
     local lane = scope == 'global' and string.sub(keys[i], 11) or (scope and lane_in(keys[i], otag, 'offers'))
     if not lane or (scope == 'partition' and otag ~= tag) then
       return fail('invalid_input', 'key ' .. i .. ' is not an offers key of the batch')
     end
-    offers[lane] = keys[i]
+    offers[lane], scopes[keys[i]] = keys[i], {scope, otag}
   end
   local n = uint(argv[1])
   if n == nil or n == 0 or n > MAX_BATCH then return fail('invalid_input', 'malformed batch size') end
@@ -1048,23 +1099,34 @@ redis.register_function('ff_create_batch', function(keys, argv)
     items[i], o = c, c.last
   end
   if o ~= #argv then return fail('invalid_input', 'malformed create arguments') end
-  local noop, pre, dry, d, size = 'ff:noop:' .. tag, 'ff:i:' .. tag .. ':', {}, new_deferred(), {}
+  local noop, pre = 'ff:noop:' .. tag, 'ff:i:' .. tag .. ':'
   local now = now_ms()
   local reply = ok(tostring(n))
+  -- One keys table serves every item (create_one keeps none of it): the
+  -- partition's keys stay, the item's and its lane's are set per item.
+  local k = {nil, nil, nil, nil, nil, keys[1], keys[2], keys[3], nil, keys[4], nil, keys[5],
+    dry = {}, d = new_deferred(), size = {}, now_s = fmt(now), scopes = scopes}
+  local lane_keys = {} -- lane -> {eligible, delayed, active}
   for _, c in ipairs(items) do
-    local lk = pre .. c.lane .. ':'
+    local lk = lane_keys[c.lane]
+    if not lk then
+      local lp = pre .. c.lane .. ':'
+      lk = {lp .. 'eligible', lp .. 'delayed', lp .. 'active'}
+      lane_keys[c.lane] = lk
+    end
     local idem = noop
     if c.idem ~= '' then idem = 'ff:idem:' .. tag .. ':' .. c.idem end
-    local k = {exec_key(c.eid, 'core'), exec_key(c.eid, 'ctx'), lk .. 'eligible', lk .. 'delayed', idem,
-      keys[1], keys[2], keys[3], offers[c.lane] or noop, keys[4], lk .. 'active', keys[5], dry = dry, d = d,
-      size = size}
+    k[1], k[2], k[3], k[4], k[5] = exec_key(c.eid, 'core'), exec_key(c.eid, 'ctx'), lk[1], lk[2], idem
+    k[9], k[11] = offers[c.lane] or noop, lk[3]
     local r = create_one(k, c, tag, now)
+    local m = #reply
     if r[1] == 1 then
-      append_all(reply, {r[2], r[3], r[4]})
+      reply[m + 1], reply[m + 2], reply[m + 3] = r[2], r[3], r[4]
     else
-      append_all(reply, {r[2], c.eid, ''})
+      reply[m + 1], reply[m + 2], reply[m + 3] = r[2], c.eid, ''
     end
   end
+  local d = k.d
   flush_deferred(d)
   return reply
 end)
@@ -1266,59 +1328,79 @@ redis.register_function('ff_complete_batch', function(keys, argv)
     or (scope ~= 'global' and scope ~= 'partition') then
     return fail('invalid_input', 'malformed batch size')
   end
-  local items, o = {}, 3
+  -- Pass 1 checks every item and keeps where it starts (at[i]), its tag
+  -- and where its offers end; pass 2 reads the rest from argv.
+  local at, tags, last, o = {}, {}, {}, 3
   for i = 1, n do
-    local it = {eid = argv[o + 1], lease_id = argv[o + 2], epoch = argv[o + 3], attempt_id = argv[o + 4],
-      lane = argv[o + 5], has = argv[o + 6], result = argv[o + 7], offer_lane = argv[o + 8]}
+    local eid, lane, has, offer_lane = argv[o + 1], argv[o + 5], argv[o + 6], argv[o + 8]
     local noffers = uint(argv[o + 9])
-    it.tag = id_tag(it.eid)
-    if not it.tag or keys[i] ~= 'ff:e:' .. it.eid .. ':core' or not is_name(it.lane)
-      or (it.has ~= '1' and it.has ~= '0') or it.result == nil or noffers == nil
-      or (noffers > 0 and (ttl == 0 or not is_name(it.offer_lane))) then
+    local tag = id_tag(eid)
+    if not tag or keys[i] ~= 'ff:e:' .. eid .. ':core' or not is_name(lane)
+      or (has ~= '1' and has ~= '0') or argv[o + 7] == nil or noffers == nil
+      or (noffers > 0 and (ttl == 0 or not is_name(offer_lane))) then
       return fail('invalid_input', 'malformed item ' .. i)
     end
-    it.first, it.last = o + 10, o + 9 + noffers
-    for j = it.first, it.last do
-      if not argv[j] or not parse_offer(argv[j]) then
+    for j = o + 10, o + 9 + noffers do
+      if not argv[j] or not is_offer(argv[j]) then
         return fail('invalid_input', 'malformed offer in item ' .. i)
       end
     end
-    items[i], o = it, it.last
+    at[i], tags[i], last[i] = o, tag, o + 9 + noffers
+    o = last[i]
   end
   if o ~= #argv then return fail('invalid_input', 'malformed batch arguments') end
   local now = now_ms()
-  local expires = now + ttl
-  local reply = ok(fmt(expires))
+  local now_s = fmt(now)
+  local expires_s = fmt(now + ttl)
+  local reply = ok(expires_s)
   local d = new_deferred()
   local offers, order = {}, {} -- offers key -> ZADD NX arguments; keys in first-use order
-  for i, it in ipairs(items) do
-    local pre = 'ff:i:' .. it.tag .. ':'
-    local bad, f = check_fence(keys[i], it.lease_id, it.epoch, it.attempt_id, now, it.lane, FENCE_END)
+  local part = {} -- tag -> its partition's index keys
+  for i = 1, n do
+    local a, tag = at[i], tags[i]
+    local eid, lease_id, lane = argv[a + 1], argv[a + 2], argv[a + 5]
+    local bad, f = check_fence(keys[i], lease_id, argv[a + 3], argv[a + 4], now, lane, FENCE_END)
+    local r = #reply
     if bad then
-      append_all(reply, {bad[2], bad[3] or '', bad[4] or '', bad[5] or '', bad[6] or '', '0'})
+      reply[r + 1], reply[r + 2], reply[r + 3] = bad[2], bad[3] or '', bad[4] or ''
+      reply[r + 4], reply[r + 5], reply[r + 6] = bad[5] or '', bad[6] or '', '0'
     else
-      if it.has == '1' then redis.call('SET', 'ff:e:' .. it.eid .. ':result', it.result) end
-      leave_deadlines(it.eid, pre .. 'deadlines', f[FENCE_READ + 2], d)
-      redis.call('HSET', keys[i], unpack(release_lease(it.eid, pre .. 'leases', pre .. 'timeouts',
-        f[FENCE_READ + 1], {'state', 'completed', 'completed_at', now, 'ended_by', it.lease_id,
-        'last_transition_at', now}, d)))
-      write_index(d, 'ZADD', pre .. it.lane .. ':terminal', now, it.eid)
+      local pk = part[tag]
+      if not pk then
+        local pre = 'ff:i:' .. tag .. ':'
+        pk = {pre = pre, leases = pre .. 'leases', timeouts = pre .. 'timeouts',
+          deadlines = pre .. 'deadlines', terminal = {}}
+        part[tag] = pk
+      end
+      if argv[a + 6] == '1' then redis.call('SET', 'ff:e:' .. eid .. ':result', argv[a + 7]) end
+      leave_deadlines(eid, pk.deadlines, f[FENCE_READ + 2], d)
+      redis.call('HSET', keys[i], unpack(release_lease(eid, pk.leases, pk.timeouts,
+        f[FENCE_READ + 1], {'state', 'completed', 'completed_at', now_s, 'ended_by', lease_id,
+        'last_transition_at', now_s}, d)))
+      local terminal = pk.terminal[lane]
+      if not terminal then
+        terminal = pk.pre .. lane .. ':terminal'
+        pk.terminal[lane] = terminal
+      end
+      write_index(d, 'ZADD', terminal, now_s, eid)
       local offered = '0'
-      if it.first <= it.last then
-        local k = 'ff:offers:' .. it.offer_lane
-        if scope == 'partition' then k = pre .. it.offer_lane .. ':offers' end
-        if not offers[k] then
-          offers[k] = {}
+      if a + 10 <= last[i] then
+        local k = 'ff:offers:' .. argv[a + 8]
+        if scope == 'partition' then k = pk.pre .. argv[a + 8] .. ':offers' end
+        local z = offers[k]
+        if not z then
+          z = {}
+          offers[k] = z
           order[#order + 1] = k
         end
-        local z = offers[k]
-        for j = it.first, it.last do
-          z[#z + 1] = expires
+        for j = a + 10, last[i] do
+          z[#z + 1] = expires_s
           z[#z + 1] = argv[j]
         end
         offered = '1'
       end
-      append_all(reply, {'', '', '', '', '', offered})
+      reply[r + 1], reply[r + 2], reply[r + 3], reply[r + 4], reply[r + 5], reply[r + 6] =
+        '', '', '', '', '', offered
     end
   end
   flush_deferred(d)

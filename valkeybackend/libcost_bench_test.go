@@ -16,7 +16,8 @@ import (
 
 // BenchmarkLibraryCost measures what the library's hot functions cost the
 // server: microseconds inside FCALL per operation (INFO commandstats usec,
-// inner commands included; the network and parsing are not), on one
+// inner commands included; the network and parsing are not), and of
+// those the inner commands' own (the rest is the Lua interpreter), on one
 // server, one caller at a time, so the figure is the function's own and
 // moves only with the library (run it A/B on one machine).
 //
@@ -38,22 +39,31 @@ func BenchmarkLibraryCost(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer raw.Close()
-	fcallUsec := func() float64 {
+	// usec returns the server's microseconds inside FCALL, and inside the
+	// commands that FCALLs ran (every other command: nothing else runs
+	// during a phase but INFO), since the last CONFIG RESETSTAT.
+	usec := func() (fcall, inner float64) {
 		info, err := raw.Do(ctx, raw.B().Info().Section("commandstats").Build()).ToString()
 		if err != nil {
 			b.Fatal(err)
 		}
 		for _, line := range strings.Split(info, "\n") {
-			if rest, ok := strings.CutPrefix(strings.TrimSpace(line), "cmdstat_fcall:"); ok {
-				for _, kv := range strings.Split(rest, ",") {
-					if v, ok := strings.CutPrefix(kv, "usec="); ok {
-						n, _ := strconv.ParseFloat(v, 64)
-						return n
+			name, rest, ok := strings.Cut(strings.TrimSpace(line), ":")
+			if !ok || !strings.HasPrefix(name, "cmdstat_") || name == "cmdstat_info" || name == "cmdstat_config|resetstat" {
+				continue
+			}
+			for _, kv := range strings.Split(rest, ",") {
+				if v, ok := strings.CutPrefix(kv, "usec="); ok {
+					n, _ := strconv.ParseFloat(v, 64)
+					if name == "cmdstat_fcall" {
+						fcall += n
+					} else {
+						inner += n
 					}
 				}
 			}
 		}
-		return 0
+		return fcall, inner
 	}
 	const lane sdk.LaneID = "libcost"
 	var ids []sdk.ExecutionID
@@ -68,9 +78,12 @@ func BenchmarkLibraryCost(b *testing.B) {
 		for i := range n {
 			op(i)
 		}
-		fcall, wall := fcallUsec()/float64(n), float64(time.Since(start).Microseconds())/float64(n)
+		fcall, inner := usec()
+		fcall, inner = fcall/float64(n), inner/float64(n)
+		wall := float64(time.Since(start).Microseconds()) / float64(n)
 		b.Run(name, func(b *testing.B) {
 			b.ReportMetric(fcall, "fcall-µs/op")
+			b.ReportMetric(inner, "inner-µs/op")
 			b.ReportMetric(wall, "wall-µs/op")
 		})
 	}
@@ -109,6 +122,64 @@ func BenchmarkLibraryCost(b *testing.B) {
 		for _, o := range be.CompleteBatch(ctx, items) {
 			if o.Err != nil {
 				b.Fatal(o.Err)
+			}
+		}
+	})
+	handoffCycle(ctx, b, srv.Addr(), phase)
+}
+
+// handoffCycle adds the closed loop's path to BenchmarkLibraryCost: one
+// worker instance offers 16 slots, a batch of 16 creates hands every one
+// of them to it, and one complete batch ends them and offers the slots
+// again. Its figure is per job.
+func handoffCycle(ctx context.Context, b *testing.B, addr string, phase func(string, int, func(int))) {
+	be, err := valkeybackend.Connect(ctx, valkeybackend.Options{Addrs: []string{addr}, Partitions: 8})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer be.Close()
+	const lane sdk.LaneID = "cycle"
+	const batch = 16
+	got := make(chan sdk.ClaimedTask, batch)
+	wctx, stop := context.WithCancel(ctx)
+	defer stop()
+	if err := be.WatchHandoffs(wctx, "cycle-1", func(t sdk.ClaimedTask) { got <- t }); err != nil {
+		b.Fatal(err)
+	}
+	offer := func() *sdk.OfferArgs {
+		a := &sdk.OfferArgs{Lane: lane, WorkerID: "w", WorkerInstanceID: "cycle-1", LeaseTTL: time.Minute, TTL: time.Minute}
+		a.LeaseIDs = []string{sdk.NewToken()}
+		return a
+	}
+	for range batch {
+		if _, err := be.OfferClaims(ctx, *offer()); err != nil {
+			b.Fatal(err)
+		}
+	}
+	const rounds = 1000
+	items := make([]sdk.CreateExecutionArgs, batch)
+	for i := range items {
+		items[i] = sdk.CreateExecutionArgs{Lane: lane, Kind: "k", Payload: []byte("payload")}
+	}
+	phase("handoff_cycle_per_job", rounds*batch, func(i int) {
+		if i%batch != 0 {
+			return
+		}
+		rs, err := be.CreateExecutions(ctx, items)
+		if err != nil {
+			b.Fatal(err)
+		}
+		done := make([]sdk.CompleteItem, batch)
+		for k := range done {
+			if rs[k].State != sdk.StateActive {
+				b.Fatalf("item %d: %s, not handed off", k, rs[k].State)
+			}
+			t := <-got
+			done[k] = sdk.CompleteItem{Handle: t.Handle, Offer: offer()}
+		}
+		for _, o := range be.CompleteBatch(ctx, done) {
+			if o.Err != nil || o.OfferErr != nil {
+				b.Fatal(o.Err, o.OfferErr)
 			}
 		}
 	})
