@@ -128,10 +128,10 @@ func BenchmarkLibraryCost(b *testing.B) {
 	handoffCycle(ctx, b, srv.Addr(), phase)
 }
 
-// handoffCycle adds the closed loop's path to BenchmarkLibraryCost: one
-// worker instance offers 16 slots, a batch of 16 creates hands every one
-// of them to it, and one complete batch ends them and offers the slots
-// again. Its figure is per job.
+// handoffCycle adds the closed loop's path to BenchmarkLibraryCost, per
+// job, in two phases: batches of 16 creates, each handed off to a posted
+// offer of one worker instance, then batches of 16 completes that offer
+// the freed slots again.
 func handoffCycle(ctx context.Context, b *testing.B, addr string, phase func(string, int, func(int))) {
 	be, err := valkeybackend.Connect(ctx, valkeybackend.Options{Addrs: []string{addr}, Partitions: 8})
 	if err != nil {
@@ -139,29 +139,30 @@ func handoffCycle(ctx context.Context, b *testing.B, addr string, phase func(str
 	}
 	defer be.Close()
 	const lane sdk.LaneID = "cycle"
-	const batch = 16
-	got := make(chan sdk.ClaimedTask, batch)
+	const batch, rounds = 16, 500
+	got := make(chan sdk.ClaimedTask, batch*rounds)
 	wctx, stop := context.WithCancel(ctx)
 	defer stop()
 	if err := be.WatchHandoffs(wctx, "cycle-1", func(t sdk.ClaimedTask) { got <- t }); err != nil {
 		b.Fatal(err)
 	}
-	offer := func() *sdk.OfferArgs {
+	offer := func(n int) *sdk.OfferArgs {
 		a := &sdk.OfferArgs{Lane: lane, WorkerID: "w", WorkerInstanceID: "cycle-1", LeaseTTL: time.Minute, TTL: time.Minute}
-		a.LeaseIDs = []string{sdk.NewToken()}
+		for range n {
+			a.LeaseIDs = append(a.LeaseIDs, sdk.NewToken())
+		}
 		return a
 	}
-	for range batch {
-		if _, err := be.OfferClaims(ctx, *offer()); err != nil {
+	for range rounds {
+		if _, err := be.OfferClaims(ctx, *offer(batch)); err != nil {
 			b.Fatal(err)
 		}
 	}
-	const rounds = 1000
 	items := make([]sdk.CreateExecutionArgs, batch)
 	for i := range items {
 		items[i] = sdk.CreateExecutionArgs{Lane: lane, Kind: "k", Payload: []byte("payload")}
 	}
-	phase("handoff_cycle_per_job", rounds*batch, func(i int) {
+	phase("handoff_create_per_job", rounds*batch, func(i int) {
 		if i%batch != 0 {
 			return
 		}
@@ -169,13 +170,20 @@ func handoffCycle(ctx context.Context, b *testing.B, addr string, phase func(str
 		if err != nil {
 			b.Fatal(err)
 		}
-		done := make([]sdk.CompleteItem, batch)
-		for k := range done {
+		for k := range rs {
 			if rs[k].State != sdk.StateActive {
 				b.Fatalf("item %d: %s, not handed off", k, rs[k].State)
 			}
+		}
+	})
+	phase("handoff_complete_per_job", rounds*batch, func(i int) {
+		if i%batch != 0 {
+			return
+		}
+		done := make([]sdk.CompleteItem, batch)
+		for k := range done {
 			t := <-got
-			done[k] = sdk.CompleteItem{Handle: t.Handle, Offer: offer()}
+			done[k] = sdk.CompleteItem{Handle: t.Handle, Offer: offer(1)}
 		}
 		for _, o := range be.CompleteBatch(ctx, done) {
 			if o.Err != nil || o.OfferErr != nil {
