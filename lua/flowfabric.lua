@@ -99,7 +99,7 @@ write (bad_call, bad_keys: string work, no command) and answers
 invalid_input, having written nothing, when one is off.
 ]]
 
-local VERSION = '20'
+local VERSION = '21'
 -- MIN_CLIENT is the oldest client this library serves; a client's version is
 -- the VERSION of the library it embeds (Go: lua.Version). A client older than
 -- MIN_CLIENT refuses to run against this library, and never replaces it.
@@ -1292,13 +1292,46 @@ redis.register_function('ff_complete', function(keys, argv)
   return ok('completed')
 end)
 
+-- The offers a complete batch is about to post on offers key k (z: ZADD
+-- arguments, expiry then member per offer, with z.lane their lane and
+-- z.tags the partitions of the items that made them) first take the
+-- backlog of those partitions' eligible sets of the lane, head first, as a
+-- create behind a backlog does (hand_off_head): a slot freed while work
+-- waits gets the oldest of it in this call, with no claim call and no
+-- race with other claimers, instead of waiting for the next create or for
+-- its worker's claim. Stops at a partition's first head that cannot be
+-- handed (a claim under way, a stray, missing capabilities): the claim
+-- path sorts it out. Returns the index in z of the first offer left to
+-- post. Costs one ZRANGE per partition and lane when there is no backlog.
+local function offers_to_backlog(k, z, scope, d, now, now_s)
+  local i = 1
+  for _, tag in ipairs(z.tags) do
+    if i > #z then break end
+    local pre = 'ff:i:' .. tag .. ':'
+    local keys = {nil, nil, pre .. z.lane .. ':eligible', nil, nil, nil, nil, nil, k, pre .. 'leases',
+      pre .. z.lane .. ':active', pre .. 'timeouts', d = d, scopes = {[k] = {scope, tag}}}
+    while i <= #z do
+      local head = redis.call('ZRANGE', keys[3], 0, 0)[1]
+      -- A member of another partition (a raw write) would name keys out of
+      -- this call's slot: left to the claim path, which drops strays.
+      if not head or id_tag(head) ~= tag then break end
+      local lease_id, attempt_id, ttl, worker_id, wiid, caps = parse_offer(z[i + 1])
+      local o = {member = z[i + 1], score = z[i], lease_id = lease_id, attempt_id = attempt_id, ttl = ttl,
+        worker_id = worker_id, wiid = wiid, caps = caps}
+      if not hand_off_head(keys, o, head, z.lane, now, now_s) then break end
+      i = i + 2
+    end
+  end
+  return i
+end
+
 ---------------------------------------------------------------------------
 -- ff_complete_batch: complete up to MAX_COMPLETES executions, each exactly
 -- as its own ff_complete would (fence checked, result stored, lease
 -- released, terminal index), and post the offers of the items that landed
--- (ff_offer 'new'). A worker sends the completions that gathered while its
--- previous call was in flight: the call's own cost (FCALL, TIME, one ZADD
--- per offers key) is paid once per batch, not per completion.
+-- (ff_offer 'new') once they took the lane's backlog in the items'
+-- partitions (offers_to_backlog). Completions that gathered while the
+-- worker's previous call was in flight share one call's own cost.
 -- Keys are derived here from each item's id (its tag) and lane, as in
 -- ff_create_batch. The declared KEYS are the items' core keys, so a
 -- cluster refuses a batch that spans slots before it runs; one server
@@ -1318,8 +1351,9 @@ end)
 --   detail, as ff_complete's), offered ('1' when its offers were posted)).
 -- Inner commands: 1 TIME; per item HMGET, [SET result], HSET; then one
 --   ZREM per leases, timeouts and deadlines key and one ZADD per terminal
---   key of the batch (write_index), one ZADD NX per offers key (per
---   OFFER_CHUNK members).
+--   key of the batch (write_index); per offers key, one ZRANGE per
+--   partition of its items (plus a hand-off's commands per backlog head
+--   taken) and one ZADD NX (per OFFER_CHUNK members) for the offers left.
 local MAX_COMPLETES = 128
 local OFFER_CHUNK = 1000
 redis.register_function('ff_complete_batch', function(keys, argv)
@@ -1389,9 +1423,13 @@ redis.register_function('ff_complete_batch', function(keys, argv)
         if scope == 'partition' then k = pk.pre .. argv[a + 8] .. ':offers' end
         local z = offers[k]
         if not z then
-          z = {}
+          z = {lane = argv[a + 8], tags = {}, seen = {}}
           offers[k] = z
           order[#order + 1] = k
+        end
+        if not z.seen[tag] then
+          z.seen[tag] = true
+          z.tags[#z.tags + 1] = tag
         end
         for j = a + 10, last[i] do
           z[#z + 1] = expires_s
@@ -1403,10 +1441,14 @@ redis.register_function('ff_complete_batch', function(keys, argv)
         '', '', '', '', '', offered
     end
   end
+  local first = {} -- offers key -> index in its ZADD arguments of the first offer left to post
+  for _, k in ipairs(order) do
+    first[k] = offers_to_backlog(k, offers[k], scope, d, now, now_s)
+  end
   flush_deferred(d)
   for _, k in ipairs(order) do
     local z = offers[k]
-    for c = 1, #z, 2 * OFFER_CHUNK do
+    for c = first[k], #z, 2 * OFFER_CHUNK do
       redis.call('ZADD', k, 'NX', unpack(z, c, math.min(#z, c + 2 * OFFER_CHUNK - 1)))
     end
   end

@@ -2,7 +2,10 @@ package sdktest
 
 import (
 	"errors"
+	"maps"
+	"slices"
 	"strconv"
+	"time"
 
 	"github.com/flowfabric/flowfabric-go/sdk"
 )
@@ -103,4 +106,66 @@ func testCompleteBatch(e *env) {
 	t := e.createHandedOff(in, simple(lanes[1]), out[0].Offers...)
 	e.must("Complete of a handed-off lease", e.b.Complete(e.ctx, t.Handle, nil))
 	in.none(e, "no offer open")
+}
+
+// testCompleteBatchBacklog: with hand-offs, an item's offer first takes the
+// work waiting in its lane on the item's partition, oldest first, in the
+// same call: the head is handed to the offer's worker (no claim call), the
+// rest keeps waiting, and an offer the backlog did not use stays open.
+func testCompleteBatchBacklog(e *env) {
+	cb := need(e, e.roles.CompleteBatcher, sdk.RoleCompleteBatch)
+	co := need(e, e.roles.ClaimOfferer, sdk.RoleClaimOffers)
+	const lane sdk.LaneID = "sdktest-complete-backlog"
+	p := e.somePartitions(1)[0]
+	in := e.watchHandoffs(co)
+	done := e.claim(e.create(onPartition(simple(lane), p)), lane, leaseTTL).Handle
+	oldest := onPartition(simple(lane), p)
+	oldest.Kind = "sdktest.backlog.oldest"
+	first := e.create(oldest)
+	second := e.create(onPartition(simple(lane), p))
+	e.requireScannable(lane, first, true, "waiting behind the claimed one")
+	args := offerArgs(lane, 2)
+	before := time.Now()
+	out := cb.CompleteBatch(e.ctx, []sdk.CompleteItem{{Handle: done, Offer: &args}})
+	after := time.Now()
+	if out[0].Err != nil || out[0].OfferErr != nil {
+		e.t.Fatalf("complete with offers over a backlog = %v, %v (complete error, offer error)", out[0].Err, out[0].OfferErr)
+	}
+	e.requireState(done.ExecutionID, sdk.StateCompleted, "after the batch")
+	got := map[sdk.ExecutionID]sdk.ClaimedTask{}
+	for range 2 {
+		t := in.next(e, "complete whose offers met a backlog")
+		got[t.Handle.ExecutionID] = t
+	}
+	t, ok := got[first]
+	if !ok || got[second].Handle.ExecutionID != second {
+		e.t.Fatalf("the backlog's hand-offs went to %v; want %s then %s", slices.Collect(maps.Keys(got)), first, second)
+	}
+	e.checkTask("backlog head handed to a completing worker's offer", t, first, leaseTTL, before, after,
+		sdk.AttemptInitial, contextOf(oldest))
+	if t.Handle.LeaseID != args.LeaseIDs[0] || got[second].Handle.LeaseID != args.LeaseIDs[1] {
+		e.t.Fatalf("hand-off leases %s, %s; want the offers' %v in order", t.Handle.LeaseID,
+			got[second].Handle.LeaseID, args.LeaseIDs)
+	}
+	for _, id := range []sdk.ExecutionID{first, second} {
+		e.requireState(id, sdk.StateActive, "handed off by the complete")
+		e.requireScannable(lane, id, false, "handed off by the complete")
+	}
+	// One offer more than the backlog: it stays open, and a create takes it.
+	h3 := e.claim(e.create(onPartition(simple(lane), p)), lane, leaseTTL).Handle
+	waiting := e.create(onPartition(simple(lane), p))
+	more := offerArgs(lane, 2)
+	out = cb.CompleteBatch(e.ctx, []sdk.CompleteItem{{Handle: h3, Offer: &more}})
+	if out[0].Err != nil || out[0].OfferErr != nil {
+		e.t.Fatalf("complete with two offers over one waiting = %v, %v", out[0].Err, out[0].OfferErr)
+	}
+	if t := in.next(e, "complete whose offers met one waiting"); t.Handle.ExecutionID != waiting || t.Handle.LeaseID != more.LeaseIDs[0] {
+		e.t.Fatalf("hand-off of %s under lease %s; want %s under %s", t.Handle.ExecutionID, t.Handle.LeaseID, waiting, more.LeaseIDs[0])
+	}
+	left := out[0].Offers[1]
+	e.createHandedOff(in, simple(lane), left)
+	for _, tk := range got {
+		e.must("Complete of a backlog hand-off", e.b.Complete(e.ctx, tk.Handle, nil))
+	}
+	in.none(e, "every offer spent")
 }

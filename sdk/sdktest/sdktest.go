@@ -129,7 +129,10 @@ var suite = []subtest{
 		{name: "resumed", fn: testFusedResumed},
 	}},
 	{name: "batch_submit", fn: testBatchSubmit},
-	{name: "complete_batch", fn: testCompleteBatch},
+	{name: "complete_batch", sub: []subtest{
+		{name: "items", fn: testCompleteBatch},
+		{name: "offers_take_backlog", fn: testCompleteBatchBacklog},
+	}},
 	{name: "offers", sub: []subtest{
 		{name: "handoff", fn: testHandoff},
 		{name: "withdraw", fn: testWithdrawOffers},
