@@ -2,12 +2,8 @@ package valkeybackend_test
 
 import (
 	"context"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
-
-	"github.com/valkey-io/valkey-go"
 
 	"github.com/flowfabric/flowfabric-go/sdk"
 	"github.com/flowfabric/flowfabric-go/valkeybackend"
@@ -34,33 +30,22 @@ func BenchmarkLibraryCost(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer be.Close()
-	raw, err := valkey.NewClient(valkey.ClientOption{InitAddress: []string{srv.Addr()}, DisableCache: true})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer raw.Close()
+	addrs := []string{srv.Addr()}
 	// usec returns the server's microseconds inside FCALL, and inside the
 	// commands that FCALLs ran (every other command: nothing else runs
-	// during a phase but INFO), since the last CONFIG RESETSTAT.
+	// during a phase but INFO), since the last reset.
 	usec := func() (fcall, inner float64) {
-		info, err := raw.Do(ctx, raw.B().Info().Section("commandstats").Build()).ToString()
+		us, err := valkeytest.CommandUsec(ctx, addrs)
 		if err != nil {
 			b.Fatal(err)
 		}
-		for _, line := range strings.Split(info, "\n") {
-			name, rest, ok := strings.Cut(strings.TrimSpace(line), ":")
-			if !ok || !strings.HasPrefix(name, "cmdstat_") || name == "cmdstat_info" || name == "cmdstat_config|resetstat" {
-				continue
-			}
-			for _, kv := range strings.Split(rest, ",") {
-				if v, ok := strings.CutPrefix(kv, "usec="); ok {
-					n, _ := strconv.ParseFloat(v, 64)
-					if name == "cmdstat_fcall" {
-						fcall += n
-					} else {
-						inner += n
-					}
-				}
+		for name, n := range us {
+			switch name {
+			case "fcall":
+				fcall += float64(n)
+			case "info", "config|resetstat":
+			default:
+				inner += float64(n)
 			}
 		}
 		return fcall, inner
@@ -71,7 +56,7 @@ func BenchmarkLibraryCost(b *testing.B) {
 	// Each phase runs once (the next needs what it made); its sub-benchmark
 	// only reports the figures.
 	phase := func(name string, n int, op func(i int)) {
-		if err := raw.Do(ctx, raw.B().ConfigResetstat().Build()).Error(); err != nil {
+		if err := valkeytest.ResetStats(ctx, addrs); err != nil {
 			b.Fatal(err)
 		}
 		start := time.Now()

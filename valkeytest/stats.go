@@ -39,13 +39,25 @@ func EachPrimary(ctx context.Context, addrs []string, f func(c valkey.Client) er
 // CommandCalls sums the "calls" of INFO commandstats per command over the
 // primaries. Commands a script or function runs are counted too.
 func CommandCalls(ctx context.Context, addrs []string) (map[string]int64, error) {
+	return commandStat(ctx, addrs, "calls")
+}
+
+// CommandUsec sums the "usec" of INFO commandstats per command over the
+// primaries: the server's microseconds inside each command. A script's or
+// function's count its inner commands' too, which also have their own.
+func CommandUsec(ctx context.Context, addrs []string) (map[string]int64, error) {
+	return commandStat(ctx, addrs, "usec")
+}
+
+// commandStat sums field of INFO commandstats per command over the primaries.
+func commandStat(ctx context.Context, addrs []string, field string) (map[string]int64, error) {
 	out := map[string]int64{}
 	err := EachPrimary(ctx, addrs, func(c valkey.Client) error {
 		info, err := c.Do(ctx, c.B().Info().Section("commandstats").Build().Pin()).ToString()
 		if err != nil {
 			return err
 		}
-		for name, n := range ParseCommandStats(info) {
+		for name, n := range ParseCommandStat(info, field) {
 			out[name] += n
 		}
 		return nil
@@ -55,8 +67,13 @@ func CommandCalls(ctx context.Context, addrs []string) (map[string]int64, error)
 
 // ParseCommandStats reads the per-command "calls" of an INFO commandstats
 // section ("cmdstat_get:calls=3,usec=...").
-func ParseCommandStats(info string) map[string]int64 {
+func ParseCommandStats(info string) map[string]int64 { return ParseCommandStat(info, "calls") }
+
+// ParseCommandStat reads one integer field ("calls", "usec", …) per command
+// of an INFO commandstats section.
+func ParseCommandStat(info, field string) map[string]int64 {
 	out := map[string]int64{}
+	prefix := field + "="
 	for _, line := range strings.Split(info, "\n") {
 		line = strings.TrimSpace(line)
 		rest, ok := strings.CutPrefix(line, "cmdstat_")
@@ -68,7 +85,7 @@ func ParseCommandStats(info string) map[string]int64 {
 			continue
 		}
 		for _, kv := range strings.Split(fields, ",") {
-			if v, ok := strings.CutPrefix(kv, "calls="); ok {
+			if v, ok := strings.CutPrefix(kv, prefix); ok {
 				n, _ := strconv.ParseInt(v, 10, 64)
 				out[name] += n
 			}
