@@ -99,7 +99,7 @@ write (bad_call, bad_keys: string work, no command) and answers
 invalid_input, having written nothing, when one is off.
 ]]
 
-local VERSION = '21'
+local VERSION = '22'
 -- MIN_CLIENT is the oldest client this library serves; a client's version is
 -- the VERSION of the library it embeds (Go: lua.Version). A client older than
 -- MIN_CLIENT refuses to run against this library, and never replaces it.
@@ -449,7 +449,7 @@ redis.register_function{function_name = 'ff_version', flags = {'no-writes'},
   callback = function() return ok(VERSION, MIN_CLIENT) end}
 
 local hand_off_new, hand_off_head -- defined after take_lease
-local parse_offer -- defined below
+local parse_offer, offer_of -- defined below
 
 -- Reports the scope of offers key k: 'global' for "ff:offers:<lane>" (one
 -- server: every partition's creates read it), 'partition' for a
@@ -481,10 +481,7 @@ local function pop_offer(offers, now)
   if string.sub(offers, 1, 8) == 'ff:noop:' then return nil end
   local r = redis.call('ZPOPMAX', offers)
   if not r[1] or tonumber(r[2]) <= now then return nil end
-  local lease_id, attempt_id, ttl, worker_id, wiid, caps = parse_offer(r[1])
-  if not lease_id then return nil end
-  return {member = r[1], score = r[2], lease_id = lease_id, attempt_id = attempt_id, ttl = ttl,
-    worker_id = worker_id, wiid = wiid, caps = caps}
+  return offer_of(r[1], r[2])
 end
 
 -- Returns offer o (pop_offer's), not spent, to the offers key.
@@ -499,9 +496,17 @@ local OFFER_PATTERN = '^(%S+) (%S+) ([1-9]%d*) ([!-+%-.-z|~]+) ([!-+%-.-z|~]+) ?
 parse_offer = function(member)
   return string.match(member, OFFER_PATTERN)
 end
+-- Returns offer member (score its expiry) parsed into the table the
+-- hand-offs spend (pop_offer's), or nil when it is not an offer.
+offer_of = function(member, score)
+  local lease_id, attempt_id, ttl, worker_id, wiid, caps = parse_offer(member)
+  if not lease_id then return nil end
+  return {member = member, score = score, lease_id = lease_id, attempt_id = attempt_id, ttl = ttl,
+    worker_id = worker_id, wiid = wiid, caps = caps}
+end
 -- Reports whether member is an offer (as parse_offer, without building
--- its parts).
-local OFFER_SHAPE = '^%S+ %S+ [1-9]%d* [!-+%-.-z|~]+ [!-+%-.-z|~]+ ?%S*$'
+-- its parts: OFFER_PATTERN without its captures).
+local OFFER_SHAPE = (OFFER_PATTERN:gsub('[()]', ''))
 local function is_offer(member)
   return string.find(member, OFFER_SHAPE) ~= nil
 end
@@ -631,7 +636,7 @@ local function create_one(keys, c, tag, now)
       break
     end
     local head = redis.call('ZRANGE', eligible, 0, 0)[1]
-    if not head or not hand_off_head(keys, off, head, lane, now, now_s) then
+    if not head or not hand_off_head(keys, off, head, lane, tag, now, now_s) then
       put_back(keys[9], off)
       break
     end
@@ -1024,16 +1029,20 @@ hand_off_new = function(keys, eid, c, fields, kv, now, now_s)
   end
   -- A new execution's claim fields are known without reading them.
   local f = {epoch = '0', total_attempts = '0', pending_type = 'initial',
-    attempt_timeout = tostring(c.attempt_timeout)}
+    attempt_timeout = c.a[c.o + 14]}
   local msg = claim_for_offer(keys, o, keys[1], eid, nil, f, now, now_s, fields)
   push_to_inbox(o, append_all(msg, kv), keys[9], keys.d, keys.scopes and keys.scopes[keys[9]])
   return true
 end
 
--- Hands head, the first member of the lane's eligible set KEYS[3], to offer
--- o (pop_offer's), when head is still claimable on lane by that offer's
--- worker. Reports whether it did; when not, the caller puts o back.
-hand_off_head = function(keys, o, head, lane, now, now_s)
+-- Hands head, the first member of the lane's eligible set KEYS[3] on the
+-- partition tagged tag, to offer o (pop_offer's), when head is still
+-- claimable on lane by that offer's worker. Reports whether it did; when
+-- not, the caller puts o back. A member of another partition (a raw write)
+-- is never read: its keys lie outside the call's slot; the claim path
+-- drops such strays.
+hand_off_head = function(keys, o, head, lane, tag, now, now_s)
+  if id_tag(head) ~= tag then return false end
   local core = exec_key(head, 'core')
   local f = claim_fields(core)
   if not claimable(head, f, lane) then
@@ -1126,8 +1135,7 @@ redis.register_function('ff_create_batch', function(keys, argv)
       reply[m + 1], reply[m + 2], reply[m + 3] = r[2], c.eid, ''
     end
   end
-  local d = k.d
-  flush_deferred(d)
+  flush_deferred(k.d)
   return reply
 end)
 
@@ -1301,8 +1309,8 @@ end)
 -- race with other claimers, instead of waiting for the next create or for
 -- its worker's claim. Stops at a partition's first head that cannot be
 -- handed (a claim under way, a stray, missing capabilities): the claim
--- path sorts it out. Returns the index in z of the first offer left to
--- post. Costs one ZRANGE per partition and lane when there is no backlog.
+-- path sorts it out. Sets z.first, the index in z of the first offer left
+-- to post. Costs one ZRANGE per partition and lane when there is no backlog.
 local function offers_to_backlog(k, z, scope, d, now, now_s)
   local i = 1
   for _, tag in ipairs(z.tags) do
@@ -1312,17 +1320,13 @@ local function offers_to_backlog(k, z, scope, d, now, now_s)
       pre .. z.lane .. ':active', pre .. 'timeouts', d = d, scopes = {[k] = {scope, tag}}}
     while i <= #z do
       local head = redis.call('ZRANGE', keys[3], 0, 0)[1]
-      -- A member of another partition (a raw write) would name keys out of
-      -- this call's slot: left to the claim path, which drops strays.
-      if not head or id_tag(head) ~= tag then break end
-      local lease_id, attempt_id, ttl, worker_id, wiid, caps = parse_offer(z[i + 1])
-      local o = {member = z[i + 1], score = z[i], lease_id = lease_id, attempt_id = attempt_id, ttl = ttl,
-        worker_id = worker_id, wiid = wiid, caps = caps}
-      if not hand_off_head(keys, o, head, z.lane, now, now_s) then break end
+      if not head or not hand_off_head(keys, offer_of(z[i + 1], z[i]), head, z.lane, tag, now, now_s) then
+        break
+      end
       i = i + 2
     end
   end
-  return i
+  z.first = i
 end
 
 ---------------------------------------------------------------------------
@@ -1441,14 +1445,11 @@ redis.register_function('ff_complete_batch', function(keys, argv)
         '', '', '', '', '', offered
     end
   end
-  local first = {} -- offers key -> index in its ZADD arguments of the first offer left to post
-  for _, k in ipairs(order) do
-    first[k] = offers_to_backlog(k, offers[k], scope, d, now, now_s)
-  end
+  for _, k in ipairs(order) do offers_to_backlog(k, offers[k], scope, d, now, now_s) end
   flush_deferred(d)
   for _, k in ipairs(order) do
     local z = offers[k]
-    for c = first[k], #z, 2 * OFFER_CHUNK do
+    for c = z.first, #z, 2 * OFFER_CHUNK do
       redis.call('ZADD', k, 'NX', unpack(z, c, math.min(#z, c + 2 * OFFER_CHUNK - 1)))
     end
   end
