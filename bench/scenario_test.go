@@ -71,7 +71,10 @@ func TestScenariosSmoke(t *testing.T) {
 	}
 	if r := rep.Find("claim-latency/P=4"); r != nil {
 		names := []string{"claim", "handler_start", "e2e", "send_lag", "submit"}
-		if r.Extra["claim_attempts"] > 0 { // none when every execution was handed off
+		// claim_call records the calls that claimed something inside the
+		// window: none when hand-offs took (nearly) every execution, so it
+		// is required when a tenth of the claims or more came from calls.
+		if byCall := r.Extra["claimed"] - r.Extra["handoffs"]; byCall > 0.1*r.Extra["claimed"] || r.Latency["claim_call"] != nil {
 			names = append(names, "claim_call")
 		}
 		for _, name := range names {
