@@ -99,7 +99,7 @@ write (bad_call, bad_keys: string work, no command) and answers
 invalid_input, having written nothing, when one is off.
 ]]
 
-local VERSION = '22'
+local VERSION = '23'
 -- MIN_CLIENT is the oldest client this library serves; a client's version is
 -- the VERSION of the library it embeds (Go: lua.Version). A client older than
 -- MIN_CLIENT refuses to run against this library, and never replaces it.
@@ -450,6 +450,7 @@ redis.register_function{function_name = 'ff_version', flags = {'no-writes'},
 
 local hand_off_new, hand_off_head -- defined after take_lease
 local parse_offer, offer_of -- defined below
+local close_suspension, drop_waiting -- defined with the waiting calls (ff_suspend)
 
 -- Reports the scope of offers key k: 'global' for "ff:offers:<lane>" (one
 -- server: every partition's creates read it), 'partition' for a
@@ -1663,10 +1664,11 @@ redis.register_function('ff_cancel', function(keys, argv)
     f, e = redis.call('HMGET', core, 'state', 'lane', unpack(END_FIELDS)), 2
     if not f[1] then return fail('execution_not_found') end
     if f[2] ~= argv[7] then return fail('invalid_input', 'lane differs from the execution') end
-    if f[1] ~= 'waiting' and f[1] ~= 'delayed' and f[1] ~= 'active' then
+    if f[1] ~= 'waiting' and f[1] ~= 'delayed' and f[1] ~= 'active' and f[1] ~= 'suspended' then
       return fail('execution_terminal', f[1])
     end
   end
+  if f[1] == 'suspended' then close_suspension(eid, id_tag(eid), 'cancelled', now) end
   redis.call('DEL', keys[2])
   -- leases, eligible, delayed, blocked (the lane's active index is no longer
   -- written: see release_lease); timeouts and deadlines only when the
@@ -1836,11 +1838,13 @@ redis.register_function{function_name = 'ff_list', flags = {'no-writes'},
       end
     end
     local cursor, ids = argv[1], {}
-    for i = 1, #keys do
-      for _, m in ipairs(redis.call('ZRANGE', keys[i], 0, -1)) do
+    local function gather(key)
+      for _, m in ipairs(redis.call('ZRANGE', key, 0, -1)) do
         if m > cursor and id_tag(m) == tag then ids[#ids + 1] = m end
       end
     end
+    for i = 1, #keys do gather(keys[i]) end
+    gather('ff:i:' .. tag .. ':suspended') -- the suspended (derived: v23's index)
     table.sort(ids)
     local reply = ok()
     for i = 1, math.min(limit, #ids) do reply[#reply + 1] = ids[i] end
@@ -1974,11 +1978,12 @@ redis.register_function('ff_expire', function(keys, argv)
   if bad then return bad end
   local now = now_ms()
   local f = redis.call('HMGET', keys[1], 'state', 'deadline_at', 'lane')
-  local live = f[1] == 'waiting' or f[1] == 'delayed' or f[1] == 'active'
+  local live = f[1] == 'waiting' or f[1] == 'delayed' or f[1] == 'active' or f[1] == 'suspended'
   if live and f[3] ~= argv[3] then return fail('invalid_input', 'lane differs from the execution') end
   if which == 'deadline' then
     if not live then redis.call('ZREM', keys[7], eid) return ok('stale') end
     if num(f[2]) == 0 or num(f[2]) > now then return ok('not_due') end
+    if f[1] == 'suspended' then close_suspension(eid, id_tag(eid), 'expired', now) end
     redis.call('DEL', keys[10])
     for _, i in ipairs({2, 3, 5, 6, 7, 8, 9}) do redis.call('ZREM', keys[i], eid) end
     redis.call('HSET', keys[1], 'state', 'expired', 'blocked', '', 'lease_state', '', 'ended_by', 'engine',
@@ -2042,6 +2047,7 @@ redis.register_function('ff_trim', function(keys, argv)
     if not terminal or tonumber(f[2] or '0') > cutoff then return ok('kept') end
   end
   redis.call('DEL', keys[1], keys[2], keys[3], keys[4])
+  drop_waiting(eid)
   redis.call('ZREM', keys[5], eid)
   redis.call('ZREM', keys[6], eid)
   return ok('trimmed')
@@ -2184,6 +2190,561 @@ redis.register_function('ff_reclaim', function(keys, argv)
     argv[2], argv[3], argv[4], argv[5], ttl, false, now)
   local reply = append_all(ok(), lease)
   return append_all(reply, redis.call('HGETALL', keys[7]))
+end)
+
+---------------------------------------------------------------------------
+-- Durable waiting: suspensions, waitpoints and signals.
+--
+-- An attempt that must wait for something outside (an approval, a
+-- webhook, another system's answer) suspends on one or more waitpoints:
+-- its lease is released and the execution waits, state 'suspended', until
+-- signals delivered to its waitpoints meet its resume condition; then it
+-- is waiting again with resume = '1' (the next claim continues the same
+-- attempt), handed to an idle worker's offer or announced like a create.
+-- A signal carries the waitpoint's token, an HMAC over the waitpoint's
+-- identity under the deployment's secret: only a holder of the token can
+-- signal. Keys (T the execution's tag; W a waitpoint id "{p:N}:<uuid>",
+-- minted by the client with its execution's tag, so every key here lies
+-- in the execution's slot and is derived from W or the execution id):
+--   ff:e:E:susp        HASH   the execution's current (or last) suspension:
+--                             id reason by at timeout_at on_timeout mode
+--                             need names got wps (its waitpoints) state
+--                             (open | closed) close_reason closed_at attempt
+--                             dedup reply (for a repeated suspend), 'sig:<i>'
+--                             the i-th matched signal (framed: id, name,
+--                             payload, source, at, W), 'm:<name>' (mode all:
+--                             names matched), all_wps (every waitpoint the
+--                             execution ever activated: retention deletes
+--                             them with it)
+--   ff:wp:W            HASH   eid state (pending | active | closed) at key
+--                             (the caller's label) exp (a pending one's
+--                             expiry) n (signals received)
+--   ff:wp:W:signals    STREAM every signal W received: sig name payload src at
+--   ff:wp:W:dedup:K    STRING first signal id for dedup key K (PX)
+--   ff:sec:T           HASH   waitpoint HMAC secrets, the same in every
+--                             partition: kid (the current one), s:<kid> the
+--                             secret (hex), x:<kid> an old kid's last valid ms
+--   ff:i:T:suspended   ZSET   suspended executions, score 0 (id order)
+--   ff:i:T:susp_timeouts ZSET suspension timeout (ms) per suspended execution
+--   ff:i:T:wp_pending  ZSET   pending waitpoints -> expiry (ms)
+--   ff:i:T:signals     STREAM delivery log: eid wp sig name effect at
+--                             (MAXLEN ~ DELIVERY_LOG)
+-- A token is "<W>.<kid>.<mac>", mac = HMAC-SHA1(secret of kid,
+-- "ffwp1|W|eid|key|at") in hex. The current kid verifies; an older kid
+-- until its x:<kid> (the grace a rotation gave it). Secrets never leave
+-- the server: no reply or error carries one.
+
+local MAX_WAITPOINTS = 16      -- waitpoints per suspension
+local MAX_CONDITION_NAMES = 64 -- signal names in a resume condition
+local MAX_SIGNALS = 1000       -- signals one waitpoint accepts
+local MAX_COUNT = 1000         -- count(n) at most (n signals are kept)
+local DELIVERY_LOG = 10000     -- delivery log entries kept per partition (about)
+local PENDING_GRACE = 3600000  -- how long an expired pending waitpoint still answers waitpoint_expired
+local KID_PATTERN = '^[%w_%-]+$'
+local TIMEOUT_BEHAVIORS = {fail = 'failed', cancel = 'cancelled', expire = 'expired', resume = 'waiting'}
+local MATCH_MODES = {any = true, all = true, count = true}
+
+local function wp_key(w) return 'ff:wp:' .. w end
+
+local function from_hex(h)
+  return (string.gsub(h, '%x%x', function(c) return string.char(tonumber(c, 16)) end))
+end
+
+-- HMAC-SHA1 (RFC 2104) of msg under the secret given in hex, in hex.
+local function hmac_sha1(secret_hex, msg)
+  local key = from_hex(secret_hex)
+  if #key > 64 then key = from_hex(redis.sha1hex(key)) end
+  local ki, ko = {}, {}
+  for i = 1, 64 do
+    local b = string.byte(key, i) or 0
+    ki[i] = string.char(bit.bxor(b, 0x36))
+    ko[i] = string.char(bit.bxor(b, 0x5c))
+  end
+  return redis.sha1hex(table.concat(ko) .. from_hex(redis.sha1hex(table.concat(ki) .. msg)))
+end
+
+-- Compares two strings in time that depends on their length only.
+local function same_mac(a, b)
+  if #a ~= #b then return false end
+  local d = 0
+  for i = 1, #a do d = bit.bor(d, bit.bxor(string.byte(a, i), string.byte(b, i))) end
+  return d == 0
+end
+
+local function wp_mac(secret_hex, w, eid, label, at)
+  return hmac_sha1(secret_hex, 'ffwp1|' .. w .. '|' .. eid .. '|' .. label .. '|' .. at)
+end
+
+-- The partition's current kid and its secret, or nil before a seed.
+local function current_secret(sec)
+  local kid = redis.call('HGET', sec, 'kid')
+  if not kid then return nil end
+  local secret = redis.call('HGET', sec, 's:' .. kid)
+  if not secret then return nil end
+  return {kid = kid, secret = secret}
+end
+
+local function mint_token(s, w, eid, label, at)
+  return w .. '.' .. s.kid .. '.' .. wp_mac(s.secret, w, eid, label, at)
+end
+
+-- Checks the keys of a waiting call: the first is the execution's (or the
+-- waitpoint's) own, the others, by name, the partition's of tag.
+local WAIT_PART = {sec = true, suspended = true, susp_timeouts = true, wp_pending = true,
+  signals = true, leases = true, timeouts = true, deadlines = true, arrivals = true}
+local function bad_wait_keys(keys, layout, tag, eid)
+  if #keys ~= #layout then return fail('invalid_input', 'wrong number of keys') end
+  for i, name in ipairs(layout) do
+    local want
+    if name == 'core' or name == 'susp' then want = 'ff:e:' .. (eid or '') .. ':' .. name
+    elseif name == 'sec' then want = 'ff:sec:' .. tag
+    elseif name == 'arrivals' then want = 'ff:arrivals:' .. tag
+    elseif WAIT_PART[name] then want = 'ff:i:' .. tag .. ':' .. name end
+    if keys[i] ~= want and name ~= 'wp' then
+      return fail('invalid_input', 'key ' .. i .. ' is not the ' .. name .. ' key')
+    end
+  end
+  return nil
+end
+
+-- Closes the open suspension of eid (state 'suspended' or active with an
+-- already satisfied one): the suspension and its waitpoints are closed
+-- with reason, and eid leaves the suspended and timeout indexes of tag.
+close_suspension = function(eid, tag, reason, now)
+  local susp = exec_key(eid, 'susp')
+  local s = redis.call('HMGET', susp, 'state', 'wps')
+  if s[1] == 'open' then
+    for w in string.gmatch(s[2] or '', '%S+') do redis.call('HSET', wp_key(w), 'state', 'closed') end
+    redis.call('HSET', susp, 'state', 'closed', 'close_reason', reason, 'closed_at', now)
+  end
+  redis.call('ZREM', 'ff:i:' .. tag .. ':suspended', eid)
+  redis.call('ZREM', 'ff:i:' .. tag .. ':susp_timeouts', eid)
+end
+
+-- Deletes what the waiting calls keep for eid (retention: the execution
+-- goes): its suspension record and every waitpoint it activated, with
+-- their signal streams (their dedup keys expire by themselves).
+drop_waiting = function(eid)
+  local susp = exec_key(eid, 'susp')
+  local all = redis.call('HGET', susp, 'all_wps')
+  for w in string.gmatch(all or '', '%S+') do
+    redis.call('DEL', wp_key(w), wp_key(w) .. ':signals')
+  end
+  redis.call('DEL', susp)
+end
+
+-- A resume condition being evaluated: names (a set; nil matches any
+-- name), mode, need, got, seen (mode all: names matched), and the signals
+-- it matched (framed, for the suspension's 'sig:<i>' fields).
+local function new_condition(mode, need, names_csv)
+  local c = {mode = mode, need = need, got = 0, seen = {}, matched = {}}
+  if names_csv ~= '' then c.names = csv_set(names_csv) end
+  return c
+end
+
+-- Offers signal (name, framed record) to condition c; reports whether it
+-- counted towards it. A satisfied condition takes no more.
+local function condition_takes(c, name, record)
+  if c.got >= c.need then return false end
+  if c.names and not c.names[name] then return false end
+  if c.mode == 'all' then
+    if c.seen[name] then return false end
+    c.seen[name] = true
+  end
+  c.got = c.got + 1
+  c.matched[#c.matched + 1] = record
+  return true
+end
+
+-- Makes suspended execution eid (f: HMGET of state, lane, created_at,
+-- priority) waiting again with its interrupted attempt to resume: it joins
+-- its lane's eligible set and, when that was empty, goes to the freshest
+-- live offer (offers: the offers key, or nil) or is announced. Returns
+-- 'active' when handed off, else 'waiting'.
+local function resume_suspended(eid, tag, f, now, leases, timeouts, arrivals, offers)
+  local lane = f[2]
+  local eligible = 'ff:i:' .. tag .. ':' .. lane .. ':eligible'
+  redis.call('HSET', exec_key(eid, 'core'), 'state', 'waiting', 'last_transition_at', now)
+  redis.call('ZADD', eligible, eligible_score(f[3], f[4]), eid)
+  if redis.call('ZCARD', eligible) ~= 1 then return 'waiting' end
+  local o = offers and pop_offer(offers, now)
+  if o then
+    local hk = {[3] = eligible, [9] = offers, [10] = leases, [11] = '', [12] = timeouts}
+    if hand_off_head(hk, o, eid, lane, tag, now, fmt(now)) then return 'active' end
+    put_back(offers, o)
+  end
+  publish_arrival(arrivals, lane, eid)
+  return 'waiting'
+end
+
+---------------------------------------------------------------------------
+-- ff_hmac: seed or rotate one partition's waitpoint HMAC secret (the
+-- client runs it on every partition).
+-- KEYS: 1 sec
+-- ARGV: 1 mode ('seed' | 'rotate'), 2 kid, 3 secret (hex, 32..256 digits),
+--       4 grace_ms (rotate: how long the previous kid still verifies)
+-- Returns, seed: ok('seeded') or ok('already_seeded', current_kid, same)
+--   (same '1' when the current kid is kid with this secret; nothing is
+--   overwritten). rotate: ok('rotated', previous_kid, old_kids_removed) or
+--   ok('unchanged') (kid is current with this secret already).
+-- Errors: invalid_input, rotation_conflict (kid is current with another
+--   secret, or was used before).
+redis.register_function('ff_hmac', function(keys, argv)
+  local sec, mode, kid, secret = keys[1], argv[1], argv[2], argv[3]
+  local tag = #keys == 1 and key_tag(sec, 'ff:sec:')
+  if not tag or sec ~= 'ff:sec:' .. tag then return fail('invalid_input', 'key 1 is not a sec key') end
+  local grace = uint(argv[4] or '0')
+  if (mode ~= 'seed' and mode ~= 'rotate') or type(kid) ~= 'string' or #kid > 64
+    or not string.find(kid, KID_PATTERN) or type(secret) ~= 'string' or #secret < 32 or #secret > 256
+    or #secret % 2 ~= 0 or not string.find(secret, '^%x+$') or grace == nil then
+    return fail('invalid_input', 'malformed secret arguments')
+  end
+  secret = string.lower(secret)
+  local cur = redis.call('HGET', sec, 'kid')
+  if mode == 'seed' then
+    if cur then
+      local same = cur == kid and redis.call('HGET', sec, 's:' .. kid) == secret
+      return ok('already_seeded', cur, same and '1' or '0')
+    end
+    redis.call('HSET', sec, 'kid', kid, 's:' .. kid, secret)
+    return ok('seeded')
+  end
+  local known = redis.call('HGET', sec, 's:' .. kid)
+  if cur == kid and known == secret then return ok('unchanged') end
+  if known then return fail('rotation_conflict', kid) end
+  local now = now_ms()
+  local removed = 0
+  local all = redis.call('HGETALL', sec)
+  for i = 1, #all, 2 do
+    local old = string.match(all[i], '^x:(.+)$')
+    if old and tonumber(all[i + 1]) <= now then
+      redis.call('HDEL', sec, 'x:' .. old, 's:' .. old)
+      removed = removed + 1
+    end
+  end
+  local fields = {'kid', kid, 's:' .. kid, secret}
+  if cur then append_all(fields, {'x:' .. cur, fmt(now + grace)}) end
+  redis.call('HSET', sec, unpack(fields))
+  return ok('rotated', cur or '', tostring(removed))
+end)
+
+---------------------------------------------------------------------------
+-- ff_waitpoint: create a pending waitpoint for the lease holder's attempt,
+-- before it suspends: its token can be handed out at once, and signals
+-- delivered to it are kept (buffered) until a suspend activates it. It
+-- expires, unused, after ttl_ms.
+-- KEYS: 1 core, 2 sec, 3 wp_pending (W's key is derived from W)
+-- ARGV: 1 eid, 2 lease_id, 3 epoch, 4 attempt_id, 5 W, 6 key (label),
+--       7 ttl_ms
+-- Returns ok(W, token, expires_at_ms).
+-- Errors: the fence errors, invalid_input, waitpoint_exists,
+--   hmac_secret_not_initialized.
+local WAITPOINT_KEYS = {'core', 'sec', 'wp_pending'}
+redis.register_function('ff_waitpoint', function(keys, argv)
+  local eid, w, label, ttl = argv[1], argv[5], argv[6], uint(argv[7])
+  local tag = id_tag(eid)
+  if not tag then return fail('invalid_input', 'malformed execution id') end
+  local bad = bad_wait_keys(keys, WAITPOINT_KEYS, tag, eid)
+  if bad then return bad end
+  if id_tag(w) ~= tag or not is_name(label) or ttl == nil or ttl == 0 then
+    return fail('invalid_input', 'malformed waitpoint arguments')
+  end
+  local now = now_ms()
+  bad = check_fence(keys[1], argv[2], argv[3], argv[4], now)
+  if bad then return bad end
+  if redis.call('EXISTS', wp_key(w)) == 1 then return fail('waitpoint_exists', w) end
+  local s = current_secret(keys[2])
+  if not s then return fail('hmac_secret_not_initialized') end
+  local exp = now + ttl
+  redis.call('HSET', wp_key(w), 'eid', eid, 'state', 'pending', 'at', now, 'key', label, 'exp', exp)
+  redis.call('PEXPIREAT', wp_key(w), exp + PENDING_GRACE)
+  redis.call('ZREMRANGEBYSCORE', keys[3], '-inf', now)
+  redis.call('ZADD', keys[3], exp, w)
+  return ok(w, mint_token(s, w, eid, label, now), tostring(exp))
+end)
+
+---------------------------------------------------------------------------
+-- ff_suspend: the lease holder suspends its attempt on waitpoints (new
+-- ones, and pending ones it created earlier) until signals meet a resume
+-- condition: any (one matching signal), all (each name once), count (n
+-- matching signals); a signal matches when the condition names no name or
+-- names its. Signals a pending waitpoint buffered are applied first: when
+-- they meet the condition already, the suspension is recorded closed, the
+-- lease is kept (the attempt goes on) and the status is
+-- 'already_satisfied'. Otherwise the lease is released and the execution
+-- is suspended until the condition holds or timeout_at passes (the
+-- suspension scanner then applies on_timeout). A repeated call with the
+-- same dedup key as the execution's last suspension returns that
+-- suspension's reply and writes nothing (before any check: the lease it
+-- released is gone by then).
+-- KEYS: 1 core, 2 susp, 3 sec, 4 leases, 5 timeouts, 6 suspended,
+--       7 susp_timeouts, 8 wp_pending
+-- ARGV: 1 eid, 2 lease_id, 3 epoch, 4 attempt_id, 5 susp_id, 6 reason,
+--       7 requested_by, 8 timeout_at_ms (0 = none), 9 on_timeout (fail |
+--       cancel | expire | resume), 10 mode (any | all | count), 11 count
+--       (mode count), 12 names (comma-separated, '' = any name), 13 dedup
+--       key ('' = none), 14 n (waitpoints, 1..MAX_WAITPOINTS), then per
+--       waitpoint: W, key (label), pending ('1': created by ff_waitpoint)
+-- Returns ok(status, susp_id, n, then per waitpoint W, key, token), status
+--   'suspended' or 'already_satisfied'.
+-- Errors: the fence errors, invalid_input, waitpoint_exists(W),
+--   waitpoint_not_found(W), waitpoint_not_pending(W),
+--   waitpoint_expired(W), hmac_secret_not_initialized.
+local SUSPEND_KEYS = {'core', 'susp', 'sec', 'leases', 'timeouts', 'suspended', 'susp_timeouts', 'wp_pending'}
+local FENCE_SUSPEND = fence_with({'attempt_timeout', 'attempt_index'})
+redis.register_function('ff_suspend', function(keys, argv)
+  local eid, susp = argv[1], keys[2]
+  local tag = id_tag(eid)
+  if not tag then return fail('invalid_input', 'malformed execution id') end
+  local bad = bad_wait_keys(keys, SUSPEND_KEYS, tag, eid)
+  if bad then return bad end
+  local timeout_at, count, n = uint(argv[8]), uint(argv[11]), uint(argv[14])
+  local mode, names = argv[10], argv[12]
+  if not is_name(argv[5]) or type(argv[6]) ~= 'string' or type(argv[7]) ~= 'string'
+    or timeout_at == nil or not TIMEOUT_BEHAVIORS[argv[9]] or not MATCH_MODES[mode]
+    or count == nil or count > MAX_COUNT or type(names) ~= 'string'
+    or (argv[13] ~= '' and not is_name(argv[13])) or n == nil or n == 0 or n > MAX_WAITPOINTS
+    or #argv ~= 14 + 3 * n then
+    return fail('invalid_input', 'malformed suspend arguments')
+  end
+  local nnames = 0
+  for tok in string.gmatch(names, '[^,]*') do
+    if tok ~= '' then
+      if not is_name(tok) then return fail('invalid_input', 'malformed signal name') end
+      nnames = nnames + 1
+    end
+  end
+  if nnames > MAX_CONDITION_NAMES then return fail('invalid_input', 'too many signal names') end
+  local need = 1
+  if mode == 'all' then
+    need = 0
+    for _ in pairs(csv_set(names)) do need = need + 1 end
+    if need == 0 then return fail('invalid_input', 'mode all needs signal names') end
+  elseif mode == 'count' then
+    if count == 0 then return fail('invalid_input', 'mode count needs a count') end
+    need = count
+  end
+  local wps, seen = {}, {}
+  for i = 15, #argv, 3 do
+    local w, label, pend = argv[i], argv[i + 1], argv[i + 2]
+    if id_tag(w) ~= tag or seen[w] or not is_name(label) or (pend ~= '1' and pend ~= '0') then
+      return fail('invalid_input', 'malformed waitpoint')
+    end
+    seen[w] = true
+    wps[#wps + 1] = {w = w, label = label, pending = pend == '1'}
+  end
+  -- A repeat of a suspend that landed: its reply, nothing written.
+  if argv[13] ~= '' then
+    local d = redis.call('HMGET', susp, 'dedup', 'reply', 'id')
+    if d[1] == argv[13] and d[2] then
+      local r = {1, 'OK'}
+      for tok in string.gmatch(d[2], '%S+') do r[#r + 1] = tok end
+      return r
+    end
+  end
+  local now = now_ms()
+  local f
+  bad, f = check_fence(keys[1], argv[2], argv[3], argv[4], now, nil, FENCE_SUSPEND)
+  if bad then return bad end
+  local c = new_condition(mode, need, names)
+  for _, wp in ipairs(wps) do
+    local k = wp_key(wp.w)
+    if wp.pending then
+      local v = redis.call('HMGET', k, 'eid', 'state', 'exp', 'key', 'at')
+      if v[1] ~= eid then return fail('waitpoint_not_found', wp.w) end
+      if v[2] ~= 'pending' then return fail('waitpoint_not_pending', wp.w) end
+      if num(v[3]) <= now then return fail('waitpoint_expired', wp.w) end
+      wp.label, wp.at = v[4], v[5]
+    elseif redis.call('EXISTS', k) == 1 then
+      return fail('waitpoint_exists', wp.w)
+    end
+  end
+  local s = current_secret(keys[3])
+  if not s then return fail('hmac_secret_not_initialized') end
+  -- Every check passed: from here on, writes.
+  for _, wp in ipairs(wps) do
+    if wp.pending then
+      for _, e in ipairs(redis.call('XRANGE', wp_key(wp.w) .. ':signals', '-', '+')) do
+        local v = {}
+        for j = 1, #e[2], 2 do v[e[2][j]] = e[2][j + 1] end
+        condition_takes(c, v.name or '', frame({v.sig or '', v.name or '', v.payload or '',
+          v.src or '', v.at or '', wp.w}))
+      end
+    end
+  end
+  local satisfied = c.got >= c.need
+  local now_s = fmt(now)
+  local wp_state = satisfied and 'closed' or 'active'
+  local ids, reply = {}, {satisfied and 'already_satisfied' or 'suspended', argv[5], tostring(n)}
+  for _, wp in ipairs(wps) do
+    local k = wp_key(wp.w)
+    if wp.pending then
+      redis.call('HSET', k, 'state', wp_state)
+      redis.call('PERSIST', k)
+      redis.call('PERSIST', k .. ':signals')
+      redis.call('ZREM', keys[8], wp.w)
+    else
+      wp.at = now_s
+      redis.call('HSET', k, 'eid', eid, 'state', wp_state, 'at', now_s, 'key', wp.label)
+    end
+    ids[#ids + 1] = wp.w
+    append_all(reply, {wp.w, wp.label, mint_token(s, wp.w, eid, wp.label, wp.at)})
+  end
+  local all_wps = redis.call('HGET', susp, 'all_wps')
+  all_wps = (all_wps and (all_wps .. ' ') or '') .. table.concat(ids, ' ')
+  redis.call('DEL', susp)
+  local rec = {'id', argv[5], 'reason', argv[6], 'by', argv[7], 'at', now_s, 'timeout_at', timeout_at,
+    'on_timeout', argv[9], 'mode', mode, 'need', need, 'names', names, 'got', c.got,
+    'wps', table.concat(ids, ' '), 'attempt', f[FENCE_READ + 2] or '0', 'all_wps', all_wps,
+    'state', satisfied and 'closed' or 'open', 'dedup', argv[13], 'reply', table.concat(reply, ' ')}
+  if satisfied then append_all(rec, {'close_reason', 'already_satisfied', 'closed_at', now_s}) end
+  for i, r in ipairs(c.matched) do append_all(rec, {'sig:' .. i, r}) end
+  for name in pairs(c.seen) do append_all(rec, {'m:' .. name, '1'}) end
+  redis.call('HSET', susp, unpack(rec))
+  if not satisfied then
+    redis.call('HSET', keys[1], unpack(release_lease(eid, keys[4], keys[5], f[FENCE_READ + 1],
+      {'state', 'suspended', 'resume', '1', 'ended_by', argv[2], 'last_transition_at', now_s})))
+    redis.call('ZADD', keys[6], 0, eid)
+    if timeout_at > 0 then redis.call('ZADD', keys[7], timeout_at, eid) end
+  end
+  return append_all({1, 'OK'}, reply)
+end)
+
+---------------------------------------------------------------------------
+-- ff_signal: deliver a signal to the waitpoint a token names. The token
+-- is verified before anything is written (a missing waitpoint, an unknown
+-- or expired kid, a wrong mac: invalid_token). A pending waitpoint keeps
+-- the signal (effect 'buffered'); an active one applies it to its
+-- suspension's condition: 'resumed' when it now holds (the execution is
+-- waiting again, handed to a live offer of its lane when its eligible set
+-- was empty, else announced), 'matched' when it counted, 'appended' when
+-- it did not match. Every delivery is logged on the partition's signals
+-- stream. A repeated dedup key returns {1,'DUPLICATE',first_signal_id}.
+-- KEYS: 1 wp (of the token's W), 2 sec, 3 leases, 4 timeouts,
+--       5 suspended, 6 susp_timeouts, 7 signals (delivery log), 8 arrivals
+-- ARGV: 1 token, 2 signal_id, 3 name, 4 payload, 5 source, 6 dedup key
+--       ('' = none), 7 dedup_ttl_ms, 8 offers ('global': ff:offers:<lane>,
+--       one server; 'partition': ff:i:T:<lane>:offers, a cluster; 'none')
+-- Returns ok(signal_id, effect, eid).
+-- Errors: invalid_input, invalid_token, waitpoint_closed,
+--   waitpoint_expired, signal_limit_exceeded(max).
+local SIGNAL_KEYS = {'wp', 'sec', 'leases', 'timeouts', 'suspended', 'susp_timeouts', 'signals', 'arrivals'}
+local OFFER_MODES = {global = true, partition = true, none = true}
+redis.register_function('ff_signal', function(keys, argv)
+  local token, sig, name, payload, src, dkey = argv[1], argv[2], argv[3], argv[4], argv[5], argv[6]
+  local w, kid, mac
+  if type(token) == 'string' and #token <= 256 then
+    w, kid, mac = string.match(token, '^([^.]+)%.([%w_%-]+)%.(%x+)$')
+  end
+  local tag = id_tag(w)
+  if not tag or keys[1] ~= wp_key(w) then return fail('invalid_token') end
+  local bad = bad_wait_keys(keys, SIGNAL_KEYS, tag)
+  if bad then return bad end
+  local ttl = uint(argv[7])
+  if not is_name(sig) or not is_name(name) or type(payload) ~= 'string' or type(src) ~= 'string'
+    or (dkey ~= '' and not is_name(dkey)) or ttl == nil or not OFFER_MODES[argv[8]] then
+    return fail('invalid_input', 'malformed signal arguments')
+  end
+  local now = now_ms()
+  local s = redis.call('HMGET', keys[2], 'kid', 's:' .. kid, 'x:' .. kid)
+  local v = redis.call('HMGET', keys[1], 'eid', 'state', 'at', 'key', 'exp', 'n')
+  if not s[2] or not v[1] or id_tag(v[1]) ~= tag or (s[1] ~= kid and num(s[3]) <= now)
+    or not same_mac(wp_mac(s[2], w, v[1], v[4] or '', v[3] or ''), mac) then
+    return fail('invalid_token')
+  end
+  local eid, state = v[1], v[2]
+  -- A repeat is recognised first: the signal it repeats may have closed
+  -- the waitpoint.
+  local dk = wp_key(w) .. ':dedup:' .. dkey
+  if dkey ~= '' then
+    local first = redis.call('GET', dk)
+    if first then return {1, 'DUPLICATE', first} end
+  end
+  if state == 'closed' then return fail('waitpoint_closed') end
+  if state == 'pending' and num(v[5]) <= now then return fail('waitpoint_expired') end
+  if num(v[6]) >= MAX_SIGNALS then return fail('signal_limit_exceeded', tostring(MAX_SIGNALS)) end
+  local now_s = fmt(now)
+  local stream = wp_key(w) .. ':signals'
+  redis.call('XADD', stream, '*', 'sig', sig, 'name', name, 'payload', payload, 'src', src, 'at', now_s)
+  redis.call('HINCRBY', keys[1], 'n', 1)
+  if dkey ~= '' then redis.call('SET', dk, sig, 'PX', math.max(ttl, 1)) end
+  local effect = 'buffered'
+  if state == 'pending' then
+    redis.call('PEXPIREAT', stream, num(v[5]) + PENDING_GRACE)
+  else
+    effect = 'appended'
+    local susp = exec_key(eid, 'susp')
+    local c = redis.call('HMGET', susp, 'state', 'mode', 'need', 'names', 'got')
+    if c[1] == 'open' then
+      local cond = new_condition(c[2], num(c[3]), c[4] or '')
+      cond.got = num(c[5])
+      if cond.mode == 'all' and redis.call('HEXISTS', susp, 'm:' .. name) == 1 then cond.seen[name] = true end
+      if condition_takes(cond, name, frame({sig, name, payload, src, now_s, w})) then
+        effect = 'matched'
+        local rec = {'got', cond.got, 'sig:' .. cond.got, cond.matched[1]}
+        if cond.mode == 'all' then append_all(rec, {'m:' .. name, '1'}) end
+        redis.call('HSET', susp, unpack(rec))
+        local f = redis.call('HMGET', exec_key(eid, 'core'), 'state', 'lane', 'created_at', 'priority')
+        if cond.got >= cond.need and f[1] == 'suspended' then
+          close_suspension(eid, tag, 'satisfied', now_s)
+          local offers
+          if argv[8] == 'global' then offers = 'ff:offers:' .. f[2]
+          elseif argv[8] == 'partition' then offers = 'ff:i:' .. tag .. ':' .. f[2] .. ':offers' end
+          resume_suspended(eid, tag, f, now, keys[3], keys[4], keys[8], offers)
+          effect = 'resumed'
+        end
+      end
+    end
+  end
+  redis.call('XADD', keys[7], 'MAXLEN', '~', DELIVERY_LOG, '*', 'eid', eid, 'wp', w, 'sig', sig,
+    'name', name, 'effect', effect, 'at', now_s)
+  return ok(sig, effect, eid)
+end)
+
+---------------------------------------------------------------------------
+-- ff_suspension_timeout: the suspension scanner's action on a suspended
+-- execution whose timeout passed: its suspension closes (reason
+-- 'timeout') and on_timeout applies: fail, cancel or expire end the
+-- execution (terminal failed, cancelled or expired; failure category
+-- 'suspension_timeout'), resume makes it waiting again to resume its
+-- attempt without the signals (announced like a create).
+-- KEYS: 1 core, 2 susp, 3 susp_timeouts, 4 deadlines, 5 arrivals
+-- ARGV: 1 eid
+-- Returns ok(state_after), ok('not_due') or ok('stale') (the index entry
+-- is removed).
+local SUSP_TIMEOUT_KEYS = {'core', 'susp', 'susp_timeouts', 'deadlines', 'arrivals'}
+redis.register_function('ff_suspension_timeout', function(keys, argv)
+  local eid = argv[1]
+  local tag = id_tag(eid)
+  if not tag then return fail('invalid_input', 'malformed execution id') end
+  local bad = bad_wait_keys(keys, SUSP_TIMEOUT_KEYS, tag, eid)
+  if bad then return bad end
+  local f = redis.call('HMGET', keys[1], 'state', 'lane', 'created_at', 'priority', 'deadline_at')
+  local s = redis.call('HMGET', keys[2], 'state', 'timeout_at', 'on_timeout')
+  if f[1] ~= 'suspended' or s[1] ~= 'open' or num(s[2]) == 0 then
+    redis.call('ZREM', keys[3], eid)
+    return ok('stale')
+  end
+  local now = now_ms()
+  if num(s[2]) > now then return ok('not_due') end
+  local now_s = fmt(now)
+  close_suspension(eid, tag, 'timeout', now_s)
+  local after = TIMEOUT_BEHAVIORS[s[3]] or 'failed'
+  if after == 'waiting' then
+    resume_suspended(eid, tag, f, now, nil, nil, keys[5], nil)
+    return ok('waiting')
+  end
+  leave_deadlines(eid, keys[4], f[5])
+  local kv = {'state', after, 'ended_by', 'engine', 'completed_at', now_s, 'last_transition_at', now_s,
+    'resume', '0'}
+  if after == 'cancelled' then
+    append_all(kv, {'cancel_reason', 'suspension timed out', 'cancelled_by', 'engine'})
+  else
+    append_all(kv, {'failure_reason', 'suspension timed out', 'failure_category', 'suspension_timeout'})
+  end
+  redis.call('HSET', keys[1], unpack(kv))
+  redis.call('ZADD', 'ff:i:' .. tag .. ':' .. f[2] .. ':terminal', now, eid)
+  return ok(after)
 end)
 
 ---------------------------------------------------------------------------

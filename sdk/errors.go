@@ -121,6 +121,10 @@ var codeKinds = map[string]ErrorKind{
 	CodePermissionDenied:    KindUnavailable,
 	CodeTransport:           KindTransport, CodeUnavailable: KindUnavailable,
 	CodeResourceExhausted: KindResourceExhausted, CodeTimeout: KindTimeout, CodeBug: KindBug,
+	CodeInvalidToken: KindValidation, CodeWaitpointClosed: KindState, CodeWaitpointExpired: KindState,
+	CodeWaitpointExists: KindConflict, CodeWaitpointNotFound: KindNotFound, CodeWaitpointNotPending: KindState,
+	CodeSignalLimitExceeded: KindResourceExhausted, CodeHMACSecretNotInitialized: KindState,
+	CodeRotationConflict: KindConflict,
 }
 
 // KindOfCode returns the kind of a known code, and KindBug for an unknown one

@@ -281,6 +281,7 @@ const (
 	RoleBatchSubmit    Role = "batch_submit"    // BatchSubmitter
 	RoleCompleteBatch  Role = "complete_batch"  // CompleteBatcher
 	RoleEngineMonitor  Role = "engine_monitor"  // EngineMonitor
+	RoleWaiting        Role = "waiting"         // Waiter
 )
 
 // Features names a backend and the optional roles its configuration enables.
@@ -320,6 +321,7 @@ type BackendRoles struct {
 	BatchSubmitter    BatchSubmitter
 	EngineMonitor     EngineMonitor
 	CompleteBatcher   CompleteBatcher
+	Waiter            Waiter
 }
 
 // RolesOf is the one way to discover a backend's optional roles: a role is
@@ -341,6 +343,7 @@ func RolesOf(b EngineBackend) BackendRoles {
 	r.BatchSubmitter = roleOf[BatchSubmitter](b, f, RoleBatchSubmit)
 	r.CompleteBatcher = roleOf[CompleteBatcher](b, f, RoleCompleteBatch)
 	r.EngineMonitor = roleOf[EngineMonitor](b, f, RoleEngineMonitor)
+	r.Waiter = roleOf[Waiter](b, f, RoleWaiting)
 	return r
 }
 

@@ -17,6 +17,13 @@ import (
 //	ff:e:E:ctx       HASH   immutable context: kind, lane, payload, "t:<tag>"
 //	ff:e:E:result    STRING result bytes
 //	ff:e:E:grant     HASH   the claim grant (expires)
+//	ff:e:E:susp      HASH   the current (or last) suspension (waiting.go)
+//
+// Per waitpoint (W = "{p:N}:<uuid>", its execution's tag):
+//
+//	ff:wp:W          HASH   execution, state, label, expiry, signal count
+//	ff:wp:W:signals  STREAM the signals it received
+//	ff:wp:W:dedup:K  STRING first signal id of dedup key K (PX)
 //
 // Per partition (T = "{p:N}") and lane L:
 //
@@ -28,6 +35,9 @@ import (
 //	ff:idem:T:K      STRING idempotency key K → first execution id
 //	ff:own:T         STRING the engine process that scans partition T (PX lease)
 //	ff:noop:T        never written; stands in for an absent optional key
+//	ff:sec:T         HASH   waitpoint HMAC secrets (the same on every partition)
+//	ff:i:T:suspended | susp_timeouts | wp_pending  ZSETs (waiting.go)
+//	ff:i:T:signals   STREAM the partition's signal deliveries (capped)
 //	ff:arrivals:T    shard channel: "<lane> <eid>" when an execution fills an
 //	                 empty eligible set: created, requeued at once, promoted,
 //	                 reclaimed, unblocked or replayed (arrivals.go)
@@ -169,6 +179,24 @@ func partKeysOf(tag string) partKeys {
 	k := sharedKeys([]string{"ff:i:", tag, ":"}, "leases", "timeouts", "deadlines", "all")
 	return partKeys{leases: k[0], timeouts: k[1], deadlines: k[2], all: k[3], noop: "ff:noop:" + tag}
 }
+
+// waitKeys are a partition's keys of the waiting calls (lua: ff_suspend's
+// header): the HMAC secrets, the suspended and suspension-timeout
+// indexes, the pending waitpoints and the delivery log.
+type waitKeys struct {
+	sec, suspended, suspTimeouts, wpPending, signals string
+}
+
+func waitKeysOf(tag string) waitKeys {
+	return waitKeys{sec: "ff:sec:" + tag, suspended: "ff:i:" + tag + ":suspended",
+		suspTimeouts: "ff:i:" + tag + ":susp_timeouts", wpPending: "ff:i:" + tag + ":wp_pending",
+		signals: "ff:i:" + tag + ":signals"}
+}
+
+// suspKey is execution id's suspension record; waitpointKey a waitpoint's
+// record ("<key>:signals" its signal stream).
+func suspKey(id sdk.ExecutionID) string     { return "ff:e:" + string(id) + ":susp" }
+func waitpointKey(w sdk.WaitpointID) string { return "ff:wp:" + string(w) }
 
 func idemKey(tag, key string) string { return "ff:idem:" + tag + ":" + key }
 

@@ -42,6 +42,15 @@ var luaCodeKinds = map[string]sdk.ErrorKind{
 	sdk.CodeWorkerInstanceInUse:       sdk.KindConflict,
 	sdk.CodeExecutionIDInUse:          sdk.KindConflict,
 	sdk.CodeExecutionTerminal:         sdk.KindState,
+	sdk.CodeInvalidToken:              sdk.KindValidation,
+	sdk.CodeWaitpointClosed:           sdk.KindState,
+	sdk.CodeWaitpointExpired:          sdk.KindState,
+	sdk.CodeWaitpointExists:           sdk.KindConflict,
+	sdk.CodeWaitpointNotFound:         sdk.KindNotFound,
+	sdk.CodeWaitpointNotPending:       sdk.KindState,
+	sdk.CodeSignalLimitExceeded:       sdk.KindResourceExhausted,
+	sdk.CodeHMACSecretNotInitialized:  sdk.KindState,
+	sdk.CodeRotationConflict:          sdk.KindConflict,
 }
 
 // luaFailureCodes returns the codes of every fail('code') in the library,

@@ -25,6 +25,7 @@ const (
 	DueLeases    DueIndex = iota + 1 // lease expiry (and revoked leases, due at once)
 	DueTimeouts                      // attempt timeouts
 	DueDeadlines                     // execution deadlines
+	DueSuspensions                   // suspension timeouts
 )
 
 func (b *Backend) dueKey(tag string, idx DueIndex) string {
@@ -34,6 +35,8 @@ func (b *Backend) dueKey(tag string, idx DueIndex) string {
 		return pk.leases
 	case DueTimeouts:
 		return pk.timeouts
+	case DueSuspensions:
+		return waitKeysOf(tag).suspTimeouts
 	default:
 		return pk.deadlines
 	}

@@ -133,6 +133,17 @@ var suite = []subtest{
 		{name: "items", fn: testCompleteBatch},
 		{name: "offers_take_backlog", fn: testCompleteBatchBacklog},
 	}},
+	{name: "waiting", sub: []subtest{
+		{name: "suspend_resume", fn: testSuspendResume},
+		{name: "conditions", fn: testConditions},
+		{name: "pending_waitpoint", fn: testPendingWaitpoint},
+		{name: "dedup", fn: testWaitDedup},
+		{name: "timeouts", fn: testSuspensionTimeouts},
+		{name: "cancel", fn: testSuspendedCancel},
+		{name: "stale_fence", fn: testSuspendStaleFence},
+		{name: "tokens", fn: testWaitpointTokens},
+		{name: "resume_handoff", fn: testResumeHandoff},
+	}},
 	{name: "offers", sub: []subtest{
 		{name: "handoff", fn: testHandoff},
 		{name: "withdraw", fn: testWithdrawOffers},
