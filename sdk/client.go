@@ -268,3 +268,17 @@ func (c *Client) WaitResult(ctx context.Context, id ExecutionID, poll time.Durat
 	}
 	return c.backend.GetExecutionResult(ctx, id)
 }
+
+// DeliverSignal delivers a signal with a waitpoint's token (Task.Suspend
+// returns them): when it meets the suspension's condition, the execution
+// resumes at once, handed to an idle worker where one offers. A token
+// that does not verify is invalid_token and nothing is written; a
+// repeated args.DedupKey returns the first signal's id as Duplicate. Needs
+// a backend with RoleWaiting (else an Unavailable error).
+func (c *Client) DeliverSignal(ctx context.Context, args DeliverSignalArgs) (DeliverSignalResult, error) {
+	w := RolesOf(c.backend).Waiter
+	if w == nil {
+		return DeliverSignalResult{}, Unavailable("deliver_signal")
+	}
+	return w.DeliverSignal(ctx, args)
+}

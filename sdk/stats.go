@@ -13,6 +13,7 @@ type WorkerStats struct {
 	Retried   uint64 // Fail landed, retry scheduled
 	Cancelled uint64 // Cancel landed
 	Delayed   uint64 // Delay landed
+	Suspended uint64 // Suspend landed and released the lease
 
 	HandlerErrors uint64 // handlers that returned an error
 	HandlerPanics uint64 // handlers that panicked
@@ -61,11 +62,11 @@ type WorkerStats struct {
 
 // workerStats are the worker's own counters (the renewer keeps its own).
 type workerStats struct {
-	claimed, completed, failed, retried, cancelled, delayed atomic.Uint64
-	handlerErrors, handlerPanics, aborted, lostLeases       atomic.Uint64
-	claimRounds, scans, readiness, attempts, conflicts      atomic.Uint64
-	blocks, claimErrors, idlePush, idlePoll, arrivals       atomic.Uint64
-	offers, handoffs, givenBack                             atomic.Uint64
+	claimed, completed, failed, retried, cancelled, delayed, suspended atomic.Uint64
+	handlerErrors, handlerPanics, aborted, lostLeases                  atomic.Uint64
+	claimRounds, scans, readiness, attempts, conflicts                 atomic.Uint64
+	blocks, claimErrors, idlePush, idlePoll, arrivals                  atomic.Uint64
+	offers, handoffs, givenBack                                        atomic.Uint64
 }
 
 // Stats returns a snapshot of the worker's counters.
@@ -77,7 +78,7 @@ func (w *Worker) Stats() WorkerStats {
 	avg, mx := r.lag()
 	st := WorkerStats{
 		Claimed: s.claimed.Load(), Completed: s.completed.Load(), Failed: s.failed.Load(),
-		Retried: s.retried.Load(), Cancelled: s.cancelled.Load(), Delayed: s.delayed.Load(),
+		Retried: s.retried.Load(), Cancelled: s.cancelled.Load(), Delayed: s.delayed.Load(), Suspended: s.suspended.Load(),
 		HandlerErrors: s.handlerErrors.Load(), HandlerPanics: s.handlerPanics.Load(), Aborted: s.aborted.Load(), GivenBack: s.givenBack.Load(),
 		LostLeases: s.lostLeases.Load(), Renewals: r.renewals.Load(), RenewFailures: r.failures.Load(),
 		RenewRounds: r.batches.Load(), RenewLagAvg: avg, RenewLagMax: mx,

@@ -46,6 +46,10 @@ type terminalCall struct {
 	// landed, so any later try (the worker's settle included) recognises
 	// its replay. Guarded by the task's termMu.
 	unsure bool
+	// keptLease, when set and true after the call succeeded, means the
+	// call left the lease held (a suspend already satisfied): the task
+	// goes on, unfinished.
+	keptLease func() bool
 }
 
 func completedState(s PublicState) bool { return s == StateCompleted }
@@ -206,6 +210,12 @@ func (t *Task) terminal(ctx context.Context, c *terminalCall) error {
 	t.mu.Unlock()
 
 	err := t.callWhileSaved(ctx, c)
+	if err == nil && c.keptLease != nil && c.keptLease() {
+		t.mu.Lock()
+		t.inflight, t.pending = false, nil
+		t.mu.Unlock()
+		return nil
+	}
 	fenced := err != nil && isFencing(err)
 	if t.recordOutcome(err, fenced) {
 		t.stopRenewing()
