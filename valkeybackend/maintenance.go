@@ -22,10 +22,10 @@ type DueIndex int
 
 // Due indexes.
 const (
-	DueLeases    DueIndex = iota + 1 // lease expiry (and revoked leases, due at once)
-	DueTimeouts                      // attempt timeouts
-	DueDeadlines                     // execution deadlines
-	DueSuspensions                   // suspension timeouts
+	DueLeases      DueIndex = iota + 1 // lease expiry (and revoked leases, due at once)
+	DueTimeouts                        // attempt timeouts
+	DueDeadlines                       // execution deadlines
+	DueSuspensions                     // suspension timeouts
 )
 
 func (b *Backend) dueKey(tag string, idx DueIndex) string {

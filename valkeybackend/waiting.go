@@ -459,8 +459,8 @@ func (b *Backend) SignalDeliveries(ctx context.Context, cursor string, fn func(s
 }
 
 const (
-	deliveryBatch = 256                    // entries read per log and round
-	deliveryBlock = time.Second            // one server: how long one XREAD blocks
+	deliveryBatch = 256                   // entries read per log and round
+	deliveryBlock = time.Second           // one server: how long one XREAD blocks
 	deliveryPoll  = 20 * time.Millisecond // a cluster: the pause after a round that read nothing
 )
 
