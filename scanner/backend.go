@@ -10,6 +10,7 @@ type Backend interface {
 	DelayedBackend
 	UnblockBackend
 	TimeoutsBackend
+	SuspensionsBackend
 	RetentionBackend
 	PeekBackend
 	LanesBackend

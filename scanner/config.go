@@ -40,8 +40,8 @@ type Config struct {
 	// UnblockInterval is how often executions blocked for want of a capable
 	// worker are re-checked against live workers. Default 5s.
 	UnblockInterval time.Duration
-	// TimeoutInterval is how often attempt timeouts and execution deadlines
-	// are enforced. Default 1s.
+	// TimeoutInterval is how often attempt timeouts, execution deadlines and
+	// suspension timeouts are enforced. Default 1s.
 	TimeoutInterval time.Duration
 	// RetentionInterval is how often old terminal executions are trimmed.
 	// Default 60s.

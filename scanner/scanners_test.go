@@ -323,3 +323,40 @@ func keysMentioning(t *testing.T, addrs []string, id sdk.ExecutionID) []string {
 	})
 	return out
 }
+
+// A suspension past its timeout gets its behaviour from the running
+// scanner: fail ends the execution (category suspension_timeout), resume
+// makes it claimable again as the same attempt. A signal after the timeout
+// finds the waitpoint closed.
+func TestSuspensionTimeouts(t *testing.T) {
+	ctx := context.Background()
+	b := freshBackend(t, standalone(t))
+	runEngine(t, b, testConfig(t))
+	if _, err := b.SeedWaitpointSecret(ctx, "k", []byte("scanner-test-secret-123")); err != nil {
+		t.Fatal(err)
+	}
+	failing := create(t, b, sdk.CreateExecutionArgs{Lane: "st"})
+	c := claim(t, b, failing, "st", "w", time.Minute)
+	out, err := b.Suspend(ctx, c.Handle, sdk.SuspendArgs{Timeout: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resuming := create(t, b, sdk.CreateExecutionArgs{Lane: "st"})
+	c2 := claim(t, b, resuming, "st", "w", time.Minute)
+	if _, err := b.Suspend(ctx, c2.Handle, sdk.SuspendArgs{Timeout: 200 * time.Millisecond, OnTimeout: sdk.TimeoutResume}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "suspension timeout: fail", func() bool { return state(t, b, failing) == sdk.StateFailed })
+	if d := describe(t, b, failing); d.FailureCategory != "suspension_timeout" {
+		t.Fatalf("failure category %q, want suspension_timeout", d.FailureCategory)
+	}
+	eventually(t, 5*time.Second, "suspension timeout: resume", func() bool { return state(t, b, resuming) == sdk.StateWaiting })
+	if _, err := b.DeliverSignal(ctx, sdk.DeliverSignalArgs{Token: out.Waitpoints[0].Token, Name: "late"}); !errors.Is(err, &sdk.Error{Code: sdk.CodeWaitpointClosed}) {
+		t.Fatalf("signal after the timeout: %v, want waitpoint_closed", err)
+	}
+	r, err := b.ClaimFromResumeGrant(ctx, sdk.ResumeToken{ExecutionID: resuming, Lane: "st", WorkerID: "w",
+		WorkerInstanceID: "w-1", LeaseTTL: time.Minute})
+	if err != nil || r == nil || r.AttemptType != sdk.AttemptResumed || r.Handle.AttemptIndex != c2.Handle.AttemptIndex {
+		t.Fatalf("resume after timeout: %+v, %v", r, err)
+	}
+}

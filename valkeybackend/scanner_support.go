@@ -15,7 +15,8 @@ import (
 // HeadIndex names an index whose earliest entry a scanner peeks at.
 type HeadIndex int
 
-// Head indexes. The first three are per partition, the rest per lane too.
+// Head indexes. The first three and HeadSuspensions are per partition, the
+// others per lane too.
 const (
 	HeadLeases    HeadIndex = iota + 1 // score: lease expiry (revoked: revoke time)
 	HeadTimeouts                       // score: attempt timeout
@@ -23,6 +24,9 @@ const (
 	HeadDelayed                        // score: not-before time
 	HeadTerminal                       // score: end time
 	HeadBlocked                        // score: block time
+	// HeadSuspensions is per partition (listed last to keep the values
+	// above): score suspension timeout.
+	HeadSuspensions
 )
 
 // HeadQuery names one index of one partition; Lane is required for the
@@ -56,7 +60,7 @@ func (b *Backend) IndexHeads(ctx context.Context, qs []HeadQuery) ([]Head, error
 		if err := b.checkPartition(op, q.Partition); err != nil {
 			return nil, err
 		}
-		if q.Index >= HeadDelayed {
+		if q.Index >= HeadDelayed && q.Index != HeadSuspensions {
 			if err := q.Lane.Validate(); err != nil {
 				return nil, opError(op, err)
 			}
@@ -77,6 +81,8 @@ func (b *Backend) IndexHeads(ctx context.Context, qs []HeadQuery) ([]Head, error
 			key = lk.terminal
 		case HeadBlocked:
 			key = lk.blocked
+		case HeadSuspensions:
+			key = waitKeysOf(tag).suspTimeouts
 		default:
 			return nil, sdk.NewError(op, sdk.CodeInvalidInput, "unknown head index")
 		}
