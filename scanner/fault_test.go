@@ -449,3 +449,161 @@ func TestFaultDeadlineWhileRunning(t *testing.T) {
 	sort.Strings(codes)
 	t.Logf("the worker was fenced out with %v", codes)
 }
+
+// (f) 500 executions suspend and are signalled while sdk worker processes
+// are SIGKILLed at random and restarted. Each task waits on a pending
+// waitpoint whose token it records before suspending; a signaller delivers
+// one signal per token (and repeats it with the same dedup key). Checks:
+//   - every execution ends completed, and no completion was accepted twice;
+//   - no signal lost: each execution's result is the id of a signal the
+//     signaller saw resume that execution (or buffered for its suspend,
+//     which then found its condition met);
+//   - none applied twice: each repeat came back Duplicate with the first
+//     signal's id, and no signal id resumed two executions (or one twice).
+func TestFaultSuspendSignalWithKills(t *testing.T) {
+	addr := standalone(t)[0]
+	b := freshBackend(t, []string{addr})
+	runEngine(t, b, faultConfig(t))
+	ctx := context.Background()
+	if _, err := b.SeedWaitpointSecret(ctx, "fault", []byte("fault-test-waitpoint-secret")); err != nil {
+		t.Fatal(err)
+	}
+	const n, workers = 500, 4
+	ids := make([]sdk.ExecutionID, 0, n)
+	for range n {
+		ids = append(ids, create(t, b, sdk.CreateExecutionArgs{Lane: "fault", Kind: "k"}))
+	}
+	args := []string{"--sdk", "--suspend", "--lease-ttl", "500ms", "--concurrency", "4", "--work-min", "100ms", "--work-max", "300ms"}
+	procs := make([]*workerProc, workers)
+	gen := 0
+	spawn := func(slot int) {
+		gen++
+		procs[slot] = startWorker(t, addr, fmt.Sprintf("s%d-g%d", slot, gen), args...)
+	}
+	for i := range procs {
+		spawn(i)
+	}
+
+	// The signaller: one signal per recorded token, then its repeat.
+	var mu sync.Mutex
+	resumedBy := map[string][]string{} // execution -> ids of signals that resumed it (or were buffered for its suspend)
+	sigCtx, stopSignals := context.WithCancel(ctx)
+	var sigDone sync.WaitGroup
+	sigErr := make(chan error, 1)
+	sigDone.Go(func() {
+		c := b.Client()
+		read := 0
+		for sigCtx.Err() == nil {
+			lines, err := c.Do(sigCtx, c.B().Lrange().Key("fault:tokens").Start(int64(read)).Stop(-1).Build()).AsStrSlice()
+			if err != nil {
+				time.Sleep(10 * time.Millisecond)
+				continue
+			}
+			for _, l := range lines {
+				read++
+				id, tok, _ := strings.Cut(l, " ")
+				w, err := sdk.TokenWaitpoint(tok)
+				if err != nil {
+					sigErr <- fmt.Errorf("recorded token %q: %v", tok, err)
+					return
+				}
+				key := "sig-" + string(w)[strings.Index(string(w), "}:")+2:]
+				first, err := b.DeliverSignal(sigCtx, sdk.DeliverSignalArgs{Token: tok, Name: "go", DedupKey: key})
+				if err != nil {
+					sigErr <- fmt.Errorf("signal for %s: %v", id, err)
+					return
+				}
+				again, err := b.DeliverSignal(sigCtx, sdk.DeliverSignalArgs{Token: tok, Name: "go", DedupKey: key})
+				if err != nil || !again.Duplicate || again.SignalID != first.SignalID {
+					sigErr <- fmt.Errorf("repeated signal for %s: %+v, %v (first %s)", id, again, err, first.SignalID)
+					return
+				}
+				// A signal a pending waitpoint buffered resumes at the suspend
+				// (already satisfied) instead of at delivery.
+				if first.Effect == sdk.EffectResumed || first.Effect == sdk.EffectBuffered {
+					mu.Lock()
+					resumedBy[id] = append(resumedBy[id], first.SignalID)
+					mu.Unlock()
+				}
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	})
+
+	start := time.Now()
+	remaining := map[sdk.ExecutionID]bool{}
+	for _, id := range ids {
+		remaining[id] = true
+	}
+	kills := 0
+	for event := 0; len(remaining) > 0; event++ {
+		select {
+		case err := <-sigErr:
+			t.Fatal(err)
+		default:
+		}
+		if time.Since(start) > 90*time.Second {
+			t.Fatalf("%d of %d executions not completed after 90s (%d kills)", len(remaining), n, kills)
+		}
+		time.Sleep(time.Duration(100+rand.IntN(200)) * time.Millisecond)
+		if event < 12 {
+			slot := rand.IntN(workers)
+			procs[slot].kill()
+			kills++
+			spawn(slot)
+			continue // the kills first; completions are read after them
+		}
+		for id := range remaining {
+			if state(t, b, id) == sdk.StateCompleted {
+				delete(remaining, id)
+			}
+		}
+	}
+	elapsed := time.Since(start)
+	stopSignals()
+	sigDone.Wait()
+	for _, p := range procs {
+		p.kill()
+	}
+
+	seen := map[string]bool{}
+	for _, r := range records(t, b, "fault:completions") {
+		if seen[r.id] {
+			t.Fatalf("execution %s completed twice", r.id)
+		}
+		seen[r.id] = true
+	}
+	usedBy := map[string]string{}
+	resumes := 0
+	for id, sigs := range resumedBy {
+		for _, s := range sigs {
+			if other, dup := usedBy[s]; dup {
+				t.Fatalf("signal %s resumed %s and %s", s, other, id)
+			}
+			usedBy[s] = id
+			resumes++
+		}
+	}
+	for _, id := range ids {
+		res, err := b.GetExecutionResult(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if usedBy[string(res)] != string(id) {
+			t.Fatalf("%s completed with signal %q, which the signaller did not see resume it (resumes: %v)", id, res, resumedBy[string(id)])
+		}
+	}
+	t.Logf("%d executions suspended, signalled and completed exactly once in %v with %d SIGKILLs: %d resumes for %d tokens",
+		n, elapsed.Round(time.Millisecond), kills, resumes, len(records2(t, b, "fault:tokens")))
+}
+
+// records2 returns a list's raw lines.
+func records2(t *testing.T, b *valkeybackend.Backend, key string) []string {
+	t.Helper()
+	c := b.Client()
+	lines, err := c.Do(context.Background(), c.B().Lrange().Key(key).Start(0).Stop(-1).Build()).AsStrSlice()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return lines
+}

@@ -14,7 +14,14 @@
 // It prints "ready" on stdout once connected. With --sdk it runs an
 // sdk.Worker instead (claim offers and hand-offs included), records claims
 // and completions the same way, and prints "ready" once its slots are
-// offered.
+// offered. With --sdk --suspend each task first waits for a signal: it
+// creates a pending waitpoint, records its token, suspends on it, and
+// completes once resumed (a task whose execution already had its signal
+// completes at once), recording the signal that resumed it; each run of
+// the task works (sleeps) first:
+//
+//	RPUSH fault:tokens      "<id> <token>"                          before Suspend
+//	RPUSH fault:resumedby   "<id> <signal_id>"                      with the completion's MULTI
 package main
 
 import (
@@ -30,6 +37,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/valkey-io/valkey-go"
 
 	"github.com/flowfabric/flowfabric-go/sdk"
 	"github.com/flowfabric/flowfabric-go/valkeybackend"
@@ -49,6 +58,8 @@ type worker struct {
 	workMin  time.Duration
 	workMax  time.Duration
 
+	suspend bool
+
 	mu    sync.Mutex
 	tasks map[sdk.ExecutionID]*task
 	wg    sync.WaitGroup
@@ -66,6 +77,7 @@ func main() {
 	useSDK := flag.Bool("sdk", false, "run an sdk.Worker (claim offers, hand-offs) instead of the minimal claim loop;\n"+
 		"\"ready\" comes once its free slots are offered")
 	handoffTTL := flag.Duration("handoff-lease-ttl", 0, "with --sdk: WorkerConfig.HandoffLeaseTTL (0: its default)")
+	suspend := flag.Bool("suspend", false, "with --sdk: each task suspends until a signal before it completes")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
@@ -77,7 +89,7 @@ func main() {
 	}
 	defer b.Close()
 	w := &worker{b: b, instance: *instance, lane: sdk.LaneID(*lane), ttl: *ttl,
-		workMin: *workMin, workMax: max(*workMax, *workMin), tasks: map[sdk.ExecutionID]*task{}}
+		workMin: *workMin, workMax: max(*workMax, *workMin), tasks: map[sdk.ExecutionID]*task{}, suspend: *suspend}
 	if *useSDK {
 		if err := w.runSDK(ctx, *conc, *handoffTTL); err != nil && ctx.Err() == nil {
 			fmt.Fprintln(os.Stderr, "faultworker:", err)
@@ -213,14 +225,14 @@ func (w *worker) renewer(ctx context.Context) {
 
 // recordDone writes fault:done and fault:completions in one MULTI/EXEC, so a
 // kill cannot leave one without the other.
-func (w *worker) recordDone(id, line string) {
+func (w *worker) recordDone(id, line string, extra ...valkey.Completed) {
 	c := w.b.Client()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	for _, r := range c.DoMulti(ctx, c.B().Multi().Build(),
+	cmds := append(valkey.Commands{c.B().Multi().Build(),
 		c.B().Sadd().Key("fault:done").Member(id).Build(),
-		c.B().Rpush().Key("fault:completions").Element(line).Build(),
-		c.B().Exec().Build()) {
+		c.B().Rpush().Key("fault:completions").Element(line).Build()}, extra...)
+	for _, r := range c.DoMulti(ctx, append(cmds, c.B().Exec().Build())...) {
 		if err := r.Error(); err != nil {
 			fmt.Fprintln(os.Stderr, "faultworker: record:", err)
 		}
@@ -252,7 +264,9 @@ func (w *worker) runSDK(ctx context.Context, conc int, handoffTTL time.Duration)
 		return err
 	}
 	go func() {
-		for sw.Stats().Offers < uint64(conc) && ctx.Err() == nil {
+		// A --suspend worker joins a backlog: its slots fill at once, so
+		// it is ready as soon as it runs.
+		for !w.suspend && sw.Stats().Offers < uint64(conc) && ctx.Err() == nil {
 			time.Sleep(5 * time.Millisecond)
 		}
 		fmt.Println("ready")
@@ -260,6 +274,9 @@ func (w *worker) runSDK(ctx context.Context, conc int, handoffTTL time.Duration)
 	return sw.Run(ctx, sdk.HandlerFunc(func(ctx context.Context, t *sdk.Task) error {
 		h := t.Handle
 		w.record("RPUSH", "fault:claims", fmt.Sprintf("%s %s %d %s %s", h.ExecutionID, h.AttemptID, h.Epoch, w.instance, t.AttemptType))
+		if w.suspend {
+			return w.suspendThenComplete(ctx, t)
+		}
 		select {
 		case <-time.After(w.workTime()):
 		case <-ctx.Done():
@@ -271,4 +288,44 @@ func (w *worker) runSDK(ctx context.Context, conc int, handoffTTL time.Duration)
 		w.recordDone(string(h.ExecutionID), fmt.Sprintf("%s %s %d %s", h.ExecutionID, h.AttemptID, h.Epoch, w.instance))
 		return nil
 	}))
+}
+
+// suspendThenComplete runs a --suspend task: complete when the execution's
+// last suspension was satisfied, else wait for a signal on a pending
+// waitpoint whose token is recorded first (a kill between the two leaves a
+// token whose signal is buffered for nobody: the reclaimed attempt records
+// a new one).
+func (w *worker) suspendThenComplete(ctx context.Context, t *sdk.Task) error {
+	h := t.Handle
+	select {
+	case <-time.After(w.workTime()):
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	s, err := t.Signals(ctx)
+	if err != nil {
+		return err
+	}
+	if s == nil || s.Open || len(s.Signals) == 0 {
+		pw, err := t.CreateWaitpoint(ctx, "go", time.Minute)
+		if err != nil {
+			return err
+		}
+		w.record("RPUSH", "fault:tokens", string(h.ExecutionID)+" "+pw.Token)
+		out, err := t.Suspend(ctx, sdk.SuspendArgs{Pending: []sdk.WaitpointID{pw.ID}})
+		if err != nil || !out.AlreadySatisfied {
+			return err
+		}
+		if s, err = t.Signals(ctx); err != nil {
+			return err
+		}
+	}
+	sig := s.Signals[0].ID
+	if err := t.Complete(ctx, []byte(sig)); err != nil {
+		return err
+	}
+	c := w.b.Client()
+	w.recordDone(string(h.ExecutionID), fmt.Sprintf("%s %s %d %s", h.ExecutionID, h.AttemptID, h.Epoch, w.instance),
+		c.B().Rpush().Key("fault:resumedby").Element(string(h.ExecutionID)+" "+sig).Build())
+	return nil
 }
