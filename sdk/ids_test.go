@@ -435,3 +435,25 @@ func TestIsUUIDMatchesDefinition(t *testing.T) {
 		}
 	}
 }
+
+// FuzzTokenWaitpoint: any string either parses to a valid waitpoint id or
+// is refused with invalid_token; never a panic.
+func FuzzTokenWaitpoint(f *testing.F) {
+	w := NewWaitpointID(NewExecutionID(3))
+	for _, s := range []string{"", ".", "..", string(w) + ".k1." + strings.Repeat("a", 40),
+		string(w) + ".k 1." + strings.Repeat("a", 40), "{p:1}:x.k.y", strings.Repeat(".", 300)} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, tok string) {
+		got, err := TokenWaitpoint(tok)
+		if err != nil {
+			if CodeOf(err) != CodeInvalidToken || got != "" {
+				t.Fatalf("TokenWaitpoint(%q) = %q, %v", tok, got, err)
+			}
+			return
+		}
+		if got.Validate() != nil || !strings.HasPrefix(tok, string(got)+".") {
+			t.Fatalf("TokenWaitpoint(%q) = %q, not a valid waitpoint of the token", tok, got)
+		}
+	})
+}
