@@ -73,7 +73,9 @@ pending_type retry_count interrupt_count lease_state lease_id lease_epoch
 worker_id worker_instance lease_expires_at started_at completed_at
 progress_pct progress_msg failure_reason failure_category cancel_reason
 cancelled_by last_transition_at ended_by (who ended the last attempt: the
-holder's lease id, 'engine' or 'operator'; a retried terminal call checks it).
+holder's lease id, 'engine' or 'operator'; a retried terminal call checks it)
+waited ('1' once the execution suspended: retention then deletes what the
+waiting calls kept for it, see ff_suspend).
 A field at its default is not written (a create writes lane, priority,
 created_at, state, last_transition_at and only what else it sets), and an
 absent field reads as its default: pending_type 'initial', resume '0', every
@@ -2040,14 +2042,14 @@ redis.register_function('ff_trim', function(keys, argv)
   local bad = bad_call(keys, TRIM_KEYS, 6, eid)
   if bad then return bad end
   if cutoff == nil then return fail('invalid_input', 'malformed cutoff') end
-  local f = redis.call('HMGET', keys[1], 'state', 'completed_at')
+  local f = redis.call('HMGET', keys[1], 'state', 'completed_at', 'waited')
   if f[1] then
     local terminal = f[1] == 'completed' or f[1] == 'failed' or f[1] == 'cancelled'
       or f[1] == 'expired' or f[1] == 'skipped'
     if not terminal or tonumber(f[2] or '0') > cutoff then return ok('kept') end
   end
   redis.call('DEL', keys[1], keys[2], keys[3], keys[4])
-  drop_waiting(eid)
+  if f[3] == '1' then drop_waiting(eid) end
   redis.call('ZREM', keys[5], eid)
   redis.call('ZREM', keys[6], eid)
   return ok('trimmed')
@@ -2601,9 +2603,11 @@ redis.register_function('ff_suspend', function(keys, argv)
   for i, r in ipairs(c.matched) do append_all(rec, {'sig:' .. i, r}) end
   for name in pairs(c.seen) do append_all(rec, {'m:' .. name, '1'}) end
   redis.call('HSET', susp, unpack(rec))
-  if not satisfied then
+  if satisfied then
+    redis.call('HSET', keys[1], 'waited', '1')
+  else
     redis.call('HSET', keys[1], unpack(release_lease(eid, keys[4], keys[5], f[FENCE_READ + 1],
-      {'state', 'suspended', 'resume', '1', 'ended_by', argv[2], 'last_transition_at', now_s})))
+      {'state', 'suspended', 'resume', '1', 'ended_by', argv[2], 'last_transition_at', now_s, 'waited', '1'})))
     redis.call('ZADD', keys[6], 0, eid)
     if timeout_at > 0 then redis.call('ZADD', keys[7], timeout_at, eid) end
   end

@@ -360,3 +360,47 @@ func TestSuspensionTimeouts(t *testing.T) {
 		t.Fatalf("resume after timeout: %+v, %v", r, err)
 	}
 }
+
+// Retention deletes what suspending kept for an execution: its suspension
+// record, its waitpoints and their signal streams.
+func TestRetentionTrimsWaiting(t *testing.T) {
+	ctx := context.Background()
+	addrs := standalone(t)
+	b := freshBackend(t, addrs)
+	cfg := testConfig(t)
+	cfg.Retention = 300 * time.Millisecond
+	runEngine(t, b, cfg)
+	if _, err := b.SeedWaitpointSecret(ctx, "k", []byte("retention-test-secret")); err != nil {
+		t.Fatal(err)
+	}
+	id := create(t, b, sdk.CreateExecutionArgs{Lane: "rw"})
+	c := claim(t, b, id, "rw", "w", time.Minute)
+	out, err := b.Suspend(ctx, c.Handle, sdk.SuspendArgs{Waitpoints: []string{"a", "b"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.DeliverSignal(ctx, sdk.DeliverSignalArgs{Token: out.Waitpoints[0].Token, Name: "go"}); err != nil {
+		t.Fatal(err)
+	}
+	r, err := b.ClaimFromResumeGrant(ctx, sdk.ResumeToken{ExecutionID: id, Lane: "rw", WorkerID: "w", WorkerInstanceID: "w-1", LeaseTTL: time.Minute})
+	if err != nil || r == nil {
+		t.Fatalf("resume: %+v, %v", r, err)
+	}
+	if err := b.Complete(ctx, r.Handle, nil); err != nil {
+		t.Fatal(err)
+	}
+	waitKeys := func() []string {
+		var keys []string
+		for _, w := range out.Waitpoints {
+			keys = append(keys, keysMentioning(t, addrs, sdk.ExecutionID(w.ID))...)
+		}
+		return append(keys, keysMentioning(t, addrs, id)...)
+	}
+	if left := waitKeys(); len(left) < 4 {
+		t.Fatalf("before trim only %v hold the execution and its waitpoints", left)
+	}
+	eventually(t, 5*time.Second, "trim", func() bool { return describe(t, b, id) == nil })
+	if left := waitKeys(); len(left) > 0 {
+		t.Fatalf("after trim these keys are left: %v", left)
+	}
+}
