@@ -14,7 +14,9 @@ import (
 type FleetConfig struct {
 	// Backend is shared by the fleet's workers (one connection pool, as
 	// workers in one process share a client); each worker gets its own
-	// Wrap of it, so it can be killed alone. Required.
+	// Wrap of it, so it can be killed alone. A Backend that also implements
+	// sdk.Waiter keeps that role through the Wrap (tasks can Suspend).
+	// Required.
 	Backend FullBackend
 	// Workers is the fleet size. Default 1.
 	Workers int
@@ -68,7 +70,7 @@ func StartFleet(ctx context.Context, cfg FleetConfig) (*Fleet, error) {
 			h = cfg.Hooks(i)
 		}
 		b := Wrap(cfg.Backend, h)
-		w, err := sdk.NewWorker(b, wc)
+		w, err := sdk.NewWorker(forWorker(b, cfg.Backend), wc)
 		if err != nil {
 			return nil, err
 		}
@@ -131,6 +133,7 @@ func (f *Fleet) Stats() sdk.WorkerStats {
 		t.Retried += s.Retried
 		t.Cancelled += s.Cancelled
 		t.Delayed += s.Delayed
+		t.Suspended += s.Suspended
 		t.HandlerErrors += s.HandlerErrors
 		t.HandlerPanics += s.HandlerPanics
 		t.Aborted += s.Aborted

@@ -224,3 +224,13 @@ func waitUntil(ctx context.Context, timer *time.Timer, t time.Time) bool {
 		}
 	}
 }
+
+// SleepUntil waits until t as the producer's senders do (a Go timer for the
+// bulk, a precise sleep for the last stretch), so work due at a time fixed
+// in advance (a signal's intended delivery) starts on time; false when ctx
+// ended first.
+func SleepUntil(ctx context.Context, t time.Time) bool {
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	return waitUntil(ctx, timer, t)
+}
