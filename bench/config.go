@@ -17,12 +17,13 @@ const (
 	ScenarioClaimPath      = "claim-path"
 	ScenarioClaimHandoff   = "claim-handoff"
 	ScenarioRecovery       = "recovery"
+	ScenarioSignalResume   = "signal-resume"
 	ScenarioPeers          = "peers"
 )
 
 // ScenarioNames lists the scenarios in report order.
 var ScenarioNames = []string{ScenarioE2E, ScenarioClaimLatency, ScenarioRenew, ScenarioPartitionSweep,
-	ScenarioClaimPath, ScenarioClaimHandoff, ScenarioRecovery, ScenarioPeers}
+	ScenarioClaimPath, ScenarioClaimHandoff, ScenarioRecovery, ScenarioSignalResume, ScenarioPeers}
 
 // ownScenarios are the scenarios that measure FlowFabric alone: all but
 // peers, which runs other systems (and Node) and is in no profile.
@@ -79,6 +80,10 @@ type Config struct {
 	RecoveryJobs int           `json:"recovery_jobs"`
 	LeaseTTL     time.Duration `json:"lease_ttl"`
 	ScanInterval time.Duration `json:"scan_interval"`
+	// SignalWait is signal-resume's fixed wait: each execution's signal is
+	// due this long after the execution's intended submit time, and its
+	// resume latency is timed from then. 0: SignalWaitDefault.
+	SignalWait time.Duration `json:"signal_wait,omitempty"`
 	// ABRounds is how many direct/fused rounds claim-path interleaves.
 	ABRounds int `json:"ab_rounds"`
 	// PipelineDepth and PipelineConns shape the raw pipelined anchor.
@@ -229,7 +234,8 @@ var Profiles = map[string]Config{
 	},
 	// gate: what make perf-gate measures: every gated figure at P=16.
 	"gate": {
-		Scenarios:  []string{ScenarioE2E, ScenarioClaimLatency, ScenarioRenew, ScenarioClaimPath, ScenarioClaimHandoff, ScenarioRecovery},
+		Scenarios: []string{ScenarioE2E, ScenarioClaimLatency, ScenarioRenew, ScenarioClaimPath, ScenarioClaimHandoff, ScenarioRecovery,
+			ScenarioSignalResume},
 		Partitions: 16, SweepPartitions: []int{16}, Workers: 2, Concurrency: 32, ClaimMode: "direct",
 		Warmup: 500 * time.Millisecond, Duration: 2 * time.Second, Drain: 5 * time.Second,
 		RateFraction: 0.5, Arrivals: "poisson", Seed: 1, InFlight: 64, PayloadBytes: 64,
@@ -284,8 +290,8 @@ func (c *Config) Validate() error {
 	switch {
 	case c.Workers < 1 || c.Concurrency < 1 || c.RenewWorkers < 1:
 		return fmt.Errorf("workers, concurrency and renew workers must be at least 1")
-	case c.Duration <= 0 || c.Warmup < 0 || c.Drain < 0:
-		return fmt.Errorf("duration must be positive, warmup and drain not negative")
+	case c.Duration <= 0 || c.Warmup < 0 || c.Drain < 0 || c.SignalWait < 0:
+		return fmt.Errorf("duration must be positive; warmup, drain and signal wait not negative")
 	case c.Leases < c.RenewWorkers:
 		return fmt.Errorf("leases (%d) below renew workers (%d)", c.Leases, c.RenewWorkers)
 	case c.PayloadBytes < payloadHeader:

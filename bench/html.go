@@ -14,7 +14,7 @@ import (
 // no scripts, no external resources) with the charts people look at:
 // latency percentile curves per partition count, renew throughput and claim
 // latency against partitions, the ratio to the raw ceiling, e2e latency,
-// claim-path A/B and recovery.
+// claim-path A/B, recovery and signal → resume.
 //
 // The report may come from anywhere (ffbench report --in): the page is an
 // html/template, so every string is escaped where it lands (text,
@@ -99,6 +99,9 @@ func newPage(rep *Report) *page {
 		{[]chart{e2eCurves(rep)}, "Open loop at a fraction of the measured capacity: claim, handler start and completion timed from the intended arrival; the producer's lag (intended → sent), the submit call and the claim call on their own."},
 		{claimPathBars(rep), "Direct three-step path (scan, then grant+claim pipelined) against the fused claim, interleaved A/B rounds, closed loop."},
 		{[]chart{recoveryCurve(rep)}, "Workers killed mid-task: time from the crash to each job's completion by a surviving worker (lease expiry + scan + claim)."},
+		{[]chart{signalCurves(rep)}, "Durable waiting, open loop: each execution suspends, and its signal is due a fixed wait after the execution's intended submit time. " +
+			"resume runs from that intended delivery time to the resumed handler's start (so a late signaller or a late suspend shows); signal_lag is the signaller's own delay, " +
+			"signal the DeliverSignal call, fcall_rtt one FCALL round trip under the same load (its p50 is the dashed line)."},
 		{[]chart{efficiencyBars(rep)}, "Valkey commands per operation (script-internal commands included): counters noise barely moves, gated in CI."},
 	}
 	for _, r := range rep.Results {
@@ -159,7 +162,7 @@ const pageHTML = `<!doctype html><html lang="en"><head><meta charset="utf-8">
 </tbody></table></div><div class="grid peers">{{range .Figures}}{{template "figure" .}}{{end}}</div>{{end -}}
 <h2>Partition sweep</h2><div class="grid">{{range .Sweep}}{{template "figure" .}}{{end}}</div>
 {{- /* */ -}}
-<h2>End to end, claim path and recovery</h2><div class="grid">{{range .Paths}}{{template "figure" .}}{{end}}</div>
+<h2>End to end, claim path, recovery and signal → resume</h2><div class="grid">{{range .Paths}}{{template "figure" .}}{{end}}</div>
 {{- /* */ -}}
 <h2>All results</h2><div class="tw"><table><thead><tr><th>scenario</th><th>variant</th><th>P</th><th>throughput</th><th>raw ceiling</th><th>ratio</th><th>latency</th><th>p50</th><th>p90</th><th>p99</th><th>p99.9</th><th>max</th><th>cmds/op</th><th>FCALLs/op</th><th>Valkey CPU µs/op</th><th>allocs/op</th><th>lost</th><th>dup</th></tr></thead><tbody>
 {{- range .Rows}}<tr{{with .Class}} class="{{.}}"{{end}}>{{range .Cells}}<td>{{.}}</td>{{end}}</tr>{{end -}}
@@ -218,6 +221,13 @@ func cards(rep *Report) []card {
 			cards = append(cards, card{fmtUS(s.P99), "crash → completion p99",
 				fmt.Sprintf("p50 %s · lease TTL %v, scan every %v", fmtUS(s.P50), rep.Config.LeaseTTL, rep.Config.ScanInterval), ""})
 		}
+	}
+	if r := signalResult(rep); r != nil {
+		s := r.Latency["resume"]
+		v := r.Extra["resume_p50_over_loaded_rtt"]
+		cards = append(cards, card{fmtUS(s.P50), "signal → resume p50",
+			fmt.Sprintf("p99 %s at %s cycles/s, P=%d · %.1f× one loaded FCALL round trip · %.2f FCALLs, %.1f commands per cycle",
+				fmtUS(s.P99), fmtRate(r.OfferedRate), r.Partitions, v, r.FcallsPerOp, r.CommandsPerOp), ""})
 	}
 	return append(cards, peerCards(rep.Peers)...)
 }
@@ -381,6 +391,27 @@ func recoveryCurve(rep *Report) chart {
 		}
 	}
 	return lineChart("Crash → completion", pctAxis(), usAxis("latency"), ss, nil)
+}
+
+// signalCurves draws signal-resume's latency curves, with the loaded
+// FCALL round trip's p50 as a reference line.
+func signalCurves(rep *Report) chart {
+	const title = "Signal → resume latency (open loop)"
+	r := signalResult(rep)
+	if r == nil {
+		return lineChart(title, pctAxis(), usAxis("latency"), nil, nil)
+	}
+	var ss []series
+	for _, name := range []string{"signal_lag", "signal", "fcall_rtt", "resume"} {
+		if s := r.Latency[name]; s != nil && s.Count > 0 {
+			ss = append(ss, series{name: name, pts: curve(s)})
+		}
+	}
+	var refs []refLine
+	if lr := r.Latency["fcall_rtt"]; lr != nil && lr.Count > 0 {
+		refs = append(refs, refLine{lr.P50, "loaded FCALL p50 " + fmtUS(lr.P50)})
+	}
+	return lineChart(fmt.Sprintf("Signal → resume latency, open loop at %s cycles/s", fmtRate(r.OfferedRate)), pctAxis(), usAxis("from the intended time"), ss, refs)
 }
 
 func efficiencyBars(rep *Report) chart {

@@ -51,7 +51,11 @@ func fakeReport() *Report {
 			Unit: "jobs", CommandsPerOp: 25, CommandMix: mix, Latency: map[string]*Summary{"claim_call": lat(300)},
 			Extra: map[string]float64{"throughput_vs_direct": 1.1}},
 		&Result{Scenario: ScenarioRecovery, Partitions: 16, Workers: 2, Throughput: 60, Ops: 200, Unit: "jobs",
-			Latency: map[string]*Summary{"crash_to_completion": lat(700000)}})
+			Latency: map[string]*Summary{"crash_to_completion": lat(700000)}},
+		&Result{Scenario: ScenarioSignalResume, Partitions: 16, Workers: 2, DurationS: 2, OfferedRate: 100, Throughput: 100,
+			Ops: 200, Unit: "cycles", CommandsPerOp: 60, FcallsPerOp: 5, CommandMix: mix,
+			Latency: map[string]*Summary{"resume": lat(800), "signal": lat(600), "signal_lag": lat(80), "suspend": lat(1000), "fcall_rtt": lat(150)},
+			Extra:   map[string]float64{"signal_wait_ms": 20, "resume_p50_over_loaded_rtt": 5.3, "signals_delivered": 200}})
 	// The peers scenario: each system's closed-loop settings and idle runs.
 	for _, p := range []struct {
 		sys   string
@@ -141,7 +145,8 @@ func TestMarkdownAndSummary(t *testing.T) {
 	t.Parallel()
 	rep := fakeReport()
 	md := Markdown(rep)
-	for _, want := range []string{"# ffbench report", "## Headlines", "renew throughput at P=16", "| claim-latency |", "## Go benchmark format", "Correctness: passed"} {
+	for _, want := range []string{"# ffbench report", "## Headlines", "renew throughput at P=16", "| claim-latency |", "## Go benchmark format", "Correctness: passed",
+		"## Signal → resume", "signal → resume at P=16, 100 cycles/s", "| resume | intended delivery → resumed handler start | 2000 |"} {
 		if !strings.Contains(md, want) {
 			t.Errorf("markdown lacks %q", want)
 		}
@@ -166,7 +171,8 @@ func TestHTMLHasCharts(t *testing.T) {
 		t.Fatalf("%d plotted series", n)
 	}
 	for _, title := range []string{"Claim latency percentiles by partition count", "Renew throughput vs partitions",
-		"Claim latency vs partitions", "Ratio to the raw ceiling vs partitions", "Crash → completion", "Claim path: direct vs fused"} {
+		"Claim latency vs partitions", "Ratio to the raw ceiling vs partitions", "Crash → completion", "Claim path: direct vs fused",
+		"Signal → resume latency, open loop at 100 cycles/s"} {
 		if !strings.Contains(page, title) {
 			t.Errorf("no chart %q", title)
 		}
@@ -232,8 +238,10 @@ func TestGateCompare(t *testing.T) {
 	// A metric the report lacks fails.
 	delete(ok.Find("e2e/closed/P=16").CommandMix, "fcall")
 	ok.Lost = 0
-	ok.Results = slices.DeleteFunc(ok.Results, func(r *Result) bool { return r.Scenario == ScenarioPeers })
-	ok.Results = ok.Results[:len(ok.Results)-6]
+	ok.Results = slices.DeleteFunc(ok.Results, func(r *Result) bool {
+		return r.Scenario == ScenarioPeers || r.Scenario == ScenarioSignalResume
+	})
+	ok.Results = ok.Results[:len(ok.Results)-6] // renew-throughput/sdk/P=16 among them
 	if g, _ := Gate(context.Background(), nb, ok, GateOptions{}); g.Pass() {
 		t.Fatal("missing results passed")
 	}

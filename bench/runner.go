@@ -102,6 +102,20 @@ func (r *Runner) finish(rep *Report) {
 		if res.Extra["unclaimed"] > 0 {
 			rep.Failures = append(rep.Failures, fmt.Sprintf("%s: %s", res.Key(), res.Note))
 		}
+		if f := signalFailure(res); f != "" {
+			rep.Failures = append(rep.Failures, res.Key()+": "+f)
+		}
+		// Resume latency against the serial FCALL round trip (the loaded
+		// one is set by the scenario: both figures are its own).
+		if s := res.Latency["resume"]; s != nil && s.Count > 0 && r.anchors.SerialFCALL != nil && r.anchors.SerialFCALL.P50 > 0 {
+			if res.Extra == nil {
+				res.Extra = map[string]float64{}
+			}
+			res.Extra["resume_p50_over_serial_rtt"] = round3(s.P50 / r.anchors.SerialFCALL.P50)
+			if lr := res.Latency["fcall_rtt"]; lr != nil && lr.Count > 0 && lr.P50 > 0 {
+				res.Extra["loaded_rtt_p50_over_serial_rtt"] = round3(lr.P50 / r.anchors.SerialFCALL.P50)
+			}
+		}
 		// Claim latency against the serial FCALL round trip.
 		if s := res.Latency["claim"]; s != nil && s.Count > 0 && r.anchors.SerialFCALL != nil && r.anchors.SerialFCALL.P50 > 0 {
 			if res.Extra == nil {
@@ -175,6 +189,12 @@ func (r *Runner) RunScenario(ctx context.Context, name string) ([]*Result, error
 	case ScenarioRecovery:
 		res, err := r.runRecovery(ctx)
 		return []*Result{res}, err
+	case ScenarioSignalResume:
+		res, err := r.runSignalResume(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return []*Result{res}, nil
 	case ScenarioPeers:
 		return r.runPeers(ctx)
 	}

@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"os/exec"
+	"strings"
 	"testing"
 	"time"
 
@@ -56,7 +57,7 @@ func TestScenariosSmoke(t *testing.T) {
 	}
 	for _, key := range []string{"e2e/closed/P=4", "e2e/open/P=4", "claim-latency/P=1", "claim-latency/P=4",
 		"renew-throughput/sdk/P=1", "renew-throughput/raw/P=4", "renew-throughput/sdk/P=4", "claim-path/direct/P=4",
-		"claim-path/fused/P=4", "claim-handoff/handoff/P=4", "claim-handoff/push/P=4", "recovery/P=4"} {
+		"claim-path/fused/P=4", "claim-handoff/handoff/P=4", "claim-handoff/push/P=4", "recovery/P=4", "signal-resume/P=4"} {
 		r := rep.Find(key)
 		if r == nil {
 			t.Errorf("no result %s", key)
@@ -91,6 +92,7 @@ func TestScenariosSmoke(t *testing.T) {
 			t.Errorf("recovery: %+v", s)
 		}
 	}
+	checkSignalResume(t, rep.Find("signal-resume/P=4"))
 	// Hand-offs replace the claim call: fewer FCALLs per job than claiming
 	// after the push, and a claim p50 set against the push variant's.
 	if h, p := rep.Find("claim-handoff/handoff/P=4"), rep.Find("claim-handoff/push/P=4"); h != nil && p != nil {
@@ -153,5 +155,53 @@ func TestCalibrateRuns(t *testing.T) {
 		if row.FFBench <= 0 || row.ValkeyBenchmark <= 0 {
 			t.Errorf("%+v", row)
 		}
+	}
+}
+
+// checkSignalResume checks a signal-resume result: every cycle of the
+// window resumed (a latency sample each), every suspension got exactly one
+// signal that resumed it, every execution completed once, and the loaded
+// FCALL round trip was measured beside it.
+func checkSignalResume(t *testing.T, r *Result) {
+	t.Helper()
+	if r == nil {
+		t.Error("no signal-resume result")
+		return
+	}
+	s := r.Latency["resume"]
+	if s == nil || s.Count == 0 || s.Count != r.Ops || s.P50 <= 0 || s.Hist == "" {
+		t.Errorf("signal-resume: resume %+v for %d cycles in the window", s, r.Ops)
+	}
+	for _, name := range []string{"signal", "signal_lag", "suspend", "fcall_rtt"} {
+		if l := r.Latency[name]; l == nil || l.Count == 0 {
+			t.Errorf("signal-resume: no %s histogram", name)
+		}
+	}
+	e := r.Extra
+	if r.Lost != 0 || r.Duplicated != 0 || e["submitted"] == 0 || e["suspended"] != e["submitted"] ||
+		e["signals_delivered"] != e["submitted"] || e["worker_suspended"] != e["submitted"] || e["completed"] != e["submitted"] ||
+		signalFailure(r) != "" {
+		t.Errorf("signal-resume: not exactly once: lost %d, duplicated %d, extra %v, note %s", r.Lost, r.Duplicated, e, r.Note)
+	}
+	if r.FcallsPerOp <= 0 || r.CommandsPerOp <= r.FcallsPerOp || e["resume_p50_over_loaded_rtt"] <= 0 || r.OfferedRate != SignalRateDefault {
+		t.Errorf("signal-resume: %.2f FCALLs and %.2f commands per cycle, resume/loaded RTT %v, rate %v",
+			r.FcallsPerOp, r.CommandsPerOp, e["resume_p50_over_loaded_rtt"], r.OfferedRate)
+	}
+}
+
+// TestSignalFailureFailsTheRun: a signal lost, repeated or not resuming
+// fails the report like a lost completion does.
+func TestSignalFailureFailsTheRun(t *testing.T) {
+	t.Parallel()
+	for _, k := range []string{"signals_lost", "signals_duplicated", "signal_errors", "signal_mismatches", "suspend_duplicates"} {
+		rep := &Report{Results: []*Result{{Scenario: ScenarioSignalResume, Partitions: 16, Ops: 10, Extra: map[string]float64{k: 1}}}}
+		(&Runner{}).finish(rep)
+		if rep.OK() || len(rep.Failures) != 1 || !strings.Contains(rep.Failures[0], "signal-resume/P=16: signals:") {
+			t.Errorf("%s: report OK %v, failures %q", k, rep.OK(), rep.Failures)
+		}
+	}
+	rep := &Report{Results: []*Result{{Scenario: ScenarioSignalResume, Partitions: 16, Ops: 10, Extra: map[string]float64{"signals_delivered": 10}}}}
+	if (&Runner{}).finish(rep); !rep.OK() {
+		t.Errorf("a clean run failed: %q", rep.Failures)
 	}
 }

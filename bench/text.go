@@ -49,7 +49,7 @@ func fmtRatio(v float64) string {
 
 // headline picks the latency a result is judged by.
 func headline(r *Result) (string, *Summary) {
-	names := []string{"claim", "e2e", "crash_to_completion", "renew_round"}
+	names := []string{"resume", "claim", "e2e", "crash_to_completion", "renew_round"}
 	if r.Scenario == ScenarioPeers {
 		names = []string{"handler_start"} // the one latency every system has: idle pickup
 	}
@@ -160,7 +160,72 @@ func Headlines(rep *Report) []string {
 				fmtUS(s.P50), fmtUS(s.P99), rep.Config.LeaseTTL, rep.Config.ScanInterval))
 		}
 	}
+	if l := signalHeadline(rep); l != "" {
+		out = append(out, l)
+	}
 	return append(out, peerHeadlines(rep.Peers)...)
+}
+
+// signalResult is the signal-resume result at the config's partition
+// count, or nil.
+func signalResult(rep *Report) *Result {
+	if r := rep.Find(ScenarioSignalResume + "/P=" + strconv.Itoa(rep.Config.Partitions)); r != nil {
+		if s := r.Latency["resume"]; s != nil && s.Count > 0 {
+			return r
+		}
+	}
+	return nil
+}
+
+// signalHeadline is signal-resume's line: resume p50/p99 against one FCALL
+// round trip under the same load, and the cycle's cost.
+func signalHeadline(rep *Report) string {
+	r := signalResult(rep)
+	if r == nil {
+		return ""
+	}
+	s := r.Latency["resume"]
+	line := fmt.Sprintf("signal → resume at P=%d, %s cycles/s (each signal due %gms after its submit's intended time): p50 %s, p99 %s, p99.9 %s from the intended delivery",
+		r.Partitions, fmtRate(r.OfferedRate), r.Extra["signal_wait_ms"], fmtUS(s.P50), fmtUS(s.P99), fmtUS(s.P999))
+	if lr := r.Latency["fcall_rtt"]; lr != nil && lr.Count > 0 {
+		line += fmt.Sprintf("; one FCALL round trip under this load p50 %s, so the resume p50 is %.2f× it", fmtUS(lr.P50), r.Extra["resume_p50_over_loaded_rtt"])
+	}
+	if sc := r.Latency["signal"]; sc != nil && sc.Count > 0 {
+		line += fmt.Sprintf(" (the DeliverSignal call alone: p50 %s)", fmtUS(sc.P50))
+	}
+	return line + fmt.Sprintf("; per cycle (submit → suspend → signal → resume → complete): %.2f FCALLs, %.1f Valkey commands", r.FcallsPerOp, r.CommandsPerOp)
+}
+
+// signalMarkdown writes signal-resume's section: how it is timed, its
+// latencies and its cost per cycle.
+func signalMarkdown(b *strings.Builder, rep *Report) {
+	r := signalResult(rep)
+	if r == nil {
+		return
+	}
+	b.WriteString("## Signal → resume\n\n")
+	fmt.Fprintf(b, "Open loop: executions arrive at %s/s (%s); a fresh attempt suspends (one waitpoint) and hands its token to a signaller, "+
+		"which delivers the signal at the execution's intended submit time + %gms; the resumed attempt records its start, reads its signal and completes. "+
+		"Resume latency runs from the signal's **intended** delivery time to the resumed handler's start. "+
+		"One cycle is submit → suspend → signal → resume → complete.\n\n",
+		fmtRate(r.OfferedRate), md(rep.Config.Arrivals, maxNameRunes), r.Extra["signal_wait_ms"])
+	b.WriteString("| measure | what | count | p50 | p90 | p99 | p99.9 | max |\n|---|---|--:|--:|--:|--:|--:|--:|\n")
+	for _, m := range []struct{ name, what string }{
+		{"resume", "intended delivery → resumed handler start"},
+		{"signal_lag", "intended delivery → signal sent (the signaller's own lag)"},
+		{"signal", "the DeliverSignal call (ff_signal)"},
+		{"suspend", "intended submit → token in the signaller's hands"},
+		{"fcall_rtt", "one FCALL round trip under the same load"},
+	} {
+		if s := r.Latency[m.name]; s != nil && s.Count > 0 {
+			fmt.Fprintf(b, "| %s | %s | %d | %s | %s | %s | %s | %s |\n", m.name, m.what, s.Count, fmtUS(s.P50), fmtUS(s.P90),
+				fmtUS(s.P99), fmtUS(s.P999), fmtUS(s.Max))
+		}
+	}
+	fmt.Fprintf(b, "\nresume p50 / loaded FCALL p50: **%.2f×**; per cycle: **%.2f FCALLs**, **%.1f Valkey commands**, %.0f µs of Valkey CPU (the load probe's included); "+
+		"%.0f cycles in the window, %.0f signals delivered, %.0f lost, %.0f duplicated; %.0f suspends landed after their signal was due.\n\n",
+		r.Extra["resume_p50_over_loaded_rtt"], r.FcallsPerOp, r.CommandsPerOp, r.ValkeyCPUPerOpUS, float64(r.Ops),
+		r.Extra["signals_delivered"], r.Extra["signals_lost"], r.Extra["signals_duplicated"], r.Extra["late_tokens"])
 }
 
 // p50Mean shows a serial row's "p50 (mean)"; "-" for a pipelined row.
@@ -228,6 +293,7 @@ func Markdown(rep *Report) string {
 			rep.Anchors.PipelineDepth, fmtRate(rep.Anchors.PipelinedRate))
 	}
 	peerMarkdown(&b, rep.Peers)
+	signalMarkdown(&b, rep)
 	b.WriteString("## Results\n\n")
 	b.WriteString("| scenario | variant | P | workers | window | offered/s | throughput | raw ceiling | ratio | latency | p50 | p90 | p99 | p99.9 | max | cmds/op | FCALLs/op | Valkey CPU µs/op | allocs/op | lost | dup |\n")
 	b.WriteString("|---|---|--:|--:|--:|--:|--:|--:|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
@@ -328,7 +394,7 @@ func BenchLines(rep *Report) string {
 		if r.RatioToCeiling > 0 {
 			fmt.Fprintf(&b, "\t%.4g ratio", r.RatioToCeiling)
 		}
-		for _, name := range []string{"claim", "handler_start", "e2e", "claim_call", "crash_to_completion", "renew_round"} {
+		for _, name := range []string{"claim", "handler_start", "e2e", "claim_call", "crash_to_completion", "renew_round", "resume"} {
 			if s := r.Latency[name]; s != nil && s.Count > 0 {
 				fmt.Fprintf(&b, "\t%.4g %s-p50-us\t%.4g %s-p99-us", s.P50, name, s.P99, name)
 			}
