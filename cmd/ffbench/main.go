@@ -157,7 +157,7 @@ func (f *runFlags) register(fs *flag.FlagSet, sweep bool) {
 	def, _ := bench.Profile("quick")
 	fs.StringVar(&f.profile, "profile", "quick", "run profile: smoke (seconds per scenario), quick (under 90s on 2 cores), gate (make perf-gate),\nfull (long windows); the flags below override its values")
 	if !sweep {
-		fs.StringVar(&f.scenarios, "scenario", "", "comma-separated scenarios instead of the profile's: e2e, claim-latency,\nrenew-throughput, partition-sweep, claim-path, claim-handoff, recovery, peers (quick: "+strings.Join(def.Scenarios, ",")+")")
+		fs.StringVar(&f.scenarios, "scenario", "", "comma-separated scenarios instead of the profile's: e2e, claim-latency,\nrenew-throughput, partition-sweep, claim-path, claim-handoff, recovery, signal-resume, peers\n(quick: "+strings.Join(def.Scenarios, ",")+")")
 		p := def.Peers
 		fs.StringVar(&f.peerSystems, "peer-systems", "", "peers: systems to run, of "+strings.Join(bench.PeerSystems, ", ")+" (default all)")
 		fs.IntVar(&f.cfg.Peers.Rounds, "peer-rounds", 0, fmt.Sprintf("peers: rounds of each system and setting, turns rotating (default %d)", p.Rounds))
@@ -182,7 +182,7 @@ func (f *runFlags) register(fs *flag.FlagSet, sweep bool) {
 	fs.DurationVar(&f.cfg.Warmup, "warmup", 0, "excluded from measurement at the start of each run (quick: 500ms)")
 	fs.DurationVar(&f.cfg.Duration, "duration", 0, "measured window of each run (quick: 2s)")
 	fs.DurationVar(&f.cfg.Drain, "drain", 0, "how long a run waits for outstanding work after the window; not measured (quick: 5s)")
-	fs.Float64Var(&f.cfg.Rate, "rate", 0, "open-loop arrivals per second; 0: --rate-fraction of the e2e capacity measured in the same run")
+	fs.Float64Var(&f.cfg.Rate, "rate", 0, fmt.Sprintf("open-loop arrivals per second; 0: --rate-fraction of the e2e capacity measured in the same run\n(signal-resume: cycles per second; 0: %d/s)", bench.SignalRateDefault))
 	fs.Float64Var(&f.cfg.RateFraction, "rate-fraction", 0, "open-loop rate as a fraction of measured capacity (quick: 0.5)")
 	fs.StringVar(&f.cfg.Arrivals, "arrivals", "", "open-loop schedule: poisson or constant (quick: poisson)")
 	fs.Uint64Var(&f.cfg.Seed, "seed", 0, "Poisson schedule seed (quick: 1)")
@@ -193,6 +193,7 @@ func (f *runFlags) register(fs *flag.FlagSet, sweep bool) {
 	fs.IntVar(&f.cfg.RecoveryJobs, "recovery-jobs", 0, "recovery: jobs abandoned by the crashed workers (quick: 200)")
 	fs.DurationVar(&f.cfg.LeaseTTL, "lease-ttl", 0, "recovery: lease TTL of the workers (quick: 1s)")
 	fs.DurationVar(&f.cfg.ScanInterval, "scan-interval", 0, "recovery: lease-expiry scanner interval (quick: 250ms)")
+	fs.DurationVar(&f.cfg.SignalWait, "signal-wait", 0, fmt.Sprintf("signal-resume: each signal is due this long after its execution's intended submit time;\nresume latency is timed from then (default %v)", bench.SignalWaitDefault))
 	fs.IntVar(&f.cfg.ABRounds, "ab-rounds", 0, "claim-path and claim-handoff: interleaved rounds of each variant (quick: 2)")
 	fs.IntVar(&f.cfg.PipelineDepth, "pipeline-depth", 0, "raw pipelined anchor: commands per pipelined batch (quick: 16)")
 	fs.IntVar(&f.cfg.PipelineConns, "pipeline-conns", 0, "raw pipelined anchor: connections (quick: 4)")
@@ -240,6 +241,7 @@ func (f *runFlags) config(fs *flag.FlagSet, sweep bool) (bench.Config, error) {
 	pick("recovery-jobs", func() { cfg.RecoveryJobs = o.RecoveryJobs })
 	pick("lease-ttl", func() { cfg.LeaseTTL = o.LeaseTTL })
 	pick("scan-interval", func() { cfg.ScanInterval = o.ScanInterval })
+	pick("signal-wait", func() { cfg.SignalWait = o.SignalWait })
 	pick("ab-rounds", func() { cfg.ABRounds = o.ABRounds })
 	pick("pipeline-depth", func() { cfg.PipelineDepth = o.PipelineDepth })
 	pick("pipeline-conns", func() { cfg.PipelineConns = o.PipelineConns })
