@@ -143,6 +143,7 @@ var suite = []subtest{
 		{name: "stale_fence", fn: testSuspendStaleFence},
 		{name: "tokens", fn: testWaitpointTokens},
 		{name: "resume_handoff", fn: testResumeHandoff},
+		{name: "signal_deliveries", fn: testSignalDeliveries},
 	}},
 	{name: "offers", sub: []subtest{
 		{name: "handoff", fn: testHandoff},

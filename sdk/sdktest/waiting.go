@@ -2,6 +2,7 @@ package sdktest
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"strings"
 	"time"
@@ -496,4 +497,71 @@ func testResumeHandoff(e *env) {
 	}
 	e.requireResumed("handed-off resume", t.Handle, c.Handle)
 	e.must("Complete", e.b.Complete(e.ctx, t.Handle, nil))
+}
+
+// testSignalDeliveries: the deliveries log streams every delivery with its
+// effect, and a subscriber that resumes from a delivery's cursor gets what
+// followed it, nothing twice.
+func testSignalDeliveries(e *env) {
+	const lane sdk.LaneID = "sdktest-wait-log"
+	w := e.waiter()
+	got := make(chan sdk.SignalDelivery, 16)
+	subscribe := func(cursor string) context.CancelFunc {
+		ctx, cancel := context.WithCancel(e.ctx)
+		go func() {
+			_ = w.SignalDeliveries(ctx, cursor, func(d sdk.SignalDelivery) error {
+				got <- d
+				return nil
+			})
+		}()
+		return cancel
+	}
+	next := func(what string) sdk.SignalDelivery {
+		e.t.Helper()
+		select {
+		case d := <-got:
+			return d
+		case <-time.After(settleDeadline):
+			e.t.Fatalf("%s: no delivery within %v", what, settleDeadline)
+		}
+		return sdk.SignalDelivery{}
+	}
+	// A subscription from now starts at the logs' ends: give it a moment
+	// to read them before the first signal.
+	stop := subscribe("")
+	e.sleep(100 * time.Millisecond)
+	id, c := e.claimed(lane)
+	out := e.suspend(w, c.Handle, sdk.SuspendArgs{Condition: sdk.ResumeCondition{Mode: sdk.MatchCount, Count: 3}})
+	var sent []sdk.DeliverSignalResult
+	for i, effect := range []string{sdk.EffectMatched, sdk.EffectMatched, sdk.EffectResumed} {
+		sent = append(sent, e.signal(w, out.Waitpoints[0].Token, fmt.Sprintf("s%d", i), nil, effect))
+	}
+	var first sdk.SignalDelivery
+	for i, s := range sent {
+		d := next("delivery " + s.SignalID)
+		if d.SignalID != s.SignalID || d.ExecutionID != id || d.Effect != s.Effect ||
+			d.Waitpoint != out.Waitpoints[0].ID || d.Name != fmt.Sprintf("s%d", i) || d.Cursor == "" {
+			e.t.Fatalf("delivery %d = %+v, want signal %s (%s) of %s", i, d, s.SignalID, s.Effect, id)
+		}
+		if i == 0 {
+			first = d
+		}
+	}
+	stop()
+	// Resumed from the first delivery's cursor: the two after it, once.
+	stop = subscribe(first.Cursor)
+	defer stop()
+	for _, s := range sent[1:] {
+		if d := next("resumed subscription"); d.SignalID != s.SignalID {
+			e.t.Fatalf("resumed subscription: %s, want %s", d.SignalID, s.SignalID)
+		}
+	}
+	select {
+	case d := <-got:
+		e.t.Fatalf("resumed subscription delivered %s again", d.SignalID)
+	case <-time.After(200 * time.Millisecond):
+	}
+	e.rejects("SignalDeliveries with a malformed cursor", func() error {
+		return w.SignalDeliveries(e.ctx, "nonsense", func(sdk.SignalDelivery) error { return nil })
+	}, sdk.ErrValidation)
 }
