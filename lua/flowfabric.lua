@@ -2641,7 +2641,8 @@ redis.register_function('ff_signal', function(keys, argv)
     w, kid, mac = string.match(token, '^([^.]+)%.([%w_%-]+)%.(%x+)$')
   end
   local tag = id_tag(w)
-  if not tag or keys[1] ~= wp_key(w) then return fail('invalid_token') end
+  if not tag then return fail('invalid_token') end
+  if keys[1] ~= wp_key(w) then return fail('invalid_input', 'key 1 is not the token\'s waitpoint') end
   local bad = bad_wait_keys(keys, SIGNAL_KEYS, tag)
   if bad then return bad end
   local ttl = uint(argv[7])

@@ -187,6 +187,33 @@ func (f hostileFixture) calls() []rawCall {
 			build: func(_, l string) ([]string, []string) {
 				return []string{lk(l, "eligible")}, []string{"not-an-id"}
 			}},
+		{fn: "ff_waitpoint", eid: f.active, eidArg: 0, laneArg: -1,
+			build: func(e, _ string) ([]string, []string) {
+				return []string{ek(e, "core"), "ff:sec:" + tag, pk("wp_pending")},
+					append(fence(e), string(sdk.NewWaitpointID(sdk.ExecutionID(f.active))), "label", "60000")
+			}},
+		{fn: "ff_suspend", eid: f.active, eidArg: 0, laneArg: -1,
+			build: func(e, _ string) ([]string, []string) {
+				return []string{ek(e, "core"), ek(e, "susp"), "ff:sec:" + tag, pk("leases"), pk("timeouts"),
+						pk("suspended"), pk("susp_timeouts"), pk("wp_pending")},
+					append(fence(e), uuid(), "reason", "worker", "0", "fail", "any", "0", "", "", "1",
+						string(sdk.NewWaitpointID(sdk.ExecutionID(f.active))), "label", "0")
+			}},
+		{fn: "ff_signal", eidArg: -1, laneArg: -1,
+			build: func(_, _ string) ([]string, []string) {
+				w := tag + ":" + f.fresh[len(tag)+1:]
+				return []string{"ff:wp:" + w, "ff:sec:" + tag, pk("leases"), pk("timeouts"), pk("suspended"),
+						pk("susp_timeouts"), pk("signals"), arr},
+					[]string{w + ".k1." + strings.Repeat("a", 40), uuid(), "go", "payload", "src", "", "60000", "global"}
+			}},
+		{fn: "ff_suspension_timeout", eid: f.active, eidArg: 0, laneArg: -1,
+			build: func(e, _ string) ([]string, []string) {
+				return []string{ek(e, "core"), ek(e, "susp"), pk("susp_timeouts"), pk("deadlines"), arr}, []string{e}
+			}},
+		{fn: "ff_hmac", eidArg: -1, laneArg: -1,
+			build: func(_, _ string) ([]string, []string) {
+				return []string{"ff:sec:" + tag}, []string{"seed", "k1", strings.Repeat("ab", 16), "0"}
+			}},
 		{fn: "ff_own", eidArg: -1, laneArg: -1,
 			build: func(_, _ string) ([]string, []string) {
 				return []string{"ff:own:" + tag}, []string{"engine-1", "5000", "acquire"}
@@ -231,6 +258,29 @@ func (f hostileFixture) calls() []rawCall {
 		case "ff_renew":
 			c.extra = append(c.extra, malformed{"a second lease of another partition", append(keys, ek(f.waiting, "core")),
 				append(args, "{p:0}:"+uuid(), f.lease, f.epoch, f.at)})
+		case "ff_suspend":
+			c.extra = append(c.extra,
+				malformed{"a waitpoint of another partition", keys, with(args, 14, string(sdk.NewWaitpointID(sdk.NewExecutionID(0))))},
+				malformed{"a waitpoint label with a space", keys, with(args, 15, "bad label")},
+				malformed{"more waitpoints than sent", keys, with(args, 13, "2")},
+				malformed{"an unknown match mode", keys, with(args, 9, "some")},
+				malformed{"an unknown timeout behaviour", keys, with(args, 8, "explode")},
+				malformed{"a signal name with a brace", keys, with(args, 11, "a,{b}")})
+		case "ff_waitpoint":
+			c.extra = append(c.extra, malformed{"a waitpoint of another partition", keys,
+				with(args, 4, string(sdk.NewWaitpointID(sdk.NewExecutionID(0))))})
+		case "ff_signal":
+			w := tag + ":" + uuid()
+			c.extra = append(c.extra,
+				malformed{"the key of another waitpoint than the token's", with(keys, 0, "ff:wp:"+w), args},
+				malformed{"a signal name with a space", keys, with(args, 2, "bad name")},
+				malformed{"an unknown offers scope", keys, with(args, 7, "everywhere")})
+		case "ff_hmac":
+			c.extra = append(c.extra,
+				malformed{"a kid with a space", keys, with(args, 1, "k 1")},
+				malformed{"a short secret", keys, with(args, 2, "abcd")},
+				malformed{"a secret that is not hex", keys, with(args, 2, strings.Repeat("zz", 16))},
+				malformed{"an unknown mode", keys, with(args, 0, "reveal")})
 		case "ff_own":
 			c.extra = append(c.extra, malformed{"an own key with a leading zero", []string{"ff:own:{p:0" + tag[3:]}, args},
 				malformed{"an own key without a tag", []string{"ff:own:x" + tag}, args})
