@@ -13,6 +13,10 @@ so every key below hashes to the partition's slot). L is a lane name.
   ff:e:E:result      STRING result bytes of a completed execution
   ff:e:E:grant       HASH   the one claim grant (worker_id, worker_instance_id,
                             expires_at), PEXPIREAT at its expiry
+  ff:e:E:susp        HASH   the current (or last) suspension (ff_suspend)
+  ff:e:E:stream:I    STREAM attempt I's frames (ff_append); ":summary" HASH
+                            its summary document and version
+  ff:wp:W...         a waitpoint's keys (see ff_suspend's section)
   ff:i:T:L:eligible  ZSET   runnable now; score = created_at_ms - priority*1e12
   ff:i:T:L:delayed   ZSET   not before score (ms): delays, retry backoff
   ff:i:T:L:active    ZSET   no longer written (v16: leases holds every
@@ -75,7 +79,8 @@ progress_pct progress_msg failure_reason failure_category cancel_reason
 cancelled_by last_transition_at ended_by (who ended the last attempt: the
 holder's lease id, 'engine' or 'operator'; a retried terminal call checks it)
 waited ('1' once the execution suspended: retention then deletes what the
-waiting calls kept for it, see ff_suspend).
+waiting calls kept for it, see ff_suspend), streams ('1' once an attempt
+appended to its stream: retention deletes them, see ff_append).
 A field at its default is not written (a create writes lane, priority,
 created_at, state, last_transition_at and only what else it sets), and an
 absent field reads as its default: pending_type 'initial', resume '0', every
@@ -2042,7 +2047,7 @@ redis.register_function('ff_trim', function(keys, argv)
   local bad = bad_call(keys, TRIM_KEYS, 6, eid)
   if bad then return bad end
   if cutoff == nil then return fail('invalid_input', 'malformed cutoff') end
-  local f = redis.call('HMGET', keys[1], 'state', 'completed_at', 'waited')
+  local f = redis.call('HMGET', keys[1], 'state', 'completed_at', 'waited', 'streams', 'total_attempts')
   if f[1] then
     local terminal = f[1] == 'completed' or f[1] == 'failed' or f[1] == 'cancelled'
       or f[1] == 'expired' or f[1] == 'skipped'
@@ -2050,6 +2055,11 @@ redis.register_function('ff_trim', function(keys, argv)
   end
   redis.call('DEL', keys[1], keys[2], keys[3], keys[4])
   if f[3] == '1' then drop_waiting(eid) end
+  if f[4] == '1' then
+    for i = 0, num(f[5]) - 1 do
+      redis.call('DEL', exec_key(eid, 'stream:' .. i), exec_key(eid, 'stream:' .. i .. ':summary'))
+    end
+  end
   redis.call('ZREM', keys[5], eid)
   redis.call('ZREM', keys[6], eid)
   return ok('trimmed')
@@ -2750,6 +2760,85 @@ redis.register_function('ff_suspension_timeout', function(keys, argv)
   redis.call('HSET', keys[1], unpack(kv))
   redis.call('ZADD', 'ff:i:' .. tag .. ':' .. f[2] .. ':terminal', now, eid)
   return ok(after)
+end)
+
+---------------------------------------------------------------------------
+-- Attempt streams: output a running attempt publishes (frames), read and
+-- tailed by anyone. One stream per attempt, ff:e:E:stream:<i> (a STREAM of
+-- frames: fields t (type), p (payload), c (correlation id, when given)),
+-- with ff:e:E:stream:<i>:summary (HASH: doc, the summary document the
+-- summary frames merge into, and version). Only the lease holder appends
+-- (fenced): once the attempt ends no append can pass the fence, so a
+-- stream is closed by the attempt's end itself, with nothing to write
+-- then (readers derive closed-at and reason from the execution record). The
+-- first append of an execution marks it (streams = '1') so retention
+-- deletes its streams; a job that never appends pays nothing.
+
+local MAX_FRAMES_PER_APPEND = 256
+local STREAM_MODES = {durable = true, live = true, summary = true}
+
+---------------------------------------------------------------------------
+-- ff_append: append frames to the lease holder's attempt stream.
+-- KEYS: 1 core, 2 stream (ff:e:E:stream:<attempt_index>)
+-- ARGV: 1 eid, 2 lease_id, 3 epoch, 4 attempt_id, 5 attempt_index,
+--       6 mode ('durable' | 'live' | 'summary'), 7 maxlen (frames kept,
+--       about: XADD MAXLEN ~), 8 ttl_ms (live: the stream's expiry, renewed
+--       by every append; else 0), 9 summary document (mode summary: the
+--       document after this call's patches, merged by the caller, who
+--       alone writes it), 10 expected summary version (mode summary), 11 n
+--       (1..MAX_FRAMES_PER_APPEND), then n (type, payload, correlation id)
+-- Returns ok(summary_version, then the n entry ids).
+-- Errors: the fence errors (an ended attempt's stream is closed: appends
+--   fail its fence), invalid_input, summary_conflict(version) (the stored
+--   version is not the expected one: nothing written).
+local APPEND_KEYS = {'core', 'stream'}
+local FENCE_APPEND = fence_with({'attempt_index', 'streams'})
+redis.register_function('ff_append', function(keys, argv)
+  local eid, idx = argv[1], uint(argv[5])
+  local tag = id_tag(eid)
+  if not tag then return fail('invalid_input', 'malformed execution id') end
+  if #keys ~= 2 or keys[1] ~= exec_key(eid, 'core') or idx == nil
+    or keys[2] ~= exec_key(eid, 'stream:' .. idx) then
+    return fail('invalid_input', 'keys are not the attempt\'s')
+  end
+  local mode, maxlen, ttl, n = argv[6], uint(argv[7]), uint(argv[8]), uint(argv[11])
+  if not STREAM_MODES[mode] or maxlen == nil or maxlen == 0 or ttl == nil or n == nil or n == 0
+    or n > MAX_FRAMES_PER_APPEND or #argv ~= 11 + 3 * n or (mode == 'summary' and uint(argv[10]) == nil)
+    or (mode == 'live' and ttl == 0) then
+    return fail('invalid_input', 'malformed append arguments')
+  end
+  for i = 12, #argv, 3 do
+    if not is_name(argv[i]) or (argv[i + 2] ~= '' and not is_name(argv[i + 2])) then
+      return fail('invalid_input', 'malformed frame type or correlation id')
+    end
+  end
+  local now = now_ms()
+  local bad, f = check_fence(keys[1], argv[2], argv[3], argv[4], now, nil, FENCE_APPEND)
+  if bad then return bad end
+  if f[FENCE_READ + 1] ~= argv[5] and not (argv[5] == '0' and not f[FENCE_READ + 1]) then
+    return fail('stale_lease')
+  end
+  local version = '0'
+  if mode == 'summary' then
+    local skey = keys[2] .. ':summary'
+    local cur = redis.call('HGET', skey, 'version') or '0'
+    if cur ~= argv[10] then return fail('summary_conflict', cur) end
+    version = tostring(tonumber(cur) + 1)
+    redis.call('HSET', skey, 'doc', argv[9], 'version', version)
+  end
+  if not f[FENCE_READ + 2] then redis.call('HSET', keys[1], 'streams', '1') end
+  local reply = ok(version)
+  for i = 12, #argv, 3 do
+    local id
+    if argv[i + 2] == '' then
+      id = redis.call('XADD', keys[2], 'MAXLEN', '~', maxlen, '*', 't', argv[i], 'p', argv[i + 1])
+    else
+      id = redis.call('XADD', keys[2], 'MAXLEN', '~', maxlen, '*', 't', argv[i], 'p', argv[i + 1], 'c', argv[i + 2])
+    end
+    reply[#reply + 1] = id
+  end
+  if mode == 'live' then redis.call('PEXPIRE', keys[2], ttl) end
+  return reply
 end)
 
 ---------------------------------------------------------------------------

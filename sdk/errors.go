@@ -124,7 +124,7 @@ var codeKinds = map[string]ErrorKind{
 	CodeInvalidToken: KindValidation, CodeWaitpointClosed: KindState, CodeWaitpointExpired: KindState,
 	CodeWaitpointExists: KindConflict, CodeWaitpointNotFound: KindNotFound, CodeWaitpointNotPending: KindState,
 	CodeSignalLimitExceeded: KindResourceExhausted, CodeHMACSecretNotInitialized: KindState,
-	CodeRotationConflict: KindConflict,
+	CodeRotationConflict: KindConflict, CodeSummaryConflict: KindConflict, CodeInvalidSummaryPatch: KindValidation,
 }
 
 // KindOfCode returns the kind of a known code, and KindBug for an unknown one

@@ -14,6 +14,8 @@ var allCodes = []struct {
 	kind ErrorKind
 }{
 	{CodeInvalidInput, KindValidation},
+	{CodeSummaryConflict, KindConflict},
+	{CodeInvalidSummaryPatch, KindValidation},
 	{CodeInvalidToken, KindValidation},
 	{CodeWaitpointClosed, KindState},
 	{CodeWaitpointExpired, KindState},

@@ -282,6 +282,7 @@ const (
 	RoleCompleteBatch  Role = "complete_batch"  // CompleteBatcher
 	RoleEngineMonitor  Role = "engine_monitor"  // EngineMonitor
 	RoleWaiting        Role = "waiting"         // Waiter
+	RoleStreams        Role = "streams"         // Streamer
 )
 
 // Features names a backend and the optional roles its configuration enables.
@@ -322,6 +323,7 @@ type BackendRoles struct {
 	EngineMonitor     EngineMonitor
 	CompleteBatcher   CompleteBatcher
 	Waiter            Waiter
+	Streamer          Streamer
 }
 
 // RolesOf is the one way to discover a backend's optional roles: a role is
@@ -344,6 +346,7 @@ func RolesOf(b EngineBackend) BackendRoles {
 	r.CompleteBatcher = roleOf[CompleteBatcher](b, f, RoleCompleteBatch)
 	r.EngineMonitor = roleOf[EngineMonitor](b, f, RoleEngineMonitor)
 	r.Waiter = roleOf[Waiter](b, f, RoleWaiting)
+	r.Streamer = roleOf[Streamer](b, f, RoleStreams)
 	return r
 }
 

@@ -18,6 +18,8 @@ import (
 //	ff:e:E:result    STRING result bytes
 //	ff:e:E:grant     HASH   the claim grant (expires)
 //	ff:e:E:susp      HASH   the current (or last) suspension (waiting.go)
+//	ff:e:E:stream:I  STREAM attempt I's frames (streams.go); ":summary" HASH
+//	                 its summary document and version
 //
 // Per waitpoint (W = "{p:N}:<uuid>", its execution's tag):
 //

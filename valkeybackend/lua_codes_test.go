@@ -50,6 +50,7 @@ var luaCodeKinds = map[string]sdk.ErrorKind{
 	sdk.CodeWaitpointNotPending:       sdk.KindState,
 	sdk.CodeSignalLimitExceeded:       sdk.KindResourceExhausted,
 	sdk.CodeHMACSecretNotInitialized:  sdk.KindState,
+	sdk.CodeSummaryConflict:           sdk.KindConflict,
 	sdk.CodeRotationConflict:          sdk.KindConflict,
 }
 

@@ -145,6 +145,12 @@ var suite = []subtest{
 		{name: "resume_handoff", fn: testResumeHandoff},
 		{name: "signal_deliveries", fn: testSignalDeliveries},
 	}},
+	{name: "streams", sub: []subtest{
+		{name: "round_trip", fn: testStreamRoundTrip},
+		{name: "fencing_and_limits", fn: testStreamFencingAndLimits},
+		{name: "summary", fn: testStreamSummary},
+		{name: "live", fn: testStreamLive},
+	}},
 	{name: "offers", sub: []subtest{
 		{name: "handoff", fn: testHandoff},
 		{name: "withdraw", fn: testWithdrawOffers},

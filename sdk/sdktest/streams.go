@@ -1,0 +1,191 @@
+package sdktest
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"reflect"
+	"time"
+
+	"github.com/flowfabric/flowfabric-go/sdk"
+)
+
+// The stream subtests (sdk.Streamer, RoleStreams).
+
+func (e *env) appendFrames(s sdk.Streamer, h sdk.Handle, args sdk.AppendArgs) sdk.AppendResult {
+	e.t.Helper()
+	r, err := s.AppendFrames(e.ctx, h, args)
+	if err != nil {
+		e.t.Fatalf("AppendFrames = %v", err)
+	}
+	if len(r.EntryIDs) != len(args.Frames) {
+		e.t.Fatalf("AppendFrames: %d entry ids for %d frames", len(r.EntryIDs), len(args.Frames))
+	}
+	return r
+}
+
+func testStreamRoundTrip(e *env) {
+	const lane sdk.LaneID = "sdktest-stream"
+	s := need(e, e.roles.Streamer, sdk.RoleStreams)
+	id, c := e.claimed(lane)
+	bin := binaryPayload()
+	frames := []sdk.Frame{{Type: "token", Payload: []byte("hello")}, {Type: "blob", Payload: bin, CorrelationID: "c-1"},
+		{Type: "empty"}}
+	r := e.appendFrames(s, c.Handle, sdk.AppendArgs{Frames: frames})
+	page, err := s.ReadStream(e.ctx, id, c.Handle.AttemptIndex, "", 0)
+	e.must("ReadStream", err)
+	if page.Closed || len(page.Entries) != 3 {
+		e.t.Fatalf("ReadStream = %d entries, closed %v; want 3, open", len(page.Entries), page.Closed)
+	}
+	for i, en := range page.Entries {
+		if en.ID != r.EntryIDs[i] || en.Type != frames[i].Type || !bytes.Equal(en.Payload, frames[i].Payload) ||
+			en.CorrelationID != frames[i].CorrelationID || en.At.IsZero() {
+			e.t.Fatalf("entry %d = %+v, want %+v as %s", i, en, frames[i], r.EntryIDs[i])
+		}
+	}
+	page, err = s.ReadStream(e.ctx, id, c.Handle.AttemptIndex, r.EntryIDs[0], 1)
+	e.must("ReadStream after a cursor", err)
+	if len(page.Entries) != 1 || page.Entries[0].ID != r.EntryIDs[1] {
+		e.t.Fatalf("ReadStream after %s, count 1 = %+v", r.EntryIDs[0], page.Entries)
+	}
+
+	// A tail waiting past the last entry gets the next append.
+	got := make(chan []sdk.StreamEntry, 1)
+	go func() {
+		es, err := s.TailStream(e.ctx, id, c.Handle.AttemptIndex, r.EntryIDs[2], 3*time.Second, 0)
+		if err != nil {
+			e.t.Errorf("TailStream = %v", err)
+		}
+		got <- es
+	}()
+	e.sleep(50 * time.Millisecond)
+	r2 := e.appendFrames(s, c.Handle, sdk.AppendArgs{Frames: []sdk.Frame{{Type: "token", Payload: []byte("late")}}})
+	select {
+	case es := <-got:
+		if len(es) != 1 || es[0].ID != r2.EntryIDs[0] || string(es[0].Payload) != "late" {
+			e.t.Fatalf("TailStream = %+v, want the late frame %s", es, r2.EntryIDs[0])
+		}
+	case <-time.After(settleDeadline):
+		e.t.Fatal("TailStream did not return the appended frame")
+	}
+	if es, err := s.TailStream(e.ctx, id, c.Handle.AttemptIndex, r2.EntryIDs[0], 50*time.Millisecond, 0); err != nil || len(es) != 0 {
+		e.t.Fatalf("TailStream with nothing new = %+v, %v; want none", es, err)
+	}
+
+	// The attempt ends: its stream closes, appends are refused.
+	e.must("Complete", e.b.Complete(e.ctx, c.Handle, nil))
+	e.rejects("AppendFrames after the attempt ended", func() error {
+		_, err := s.AppendFrames(e.ctx, c.Handle, sdk.AppendArgs{Frames: frames[:1]})
+		return err
+	}, sdk.ErrExecutionNotActive)
+	page, err = s.ReadStream(e.ctx, id, c.Handle.AttemptIndex, "", 0)
+	e.must("ReadStream of a closed stream", err)
+	if !page.Closed || page.CloseReason != string(sdk.StateCompleted) || page.ClosedAt.IsZero() || len(page.Entries) != 4 {
+		e.t.Fatalf("closed stream: %d entries, %+v", len(page.Entries), page.StreamState)
+	}
+}
+
+func testStreamFencingAndLimits(e *env) {
+	const lane sdk.LaneID = "sdktest-stream-fence"
+	s := need(e, e.roles.Streamer, sdk.RoleStreams)
+	_, c := e.claimed(lane)
+	for _, bad := range []struct {
+		what string
+		args sdk.AppendArgs
+		want error
+	}{
+		{"no frames", sdk.AppendArgs{}, sdk.ErrValidation},
+		{"a frame type with a space", sdk.AppendArgs{Frames: []sdk.Frame{{Type: "a b"}}}, sdk.ErrValidation},
+		{"a payload over the limit", sdk.AppendArgs{Frames: []sdk.Frame{{Type: "t", Payload: make([]byte, sdk.MaxFrameBytes+1)}}},
+			codeErr(sdk.CodePayloadTooLarge)},
+		{"too many frames", sdk.AppendArgs{Frames: make([]sdk.Frame, sdk.MaxFramesPerAppend+1)}, sdk.ErrValidation},
+		{"an unknown mode", sdk.AppendArgs{Mode: "forever", Frames: []sdk.Frame{{Type: "t"}}}, sdk.ErrValidation},
+	} {
+		e.rejects("AppendFrames with "+bad.what, func() error {
+			_, err := s.AppendFrames(e.ctx, c.Handle, bad.args)
+			return err
+		}, bad.want)
+	}
+	e.revoke(c.Handle)
+	e.rejects("AppendFrames with a revoked lease", func() error {
+		_, err := s.AppendFrames(e.ctx, c.Handle, sdk.AppendArgs{Frames: []sdk.Frame{{Type: "t"}}})
+		return err
+	}, sdk.ErrLeaseRevoked, sdk.ErrStaleLease)
+	if _, err := s.ReadStream(e.ctx, c.Handle.ExecutionID, c.Handle.AttemptIndex, "nonsense", 0); !isValidation(err) {
+		e.t.Fatalf("ReadStream with a malformed cursor = %v, want a validation error", err)
+	}
+}
+
+func isValidation(err error) bool { return sdk.KindOf(err) == sdk.KindValidation }
+
+func testStreamSummary(e *env) {
+	const lane sdk.LaneID = "sdktest-stream-summary"
+	s := need(e, e.roles.Streamer, sdk.RoleStreams)
+	id, c := e.claimed(lane)
+	sum, err := s.ReadSummary(e.ctx, id, c.Handle.AttemptIndex)
+	e.must("ReadSummary before any", err)
+	if string(sum.Doc) != "{}" || sum.Version != 0 {
+		e.t.Fatalf("empty summary = %s v%d", sum.Doc, sum.Version)
+	}
+	doc := []byte("{}")
+	var version uint64
+	for _, patch := range []string{`{"a":1,"b":{"c":"x","d":[1,2]},"n":"1.50"}`, `{"b":{"c":null,"e":true},"a":null,"z":[]}`} {
+		merged, err := sdk.MergePatch(doc, []byte(patch))
+		e.must("MergePatch", err)
+		r := e.appendFrames(s, c.Handle, sdk.AppendArgs{Mode: sdk.StreamSummary, Summary: merged, SummaryVersion: version,
+			Frames: []sdk.Frame{{Type: "summary", Payload: []byte(patch)}}})
+		if r.SummaryVersion != version+1 {
+			e.t.Fatalf("summary version %d, want %d", r.SummaryVersion, version+1)
+		}
+		doc, version = merged, r.SummaryVersion
+	}
+	sum, err = s.ReadSummary(e.ctx, id, c.Handle.AttemptIndex)
+	e.must("ReadSummary", err)
+	var got, want any
+	e.must("summary JSON", json.Unmarshal(sum.Doc, &got))
+	e.must("want JSON", json.Unmarshal([]byte(`{"b":{"d":[1,2],"e":true},"n":"1.50","z":[]}`), &want))
+	if !reflect.DeepEqual(got, want) || sum.Version != 2 {
+		e.t.Fatalf("summary = %s v%d, want the merged document v2", sum.Doc, sum.Version)
+	}
+	e.rejects("a summary append onto a stale version", func() error {
+		_, err := s.AppendFrames(e.ctx, c.Handle, sdk.AppendArgs{Mode: sdk.StreamSummary, Summary: []byte(`{}`),
+			SummaryVersion: 1, Frames: []sdk.Frame{{Type: "summary", Payload: []byte(`{}`)}}})
+		return err
+	}, codeErr(sdk.CodeSummaryConflict))
+	page, err := s.ReadStream(e.ctx, id, c.Handle.AttemptIndex, "", 0)
+	e.must("ReadStream", err)
+	if len(page.Entries) != 2 {
+		e.t.Fatalf("summary frames kept: %d, want 2", len(page.Entries))
+	}
+	if _, err := sdk.MergePatch([]byte(`{}`), []byte(`not json`)); !isValidation(err) {
+		e.t.Fatalf("MergePatch of garbage = %v", err)
+	}
+	if out, err := sdk.MergePatch([]byte(`{"a":1}`), []byte(`[1]`)); err == nil {
+		e.t.Fatalf("MergePatch making the summary an array = %s, want an error", out)
+	}
+}
+
+// testStreamLive: a live stream keeps about MaxLen frames and expires.
+func testStreamLive(e *env) {
+	const lane sdk.LaneID = "sdktest-stream-live"
+	s := need(e, e.roles.Streamer, sdk.RoleStreams)
+	id, c := e.claimed(lane)
+	for i := range 5 {
+		frames := make([]sdk.Frame, 200)
+		for j := range frames {
+			frames[j] = sdk.Frame{Type: "tick", Payload: []byte(fmt.Sprint(i*200 + j))}
+		}
+		e.appendFrames(s, c.Handle, sdk.AppendArgs{Mode: sdk.StreamLive, MaxLen: 100, TTL: 300 * time.Millisecond, Frames: frames})
+	}
+	page, err := s.ReadStream(e.ctx, id, c.Handle.AttemptIndex, "", sdk.MaxStreamRead)
+	e.must("ReadStream", err)
+	// MAXLEN ~ trims whole nodes: about 100, well under the 1000 sent.
+	if n := len(page.Entries); n < 100 || n > 400 || string(page.Entries[n-1].Payload) != "999" {
+		e.t.Fatalf("live stream kept %d frames (last %q), want about 100 ending with 999", n, page.Entries[n-1].Payload)
+	}
+	e.eventually("the live stream's expiry", func() (bool, string) {
+		page, err := s.ReadStream(e.ctx, id, c.Handle.AttemptIndex, "", 0)
+		e.must("ReadStream", err)
+		return len(page.Entries) == 0, fmt.Sprintf("%d entries", len(page.Entries))
+	})
+}
