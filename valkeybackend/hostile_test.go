@@ -210,6 +210,11 @@ func (f hostileFixture) calls() []rawCall {
 			build: func(e, _ string) ([]string, []string) {
 				return []string{ek(e, "core"), ek(e, "susp"), pk("susp_timeouts"), pk("deadlines"), arr}, []string{e}
 			}},
+		{fn: "ff_append", eid: f.active, eidArg: 0, laneArg: -1,
+			build: func(e, _ string) ([]string, []string) {
+				return []string{ek(e, "core"), ek(e, "stream:0")},
+					append(fence(e), "0", "durable", "100", "0", "", "0", "1", "token", "payload", "")
+			}},
 		{fn: "ff_hmac", eidArg: -1, laneArg: -1,
 			build: func(_, _ string) ([]string, []string) {
 				return []string{"ff:sec:" + tag}, []string{"seed", "k1", strings.Repeat("ab", 16), "0"}
@@ -275,6 +280,13 @@ func (f hostileFixture) calls() []rawCall {
 				malformed{"the key of another waitpoint than the token's", with(keys, 0, "ff:wp:"+w), args},
 				malformed{"a signal name with a space", keys, with(args, 2, "bad name")},
 				malformed{"an unknown offers scope", keys, with(args, 7, "everywhere")})
+		case "ff_append":
+			c.extra = append(c.extra,
+				malformed{"the stream of another attempt", with(keys, 1, ek(c.eid, "stream:1")), args},
+				malformed{"a frame type with a space", keys, with(args, 11, "bad type")},
+				malformed{"more frames than sent", keys, with(args, 10, "2")},
+				malformed{"an unknown mode", keys, with(args, 5, "forever")},
+				malformed{"a live stream without a TTL", keys, with(args, 5, "live")})
 		case "ff_hmac":
 			c.extra = append(c.extra,
 				malformed{"a kid with a space", keys, with(args, 1, "k 1")},
