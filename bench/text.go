@@ -223,9 +223,10 @@ func signalMarkdown(b *strings.Builder, rep *Report) {
 		}
 	}
 	fmt.Fprintf(b, "\nresume p50 / loaded FCALL p50: **%.2f×**; per cycle: **%.2f FCALLs**, **%.1f Valkey commands**, %.0f µs of Valkey CPU (the load probe's included); "+
-		"%.0f cycles in the window, %.0f signals delivered, %.0f lost, %.0f duplicated; %.0f suspends landed after their signal was due.\n\n",
+		"%.0f cycles in the window; over the whole run (warm-up included) %.0f executions suspended, %.0f signals delivered, %.0f lost, %.0f duplicated; "+
+		"%.0f suspends landed after their signal was due.\n\n",
 		r.Extra["resume_p50_over_loaded_rtt"], r.FcallsPerOp, r.CommandsPerOp, r.ValkeyCPUPerOpUS, float64(r.Ops),
-		r.Extra["signals_delivered"], r.Extra["signals_lost"], r.Extra["signals_duplicated"], r.Extra["late_tokens"])
+		r.Extra["suspended"], r.Extra["signals_delivered"], r.Extra["signals_lost"], r.Extra["signals_duplicated"], r.Extra["late_tokens"])
 }
 
 // p50Mean shows a serial row's "p50 (mean)"; "-" for a pipelined row.
