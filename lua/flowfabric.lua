@@ -2258,12 +2258,28 @@ local MATCH_MODES = {any = true, all = true, count = true}
 
 local function wp_key(w) return 'ff:wp:' .. w end
 
+-- Hex pairs (either case) to bytes, for string.gsub: a table lookup per
+-- byte instead of a call.
+-- (Built at load, where the string table is out of reach: its methods
+-- are called on the values.)
+local HEX_BYTE = {}
+for i = 0, 255 do
+  local lo, up, c = ('%02x'):format(i), ('%02X'):format(i), ('%c'):format(i)
+  HEX_BYTE[lo], HEX_BYTE[up] = c, c
+  HEX_BYTE[lo:sub(1, 1) .. up:sub(2, 2)], HEX_BYTE[up:sub(1, 1) .. lo:sub(2, 2)] = c, c
+end
 local function from_hex(h)
-  return (string.gsub(h, '%x%x', function(c) return string.char(tonumber(c, 16)) end))
+  return (string.gsub(h, '%x%x', HEX_BYTE))
 end
 
--- HMAC-SHA1 (RFC 2104) of msg under the secret given in hex, in hex.
-local function hmac_sha1(secret_hex, msg)
+-- The inner and outer padded keys of a secret (hex), derived once per
+-- secret and kept while the library is loaded: deriving them is most of an
+-- HMAC's cost in Lua. Few secrets are live at once (the current kid and
+-- those in their grace); the cache starts over past HMAC_PADS_MAX.
+local HMAC_PADS, HMAC_PADS_N, HMAC_PADS_MAX = {}, 0, 16
+local function hmac_pads(secret_hex)
+  local p = HMAC_PADS[secret_hex]
+  if p then return p end
   local key = from_hex(secret_hex)
   if #key > 64 then key = from_hex(redis.sha1hex(key)) end
   local ki, ko = {}, {}
@@ -2272,7 +2288,16 @@ local function hmac_sha1(secret_hex, msg)
     ki[i] = string.char(bit.bxor(b, 0x36))
     ko[i] = string.char(bit.bxor(b, 0x5c))
   end
-  return redis.sha1hex(table.concat(ko) .. from_hex(redis.sha1hex(table.concat(ki) .. msg)))
+  if HMAC_PADS_N >= HMAC_PADS_MAX then HMAC_PADS, HMAC_PADS_N = {}, 0 end
+  p = {table.concat(ki), table.concat(ko)}
+  HMAC_PADS[secret_hex], HMAC_PADS_N = p, HMAC_PADS_N + 1
+  return p
+end
+
+-- HMAC-SHA1 (RFC 2104) of msg under the secret given in hex, in hex.
+local function hmac_sha1(secret_hex, msg)
+  local p = hmac_pads(secret_hex)
+  return redis.sha1hex(p[2] .. from_hex(redis.sha1hex(p[1] .. msg)))
 end
 
 -- Compares two strings in time that depends on their length only.
@@ -2680,11 +2705,14 @@ redis.register_function('ff_signal', function(keys, argv)
   if num(v[6]) >= MAX_SIGNALS then return fail('signal_limit_exceeded', tostring(MAX_SIGNALS)) end
   local now_s = fmt(now)
   local stream = wp_key(w) .. ':signals'
-  redis.call('XADD', stream, '*', 'sig', sig, 'name', name, 'payload', payload, 'src', src, 'at', now_s)
   redis.call('HINCRBY', keys[1], 'n', 1)
   if dkey ~= '' then redis.call('SET', dk, sig, 'PX', math.max(ttl, 1)) end
   local effect = 'buffered'
+  local function keep()
+    redis.call('XADD', stream, '*', 'sig', sig, 'name', name, 'payload', payload, 'src', src, 'at', now_s)
+  end
   if state == 'pending' then
+    keep()
     redis.call('PEXPIREAT', stream, num(v[5]) + PENDING_GRACE)
   else
     effect = 'appended'
@@ -2710,6 +2738,9 @@ redis.register_function('ff_signal', function(keys, argv)
         end
       end
     end
+    -- A signal that counted is kept in the suspension (sig:<i>); one that
+    -- did not, in the waitpoint's stream.
+    if effect == 'appended' then keep() end
   end
   redis.call('XADD', keys[7], 'MAXLEN', '~', DELIVERY_LOG, '*', 'eid', eid, 'wp', w, 'sig', sig,
     'name', name, 'effect', effect, 'at', now_s)

@@ -111,6 +111,44 @@ func BenchmarkLibraryCost(b *testing.B) {
 		}
 	})
 	handoffCycle(ctx, b, srv.Addr(), phase)
+	waitCycle(ctx, b, be, phase)
+}
+
+// waitCycle adds durable waiting to BenchmarkLibraryCost: suspends of
+// claimed executions, then the signals that resume them (no offer: each
+// resume is announced).
+func waitCycle(ctx context.Context, b *testing.B, be *valkeybackend.Backend, phase func(string, int, func(int))) {
+	const lane sdk.LaneID = "wait"
+	const n = 1000
+	if _, err := be.SeedWaitpointSecret(ctx, "bench", []byte("library-cost-benchmark-secret")); err != nil {
+		b.Fatal(err)
+	}
+	handles := make([]sdk.Handle, n)
+	for i := range handles {
+		r, err := be.CreateExecution(ctx, sdk.CreateExecutionArgs{Lane: lane, Kind: "k"})
+		if err != nil {
+			b.Fatal(err)
+		}
+		c, err := be.GrantAndClaim(ctx, sdk.IssueClaimGrantArgs{ExecutionID: r.ID, Lane: lane, WorkerID: "w", WorkerInstanceID: "w-1"}, time.Minute)
+		if err != nil {
+			b.Fatal(err)
+		}
+		handles[i] = c.Handle
+	}
+	tokens := make([]string, n)
+	phase("suspend", n, func(i int) {
+		out, err := be.Suspend(ctx, handles[i], sdk.SuspendArgs{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		tokens[i] = out.Waitpoints[0].Token
+	})
+	phase("signal_resume", n, func(i int) {
+		r, err := be.DeliverSignal(ctx, sdk.DeliverSignalArgs{Token: tokens[i], Name: "go"})
+		if err != nil || r.Effect != sdk.EffectResumed {
+			b.Fatalf("signal: %+v, %v", r, err)
+		}
+	})
 }
 
 // handoffCycle adds the closed loop's path to BenchmarkLibraryCost, per
