@@ -3,6 +3,7 @@ package sdk
 import (
 	"context"
 	"errors"
+	"iter"
 	"strconv"
 	"strings"
 	"sync"
@@ -281,4 +282,58 @@ func (c *Client) DeliverSignal(ctx context.Context, args DeliverSignalArgs) (Del
 		return DeliverSignalResult{}, Unavailable("deliver_signal")
 	}
 	return w.DeliverSignal(ctx, args)
+}
+
+// tailWait is how long one Tail read waits for new frames before it checks
+// whether the stream closed.
+const tailWait = time.Second
+
+// Tail yields the frames of attempt's stream of execution id after cursor
+// ("" = from the start), waiting for new ones as they are appended (each
+// wait holds a connection of its own, not the shared pipeline's). It ends
+// when the stream is closed (the attempt ended) and read to its end, within
+// about tailWait of that; when ctx ends; or when the loop breaks. A
+// transport error is retried from the last frame yielded, so a reconnect
+// resumes where it stopped; any other error is yielded once and ends it.
+// Each entry's ID is the cursor to resume after it. Needs a backend with
+// RoleStreams.
+func (c *Client) Tail(ctx context.Context, id ExecutionID, attempt AttemptIndex, cursor string) iter.Seq2[StreamEntry, error] {
+	return func(yield func(StreamEntry, error) bool) {
+		s := RolesOf(c.backend).Streamer
+		if s == nil {
+			yield(StreamEntry{}, Unavailable("tail_stream"))
+			return
+		}
+		failures := 0
+		for ctx.Err() == nil {
+			es, err := s.TailStream(ctx, id, attempt, cursor, tailWait, 0)
+			if err == nil && len(es) == 0 {
+				var page StreamPage
+				page, err = s.ReadStream(ctx, id, attempt, cursor, 1)
+				if err == nil && page.Closed && len(page.Entries) == 0 {
+					return
+				}
+			}
+			if err != nil {
+				if !isTransient(err) || ctx.Err() != nil {
+					if ctx.Err() == nil {
+						yield(StreamEntry{}, err)
+					}
+					return
+				}
+				failures++
+				if !sleepCtx(ctx, backoffDelay(failures, 10*time.Millisecond, time.Second)) {
+					return
+				}
+				continue
+			}
+			failures = 0
+			for _, e := range es {
+				cursor = e.ID
+				if !yield(e, nil) {
+					return
+				}
+			}
+		}
+	}
 }

@@ -82,6 +82,9 @@ type Task struct {
 	// slot is the task's worker slot; Complete may hand it to a claim offer.
 	slot      taskSlot
 	unrenewed sync.Once // stopRenewing
+	// emit sends the frames Emit queues (task_streams.go), made once.
+	emitOnce sync.Once
+	emit     atomic.Pointer[emitter]
 
 	termMu      sync.Mutex // serialises terminal calls
 	mu          sync.Mutex
@@ -195,6 +198,7 @@ func (t *Task) Progress(ctx context.Context, percent int, message string) error 
 // is finished when the call landed or the lease turned out gone, and
 // renewals stop then. A call that did not land stays pending (settle).
 func (t *Task) terminal(ctx context.Context, c *terminalCall) error {
+	t.flushFrames(ctx)
 	t.termMu.Lock()
 	defer t.termMu.Unlock()
 	t.mu.Lock()
