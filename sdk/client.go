@@ -209,9 +209,18 @@ func (c *Client) Result(ctx context.Context, id ExecutionID) ([]byte, error) {
 	return c.backend.GetExecutionResult(ctx, id)
 }
 
-// Wait polls the execution every poll (WaitPollDefault when 0) until it
-// reaches a terminal state or ctx ends, and returns its final snapshot.
+// Wait returns the execution's final snapshot once it reaches a terminal
+// state, or ctx's error. With a backend that has RoleTerminalWatch (Valkey
+// with client-side caching, the default) the server wakes it when the
+// execution's record changes: no polling, no added delay, and poll is not
+// used. Otherwise it reads the state every poll (WaitPollDefault when 0).
 func (c *Client) Wait(ctx context.Context, id ExecutionID, poll time.Duration) (*ExecutionSnapshot, error) {
+	if tw := RolesOf(c.backend).TerminalWatcher; tw != nil {
+		if _, err := tw.AwaitTerminal(ctx, id); err != nil {
+			return nil, err
+		}
+		return c.Describe(ctx, id)
+	}
 	if poll <= 0 {
 		poll = WaitPollDefault
 	}
@@ -253,8 +262,9 @@ func (e *ExecutionError) Error() string {
 	return s
 }
 
-// WaitResult waits (see Wait) and returns the execution's result when it
-// completed, or an *ExecutionError when it ended otherwise.
+// WaitResult waits (see Wait: pushed, not polled, where the backend can)
+// and returns the execution's result when it completed, or an
+// *ExecutionError when it ended otherwise.
 func (c *Client) WaitResult(ctx context.Context, id ExecutionID, poll time.Duration) ([]byte, error) {
 	s, err := c.Wait(ctx, id, poll)
 	if err != nil {

@@ -261,6 +261,14 @@ type CompleteOutcome struct {
 	OfferErr error
 }
 
+// TerminalWatcher waits for an execution to end without polling: it is
+// woken by the server when the execution's record changes.
+type TerminalWatcher interface {
+	// AwaitTerminal returns the execution's terminal state once it has
+	// one, or ctx's error; an unknown id is ErrExecutionNotFound.
+	AwaitTerminal(ctx context.Context, id ExecutionID) (PublicState, error)
+}
+
 // Role names an optional backend role: one of the interfaces in this file
 // (or BatchSubmitter). Routing capabilities (WorkerConfig.Capabilities) are
 // a different thing: tokens a worker advertises and an execution requires.
@@ -283,6 +291,7 @@ const (
 	RoleEngineMonitor  Role = "engine_monitor"  // EngineMonitor
 	RoleWaiting        Role = "waiting"         // Waiter
 	RoleStreams        Role = "streams"         // Streamer
+	RoleTerminalWatch  Role = "terminal_watch"  // TerminalWatcher
 )
 
 // Features names a backend and the optional roles its configuration enables.
@@ -324,6 +333,7 @@ type BackendRoles struct {
 	CompleteBatcher   CompleteBatcher
 	Waiter            Waiter
 	Streamer          Streamer
+	TerminalWatcher   TerminalWatcher
 }
 
 // RolesOf is the one way to discover a backend's optional roles: a role is
@@ -347,6 +357,7 @@ func RolesOf(b EngineBackend) BackendRoles {
 	r.EngineMonitor = roleOf[EngineMonitor](b, f, RoleEngineMonitor)
 	r.Waiter = roleOf[Waiter](b, f, RoleWaiting)
 	r.Streamer = roleOf[Streamer](b, f, RoleStreams)
+	r.TerminalWatcher = roleOf[TerminalWatcher](b, f, RoleTerminalWatch)
 	return r
 }
 

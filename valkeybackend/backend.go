@@ -27,15 +27,16 @@ type Backend struct {
 	opts       Options
 	partitions int
 	cluster    bool
-	next       atomic.Uint64 // round-robin partition for solo executions
-	lanesSeen  sync.Map      // lanes known to be in the registry
-	watch      watchers      // idle workers waiting for readiness pushes
-	arrive     arrivals      // idle workers waiting for arrivals
-	hand       handoffs      // executions handed to this process's offers
-	ready      readyState    // which partitions hold work, as far as known
-	claiming   sync.Map      // execution ids with a GrantAndClaim in flight
-	regs       registrations // worker instances this process registered
-	lib        library       // the library Prepare loads (the embedded one)
+	next       atomic.Uint64   // round-robin partition for solo executions
+	lanesSeen  sync.Map        // lanes known to be in the registry
+	watch      watchers        // idle workers waiting for readiness pushes
+	arrive     arrivals        // idle workers waiting for arrivals
+	hand       handoffs        // executions handed to this process's offers
+	ready      readyState      // which partitions hold work, as far as known
+	terminal   terminalWaiters // AwaitTerminal's callers, woken by invalidations
+	claiming   sync.Map        // execution ids with a GrantAndClaim in flight
+	regs       registrations   // worker instances this process registered
+	lib        library         // the library Prepare loads (the embedded one)
 	closeOnce  sync.Once
 }
 
@@ -157,6 +158,7 @@ func (b *Backend) onInvalidations(msgs []valkey.ValkeyMessage) {
 	if msgs == nil {
 		b.ready.forget()
 		b.watch.wakeAll()
+		b.terminal.wake(nil, true)
 		return
 	}
 	keys := make([]string, 0, len(msgs))
@@ -167,6 +169,7 @@ func (b *Backend) onInvalidations(msgs []valkey.ValkeyMessage) {
 	}
 	refs := eligibleRefs(keys) // parsed once for both
 	b.watch.invalidated(refs, b.ready.invalidate(refs))
+	b.terminal.wake(keys, false)
 }
 
 // Client exposes the underlying valkey-go client (for the harness and tests).
@@ -218,7 +221,7 @@ func (b *Backend) Features() sdk.Features {
 	roles := []sdk.Role{sdk.RoleBatchRenew, sdk.RoleWindowScan, sdk.RoleGrantClaim, sdk.RoleFusedClaim, sdk.RoleWorkerRegistry,
 		sdk.RoleEngineMonitor, sdk.RoleBatchSubmit, sdk.RoleWaiting, sdk.RoleStreams}
 	if b.opts.CacheSizeEachConn >= 0 {
-		roles = append(roles, sdk.RoleReadiness)
+		roles = append(roles, sdk.RoleReadiness, sdk.RoleTerminalWatch)
 	}
 	if !b.opts.DisableArrivals {
 		roles = append(roles, sdk.RoleArrivals, sdk.RoleLeaseEvents)

@@ -151,6 +151,7 @@ var suite = []subtest{
 		{name: "summary", fn: testStreamSummary},
 		{name: "live", fn: testStreamLive},
 	}},
+	{name: "await_terminal", fn: testAwaitTerminal},
 	{name: "offers", sub: []subtest{
 		{name: "handoff", fn: testHandoff},
 		{name: "withdraw", fn: testWithdrawOffers},

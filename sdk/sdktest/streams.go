@@ -3,6 +3,7 @@ package sdktest
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"reflect"
 	"time"
@@ -189,3 +190,52 @@ func testStreamLive(e *env) {
 		return len(page.Entries) == 0, fmt.Sprintf("%d entries", len(page.Entries))
 	})
 }
+
+// testAwaitTerminal: AwaitTerminal returns the terminal state once the
+// execution ends (completed, or cancelled), and not before.
+func testAwaitTerminal(e *env) {
+	const lane sdk.LaneID = "sdktest-await"
+	tw := need(e, e.roles.TerminalWatcher, sdk.RoleTerminalWatch)
+	id, c := e.claimed(lane)
+	other := e.create(simple(lane))
+	type result struct {
+		s   sdk.PublicState
+		err error
+	}
+	wait := func(id sdk.ExecutionID) chan result {
+		ch := make(chan result, 1)
+		go func() {
+			s, err := tw.AwaitTerminal(e.ctx, id)
+			ch <- result{s, err}
+		}()
+		return ch
+	}
+	done, cancelled := wait(id), wait(other)
+	e.sleep(100 * time.Millisecond)
+	select {
+	case r := <-done:
+		e.t.Fatalf("AwaitTerminal of an active execution returned %+v", r)
+	default:
+	}
+	e.must("Complete", e.b.Complete(e.ctx, c.Handle, nil))
+	_, err := e.b.CancelExecution(e.ctx, sdk.CancelExecutionArgs{ExecutionID: other, Reason: "r"})
+	e.must("CancelExecution", err)
+	for _, w := range []struct {
+		ch   chan result
+		want sdk.PublicState
+	}{{done, sdk.StateCompleted}, {cancelled, sdk.StateCancelled}} {
+		select {
+		case r := <-w.ch:
+			if r.err != nil || r.s != w.want {
+				e.t.Fatalf("AwaitTerminal = %s, %v; want %s", r.s, r.err, w.want)
+			}
+		case <-time.After(settleDeadline):
+			e.t.Fatalf("AwaitTerminal did not return within %v of the %s", settleDeadline, w.want)
+		}
+	}
+	if _, err := tw.AwaitTerminal(e.ctx, sdk.NewExecutionID(e.partition(id))); !errorIs(err, sdk.ErrExecutionNotFound) {
+		e.t.Fatalf("AwaitTerminal of an unknown id = %v", err)
+	}
+}
+
+func errorIs(err, target error) bool { return err != nil && errors.Is(err, target) }
