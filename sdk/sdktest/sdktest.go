@@ -144,6 +144,7 @@ var suite = []subtest{
 		{name: "tokens", fn: testWaitpointTokens},
 		{name: "resume_handoff", fn: testResumeHandoff},
 		{name: "signal_deliveries", fn: testSignalDeliveries},
+		{name: "signal_cap", fn: testSignalCap},
 	}},
 	{name: "streams", sub: []subtest{
 		{name: "round_trip", fn: testStreamRoundTrip},

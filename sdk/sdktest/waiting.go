@@ -565,3 +565,23 @@ func testSignalDeliveries(e *env) {
 		return w.SignalDeliveries(e.ctx, "nonsense", func(sdk.SignalDelivery) error { return nil })
 	}, sdk.ErrValidation)
 }
+
+// testSignalCap: a waitpoint takes MaxSignalsPerWaitpoint signals; the next
+// is signal_limit_exceeded, with nothing written.
+func testSignalCap(e *env) {
+	const lane sdk.LaneID = "sdktest-wait-cap"
+	w := e.waiter()
+	id, c := e.claimed(lane)
+	out := e.suspend(w, c.Handle, sdk.SuspendArgs{Condition: sdk.ResumeCondition{Names: []string{"never-sent"}}})
+	tok := out.Waitpoints[0].Token
+	for i := range sdk.MaxSignalsPerWaitpoint {
+		if _, err := w.DeliverSignal(e.ctx, sdk.DeliverSignalArgs{Token: tok, Name: "noise"}); err != nil {
+			e.t.Fatalf("signal %d of %d: %v", i+1, sdk.MaxSignalsPerWaitpoint, err)
+		}
+	}
+	e.rejects("a signal past the waitpoint's cap", func() error {
+		_, err := w.DeliverSignal(e.ctx, sdk.DeliverSignalArgs{Token: tok, Name: "never-sent"})
+		return err
+	}, codeErr(sdk.CodeSignalLimitExceeded))
+	e.requireState(id, sdk.StateSuspended, "past the signal cap")
+}
