@@ -46,6 +46,10 @@ type Hooks struct {
 	// RenewGate, when set, holds RenewBatch calls while it is paused; share
 	// one gate across a fleet to pause the fleet's renewers together.
 	RenewGate *RenewGate
+	// OnAppend observes each AppendFrames call (a task's Emit batch, or
+	// UpdateSummary): when it started, how long it took, how many frames
+	// it carried and its error.
+	OnAppend func(start time.Time, took time.Duration, frames int, err error)
 }
 
 // Backend wraps a FullBackend for one worker: a kill switch and Hooks.

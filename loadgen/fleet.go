@@ -15,7 +15,8 @@ type FleetConfig struct {
 	// Backend is shared by the fleet's workers (one connection pool, as
 	// workers in one process share a client); each worker gets its own
 	// Wrap of it, so it can be killed alone. A Backend that also implements
-	// sdk.Waiter keeps that role through the Wrap (tasks can Suspend).
+	// sdk.Waiter or sdk.Streamer keeps those roles through the Wrap (tasks
+	// can Suspend and Emit).
 	// Required.
 	Backend FullBackend
 	// Workers is the fleet size. Default 1.

@@ -20,9 +20,16 @@ type waitingBackend struct {
 var _ sdk.Waiter = (*waitingBackend)(nil)
 
 // forWorker is what a fleet's worker runs on: b itself, or b with the
-// inner backend's Waiter when it has one.
+// inner backend's Waiter and Streamer when it has them.
 func forWorker(b *Backend, inner FullBackend) sdk.EngineBackend {
-	if w, ok := inner.(sdk.Waiter); ok {
+	w, waits := inner.(sdk.Waiter)
+	s, appends := inner.(sdk.Streamer)
+	switch {
+	case waits && appends:
+		return &waitingStreamingBackend{waitingBackend: &waitingBackend{Backend: b, w: w}, streams: streams{b: b, s: s}}
+	case appends:
+		return &streamingBackend{Backend: b, streams: streams{b: b, s: s}}
+	case waits:
 		return &waitingBackend{Backend: b, w: w}
 	}
 	return b
