@@ -269,6 +269,37 @@ type TerminalWatcher interface {
 	AwaitTerminal(ctx context.Context, id ExecutionID) (PublicState, error)
 }
 
+// CompletionFilter narrows a completion subscription; empty fields match
+// everything.
+type CompletionFilter struct {
+	Lanes []LaneID
+	// Tags must all be on the execution with these values.
+	Tags map[string]string
+}
+
+// Completion is one terminal outcome.
+type Completion struct {
+	ExecutionID ExecutionID
+	Lane        LaneID
+	State       PublicState // completed, failed, cancelled, expired, skipped
+	At          time.Time   // when it ended (server time)
+	// FlowID is the execution's flow; "" outside flows (the only case until
+	// flows exist).
+	FlowID FlowID
+	// Cursor resumes a subscription right after this completion.
+	Cursor string
+}
+
+// CompletionSubscriber streams terminal outcomes (RoleCompletions).
+type CompletionSubscriber interface {
+	// SubscribeCompletions calls fn with every execution that ends, from
+	// cursor ("" = from now; a Completion's Cursor = right after it),
+	// until ctx ends or fn returns an error (returned). It resumes exactly
+	// within the retention of terminal executions: nothing missed, nothing
+	// twice.
+	SubscribeCompletions(ctx context.Context, filter CompletionFilter, cursor string, fn func(Completion) error) error
+}
+
 // Role names an optional backend role: one of the interfaces in this file
 // (or BatchSubmitter). Routing capabilities (WorkerConfig.Capabilities) are
 // a different thing: tokens a worker advertises and an execution requires.
@@ -292,6 +323,7 @@ const (
 	RoleWaiting        Role = "waiting"         // Waiter
 	RoleStreams        Role = "streams"         // Streamer
 	RoleTerminalWatch  Role = "terminal_watch"  // TerminalWatcher
+	RoleCompletions    Role = "completions"     // CompletionSubscriber
 )
 
 // Features names a backend and the optional roles its configuration enables.
@@ -334,6 +366,7 @@ type BackendRoles struct {
 	Waiter            Waiter
 	Streamer          Streamer
 	TerminalWatcher   TerminalWatcher
+	Completions       CompletionSubscriber
 }
 
 // RolesOf is the one way to discover a backend's optional roles: a role is
@@ -358,6 +391,7 @@ func RolesOf(b EngineBackend) BackendRoles {
 	r.Waiter = roleOf[Waiter](b, f, RoleWaiting)
 	r.Streamer = roleOf[Streamer](b, f, RoleStreams)
 	r.TerminalWatcher = roleOf[TerminalWatcher](b, f, RoleTerminalWatch)
+	r.Completions = roleOf[CompletionSubscriber](b, f, RoleCompletions)
 	return r
 }
 

@@ -27,16 +27,16 @@ type Backend struct {
 	opts       Options
 	partitions int
 	cluster    bool
-	next       atomic.Uint64   // round-robin partition for solo executions
-	lanesSeen  sync.Map        // lanes known to be in the registry
-	watch      watchers        // idle workers waiting for readiness pushes
-	arrive     arrivals        // idle workers waiting for arrivals
-	hand       handoffs        // executions handed to this process's offers
-	ready      readyState      // which partitions hold work, as far as known
-	terminal   terminalWaiters // AwaitTerminal's callers, woken by invalidations
-	claiming   sync.Map        // execution ids with a GrantAndClaim in flight
-	regs       registrations   // worker instances this process registered
-	lib        library         // the library Prepare loads (the embedded one)
+	next       atomic.Uint64 // round-robin partition for solo executions
+	lanesSeen  sync.Map      // lanes known to be in the registry
+	watch      watchers      // idle workers waiting for readiness pushes
+	arrive     arrivals      // idle workers waiting for arrivals
+	hand       handoffs      // executions handed to this process's offers
+	ready      readyState    // which partitions hold work, as far as known
+	terminal   keyWaiters    // AwaitTerminal's and SubscribeCompletions' callers, woken by invalidations
+	claiming   sync.Map      // execution ids with a GrantAndClaim in flight
+	regs       registrations // worker instances this process registered
+	lib        library       // the library Prepare loads (the embedded one)
 	closeOnce  sync.Once
 }
 
@@ -221,7 +221,7 @@ func (b *Backend) Features() sdk.Features {
 	roles := []sdk.Role{sdk.RoleBatchRenew, sdk.RoleWindowScan, sdk.RoleGrantClaim, sdk.RoleFusedClaim, sdk.RoleWorkerRegistry,
 		sdk.RoleEngineMonitor, sdk.RoleBatchSubmit, sdk.RoleWaiting, sdk.RoleStreams}
 	if b.opts.CacheSizeEachConn >= 0 {
-		roles = append(roles, sdk.RoleReadiness, sdk.RoleTerminalWatch)
+		roles = append(roles, sdk.RoleReadiness, sdk.RoleTerminalWatch, sdk.RoleCompletions)
 	}
 	if !b.opts.DisableArrivals {
 		roles = append(roles, sdk.RoleArrivals, sdk.RoleLeaseEvents)

@@ -26,7 +26,7 @@ func TestConformance(t *testing.T) {
 	// pin the roles each topology lists: one turned off by mistake fails
 	// here instead of skipping its subtests.
 	roles := []sdk.Role{sdk.RoleBatchRenew, sdk.RoleWindowScan, sdk.RoleGrantClaim, sdk.RoleFusedClaim,
-		sdk.RoleWorkerRegistry, sdk.RoleReadiness, sdk.RoleTerminalWatch, sdk.RoleArrivals, sdk.RoleLeaseEvents, sdk.RoleEngineMonitor,
+		sdk.RoleWorkerRegistry, sdk.RoleReadiness, sdk.RoleTerminalWatch, sdk.RoleCompletions, sdk.RoleArrivals, sdk.RoleLeaseEvents, sdk.RoleEngineMonitor,
 		sdk.RoleBatchSubmit, sdk.RoleCompleteBatch, sdk.RoleWaiting, sdk.RoleStreams}
 	wantRoles := map[string][]sdk.Role{
 		"standalone": append(slices.Clone(roles), sdk.RoleClaimOffers, sdk.RoleCompleteOffer),

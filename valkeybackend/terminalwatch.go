@@ -2,7 +2,6 @@ package valkeybackend
 
 import (
 	"context"
-	"strings"
 	"sync"
 	"time"
 
@@ -18,39 +17,47 @@ import (
 
 var _ sdk.TerminalWatcher = (*Backend)(nil)
 
-// terminalWaiters wakes the callers waiting on execution records.
-type terminalWaiters struct {
+// keyWaiters wakes callers waiting for keys they read through the
+// client-side cache to change: the server's invalidation push names the
+// key (AwaitTerminal: an execution record; SubscribeCompletions: terminal
+// indexes).
+type keyWaiters struct {
 	mu sync.Mutex
-	m  map[string]map[chan struct{}]struct{} // core key -> waiters
+	m  map[string]map[chan struct{}]struct{} // key -> waiters
 }
 
-// add registers a waiter on key; the returned func removes it.
-func (w *terminalWaiters) add(key string) (chan struct{}, func()) {
-	ch := make(chan struct{}, 1)
+// add registers ch (buffered, 1) on keys; the returned func removes it.
+func (w *keyWaiters) add(ch chan struct{}, keys ...string) func() {
 	w.mu.Lock()
 	if w.m == nil {
 		w.m = map[string]map[chan struct{}]struct{}{}
 	}
-	set := w.m[key]
-	if set == nil {
-		set = map[chan struct{}]struct{}{}
-		w.m[key] = set
+	for _, key := range keys {
+		set := w.m[key]
+		if set == nil {
+			set = map[chan struct{}]struct{}{}
+			w.m[key] = set
+		}
+		set[ch] = struct{}{}
 	}
-	set[ch] = struct{}{}
 	w.mu.Unlock()
-	return ch, func() {
+	return func() {
 		w.mu.Lock()
-		delete(set, ch)
-		if len(set) == 0 && w.m[key] != nil && len(w.m[key]) == 0 {
-			delete(w.m, key)
+		for _, key := range keys {
+			if set := w.m[key]; set != nil {
+				delete(set, ch)
+				if len(set) == 0 {
+					delete(w.m, key)
+				}
+			}
 		}
 		w.mu.Unlock()
 	}
 }
 
-// wake signals the waiters of the core keys among keys (nil: every waiter,
-// for a lost connection or a flushed cache).
-func (w *terminalWaiters) wake(keys []string, all bool) {
+// wake signals the waiters of keys, or every waiter with all (a lost
+// connection or a flushed cache: any tracked read may be stale).
+func (w *keyWaiters) wake(keys []string, all bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if len(w.m) == 0 {
@@ -71,10 +78,8 @@ func (w *terminalWaiters) wake(keys []string, all bool) {
 		return
 	}
 	for _, k := range keys {
-		if strings.HasSuffix(k, ":core") {
-			if set := w.m[k]; set != nil {
-				signal(set)
-			}
+		if set := w.m[k]; set != nil {
+			signal(set)
 		}
 	}
 }
@@ -94,8 +99,8 @@ func (b *Backend) AwaitTerminal(ctx context.Context, id sdk.ExecutionID) (sdk.Pu
 		return "", err
 	}
 	key := coreKey(id)
-	ch, remove := b.terminal.add(key)
-	defer remove()
+	ch := make(chan struct{}, 1)
+	defer b.terminal.add(ch, key)()
 	failures := 0
 	for {
 		st, err := b.client.DoCache(ctx, b.client.B().Hget().Key(key).Field("state").Cache(), terminalReadTTL).ToString()

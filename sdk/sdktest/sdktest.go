@@ -153,6 +153,7 @@ var suite = []subtest{
 		{name: "live", fn: testStreamLive},
 	}},
 	{name: "await_terminal", fn: testAwaitTerminal},
+	{name: "completions", fn: testCompletions},
 	{name: "offers", sub: []subtest{
 		{name: "handoff", fn: testHandoff},
 		{name: "withdraw", fn: testWithdrawOffers},

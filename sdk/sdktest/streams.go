@@ -2,6 +2,7 @@ package sdktest
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -239,3 +240,94 @@ func testAwaitTerminal(e *env) {
 }
 
 func errorIs(err, target error) bool { return err != nil && errors.Is(err, target) }
+
+// testCompletions: a subscription from now gets every execution that ends
+// (completed, failed, cancelled), in order, with its lane and state; one
+// resumed from a completion's cursor gets what followed, once; filters by
+// lane and by tag hold.
+func testCompletions(e *env) {
+	const lane, other sdk.LaneID = "sdktest-done", "sdktest-done-other"
+	cs := need(e, e.roles.Completions, sdk.RoleCompletions)
+	e.create(simple(lane)) // lanes registered before the subscription
+	e.create(simple(other))
+	type sub struct {
+		ch     chan sdk.Completion
+		cancel func()
+	}
+	subscribe := func(filter sdk.CompletionFilter, cursor string) sub {
+		ctx, cancel := context.WithCancel(e.ctx)
+		ch := make(chan sdk.Completion, 64)
+		go func() {
+			if err := cs.SubscribeCompletions(ctx, filter, cursor, func(c sdk.Completion) error {
+				ch <- c
+				return nil
+			}); err != nil && ctx.Err() == nil {
+				e.t.Errorf("SubscribeCompletions = %v", err)
+			}
+		}()
+		return sub{ch, cancel}
+	}
+	next := func(s sub, what string) sdk.Completion {
+		e.t.Helper()
+		select {
+		case c := <-s.ch:
+			return c
+		case <-time.After(settleDeadline):
+			e.t.Fatalf("%s: no completion within %v", what, settleDeadline)
+		}
+		return sdk.Completion{}
+	}
+	all := subscribe(sdk.CompletionFilter{}, "")
+	defer all.cancel()
+	tagged := subscribe(sdk.CompletionFilter{Lanes: []sdk.LaneID{lane}, Tags: map[string]string{"team": "a"}}, "")
+	defer tagged.cancel()
+	e.sleep(200 * time.Millisecond) // the subscriptions read the indexes' ends
+
+	withTag := simple(lane)
+	withTag.Tags = map[string]string{"team": "a"}
+	id1 := e.create(withTag)
+	c1 := e.claim(id1, lane, leaseTTL)
+	e.must("Complete", e.b.Complete(e.ctx, c1.Handle, nil))
+	id2, c2 := e.claimed(other)
+	_, _, _ = e.fail(c2.Handle, "boom", "x")
+	id3 := e.create(simple(lane))
+	_, err := e.b.CancelExecution(e.ctx, sdk.CancelExecutionArgs{ExecutionID: id3, Reason: "r"})
+	e.must("CancelExecution", err)
+	want := []struct {
+		id    sdk.ExecutionID
+		lane  sdk.LaneID
+		state sdk.PublicState
+	}{{id1, lane, sdk.StateCompleted}, {id2, other, sdk.StateFailed}, {id3, lane, sdk.StateCancelled}}
+	var got []sdk.Completion
+	for _, w := range want {
+		c := next(all, "all")
+		got = append(got, c)
+		if c.ExecutionID != w.id || c.Lane != w.lane || c.State != w.state || c.At.IsZero() || c.Cursor == "" {
+			e.t.Fatalf("completion %+v, want %s on %s %s", c, w.id, w.lane, w.state)
+		}
+	}
+	if c := next(tagged, "the lane and tag filter"); c.ExecutionID != id1 {
+		e.t.Fatalf("filtered subscription got %s, want only %s", c.ExecutionID, id1)
+	}
+	select {
+	case c := <-tagged.ch:
+		e.t.Fatalf("filtered subscription also got %s (%s on %s)", c.ExecutionID, c.State, c.Lane)
+	case <-time.After(200 * time.Millisecond):
+	}
+	// Resumed after the first: the other two, once.
+	resumed := subscribe(sdk.CompletionFilter{}, got[0].Cursor)
+	defer resumed.cancel()
+	for _, w := range want[1:] {
+		if c := next(resumed, "resumed"); c.ExecutionID != w.id {
+			e.t.Fatalf("resumed subscription: %s, want %s", c.ExecutionID, w.id)
+		}
+	}
+	select {
+	case c := <-resumed.ch:
+		e.t.Fatalf("resumed subscription delivered %s again", c.ExecutionID)
+	case <-time.After(200 * time.Millisecond):
+	}
+	e.rejects("SubscribeCompletions with a malformed cursor", func() error {
+		return cs.SubscribeCompletions(e.ctx, sdk.CompletionFilter{}, "%%%", func(sdk.Completion) error { return nil })
+	}, sdk.ErrValidation)
+}

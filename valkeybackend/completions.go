@@ -1,0 +1,260 @@
+package valkeybackend
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/valkey-io/valkey-go"
+
+	"github.com/flowfabric/flowfabric-go/sdk"
+)
+
+// Completion subscriptions (sdk.CompletionSubscriber) read what every
+// terminal call writes already: each lane's terminal index per partition
+// (ff:i:T:L:terminal, score = end time). Nothing is added to a job's path.
+// A subscriber keeps one position per index (its score and member), so
+// resuming misses nothing and repeats nothing whatever the order in which
+// partitions (on different nodes, with different clocks) record their
+// ends; retention bounds how far back a cursor reaches. It waits for
+// changes through the client-side cache: a cached ZCARD of each index
+// makes the server push an invalidation when the index changes.
+
+var _ sdk.CompletionSubscriber = (*Backend)(nil)
+
+// completionPos is a subscriber's position in one terminal index: past
+// every member of lower score, and past members up to id at score.
+type completionPos struct {
+	Score int64  `json:"s"`
+	ID    string `json:"i,omitempty"`
+}
+
+// completionRefresh is how often a subscription re-reads the lane registry
+// and its indexes when no push came (a new lane's index, a lost push).
+const completionRefresh = 5 * time.Second
+
+// completionBatch bounds the entries one round reads per index.
+const completionBatch = 512
+
+// SubscribeCompletions streams terminal outcomes (sdk.CompletionSubscriber).
+// Unavailable when client-side caching is off.
+func (b *Backend) SubscribeCompletions(ctx context.Context, filter sdk.CompletionFilter, cursor string, fn func(sdk.Completion) error) error {
+	const op = "subscribe_completions"
+	if b.opts.CacheSizeEachConn < 0 {
+		return sdk.Unavailable(op)
+	}
+	for _, l := range filter.Lanes {
+		if err := l.Validate(); err != nil {
+			return opError(op, err)
+		}
+	}
+	pos := map[string]completionPos{}
+	fromStart := cursor != ""
+	if cursor != "" {
+		raw, err := base64.RawURLEncoding.DecodeString(cursor)
+		if err != nil || json.Unmarshal(raw, &pos) != nil {
+			return sdk.NewError(op, sdk.CodeInvalidInput, "malformed completion cursor")
+		}
+	}
+	wake := make(chan struct{}, 1)
+	var unwatch func()
+	defer func() {
+		if unwatch != nil {
+			unwatch()
+		}
+	}()
+	for ctx.Err() == nil {
+		keys, lanes, err := b.completionIndexes(ctx, op, filter.Lanes)
+		if err != nil {
+			return err
+		}
+		if unwatch != nil {
+			unwatch()
+		}
+		unwatch = b.terminal.add(wake, keys...)
+		// Track every index (the reads register the keys for invalidation).
+		cmds := make([]valkey.CacheableTTL, len(keys))
+		for i, k := range keys {
+			cmds[i] = valkey.CT(b.client.B().Zcard().Key(k).Cache(), completionRefresh)
+		}
+		for _, res := range b.client.DoMultiCache(ctx, cmds...) {
+			if err := res.Error(); err != nil && ctx.Err() == nil {
+				return backendError(op, err)
+			}
+		}
+		// A subscription from now starts at each index's end; an index
+		// first seen later (a new lane) is read from its start.
+		if !fromStart {
+			if err := b.completionTails(ctx, op, keys, pos); err != nil {
+				return err
+			}
+			fromStart = true
+		}
+		got, err := b.completionsAfter(ctx, op, keys, lanes, pos, filter)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		for _, c := range got {
+			if err := fn(c); err != nil {
+				return err
+			}
+		}
+		if len(got) > 0 {
+			continue // more may be waiting past the batch
+		}
+		select {
+		case <-ctx.Done():
+		case <-wake:
+		case <-time.After(completionRefresh):
+		}
+	}
+	return nil
+}
+
+// completionIndexes lists the terminal indexes to read: every partition's
+// of each lane (the filter's, or the registry's).
+func (b *Backend) completionIndexes(ctx context.Context, op string, only []sdk.LaneID) ([]string, []sdk.LaneID, error) {
+	lanes := only
+	if len(lanes) == 0 {
+		var err error
+		if lanes, err = b.LaneRegistry(ctx, completionRefresh); err != nil {
+			return nil, nil, err
+		}
+	}
+	keys := make([]string, 0, len(lanes)*b.partitions)
+	keyLanes := make([]sdk.LaneID, 0, cap(keys))
+	for _, l := range lanes {
+		for p := range b.partitions {
+			keys = append(keys, laneKeysOf(sdk.PartitionTag(p), l).terminal)
+			keyLanes = append(keyLanes, l)
+		}
+	}
+	return keys, keyLanes, nil
+}
+
+// completionTails sets each index's position to its current last member.
+func (b *Backend) completionTails(ctx context.Context, op string, keys []string, pos map[string]completionPos) error {
+	cmds := make(valkey.Commands, len(keys))
+	for i, k := range keys {
+		cmds[i] = b.client.B().Zrange().Key(k).Min("-1").Max("-1").Withscores().Build()
+	}
+	for i, res := range b.client.DoMulti(ctx, cmds...) {
+		zs, err := res.AsZScores()
+		if err != nil {
+			return backendError(op, err)
+		}
+		if len(zs) == 1 {
+			pos[keys[i]] = completionPos{Score: int64(zs[0].Score), ID: zs[0].Member}
+		} else {
+			pos[keys[i]] = completionPos{Score: -1}
+		}
+	}
+	return nil
+}
+
+// completionsAfter reads each index past its position, looks up the
+// executions' states (and tags, with a tag filter), advances the
+// positions and returns the completions in end-time order, each with its
+// cursor.
+func (b *Backend) completionsAfter(ctx context.Context, op string, keys []string, lanes []sdk.LaneID,
+	pos map[string]completionPos, filter sdk.CompletionFilter) ([]sdk.Completion, error) {
+	cmds := make(valkey.Commands, len(keys))
+	for i, k := range keys {
+		p, ok := pos[k]
+		if !ok {
+			p = completionPos{Score: -1}
+		}
+		// Members at the position's score sort by name: those up to p.ID
+		// were delivered. Reading from the score itself and skipping them
+		// keeps the read exact.
+		cmds[i] = b.client.B().Zrange().Key(k).Min(strconv.FormatInt(max(p.Score, 0), 10)).Max("+inf").Byscore().
+			Limit(0, completionBatch).Withscores().Build()
+	}
+	type found struct {
+		key   string
+		lane  sdk.LaneID
+		id    string
+		score int64
+	}
+	var all []found
+	for i, res := range b.client.DoMulti(ctx, cmds...) {
+		zs, err := res.AsZScores()
+		if err != nil {
+			return nil, backendError(op, err)
+		}
+		p, ok := pos[keys[i]]
+		if !ok {
+			p = completionPos{Score: -1}
+		}
+		for _, z := range zs {
+			s := int64(z.Score)
+			if s < p.Score || (s == p.Score && z.Member <= p.ID) {
+				continue
+			}
+			all = append(all, found{key: keys[i], lane: lanes[i], id: z.Member, score: s})
+		}
+	}
+	if len(all) == 0 {
+		return nil, nil
+	}
+	sort.Slice(all, func(i, j int) bool {
+		if all[i].score != all[j].score {
+			return all[i].score < all[j].score
+		}
+		return all[i].id < all[j].id
+	})
+	// States (and tags) of what ended, pipelined.
+	reads := make(valkey.Commands, 0, 2*len(all))
+	tagFields := make([]string, 0, len(filter.Tags))
+	for name := range filter.Tags {
+		tagFields = append(tagFields, tagFieldPrefix+name)
+	}
+	sort.Strings(tagFields)
+	for _, f := range all {
+		id := sdk.ExecutionID(f.id)
+		reads = append(reads, b.client.B().Hget().Key(keysOf(id).core).Field("state").Build())
+		if len(tagFields) > 0 {
+			reads = append(reads, b.client.B().Hmget().Key(keysOf(id).ctx).Field(tagFields...).Build())
+		}
+	}
+	res := b.client.DoMulti(ctx, reads...)
+	per := 1
+	if len(tagFields) > 0 {
+		per = 2
+	}
+	out := make([]sdk.Completion, 0, len(all))
+	for i, f := range all {
+		pos[f.key] = completionPos{Score: f.score, ID: f.id}
+		state, err := res[i*per].ToString()
+		if err != nil && !isNil(err) {
+			return nil, backendError(op, err)
+		}
+		if !sdk.PublicState(state).Terminal() {
+			continue // replayed (or trimmed) since: not an outcome any more
+		}
+		if per == 2 {
+			vals, err := res[i*per+1].ToArray()
+			if err != nil {
+				return nil, backendError(op, err)
+			}
+			match := len(vals) == len(tagFields)
+			for j := 0; match && j < len(vals); j++ {
+				v, _ := vals[j].ToString()
+				match = v == filter.Tags[tagFields[j][len(tagFieldPrefix):]]
+			}
+			if !match {
+				continue
+			}
+		}
+		raw, _ := json.Marshal(pos)
+		out = append(out, sdk.Completion{ExecutionID: sdk.ExecutionID(f.id), Lane: f.lane, State: sdk.PublicState(state),
+			At: msTime(f.score), Cursor: base64.RawURLEncoding.EncodeToString(raw)})
+	}
+	return out, nil
+}
