@@ -78,7 +78,7 @@ func (b *Backend) SubscribeCompletions(ctx context.Context, filter sdk.Completio
 		// Track every index (the reads register the keys for invalidation).
 		cmds := make([]valkey.CacheableTTL, len(keys))
 		for i, k := range keys {
-			cmds[i] = valkey.CT(b.client.B().Zcard().Key(k).Cache(), completionRefresh)
+			cmds[i] = valkey.CT(b.client.B().Zcard().Key(k).Cache().ToStaticTTL(), completionRefresh)
 		}
 		for _, res := range b.client.DoMultiCache(ctx, cmds...) {
 			if err := res.Error(); err != nil && ctx.Err() == nil {

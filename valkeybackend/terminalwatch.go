@@ -85,7 +85,9 @@ func (w *keyWaiters) wake(keys []string, all bool) {
 }
 
 // terminalReadTTL bounds a cached state read between invalidations (they
-// keep it exact; the TTL is a safety net).
+// keep it exact; the TTL is a safety net). Execution records carry no TTL,
+// so the static-TTL read is exact and needs no PTTL (nor MULTI, which the
+// worker's ACL recipe does not grant).
 const terminalReadTTL = time.Minute
 
 // AwaitTerminal waits until execution id is in a terminal state and returns
@@ -103,7 +105,7 @@ func (b *Backend) AwaitTerminal(ctx context.Context, id sdk.ExecutionID) (sdk.Pu
 	defer b.terminal.add(ch, key)()
 	failures := 0
 	for {
-		st, err := b.client.DoCache(ctx, b.client.B().Hget().Key(key).Field("state").Cache(), terminalReadTTL).ToString()
+		st, err := b.client.DoCache(ctx, b.client.B().Hget().Key(key).Field("state").Cache().ToStaticTTL(), terminalReadTTL).ToString()
 		switch {
 		case isNil(err):
 			return "", sdk.NewError(op, sdk.CodeExecutionNotFound, "")
