@@ -18,12 +18,13 @@ const (
 	ScenarioClaimHandoff   = "claim-handoff"
 	ScenarioRecovery       = "recovery"
 	ScenarioSignalResume   = "signal-resume"
+	ScenarioStreamAppend   = "stream-append"
 	ScenarioPeers          = "peers"
 )
 
 // ScenarioNames lists the scenarios in report order.
 var ScenarioNames = []string{ScenarioE2E, ScenarioClaimLatency, ScenarioRenew, ScenarioPartitionSweep,
-	ScenarioClaimPath, ScenarioClaimHandoff, ScenarioRecovery, ScenarioSignalResume, ScenarioPeers}
+	ScenarioClaimPath, ScenarioClaimHandoff, ScenarioRecovery, ScenarioSignalResume, ScenarioStreamAppend, ScenarioPeers}
 
 // ownScenarios are the scenarios that measure FlowFabric alone: all but
 // peers, which runs other systems (and Node) and is in no profile.
@@ -63,14 +64,18 @@ type Config struct {
 	Duration time.Duration `json:"duration"`
 	Drain    time.Duration `json:"drain"`
 	// Rate is the open-loop arrival rate per second; 0 means RateFraction
-	// of the capacity e2e measured (closed loop) in the same run.
+	// of the capacity e2e measured (closed loop) in the same run
+	// (signal-resume: SignalRateDefault; stream-append, frames per second
+	// of its latency part: StreamRateDefault).
 	Rate         float64 `json:"rate"`
 	RateFraction float64 `json:"rate_fraction"`
 	// Arrivals: "poisson" or "constant".
 	Arrivals string `json:"arrivals"`
 	Seed     uint64 `json:"seed"`
 	// InFlight is the closed loop's outstanding submissions.
-	InFlight     int `json:"in_flight"`
+	InFlight int `json:"in_flight"`
+	// PayloadBytes is each execution's payload (stream-append: each
+	// frame's).
 	PayloadBytes int `json:"payload_bytes"`
 	// Leases is renew-throughput's L; RenewWorkers the fleet holding them.
 	Leases       int `json:"leases"`
@@ -235,7 +240,7 @@ var Profiles = map[string]Config{
 	// gate: what make perf-gate measures: every gated figure at P=16.
 	"gate": {
 		Scenarios: []string{ScenarioE2E, ScenarioClaimLatency, ScenarioRenew, ScenarioClaimPath, ScenarioClaimHandoff, ScenarioRecovery,
-			ScenarioSignalResume},
+			ScenarioSignalResume, ScenarioStreamAppend},
 		Partitions: 16, SweepPartitions: []int{16}, Workers: 2, Concurrency: 32, ClaimMode: "direct",
 		Warmup: 500 * time.Millisecond, Duration: 2 * time.Second, Drain: 5 * time.Second,
 		RateFraction: 0.5, Arrivals: "poisson", Seed: 1, InFlight: 64, PayloadBytes: 64,

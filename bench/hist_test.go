@@ -131,10 +131,14 @@ func TestParseCommandStats(t *testing.T) {
 	if got["fcall"] != 12 || got["client|setinfo"] != 2 || len(got) != 2 {
 		t.Fatalf("%v", got)
 	}
-	a := serverSnapshot{calls: map[string]int64{"fcall": 10, "info": 1}, cpu: 1.0}
-	b := serverSnapshot{calls: map[string]int64{"fcall": 30, "info": 5, "ping": 4}, cpu: 1.5}
+	if us := parseCommandUsec(info); us["fcall"] != 40 || us["client|setinfo"] != 1 || len(us) != 2 {
+		t.Fatalf("usec %v", us)
+	}
+	a := serverSnapshot{calls: map[string]int64{"fcall": 10, "info": 1}, usec: map[string]int64{"fcall": 100}, cpu: 1.0}
+	b := serverSnapshot{calls: map[string]int64{"fcall": 30, "info": 5, "ping": 4}, usec: map[string]int64{"fcall": 250, "info": 9}, cpu: 1.5}
 	d := a.to(b)
-	if d.calls["fcall"] != 20 || d.calls["ping"] != 4 || d.calls["info"] != 0 || d.total() != 24 || d.cpuSeconds != 0.5 {
+	if d.calls["fcall"] != 20 || d.calls["ping"] != 4 || d.calls["info"] != 0 || d.total() != 24 || d.cpuSeconds != 0.5 ||
+		d.usec["fcall"] != 150 || d.usec["info"] != 0 {
 		t.Fatalf("%+v", d)
 	}
 	var r Result

@@ -55,7 +55,21 @@ func fakeReport() *Report {
 		&Result{Scenario: ScenarioSignalResume, Partitions: 16, Workers: 2, DurationS: 2, OfferedRate: 100, Throughput: 100,
 			Ops: 200, Unit: "cycles", CommandsPerOp: 60, FcallsPerOp: 5, CommandMix: mix,
 			Latency: map[string]*Summary{"resume": lat(800), "signal": lat(600), "signal_lag": lat(80), "suspend": lat(1000), "fcall_rtt": lat(150)},
-			Extra:   map[string]float64{"signal_wait_ms": 20, "resume_p50_over_loaded_rtt": 5.3, "signals_delivered": 200}})
+			Extra:   map[string]float64{"signal_wait_ms": 20, "resume_p50_over_loaded_rtt": 5.3, "signals_delivered": 200}},
+		&Result{Scenario: ScenarioStreamAppend, Variant: "sdk", Partitions: 16, Workers: 2, DurationS: 2, Throughput: 300000,
+			RawCeiling: 450000, RatioToCeiling: 0.667, Ops: 600000, Unit: "frames", CommandsPerOp: 1.012, FcallsPerOp: 0.004,
+			ValkeyCPUPerOpUS: 2.3, CommandMix: map[string]float64{"fcall": 0.004, "xadd": 1}, Latency: map[string]*Summary{"append_round": lat(1400)},
+			Extra: map[string]float64{"streams": 2, "payload_bytes": 64, "slices": 10, "slice_s": 0.2, "fcall_us_per_frame": 2.1,
+				"xadd_us_per_frame": 0.8, "xadd_us_per_call": 0.8, "frames_per_append": 254, "client_cpu_us_per_frame": 1.3,
+				"ratio_slice_min": 0.62, "ratio_slice_max": 0.71}},
+		&Result{Scenario: ScenarioStreamAppend, Variant: "raw", Partitions: 16, Workers: 2, DurationS: 2, Throughput: 450000,
+			Ops: 900000, Unit: "frames", CommandsPerOp: 1, ValkeyCPUPerOpUS: 1.5, CommandMix: map[string]float64{"xadd": 1},
+			Latency: map[string]*Summary{"append_round": lat(1000)},
+			Extra:   map[string]float64{"streams": 2, "xadd_us_per_frame": 0.77, "xadd_us_per_call": 0.77, "client_cpu_us_per_frame": 1.2}},
+		&Result{Scenario: ScenarioStreamAppend, Variant: "tail", Partitions: 16, Workers: 2, DurationS: 2, OfferedRate: 1000, Throughput: 1000,
+			Ops: 2000, Unit: "frames", CommandsPerOp: 4.4, FcallsPerOp: 0.86, CommandMix: map[string]float64{"fcall": 0.86, "xadd": 1, "xread": 0.86},
+			Latency: map[string]*Summary{"append_tail": lat(400), "emit_lag": lat(90), "append_round": lat(220), "fcall_rtt": lat(120)},
+			Extra:   map[string]float64{"frames_emitted": 2500, "frames_seen": 2500, "tail_p50_over_loaded_rtt": 3.3, "frames_per_append": 1.2}})
 	// The peers scenario: each system's closed-loop settings and idle runs.
 	for _, p := range []struct {
 		sys   string
@@ -239,7 +253,7 @@ func TestGateCompare(t *testing.T) {
 	delete(ok.Find("e2e/closed/P=16").CommandMix, "fcall")
 	ok.Lost = 0
 	ok.Results = slices.DeleteFunc(ok.Results, func(r *Result) bool {
-		return r.Scenario == ScenarioPeers || r.Scenario == ScenarioSignalResume
+		return r.Scenario == ScenarioPeers || r.Scenario == ScenarioSignalResume || r.Scenario == ScenarioStreamAppend
 	})
 	ok.Results = ok.Results[:len(ok.Results)-6] // renew-throughput/sdk/P=16 among them
 	if g, _ := Gate(context.Background(), nb, ok, GateOptions{}); g.Pass() {

@@ -105,6 +105,9 @@ func (r *Runner) finish(rep *Report) {
 		if f := signalFailure(res); f != "" {
 			rep.Failures = append(rep.Failures, res.Key()+": "+f)
 		}
+		if f := streamFailure(res); f != "" {
+			rep.Failures = append(rep.Failures, res.Key()+": "+f)
+		}
 		// Resume latency against the serial FCALL round trip (the loaded
 		// one is set by the scenario: both figures are its own).
 		if s := res.Latency["resume"]; s != nil && s.Count > 0 && r.anchors.SerialFCALL != nil && r.anchors.SerialFCALL.P50 > 0 {
@@ -195,6 +198,8 @@ func (r *Runner) RunScenario(ctx context.Context, name string) ([]*Result, error
 			return nil, err
 		}
 		return []*Result{res}, nil
+	case ScenarioStreamAppend:
+		return r.runStreamAppend(ctx)
 	case ScenarioPeers:
 		return r.runPeers(ctx)
 	}

@@ -57,7 +57,8 @@ func TestScenariosSmoke(t *testing.T) {
 	}
 	for _, key := range []string{"e2e/closed/P=4", "e2e/open/P=4", "claim-latency/P=1", "claim-latency/P=4",
 		"renew-throughput/sdk/P=1", "renew-throughput/raw/P=4", "renew-throughput/sdk/P=4", "claim-path/direct/P=4",
-		"claim-path/fused/P=4", "claim-handoff/handoff/P=4", "claim-handoff/push/P=4", "recovery/P=4", "signal-resume/P=4"} {
+		"claim-path/fused/P=4", "claim-handoff/handoff/P=4", "claim-handoff/push/P=4", "recovery/P=4", "signal-resume/P=4",
+		"stream-append/sdk/P=4", "stream-append/raw/P=4", "stream-append/tail/P=4"} {
 		r := rep.Find(key)
 		if r == nil {
 			t.Errorf("no result %s", key)
@@ -93,6 +94,7 @@ func TestScenariosSmoke(t *testing.T) {
 		}
 	}
 	checkSignalResume(t, rep.Find("signal-resume/P=4"))
+	checkStreamAppend(t, rep.Find("stream-append/sdk/P=4"), rep.Find("stream-append/raw/P=4"), rep.Find("stream-append/tail/P=4"))
 	// Hand-offs replace the claim call: fewer FCALLs per job than claiming
 	// after the push, and a claim p50 set against the push variant's.
 	if h, p := rep.Find("claim-handoff/handoff/P=4"), rep.Find("claim-handoff/push/P=4"); h != nil && p != nil {
@@ -203,5 +205,81 @@ func TestSignalFailureFailsTheRun(t *testing.T) {
 	rep := &Report{Results: []*Result{{Scenario: ScenarioSignalResume, Partitions: 16, Ops: 10, Extra: map[string]float64{"signals_delivered": 10}}}}
 	if (&Runner{}).finish(rep); !rep.OK() {
 		t.Errorf("a clean run failed: %q", rep.Failures)
+	}
+}
+
+// checkStreamAppend checks stream-append's results: both throughput sides
+// appended frames (batched on the SDK's side: far fewer FCALLs than frames)
+// and every stream held what its side counted, the SDK's rate has a ratio
+// to the raw one, and the tailer saw every emitted frame once, in order,
+// with its latency and the loaded FCALL round trip measured beside it.
+func checkStreamAppend(t *testing.T, sdkRes, rawRes, tail *Result) {
+	t.Helper()
+	if sdkRes == nil || rawRes == nil || tail == nil {
+		t.Errorf("stream-append: results sdk %v, raw %v, tail %v", sdkRes != nil, rawRes != nil, tail != nil)
+		return
+	}
+	for _, r := range []*Result{sdkRes, rawRes, tail} {
+		if f := streamFailure(r); f != "" {
+			t.Errorf("%s: %s", r.Key(), f)
+		}
+	}
+	if sdkRes.RawCeiling != rawRes.Throughput || sdkRes.RatioToCeiling <= 0 || sdkRes.Extra["ratio_slice_min"] <= 0 {
+		t.Errorf("stream-append: SDK %v frames/s, ceiling %v, raw %v, ratio %v", sdkRes.Throughput, sdkRes.RawCeiling, rawRes.Throughput, sdkRes.RatioToCeiling)
+	}
+	if sdkRes.FcallsPerOp <= 0 || sdkRes.FcallsPerOp > 0.1 || sdkRes.CommandsPerOp < 1 || sdkRes.Extra["frames_per_fcall"] < 10 ||
+		rawRes.FcallsPerOp != 0 || rawRes.CommandMix["xadd"] != 1 || sdkRes.ValkeyCPUPerOpUS <= 0 || rawRes.ValkeyCPUPerOpUS <= 0 {
+		t.Errorf("stream-append: SDK %.4f FCALLs and %.3f commands per frame (%v frames per FCALL), raw %v; CPU %v / %v µs",
+			sdkRes.FcallsPerOp, sdkRes.CommandsPerOp, sdkRes.Extra["frames_per_fcall"], rawRes.CommandMix, sdkRes.ValkeyCPUPerOpUS, rawRes.ValkeyCPUPerOpUS)
+	}
+	e := tail.Extra
+	if s := tail.Latency["append_tail"]; s == nil || s.Count == 0 || s.Count != tail.Ops || s.P50 <= 0 || s.Hist == "" {
+		t.Errorf("stream-append: append_tail %+v for %d frames in the window", s, tail.Ops)
+	}
+	for _, name := range []string{"emit_lag", "append_round", "fcall_rtt"} {
+		if l := tail.Latency[name]; l == nil || l.Count == 0 {
+			t.Errorf("stream-append: no %s histogram", name)
+		}
+	}
+	if e["frames_emitted"] == 0 || e["frames_seen"] != e["frames_emitted"] || e["frames_duplicated"] != 0 || e["frames_missing"] != 0 ||
+		tail.Lost != 0 || tail.Duplicated != 0 || sdkRes.Lost != 0 || sdkRes.Duplicated != 0 {
+		t.Errorf("stream-append: not exactly once: extra %v, lost %d/%d, duplicated %d/%d", e, sdkRes.Lost, tail.Lost, sdkRes.Duplicated, tail.Duplicated)
+	}
+	if e["tail_p50_over_loaded_rtt"] <= 0 || tail.OfferedRate != StreamRateDefault || tail.FcallsPerOp <= 0 {
+		t.Errorf("stream-append: tail/loaded RTT %v, rate %v, %v FCALLs per frame", e["tail_p50_over_loaded_rtt"], tail.OfferedRate, tail.FcallsPerOp)
+	}
+}
+
+// TestStreamFailureFailsTheRun: a frame missing, repeated or miscounted
+// fails the report like a lost completion does.
+func TestStreamFailureFailsTheRun(t *testing.T) {
+	t.Parallel()
+	ok := map[string]map[string]float64{
+		"sdk":  {"count_mismatches": 0},
+		"raw":  {"count_mismatches": 0},
+		"tail": {"frames_emitted": 10, "frames_seen": 10},
+	}
+	for variant, bad := range map[string][]map[string]float64{
+		"sdk": {{"count_mismatches": 1}, {"append_errors": 1}, {"foreign_executions": 1}},
+		"raw": {{"count_mismatches": 1}, {"xadd_errors": 2}},
+		"tail": {{"frames_emitted": 10, "frames_seen": 9, "frames_missing": 1}, {"frames_emitted": 10, "frames_seen": 10, "frames_duplicated": 1},
+			{"frames_emitted": 0, "frames_seen": 0}, {"frames_emitted": 10, "frames_seen": 10, "tail_unfinished": 1},
+			{"frames_emitted": 10, "frames_seen": 10, "tail_errors": 1}},
+	} {
+		for _, extra := range bad {
+			rep := &Report{Results: []*Result{{Scenario: ScenarioStreamAppend, Variant: variant, Partitions: 16, Ops: 10, Extra: extra}}}
+			(&Runner{}).finish(rep)
+			if rep.OK() || len(rep.Failures) != 1 || !strings.Contains(rep.Failures[0], "stream-append/"+variant+"/P=16: streams:") {
+				t.Errorf("%s %v: report OK %v, failures %q", variant, extra, rep.OK(), rep.Failures)
+			}
+		}
+		rep := &Report{Results: []*Result{{Scenario: ScenarioStreamAppend, Variant: variant, Partitions: 16, Ops: 10, Extra: ok[variant]}}}
+		if (&Runner{}).finish(rep); !rep.OK() {
+			t.Errorf("%s: a clean result failed: %q", variant, rep.Failures)
+		}
+		rep = &Report{Results: []*Result{{Scenario: ScenarioStreamAppend, Variant: variant, Partitions: 16, Extra: ok[variant]}}}
+		if (&Runner{}).finish(rep); variant != "tail" && rep.OK() {
+			t.Errorf("%s: a result with no frames passed", variant)
+		}
 	}
 }

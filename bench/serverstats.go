@@ -15,7 +15,10 @@ import (
 type serverSnapshot struct {
 	at    time.Time
 	calls map[string]int64 // command → calls (script-internal calls included)
-	cpu   float64          // used_cpu_user + used_cpu_sys, seconds
+	// usec is command → server time spent in it, µs (an FCALL's includes
+	// the commands its function ran, which count under their own names too)
+	usec map[string]int64
+	cpu  float64 // used_cpu_user + used_cpu_sys, seconds
 }
 
 // probeCommands are the harness's own commands, left out of per-op counts.
@@ -23,7 +26,7 @@ var probeCommands = map[string]bool{"info": true}
 
 // snapshotServer reads the counters of every primary.
 func snapshotServer(ctx context.Context, nodes []valkey.Client) (serverSnapshot, error) {
-	s := serverSnapshot{at: time.Now(), calls: map[string]int64{}}
+	s := serverSnapshot{at: time.Now(), calls: map[string]int64{}, usec: map[string]int64{}}
 	for _, n := range nodes {
 		res := n.DoMulti(ctx, n.B().Info().Section("commandstats").Build(), n.B().Info().Section("cpu").Build())
 		cs, err := res[0].ToString()
@@ -36,6 +39,9 @@ func snapshotServer(ctx context.Context, nodes []valkey.Client) (serverSnapshot,
 		}
 		for k, v := range parseCommandStats(cs) {
 			s.calls[k] += v
+		}
+		for k, v := range parseCommandUsec(cs) {
+			s.usec[k] += v
 		}
 		f := infoFields(cpu)
 		u, _ := strconv.ParseFloat(f["used_cpu_user"], 64)
@@ -65,6 +71,24 @@ func parseCommandStats(info string) map[string]int64 {
 	return out
 }
 
+// parseCommandUsec reads the usec= field of "cmdstat_<name>:..." lines.
+func parseCommandUsec(info string) map[string]int64 {
+	out := map[string]int64{}
+	for _, line := range strings.Split(info, "\n") {
+		name, rest, ok := strings.Cut(strings.TrimSpace(line), ":")
+		if !ok || !strings.HasPrefix(name, "cmdstat_") {
+			continue
+		}
+		for _, kv := range strings.Split(rest, ",") {
+			if v, ok := strings.CutPrefix(kv, "usec="); ok {
+				n, _ := strconv.ParseInt(v, 10, 64)
+				out[strings.TrimPrefix(name, "cmdstat_")] = n
+			}
+		}
+	}
+	return out
+}
+
 // infoFields reads "key:value" lines of an INFO section.
 func infoFields(info string) map[string]string {
 	out := map[string]string{}
@@ -80,17 +104,23 @@ func infoFields(info string) map[string]string {
 // serverDelta is what the server did between two snapshots.
 type serverDelta struct {
 	calls      map[string]int64
+	usec       map[string]int64 // server time per command, µs (see serverSnapshot.usec)
 	cpuSeconds float64
 }
 
 func (a serverSnapshot) to(b serverSnapshot) serverDelta {
-	d := serverDelta{calls: map[string]int64{}, cpuSeconds: b.cpu - a.cpu}
+	d := serverDelta{calls: map[string]int64{}, usec: map[string]int64{}, cpuSeconds: b.cpu - a.cpu}
 	for k, v := range b.calls {
 		if probeCommands[k] {
 			continue
 		}
 		if n := v - a.calls[k]; n > 0 {
 			d.calls[k] = n
+		}
+	}
+	for k, v := range b.usec {
+		if n := v - a.usec[k]; n > 0 && !probeCommands[k] {
+			d.usec[k] = n
 		}
 	}
 	return d
@@ -101,8 +131,14 @@ func (d *serverDelta) add(e serverDelta) {
 	if d.calls == nil {
 		d.calls = map[string]int64{}
 	}
+	if d.usec == nil {
+		d.usec = map[string]int64{}
+	}
 	for k, v := range e.calls {
 		d.calls[k] += v
+	}
+	for k, v := range e.usec {
+		d.usec[k] += v
 	}
 	d.cpuSeconds += e.cpuSeconds
 }
