@@ -571,7 +571,7 @@ func (r *Runner) runStreamAppend(ctx context.Context) ([]*Result, error) {
 	var seen, windowSeen, dups, missing, bad atomic.Int64
 	var tailErr error
 	tailDone := make(chan struct{})
-	tctx, stopTail := context.WithTimeout(ctx, win.To.Sub(time.Now())+cfg.Drain+5*time.Second)
+	tctx, stopTail := context.WithTimeout(ctx, time.Until(win.To)+cfg.Drain+5*time.Second)
 	defer stopTail()
 	go func() {
 		defer close(tailDone)
