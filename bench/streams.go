@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -179,6 +180,10 @@ func sliceOf(b []byte) uint64 {
 	return binary.BigEndian.Uint64(b[payloadHeader:])
 }
 
+// errStranded stops the throughput part when a slice's executions are not
+// all claimed (the result says where they sit).
+var errStranded = errors.New("bench: a slice's executions were not claimed")
+
 // streamTotals sums one side's slices.
 type streamTotals struct {
 	frames int64
@@ -347,6 +352,8 @@ func (r *Runner) runStreamAppend(ctx context.Context) ([]*Result, error) {
 	}
 
 	var sdkT, rawT streamTotals
+	var unclaimed int
+	var strandDiag string
 	sdkObs := &appendObs{lat: NewLatency(streams, Window{})}
 	rawRound := NewLatency(streams, Window{})
 	var slice uint64 // slices run (both sides), for keys and payloads
@@ -374,8 +381,15 @@ func (r *Runner) runStreamAppend(ctx context.Context) ([]*Result, error) {
 			select {
 			case <-s.ready:
 			case <-deadline:
-				return 0, fmt.Errorf("slice %d: %d of %d executions claimed in 10s; %s", slice, got, streams,
+				// A liveness failure worth a report, not a crash: the
+				// handlers that hold theirs end at once, and the run
+				// fails with the diagnosis.
+				unclaimed = streams - got
+				strandDiag = fmt.Sprintf("slice %d: %d of %d executions unclaimed for 10s with free slots (%s)", slice, unclaimed, streams,
 					r.strandedDiagnosis(ctx, be, cfg.Partitions))
+				s.deadline = time.Now()
+				close(s.start)
+				return 0, errStranded
 			case <-ctx.Done():
 				return 0, ctx.Err()
 			}
@@ -514,33 +528,95 @@ func (r *Runner) runStreamAppend(ctx context.Context) ([]*Result, error) {
 		run  func(time.Duration, bool) (float64, error)
 	}
 	sdkSide, rawSide := side{"sdk", runSDK}, side{"raw", runRaw}
-	if cfg.Warmup > 0 {
-		for _, v := range []side{sdkSide, rawSide} {
-			r.prog.Detail(func() string { return fmt.Sprintf("%s: warm-up, %s", ScenarioStreamAppend, v.name) })
-			if _, err := v.run(streamSlice, false); err != nil {
-				return nil, err
-			}
-		}
-	}
 	pairs := max(int(cfg.Duration/streamSlice), 4)
 	var ratios []float64
-	for i := range pairs {
-		rate := map[string]float64{}
-		for _, v := range abba(i, sdkSide, rawSide) {
-			r.prog.Detail(func() string {
-				return fmt.Sprintf("%s: slice %d/%d %s (%s each, %d streams)", ScenarioStreamAppend, i+1, pairs, v.name, streamSlice, streams)
-			})
-			x, err := v.run(streamSlice, true)
-			if err != nil {
-				return nil, err
+	err = func() error {
+		if cfg.Warmup > 0 {
+			for _, v := range []side{sdkSide, rawSide} {
+				r.prog.Detail(func() string { return fmt.Sprintf("%s: warm-up, %s", ScenarioStreamAppend, v.name) })
+				if _, err := v.run(streamSlice, false); err != nil {
+					return err
+				}
 			}
-			rate[v.name] = x
 		}
-		if rate["raw"] > 0 {
-			ratios = append(ratios, rate["sdk"]/rate["raw"])
+		for i := range pairs {
+			rate := map[string]float64{}
+			for _, v := range abba(i, sdkSide, rawSide) {
+				r.prog.Detail(func() string {
+					return fmt.Sprintf("%s: slice %d/%d %s (%s each, %d streams)", ScenarioStreamAppend, i+1, pairs, v.name, streamSlice, streams)
+				})
+				x, err := v.run(streamSlice, true)
+				if err != nil {
+					return err
+				}
+				rate[v.name] = x
+			}
+			if rate["raw"] > 0 {
+				ratios = append(ratios, rate["sdk"]/rate["raw"])
+			}
 		}
-	}
+		return nil
+	}()
 	r.prog.Detail(nil)
+	if err != nil && !errors.Is(err, errStranded) {
+		return nil, err
+	}
+	stopFleetNow := func() sdk.WorkerStats {
+		sctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		_ = fleet.Stop(sctx)
+		cancel()
+		return fleet.Stats()
+	}
+	// throughputResults are the SDK and raw sides' results.
+	throughputResults := func(fs sdk.WorkerStats, settled bool, diag string) (*Result, *Result) {
+		sdkRes := sdkT.result("sdk", cfg.Partitions, streams)
+		rawRes := rawT.result("raw", cfg.Partitions, streams)
+		if s := Summarize(sdkObs.lat.Merge()); s.Count > 0 {
+			sdkRes.Latency["append_round"] = s
+		}
+		if s := Summarize(rawRound.Merge()); s.Count > 0 {
+			rawRes.Latency["append_round"] = s
+		}
+		sdkRes.RawCeiling = rawRes.Throughput
+		if rawRes.Throughput > 0 {
+			sdkRes.RatioToCeiling = round3(sdkRes.Throughput / rawRes.Throughput)
+		}
+		for _, x := range []*Result{sdkRes, rawRes} {
+			x.Extra["slices"], x.Extra["slice_s"], x.Extra["payload_bytes"] = float64(pairs), streamSlice.Seconds(), float64(cfg.PayloadBytes)
+			x.Extra["count_mismatches"] = float64(countMismatches.Load())
+		}
+		if len(ratios) > 0 {
+			sdkRes.Extra["ratio_slice_min"], sdkRes.Extra["ratio_slice_max"] = round3(slices.Min(ratios)), round3(slices.Max(ratios))
+		}
+		if c := sdkObs.calls.Load(); c > 0 {
+			sdkRes.Extra["frames_per_append"] = round3(float64(sdkObs.frames.Load()) / float64(c))
+		}
+		sdkRes.Extra["append_errors"] = float64(appendErrs.Load() + sdkObs.fails.Load())
+		sdkRes.Extra["foreign_executions"] = float64(foreign.Load())
+		sdkRes.Extra["claimed"], sdkRes.Extra["handoffs"], sdkRes.Extra["offers"] = float64(fs.Claimed), float64(fs.Handoffs), float64(fs.Offers)
+		sdkRes.Extra["idle_wakeups_push"], sdkRes.Extra["idle_wakeups_poll"] = float64(fs.IdleWakeupsPush), float64(fs.IdleWakeupsPoll)
+		rawRes.Extra["xadd_errors"] = float64(rawErrs.Load())
+		sdkRes.Lost, sdkRes.Duplicated = sliceTrack.outcome()
+		sdkRes.Note = fmt.Sprintf("%d streams (one execution per worker and slice; Task.Emit flat out, then Flush) against the same frames as raw XADD MAXLEN ~ %d, %d per DoMulti, "+
+			"from as many goroutines; %d slices of %v each, ABBA", streams, streamRawMaxLen, streamRawBatch, pairs, streamSlice)
+		if unclaimed > 0 {
+			sdkRes.Extra["unclaimed"] = float64(unclaimed)
+			sdkRes.Note += "; " + strandDiag + "; the scenario stopped there"
+		} else if !settled {
+			sdkRes.Note += fmt.Sprintf("; not settled after %v drain: %d of %d slice executions completed; %s", cfg.Drain,
+				sliceTrack.completed.Load(), sliceTrack.submitted.Load(), diag)
+		}
+		errMu.Lock()
+		if firstErr != "" {
+			sdkRes.Note += "; first failure: " + firstErr
+		}
+		errMu.Unlock()
+		return sdkRes, rawRes
+	}
+	if unclaimed > 0 {
+		sdkRes, rawRes := throughputResults(stopFleetNow(), false, "")
+		return []*Result{sdkRes, rawRes}, nil
+	}
 	slicesSettled := sliceTrack.waitSettled(cfg.Drain)
 
 	// --- Latency: one handler emits on a schedule, a tailer follows. ---
@@ -630,44 +706,10 @@ func (r *Runner) runStreamAppend(ctx context.Context) ([]*Result, error) {
 	if !slicesSettled || !tailSettled {
 		diag = r.strandedDiagnosis(ctx, be, cfg.Partitions)
 	}
-	sctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-	_ = fleet.Stop(sctx)
-	cancel()
-	fs := fleet.Stats()
+	fs := stopFleetNow()
 
 	// --- Results. ---
-	sdkRes := sdkT.result("sdk", cfg.Partitions, streams)
-	rawRes := rawT.result("raw", cfg.Partitions, streams)
-	if s := Summarize(sdkObs.lat.Merge()); s.Count > 0 {
-		sdkRes.Latency["append_round"] = s
-	}
-	if s := Summarize(rawRound.Merge()); s.Count > 0 {
-		rawRes.Latency["append_round"] = s
-	}
-	sdkRes.RawCeiling = rawRes.Throughput
-	if rawRes.Throughput > 0 {
-		sdkRes.RatioToCeiling = round3(sdkRes.Throughput / rawRes.Throughput)
-	}
-	for _, x := range []*Result{sdkRes, rawRes} {
-		x.Extra["slices"], x.Extra["slice_s"], x.Extra["payload_bytes"] = float64(pairs), streamSlice.Seconds(), float64(cfg.PayloadBytes)
-		x.Extra["count_mismatches"] = float64(countMismatches.Load())
-	}
-	if len(ratios) > 0 {
-		sdkRes.Extra["ratio_slice_min"], sdkRes.Extra["ratio_slice_max"] = round3(slices.Min(ratios)), round3(slices.Max(ratios))
-	}
-	if c := sdkObs.calls.Load(); c > 0 {
-		sdkRes.Extra["frames_per_append"] = round3(float64(sdkObs.frames.Load()) / float64(c))
-	}
-	sdkRes.Extra["append_errors"] = float64(appendErrs.Load() + sdkObs.fails.Load())
-	sdkRes.Extra["foreign_executions"] = float64(foreign.Load())
-	rawRes.Extra["xadd_errors"] = float64(rawErrs.Load())
-	sdkRes.Lost, sdkRes.Duplicated = sliceTrack.outcome()
-	sdkRes.Note = fmt.Sprintf("%d streams (one execution per worker and slice; Task.Emit flat out, then Flush) against the same frames as raw XADD MAXLEN ~ %d, %d per DoMulti, "+
-		"from as many goroutines; %d slices of %v each, ABBA", streams, streamRawMaxLen, streamRawBatch, pairs, streamSlice)
-	if !slicesSettled {
-		sdkRes.Note += fmt.Sprintf("; not settled after %v drain: %d of %d slice executions completed; %s", cfg.Drain,
-			sliceTrack.completed.Load(), sliceTrack.submitted.Load(), diag)
-	}
+	sdkRes, rawRes := throughputResults(fs, slicesSettled, diag)
 
 	tailRes := &Result{Scenario: ScenarioStreamAppend, Variant: "tail", Partitions: cfg.Partitions, Workers: streams,
 		DurationS: win.Seconds(), Unit: "frames", OfferedRate: round3(rate), Latency: map[string]*Summary{}}
@@ -719,11 +761,6 @@ func (r *Runner) runStreamAppend(ctx context.Context) ([]*Result, error) {
 	if !tailSettled {
 		tailRes.Note += fmt.Sprintf("; the tailed execution did not complete within %v; %s", cfg.Drain, diag)
 	}
-	errMu.Lock()
-	if firstErr != "" {
-		sdkRes.Note += "; first failure: " + firstErr
-	}
-	errMu.Unlock()
 	return []*Result{sdkRes, rawRes, tailRes}, nil
 }
 
