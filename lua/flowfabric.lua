@@ -2817,8 +2817,11 @@ local STREAM_MODES = {durable = true, live = true, summary = true}
 --       by every append; else 0), 9 summary document (mode summary: the
 --       document after this call's patches, merged by the caller, who
 --       alone writes it), 10 expected summary version (mode summary), 11 n
---       (1..MAX_FRAMES_PER_APPEND), then n (type, payload, correlation id)
--- Returns ok(summary_version, then the n entry ids).
+--       (1..MAX_FRAMES_PER_APPEND), 12 ids ('1': reply every entry id;
+--       '0': the last one only), then n (type, payload, correlation id)
+-- Frame types and correlation ids are stored as given (they name no key:
+-- the client checks them).
+-- Returns ok(summary_version, then the n entry ids, or the last one).
 -- Errors: the fence errors (an ended attempt's stream is closed: appends
 --   fail its fence), invalid_input, summary_conflict(version) (the stored
 --   version is not the expected one: nothing written).
@@ -2832,16 +2835,11 @@ redis.register_function('ff_append', function(keys, argv)
     or keys[2] ~= exec_key(eid, 'stream:' .. idx) then
     return fail('invalid_input', 'keys are not the attempt\'s')
   end
-  local mode, maxlen, ttl, n = argv[6], uint(argv[7]), uint(argv[8]), uint(argv[11])
+  local mode, maxlen, ttl, n, all_ids = argv[6], uint(argv[7]), uint(argv[8]), uint(argv[11]), argv[12]
   if not STREAM_MODES[mode] or maxlen == nil or maxlen == 0 or ttl == nil or n == nil or n == 0
-    or n > MAX_FRAMES_PER_APPEND or #argv ~= 11 + 3 * n or (mode == 'summary' and uint(argv[10]) == nil)
-    or (mode == 'live' and ttl == 0) then
+    or n > MAX_FRAMES_PER_APPEND or #argv ~= 12 + 3 * n or (mode == 'summary' and uint(argv[10]) == nil)
+    or (mode == 'live' and ttl == 0) or (all_ids ~= '1' and all_ids ~= '0') then
     return fail('invalid_input', 'malformed append arguments')
-  end
-  for i = 12, #argv, 3 do
-    if not is_name(argv[i]) or (argv[i + 2] ~= '' and not is_name(argv[i + 2])) then
-      return fail('invalid_input', 'malformed frame type or correlation id')
-    end
   end
   local now = now_ms()
   local bad, f = check_fence(keys[1], argv[2], argv[3], argv[4], now, nil, FENCE_APPEND)
@@ -2859,15 +2857,16 @@ redis.register_function('ff_append', function(keys, argv)
   end
   if not f[FENCE_READ + 2] then redis.call('HSET', keys[1], 'streams', '1') end
   local reply = ok(version)
-  for i = 12, #argv, 3 do
-    local id
+  local stream, id = keys[2], nil
+  for i = 13, #argv, 3 do
     if argv[i + 2] == '' then
-      id = redis.call('XADD', keys[2], 'MAXLEN', '~', maxlen, '*', 't', argv[i], 'p', argv[i + 1])
+      id = redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', 't', argv[i], 'p', argv[i + 1])
     else
-      id = redis.call('XADD', keys[2], 'MAXLEN', '~', maxlen, '*', 't', argv[i], 'p', argv[i + 1], 'c', argv[i + 2])
+      id = redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', 't', argv[i], 'p', argv[i + 1], 'c', argv[i + 2])
     end
-    reply[#reply + 1] = id
+    if all_ids == '1' then reply[#reply + 1] = id end
   end
+  if all_ids == '0' then reply[#reply + 1] = id end
   if mode == 'live' then redis.call('PEXPIRE', keys[2], ttl) end
   return reply
 end)

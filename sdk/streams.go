@@ -80,12 +80,17 @@ type AppendArgs struct {
 	// summary_conflict, nothing written.
 	Summary        []byte
 	SummaryVersion uint64
+	// LastIDOnly asks for the last frame's entry id alone (a shorter reply:
+	// Task.Emit reads none).
+	LastIDOnly bool
 }
 
 // AppendResult reports an append.
 type AppendResult struct {
-	EntryIDs       []string // one per frame, in order: stream cursors
-	SummaryVersion uint64   // the summary's version after the append (StreamSummary)
+	// EntryIDs holds one stream cursor per frame, in order (with
+	// LastIDOnly, the last frame's alone).
+	EntryIDs       []string
+	SummaryVersion uint64 // the summary's version after the append (StreamSummary)
 }
 
 // StreamEntry is a frame as read back.

@@ -110,7 +110,7 @@ func (t *Task) sendFrames(em *emitter) {
 		}
 		em.mu.Unlock()
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(t.ctx), t.h.LeaseTTL+time.Second)
-		_, err := em.streamer.AppendFrames(ctx, t.h, AppendArgs{Frames: batch})
+		_, err := em.streamer.AppendFrames(ctx, t.h, AppendArgs{Frames: batch, LastIDOnly: true})
 		cancel()
 		if err != nil {
 			em.mu.Lock()

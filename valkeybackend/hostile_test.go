@@ -213,7 +213,7 @@ func (f hostileFixture) calls() []rawCall {
 		{fn: "ff_append", eid: f.active, eidArg: 0, laneArg: -1,
 			build: func(e, _ string) ([]string, []string) {
 				return []string{ek(e, "core"), ek(e, "stream:0")},
-					append(fence(e), "0", "durable", "100", "0", "", "0", "1", "token", "payload", "")
+					append(fence(e), "0", "durable", "100", "0", "", "0", "1", "1", "token", "payload", "")
 			}},
 		{fn: "ff_hmac", eidArg: -1, laneArg: -1,
 			build: func(_, _ string) ([]string, []string) {
@@ -283,8 +283,8 @@ func (f hostileFixture) calls() []rawCall {
 		case "ff_append":
 			c.extra = append(c.extra,
 				malformed{"the stream of another attempt", with(keys, 1, ek(c.eid, "stream:1")), args},
-				malformed{"a frame type with a space", keys, with(args, 11, "bad type")},
 				malformed{"more frames than sent", keys, with(args, 10, "2")},
+				malformed{"a malformed ids flag", keys, with(args, 11, "all")},
 				malformed{"an unknown mode", keys, with(args, 5, "forever")},
 				malformed{"a live stream without a TTL", keys, with(args, 5, "live")})
 		case "ff_hmac":

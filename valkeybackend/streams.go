@@ -33,11 +33,15 @@ func (b *Backend) AppendFrames(ctx context.Context, h sdk.Handle, args sdk.Appen
 	if err != nil {
 		return sdk.AppendResult{}, opError(op, err)
 	}
-	argv := make([]string, 0, 11+3*len(args.Frames))
+	ids := "1"
+	if args.LastIDOnly {
+		ids = "0"
+	}
+	argv := make([]string, 0, 12+3*len(args.Frames))
 	argv = append(argv, fenceArgs(h)...)
 	argv = append(argv, strconv.FormatUint(uint64(h.AttemptIndex), 10), string(args.Mode), strconv.Itoa(args.MaxLen),
 		strconv.FormatInt(args.TTL.Milliseconds(), 10), string(args.Summary), strconv.FormatUint(args.SummaryVersion, 10),
-		strconv.Itoa(len(args.Frames)))
+		strconv.Itoa(len(args.Frames)), ids)
 	for _, f := range args.Frames {
 		argv = append(argv, f.Type, string(f.Payload), f.CorrelationID)
 	}
