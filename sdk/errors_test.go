@@ -303,6 +303,8 @@ func TestErrorClass(t *testing.T) {
 		CodePermissionDenied:         ClassTerminal,
 		CodeLibraryIncompatible:      ClassTerminal,
 		"unknown_code":               ClassTerminal,
+		CodeSummaryConflict:          ClassTerminal,
+		CodeInvalidSummaryPatch:      ClassTerminal,
 		CodeInvalidToken:             ClassTerminal,
 		CodeWaitpointClosed:          ClassTerminal,
 		CodeWaitpointExpired:         ClassTerminal,

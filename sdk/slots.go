@@ -9,7 +9,7 @@ import "sync/atomic"
 type slotLedger struct {
 	max   int64
 	used  atomic.Int64
-	freed chan struct{} // signalled, without blocking, when a slot frees
+	freed chan struct{} // signalled, without blocking, when a slot frees or a task's slot becomes an offer
 }
 
 func newSlotLedger(max int) *slotLedger {
@@ -60,8 +60,17 @@ func (s *taskSlot) takeBack()         { s.handedOver.Store(false) }
 func (s *taskSlot) heldByOffer() bool { return s.handedOver.Load() }
 
 // endTask releases a finished task's slot unless an offer holds it now.
+// Either way freed is signalled: a claim loop waiting at capacity for a
+// slot (waitForSlot) must wake when the slot becomes an open offer too, to
+// idle with it (arrivals, polls) instead of waiting for a hand-off that a
+// create on another partition of a cluster never makes.
 func (l *slotLedger) endTask(s *taskSlot) {
 	if !s.heldByOffer() {
 		l.release(1)
+		return
+	}
+	select {
+	case l.freed <- struct{}{}:
+	default:
 	}
 }
