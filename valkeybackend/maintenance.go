@@ -86,9 +86,8 @@ func (b *Backend) lanesOf(ctx context.Context, op string, ids []sdk.ExecutionID)
 // act runs one FCALL per id, pipelined, and tallies the statuses.
 func (b *Backend) act(ctx context.Context, op string, ids []sdk.ExecutionID,
 	build func(id sdk.ExecutionID, tag string, lane sdk.LaneID) valkey.Completed) (ActionCounts, error) {
-	counts := ActionCounts{}
 	if len(ids) == 0 {
-		return counts, nil
+		return ActionCounts{}, nil
 	}
 	lanes, err := b.lanesOf(ctx, op, ids)
 	if err != nil {
@@ -106,7 +105,15 @@ func (b *Backend) act(ctx context.Context, op string, ids []sdk.ExecutionID,
 		}
 		cmds = append(cmds, build(id, sdk.PartitionTag(p), lane))
 	}
-	for _, res := range b.client.DoMulti(ctx, cmds...) {
+	return tally(op, b.client.DoMulti(ctx, cmds...))
+}
+
+// tally counts the statuses of pipelined action calls; a business failure
+// counts as "error:<code>", and a transport failure ends the tally with
+// its error.
+func tally(op string, results []valkey.ValkeyResult) (ActionCounts, error) {
+	counts := ActionCounts{}
+	for _, res := range results {
 		r, err := decode(op, res)
 		if err != nil {
 			if sdk.KindOf(err) == sdk.KindTransport || sdk.KindOf(err) == sdk.KindTimeout {

@@ -483,8 +483,7 @@ func (b *Backend) deliveryCursor(ctx context.Context, op, cursor string) ([]stri
 			return nil, sdk.NewError(op, sdk.CodeInvalidInput, "cursor is not one of this deployment's")
 		}
 		for p, id := range parts {
-			ms, seq, ok := strings.Cut(id, "-")
-			if !ok || !isDigits(ms) || !isDigits(seq) {
+			if id == "" || sdk.CheckStreamCursor(id) != nil {
 				return nil, sdk.NewError(op, sdk.CodeInvalidInput, "malformed cursor")
 			}
 			ids[p] = id
@@ -508,19 +507,6 @@ func (b *Backend) deliveryCursor(ctx context.Context, op, cursor string) ([]stri
 	return ids, nil
 }
 
-// isDigits reports whether s is 1..20 decimal digits.
-func isDigits(s string) bool {
-	if s == "" || len(s) > 20 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return false
-		}
-	}
-	return true
-}
-
 // ExpireDueSuspensions applies the timeout behaviour of up to limit due
 // suspensions of partition (sdk.Waiter).
 func (b *Backend) ExpireDueSuspensions(ctx context.Context, partition, limit int) (map[string]int, error) {
@@ -535,7 +521,6 @@ func (b *Backend) ExpireDueSuspensions(ctx context.Context, partition, limit int
 // suspension scanner's action), one FCALL each, pipelined.
 func (b *Backend) ExpireSuspensions(ctx context.Context, ids []sdk.ExecutionID) (ActionCounts, error) {
 	const op = "expire_suspensions"
-	counts := ActionCounts{}
 	cmds := make(valkey.Commands, 0, len(ids))
 	for _, id := range ids {
 		if _, err := b.partitionOf(op, id); err != nil {
@@ -546,18 +531,7 @@ func (b *Backend) ExpireSuspensions(ctx context.Context, ids []sdk.ExecutionID) 
 			waitKeysOf(tag).suspTimeouts, partKeysOf(tag).deadlines, arrivalsChannel(tag)}, string(id)))
 	}
 	if len(cmds) == 0 {
-		return counts, nil
+		return ActionCounts{}, nil
 	}
-	for _, res := range b.client.DoMulti(ctx, cmds...) {
-		r, err := decode(op, res)
-		if err != nil {
-			if sdk.KindOf(err) == sdk.KindTransport || sdk.KindOf(err) == sdk.KindTimeout {
-				return counts, err
-			}
-			counts["error:"+sdk.CodeOf(err)]++
-			continue
-		}
-		counts[r.field(0)]++
-	}
-	return counts, nil
+	return tally(op, b.client.DoMulti(ctx, cmds...))
 }
