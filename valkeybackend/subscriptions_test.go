@@ -155,7 +155,6 @@ func TestSubscriptionsResumeAfterKill(t *testing.T) {
 	}
 }
 
-
 // connectBackend connects another backend to addrs without flushing.
 func connectBackend(t *testing.T, addrs []string) *valkeybackend.Backend {
 	t.Helper()
