@@ -10,21 +10,23 @@ import (
 
 // Scenario names.
 const (
-	ScenarioClaimLatency   = "claim-latency"
-	ScenarioRenew          = "renew-throughput"
-	ScenarioE2E            = "e2e"
-	ScenarioPartitionSweep = "partition-sweep"
-	ScenarioClaimPath      = "claim-path"
-	ScenarioClaimHandoff   = "claim-handoff"
-	ScenarioRecovery       = "recovery"
-	ScenarioSignalResume   = "signal-resume"
-	ScenarioStreamAppend   = "stream-append"
-	ScenarioPeers          = "peers"
+	ScenarioClaimLatency     = "claim-latency"
+	ScenarioRenew            = "renew-throughput"
+	ScenarioE2E              = "e2e"
+	ScenarioPartitionSweep   = "partition-sweep"
+	ScenarioClaimPath        = "claim-path"
+	ScenarioClaimHandoff     = "claim-handoff"
+	ScenarioRecovery         = "recovery"
+	ScenarioSignalResume     = "signal-resume"
+	ScenarioStreamAppend     = "stream-append"
+	ScenarioCompletionNotify = "completion-notify"
+	ScenarioPeers            = "peers"
 )
 
 // ScenarioNames lists the scenarios in report order.
 var ScenarioNames = []string{ScenarioE2E, ScenarioClaimLatency, ScenarioRenew, ScenarioPartitionSweep,
-	ScenarioClaimPath, ScenarioClaimHandoff, ScenarioRecovery, ScenarioSignalResume, ScenarioStreamAppend, ScenarioPeers}
+	ScenarioClaimPath, ScenarioClaimHandoff, ScenarioRecovery, ScenarioSignalResume, ScenarioStreamAppend,
+	ScenarioCompletionNotify, ScenarioPeers}
 
 // ownScenarios are the scenarios that measure FlowFabric alone: all but
 // peers, which runs other systems (and Node) and is in no profile.
@@ -66,7 +68,8 @@ type Config struct {
 	// Rate is the open-loop arrival rate per second; 0 means RateFraction
 	// of the capacity e2e measured (closed loop) in the same run
 	// (signal-resume: SignalRateDefault; stream-append, frames per second
-	// of its latency part: StreamRateDefault).
+	// of its latency part: StreamRateDefault; completion-notify:
+	// NotifyRateDefault).
 	Rate         float64 `json:"rate"`
 	RateFraction float64 `json:"rate_fraction"`
 	// Arrivals: "poisson" or "constant".
@@ -240,7 +243,7 @@ var Profiles = map[string]Config{
 	// gate: what make perf-gate measures: every gated figure at P=16.
 	"gate": {
 		Scenarios: []string{ScenarioE2E, ScenarioClaimLatency, ScenarioRenew, ScenarioClaimPath, ScenarioClaimHandoff, ScenarioRecovery,
-			ScenarioSignalResume, ScenarioStreamAppend},
+			ScenarioSignalResume, ScenarioStreamAppend, ScenarioCompletionNotify},
 		Partitions: 16, SweepPartitions: []int{16}, Workers: 2, Concurrency: 32, ClaimMode: "direct",
 		Warmup: 500 * time.Millisecond, Duration: 2 * time.Second, Drain: 5 * time.Second,
 		RateFraction: 0.5, Arrivals: "poisson", Seed: 1, InFlight: 64, PayloadBytes: 64,

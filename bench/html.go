@@ -14,7 +14,7 @@ import (
 // no scripts, no external resources) with the charts people look at:
 // latency percentile curves per partition count, renew throughput and claim
 // latency against partitions, the ratio to the raw ceiling, e2e latency,
-// claim-path A/B, recovery, signal → resume and stream append.
+// claim-path A/B, recovery, signal → resume, stream append and completion → WaitResult.
 //
 // The report may come from anywhere (ffbench report --in): the page is an
 // html/template, so every string is escaped where it lands (text,
@@ -105,6 +105,9 @@ func newPage(rep *Report) *page {
 		{streamCharts(rep), "Attempt streams: frames appended per second through the SDK (handlers calling Task.Emit flat out; frames emitted while an append is in flight ride on the next ff_append) " +
 			"against the same frames sent as raw pipelined XADDs by as many goroutines, slices interleaved ABBA; each side's Valkey CPU, server time inside its commands and client CPU per frame; " +
 			"then one stream emitted on an open-loop schedule and tailed (Client.Tail): append_tail runs from a frame's intended time to the tailer's receipt, fcall_rtt is one FCALL round trip under the same load (its p50 is the dashed line)."},
+		{[]chart{notifyCurves(rep)}, "Waiting for a result, open loop: a waiter calls Client.WaitResult right after each submit, woken by the server's invalidation push of the execution record (no polling); " +
+			"each handler works 2ms, then completes. notify runs from the worker's Complete call returning to WaitResult returning, complete_start_to_return from the call's start; " +
+			"complete_call is the Complete call, fcall_rtt one FCALL round trip under the same load (its p50 is the dashed line)."},
 		{[]chart{efficiencyBars(rep)}, "Valkey commands per operation (script-internal commands included): counters noise barely moves, gated in CI."},
 	}
 	for _, r := range rep.Results {
@@ -165,7 +168,7 @@ const pageHTML = `<!doctype html><html lang="en"><head><meta charset="utf-8">
 </tbody></table></div><div class="grid peers">{{range .Figures}}{{template "figure" .}}{{end}}</div>{{end -}}
 <h2>Partition sweep</h2><div class="grid">{{range .Sweep}}{{template "figure" .}}{{end}}</div>
 {{- /* */ -}}
-<h2>End to end, claim path, recovery, signal → resume and stream append</h2><div class="grid">{{range .Paths}}{{template "figure" .}}{{end}}</div>
+<h2>End to end, claim path, recovery, signal → resume, stream append and completion notify</h2><div class="grid">{{range .Paths}}{{template "figure" .}}{{end}}</div>
 {{- /* */ -}}
 <h2>All results</h2><div class="tw"><table><thead><tr><th>scenario</th><th>variant</th><th>P</th><th>throughput</th><th>raw ceiling</th><th>ratio</th><th>latency</th><th>p50</th><th>p90</th><th>p99</th><th>p99.9</th><th>max</th><th>cmds/op</th><th>FCALLs/op</th><th>Valkey CPU µs/op</th><th>allocs/op</th><th>lost</th><th>dup</th></tr></thead><tbody>
 {{- range .Rows}}<tr{{with .Class}} class="{{.}}"{{end}}>{{range .Cells}}<td>{{.}}</td>{{end}}</tr>{{end -}}
@@ -234,6 +237,12 @@ func cards(rep *Report) []card {
 	}
 	if c, ok := streamCard(rep); ok {
 		cards = append(cards, c)
+	}
+	if r := notifyRes(rep); r != nil {
+		s := r.Latency["notify"]
+		cards = append(cards, card{fmtUS(s.P50), "complete → WaitResult p50",
+			fmt.Sprintf("p99 %s at %s jobs/s, P=%d · %.1f× one loaded FCALL round trip · %.1f waiter commands per wait",
+				fmtUS(s.P99), fmtRate(r.OfferedRate), r.Partitions, r.Extra["notify_p50_over_loaded_rtt"], r.Extra["waiter_commands_per_wait"]), ""})
 	}
 	return append(cards, peerCards(rep.Peers)...)
 }

@@ -69,7 +69,12 @@ func fakeReport() *Report {
 		&Result{Scenario: ScenarioStreamAppend, Variant: "tail", Partitions: 16, Workers: 2, DurationS: 2, OfferedRate: 1000, Throughput: 1000,
 			Ops: 2000, Unit: "frames", CommandsPerOp: 4.4, FcallsPerOp: 0.86, CommandMix: map[string]float64{"fcall": 0.86, "xadd": 1, "xread": 0.86},
 			Latency: map[string]*Summary{"append_tail": lat(400), "emit_lag": lat(90), "append_round": lat(220), "fcall_rtt": lat(120)},
-			Extra:   map[string]float64{"frames_emitted": 2500, "frames_seen": 2500, "tail_p50_over_loaded_rtt": 3.3, "frames_per_append": 1.2}})
+			Extra:   map[string]float64{"frames_emitted": 2500, "frames_seen": 2500, "tail_p50_over_loaded_rtt": 3.3, "frames_per_append": 1.2}},
+		&Result{Scenario: ScenarioCompletionNotify, Partitions: 16, Workers: 2, DurationS: 2, OfferedRate: 200, Throughput: 200,
+			Ops: 400, Unit: "jobs", CommandsPerOp: 28, FcallsPerOp: 2, CommandMix: mix,
+			Latency: map[string]*Summary{"notify": lat(600), "complete_start_to_return": lat(1000), "complete_call": lat(400),
+				"wait_call": lat(3500), "fcall_rtt": lat(140)},
+			Extra: map[string]float64{"work_ms": 2, "notify_p50_over_loaded_rtt": 4.3, "waiter_commands_per_wait": 9, "submitted": 400, "waits_returned": 400}})
 	// The peers scenario: each system's closed-loop settings and idle runs.
 	for _, p := range []struct {
 		sys   string
@@ -186,7 +191,7 @@ func TestHTMLHasCharts(t *testing.T) {
 	}
 	for _, title := range []string{"Claim latency percentiles by partition count", "Renew throughput vs partitions",
 		"Claim latency vs partitions", "Ratio to the raw ceiling vs partitions", "Crash → completion", "Claim path: direct vs fused",
-		"Signal → resume latency, open loop at 100 cycles/s"} {
+		"Signal → resume latency, open loop at 100 cycles/s", "Complete → WaitResult latency, open loop at 200 jobs/s"} {
 		if !strings.Contains(page, title) {
 			t.Errorf("no chart %q", title)
 		}
@@ -253,7 +258,8 @@ func TestGateCompare(t *testing.T) {
 	delete(ok.Find("e2e/closed/P=16").CommandMix, "fcall")
 	ok.Lost = 0
 	ok.Results = slices.DeleteFunc(ok.Results, func(r *Result) bool {
-		return r.Scenario == ScenarioPeers || r.Scenario == ScenarioSignalResume || r.Scenario == ScenarioStreamAppend
+		return r.Scenario == ScenarioPeers || r.Scenario == ScenarioSignalResume || r.Scenario == ScenarioStreamAppend ||
+			r.Scenario == ScenarioCompletionNotify
 	})
 	ok.Results = ok.Results[:len(ok.Results)-6] // renew-throughput/sdk/P=16 among them
 	if g, _ := Gate(context.Background(), nb, ok, GateOptions{}); g.Pass() {

@@ -108,6 +108,9 @@ func (r *Runner) finish(rep *Report) {
 		if f := streamFailure(res); f != "" {
 			rep.Failures = append(rep.Failures, res.Key()+": "+f)
 		}
+		if f := notifyFailure(res); f != "" {
+			rep.Failures = append(rep.Failures, res.Key()+": "+f)
+		}
 		// Resume latency against the serial FCALL round trip (the loaded
 		// one is set by the scenario: both figures are its own).
 		if s := res.Latency["resume"]; s != nil && s.Count > 0 && r.anchors.SerialFCALL != nil && r.anchors.SerialFCALL.P50 > 0 {
@@ -200,6 +203,12 @@ func (r *Runner) RunScenario(ctx context.Context, name string) ([]*Result, error
 		return []*Result{res}, nil
 	case ScenarioStreamAppend:
 		return r.runStreamAppend(ctx)
+	case ScenarioCompletionNotify:
+		res, err := r.runCompletionNotify(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return []*Result{res}, nil
 	case ScenarioPeers:
 		return r.runPeers(ctx)
 	}

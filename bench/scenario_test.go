@@ -58,7 +58,7 @@ func TestScenariosSmoke(t *testing.T) {
 	for _, key := range []string{"e2e/closed/P=4", "e2e/open/P=4", "claim-latency/P=1", "claim-latency/P=4",
 		"renew-throughput/sdk/P=1", "renew-throughput/raw/P=4", "renew-throughput/sdk/P=4", "claim-path/direct/P=4",
 		"claim-path/fused/P=4", "claim-handoff/handoff/P=4", "claim-handoff/push/P=4", "recovery/P=4", "signal-resume/P=4",
-		"stream-append/sdk/P=4", "stream-append/raw/P=4", "stream-append/tail/P=4"} {
+		"stream-append/sdk/P=4", "stream-append/raw/P=4", "stream-append/tail/P=4", "completion-notify/P=4"} {
 		r := rep.Find(key)
 		if r == nil {
 			t.Errorf("no result %s", key)
@@ -95,6 +95,7 @@ func TestScenariosSmoke(t *testing.T) {
 	}
 	checkSignalResume(t, rep.Find("signal-resume/P=4"))
 	checkStreamAppend(t, rep.Find("stream-append/sdk/P=4"), rep.Find("stream-append/raw/P=4"), rep.Find("stream-append/tail/P=4"))
+	checkCompletionNotify(t, rep.Find("completion-notify/P=4"))
 	// Hand-offs replace the claim call: fewer FCALLs per job than claiming
 	// after the push, and a claim p50 set against the push variant's.
 	if h, p := rep.Find("claim-handoff/handoff/P=4"), rep.Find("claim-handoff/push/P=4"); h != nil && p != nil {
@@ -281,5 +282,58 @@ func TestStreamFailureFailsTheRun(t *testing.T) {
 		if (&Runner{}).finish(rep); variant != "tail" && rep.OK() {
 			t.Errorf("%s: a result with no frames passed", variant)
 		}
+	}
+}
+
+// checkCompletionNotify checks a completion-notify result: every execution
+// completed once and every WaitResult returned its result, the latencies
+// and the loaded round trip were recorded, and the waiters read a handful
+// of times per wait (pushed, not polled).
+func checkCompletionNotify(t *testing.T, r *Result) {
+	t.Helper()
+	if r == nil {
+		t.Error("no completion-notify result")
+		return
+	}
+	for _, name := range []string{"notify", "complete_start_to_return", "complete_call", "wait_call", "fcall_rtt"} {
+		if s := r.Latency[name]; s == nil || s.Count == 0 || s.Hist == "" {
+			t.Errorf("completion-notify: no %s histogram", name)
+		}
+	}
+	if s := r.Latency["notify"]; s != nil && s.Count > r.Ops {
+		t.Errorf("completion-notify: %d notify samples for %d jobs in the window", s.Count, r.Ops)
+	}
+	e := r.Extra
+	if r.Lost != 0 || r.Duplicated != 0 || e["submitted"] == 0 || e["waits_returned"] != e["submitted"] || e["completed"] != e["submitted"] ||
+		notifyFailure(r) != "" {
+		t.Errorf("completion-notify: not exactly once: lost %d, duplicated %d, extra %v, note %s", r.Lost, r.Duplicated, e, r.Note)
+	}
+	if r.FcallsPerOp <= 0 || r.CommandsPerOp <= r.FcallsPerOp || e["notify_p50_over_loaded_rtt"] <= 0 || r.OfferedRate != NotifyRateDefault {
+		t.Errorf("completion-notify: %.2f FCALLs and %.2f commands per job, notify/loaded RTT %v, rate %v",
+			r.FcallsPerOp, r.CommandsPerOp, e["notify_p50_over_loaded_rtt"], r.OfferedRate)
+	}
+	// A state read per change of the record (created, claimed, completed:
+	// CLIENT CACHING + HGET each), then Describe's HGETALL and the result's
+	// HGET + GET: 9; polling would read far more.
+	if c := e["waiter_commands_per_wait"]; c < 3 || c > 16 {
+		t.Errorf("completion-notify: %v waiter commands per wait (%v connections)", c, e["waiter_connections"])
+	}
+}
+
+// TestNotifyFailureFailsTheRun: a wait that never returns, fails or
+// returns another result fails the run.
+func TestNotifyFailureFailsTheRun(t *testing.T) {
+	t.Parallel()
+	for _, k := range []string{"waits_lost", "waits_duplicated", "wait_errors", "result_mismatches"} {
+		rep := &Report{Results: []*Result{{Scenario: ScenarioCompletionNotify, Partitions: 16, Ops: 10, Extra: map[string]float64{k: 1}}}}
+		(&Runner{}).finish(rep)
+		if rep.OK() || len(rep.Failures) != 1 || !strings.Contains(rep.Failures[0], "completion-notify/P=16: waits:") {
+			t.Errorf("%s: failures %v", k, rep.Failures)
+		}
+	}
+	rep := &Report{Results: []*Result{{Scenario: ScenarioCompletionNotify, Partitions: 16, Ops: 10, Extra: map[string]float64{"waits_returned": 10}}}}
+	(&Runner{}).finish(rep)
+	if !rep.OK() {
+		t.Errorf("a clean run fails: %v", rep.Failures)
 	}
 }

@@ -164,6 +164,9 @@ func Headlines(rep *Report) []string {
 		out = append(out, l)
 	}
 	out = append(out, streamHeadlines(rep)...)
+	if l := notifyHeadline(rep); l != "" {
+		out = append(out, l)
+	}
 	return append(out, peerHeadlines(rep.Peers)...)
 }
 
@@ -297,6 +300,7 @@ func Markdown(rep *Report) string {
 	peerMarkdown(&b, rep.Peers)
 	signalMarkdown(&b, rep)
 	streamMarkdown(&b, rep)
+	notifyMarkdown(&b, rep)
 	b.WriteString("## Results\n\n")
 	b.WriteString("| scenario | variant | P | workers | window | offered/s | throughput | raw ceiling | ratio | latency | p50 | p90 | p99 | p99.9 | max | cmds/op | FCALLs/op | Valkey CPU µs/op | allocs/op | lost | dup |\n")
 	b.WriteString("|---|---|--:|--:|--:|--:|--:|--:|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")

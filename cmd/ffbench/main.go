@@ -157,7 +157,7 @@ func (f *runFlags) register(fs *flag.FlagSet, sweep bool) {
 	def, _ := bench.Profile("quick")
 	fs.StringVar(&f.profile, "profile", "quick", "run profile: smoke (seconds per scenario), quick (under 90s on 2 cores), gate (make perf-gate),\nfull (long windows); the flags below override its values")
 	if !sweep {
-		fs.StringVar(&f.scenarios, "scenario", "", "comma-separated scenarios instead of the profile's: e2e, claim-latency,\nrenew-throughput, partition-sweep, claim-path, claim-handoff, recovery, signal-resume, stream-append,\npeers (quick: "+strings.Join(def.Scenarios, ",")+")")
+		fs.StringVar(&f.scenarios, "scenario", "", "comma-separated scenarios instead of the profile's: e2e, claim-latency,\nrenew-throughput, partition-sweep, claim-path, claim-handoff, recovery, signal-resume, stream-append,\ncompletion-notify, peers (quick: "+strings.Join(def.Scenarios, ",")+")")
 		p := def.Peers
 		fs.StringVar(&f.peerSystems, "peer-systems", "", "peers: systems to run, of "+strings.Join(bench.PeerSystems, ", ")+" (default all)")
 		fs.IntVar(&f.cfg.Peers.Rounds, "peer-rounds", 0, fmt.Sprintf("peers: rounds of each system and setting, turns rotating (default %d)", p.Rounds))
@@ -182,8 +182,8 @@ func (f *runFlags) register(fs *flag.FlagSet, sweep bool) {
 	fs.DurationVar(&f.cfg.Warmup, "warmup", 0, "excluded from measurement at the start of each run (quick: 500ms)")
 	fs.DurationVar(&f.cfg.Duration, "duration", 0, "measured window of each run (quick: 2s)")
 	fs.DurationVar(&f.cfg.Drain, "drain", 0, "how long a run waits for outstanding work after the window; not measured (quick: 5s)")
-	fs.Float64Var(&f.cfg.Rate, "rate", 0, fmt.Sprintf("open-loop arrivals per second; 0: --rate-fraction of the e2e capacity measured in the same run\n(signal-resume: cycles per second; 0: %d/s. stream-append: frames per second its latency part\nemits on one tailed stream; 0: %d/s, fixed so its per-frame counters compare between runs)",
-		bench.SignalRateDefault, bench.StreamRateDefault))
+	fs.Float64Var(&f.cfg.Rate, "rate", 0, fmt.Sprintf("open-loop arrivals per second; 0: --rate-fraction of the e2e capacity measured in the same run\n(signal-resume: cycles per second; 0: %d/s. stream-append: frames per second its latency part\nemits on one tailed stream; 0: %d/s, fixed so its per-frame counters compare between runs.\ncompletion-notify: executions per second, each waited for with WaitResult; 0: %d/s)",
+		bench.SignalRateDefault, bench.StreamRateDefault, bench.NotifyRateDefault))
 	fs.Float64Var(&f.cfg.RateFraction, "rate-fraction", 0, "open-loop rate as a fraction of measured capacity (quick: 0.5)")
 	fs.StringVar(&f.cfg.Arrivals, "arrivals", "", "open-loop schedule: poisson or constant (quick: poisson)")
 	fs.Uint64Var(&f.cfg.Seed, "seed", 0, "Poisson schedule seed (quick: 1)")
