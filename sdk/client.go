@@ -266,6 +266,17 @@ func (e *ExecutionError) Error() string {
 // and returns the execution's result when it completed, or an
 // *ExecutionError when it ended otherwise.
 func (c *Client) WaitResult(ctx context.Context, id ExecutionID, poll time.Duration) ([]byte, error) {
+	if tw := RolesOf(c.backend).TerminalWatcher; tw != nil {
+		// Woken by the server; a completed execution needs its result alone
+		// (one round trip), not the whole record.
+		st, err := tw.AwaitTerminal(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		if st == StateCompleted {
+			return c.backend.GetExecutionResult(ctx, id)
+		}
+	}
 	s, err := c.Wait(ctx, id, poll)
 	if err != nil {
 		return nil, err
