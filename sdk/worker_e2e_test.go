@@ -26,15 +26,23 @@ import (
 
 const e2ePartitions = 16
 
-func TestWorkerE2E(t *testing.T) {
-	topos := []struct {
-		name  string
-		addrs func(t *testing.T) []string
-	}{
+// e2eTopology is a server the end-to-end tests run against.
+type e2eTopology struct {
+	name  string
+	addrs func(t *testing.T) []string
+}
+
+// e2eTopologies are standalone Valkey and a 3-primary cluster, each
+// started for the test that asks for it (valkeytest.NewServer, NewCluster).
+func e2eTopologies() []e2eTopology {
+	return []e2eTopology{
 		{"standalone", func(t *testing.T) []string { return []string{valkeytest.NewServer(t).Addr()} }},
 		{"cluster", func(t *testing.T) []string { return valkeytest.NewCluster(t).Addrs() }},
 	}
-	for _, topo := range topos {
+}
+
+func TestWorkerE2E(t *testing.T) {
+	for _, topo := range e2eTopologies() {
 		t.Run(topo.name, func(t *testing.T) {
 			addrs := topo.addrs(t)
 			t.Run("ExactlyOnce", func(t *testing.T) { testExactlyOnce(t, addrs, sdk.ClaimDirect) })

@@ -15,13 +15,7 @@ import (
 // frame, in order, once, and its loop ends when the attempt does. Emits are
 // batched: far fewer appends than frames. Standalone and cluster.
 func TestWorkerEmitAndTail(t *testing.T) {
-	for _, topo := range []struct {
-		name  string
-		addrs func(t *testing.T) []string
-	}{
-		{"standalone", func(t *testing.T) []string { return []string{valkeytest.NewServer(t).Addr()} }},
-		{"cluster", func(t *testing.T) []string { return valkeytest.NewCluster(t).Addrs() }},
-	} {
+	for _, topo := range e2eTopologies() {
 		t.Run(topo.name, func(t *testing.T) {
 			addrs := topo.addrs(t)
 			b := e2eConnect(t, addrs)

@@ -16,13 +16,7 @@ import (
 // the resume reaches it by hand-off or arrival push, as a resumed task
 // that reads the signal that resumed it. Standalone and cluster.
 func TestWorkerSuspendResume(t *testing.T) {
-	for _, topo := range []struct {
-		name  string
-		addrs func(t *testing.T) []string
-	}{
-		{"standalone", func(t *testing.T) []string { return []string{valkeytest.NewServer(t).Addr()} }},
-		{"cluster", func(t *testing.T) []string { return valkeytest.NewCluster(t).Addrs() }},
-	} {
+	for _, topo := range e2eTopologies() {
 		t.Run(topo.name, func(t *testing.T) {
 			b := e2eConnect(t, topo.addrs(t))
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
