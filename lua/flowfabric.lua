@@ -2347,11 +2347,17 @@ end
 -- Closes the open suspension of eid (state 'suspended' or active with an
 -- already satisfied one): the suspension and its waitpoints are closed
 -- with reason, and eid leaves the suspended and timeout indexes of tag.
-close_suspension = function(eid, tag, reason, now)
+-- wps, when the caller read the open suspension already, is its
+-- waitpoints (saves reading them again).
+close_suspension = function(eid, tag, reason, now, wps)
   local susp = exec_key(eid, 'susp')
-  local s = redis.call('HMGET', susp, 'state', 'wps')
-  if s[1] == 'open' then
-    for w in string.gmatch(s[2] or '', '%S+') do redis.call('HSET', wp_key(w), 'state', 'closed') end
+  local open = wps ~= nil
+  if not open then
+    local s = redis.call('HMGET', susp, 'state', 'wps')
+    open, wps = s[1] == 'open', s[2]
+  end
+  if open then
+    for w in string.gmatch(wps or '', '%S+') do redis.call('HSET', wp_key(w), 'state', 'closed') end
     redis.call('HSET', susp, 'state', 'closed', 'close_reason', reason, 'closed_at', now)
   end
   redis.call('ZREM', 'ff:i:' .. tag .. ':suspended', eid)
@@ -2717,7 +2723,7 @@ redis.register_function('ff_signal', function(keys, argv)
   else
     effect = 'appended'
     local susp = exec_key(eid, 'susp')
-    local c = redis.call('HMGET', susp, 'state', 'mode', 'need', 'names', 'got')
+    local c = redis.call('HMGET', susp, 'state', 'mode', 'need', 'names', 'got', 'wps')
     if c[1] == 'open' then
       local cond = new_condition(c[2], num(c[3]), c[4] or '')
       cond.got = num(c[5])
@@ -2729,7 +2735,7 @@ redis.register_function('ff_signal', function(keys, argv)
         redis.call('HSET', susp, unpack(rec))
         local f = redis.call('HMGET', exec_key(eid, 'core'), 'state', 'lane', 'created_at', 'priority')
         if cond.got >= cond.need and f[1] == 'suspended' then
-          close_suspension(eid, tag, 'satisfied', now_s)
+          close_suspension(eid, tag, 'satisfied', now_s, c[6] or '')
           local offers
           if argv[8] == 'global' then offers = 'ff:offers:' .. f[2]
           elseif argv[8] == 'partition' then offers = 'ff:i:' .. tag .. ':' .. f[2] .. ':offers' end
