@@ -258,3 +258,13 @@ func (b *Backend) completionsAfter(ctx context.Context, op string, keys []string
 	}
 	return out, nil
 }
+
+// SubscribeInstanceTags is the trait's subscribe_instance_tags. It is
+// Unavailable here, by design rather than for want of work: worker
+// instances carry no tags in this engine (the registry keeps an instance's
+// worker id, lanes and capabilities, see sdk.WorkerRegistry), so there is
+// no tag change to stream. fn is never called.
+func (b *Backend) SubscribeInstanceTags(ctx context.Context, cursor string, fn func(sdk.WorkerInstanceID, map[string]string) error) error {
+	return &sdk.Error{Kind: sdk.KindUnavailable, Code: sdk.CodeUnavailable, Op: "subscribe_instance_tags",
+		Msg: "worker instances carry no tags in this engine"}
+}

@@ -167,3 +167,15 @@ func connectBackend(t *testing.T, addrs []string) *valkeybackend.Backend {
 	t.Cleanup(b.Close)
 	return b
 }
+
+// SubscribeInstanceTags is Unavailable (instances carry no tags here).
+func TestSubscribeInstanceTagsUnavailable(t *testing.T) {
+	b := freshBackend(t, topologies()[0].addrs(t), valkeybackend.Options{})
+	err := b.SubscribeInstanceTags(context.Background(), "", func(sdk.WorkerInstanceID, map[string]string) error {
+		t.Fatal("called")
+		return nil
+	})
+	if !errors.Is(err, sdk.ErrUnavailable) || sdk.CodeOf(err) != sdk.CodeUnavailable {
+		t.Fatalf("SubscribeInstanceTags = %v, want unavailable", err)
+	}
+}
