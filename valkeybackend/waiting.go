@@ -394,7 +394,8 @@ func (b *Backend) eachPartitionSecret(ctx context.Context, op, mode, kid string,
 // SignalDeliveries streams the partitions' delivery logs from cursor
 // (sdk.Waiter). On one server it blocks on every log at once (XREAD
 // BLOCK); on a cluster it reads each partition's log in one pipelined round
-// and, when nothing came, waits deliveryPoll before the next.
+// and, when nothing came, waits for the server's invalidation of a tracked
+// log (without client-side caching: deliveryPoll) before the next.
 func (b *Backend) SignalDeliveries(ctx context.Context, cursor string, fn func(sdk.SignalDelivery) error) error {
 	const op = "signal_deliveries"
 	ids, err := b.deliveryCursor(ctx, op, cursor)
@@ -405,8 +406,28 @@ func (b *Backend) SignalDeliveries(ctx context.Context, cursor string, fn func(s
 	for p := range keys {
 		keys[p] = waitKeysOf(sdk.PartitionTag(p)).signals
 	}
+	// A cluster cannot block on every partition's log in one XREAD: the
+	// logs are tracked instead (a cached TYPE of each: any cached read of a
+	// key has the server track it), and the server's
+	// invalidation when one grows wakes the subscriber.
+	var wake chan struct{}
+	if b.cluster && b.opts.CacheSizeEachConn >= 0 {
+		wake = make(chan struct{}, 1)
+		defer b.terminal.add(wake, keys...)()
+	}
 	for ctx.Err() == nil {
 		var got []valkey.ValkeyResult
+		if wake != nil {
+			track := make([]valkey.CacheableTTL, len(keys))
+			for p, k := range keys {
+				track[p] = valkey.CT(b.client.B().Type().Key(k).Cache().ToStaticTTL(), completionRefresh)
+			}
+			for _, res := range b.client.DoMultiCache(ctx, track...) {
+				if err := res.Error(); err != nil && ctx.Err() == nil {
+					return backendError(op, err)
+				}
+			}
+		}
 		if b.cluster {
 			cmds := make(valkey.Commands, b.partitions)
 			for p := range cmds {
@@ -449,9 +470,16 @@ func (b *Backend) SignalDeliveries(ctx context.Context, cursor string, fn func(s
 			}
 		}
 		if n == 0 && b.cluster {
+			var after <-chan time.Time
+			if wake == nil {
+				after = time.After(deliveryPoll) // no cache: poll
+			} else {
+				after = time.After(completionRefresh) // a safety net for a lost push
+			}
 			select {
 			case <-ctx.Done():
-			case <-time.After(deliveryPoll):
+			case <-wake:
+			case <-after:
 			}
 		}
 	}
@@ -461,7 +489,7 @@ func (b *Backend) SignalDeliveries(ctx context.Context, cursor string, fn func(s
 const (
 	deliveryBatch = 256                   // entries read per log and round
 	deliveryBlock = time.Second           // one server: how long one XREAD blocks
-	deliveryPoll  = 20 * time.Millisecond // a cluster: the pause after a round that read nothing
+	deliveryPoll  = 20 * time.Millisecond // a cluster without client-side caching: the pause after a round that read nothing
 )
 
 func partitionOfKey(keys []string, key string) int {
