@@ -211,9 +211,10 @@ local function key_tag(key, prefix)
   return tag
 end
 
-local EXEC_KEYS = {core = true, ctx = true, result = true, grant = true}
+local EXEC_KEYS = {core = true, ctx = true, result = true, grant = true, susp = true}
 local LANE_KEYS = {eligible = true, delayed = true, active = true, blocked = true, terminal = true}
-local PART_KEYS = {leases = true, timeouts = true, deadlines = true, all = true}
+local PART_KEYS = {leases = true, timeouts = true, deadlines = true, all = true, suspended = true,
+  susp_timeouts = true, wp_pending = true, signals = true}
 
 -- Returns the lane L of key "ff:i:<tag>:L:<suffix>" when L is a lane name.
 local function lane_in(key, tag, suffix)
@@ -235,6 +236,9 @@ local function key_is(key, name, eid, tag, lane)
   if LANE_KEYS[name] then return key == 'ff:i:' .. tag .. ':' .. lane .. ':' .. name end
   if PART_KEYS[name] then return key == 'ff:i:' .. tag .. ':' .. name end
   if name == 'arrivals' then return key == 'ff:arrivals:' .. tag end
+  if name == 'sec' then return key == 'ff:sec:' .. tag end
+  -- A waitpoint of the partition (ff_signal also checks it is the token's).
+  if name == 'wp' then return key_tag(key, 'ff:wp:') == tag end
   if name == 'offers' then return key == 'ff:offers:' .. lane end
   local noop = 'ff:noop:' .. tag
   if name == 'offers?' then
@@ -2056,9 +2060,11 @@ redis.register_function('ff_trim', function(keys, argv)
   redis.call('DEL', keys[1], keys[2], keys[3], keys[4])
   if f[3] == '1' then drop_waiting(eid) end
   if f[4] == '1' then
+    local dead = {}
     for i = 0, num(f[5]) - 1 do
-      redis.call('DEL', exec_key(eid, 'stream:' .. i), exec_key(eid, 'stream:' .. i .. ':summary'))
+      dead[#dead + 1], dead[#dead + 2] = exec_key(eid, 'stream:' .. i), exec_key(eid, 'stream:' .. i .. ':summary')
     end
+    if #dead > 0 then redis.call('DEL', unpack(dead)) end
   end
   redis.call('ZREM', keys[5], eid)
   redis.call('ZREM', keys[6], eid)
@@ -2325,25 +2331,6 @@ local function mint_token(s, w, eid, label, at)
   return w .. '.' .. s.kid .. '.' .. wp_mac(s.secret, w, eid, label, at)
 end
 
--- Checks the keys of a waiting call: the first is the execution's (or the
--- waitpoint's) own, the others, by name, the partition's of tag.
-local WAIT_PART = {sec = true, suspended = true, susp_timeouts = true, wp_pending = true,
-  signals = true, leases = true, timeouts = true, deadlines = true, arrivals = true}
-local function bad_wait_keys(keys, layout, tag, eid)
-  if #keys ~= #layout then return fail('invalid_input', 'wrong number of keys') end
-  for i, name in ipairs(layout) do
-    local want
-    if name == 'core' or name == 'susp' then want = 'ff:e:' .. (eid or '') .. ':' .. name
-    elseif name == 'sec' then want = 'ff:sec:' .. tag
-    elseif name == 'arrivals' then want = 'ff:arrivals:' .. tag
-    elseif WAIT_PART[name] then want = 'ff:i:' .. tag .. ':' .. name end
-    if keys[i] ~= want and name ~= 'wp' then
-      return fail('invalid_input', 'key ' .. i .. ' is not the ' .. name .. ' key')
-    end
-  end
-  return nil
-end
-
 -- Closes the open suspension of eid (state 'suspended' or active with an
 -- already satisfied one): the suspension and its waitpoints are closed
 -- with reason, and eid leaves the suspended and timeout indexes of tag.
@@ -2369,11 +2356,11 @@ end
 -- their signal streams (their dedup keys expire by themselves).
 drop_waiting = function(eid)
   local susp = exec_key(eid, 'susp')
-  local all = redis.call('HGET', susp, 'all_wps')
-  for w in string.gmatch(all or '', '%S+') do
-    redis.call('DEL', wp_key(w), wp_key(w) .. ':signals')
+  local dead = {susp}
+  for w in string.gmatch(redis.call('HGET', susp, 'all_wps') or '', '%S+') do
+    dead[#dead + 1], dead[#dead + 2] = wp_key(w), wp_key(w) .. ':signals'
   end
-  redis.call('DEL', susp)
+  redis.call('DEL', unpack(dead))
 end
 
 -- A resume condition being evaluated: names (a set; nil matches any
@@ -2487,7 +2474,7 @@ redis.register_function('ff_waitpoint', function(keys, argv)
   local eid, w, label, ttl = argv[1], argv[5], argv[6], uint(argv[7])
   local tag = id_tag(eid)
   if not tag then return fail('invalid_input', 'malformed execution id') end
-  local bad = bad_wait_keys(keys, WAITPOINT_KEYS, tag, eid)
+  local bad = bad_keys(keys, WAITPOINT_KEYS, #WAITPOINT_KEYS, eid, tag)
   if bad then return bad end
   if id_tag(w) ~= tag or not is_name(label) or ttl == nil or ttl == 0 then
     return fail('invalid_input', 'malformed waitpoint arguments')
@@ -2539,7 +2526,7 @@ redis.register_function('ff_suspend', function(keys, argv)
   local eid, susp = argv[1], keys[2]
   local tag = id_tag(eid)
   if not tag then return fail('invalid_input', 'malformed execution id') end
-  local bad = bad_wait_keys(keys, SUSPEND_KEYS, tag, eid)
+  local bad = bad_keys(keys, SUSPEND_KEYS, #SUSPEND_KEYS, eid, tag)
   if bad then return bad end
   local timeout_at, count, n = uint(argv[8]), uint(argv[11]), uint(argv[14])
   local mode, names = argv[10], argv[12]
@@ -2684,7 +2671,7 @@ redis.register_function('ff_signal', function(keys, argv)
   local tag = id_tag(w)
   if not tag then return fail('invalid_token') end
   if keys[1] ~= wp_key(w) then return fail('invalid_input', 'key 1 is not the token\'s waitpoint') end
-  local bad = bad_wait_keys(keys, SIGNAL_KEYS, tag)
+  local bad = bad_keys(keys, SIGNAL_KEYS, #SIGNAL_KEYS, nil, tag)
   if bad then return bad end
   local ttl = uint(argv[7])
   if not is_name(sig) or not is_name(name) or type(payload) ~= 'string' or type(src) ~= 'string'
@@ -2769,7 +2756,7 @@ redis.register_function('ff_suspension_timeout', function(keys, argv)
   local eid = argv[1]
   local tag = id_tag(eid)
   if not tag then return fail('invalid_input', 'malformed execution id') end
-  local bad = bad_wait_keys(keys, SUSP_TIMEOUT_KEYS, tag, eid)
+  local bad = bad_keys(keys, SUSP_TIMEOUT_KEYS, #SUSP_TIMEOUT_KEYS, eid, tag)
   if bad then return bad end
   local f = redis.call('HMGET', keys[1], 'state', 'lane', 'created_at', 'priority', 'deadline_at')
   local s = redis.call('HMGET', keys[2], 'state', 'timeout_at', 'on_timeout')

@@ -426,10 +426,8 @@ func TokenWaitpoint(token string) (WaitpointID, error) {
 	if len(parts) != 3 || parts[1] == "" || len(parts[2]) != 40 || !lowerHex(parts[2]) {
 		return "", bad
 	}
-	for _, r := range parts[1] {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-') {
-			return "", bad
-		}
+	if !isKID(parts[1]) {
+		return "", bad
 	}
 	w := WaitpointID(parts[0])
 	if w.Validate() != nil {
@@ -441,17 +439,26 @@ func TokenWaitpoint(token string) (WaitpointID, error) {
 // CheckSecret checks a waitpoint secret and its kid: a kid of 1..64
 // letters, digits, '_' or '-', a secret of 16..128 bytes.
 func CheckSecret(kid string, secret []byte) error {
-	if kid == "" || len(kid) > 64 {
-		return validationf(CodeInvalidInput, "kid must be 1..64 bytes")
-	}
-	for _, r := range kid {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-') {
-			return validationf(CodeInvalidInput, "kid: letters, digits, '_' and '-' only")
-		}
+	if !isKID(kid) {
+		return validationf(CodeInvalidInput, "kid must be 1..64 letters, digits, '_' or '-'")
 	}
 	if len(secret) < 16 || len(secret) > 128 {
 		// The length only: a secret never appears in an error.
 		return validationf(CodeInvalidInput, "secret must be 16..128 bytes, got %d", len(secret))
 	}
 	return nil
+}
+
+// isKID reports whether s is a secret's key id: 1..64 letters, digits, '_'
+// or '-' (the library's KID_PATTERN).
+func isKID(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-') {
+			return false
+		}
+	}
+	return true
 }

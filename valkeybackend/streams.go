@@ -166,7 +166,7 @@ func entriesOf(es []valkey.XRangeEntry) []sdk.StreamEntry {
 // closed once a later attempt exists or the execution is terminal (no
 // append can pass the fence then), with the attempt's end as recorded.
 func streamStateOf(core map[string]string, i sdk.AttemptIndex) sdk.StreamState {
-	num := func(f string) int64 { n, _ := strconv.ParseInt(core[f], 10, 64); return n }
+	num := func(f string) int64 { return parseInt(core[f]) }
 	cur := sdk.AttemptIndex(num("attempt_index"))
 	terminal := sdk.PublicState(core["state"]).Terminal()
 	if i > cur || (i == cur && !terminal) {

@@ -175,7 +175,7 @@ func (b *Backend) ObserveSignals(ctx context.Context, id sdk.ExecutionID) (*sdk.
 
 // suspensionOf reads a suspension record (lua: the ff:e:E:susp fields).
 func suspensionOf(id sdk.ExecutionID, m map[string]string) *sdk.Suspension {
-	atoi := func(k string) int64 { n, _ := strconv.ParseInt(m[k], 10, 64); return n }
+	atoi := func(k string) int64 { return parseInt(m[k]) }
 	s := &sdk.Suspension{ID: m["id"], ExecutionID: id, Reason: m["reason"], SuspendedAt: msTime(atoi("at")),
 		TimeoutAt: msTime(atoi("timeout_at")), OnTimeout: sdk.TimeoutBehavior(m["on_timeout"]),
 		Open: m["state"] == "open", CloseReason: m["close_reason"], AttemptIndex: sdk.AttemptIndex(atoi("attempt"))}
@@ -303,17 +303,13 @@ func (b *Backend) ListPendingWaitpoints(ctx context.Context, partition int, curs
 		cmds[i] = b.client.B().Hmget().Key(waitpointKey(sdk.WaitpointID(w))).Field("eid", "state", "key", "exp", "n").Build()
 	}
 	for i, res := range b.client.DoMulti(ctx, cmds...) {
-		v, err := res.AsStrSlice()
-		if err != nil && !isNil(err) {
-			// Absent fields come back as nils; AsStrSlice fails on them.
-			arr, aerr := res.ToArray()
-			if aerr != nil {
-				return sdk.ListPendingWaitpointsPage{}, backendError(op, err)
-			}
-			v = make([]string, len(arr))
-			for j := range arr {
-				v[j], _ = arr[j].ToString()
-			}
+		arr, err := res.ToArray()
+		if err != nil {
+			return sdk.ListPendingWaitpointsPage{}, backendError(op, err)
+		}
+		v := make([]string, len(arr))
+		for j := range arr {
+			v[j], _ = arr[j].ToString() // an absent field reads ""
 		}
 		if len(v) != 5 || v[1] != "pending" {
 			continue // activated (or gone) since the index was read
