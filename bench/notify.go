@@ -122,16 +122,8 @@ func (r *Runner) runCompletionNotify(ctx context.Context) (*Result, error) {
 	track := newTracker() // completions per execution
 	waits := newTracker() // WaitResult returns per execution
 	var waitErrs, mismatches atomic.Int64
-	var errMu sync.Mutex
-	var firstErr string
-	fail := func(counter *atomic.Int64, format string, args ...any) {
-		counter.Add(1)
-		errMu.Lock()
-		if firstErr == "" {
-			firstErr = fmt.Sprintf(format, args...)
-		}
-		errMu.Unlock()
-	}
+	var faults firstFault // the first failure, for the note
+	fail := faults.add
 
 	t0 := time.Now().Add(300 * time.Millisecond)
 	win := Window{From: t0.Add(cfg.Warmup)}
@@ -341,11 +333,9 @@ func (r *Runner) runCompletionNotify(ctx context.Context) (*Result, error) {
 	if po.st.Failed > 0 {
 		res.Note += fmt.Sprintf("; %d submissions failed", po.st.Failed)
 	}
-	errMu.Lock()
-	if firstErr != "" {
-		res.Note += "; first failure: " + firstErr
+	if first := faults.first(); first != "" {
+		res.Note += "; first failure: " + first
 	}
-	errMu.Unlock()
 	if !settled {
 		res.Note += fmt.Sprintf("; not settled after %v drain: %d of %d completed; %s", cfg.Drain,
 			track.completed.Load(), track.submitted.Load(), diag)

@@ -84,16 +84,8 @@ func (r *Runner) runSignalResume(ctx context.Context) (*Result, error) {
 	signals := newTracker() // resuming deliveries per suspension
 	var suspended sync.Map  // seq → suspended once already
 	var suspendDups, lateTokens, signalErrs, mismatches atomic.Int64
-	var errMu sync.Mutex
-	var firstErr string // the first signal error or mismatch, for the note
-	fail := func(counter *atomic.Int64, format string, args ...any) {
-		counter.Add(1)
-		errMu.Lock()
-		if firstErr == "" {
-			firstErr = fmt.Sprintf(format, args...)
-		}
-		errMu.Unlock()
-	}
+	var faults firstFault // the first failure, for the note
+	fail := faults.add
 
 	t0 := time.Now().Add(100 * time.Millisecond)
 	win := Window{From: t0.Add(cfg.Warmup)}
@@ -273,11 +265,9 @@ func (r *Runner) runSignalResume(ctx context.Context) (*Result, error) {
 	if po.st.Failed > 0 {
 		res.Note += fmt.Sprintf("; %d submissions failed", po.st.Failed)
 	}
-	errMu.Lock()
-	if firstErr != "" {
-		res.Note += "; first failure: " + firstErr
+	if first := faults.first(); first != "" {
+		res.Note += "; first failure: " + first
 	}
-	errMu.Unlock()
 	if !settled {
 		res.Note += fmt.Sprintf("; not settled after %v drain: %d of %d completed, %d suspended, %d signalled; %s", cfg.Drain,
 			track.completed.Load(), track.submitted.Load(), signals.submitted.Load(), signals.completed.Load(), diag)

@@ -317,16 +317,8 @@ func (r *Runner) runStreamAppend(ctx context.Context) ([]*Result, error) {
 
 	// --- Throughput: SDK and raw slices, ABBA. ---
 	var countMismatches, appendErrs, rawErrs atomic.Int64
-	var errMu sync.Mutex
-	var firstErr string
-	fail := func(counter *atomic.Int64, format string, args ...any) {
-		counter.Add(1)
-		errMu.Lock()
-		if firstErr == "" {
-			firstErr = fmt.Sprintf(format, args...)
-		}
-		errMu.Unlock()
-	}
+	var faults firstFault // the first failure, for the note
+	fail := faults.add
 	// checkStream compares a stream's XINFO with what its side counted:
 	// every frame added (entries-added) and the last one the last counted.
 	checkStream := func(side, key string, frames int64) error {
@@ -606,11 +598,9 @@ func (r *Runner) runStreamAppend(ctx context.Context) ([]*Result, error) {
 			sdkRes.Note += fmt.Sprintf("; not settled after %v drain: %d of %d slice executions completed; %s", cfg.Drain,
 				sliceTrack.completed.Load(), sliceTrack.submitted.Load(), diag)
 		}
-		errMu.Lock()
-		if firstErr != "" {
-			sdkRes.Note += "; first failure: " + firstErr
+		if first := faults.first(); first != "" {
+			sdkRes.Note += "; first failure: " + first
 		}
-		errMu.Unlock()
 		return sdkRes, rawRes
 	}
 	if unclaimed > 0 {

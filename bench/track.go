@@ -2,6 +2,7 @@ package bench
 
 import (
 	"encoding/binary"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -107,4 +108,28 @@ func (t *tracker) waitSettled(d time.Duration) bool {
 		time.Sleep(5 * time.Millisecond)
 	}
 	return true
+}
+
+// firstFault counts a scenario's failures (each on its own counter) and
+// keeps the first one's message for the result's note.
+type firstFault struct {
+	mu  sync.Mutex
+	msg string
+}
+
+// add counts a failure on counter and keeps its message if it is the first.
+func (f *firstFault) add(counter *atomic.Int64, format string, args ...any) {
+	counter.Add(1)
+	f.mu.Lock()
+	if f.msg == "" {
+		f.msg = fmt.Sprintf(format, args...)
+	}
+	f.mu.Unlock()
+}
+
+// first returns the first failure's message, "" when none.
+func (f *firstFault) first() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.msg
 }
