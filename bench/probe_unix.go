@@ -49,9 +49,27 @@ func dialBlocking(ctx context.Context, addr string) (io.ReadWriteCloser, error) 
 		family = syscall.AF_INET6
 		sa = &syscall.SockaddrInet6{Port: portNum, Addr: ip.As16()}
 	}
+	// A blocking connect that a signal interrupts (EINTR: the runtime's
+	// preemption signals reach this thread) goes on in the background and
+	// cannot simply be called again: the attempt starts over on a new socket.
+	for attempt := 0; ; attempt++ {
+		fd, err := probeSocket(family, sa)
+		if errors.Is(err, syscall.EINTR) && attempt < 10 {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("probe connect %s: %w", addr, err)
+		}
+		return &blockingSocket{fd: fd}, nil
+	}
+}
+
+// probeSocket makes a blocking TCP socket with the probe's options and
+// connects it to sa; on failure the socket is closed.
+func probeSocket(family int, sa syscall.Sockaddr) (int, error) {
 	fd, err := syscall.Socket(family, syscall.SOCK_STREAM, 0)
 	if err != nil {
-		return nil, fmt.Errorf("probe socket: %w", err)
+		return 0, err
 	}
 	tv := syscall.NsecToTimeval(probeIOTimeout.Nanoseconds())
 	for _, opt := range []error{
@@ -62,10 +80,10 @@ func dialBlocking(ctx context.Context, addr string) (io.ReadWriteCloser, error) 
 	} {
 		if opt != nil {
 			syscall.Close(fd)
-			return nil, fmt.Errorf("probe connect %s: %w", addr, opt)
+			return 0, opt
 		}
 	}
-	return &blockingSocket{fd: fd}, nil
+	return fd, nil
 }
 
 func (s *blockingSocket) Read(p []byte) (int, error) {
