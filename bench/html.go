@@ -104,7 +104,7 @@ func newPage(rep *Report) *page {
 			"signal the DeliverSignal call, fcall_rtt one FCALL round trip under the same load (its p50 is the dashed line)."},
 		{streamCharts(rep), "Attempt streams: frames appended per second through the SDK (handlers calling Task.Emit flat out; frames emitted while an append is in flight ride on the next ff_append) " +
 			"against the same frames sent as raw pipelined XADDs by as many goroutines, slices interleaved ABBA; each side's Valkey CPU, server time inside its commands and client CPU per frame; " +
-			"then one stream emitted on an open-loop schedule and tailed (Client.Tail): append_tail runs from a frame's intended time to the tailer's receipt, fcall_rtt is one FCALL round trip under the same load (its p50 is the dashed line)."},
+			"then one stream emitted on an open-loop schedule and tailed (Client.Tail): append_tail runs from the handler's Task.Emit call to the tailer's receipt (append_tail_sched from the frame's intended time), fcall_rtt is one FCALL round trip under the same load (its p50 is the dashed line)."},
 		{[]chart{notifyCurves(rep)}, "Waiting for a result, open loop: a waiter calls Client.WaitResult right after each submit, woken by the server's invalidation push of the execution record (no polling); " +
 			"each handler works 2ms, then completes. notify runs from the worker's Complete call returning to WaitResult returning, complete_start_to_return from the call's start; " +
 			"complete_call is the Complete call, fcall_rtt one FCALL round trip under the same load (its p50 is the dashed line)."},

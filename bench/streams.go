@@ -151,8 +151,9 @@ func (tr *tailRun) emit(ctx context.Context, t *sdk.Task) error {
 		if !loadgen.SleepUntil(ctx, intended) {
 			return ctx.Err()
 		}
-		tr.emitLag.Shard(0).Record(intended, time.Since(intended))
-		if err := t.Emit(ctx, sdk.Frame{Type: streamFrameType, Payload: encodePayload(seq, intended, tr.size)}); err != nil {
+		sent := time.Now()
+		tr.emitLag.Shard(0).Record(intended, sent.Sub(intended))
+		if err := t.Emit(ctx, sdk.Frame{Type: streamFrameType, Payload: stampSent(encodePayload(seq, intended, tr.size), sent)}); err != nil {
 			return err
 		}
 		tr.emitted.Add(1)
@@ -162,6 +163,28 @@ func (tr *tailRun) emit(ctx context.Context, t *sdk.Task) error {
 		intended = intended.Add(tr.sched.Gap(intended.Sub(tr.t0)))
 	}
 	return t.Flush(ctx)
+}
+
+// stampSent writes the time the handler called Emit after the payload
+// header (when the payload has room: PayloadBytes of 24 or more), so the
+// tailer times the append itself, as the load probe times its FCALL from
+// its send, apart from the handler's own lag behind the schedule.
+func stampSent(b []byte, sent time.Time) []byte {
+	if len(b) >= payloadHeader+8 {
+		binary.BigEndian.PutUint64(b[payloadHeader:], uint64(sent.UnixNano()))
+	}
+	return b
+}
+
+// sentOf is the time stampSent wrote; zero when there is none.
+func sentOf(b []byte) time.Time {
+	if len(b) < payloadHeader+8 {
+		return time.Time{}
+	}
+	if ns := binary.BigEndian.Uint64(b[payloadHeader:]); ns != 0 {
+		return time.Unix(0, int64(ns))
+	}
+	return time.Time{}
 }
 
 // sliceExecPayload is an SDK slice execution's payload: its sequence
@@ -615,7 +638,7 @@ func (r *Runner) runStreamAppend(ctx context.Context) ([]*Result, error) {
 	win := Window{From: t0.Add(cfg.Warmup)}
 	win.To = win.From.Add(cfg.Duration)
 	lat := map[string]*Latency{}
-	for _, name := range []string{"append_tail", "emit_lag", "append_round", "fcall_rtt"} {
+	for _, name := range []string{"append_tail", "append_tail_sched", "emit_lag", "append_round", "fcall_rtt"} {
 		lat[name] = NewLatency(1, win)
 	}
 	var sched loadgen.Schedule = loadgen.Constant{PerSecond: rate}
@@ -664,7 +687,12 @@ func (r *Runner) runStreamAppend(ctx context.Context) ([]*Result, error) {
 				next = seq + 1
 			}
 			seen.Add(1)
-			lat["append_tail"].Shard(0).Record(intended, now.Sub(intended))
+			lat["append_tail_sched"].Shard(0).Record(intended, now.Sub(intended))
+			sent := sentOf(e.Payload)
+			if sent.IsZero() {
+				sent = intended // a payload too short to carry it
+			}
+			lat["append_tail"].Shard(0).Record(intended, now.Sub(sent))
 			if win.Contains(intended) {
 				windowSeen.Add(1)
 			}
@@ -740,7 +768,7 @@ func (r *Runner) runStreamAppend(ctx context.Context) ([]*Result, error) {
 		tailRes.Extra["tail_p50_over_loaded_rtt"] = round3(at.P50 / lr.P50)
 	}
 	tailRes.Note = fmt.Sprintf("one handler emits a frame at each intended time (%s arrivals at %.0f/s), a tailer (Client.Tail, its own client) follows the stream; "+
-		"append_tail runs from the frame's intended time to the tailer's receipt; per-frame counts include the tailer's reads and leave out the load probe's %d ff_version calls",
+		"append_tail runs from the handler's Emit call to the tailer's receipt (append_tail_sched from the frame's intended time, so it adds emit_lag, the handler's lag behind the schedule); per-frame counts include the tailer's reads and leave out the load probe's %d ff_version calls",
 		cfg.Arrivals, rate, probed)
 	if tailErr != nil {
 		tailRes.Note += "; the tailer failed: " + tailErr.Error()

@@ -27,6 +27,10 @@ so every key below hashes to the partition's slot). L is a lane name.
   ff:i:T:leases      ZSET   lease expiry per execution (re-scored on renew)
   ff:i:T:timeouts    ZSET   attempt timeout per execution
   ff:i:T:deadlines   ZSET   execution deadline per execution
+  ff:i:T:lease_history STREAM lease events of the executions created with
+                            lease history on (core field lease_log): ev eid
+                            lid ep lane [why] [w]; MAXLEN ~ LEASE_HISTORY
+                            (see log_lease)
   ff:i:T:all         ZSET   no longer written (v19: ff_list pages the state
                             indexes); passed still, and ff_trim removes
                             what a v18 create left in it
@@ -80,7 +84,10 @@ cancelled_by last_transition_at ended_by (who ended the last attempt: the
 holder's lease id, 'engine' or 'operator'; a retried terminal call checks it)
 waited ('1' once the execution suspended: retention then deletes what the
 waiting calls kept for it, see ff_suspend), streams ('1' once an attempt
-appended to its stream: retention deletes them, see ff_append).
+appended to its stream: retention deletes them, see ff_append),
+lease_log ('1' when the create asked for lease history: every lease event
+of the execution is logged, see log_lease; absent otherwise, and then no
+lease call writes anything for it).
 A field at its default is not written (a create writes lane, priority,
 created_at, state, last_transition_at and only what else it sets), and an
 absent field reads as its default: pending_type 'initial', resume '0', every
@@ -106,7 +113,7 @@ write (bad_call, bad_keys: string work, no command) and answers
 invalid_input, having written nothing, when one is off.
 ]]
 
-local VERSION = '23'
+local VERSION = '24'
 -- MIN_CLIENT is the oldest client this library serves; a client's version is
 -- the VERSION of the library it embeds (Go: lua.Version). A client older than
 -- MIN_CLIENT refuses to run against this library, and never replaces it.
@@ -318,7 +325,7 @@ end
 -- (ended_by, which only a failure reports, is read then: one field less on
 -- every renewal and completion.)
 local FENCE_FIELDS = {'state', 'lease_state', 'lease_expires_at', 'lease_id', 'lease_epoch',
-  'attempt_id', 'lane'}
+  'attempt_id', 'lane', 'lease_log'}
 local FENCE_READ = #FENCE_FIELDS
 -- Returns FENCE_FIELDS followed by extra (built once, at load).
 local function fence_with(extra) return append_all(append_all({}, FENCE_FIELDS), extra) end
@@ -450,6 +457,36 @@ local function leave_deadlines(eid, deadlines, deadline_at, d)
   if positive(deadline_at) then write_index(d, 'ZREM', deadlines, eid) end
 end
 
+-- Lease history. An execution created with lease history on (core field
+-- lease_log = '1') has every lease event appended to its partition's
+-- ff:i:T:lease_history stream, trimmed to about LEASE_HISTORY entries
+-- (MAXLEN ~): ev (the event), eid, lid (the lease id), ep (its epoch),
+-- lane, why (what ended it, or how late a renewal came) and w (the
+-- holder's worker instance, for a lease taken). Events:
+--   acquired      a lease taken: a claim, a fused claim, a hand-off, the
+--                 claim that resumes a delayed or suspended attempt
+--   renewed_late  a renewal that came with less than a quarter of the
+--                 new TTL left on the lease (why: ms that were left)
+--   revoked       an operator took the lease (ff_revoke; why: the reason)
+--   expired       the engine ended an attempt whose lease expired or was
+--                 revoked (ff_reclaim_expired), or a reclaim at the
+--                 interruption cap (why says which)
+--   reclaimed     a worker took over an interrupted attempt's execution
+--                 with a reclaim grant (ff_reclaim: the new lease)
+--   released      the lease ended otherwise; why: completed, failed,
+--                 retry, delayed, suspended, cancelled, attempt_timeout,
+--                 deadline
+-- An execution without the field costs nothing here: the flag rides on
+-- reads the calls make anyway.
+local LEASE_HISTORY = 10000
+local function log_lease(flag, eid, ev, lid, epoch, lane, why, wiid)
+  if flag ~= '1' then return end
+  local e = {'ev', ev, 'eid', eid, 'lid', lid or '', 'ep', epoch or '', 'lane', lane or ''}
+  if why and why ~= '' then e[#e + 1], e[#e + 2] = 'why', why end
+  if wiid and wiid ~= '' then e[#e + 1], e[#e + 2] = 'w', wiid end
+  redis.call('XADD', 'ff:i:' .. id_tag(eid) .. ':lease_history', 'MAXLEN', '~', LEASE_HISTORY, '*', unpack(e))
+end
+
 ---------------------------------------------------------------------------
 -- ff_version: the library version and the oldest client version it serves
 -- (MIN_CLIENT). Read-only.
@@ -531,15 +568,18 @@ local function create_args(a, o)
   local c = {a = a, o = o, eid = a[o + 1], lane = a[o + 2], kind = a[o + 3],
     priority = uint(a[o + 4]), delay_until = uint(a[o + 5]), retry_max = uint(a[o + 7]),
     bo_init = uint(a[o + 9]), bo_max = uint(a[o + 10]), attempt_timeout = uint(a[o + 14]),
-    deadline = uint(a[o + 15]), dedup_ttl = uint(a[o + 16]), id_given = a[o + 18],
+    deadline = uint(a[o + 15]), dedup_ttl = uint(a[o + 16]), flags = uint(a[o + 18]),
     ntags = uint(a[o + 19])}
   if not is_name(c.kind) or c.priority == nil or c.priority > MAX_PRIORITY
     or c.delay_until == nil or c.retry_max == nil or c.bo_init == nil or c.bo_max == nil
     or tonumber(a[o + 11]) == nil or tonumber(a[o + 12]) == nil
     or c.attempt_timeout == nil or c.deadline == nil or c.dedup_ttl == nil or c.dedup_ttl == 0
-    or (c.id_given ~= '1' and c.id_given ~= '0') or c.ntags == nil then
+    or c.flags == nil or c.flags > 3 or c.ntags == nil then
     return nil
   end
+  -- flags: 1 = the caller chose the id, 2 = lease history on.
+  c.id_given = (c.flags % 2 == 1) and '1' or '0'
+  if c.flags >= 2 then c.lease_log = '1' end
   -- The priority as written: the argument when it is canonical (no
   -- leading zero), so that no number is formatted for it.
   local p = a[o + 4]
@@ -564,6 +604,7 @@ local function new_core_fields(c, now_s)
   end
   if c.attempt_timeout > 0 then append_all(f, {'attempt_timeout', c.attempt_timeout}) end
   if c.deadline > 0 then append_all(f, {'deadline_at', c.deadline}) end
+  if c.lease_log then append_all(f, {'lease_log', '1'}) end
   return f
 end
 
@@ -667,8 +708,9 @@ end
 --       6 caps_csv (sorted), 7 retry_max, 8 bo_kind, 9 bo_init_ms, 10 bo_max_ms,
 --       11 bo_mult, 12 bo_jitter, 13 retry_cats_csv, 14 attempt_timeout_ms,
 --       15 deadline_ms (0 = none), 16 dedup_ttl_ms, 17 payload,
---       18 id_given ('1': the caller chose eid, so it may exist already;
---       '0': the client generated it, fresh), 19 ntags, then ntags
+--       18 flags, the sum of: 1 when the caller chose eid (so it may exist
+--       already; without, the client generated it, fresh), 2 for lease
+--       history (core field lease_log, see log_lease); 19 ntags, then ntags
 --       (key, value) pairs
 -- An execution that lands in an empty eligible set is claimed here for the
 -- freshest live offer on the lane (ff_offer), whose worker gets the lease and
@@ -810,12 +852,13 @@ local function take_lease(core, eid, eligible, leases, _active, timeouts, f,
   write_index(d, 'ZADD', leases, expires_s, eid)
   local timeout = tonumber(f.attempt_timeout or '0')
   if timeout > 0 then write_index(d, 'ZADD', timeouts, fmt(now + timeout), eid) end
+  log_lease(f.lease_log, eid, f.lease_event or 'acquired', lease_id, epoch, f.lane, nil, wiid)
   return {lease_id, epoch, expires_s, attempt_id, attempt_index, attempt_type}
 end
 
 local CLAIM_FIELDS = {'state', 'blocked', 'resume', 'total_attempts', 'lease_epoch',
   'pending_type', 'attempt_index', 'attempt_id', 'attempt_timeout', 'started_at',
-  'lane', 'caps'}
+  'lane', 'caps', 'lease_log'}
 
 -- Reads the fields a claim needs into a table keyed by name (nil when absent).
 local function claim_fields(core)
@@ -1041,7 +1084,7 @@ hand_off_new = function(keys, eid, c, fields, kv, now, now_s)
   end
   -- A new execution's claim fields are known without reading them.
   local f = {epoch = '0', total_attempts = '0', pending_type = 'initial',
-    attempt_timeout = c.a[c.o + 14]}
+    attempt_timeout = c.a[c.o + 14], lane = c.lane, lease_log = c.lease_log}
   local msg = claim_for_offer(keys, o, keys[1], eid, nil, f, now, now_s, fields)
   push_to_inbox(o, append_all(msg, kv), keys[9], keys.d, keys.scopes and keys.scopes[keys[9]])
   return true
@@ -1245,12 +1288,16 @@ redis.register_function('ff_renew', function(keys, argv)
     local core = keys[i + 1]
     local a = 2 + (i - 1) * 4
     local eid = argv[a]
-    local bad = check_fence(core, argv[a + 1], argv[a + 2], argv[a + 3], now)
+    local bad, f = check_fence(core, argv[a + 1], argv[a + 2], argv[a + 3], now)
     if bad then
       append_all(reply, {bad[2], '0', bad[3] or '', bad[4] or '', bad[5] or '', bad[6] or ''})
     else
       redis.call('HSET', core, 'lease_expires_at', expires)
       redis.call('ZADD', leases, expires, eid)
+      local left = tonumber(f[3]) - now
+      if f[8] == '1' and left * 4 < ttl then
+        log_lease('1', eid, 'renewed_late', argv[a + 1], argv[a + 2], f[7], fmt(left))
+      end
       append_all(reply, {'', tostring(expires), '', '', '', ''})
     end
   end
@@ -1308,6 +1355,7 @@ redis.register_function('ff_complete', function(keys, argv)
   redis.call('HSET', core, unpack(release_lease(eid, keys[3], keys[6], f[FENCE_READ + 1],
     {'state', 'completed', 'completed_at', now, 'ended_by', argv[2], 'last_transition_at', now})))
   redis.call('ZADD', keys[5], now, eid)
+  log_lease(f[8], eid, 'released', argv[2], argv[3], argv[7], 'completed')
   if keys[8] then return post_offers(keys[8], uint(argv[8]), 'new', argv, 9, now) end
   return ok('completed')
 end)
@@ -1427,6 +1475,7 @@ redis.register_function('ff_complete_batch', function(keys, argv)
       redis.call('HSET', keys[i], unpack(release_lease(eid, pk.leases, pk.timeouts,
         f[FENCE_READ + 1], {'state', 'completed', 'completed_at', now_s, 'ended_by', lease_id,
         'last_transition_at', now_s}, d)))
+      log_lease(f[8], eid, 'released', lease_id, argv[a + 3], lane, 'completed')
       local terminal = pk.terminal[lane]
       if not terminal then
         terminal = pk.pre .. lane .. ':terminal'
@@ -1512,6 +1561,9 @@ local END_ATTEMPT_FIELDS = {'retry_max', 'retry_count', 'bo_kind', 'bo_init', 'b
 append_all(END_ATTEMPT_FIELDS, ATTEMPT_FIELDS)
 local END_AT = #END_ATTEMPT_FIELDS + 1
 append_all(END_ATTEMPT_FIELDS, END_FIELDS)
+-- then what a lease event names (END_LOG: lease_log, lease_id, lease_epoch, lane)
+local END_LOG = #END_ATTEMPT_FIELDS + 1
+append_all(END_ATTEMPT_FIELDS, {'lease_log', 'lease_id', 'lease_epoch', 'lane'})
 
 -- Ends the current attempt of an active execution (the caller has checked
 -- the fence or the expiry), recording who ended it (the holder's lease id,
@@ -1525,7 +1577,9 @@ append_all(END_ATTEMPT_FIELDS, END_FIELDS)
 -- timeouts (attempt timeout only), ZREM deadlines (terminal with a deadline
 -- only), HDEL (past ATTEMPT_HISTORY only), one HSET, ZADD, ZCARD (+SPUBLISH)
 -- for a requeue at once.
-local function end_attempt(k, eid, reason, category, draw, cap, now, ended_by)
+-- ev is the lease event it logs (see log_lease): 'released' (why: failed,
+-- retry or attempt_timeout) or 'expired' (why: reason).
+local function end_attempt(k, eid, reason, category, draw, cap, now, ended_by, ev)
   local core = k.core
   -- A reclaim grant issued for the lost lease must not outlive the attempt.
   if k.grant then redis.call('DEL', k.grant) end
@@ -1557,6 +1611,11 @@ local function end_attempt(k, eid, reason, category, draw, cap, now, ended_by)
       append_all(kv, {'retry_count', retry_count + 1})
     end
   end
+  local why = reason
+  if ev == 'released' then
+    why = (category == 'attempt_timeout' and category) or (retry and 'retry') or 'failed'
+  end
+  log_lease(f[END_LOG], eid, ev, f[END_LOG + 1], f[END_LOG + 2], f[END_LOG + 3], why)
   if not retry then
     leave_deadlines(eid, k.deadlines, f[END_AT + 1])
     redis.call('HSET', core, unpack(keep_attempt(core, f, 11, now, 'failed', reason, category,
@@ -1603,7 +1662,8 @@ redis.register_function('ff_fail', function(keys, argv)
     arrivals = keys[10], lane = argv[8]}
   local category = argv[6]
   if category == 'lease_lost' then category = 'handler_lease_lost' end
-  return end_attempt(k, argv[1], argv[5], category, tonumber(argv[7]) or 0, INTERRUPT_CAP, now, argv[2])
+  return end_attempt(k, argv[1], argv[5], category, tonumber(argv[7]) or 0, INTERRUPT_CAP, now, argv[2],
+    'released')
 end)
 
 ---------------------------------------------------------------------------
@@ -1640,6 +1700,7 @@ redis.register_function('ff_delay', function(keys, argv)
     redis.call('HSET', core, unpack(append_all(kv, {'state', 'delayed', 'delay_until', until_ms})))
     redis.call('ZADD', keys[4], until_ms, eid)
   end
+  log_lease(f[8], eid, 'released', argv[2], argv[3], argv[6], 'delayed')
   return ok(tostring(until_ms))
 end)
 
@@ -1665,14 +1726,16 @@ redis.register_function('ff_cancel', function(keys, argv)
   if bad then return bad end
   local now = now_ms()
   -- f: state, then END_FIELDS at e + 1, e + 2 (one HMGET: the fence's for
-  -- the holder, this one for an operator).
-  local f, e
+  -- the holder, this one for an operator); lg: lease_log, lease id, epoch.
+  local f, e, lg
   if argv[4] ~= '' then
     bad, f = check_fence(core, argv[4], argv[5], argv[6], now, argv[7], FENCE_END)
     if bad then return bad end
-    e = FENCE_READ
+    e, lg = FENCE_READ, {f[8], argv[4], argv[5]}
   else
-    f, e = redis.call('HMGET', core, 'state', 'lane', unpack(END_FIELDS)), 2
+    f, e = redis.call('HMGET', core, 'state', 'lane', 'attempt_timeout', 'deadline_at', 'lease_log',
+      'lease_id', 'lease_epoch'), 2
+    lg = {f[5], f[6], f[7]}
     if not f[1] then return fail('execution_not_found') end
     if f[2] ~= argv[7] then return fail('invalid_input', 'lane differs from the execution') end
     if f[1] ~= 'waiting' and f[1] ~= 'delayed' and f[1] ~= 'active' and f[1] ~= 'suspended' then
@@ -1693,6 +1756,7 @@ redis.register_function('ff_cancel', function(keys, argv)
     'lease_expires_at', 0, 'cancel_reason', argv[2], 'cancelled_by', argv[3],
     'completed_at', now, 'last_transition_at', now)
   redis.call('ZADD', keys[8], now, eid)
+  if f[1] == 'active' then log_lease(lg[1], eid, 'released', lg[2], lg[3], argv[7], 'cancelled') end
   if argv[4] == '' and f[1] == 'active' and keys[11] then redis.call('SPUBLISH', keys[11], eid) end
   return ok(f[1])
 end)
@@ -1732,7 +1796,7 @@ local REVOKE_KEYS = {'core', 'leases', 'arrivals'}
 redis.register_function('ff_revoke', function(keys, argv)
   local bad = bad_call(keys, REVOKE_KEYS, 2, argv[1])
   if bad then return bad end
-  local f = redis.call('HMGET', keys[1], 'state', 'lease_state', 'lease_id', 'lease_epoch')
+  local f = redis.call('HMGET', keys[1], 'state', 'lease_state', 'lease_id', 'lease_epoch', 'lease_log', 'lane')
   if not f[1] then return fail('execution_not_found') end
   if f[1] ~= 'active' or f[2] ~= 'held' then return fail('no_active_lease', f[1]) end
   if argv[2] ~= '' and argv[2] ~= f[3] then return fail('stale_lease') end
@@ -1741,6 +1805,7 @@ redis.register_function('ff_revoke', function(keys, argv)
     'last_transition_at', now)
   redis.call('ZADD', keys[2], now, argv[1])
   if keys[3] then redis.call('SPUBLISH', keys[3], argv[1]) end
+  log_lease(f[5], argv[1], 'revoked', f[3], f[4], f[6], argv[3])
   return ok(f[3], f[4])
 end)
 
@@ -1966,7 +2031,7 @@ redis.register_function('ff_reclaim_expired', function(keys, argv)
     arrivals = keys[10], lane = argv[3]}
   local why = 'lease expired'
   if f[2] == 'revoked' then why = 'lease revoked' end
-  return end_attempt(k, eid, why, 'lease_lost', 0, cap, now, 'engine')
+  return end_attempt(k, eid, why, 'lease_lost', 0, cap, now, 'engine', 'expired')
 end)
 
 ---------------------------------------------------------------------------
@@ -1988,7 +2053,7 @@ redis.register_function('ff_expire', function(keys, argv)
   local bad = bad_call(keys, EXPIRE_KEYS, 11, eid, argv[3])
   if bad then return bad end
   local now = now_ms()
-  local f = redis.call('HMGET', keys[1], 'state', 'deadline_at', 'lane')
+  local f = redis.call('HMGET', keys[1], 'state', 'deadline_at', 'lane', 'lease_log', 'lease_id', 'lease_epoch')
   local live = f[1] == 'waiting' or f[1] == 'delayed' or f[1] == 'active' or f[1] == 'suspended'
   if live and f[3] ~= argv[3] then return fail('invalid_input', 'lane differs from the execution') end
   if which == 'deadline' then
@@ -2001,6 +2066,7 @@ redis.register_function('ff_expire', function(keys, argv)
       'lease_expires_at', 0, 'failure_reason', 'deadline passed',
       'failure_category', 'deadline', 'completed_at', now, 'last_transition_at', now)
     redis.call('ZADD', keys[4], now, eid)
+    if f[1] == 'active' then log_lease(f[4], eid, 'released', f[5], f[6], f[3], 'deadline') end
     return ok('expired')
   elseif which == 'attempt_timeout' then
     local due = redis.call('ZSCORE', keys[6], eid)
@@ -2009,7 +2075,8 @@ redis.register_function('ff_expire', function(keys, argv)
     local k = {core = keys[1], leases = keys[2], active = keys[3], terminal = keys[4],
       delayed = keys[5], timeouts = keys[6], deadlines = keys[7], eligible = keys[8], grant = keys[10],
       arrivals = keys[11], lane = argv[3]}
-    return end_attempt(k, eid, 'attempt timed out', 'attempt_timeout', 0, INTERRUPT_CAP, now, 'engine')
+    return end_attempt(k, eid, 'attempt timed out', 'attempt_timeout', 0, INTERRUPT_CAP, now, 'engine',
+      'released')
   end
   return fail('invalid_input', 'unknown expiry kind')
 end)
@@ -2167,6 +2234,8 @@ local RECLAIM_KEYS = {'core', 'grant', 'eligible', 'leases', 'active', 'timeouts
 local RECLAIM_LEASE_FIELDS = append_all({'lease_state', 'lease_expires_at', 'interrupt_count'}, ATTEMPT_FIELDS)
 RECLAIM_LEASE_FIELDS[#RECLAIM_LEASE_FIELDS + 1] = 'deadline_at'
 local RECLAIM_DEADLINE = #RECLAIM_LEASE_FIELDS
+RECLAIM_LEASE_FIELDS[#RECLAIM_LEASE_FIELDS + 1] = 'lease_id'
+local RECLAIM_LEASE_ID = #RECLAIM_LEASE_FIELDS
 redis.register_function('ff_reclaim', function(keys, argv)
   local core, grant, eid = keys[1], keys[2], argv[1]
   local bad = bad_call(keys, RECLAIM_KEYS, 9, eid, argv[7])
@@ -2196,6 +2265,7 @@ redis.register_function('ff_reclaim', function(keys, argv)
       {'state', 'failed', 'ended_by', 'engine', 'failure_reason', reason,
       'failure_category', 'lease_lost', 'completed_at', now, 'last_transition_at', now}))))
     redis.call('ZADD', keys[8], now, eid)
+    log_lease(f.lease_log, eid, 'expired', l[RECLAIM_LEASE_ID], f.epoch, f.lane, reason)
     return {1, 'TERMINAL_FAILED', tostring(count)}
   end
   -- The lost attempt's record keeps why it ended; the new attempt starts clean.
@@ -2203,7 +2273,7 @@ redis.register_function('ff_reclaim', function(keys, argv)
   if l[1] == 'revoked' then why = 'lease revoked' end
   redis.call('HSET', core, unpack(keep_attempt(core, l, 3, now, 'interrupted', why, 'lease_lost',
     {'interrupt_count', count + 1, 'pending_type', 'reclaim'})))
-  f.pending_type = 'reclaim'
+  f.pending_type, f.lease_event = 'reclaim', 'reclaimed'
   local lease = take_lease(core, eid, keys[3], keys[4], keys[5], keys[6], f,
     argv[2], argv[3], argv[4], argv[5], ttl, false, now)
   local reply = append_all(ok(), lease)
@@ -2637,6 +2707,7 @@ redis.register_function('ff_suspend', function(keys, argv)
     redis.call('HSET', keys[1], unpack(release_lease(eid, keys[4], keys[5], f[FENCE_READ + 1],
       {'state', 'suspended', 'resume', '1', 'ended_by', argv[2], 'last_transition_at', now_s, 'waited', '1'})))
     redis.call('ZADD', keys[6], 0, eid)
+    log_lease(f[8], eid, 'released', argv[2], argv[3], f[7], 'suspended')
     if timeout_at > 0 then redis.call('ZADD', keys[7], timeout_at, eid) end
   end
   return append_all({1, 'OK'}, reply)
@@ -2851,14 +2922,29 @@ redis.register_function('ff_append', function(keys, argv)
   if not f[FENCE_READ + 2] then redis.call('HSET', keys[1], 'streams', '1') end
   local reply = ok(version)
   local stream, id = keys[2], nil
+  -- A call of one frame trims with XADD's own MAXLEN ~; one of more adds
+  -- them untrimmed and trims once after them (XTRIM MAXLEN ~): the stream
+  -- ends the call at about maxlen entries either way, for one trim check
+  -- instead of n.
+  if n == 1 then
+    if argv[15] == '' then
+      id = redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', 't', argv[13], 'p', argv[14])
+    else
+      id = redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', 't', argv[13], 'p', argv[14], 'c', argv[15])
+    end
+    reply[#reply + 1] = id
+    if mode == 'live' then redis.call('PEXPIRE', keys[2], ttl) end
+    return reply
+  end
   for i = 13, #argv, 3 do
     if argv[i + 2] == '' then
-      id = redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', 't', argv[i], 'p', argv[i + 1])
+      id = redis.call('XADD', stream, '*', 't', argv[i], 'p', argv[i + 1])
     else
-      id = redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', 't', argv[i], 'p', argv[i + 1], 'c', argv[i + 2])
+      id = redis.call('XADD', stream, '*', 't', argv[i], 'p', argv[i + 1], 'c', argv[i + 2])
     end
     if all_ids == '1' then reply[#reply + 1] = id end
   end
+  redis.call('XTRIM', stream, 'MAXLEN', '~', maxlen)
   if all_ids == '0' then reply[#reply + 1] = id end
   if mode == 'live' then redis.call('PEXPIRE', keys[2], ttl) end
   return reply

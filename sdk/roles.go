@@ -300,6 +300,68 @@ type CompletionSubscriber interface {
 	SubscribeCompletions(ctx context.Context, filter CompletionFilter, cursor string, fn func(Completion) error) error
 }
 
+// LeaseEventKind names a lease event.
+type LeaseEventKind string
+
+// The lease events.
+const (
+	// LeaseAcquired: a lease was taken (a claim, a hand-off, the claim that
+	// resumes a delayed or suspended attempt).
+	LeaseAcquired LeaseEventKind = "acquired"
+	// LeaseRenewedLate: a renewal landed with less than a quarter of the
+	// new TTL left on the lease; Reason holds the milliseconds that were
+	// left. Renewers renew with two thirds left, so this marks a holder
+	// that is falling behind.
+	LeaseRenewedLate LeaseEventKind = "renewed_late"
+	// LeaseRevoked: an operator took the lease; Reason is theirs.
+	LeaseRevoked LeaseEventKind = "revoked"
+	// LeaseExpired: the engine ended an attempt whose lease expired or was
+	// revoked; Reason says which.
+	LeaseExpired LeaseEventKind = "expired"
+	// LeaseReclaimed: a worker took over an interrupted attempt's
+	// execution with a reclaim grant (the new lease's id and epoch).
+	LeaseReclaimed LeaseEventKind = "reclaimed"
+	// LeaseReleased: the lease ended otherwise; Reason is completed,
+	// failed, retry, delayed, suspended, cancelled, attempt_timeout or
+	// deadline.
+	LeaseReleased LeaseEventKind = "released"
+)
+
+// LeaseEvent is one entry of the lease history.
+type LeaseEvent struct {
+	ExecutionID ExecutionID
+	Lane        LaneID
+	Kind        LeaseEventKind
+	LeaseID     string
+	Epoch       uint64
+	Reason      string
+	// WorkerInstance holds the new holder, for acquired and reclaimed.
+	WorkerInstance WorkerInstanceID
+	At             time.Time // server time of the event
+	// Cursor resumes a subscription right after this event.
+	Cursor string
+}
+
+// LeaseHistoryFilter narrows a lease-history subscription; empty fields
+// match everything.
+type LeaseHistoryFilter struct {
+	Lanes []LaneID
+	// Tags must all be on the execution with these values.
+	Tags map[string]string
+}
+
+// LeaseHistorySubscriber streams lease events (RoleLeaseHistory) of the
+// executions created with CreateExecutionArgs.LeaseHistory.
+type LeaseHistorySubscriber interface {
+	// SubscribeLeaseHistory calls fn with every lease event from cursor
+	// ("" = from now; an event's Cursor = right after it), in order within
+	// a partition, until ctx ends or fn returns an error (returned). A
+	// cursor resumes exactly while its events are retained (the history
+	// keeps about the last 10,000 events per partition): nothing missed,
+	// nothing twice.
+	SubscribeLeaseHistory(ctx context.Context, filter LeaseHistoryFilter, cursor string, fn func(LeaseEvent) error) error
+}
+
 // Role names an optional backend role: one of the interfaces in this file
 // (or BatchSubmitter). Routing capabilities (WorkerConfig.Capabilities) are
 // a different thing: tokens a worker advertises and an execution requires.
@@ -324,6 +386,7 @@ const (
 	RoleStreams        Role = "streams"         // Streamer
 	RoleTerminalWatch  Role = "terminal_watch"  // TerminalWatcher
 	RoleCompletions    Role = "completions"     // CompletionSubscriber
+	RoleLeaseHistory   Role = "lease_history"   // LeaseHistorySubscriber
 )
 
 // Features names a backend and the optional roles its configuration enables.
@@ -367,6 +430,7 @@ type BackendRoles struct {
 	Streamer          Streamer
 	TerminalWatcher   TerminalWatcher
 	Completions       CompletionSubscriber
+	LeaseHistory      LeaseHistorySubscriber
 }
 
 // RolesOf is the one way to discover a backend's optional roles: a role is
@@ -392,6 +456,7 @@ func RolesOf(b EngineBackend) BackendRoles {
 	r.Streamer = roleOf[Streamer](b, f, RoleStreams)
 	r.TerminalWatcher = roleOf[TerminalWatcher](b, f, RoleTerminalWatch)
 	r.Completions = roleOf[CompletionSubscriber](b, f, RoleCompletions)
+	r.LeaseHistory = roleOf[LeaseHistorySubscriber](b, f, RoleLeaseHistory)
 	return r
 }
 

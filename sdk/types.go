@@ -117,6 +117,12 @@ type CreateExecutionArgs struct {
 	// lives (DedupTTL, default 24h).
 	IdempotencyKey string
 	DedupTTL       time.Duration
+	// LeaseHistory logs every lease event of this execution (acquired,
+	// renewed late, revoked, expired, reclaimed, released) to its
+	// partition's lease history, which LeaseHistorySubscriber streams.
+	// Default off: an execution without it makes the server write nothing
+	// for lease history.
+	LeaseHistory bool
 }
 
 // CreateExecutionResult reports the created (or deduplicated) execution.

@@ -137,10 +137,15 @@ func (b *Backend) planCreate(a sdk.CreateExecutionArgs, withKeys bool, shared in
 	attemptTimeout := ceilMS(a.AttemptTimeout)
 	// An id the caller chose may exist already (ff_create checks); one
 	// generated here is fresh.
-	idGiven := "0"
+	// ARGV 18 is a sum of flags: 1 the id is the caller's, 2 lease history.
+	flags := 0
 	if a.ID != "" {
-		idGiven = "1"
+		flags |= 1
 	}
+	if a.LeaseHistory {
+		flags |= 2
+	}
+	idGiven := string(rune('0' + flags))
 	args := make([]string, 0, 19+2*len(a.Tags))
 	args = append(args, string(id), string(a.Lane), a.Kind, strconv.Itoa(a.Priority),
 		msString(a.DelayUntil), joinCSV(a.RequiredCapabilities))

@@ -200,6 +200,9 @@ func waitKeysOf(tag string) waitKeys {
 func suspKey(id sdk.ExecutionID) string     { return "ff:e:" + string(id) + ":susp" }
 func waitpointKey(w sdk.WaitpointID) string { return "ff:wp:" + string(w) }
 
+// leaseHistoryKey is partition tag's lease history stream (lua: log_lease).
+func leaseHistoryKey(tag string) string { return "ff:i:" + tag + ":lease_history" }
+
 func idemKey(tag, key string) string { return "ff:idem:" + tag + ":" + key }
 
 func ownKey(tag string) string { return "ff:own:" + tag }

@@ -3,7 +3,6 @@ package valkeybackend
 import (
 	"context"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/valkey-io/valkey-go"
@@ -154,9 +153,7 @@ func (b *Backend) ReadSummary(ctx context.Context, id sdk.ExecutionID, attempt s
 func entriesOf(es []valkey.XRangeEntry) []sdk.StreamEntry {
 	out := make([]sdk.StreamEntry, 0, len(es))
 	for _, e := range es {
-		ms, _, _ := strings.Cut(e.ID, "-")
-		at, _ := strconv.ParseInt(ms, 10, 64)
-		out = append(out, sdk.StreamEntry{ID: e.ID, At: msTime(at), Frame: sdk.Frame{Type: e.FieldValues["t"],
+		out = append(out, sdk.StreamEntry{ID: e.ID, At: streamIDTime(e.ID), Frame: sdk.Frame{Type: e.FieldValues["t"],
 			Payload: []byte(e.FieldValues["p"]), CorrelationID: e.FieldValues["c"]}})
 	}
 	return out

@@ -3,6 +3,7 @@ package valkeybackend_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -35,7 +36,7 @@ func TestSubscriptionsResumeAfterKill(t *testing.T) {
 			round := func(n int) []sdk.ExecutionID {
 				var ids []sdk.ExecutionID
 				for range n {
-					r, err := producer.CreateExecution(ctx, sdk.CreateExecutionArgs{Lane: lane, Kind: "k"})
+					r, err := producer.CreateExecution(ctx, sdk.CreateExecutionArgs{Lane: lane, Kind: "k", LeaseHistory: true})
 					if err != nil {
 						t.Fatal(err)
 					}
@@ -64,7 +65,8 @@ func TestSubscriptionsResumeAfterKill(t *testing.T) {
 			var mu sync.Mutex
 			completions := map[sdk.ExecutionID]int{}
 			deliveries := map[sdk.ExecutionID]int{}
-			var lastCompletion, lastDelivery string
+			leaseEvents := map[sdk.ExecutionID][]string{}
+			var lastCompletion, lastDelivery, lastLease string
 			run := func(sctx context.Context) (done chan struct{}) {
 				done = make(chan struct{})
 				var wg sync.WaitGroup
@@ -92,6 +94,18 @@ func TestSubscriptionsResumeAfterKill(t *testing.T) {
 						return nil
 					})
 				})
+				wg.Go(func() {
+					mu.Lock()
+					cur := lastLease
+					mu.Unlock()
+					_ = sub.SubscribeLeaseHistory(sctx, sdk.LeaseHistoryFilter{Lanes: []sdk.LaneID{lane}}, cur, func(ev sdk.LeaseEvent) error {
+						mu.Lock()
+						leaseEvents[ev.ExecutionID] = append(leaseEvents[ev.ExecutionID], string(ev.Kind)+" "+ev.Reason)
+						lastLease = ev.Cursor
+						mu.Unlock()
+						return nil
+					})
+				})
 				go func() { wg.Wait(); close(done) }()
 				return done
 			}
@@ -101,7 +115,7 @@ func TestSubscriptionsResumeAfterKill(t *testing.T) {
 					mu.Lock()
 					missing := 0
 					for _, id := range ids {
-						if completions[id] == 0 || deliveries[id] == 0 {
+						if completions[id] == 0 || deliveries[id] == 0 || len(leaseEvents[id]) < 4 {
 							missing++
 						}
 					}
@@ -142,9 +156,15 @@ func TestSubscriptionsResumeAfterKill(t *testing.T) {
 			waitAll(append(second, third...), "after the kill")
 			mu.Lock()
 			defer mu.Unlock()
+			// Each execution's lease events: claimed, suspended, claimed to
+			// resume, completed; once each.
+			wantLease := "[acquired  released suspended acquired  released completed]"
 			for _, id := range append(append(first, second...), third...) {
 				if completions[id] != 1 || deliveries[id] != 1 {
 					t.Fatalf("%s: %d completions and %d deliveries seen, want one each", id, completions[id], deliveries[id])
+				}
+				if got := fmt.Sprint(leaseEvents[id]); got != wantLease {
+					t.Fatalf("%s: lease events %s, want %s", id, got, wantLease)
 				}
 			}
 			_ = done

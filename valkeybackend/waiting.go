@@ -388,19 +388,36 @@ func (b *Backend) eachPartitionSecret(ctx context.Context, op, mode, kid string,
 }
 
 // SignalDeliveries streams the partitions' delivery logs from cursor
-// (sdk.Waiter). On one server it blocks on every log at once (XREAD
-// BLOCK); on a cluster it reads each partition's log in one pipelined round
-// and, when nothing came, waits for the server's invalidation of a tracked
-// log (without client-side caching: deliveryPoll) before the next.
+// (sdk.Waiter); see followLogs for how it waits.
 func (b *Backend) SignalDeliveries(ctx context.Context, cursor string, fn func(sdk.SignalDelivery) error) error {
 	const op = "signal_deliveries"
-	ids, err := b.deliveryCursor(ctx, op, cursor)
-	if err != nil {
-		return err
-	}
 	keys := make([]string, b.partitions)
 	for p := range keys {
 		keys[p] = waitKeysOf(sdk.PartitionTag(p)).signals
+	}
+	return b.followLogs(ctx, op, keys, cursor, func(e valkey.XRangeEntry, cursor func() string) error {
+		at, _ := strconv.ParseInt(e.FieldValues["at"], 10, 64)
+		return fn(sdk.SignalDelivery{ExecutionID: sdk.ExecutionID(e.FieldValues["eid"]),
+			Waitpoint: sdk.WaitpointID(e.FieldValues["wp"]), SignalID: e.FieldValues["sig"],
+			Name: e.FieldValues["name"], Effect: e.FieldValues["effect"], DeliveredAt: msTime(at),
+			Cursor: cursor()})
+	})
+}
+
+// followLogs streams the entries of keys, one stream per partition, from
+// cursor (one stream id per partition, comma-separated; "" = from each
+// stream's current end) until ctx ends or fn returns an error (returned).
+// fn gets each entry and the cursor right after it. On one server it
+// blocks on every stream at once (XREAD BLOCK, on a connection of its
+// own, not the shared pipeline); on a cluster it reads each stream in one
+// pipelined round and, when nothing came, waits for the server's
+// invalidation of a tracked stream (without client-side caching:
+// deliveryPoll) before the next.
+func (b *Backend) followLogs(ctx context.Context, op string, keys []string, cursor string,
+	fn func(e valkey.XRangeEntry, cursor func() string) error) error {
+	ids, err := b.logCursor(ctx, op, keys, cursor)
+	if err != nil {
+		return err
 	}
 	// A cluster cannot block on every partition's log in one XREAD: the
 	// logs are tracked instead (a cached TYPE of each: any cached read of a
@@ -411,6 +428,7 @@ func (b *Backend) SignalDeliveries(ctx context.Context, cursor string, fn func(s
 		wake = make(chan struct{}, 1)
 		defer b.terminal.add(wake, keys...)()
 	}
+	here := func() string { return strings.Join(ids, ",") }
 	for ctx.Err() == nil {
 		var got []valkey.ValkeyResult
 		if wake != nil {
@@ -425,7 +443,7 @@ func (b *Backend) SignalDeliveries(ctx context.Context, cursor string, fn func(s
 			}
 		}
 		if b.cluster {
-			cmds := make(valkey.Commands, b.partitions)
+			cmds := make(valkey.Commands, len(keys))
 			for p := range cmds {
 				cmds[p] = b.client.B().Xread().Count(deliveryBatch).Streams().Key(keys[p]).Id(ids[p]).Build()
 			}
@@ -454,12 +472,7 @@ func (b *Backend) SignalDeliveries(ctx context.Context, cursor string, fn func(s
 				for _, e := range entries {
 					ids[p] = e.ID
 					n++
-					at, _ := strconv.ParseInt(e.FieldValues["at"], 10, 64)
-					d := sdk.SignalDelivery{ExecutionID: sdk.ExecutionID(e.FieldValues["eid"]),
-						Waitpoint: sdk.WaitpointID(e.FieldValues["wp"]), SignalID: e.FieldValues["sig"],
-						Name: e.FieldValues["name"], Effect: e.FieldValues["effect"], DeliveredAt: msTime(at),
-						Cursor: strings.Join(ids, ",")}
-					if err := fn(d); err != nil {
+					if err := fn(e, here); err != nil {
 						return err
 					}
 				}
@@ -497,13 +510,13 @@ func partitionOfKey(keys []string, key string) int {
 	return -1
 }
 
-// deliveryCursor parses a SignalDeliveries cursor: one stream id per
-// partition, comma-separated. "" starts at the logs' current ends.
-func (b *Backend) deliveryCursor(ctx context.Context, op, cursor string) ([]string, error) {
-	ids := make([]string, b.partitions)
+// logCursor parses a followLogs cursor: one stream id per key,
+// comma-separated. "" starts at the streams' current ends.
+func (b *Backend) logCursor(ctx context.Context, op string, keys []string, cursor string) ([]string, error) {
+	ids := make([]string, len(keys))
 	if cursor != "" {
 		parts := strings.Split(cursor, ",")
-		if len(parts) != b.partitions {
+		if len(parts) != len(keys) {
 			return nil, sdk.NewError(op, sdk.CodeInvalidInput, "cursor is not one of this deployment's")
 		}
 		for p, id := range parts {
@@ -514,9 +527,9 @@ func (b *Backend) deliveryCursor(ctx context.Context, op, cursor string) ([]stri
 		}
 		return ids, nil
 	}
-	cmds := make(valkey.Commands, b.partitions)
-	for p := range cmds {
-		cmds[p] = b.client.B().Xrevrange().Key(waitKeysOf(sdk.PartitionTag(p)).signals).End("+").Start("-").Count(1).Build()
+	cmds := make(valkey.Commands, len(keys))
+	for p, k := range keys {
+		cmds[p] = b.client.B().Xrevrange().Key(k).End("+").Start("-").Count(1).Build()
 	}
 	for p, res := range b.client.DoMulti(ctx, cmds...) {
 		es, err := res.AsXRange()

@@ -154,6 +154,7 @@ var suite = []subtest{
 	}},
 	{name: "await_terminal", fn: testAwaitTerminal},
 	{name: "completions", fn: testCompletions},
+	{name: "lease_history", fn: testLeaseHistory},
 	{name: "offers", sub: []subtest{
 		{name: "handoff", fn: testHandoff},
 		{name: "withdraw", fn: testWithdrawOffers},
