@@ -113,7 +113,7 @@ write (bad_call, bad_keys: string work, no command) and answers
 invalid_input, having written nothing, when one is off.
 ]]
 
-local VERSION = '24'
+local VERSION = '25'
 -- MIN_CLIENT is the oldest client this library serves; a client's version is
 -- the VERSION of the library it embeds (Go: lua.Version). A client older than
 -- MIN_CLIENT refuses to run against this library, and never replaces it.
@@ -325,7 +325,7 @@ end
 -- (ended_by, which only a failure reports, is read then: one field less on
 -- every renewal and completion.)
 local FENCE_FIELDS = {'state', 'lease_state', 'lease_expires_at', 'lease_id', 'lease_epoch',
-  'attempt_id', 'lane', 'lease_log'}
+  'attempt_id', 'lane', 'lease_log', 'flow'}
 local FENCE_READ = #FENCE_FIELDS
 -- Returns FENCE_FIELDS followed by extra (built once, at load).
 local function fence_with(extra) return append_all(append_all({}, FENCE_FIELDS), extra) end
@@ -375,6 +375,9 @@ end
 -- Reports whether a field read as v (HMGET: false when absent) is a
 -- positive number: the execution is in the index that field decides.
 local function positive(v) return num(v) > 0 end
+
+-- The states an execution can still leave by itself or be cancelled from.
+local LIVE_STATES = {waiting = true, delayed = true, active = true, suspended = true, waiting_children = true}
 
 -- Deferred index writes. A batch call (ff_create_batch,
 -- ff_complete_batch) gathers its items' ZADDs and ZREMs of the same index
@@ -497,6 +500,10 @@ redis.register_function{function_name = 'ff_version', flags = {'no-writes'},
   callback = function() return ok(VERSION, MIN_CLIENT) end}
 
 local hand_off_new, hand_off_head -- defined after take_lease
+-- flow_member_ended(eid, fid, outcome, now): a flow member reached a
+-- terminal state; resolves its outgoing edges (see the flows section).
+-- Every call that ends an execution calls it when the record names a flow.
+local flow_member_ended
 local parse_offer, offer_of -- defined below
 local close_suspension, drop_waiting -- defined with the waiting calls (ff_suspend)
 
@@ -605,6 +612,14 @@ local function new_core_fields(c, now_s)
   if c.attempt_timeout > 0 then append_all(f, {'attempt_timeout', c.attempt_timeout}) end
   if c.deadline > 0 then append_all(f, {'deadline_at', c.deadline}) end
   if c.lease_log then append_all(f, {'lease_log', '1'}) end
+  -- A flow member (ff_flow_submit): its flow, its dependencies and its
+  -- adjacency lists (see the flows section).
+  if c.flow then
+    append_all(f, {'flow', c.flow})
+    if c.deps > 0 then append_all(f, {'dep_n', c.deps, 'in', c.ins}) end
+    if c.policy ~= '' then append_all(f, {'dep_policy', c.policy}) end
+    if c.outs ~= '' then append_all(f, {'out', c.outs}) end
+  end
   return f
 end
 
@@ -662,6 +677,11 @@ local function create_one(keys, c, tag, now)
   if c.deadline > 0 then write_index(keys.d, 'ZADD', deadlines, c.deadline, eid) end
   if has_idem then
     redis.call('SET', idem, eid, 'PX', c.dedup_ttl)
+  end
+  if c.deps and c.deps > 0 then -- a flow member behind its dependencies
+    redis.call('HSET', core, 'state', 'waiting_children', 'last_transition_at', now_s, unpack(fields))
+    redis.call('ZADD', 'ff:i:' .. tag .. ':dep_blocked', now_s, eid)
+    return ok(eid, 'waiting_children')
   end
   if delay_until > now then
     redis.call('HSET', core, 'state', 'delayed', 'delay_until', delay_until, 'last_transition_at', now_s,
@@ -858,7 +878,7 @@ end
 
 local CLAIM_FIELDS = {'state', 'blocked', 'resume', 'total_attempts', 'lease_epoch',
   'pending_type', 'attempt_index', 'attempt_id', 'attempt_timeout', 'started_at',
-  'lane', 'caps', 'lease_log'}
+  'lane', 'caps', 'lease_log', 'flow'}
 
 -- Reads the fields a claim needs into a table keyed by name (nil when absent).
 local function claim_fields(core)
@@ -1356,6 +1376,7 @@ redis.register_function('ff_complete', function(keys, argv)
     {'state', 'completed', 'completed_at', now, 'ended_by', argv[2], 'last_transition_at', now})))
   redis.call('ZADD', keys[5], now, eid)
   log_lease(f[8], eid, 'released', argv[2], argv[3], argv[7], 'completed')
+  if f[9] then flow_member_ended(eid, f[9], 'completed', now) end
   if keys[8] then return post_offers(keys[8], uint(argv[8]), 'new', argv, 9, now) end
   return ok('completed')
 end)
@@ -1476,6 +1497,7 @@ redis.register_function('ff_complete_batch', function(keys, argv)
         f[FENCE_READ + 1], {'state', 'completed', 'completed_at', now_s, 'ended_by', lease_id,
         'last_transition_at', now_s}, d)))
       log_lease(f[8], eid, 'released', lease_id, argv[a + 3], lane, 'completed')
+      if f[9] then flow_member_ended(eid, f[9], 'completed', now) end
       local terminal = pk.terminal[lane]
       if not terminal then
         terminal = pk.pre .. lane .. ':terminal'
@@ -1563,7 +1585,7 @@ local END_AT = #END_ATTEMPT_FIELDS + 1
 append_all(END_ATTEMPT_FIELDS, END_FIELDS)
 -- then what a lease event names (END_LOG: lease_log, lease_id, lease_epoch, lane)
 local END_LOG = #END_ATTEMPT_FIELDS + 1
-append_all(END_ATTEMPT_FIELDS, {'lease_log', 'lease_id', 'lease_epoch', 'lane'})
+append_all(END_ATTEMPT_FIELDS, {'lease_log', 'lease_id', 'lease_epoch', 'lane', 'flow'})
 
 -- Ends the current attempt of an active execution (the caller has checked
 -- the fence or the expiry), recording who ended it (the holder's lease id,
@@ -1621,6 +1643,7 @@ local function end_attempt(k, eid, reason, category, draw, cap, now, ended_by, e
     redis.call('HSET', core, unpack(keep_attempt(core, f, 11, now, 'failed', reason, category,
       append_all(kv, {'state', 'failed', 'completed_at', now}))))
     redis.call('ZADD', k.terminal, now, eid)
+    if f[END_LOG + 4] then flow_member_ended(eid, f[END_LOG + 4], 'failed', now) end
     return ok('terminal_failed')
   end
   local due = now + delay
@@ -1731,16 +1754,14 @@ redis.register_function('ff_cancel', function(keys, argv)
   if argv[4] ~= '' then
     bad, f = check_fence(core, argv[4], argv[5], argv[6], now, argv[7], FENCE_END)
     if bad then return bad end
-    e, lg = FENCE_READ, {f[8], argv[4], argv[5]}
+    e, lg = FENCE_READ, {f[8], argv[4], argv[5], f[9]}
   else
     f, e = redis.call('HMGET', core, 'state', 'lane', 'attempt_timeout', 'deadline_at', 'lease_log',
-      'lease_id', 'lease_epoch'), 2
-    lg = {f[5], f[6], f[7]}
+      'lease_id', 'lease_epoch', 'flow'), 2
+    lg = {f[5], f[6], f[7], f[8]}
     if not f[1] then return fail('execution_not_found') end
     if f[2] ~= argv[7] then return fail('invalid_input', 'lane differs from the execution') end
-    if f[1] ~= 'waiting' and f[1] ~= 'delayed' and f[1] ~= 'active' and f[1] ~= 'suspended' then
-      return fail('execution_terminal', f[1])
-    end
+    if not LIVE_STATES[f[1]] then return fail('execution_terminal', f[1]) end
   end
   if f[1] == 'suspended' then close_suspension(eid, id_tag(eid), 'cancelled', now) end
   redis.call('DEL', keys[2])
@@ -1757,6 +1778,8 @@ redis.register_function('ff_cancel', function(keys, argv)
     'completed_at', now, 'last_transition_at', now)
   redis.call('ZADD', keys[8], now, eid)
   if f[1] == 'active' then log_lease(lg[1], eid, 'released', lg[2], lg[3], argv[7], 'cancelled') end
+  if f[1] == 'waiting_children' then redis.call('ZREM', 'ff:i:' .. id_tag(eid) .. ':dep_blocked', eid) end
+  if lg[4] then flow_member_ended(eid, lg[4], 'cancelled', now) end
   if argv[4] == '' and f[1] == 'active' and keys[11] then redis.call('SPUBLISH', keys[11], eid) end
   return ok(f[1])
 end)
@@ -2053,8 +2076,8 @@ redis.register_function('ff_expire', function(keys, argv)
   local bad = bad_call(keys, EXPIRE_KEYS, 11, eid, argv[3])
   if bad then return bad end
   local now = now_ms()
-  local f = redis.call('HMGET', keys[1], 'state', 'deadline_at', 'lane', 'lease_log', 'lease_id', 'lease_epoch')
-  local live = f[1] == 'waiting' or f[1] == 'delayed' or f[1] == 'active' or f[1] == 'suspended'
+  local f = redis.call('HMGET', keys[1], 'state', 'deadline_at', 'lane', 'lease_log', 'lease_id', 'lease_epoch', 'flow')
+  local live = LIVE_STATES[f[1]]
   if live and f[3] ~= argv[3] then return fail('invalid_input', 'lane differs from the execution') end
   if which == 'deadline' then
     if not live then redis.call('ZREM', keys[7], eid) return ok('stale') end
@@ -2067,6 +2090,8 @@ redis.register_function('ff_expire', function(keys, argv)
       'failure_category', 'deadline', 'completed_at', now, 'last_transition_at', now)
     redis.call('ZADD', keys[4], now, eid)
     if f[1] == 'active' then log_lease(f[4], eid, 'released', f[5], f[6], f[3], 'deadline') end
+    if f[1] == 'waiting_children' then redis.call('ZREM', 'ff:i:' .. id_tag(eid) .. ':dep_blocked', eid) end
+    if f[7] then flow_member_ended(eid, f[7], 'expired', now) end
     return ok('expired')
   elseif which == 'attempt_timeout' then
     local due = redis.call('ZSCORE', keys[6], eid)
@@ -2266,6 +2291,7 @@ redis.register_function('ff_reclaim', function(keys, argv)
       'failure_category', 'lease_lost', 'completed_at', now, 'last_transition_at', now}))))
     redis.call('ZADD', keys[8], now, eid)
     log_lease(f.lease_log, eid, 'expired', l[RECLAIM_LEASE_ID], f.epoch, f.lane, reason)
+    if f.flow then flow_member_ended(eid, f.flow, 'failed', now) end
     return {1, 'TERMINAL_FAILED', tostring(count)}
   end
   -- The lost attempt's record keeps why it ended; the new attempt starts clean.
@@ -2829,7 +2855,7 @@ redis.register_function('ff_suspension_timeout', function(keys, argv)
   if not tag then return fail('invalid_input', 'malformed execution id') end
   local bad = bad_keys(keys, SUSP_TIMEOUT_KEYS, #SUSP_TIMEOUT_KEYS, eid, tag)
   if bad then return bad end
-  local f = redis.call('HMGET', keys[1], 'state', 'lane', 'created_at', 'priority', 'deadline_at')
+  local f = redis.call('HMGET', keys[1], 'state', 'lane', 'created_at', 'priority', 'deadline_at', 'flow')
   local s = redis.call('HMGET', keys[2], 'state', 'timeout_at', 'on_timeout')
   if f[1] ~= 'suspended' or s[1] ~= 'open' or num(s[2]) == 0 then
     redis.call('ZREM', keys[3], eid)
@@ -2854,6 +2880,7 @@ redis.register_function('ff_suspension_timeout', function(keys, argv)
   end
   redis.call('HSET', keys[1], unpack(kv))
   redis.call('ZADD', 'ff:i:' .. tag .. ':' .. f[2] .. ':terminal', now, eid)
+  if f[6] then flow_member_ended(eid, f[6], after, now) end
   return ok(after)
 end)
 
@@ -2971,4 +2998,701 @@ redis.register_function('ff_own', function(keys, argv)
   if not cur and mode == 'renew' then return ok('taken', '') end
   redis.call('SET', keys[1], owner, 'PX', ttl)
   return ok('owned', tostring(now_ms() + ttl))
+end)
+
+---------------------------------------------------------------------------
+-- Flows: DAGs of executions joined by dependency edges.
+--
+-- A flow F (id "{p:N}:<uuid>", shaped like an execution id) and all its
+-- members live on one partition: a member's id is minted with its flow's
+-- tag, so every flow call is one FCALL on one slot, and the keys below are
+-- built here from the flow id once it is checked. Keys (T the tag):
+--   ff:f:F:core     HASH   state (open | completed | failed | cancelled),
+--                          rev (graph revision: +1 per staged edge), nodes,
+--                          edges, done (members ended), bad (members that
+--                          ended other than completed), created_at,
+--                          ended_at, handoff (where a ready child's offers
+--                          are: 'global' ff:offers:<lane>, 'partition'
+--                          ff:i:T:<lane>:offers, '' none: announced only),
+--                          cancel_policy, cancel_reason
+--   ff:f:F:members  SET    member execution ids
+--   ff:f:F:edges    HASH   edge id -> "<upstream> <downstream> <state>
+--                          <staged_at>" (state staged | applied)
+--   ff:f:F:outcome  STRING the flow's end state, written once, when it
+--                          ends (a waiter tracks this key alone, so it is
+--                          woken once, not per member)
+--   ff:f:F:cancels  SET    members a cancel still has to cancel
+--   ff:i:T:flows    ZSET   the partition's flows (score 0: ordered by id)
+--   ff:i:T:flow_cancels ZSET flows with cancels pending (score: since)
+--   ff:i:T:dep_blocked  ZSET members waiting for dependencies (score: since)
+-- Member core fields: flow; dep_n (applied inbound edges); dep_ok, dep_bad
+-- (how many of those upstreams ended completed / otherwise); dep_policy
+-- ('' all_of, 'any' any_of, 'q:<k>' quorum of k); dep_staged (inbound
+-- edges staged, applied or not); dep_wait ('1': a running member waits
+-- for its inbound dependencies to settle, ff_flow_wait_children); in
+-- (upstream ids, space-separated); out ("<child> <edge>" pairs).
+-- A member waiting for its dependencies is in state waiting_children.
+--
+-- Resolution is pushed: the call that ends a member (complete, fail,
+-- cancel, expire, a suspension timeout, a reclaim at the cap) resolves its
+-- outgoing edges in the same call (flow_member_ended): each child counts
+-- the outcome; a child whose policy is met becomes waiting at once,
+-- handed to a live offer or announced like a create (resume_suspended);
+-- one whose policy can no longer be met is skipped (terminal state
+-- skipped), which resolves its own children in turn. A policy fires once:
+-- the fired child is no longer waiting_children, and later outcomes only
+-- count. The flow ends when all its members have ended: completed when
+-- every one completed, failed otherwise (cancelled by ff_flow_cancel).
+-- A member replayed after its end runs alone: its dependants are not run
+-- again.
+
+local MAX_FLOW_ITEMS = 1000  -- members plus edges one ff_flow_submit carries
+local MAX_FLOW_NODES = 10000 -- members of one flow
+local FLOW_CANCEL_INLINE = 100 -- members a cancel call cancels at most
+
+local function flow_key(fid, suffix) return 'ff:f:' .. fid .. ':' .. suffix end
+
+-- Checks a dependency policy: '', 'any' or 'q:<k>' with k >= 1.
+local function good_policy(p)
+  if p == '' or p == 'any' then return true end
+  local k = string.match(p, '^q:(%d+)$')
+  return k ~= nil and #k <= 6 and tonumber(k) >= 1
+end
+
+-- How many of n applied inbound upstreams must complete to run the member.
+local function dep_need(policy, n)
+  if policy == 'any' then return 1 end
+  local k = policy and string.match(policy, '^q:(%d+)$')
+  if k then return tonumber(k) end
+  return n
+end
+
+-- The offers key a ready child of lane goes to (nil: announce only).
+local function flow_offers(handoff, tag, lane)
+  if handoff == 'global' then return 'ff:offers:' .. lane end
+  if handoff == 'partition' then return 'ff:i:' .. tag .. ':' .. lane .. ':offers' end
+  return nil
+end
+
+local CHILD_FIELDS = {'state', 'lane', 'created_at', 'priority', 'dep_n', 'dep_ok', 'dep_bad',
+  'dep_policy', 'dep_wait', 'flow', 'deadline_at'}
+
+-- Runs or skips member child (c: its CHILD_FIELDS, n_ok and n_bad its
+-- counts now) when it waits for its dependencies and they decide it:
+-- runs it when its policy is met (all settled, for a member waiting for
+-- its children), skips it when the policy can no longer be met. Returns
+-- true when it skipped it (the caller resolves the child's own edges).
+local function settle_child(child, c, n_ok, n_bad, tag, now, handoff)
+  if c[1] ~= 'waiting_children' then return false end
+  local n = num(c[5])
+  local run, skip
+  if c[9] == '1' then
+    run = n_ok + n_bad >= n
+  else
+    local need = dep_need(c[8], n)
+    run, skip = n_ok >= need, n - n_bad < need
+  end
+  local pre = 'ff:i:' .. tag .. ':'
+  if run then
+    redis.call('ZREM', pre .. 'dep_blocked', child)
+    if c[9] == '1' then redis.call('HDEL', exec_key(child, 'core'), 'dep_wait') end
+    resume_suspended(child, tag, c, now, pre .. 'leases', pre .. 'timeouts', 'ff:arrivals:' .. tag,
+      flow_offers(handoff, tag, c[2]))
+    return false
+  end
+  if not skip then return false end
+  redis.call('ZREM', pre .. 'dep_blocked', child)
+  leave_deadlines(child, pre .. 'deadlines', c[11])
+  redis.call('HSET', exec_key(child, 'core'), 'state', 'skipped', 'ended_by', 'engine',
+    'failure_reason', 'dependencies failed', 'failure_category', 'dependency',
+    'completed_at', now, 'last_transition_at', now)
+  redis.call('ZADD', pre .. c[2] .. ':terminal', now, child)
+  return true
+end
+
+-- Counts one upstream's outcome (ok: it completed) on member child of
+-- flow fid and settles it; true when the child was skipped.
+local function resolve_child(child, fid, tag, ok_, now, handoff)
+  local ck = exec_key(child, 'core')
+  local c = redis.call('HMGET', ck, unpack(CHILD_FIELDS))
+  if c[10] ~= fid then return false end
+  local n_ok, n_bad = num(c[6]), num(c[7])
+  if ok_ then
+    n_ok = n_ok + 1
+    redis.call('HSET', ck, 'dep_ok', n_ok)
+  else
+    n_bad = n_bad + 1
+    redis.call('HSET', ck, 'dep_bad', n_bad)
+  end
+  return settle_child(child, c, n_ok, n_bad, tag, now, handoff)
+end
+
+-- Member eid of flow fid ended with outcome (its terminal state): its
+-- children count it, skipped children resolve theirs in turn (a work
+-- list, not recursion), and the flow's counts move; the flow ends when
+-- every member has. Inner commands: HGET handoff, HGET out per ended
+-- member, per child an HMGET and an HSET (+ what running or skipping it
+-- writes), HMGET + HSET of the flow (+ SET outcome at its end).
+flow_member_ended = function(eid, fid, outcome, now)
+  local tag = id_tag(fid)
+  if not tag or tag ~= id_tag(eid) then return end -- another slot's: never touched
+  local fcore = flow_key(fid, 'core')
+  local handoff = redis.call('HGET', fcore, 'handoff') or ''
+  local work, i, done, bad = {eid, outcome}, 1, 0, 0
+  while i < #work do
+    local e, oc = work[i], work[i + 1]
+    i = i + 2
+    done = done + 1
+    if oc ~= 'completed' then bad = bad + 1 end
+    local out = redis.call('HGET', exec_key(e, 'core'), 'out')
+    if out then
+      for child in string.gmatch(out, '(%S+) %S+') do
+        if resolve_child(child, fid, tag, oc == 'completed', now, handoff) then
+          work[#work + 1], work[#work + 2] = child, 'skipped'
+        end
+      end
+    end
+  end
+  local v = redis.call('HMGET', fcore, 'state', 'nodes', 'done', 'bad')
+  if not v[1] then return end
+  local d, b = num(v[3]) + done, num(v[4]) + bad
+  local kv = {'done', d, 'bad', b}
+  if v[1] == 'open' and d >= num(v[2]) then
+    local state = b == 0 and 'completed' or 'failed'
+    append_all(kv, {'state', state, 'ended_at', now})
+    redis.call('SET', flow_key(fid, 'outcome'), state)
+  end
+  redis.call('HSET', fcore, unpack(kv))
+end
+
+-- Reports the tag of flow id fid when keys[i] is its key named suffix.
+local function flow_keyed(keys, i, fid, suffix)
+  local tag = id_tag(fid)
+  return tag and keys[i] == flow_key(fid, suffix) and tag
+end
+
+---------------------------------------------------------------------------
+-- ff_flow_submit: create a flow with all its members and edges at once
+-- (idempotent: a flow that exists is left as it is). Members with inbound
+-- edges start waiting_children; the others start as a create would
+-- (handed to a live offer, announced, or delayed).
+-- KEYS: 1 deadlines, 2 all, 3 arrivals, 4 leases, 5 timeouts (the flow's
+--       partition), 6 flow core, then zero or more offers keys (as
+--       ff_create_batch's)
+-- ARGV: 1 fid, 2 handoff ('global' | 'partition' | ''), 3 n members,
+--       4 m edges (n + m <= MAX_FLOW_ITEMS), then per member: its
+--       dependency policy ('' | 'any' | 'q:<k>') and ff_create's ARGV
+--       (its id in the flow's partition, chosen by the caller); then per
+--       edge: edge id, upstream member's index, downstream member's index
+--       (1-based, in the order above)
+-- Returns ok('created', then per member its state), or ok('exists',
+--   state) when the flow exists (nothing written). Errors: invalid_input
+--   (malformed, a self edge, an edge id twice, a quorum above its
+--   edges), cycle_detected, execution_id_in_use(eid). All before a write.
+-- Inner commands: TIME, EXISTS flow + per member, HSET flow, ZADD flows,
+--   SADD members, HSET edges, then per member its create (see
+--   ff_create_batch), one HSET per member and ZADD dep_blocked per child.
+local FLOW_SUBMIT_KEYS = {'deadlines', 'all', 'arrivals', 'leases', 'timeouts', open = true}
+redis.register_function('ff_flow_submit', function(keys, argv)
+  local bad, tag = bad_partition_call(keys, FLOW_SUBMIT_KEYS, 5)
+  if bad then return bad end
+  local fid, handoff, n, m = argv[1], argv[2], uint(argv[3]), uint(argv[4])
+  if flow_keyed(keys, 6, fid, 'core') ~= tag then return fail('invalid_input', 'key 6 is not the flow of this partition') end
+  if (handoff ~= 'global' and handoff ~= 'partition' and handoff ~= '') or n == nil or n == 0 or m == nil
+    or n + m > MAX_FLOW_ITEMS then
+    return fail('invalid_input', 'malformed flow arguments')
+  end
+  local offers, scopes = {}, {}
+  for i = 7, #keys do
+    local scope, otag = offers_scope(keys[i])
+    local lane = scope == 'global' and string.sub(keys[i], 11) or (scope and lane_in(keys[i], otag, 'offers'))
+    if not lane or (scope == 'partition' and otag ~= tag) then
+      return fail('invalid_input', 'key ' .. i .. ' is not an offers key of the flow')
+    end
+    offers[lane], scopes[keys[i]] = keys[i], {scope, otag}
+  end
+  local items, o, seen = {}, 4, {}
+  for i = 1, n do
+    local policy = argv[o + 1]
+    local c = policy and good_policy(policy) and create_args(argv, o + 1)
+    if not c or id_tag(c.eid) ~= tag or not is_name(c.lane) or seen[c.eid] then
+      return fail('invalid_input', 'malformed member ' .. i)
+    end
+    seen[c.eid] = true
+    c.flow, c.policy, c.deps, c.ins, c.outs, c.up = fid, policy, 0, {}, {}, {}
+    items[i], o = c, c.last
+  end
+  if o + 3 * m ~= #argv then return fail('invalid_input', 'malformed flow arguments') end
+  local edge_ids, edge_kv = {}, {}
+  for j = 1, m do
+    local id, up, down = argv[o + 1], uint(argv[o + 2]), uint(argv[o + 3])
+    o = o + 3
+    if not is_name(id) or edge_ids[id] or not up or not down or up < 1 or up > n or down < 1
+      or down > n or up == down then
+      return fail('invalid_input', 'malformed edge ' .. j)
+    end
+    edge_ids[id] = true
+    local u, d = items[up], items[down]
+    d.deps = d.deps + 1
+    d.ins[#d.ins + 1] = u.eid
+    u.up[#u.up + 1] = down
+    u.outs[#u.outs + 1] = d.eid .. ' ' .. id
+    edge_kv[#edge_kv + 1], edge_kv[#edge_kv + 2] = id, u.eid .. ' ' .. d.eid .. ' applied '
+  end
+  -- Kahn's algorithm: every member is reached once its upstreams are,
+  -- unless a cycle holds some back.
+  local indeg, queue, reached = {}, {}, 0
+  for i, c in ipairs(items) do
+    indeg[i] = c.deps
+    if c.deps == 0 then queue[#queue + 1] = i end
+    if c.policy ~= '' and (c.deps == 0 or dep_need(c.policy, c.deps) > c.deps) then
+      return fail('invalid_input', 'member ' .. i .. ': a policy needs that many dependencies')
+    end
+  end
+  while #queue > 0 do
+    local i = table.remove(queue)
+    reached = reached + 1
+    for _, d in ipairs(items[i].up) do
+      indeg[d] = indeg[d] - 1
+      if indeg[d] == 0 then queue[#queue + 1] = d end
+    end
+  end
+  if reached < n then return fail('cycle_detected') end
+  local fcore = keys[6]
+  local state = redis.call('HGET', fcore, 'state')
+  if state then return ok('exists', state) end
+  for _, c in ipairs(items) do
+    if redis.call('EXISTS', exec_key(c.eid, 'core')) == 1 then return fail('execution_id_in_use', c.eid) end
+  end
+  local now = now_ms()
+  local now_s = fmt(now)
+  for j = 2, #edge_kv, 2 do edge_kv[j] = edge_kv[j] .. now_s end
+  redis.call('HSET', fcore, 'state', 'open', 'rev', m, 'nodes', n, 'edges', m, 'created_at', now_s,
+    'handoff', handoff)
+  redis.call('ZADD', 'ff:i:' .. tag .. ':flows', 0, fid)
+  local ids = {}
+  for i, c in ipairs(items) do ids[i] = c.eid end
+  redis.call('SADD', flow_key(fid, 'members'), unpack(ids))
+  if m > 0 then redis.call('HSET', flow_key(fid, 'edges'), unpack(edge_kv)) end
+  local noop, pre = 'ff:noop:' .. tag, 'ff:i:' .. tag .. ':'
+  local k = {nil, nil, nil, nil, noop, keys[1], keys[2], keys[3], nil, keys[4], nil, keys[5],
+    dry = {}, d = new_deferred(), size = {}, now_s = now_s, scopes = scopes}
+  local reply = ok('created')
+  for _, c in ipairs(items) do
+    c.ins, c.outs, c.id_given = table.concat(c.ins, ' '), table.concat(c.outs, ' '), '0'
+    local lp = pre .. c.lane .. ':'
+    k[1], k[2], k[3], k[4] = exec_key(c.eid, 'core'), exec_key(c.eid, 'ctx'), lp .. 'eligible', lp .. 'delayed'
+    k[9], k[11] = offers[c.lane] or noop, lp .. 'active'
+    local r = create_one(k, c, tag, now)
+    reply[#reply + 1] = r[4] or ''
+  end
+  flush_deferred(k.d)
+  return reply
+end)
+
+---------------------------------------------------------------------------
+-- ff_flow_create: create an empty flow to build member by member
+-- (idempotent).
+-- KEYS: 1 flow core
+-- ARGV: 1 fid, 2 handoff ('global' | 'partition' | '')
+-- Returns ok('created') or ok('exists', state).
+redis.register_function('ff_flow_create', function(keys, argv)
+  local fid, handoff = argv[1], argv[2]
+  local tag = flow_keyed(keys, 1, fid, 'core')
+  if not tag or #keys ~= 1 or (handoff ~= 'global' and handoff ~= 'partition' and handoff ~= '') then
+    return fail('invalid_input', 'malformed flow arguments')
+  end
+  local state = redis.call('HGET', keys[1], 'state')
+  if state then return ok('exists', state) end
+  local now = fmt(now_ms())
+  redis.call('HSET', keys[1], 'state', 'open', 'rev', 0, 'nodes', 0, 'edges', 0, 'created_at', now,
+    'handoff', handoff)
+  redis.call('ZADD', 'ff:i:' .. tag .. ':flows', 0, fid)
+  return ok('created')
+end)
+
+-- Reads flow fid's state and graph revision; the failure when it is
+-- missing or ended, else nil and the values.
+local function open_flow(fcore)
+  local f = redis.call('HMGET', fcore, 'state', 'rev', 'nodes')
+  if not f[1] then return fail('flow_not_found') end
+  if f[1] ~= 'open' then return fail('flow_terminal', f[1]) end
+  return nil, f
+end
+
+---------------------------------------------------------------------------
+-- ff_flow_add: add an execution of the flow's partition to the flow.
+-- KEYS: 1 flow core, 2 member core
+-- ARGV: 1 fid, 2 eid
+-- Returns ok('added') or ok('already_member'). Errors: invalid_input,
+--   flow_not_found, flow_terminal(state), execution_not_found,
+--   execution_terminal(state), flow_member_elsewhere(flow),
+--   flow_too_large.
+redis.register_function('ff_flow_add', function(keys, argv)
+  local fid, eid = argv[1], argv[2]
+  local tag = flow_keyed(keys, 1, fid, 'core')
+  if not tag or #keys ~= 2 or id_tag(eid) ~= tag or keys[2] ~= exec_key(eid, 'core') then
+    return fail('invalid_input', 'keys are not the flow\'s and the member\'s')
+  end
+  local bad, f = open_flow(keys[1])
+  if bad then return bad end
+  local e = redis.call('HMGET', keys[2], 'state', 'flow')
+  if not e[1] then return fail('execution_not_found') end
+  if e[2] == fid then return ok('already_member') end
+  if e[2] then return fail('flow_member_elsewhere', e[2]) end
+  if not LIVE_STATES[e[1]] then return fail('execution_terminal', e[1]) end
+  if num(f[3]) >= MAX_FLOW_NODES then return fail('flow_too_large') end
+  redis.call('SADD', flow_key(fid, 'members'), eid)
+  redis.call('HSET', keys[2], 'flow', fid)
+  redis.call('HINCRBY', keys[1], 'nodes', 1)
+  return ok('added')
+end)
+
+-- Reports whether to is reachable from from over the flow's edges
+-- (staged and applied), reading them all once (HVALS; a flow holds at
+-- most MAX_FLOW_NODES members).
+local function reaches(edges_key, from, to)
+  local adj = {}
+  for _, rec in ipairs(redis.call('HVALS', edges_key)) do
+    local u, d = string.match(rec, '^(%S+) (%S+)')
+    if u then
+      adj[u] = adj[u] or {}
+      adj[u][#adj[u] + 1] = d
+    end
+  end
+  local seen, stack = {[from] = true}, {from}
+  while #stack > 0 do
+    local x = table.remove(stack)
+    if x == to then return true end
+    for _, y in ipairs(adj[x] or {}) do
+      if not seen[y] then
+        seen[y] = true
+        stack[#stack + 1] = y
+      end
+    end
+  end
+  return false
+end
+
+---------------------------------------------------------------------------
+-- ff_flow_stage_edge: stage a dependency edge upstream -> downstream
+-- between two members, if the flow's graph revision is still the
+-- caller's (compare and set) and the edge closes no cycle.
+-- KEYS: 1 flow core, 2 members, 3 edges, 4 downstream core
+-- ARGV: 1 fid, 2 edge id, 3 upstream eid, 4 downstream eid, 5 expected rev
+-- Returns ok(new_rev). Errors: invalid_input, flow_not_found,
+--   flow_terminal, stale_graph_revision(rev), not_flow_member(eid),
+--   edge_exists, cycle_detected.
+redis.register_function('ff_flow_stage_edge', function(keys, argv)
+  local fid, id, up, down, rev = argv[1], argv[2], argv[3], argv[4], uint(argv[5])
+  local tag = flow_keyed(keys, 1, fid, 'core')
+  if not tag or #keys ~= 4 or keys[2] ~= flow_key(fid, 'members') or keys[3] ~= flow_key(fid, 'edges')
+    or id_tag(down) ~= tag or keys[4] ~= exec_key(down, 'core') or id_tag(up) ~= tag or up == down
+    or not is_name(id) or rev == nil then
+    return fail('invalid_input', 'malformed edge arguments')
+  end
+  local bad, f = open_flow(keys[1])
+  if bad then return bad end
+  if num(f[2]) ~= rev then return fail('stale_graph_revision', f[2] or '0') end
+  for _, e in ipairs({up, down}) do
+    if redis.call('SISMEMBER', keys[2], e) == 0 then return fail('not_flow_member', e) end
+  end
+  if redis.call('HEXISTS', keys[3], id) == 1 then return fail('edge_exists') end
+  if reaches(keys[3], down, up) then return fail('cycle_detected') end
+  redis.call('HSET', keys[3], id, up .. ' ' .. down .. ' staged ' .. fmt(now_ms()))
+  redis.call('HINCRBY', keys[4], 'dep_staged', 1)
+  redis.call('HINCRBY', keys[1], 'edges', 1)
+  return ok(tostring(redis.call('HINCRBY', keys[1], 'rev', 1)))
+end)
+
+---------------------------------------------------------------------------
+-- ff_flow_apply_edge: apply a staged edge to its downstream member: the
+-- member counts one more dependency (a waiting one now waits for it:
+-- waiting_children), and when the upstream has ended already, its outcome
+-- counts at once.
+-- KEYS: 1 flow core, 2 edges, 3 upstream core, 4 downstream core
+-- ARGV: 1 fid, 2 edge id, 3 upstream eid, 4 downstream eid
+-- Returns ok(downstream_state) or ok('already_applied'). Errors:
+--   invalid_input, flow_not_found, flow_terminal, edge_not_found,
+--   invalid_dependency(state) (the downstream is delayed or has ended).
+redis.register_function('ff_flow_apply_edge', function(keys, argv)
+  local fid, id, up, down = argv[1], argv[2], argv[3], argv[4]
+  local tag = flow_keyed(keys, 1, fid, 'core')
+  if not tag or #keys ~= 4 or keys[2] ~= flow_key(fid, 'edges') or id_tag(up) ~= tag or id_tag(down) ~= tag
+    or keys[3] ~= exec_key(up, 'core') or keys[4] ~= exec_key(down, 'core') or not is_name(id) then
+    return fail('invalid_input', 'malformed edge arguments')
+  end
+  local bad, f = open_flow(keys[1])
+  if bad then return bad end
+  local rec = redis.call('HGET', keys[2], id)
+  if not rec then return fail('edge_not_found') end
+  local eu, ed, st, at = string.match(rec, '^(%S+) (%S+) (%S+) (%S+)')
+  if eu ~= up or ed ~= down then return fail('edge_not_found') end
+  if st == 'applied' then return ok('already_applied') end
+  local c = redis.call('HMGET', keys[4], unpack(CHILD_FIELDS))
+  local cin = redis.call('HMGET', keys[4], 'in', 'blocked', 'flow')
+  if cin[3] ~= fid then return fail('not_flow_member', down) end
+  if c[1] ~= 'waiting' and c[1] ~= 'waiting_children' and c[1] ~= 'active' and c[1] ~= 'suspended' then
+    return fail('invalid_dependency', c[1] or '')
+  end
+  local now = now_ms()
+  local u = redis.call('HMGET', keys[3], 'state', 'out')
+  redis.call('HSET', keys[2], id, up .. ' ' .. down .. ' applied ' .. at)
+  redis.call('HSET', keys[3], 'out', (u[2] and (u[2] .. ' ') or '') .. down .. ' ' .. id)
+  local n = num(c[5]) + 1
+  redis.call('HSET', keys[4], 'dep_n', n, 'in', (cin[1] and (cin[1] .. ' ') or '') .. up)
+  c[5] = n
+  local pre = 'ff:i:' .. tag .. ':'
+  if c[1] == 'waiting' then
+    local lp = pre .. c[2] .. ':'
+    redis.call('ZREM', lp .. 'eligible', down)
+    if (cin[2] or '') ~= '' then redis.call('ZREM', lp .. 'blocked', down) end
+    redis.call('HSET', keys[4], 'state', 'waiting_children', 'blocked', '', 'last_transition_at', now)
+    redis.call('ZADD', pre .. 'dep_blocked', now, down)
+    c[1] = 'waiting_children'
+  end
+  local ust = u[1]
+  if ust == 'completed' or ust == 'failed' or ust == 'cancelled' or ust == 'expired' or ust == 'skipped' then
+    local okc = ust == 'completed'
+    local n_ok, n_bad = num(c[6]), num(c[7])
+    if okc then n_ok = n_ok + 1 else n_bad = n_bad + 1 end
+    redis.call('HSET', keys[4], okc and 'dep_ok' or 'dep_bad', okc and n_ok or n_bad)
+    local handoff = redis.call('HGET', keys[1], 'handoff') or ''
+    if settle_child(down, c, n_ok, n_bad, tag, now, handoff) then
+      flow_member_ended(down, fid, 'skipped', now)
+      return ok('skipped')
+    end
+    return ok(redis.call('HGET', keys[4], 'state'))
+  end
+  return ok(c[1])
+end)
+
+---------------------------------------------------------------------------
+-- ff_flow_edge_policy: set a member's dependency policy (its inbound edge
+-- group) before any inbound edge is staged.
+-- KEYS: 1 flow core, 2 member core
+-- ARGV: 1 fid, 2 eid, 3 policy ('' all_of | 'any' any_of | 'q:<k>' quorum)
+-- Returns ok(policy). Errors: invalid_input, flow_not_found,
+--   flow_terminal, not_flow_member(eid), group_policy_locked (edges to it
+--   were staged).
+redis.register_function('ff_flow_edge_policy', function(keys, argv)
+  local fid, eid, policy = argv[1], argv[2], argv[3]
+  local tag = flow_keyed(keys, 1, fid, 'core')
+  if not tag or #keys ~= 2 or id_tag(eid) ~= tag or keys[2] ~= exec_key(eid, 'core') or not policy
+    or not good_policy(policy) then
+    return fail('invalid_input', 'malformed policy arguments')
+  end
+  local bad = open_flow(keys[1])
+  if bad then return bad end
+  local e = redis.call('HMGET', keys[2], 'flow', 'dep_staged')
+  if e[1] ~= fid then return fail('not_flow_member', eid) end
+  if num(e[2]) > 0 then return fail('group_policy_locked') end
+  if policy == '' then redis.call('HDEL', keys[2], 'dep_policy') else redis.call('HSET', keys[2], 'dep_policy', policy) end
+  return ok(policy)
+end)
+
+---------------------------------------------------------------------------
+-- ff_flow_wait_children: the lease holder of a flow member waits for its
+-- inbound dependencies (children it added to the flow, with edges to
+-- itself) to settle, whatever their outcomes: the lease is released and
+-- the member waits (waiting_children) until the last of them ends, then
+-- it resumes its attempt (resume = '1'), handed off or announced like a
+-- create. Already settled: nothing changes and the holder keeps its lease.
+-- KEYS: 1 core, 2 leases, 3 timeouts
+-- ARGV: 1 eid, 2 lease_id, 3 epoch, 4 attempt_id
+-- Returns ok('waiting') or ok('already_satisfied'). Errors: the fence
+--   errors, not_flow_member(eid), invalid_input.
+local FENCE_WAIT = fence_with({'attempt_timeout', 'dep_n', 'dep_ok', 'dep_bad'})
+redis.register_function('ff_flow_wait_children', function(keys, argv)
+  local eid = argv[1]
+  local tag = id_tag(eid)
+  if not tag or #keys ~= 3 or keys[1] ~= exec_key(eid, 'core') or keys[2] ~= 'ff:i:' .. tag .. ':leases'
+    or keys[3] ~= 'ff:i:' .. tag .. ':timeouts' then
+    return fail('invalid_input', 'keys are not the execution\'s')
+  end
+  local now = now_ms()
+  local bad, f = check_fence(keys[1], argv[2], argv[3], argv[4], now, nil, FENCE_WAIT)
+  if bad then return bad end
+  if not f[9] then return fail('not_flow_member', eid) end
+  local r = FENCE_READ
+  if num(f[r + 3]) + num(f[r + 4]) >= num(f[r + 2]) then return ok('already_satisfied') end
+  redis.call('HSET', keys[1], unpack(release_lease(eid, keys[2], keys[3], f[r + 1],
+    {'state', 'waiting_children', 'resume', '1', 'dep_wait', '1', 'ended_by', argv[2], 'last_transition_at', now})))
+  redis.call('ZADD', 'ff:i:' .. tag .. ':dep_blocked', now, eid)
+  log_lease(f[8], eid, 'released', argv[2], argv[3], f[7], 'waiting_children')
+  return ok('waiting')
+end)
+
+-- Cancels live member eid of flow fid on the flow's behalf (as an
+-- operator's ff_cancel would, keys derived from the tag); false when it
+-- had ended already. Its end resolves its edges (flow_member_ended).
+local function cancel_member(eid, fid, tag, reason, now)
+  local core = exec_key(eid, 'core')
+  local f = redis.call('HMGET', core, 'state', 'lane', 'attempt_timeout', 'deadline_at', 'lease_log',
+    'lease_id', 'lease_epoch', 'blocked')
+  if not LIVE_STATES[f[1]] then return false end
+  local pre = 'ff:i:' .. tag .. ':'
+  local lp = pre .. f[2] .. ':'
+  if f[1] == 'suspended' then close_suspension(eid, tag, 'cancelled', now) end
+  redis.call('DEL', exec_key(eid, 'grant'))
+  if f[1] == 'active' then
+    redis.call('ZREM', pre .. 'leases', eid)
+    if positive(f[3]) then redis.call('ZREM', pre .. 'timeouts', eid) end
+  elseif f[1] == 'waiting' then
+    redis.call('ZREM', lp .. 'eligible', eid)
+    if (f[8] or '') ~= '' then redis.call('ZREM', lp .. 'blocked', eid) end
+  elseif f[1] == 'delayed' then
+    redis.call('ZREM', lp .. 'delayed', eid)
+  elseif f[1] == 'waiting_children' then
+    redis.call('ZREM', pre .. 'dep_blocked', eid)
+  end
+  leave_deadlines(eid, pre .. 'deadlines', f[4])
+  redis.call('HSET', core, 'state', 'cancelled', 'blocked', '', 'lease_state', '', 'ended_by', 'operator',
+    'lease_expires_at', 0, 'cancel_reason', reason, 'cancelled_by', 'flow', 'completed_at', now,
+    'last_transition_at', now)
+  redis.call('ZADD', lp .. 'terminal', now, eid)
+  if f[1] == 'active' then
+    redis.call('SPUBLISH', 'ff:arrivals:' .. tag, eid)
+    log_lease(f[5], eid, 'released', f[6], f[7], f[2], 'cancelled')
+  end
+  flow_member_ended(eid, fid, 'cancelled', now)
+  return true
+end
+
+-- Cancels up to max members of the flow's pending set; returns how many
+-- it cancelled and how many remain (the flow leaves the backlog at 0).
+local function cancel_pending(fid, tag, max, now)
+  local set = flow_key(fid, 'cancels')
+  local reason = redis.call('HGET', flow_key(fid, 'core'), 'cancel_reason') or ''
+  local n = 0
+  for _, eid in ipairs(redis.call('SPOP', set, max)) do
+    if id_tag(eid) == tag and cancel_member(eid, fid, tag, reason, now) then n = n + 1 end
+  end
+  local left = redis.call('SCARD', set)
+  if left == 0 then redis.call('ZREM', 'ff:i:' .. tag .. ':flow_cancels', fid) end
+  return n, left
+end
+
+---------------------------------------------------------------------------
+-- ff_flow_cancel: cancel a flow. The flow ends cancelled at once; its
+-- live members are cancelled: all of them (policy cancel_all) or those
+-- not running (cancel_pending: an active member finishes, and its
+-- dependants then run or skip by their policies). Up to
+-- FLOW_CANCEL_INLINE members are cancelled in this call; the rest wait in
+-- the flow's cancel set, on the partition's backlog, for
+-- ff_flow_cancel_more (the caller's next calls, or the flow scanner's),
+-- and ff_flow_ack_cancel (a caller that cancelled one itself).
+-- KEYS: 1 flow core, 2 members, 3 cancels, 4 flow_cancels
+-- ARGV: 1 fid, 2 policy ('cancel_all' | 'cancel_pending'), 3 reason
+-- Returns ok('cancelled', policy, cancelled_now, pending) or
+--   ok('already_terminal', state). Errors: invalid_input, flow_not_found.
+redis.register_function('ff_flow_cancel', function(keys, argv)
+  local fid, policy, reason = argv[1], argv[2], argv[3]
+  local tag = flow_keyed(keys, 1, fid, 'core')
+  if not tag or #keys ~= 4 or keys[2] ~= flow_key(fid, 'members') or keys[3] ~= flow_key(fid, 'cancels')
+    or keys[4] ~= 'ff:i:' .. tag .. ':flow_cancels' or (policy ~= 'cancel_all' and policy ~= 'cancel_pending')
+    or not reason then
+    return fail('invalid_input', 'malformed cancel arguments')
+  end
+  local state = redis.call('HGET', keys[1], 'state')
+  if not state then return fail('flow_not_found') end
+  if state ~= 'open' then return ok('already_terminal', state) end
+  local now = now_ms()
+  redis.call('HSET', keys[1], 'state', 'cancelled', 'cancel_policy', policy, 'cancel_reason', reason,
+    'ended_at', now)
+  redis.call('SET', flow_key(fid, 'outcome'), 'cancelled')
+  local targets = {}
+  for _, eid in ipairs(redis.call('SMEMBERS', keys[2])) do
+    local st = id_tag(eid) == tag and redis.call('HGET', exec_key(eid, 'core'), 'state')
+    if st and LIVE_STATES[st] and (policy == 'cancel_all' or st ~= 'active') then targets[#targets + 1] = eid end
+  end
+  if #targets == 0 then return ok('cancelled', policy, '0', '0') end
+  for i = 1, #targets, 1000 do
+    redis.call('SADD', keys[3], unpack(targets, i, math.min(#targets, i + 999)))
+  end
+  redis.call('ZADD', keys[4], now, fid)
+  local n, left = cancel_pending(fid, tag, FLOW_CANCEL_INLINE, now)
+  return ok('cancelled', policy, tostring(n), tostring(left))
+end)
+
+---------------------------------------------------------------------------
+-- ff_flow_cancel_more: cancel up to max more members of a cancelled
+-- flow's pending set.
+-- KEYS: 1 cancels, 2 flow_cancels
+-- ARGV: 1 fid, 2 max (1..1000)
+-- Returns ok(cancelled, pending).
+redis.register_function('ff_flow_cancel_more', function(keys, argv)
+  local fid, max = argv[1], uint(argv[2])
+  local tag = flow_keyed(keys, 1, fid, 'cancels')
+  if not tag or #keys ~= 2 or keys[2] ~= 'ff:i:' .. tag .. ':flow_cancels' or not max or max == 0 or max > 1000 then
+    return fail('invalid_input', 'malformed cancel arguments')
+  end
+  local n, left = cancel_pending(fid, tag, max, now_ms())
+  return ok(tostring(n), tostring(left))
+end)
+
+---------------------------------------------------------------------------
+-- ff_flow_ack_cancel: a caller cancelled member eid of a cancelled flow
+-- itself; it leaves the pending set (the flow leaves the backlog when the
+-- set empties).
+-- KEYS: 1 cancels, 2 flow_cancels
+-- ARGV: 1 fid, 2 eid
+-- Returns ok(pending).
+redis.register_function('ff_flow_ack_cancel', function(keys, argv)
+  local fid, eid = argv[1], argv[2]
+  local tag = flow_keyed(keys, 1, fid, 'cancels')
+  if not tag or #keys ~= 2 or keys[2] ~= 'ff:i:' .. tag .. ':flow_cancels' or id_tag(eid) ~= tag then
+    return fail('invalid_input', 'malformed ack arguments')
+  end
+  redis.call('SREM', keys[1], eid)
+  local left = redis.call('SCARD', keys[1])
+  if left == 0 then redis.call('ZREM', keys[2], fid) end
+  return ok(tostring(left))
+end)
+
+---------------------------------------------------------------------------
+-- ff_flow_reconcile: the flow scanner's safety net for a member waiting
+-- for its dependencies: recounts its upstreams' outcomes from their
+-- records and runs or skips it as they decide (what the upstreams' ends
+-- did already, unless something interrupted it).
+-- KEYS: 1 member core, 2 dep_blocked
+-- ARGV: 1 eid
+-- Returns ok(state_after) or ok('stale') (not waiting: the index entry is
+--   removed). A member still waiting is re-scored later (see below).
+redis.register_function('ff_flow_reconcile', function(keys, argv)
+  local eid = argv[1]
+  local tag = id_tag(eid)
+  if not tag or #keys ~= 2 or keys[1] ~= exec_key(eid, 'core') or keys[2] ~= 'ff:i:' .. tag .. ':dep_blocked' then
+    return fail('invalid_input', 'keys are not the execution\'s')
+  end
+  local c = redis.call('HMGET', keys[1], unpack(CHILD_FIELDS))
+  if c[1] ~= 'waiting_children' or not c[10] then
+    redis.call('ZREM', keys[2], eid)
+    return ok('stale')
+  end
+  local n_ok, n_bad = 0, 0
+  for up in string.gmatch(redis.call('HGET', keys[1], 'in') or '', '%S+') do
+    local st = id_tag(up) == tag and redis.call('HGET', exec_key(up, 'core'), 'state')
+    if st == 'completed' then
+      n_ok = n_ok + 1
+    elseif st == 'failed' or st == 'cancelled' or st == 'expired' or st == 'skipped' or st == false then
+      n_bad = n_bad + 1 -- ended otherwise, or trimmed by retention
+    end
+  end
+  if n_ok ~= num(c[6]) or n_bad ~= num(c[7]) then
+    redis.call('HSET', keys[1], 'dep_ok', n_ok, 'dep_bad', n_bad)
+  end
+  local now = now_ms()
+  if settle_child(eid, c, n_ok, n_bad, tag, now, redis.call('HGET', flow_key(c[10], 'core'), 'handoff') or '') then
+    flow_member_ended(eid, c[10], 'skipped', now)
+  end
+  local state = redis.call('HGET', keys[1], 'state')
+  if state == 'waiting_children' then
+    -- Still waiting, rightly: the next check comes twice as late (the
+    -- score moves as far past now as it was behind it), so a member that
+    -- waits long costs checks logarithmic in its wait.
+    local since = tonumber(redis.call('ZSCORE', keys[2], eid) or now)
+    redis.call('ZADD', keys[2], fmt(now + math.max(now - since, 1000)), eid)
+  end
+  return ok(state)
 end)

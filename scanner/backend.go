@@ -11,6 +11,7 @@ type Backend interface {
 	UnblockBackend
 	TimeoutsBackend
 	SuspensionsBackend
+	FlowsBackend
 	RetentionBackend
 	PeekBackend
 	LanesBackend

@@ -18,6 +18,8 @@ const (
 	UnblockIntervalDefault     = 5 * time.Second
 	TimeoutIntervalDefault     = time.Second
 	RetentionIntervalDefault   = 60 * time.Second
+	FlowIntervalDefault        = 2 * time.Second
+	FlowGraceDefault           = 5 * time.Second
 	BatchSizeDefault           = 100
 	MaxBatchesDefault          = 10
 	MaxReclaimsDefault         = sdk.MaxReclaimsDefault
@@ -46,6 +48,15 @@ type Config struct {
 	// RetentionInterval is how often old terminal executions are trimmed.
 	// Default 60s.
 	RetentionInterval time.Duration
+	// FlowInterval is how often the flow scanner looks for flow members
+	// left waiting for dependencies that have ended, and for cancelled
+	// flows' members left to cancel. Default 2s.
+	FlowInterval time.Duration
+	// FlowGrace is how long a flow member waits for its dependencies, or a
+	// cancelled flow's backlog waits, before the flow scanner re-checks it:
+	// the calls that end members and cancel flows do the work themselves,
+	// so the scanner only repairs what an interruption left. Default 5s.
+	FlowGrace time.Duration
 	// BatchSize is how many ids one read returns and one pipelined flush
 	// acts on. Default 100.
 	BatchSize int
@@ -105,6 +116,8 @@ func (c Config) withDefaults() (Config, error) {
 		{"UnblockInterval", &c.UnblockInterval, UnblockIntervalDefault},
 		{"TimeoutInterval", &c.TimeoutInterval, TimeoutIntervalDefault},
 		{"RetentionInterval", &c.RetentionInterval, RetentionIntervalDefault},
+		{"FlowInterval", &c.FlowInterval, FlowIntervalDefault},
+		{"FlowGrace", &c.FlowGrace, FlowGraceDefault},
 		{"Retention", &c.Retention, RetentionDefault},
 		{"OwnershipTTL", &c.OwnershipTTL, OwnershipTTLDefault},
 		{"LaneRefresh", &c.LaneRefresh, LaneRefreshDefault},

@@ -5,8 +5,8 @@ import (
 	"time"
 )
 
-// New builds a supervisor of the six standard scanners (lease expiry,
-// delayed, unblock, timeouts, suspensions, retention) over the partitions this engine
+// New builds a supervisor of the seven standard scanners (lease expiry,
+// delayed, unblock, timeouts, suspensions, flows, retention) over the partitions this engine
 // owns through ownership leases. Call Run, or use Start.
 func New(b Backend, cfg Config) (*Supervisor, error) {
 	cfg, err := cfg.withDefaults()
@@ -28,6 +28,8 @@ func New(b Backend, cfg Config) (*Supervisor, error) {
 			maxBatches: cfg.MaxBatches},
 		&Timeouts{b: b, peek: pk, interval: cfg.TimeoutInterval, batch: cfg.BatchSize, maxBatches: cfg.MaxBatches},
 		&Suspensions{b: b, peek: pk, interval: cfg.TimeoutInterval, batch: cfg.BatchSize, maxBatches: cfg.MaxBatches},
+		&Flows{b: b, peek: pk, interval: cfg.FlowInterval, minAge: cfg.FlowGrace, batch: cfg.BatchSize,
+			maxBatches: cfg.MaxBatches},
 		&Retention{b: b, lanes: lanes, peek: pk, interval: cfg.RetentionInterval, retention: cfg.Retention,
 			batch: cfg.BatchSize, maxBatches: cfg.MaxBatches},
 	}

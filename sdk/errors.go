@@ -125,6 +125,10 @@ var codeKinds = map[string]ErrorKind{
 	CodeWaitpointExists: KindConflict, CodeWaitpointNotFound: KindNotFound, CodeWaitpointNotPending: KindState,
 	CodeSignalLimitExceeded: KindResourceExhausted, CodeHMACSecretNotInitialized: KindState,
 	CodeRotationConflict: KindConflict, CodeSummaryConflict: KindConflict, CodeInvalidSummaryPatch: KindValidation,
+	CodeFlowNotFound: KindNotFound, CodeFlowTerminal: KindState, CodeStaleGraphRevision: KindContention,
+	CodeNotFlowMember: KindValidation, CodeFlowMemberElsewhere: KindConflict, CodeFlowTooLarge: KindValidation,
+	CodeEdgeExists: KindConflict, CodeEdgeNotFound: KindNotFound, CodeCycleDetected: KindConflict,
+	CodeInvalidDependency: KindState, CodeGroupPolicyLocked: KindConflict,
 }
 
 // KindOfCode returns the kind of a known code, and KindBug for an unknown one

@@ -129,8 +129,36 @@ func (id ExecutionID) parse() (int, error) {
 // spaces, commas or braces (braces would change the cluster hash tag of keys).
 func (l LaneID) Validate() error { return validateName("lane", string(l)) }
 
-// Validate checks a flow id like a lane name.
-func (f FlowID) Validate() error { return validateName("flow id", string(f)) }
+// NewFlowID mints a fresh flow id on the given partition: "{p:N}:<uuid>",
+// shaped like an execution id, because a flow and all its members live on
+// its partition (one cluster slot).
+func NewFlowID(partition int) FlowID { return FlowID(NewExecutionID(partition)) }
+
+// Validate reports a validation error for a malformed flow id.
+func (f FlowID) Validate() error {
+	_, err := f.Partition()
+	return err
+}
+
+// Partition returns the partition the flow lives on, or an error for a
+// malformed id.
+func (f FlowID) Partition() (int, error) {
+	p, err := ExecutionID(f).parse()
+	if err != nil {
+		return 0, validationf(CodeInvalidInput, "flow id %q: malformed (want {p:N}:<uuid>)", truncate(string(f)))
+	}
+	return p, nil
+}
+
+// NewMemberID mints an execution id on flow f's partition, as every
+// member of f must have; "" for a malformed flow id.
+func (f FlowID) NewMemberID() ExecutionID {
+	p, err := f.Partition()
+	if err != nil {
+		return ""
+	}
+	return NewExecutionID(p)
+}
 
 // Validate checks a worker id like a lane name.
 func (w WorkerID) Validate() error { return validateName("worker id", string(w)) }

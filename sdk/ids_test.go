@@ -210,7 +210,7 @@ var nameValidators = []struct {
 	validate func(string) error
 }{
 	{"lane", func(s string) error { return LaneID(s).Validate() }},
-	{"flow", func(s string) error { return FlowID(s).Validate() }},
+	{"edge", func(s string) error { return EdgeID(s).Validate() }},
 	{"worker", func(s string) error { return WorkerID(s).Validate() }},
 	{"worker instance", func(s string) error { return WorkerInstanceID(s).Validate() }},
 	{"kind", ValidateKind},
@@ -456,4 +456,24 @@ func FuzzTokenWaitpoint(f *testing.F) {
 			t.Fatalf("TokenWaitpoint(%q) = %q, not a valid waitpoint of the token", tok, got)
 		}
 	})
+}
+
+// A flow id is shaped like an execution id: the partition tag first, so a
+// flow and its members share the partition's slot.
+func TestFlowID(t *testing.T) {
+	f := NewFlowID(7)
+	if p, err := f.Partition(); err != nil || p != 7 {
+		t.Fatalf("NewFlowID(7).Partition() = %d, %v", p, err)
+	}
+	if m := f.NewMemberID(); m.Tag() != "{p:7}" {
+		t.Fatalf("NewMemberID() = %s, want one on {p:7}", m)
+	}
+	for _, bad := range []FlowID{"", "flow-1", "{p:7}", "{p:07}:" + FlowID(newTimeUUID()), "{p:7}:NOT-A-UUID"} {
+		if err := bad.Validate(); KindOf(err) != KindValidation {
+			t.Errorf("FlowID(%q).Validate() = %v, want a validation error", bad, err)
+		}
+		if m := bad.NewMemberID(); m != "" {
+			t.Errorf("FlowID(%q).NewMemberID() = %q, want none", bad, m)
+		}
+	}
 }

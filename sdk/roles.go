@@ -387,6 +387,7 @@ const (
 	RoleTerminalWatch  Role = "terminal_watch"  // TerminalWatcher
 	RoleCompletions    Role = "completions"     // CompletionSubscriber
 	RoleLeaseHistory   Role = "lease_history"   // LeaseHistorySubscriber
+	RoleFlows          Role = "flows"           // Flower
 )
 
 // Features names a backend and the optional roles its configuration enables.
@@ -431,6 +432,7 @@ type BackendRoles struct {
 	TerminalWatcher   TerminalWatcher
 	Completions       CompletionSubscriber
 	LeaseHistory      LeaseHistorySubscriber
+	Flows             Flower
 }
 
 // RolesOf is the one way to discover a backend's optional roles: a role is
@@ -457,6 +459,7 @@ func RolesOf(b EngineBackend) BackendRoles {
 	r.TerminalWatcher = roleOf[TerminalWatcher](b, f, RoleTerminalWatch)
 	r.Completions = roleOf[CompletionSubscriber](b, f, RoleCompletions)
 	r.LeaseHistory = roleOf[LeaseHistorySubscriber](b, f, RoleLeaseHistory)
+	r.Flows = roleOf[Flower](b, f, RoleFlows)
 	return r
 }
 

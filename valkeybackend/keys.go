@@ -200,6 +200,29 @@ func waitKeysOf(tag string) waitKeys {
 func suspKey(id sdk.ExecutionID) string     { return "ff:e:" + string(id) + ":susp" }
 func waitpointKey(w sdk.WaitpointID) string { return "ff:wp:" + string(w) }
 
+// flowKeys are a flow's keys (lua: the flows section). The flow id
+// starts with its partition's tag, so they share the partition's slot.
+type flowKeys struct {
+	core, members, edges, outcome, cancels string
+}
+
+func flowKeysOf(f sdk.FlowID) flowKeys {
+	k := "ff:f:" + string(f) + ":"
+	return flowKeys{core: k + "core", members: k + "members", edges: k + "edges", outcome: k + "outcome", cancels: k + "cancels"}
+}
+
+// flowIndexes are a partition's flow indexes: its flows (score 0, in id
+// order), the flows with cancels pending, the members waiting for
+// dependencies.
+type flowIndexes struct {
+	flows, cancels, depBlocked string
+}
+
+func flowIndexesOf(tag string) flowIndexes {
+	p := "ff:i:" + tag + ":"
+	return flowIndexes{flows: p + "flows", cancels: p + "flow_cancels", depBlocked: p + "dep_blocked"}
+}
+
 // leaseHistoryKey is partition tag's lease history stream (lua: log_lease).
 func leaseHistoryKey(tag string) string { return "ff:i:" + tag + ":lease_history" }
 

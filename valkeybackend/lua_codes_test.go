@@ -51,6 +51,17 @@ var luaCodeKinds = map[string]sdk.ErrorKind{
 	sdk.CodeSignalLimitExceeded:       sdk.KindResourceExhausted,
 	sdk.CodeHMACSecretNotInitialized:  sdk.KindState,
 	sdk.CodeSummaryConflict:           sdk.KindConflict,
+	sdk.CodeFlowNotFound:              sdk.KindNotFound,
+	sdk.CodeFlowTerminal:              sdk.KindState,
+	sdk.CodeStaleGraphRevision:        sdk.KindContention,
+	sdk.CodeNotFlowMember:             sdk.KindValidation,
+	sdk.CodeFlowMemberElsewhere:       sdk.KindConflict,
+	sdk.CodeFlowTooLarge:              sdk.KindValidation,
+	sdk.CodeEdgeExists:                sdk.KindConflict,
+	sdk.CodeEdgeNotFound:              sdk.KindNotFound,
+	sdk.CodeCycleDetected:             sdk.KindConflict,
+	sdk.CodeInvalidDependency:         sdk.KindState,
+	sdk.CodeGroupPolicyLocked:         sdk.KindConflict,
 	sdk.CodeRotationConflict:          sdk.KindConflict,
 }
 

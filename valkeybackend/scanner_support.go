@@ -27,6 +27,11 @@ const (
 	// HeadSuspensions is per partition (listed last to keep the values
 	// above): score suspension timeout.
 	HeadSuspensions
+	// HeadDepBlocked and HeadFlowCancels are per partition: flow members
+	// waiting for dependencies (score: since), flows with cancels pending
+	// (score: since).
+	HeadDepBlocked
+	HeadFlowCancels
 )
 
 // HeadQuery names one index of one partition; Lane is required for the
@@ -60,7 +65,7 @@ func (b *Backend) IndexHeads(ctx context.Context, qs []HeadQuery) ([]Head, error
 		if err := b.checkPartition(op, q.Partition); err != nil {
 			return nil, err
 		}
-		if q.Index >= HeadDelayed && q.Index != HeadSuspensions {
+		if q.Index >= HeadDelayed && q.Index < HeadSuspensions {
 			if err := q.Lane.Validate(); err != nil {
 				return nil, opError(op, err)
 			}
@@ -83,6 +88,10 @@ func (b *Backend) IndexHeads(ctx context.Context, qs []HeadQuery) ([]Head, error
 			key = lk.blocked
 		case HeadSuspensions:
 			key = waitKeysOf(tag).suspTimeouts
+		case HeadDepBlocked:
+			key = flowIndexesOf(tag).depBlocked
+		case HeadFlowCancels:
+			key = flowIndexesOf(tag).cancels
 		default:
 			return nil, sdk.NewError(op, sdk.CodeInvalidInput, "unknown head index")
 		}

@@ -155,6 +155,14 @@ var suite = []subtest{
 	{name: "await_terminal", fn: testAwaitTerminal},
 	{name: "completions", fn: testCompletions},
 	{name: "lease_history", fn: testLeaseHistory},
+	{name: "flows", sub: []subtest{
+		{name: "chain", fn: testFlowChain},
+		{name: "policies", fn: testFlowPolicies},
+		{name: "incremental", fn: testFlowIncremental},
+		{name: "cancel", fn: testFlowCancel},
+		{name: "wait_children", fn: testFlowWaitChildren},
+		{name: "bad_input", fn: testFlowBadInput},
+	}},
 	{name: "offers", sub: []subtest{
 		{name: "handoff", fn: testHandoff},
 		{name: "withdraw", fn: testWithdrawOffers},
