@@ -3321,13 +3321,14 @@ local function open_flow(fcore)
 end
 
 ---------------------------------------------------------------------------
--- ff_flow_add: add an execution of the flow's partition to the flow.
+-- ff_flow_add: add an execution of the flow's partition to the flow. One
+-- that has ended already counts as an ended member at once (a child a
+-- handler created and added may have run before the add).
 -- KEYS: 1 flow core, 2 member core
 -- ARGV: 1 fid, 2 eid
 -- Returns ok('added') or ok('already_member'). Errors: invalid_input,
 --   flow_not_found, flow_terminal(state), execution_not_found,
---   execution_terminal(state), flow_member_elsewhere(flow),
---   flow_too_large.
+--   flow_member_elsewhere(flow), flow_too_large.
 redis.register_function('ff_flow_add', function(keys, argv)
   local fid, eid = argv[1], argv[2]
   local tag = flow_keyed(keys, 1, fid, 'core')
@@ -3340,11 +3341,11 @@ redis.register_function('ff_flow_add', function(keys, argv)
   if not e[1] then return fail('execution_not_found') end
   if e[2] == fid then return ok('already_member') end
   if e[2] then return fail('flow_member_elsewhere', e[2]) end
-  if not LIVE_STATES[e[1]] then return fail('execution_terminal', e[1]) end
   if num(f[3]) >= MAX_FLOW_NODES then return fail('flow_too_large') end
   redis.call('SADD', flow_key(fid, 'members'), eid)
   redis.call('HSET', keys[2], 'flow', fid)
   redis.call('HINCRBY', keys[1], 'nodes', 1)
+  if not LIVE_STATES[e[1]] then flow_member_ended(eid, fid, e[1], now_ms()) end
   return ok('added')
 end)
 

@@ -353,8 +353,9 @@ type Flower interface {
 	// CreateFlow creates an empty flow on its id's partition to build
 	// member by member; false when it existed.
 	CreateFlow(ctx context.Context, id FlowID) (bool, error)
-	// AddExecutionToFlow makes a live execution of the flow's partition a
-	// member; false when it was one already.
+	// AddExecutionToFlow makes an execution of the flow's partition a
+	// member (one that has ended counts as an ended member at once); false
+	// when it was one already.
 	AddExecutionToFlow(ctx context.Context, flow FlowID, id ExecutionID) (bool, error)
 	// StageDependencyEdge records an edge if the graph revision is the
 	// caller's and it closes no cycle; returns the new revision.

@@ -52,6 +52,7 @@ type hostileFixture struct {
 	tag, lane, inst  string
 	active, waiting  string
 	fresh            string // an id no execution has
+	flow             string // an id no flow has
 	lease, epoch, at string // the active execution's lease
 }
 
@@ -298,6 +299,56 @@ func (f hostileFixture) calls() []rawCall {
 				malformed{"an own key without a tag", []string{"ff:own:x" + tag}, args})
 		}
 	}
+	fk := func(fid, s string) string { return "ff:f:" + fid + ":" + s }
+	calls = append(calls,
+		rawCall{fn: "ff_flow_submit", eid: f.flow, eidArg: 0, laneArg: 6,
+			build: func(e, l string) ([]string, []string) {
+				return []string{pk("deadlines"), pk("all"), arr, pk("leases"), pk("timeouts"), fk(e, "core")},
+					[]string{e, "", "1", "0", "", f.fresh, l, "k", "0", "0", "", "0", "exponential", "1000", "60000", "2", "0",
+						"", "0", "0", "86400000", "payload", "1", "0"}
+			}},
+		rawCall{fn: "ff_flow_create", eid: f.flow, eidArg: 0, laneArg: -1,
+			build: func(e, _ string) ([]string, []string) { return []string{fk(e, "core")}, []string{e, ""} }},
+		rawCall{fn: "ff_flow_add", eid: f.flow, eidArg: 0, laneArg: -1,
+			build: func(e, _ string) ([]string, []string) {
+				return []string{fk(e, "core"), ek(f.waiting, "core")}, []string{e, f.waiting}
+			}},
+		rawCall{fn: "ff_flow_stage_edge", eid: f.flow, eidArg: 0, laneArg: -1,
+			build: func(e, _ string) ([]string, []string) {
+				return []string{fk(e, "core"), fk(e, "members"), fk(e, "edges"), ek(f.waiting, "core")},
+					[]string{e, "e1", f.active, f.waiting, "0"}
+			}},
+		rawCall{fn: "ff_flow_apply_edge", eid: f.flow, eidArg: 0, laneArg: -1,
+			build: func(e, _ string) ([]string, []string) {
+				return []string{fk(e, "core"), fk(e, "edges"), ek(f.active, "core"), ek(f.waiting, "core")},
+					[]string{e, "e1", f.active, f.waiting}
+			}},
+		rawCall{fn: "ff_flow_edge_policy", eid: f.flow, eidArg: 0, laneArg: -1,
+			build: func(e, _ string) ([]string, []string) {
+				return []string{fk(e, "core"), ek(f.waiting, "core")}, []string{e, f.waiting, "any"}
+			}},
+		rawCall{fn: "ff_flow_wait_children", eid: f.active, eidArg: 0, laneArg: -1,
+			build: func(e, _ string) ([]string, []string) {
+				return []string{ek(e, "core"), pk("leases"), pk("timeouts")}, fence(e)
+			}},
+		rawCall{fn: "ff_flow_cancel", eid: f.flow, eidArg: 0, laneArg: -1,
+			build: func(e, _ string) ([]string, []string) {
+				return []string{fk(e, "core"), fk(e, "members"), fk(e, "cancels"), pk("flow_cancels")},
+					[]string{e, "cancel_all", "r"}
+			}},
+		rawCall{fn: "ff_flow_cancel_more", eid: f.flow, eidArg: 0, laneArg: -1,
+			build: func(e, _ string) ([]string, []string) {
+				return []string{fk(e, "cancels"), pk("flow_cancels")}, []string{e, "10"}
+			}},
+		rawCall{fn: "ff_flow_ack_cancel", eid: f.flow, eidArg: 0, laneArg: -1,
+			build: func(e, _ string) ([]string, []string) {
+				return []string{fk(e, "cancels"), pk("flow_cancels")}, []string{e, f.waiting}
+			}},
+		rawCall{fn: "ff_flow_reconcile", eid: f.waiting, eidArg: 0, laneArg: -1,
+			build: func(e, _ string) ([]string, []string) {
+				return []string{ek(e, "core"), pk("dep_blocked")}, []string{e}
+			}},
+	)
 	return calls
 }
 
@@ -388,7 +439,8 @@ func TestLibraryRefusesMalformedInput(t *testing.T) {
 func newHostileFixture(t *testing.T, b *valkeybackend.Backend, p int) hostileFixture {
 	t.Helper()
 	ctx := context.Background()
-	f := hostileFixture{tag: sdk.PartitionTag(p), lane: "hostile", inst: "hostile-1", fresh: string(sdk.NewExecutionID(p))}
+	f := hostileFixture{tag: sdk.PartitionTag(p), lane: "hostile", inst: "hostile-1", fresh: string(sdk.NewExecutionID(p)),
+		flow: string(sdk.NewFlowID(p))}
 	create := func() string {
 		r, err := b.CreateExecution(ctx, sdk.CreateExecutionArgs{ID: sdk.NewExecutionID(p), Lane: sdk.LaneID(f.lane), Kind: "k", Payload: []byte("p")})
 		if err != nil {
