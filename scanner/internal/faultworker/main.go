@@ -22,15 +22,34 @@
 //
 //	RPUSH fault:tokens      "<id> <token>"                          before Suspend
 //	RPUSH fault:resumedby   "<id> <signal_id>"                      with the completion's MULTI
+//
+// With --sdk --starts-dir DIR (flow members) each run of the handler first
+// appends a line to DIR/starts-<instance>.log, one write(2) on an O_APPEND
+// file (so a SIGKILL after it returns cannot lose it):
+//
+//	"<id> <unix_nanoseconds> <attempt_id> <attempt_type> <instance>"
+//
+// then reads its upstreams' states and records how many had completed,
+// and only then records its claim, works and completes as above; "ready"
+// comes at once:
+//
+//	RPUSH fault:upstreams   "<id> <attempt_id> <completed>/<n> <instance>"
+//
+// With --engine it runs no worker: it runs the standard scanners
+// (scanner.Start) with the --scan-interval, --flow-grace and
+// --ownership-ttl given, prints "ready" once it owns every partition, and
+// scans until it is killed (or stops cleanly on SIGTERM).
 package main
 
 import (
 	"context"
 	"flag"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -40,6 +59,7 @@ import (
 
 	"github.com/valkey-io/valkey-go"
 
+	"github.com/flowfabric/flowfabric-go/scanner"
 	"github.com/flowfabric/flowfabric-go/sdk"
 	"github.com/flowfabric/flowfabric-go/valkeybackend"
 )
@@ -60,6 +80,9 @@ type worker struct {
 
 	suspend bool
 
+	startsMu sync.Mutex
+	starts   *os.File // --starts-dir: this process's handler-start log; nil without
+
 	mu    sync.Mutex
 	tasks map[sdk.ExecutionID]*task
 	wg    sync.WaitGroup
@@ -78,6 +101,11 @@ func main() {
 		"\"ready\" comes once its free slots are offered")
 	handoffTTL := flag.Duration("handoff-lease-ttl", 0, "with --sdk: WorkerConfig.HandoffLeaseTTL (0: its default)")
 	suspend := flag.Bool("suspend", false, "with --sdk: each task suspends until a signal before it completes")
+	startsDir := flag.String("starts-dir", "", "with --sdk: append each handler start to DIR/starts-<instance>.log first")
+	engine := flag.Bool("engine", false, "run the standard scanners (an engine process) instead of a worker")
+	scanEvery := flag.Duration("scan-interval", 100*time.Millisecond, "with --engine: every scanner's interval")
+	flowGrace := flag.Duration("flow-grace", 500*time.Millisecond, "with --engine: scanner.Config.FlowGrace")
+	ownTTL := flag.Duration("ownership-ttl", time.Second, "with --engine: scanner.Config.OwnershipTTL")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
@@ -88,8 +116,24 @@ func main() {
 		os.Exit(1)
 	}
 	defer b.Close()
+	if *engine {
+		if err := runEngine(ctx, b, *instance, *scanEvery, *flowGrace, *ownTTL); err != nil && ctx.Err() == nil {
+			fmt.Fprintln(os.Stderr, "faultworker:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	w := &worker{b: b, instance: *instance, lane: sdk.LaneID(*lane), ttl: *ttl,
 		workMin: *workMin, workMax: max(*workMax, *workMin), tasks: map[sdk.ExecutionID]*task{}, suspend: *suspend}
+	if *startsDir != "" {
+		f, err := os.OpenFile(filepath.Join(*startsDir, "starts-"+*instance+".log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "faultworker:", err)
+			os.Exit(1)
+		}
+		defer f.Close()
+		w.starts = f
+	}
 	if *useSDK {
 		if err := w.runSDK(ctx, *conc, *handoffTTL); err != nil && ctx.Err() == nil {
 			fmt.Fprintln(os.Stderr, "faultworker:", err)
@@ -264,15 +308,19 @@ func (w *worker) runSDK(ctx context.Context, conc int, handoffTTL time.Duration)
 		return err
 	}
 	go func() {
-		// A --suspend worker joins a backlog: its slots fill at once, so
-		// it is ready as soon as it runs.
-		for !w.suspend && sw.Stats().Offers < uint64(conc) && ctx.Err() == nil {
+		// A --suspend or --starts-dir worker joins a backlog: its slots
+		// fill at once, so it is ready as soon as it runs.
+		for !w.suspend && w.starts == nil && sw.Stats().Offers < uint64(conc) && ctx.Err() == nil {
 			time.Sleep(5 * time.Millisecond)
 		}
 		fmt.Println("ready")
 	}()
 	return sw.Run(ctx, sdk.HandlerFunc(func(ctx context.Context, t *sdk.Task) error {
 		h := t.Handle
+		if w.starts != nil {
+			w.recordStart(time.Now(), h, t.AttemptType)
+			w.checkUpstreams(ctx, t)
+		}
 		w.record("RPUSH", "fault:claims", fmt.Sprintf("%s %s %d %s %s", h.ExecutionID, h.AttemptID, h.Epoch, w.instance, t.AttemptType))
 		if w.suspend {
 			return w.suspendThenComplete(ctx, t)
@@ -327,5 +375,58 @@ func (w *worker) suspendThenComplete(ctx context.Context, t *sdk.Task) error {
 	c := w.b.Client()
 	w.recordDone(string(h.ExecutionID), fmt.Sprintf("%s %s %d %s", h.ExecutionID, h.AttemptID, h.Epoch, w.instance),
 		c.B().Rpush().Key("fault:resumedby").Element(string(h.ExecutionID)+" "+sig).Build())
+	return nil
+}
+
+// recordStart appends a handler start to the --starts-dir log: one write
+// on an O_APPEND file, in the kernel once it returns, so it outlives a
+// SIGKILL of this process. A start it cannot record ends the process (the
+// execution is reclaimed), so no handler works without its start on record.
+func (w *worker) recordStart(at time.Time, h sdk.Handle, typ sdk.AttemptType) {
+	line := fmt.Sprintf("%s %d %s %s %s\n", h.ExecutionID, at.UnixNano(), h.AttemptID, typ, w.instance)
+	w.startsMu.Lock()
+	defer w.startsMu.Unlock()
+	if _, err := w.starts.WriteString(line); err != nil {
+		fmt.Fprintln(os.Stderr, "faultworker: record start:", err)
+		os.Exit(1)
+	}
+}
+
+// checkUpstreams reads the task's upstreams once its start is on record
+// and logs how many had completed (all of them, for a member that rightly
+// runs) in fault:upstreams: "<id> <attempt_id> <completed>/<upstreams>
+// <instance>", or "<id> <attempt_id> error:<code> <instance>" when the
+// read failed. The handler goes on either way.
+func (w *worker) checkUpstreams(ctx context.Context, t *sdk.Task) {
+	ups, err := t.UpstreamResults(ctx)
+	detail := "error:" + sdk.CodeOf(err)
+	if err == nil {
+		done := 0
+		for _, u := range ups {
+			if u.State == sdk.StateCompleted {
+				done++
+			}
+		}
+		detail = fmt.Sprintf("%d/%d", done, len(ups))
+	}
+	w.record("RPUSH", "fault:upstreams", fmt.Sprintf("%s %s %s %s", t.ID, t.Handle.AttemptID, detail, w.instance))
+}
+
+// runEngine runs the standard scanners until ctx ends: every interval is
+// every, flows re-checked after grace, partitions owned under ttl.
+func runEngine(ctx context.Context, b *valkeybackend.Backend, instance string, every, grace, ttl time.Duration) error {
+	cfg := scanner.Config{LeaseExpiryInterval: every, DelayedInterval: every, UnblockInterval: every,
+		TimeoutInterval: every, RetentionInterval: time.Minute, FlowInterval: every, FlowGrace: grace,
+		OwnershipTTL: ttl, EngineID: instance + "-" + strconv.Itoa(os.Getpid()),
+		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
+	s, err := scanner.Start(ctx, b, cfg)
+	if err != nil {
+		return err
+	}
+	if err := s.WaitOwned(ctx, b.Partitions()); err != nil {
+		return err
+	}
+	fmt.Println("ready")
+	<-s.Done()
 	return nil
 }
