@@ -113,7 +113,7 @@ write (bad_call, bad_keys: string work, no command) and answers
 invalid_input, having written nothing, when one is off.
 ]]
 
-local VERSION = '25'
+local VERSION = '26'
 -- MIN_CLIENT is the oldest client this library serves; a client's version is
 -- the VERSION of the library it embeds (Go: lua.Version). A client older than
 -- MIN_CLIENT refuses to run against this library, and never replaces it.
@@ -377,7 +377,8 @@ end
 local function positive(v) return num(v) > 0 end
 
 -- The states an execution can still leave by itself or be cancelled from.
-local LIVE_STATES = {waiting = true, delayed = true, active = true, suspended = true, waiting_children = true}
+local LIVE_STATES = {waiting = true, delayed = true, active = true, suspended = true, waiting_children = true,
+  rate_limited = true}
 
 -- Deferred index writes. A batch call (ff_create_batch,
 -- ff_complete_batch) gathers its items' ZADDs and ZREMs of the same index
@@ -1851,7 +1852,8 @@ redis.register_function('ff_block_route', function(keys, argv)
 end)
 
 ---------------------------------------------------------------------------
--- ff_promote: move due delayed executions back to eligible.
+-- ff_promote: move due delayed (and rate_limited, see ff_park) executions
+-- back to eligible.
 -- KEYS: 1 delayed, 2 eligible, 3 arrivals (shard channel), then one core
 --       per candidate
 -- ARGV: 1 lane, then the candidate eids, in KEYS order (a candidate that
@@ -1879,7 +1881,7 @@ redis.register_function('ff_promote', function(keys, argv)
     -- for nothing) or not of this lane is a stray entry: removed.
     local f = id_tag(eid) == tag
       and redis.call('HMGET', core, 'state', 'delay_until', 'created_at', 'priority', 'lane') or {}
-    if f[1] ~= 'delayed' or f[5] ~= argv[1] then
+    if (f[1] ~= 'delayed' and f[1] ~= 'rate_limited') or f[5] ~= argv[1] then
       redis.call('ZREM', keys[1], eid)
     elseif tonumber(f[2]) <= now then
       redis.call('ZREM', keys[1], eid)
@@ -3542,7 +3544,7 @@ local function cancel_member(eid, fid, tag, reason, now)
   elseif f[1] == 'waiting' then
     redis.call('ZREM', lp .. 'eligible', eid)
     if (f[8] or '') ~= '' then redis.call('ZREM', lp .. 'blocked', eid) end
-  elseif f[1] == 'delayed' then
+  elseif f[1] == 'delayed' or f[1] == 'rate_limited' then
     redis.call('ZREM', lp .. 'delayed', eid)
   elseif f[1] == 'waiting_children' then
     redis.call('ZREM', pre .. 'dep_blocked', eid)
@@ -3697,3 +3699,272 @@ redis.register_function('ff_flow_reconcile', function(keys, argv)
   end
   return ok(state)
 end)
+
+---------------------------------------------------------------------------
+-- Admission: quotas, budgets, parking.
+--
+-- Quotas and budgets live in their own partition families, {q:K} and
+-- {b:M} (K, M from the policy's name), so their calls are single-slot
+-- FCALLs of their own; an admission never needs a script that spans an
+-- execution's slot and a quota's. The claim that uses one goes in two
+-- calls: ff_quota_admit records the admission on the quota's slot, then the
+-- claim runs on the execution's; a claim that fails gives the admission
+-- back (ff_quota_release), and a holder that dies leaves a hold that
+-- lapses (a hold's score is its deadline; holders extend it with
+-- ff_quota_refresh while they run). Keys (Q a quota's name, B a budget's):
+--   ff:q:{q:K}:Q       HASH  rate, window_ms (admissions per window; rate 0:
+--                            no rate limit), concurrency (holds at once; 0:
+--                            no cap)
+--   ff:q:{q:K}:Q:win   ZSET  admissions in the sliding window: member
+--                            "<eid> <now>", score the admission time
+--   ff:q:{q:K}:Q:run   ZSET  holds: eid -> deadline (ms)
+--   ff:bg:{b:M}:B      HASH  hard:<dim>, soft:<dim> (limits), u:<dim> (usage),
+--                            created_at, reset_at
+--   ff:bg:{b:M}:B:dedup ZSET usage reports applied: dedup key -> time
+--                            (kept DEDUP_WINDOW)
+
+local DEDUP_WINDOW = 86400000 -- ms a usage report's dedup key is remembered
+local MAX_DIMS = 32           -- dimensions of one budget or report
+
+-- Checks that key is "<prefix>{<fam>:<n>}:<name>" and returns its tag and
+-- name, or nil.
+local function policy_key(key, prefix, fam)
+  if type(key) ~= 'string' or string.sub(key, 1, #prefix) ~= prefix then return nil end
+  local tag, name = string.match(string.sub(key, #prefix + 1), '^({' .. fam .. ':%d+}):(.+)$')
+  if not tag or not is_name(name) or string.find(name, ':', 1, true) then return nil end
+  return tag, name
+end
+
+---------------------------------------------------------------------------
+-- ff_quota_set: create or replace a quota policy.
+-- KEYS: 1 quota
+-- ARGV: 1 rate (admissions per window; 0 = none), 2 window_ms, 3 concurrency (0 = none)
+-- Returns ok('created') or ok('updated').
+redis.register_function('ff_quota_set', function(keys, argv)
+  local rate, window, conc = uint(argv[1]), uint(argv[2]), uint(argv[3])
+  if #keys ~= 1 or not policy_key(keys[1], 'ff:q:', 'q') or rate == nil or window == nil or conc == nil
+    or (rate > 0 and window == 0) or (rate == 0 and conc == 0) then
+    return fail('invalid_input', 'malformed quota arguments')
+  end
+  local existed = redis.call('EXISTS', keys[1]) == 1
+  redis.call('HSET', keys[1], 'rate', rate, 'window_ms', window, 'concurrency', conc)
+  return ok(existed and 'updated' or 'created')
+end)
+
+---------------------------------------------------------------------------
+-- ff_quota_admit: admit execution eid under a quota, or say when to try
+-- again. Holds past their deadline and admissions out of the window are
+-- dropped first.
+-- KEYS: 1 quota, 2 win, 3 run
+-- ARGV: 1 eid, 2 hold_ms (the hold's first deadline: about a lease TTL)
+-- Returns ok('admitted'), ok('already_admitted') (eid holds a slot, taken
+--   by an earlier admission, maybe another claimer's: its deadline is
+--   extended; the caller neither claims nor releases it), ok('rate_exceeded', retry_ms) or
+--   ok('concurrency_exceeded', retry_ms) (when the earliest hold lapses
+--   at the latest). Errors: invalid_input, quota_not_found.
+-- Inner commands: TIME, HMGET, ZSCORE run, ZREMRANGEBYSCORE x2, ZCARD x2,
+--   ZADD x2 (+ ZRANGE for a retry time).
+redis.register_function('ff_quota_admit', function(keys, argv)
+  local eid, hold = argv[1], uint(argv[2])
+  local tag, name = policy_key(keys[1], 'ff:q:', 'q')
+  if #keys ~= 3 or not tag or keys[2] ~= keys[1] .. ':win' or keys[3] ~= keys[1] .. ':run' or not id_tag(eid)
+    or not hold or hold == 0 then
+    return fail('invalid_input', 'malformed admission arguments')
+  end
+  local q = redis.call('HMGET', keys[1], 'rate', 'window_ms', 'concurrency')
+  if not q[1] then return fail('quota_not_found', name) end
+  local now = now_ms()
+  local rate, window, conc = num(q[1]), num(q[2]), num(q[3])
+  if redis.call('ZSCORE', keys[3], eid) then
+    redis.call('ZADD', keys[3], fmt(now + hold), eid)
+    return ok('already_admitted')
+  end
+  if conc > 0 then
+    redis.call('ZREMRANGEBYSCORE', keys[3], '-inf', now)
+    if redis.call('ZCARD', keys[3]) >= conc then
+      local first = redis.call('ZRANGE', keys[3], 0, 0, 'WITHSCORES')
+      return ok('concurrency_exceeded', fmt(math.max(1, tonumber(first[2] or now) - now)))
+    end
+  end
+  if rate > 0 then
+    redis.call('ZREMRANGEBYSCORE', keys[2], '-inf', now - window)
+    if redis.call('ZCARD', keys[2]) >= rate then
+      local first = redis.call('ZRANGE', keys[2], 0, 0, 'WITHSCORES')
+      return ok('rate_exceeded', fmt(math.max(1, tonumber(first[2] or now) + window - now)))
+    end
+    redis.call('ZADD', keys[2], now, eid .. ' ' .. fmt(now))
+  end
+  if conc > 0 then redis.call('ZADD', keys[3], fmt(now + hold), eid) end
+  return ok('admitted')
+end)
+
+---------------------------------------------------------------------------
+-- ff_quota_release: end the holds of executions (their attempts ended, or
+-- their claims failed).
+-- KEYS: 1 run
+-- ARGV: eids
+-- Returns ok(released).
+redis.register_function('ff_quota_release', function(keys, argv)
+  local run = keys[1]
+  if #keys ~= 1 or #argv == 0 or not (type(run) == 'string' and string.sub(run, -4) == ':run'
+    and policy_key(string.sub(run, 1, -5), 'ff:q:', 'q')) then
+    return fail('invalid_input', 'malformed release arguments')
+  end
+  for _, e in ipairs(argv) do
+    if not id_tag(e) then return fail('invalid_input', 'malformed execution id') end
+  end
+  return ok(tostring(redis.call('ZREM', run, unpack(argv))))
+end)
+
+---------------------------------------------------------------------------
+-- ff_quota_refresh: extend the holds of running executions (their holders
+-- renew them with their leases); a hold that lapsed is not taken back.
+-- KEYS: 1 run
+-- ARGV: 1 hold_ms, then eids
+-- Returns ok(extended).
+redis.register_function('ff_quota_refresh', function(keys, argv)
+  local run, hold = keys[1], uint(argv[1])
+  if #keys ~= 1 or #argv < 2 or not hold or hold == 0 or not (type(run) == 'string'
+    and string.sub(run, -4) == ':run' and policy_key(string.sub(run, 1, -5), 'ff:q:', 'q')) then
+    return fail('invalid_input', 'malformed refresh arguments')
+  end
+  local z = {}
+  local deadline = fmt(now_ms() + hold)
+  for i = 2, #argv do
+    if not id_tag(argv[i]) then return fail('invalid_input', 'malformed execution id') end
+    z[#z + 1], z[#z + 2] = deadline, argv[i]
+  end
+  return ok(tostring(redis.call('ZADD', run, 'XX', 'CH', unpack(z))))
+end)
+
+---------------------------------------------------------------------------
+-- ff_budget_set: create a budget, or replace its limits (usage is kept).
+-- KEYS: 1 budget
+-- ARGV: 1 n dims, then per dim: name, hard (0 = none), soft (0 = none)
+-- Returns ok('created') or ok('updated').
+redis.register_function('ff_budget_set', function(keys, argv)
+  local n = uint(argv[1])
+  if #keys ~= 1 or not policy_key(keys[1], 'ff:bg:', 'b') or not n or n == 0 or n > MAX_DIMS
+    or #argv ~= 1 + 3 * n then
+    return fail('invalid_input', 'malformed budget arguments')
+  end
+  local kv = {}
+  for i = 2, #argv, 3 do
+    local hard, soft = uint(argv[i + 1]), uint(argv[i + 2])
+    if not is_name(argv[i]) or not hard or not soft or (hard > 0 and soft > hard) then
+      return fail('invalid_input', 'malformed budget dimension')
+    end
+    append_all(kv, {'hard:' .. argv[i], hard, 'soft:' .. argv[i], soft})
+  end
+  local existed = redis.call('EXISTS', keys[1]) == 1
+  if not existed then append_all(kv, {'created_at', now_ms()}) end
+  redis.call('HSET', keys[1], unpack(kv))
+  return ok(existed and 'updated' or 'created')
+end)
+
+---------------------------------------------------------------------------
+-- ff_budget_reset: zero a budget's usage.
+-- KEYS: 1 budget
+-- Returns ok(dims_reset). Errors: budget_not_found.
+redis.register_function('ff_budget_reset', function(keys, argv)
+  if #keys ~= 1 or not policy_key(keys[1], 'ff:bg:', 'b') then
+    return fail('invalid_input', 'malformed budget key')
+  end
+  local all = redis.call('HKEYS', keys[1])
+  if #all == 0 then return fail('budget_not_found') end
+  local used = {}
+  for _, f in ipairs(all) do
+    if string.sub(f, 1, 2) == 'u:' then used[#used + 1] = f end
+  end
+  if #used > 0 then redis.call('HDEL', keys[1], unpack(used)) end
+  redis.call('HSET', keys[1], 'reset_at', now_ms())
+  return ok(tostring(#used))
+end)
+
+---------------------------------------------------------------------------
+-- ff_budget_report: add usage to a budget. Every hard limit is checked
+-- before anything is added: one the report would cross refuses the whole
+-- report (nothing added). A dedup key seen within DEDUP_WINDOW is not
+-- applied again.
+-- KEYS: 1 budget, 2 dedup
+-- ARGV: 1 dedup key ('' = none), 2 n, then per dim: name, amount
+-- Returns ok('ok'), ok('soft_breach', dim, usage, soft), ok('hard_breach',
+--   dim, usage, hard) or ok('already_applied'). Errors: invalid_input,
+--   budget_not_found.
+redis.register_function('ff_budget_report', function(keys, argv)
+  local key, n = argv[1], uint(argv[2])
+  if #keys ~= 2 or not policy_key(keys[1], 'ff:bg:', 'b') or keys[2] ~= keys[1] .. ':dedup' or not key
+    or #key > 512 or not n or n == 0 or n > MAX_DIMS or #argv ~= 2 + 2 * n then
+    return fail('invalid_input', 'malformed usage report')
+  end
+  local names = {}
+  for i = 3, #argv, 2 do
+    if not is_name(argv[i]) or not uint(argv[i + 1]) then return fail('invalid_input', 'malformed usage dimension') end
+    append_all(names, {'u:' .. argv[i], 'hard:' .. argv[i], 'soft:' .. argv[i]})
+  end
+  if redis.call('EXISTS', keys[1]) == 0 then return fail('budget_not_found') end
+  local now = now_ms()
+  if key ~= '' then
+    redis.call('ZREMRANGEBYSCORE', keys[2], '-inf', now - DEDUP_WINDOW)
+    if redis.call('ZSCORE', keys[2], key) then return ok('already_applied') end
+  end
+  local v = redis.call('HMGET', keys[1], unpack(names))
+  for j = 0, n - 1 do
+    local used, hard, amt = num(v[3 * j + 1]), num(v[3 * j + 2]), tonumber(argv[4 + 2 * j])
+    if hard > 0 and used + amt > hard then
+      return ok('hard_breach', argv[3 + 2 * j], fmt(used), fmt(hard))
+    end
+  end
+  local soft_hit
+  for j = 0, n - 1 do
+    local used = redis.call('HINCRBY', keys[1], names[3 * j + 1], argv[4 + 2 * j])
+    local soft = num(v[3 * j + 3])
+    if not soft_hit and soft > 0 and used > soft then soft_hit = {argv[3 + 2 * j], fmt(used), fmt(soft)} end
+  end
+  if key ~= '' then redis.call('ZADD', keys[2], now, key) end
+  if soft_hit then return ok('soft_breach', unpack(soft_hit)) end
+  return ok('ok')
+end)
+
+---------------------------------------------------------------------------
+-- ff_park: an execution a worker could not admit (a quota's rate or
+-- concurrency, a budget's hard limit) leaves the eligible set for until_ms:
+-- state rate_limited, in the delayed set, promoted back like a delay.
+-- KEYS: 1 core, 2 eligible, 3 delayed
+-- ARGV: 1 eid, 2 until_ms, 3 reason ('rate_limited' | 'concurrency' |
+--       'budget'), 4 lane
+-- Returns ok('parked') or ok('not_eligible') (claimed or moved meanwhile).
+local PARK_KEYS = {'core', 'eligible', 'delayed'}
+local PARK_REASONS = {rate_limited = true, concurrency = true, budget = true}
+redis.register_function('ff_park', function(keys, argv)
+  local eid, until_ms = argv[1], uint(argv[2])
+  local bad = bad_call(keys, PARK_KEYS, 3, eid, argv[4])
+  if bad then return bad end
+  if not until_ms or not PARK_REASONS[argv[3]] then return fail('invalid_input', 'malformed park arguments') end
+  local f = redis.call('HMGET', keys[1], 'state', 'blocked', 'lane')
+  if f[3] ~= argv[4] then return fail('invalid_input', 'lane differs from the execution') end
+  if f[1] ~= 'waiting' or (f[2] or '') ~= '' or redis.call('ZREM', keys[2], eid) == 0 then
+    return ok('not_eligible')
+  end
+  redis.call('HSET', keys[1], 'state', 'rate_limited', 'delay_until', until_ms, 'park_reason', argv[3],
+    'last_transition_at', now_ms())
+  redis.call('ZADD', keys[3], until_ms, eid)
+  return ok('parked')
+end)
+
+---------------------------------------------------------------------------
+-- ff_fence: whether the caller's lease triple holds the live lease (a
+-- holder's call made elsewhere, e.g. a usage report on a budget's slot,
+-- checks it first). Read-only.
+-- KEYS: 1 core
+-- ARGV: 1 eid, 2 lease_id, 3 epoch, 4 attempt_id
+-- Returns ok(). Errors: the fence errors, invalid_input.
+redis.register_function{function_name = 'ff_fence', flags = {'no-writes'},
+  callback = function(keys, argv)
+    local eid = argv[1]
+    if not id_tag(eid) or #keys ~= 1 or keys[1] ~= exec_key(eid, 'core') then
+      return fail('invalid_input', 'keys are not the execution\'s')
+    end
+    local bad = check_fence(keys[1], argv[2], argv[3], argv[4], now_ms())
+    return bad or ok()
+  end}

@@ -182,7 +182,7 @@ func (w *Worker) claimRound(ctx context.Context) (claimed int, saw bool, err err
 			break
 		}
 		li := (start + i) % nl
-		c, s, err := w.claimLane(ctx, li, w.pendingArrivals(li))
+		c, s, err := w.claimLaneByPolicy(ctx, li, nil)
 		claimed += c
 		saw = saw || s
 		if err != nil {
@@ -190,6 +190,31 @@ func (w *Worker) claimRound(ctx context.Context) (claimed int, saw bool, err err
 		}
 	}
 	return claimed, saw, nil
+}
+
+// claimLaneByPolicy claims on lane li as its policy says: not at all while
+// paused (a resume wakes the idle wait), through admission when it has a
+// quota or budgets, else claimLane (with the arrivals taken for it, or
+// pending when given).
+func (w *Worker) claimLaneByPolicy(ctx context.Context, li int, pending []candidate) (claimed int, saw bool, err error) {
+	p, err := w.lanePolicy(ctx, w.cfg.Lanes[li])
+	switch {
+	case err != nil:
+		return 0, false, err
+	case p.Paused:
+		return 0, false, nil
+	case p.Admits():
+		if open, poll := w.adm.laneOpen(w.cfg.Lanes[li]); !open {
+			// Refused for a moment: a full cap frees with no push to say
+			// so, so that work is in sight and the loop looks again soon.
+			return 0, poll, nil
+		}
+		return w.claimAdmitted(ctx, li, p)
+	}
+	if pending == nil {
+		pending = w.pendingArrivals(li)
+	}
+	return w.claimLane(ctx, li, pending)
 }
 
 // claimLane claims on lane li from the partitions that may hold work, best
@@ -271,7 +296,7 @@ func (w *Worker) claimLatePending(ctx context.Context) bool {
 	claimed := 0
 	for li := range w.cfg.Lanes {
 		if pending := w.pendingArrivals(li); len(pending) > 0 {
-			c, _, err := w.claimLane(ctx, li, pending)
+			c, _, err := w.claimLaneByPolicy(ctx, li, pending)
 			claimed += c
 			w.claimFailed(ctx, err)
 		}
@@ -288,6 +313,14 @@ func (w *Worker) claimArrival(ctx context.Context, a *Arrival) {
 	}
 	li := slices.Index(w.cfg.Lanes, a.Lane)
 	if li < 0 {
+		return
+	}
+	if p, err := w.lanePolicy(ctx, a.Lane); err != nil || p.Paused || p.Admits() {
+		// Not claimed as it came: the policy decides (claimLaneByPolicy).
+		if err == nil && p.Admits() {
+			_, _, err = w.claimLaneByPolicy(ctx, li, nil)
+		}
+		w.claimFailed(ctx, err)
 		return
 	}
 	_, err := w.claimCandidates(ctx, li, w.arrivalCandidates([]Arrival{*a}))

@@ -129,6 +129,7 @@ var codeKinds = map[string]ErrorKind{
 	CodeNotFlowMember: KindValidation, CodeFlowMemberElsewhere: KindConflict, CodeFlowTooLarge: KindValidation,
 	CodeEdgeExists: KindConflict, CodeEdgeNotFound: KindNotFound, CodeCycleDetected: KindConflict,
 	CodeInvalidDependency: KindState, CodeGroupPolicyLocked: KindConflict,
+	CodeQuotaNotFound: KindNotFound, CodeBudgetNotFound: KindNotFound,
 }
 
 // KindOfCode returns the kind of a known code, and KindBug for an unknown one

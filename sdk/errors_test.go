@@ -15,6 +15,8 @@ var allCodes = []struct {
 }{
 	{CodeInvalidInput, KindValidation},
 	{CodeSummaryConflict, KindConflict},
+	{CodeQuotaNotFound, KindNotFound},
+	{CodeBudgetNotFound, KindNotFound},
 	{CodeFlowNotFound, KindNotFound},
 	{CodeFlowTerminal, KindState},
 	{CodeStaleGraphRevision, KindContention},
@@ -315,6 +317,8 @@ func TestErrorClass(t *testing.T) {
 		CodeLibraryIncompatible:      ClassTerminal,
 		"unknown_code":               ClassTerminal,
 		CodeSummaryConflict:          ClassTerminal,
+		CodeQuotaNotFound:            ClassTerminal,
+		CodeBudgetNotFound:           ClassTerminal,
 		CodeFlowNotFound:             ClassTerminal,
 		CodeFlowTerminal:             ClassTerminal,
 		CodeStaleGraphRevision:       ClassRetryable,

@@ -304,8 +304,13 @@ func (w *Worker) offerFree(ctx context.Context) {
 	}
 }
 
-// offerLane posts n offers on lane, their slots reserved.
+// offerLane posts n offers on lane, their slots reserved (none on a lane
+// with a policy: paused, or claimed through admission).
 func (w *Worker) offerLane(ctx, cctx context.Context, lane LaneID, n int) {
+	if !w.laneOffers(cctx, lane) {
+		w.slots.release(n)
+		return
+	}
 	ids := newTokens(n)
 	if !w.offers.register(lane, ids) {
 		w.slots.release(n)
@@ -367,7 +372,7 @@ func (w *Worker) completeCall(ctx context.Context, t *Task, result []byte) error
 	// The slot is the task's until the offer is registered: a hand-off for
 	// it (it can overtake the reply) then finds the offer and uses the slot
 	// the task is about to give up.
-	if co != nil && !t.slot.heldByOffer() && offerSlot {
+	if co != nil && !t.slot.heldByOffer() && offerSlot && w.laneOffers(ctx, t.h.Lane) {
 		ids = newTokens(1)
 		if !w.offers.register(t.h.Lane, ids) {
 			ids = nil
@@ -482,6 +487,11 @@ func (w *Worker) takeHandoff(ct ClaimedTask) {
 	ok, slotHeld := w.offers.handoff(ct.Handle.LeaseID,
 		func() bool { return w.slots.reserve(1) == 1 },
 		func() {
+			if !w.admitHandoff(ct) {
+				w.slots.release(1)
+				go w.handBack(ct)
+				return
+			}
 			w.stats.handoffs.Add(1)
 			w.startTask(ct, started)
 		})

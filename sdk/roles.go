@@ -388,6 +388,7 @@ const (
 	RoleCompletions    Role = "completions"     // CompletionSubscriber
 	RoleLeaseHistory   Role = "lease_history"   // LeaseHistorySubscriber
 	RoleFlows          Role = "flows"           // Flower
+	RoleAdmission      Role = "admission"       // Admitter
 )
 
 // Features names a backend and the optional roles its configuration enables.
@@ -433,6 +434,7 @@ type BackendRoles struct {
 	Completions       CompletionSubscriber
 	LeaseHistory      LeaseHistorySubscriber
 	Flows             Flower
+	Admission         Admitter
 }
 
 // RolesOf is the one way to discover a backend's optional roles: a role is
@@ -460,6 +462,7 @@ func RolesOf(b EngineBackend) BackendRoles {
 	r.Completions = roleOf[CompletionSubscriber](b, f, RoleCompletions)
 	r.LeaseHistory = roleOf[LeaseHistorySubscriber](b, f, RoleLeaseHistory)
 	r.Flows = roleOf[Flower](b, f, RoleFlows)
+	r.Admission = roleOf[Admitter](b, f, RoleAdmission)
 	return r
 }
 

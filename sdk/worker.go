@@ -34,6 +34,7 @@ type Worker struct {
 	completer *groupCommit[CompleteItem, CompleteOutcome]
 	running   *runningSet
 	runners   *runnerPool
+	adm       admissionState // lanes refused for now, quota holds of running tasks
 	stats     workerStats
 	// engineChecked is when (unix ns) delayedWork last asked for live engines.
 	engineChecked atomic.Int64
@@ -155,6 +156,9 @@ func (w *Worker) startBackground(reg WorkerRegistration) (stop func()) {
 		}
 	}
 	w.startOffers(renewCtx)
+	if w.roles.Admission != nil {
+		bg.Go(func() { w.refreshAdmissions(renewCtx) })
+	}
 	hbCtx, stopHB := context.WithCancel(w.baseCtx)
 	if w.roles.WorkerRegistry != nil {
 		bg.Go(func() { w.heartbeat(hbCtx, reg) })
@@ -425,6 +429,7 @@ func (w *Worker) invoke(t *Task) (panicked bool, reason string, err error) {
 func (w *Worker) endTask(t *Task) {
 	t.stopRenewing()
 	t.cancel(context.Canceled)
+	w.releaseAdmission(t)
 	w.running.remove(t)
 	w.slots.endTask(&t.slot)
 	w.running.done()

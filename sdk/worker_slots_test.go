@@ -44,5 +44,5 @@ func TestWorkerFewSlotsIdleRounds(t *testing.T) {
 		e2eWaitFor(t, 3*time.Second, fmt.Sprintf("round %d's two executions", round), func() bool { return done.Load() >= want })
 		time.Sleep(time.Duration(50+round*25) * time.Millisecond)
 	}
-	t.Logf("hand-offs %d + %d, arrivals %d + %d", ws[0].Stats().Handoffs, ws[1].Stats().Handoffs, ws[0].Stats().Arrivals, ws[1].Stats().Arrivals)
+	t.Logf("hand-offs %d + %d, arrivals %d + %d, offers %d + %d", ws[0].Stats().Handoffs, ws[1].Stats().Handoffs, ws[0].Stats().Arrivals, ws[1].Stats().Arrivals, ws[0].Stats().Offers, ws[1].Stats().Offers)
 }

@@ -170,6 +170,11 @@ func (b *Backend) onInvalidations(msgs []valkey.ValkeyMessage) {
 	refs := eligibleRefs(keys) // parsed once for both
 	b.watch.invalidated(refs, b.ready.invalidate(refs))
 	b.terminal.wake(keys, false)
+	for _, k := range keys {
+		if lane, ok := strings.CutPrefix(k, "ff:lane:"); ok {
+			b.watch.wakeLane(sdk.LaneID(lane)) // a policy changed: paused or resumed, say
+		}
+	}
 }
 
 // Client exposes the underlying valkey-go client (for the harness and tests).
@@ -219,7 +224,7 @@ func (b *Backend) ShutdownPrepare(ctx context.Context, grace time.Duration) erro
 // completions are on unless Options.DisableCompleteBatch.
 func (b *Backend) Features() sdk.Features {
 	roles := []sdk.Role{sdk.RoleBatchRenew, sdk.RoleWindowScan, sdk.RoleGrantClaim, sdk.RoleFusedClaim, sdk.RoleWorkerRegistry,
-		sdk.RoleEngineMonitor, sdk.RoleBatchSubmit, sdk.RoleWaiting, sdk.RoleStreams, sdk.RoleLeaseHistory, sdk.RoleFlows}
+		sdk.RoleEngineMonitor, sdk.RoleBatchSubmit, sdk.RoleWaiting, sdk.RoleStreams, sdk.RoleLeaseHistory, sdk.RoleFlows, sdk.RoleAdmission}
 	if b.opts.CacheSizeEachConn >= 0 {
 		roles = append(roles, sdk.RoleReadiness, sdk.RoleTerminalWatch, sdk.RoleCompletions)
 	}

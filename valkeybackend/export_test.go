@@ -20,3 +20,8 @@ var ParseHandoffForTest = parseHandoff
 
 // AttemptsOfForTest exposes attemptsOf to the external tests.
 var AttemptsOfForTest = attemptsOf
+
+// QuotaKeyForTest and BudgetKeyForTest expose the policy key layout to the
+// raw-call tests.
+func QuotaKeyForTest(q string) string  { return quotaKey(sdk.QuotaID(q)) }
+func BudgetKeyForTest(b string) string { return budgetKey(sdk.BudgetID(b)) }

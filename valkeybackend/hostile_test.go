@@ -344,6 +344,12 @@ func (f hostileFixture) calls() []rawCall {
 			build: func(e, _ string) ([]string, []string) {
 				return []string{fk(e, "cancels"), pk("flow_cancels")}, []string{e, f.waiting}
 			}},
+		rawCall{fn: "ff_park", eid: f.waiting, eidArg: 0, laneArg: 3, laneKeys: true,
+			build: func(e, l string) ([]string, []string) {
+				return []string{ek(e, "core"), lk(l, "eligible"), lk(l, "delayed")}, []string{e, "1", "budget", l}
+			}},
+		rawCall{fn: "ff_fence", eid: f.active, eidArg: 0, laneArg: -1,
+			build: func(e, _ string) ([]string, []string) { return []string{ek(e, "core")}, fence(e) }},
 		rawCall{fn: "ff_flow_reconcile", eid: f.waiting, eidArg: 0, laneArg: -1,
 			build: func(e, _ string) ([]string, []string) {
 				return []string{ek(e, "core"), pk("dep_blocked")}, []string{e}
@@ -664,5 +670,62 @@ func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() boo
 			t.Fatalf("timed out after %v waiting for %s", timeout, what)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// The quota and budget functions refuse malformed keys and arguments with
+// invalid_input and the keyspace unchanged.
+func TestPolicyFunctionsRefuseMalformedInput(t *testing.T) {
+	for _, topo := range topologies() {
+		t.Run(topo.name, func(t *testing.T) {
+			ctx := context.Background()
+			addrs := topo.addrs(t)
+			b := freshBackend(t, addrs, valkeybackend.Options{})
+			if err := b.CreateQuotaPolicy(ctx, sdk.QuotaPolicy{ID: "q1", Rate: 5, Window: time.Second}); err != nil {
+				t.Fatal(err)
+			}
+			if err := b.CreateBudget(ctx, sdk.Budget{ID: "b1", Limits: map[string]sdk.BudgetLimit{"t": {Hard: 10}}}); err != nil {
+				t.Fatal(err)
+			}
+			raw := rawClient(t, addrs)
+			nodes := nodeClients(t, addrs)
+			t.Cleanup(func() {
+				for _, c := range nodes {
+					c.Close()
+				}
+			})
+			q := valkeybackend.QuotaKeyForTest("q1")
+			bg := valkeybackend.BudgetKeyForTest("b1")
+			eid := string(sdk.NewExecutionID(0))
+			before := keyspaceOf(t, nodes)
+			for _, c := range []struct {
+				fn         string
+				keys, args []string
+			}{
+				{"ff_quota_set", []string{"ff:q:nope"}, []string{"1", "1000", "0"}},
+				{"ff_quota_set", []string{q}, []string{"1", "0", "0"}},  // a rate without a window
+				{"ff_quota_set", []string{q}, []string{"0", "0", "0"}},  // no limit at all
+				{"ff_quota_set", []string{q}, []string{"-1", "1", "1"}}, // negative
+				{"ff_quota_admit", []string{q, q + ":win", q + ":other"}, []string{eid, "1000"}},
+				{"ff_quota_admit", []string{q, q + ":win", q + ":run"}, []string{"not-an-id", "1000"}},
+				{"ff_quota_admit", []string{q, q + ":win", q + ":run"}, []string{eid, "0"}},
+				{"ff_quota_release", []string{q}, []string{eid}},
+				{"ff_quota_release", []string{q + ":run"}, []string{"bad id"}},
+				{"ff_quota_refresh", []string{q + ":run"}, []string{"0", eid}},
+				{"ff_budget_set", []string{bg}, []string{"1", "t", "5", "9"}}, // soft over hard
+				{"ff_budget_set", []string{bg}, []string{"1", "bad dim", "5", "1"}},
+				{"ff_budget_set", []string{"ff:bg:{q:1}:b1"}, []string{"1", "t", "5", "1"}},
+				{"ff_budget_report", []string{bg, bg + ":other"}, []string{"", "1", "t", "1"}},
+				{"ff_budget_report", []string{bg, bg + ":dedup"}, []string{"", "1", "t", "x"}},
+				{"ff_budget_report", []string{bg, bg + ":dedup"}, []string{"", "2", "t", "1"}},
+				{"ff_budget_reset", []string{"ff:bg:b1"}, nil},
+			} {
+				code, detail, err := fcallRaw(ctx, raw, c.fn, c.keys, c.args)
+				if err != nil || code != sdk.CodeInvalidInput {
+					t.Fatalf("%s %v %v = %q %q, %v; want invalid_input", c.fn, c.keys, c.args, code, detail, err)
+				}
+				requireSameKeyspace(t, c.fn, before, keyspaceOf(t, nodes))
+			}
+		})
 	}
 }

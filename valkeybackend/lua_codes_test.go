@@ -51,6 +51,8 @@ var luaCodeKinds = map[string]sdk.ErrorKind{
 	sdk.CodeSignalLimitExceeded:       sdk.KindResourceExhausted,
 	sdk.CodeHMACSecretNotInitialized:  sdk.KindState,
 	sdk.CodeSummaryConflict:           sdk.KindConflict,
+	sdk.CodeQuotaNotFound:             sdk.KindNotFound,
+	sdk.CodeBudgetNotFound:            sdk.KindNotFound,
 	sdk.CodeFlowNotFound:              sdk.KindNotFound,
 	sdk.CodeFlowTerminal:              sdk.KindState,
 	sdk.CodeStaleGraphRevision:        sdk.KindContention,

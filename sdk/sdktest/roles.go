@@ -19,7 +19,7 @@ func roleEnabled(rs sdk.BackendRoles, r sdk.Role) (enabled, known bool) {
 		sdk.RoleClaimOffers: rs.ClaimOfferer, sdk.RoleCompleteOffer: rs.CompleteOfferer,
 		sdk.RoleBatchSubmit: rs.BatchSubmitter, sdk.RoleEngineMonitor: rs.EngineMonitor,
 		sdk.RoleCompleteBatch: rs.CompleteBatcher, sdk.RoleWaiting: rs.Waiter, sdk.RoleStreams: rs.Streamer, sdk.RoleTerminalWatch: rs.TerminalWatcher, sdk.RoleCompletions: rs.Completions,
-		sdk.RoleLeaseHistory: rs.LeaseHistory, sdk.RoleFlows: rs.Flows,
+		sdk.RoleLeaseHistory: rs.LeaseHistory, sdk.RoleFlows: rs.Flows, sdk.RoleAdmission: rs.Admission,
 	}
 	f, known := fields[r]
 	return known && f != nil, known

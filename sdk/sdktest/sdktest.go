@@ -163,6 +163,13 @@ var suite = []subtest{
 		{name: "wait_children", fn: testFlowWaitChildren},
 		{name: "bad_input", fn: testFlowBadInput},
 	}},
+	{name: "admission", sub: []subtest{
+		{name: "quota_rate", fn: testQuotaRate},
+		{name: "quota_concurrency", fn: testQuotaConcurrency},
+		{name: "budgets", fn: testBudgets},
+		{name: "lane_pause", fn: testLanePause},
+		{name: "bad_input", fn: testAdmissionBadInput},
+	}},
 	{name: "offers", sub: []subtest{
 		{name: "handoff", fn: testHandoff},
 		{name: "withdraw", fn: testWithdrawOffers},

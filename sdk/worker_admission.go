@@ -1,0 +1,203 @@
+package sdk
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// The Worker's side of admission (Admitter, RoleAdmission). Before it
+// claims on a lane it reads the lane's policy through the backend's cache
+// (an in-memory hit while the policy is unchanged; the server's
+// invalidation of it wakes idle workers): a paused lane is skipped, a lane
+// with a quota or budgets is claimed through ClaimForWorker, one at a time,
+// and every other lane exactly as without admission. Claims admitted under
+// a quota hold a slot of it while they run: the worker extends the holds
+// with its renewals and releases each when its task ends.
+
+// admissionState is the Worker's admission bookkeeping.
+type admissionState struct {
+	mu     sync.Mutex
+	closed map[LaneID]closedLane // lanes refused for now
+	held   map[ExecutionID]QuotaID
+}
+
+// closedLane is a lane refused until a time, and why.
+type closedLane struct {
+	until  time.Time
+	reason string
+}
+
+// laneOpen reports whether lane may be claimed now (no refusal pending),
+// and when not, whether the claim loop should look again soon: a full cap
+// frees, and a rate window moves, with no push to announce it (work held
+// back by a budget waits for its parked head's return instead).
+func (a *admissionState) laneOpen(lane LaneID) (open, poll bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	c, ok := a.closed[lane]
+	if ok && time.Now().After(c.until) {
+		delete(a.closed, lane)
+		return true, false
+	}
+	return !ok, ok && c.reason != "budget"
+}
+
+func (a *admissionState) closeLane(lane LaneID, d time.Duration, reason string) {
+	a.mu.Lock()
+	if a.closed == nil {
+		a.closed = map[LaneID]closedLane{}
+	}
+	a.closed[lane] = closedLane{until: time.Now().Add(d), reason: reason}
+	a.mu.Unlock()
+}
+
+func (a *admissionState) hold(id ExecutionID, q QuotaID) {
+	a.mu.Lock()
+	if a.held == nil {
+		a.held = map[ExecutionID]QuotaID{}
+	}
+	a.held[id] = q
+	a.mu.Unlock()
+}
+
+// release forgets id's hold and returns its quota ("" when it had none).
+func (a *admissionState) release(id ExecutionID) QuotaID {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	q := a.held[id]
+	delete(a.held, id)
+	return q
+}
+
+// byQuota returns the held executions grouped by quota.
+func (a *admissionState) byQuota() map[QuotaID][]ExecutionID {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := map[QuotaID][]ExecutionID{}
+	for id, q := range a.held {
+		out[q] = append(out[q], id)
+	}
+	return out
+}
+
+// concurrencyRecheck is how long a lane whose quota was full waits before
+// its next admission try (a slot frees when a running task ends, which no
+// push announces).
+const concurrencyRecheck = 20 * time.Millisecond
+
+// lanePolicy reads lane's policy; the zero policy without admission.
+func (w *Worker) lanePolicy(ctx context.Context, lane LaneID) (LanePolicy, error) {
+	if w.roles.Admission == nil {
+		return LanePolicy{}, nil
+	}
+	return w.roles.Admission.LanePolicy(ctx, lane)
+}
+
+// claimAdmitted claims on lane li through admission (ClaimForWorker), one
+// slot at a time, until the slots or the admitted work run out.
+func (w *Worker) claimAdmitted(ctx context.Context, li int, p LanePolicy) (claimed int, saw bool, err error) {
+	lane := w.cfg.Lanes[li]
+	parts, err := w.lanePartitions(ctx, li)
+	if err != nil || len(parts) == 0 {
+		return 0, false, err
+	}
+	adm := w.roles.Admission
+	for w.slots.free() > 0 && ctx.Err() == nil {
+		if open, _ := w.adm.laneOpen(lane); !open {
+			break
+		}
+		if w.slots.reserve(1) == 0 {
+			break
+		}
+		w.stats.attempts.Add(1)
+		sent := time.Now()
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), max(w.cfg.GrantTTL, minCallTimeout))
+		ct, ad, err := adm.ClaimForWorker(cctx, ClaimForWorkerArgs{Lane: lane, WorkerID: w.cfg.WorkerID,
+			WorkerInstanceID: w.cfg.InstanceID, Capabilities: w.cfg.Capabilities, LeaseTTL: w.cfg.LeaseTTL, Partitions: parts})
+		cancel()
+		if err != nil || ct == nil {
+			w.slots.release(1)
+			switch {
+			case err != nil:
+				return claimed, true, err
+			case ad.Reason == "concurrency":
+				w.adm.closeLane(lane, min(ad.RetryAfter, concurrencyRecheck), ad.Reason)
+			case ad.Reason != "":
+				w.adm.closeLane(lane, ad.RetryAfter, ad.Reason)
+			}
+			return claimed, ad.Reason != "", nil
+		}
+		if p.Quota != "" {
+			w.adm.hold(ct.Handle.ExecutionID, p.Quota)
+		}
+		w.startTask(*ct, sent)
+		claimed++
+		saw = true
+	}
+	return claimed, saw, nil
+}
+
+// releaseAdmission gives back the quota hold of a task that ended.
+func (w *Worker) releaseAdmission(t *Task) {
+	q := w.adm.release(t.ID)
+	if q == "" || w.roles.Admission == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(w.baseCtx, minCallTimeout)
+	defer cancel()
+	if err := w.roles.Admission.ReleaseAdmission(ctx, q, t.ID); err != nil {
+		w.reportError(err) // the hold lapses by itself
+	}
+}
+
+// refreshAdmissions extends the quota holds of running tasks every third
+// of a lease TTL, as the renewer extends their leases.
+func (w *Worker) refreshAdmissions(ctx context.Context) {
+	tick := time.NewTicker(max(w.cfg.LeaseTTL/3, time.Millisecond))
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		for q, ids := range w.adm.byQuota() {
+			cctx, cancel := context.WithTimeout(ctx, minCallTimeout)
+			if err := w.roles.Admission.RefreshAdmissions(cctx, q, w.cfg.LeaseTTL, ids...); err != nil && ctx.Err() == nil {
+				w.reportError(err)
+			}
+			cancel()
+		}
+	}
+}
+
+// laneOffers reports whether the worker may offer slots on lane: not when
+// its policy pauses it or admits its claims (a hand-off would skip both).
+func (w *Worker) laneOffers(ctx context.Context, lane LaneID) bool {
+	p, err := w.lanePolicy(ctx, lane)
+	return err == nil && !p.Paused && !p.Admits()
+}
+
+// admitHandoff decides whether a hand-off may run: one for a lane paused
+// since its offer was posted is not, and one for a lane claimed through
+// admission runs only once admitted (the caller hands back the rest).
+func (w *Worker) admitHandoff(ct ClaimedTask) bool {
+	ctx, cancel := context.WithTimeout(w.baseCtx, minCallTimeout)
+	defer cancel()
+	p, err := w.lanePolicy(ctx, ct.Handle.Lane)
+	if err != nil || p.Paused {
+		return err == nil && !p.Paused
+	}
+	if !p.Admits() {
+		return true
+	}
+	ad, err := w.roles.Admission.Admit(ctx, p, ct.Handle.ExecutionID, w.cfg.LeaseTTL)
+	if err != nil || !ad.Admitted {
+		return false
+	}
+	if p.Quota != "" {
+		w.adm.hold(ct.Handle.ExecutionID, p.Quota)
+	}
+	return true
+}

@@ -1,0 +1,460 @@
+package valkeybackend
+
+import (
+	"context"
+	"hash/fnv"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/valkey-io/valkey-go"
+
+	"github.com/flowfabric/flowfabric-go/sdk"
+)
+
+// Admission (sdk.Admitter): quotas and budgets in their own partition
+// families (lua: the admission section), lane policies in one hash per
+// lane read through the client-side cache.
+
+var _ sdk.Admitter = (*Backend)(nil)
+
+// QuotaPartitions and BudgetPartitions are the sizes of the quota {q:K}
+// and budget {b:M} families: a policy's slot is FNV-1a of its name modulo
+// the count, fixed for every deployment.
+const (
+	QuotaPartitions  = 16
+	BudgetPartitions = 16
+)
+
+func policyTag(fam, name string, n int) string {
+	h := fnv.New32a()
+	h.Write([]byte(name))
+	return "{" + fam + ":" + strconv.Itoa(int(h.Sum32()%uint32(n))) + "}"
+}
+
+// quotaKey is quota q's hash (":win" and ":run" its window and holds).
+func quotaKey(q sdk.QuotaID) string {
+	return "ff:q:" + policyTag("q", string(q), QuotaPartitions) + ":" + string(q)
+}
+
+// budgetKey is budget id's hash (":dedup" its applied report keys).
+func budgetKey(id sdk.BudgetID) string {
+	return "ff:bg:" + policyTag("b", string(id), BudgetPartitions) + ":" + string(id)
+}
+
+// lanePolicyKey is lane's policy hash (paused, quota, budgets); untagged,
+// read alone.
+func lanePolicyKey(lane sdk.LaneID) string { return "ff:lane:" + string(lane) }
+
+// lanePolicyTTL bounds a cached lane policy read between invalidations.
+const lanePolicyTTL = time.Minute
+
+// CreateQuotaPolicy creates or replaces a quota policy (sdk.Admitter).
+func (b *Backend) CreateQuotaPolicy(ctx context.Context, q sdk.QuotaPolicy) error {
+	const op = "create_quota_policy"
+	if err := q.Validate(); err != nil {
+		return opError(op, err)
+	}
+	_, err := decode(op, b.client.Do(ctx, b.fcall("ff_quota_set", []string{quotaKey(q.ID)},
+		strconv.Itoa(q.Rate), durMS(q.Window), strconv.Itoa(q.Concurrency))))
+	return err
+}
+
+// CreateBudget creates a budget or replaces its limits (sdk.Admitter).
+func (b *Backend) CreateBudget(ctx context.Context, bg sdk.Budget) error {
+	const op = "create_budget"
+	if err := bg.Validate(); err != nil {
+		return opError(op, err)
+	}
+	dims := make([]string, 0, len(bg.Limits))
+	for d := range bg.Limits {
+		dims = append(dims, d)
+	}
+	sort.Strings(dims)
+	args := []string{strconv.Itoa(len(dims))}
+	for _, d := range dims {
+		l := bg.Limits[d]
+		args = append(args, d, strconv.FormatUint(l.Hard, 10), strconv.FormatUint(l.Soft, 10))
+	}
+	_, err := decode(op, b.client.Do(ctx, b.fcall("ff_budget_set", []string{budgetKey(bg.ID)}, args...)))
+	return err
+}
+
+// ResetBudget zeroes a budget's usage (sdk.Admitter).
+func (b *Backend) ResetBudget(ctx context.Context, id sdk.BudgetID) error {
+	const op = "reset_budget"
+	if err := id.Validate(); err != nil {
+		return opError(op, err)
+	}
+	_, err := decode(op, b.client.Do(ctx, b.fcall("ff_budget_reset", []string{budgetKey(id)})))
+	return err
+}
+
+// GetBudgetStatus reads a budget (sdk.Admitter).
+func (b *Backend) GetBudgetStatus(ctx context.Context, id sdk.BudgetID) (sdk.BudgetStatus, error) {
+	const op = "get_budget_status"
+	if err := id.Validate(); err != nil {
+		return sdk.BudgetStatus{}, opError(op, err)
+	}
+	m, err := b.client.Do(ctx, b.client.B().Hgetall().Key(budgetKey(id)).Build()).AsStrMap()
+	if err != nil {
+		return sdk.BudgetStatus{}, backendError(op, err)
+	}
+	if len(m) == 0 {
+		return sdk.BudgetStatus{}, sdk.NewError(op, sdk.CodeBudgetNotFound, string(id))
+	}
+	return budgetStatusOf(id, m), nil
+}
+
+func budgetStatusOf(id sdk.BudgetID, m map[string]string) sdk.BudgetStatus {
+	s := sdk.BudgetStatus{ID: id, Limits: map[string]sdk.BudgetLimit{}, Used: map[string]uint64{},
+		CreatedAt: msTime(parseInt(m["created_at"])), ResetAt: msTime(parseInt(m["reset_at"]))}
+	for f, v := range m {
+		n, _ := strconv.ParseUint(v, 10, 64)
+		switch kind, dim, ok := strings.Cut(f, ":"); {
+		case !ok:
+		case kind == "hard":
+			l := s.Limits[dim]
+			l.Hard = n
+			s.Limits[dim] = l
+		case kind == "soft":
+			l := s.Limits[dim]
+			l.Soft = n
+			s.Limits[dim] = l
+		case kind == "u":
+			s.Used[dim] = n
+		}
+	}
+	return s
+}
+
+// ReportUsage reports usage for h's lease: the lease is checked on the
+// execution's slot (ff_fence), then the usage applied on the budget's
+// (sdk.Admitter). A report whose reply was lost is safe to repeat with
+// its DedupKey.
+func (b *Backend) ReportUsage(ctx context.Context, h sdk.Handle, r sdk.UsageReport) (sdk.UsageOutcome, error) {
+	const op = "report_usage"
+	if _, err := b.handleTag(op, h); err != nil {
+		return sdk.UsageOutcome{}, err
+	}
+	if err := r.Validate(); err != nil {
+		return sdk.UsageOutcome{}, opError(op, err)
+	}
+	if _, err := decode(op, b.client.Do(ctx, b.fcallRO("ff_fence", []string{coreKey(h.ExecutionID)}, fenceArgs(h)...))); err != nil {
+		return sdk.UsageOutcome{}, err
+	}
+	return b.reportUsage(ctx, op, r)
+}
+
+// ReportUsageAdmin reports usage with no lease (sdk.Admitter).
+func (b *Backend) ReportUsageAdmin(ctx context.Context, r sdk.UsageReport) (sdk.UsageOutcome, error) {
+	const op = "report_usage_admin"
+	if err := r.Validate(); err != nil {
+		return sdk.UsageOutcome{}, opError(op, err)
+	}
+	return b.reportUsage(ctx, op, r)
+}
+
+func (b *Backend) reportUsage(ctx context.Context, op string, r sdk.UsageReport) (sdk.UsageOutcome, error) {
+	dims := make([]string, 0, len(r.Usage))
+	for d := range r.Usage {
+		dims = append(dims, d)
+	}
+	sort.Strings(dims)
+	key := budgetKey(r.Budget)
+	args := []string{r.DedupKey, strconv.Itoa(len(dims))}
+	for _, d := range dims {
+		args = append(args, d, strconv.FormatUint(r.Usage[d], 10))
+	}
+	rep, err := decode(op, b.client.Do(ctx, b.fcall("ff_budget_report", []string{key, key + ":dedup"}, args...)))
+	if err != nil {
+		return sdk.UsageOutcome{}, err
+	}
+	out := sdk.UsageOutcome{Status: sdk.UsageStatus(rep.field(0))}
+	if out.Status == sdk.UsageSoftBreach || out.Status == sdk.UsageHardBreach {
+		out.Dimension, out.Current, out.Limit = rep.field(1), rep.uint(2), rep.uint(3)
+	}
+	return out, nil
+}
+
+// SetLanePolicy replaces a lane's policy (sdk.Admitter): one hash, read by
+// workers through their caches, so the server's invalidation tells them at
+// once.
+func (b *Backend) SetLanePolicy(ctx context.Context, lane sdk.LaneID, p sdk.LanePolicy) error {
+	const op = "set_lane_policy"
+	if err := lane.Validate(); err != nil {
+		return opError(op, err)
+	}
+	if p.Quota != "" {
+		if err := p.Quota.Validate(); err != nil {
+			return opError(op, err)
+		}
+	}
+	budgets := make([]string, 0, len(p.Budgets))
+	for _, bg := range p.Budgets {
+		if err := bg.Validate(); err != nil {
+			return opError(op, err)
+		}
+		budgets = append(budgets, string(bg))
+	}
+	key := lanePolicyKey(lane)
+	if !p.Paused && !p.Admits() {
+		return b.client.Do(ctx, b.client.B().Del().Key(key).Build()).Error()
+	}
+	paused := "0"
+	if p.Paused {
+		paused = "1"
+	}
+	cmds := valkey.Commands{b.client.B().Del().Key(key).Build(),
+		b.client.B().Hset().Key(key).FieldValue().FieldValue("paused", paused).FieldValue("quota", string(p.Quota)).
+			FieldValue("budgets", strings.Join(budgets, ",")).Build()}
+	for _, res := range b.client.DoMulti(ctx, cmds...) {
+		if err := res.Error(); err != nil {
+			return backendError(op, err)
+		}
+	}
+	return nil
+}
+
+// LanePolicy reads a lane's policy through the client-side cache
+// (sdk.Admitter).
+func (b *Backend) LanePolicy(ctx context.Context, lane sdk.LaneID) (sdk.LanePolicy, error) {
+	const op = "lane_policy"
+	if err := lane.Validate(); err != nil {
+		return sdk.LanePolicy{}, opError(op, err)
+	}
+	var m map[string]string
+	var err error
+	if b.opts.CacheSizeEachConn >= 0 {
+		m, err = b.client.DoCache(ctx, b.client.B().Hgetall().Key(lanePolicyKey(lane)).Cache().ToStaticTTL(), lanePolicyTTL).AsStrMap()
+	} else {
+		m, err = b.client.Do(ctx, b.client.B().Hgetall().Key(lanePolicyKey(lane)).Build()).AsStrMap()
+	}
+	if err != nil {
+		return sdk.LanePolicy{}, backendError(op, err)
+	}
+	p := sdk.LanePolicy{Paused: m["paused"] == "1", Quota: sdk.QuotaID(m["quota"])}
+	if s := m["budgets"]; s != "" {
+		for _, bg := range strings.Split(s, ",") {
+			p.Budgets = append(p.Budgets, sdk.BudgetID(bg))
+		}
+	}
+	return p, nil
+}
+
+// Admit checks an execution against a lane policy (sdk.Admitter): the
+// budgets' hard limits (one read each), then the quota's ff_quota_admit.
+func (b *Backend) Admit(ctx context.Context, p sdk.LanePolicy, id sdk.ExecutionID, hold time.Duration) (sdk.Admission, error) {
+	const op = "admit"
+	if _, err := b.partitionOf(op, id); err != nil {
+		return sdk.Admission{}, err
+	}
+	if hold <= 0 {
+		return sdk.Admission{}, sdk.NewError(op, sdk.CodeInvalidInput, "hold must be positive")
+	}
+	if len(p.Budgets) > 0 {
+		cmds := make(valkey.Commands, len(p.Budgets))
+		for i, bg := range p.Budgets {
+			if err := bg.Validate(); err != nil {
+				return sdk.Admission{}, opError(op, err)
+			}
+			cmds[i] = b.client.B().Hgetall().Key(budgetKey(bg)).Build()
+		}
+		for i, res := range b.client.DoMulti(ctx, cmds...) {
+			m, err := res.AsStrMap()
+			if err != nil {
+				return sdk.Admission{}, backendError(op, err)
+			}
+			if len(m) == 0 {
+				return sdk.Admission{}, sdk.NewError(op, sdk.CodeBudgetNotFound, string(p.Budgets[i]))
+			}
+			if d := budgetStatusOf(p.Budgets[i], m).HardBreached(); d != "" {
+				return sdk.Admission{Reason: "budget", RetryAfter: budgetRecheck, Budget: p.Budgets[i], Dimension: d}, nil
+			}
+		}
+	}
+	if p.Quota == "" {
+		return sdk.Admission{Admitted: true}, nil
+	}
+	if err := p.Quota.Validate(); err != nil {
+		return sdk.Admission{}, opError(op, err)
+	}
+	k := quotaKey(p.Quota)
+	r, err := decode(op, b.client.Do(ctx, b.fcall("ff_quota_admit", []string{k, k + ":win", k + ":run"},
+		string(id), durMS(max(hold, time.Millisecond)))))
+	if err != nil {
+		return sdk.Admission{}, err
+	}
+	switch r.field(0) {
+	case "admitted":
+		return sdk.Admission{Admitted: true}, nil
+	case "already_admitted":
+		// Someone holds its slot already: another claimer admitted it and
+		// is claiming it (or runs it). Not this caller's to claim or release.
+		return sdk.Admission{Admitted: true, Held: true}, nil
+	case "rate_exceeded":
+		return sdk.Admission{Reason: "rate_limited", RetryAfter: time.Duration(r.int(1)) * time.Millisecond}, nil
+	default:
+		return sdk.Admission{Reason: "concurrency", RetryAfter: time.Duration(r.int(1)) * time.Millisecond}, nil
+	}
+}
+
+// budgetRecheck is how long work held back by a budget over its hard limit
+// stays parked before it is checked again.
+const budgetRecheck = time.Second
+
+// ReleaseAdmission ends concurrency holds (sdk.Admitter).
+func (b *Backend) ReleaseAdmission(ctx context.Context, q sdk.QuotaID, ids ...sdk.ExecutionID) error {
+	const op = "release_admission"
+	if err := q.Validate(); err != nil {
+		return opError(op, err)
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	args := make([]string, len(ids))
+	for i, id := range ids {
+		args[i] = string(id)
+	}
+	_, err := decode(op, b.client.Do(ctx, b.fcall("ff_quota_release", []string{quotaKey(q) + ":run"}, args...)))
+	return err
+}
+
+// RefreshAdmissions extends running executions' holds (sdk.Admitter).
+func (b *Backend) RefreshAdmissions(ctx context.Context, q sdk.QuotaID, hold time.Duration, ids ...sdk.ExecutionID) error {
+	const op = "refresh_admissions"
+	if err := q.Validate(); err != nil {
+		return opError(op, err)
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	args := []string{durMS(max(hold, time.Millisecond))}
+	for _, id := range ids {
+		args = append(args, string(id))
+	}
+	_, err := decode(op, b.client.Do(ctx, b.fcall("ff_quota_refresh", []string{quotaKey(q) + ":run"}, args...)))
+	return err
+}
+
+// Park parks a waiting execution (sdk.Admitter).
+func (b *Backend) Park(ctx context.Context, id sdk.ExecutionID, lane sdk.LaneID, until time.Time, reason string) (bool, error) {
+	const op = "park"
+	p, err := b.partitionOf(op, id)
+	if err != nil {
+		return false, err
+	}
+	if err := lane.Validate(); err != nil {
+		return false, opError(op, err)
+	}
+	lk := laneKeysOf(sdk.PartitionTag(p), lane)
+	r, err := decode(op, b.client.Do(ctx, b.fcall("ff_park", []string{coreKey(id), lk.eligible, lk.delayed},
+		string(id), msString(until), reason, string(lane))))
+	if err != nil {
+		return false, err
+	}
+	return r.field(0) == "parked", nil
+}
+
+// ClaimForWorker is the scheduler-routed claim (sdk.Admitter): the lane's
+// heads (one per partition) best first, admitted under the lane's policy,
+// then granted and claimed; a claim that fails gives its admission back and
+// tries the next head. The first refusal ends the call: work a rate or a
+// budget refuses is parked until it may pass (ff_park), work a full
+// concurrency cap refuses stays eligible.
+func (b *Backend) ClaimForWorker(ctx context.Context, a sdk.ClaimForWorkerArgs) (*sdk.ClaimedTask, sdk.Admission, error) {
+	const op = "claim_for_worker"
+	if err := a.Lane.Validate(); err != nil {
+		return nil, sdk.Admission{}, opError(op, err)
+	}
+	if a.LeaseTTL <= 0 {
+		return nil, sdk.Admission{}, sdk.NewError(op, sdk.CodeInvalidInput, "lease TTL must be positive")
+	}
+	p, err := b.LanePolicy(ctx, a.Lane)
+	if err != nil {
+		return nil, sdk.Admission{}, err
+	}
+	if p.Paused {
+		return nil, sdk.Admission{Reason: "paused"}, nil
+	}
+	parts := a.Partitions
+	if parts == nil {
+		parts = make([]int, b.partitions)
+		for i := range parts {
+			parts[i] = i
+		}
+	}
+	// The heads are read from the server, not the cache: a stale head
+	// would spend an admission (a rate window's slot is not given back)
+	// on work someone else claimed.
+	cmds := make(valkey.Commands, len(parts))
+	for i, p := range parts {
+		cmd, err := b.scanCmd(op, a.Lane, p, 1)
+		if err != nil {
+			return nil, sdk.Admission{}, err
+		}
+		cmds[i] = cmd
+	}
+	var best []sdk.RankedID
+	for i, res := range b.client.DoMulti(ctx, cmds...) {
+		ranked, err := rankedIDs(res)
+		if err != nil {
+			return nil, sdk.Admission{}, backendError(op, err)
+		}
+		best = append(best, b.eligibleIDs(ctx, a.Lane, parts[i], ranked)...)
+	}
+	sort.Slice(best, func(i, j int) bool { return best[i].Before(best[j]) })
+	for _, h := range best {
+		ad, err := b.Admit(ctx, p, h.ID, a.LeaseTTL)
+		if err != nil {
+			return nil, sdk.Admission{}, err
+		}
+		if ad.Held {
+			continue // another claimer's: the next head
+		}
+		if !ad.Admitted {
+			// The rest of the lane would be refused as well. Work a rate
+			// or a budget refuses is parked until it may pass; a full
+			// concurrency cap frees when a running task ends, so the
+			// work stays eligible for the next try.
+			if ad.Reason != "concurrency" {
+				if _, err := b.Park(ctx, h.ID, a.Lane, time.Now().Add(ad.RetryAfter), ad.Reason); err != nil {
+					return nil, ad, err
+				}
+			}
+			return nil, ad, nil
+		}
+		ct, err := b.GrantAndClaim(ctx, sdk.IssueClaimGrantArgs{ExecutionID: h.ID, Lane: a.Lane, WorkerID: a.WorkerID,
+			WorkerInstanceID: a.WorkerInstanceID, Capabilities: a.Capabilities}, a.LeaseTTL)
+		if err != nil {
+			if p.Quota != "" {
+				_ = b.ReleaseAdmission(context.WithoutCancel(ctx), p.Quota, h.ID)
+			}
+			if sdk.KindOf(err) == sdk.KindTransport {
+				return nil, ad, err
+			}
+			continue // someone else's, or moved on: the next head
+		}
+		return &ct, ad, nil
+	}
+	return nil, sdk.Admission{}, nil
+}
+
+// QuotaHolds lists the executions holding a slot of quota q, with their
+// hold deadlines (for operators and tests).
+func (b *Backend) QuotaHolds(ctx context.Context, q sdk.QuotaID) (map[sdk.ExecutionID]time.Time, error) {
+	const op = "quota_holds"
+	if err := q.Validate(); err != nil {
+		return nil, opError(op, err)
+	}
+	zs, err := b.client.Do(ctx, b.client.B().Zrange().Key(quotaKey(q)+":run").Min("0").Max("-1").Withscores().Build()).AsZScores()
+	if err != nil {
+		return nil, backendError(op, err)
+	}
+	out := make(map[sdk.ExecutionID]time.Time, len(zs))
+	for _, z := range zs {
+		out[sdk.ExecutionID(z.Member)] = msTime(int64(z.Score))
+	}
+	return out, nil
+}
