@@ -20,13 +20,14 @@ const (
 	ScenarioSignalResume     = "signal-resume"
 	ScenarioStreamAppend     = "stream-append"
 	ScenarioCompletionNotify = "completion-notify"
+	ScenarioFlowDAG          = "flow-dag"
 	ScenarioPeers            = "peers"
 )
 
 // ScenarioNames lists the scenarios in report order.
 var ScenarioNames = []string{ScenarioE2E, ScenarioClaimLatency, ScenarioRenew, ScenarioPartitionSweep,
 	ScenarioClaimPath, ScenarioClaimHandoff, ScenarioRecovery, ScenarioSignalResume, ScenarioStreamAppend,
-	ScenarioCompletionNotify, ScenarioPeers}
+	ScenarioCompletionNotify, ScenarioFlowDAG, ScenarioPeers}
 
 // ownScenarios are the scenarios that measure FlowFabric alone: all but
 // peers, which runs other systems (and Node) and is in no profile.
@@ -69,7 +70,7 @@ type Config struct {
 	// of the capacity e2e measured (closed loop) in the same run
 	// (signal-resume: SignalRateDefault; stream-append, frames per second
 	// of its latency part: StreamRateDefault; completion-notify:
-	// NotifyRateDefault).
+	// NotifyRateDefault; flow-dag does not use it: see DagRate).
 	Rate         float64 `json:"rate"`
 	RateFraction float64 `json:"rate_fraction"`
 	// Arrivals: "poisson" or "constant".
@@ -92,6 +93,12 @@ type Config struct {
 	// due this long after the execution's intended submit time, and its
 	// resume latency is timed from then. 0: SignalWaitDefault.
 	SignalWait time.Duration `json:"signal_wait,omitempty"`
+	// DagWidth is flow-dag's fan-out N (its 1 → N → 1 DAGs), DagDepth the
+	// members of its chains, DagRate the DAGs per second of each shape
+	// (open loop). 0: FlowWidthDefault, FlowDepthDefault, FlowRateDefault.
+	DagWidth int     `json:"dag_width,omitempty"`
+	DagDepth int     `json:"dag_depth,omitempty"`
+	DagRate  float64 `json:"dag_rate,omitempty"`
 	// ABRounds is how many direct/fused rounds claim-path interleaves.
 	ABRounds int `json:"ab_rounds"`
 	// PipelineDepth and PipelineConns shape the raw pipelined anchor.
@@ -230,25 +237,28 @@ var Profiles = map[string]Config{
 		RateFraction: 0.5, Arrivals: "poisson", Seed: 1, InFlight: 64, PayloadBytes: 64,
 		Leases: 2000, RenewWorkers: 2, RecoveryJobs: 40, LeaseTTL: 600 * time.Millisecond,
 		ScanInterval: 100 * time.Millisecond, ABRounds: 1, PipelineDepth: 16, PipelineConns: 4,
+		DagWidth: FlowWidthDefault, DagDepth: FlowDepthDefault, DagRate: FlowRateDefault,
 	},
 	// quick: make bench; under 90 s on 2 cores.
 	"quick": {
-		Scenarios:  []string{ScenarioE2E, ScenarioPartitionSweep, ScenarioClaimPath, ScenarioRecovery},
+		Scenarios:  []string{ScenarioE2E, ScenarioPartitionSweep, ScenarioClaimPath, ScenarioRecovery, ScenarioFlowDAG},
 		Partitions: 16, SweepPartitions: []int{1, 4, 16, 64, 256, 1024}, Workers: 2, Concurrency: 32,
 		ClaimMode: "direct", Warmup: 300 * time.Millisecond, Duration: 1200 * time.Millisecond, Drain: 5 * time.Second,
 		RateFraction: 0.5, Arrivals: "poisson", Seed: 1, InFlight: 64, PayloadBytes: 64,
 		Leases: 10000, RenewWorkers: 4, RecoveryJobs: 200, LeaseTTL: time.Second,
 		ScanInterval: 250 * time.Millisecond, ABRounds: 2, PipelineDepth: 16, PipelineConns: 4,
+		DagWidth: FlowWidthDefault, DagDepth: FlowDepthDefault, DagRate: FlowRateDefault,
 	},
 	// gate: what make perf-gate measures: every gated figure at P=16.
 	"gate": {
 		Scenarios: []string{ScenarioE2E, ScenarioClaimLatency, ScenarioRenew, ScenarioClaimPath, ScenarioClaimHandoff, ScenarioRecovery,
-			ScenarioSignalResume, ScenarioStreamAppend, ScenarioCompletionNotify},
+			ScenarioSignalResume, ScenarioStreamAppend, ScenarioCompletionNotify, ScenarioFlowDAG},
 		Partitions: 16, SweepPartitions: []int{16}, Workers: 2, Concurrency: 32, ClaimMode: "direct",
 		Warmup: 500 * time.Millisecond, Duration: 2 * time.Second, Drain: 5 * time.Second,
 		RateFraction: 0.5, Arrivals: "poisson", Seed: 1, InFlight: 64, PayloadBytes: 64,
 		Leases: 10000, RenewWorkers: 4, RecoveryJobs: 200, LeaseTTL: time.Second,
 		ScanInterval: 250 * time.Millisecond, ABRounds: 2, PipelineDepth: 16, PipelineConns: 4,
+		DagWidth: FlowWidthDefault, DagDepth: FlowDepthDefault, DagRate: FlowRateDefault,
 	},
 	// full: longer windows, more A/B rounds.
 	"full": {
@@ -310,6 +320,9 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("rate fraction must be in (0, 1]")
 	case c.InFlight < 1 || c.ABRounds < 1 || c.RecoveryJobs < 1 || c.PipelineDepth < 1 || c.PipelineConns < 1:
 		return fmt.Errorf("in-flight, A/B rounds, recovery jobs, pipeline depth and conns must be at least 1")
+	}
+	if err := c.validateFlows(); err != nil {
+		return err
 	}
 	if slices.Contains(c.Scenarios, ScenarioPeers) {
 		return c.Peers.validate()

@@ -14,7 +14,8 @@ import (
 // no scripts, no external resources) with the charts people look at:
 // latency percentile curves per partition count, renew throughput and claim
 // latency against partitions, the ratio to the raw ceiling, e2e latency,
-// claim-path A/B, recovery, signal → resume, stream append and completion → WaitResult.
+// claim-path A/B, recovery, signal → resume, stream append, completion → WaitResult
+// and flow DAGs.
 //
 // The report may come from anywhere (ffbench report --in): the page is an
 // html/template, so every string is escaped where it lands (text,
@@ -108,6 +109,10 @@ func newPage(rep *Report) *page {
 		{[]chart{notifyCurves(rep)}, "Waiting for a result, open loop: a waiter calls Client.WaitResult right after each submit, woken by the server's invalidation push of the execution record (no polling); " +
 			"each handler works 2ms, then completes. notify runs from the worker's Complete call returning to WaitResult returning, complete_start_to_return from the call's start; " +
 			"complete_call is the Complete call, fcall_rtt one FCALL round trip under the same load (its p50 is the dashed line)."},
+		{flowCharts(rep), "Flow DAGs, open loop: whole DAGs submitted with SubmitFlow and awaited with AwaitFlow, one chart per shape (fan-out / fan-in 1 → N → 1, chains). " +
+			"edge runs from a member's last parent's handler returning to its own handler's start (a fan-out's N siblings are released at once and queue for the fleet's slots, so its edges carry that queueing); " +
+			"dag_completion from the DAG's intended submit time to AwaitFlow's return; flow_notify from the DAG's last handler return to AwaitFlow's return; " +
+			"fcall_rtt is one FCALL round trip under the same load (its p50 is the dashed line)."},
 		{[]chart{efficiencyBars(rep)}, "Valkey commands per operation (script-internal commands included): counters noise barely moves, gated in CI."},
 	}
 	for _, r := range rep.Results {
@@ -168,7 +173,7 @@ const pageHTML = `<!doctype html><html lang="en"><head><meta charset="utf-8">
 </tbody></table></div><div class="grid peers">{{range .Figures}}{{template "figure" .}}{{end}}</div>{{end -}}
 <h2>Partition sweep</h2><div class="grid">{{range .Sweep}}{{template "figure" .}}{{end}}</div>
 {{- /* */ -}}
-<h2>End to end, claim path, recovery, signal → resume, stream append and completion notify</h2><div class="grid">{{range .Paths}}{{template "figure" .}}{{end}}</div>
+<h2>End to end, claim path, recovery, signal → resume, stream append, completion notify and flow DAGs</h2><div class="grid">{{range .Paths}}{{template "figure" .}}{{end}}</div>
 {{- /* */ -}}
 <h2>All results</h2><div class="tw"><table><thead><tr><th>scenario</th><th>variant</th><th>P</th><th>throughput</th><th>raw ceiling</th><th>ratio</th><th>latency</th><th>p50</th><th>p90</th><th>p99</th><th>p99.9</th><th>max</th><th>cmds/op</th><th>FCALLs/op</th><th>Valkey CPU µs/op</th><th>allocs/op</th><th>lost</th><th>dup</th></tr></thead><tbody>
 {{- range .Rows}}<tr{{with .Class}} class="{{.}}"{{end}}>{{range .Cells}}<td>{{.}}</td>{{end}}</tr>{{end -}}
@@ -243,6 +248,9 @@ func cards(rep *Report) []card {
 		cards = append(cards, card{fmtUS(s.P50), "complete → WaitResult p50",
 			fmt.Sprintf("p99 %s at %s jobs/s, P=%d · %.1f× one loaded FCALL round trip · %.1f waiter commands per wait",
 				fmtUS(s.P99), fmtRate(r.OfferedRate), r.Partitions, r.Extra["notify_p50_over_loaded_rtt"], r.Extra["waiter_commands_per_wait"]), ""})
+	}
+	if c, ok := flowCard(rep); ok {
+		cards = append(cards, c)
 	}
 	return append(cards, peerCards(rep.Peers)...)
 }

@@ -74,7 +74,17 @@ func fakeReport() *Report {
 			Ops: 400, Unit: "jobs", CommandsPerOp: 28, FcallsPerOp: 2, CommandMix: mix,
 			Latency: map[string]*Summary{"notify": lat(600), "complete_start_to_return": lat(1000), "complete_call": lat(400),
 				"wait_call": lat(3500), "fcall_rtt": lat(140)},
-			Extra: map[string]float64{"work_ms": 2, "notify_p50_over_loaded_rtt": 4.3, "waiter_commands_per_wait": 9, "submitted": 400, "waits_returned": 400}})
+			Extra: map[string]float64{"work_ms": 2, "notify_p50_over_loaded_rtt": 4.3, "waiter_commands_per_wait": 9, "submitted": 400, "waits_returned": 400}},
+		&Result{Scenario: ScenarioFlowDAG, Variant: "fanout", Partitions: 16, Workers: 2, DurationS: 2, OfferedRate: 2000, Throughput: 1400,
+			Ops: 2800, Unit: "edges", CommandsPerOp: 13.5, FcallsPerOp: 0.1, CommandMix: mix,
+			Latency: map[string]*Summary{"edge": lat(6000), "dag_completion": lat(20000), "flow_notify": lat(800), "submit": lat(5000), "fcall_rtt": lat(140)},
+			Extra: map[string]float64{"dag_rate": 10, "members_per_dag": 102, "edges_per_dag": 200, "dags": 14, "edge_p50_over_loaded_rtt": 42,
+				"fcalls_per_dag": 20, "commands_per_dag": 2700, "dags_submitted": 18, "dags_ended": 18, "members_submitted": 1836, "members_returned": 1836}},
+		&Result{Scenario: ScenarioFlowDAG, Variant: "chain", Partitions: 16, Workers: 2, DurationS: 2, OfferedRate: 190, Throughput: 133,
+			Ops: 266, Unit: "edges", CommandsPerOp: 35.3, FcallsPerOp: 1.08, CommandMix: mix,
+			Latency: map[string]*Summary{"edge": lat(380), "dag_completion": lat(10000), "flow_notify": lat(450), "submit": lat(1200), "fcall_rtt": lat(130)},
+			Extra: map[string]float64{"dag_rate": 10, "members_per_dag": 20, "edges_per_dag": 19, "dags": 14, "edge_p50_over_loaded_rtt": 2.9,
+				"fcalls_per_dag": 20.5, "commands_per_dag": 670, "dags_submitted": 18, "dags_ended": 18, "members_submitted": 360, "members_returned": 360}})
 	// The peers scenario: each system's closed-loop settings and idle runs.
 	for _, p := range []struct {
 		sys   string
@@ -165,7 +175,8 @@ func TestMarkdownAndSummary(t *testing.T) {
 	rep := fakeReport()
 	md := Markdown(rep)
 	for _, want := range []string{"# ffbench report", "## Headlines", "renew throughput at P=16", "| claim-latency |", "## Go benchmark format", "Correctness: passed",
-		"## Signal → resume", "signal → resume at P=16, 100 cycles/s", "| resume | intended delivery → resumed handler start | 2000 |"} {
+		"## Signal → resume", "signal → resume at P=16, 100 cycles/s", "| resume | intended delivery → resumed handler start | 2000 |",
+		"## Flow DAGs", "**fan-out 1 → 100 → 1**: 10 DAGs/s", "flow DAGs, chains of 20 at P=16, 10 DAGs/s", "| edge | last parent's handler returned → child's handler started | 2000 |"} {
 		if !strings.Contains(md, want) {
 			t.Errorf("markdown lacks %q", want)
 		}
@@ -191,7 +202,8 @@ func TestHTMLHasCharts(t *testing.T) {
 	}
 	for _, title := range []string{"Claim latency percentiles by partition count", "Renew throughput vs partitions",
 		"Claim latency vs partitions", "Ratio to the raw ceiling vs partitions", "Crash → completion", "Claim path: direct vs fused",
-		"Signal → resume latency, open loop at 100 cycles/s", "Complete → WaitResult latency, open loop at 200 jobs/s"} {
+		"Signal → resume latency, open loop at 100 cycles/s", "Complete → WaitResult latency, open loop at 200 jobs/s",
+		"Flow DAGs, fan-out 1 → 100 → 1, open loop at 10 DAGs/s", "Flow DAGs, chains of 20, open loop at 10 DAGs/s"} {
 		if !strings.Contains(page, title) {
 			t.Errorf("no chart %q", title)
 		}
@@ -259,7 +271,7 @@ func TestGateCompare(t *testing.T) {
 	ok.Lost = 0
 	ok.Results = slices.DeleteFunc(ok.Results, func(r *Result) bool {
 		return r.Scenario == ScenarioPeers || r.Scenario == ScenarioSignalResume || r.Scenario == ScenarioStreamAppend ||
-			r.Scenario == ScenarioCompletionNotify
+			r.Scenario == ScenarioCompletionNotify || r.Scenario == ScenarioFlowDAG
 	})
 	ok.Results = ok.Results[:len(ok.Results)-6] // renew-throughput/sdk/P=16 among them
 	if g, _ := Gate(context.Background(), nb, ok, GateOptions{}); g.Pass() {

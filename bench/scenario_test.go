@@ -58,7 +58,8 @@ func TestScenariosSmoke(t *testing.T) {
 	for _, key := range []string{"e2e/closed/P=4", "e2e/open/P=4", "claim-latency/P=1", "claim-latency/P=4",
 		"renew-throughput/sdk/P=1", "renew-throughput/raw/P=4", "renew-throughput/sdk/P=4", "claim-path/direct/P=4",
 		"claim-path/fused/P=4", "claim-handoff/handoff/P=4", "claim-handoff/push/P=4", "recovery/P=4", "signal-resume/P=4",
-		"stream-append/sdk/P=4", "stream-append/raw/P=4", "stream-append/tail/P=4", "completion-notify/P=4"} {
+		"stream-append/sdk/P=4", "stream-append/raw/P=4", "stream-append/tail/P=4", "completion-notify/P=4",
+		"flow-dag/fanout/P=4", "flow-dag/chain/P=4"} {
 		r := rep.Find(key)
 		if r == nil {
 			t.Errorf("no result %s", key)
@@ -96,6 +97,8 @@ func TestScenariosSmoke(t *testing.T) {
 	checkSignalResume(t, rep.Find("signal-resume/P=4"))
 	checkStreamAppend(t, rep.Find("stream-append/sdk/P=4"), rep.Find("stream-append/raw/P=4"), rep.Find("stream-append/tail/P=4"))
 	checkCompletionNotify(t, rep.Find("completion-notify/P=4"))
+	checkFlowDAG(t, rep.Find("flow-dag/fanout/P=4"), cfg.dagWidth()+2, 2*cfg.dagWidth())
+	checkFlowDAG(t, rep.Find("flow-dag/chain/P=4"), cfg.dagDepth(), cfg.dagDepth()-1)
 	// Hand-offs replace the claim call: fewer FCALLs per job than claiming
 	// after the push, and a claim p50 set against the push variant's.
 	if h, p := rep.Find("claim-handoff/handoff/P=4"), rep.Find("claim-handoff/push/P=4"); h != nil && p != nil {
@@ -335,5 +338,76 @@ func TestNotifyFailureFailsTheRun(t *testing.T) {
 	(&Runner{}).finish(rep)
 	if !rep.OK() {
 		t.Errorf("a clean run fails: %v", rep.Failures)
+	}
+}
+
+// checkFlowDAG checks a flow-dag result of DAGs with members and edges
+// each: every measured DAG completed and was awaited once, every member's
+// handler returned once and none started before its parents' returned,
+// one edge sample per member with inbound edges and one completion per
+// DAG were recorded beside the loaded round trip, and the per-edge
+// counters are the measured DAGs'.
+func checkFlowDAG(t *testing.T, r *Result, members, edges int) {
+	t.Helper()
+	if r == nil {
+		t.Error("no flow-dag result")
+		return
+	}
+	e := r.Extra
+	if f := flowFailure(r); f != "" || r.Lost != 0 || r.Duplicated != 0 {
+		t.Errorf("%s: %s (lost %d, duplicated %d)", r.Key(), f, r.Lost, r.Duplicated)
+	}
+	dags := int64(e["dags"])
+	if dags == 0 || e["members_per_dag"] != float64(members) || e["edges_per_dag"] != float64(edges) || r.Ops != dags*int64(edges) {
+		t.Errorf("%s: %d DAGs of %v members and %v edges, %d edges measured", r.Key(), dags, e["members_per_dag"], e["edges_per_dag"], r.Ops)
+	}
+	if s := r.Latency["dag_completion"]; s == nil || s.Count != dags || s.P50 <= 0 || s.Hist == "" {
+		t.Errorf("%s: dag_completion %+v for %d DAGs", r.Key(), s, dags)
+	}
+	if s := r.Latency["edge"]; s == nil || s.Count != dags*int64(e["dependants_per_dag"]) || s.P50 <= 0 || s.Hist == "" {
+		t.Errorf("%s: edge %+v for %d DAGs of %v dependants", r.Key(), s, dags, e["dependants_per_dag"])
+	}
+	for _, name := range []string{"fcall_rtt", "flow_notify", "submit"} {
+		if s := r.Latency[name]; s == nil || s.Count == 0 {
+			t.Errorf("%s: no %s histogram", r.Key(), name)
+		}
+	}
+	if e["order_violations"] != 0 || e["dags_ended"] != e["dags_submitted"] || e["members_returned"] != e["members_submitted"] ||
+		e["completed"] != e["members_submitted"] || e["members_submitted"] != e["dags_submitted"]*float64(members) {
+		t.Errorf("%s: not exactly once, or out of order: %v", r.Key(), e)
+	}
+	// At least the submit per DAG; commands beyond the FCALLs (the
+	// functions' own, the workers' and AwaitFlow's reads).
+	if r.FcallsPerOp <= 0 || e["fcalls_per_dag"] < 1 || r.CommandsPerOp <= r.FcallsPerOp || e["edge_p50_over_loaded_rtt"] <= 0 ||
+		e["dag_rate"] != FlowRateDefault || r.OfferedRate != FlowRateDefault*float64(edges) {
+		t.Errorf("%s: %.3f FCALLs (%v per DAG) and %.2f commands per edge, edge/loaded RTT %v, rate %v (%v edges/s)", r.Key(),
+			r.FcallsPerOp, e["fcalls_per_dag"], r.CommandsPerOp, e["edge_p50_over_loaded_rtt"], e["dag_rate"], r.OfferedRate)
+	}
+}
+
+// TestFlowFailureFailsTheRun: a DAG that does not complete, a handler that
+// starts before its parents returned, or no DAG measured fails the run.
+func TestFlowFailureFailsTheRun(t *testing.T) {
+	t.Parallel()
+	for _, k := range []string{"order_violations", "early_flow_ends", "dags_unfinished", "dags_awaited_twice", "dags_not_completed",
+		"await_errors", "submit_errors", "foreign_executions"} {
+		rep := &Report{Results: []*Result{{Scenario: ScenarioFlowDAG, Variant: "chain", Partitions: 16, Ops: 190, Extra: map[string]float64{k: 1}}}}
+		(&Runner{}).finish(rep)
+		if rep.OK() || len(rep.Failures) != 1 || !strings.Contains(rep.Failures[0], "flow-dag/chain/P=16: flows:") {
+			t.Errorf("%s: report OK %v, failures %q", k, rep.OK(), rep.Failures)
+		}
+	}
+	rep := &Report{Results: []*Result{{Scenario: ScenarioFlowDAG, Variant: "fanout", Partitions: 16, Ops: 2000, Extra: map[string]float64{"dags": 10}}}}
+	if (&Runner{}).finish(rep); !rep.OK() {
+		t.Errorf("a clean result failed: %q", rep.Failures)
+	}
+	rep = &Report{Results: []*Result{{Scenario: ScenarioFlowDAG, Variant: "fanout", Partitions: 16, Extra: map[string]float64{}}}}
+	if (&Runner{}).finish(rep); rep.OK() {
+		t.Error("a result with no DAG measured passed")
+	}
+	// A lost or duplicated member handler fails as any lost work does.
+	rep = &Report{Results: []*Result{{Scenario: ScenarioFlowDAG, Variant: "fanout", Partitions: 16, Ops: 2000, Lost: 1, Extra: map[string]float64{}}}}
+	if (&Runner{}).finish(rep); rep.OK() {
+		t.Error("a lost member passed")
 	}
 }

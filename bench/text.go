@@ -49,7 +49,7 @@ func fmtRatio(v float64) string {
 
 // headline picks the latency a result is judged by.
 func headline(r *Result) (string, *Summary) {
-	names := []string{"resume", "claim", "e2e", "crash_to_completion", "renew_round", "append_tail", "append_round"}
+	names := []string{"resume", "claim", "e2e", "crash_to_completion", "renew_round", "append_tail", "append_round", "edge"}
 	if r.Scenario == ScenarioPeers {
 		names = []string{"handler_start"} // the one latency every system has: idle pickup
 	}
@@ -167,6 +167,7 @@ func Headlines(rep *Report) []string {
 	if l := notifyHeadline(rep); l != "" {
 		out = append(out, l)
 	}
+	out = append(out, flowHeadlines(rep)...)
 	return append(out, peerHeadlines(rep.Peers)...)
 }
 
@@ -301,6 +302,7 @@ func Markdown(rep *Report) string {
 	signalMarkdown(&b, rep)
 	streamMarkdown(&b, rep)
 	notifyMarkdown(&b, rep)
+	flowMarkdown(&b, rep)
 	b.WriteString("## Results\n\n")
 	b.WriteString("| scenario | variant | P | workers | window | offered/s | throughput | raw ceiling | ratio | latency | p50 | p90 | p99 | p99.9 | max | cmds/op | FCALLs/op | Valkey CPU µs/op | allocs/op | lost | dup |\n")
 	b.WriteString("|---|---|--:|--:|--:|--:|--:|--:|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
@@ -402,7 +404,7 @@ func BenchLines(rep *Report) string {
 			fmt.Fprintf(&b, "\t%.4g ratio", r.RatioToCeiling)
 		}
 		for _, name := range []string{"claim", "handler_start", "e2e", "claim_call", "crash_to_completion", "renew_round", "resume",
-			"append_tail", "append_round"} {
+			"append_tail", "append_round", "edge", "dag_completion"} {
 			if s := r.Latency[name]; s != nil && s.Count > 0 {
 				fmt.Fprintf(&b, "\t%.4g %s-p50-us\t%.4g %s-p99-us", s.P50, name, s.P99, name)
 			}

@@ -3,6 +3,7 @@ package valkeybackend
 import (
 	"context"
 	"hash/fnv"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -199,22 +200,35 @@ func (b *Backend) SetLanePolicy(ctx context.Context, lane sdk.LaneID, p sdk.Lane
 		budgets = append(budgets, string(bg))
 	}
 	key := lanePolicyKey(lane)
-	if !p.Paused && !p.Admits() {
-		return b.client.Do(ctx, b.client.B().Del().Key(key).Build()).Error()
+	cmds := valkey.Commands{b.client.B().Del().Key(key).Build()}
+	if p.Paused || p.Admits() {
+		paused := "0"
+		if p.Paused {
+			paused = "1"
+		}
+		cmds = append(cmds, b.client.B().Hset().Key(key).FieldValue().FieldValue("paused", paused).
+			FieldValue("quota", string(p.Quota)).FieldValue("budgets", strings.Join(budgets, ",")).Build())
 	}
-	paused := "0"
-	if p.Paused {
-		paused = "1"
-	}
-	cmds := valkey.Commands{b.client.B().Del().Key(key).Build(),
-		b.client.B().Hset().Key(key).FieldValue().FieldValue("paused", paused).FieldValue("quota", string(p.Quota)).
-			FieldValue("budgets", strings.Join(budgets, ",")).Build()}
 	for _, res := range b.client.DoMulti(ctx, cmds...) {
 		if err := res.Error(); err != nil {
 			return backendError(op, err)
 		}
 	}
+	// The server's invalidation of this client's cached read comes on
+	// another connection, a moment later: wait for it (bounded), so that a
+	// caller reads its own write.
+	for range 200 {
+		got, err := b.LanePolicy(ctx, lane)
+		if err != nil || samePolicy(got, p) {
+			return nil
+		}
+		time.Sleep(time.Millisecond)
+	}
 	return nil
+}
+
+func samePolicy(a, b sdk.LanePolicy) bool {
+	return a.Paused == b.Paused && a.Quota == b.Quota && slices.Equal(a.Budgets, b.Budgets)
 }
 
 // LanePolicy reads a lane's policy through the client-side cache

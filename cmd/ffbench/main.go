@@ -157,7 +157,7 @@ func (f *runFlags) register(fs *flag.FlagSet, sweep bool) {
 	def, _ := bench.Profile("quick")
 	fs.StringVar(&f.profile, "profile", "quick", "run profile: smoke (seconds per scenario), quick (under 90s on 2 cores), gate (make perf-gate),\nfull (long windows); the flags below override its values")
 	if !sweep {
-		fs.StringVar(&f.scenarios, "scenario", "", "comma-separated scenarios instead of the profile's: e2e, claim-latency,\nrenew-throughput, partition-sweep, claim-path, claim-handoff, recovery, signal-resume, stream-append,\ncompletion-notify, peers (quick: "+strings.Join(def.Scenarios, ",")+")")
+		fs.StringVar(&f.scenarios, "scenario", "", "comma-separated scenarios instead of the profile's: e2e, claim-latency,\nrenew-throughput, partition-sweep, claim-path, claim-handoff, recovery, signal-resume, stream-append,\ncompletion-notify, flow-dag, peers (quick: "+strings.Join(def.Scenarios, ",")+")")
 		p := def.Peers
 		fs.StringVar(&f.peerSystems, "peer-systems", "", "peers: systems to run, of "+strings.Join(bench.PeerSystems, ", ")+" (default all)")
 		fs.IntVar(&f.cfg.Peers.Rounds, "peer-rounds", 0, fmt.Sprintf("peers: rounds of each system and setting, turns rotating (default %d)", p.Rounds))
@@ -195,6 +195,11 @@ func (f *runFlags) register(fs *flag.FlagSet, sweep bool) {
 	fs.DurationVar(&f.cfg.LeaseTTL, "lease-ttl", 0, "recovery: lease TTL of the workers (quick: 1s)")
 	fs.DurationVar(&f.cfg.ScanInterval, "scan-interval", 0, "recovery: lease-expiry scanner interval (quick: 250ms)")
 	fs.DurationVar(&f.cfg.SignalWait, "signal-wait", 0, fmt.Sprintf("signal-resume: each signal is due this long after its execution's intended submit time;\nresume latency is timed from then (default %v)", bench.SignalWaitDefault))
+	fs.IntVar(&f.cfg.DagWidth, "dag-width", 0, fmt.Sprintf("flow-dag: N of its fan-out / fan-in DAGs, 1 → N → 1 (N+2 members, 2N edges; at most %d)\n(default %d)",
+		bench.FlowWidthMax, bench.FlowWidthDefault))
+	fs.IntVar(&f.cfg.DagDepth, "dag-depth", 0, fmt.Sprintf("flow-dag: members of its chains (D-1 edges; 2..%d) (default %d)", bench.FlowDepthMax, bench.FlowDepthDefault))
+	fs.Float64Var(&f.cfg.DagRate, "dag-rate", 0, fmt.Sprintf("flow-dag: DAGs submitted per second of each shape, open loop (--arrivals); --rate does not apply\n(default %d)",
+		bench.FlowRateDefault))
 	fs.IntVar(&f.cfg.ABRounds, "ab-rounds", 0, "claim-path and claim-handoff: interleaved rounds of each variant (quick: 2)")
 	fs.IntVar(&f.cfg.PipelineDepth, "pipeline-depth", 0, "raw pipelined anchor: commands per pipelined batch (quick: 16)")
 	fs.IntVar(&f.cfg.PipelineConns, "pipeline-conns", 0, "raw pipelined anchor: connections (quick: 4)")
@@ -243,6 +248,9 @@ func (f *runFlags) config(fs *flag.FlagSet, sweep bool) (bench.Config, error) {
 	pick("lease-ttl", func() { cfg.LeaseTTL = o.LeaseTTL })
 	pick("scan-interval", func() { cfg.ScanInterval = o.ScanInterval })
 	pick("signal-wait", func() { cfg.SignalWait = o.SignalWait })
+	pick("dag-width", func() { cfg.DagWidth = o.DagWidth })
+	pick("dag-depth", func() { cfg.DagDepth = o.DagDepth })
+	pick("dag-rate", func() { cfg.DagRate = o.DagRate })
 	pick("ab-rounds", func() { cfg.ABRounds = o.ABRounds })
 	pick("pipeline-depth", func() { cfg.PipelineDepth = o.PipelineDepth })
 	pick("pipeline-conns", func() { cfg.PipelineConns = o.PipelineConns })
