@@ -88,6 +88,21 @@ func Connect(ctx context.Context, opts Options) (*Backend, error) {
 	} else {
 		co.CacheSizeEachConn = opts.CacheSizeEachConn
 	}
+	if opts.ConfigureClient != nil {
+		co.OnInvalidations = nil // the hook sees only its own
+		opts.ConfigureClient(&co)
+		if theirs := co.OnInvalidations; theirs != nil {
+			co.OnInvalidations = func(m []valkey.ValkeyMessage) {
+				b.onInvalidations(m)
+				theirs(m)
+			}
+		} else {
+			co.OnInvalidations = b.onInvalidations
+		}
+		if co.DisableCache {
+			b.opts.CacheSizeEachConn = -1 // the roles that need the cache turn off with it
+		}
+	}
 	client, err := valkey.NewClient(co)
 	if err != nil {
 		if pe := permissionError("connect", "", err); pe != nil {

@@ -3,6 +3,8 @@ package valkeybackend
 import (
 	"crypto/tls"
 	"time"
+
+	"github.com/valkey-io/valkey-go"
 )
 
 // Defaults of Options.
@@ -87,6 +89,15 @@ type Options struct {
 	// A least-privilege user need not set it: Prepare only reads ff_version
 	// while the library is current. Default false.
 	SkipPrepare bool
+	// ConfigureClient, when set, edits the valkey-go ClientOption Connect
+	// built from the fields above, just before it dials: for what these
+	// options do not cover, such as Sentinel (set Sentinel.MasterSet, with
+	// the sentinels' addresses in InitAddress), rotating credentials
+	// (AuthCredentialsFn), a custom dialer or timeouts, or valkey-go's
+	// OpenTelemetry wrapper's settings. An OnInvalidations it sets is called
+	// after the backend's own; turning the cache off there (DisableCache)
+	// is as CacheSizeEachConn < 0. Default nil: the option as built.
+	ConfigureClient func(*valkey.ClientOption)
 }
 
 func (o Options) withDefaults() Options {
