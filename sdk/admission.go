@@ -258,6 +258,8 @@ type Admitter interface {
 	// ClaimForWorker is the scheduler-routed claim: the lane's best
 	// eligible execution, admitted under the lane's policy, granted and
 	// claimed. nil (and the refusal) when nothing could be admitted; work
-	// refused by its quota or budget is parked.
+	// refused by its quota's rate or a budget is parked. The admission and
+	// the claim go out together: a refused one whose claim went through is
+	// handed back with its attempt unchanged (its next claim resumes it).
 	ClaimForWorker(ctx context.Context, args ClaimForWorkerArgs) (*ClaimedTask, Admission, error)
 }

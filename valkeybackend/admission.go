@@ -258,60 +258,93 @@ func (b *Backend) LanePolicy(ctx context.Context, lane sdk.LaneID) (sdk.LanePoli
 }
 
 // Admit checks an execution against a lane policy (sdk.Admitter): the
-// budgets' hard limits (one read each), then the quota's ff_quota_admit.
+// budgets' hard limits (one read each), then the quota's ff_quota_admit,
+// in one round trip.
 func (b *Backend) Admit(ctx context.Context, p sdk.LanePolicy, id sdk.ExecutionID, hold time.Duration) (sdk.Admission, error) {
 	const op = "admit"
-	if _, err := b.partitionOf(op, id); err != nil {
-		return sdk.Admission{}, err
-	}
-	if hold <= 0 {
-		return sdk.Admission{}, sdk.NewError(op, sdk.CodeInvalidInput, "hold must be positive")
-	}
-	if len(p.Budgets) > 0 {
-		cmds := make(valkey.Commands, len(p.Budgets))
-		for i, bg := range p.Budgets {
-			if err := bg.Validate(); err != nil {
-				return sdk.Admission{}, opError(op, err)
-			}
-			cmds[i] = b.client.B().Hgetall().Key(budgetKey(bg)).Build()
-		}
-		for i, res := range b.client.DoMulti(ctx, cmds...) {
-			m, err := res.AsStrMap()
-			if err != nil {
-				return sdk.Admission{}, backendError(op, err)
-			}
-			if len(m) == 0 {
-				return sdk.Admission{}, sdk.NewError(op, sdk.CodeBudgetNotFound, string(p.Budgets[i]))
-			}
-			if d := budgetStatusOf(p.Budgets[i], m).HardBreached(); d != "" {
-				return sdk.Admission{Reason: "budget", RetryAfter: budgetRecheck, Budget: p.Budgets[i], Dimension: d}, nil
-			}
-		}
-	}
-	if p.Quota == "" {
-		return sdk.Admission{Admitted: true}, nil
-	}
-	if err := p.Quota.Validate(); err != nil {
-		return sdk.Admission{}, opError(op, err)
-	}
-	k := quotaKey(p.Quota)
-	r, err := decode(op, b.client.Do(ctx, b.fcall("ff_quota_admit", []string{k, k + ":win", k + ":run"},
-		string(id), durMS(max(hold, time.Millisecond)))))
+	cmds, err := b.admitCmds(op, p, id, hold)
 	if err != nil {
 		return sdk.Admission{}, err
 	}
-	switch r.field(0) {
-	case "admitted":
+	if len(cmds) == 0 {
 		return sdk.Admission{Admitted: true}, nil
-	case "already_admitted":
-		// Someone holds its slot already: another claimer admitted it and
-		// is claiming it (or runs it). Not this caller's to claim or release.
-		return sdk.Admission{Admitted: true, Held: true}, nil
-	case "rate_exceeded":
-		return sdk.Admission{Reason: "rate_limited", RetryAfter: time.Duration(r.int(1)) * time.Millisecond}, nil
-	default:
-		return sdk.Admission{Reason: "concurrency", RetryAfter: time.Duration(r.int(1)) * time.Millisecond}, nil
 	}
+	ad, taken, err := admitOutcome(op, p, b.client.DoMulti(ctx, cmds...))
+	if err == nil && !ad.Admitted && taken {
+		// A budget refused what the quota admitted: the slot goes back.
+		_ = b.ReleaseAdmission(context.WithoutCancel(ctx), p.Quota, id)
+	}
+	return ad, err
+}
+
+// admitCmds builds p's admission of id: a read of each budget, then the
+// quota's ff_quota_admit (when p has a quota).
+func (b *Backend) admitCmds(op string, p sdk.LanePolicy, id sdk.ExecutionID, hold time.Duration) (valkey.Commands, error) {
+	if _, err := b.partitionOf(op, id); err != nil {
+		return nil, err
+	}
+	if hold <= 0 {
+		return nil, sdk.NewError(op, sdk.CodeInvalidInput, "hold must be positive")
+	}
+	cmds := make(valkey.Commands, 0, len(p.Budgets)+1)
+	for _, bg := range p.Budgets {
+		if err := bg.Validate(); err != nil {
+			return nil, opError(op, err)
+		}
+		cmds = append(cmds, b.client.B().Hgetall().Key(budgetKey(bg)).Build())
+	}
+	if p.Quota != "" {
+		if err := p.Quota.Validate(); err != nil {
+			return nil, opError(op, err)
+		}
+		k := quotaKey(p.Quota)
+		cmds = append(cmds, b.fcall("ff_quota_admit", []string{k, k + ":win", k + ":run"},
+			string(id), durMS(max(hold, time.Millisecond))))
+	}
+	return cmds, nil
+}
+
+// admitOutcome reads the replies of admitCmds; taken reports that the
+// quota recorded this admission (a slot the caller must release when it
+// does not use it: a budget refused, or the claim failed).
+func admitOutcome(op string, p sdk.LanePolicy, res []valkey.ValkeyResult) (ad sdk.Admission, taken bool, err error) {
+	var refused *sdk.Admission
+	for i, bg := range p.Budgets {
+		m, err := res[i].AsStrMap()
+		if err != nil {
+			return sdk.Admission{}, false, backendError(op, err)
+		}
+		if len(m) == 0 {
+			return sdk.Admission{}, false, sdk.NewError(op, sdk.CodeBudgetNotFound, string(bg))
+		}
+		if d := budgetStatusOf(bg, m).HardBreached(); d != "" && refused == nil {
+			refused = &sdk.Admission{Reason: "budget", RetryAfter: budgetRecheck, Budget: bg, Dimension: d}
+		}
+	}
+	ad = sdk.Admission{Admitted: true}
+	if p.Quota != "" {
+		r, err := decode(op, res[len(p.Budgets)])
+		if err != nil {
+			return sdk.Admission{}, false, err
+		}
+		switch r.field(0) {
+		case "admitted":
+			taken = true
+		case "already_admitted":
+			// Someone holds its slot already: another claimer admitted it
+			// and is claiming it (or runs it). Not this caller's to claim
+			// or release.
+			ad.Held = true
+		case "rate_exceeded":
+			ad = sdk.Admission{Reason: "rate_limited", RetryAfter: time.Duration(r.int(1)) * time.Millisecond}
+		default:
+			ad = sdk.Admission{Reason: "concurrency", RetryAfter: time.Duration(r.int(1)) * time.Millisecond}
+		}
+	}
+	if refused != nil {
+		return *refused, taken, nil
+	}
+	return ad, taken, nil
 }
 
 // budgetRecheck is how long work held back by a budget over its hard limit
@@ -399,60 +432,103 @@ func (b *Backend) ClaimForWorker(ctx context.Context, a sdk.ClaimForWorkerArgs) 
 			parts[i] = i
 		}
 	}
-	// The heads are read from the server, not the cache: a stale head
-	// would spend an admission (a rate window's slot is not given back)
-	// on work someone else claimed.
-	cmds := make(valkey.Commands, len(parts))
-	for i, p := range parts {
-		cmd, err := b.scanCmd(op, a.Lane, p, 1)
-		if err != nil {
-			return nil, sdk.Admission{}, err
-		}
-		cmds[i] = cmd
+	// The heads come from the cache (ScanEligibleWindow): a stale one costs
+	// a claim that fails and an admission given back (a rate window's slot
+	// is not: a stale head makes the lane run under its rate, never over).
+	heads, err := b.ScanEligibleWindow(ctx, a.Lane, parts, 1)
+	if err != nil {
+		return nil, sdk.Admission{}, err
 	}
 	var best []sdk.RankedID
-	for i, res := range b.client.DoMulti(ctx, cmds...) {
-		ranked, err := rankedIDs(res)
-		if err != nil {
-			return nil, sdk.Admission{}, backendError(op, err)
-		}
-		best = append(best, b.eligibleIDs(ctx, a.Lane, parts[i], ranked)...)
+	for _, h := range heads {
+		best = append(best, h...)
 	}
 	sort.Slice(best, func(i, j int) bool { return best[i].Before(best[j]) })
 	for _, h := range best {
-		ad, err := b.Admit(ctx, p, h.ID, a.LeaseTTL)
-		if err != nil {
-			return nil, sdk.Admission{}, err
+		ct, ad, next, err := b.admitAndClaim(ctx, op, a, p, h.ID)
+		if err != nil || !next {
+			return ct, ad, err
 		}
-		if ad.Held {
-			continue // another claimer's: the next head
-		}
-		if !ad.Admitted {
-			// The rest of the lane would be refused as well. Work a rate
-			// or a budget refuses is parked until it may pass; a full
-			// concurrency cap frees when a running task ends, so the
-			// work stays eligible for the next try.
-			if ad.Reason != "concurrency" {
-				if _, err := b.Park(ctx, h.ID, a.Lane, time.Now().Add(ad.RetryAfter), ad.Reason); err != nil {
-					return nil, ad, err
-				}
-			}
-			return nil, ad, nil
-		}
-		ct, err := b.GrantAndClaim(ctx, sdk.IssueClaimGrantArgs{ExecutionID: h.ID, Lane: a.Lane, WorkerID: a.WorkerID,
-			WorkerInstanceID: a.WorkerInstanceID, Capabilities: a.Capabilities}, a.LeaseTTL)
-		if err != nil {
-			if p.Quota != "" {
-				_ = b.ReleaseAdmission(context.WithoutCancel(ctx), p.Quota, h.ID)
-			}
-			if sdk.KindOf(err) == sdk.KindTransport {
-				return nil, ad, err
-			}
-			continue // someone else's, or moved on: the next head
-		}
-		return &ct, ad, nil
 	}
 	return nil, sdk.Admission{}, nil
+}
+
+// admitAndClaim admits execution id under p and claims it in one round
+// trip (the admission's commands and the grant and claim, pipelined), then
+// settles what the two answered: both went through (the claim); a refusal
+// with the claim taken (the lease is handed back with its attempt
+// unchanged, and work a rate or a budget refused is parked); a claim that
+// failed with the admission taken (the admission is given back, and the
+// next head is tried); a head whose slot another claimer holds (the next
+// head; a claim this call took of it is handed back, since that claimer
+// releases the slot when its own claim fails). next reports whether to try
+// the next head.
+func (b *Backend) admitAndClaim(ctx context.Context, op string, a sdk.ClaimForWorkerArgs, p sdk.LanePolicy,
+	id sdk.ExecutionID) (ct *sdk.ClaimedTask, ad sdk.Admission, next bool, err error) {
+	cmds, err := b.admitCmds(op, p, id, a.LeaseTTL)
+	if err != nil {
+		return nil, sdk.Admission{}, false, err
+	}
+	g := sdk.IssueClaimGrantArgs{ExecutionID: id, Lane: a.Lane, WorkerID: a.WorkerID,
+		WorkerInstanceID: a.WorkerInstanceID, Capabilities: a.Capabilities}
+	gc, err := b.grantCmd(op, g)
+	if err != nil {
+		return nil, sdk.Admission{}, false, err
+	}
+	ca, err := sdk.ClaimExecutionArgs{ExecutionID: id, Lane: a.Lane, WorkerID: a.WorkerID,
+		WorkerInstanceID: a.WorkerInstanceID, LeaseTTL: a.LeaseTTL}.Resolve()
+	if err != nil {
+		return nil, sdk.Admission{}, false, opError(op, err)
+	}
+	cc, err := b.claimCmd(op, ca, "new", true)
+	if err != nil {
+		return nil, sdk.Admission{}, false, err
+	}
+	if _, busy := b.claiming.LoadOrStore(id, struct{}{}); busy {
+		return nil, sdk.Admission{}, true, nil // another worker of this process is claiming it
+	}
+	defer b.claiming.Delete(id)
+	k := len(cmds)
+	res := b.client.DoMulti(ctx, append(cmds, gc, cc)...)
+	ad, taken, aerr := admitOutcome(op, p, res[:k])
+	_, gerr := decode(op, res[k])
+	t, cerr := decodeClaim(op, ca, res[k+1], true)
+	if cerr != nil && sdk.CodeOf(cerr) == sdk.CodeUseClaimResumed && gerr == nil {
+		t, cerr = b.claim(ctx, op, ca, "resume", true)
+	}
+	claimed := cerr == nil
+	keep := aerr == nil && ad.Admitted && !ad.Held
+	bg := context.WithoutCancel(ctx)
+	if claimed && !keep {
+		if err := b.Delay(bg, t.Handle, time.Now()); err != nil {
+			return nil, ad, false, err // the lease lapses and the scanner recovers it
+		}
+	}
+	if taken && !(claimed && keep) {
+		_ = b.ReleaseAdmission(bg, p.Quota, id)
+	}
+	switch {
+	case aerr != nil:
+		return nil, sdk.Admission{}, false, aerr
+	case claimed && keep:
+		b.arrive.claimed(a.Lane, id)
+		return &t, ad, false, nil
+	case ad.Held:
+		return nil, ad, true, nil
+	case !ad.Admitted:
+		// The rest of the lane would be refused as well. Work a rate or a
+		// budget refuses is parked until it may pass; a full concurrency
+		// cap frees when a running task ends, so that work stays eligible.
+		if ad.Reason != "concurrency" {
+			if _, err := b.Park(bg, id, a.Lane, time.Now().Add(ad.RetryAfter), ad.Reason); err != nil {
+				return nil, ad, false, err
+			}
+		}
+		return nil, ad, false, nil
+	case sdk.KindOf(cerr) == sdk.KindTransport:
+		return nil, ad, false, cerr
+	}
+	return nil, ad, true, nil // someone else's, or moved on: the next head
 }
 
 // QuotaHolds lists the executions holding a slot of quota q, with their
