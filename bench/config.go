@@ -21,13 +21,14 @@ const (
 	ScenarioStreamAppend     = "stream-append"
 	ScenarioCompletionNotify = "completion-notify"
 	ScenarioFlowDAG          = "flow-dag"
+	ScenarioAdmission        = "admission"
 	ScenarioPeers            = "peers"
 )
 
 // ScenarioNames lists the scenarios in report order.
 var ScenarioNames = []string{ScenarioE2E, ScenarioClaimLatency, ScenarioRenew, ScenarioPartitionSweep,
 	ScenarioClaimPath, ScenarioClaimHandoff, ScenarioRecovery, ScenarioSignalResume, ScenarioStreamAppend,
-	ScenarioCompletionNotify, ScenarioFlowDAG, ScenarioPeers}
+	ScenarioCompletionNotify, ScenarioFlowDAG, ScenarioAdmission, ScenarioPeers}
 
 // ownScenarios are the scenarios that measure FlowFabric alone: all but
 // peers, which runs other systems (and Node) and is in no profile.
@@ -99,6 +100,16 @@ type Config struct {
 	DagWidth int     `json:"dag_width,omitempty"`
 	DagDepth int     `json:"dag_depth,omitempty"`
 	DagRate  float64 `json:"dag_rate,omitempty"`
+	// AdmissionRate is admission's A/B open-loop arrivals per second (a
+	// lane claimed through a quota that never binds vs the same lane
+	// without a policy). AdmissionLimit per AdmissionWindow is its rate
+	// check's quota, under AdmissionOverload times that rate offered.
+	// 0: AdmissionRateDefault, AdmissionLimitDefault,
+	// AdmissionWindowDefault, AdmissionOverloadDefault.
+	AdmissionRate     float64       `json:"admission_rate,omitempty"`
+	AdmissionLimit    int           `json:"admission_limit,omitempty"`
+	AdmissionWindow   time.Duration `json:"admission_window,omitempty"`
+	AdmissionOverload float64       `json:"admission_overload,omitempty"`
 	// ABRounds is how many direct/fused rounds claim-path interleaves.
 	ABRounds int `json:"ab_rounds"`
 	// PipelineDepth and PipelineConns shape the raw pipelined anchor.
@@ -252,7 +263,7 @@ var Profiles = map[string]Config{
 	// gate: what make perf-gate measures: every gated figure at P=16.
 	"gate": {
 		Scenarios: []string{ScenarioE2E, ScenarioClaimLatency, ScenarioRenew, ScenarioClaimPath, ScenarioClaimHandoff, ScenarioRecovery,
-			ScenarioSignalResume, ScenarioStreamAppend, ScenarioCompletionNotify, ScenarioFlowDAG},
+			ScenarioSignalResume, ScenarioStreamAppend, ScenarioCompletionNotify, ScenarioFlowDAG, ScenarioAdmission},
 		Partitions: 16, SweepPartitions: []int{16}, Workers: 2, Concurrency: 32, ClaimMode: "direct",
 		Warmup: 500 * time.Millisecond, Duration: 2 * time.Second, Drain: 5 * time.Second,
 		RateFraction: 0.5, Arrivals: "poisson", Seed: 1, InFlight: 64, PayloadBytes: 64,
@@ -322,6 +333,9 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("in-flight, A/B rounds, recovery jobs, pipeline depth and conns must be at least 1")
 	}
 	if err := c.validateFlows(); err != nil {
+		return err
+	}
+	if err := c.validateAdmission(); err != nil {
 		return err
 	}
 	if slices.Contains(c.Scenarios, ScenarioPeers) {

@@ -14,8 +14,8 @@ import (
 // no scripts, no external resources) with the charts people look at:
 // latency percentile curves per partition count, renew throughput and claim
 // latency against partitions, the ratio to the raw ceiling, e2e latency,
-// claim-path A/B, recovery, signal → resume, stream append, completion → WaitResult
-// and flow DAGs.
+// claim-path A/B, recovery, signal → resume, stream append, completion → WaitResult,
+// flow DAGs and admission.
 //
 // The report may come from anywhere (ffbench report --in): the page is an
 // html/template, so every string is escaped where it lands (text,
@@ -113,6 +113,10 @@ func newPage(rep *Report) *page {
 			"edge runs from a member's last parent's handler returning to its own handler's start (a fan-out's N siblings are released at once and queue for the fleet's slots, so its edges carry that queueing); " +
 			"dag_completion from the DAG's intended submit time to AwaitFlow's return; flow_notify from the DAG's last handler return to AwaitFlow's return; " +
 			"fcall_rtt is one FCALL round trip under the same load (its p50 is the dashed line)."},
+		{admissionCharts(rep), "Admission: the same lane and open-loop schedule with a quota that never binds (claims go through admission: ClaimForWorker, ff_quota_admit pipelined with the grant and claim) " +
+			"and without a policy (hand-offs and claims as before), interleaved rounds; claim runs from the intended arrival to the lease held, e2e to the completion " +
+			"(dashed), the plain lane's loaded FCALL p50 is the reference line. Then the rate check: the most admissions in any window of the quota's length " +
+			"(server times, read from the quota's window set), their mean per whole window and the handler starts' most (client clock), against the limit."},
 		{[]chart{efficiencyBars(rep)}, "Valkey commands per operation (script-internal commands included): counters noise barely moves, gated in CI."},
 	}
 	for _, r := range rep.Results {
@@ -173,7 +177,7 @@ const pageHTML = `<!doctype html><html lang="en"><head><meta charset="utf-8">
 </tbody></table></div><div class="grid peers">{{range .Figures}}{{template "figure" .}}{{end}}</div>{{end -}}
 <h2>Partition sweep</h2><div class="grid">{{range .Sweep}}{{template "figure" .}}{{end}}</div>
 {{- /* */ -}}
-<h2>End to end, claim path, recovery, signal → resume, stream append, completion notify and flow DAGs</h2><div class="grid">{{range .Paths}}{{template "figure" .}}{{end}}</div>
+<h2>End to end, claim path, recovery, signal → resume, stream append, completion notify, flow DAGs and admission</h2><div class="grid">{{range .Paths}}{{template "figure" .}}{{end}}</div>
 {{- /* */ -}}
 <h2>All results</h2><div class="tw"><table><thead><tr><th>scenario</th><th>variant</th><th>P</th><th>throughput</th><th>raw ceiling</th><th>ratio</th><th>latency</th><th>p50</th><th>p90</th><th>p99</th><th>p99.9</th><th>max</th><th>cmds/op</th><th>FCALLs/op</th><th>Valkey CPU µs/op</th><th>allocs/op</th><th>lost</th><th>dup</th></tr></thead><tbody>
 {{- range .Rows}}<tr{{with .Class}} class="{{.}}"{{end}}>{{range .Cells}}<td>{{.}}</td>{{end}}</tr>{{end -}}
@@ -250,6 +254,9 @@ func cards(rep *Report) []card {
 				fmtUS(s.P99), fmtRate(r.OfferedRate), r.Partitions, r.Extra["notify_p50_over_loaded_rtt"], r.Extra["waiter_commands_per_wait"]), ""})
 	}
 	if c, ok := flowCard(rep); ok {
+		cards = append(cards, c)
+	}
+	if c, ok := admissionCard(rep); ok {
 		cards = append(cards, c)
 	}
 	return append(cards, peerCards(rep.Peers)...)

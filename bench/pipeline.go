@@ -35,6 +35,20 @@ type pipelineSpec struct {
 	// noProbe leaves out the open loop's load probe (its FCALLs would
 	// count in the server's CPU per job: peers compares that figure).
 	noProbe bool
+	// setup runs on the deployed backend before the fleet starts
+	// (admission: the lane's quota and policy).
+	setup func(ctx context.Context, be *valkeybackend.Backend) error
+	// direct runs the fleet's sdk.Workers on the backend itself, with
+	// every role it has (admission included), instead of loadgen's
+	// per-worker wrap, which carries no admission role (and would let a
+	// quota'd lane's work through unadmitted); no claim-call hook.
+	direct bool
+}
+
+// pipelineFleet is a running fleet: loadgen's, or a direct one.
+type pipelineFleet interface {
+	Stop(ctx context.Context) error
+	Stats() sdk.WorkerStats
 }
 
 // runPipeline deploys P partitions, starts a fleet and a producer, and
@@ -47,6 +61,11 @@ func (r *Runner) runPipeline(ctx context.Context, sp pipelineSpec) (*Result, err
 	}
 	defer closeAll()
 	be, prod := bes[0], bes[1]
+	if sp.setup != nil {
+		if err := sp.setup(ctx, be); err != nil {
+			return nil, err
+		}
+	}
 
 	track := newTracker()
 	// The fleet settles (registers, subscribes) until t0, when the producer
@@ -69,36 +88,39 @@ func (r *Runner) runPipeline(ctx context.Context, sp pipelineSpec) (*Result, err
 
 	fctx, stopFleet := context.WithCancel(ctx)
 	defer stopFleet()
-	fleet, err := loadgen.StartFleet(fctx, loadgen.FleetConfig{
-		Backend: be, Workers: cfg.Workers, DistinctWorkerIDs: cfg.DistinctWorkerIDs,
-		Worker: sdk.WorkerConfig{MaxConcurrency: cfg.Concurrency, ClaimMode: sp.mode, Lanes: []sdk.LaneID{benchLane},
-			ShutdownGrace: 2 * time.Second, DisableClaimOffers: cfg.NoHandoff || sp.noHandoff},
-		Hooks: func(i int) loadgen.Hooks { return r.hooks(be, lat["claim_call"], i) },
-		Handler: func(i int) sdk.Handler {
-			return sdk.HandlerFunc(func(ctx context.Context, t *sdk.Task) error {
-				start := time.Now()
-				seq, intended, ok := decodePayload(t.Payload)
-				if !ok {
-					return fmt.Errorf("bench: foreign payload")
-				}
-				lat["claim"].Shard(i).Record(intended, t.ClaimedAt.Sub(intended))
-				lat["handler_start"].Shard(i).Record(intended, start.Sub(intended))
-				if err := t.Complete(ctx, nil); err != nil {
-					return err
-				}
-				done := time.Now()
-				track.complete(seq)
-				lat["e2e"].Shard(i).Record(intended, done.Sub(intended))
-				if win.Contains(done) {
-					windowDone.Add(1)
-				}
-				if closed != nil {
-					closed.Done()
-				}
-				return nil
-			})
-		},
-	})
+	wc := sdk.WorkerConfig{MaxConcurrency: cfg.Concurrency, ClaimMode: sp.mode, Lanes: []sdk.LaneID{benchLane},
+		ShutdownGrace: 2 * time.Second, DisableClaimOffers: cfg.NoHandoff || sp.noHandoff}
+	handler := func(i int) sdk.Handler {
+		return sdk.HandlerFunc(func(ctx context.Context, t *sdk.Task) error {
+			start := time.Now()
+			seq, intended, ok := decodePayload(t.Payload)
+			if !ok {
+				return fmt.Errorf("bench: foreign payload")
+			}
+			lat["claim"].Shard(i).Record(intended, t.ClaimedAt.Sub(intended))
+			lat["handler_start"].Shard(i).Record(intended, start.Sub(intended))
+			if err := t.Complete(ctx, nil); err != nil {
+				return err
+			}
+			done := time.Now()
+			track.complete(seq)
+			lat["e2e"].Shard(i).Record(intended, done.Sub(intended))
+			if win.Contains(done) {
+				windowDone.Add(1)
+			}
+			if closed != nil {
+				closed.Done()
+			}
+			return nil
+		})
+	}
+	var fleet pipelineFleet
+	if sp.direct {
+		fleet, err = startDirectFleet(fctx, be, cfg, wc, handler)
+	} else {
+		fleet, err = loadgen.StartFleet(fctx, loadgen.FleetConfig{Backend: be, Workers: cfg.Workers, DistinctWorkerIDs: cfg.DistinctWorkerIDs,
+			Worker: wc, Hooks: func(i int) loadgen.Hooks { return r.hooks(be, lat["claim_call"], i) }, Handler: handler})
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -188,6 +210,9 @@ func (r *Runner) runPipeline(ctx context.Context, sp pipelineSpec) (*Result, err
 		res.Extra["completes_per_call"] = float64(fs.BatchedCompletes) / float64(fs.CompleteBatches)
 		res.Extra["complete_wait_avg_us"] = float64(fs.CompleteWaitAvg.Microseconds())
 		res.Extra["complete_wait_max_us"] = float64(fs.CompleteWaitMax.Microseconds())
+	}
+	if df, ok := fleet.(*directFleet); ok {
+		res.Extra["worker_errors"] = float64(df.errors.Load())
 	}
 	setHandoffShare(res, float64(fs.Handoffs), float64(fs.Claimed))
 	return res, nil

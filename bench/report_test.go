@@ -84,7 +84,22 @@ func fakeReport() *Report {
 			Ops: 266, Unit: "edges", CommandsPerOp: 35.3, FcallsPerOp: 1.08, CommandMix: mix,
 			Latency: map[string]*Summary{"edge": lat(380), "dag_completion": lat(10000), "flow_notify": lat(450), "submit": lat(1200), "fcall_rtt": lat(130)},
 			Extra: map[string]float64{"dag_rate": 10, "members_per_dag": 20, "edges_per_dag": 19, "dags": 14, "edge_p50_over_loaded_rtt": 2.9,
-				"fcalls_per_dag": 20.5, "commands_per_dag": 670, "dags_submitted": 18, "dags_ended": 18, "members_submitted": 360, "members_returned": 360}})
+				"fcalls_per_dag": 20.5, "commands_per_dag": 670, "dags_submitted": 18, "dags_ended": 18, "members_submitted": 360, "members_returned": 360}},
+		&Result{Scenario: ScenarioAdmission, Variant: admQuota, Partitions: 16, Workers: 2, DurationS: 2.4, OfferedRate: 200, Throughput: 200,
+			Ops: 480, Unit: "jobs", CommandsPerOp: 45, FcallsPerOp: 6.7, CommandMix: map[string]float64{"fcall": 6.7, "zremrangebyscore": 1.02},
+			Latency: map[string]*Summary{"claim": lat(2000), "e2e": lat(2600), "fcall_rtt": lat(150)},
+			Extra: map[string]float64{"rounds": 2, "capacity": 1500, "capacity_min": 1400, "capacity_max": 1600, "capacity_vs_plain": 0.2,
+				"claim_p50_vs_plain": 2.5, "claim_p99_vs_plain": 3, "quota_concurrency": 640, "submitted": 600, "completed": 600}},
+		&Result{Scenario: ScenarioAdmission, Variant: admPlain, Partitions: 16, Workers: 2, DurationS: 2.4, OfferedRate: 200, Throughput: 200,
+			Ops: 480, Unit: "jobs", CommandsPerOp: 18, FcallsPerOp: 2, CommandMix: mix,
+			Latency: map[string]*Summary{"claim": lat(800), "e2e": lat(1200), "fcall_rtt": lat(140)},
+			Extra: map[string]float64{"rounds": 2, "capacity": 7500, "capacity_min": 7000, "capacity_max": 8000, "handoffs": 480, "handoff_share": 1,
+				"submitted": 600, "completed": 600}},
+		&Result{Scenario: ScenarioAdmission, Variant: admRate, Partitions: 16, Workers: 2, DurationS: 3, OfferedRate: 1000, Throughput: 200,
+			Ops: 600, Unit: "jobs", CommandsPerOp: 50, FcallsPerOp: 8, CommandMix: mix, Latency: map[string]*Summary{"wait": lat(1500000)},
+			Extra: map[string]float64{"limit": 50, "window_ms": 200, "limit_rate": 250, "overload": 4, "admissions": 780, "admitted_executions": 600,
+				"admissions_spent_twice": 180, "executions_admitted_twice": 170, "max_per_window": 50, "mean_per_window": 40, "whole_windows": 14,
+				"achieved_vs_limit": 0.8, "starts": 600, "starts_max_per_window": 47, "submitted": 600, "completed": 600, "scan_interval_ms": 250}})
 	// The peers scenario: each system's closed-loop settings and idle runs.
 	for _, p := range []struct {
 		sys   string
@@ -176,7 +191,10 @@ func TestMarkdownAndSummary(t *testing.T) {
 	md := Markdown(rep)
 	for _, want := range []string{"# ffbench report", "## Headlines", "renew throughput at P=16", "| claim-latency |", "## Go benchmark format", "Correctness: passed",
 		"## Signal → resume", "signal → resume at P=16, 100 cycles/s", "| resume | intended delivery → resumed handler start | 2000 |",
-		"## Flow DAGs", "**fan-out 1 → 100 → 1**: 10 DAGs/s", "flow DAGs, chains of 20 at P=16, 10 DAGs/s", "| edge | last parent's handler returned → child's handler started | 2000 |"} {
+		"## Flow DAGs", "**fan-out 1 → 100 → 1**: 10 DAGs/s", "flow DAGs, chains of 20 at P=16, 10 DAGs/s", "| edge | last parent's handler returned → child's handler started | 2000 |",
+		"## Admission", "admission A/B at P=16, 200 jobs/s open loop, 2 interleaved rounds each", "= 2.50× [target ≤ 1.5×: MISS]",
+		"admission rate check: quota 50 per 200ms (250/s)", "[limit 50: PASS]", "| **max admissions in any window** (sliding, server times) | **50** |",
+		"| quota | 22.0ms |", "| plain | 8.81ms |"} {
 		if !strings.Contains(md, want) {
 			t.Errorf("markdown lacks %q", want)
 		}
@@ -203,7 +221,8 @@ func TestHTMLHasCharts(t *testing.T) {
 	for _, title := range []string{"Claim latency percentiles by partition count", "Renew throughput vs partitions",
 		"Claim latency vs partitions", "Ratio to the raw ceiling vs partitions", "Crash → completion", "Claim path: direct vs fused",
 		"Signal → resume latency, open loop at 100 cycles/s", "Complete → WaitResult latency, open loop at 200 jobs/s",
-		"Flow DAGs, fan-out 1 → 100 → 1, open loop at 10 DAGs/s", "Flow DAGs, chains of 20, open loop at 10 DAGs/s"} {
+		"Flow DAGs, fan-out 1 → 100 → 1, open loop at 10 DAGs/s", "Flow DAGs, chains of 20, open loop at 10 DAGs/s",
+		"Admission A/B: claim latency, quota lane vs plain lane, 200 jobs/s", "Rate check: admissions per 200ms window, limit 50", "quota lane / plain lane claim p50"} {
 		if !strings.Contains(page, title) {
 			t.Errorf("no chart %q", title)
 		}
@@ -271,7 +290,7 @@ func TestGateCompare(t *testing.T) {
 	ok.Lost = 0
 	ok.Results = slices.DeleteFunc(ok.Results, func(r *Result) bool {
 		return r.Scenario == ScenarioPeers || r.Scenario == ScenarioSignalResume || r.Scenario == ScenarioStreamAppend ||
-			r.Scenario == ScenarioCompletionNotify || r.Scenario == ScenarioFlowDAG
+			r.Scenario == ScenarioCompletionNotify || r.Scenario == ScenarioFlowDAG || r.Scenario == ScenarioAdmission
 	})
 	ok.Results = ok.Results[:len(ok.Results)-6] // renew-throughput/sdk/P=16 among them
 	if g, _ := Gate(context.Background(), nb, ok, GateOptions{}); g.Pass() {

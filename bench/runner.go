@@ -114,6 +114,9 @@ func (r *Runner) finish(rep *Report) {
 		if f := flowFailure(res); f != "" {
 			rep.Failures = append(rep.Failures, res.Key()+": "+f)
 		}
+		if f := admissionFailure(res); f != "" {
+			rep.Failures = append(rep.Failures, res.Key()+": "+f)
+		}
 		// Resume latency against the serial FCALL round trip (the loaded
 		// one is set by the scenario: both figures are its own).
 		if s := res.Latency["resume"]; s != nil && s.Count > 0 && r.anchors.SerialFCALL != nil && r.anchors.SerialFCALL.P50 > 0 {
@@ -214,6 +217,8 @@ func (r *Runner) RunScenario(ctx context.Context, name string) ([]*Result, error
 		return []*Result{res}, nil
 	case ScenarioFlowDAG:
 		return r.runFlowDAG(ctx)
+	case ScenarioAdmission:
+		return r.runAdmission(ctx)
 	case ScenarioPeers:
 		return r.runPeers(ctx)
 	}

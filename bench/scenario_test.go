@@ -59,7 +59,7 @@ func TestScenariosSmoke(t *testing.T) {
 		"renew-throughput/sdk/P=1", "renew-throughput/raw/P=4", "renew-throughput/sdk/P=4", "claim-path/direct/P=4",
 		"claim-path/fused/P=4", "claim-handoff/handoff/P=4", "claim-handoff/push/P=4", "recovery/P=4", "signal-resume/P=4",
 		"stream-append/sdk/P=4", "stream-append/raw/P=4", "stream-append/tail/P=4", "completion-notify/P=4",
-		"flow-dag/fanout/P=4", "flow-dag/chain/P=4"} {
+		"flow-dag/fanout/P=4", "flow-dag/chain/P=4", "admission/quota/P=4", "admission/plain/P=4"} {
 		r := rep.Find(key)
 		if r == nil {
 			t.Errorf("no result %s", key)
@@ -99,6 +99,7 @@ func TestScenariosSmoke(t *testing.T) {
 	checkCompletionNotify(t, rep.Find("completion-notify/P=4"))
 	checkFlowDAG(t, rep.Find("flow-dag/fanout/P=4"), cfg.dagWidth()+2, 2*cfg.dagWidth())
 	checkFlowDAG(t, rep.Find("flow-dag/chain/P=4"), cfg.dagDepth(), cfg.dagDepth()-1)
+	checkAdmission(t, cfg, rep.Find("admission/quota/P=4"), rep.Find("admission/plain/P=4"), rep.Find("admission/rate/P=4"))
 	// Hand-offs replace the claim call: fewer FCALLs per job than claiming
 	// after the push, and a claim p50 set against the push variant's.
 	if h, p := rep.Find("claim-handoff/handoff/P=4"), rep.Find("claim-handoff/push/P=4"); h != nil && p != nil {
@@ -409,5 +410,52 @@ func TestFlowFailureFailsTheRun(t *testing.T) {
 	rep = &Report{Results: []*Result{{Scenario: ScenarioFlowDAG, Variant: "fanout", Partitions: 16, Ops: 2000, Lost: 1, Extra: map[string]float64{}}}}
 	if (&Runner{}).finish(rep); rep.OK() {
 		t.Error("a lost member passed")
+	}
+}
+
+// checkAdmission checks admission's results: both A/B variants measured
+// claim latency and capacity, every job completed once, the quota lane's
+// claims went through admission (ff_quota_admit, no hand-off) and cost more
+// FCALLs than the plain lane's, the ratio was computed; the rate check saw
+// every admission, none over the limit in any window, and ran at a fair
+// share of the quota's rate.
+func checkAdmission(t *testing.T, cfg Config, q, p, rc *Result) {
+	t.Helper()
+	if q == nil || p == nil || rc == nil {
+		t.Errorf("admission: results quota %v, plain %v, rate %v", q != nil, p != nil, rc != nil)
+		return
+	}
+	for _, r := range []*Result{q, p, rc} {
+		if f := admissionFailure(r); f != "" || r.Lost != 0 || r.Duplicated != 0 {
+			t.Errorf("%s: %s (lost %d, duplicated %d)", r.Key(), f, r.Lost, r.Duplicated)
+		}
+	}
+	for _, r := range []*Result{q, p} {
+		for _, name := range []string{"claim", "e2e", "fcall_rtt"} {
+			if s := r.Latency[name]; s == nil || s.Count == 0 || s.Hist == "" {
+				t.Errorf("%s: no %s histogram", r.Key(), name)
+			}
+		}
+		if r.OfferedRate != AdmissionRateDefault || r.Extra["capacity"] <= 0 || r.Extra["rounds"] != float64(cfg.ABRounds) ||
+			r.Extra["completed"] != r.Extra["submitted"] || r.Extra["submitted"] == 0 {
+			t.Errorf("%s: rate %v, capacity %v, rounds %v, %v of %v completed", r.Key(), r.OfferedRate, r.Extra["capacity"],
+				r.Extra["rounds"], r.Extra["completed"], r.Extra["submitted"])
+		}
+	}
+	if q.Extra["handoffs"] != 0 || q.Extra["claim_p50_vs_plain"] <= 0 || q.Extra["capacity_vs_plain"] <= 0 || q.FcallsPerOp <= p.FcallsPerOp ||
+		q.CommandMix["zremrangebyscore"] == 0 {
+		t.Errorf("admission: quota %v hand-offs, claim p50 vs plain %v, capacity vs plain %v, %.2f vs %.2f FCALLs per job, %v ZREMRANGEBYSCORE",
+			q.Extra["handoffs"], q.Extra["claim_p50_vs_plain"], q.Extra["capacity_vs_plain"], q.FcallsPerOp, p.FcallsPerOp, q.CommandMix["zremrangebyscore"])
+	}
+	e := rc.Extra
+	if e["admissions"] == 0 || e["max_per_window"] > e["limit"] || e["windows_over_limit"] != 0 || e["unobserved_starts"] != 0 ||
+		e["starts"] != e["submitted"] || e["completed"] != e["submitted"] || e["admissions"] < e["starts"] {
+		t.Errorf("admission rate check: %v", e)
+	}
+	// The quota admits about its rate while work waits (stale cached heads
+	// spend some of its slots; the fleet claims after each refusal's retry
+	// time): well above nothing, never above the limit.
+	if e["achieved_vs_limit"] < 0.3 || e["achieved_vs_limit"] > 1.05 || e["limit"] != AdmissionLimitDefault || rc.OfferedRate != AdmissionOverloadDefault*e["limit_rate"] {
+		t.Errorf("admission rate check: achieved %v of the limit (%v per %vms), offered %v", e["achieved_vs_limit"], e["limit"], e["window_ms"], rc.OfferedRate)
 	}
 }

@@ -168,6 +168,7 @@ func Headlines(rep *Report) []string {
 		out = append(out, l)
 	}
 	out = append(out, flowHeadlines(rep)...)
+	out = append(out, admissionHeadlines(rep)...)
 	return append(out, peerHeadlines(rep.Peers)...)
 }
 
@@ -303,6 +304,7 @@ func Markdown(rep *Report) string {
 	streamMarkdown(&b, rep)
 	notifyMarkdown(&b, rep)
 	flowMarkdown(&b, rep)
+	admissionMarkdown(&b, rep)
 	b.WriteString("## Results\n\n")
 	b.WriteString("| scenario | variant | P | workers | window | offered/s | throughput | raw ceiling | ratio | latency | p50 | p90 | p99 | p99.9 | max | cmds/op | FCALLs/op | Valkey CPU µs/op | allocs/op | lost | dup |\n")
 	b.WriteString("|---|---|--:|--:|--:|--:|--:|--:|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")

@@ -30,7 +30,7 @@ func TestHelpDocumentsEveryFlag(t *testing.T) {
 			t.Errorf("%s --help shows a hidden flag", cmd)
 		}
 		for _, want := range map[string][]string{
-			"run":       {"--profile string", "(default quick)", "--scenario", "--addr", "--cluster", "--flush", "--profile-dir", "--pyroscope", "--rate", "0: 100/s", "--signal-wait", "(default 20ms)", "signal-resume", "stream-append", "0: 1000/s", "completion-notify", "0: 200/s", "flow-dag", "--dag-width", "(default 100)", "--dag-depth", "(default 20)", "--dag-rate", "(default 10)", "--leases", "--lease-ttl", "--calibrate", "--out"},
+			"run":       {"--profile string", "(default quick)", "--scenario", "--addr", "--cluster", "--flush", "--profile-dir", "--pyroscope", "--rate", "0: 100/s", "--signal-wait", "(default 20ms)", "signal-resume", "stream-append", "0: 1000/s", "completion-notify", "0: 200/s", "flow-dag", "--dag-width", "(default 100)", "--dag-depth", "(default 20)", "--dag-rate", "(default 10)", "admission", "--admission-rate", "(default 200)", "--admission-limit", "(default 50)", "--admission-window", "(default 200ms)", "--admission-overload", "(default 4)", "--leases", "--lease-ttl", "--calibrate", "--out"},
 			"sweep":     {"--sweep-partitions", "--addr"},
 			"report":    {"--in", "--out"},
 			"gate":      {"--baseline", "(default ci/baseline.json)", "--report", "--remeasure", "(default 2)", "--class", "--update"},
