@@ -3756,10 +3756,14 @@ end)
 -- again. Holds past their deadline and admissions out of the window are
 -- dropped first.
 -- KEYS: 1 quota, 2 win, 3 run
--- ARGV: 1 eid, 2 hold_ms (the hold's first deadline: about a lease TTL)
--- Returns ok('admitted'), ok('already_admitted') (eid holds a slot, taken
---   by an earlier admission, maybe another claimer's: its deadline is
---   extended; the caller neither claims nor releases it), ok('rate_exceeded', retry_ms) or
+-- ARGV: 1 eid, 2 hold_ms (the hold's first deadline: about a lease TTL),
+--       3 a token unique to this admission (names its window entry, so a
+--       giveback removes this one only; default the server time)
+-- Returns ok('admitted', window_member) (the member it added to the
+--   window, '' without a rate: ff_quota_giveback takes it back),
+--   ok('already_admitted') (eid holds a slot, taken
+--   by an earlier admission, maybe another claimer's; nothing changes, and
+--   the caller neither claims nor releases it), ok('rate_exceeded', retry_ms) or
 --   ok('concurrency_exceeded', retry_ms) (when the earliest hold lapses
 --   at the latest). Errors: invalid_input, quota_not_found.
 -- Inner commands: TIME, HMGET, ZSCORE run, ZREMRANGEBYSCORE x2, ZCARD x2,
@@ -3768,17 +3772,15 @@ redis.register_function('ff_quota_admit', function(keys, argv)
   local eid, hold = argv[1], uint(argv[2])
   local tag, name = policy_key(keys[1], 'ff:q:', 'q')
   if #keys ~= 3 or not tag or keys[2] ~= keys[1] .. ':win' or keys[3] ~= keys[1] .. ':run' or not id_tag(eid)
-    or not hold or hold == 0 then
+    or not hold or hold == 0 or (argv[3] and not is_name(argv[3])) then
     return fail('invalid_input', 'malformed admission arguments')
   end
   local q = redis.call('HMGET', keys[1], 'rate', 'window_ms', 'concurrency')
   if not q[1] then return fail('quota_not_found', name) end
   local now = now_ms()
+  local member = ''
   local rate, window, conc = num(q[1]), num(q[2]), num(q[3])
-  if redis.call('ZSCORE', keys[3], eid) then
-    redis.call('ZADD', keys[3], fmt(now + hold), eid)
-    return ok('already_admitted')
-  end
+  if redis.call('ZSCORE', keys[3], eid) then return ok('already_admitted') end
   if conc > 0 then
     redis.call('ZREMRANGEBYSCORE', keys[3], '-inf', now)
     if redis.call('ZCARD', keys[3]) >= conc then
@@ -3792,10 +3794,11 @@ redis.register_function('ff_quota_admit', function(keys, argv)
       local first = redis.call('ZRANGE', keys[2], 0, 0, 'WITHSCORES')
       return ok('rate_exceeded', fmt(math.max(1, tonumber(first[2] or now) + window - now)))
     end
-    redis.call('ZADD', keys[2], now, eid .. ' ' .. fmt(now))
+    member = eid .. ' ' .. (argv[3] or fmt(now))
+    redis.call('ZADD', keys[2], now, member)
   end
   if conc > 0 then redis.call('ZADD', keys[3], fmt(now + hold), eid) end
-  return ok('admitted')
+  return ok('admitted', member)
 end)
 
 ---------------------------------------------------------------------------
@@ -3814,6 +3817,26 @@ redis.register_function('ff_quota_release', function(keys, argv)
     if not id_tag(e) then return fail('invalid_input', 'malformed execution id') end
   end
   return ok(tostring(redis.call('ZREM', run, unpack(argv))))
+end)
+
+---------------------------------------------------------------------------
+-- ff_quota_giveback: undo an admission its claimer did not use (the claim
+-- failed, or a budget refused): the hold ends and the window slot is
+-- given back, so a claim lost to a race or a stale head costs the quota
+-- nothing.
+-- KEYS: 1 win, 2 run
+-- ARGV: 1 eid, 2 window member (ff_quota_admit's; '' = none)
+-- Returns ok().
+redis.register_function('ff_quota_giveback', function(keys, argv)
+  local win, run, eid, member = keys[1], keys[2], argv[1], argv[2]
+  if #keys ~= 2 or type(win) ~= 'string' or string.sub(win, -4) ~= ':win'
+    or not policy_key(string.sub(win, 1, -5), 'ff:q:', 'q') or run ~= string.sub(win, 1, -5) .. ':run'
+    or not id_tag(eid) or not member or (member ~= '' and string.sub(member, 1, #eid + 1) ~= eid .. ' ') then
+    return fail('invalid_input', 'malformed giveback arguments')
+  end
+  redis.call('ZREM', run, eid)
+  if member ~= '' then redis.call('ZREM', win, member) end
+  return ok()
 end)
 
 ---------------------------------------------------------------------------

@@ -204,8 +204,8 @@ type Admission struct {
 	Dimension string
 	// Held (with Admitted): the execution held a slot of the quota already,
 	// taken by an earlier admission (another claimer's, or this caller's
-	// whose reply was lost); its deadline was extended. A claimer that did
-	// not take it must not claim or release it.
+	// whose reply was lost), left as it was. A claimer that did not take
+	// it must not claim or release it.
 	Held bool
 }
 

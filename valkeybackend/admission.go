@@ -269,10 +269,10 @@ func (b *Backend) Admit(ctx context.Context, p sdk.LanePolicy, id sdk.ExecutionI
 	if len(cmds) == 0 {
 		return sdk.Admission{Admitted: true}, nil
 	}
-	ad, taken, err := admitOutcome(op, p, b.client.DoMulti(ctx, cmds...))
+	ad, taken, member, err := admitOutcome(op, p, b.client.DoMulti(ctx, cmds...))
 	if err == nil && !ad.Admitted && taken {
 		// A budget refused what the quota admitted: the slot goes back.
-		_ = b.ReleaseAdmission(context.WithoutCancel(ctx), p.Quota, id)
+		b.giveBack(context.WithoutCancel(ctx), p.Quota, id, member)
 	}
 	return ad, err
 }
@@ -299,23 +299,24 @@ func (b *Backend) admitCmds(op string, p sdk.LanePolicy, id sdk.ExecutionID, hol
 		}
 		k := quotaKey(p.Quota)
 		cmds = append(cmds, b.fcall("ff_quota_admit", []string{k, k + ":win", k + ":run"},
-			string(id), durMS(max(hold, time.Millisecond))))
+			string(id), durMS(max(hold, time.Millisecond)), sdk.NewToken()))
 	}
 	return cmds, nil
 }
 
 // admitOutcome reads the replies of admitCmds; taken reports that the
-// quota recorded this admission (a slot the caller must release when it
-// does not use it: a budget refused, or the claim failed).
-func admitOutcome(op string, p sdk.LanePolicy, res []valkey.ValkeyResult) (ad sdk.Admission, taken bool, err error) {
+// quota recorded this admission (a slot the caller gives back when it
+// does not use it: a budget refused, or the claim failed), member its
+// window entry.
+func admitOutcome(op string, p sdk.LanePolicy, res []valkey.ValkeyResult) (ad sdk.Admission, taken bool, member string, err error) {
 	var refused *sdk.Admission
 	for i, bg := range p.Budgets {
 		m, err := res[i].AsStrMap()
 		if err != nil {
-			return sdk.Admission{}, false, backendError(op, err)
+			return sdk.Admission{}, false, "", backendError(op, err)
 		}
 		if len(m) == 0 {
-			return sdk.Admission{}, false, sdk.NewError(op, sdk.CodeBudgetNotFound, string(bg))
+			return sdk.Admission{}, false, "", sdk.NewError(op, sdk.CodeBudgetNotFound, string(bg))
 		}
 		if d := budgetStatusOf(bg, m).HardBreached(); d != "" && refused == nil {
 			refused = &sdk.Admission{Reason: "budget", RetryAfter: budgetRecheck, Budget: bg, Dimension: d}
@@ -325,15 +326,15 @@ func admitOutcome(op string, p sdk.LanePolicy, res []valkey.ValkeyResult) (ad sd
 	if p.Quota != "" {
 		r, err := decode(op, res[len(p.Budgets)])
 		if err != nil {
-			return sdk.Admission{}, false, err
+			return sdk.Admission{}, false, "", err
 		}
 		switch r.field(0) {
 		case "admitted":
-			taken = true
+			taken, member = true, r.field(1)
 		case "already_admitted":
 			// Someone holds its slot already: another claimer admitted it
 			// and is claiming it (or runs it). Not this caller's to claim
-			// or release.
+			// or release (its hold is left as it was).
 			ad.Held = true
 		case "rate_exceeded":
 			ad = sdk.Admission{Reason: "rate_limited", RetryAfter: time.Duration(r.int(1)) * time.Millisecond}
@@ -342,9 +343,16 @@ func admitOutcome(op string, p sdk.LanePolicy, res []valkey.ValkeyResult) (ad sd
 		}
 	}
 	if refused != nil {
-		return *refused, taken, nil
+		return *refused, taken, member, nil
 	}
-	return ad, taken, nil
+	return ad, taken, member, nil
+}
+
+// giveBack undoes an admission the caller did not use (ff_quota_giveback):
+// its hold and its window slot.
+func (b *Backend) giveBack(ctx context.Context, q sdk.QuotaID, id sdk.ExecutionID, member string) {
+	k := quotaKey(q)
+	_ = b.client.Do(ctx, b.fcall("ff_quota_giveback", []string{k + ":win", k + ":run"}, string(id), member)).Error()
 }
 
 // budgetRecheck is how long work held back by a budget over its hard limit
@@ -432,25 +440,59 @@ func (b *Backend) ClaimForWorker(ctx context.Context, a sdk.ClaimForWorkerArgs) 
 			parts[i] = i
 		}
 	}
-	// The heads come from the cache (ScanEligibleWindow): a stale one costs
-	// a claim that fails and an admission given back (a rate window's slot
-	// is not: a stale head makes the lane run under its rate, never over).
-	heads, err := b.ScanEligibleWindow(ctx, a.Lane, parts, 1)
-	if err != nil {
-		return nil, sdk.Admission{}, err
-	}
-	var best []sdk.RankedID
-	for _, h := range heads {
-		best = append(best, h...)
-	}
-	sort.Slice(best, func(i, j int) bool { return best[i].Before(best[j]) })
-	for _, h := range best {
-		ct, ad, next, err := b.admitAndClaim(ctx, op, a, p, h.ID)
-		if err != nil || !next {
-			return ct, ad, err
+	// The heads come from the cache (ScanEligibleWindow) first: a stale
+	// one costs a claim that fails and an admission given back whole
+	// (ff_quota_giveback). When every cached head failed so, they are read
+	// from the server once more, so nil means nothing could be admitted,
+	// not a stale cache.
+	for pass := range 2 {
+		var heads [][]sdk.RankedID
+		if pass == 0 {
+			heads, err = b.ScanEligibleWindow(ctx, a.Lane, parts, 2)
+		} else {
+			heads, err = b.serverHeads(ctx, op, a.Lane, parts)
+		}
+		if err != nil {
+			return nil, sdk.Admission{}, err
+		}
+		var best []sdk.RankedID
+		for _, h := range heads {
+			best = append(best, h...)
+		}
+		sort.Slice(best, func(i, j int) bool { return best[i].Before(best[j]) })
+		for _, h := range best {
+			ct, ad, next, err := b.admitAndClaim(ctx, op, a, p, h.ID)
+			if err != nil || !next {
+				return ct, ad, err
+			}
+		}
+		if len(best) == 0 && pass == 0 {
+			return nil, sdk.Admission{}, nil // the cache says empty, and its pushes keep it so
 		}
 	}
 	return nil, sdk.Admission{}, nil
+}
+
+// serverHeads reads the first two eligible executions of lane on each of
+// parts from the server (uncached), pipelined.
+func (b *Backend) serverHeads(ctx context.Context, op string, lane sdk.LaneID, parts []int) ([][]sdk.RankedID, error) {
+	cmds := make(valkey.Commands, len(parts))
+	for i, p := range parts {
+		cmd, err := b.scanCmd(op, lane, p, 2)
+		if err != nil {
+			return nil, err
+		}
+		cmds[i] = cmd
+	}
+	out := make([][]sdk.RankedID, len(parts))
+	for i, res := range b.client.DoMulti(ctx, cmds...) {
+		ranked, err := rankedIDs(res)
+		if err != nil {
+			return nil, backendError(op, err)
+		}
+		out[i] = b.eligibleIDs(ctx, lane, parts[i], ranked)
+	}
+	return out, nil
 }
 
 // admitAndClaim admits execution id under p and claims it in one round
@@ -490,7 +532,7 @@ func (b *Backend) admitAndClaim(ctx context.Context, op string, a sdk.ClaimForWo
 	defer b.claiming.Delete(id)
 	k := len(cmds)
 	res := b.client.DoMulti(ctx, append(cmds, gc, cc)...)
-	ad, taken, aerr := admitOutcome(op, p, res[:k])
+	ad, taken, member, aerr := admitOutcome(op, p, res[:k])
 	_, gerr := decode(op, res[k])
 	t, cerr := decodeClaim(op, ca, res[k+1], true)
 	if cerr != nil && sdk.CodeOf(cerr) == sdk.CodeUseClaimResumed && gerr == nil {
@@ -505,7 +547,7 @@ func (b *Backend) admitAndClaim(ctx context.Context, op string, a sdk.ClaimForWo
 		}
 	}
 	if taken && !(claimed && keep) {
-		_ = b.ReleaseAdmission(bg, p.Quota, id)
+		b.giveBack(bg, p.Quota, id, member) // the hold and the window slot: unused
 	}
 	switch {
 	case aerr != nil:

@@ -712,6 +712,9 @@ func TestPolicyFunctionsRefuseMalformedInput(t *testing.T) {
 				{"ff_quota_release", []string{q}, []string{eid}},
 				{"ff_quota_release", []string{q + ":run"}, []string{"bad id"}},
 				{"ff_quota_refresh", []string{q + ":run"}, []string{"0", eid}},
+				{"ff_quota_giveback", []string{q + ":win", q + ":other"}, []string{eid, ""}},
+				{"ff_quota_giveback", []string{q + ":win", q + ":run"}, []string{eid, "someone-else 1"}},
+				{"ff_quota_admit", []string{q, q + ":win", q + ":run"}, []string{eid, "1000", "bad token"}},
 				{"ff_budget_set", []string{bg}, []string{"1", "t", "5", "9"}}, // soft over hard
 				{"ff_budget_set", []string{bg}, []string{"1", "bad dim", "5", "1"}},
 				{"ff_budget_set", []string{"ff:bg:{q:1}:b1"}, []string{"1", "t", "5", "1"}},
