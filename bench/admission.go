@@ -277,23 +277,44 @@ func windowStats(ts []int64, w int64, limit int) rateStats {
 
 // admissionObserver reads a quota's window set every gap and keeps every
 // admission it has seen (an admission stays in the set for at least a
-// window, so a gap under the window sees each one).
+// window, so a gap under the window sees each one). An entry that leaves
+// the set while still inside its window was given back (ff_quota_giveback:
+// its claimer did not use it, a claim lost to a race or a stale head) and
+// is no admission: it is dropped again.
 type admissionObserver struct {
-	mu       sync.Mutex
-	seen     map[string]int64 // member → admission time (ms, server clock)
-	gapMax   time.Duration
-	readErrs int
+	mu        sync.Mutex
+	window    int64            // the quota's window (ms)
+	seen      map[string]int64 // member → admission time (ms, server clock)
+	gapMax    time.Duration
+	readErrs  int
+	givenBack int
 }
 
 func (o *admissionObserver) poll(ctx context.Context, r *Runner, key string) error {
 	c := r.t.raw
-	zs, err := c.Do(ctx, c.B().Zrange().Key(key).Min("0").Max("-1").Withscores().Build()).AsZScores()
+	res := c.DoMulti(ctx, c.B().Time().Build(), c.B().Zrange().Key(key).Min("0").Max("-1").Withscores().Build())
+	tm, err := res[0].AsStrSlice()
+	if err != nil || len(tm) != 2 {
+		return fmt.Errorf("TIME: %v", err)
+	}
+	sec, _ := strconv.ParseInt(tm[0], 10, 64)
+	usec, _ := strconv.ParseInt(tm[1], 10, 64)
+	now := sec*1000 + usec/1000
+	zs, err := res[1].AsZScores()
 	if err != nil {
 		return err
 	}
 	o.mu.Lock()
+	present := make(map[string]bool, len(zs))
 	for _, z := range zs {
 		o.seen[z.Member] = int64(z.Score)
+		present[z.Member] = true
+	}
+	for m, at := range o.seen {
+		if !present[m] && at > now-o.window {
+			delete(o.seen, m) // given back, not aged out
+			o.givenBack++
+		}
 	}
 	o.mu.Unlock()
 	return nil
@@ -368,7 +389,7 @@ func (r *Runner) runAdmissionRate(ctx context.Context) (*Result, error) {
 		return nil, err
 	}
 
-	obs := &admissionObserver{seen: map[string]int64{}}
+	obs := &admissionObserver{seen: map[string]int64{}, window: window.Milliseconds()}
 	octx, stopObs := context.WithCancel(ctx)
 	defer stopObs()
 	var obsWG sync.WaitGroup
