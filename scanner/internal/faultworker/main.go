@@ -35,6 +35,20 @@
 //
 //	RPUSH fault:upstreams   "<id> <attempt_id> <completed>/<n> <instance>"
 //
+// (--upstreams=false skips that read, for work that is no flow member.)
+// With --starts-dir and --ends each run of the handler also appends its end
+// to DIR/ends-<instance>.log the same way, as the last thing it does before
+// it returns (after its Complete, whatever came of it):
+//
+//	"<id> <unix_nanoseconds> <attempt_id> <outcome> <instance>"
+//
+// where outcome is "completed" (its Complete returned nil) or
+// "error:<code>" ("error:other" for an error with no code). A handler the
+// process's SIGKILL cut short has a start and no end.
+//
+// With --sdk --payload-work a task whose payload is "work=<duration>"
+// works that long instead of --work-min..--work-max.
+//
 // With --engine it runs no worker: it runs the standard scanners
 // (scanner.Start) with the --scan-interval, --flow-grace and
 // --ownership-ttl given, prints "ready" once it owns every partition, and
@@ -80,8 +94,12 @@ type worker struct {
 
 	suspend bool
 
-	startsMu sync.Mutex
-	starts   *os.File // --starts-dir: this process's handler-start log; nil without
+	startsMu  sync.Mutex
+	starts    *os.File // --starts-dir: this process's handler-start log; nil without
+	ends      *os.File // --starts-dir --ends: its handler-end log; nil without
+	upstreams bool     // --upstreams: a started handler reads its upstreams' states
+
+	payloadWork bool // --payload-work: a payload "work=<duration>" sets the task's work time
 
 	mu    sync.Mutex
 	tasks map[sdk.ExecutionID]*task
@@ -102,6 +120,10 @@ func main() {
 	handoffTTL := flag.Duration("handoff-lease-ttl", 0, "with --sdk: WorkerConfig.HandoffLeaseTTL (0: its default)")
 	suspend := flag.Bool("suspend", false, "with --sdk: each task suspends until a signal before it completes")
 	startsDir := flag.String("starts-dir", "", "with --sdk: append each handler start to DIR/starts-<instance>.log first")
+	ends := flag.Bool("ends", false, "with --starts-dir: append each handler end to DIR/ends-<instance>.log last")
+	upstreams := flag.Bool("upstreams", true, "with --starts-dir: each started handler reads its upstreams' states (flow members)")
+	payloadWork := flag.Bool("payload-work", false, "with --sdk: a task whose payload is \"work=<duration>\" works that long\n"+
+		"(instead of --work-min..--work-max; not with --suspend)")
 	engine := flag.Bool("engine", false, "run the standard scanners (an engine process) instead of a worker")
 	scanEvery := flag.Duration("scan-interval", 100*time.Millisecond, "with --engine: every scanner's interval")
 	flowGrace := flag.Duration("flow-grace", 500*time.Millisecond, "with --engine: scanner.Config.FlowGrace")
@@ -124,15 +146,15 @@ func main() {
 		return
 	}
 	w := &worker{b: b, instance: *instance, lane: sdk.LaneID(*lane), ttl: *ttl,
-		workMin: *workMin, workMax: max(*workMax, *workMin), tasks: map[sdk.ExecutionID]*task{}, suspend: *suspend}
+		workMin: *workMin, workMax: max(*workMax, *workMin), tasks: map[sdk.ExecutionID]*task{}, suspend: *suspend,
+		upstreams: *upstreams, payloadWork: *payloadWork}
 	if *startsDir != "" {
-		f, err := os.OpenFile(filepath.Join(*startsDir, "starts-"+*instance+".log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "faultworker:", err)
-			os.Exit(1)
+		w.starts = openLog(filepath.Join(*startsDir, "starts-"+*instance+".log"))
+		defer w.starts.Close()
+		if *ends {
+			w.ends = openLog(filepath.Join(*startsDir, "ends-"+*instance+".log"))
+			defer w.ends.Close()
 		}
-		defer f.Close()
-		w.starts = f
 	}
 	if *useSDK {
 		if err := w.runSDK(ctx, *conc, *handoffTTL); err != nil && ctx.Err() == nil {
@@ -221,6 +243,19 @@ func (w *worker) start(ctx context.Context, h sdk.Handle) {
 		}
 		w.recordDone(string(h.ExecutionID), line)
 	})
+}
+
+// taskWorkTime is how long an sdk task works: what its payload says with
+// --payload-work when it is "work=<duration>", else workTime.
+func (w *worker) taskWorkTime(t *sdk.Task) time.Duration {
+	if w.payloadWork {
+		if s, ok := strings.CutPrefix(string(t.Payload), "work="); ok {
+			if d, err := time.ParseDuration(s); err == nil {
+				return d
+			}
+		}
+	}
+	return w.workTime()
 }
 
 // workTime is how long one task works: between workMin and workMax.
@@ -315,18 +350,23 @@ func (w *worker) runSDK(ctx context.Context, conc int, handoffTTL time.Duration)
 		}
 		fmt.Println("ready")
 	}()
-	return sw.Run(ctx, sdk.HandlerFunc(func(ctx context.Context, t *sdk.Task) error {
+	return sw.Run(ctx, sdk.HandlerFunc(func(ctx context.Context, t *sdk.Task) (err error) {
 		h := t.Handle
 		if w.starts != nil {
 			w.recordStart(time.Now(), h, t.AttemptType)
-			w.checkUpstreams(ctx, t)
+			if w.ends != nil {
+				defer func() { w.recordEnd(h, err) }()
+			}
+			if w.upstreams {
+				w.checkUpstreams(ctx, t)
+			}
 		}
 		w.record("RPUSH", "fault:claims", fmt.Sprintf("%s %s %d %s %s", h.ExecutionID, h.AttemptID, h.Epoch, w.instance, t.AttemptType))
 		if w.suspend {
 			return w.suspendThenComplete(ctx, t)
 		}
 		select {
-		case <-time.After(w.workTime()):
+		case <-time.After(w.taskWorkTime(t)):
 		case <-ctx.Done():
 			return ctx.Err()
 		}
@@ -390,6 +430,37 @@ func (w *worker) recordStart(at time.Time, h sdk.Handle, typ sdk.AttemptType) {
 		fmt.Fprintln(os.Stderr, "faultworker: record start:", err)
 		os.Exit(1)
 	}
+}
+
+// recordEnd appends a handler's end to the --ends log, as recordStart
+// does its start: the handler returns err right after.
+func (w *worker) recordEnd(h sdk.Handle, err error) {
+	outcome := "completed"
+	if err != nil {
+		code := sdk.CodeOf(err)
+		if code == "" {
+			code = "other"
+		}
+		outcome = "error:" + code
+	}
+	w.startsMu.Lock()
+	defer w.startsMu.Unlock()
+	// Stamped under the lock, right before the write: as late as it can be.
+	line := fmt.Sprintf("%s %d %s %s %s\n", h.ExecutionID, time.Now().UnixNano(), h.AttemptID, outcome, w.instance)
+	if _, err := w.ends.WriteString(line); err != nil {
+		fmt.Fprintln(os.Stderr, "faultworker: record end:", err)
+		os.Exit(1)
+	}
+}
+
+// openLog opens an append-only log file, or ends the process.
+func openLog(name string) *os.File {
+	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "faultworker:", err)
+		os.Exit(1)
+	}
+	return f
 }
 
 // checkUpstreams reads the task's upstreams once its start is on record
