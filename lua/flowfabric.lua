@@ -3780,9 +3780,11 @@ redis.register_function('ff_quota_admit', function(keys, argv)
   local now = now_ms()
   local member = ''
   local rate, window, conc = num(q[1]), num(q[2]), num(q[3])
+  -- Lapsed holds go first: a dead holder's hold must not answer for its
+  -- execution (already_admitted) once its deadline passed.
+  if conc > 0 then redis.call('ZREMRANGEBYSCORE', keys[3], '-inf', now) end
   if redis.call('ZSCORE', keys[3], eid) then return ok('already_admitted') end
   if conc > 0 then
-    redis.call('ZREMRANGEBYSCORE', keys[3], '-inf', now)
     if redis.call('ZCARD', keys[3]) >= conc then
       local first = redis.call('ZRANGE', keys[3], 0, 0, 'WITHSCORES')
       return ok('concurrency_exceeded', fmt(math.max(1, tonumber(first[2] or now) - now)))

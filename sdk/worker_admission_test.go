@@ -193,9 +193,11 @@ func TestWorkerQuotas(t *testing.T) {
 			in++
 		}
 		// Starts are stamped in this process after the server admitted
-		// them, so a window here can see at most the quota plus those
-		// whose start lagged their admission; allow none.
-		if in > 10 {
+		// them: a start that lagged its admission by a few ms can land in
+		// the next window of starts, so one over the rate is allowed here
+		// (TestFaultAdmissionWithKills checks the engine's own admission
+		// times exactly).
+		if in > 11 {
 			t.Fatalf("%d starts within %v from %v: over the rate of 10", in, window, starts[i])
 		}
 	}

@@ -445,6 +445,7 @@ func (b *Backend) ClaimForWorker(ctx context.Context, a sdk.ClaimForWorkerArgs) 
 	// (ff_quota_giveback). When every cached head failed so, they are read
 	// from the server once more, so nil means nothing could be admitted,
 	// not a stale cache.
+	held := false
 	for pass := range 2 {
 		var heads [][]sdk.RankedID
 		if pass == 0 {
@@ -465,13 +466,23 @@ func (b *Backend) ClaimForWorker(ctx context.Context, a sdk.ClaimForWorkerArgs) 
 			if err != nil || !next {
 				return ct, ad, err
 			}
+			held = held || ad.Held
 		}
 		if len(best) == 0 && pass == 0 {
 			return nil, sdk.Admission{}, nil // the cache says empty, and its pushes keep it so
 		}
 	}
+	if held {
+		// Only work whose slot another claimer holds: that claimer runs it,
+		// or its hold lapses (a dead one's). A moment later, not at once:
+		// the hand-back announced it again.
+		return nil, sdk.Admission{Reason: "concurrency", RetryAfter: heldRecheck}, nil
+	}
 	return nil, sdk.Admission{}, nil
 }
+
+// heldRecheck is how soon a caller that found only held work tries again.
+const heldRecheck = 20 * time.Millisecond
 
 // serverHeads reads the first two eligible executions of lane on each of
 // parts from the server (uncached), pipelined.
