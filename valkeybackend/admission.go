@@ -446,6 +446,7 @@ func (b *Backend) ClaimForWorker(ctx context.Context, a sdk.ClaimForWorkerArgs) 
 	// from the server once more, so nil means nothing could be admitted,
 	// not a stale cache.
 	held := false
+	var refused sdk.Admission // a refusal met on a stale head
 	for pass := range 2 {
 		var heads [][]sdk.RankedID
 		if pass == 0 {
@@ -467,10 +468,16 @@ func (b *Backend) ClaimForWorker(ctx context.Context, a sdk.ClaimForWorkerArgs) 
 				return ct, ad, err
 			}
 			held = held || ad.Held
+			if !ad.Admitted {
+				refused = ad
+			}
 		}
 		if len(best) == 0 && pass == 0 {
 			return nil, sdk.Admission{}, nil // the cache says empty, and its pushes keep it so
 		}
+	}
+	if refused.Reason != "" {
+		return nil, refused, nil
 	}
 	if held {
 		// Only work whose slot another claimer holds: that claimer runs it,
@@ -567,6 +574,10 @@ func (b *Backend) admitAndClaim(ctx context.Context, op string, a sdk.ClaimForWo
 		b.arrive.claimed(a.Lane, id)
 		return &t, ad, false, nil
 	case ad.Held:
+		return nil, ad, true, nil
+	case !ad.Admitted && !claimed && ad.Reason != "concurrency":
+		// Refused on a head that was not eligible any more (a stale one):
+		// the next head is refused too, and parked, once it is one.
 		return nil, ad, true, nil
 	case !ad.Admitted:
 		// The rest of the lane would be refused as well. Work a rate or a
