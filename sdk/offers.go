@@ -334,11 +334,16 @@ func (w *Worker) offerLane(ctx, cctx context.Context, lane LaneID, n int) {
 // rest of the slots claim it. With no create seen within createFlowWindow
 // (a batch submitted, then nothing) it is zero: an offer no create comes to
 // take would only keep its slot from the backlog.
+//
+// It never keeps every slot offered: on a cluster an offer serves only its
+// own partition's creates, so a worker whose only slot stays offered would
+// never claim a backlog on another partition (a worker of one slot offers
+// none while work is in sight).
 func (w *Worker) offerCap() int {
 	if !w.offers.createsFlowing() {
 		return 0
 	}
-	return max(w.cfg.MaxConcurrency/2, 1)
+	return min(max(w.cfg.MaxConcurrency/2, 1), w.cfg.MaxConcurrency-1)
 }
 
 // trimOffers runs when work is in sight: completes stop offering beyond

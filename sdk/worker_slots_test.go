@@ -41,7 +41,16 @@ func TestWorkerFewSlotsIdleRounds(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		e2eWaitFor(t, 3*time.Second, fmt.Sprintf("round %d's two executions", round), func() bool { return done.Load() >= want })
+		deadline := time.Now().Add(3 * time.Second)
+		for done.Load() < want {
+			if time.Now().After(deadline) {
+				for i, w := range ws {
+					t.Logf("worker %d: %+v", i, w.Stats())
+				}
+				t.Fatalf("timed out waiting for round %d's two executions", round)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
 		time.Sleep(time.Duration(50+round*25) * time.Millisecond)
 	}
 	t.Logf("hand-offs %d + %d, arrivals %d + %d, offers %d + %d", ws[0].Stats().Handoffs, ws[1].Stats().Handoffs, ws[0].Stats().Arrivals, ws[1].Stats().Arrivals, ws[0].Stats().Offers, ws[1].Stats().Offers)

@@ -227,7 +227,9 @@ func TestRenewerShortFirstLease(t *testing.T) {
 
 // With work in sight a worker keeps half its slots offered while creates
 // are seen coming (a hand-off or an arrival within createFlowWindow), and
-// none once they stop: an offer no create takes only parks its slot.
+// none once they stop: an offer no create takes only parks its slot. It
+// never keeps all of them offered: a worker of one slot claims the work it
+// sees (on a cluster its offer would serve one partition only).
 func TestOfferCapFollowsCreates(t *testing.T) {
 	w := &Worker{cfg: WorkerConfig{MaxConcurrency: 8}}
 	if c := w.offerCap(); c != 0 {
@@ -243,8 +245,12 @@ func TestOfferCapFollowsCreates(t *testing.T) {
 	}
 	w.cfg.MaxConcurrency = 1
 	w.offers.sawCreate()
+	if c := w.offerCap(); c != 0 {
+		t.Fatalf("one slot, creates coming: cap %d, want 0", c)
+	}
+	w.cfg.MaxConcurrency = 2
 	if c := w.offerCap(); c != 1 {
-		t.Fatalf("one slot, creates coming: cap %d, want 1", c)
+		t.Fatalf("two slots, creates coming: cap %d, want 1", c)
 	}
 }
 
