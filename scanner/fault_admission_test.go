@@ -1,13 +1,11 @@
 package scanner_test
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"hash/fnv"
 	"math/rand/v2"
 	"os"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -65,36 +63,13 @@ type handlerEnd struct {
 // readHandlerEnds reads every ends-*.log in dir, by attempt id.
 func readHandlerEnds(t *testing.T, dir string) map[string]handlerEnd {
 	t.Helper()
-	files, err := filepath.Glob(filepath.Join(dir, "ends-*.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	out := map[string]handlerEnd{}
-	for _, name := range files {
-		f, err := os.Open(name)
-		if err != nil {
-			t.Fatal(err)
+	readWorkerRecords(t, dir, "ends", func(file string, fs []string, at time.Time) {
+		if _, dup := out[fs[2]]; dup {
+			t.Fatalf("%s: attempt %s ended twice", file, fs[2])
 		}
-		sc := bufio.NewScanner(f)
-		for sc.Scan() {
-			fs := strings.Fields(sc.Text())
-			if len(fs) != 5 {
-				t.Fatalf("%s: malformed end record %q", filepath.Base(name), sc.Text())
-			}
-			ns, err := strconv.ParseInt(fs[1], 10, 64)
-			if err != nil {
-				t.Fatalf("%s: bad time in %q", filepath.Base(name), sc.Text())
-			}
-			if _, dup := out[fs[2]]; dup {
-				t.Fatalf("%s: attempt %s ended twice", filepath.Base(name), fs[2])
-			}
-			out[fs[2]] = handlerEnd{at: time.Unix(0, ns), outcome: fs[3]}
-		}
-		_ = f.Close()
-		if err := sc.Err(); err != nil {
-			t.Fatal(err)
-		}
-	}
+		out[fs[2]] = handlerEnd{at: at, outcome: fs[3]}
+	})
 	return out
 }
 

@@ -77,11 +77,24 @@ type handlerStart struct {
 // readHandlerStarts reads every starts-*.log in dir, by execution id.
 func readHandlerStarts(t *testing.T, dir string) map[sdk.ExecutionID][]handlerStart {
 	t.Helper()
-	files, err := filepath.Glob(filepath.Join(dir, "starts-*.log"))
+	out := map[sdk.ExecutionID][]handlerStart{}
+	readWorkerRecords(t, dir, "starts", func(_ string, fs []string, at time.Time) {
+		id := sdk.ExecutionID(fs[0])
+		out[id] = append(out[id], handlerStart{at: at, attempt: fs[2], typ: fs[3], instance: fs[4]})
+	})
+	return out
+}
+
+// readWorkerRecords calls fn with every record of the <kind>-*.log files
+// the fault workers wrote in dir: five fields, the second a unix-ns time
+// (at). A SIGKILL cannot cut a write(2) of a regular file in two, so a
+// malformed record fails the test.
+func readWorkerRecords(t *testing.T, dir, kind string, fn func(file string, fields []string, at time.Time)) {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(dir, kind+"-*.log"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := map[sdk.ExecutionID][]handlerStart{}
 	for _, name := range files {
 		f, err := os.Open(name)
 		if err != nil {
@@ -91,22 +104,19 @@ func readHandlerStarts(t *testing.T, dir string) map[sdk.ExecutionID][]handlerSt
 		for sc.Scan() {
 			fs := strings.Fields(sc.Text())
 			if len(fs) != 5 {
-				// A SIGKILL cannot cut a write(2) of a regular file in two.
-				t.Fatalf("%s: malformed start record %q", filepath.Base(name), sc.Text())
+				t.Fatalf("%s: malformed record %q", filepath.Base(name), sc.Text())
 			}
 			ns, err := strconv.ParseInt(fs[1], 10, 64)
 			if err != nil {
 				t.Fatalf("%s: bad time in %q", filepath.Base(name), sc.Text())
 			}
-			id := sdk.ExecutionID(fs[0])
-			out[id] = append(out[id], handlerStart{at: time.Unix(0, ns), attempt: fs[2], typ: fs[3], instance: fs[4]})
+			fn(filepath.Base(name), fs, time.Unix(0, ns))
 		}
 		_ = f.Close()
 		if err := sc.Err(); err != nil {
 			t.Fatal(err)
 		}
 	}
-	return out
 }
 
 // leaseCompletions counts, per execution, the lease events the engine
