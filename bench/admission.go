@@ -3,7 +3,6 @@ package bench
 import (
 	"context"
 	"fmt"
-	"hash/fnv"
 	"log/slog"
 	"slices"
 	"strconv"
@@ -218,17 +217,6 @@ func (r *Runner) admissionSetup(q sdk.QuotaPolicy) func(context.Context, *valkey
 	}
 }
 
-// admissionWinKey is quota q's sliding-window set (its admissions: member
-// "<eid> <ms>", score the admission time in ms) and its policy hash, as
-// valkeybackend lays them out: the check reads the window set while the
-// run goes on, and fails if the hash is not where this says.
-func admissionWinKey(q sdk.QuotaID) (win, hash string) {
-	h := fnv.New32a()
-	h.Write([]byte(q))
-	hash = "ff:q:{q:" + strconv.Itoa(int(h.Sum32()%uint32(valkeybackend.QuotaPartitions))) + "}:" + string(q)
-	return hash + ":win", hash
-}
-
 // rateStats are the rate check's figures over admission times (ms).
 type rateStats struct {
 	// maxIn is the most admissions in any window [t, t+W) starting at an
@@ -372,7 +360,7 @@ func (r *Runner) runAdmissionRate(ctx context.Context) (*Result, error) {
 	if err := r.admissionSetup(sdk.QuotaPolicy{ID: admRateQuota, Rate: limit, Window: window})(ctx, be); err != nil {
 		return nil, err
 	}
-	winKey, hashKey := admissionWinKey(admRateQuota)
+	hashKey, winKey := valkeybackend.QuotaKeys(admRateQuota)
 	if n, err := r.t.raw.Do(ctx, r.t.raw.B().Exists().Key(hashKey).Build()).AsInt64(); err != nil || n != 1 {
 		return nil, fmt.Errorf("quota %s is not at %s (%v): the check's key layout is out of date", admRateQuota, hashKey, err)
 	}
@@ -522,11 +510,7 @@ func (r *Runner) runAdmissionRate(ctx context.Context) (*Result, error) {
 
 	res := &Result{Scenario: ScenarioAdmission, Variant: admRate, Partitions: cfg.Partitions, Workers: cfg.Workers,
 		DurationS: round3(elapsed.Seconds()), Unit: "jobs", OfferedRate: round3(offered), Latency: map[string]*Summary{}}
-	for name, l := range map[string]*Latency{"wait": wait, "send_lag": lat["send_lag"], "submit": lat["submit"]} {
-		if s := Summarize(l.Merge()); s.Count > 0 {
-			res.Latency[name] = s
-		}
-	}
+	summarizeInto(res.Latency, map[string]*Latency{"wait": wait, "send_lag": lat["send_lag"], "submit": lat["submit"]})
 	res.Ops = track.completed.Load()
 	res.Throughput = round3(as.rate)
 	if as.windows > 0 {

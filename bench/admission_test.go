@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/flowfabric/flowfabric-go/valkeybackend"
 )
 
 // TestWindowStats: the sliding maximum counts a window [t, t+W) from each
@@ -105,7 +107,7 @@ func TestAdmissionConfig(t *testing.T) {
 			t.Errorf("profile %s lacks %s", p, ScenarioAdmission)
 		}
 	}
-	win, hash := admissionWinKey("ffbench-rate")
+	hash, win := valkeybackend.QuotaKeys("ffbench-rate")
 	if !strings.HasPrefix(hash, "ff:q:{q:") || win != hash+":win" || !strings.HasSuffix(hash, "}:ffbench-rate") {
 		t.Errorf("keys %q %q", win, hash)
 	}

@@ -429,11 +429,7 @@ func (r *Runner) runFlowShape(ctx context.Context, shape dagShape) (*Result, err
 	nDAGs := ph.dags.Load()
 	res := &Result{Scenario: ScenarioFlowDAG, Variant: shape.variant, Partitions: cfg.Partitions, Workers: cfg.Workers,
 		DurationS: win.Seconds(), Unit: "edges", OfferedRate: round3(rate * float64(edges)), Latency: map[string]*Summary{}}
-	for name, l := range ph.lat {
-		if s := Summarize(l.Merge()); s.Count > 0 {
-			res.Latency[name] = s
-		}
-	}
+	summarizeInto(res.Latency, ph.lat)
 	res.Throughput = round3(float64(ph.windowEdges.Load()) / win.Seconds())
 	res.AchievedRate = res.Throughput
 	res.Ops = nDAGs * int64(edges)

@@ -153,3 +153,13 @@ func PercentileCurve(h *hdrhistogram.Histogram) [][2]float64 {
 	}
 	return append(out, [2]float64{100, float64(h.Max())})
 }
+
+// summarizeInto adds to into the summary of each latency of lat that
+// recorded anything.
+func summarizeInto(into map[string]*Summary, lat map[string]*Latency) {
+	for name, l := range lat {
+		if s := Summarize(l.Merge()); s.Count > 0 {
+			into[name] = s
+		}
+	}
+}

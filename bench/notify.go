@@ -279,11 +279,7 @@ func (r *Runner) runCompletionNotify(ctx context.Context) (*Result, error) {
 	final, finalErr := r.clientCmds(ctx)
 	res := &Result{Scenario: ScenarioCompletionNotify, Partitions: cfg.Partitions, Workers: cfg.Workers,
 		DurationS: win.Seconds(), Unit: "jobs", OfferedRate: round3(rate), Latency: map[string]*Summary{}}
-	for name, l := range lat {
-		if s := Summarize(l.Merge()); s.Count > 0 {
-			res.Latency[name] = s
-		}
-	}
+	summarizeInto(res.Latency, lat)
 	res.AchievedRate = round3(float64(windowDone.Load()) / win.Seconds())
 	res.Throughput = res.AchievedRate
 	res.Ops = windowOps.Load()

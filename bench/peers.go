@@ -219,11 +219,7 @@ type peerCounts struct {
 func newPeerResult(pr peerRun, cfg Config, win Window, lat map[string]*Latency) *Result {
 	res := &Result{Scenario: ScenarioPeers, Variant: pr.variant, Partitions: 1, Workers: cfg.Workers,
 		DurationS: win.Seconds(), Unit: "jobs", Latency: map[string]*Summary{}, Extra: map[string]float64{}}
-	for name, l := range lat {
-		if s := Summarize(l.Merge()); s.Count > 0 {
-			res.Latency[name] = s
-		}
-	}
+	summarizeInto(res.Latency, lat)
 	return res
 }
 

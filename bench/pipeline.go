@@ -173,11 +173,7 @@ func (r *Runner) runPipeline(ctx context.Context, sp pipelineSpec) (*Result, err
 
 	res := &Result{Scenario: sp.scenario, Variant: sp.variant, Partitions: sp.partitions, Workers: cfg.Workers,
 		DurationS: win.Seconds(), Unit: "jobs", Latency: map[string]*Summary{}}
-	for name, l := range lat {
-		if s := Summarize(l.Merge()); s.Count > 0 {
-			res.Latency[name] = s
-		}
-	}
+	summarizeInto(res.Latency, lat)
 	done := windowDone.Load()
 	res.AchievedRate = round3(float64(done) / win.Seconds())
 	res.Throughput = res.AchievedRate

@@ -225,11 +225,7 @@ func (r *Runner) runSignalResume(ctx context.Context) (*Result, error) {
 
 	res := &Result{Scenario: ScenarioSignalResume, Partitions: cfg.Partitions, Workers: cfg.Workers,
 		DurationS: win.Seconds(), Unit: "cycles", OfferedRate: round3(rate), Latency: map[string]*Summary{}}
-	for name, l := range lat {
-		if s := Summarize(l.Merge()); s.Count > 0 {
-			res.Latency[name] = s
-		}
-	}
+	summarizeInto(res.Latency, lat)
 	res.AchievedRate = round3(float64(windowDone.Load()) / win.Seconds())
 	res.Throughput = res.AchievedRate
 	res.Ops = windowOps.Load()

@@ -731,11 +731,7 @@ func (r *Runner) runStreamAppend(ctx context.Context) ([]*Result, error) {
 
 	tailRes := &Result{Scenario: ScenarioStreamAppend, Variant: "tail", Partitions: cfg.Partitions, Workers: streams,
 		DurationS: win.Seconds(), Unit: "frames", OfferedRate: round3(rate), Latency: map[string]*Summary{}}
-	for name, l := range lat {
-		if s := Summarize(l.Merge()); s.Count > 0 {
-			tailRes.Latency[name] = s
-		}
-	}
+	summarizeInto(tailRes.Latency, lat)
 	if s := Summarize(tailObs.lat.Merge()); s.Count > 0 {
 		tailRes.Latency["append_round"] = s
 	}

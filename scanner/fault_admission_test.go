@@ -3,7 +3,6 @@ package scanner_test
 import (
 	"context"
 	"fmt"
-	"hash/fnv"
 	"math/rand/v2"
 	"os"
 	"sort"
@@ -71,17 +70,6 @@ func readHandlerEnds(t *testing.T, dir string) map[string]handlerEnd {
 		out[fs[2]] = handlerEnd{at: at, outcome: fs[3]}
 	})
 	return out
-}
-
-// quotaWindowKey is the sorted set in which the engine keeps a quota's
-// admissions of the last window (member "<eid> <token>", score the
-// admission's server time in ms): the quota's key in its {q:K} family (K
-// the FNV-1a of its name modulo valkeybackend.QuotaPartitions, a fixed
-// layout), then ":win".
-func quotaWindowKey(q sdk.QuotaID) string {
-	h := fnv.New32a()
-	h.Write([]byte(q))
-	return fmt.Sprintf("ff:q:{q:%d}:%s:win", h.Sum32()%uint32(valkeybackend.QuotaPartitions), q)
 }
 
 // admissionLog collects every admission of a quota from its window set.
@@ -312,7 +300,8 @@ func runAdmissionFault(t *testing.T, addrs []string, n, maxKills int) {
 	}
 
 	// The admission log, read every 50ms until the end.
-	alog := &admissionLog{key: quotaWindowKey(admFaultQuota), window: admWindow, seen: map[string]int64{},
+	_, admWin := valkeybackend.QuotaKeys(admFaultQuota)
+	alog := &admissionLog{key: admWin, window: admWindow, seen: map[string]int64{},
 		given: map[string]bool{}}
 	pollCtx, stopPoll := context.WithCancel(ctx)
 	var pollWG sync.WaitGroup

@@ -39,6 +39,15 @@ func quotaKey(q sdk.QuotaID) string {
 	return "ff:q:" + policyTag("q", string(q), QuotaPartitions) + ":" + string(q)
 }
 
+// QuotaKeys are quota q's policy hash and its sliding-window set (its
+// admissions: member "<eid> <token>", score the admission's server time in
+// ms), for readers outside this package that check what the engine
+// admitted (the harness's rate check, fault tests).
+func QuotaKeys(q sdk.QuotaID) (hash, window string) {
+	k := quotaKey(q)
+	return k, k + ":win"
+}
+
 // budgetKey is budget id's hash (":dedup" its applied report keys).
 func budgetKey(id sdk.BudgetID) string {
 	return "ff:bg:" + policyTag("b", string(id), BudgetPartitions) + ":" + string(id)
