@@ -198,9 +198,15 @@ func (w *Worker) claimRound(ctx context.Context) (claimed int, saw bool, err err
 // pending when given).
 func (w *Worker) claimLaneByPolicy(ctx context.Context, li int, pending []candidate) (claimed int, saw bool, err error) {
 	p, err := w.lanePolicy(ctx, w.cfg.Lanes[li])
-	switch {
-	case err != nil:
+	if err != nil {
 		return 0, false, err
+	}
+	return w.claimWithPolicy(ctx, li, p, pending)
+}
+
+// claimWithPolicy is claimLaneByPolicy with lane li's policy p read.
+func (w *Worker) claimWithPolicy(ctx context.Context, li int, p LanePolicy, pending []candidate) (claimed int, saw bool, err error) {
+	switch {
 	case p.Paused:
 		return 0, false, nil
 	case p.Admits():
@@ -316,9 +322,9 @@ func (w *Worker) claimArrival(ctx context.Context, a *Arrival) {
 		return
 	}
 	if p, err := w.lanePolicy(ctx, a.Lane); err != nil || p.Paused || p.Admits() {
-		// Not claimed as it came: the policy decides (claimLaneByPolicy).
-		if err == nil && p.Admits() {
-			_, _, err = w.claimLaneByPolicy(ctx, li, nil)
+		// Not claimed as it came: the policy decides (claimWithPolicy).
+		if err == nil {
+			_, _, err = w.claimWithPolicy(ctx, li, p, nil)
 		}
 		w.claimFailed(ctx, err)
 		return
