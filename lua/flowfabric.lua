@@ -3132,14 +3132,17 @@ end
 -- Member eid of flow fid ended with outcome (its terminal state): its
 -- children count it, skipped children resolve theirs in turn (a work
 -- list, not recursion), and the flow's counts move; the flow ends when
--- every member has. Inner commands: HGET handoff, HGET out per ended
+-- every member has. Inner commands: HMGET of the flow, HGET out per ended
 -- member, per child an HMGET and an HSET (+ what running or skipping it
--- writes), HMGET + HSET of the flow (+ SET outcome at its end).
+-- writes), HSET of the flow (+ SET outcome at its end).
 flow_member_ended = function(eid, fid, outcome, now)
   local tag = id_tag(fid)
   if not tag or tag ~= id_tag(eid) then return end -- another slot's: never touched
   local fcore = flow_key(fid, 'core')
-  local handoff = redis.call('HGET', fcore, 'handoff') or ''
+  -- Nothing below writes these fields but the final HSET: one read.
+  local v = redis.call('HMGET', fcore, 'state', 'nodes', 'done', 'bad', 'handoff')
+  if not v[1] then return end
+  local handoff = v[5] or ''
   local work, i, done, bad = {eid, outcome}, 1, 0, 0
   while i < #work do
     local e, oc = work[i], work[i + 1]
@@ -3155,8 +3158,6 @@ flow_member_ended = function(eid, fid, outcome, now)
       end
     end
   end
-  local v = redis.call('HMGET', fcore, 'state', 'nodes', 'done', 'bad')
-  if not v[1] then return end
   local d, b = num(v[3]) + done, num(v[4]) + bad
   local kv = {'done', d, 'bad', b}
   if v[1] == 'open' and d >= num(v[2]) then
@@ -3418,6 +3419,13 @@ end)
 -- Returns ok(downstream_state) or ok('already_applied'). Errors:
 --   invalid_input, flow_not_found, flow_terminal, edge_not_found,
 --   invalid_dependency(state) (the downstream is delayed or has ended).
+-- What an apply reads of the downstream: CHILD_FIELDS, then its inbound
+-- list and its routing block (one HMGET).
+local APPLY_FIELDS = append_all({}, CHILD_FIELDS)
+APPLY_FIELDS[#APPLY_FIELDS + 1] = 'in'
+APPLY_FIELDS.ins = #APPLY_FIELDS
+APPLY_FIELDS[#APPLY_FIELDS + 1] = 'blocked'
+APPLY_FIELDS.blocked = #APPLY_FIELDS
 redis.register_function('ff_flow_apply_edge', function(keys, argv)
   local fid, id, up, down = argv[1], argv[2], argv[3], argv[4]
   local tag = flow_keyed(keys, 1, fid, 'core')
@@ -3432,9 +3440,8 @@ redis.register_function('ff_flow_apply_edge', function(keys, argv)
   local eu, ed, st, at = string.match(rec, '^(%S+) (%S+) (%S+) (%S+)')
   if eu ~= up or ed ~= down then return fail('edge_not_found') end
   if st == 'applied' then return ok('already_applied') end
-  local c = redis.call('HMGET', keys[4], unpack(CHILD_FIELDS))
-  local cin = redis.call('HMGET', keys[4], 'in', 'blocked', 'flow')
-  if cin[3] ~= fid then return fail('not_flow_member', down) end
+  local c = redis.call('HMGET', keys[4], unpack(APPLY_FIELDS))
+  if c[10] ~= fid then return fail('not_flow_member', down) end
   if c[1] ~= 'waiting' and c[1] ~= 'waiting_children' and c[1] ~= 'active' and c[1] ~= 'suspended' then
     return fail('invalid_dependency', c[1] or '')
   end
@@ -3443,13 +3450,14 @@ redis.register_function('ff_flow_apply_edge', function(keys, argv)
   redis.call('HSET', keys[2], id, up .. ' ' .. down .. ' applied ' .. at)
   redis.call('HSET', keys[3], 'out', (u[2] and (u[2] .. ' ') or '') .. down .. ' ' .. id)
   local n = num(c[5]) + 1
-  redis.call('HSET', keys[4], 'dep_n', n, 'in', (cin[1] and (cin[1] .. ' ') or '') .. up)
+  local cin = c[APPLY_FIELDS.ins]
+  redis.call('HSET', keys[4], 'dep_n', n, 'in', (cin and (cin .. ' ') or '') .. up)
   c[5] = n
   local pre = 'ff:i:' .. tag .. ':'
   if c[1] == 'waiting' then
     local lp = pre .. c[2] .. ':'
     redis.call('ZREM', lp .. 'eligible', down)
-    if (cin[2] or '') ~= '' then redis.call('ZREM', lp .. 'blocked', down) end
+    if (c[APPLY_FIELDS.blocked] or '') ~= '' then redis.call('ZREM', lp .. 'blocked', down) end
     redis.call('HSET', keys[4], 'state', 'waiting_children', 'blocked', '', 'last_transition_at', now)
     redis.call('ZADD', pre .. 'dep_blocked', now, down)
     c[1] = 'waiting_children'
