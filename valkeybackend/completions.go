@@ -211,11 +211,7 @@ func (b *Backend) completionsAfter(ctx context.Context, op string, keys []string
 	})
 	// States (and tags) of what ended, pipelined.
 	reads := make(valkey.Commands, 0, 2*len(all))
-	tagFields := make([]string, 0, len(filter.Tags))
-	for name := range filter.Tags {
-		tagFields = append(tagFields, tagFieldPrefix+name)
-	}
-	sort.Strings(tagFields)
+	tagFields := tagFilterFields(filter.Tags)
 	for _, f := range all {
 		id := sdk.ExecutionID(f.id)
 		reads = append(reads, b.client.B().Hget().Key(keysOf(id).core).Field("state").Build())
@@ -243,12 +239,7 @@ func (b *Backend) completionsAfter(ctx context.Context, op string, keys []string
 			if err != nil {
 				return nil, backendError(op, err)
 			}
-			match := len(vals) == len(tagFields)
-			for j := 0; match && j < len(vals); j++ {
-				v, _ := vals[j].ToString()
-				match = v == filter.Tags[tagFields[j][len(tagFieldPrefix):]]
-			}
-			if !match {
+			if !tagsEqual(vals, tagFields, filter.Tags) {
 				continue
 			}
 		}
@@ -257,6 +248,32 @@ func (b *Backend) completionsAfter(ctx context.Context, op string, keys []string
 			At: msTime(f.score), Cursor: base64.RawURLEncoding.EncodeToString(raw)})
 	}
 	return out, nil
+}
+
+// tagFilterFields returns the ctx fields of a tag filter's names, sorted
+// (the order an HMGET of them answers in).
+func tagFilterFields(want map[string]string) []string {
+	fields := make([]string, 0, len(want))
+	for name := range want {
+		fields = append(fields, tagFieldPrefix+name)
+	}
+	sort.Strings(fields)
+	return fields
+}
+
+// tagsEqual reports whether vals, an HMGET of fields (tagFilterFields),
+// holds every tag of want with its value.
+func tagsEqual(vals []valkey.ValkeyMessage, fields []string, want map[string]string) bool {
+	if len(vals) != len(fields) {
+		return false
+	}
+	for j, f := range fields {
+		v, err := vals[j].ToString()
+		if err != nil || v != want[f[len(tagFieldPrefix):]] {
+			return false
+		}
+	}
+	return true
 }
 
 // SubscribeInstanceTags is the trait's subscribe_instance_tags. It is

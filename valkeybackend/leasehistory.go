@@ -2,7 +2,6 @@ package valkeybackend
 
 import (
 	"context"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -34,11 +33,7 @@ func (b *Backend) SubscribeLeaseHistory(ctx context.Context, filter sdk.LeaseHis
 		}
 		lanes[l] = true
 	}
-	tagFields := make([]string, 0, len(filter.Tags))
-	for name := range filter.Tags {
-		tagFields = append(tagFields, tagFieldPrefix+name)
-	}
-	sort.Strings(tagFields)
+	tagFields := tagFilterFields(filter.Tags)
 	keys := make([]string, b.partitions)
 	for p := range keys {
 		keys[p] = leaseHistoryKey(sdk.PartitionTag(p))
@@ -74,13 +69,7 @@ func (b *Backend) tagsMatch(ctx context.Context, op string, id sdk.ExecutionID, 
 	if err != nil {
 		return false, backendError(op, err)
 	}
-	for j, f := range fields {
-		s, err := vals[j].ToString()
-		if err != nil || s != want[f[len(tagFieldPrefix):]] {
-			return false, nil
-		}
-	}
-	return true, nil
+	return tagsEqual(vals, fields, want), nil
 }
 
 // streamIDTime is the server time in a stream entry id ("<ms>-<seq>").
