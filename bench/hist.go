@@ -163,3 +163,20 @@ func summarizeInto(into map[string]*Summary, lat map[string]*Latency) {
 		}
 	}
 }
+
+// openLoopResult starts an open-loop scenario's result: its latencies
+// summarized, the rate achieved over the window (done of them ended in
+// it), the ops intended in it with the server's cost of them (m), and
+// the tracker's lost and duplicated completions.
+func openLoopResult(scenario string, cfg Config, win Window, unit string, rate float64, lat map[string]*Latency,
+	done, ops int64, m measured, track *tracker) *Result {
+	res := &Result{Scenario: scenario, Partitions: cfg.Partitions, Workers: cfg.Workers,
+		DurationS: win.Seconds(), Unit: unit, OfferedRate: round3(rate), Latency: map[string]*Summary{}}
+	summarizeInto(res.Latency, lat)
+	res.AchievedRate = round3(float64(done) / win.Seconds())
+	res.Throughput = res.AchievedRate
+	res.Ops = ops
+	res.efficiency(m.server, m.mallocs, res.Ops)
+	res.Lost, res.Duplicated = track.outcome()
+	return res
+}

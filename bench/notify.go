@@ -277,14 +277,7 @@ func (r *Runner) runCompletionNotify(ctx context.Context) (*Result, error) {
 	closeAll()
 	time.Sleep(100 * time.Millisecond) // for the server to drop the closed connections
 	final, finalErr := r.clientCmds(ctx)
-	res := &Result{Scenario: ScenarioCompletionNotify, Partitions: cfg.Partitions, Workers: cfg.Workers,
-		DurationS: win.Seconds(), Unit: "jobs", OfferedRate: round3(rate), Latency: map[string]*Summary{}}
-	summarizeInto(res.Latency, lat)
-	res.AchievedRate = round3(float64(windowDone.Load()) / win.Seconds())
-	res.Throughput = res.AchievedRate
-	res.Ops = windowOps.Load()
-	res.efficiency(m.server, m.mallocs, res.Ops)
-	res.Lost, res.Duplicated = track.outcome()
+	res := openLoopResult(ScenarioCompletionNotify, cfg, win, "jobs", rate, lat, windowDone.Load(), windowOps.Load(), m, track)
 	waitsLost, waitsDup := waits.outcome()
 	fs := fleet.Stats()
 	res.Extra = map[string]float64{

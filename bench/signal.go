@@ -223,14 +223,7 @@ func (r *Runner) runSignalResume(ctx context.Context) (*Result, error) {
 	_ = fleet.Stop(sctx2)
 	cancel()
 
-	res := &Result{Scenario: ScenarioSignalResume, Partitions: cfg.Partitions, Workers: cfg.Workers,
-		DurationS: win.Seconds(), Unit: "cycles", OfferedRate: round3(rate), Latency: map[string]*Summary{}}
-	summarizeInto(res.Latency, lat)
-	res.AchievedRate = round3(float64(windowDone.Load()) / win.Seconds())
-	res.Throughput = res.AchievedRate
-	res.Ops = windowOps.Load()
-	res.efficiency(m.server, m.mallocs, res.Ops)
-	res.Lost, res.Duplicated = track.outcome()
+	res := openLoopResult(ScenarioSignalResume, cfg, win, "cycles", rate, lat, windowDone.Load(), windowOps.Load(), m, track)
 	sigLost, sigDups := signals.outcome()
 	fs := fleet.Stats()
 	res.Extra = map[string]float64{

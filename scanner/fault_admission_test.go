@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -231,15 +230,7 @@ func runAdmissionFault(t *testing.T, addrs []string, n, maxKills int) {
 	// clear of the rate.
 	shortFrom, shortTo := n-150, n
 	isShort := func(i int) bool { return i >= shortFrom && i < shortTo }
-	seed := uint64(time.Now().UnixNano())
-	if s := os.Getenv("FF_ADMFAULT_SEED"); s != "" {
-		v, err := strconv.ParseUint(s, 10, 64)
-		if err != nil {
-			t.Fatalf("FF_ADMFAULT_SEED: %v", err)
-		}
-		seed = v
-	}
-	t.Logf("seed %d (FF_ADMFAULT_SEED=%d replays it)", seed, seed)
+	seed := faultSeed(t, "FF_ADMFAULT_SEED")
 	rng := rand.New(rand.NewPCG(seed, 0x61646d))
 
 	ctx := context.Background()

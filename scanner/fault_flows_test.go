@@ -85,6 +85,22 @@ func readHandlerStarts(t *testing.T, dir string) map[sdk.ExecutionID][]handlerSt
 	return out
 }
 
+// faultSeed is a fault test's random seed: the environment variable env's
+// value when set (to replay a run), else the time; it is logged.
+func faultSeed(t *testing.T, env string) uint64 {
+	t.Helper()
+	seed := uint64(time.Now().UnixNano())
+	if s := os.Getenv(env); s != "" {
+		v, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			t.Fatalf("%s: %v", env, err)
+		}
+		seed = v
+	}
+	t.Logf("seed %d (%s=%d replays it)", seed, env, seed)
+	return seed
+}
+
 // readWorkerRecords calls fn with every record of the <kind>-*.log files
 // the fault workers wrote in dir: five fields, the second a unix-ns time
 // (at). A SIGKILL cannot cut a write(2) of a regular file in two, so a
@@ -183,15 +199,7 @@ func runFlowFault(t *testing.T, addrs []string) {
 	if testing.Short() {
 		dags, maxKills = 40, 6
 	}
-	seed := uint64(time.Now().UnixNano())
-	if s := os.Getenv("FF_FLOWFAULT_SEED"); s != "" {
-		v, err := strconv.ParseUint(s, 10, 64)
-		if err != nil {
-			t.Fatalf("FF_FLOWFAULT_SEED: %v", err)
-		}
-		seed = v
-	}
-	t.Logf("seed %d (FF_FLOWFAULT_SEED=%d replays it)", seed, seed)
+	seed := faultSeed(t, "FF_FLOWFAULT_SEED")
 	rng := rand.New(rand.NewPCG(seed, 0x666c6f77))
 
 	ctx := context.Background()
