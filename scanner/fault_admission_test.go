@@ -845,6 +845,16 @@ func TestFaultAdmissionKilledAlone(t *testing.T) {
 			lapse.Format("15:04:05.000"), hold, info.Snapshot.TotalAttempts, info.Fields["lease_epoch"], events)
 	}
 	took := time.Since(goneAt["victim"])
+	// The rescuer's Complete returns before its handler records its end:
+	// killing it the moment the state reads completed could cut the record.
+	eventually(t, 10*time.Second, "the rescuer's handler end on record", func() bool {
+		for _, st := range readHandlerStarts(t, dir)[id] {
+			if _, ok := readHandlerEnds(t, dir)[st.attempt]; ok && st.instance == "rescuer" {
+				return true
+			}
+		}
+		return false
+	})
 	rescuer.kill()
 	goneAt["rescuer"] = time.Now()
 	done, _ := leaseCompletions(t, b)
