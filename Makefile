@@ -7,11 +7,16 @@ GO ?= go
 # proxy serves honnef.co/go/tools by semver tag (v0.8.2), not by release name.
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
+# Every package of every module in go.work: the engine (the root module) and the nested
+# modules that keep heavy dependencies away from its users (bench, profiles, cmd/ffbench,
+# cmd/ffengine, valkeytest/container). `./...` would name the root module's packages only.
+PKGS := github.com/flowfabric/flowfabric-go/...
+
 .PHONY: test bench perf-gate fmt fmt-check vet staticcheck fuzz install-valkey
 
 ## test: gofmt check, go vet, staticcheck, then race tests against real valkey-server processes.
 test: fmt-check vet staticcheck
-	$(GO) test -race -count=1 ./...
+	$(GO) test -race -count=1 $(PKGS)
 
 ## bench: the main job: installs Valkey if missing, runs the quick profile (under 90 s on
 ## 2 cores) on a throwaway local Valkey, prints the summary and writes
@@ -39,13 +44,13 @@ fmt-check:
 		exit 1; \
 	fi
 
-## vet: go vet every package.
+## vet: go vet every package of every module.
 vet:
-	$(GO) vet ./...
+	$(GO) vet $(PKGS)
 
-## staticcheck: staticcheck every package (fetched through the Go module proxy on first use).
+## staticcheck: staticcheck every package of every module (fetched through the Go module proxy on first use).
 staticcheck:
-	$(GO) run $(STATICCHECK) ./...
+	$(GO) run $(STATICCHECK) $(PKGS)
 
 ## fuzz: fuzz the handle, arrivals and hand-off decoders, 20s each.
 fuzz:

@@ -10,7 +10,9 @@
 //     starting one. Tests sharing it must use distinct keys or FLUSHALL it themselves.
 //   - FF_VALKEY_CLUSTER_ADDRS=host:port,host:port,... does the same for [NewCluster].
 //   - FF_VALKEY_CONTAINER=1 makes [Start] (and so [NewServer]) run the valkey/valkey:8
-//     image through testcontainers-go; it fails when no Docker engine answers.
+//     image through the registered [ContainerRuntime] (import the nested module
+//     github.com/flowfabric/flowfabric-go/valkeytest/container for testcontainers-go); it
+//     fails when none is registered or no Docker engine answers.
 //
 // The valkey-go commands this package and its tests send are pinned (Pin): valkey-go
 // recycles a command's buffer once its reply arrives, and its writer goroutine reads the
@@ -77,8 +79,9 @@ type Options struct {
 	// Restart. Default 10s.
 	StartTimeout time.Duration
 
-	// Container runs Image through testcontainers-go instead of the local binary; Start
-	// fails if no Docker engine answers. Default false; FF_VALKEY_CONTAINER=1 also sets it.
+	// Container runs Image through the registered ContainerRuntime instead of the local
+	// binary; Start fails if none is registered or it cannot run the image. Default false;
+	// FF_VALKEY_CONTAINER=1 also sets it.
 	Container bool
 
 	// Image is the container image used when Container is set. Default "valkey/valkey:8".
@@ -113,8 +116,8 @@ type Server struct {
 	args    []string
 	opts    Options
 	proc    *process
-	ctr     *containerServer // container mode only
-	owned   bool             // false for FF_VALKEY_ADDR servers
+	ctr     Container // container mode only
+	owned   bool      // false for FF_VALKEY_ADDR servers
 	closed  bool
 }
 
@@ -327,7 +330,7 @@ func (s *Server) Close() error {
 	}
 	s.closed = true
 	if s.ctr != nil {
-		return s.ctr.close()
+		return s.ctr.Close()
 	}
 	if s.proc != nil {
 		s.proc.kill()
@@ -350,7 +353,7 @@ func (s *Server) Restart(ctx context.Context) error {
 		return err
 	}
 	if s.ctr != nil {
-		addr, err := s.ctr.restart(ctx)
+		addr, err := s.ctr.Restart(ctx)
 		if err == nil {
 			s.addr = addr
 		}
@@ -384,7 +387,7 @@ func (s *Server) Kill() error {
 		return err
 	}
 	if s.ctr != nil {
-		return s.ctr.kill()
+		return s.ctr.Kill()
 	}
 	if s.proc != nil {
 		s.proc.kill()

@@ -31,6 +31,8 @@ import (
 
 	"github.com/flowfabric/flowfabric-go/bench"
 	"github.com/flowfabric/flowfabric-go/profiles"
+	// FF_VALKEY_CONTAINER=1 runs the throwaway Valkey in a container.
+	_ "github.com/flowfabric/flowfabric-go/valkeytest/container"
 )
 
 // errFailed is a run that completed but failed its checks (exit 1).

@@ -1,4 +1,11 @@
-package valkeytest
+// Package container runs valkeytest's container mode through testcontainers-go. Importing
+// it registers its runtime with valkeytest:
+//
+//	import _ "github.com/flowfabric/flowfabric-go/valkeytest/container"
+//
+// It is a module of its own so that the engine's users do not pull testcontainers-go and
+// the Docker client into their module graph.
+package container
 
 import (
 	"context"
@@ -9,43 +16,40 @@ import (
 	"github.com/moby/moby/client"
 	"github.com/testcontainers/testcontainers-go"
 	"github.com/testcontainers/testcontainers-go/wait"
+
+	"github.com/flowfabric/flowfabric-go/valkeytest"
 )
+
+func init() { valkeytest.RegisterContainerRuntime(Runtime{}) }
 
 // dockerProbeTimeout bounds the check that a Docker engine answers, so a missing or
 // wedged engine fails fast instead of hanging a test run.
 const dockerProbeTimeout = 10 * time.Second
 
+// stopTimeout is how long a graceful stop waits before the container is killed.
+const stopTimeout = 10 * time.Second
+
 const containerPort = "6379/tcp"
 
-// containerServer is a Valkey server running in a container (Options.Container or
-// FF_VALKEY_CONTAINER=1).
-type containerServer struct {
-	ctr *testcontainers.DockerContainer
-}
+// Runtime is valkeytest.ContainerRuntime over testcontainers-go.
+type Runtime struct{}
 
-// startContainer runs opts.Image through testcontainers-go. It is only called when a
-// container was asked for, and fails with a clear error when no Docker engine answers.
-func startContainer(ctx context.Context, opts Options) (s *Server, err error) {
+// Run starts image with args and waits for Valkey's ready line and its port. It fails
+// fast, naming Docker, when no Docker engine answers.
+func (Runtime) Run(ctx context.Context, image string, args []string, startTimeout time.Duration) (_ valkeytest.Container, err error) {
 	// testcontainers-go panics in some paths when it finds no Docker host.
 	defer func() {
 		if r := recover(); r != nil {
-			s, err = nil, fmt.Errorf("valkeytest: container start failed: %v", r)
+			err = fmt.Errorf("valkeytest: container start failed: %v", r)
 		}
 	}()
 	if err := dockerAnswers(ctx); err != nil {
-		return nil, fmt.Errorf("valkeytest: %s=1 (or Options.Container) needs a Docker engine, and none answers: %w; unset %s to use the local valkey-server", EnvContainer, err, EnvContainer)
+		return nil, fmt.Errorf("valkeytest: container mode needs a Docker engine, and none answers: %w; unset %s to use the local valkey-server", err, valkeytest.EnvContainer)
 	}
-	args := []string{"valkey-server", "--save", ""}
-	if opts.AppendOnly {
-		args = append(args, "--appendonly", "yes", "--appendfsync", "always")
-	} else {
-		args = append(args, "--appendonly", "no")
-	}
-	args = append(args, opts.ExtraArgs...)
-	ctr, err := testcontainers.Run(ctx, opts.Image,
+	ctr, err := testcontainers.Run(ctx, image,
 		testcontainers.WithCmd(args...),
 		testcontainers.WithExposedPorts(containerPort),
-		testcontainers.WithWaitStrategyAndDeadline(opts.StartTimeout,
+		testcontainers.WithWaitStrategyAndDeadline(startTimeout,
 			wait.ForLog("Ready to accept connections"),
 			wait.ForListeningPort(containerPort)),
 	)
@@ -53,15 +57,9 @@ func startContainer(ctx context.Context, opts Options) (s *Server, err error) {
 		if ctr != nil {
 			_ = ctr.Terminate(context.Background())
 		}
-		return nil, fmt.Errorf("valkeytest: run %s: %w", opts.Image, err)
+		return nil, fmt.Errorf("valkeytest: run %s: %w", image, err)
 	}
-	cs := &containerServer{ctr: ctr}
-	addr, err := cs.endpoint(ctx)
-	if err != nil {
-		_ = cs.close()
-		return nil, err
-	}
-	return &Server{addr: addr, opts: opts, ctr: cs, owned: true}, nil
+	return &server{ctr: ctr}, nil
 }
 
 // dockerAnswers pings the Docker engine testcontainers-go would use.
@@ -92,8 +90,13 @@ func dockerAnswers(ctx context.Context) (err error) {
 	}
 }
 
-// endpoint returns host:port of the mapped Valkey port; it can change across restarts.
-func (c *containerServer) endpoint(ctx context.Context) (string, error) {
+// server is one running Valkey container.
+type server struct {
+	ctr *testcontainers.DockerContainer
+}
+
+// Endpoint returns host:port of the mapped Valkey port; it can change across restarts.
+func (c *server) Endpoint(ctx context.Context) (string, error) {
 	ep, err := c.ctr.PortEndpoint(ctx, containerPort, "")
 	if err != nil {
 		return "", fmt.Errorf("valkeytest: container endpoint: %w", err)
@@ -104,7 +107,7 @@ func (c *containerServer) endpoint(ctx context.Context) (string, error) {
 	return ep, nil
 }
 
-func (c *containerServer) restart(ctx context.Context) (string, error) {
+func (c *server) Restart(ctx context.Context) (string, error) {
 	timeout := stopTimeout
 	if err := c.ctr.Stop(ctx, &timeout); err != nil {
 		return "", fmt.Errorf("valkeytest: stop container: %w", err)
@@ -112,10 +115,10 @@ func (c *containerServer) restart(ctx context.Context) (string, error) {
 	if err := c.ctr.Start(ctx); err != nil {
 		return "", fmt.Errorf("valkeytest: start container: %w", err)
 	}
-	return c.endpoint(ctx)
+	return c.Endpoint(ctx)
 }
 
-func (c *containerServer) kill() error {
+func (c *server) Kill() error {
 	var zero time.Duration
 	if err := c.ctr.Stop(context.Background(), &zero); err != nil {
 		return fmt.Errorf("valkeytest: kill container: %w", err)
@@ -123,7 +126,7 @@ func (c *containerServer) kill() error {
 	return nil
 }
 
-func (c *containerServer) close() error {
+func (c *server) Close() error {
 	if err := c.ctr.Terminate(context.Background()); err != nil {
 		return fmt.Errorf("valkeytest: terminate container: %w", err)
 	}
