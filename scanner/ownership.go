@@ -11,9 +11,11 @@ import (
 	"github.com/flowfabric/flowfabric-go/valkeybackend"
 )
 
-// EnginesKey is the heartbeat index of engine processes: a ZSET of engine id
-// scored by heartbeat expiry (server ms). Untagged and global: one small key
-// read and written once per renew interval by each engine.
+// EnginesKey is the heartbeat index of engine processes in the default
+// namespace: a ZSET of engine id scored by heartbeat expiry (server ms).
+// Untagged and global: one small key read and written once per renew
+// interval by each engine. A backend names its namespace's with
+// (*valkeybackend.Backend).EnginesKey.
 const EnginesKey = valkeybackend.EnginesKey
 
 // OwnershipBackend is what ownership needs of the backend: partition

@@ -34,28 +34,21 @@ func policyTag(fam, name string, n int) string {
 	return "{" + fam + ":" + strconv.Itoa(int(h.Sum32()%uint32(n))) + "}"
 }
 
-// quotaKey is quota q's hash (":win" and ":run" its window and holds).
-func quotaKey(q sdk.QuotaID) string {
-	return "ff:q:" + policyTag("q", string(q), QuotaPartitions) + ":" + string(q)
-}
-
 // QuotaKeys are quota q's policy hash and its sliding-window set (its
 // admissions: member "<eid> <token>", score the admission's server time in
-// ms), for readers outside this package that check what the engine
-// admitted (the harness's rate check, fault tests).
+// ms) in the default namespace, for readers outside this package that
+// check what the engine admitted (the harness's rate check, fault tests);
+// (*Backend).QuotaKeys names them in its namespace.
 func QuotaKeys(q sdk.QuotaID) (hash, window string) {
-	k := quotaKey(q)
+	k := defaultKeys.quotaKey(q)
 	return k, k + ":win"
 }
 
-// budgetKey is budget id's hash (":dedup" its applied report keys).
-func budgetKey(id sdk.BudgetID) string {
-	return "ff:bg:" + policyTag("b", string(id), BudgetPartitions) + ":" + string(id)
+// QuotaKeys are quota q's policy hash and window set in b's namespace.
+func (b *Backend) QuotaKeys(q sdk.QuotaID) (hash, window string) {
+	k := b.ks.quotaKey(q)
+	return k, k + ":win"
 }
-
-// lanePolicyKey is lane's policy hash (paused, quota, budgets); untagged,
-// read alone.
-func lanePolicyKey(lane sdk.LaneID) string { return "ff:lane:" + string(lane) }
 
 // lanePolicyTTL bounds a cached lane policy read between invalidations.
 const lanePolicyTTL = time.Minute
@@ -66,7 +59,7 @@ func (b *Backend) CreateQuotaPolicy(ctx context.Context, q sdk.QuotaPolicy) erro
 	if err := q.Validate(); err != nil {
 		return opError(op, err)
 	}
-	_, err := decode(op, b.client.Do(ctx, b.fcall("ff_quota_set", []string{quotaKey(q.ID)},
+	_, err := decode(op, b.client.Do(ctx, b.fcall("ff_quota_set", []string{b.ks.quotaKey(q.ID)},
 		strconv.Itoa(q.Rate), durMS(q.Window), strconv.Itoa(q.Concurrency))))
 	return err
 }
@@ -87,7 +80,7 @@ func (b *Backend) CreateBudget(ctx context.Context, bg sdk.Budget) error {
 		l := bg.Limits[d]
 		args = append(args, d, strconv.FormatUint(l.Hard, 10), strconv.FormatUint(l.Soft, 10))
 	}
-	_, err := decode(op, b.client.Do(ctx, b.fcall("ff_budget_set", []string{budgetKey(bg.ID)}, args...)))
+	_, err := decode(op, b.client.Do(ctx, b.fcall("ff_budget_set", []string{b.ks.budgetKey(bg.ID)}, args...)))
 	return err
 }
 
@@ -97,7 +90,7 @@ func (b *Backend) ResetBudget(ctx context.Context, id sdk.BudgetID) error {
 	if err := id.Validate(); err != nil {
 		return opError(op, err)
 	}
-	_, err := decode(op, b.client.Do(ctx, b.fcall("ff_budget_reset", []string{budgetKey(id)})))
+	_, err := decode(op, b.client.Do(ctx, b.fcall("ff_budget_reset", []string{b.ks.budgetKey(id)})))
 	return err
 }
 
@@ -107,7 +100,7 @@ func (b *Backend) GetBudgetStatus(ctx context.Context, id sdk.BudgetID) (sdk.Bud
 	if err := id.Validate(); err != nil {
 		return sdk.BudgetStatus{}, opError(op, err)
 	}
-	m, err := b.client.Do(ctx, b.client.B().Hgetall().Key(budgetKey(id)).Build()).AsStrMap()
+	m, err := b.client.Do(ctx, b.client.B().Hgetall().Key(b.ks.budgetKey(id)).Build()).AsStrMap()
 	if err != nil {
 		return sdk.BudgetStatus{}, backendError(op, err)
 	}
@@ -151,7 +144,7 @@ func (b *Backend) ReportUsage(ctx context.Context, h sdk.Handle, r sdk.UsageRepo
 	if err := r.Validate(); err != nil {
 		return sdk.UsageOutcome{}, opError(op, err)
 	}
-	if _, err := decode(op, b.client.Do(ctx, b.fcallRO("ff_fence", []string{coreKey(h.ExecutionID)}, fenceArgs(h)...))); err != nil {
+	if _, err := decode(op, b.client.Do(ctx, b.fcallRO("ff_fence", []string{b.ks.coreKey(h.ExecutionID)}, fenceArgs(h)...))); err != nil {
 		return sdk.UsageOutcome{}, err
 	}
 	return b.reportUsage(ctx, op, r)
@@ -172,7 +165,7 @@ func (b *Backend) reportUsage(ctx context.Context, op string, r sdk.UsageReport)
 		dims = append(dims, d)
 	}
 	sort.Strings(dims)
-	key := budgetKey(r.Budget)
+	key := b.ks.budgetKey(r.Budget)
 	args := []string{r.DedupKey, strconv.Itoa(len(dims))}
 	for _, d := range dims {
 		args = append(args, d, strconv.FormatUint(r.Usage[d], 10))
@@ -208,7 +201,7 @@ func (b *Backend) SetLanePolicy(ctx context.Context, lane sdk.LaneID, p sdk.Lane
 		}
 		budgets = append(budgets, string(bg))
 	}
-	key := lanePolicyKey(lane)
+	key := b.ks.lanePolicyKey(lane)
 	cmds := valkey.Commands{b.client.B().Del().Key(key).Build()}
 	if p.Paused || p.Admits() {
 		paused := "0"
@@ -250,9 +243,9 @@ func (b *Backend) LanePolicy(ctx context.Context, lane sdk.LaneID) (sdk.LanePoli
 	var m map[string]string
 	var err error
 	if b.opts.CacheSizeEachConn >= 0 {
-		m, err = b.client.DoCache(ctx, b.client.B().Hgetall().Key(lanePolicyKey(lane)).Cache().ToStaticTTL(), lanePolicyTTL).AsStrMap()
+		m, err = b.client.DoCache(ctx, b.client.B().Hgetall().Key(b.ks.lanePolicyKey(lane)).Cache().ToStaticTTL(), lanePolicyTTL).AsStrMap()
 	} else {
-		m, err = b.client.Do(ctx, b.client.B().Hgetall().Key(lanePolicyKey(lane)).Build()).AsStrMap()
+		m, err = b.client.Do(ctx, b.client.B().Hgetall().Key(b.ks.lanePolicyKey(lane)).Build()).AsStrMap()
 	}
 	if err != nil {
 		return sdk.LanePolicy{}, backendError(op, err)
@@ -300,13 +293,13 @@ func (b *Backend) admitCmds(op string, p sdk.LanePolicy, id sdk.ExecutionID, hol
 		if err := bg.Validate(); err != nil {
 			return nil, opError(op, err)
 		}
-		cmds = append(cmds, b.client.B().Hgetall().Key(budgetKey(bg)).Build())
+		cmds = append(cmds, b.client.B().Hgetall().Key(b.ks.budgetKey(bg)).Build())
 	}
 	if p.Quota != "" {
 		if err := p.Quota.Validate(); err != nil {
 			return nil, opError(op, err)
 		}
-		k := quotaKey(p.Quota)
+		k := b.ks.quotaKey(p.Quota)
 		cmds = append(cmds, b.fcall("ff_quota_admit", []string{k, k + ":win", k + ":run"},
 			string(id), durMS(max(hold, time.Millisecond)), sdk.NewToken()))
 	}
@@ -360,7 +353,7 @@ func admitOutcome(op string, p sdk.LanePolicy, res []valkey.ValkeyResult) (ad sd
 // giveBack undoes an admission the caller did not use (ff_quota_giveback):
 // its hold and its window slot.
 func (b *Backend) giveBack(ctx context.Context, q sdk.QuotaID, id sdk.ExecutionID, member string) {
-	k := quotaKey(q)
+	k := b.ks.quotaKey(q)
 	_ = b.client.Do(ctx, b.fcall("ff_quota_giveback", []string{k + ":win", k + ":run"}, string(id), member)).Error()
 }
 
@@ -381,7 +374,7 @@ func (b *Backend) ReleaseAdmission(ctx context.Context, q sdk.QuotaID, ids ...sd
 	for i, id := range ids {
 		args[i] = string(id)
 	}
-	_, err := decode(op, b.client.Do(ctx, b.fcall("ff_quota_release", []string{quotaKey(q) + ":run"}, args...)))
+	_, err := decode(op, b.client.Do(ctx, b.fcall("ff_quota_release", []string{b.ks.quotaKey(q) + ":run"}, args...)))
 	return err
 }
 
@@ -398,7 +391,7 @@ func (b *Backend) RefreshAdmissions(ctx context.Context, q sdk.QuotaID, hold tim
 	for _, id := range ids {
 		args = append(args, string(id))
 	}
-	_, err := decode(op, b.client.Do(ctx, b.fcall("ff_quota_refresh", []string{quotaKey(q) + ":run"}, args...)))
+	_, err := decode(op, b.client.Do(ctx, b.fcall("ff_quota_refresh", []string{b.ks.quotaKey(q) + ":run"}, args...)))
 	return err
 }
 
@@ -412,8 +405,8 @@ func (b *Backend) Park(ctx context.Context, id sdk.ExecutionID, lane sdk.LaneID,
 	if err := lane.Validate(); err != nil {
 		return false, opError(op, err)
 	}
-	lk := laneKeysOf(sdk.PartitionTag(p), lane)
-	r, err := decode(op, b.client.Do(ctx, b.fcall("ff_park", []string{coreKey(id), lk.eligible, lk.delayed},
+	lk := b.ks.laneKeysOf(sdk.PartitionTag(p), lane)
+	r, err := decode(op, b.client.Do(ctx, b.fcall("ff_park", []string{b.ks.coreKey(id), lk.eligible, lk.delayed},
 		string(id), msString(until), reason, string(lane))))
 	if err != nil {
 		return false, err
@@ -611,7 +604,7 @@ func (b *Backend) QuotaHolds(ctx context.Context, q sdk.QuotaID) (map[sdk.Execut
 	if err := q.Validate(); err != nil {
 		return nil, opError(op, err)
 	}
-	zs, err := b.client.Do(ctx, b.client.B().Zrange().Key(quotaKey(q)+":run").Min("0").Max("-1").Withscores().Build()).AsZScores()
+	zs, err := b.client.Do(ctx, b.client.B().Zrange().Key(b.ks.quotaKey(q)+":run").Min("0").Max("-1").Withscores().Build()).AsZScores()
 	if err != nil {
 		return nil, backendError(op, err)
 	}

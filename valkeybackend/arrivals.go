@@ -233,12 +233,12 @@ func (b *Backend) subscribeArrivals(ctx context.Context) {
 	var groups [][]string
 	if b.cluster {
 		for p := range b.partitions {
-			groups = append(groups, []string{arrivalsChannel(sdk.PartitionTag(p))})
+			groups = append(groups, []string{b.ks.arrivalsChannel(sdk.PartitionTag(p))})
 		}
 	} else {
 		all := make([]string, b.partitions)
 		for p := range all {
-			all[p] = arrivalsChannel(sdk.PartitionTag(p))
+			all[p] = b.ks.arrivalsChannel(sdk.PartitionTag(p))
 		}
 		groups = [][]string{all}
 	}

@@ -23,6 +23,7 @@ import (
 
 // Backend is the Valkey EngineBackend. It is safe for concurrent use.
 type Backend struct {
+	ks         keyspace // the namespace's keys and channels
 	client     valkey.Client
 	opts       Options
 	partitions int
@@ -69,7 +70,7 @@ func Connect(ctx context.Context, opts Options) (*Backend, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := &Backend{opts: opts, lib: lib}
+	b := &Backend{opts: opts, lib: lib, ks: defaultKeys}
 	co := valkey.ClientOption{
 		InitAddress:           opts.Addrs,
 		Username:              opts.Username,
@@ -142,11 +143,11 @@ func (b *Backend) loadPartitions(ctx context.Context) error {
 	if want == 0 {
 		want = PartitionsDefault
 	}
-	get := func() valkey.Completed { return b.client.B().Hget().Key(configKey).Field("partitions").Build() }
+	get := func() valkey.Completed { return b.client.B().Hget().Key(b.ks.config).Field("partitions").Build() }
 	res := b.client.Do(ctx, get())
 	if valkey.IsValkeyNil(res.Error()) {
 		multi := b.client.DoMulti(ctx,
-			b.client.B().Hsetnx().Key(configKey).Field("partitions").Value(strconv.Itoa(want)).Build(), get())
+			b.client.B().Hsetnx().Key(b.ks.config).Field("partitions").Value(strconv.Itoa(want)).Build(), get())
 		if err := multi[0].Error(); err != nil {
 			return backendError("connect", err)
 		}
@@ -182,11 +183,11 @@ func (b *Backend) onInvalidations(msgs []valkey.ValkeyMessage) {
 			keys = append(keys, k)
 		}
 	}
-	refs := eligibleRefs(keys) // parsed once for both
+	refs := b.ks.eligibleRefs(keys) // parsed once for both
 	b.watch.invalidated(refs, b.ready.invalidate(refs))
 	b.terminal.wake(keys, false)
 	for _, k := range keys {
-		if lane, ok := strings.CutPrefix(k, "ff:lane:"); ok {
+		if lane, ok := strings.CutPrefix(k, b.ks.lane); ok {
 			b.watch.wakeLane(sdk.LaneID(lane)) // a policy changed: paused or resumed, say
 		}
 	}

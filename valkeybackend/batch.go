@@ -179,7 +179,7 @@ func (b *Backend) registerLanes(lanes map[sdk.LaneID]bool) valkey.Completed {
 	for l := range lanes {
 		members = append(members, string(l))
 	}
-	return b.client.B().Sadd().Key(lanesKey).Member(members...).Build()
+	return b.client.B().Sadd().Key(b.ks.lanes).Member(members...).Build()
 }
 
 // createBatchCall builds the KEYS and ARGV of one ff_create_batch of the
@@ -188,8 +188,8 @@ func (b *Backend) registerLanes(lanes map[sdk.LaneID]bool) valkey.Completed {
 // count and per item its idempotency key and ff_create's ARGV.
 func (b *Backend) createBatchCall(plans []createPlan, items []int) (keys, args []string) {
 	tag := sdk.PartitionTag(plans[items[0]].part)
-	pk := partKeysOf(tag)
-	keys = []string{pk.deadlines, pk.all, arrivalsChannel(tag), pk.leases, pk.timeouts}
+	pk := b.ks.partKeysOf(tag)
+	keys = []string{pk.deadlines, pk.all, b.ks.arrivalsChannel(tag), pk.leases, pk.timeouts}
 	if b.handoffOn() {
 		seen := map[sdk.LaneID]bool{}
 		for _, i := range items {

@@ -59,7 +59,7 @@ func (b *Backend) eligibleIDs(ctx context.Context, lane sdk.LaneID, p int, membe
 			ids = append(ids, m)
 		}
 	}
-	b.client.Do(ctx, b.fcall("ff_drop_strays", []string{laneKeysOf(sdk.PartitionTag(p), lane).eligible}, strays...))
+	b.client.Do(ctx, b.fcall("ff_drop_strays", []string{b.ks.laneKeysOf(sdk.PartitionTag(p), lane).eligible}, strays...))
 	return ids
 }
 
@@ -127,7 +127,7 @@ func (b *Backend) scanCmd(op string, lane sdk.LaneID, partition, limit int) (val
 		limit = 1
 	}
 	limit = min(limit, scanLimitMax)
-	key := laneKeysOf(sdk.PartitionTag(partition), lane).eligible
+	key := b.ks.laneKeysOf(sdk.PartitionTag(partition), lane).eligible
 	return b.client.B().Zrange().Key(key).Min("0").Max(itoa(limit - 1)).Withscores().Build(), nil
 }
 
@@ -167,7 +167,7 @@ func (b *Backend) grantCmd(op string, a sdk.IssueClaimGrantArgs) (valkey.Complet
 	if a, err = a.Resolve(); err != nil {
 		return valkey.Completed{}, opError(op, err)
 	}
-	ek, lk := keysOf(a.ExecutionID), laneKeysOf(sdk.PartitionTag(p), a.Lane)
+	ek, lk := b.ks.keysOf(a.ExecutionID), b.ks.laneKeysOf(sdk.PartitionTag(p), a.Lane)
 	return b.fcall("ff_issue_claim_grant", []string{ek.core, ek.grant, lk.eligible},
 		string(a.ExecutionID), string(a.WorkerID), string(a.WorkerInstanceID), durMS(a.GrantTTL), joinCSV(a.Capabilities)), nil
 }
@@ -208,7 +208,7 @@ func (b *Backend) claimCmd(op string, a sdk.ClaimExecutionArgs, mode string, wit
 		return valkey.Completed{}, err
 	}
 	tag := sdk.PartitionTag(p)
-	ek, lk, pk := keysOf(a.ExecutionID), laneKeysOf(tag, a.Lane), partKeysOf(tag)
+	ek, lk, pk := b.ks.keysOf(a.ExecutionID), b.ks.laneKeysOf(tag, a.Lane), b.ks.partKeysOf(tag)
 	wc := "0"
 	if withContext {
 		wc = "1"
@@ -310,9 +310,9 @@ func (b *Backend) BlockRoute(ctx context.Context, a sdk.BlockRouteArgs) (sdk.Blo
 	if reason == "" {
 		reason = sdk.CodeCapabilityMismatch
 	}
-	lk := laneKeysOf(sdk.PartitionTag(p), a.Lane)
+	lk := b.ks.laneKeysOf(sdk.PartitionTag(p), a.Lane)
 	r, err := decode(op, b.client.Do(ctx, b.fcall("ff_block_route",
-		[]string{keysOf(a.ExecutionID).core, lk.eligible, lk.blocked}, string(a.ExecutionID), reason)))
+		[]string{b.ks.keysOf(a.ExecutionID).core, lk.eligible, lk.blocked}, string(a.ExecutionID), reason)))
 	if err != nil {
 		return sdk.BlockRouteOutcome{}, err
 	}

@@ -71,7 +71,7 @@ func (b *Backend) CompleteBatch(ctx context.Context, items []sdk.CompleteItem) [
 			has = "1"
 		}
 		c.items = append(c.items, i)
-		c.keys = append(c.keys, keysOf(it.Handle.ExecutionID).core)
+		c.keys = append(c.keys, b.ks.keysOf(it.Handle.ExecutionID).core)
 		c.args = append(append(c.args, fenceArgs(it.Handle)...), string(it.Handle.Lane), has, string(it.Result),
 			offerLane, strconv.Itoa(len(mem)))
 		c.args = append(c.args, mem...)

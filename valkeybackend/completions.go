@@ -131,7 +131,7 @@ func (b *Backend) completionIndexes(ctx context.Context, op string, only []sdk.L
 	keyLanes := make([]sdk.LaneID, 0, cap(keys))
 	for _, l := range lanes {
 		for p := range b.partitions {
-			keys = append(keys, laneKeysOf(sdk.PartitionTag(p), l).terminal)
+			keys = append(keys, b.ks.laneKeysOf(sdk.PartitionTag(p), l).terminal)
 			keyLanes = append(keyLanes, l)
 		}
 	}
@@ -214,9 +214,9 @@ func (b *Backend) completionsAfter(ctx context.Context, op string, keys []string
 	tagFields := tagFilterFields(filter.Tags)
 	for _, f := range all {
 		id := sdk.ExecutionID(f.id)
-		reads = append(reads, b.client.B().Hget().Key(keysOf(id).core).Field("state").Build())
+		reads = append(reads, b.client.B().Hget().Key(b.ks.keysOf(id).core).Field("state").Build())
 		if len(tagFields) > 0 {
-			reads = append(reads, b.client.B().Hmget().Key(keysOf(id).ctx).Field(tagFields...).Build())
+			reads = append(reads, b.client.B().Hmget().Key(b.ks.keysOf(id).ctx).Field(tagFields...).Build())
 		}
 	}
 	res := b.client.DoMulti(ctx, reads...)

@@ -60,7 +60,7 @@ func (b *Backend) CreateExecution(ctx context.Context, a sdk.CreateExecutionArgs
 
 // registerLane adds lane to the lane registry.
 func (b *Backend) registerLane(lane sdk.LaneID) valkey.Completed {
-	return b.client.B().Sadd().Key(lanesKey).Member(string(lane)).Build()
+	return b.client.B().Sadd().Key(b.ks.lanes).Member(string(lane)).Build()
 }
 
 // createCall validates a create and builds ff_create's KEYS and ARGV. Nothing
@@ -119,16 +119,16 @@ func (b *Backend) planCreate(a sdk.CreateExecutionArgs, withKeys bool, shared in
 	var keys []string
 	if withKeys {
 		tag := sdk.PartitionTag(part)
-		ek, lk, pk := keysOf(id), laneKeysOf(tag, a.Lane), partKeysOf(tag)
+		ek, lk, pk := b.ks.keysOf(id), b.ks.laneKeysOf(tag, a.Lane), b.ks.partKeysOf(tag)
 		idem := pk.noop
 		if a.IdempotencyKey != "" {
-			idem = idemKey(tag, a.IdempotencyKey)
+			idem = b.ks.idemKey(tag, a.IdempotencyKey)
 		}
 		offers := pk.noop
 		if b.handoffOn() {
 			offers = b.offersKeyFor(tag, a.Lane)
 		}
-		keys = []string{ek.core, ek.ctx, lk.eligible, lk.delayed, idem, pk.deadlines, pk.all, arrivalsChannel(tag),
+		keys = []string{ek.core, ek.ctx, lk.eligible, lk.delayed, idem, pk.deadlines, pk.all, b.ks.arrivalsChannel(tag),
 			offers, pk.leases, lk.active, pk.timeouts}
 	}
 	// The wire carries whole milliseconds: round sub-millisecond values up

@@ -23,5 +23,5 @@ var AttemptsOfForTest = attemptsOf
 
 // QuotaKeyForTest and BudgetKeyForTest expose the policy key layout to the
 // raw-call tests.
-func QuotaKeyForTest(q string) string  { return quotaKey(sdk.QuotaID(q)) }
-func BudgetKeyForTest(b string) string { return budgetKey(sdk.BudgetID(b)) }
+func QuotaKeyForTest(q string) string  { return defaultKeys.quotaKey(sdk.QuotaID(q)) }
+func BudgetKeyForTest(b string) string { return defaultKeys.budgetKey(sdk.BudgetID(b)) }

@@ -49,8 +49,8 @@ func (b *Backend) SubmitFlow(ctx context.Context, spec sdk.FlowSpec) (sdk.FlowSu
 	if err != nil {
 		return sdk.FlowSubmission{}, err
 	}
-	pk := partKeysOf(tag)
-	keys := []string{pk.deadlines, pk.all, arrivalsChannel(tag), pk.leases, pk.timeouts, flowKeysOf(spec.ID).core}
+	pk := b.ks.partKeysOf(tag)
+	keys := []string{pk.deadlines, pk.all, b.ks.arrivalsChannel(tag), pk.leases, pk.timeouts, b.ks.flowKeysOf(spec.ID).core}
 	args := []string{string(spec.ID), b.flowHandoff(), strconv.Itoa(len(spec.Members)), strconv.Itoa(len(spec.Edges))}
 	lanes := map[sdk.LaneID]bool{}
 	sub := sdk.FlowSubmission{ID: spec.ID, Members: make(map[string]sdk.ExecutionID, len(spec.Members))}
@@ -109,7 +109,7 @@ func (b *Backend) CreateFlow(ctx context.Context, id sdk.FlowID) (bool, error) {
 	if _, err := b.flowPartition(op, id); err != nil {
 		return false, err
 	}
-	r, err := decode(op, b.client.Do(ctx, b.fcall("ff_flow_create", []string{flowKeysOf(id).core},
+	r, err := decode(op, b.client.Do(ctx, b.fcall("ff_flow_create", []string{b.ks.flowKeysOf(id).core},
 		string(id), b.flowHandoff())))
 	if err != nil {
 		return false, err
@@ -138,7 +138,7 @@ func (b *Backend) AddExecutionToFlow(ctx context.Context, flow sdk.FlowID, id sd
 	if err := b.memberOf(op, flow, id); err != nil {
 		return false, err
 	}
-	r, err := decode(op, b.client.Do(ctx, b.fcall("ff_flow_add", []string{flowKeysOf(flow).core, coreKey(id)},
+	r, err := decode(op, b.client.Do(ctx, b.fcall("ff_flow_add", []string{b.ks.flowKeysOf(flow).core, b.ks.coreKey(id)},
 		string(flow), string(id))))
 	if err != nil {
 		return false, err
@@ -159,9 +159,9 @@ func (b *Backend) StageDependencyEdge(ctx context.Context, a sdk.StageEdgeArgs) 
 	if err := a.Edge.Validate(); err != nil {
 		return 0, opError(op, err)
 	}
-	fk := flowKeysOf(a.Flow)
+	fk := b.ks.flowKeysOf(a.Flow)
 	r, err := decode(op, b.client.Do(ctx, b.fcall("ff_flow_stage_edge",
-		[]string{fk.core, fk.members, fk.edges, coreKey(a.Downstream)},
+		[]string{fk.core, fk.members, fk.edges, b.ks.coreKey(a.Downstream)},
 		string(a.Flow), string(a.Edge), string(a.Upstream), string(a.Downstream),
 		strconv.FormatUint(a.ExpectedRevision, 10))))
 	if err != nil {
@@ -196,7 +196,7 @@ func (b *Backend) ApplyDependencyToChild(ctx context.Context, flow sdk.FlowID, e
 	if err := edge.Validate(); err != nil {
 		return "", opError(op, err)
 	}
-	fk := flowKeysOf(flow)
+	fk := b.ks.flowKeysOf(flow)
 	rec, err := b.client.Do(ctx, b.client.B().Hget().Key(fk.edges).Field(string(edge)).Build()).ToString()
 	if isNil(err) {
 		return "", sdk.NewError(op, sdk.CodeEdgeNotFound, string(edge))
@@ -209,13 +209,13 @@ func (b *Backend) ApplyDependencyToChild(ctx context.Context, flow sdk.FlowID, e
 		return "", &sdk.Error{Kind: sdk.KindBug, Code: sdk.CodeBug, Op: op, Msg: "malformed edge record"}
 	}
 	r, err := decode(op, b.client.Do(ctx, b.fcall("ff_flow_apply_edge",
-		[]string{fk.core, fk.edges, coreKey(e.up), coreKey(e.down)},
+		[]string{fk.core, fk.edges, b.ks.coreKey(e.up), b.ks.coreKey(e.down)},
 		string(flow), string(edge), string(e.up), string(e.down))))
 	if err != nil {
 		return "", err
 	}
 	if r.field(0) == "already_applied" {
-		st, err := b.client.Do(ctx, b.client.B().Hget().Key(coreKey(e.down)).Field("state").Build()).ToString()
+		st, err := b.client.Do(ctx, b.client.B().Hget().Key(b.ks.coreKey(e.down)).Field("state").Build()).ToString()
 		if err != nil && !isNil(err) {
 			return "", backendError(op, err)
 		}
@@ -234,7 +234,7 @@ func (b *Backend) SetEdgeGroupPolicy(ctx context.Context, flow sdk.FlowID, id sd
 	if err != nil {
 		return opError(op, err)
 	}
-	_, err = decode(op, b.client.Do(ctx, b.fcall("ff_flow_edge_policy", []string{flowKeysOf(flow).core, coreKey(id)},
+	_, err = decode(op, b.client.Do(ctx, b.fcall("ff_flow_edge_policy", []string{b.ks.flowKeysOf(flow).core, b.ks.coreKey(id)},
 		string(flow), string(id), w)))
 	return err
 }
@@ -247,9 +247,9 @@ func (b *Backend) WaitChildren(ctx context.Context, h sdk.Handle) (bool, error) 
 	if err != nil {
 		return false, err
 	}
-	pk := partKeysOf(tag)
+	pk := b.ks.partKeysOf(tag)
 	r, err := decode(op, b.client.Do(ctx, b.fcall("ff_flow_wait_children",
-		[]string{coreKey(h.ExecutionID), pk.leases, pk.timeouts}, fenceArgs(h)...)))
+		[]string{b.ks.coreKey(h.ExecutionID), pk.leases, pk.timeouts}, fenceArgs(h)...)))
 	if err != nil {
 		return false, err
 	}
@@ -262,7 +262,7 @@ func (b *Backend) DescribeFlow(ctx context.Context, id sdk.FlowID) (sdk.FlowSnap
 	if _, err := b.flowPartition(op, id); err != nil {
 		return sdk.FlowSnapshot{}, err
 	}
-	fk := flowKeysOf(id)
+	fk := b.ks.flowKeysOf(id)
 	res := b.client.DoMulti(ctx, b.client.B().Hgetall().Key(fk.core).Build(),
 		b.client.B().Smembers().Key(fk.members).Build(), b.client.B().Scard().Key(fk.cancels).Build())
 	m, err := res[0].AsStrMap()
@@ -309,7 +309,7 @@ func (b *Backend) ListFlows(ctx context.Context, partition int, cursor sdk.FlowI
 	if cursor != "" {
 		min = "(" + string(cursor)
 	}
-	ids, err := b.client.Do(ctx, b.client.B().Zrange().Key(flowIndexesOf(sdk.PartitionTag(partition)).flows).
+	ids, err := b.client.Do(ctx, b.client.B().Zrange().Key(b.ks.flowIndexesOf(sdk.PartitionTag(partition)).flows).
 		Min(min).Max("+").Bylex().Limit(0, int64(limit)+1).Build()).AsStrSlice()
 	if err != nil {
 		return sdk.ListFlowsPage{}, backendError(op, err)
@@ -324,7 +324,7 @@ func (b *Backend) ListFlows(ctx context.Context, partition int, cursor sdk.FlowI
 	}
 	cmds := make(valkey.Commands, len(ids))
 	for i, f := range ids {
-		cmds[i] = b.client.B().Hmget().Key(flowKeysOf(sdk.FlowID(f)).core).Field("state", "nodes", "created_at").Build()
+		cmds[i] = b.client.B().Hmget().Key(b.ks.flowKeysOf(sdk.FlowID(f)).core).Field("state", "nodes", "created_at").Build()
 	}
 	for i, res := range b.client.DoMulti(ctx, cmds...) {
 		v, err := res.ToArray()
@@ -349,7 +349,7 @@ func (b *Backend) ListEdges(ctx context.Context, id sdk.ExecutionID, dir sdk.Edg
 	if err != nil || flow == "" {
 		return nil, err
 	}
-	recs, err := b.client.Do(ctx, b.client.B().Hgetall().Key(flowKeysOf(flow).edges).Build()).AsStrMap()
+	recs, err := b.client.Do(ctx, b.client.B().Hgetall().Key(b.ks.flowKeysOf(flow).edges).Build()).AsStrMap()
 	if err != nil {
 		return nil, backendError(op, err)
 	}
@@ -373,7 +373,7 @@ func (b *Backend) resolveEdges(ctx context.Context, op string, es []sdk.EdgeSnap
 	}
 	cmds := make(valkey.Commands, len(es))
 	for i, e := range es {
-		cmds[i] = b.client.B().Hget().Key(coreKey(e.Upstream)).Field("state").Build()
+		cmds[i] = b.client.B().Hget().Key(b.ks.coreKey(e.Upstream)).Field("state").Build()
 	}
 	for i, res := range b.client.DoMulti(ctx, cmds...) {
 		st, err := res.ToString()
@@ -400,7 +400,7 @@ func (b *Backend) DescribeEdge(ctx context.Context, flow sdk.FlowID, edge sdk.Ed
 	if err := edge.Validate(); err != nil {
 		return nil, opError(op, err)
 	}
-	rec, err := b.client.Do(ctx, b.client.B().Hget().Key(flowKeysOf(flow).edges).Field(string(edge)).Build()).ToString()
+	rec, err := b.client.Do(ctx, b.client.B().Hget().Key(b.ks.flowKeysOf(flow).edges).Field(string(edge)).Build()).ToString()
 	if isNil(err) {
 		return nil, nil
 	}
@@ -425,7 +425,7 @@ func (b *Backend) ResolveExecutionFlowID(ctx context.Context, id sdk.ExecutionID
 	if _, err := b.partitionOf(op, id); err != nil {
 		return "", err
 	}
-	f, err := b.client.Do(ctx, b.client.B().Hget().Key(coreKey(id)).Field("flow").Build()).ToString()
+	f, err := b.client.Do(ctx, b.client.B().Hget().Key(b.ks.coreKey(id)).Field("flow").Build()).ToString()
 	if isNil(err) {
 		return "", nil
 	}
@@ -451,9 +451,9 @@ func (b *Backend) CancelFlowHeader(ctx context.Context, a sdk.CancelFlowArgs) (s
 	if err := sdk.CheckReason("cancel reason", a.Reason); err != nil {
 		return sdk.CancelFlowHeader{}, opError(op, err)
 	}
-	fk := flowKeysOf(a.Flow)
+	fk := b.ks.flowKeysOf(a.Flow)
 	r, err := decode(op, b.client.Do(ctx, b.fcall("ff_flow_cancel",
-		[]string{fk.core, fk.members, fk.cancels, flowIndexesOf(tag).cancels},
+		[]string{fk.core, fk.members, fk.cancels, b.ks.flowIndexesOf(tag).cancels},
 		string(a.Flow), string(a.Policy), a.Reason)))
 	if err != nil {
 		return sdk.CancelFlowHeader{}, err
@@ -476,7 +476,7 @@ func (b *Backend) CancelFlowMembers(ctx context.Context, flow sdk.FlowID, max in
 		return 0, 0, sdk.NewError(op, sdk.CodeInvalidInput, "max must be 1..1000")
 	}
 	r, err := decode(op, b.client.Do(ctx, b.fcall("ff_flow_cancel_more",
-		[]string{flowKeysOf(flow).cancels, flowIndexesOf(tag).cancels}, string(flow), strconv.Itoa(max))))
+		[]string{b.ks.flowKeysOf(flow).cancels, b.ks.flowIndexesOf(tag).cancels}, string(flow), strconv.Itoa(max))))
 	if err != nil {
 		return 0, 0, err
 	}
@@ -490,7 +490,7 @@ func (b *Backend) AckCancelMember(ctx context.Context, flow sdk.FlowID, id sdk.E
 		return err
 	}
 	_, err := decode(op, b.client.Do(ctx, b.fcall("ff_flow_ack_cancel",
-		[]string{flowKeysOf(flow).cancels, flowIndexesOf(id.Tag()).cancels}, string(flow), string(id))))
+		[]string{b.ks.flowKeysOf(flow).cancels, b.ks.flowIndexesOf(id.Tag()).cancels}, string(flow), string(id))))
 	return err
 }
 
@@ -503,7 +503,7 @@ func (b *Backend) AwaitFlow(ctx context.Context, id sdk.FlowID) (sdk.FlowState, 
 	if _, err := b.flowPartition(op, id); err != nil {
 		return "", err
 	}
-	fk := flowKeysOf(id)
+	fk := b.ks.flowKeysOf(id)
 	exists, err := b.client.Do(ctx, b.client.B().Exists().Key(fk.core).Build()).AsInt64()
 	if err != nil {
 		return "", backendError(op, err)
@@ -559,7 +559,7 @@ func (b *Backend) UpstreamResults(ctx context.Context, id sdk.ExecutionID) ([]sd
 	if _, err := b.partitionOf(op, id); err != nil {
 		return nil, err
 	}
-	in, err := b.client.Do(ctx, b.client.B().Hget().Key(coreKey(id)).Field("in").Build()).ToString()
+	in, err := b.client.Do(ctx, b.client.B().Hget().Key(b.ks.coreKey(id)).Field("in").Build()).ToString()
 	if isNil(err) {
 		return nil, nil
 	}
@@ -570,8 +570,8 @@ func (b *Backend) UpstreamResults(ctx context.Context, id sdk.ExecutionID) ([]sd
 	cmds := make(valkey.Commands, 0, 2*len(ups))
 	for _, u := range ups {
 		uid := sdk.ExecutionID(u)
-		cmds = append(cmds, b.client.B().Hget().Key(coreKey(uid)).Field("state").Build(),
-			b.client.B().Get().Key(keysOf(uid).result).Build())
+		cmds = append(cmds, b.client.B().Hget().Key(b.ks.coreKey(uid)).Field("state").Build(),
+			b.client.B().Get().Key(b.ks.keysOf(uid).result).Build())
 	}
 	res := b.client.DoMulti(ctx, cmds...)
 	out := make([]sdk.UpstreamResult, len(ups))
@@ -602,7 +602,7 @@ func (b *Backend) ReconcileFlows(ctx context.Context, partition int, minAge time
 		return 0, 0, err
 	}
 	tag := sdk.PartitionTag(partition)
-	fi := flowIndexesOf(tag)
+	fi := b.ks.flowIndexesOf(tag)
 	waiting, err := b.due(ctx, op, fi.depBlocked, limit, minAge)
 	if err != nil {
 		return 0, 0, err
@@ -613,10 +613,10 @@ func (b *Backend) ReconcileFlows(ctx context.Context, partition int, minAge time
 	}
 	cmds := make(valkey.Commands, 0, len(waiting)+len(cancels))
 	for _, id := range waiting {
-		cmds = append(cmds, b.fcall("ff_flow_reconcile", []string{coreKey(id), fi.depBlocked}, string(id)))
+		cmds = append(cmds, b.fcall("ff_flow_reconcile", []string{b.ks.coreKey(id), fi.depBlocked}, string(id)))
 	}
 	for _, f := range cancels {
-		cmds = append(cmds, b.fcall("ff_flow_cancel_more", []string{flowKeysOf(sdk.FlowID(f)).cancels, fi.cancels},
+		cmds = append(cmds, b.fcall("ff_flow_cancel_more", []string{b.ks.flowKeysOf(sdk.FlowID(f)).cancels, fi.cancels},
 			string(f), "1000"))
 	}
 	if len(cmds) == 0 {

@@ -25,7 +25,7 @@ func (b *Backend) ClaimFused(ctx context.Context, a sdk.FusedClaimArgs) ([]sdk.C
 	}
 	n := min(a.Max, fusedMax)
 	tag := sdk.PartitionTag(a.Partition)
-	lk, pk := laneKeysOf(tag, a.Lane), partKeysOf(tag)
+	lk, pk := b.ks.laneKeysOf(tag, a.Lane), b.ks.partKeysOf(tag)
 	args := make([]string, 0, 6+2*n)
 	args = append(args, string(a.WorkerID), string(a.WorkerInstanceID), durMS(a.LeaseTTL), strconv.Itoa(n),
 		joinCSV(a.Capabilities), string(a.Lane))

@@ -68,9 +68,9 @@ func (b *Backend) handoffOn() bool { return !b.opts.DisableHandoff }
 // cluster.
 func (b *Backend) offersKeyFor(tag string, lane sdk.LaneID) string {
 	if b.cluster {
-		return offersKeyIn(tag, lane)
+		return b.ks.offersKeyIn(tag, lane)
 	}
-	return offersKey(lane)
+	return b.ks.offersKey(lane)
 }
 
 // offersScope is ff_complete_batch's name for where offers live.
@@ -161,7 +161,7 @@ func (b *Backend) receiveHandoffs(ctx context.Context, instance sdk.WorkerInstan
 	}
 	var wg sync.WaitGroup
 	for p := range b.partitions {
-		ch := handoffChannel(sdk.PartitionTag(p), instance)
+		ch := b.ks.handoffChannel(sdk.PartitionTag(p), instance)
 		wg.Go(func() {
 			for ctx.Err() == nil {
 				_ = b.client.Receive(ctx, b.client.B().Ssubscribe().Channel(ch).Build(), handle)
@@ -182,7 +182,7 @@ func (b *Backend) awaitHandoffSubscriptions(ctx context.Context, instance sdk.Wo
 	const op = "watch_handoffs"
 	deadline := time.Now().Add(handoffSubscribeWait)
 	for p := 0; p < b.partitions; {
-		ch := handoffChannel(sdk.PartitionTag(p), instance)
+		ch := b.ks.handoffChannel(sdk.PartitionTag(p), instance)
 		m, err := b.client.Do(ctx, b.client.B().PubsubShardnumsub().Channel(ch).Build()).AsIntMap()
 		if err == nil && m[ch] > 0 {
 			p++
@@ -203,7 +203,7 @@ func (b *Backend) awaitHandoffSubscriptions(ctx context.Context, instance sdk.Wo
 // hand-off popped but not yet delivered when ctx ends is dropped: its lease
 // expires and the reclaim scanner recovers it.
 func (b *Backend) readInbox(ctx context.Context, instance sdk.WorkerInstanceID, deliver func(sdk.ClaimedTask)) {
-	key := inboxKey(instance)
+	key := b.ks.inboxKey(instance)
 	for ctx.Err() == nil {
 		res := b.client.Do(ctx, b.client.B().Blmpop().Timeout(inboxBlock.Seconds()).Numkeys(1).Key(key).
 			Left().Count(inboxBatch).Build().UnblockOnCancel())
@@ -442,9 +442,9 @@ func (b *Backend) validOfferPartition(p int) bool {
 // partition's on a cluster).
 func (b *Backend) offerKey(o sdk.ClaimOffer) string {
 	if o.Partition < 0 {
-		return offersKey(o.Lane)
+		return b.ks.offersKey(o.Lane)
 	}
-	return offersKeyIn(sdk.PartitionTag(o.Partition), o.Lane)
+	return b.ks.offersKeyIn(sdk.PartitionTag(o.Partition), o.Lane)
 }
 
 // placeOffers sets the partition of offers made with a complete on

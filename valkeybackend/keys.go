@@ -66,10 +66,6 @@ import (
 //	ff:i:T:L:offers        ZSET   claim offers on lane L for partition T's creates
 //	ff:handoff:T:I         shard channel: hand-offs of T's creates to instance I
 const (
-	configKey = "ff:config"
-	lanesKey  = "ff:lanes"
-	// prepareLockKey serialises library loads (prepare.go).
-	prepareLockKey = "ff:prepare"
 	// ctx hash fields; tags are stored as tagFieldPrefix+name.
 	ctxKind        = "kind"
 	ctxLane        = "lane"
@@ -77,17 +73,46 @@ const (
 	tagFieldPrefix = "t:"
 )
 
+// DefaultNamespace is the prefix of every key, shard channel and library
+// function (ff_<name>) of a deployment whose Options.Namespace is empty.
+const DefaultNamespace = "ff"
+
+// keyspace builds the keys and shard channels of one namespace: every one
+// starts with "<ns>:" ("ff:" above). A Backend holds one (Backend.ks), so
+// two deployments under different namespaces share a server without
+// sharing a key. The prefixes are cut once, so a hot-path key set costs
+// what it did with literal prefixes.
+type keyspace struct {
+	ns string
+	// prefixes: "<ns>:e:", "<ns>:i:", ...
+	e, i, wp, f, idem, own, noop, sec, arrivals, offers, handoff, inbox, w, q, bg, lane string
+	// whole keys
+	config, lanes, prepare, engines, workers string
+}
+
+// defaultKeys is the default namespace's keyspace.
+var defaultKeys = newKeyspace(DefaultNamespace)
+
+func newKeyspace(ns string) keyspace {
+	p := ns + ":"
+	return keyspace{ns: ns,
+		e: p + "e:", i: p + "i:", wp: p + "wp:", f: p + "f:", idem: p + "idem:", own: p + "own:",
+		noop: p + "noop:", sec: p + "sec:", arrivals: p + "arrivals:", offers: p + "offers:",
+		handoff: p + "handoff:", inbox: p + "inbox:", w: p + "w:{w:", q: p + "q:", bg: p + "bg:", lane: p + "lane:",
+		config: p + "config", lanes: p + "lanes", prepare: p + "prepare", engines: p + "engines", workers: p + "workers"}
+}
+
 // execKeys are the per-execution keys.
 type execKeys struct {
 	core, ctx, result, grant string
 }
 
 // coreKey is keysOf(id).core without building the other three.
-func coreKey(id sdk.ExecutionID) string { return "ff:e:" + string(id) + ":core" }
+func (k *keyspace) coreKey(id sdk.ExecutionID) string { return k.e + string(id) + ":core" }
 
-func keysOf(id sdk.ExecutionID) execKeys {
-	k := sharedKeys([]string{"ff:e:", string(id), ":"}, "core", "ctx", "result", "grant")
-	return execKeys{core: k[0], ctx: k[1], result: k[2], grant: k[3]}
+func (k *keyspace) keysOf(id sdk.ExecutionID) execKeys {
+	s := sharedKeys([]string{k.e, string(id), ":"}, "core", "ctx", "result", "grant")
+	return execKeys{core: s[0], ctx: s[1], result: s[2], grant: s[3]}
 }
 
 // sharedKeys returns the prefix (the concatenation of pre) followed by each
@@ -127,9 +152,9 @@ type laneKeys struct {
 	eligible, delayed, active, blocked, terminal string
 }
 
-func laneKeysOf(tag string, lane sdk.LaneID) laneKeys {
-	k := sharedKeys([]string{"ff:i:", tag, ":", string(lane), ":"}, "eligible", "delayed", "active", "blocked", "terminal")
-	return laneKeys{eligible: k[0], delayed: k[1], active: k[2], blocked: k[3], terminal: k[4]}
+func (k *keyspace) laneKeysOf(tag string, lane sdk.LaneID) laneKeys {
+	s := sharedKeys([]string{k.i, tag, ":", string(lane), ":"}, "eligible", "delayed", "active", "blocked", "terminal")
+	return laneKeys{eligible: s[0], delayed: s[1], active: s[2], blocked: s[3], terminal: s[4]}
 }
 
 // LaneIndexes names one lane's index ZSETs on one partition.
@@ -141,21 +166,33 @@ type LaneIndexes struct {
 	Active string
 }
 
-// LaneIndexKeys names lane's index ZSETs on partition p, for diagnostics
-// (the harness reads their sizes to say where unfinished work sits).
-func LaneIndexKeys(p int, lane sdk.LaneID) LaneIndexes {
+// LaneIndexKeys names lane's index ZSETs on partition p in the default
+// namespace, for diagnostics (the harness reads their sizes to say where
+// unfinished work sits). (*Backend).LaneIndexKeys names its namespace's.
+func LaneIndexKeys(p int, lane sdk.LaneID) LaneIndexes { return defaultKeys.laneIndexKeys(p, lane) }
+
+// LaneIndexKeys names lane's index ZSETs on partition p in b's namespace.
+func (b *Backend) LaneIndexKeys(p int, lane sdk.LaneID) LaneIndexes {
+	return b.ks.laneIndexKeys(p, lane)
+}
+
+func (k *keyspace) laneIndexKeys(p int, lane sdk.LaneID) LaneIndexes {
 	tag := sdk.PartitionTag(p)
-	k := laneKeysOf(tag, lane)
-	return LaneIndexes{Eligible: k.eligible, Delayed: k.delayed, Active: partKeysOf(tag).leases,
-		Blocked: k.blocked, Terminal: k.terminal}
+	lk := k.laneKeysOf(tag, lane)
+	return LaneIndexes{Eligible: lk.eligible, Delayed: lk.delayed, Active: k.partKeysOf(tag).leases,
+		Blocked: lk.blocked, Terminal: lk.terminal}
 }
 
 // eligibleKeyParts parses laneKeysOf's eligible key,
-// "ff:i:{p:N}:<lane>:eligible", back into its lane and partition (the
-// invalidation pushes name keys, readiness needs both).
-func eligibleKeyParts(key string) (lane sdk.LaneID, partition int, ok bool) {
-	rest, ok := strings.CutPrefix(key, "ff:i:{p:")
+// "<ns>:i:{p:N}:<lane>:eligible", back into its lane and partition (the
+// invalidation pushes name keys, readiness needs both). Another
+// namespace's key does not parse.
+func (k *keyspace) eligibleKeyParts(key string) (lane sdk.LaneID, partition int, ok bool) {
+	rest, ok := strings.CutPrefix(key, k.i)
 	if !ok {
+		return "", 0, false
+	}
+	if rest, ok = strings.CutPrefix(rest, "{p:"); !ok {
 		return "", 0, false
 	}
 	if rest, ok = strings.CutSuffix(rest, ":eligible"); !ok {
@@ -177,9 +214,9 @@ type partKeys struct {
 	leases, timeouts, deadlines, all, noop string
 }
 
-func partKeysOf(tag string) partKeys {
-	k := sharedKeys([]string{"ff:i:", tag, ":"}, "leases", "timeouts", "deadlines", "all")
-	return partKeys{leases: k[0], timeouts: k[1], deadlines: k[2], all: k[3], noop: "ff:noop:" + tag}
+func (k *keyspace) partKeysOf(tag string) partKeys {
+	s := sharedKeys([]string{k.i, tag, ":"}, "leases", "timeouts", "deadlines", "all")
+	return partKeys{leases: s[0], timeouts: s[1], deadlines: s[2], all: s[3], noop: k.noop + tag}
 }
 
 // waitKeys are a partition's keys of the waiting calls (lua: ff_suspend's
@@ -189,16 +226,22 @@ type waitKeys struct {
 	sec, suspended, suspTimeouts, wpPending, signals string
 }
 
-func waitKeysOf(tag string) waitKeys {
-	return waitKeys{sec: "ff:sec:" + tag, suspended: "ff:i:" + tag + ":suspended",
-		suspTimeouts: "ff:i:" + tag + ":susp_timeouts", wpPending: "ff:i:" + tag + ":wp_pending",
-		signals: "ff:i:" + tag + ":signals"}
+func (k *keyspace) waitKeysOf(tag string) waitKeys {
+	return waitKeys{sec: k.sec + tag, suspended: k.i + tag + ":suspended",
+		suspTimeouts: k.i + tag + ":susp_timeouts", wpPending: k.i + tag + ":wp_pending",
+		signals: k.i + tag + ":signals"}
 }
 
 // suspKey is execution id's suspension record; waitpointKey a waitpoint's
 // record ("<key>:signals" its signal stream).
-func suspKey(id sdk.ExecutionID) string     { return "ff:e:" + string(id) + ":susp" }
-func waitpointKey(w sdk.WaitpointID) string { return "ff:wp:" + string(w) }
+func (k *keyspace) suspKey(id sdk.ExecutionID) string     { return k.e + string(id) + ":susp" }
+func (k *keyspace) waitpointKey(w sdk.WaitpointID) string { return k.wp + string(w) }
+
+// streamKey is attempt i's stream of execution id; streamKey+":summary"
+// its summary hash.
+func (k *keyspace) streamKey(id sdk.ExecutionID, i sdk.AttemptIndex) string {
+	return k.e + string(id) + ":stream:" + strconv.FormatUint(uint64(i), 10)
+}
 
 // flowKeys are a flow's keys (lua: the flows section). The flow id
 // starts with its partition's tag, so they share the partition's slot.
@@ -206,9 +249,9 @@ type flowKeys struct {
 	core, members, edges, outcome, cancels string
 }
 
-func flowKeysOf(f sdk.FlowID) flowKeys {
-	k := "ff:f:" + string(f) + ":"
-	return flowKeys{core: k + "core", members: k + "members", edges: k + "edges", outcome: k + "outcome", cancels: k + "cancels"}
+func (k *keyspace) flowKeysOf(f sdk.FlowID) flowKeys {
+	p := k.f + string(f) + ":"
+	return flowKeys{core: p + "core", members: p + "members", edges: p + "edges", outcome: p + "outcome", cancels: p + "cancels"}
 }
 
 // flowIndexes are a partition's flow indexes: its flows (score 0, in id
@@ -218,53 +261,68 @@ type flowIndexes struct {
 	flows, cancels, depBlocked string
 }
 
-func flowIndexesOf(tag string) flowIndexes {
-	p := "ff:i:" + tag + ":"
+func (k *keyspace) flowIndexesOf(tag string) flowIndexes {
+	p := k.i + tag + ":"
 	return flowIndexes{flows: p + "flows", cancels: p + "flow_cancels", depBlocked: p + "dep_blocked"}
 }
 
 // leaseHistoryKey is partition tag's lease history stream (lua: log_lease).
-func leaseHistoryKey(tag string) string { return "ff:i:" + tag + ":lease_history" }
+func (k *keyspace) leaseHistoryKey(tag string) string { return k.i + tag + ":lease_history" }
 
-func idemKey(tag, key string) string { return "ff:idem:" + tag + ":" + key }
+func (k *keyspace) idemKey(tag, key string) string { return k.idem + tag + ":" + key }
 
-func ownKey(tag string) string { return "ff:own:" + tag }
+func (k *keyspace) ownKey(tag string) string { return k.own + tag }
 
 // arrivalsChannel is partition tag's shard channel of arrivals (its hash
 // tag puts it in the partition's slot, so ff_create may publish on it).
-func arrivalsChannel(tag string) string { return "ff:arrivals:" + tag }
+func (k *keyspace) arrivalsChannel(tag string) string { return k.arrivals + tag }
 
 // offersKey is lane's ZSET of claim offers on a single server: every
 // partition's creates read it.
-func offersKey(lane sdk.LaneID) string { return "ff:offers:" + string(lane) }
+func (k *keyspace) offersKey(lane sdk.LaneID) string { return k.offers + string(lane) }
 
 // offersKeyIn is lane's ZSET of claim offers of partition tag on a cluster:
 // that partition's creates alone read it.
-func offersKeyIn(tag string, lane sdk.LaneID) string {
-	return "ff:i:" + tag + ":" + string(lane) + ":offers"
+func (k *keyspace) offersKeyIn(tag string, lane sdk.LaneID) string {
+	return k.i + tag + ":" + string(lane) + ":offers"
 }
 
 // handoffChannel is worker instance's shard channel of hand-offs from
 // partition tag's creates (a cluster).
-func handoffChannel(tag string, inst sdk.WorkerInstanceID) string {
-	return "ff:handoff:" + tag + ":" + string(inst)
+func (k *keyspace) handoffChannel(tag string, inst sdk.WorkerInstanceID) string {
+	return k.handoff + tag + ":" + string(inst)
 }
 
 // inboxKey is worker instance's list of hand-offs (one server).
-func inboxKey(inst sdk.WorkerInstanceID) string { return "ff:inbox:" + string(inst) }
+func (k *keyspace) inboxKey(inst sdk.WorkerInstanceID) string { return k.inbox + string(inst) }
 
-// EnginesKey is the ZSET of live engine processes (package scanner).
-const EnginesKey = "ff:engines"
+// EnginesKey is the ZSET of live engine processes (package scanner) in the
+// default namespace; (*Backend).EnginesKey names its namespace's.
+const EnginesKey = DefaultNamespace + ":engines"
 
-// workersIndexKey lists live worker instances, scored by registration expiry.
-const workersIndexKey = "ff:workers"
+// EnginesKey is the ZSET of live engine processes in b's namespace.
+func (b *Backend) EnginesKey() string { return b.ks.engines }
 
 type workerKeys struct{ alive, info string }
 
-func workerKeysOf(id sdk.WorkerInstanceID) workerKeys {
-	p := "ff:w:{w:" + string(id) + "}:"
+func (k *keyspace) workerKeysOf(id sdk.WorkerInstanceID) workerKeys {
+	p := k.w + string(id) + "}:"
 	return workerKeys{alive: p + "alive", info: p + "info"}
 }
+
+// quotaKey is quota q's hash (":win" and ":run" its window and holds).
+func (k *keyspace) quotaKey(q sdk.QuotaID) string {
+	return k.q + policyTag("q", string(q), QuotaPartitions) + ":" + string(q)
+}
+
+// budgetKey is budget id's hash (":dedup" its applied report keys).
+func (k *keyspace) budgetKey(id sdk.BudgetID) string {
+	return k.bg + policyTag("b", string(id), BudgetPartitions) + ":" + string(id)
+}
+
+// lanePolicyKey is lane's policy hash (paused, quota, budgets); untagged,
+// read alone.
+func (k *keyspace) lanePolicyKey(lane sdk.LaneID) string { return k.lane + string(lane) }
 
 // coreDefaults are the values of core fields that are not written while at
 // their default (the library's header: a create writes lane, priority,

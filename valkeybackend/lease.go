@@ -86,7 +86,7 @@ func (b *Backend) RenewBatch(ctx context.Context, handles []sdk.Handle) ([]sdk.R
 	}
 	cmds := make(valkey.Commands, 0, len(groups))
 	for _, g := range groups {
-		keys, args := renewCall(g.partition, g.ttl, handles, g.indexes)
+		keys, args := b.ks.renewCall(g.partition, g.ttl, handles, g.indexes)
 		cmds = append(cmds, b.fcall("ff_renew", keys, args...))
 	}
 	// A failing group (one shard failing over) fails its own leases only:
@@ -132,14 +132,14 @@ func (b *Backend) RenewBatch(ctx context.Context, handles []sdk.Handle) ([]sdk.R
 // handles[i] for i in indexes, all of partition p with lease TTL ttl.
 // KEYS = the partition's leases index, then each execution's core hash;
 // ARGV = ttl ms, then (eid, lease_id, epoch, attempt_id) per lease.
-func renewCall(p int, ttl time.Duration, handles []sdk.Handle, indexes []int) (keys, args []string) {
+func (k *keyspace) renewCall(p int, ttl time.Duration, handles []sdk.Handle, indexes []int) (keys, args []string) {
 	keys = make([]string, 0, 1+len(indexes))
-	keys = append(keys, partKeysOf(sdk.PartitionTag(p)).leases)
+	keys = append(keys, k.partKeysOf(sdk.PartitionTag(p)).leases)
 	args = make([]string, 0, 1+4*len(indexes))
 	args = append(args, durMS(ttl))
 	for _, i := range indexes {
 		h := &handles[i]
-		keys = append(keys, coreKey(h.ExecutionID))
+		keys = append(keys, k.coreKey(h.ExecutionID))
 		args = append(args, string(h.ExecutionID), h.LeaseID, strconv.FormatUint(h.Epoch, 10), h.AttemptID)
 	}
 	return keys, args
@@ -166,7 +166,7 @@ func (b *Backend) RenewCall(hs []sdk.Handle) (keys, args []string, err error) {
 		}
 		p, indexes[i] = hp, i
 	}
-	keys, args = renewCall(p, hs[0].LeaseTTL, hs, indexes)
+	keys, args = b.ks.renewCall(p, hs[0].LeaseTTL, hs, indexes)
 	return keys, args, nil
 }
 
@@ -183,7 +183,7 @@ func (b *Backend) Progress(ctx context.Context, h sdk.Handle, percent int, messa
 		return opError(op, err)
 	}
 	args := append(fenceArgs(h), strconv.Itoa(percent), message)
-	_, err := decode(op, b.client.Do(ctx, b.fcall("ff_progress", []string{keysOf(h.ExecutionID).core}, args...)))
+	_, err := decode(op, b.client.Do(ctx, b.fcall("ff_progress", []string{b.ks.keysOf(h.ExecutionID).core}, args...)))
 	return err
 }
 
@@ -207,7 +207,7 @@ func (b *Backend) completeCall(op string, h sdk.Handle, result []byte) ([]string
 	if len(result) > b.opts.MaxPayloadBytes {
 		return nil, nil, sdk.NewError(op, sdk.CodePayloadTooLarge, "result too large")
 	}
-	ek, lk, pk := keysOf(h.ExecutionID), laneKeysOf(tag, h.Lane), partKeysOf(tag)
+	ek, lk, pk := b.ks.keysOf(h.ExecutionID), b.ks.laneKeysOf(tag, h.Lane), b.ks.partKeysOf(tag)
 	has := "0"
 	if result != nil {
 		has = "1"
@@ -229,11 +229,11 @@ func (b *Backend) Fail(ctx context.Context, h sdk.Handle, reason, category strin
 	if len(category) > sdk.MaxIDLength {
 		return sdk.FailOutcome{}, sdk.NewError(op, sdk.CodeInvalidInput, "failure category too long")
 	}
-	ek, lk, pk := keysOf(h.ExecutionID), laneKeysOf(tag, h.Lane), partKeysOf(tag)
+	ek, lk, pk := b.ks.keysOf(h.ExecutionID), b.ks.laneKeysOf(tag, h.Lane), b.ks.partKeysOf(tag)
 	args := append(fenceArgs(h), reason, category, strconv.FormatFloat(rand.Float64(), 'f', 6, 64), string(h.Lane))
 	r, err := decode(op, b.client.Do(ctx, b.fcall("ff_fail",
 		[]string{ek.core, pk.leases, lk.active, lk.terminal, lk.delayed, pk.timeouts, pk.deadlines, lk.eligible, ek.grant,
-			arrivalsChannel(tag)}, args...)))
+			b.ks.arrivalsChannel(tag)}, args...)))
 	if err != nil {
 		return sdk.FailOutcome{}, err
 	}
@@ -259,7 +259,7 @@ func (b *Backend) Cancel(ctx context.Context, h sdk.Handle, reason string) error
 
 // cancelCmd builds ff_cancel; holder is nil for an operator's cancel.
 func (b *Backend) cancelCmd(id sdk.ExecutionID, tag string, lane sdk.LaneID, reason, by string, holder *sdk.Handle) valkey.Completed {
-	ek, lk, pk := keysOf(id), laneKeysOf(tag, lane), partKeysOf(tag)
+	ek, lk, pk := b.ks.keysOf(id), b.ks.laneKeysOf(tag, lane), b.ks.partKeysOf(tag)
 	fence := []string{"", "0", ""}
 	if holder != nil {
 		fence = fenceArgs(*holder)[1:]
@@ -267,7 +267,7 @@ func (b *Backend) cancelCmd(id sdk.ExecutionID, tag string, lane sdk.LaneID, rea
 	args := append([]string{string(id), reason, by}, fence...)
 	args = append(args, string(lane))
 	return b.fcall("ff_cancel", []string{ek.core, ek.grant, pk.leases, lk.eligible, lk.delayed, lk.active,
-		lk.blocked, lk.terminal, pk.timeouts, pk.deadlines, arrivalsChannel(tag)}, args...)
+		lk.blocked, lk.terminal, pk.timeouts, pk.deadlines, b.ks.arrivalsChannel(tag)}, args...)
 }
 
 // Delay releases the lease and parks the execution until until.
@@ -280,9 +280,9 @@ func (b *Backend) Delay(ctx context.Context, h sdk.Handle, until time.Time) erro
 	if until.IsZero() || until.UnixMilli() <= 0 {
 		return sdk.NewError(op, sdk.CodeInvalidInput, "delay time is zero")
 	}
-	ek, lk, pk := keysOf(h.ExecutionID), laneKeysOf(tag, h.Lane), partKeysOf(tag)
+	ek, lk, pk := b.ks.keysOf(h.ExecutionID), b.ks.laneKeysOf(tag, h.Lane), b.ks.partKeysOf(tag)
 	args := append(fenceArgs(h), msString(until), string(h.Lane))
 	_, err = decode(op, b.client.Do(ctx, b.fcall("ff_delay",
-		[]string{ek.core, pk.leases, lk.active, lk.delayed, pk.timeouts, lk.eligible, arrivalsChannel(tag)}, args...)))
+		[]string{ek.core, pk.leases, lk.active, lk.delayed, pk.timeouts, lk.eligible, b.ks.arrivalsChannel(tag)}, args...)))
 	return err
 }

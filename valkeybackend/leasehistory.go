@@ -36,7 +36,7 @@ func (b *Backend) SubscribeLeaseHistory(ctx context.Context, filter sdk.LeaseHis
 	tagFields := tagFilterFields(filter.Tags)
 	keys := make([]string, b.partitions)
 	for p := range keys {
-		keys[p] = leaseHistoryKey(sdk.PartitionTag(p))
+		keys[p] = b.ks.leaseHistoryKey(sdk.PartitionTag(p))
 	}
 	return b.followLogs(ctx, op, keys, cursor, func(e valkey.XRangeEntry, cursor func() string) error {
 		v := e.FieldValues
@@ -65,7 +65,7 @@ func (b *Backend) tagsMatch(ctx context.Context, op string, id sdk.ExecutionID, 
 	if id.Validate() != nil {
 		return false, nil
 	}
-	vals, err := b.client.Do(ctx, b.client.B().Hmget().Key(keysOf(id).ctx).Field(fields...).Build()).ToArray()
+	vals, err := b.client.Do(ctx, b.client.B().Hmget().Key(b.ks.keysOf(id).ctx).Field(fields...).Build()).ToArray()
 	if err != nil {
 		return false, backendError(op, err)
 	}

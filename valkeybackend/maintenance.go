@@ -29,14 +29,14 @@ const (
 )
 
 func (b *Backend) dueKey(tag string, idx DueIndex) string {
-	pk := partKeysOf(tag)
+	pk := b.ks.partKeysOf(tag)
 	switch idx {
 	case DueLeases:
 		return pk.leases
 	case DueTimeouts:
 		return pk.timeouts
 	case DueSuspensions:
-		return waitKeysOf(tag).suspTimeouts
+		return b.ks.waitKeysOf(tag).suspTimeouts
 	default:
 		return pk.deadlines
 	}
@@ -70,7 +70,7 @@ type ActionCounts map[string]int
 func (b *Backend) lanesOf(ctx context.Context, op string, ids []sdk.ExecutionID) ([]sdk.LaneID, error) {
 	cmds := make([]valkey.CacheableTTL, len(ids))
 	for i, id := range ids {
-		cmds[i] = valkey.CT(b.client.B().Hget().Key(keysOf(id).ctx).Field(ctxLane).Cache().ToStaticTTL(), b.opts.ContextCacheTTL)
+		cmds[i] = valkey.CT(b.client.B().Hget().Key(b.ks.keysOf(id).ctx).Field(ctxLane).Cache().ToStaticTTL(), b.opts.ContextCacheTTL)
 	}
 	lanes := make([]sdk.LaneID, len(ids))
 	for i, res := range b.client.DoMultiCache(ctx, cmds...) {
@@ -135,10 +135,10 @@ func (b *Backend) ReclaimExpired(ctx context.Context, ids []sdk.ExecutionID, max
 	}
 	capArg := strconv.Itoa(maxReclaims)
 	return b.act(ctx, "reclaim_expired", ids, func(id sdk.ExecutionID, tag string, lane sdk.LaneID) valkey.Completed {
-		lk, pk := laneKeysOf(tag, lane), partKeysOf(tag)
-		ek := keysOf(id)
+		lk, pk := b.ks.laneKeysOf(tag, lane), b.ks.partKeysOf(tag)
+		ek := b.ks.keysOf(id)
 		return b.fcall("ff_reclaim_expired", []string{ek.core, pk.leases, lk.active, lk.terminal,
-			lk.delayed, pk.timeouts, pk.deadlines, lk.eligible, ek.grant, arrivalsChannel(tag)}, string(id), capArg, string(lane))
+			lk.delayed, pk.timeouts, pk.deadlines, lk.eligible, ek.grant, b.ks.arrivalsChannel(tag)}, string(id), capArg, string(lane))
 	})
 }
 
@@ -151,9 +151,9 @@ func (b *Backend) Expire(ctx context.Context, ids []sdk.ExecutionID, idx DueInde
 		which = "attempt_timeout"
 	}
 	return b.act(ctx, "expire", ids, func(id sdk.ExecutionID, tag string, lane sdk.LaneID) valkey.Completed {
-		ek, lk, pk := keysOf(id), laneKeysOf(tag, lane), partKeysOf(tag)
+		ek, lk, pk := b.ks.keysOf(id), b.ks.laneKeysOf(tag, lane), b.ks.partKeysOf(tag)
 		return b.fcall("ff_expire", []string{ek.core, pk.leases, lk.active, lk.terminal, lk.delayed,
-			pk.timeouts, pk.deadlines, lk.eligible, lk.blocked, ek.grant, arrivalsChannel(tag)}, string(id), which, string(lane))
+			pk.timeouts, pk.deadlines, lk.eligible, lk.blocked, ek.grant, b.ks.arrivalsChannel(tag)}, string(id), which, string(lane))
 	})
 }
 
@@ -181,7 +181,7 @@ func (b *Backend) Blocked(ctx context.Context, lane sdk.LaneID, partition, offse
 	if offset < 0 {
 		return nil, sdk.NewError(op, sdk.CodeInvalidInput, "negative offset")
 	}
-	key := laneKeysOf(sdk.PartitionTag(partition), lane).blocked
+	key := b.ks.laneKeysOf(sdk.PartitionTag(partition), lane).blocked
 	ids, err := b.client.Do(ctx, b.client.B().Zrange().Key(key).Min(itoa(offset)).Max(itoa(offset+limit-1)).Build()).AsStrSlice()
 	if err != nil {
 		return nil, backendError(op, err)
@@ -191,7 +191,7 @@ func (b *Backend) Blocked(ctx context.Context, lane sdk.LaneID, partition, offse
 	}
 	cmds := make(valkey.Commands, len(ids))
 	for i, id := range ids {
-		cmds[i] = b.client.B().Hmget().Key(keysOf(sdk.ExecutionID(id)).core).Field("blocked", "caps").Build()
+		cmds[i] = b.client.B().Hmget().Key(b.ks.keysOf(sdk.ExecutionID(id)).core).Field("blocked", "caps").Build()
 	}
 	out := make([]BlockedExecution, 0, len(ids))
 	for i, res := range b.client.DoMulti(ctx, cmds...) {
@@ -227,8 +227,8 @@ func (b *Backend) Unblock(ctx context.Context, lane sdk.LaneID, execs []BlockedE
 			return 0, err
 		}
 		tag := sdk.PartitionTag(p)
-		lk := laneKeysOf(tag, lane)
-		cmds = append(cmds, b.fcall("ff_unblock", []string{keysOf(e.ID).core, lk.blocked, lk.eligible, arrivalsChannel(tag)},
+		lk := b.ks.laneKeysOf(tag, lane)
+		cmds = append(cmds, b.fcall("ff_unblock", []string{b.ks.keysOf(e.ID).core, lk.blocked, lk.eligible, b.ks.arrivalsChannel(tag)},
 			string(e.ID), e.Reason, string(lane)))
 	}
 	n := 0
@@ -259,7 +259,7 @@ func (b *Backend) TrimTerminal(ctx context.Context, lane sdk.LaneID, partition i
 		return 0, err
 	}
 	tag := sdk.PartitionTag(partition)
-	lk, pk := laneKeysOf(tag, lane), partKeysOf(tag)
+	lk, pk := b.ks.laneKeysOf(tag, lane), b.ks.partKeysOf(tag)
 	ids, err := b.due(ctx, op, lk.terminal, limit, retention)
 	if err != nil || len(ids) == 0 {
 		return 0, err
@@ -271,7 +271,7 @@ func (b *Backend) TrimTerminal(ctx context.Context, lane sdk.LaneID, partition i
 	cutoff := strconv.FormatInt(now-retention.Milliseconds(), 10)
 	cmds := make(valkey.Commands, 0, len(ids))
 	for _, id := range ids {
-		ek := keysOf(id)
+		ek := b.ks.keysOf(id)
 		cmds = append(cmds, b.fcall("ff_trim", []string{ek.core, ek.ctx, ek.result, ek.grant, lk.terminal, pk.all},
 			string(id), cutoff))
 	}
@@ -305,7 +305,7 @@ func (b *Backend) OwnPartition(ctx context.Context, owner string, partition int,
 	if owner == "" || ttl <= 0 {
 		return false, sdk.NewError(op, sdk.CodeInvalidInput, "owner and a positive ttl are required")
 	}
-	key := ownKey(sdk.PartitionTag(partition))
+	key := b.ks.ownKey(sdk.PartitionTag(partition))
 	r, err := decode(op, b.client.Do(ctx, b.fcall("ff_own", []string{key}, owner, durMS(ttl), mode)))
 	if err != nil {
 		return false, err
@@ -332,10 +332,10 @@ func (b *Backend) LaneRegistry(ctx context.Context, maxAge time.Duration) ([]sdk
 	}
 	var res valkey.ValkeyResult
 	if b.opts.CacheSizeEachConn < 0 {
-		res = b.client.Do(ctx, b.client.B().Smembers().Key(lanesKey).Build())
+		res = b.client.Do(ctx, b.client.B().Smembers().Key(b.ks.lanes).Build())
 	} else {
 		// ff:lanes never carries a TTL: the static-TTL wire is exact.
-		res = b.client.DoCache(ctx, b.client.B().Smembers().Key(lanesKey).Cache().ToStaticTTL(), maxAge)
+		res = b.client.DoCache(ctx, b.client.B().Smembers().Key(b.ks.lanes).Cache().ToStaticTTL(), maxAge)
 	}
 	all, err := res.AsStrSlice()
 	if err != nil {
@@ -349,16 +349,16 @@ func (b *Backend) LaneRegistry(ctx context.Context, maxAge time.Duration) ([]sdk
 	return out, nil
 }
 
-// EngineHeartbeat marks engine live until now+ttl in the EnginesKey ZSET,
+// EngineHeartbeat marks engine live until now+ttl in the b.ks.engines ZSET,
 // drops engines whose heartbeat ended before now, and returns how many are
 // live at now. now is server time (the scanners' ownership reads it first).
 func (b *Backend) EngineHeartbeat(ctx context.Context, engine string, now time.Time, ttl time.Duration) (int, error) {
 	const op = "engine_heartbeat"
 	c, ms := b.client, now.UnixMilli()
 	res := c.DoMulti(ctx,
-		c.B().Zadd().Key(EnginesKey).ScoreMember().ScoreMember(float64(ms+ttl.Milliseconds()), engine).Build(),
-		c.B().Zremrangebyscore().Key(EnginesKey).Min("-inf").Max("("+strconv.FormatInt(ms, 10)).Build(),
-		c.B().Zcount().Key(EnginesKey).Min(strconv.FormatInt(ms, 10)).Max("+inf").Build())
+		c.B().Zadd().Key(b.ks.engines).ScoreMember().ScoreMember(float64(ms+ttl.Milliseconds()), engine).Build(),
+		c.B().Zremrangebyscore().Key(b.ks.engines).Min("-inf").Max("("+strconv.FormatInt(ms, 10)).Build(),
+		c.B().Zcount().Key(b.ks.engines).Min(strconv.FormatInt(ms, 10)).Max("+inf").Build())
 	for _, r := range res[:2] {
 		if err := r.Error(); err != nil {
 			return 0, backendError(op, err)
@@ -377,7 +377,7 @@ func (b *Backend) EngineHeartbeat(ctx context.Context, engine string, now time.T
 func (b *Backend) LiveEngines(ctx context.Context) (int, error) {
 	const op = "live_engines"
 	c := b.client
-	res := c.DoMulti(ctx, c.B().Time().Build(), c.B().Zrange().Key(EnginesKey).Min("+inf").Max("-inf").Byscore().Rev().Withscores().Build())
+	res := c.DoMulti(ctx, c.B().Time().Build(), c.B().Zrange().Key(b.ks.engines).Min("+inf").Max("-inf").Byscore().Rev().Withscores().Build())
 	t, err := res[0].AsStrSlice()
 	if err != nil || len(t) != 2 {
 		return 0, backendError(op, errors.Join(err, res[0].Error()))
@@ -401,7 +401,7 @@ func (b *Backend) LiveEngines(ctx context.Context) (int, error) {
 // DropEngine removes engine's heartbeat, so a stopping engine is counted out
 // at once instead of after its TTL.
 func (b *Backend) DropEngine(ctx context.Context, engine string) error {
-	err := b.client.Do(ctx, b.client.B().Zrem().Key(EnginesKey).Member(engine).Build()).Error()
+	err := b.client.Do(ctx, b.client.B().Zrem().Key(b.ks.engines).Member(engine).Build()).Error()
 	if err != nil {
 		return backendError("drop_engine", err)
 	}

@@ -14,7 +14,7 @@ func (b *Backend) laneOf(ctx context.Context, op string, id sdk.ExecutionID) (sd
 	if err != nil {
 		return "", "", err
 	}
-	cmd := b.client.B().Hget().Key(keysOf(id).ctx).Field(ctxLane).Cache().ToStaticTTL()
+	cmd := b.client.B().Hget().Key(b.ks.keysOf(id).ctx).Field(ctxLane).Cache().ToStaticTTL()
 	lane, err := b.client.DoCache(ctx, cmd, b.opts.ContextCacheTTL).ToString()
 	if err != nil {
 		if isNil(err) {
@@ -60,7 +60,7 @@ func (b *Backend) ChangePriority(ctx context.Context, a sdk.ChangePriorityArgs) 
 		return sdk.ChangePriorityResult{}, err
 	}
 	r, err := decode(op, b.client.Do(ctx, b.fcall("ff_change_priority",
-		[]string{keysOf(a.ExecutionID).core, laneKeysOf(tag, lane).eligible},
+		[]string{b.ks.keysOf(a.ExecutionID).core, b.ks.laneKeysOf(tag, lane).eligible},
 		string(a.ExecutionID), strconv.Itoa(a.Priority))))
 	if err != nil {
 		return sdk.ChangePriorityResult{}, err
@@ -79,8 +79,8 @@ func (b *Backend) RevokeLease(ctx context.Context, a sdk.RevokeLeaseArgs) (sdk.R
 		return sdk.RevokeLeaseResult{}, opError(op, err)
 	}
 	tag := sdk.PartitionTag(p)
-	pk := partKeysOf(tag)
-	r, err := decode(op, b.client.Do(ctx, b.fcall("ff_revoke", []string{keysOf(a.ExecutionID).core, pk.leases, arrivalsChannel(tag)},
+	pk := b.ks.partKeysOf(tag)
+	r, err := decode(op, b.client.Do(ctx, b.fcall("ff_revoke", []string{b.ks.keysOf(a.ExecutionID).core, pk.leases, b.ks.arrivalsChannel(tag)},
 		string(a.ExecutionID), a.ExpectedLeaseID, a.Reason)))
 	if err != nil {
 		return sdk.RevokeLeaseResult{}, err
@@ -107,21 +107,21 @@ func (b *Backend) PromoteDelayed(ctx context.Context, a sdk.PromoteDelayedArgs) 
 		limit = PromoteDelayedDefaultLimit
 	}
 	tag := sdk.PartitionTag(a.Partition)
-	lk := laneKeysOf(tag, a.Lane)
+	lk := b.ks.laneKeysOf(tag, a.Lane)
 	due, err := decode(op, b.client.Do(ctx, b.fcallRO("ff_due", []string{lk.delayed}, strconv.Itoa(limit))))
 	if err != nil || len(due.fields) == 0 {
 		return 0, err
 	}
 	keys := make([]string, 0, 3+len(due.fields))
-	keys = append(keys, lk.delayed, lk.eligible, arrivalsChannel(tag))
-	noop := partKeysOf(tag).noop
+	keys = append(keys, lk.delayed, lk.eligible, b.ks.arrivalsChannel(tag))
+	noop := b.ks.partKeysOf(tag).noop
 	for _, id := range due.fields {
 		// A member that is no execution of this partition (a stray) has no
 		// core key in this slot: the noop key stands in, and ff_promote
 		// removes the member.
 		core := noop
 		if p, err := sdk.ExecutionID(id).Partition(); err == nil && p == a.Partition {
-			core = coreKey(sdk.ExecutionID(id))
+			core = b.ks.coreKey(sdk.ExecutionID(id))
 		}
 		keys = append(keys, core)
 	}

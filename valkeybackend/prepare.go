@@ -291,7 +291,7 @@ func (b *Backend) retry(ctx context.Context, f func() error) error {
 	return err
 }
 
-// lockPrepare takes the load lock (prepareLockKey, SET NX PX), waiting for
+// lockPrepare takes the load lock (b.ks.prepare, SET NX PX), waiting for
 // another Prepare to finish for up to prepareLockTTL, and returns its
 // release. The release deletes the key only while the lock is surely still
 // this process's (its TTL has not run out), so it needs no script.
@@ -302,13 +302,13 @@ func (b *Backend) lockPrepare(ctx context.Context) (func(), error) {
 	giveUp := time.Now().Add(prepareLockTTL + time.Second)
 	for {
 		at := time.Now()
-		err := b.client.Do(ctx, b.client.B().Set().Key(prepareLockKey).Value(token).Nx().Px(prepareLockTTL).Build()).Error()
+		err := b.client.Do(ctx, b.client.B().Set().Key(b.ks.prepare).Value(token).Nx().Px(prepareLockTTL).Build()).Error()
 		if err == nil {
 			return func() {
 				if time.Since(at) < prepareLockTTL-time.Second {
 					dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 					defer cancel()
-					b.client.Do(dctx, b.client.B().Del().Key(prepareLockKey).Build())
+					b.client.Do(dctx, b.client.B().Del().Key(b.ks.prepare).Build())
 				}
 			}, nil
 		}
@@ -322,7 +322,7 @@ func (b *Backend) lockPrepare(ctx context.Context) (func(), error) {
 		}
 		if time.Now().After(giveUp) {
 			return nil, &sdk.Error{Kind: sdk.KindTimeout, Code: sdk.CodeTimeout, Op: "prepare",
-				Msg: "another Prepare held " + prepareLockKey + " for " + prepareLockTTL.String()}
+				Msg: "another Prepare held " + b.ks.prepare + " for " + prepareLockTTL.String()}
 		}
 		select {
 		case <-ctx.Done():

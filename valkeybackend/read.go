@@ -37,7 +37,7 @@ func (b *Backend) ReadExecutionContext(ctx context.Context, id sdk.ExecutionID) 
 // never carries a TTL, so the cheap static-TTL wire (CLIENT CACHING YES +
 // HGETALL, no MULTI/PTTL) is exact.
 func (b *Backend) readContextPairs(ctx context.Context, op string, id sdk.ExecutionID) ([]string, error) {
-	cmd := b.client.B().Hgetall().Key(keysOf(id).ctx).Cache().ToStaticTTL()
+	cmd := b.client.B().Hgetall().Key(b.ks.keysOf(id).ctx).Cache().ToStaticTTL()
 	m, err := b.client.DoCache(ctx, cmd, b.opts.ContextCacheTTL).AsStrMap()
 	if err != nil {
 		return nil, backendError(op, err)
@@ -56,7 +56,7 @@ func (b *Backend) DescribeExecution(ctx context.Context, id sdk.ExecutionID) (*s
 	if _, err := b.partitionOf(op, id); err != nil {
 		return nil, err
 	}
-	core, err := b.client.Do(ctx, b.client.B().Hgetall().Key(keysOf(id).core).Build()).AsStrMap()
+	core, err := b.client.Do(ctx, b.client.B().Hgetall().Key(b.ks.keysOf(id).core).Build()).AsStrMap()
 	if err != nil {
 		return nil, backendError(op, err)
 	}
@@ -106,7 +106,7 @@ func (b *Backend) hget(ctx context.Context, op string, id sdk.ExecutionID, field
 	if _, err := b.partitionOf(op, id); err != nil {
 		return "", err
 	}
-	v, err := b.client.Do(ctx, b.client.B().Hmget().Key(keysOf(id).core).Field("state", field).Build()).ToArray()
+	v, err := b.client.Do(ctx, b.client.B().Hmget().Key(b.ks.keysOf(id).core).Field("state", field).Build()).ToArray()
 	if err != nil {
 		return "", backendError(op, err)
 	}
@@ -144,7 +144,7 @@ func (b *Backend) GetExecutionResult(ctx context.Context, id sdk.ExecutionID) ([
 	if _, err := b.partitionOf(op, id); err != nil {
 		return nil, err
 	}
-	k := keysOf(id)
+	k := b.ks.keysOf(id)
 	res := b.client.DoMulti(ctx, b.client.B().Hget().Key(k.core).Field("state").Build(),
 		b.client.B().Get().Key(k.result).Build())
 	state, err := res[0].ToString()
@@ -188,15 +188,15 @@ func (b *Backend) ListExecutions(ctx context.Context, partition int, cursor sdk.
 		return sdk.ListExecutionsPage{}, nil
 	}
 	limit = min(limit, listLimitMax)
-	lanes, err := b.client.Do(ctx, b.client.B().Smembers().Key(lanesKey).Build()).AsStrSlice()
+	lanes, err := b.client.Do(ctx, b.client.B().Smembers().Key(b.ks.lanes).Build()).AsStrSlice()
 	if err != nil {
 		return sdk.ListExecutionsPage{}, backendError(op, err)
 	}
 	tag := sdk.PartitionTag(partition)
 	keys := make([]string, 0, 1+4*len(lanes))
-	keys = append(keys, partKeysOf(tag).leases)
+	keys = append(keys, b.ks.partKeysOf(tag).leases)
 	for _, l := range lanes {
-		lk := laneKeysOf(tag, sdk.LaneID(l))
+		lk := b.ks.laneKeysOf(tag, sdk.LaneID(l))
 		keys = append(keys, lk.eligible, lk.delayed, lk.blocked, lk.terminal)
 	}
 	r, err := decode(op, b.client.Do(ctx, b.fcallRO("ff_list", keys, string(cursor), strconv.Itoa(limit+1))))
@@ -223,7 +223,7 @@ func (b *Backend) ListLanes(ctx context.Context, cursor sdk.LaneID, limit int) (
 		return sdk.ListLanesPage{}, nil
 	}
 	limit = min(limit, listLimitMax)
-	all, err := b.client.Do(ctx, b.client.B().Smembers().Key(lanesKey).Build()).AsStrSlice()
+	all, err := b.client.Do(ctx, b.client.B().Smembers().Key(b.ks.lanes).Build()).AsStrSlice()
 	if err != nil {
 		return sdk.ListLanesPage{}, backendError(op, err)
 	}

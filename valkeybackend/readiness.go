@@ -120,7 +120,7 @@ func (b *Backend) prefetchHead(key string) {
 func (b *Backend) cachedHeads(ctx context.Context, op string, lane sdk.LaneID, partitions []int) ([][]sdk.RankedID, error) {
 	cmds := make([]valkey.CacheableTTL, 0, len(partitions))
 	for _, p := range partitions {
-		cmds = append(cmds, b.headCmdOfKey(laneKeysOf(sdk.PartitionTag(p), lane).eligible))
+		cmds = append(cmds, b.headCmdOfKey(b.ks.laneKeysOf(sdk.PartitionTag(p), lane).eligible))
 	}
 	out := make([][]sdk.RankedID, len(partitions))
 	for i, res := range b.client.DoMultiCache(ctx, cmds...) {

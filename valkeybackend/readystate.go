@@ -58,11 +58,11 @@ type eligibleRef struct {
 }
 
 // eligibleRefs keeps the eligible-set keys of keys, parsed.
-func eligibleRefs(keys []string) []eligibleRef {
+func (k *keyspace) eligibleRefs(keys []string) []eligibleRef {
 	refs := make([]eligibleRef, 0, len(keys))
-	for _, k := range keys {
-		if lane, p, ok := eligibleKeyParts(k); ok {
-			refs = append(refs, eligibleRef{key: k, lane: lane, partition: p})
+	for _, key := range keys {
+		if lane, p, ok := k.eligibleKeyParts(key); ok {
+			refs = append(refs, eligibleRef{key: key, lane: lane, partition: p})
 		}
 	}
 	return refs

@@ -17,7 +17,7 @@ func (b *Backend) IssueReclaimGrant(ctx context.Context, a sdk.IssueReclaimGrant
 	if err != nil {
 		return sdk.ClaimGrant{}, opError(op, err)
 	}
-	ek := keysOf(a.ExecutionID)
+	ek := b.ks.keysOf(a.ExecutionID)
 	r, err := decode(op, b.client.Do(ctx, b.fcall("ff_issue_reclaim_grant", []string{ek.core, ek.grant},
 		string(a.ExecutionID), string(a.WorkerID), string(a.WorkerInstanceID), durMS(a.GrantTTL), joinCSV(a.Capabilities))))
 	if err != nil {
@@ -38,7 +38,7 @@ func (b *Backend) ReclaimExecution(ctx context.Context, a sdk.ReclaimExecutionAr
 		return sdk.ReclaimOutcome{}, opError(op, err)
 	}
 	tag := sdk.PartitionTag(p)
-	ek, lk, pk := keysOf(a.ExecutionID), laneKeysOf(tag, a.Lane), partKeysOf(tag)
+	ek, lk, pk := b.ks.keysOf(a.ExecutionID), b.ks.laneKeysOf(tag, a.Lane), b.ks.partKeysOf(tag)
 	res := b.client.Do(ctx, b.fcall("ff_reclaim",
 		[]string{ek.core, ek.grant, lk.eligible, pk.leases, lk.active, pk.timeouts, ek.ctx, lk.terminal, pk.deadlines},
 		string(a.ExecutionID), string(a.WorkerID), string(a.WorkerInstanceID), sdk.NewToken(), sdk.NewToken(),
@@ -73,10 +73,10 @@ func (b *Backend) ReplayExecution(ctx context.Context, a sdk.ReplayExecutionArgs
 	if maxN == 0 {
 		maxN = sdk.MaxReplaysDefault
 	}
-	lk := laneKeysOf(tag, lane)
-	ek := keysOf(a.ExecutionID)
+	lk := b.ks.laneKeysOf(tag, lane)
+	ek := b.ks.keysOf(a.ExecutionID)
 	r, err := decode(op, b.client.Do(ctx, b.fcall("ff_replay", []string{ek.core, lk.terminal, lk.eligible, ek.result,
-		arrivalsChannel(tag)}, string(a.ExecutionID), strconv.Itoa(maxN), string(lane))))
+		b.ks.arrivalsChannel(tag)}, string(a.ExecutionID), strconv.Itoa(maxN), string(lane))))
 	if err != nil {
 		return sdk.ReplayExecutionResult{}, err
 	}
@@ -113,7 +113,7 @@ func (b *Backend) ClaimFromResumeGrant(ctx context.Context, t sdk.ResumeToken) (
 	if err != nil {
 		if sdk.CodeOf(err) == sdk.CodeNotAResumedExecution {
 			// The grant we just wrote must not block others.
-			b.client.Do(ctx, b.client.B().Del().Key(keysOf(t.ExecutionID).grant).Build())
+			b.client.Do(ctx, b.client.B().Del().Key(b.ks.keysOf(t.ExecutionID).grant).Build())
 			return nil, nil
 		}
 		return nil, err
@@ -129,7 +129,7 @@ func (b *Backend) ReadExecutionInfo(ctx context.Context, id sdk.ExecutionID) (*s
 	if err != nil {
 		return nil, err
 	}
-	fields, err := b.client.Do(ctx, b.client.B().Hgetall().Key(keysOf(id).core).Build()).AsStrMap()
+	fields, err := b.client.Do(ctx, b.client.B().Hgetall().Key(b.ks.keysOf(id).core).Build()).AsStrMap()
 	if err != nil {
 		return nil, backendError(op, err)
 	}

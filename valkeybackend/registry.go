@@ -60,13 +60,13 @@ func (b *Backend) registryCall(ctx context.Context, op, fn string, reg sdk.Worke
 	if token == "" {
 		return sdk.NewError(op, sdk.CodeInvalidInput, "instance was not registered by this process")
 	}
-	wk := workerKeysOf(reg.InstanceID)
+	wk := b.ks.workerKeysOf(reg.InstanceID)
 	r, err := decode(op, b.client.Do(ctx, b.fcall(fn, []string{wk.alive, wk.info},
 		token, durMS(reg.TTL), string(reg.WorkerID), strings.Join(lanes, ","), joinCSV(caps))))
 	if err != nil {
 		return err
 	}
-	return b.client.Do(ctx, b.client.B().Zadd().Key(workersIndexKey).ScoreMember().
+	return b.client.Do(ctx, b.client.B().Zadd().Key(b.ks.workers).ScoreMember().
 		ScoreMember(float64(r.int(0)), string(reg.InstanceID)).Build()).Error()
 }
 
@@ -97,14 +97,14 @@ func (b *Backend) DeregisterWorker(ctx context.Context, id sdk.WorkerInstanceID)
 	if token == "" {
 		return nil
 	}
-	wk := workerKeysOf(id)
+	wk := b.ks.workerKeysOf(id)
 	r, err := decode(op, b.client.Do(ctx, b.fcall("ff_deregister_worker", []string{wk.alive, wk.info}, token)))
 	if err != nil {
 		return err
 	}
 	// Only the owner leaves the index: another live owner of the id stays listed.
 	if r.field(0) == "removed" {
-		if err := b.client.Do(ctx, b.client.B().Zrem().Key(workersIndexKey).Member(string(id)).Build()).Error(); err != nil {
+		if err := b.client.Do(ctx, b.client.B().Zrem().Key(b.ks.workers).Member(string(id)).Build()).Error(); err != nil {
 			return backendError(op, err)
 		}
 	}
@@ -132,8 +132,8 @@ func (b *Backend) LiveWorkers(ctx context.Context) ([]LiveWorker, error) {
 	// Drop instances that crashed without deregistering (a live one's next
 	// heartbeat re-adds it), then read the live ones.
 	res := b.client.DoMulti(ctx,
-		b.client.B().Zremrangebyscore().Key(workersIndexKey).Min("-inf").Max("("+strconv.FormatInt(now, 10)).Build(),
-		b.client.B().Zrangebyscore().Key(workersIndexKey).Min(strconv.FormatInt(now, 10)).Max("+inf").Build())
+		b.client.B().Zremrangebyscore().Key(b.ks.workers).Min("-inf").Max("("+strconv.FormatInt(now, 10)).Build(),
+		b.client.B().Zrangebyscore().Key(b.ks.workers).Min(strconv.FormatInt(now, 10)).Max("+inf").Build())
 	ids, err := res[1].AsStrSlice()
 	if err == nil {
 		err = res[0].Error()
@@ -146,7 +146,7 @@ func (b *Backend) LiveWorkers(ctx context.Context) ([]LiveWorker, error) {
 	}
 	cmds := make(valkey.Commands, len(ids))
 	for i, id := range ids {
-		cmds[i] = b.client.B().Hgetall().Key(workerKeysOf(sdk.WorkerInstanceID(id)).info).Build()
+		cmds[i] = b.client.B().Hgetall().Key(b.ks.workerKeysOf(sdk.WorkerInstanceID(id)).info).Build()
 	}
 	var out []LiveWorker
 	for i, res := range b.client.DoMulti(ctx, cmds...) {

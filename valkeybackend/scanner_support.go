@@ -71,7 +71,7 @@ func (b *Backend) IndexHeads(ctx context.Context, qs []HeadQuery) ([]Head, error
 			}
 		}
 		tag := sdk.PartitionTag(q.Partition)
-		lk, pk := laneKeysOf(tag, q.Lane), partKeysOf(tag)
+		lk, pk := b.ks.laneKeysOf(tag, q.Lane), b.ks.partKeysOf(tag)
 		var key string
 		switch q.Index {
 		case HeadLeases:
@@ -87,11 +87,11 @@ func (b *Backend) IndexHeads(ctx context.Context, qs []HeadQuery) ([]Head, error
 		case HeadBlocked:
 			key = lk.blocked
 		case HeadSuspensions:
-			key = waitKeysOf(tag).suspTimeouts
+			key = b.ks.waitKeysOf(tag).suspTimeouts
 		case HeadDepBlocked:
-			key = flowIndexesOf(tag).depBlocked
+			key = b.ks.flowIndexesOf(tag).depBlocked
 		case HeadFlowCancels:
-			key = flowIndexesOf(tag).cancels
+			key = b.ks.flowIndexesOf(tag).cancels
 		default:
 			return nil, sdk.NewError(op, sdk.CodeInvalidInput, "unknown head index")
 		}

@@ -16,12 +16,6 @@ import (
 
 var _ sdk.Streamer = (*Backend)(nil)
 
-// streamKey is attempt i's stream of execution id; streamKey+":summary"
-// its summary hash.
-func streamKey(id sdk.ExecutionID, i sdk.AttemptIndex) string {
-	return "ff:e:" + string(id) + ":stream:" + strconv.FormatUint(uint64(i), 10)
-}
-
 // AppendFrames appends to h's attempt stream (sdk.Streamer).
 func (b *Backend) AppendFrames(ctx context.Context, h sdk.Handle, args sdk.AppendArgs) (sdk.AppendResult, error) {
 	const op = "append_frames"
@@ -45,7 +39,7 @@ func (b *Backend) AppendFrames(ctx context.Context, h sdk.Handle, args sdk.Appen
 		argv = append(argv, f.Type, string(f.Payload), f.CorrelationID)
 	}
 	r, err := decode(op, b.client.Do(ctx, b.fcall("ff_append",
-		[]string{keysOf(h.ExecutionID).core, streamKey(h.ExecutionID, h.AttemptIndex)}, argv...)))
+		[]string{b.ks.keysOf(h.ExecutionID).core, b.ks.streamKey(h.ExecutionID, h.AttemptIndex)}, argv...)))
 	if err != nil {
 		return sdk.AppendResult{}, err
 	}
@@ -74,8 +68,8 @@ func (b *Backend) ReadStream(ctx context.Context, id sdk.ExecutionID, attempt sd
 		start = "(" + after
 	}
 	res := b.client.DoMulti(ctx,
-		b.client.B().Xrange().Key(streamKey(id, attempt)).Start(start).End("+").Count(int64(count)).Build(),
-		b.client.B().Hgetall().Key(keysOf(id).core).Build())
+		b.client.B().Xrange().Key(b.ks.streamKey(id, attempt)).Start(start).End("+").Count(int64(count)).Build(),
+		b.client.B().Hgetall().Key(b.ks.keysOf(id).core).Build())
 	es, err := res[0].AsXRange()
 	if err != nil {
 		return sdk.StreamPage{}, backendError(op, err)
@@ -115,7 +109,7 @@ func (b *Backend) TailStream(ctx context.Context, id sdk.ExecutionID, attempt sd
 	if after == "" {
 		after = "0-0"
 	}
-	key := streamKey(id, attempt)
+	key := b.ks.streamKey(id, attempt)
 	res := b.client.Do(ctx, b.client.B().Xread().Count(int64(count)).Block(max(1, block.Milliseconds())).
 		Streams().Key(key).Id(after).Build())
 	m, err := res.AsXRead()
@@ -134,7 +128,7 @@ func (b *Backend) ReadSummary(ctx context.Context, id sdk.ExecutionID, attempt s
 	if _, err := b.partitionOf(op, id); err != nil {
 		return sdk.Summary{}, err
 	}
-	v, err := b.client.Do(ctx, b.client.B().Hmget().Key(streamKey(id, attempt)+":summary").Field("doc", "version").Build()).ToArray()
+	v, err := b.client.Do(ctx, b.client.B().Hmget().Key(b.ks.streamKey(id, attempt)+":summary").Field("doc", "version").Build()).ToArray()
 	if err != nil {
 		return sdk.Summary{}, backendError(op, err)
 	}

@@ -100,7 +100,7 @@ func (b *Backend) AwaitTerminal(ctx context.Context, id sdk.ExecutionID) (sdk.Pu
 	if _, err := b.partitionOf(op, id); err != nil {
 		return "", err
 	}
-	key := coreKey(id)
+	key := b.ks.coreKey(id)
 	ch := make(chan struct{}, 1)
 	defer b.terminal.add(ch, key)()
 	failures := 0

@@ -58,7 +58,7 @@ func (b *Backend) suspend(ctx context.Context, op string, id sdk.ExecutionID, fe
 		}
 	}
 	tag := id.Tag()
-	wk, pk := waitKeysOf(tag), partKeysOf(tag)
+	wk, pk := b.ks.waitKeysOf(tag), b.ks.partKeysOf(tag)
 	timeoutAt := "0"
 	if args.Timeout > 0 {
 		timeoutAt = strconv.FormatInt(time.Now().Add(args.Timeout).UnixMilli(), 10)
@@ -74,7 +74,7 @@ func (b *Backend) suspend(ctx context.Context, op string, id sdk.ExecutionID, fe
 	for _, w := range args.Pending {
 		argv = append(argv, string(w), "-", "1") // a pending waitpoint keeps its own label
 	}
-	r, err := decode(op, b.client.Do(ctx, b.fcall("ff_suspend", []string{keysOf(id).core, suspKey(id), wk.sec,
+	r, err := decode(op, b.client.Do(ctx, b.fcall("ff_suspend", []string{b.ks.keysOf(id).core, b.ks.suspKey(id), wk.sec,
 		pk.leases, pk.timeouts, wk.suspended, wk.suspTimeouts, wk.wpPending}, argv...)))
 	if err != nil {
 		return sdk.SuspendOutcome{}, err
@@ -106,9 +106,9 @@ func (b *Backend) CreateWaitpoint(ctx context.Context, h sdk.Handle, label strin
 		ttl = sdk.DefaultPendingWaitpointTTL
 	}
 	w := sdk.NewWaitpointID(h.ExecutionID)
-	wk := waitKeysOf(tag)
+	wk := b.ks.waitKeysOf(tag)
 	args := append(fenceArgs(h), string(w), label, strconv.FormatInt(max(1, ttl.Milliseconds()), 10))
-	r, err := decode(op, b.client.Do(ctx, b.fcall("ff_waitpoint", []string{keysOf(h.ExecutionID).core, wk.sec, wk.wpPending}, args...)))
+	r, err := decode(op, b.client.Do(ctx, b.fcall("ff_waitpoint", []string{b.ks.keysOf(h.ExecutionID).core, wk.sec, wk.wpPending}, args...)))
 	if err != nil {
 		return sdk.PendingWaitpoint{}, err
 	}
@@ -130,13 +130,13 @@ func (b *Backend) DeliverSignal(ctx context.Context, args sdk.DeliverSignalArgs)
 		return sdk.DeliverSignalResult{}, &sdk.Error{Kind: sdk.KindValidation, Code: sdk.CodeInvalidToken, Op: op}
 	}
 	tag := sdk.PartitionTag(p)
-	wk, pk := waitKeysOf(tag), partKeysOf(tag)
+	wk, pk := b.ks.waitKeysOf(tag), b.ks.partKeysOf(tag)
 	offers := "none"
 	if b.handoffOn() {
 		offers = b.offersScope()
 	}
-	res := b.client.Do(ctx, b.fcall("ff_signal", []string{waitpointKey(w), wk.sec, pk.leases, pk.timeouts,
-		wk.suspended, wk.suspTimeouts, wk.signals, arrivalsChannel(tag)},
+	res := b.client.Do(ctx, b.fcall("ff_signal", []string{b.ks.waitpointKey(w), wk.sec, pk.leases, pk.timeouts,
+		wk.suspended, wk.suspTimeouts, wk.signals, b.ks.arrivalsChannel(tag)},
 		args.Token, args.SignalID, args.Name, string(args.Payload), args.Source, args.DedupKey,
 		strconv.FormatInt(max(1, args.DedupTTL.Milliseconds()), 10), offers))
 	r, err := decode(op, res)
@@ -156,12 +156,12 @@ func (b *Backend) ObserveSignals(ctx context.Context, id sdk.ExecutionID) (*sdk.
 	if _, err := b.partitionOf(op, id); err != nil {
 		return nil, err
 	}
-	m, err := b.client.Do(ctx, b.client.B().Hgetall().Key(suspKey(id)).Build()).AsStrMap()
+	m, err := b.client.Do(ctx, b.client.B().Hgetall().Key(b.ks.suspKey(id)).Build()).AsStrMap()
 	if err != nil {
 		return nil, backendError(op, err)
 	}
 	if len(m) == 0 || m["id"] == "" {
-		exists, err := b.client.Do(ctx, b.client.B().Exists().Key(keysOf(id).core).Build()).AsInt64()
+		exists, err := b.client.Do(ctx, b.client.B().Exists().Key(b.ks.keysOf(id).core).Build()).AsInt64()
 		if err != nil {
 			return nil, backendError(op, err)
 		}
@@ -228,7 +228,7 @@ func (b *Backend) ListSuspended(ctx context.Context, partition int, cursor sdk.E
 	if cursor != "" {
 		from = "(" + string(cursor)
 	}
-	key := waitKeysOf(sdk.PartitionTag(partition)).suspended
+	key := b.ks.waitKeysOf(sdk.PartitionTag(partition)).suspended
 	ids, err := b.client.Do(ctx, b.client.B().Zrange().Key(key).Min(from).Max("+").Bylex().Limit(0, int64(limit+1)).Build()).AsStrSlice()
 	if err != nil {
 		return sdk.ListSuspendedPage{}, backendError(op, err)
@@ -240,7 +240,7 @@ func (b *Backend) ListSuspended(ctx context.Context, partition int, cursor sdk.E
 	}
 	cmds := make(valkey.Commands, len(ids))
 	for i, id := range ids {
-		cmds[i] = b.client.B().Hmget().Key(suspKey(sdk.ExecutionID(id))).Field("reason", "at", "timeout_at").Build()
+		cmds[i] = b.client.B().Hmget().Key(b.ks.suspKey(sdk.ExecutionID(id))).Field("reason", "at", "timeout_at").Build()
 	}
 	for i, res := range b.client.DoMulti(ctx, cmds...) {
 		v, err := res.ToArray()
@@ -280,7 +280,7 @@ func (b *Backend) ListPendingWaitpoints(ctx context.Context, partition int, curs
 		return sdk.ListPendingWaitpointsPage{}, nil
 	}
 	limit = min(limit, listLimitMax)
-	key := waitKeysOf(sdk.PartitionTag(partition)).wpPending
+	key := b.ks.waitKeysOf(sdk.PartitionTag(partition)).wpPending
 	now := strconv.FormatInt(time.Now().UnixMilli(), 10)
 	all, err := b.client.Do(ctx, b.client.B().Zrange().Key(key).Min("("+now).Max("+inf").Byscore().Build()).AsStrSlice()
 	if err != nil {
@@ -300,7 +300,7 @@ func (b *Backend) ListPendingWaitpoints(ctx context.Context, partition int, curs
 	}
 	cmds := make(valkey.Commands, len(ids))
 	for i, w := range ids {
-		cmds[i] = b.client.B().Hmget().Key(waitpointKey(sdk.WaitpointID(w))).Field("eid", "state", "key", "exp", "n").Build()
+		cmds[i] = b.client.B().Hmget().Key(b.ks.waitpointKey(sdk.WaitpointID(w))).Field("eid", "state", "key", "exp", "n").Build()
 	}
 	for i, res := range b.client.DoMulti(ctx, cmds...) {
 		arr, err := res.ToArray()
@@ -370,7 +370,7 @@ func (b *Backend) eachPartitionSecret(ctx context.Context, op, mode, kid string,
 	hexSecret := hex.EncodeToString(secret)
 	cmds := make(valkey.Commands, b.partitions)
 	for p := range b.partitions {
-		cmds[p] = b.fcall("ff_hmac", []string{waitKeysOf(sdk.PartitionTag(p)).sec}, mode, kid, hexSecret,
+		cmds[p] = b.fcall("ff_hmac", []string{b.ks.waitKeysOf(sdk.PartitionTag(p)).sec}, mode, kid, hexSecret,
 			strconv.FormatInt(grace.Milliseconds(), 10))
 	}
 	var first error
@@ -393,7 +393,7 @@ func (b *Backend) SignalDeliveries(ctx context.Context, cursor string, fn func(s
 	const op = "signal_deliveries"
 	keys := make([]string, b.partitions)
 	for p := range keys {
-		keys[p] = waitKeysOf(sdk.PartitionTag(p)).signals
+		keys[p] = b.ks.waitKeysOf(sdk.PartitionTag(p)).signals
 	}
 	return b.followLogs(ctx, op, keys, cursor, func(e valkey.XRangeEntry, cursor func() string) error {
 		at, _ := strconv.ParseInt(e.FieldValues["at"], 10, 64)
@@ -564,8 +564,8 @@ func (b *Backend) ExpireSuspensions(ctx context.Context, ids []sdk.ExecutionID) 
 			return nil, err
 		}
 		tag := id.Tag()
-		cmds = append(cmds, b.fcall("ff_suspension_timeout", []string{keysOf(id).core, suspKey(id),
-			waitKeysOf(tag).suspTimeouts, partKeysOf(tag).deadlines, arrivalsChannel(tag)}, string(id)))
+		cmds = append(cmds, b.fcall("ff_suspension_timeout", []string{b.ks.keysOf(id).core, b.ks.suspKey(id),
+			b.ks.waitKeysOf(tag).suspTimeouts, b.ks.partKeysOf(tag).deadlines, b.ks.arrivalsChannel(tag)}, string(id)))
 	}
 	if len(cmds) == 0 {
 		return ActionCounts{}, nil
