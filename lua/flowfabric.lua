@@ -113,7 +113,7 @@ write (bad_call, bad_keys: string work, no command) and answers
 invalid_input, having written nothing, when one is off.
 ]]
 
-local VERSION = '26'
+local VERSION = '27'
 -- MIN_CLIENT is the oldest client this library serves; a client's version is
 -- the VERSION of the library it embeds (Go: lua.Version). A client older than
 -- MIN_CLIENT refuses to run against this library, and never replaces it.
@@ -1912,7 +1912,8 @@ redis.register_function{function_name = 'ff_due', flags = {'no-writes'},
 ---------------------------------------------------------------------------
 -- ff_list: a page of one partition's executions in id order, read from its
 -- state indexes: every execution is in exactly one of them (leases while
--- active; per lane eligible, delayed, blocked or terminal otherwise), and
+-- active; suspended; dep_blocked while waiting_children; per lane eligible,
+-- delayed (rate_limited too), blocked or terminal otherwise), and
 -- this one call reads them all at one instant, so none is missed or listed
 -- twice as it moves. No create writes a listing index of its own. The cost
 -- is the reader's: every member of the indexes is read (O(executions of
@@ -1946,6 +1947,7 @@ redis.register_function{function_name = 'ff_list', flags = {'no-writes'},
     end
     for i = 1, #keys do gather(keys[i]) end
     gather('ff:i:' .. tag .. ':suspended') -- the suspended (derived: v23's index)
+    gather('ff:i:' .. tag .. ':dep_blocked') -- flow members waiting_children (v27)
     table.sort(ids)
     local reply = ok()
     for i = 1, math.min(limit, #ids) do reply[#reply + 1] = ids[i] end

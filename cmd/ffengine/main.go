@@ -44,6 +44,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/flowfabric/flowfabric-go/internal/cliconn"
 	"github.com/flowfabric/flowfabric-go/lua"
 	"github.com/flowfabric/flowfabric-go/scanner"
 	"github.com/flowfabric/flowfabric-go/sdk"
@@ -51,7 +52,7 @@ import (
 )
 
 // EnvPassword supplies the Valkey password when --password is not given.
-const EnvPassword = "FF_VALKEY_PASSWORD"
+const EnvPassword = cliconn.EnvPassword
 
 // Exit codes (see the package documentation).
 const (
@@ -72,18 +73,13 @@ func main() {
 // conn is the command line's connection part, shared by the daemon and
 // prepare.
 type conn struct {
-	addrs          []string
-	partitions     int
-	username       string
-	password       string
-	logLevel       slog.Level
-	connectTimeout time.Duration
+	*cliconn.Flags
+	logLevel slog.Level
 }
 
 // options are the parsed command line of the daemon.
 type options struct {
 	conn
-	cluster        bool
 	skipPrepare    bool
 	cfg            scanner.Config
 	statusInterval time.Duration
@@ -92,26 +88,14 @@ type options struct {
 // connFlags declares the connection flags on fs; finish parses what they
 // hold once fs has parsed.
 func connFlags(fs *flag.FlagSet, c *conn) (finish func() error) {
-	addr := fs.String("addr", "127.0.0.1:6379", "Valkey seed `addresses`, comma-separated (host:port,...)")
-	fs.IntVar(&c.partitions, "partitions", 0, "partition count; 0 adopts the deployment's stored count (16 for a new one)")
-	fs.StringVar(&c.username, "username", "", "Valkey ACL user name")
-	fs.StringVar(&c.password, "password", "", "Valkey password (default $"+EnvPassword+")")
+	c.Flags = cliconn.Register(fs)
 	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
-	fs.DurationVar(&c.connectTimeout, "connect-timeout", 10*time.Second, "how long to wait for Valkey at start")
 	return func() error {
 		if fs.NArg() > 0 {
 			return fmt.Errorf("unexpected arguments: %v", fs.Args())
 		}
-		for _, a := range strings.Split(*addr, ",") {
-			if a = strings.TrimSpace(a); a != "" {
-				c.addrs = append(c.addrs, a)
-			}
-		}
-		if len(c.addrs) == 0 {
-			return errors.New("--addr is empty")
-		}
-		if c.password == "" {
-			c.password = os.Getenv(EnvPassword)
+		if err := c.Finish(); err != nil {
+			return err
 		}
 		if err := c.logLevel.UnmarshalText([]byte(*level)); err != nil {
 			return fmt.Errorf("--log-level: %v", err)
@@ -134,7 +118,7 @@ func newFlagSet(name string, stderr io.Writer, head string) *flag.FlagSet {
 }
 
 func usageFooter(w io.Writer) {
-	fmt.Fprintf(w, "\nEnvironment:\n  %s\tpassword, when --password is not given\n", EnvPassword)
+	fmt.Fprint(w, "\n"+cliconn.Help())
 	fmt.Fprintf(w, "\nExit codes:\n  0 ok, 1 failure (cannot connect, ...), 2 bad flags,\n"+
 		"  3 permission denied (the Valkey ACL user may not run a command; the log names it),\n"+
 		"  4 incompatible library (a newer one that does not serve this build is loaded)\n")
@@ -146,7 +130,6 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		"Runs the FlowFabric scanners against Valkey until SIGTERM or SIGINT.\n"+
 		"`ffengine prepare` loads or upgrades the Functions library and exits (--help lists its flags).\n\nFlags:\n")
 	finish := connFlags(fs, &o.conn)
-	fs.BoolVar(&o.cluster, "cluster", false, "informational: cluster mode is detected from the server")
 	fs.BoolVar(&o.skipPrepare, "skip-prepare", false, "do not check or load the Functions library at start (load it with `ffengine prepare`)")
 	c := &o.cfg
 	fs.DurationVar(&c.LeaseExpiryInterval, "lease-expiry-interval", scanner.LeaseExpiryIntervalDefault, "how often expired leases are reclaimed")
@@ -204,15 +187,15 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		return code
 	}
 	defer b.Close()
-	if o.cluster && !b.IsCluster() {
-		log.Warn("--cluster given but the server is not a cluster; running standalone")
+	if w := o.CheckCluster(b); w != "" {
+		log.Warn(w)
 	}
 	sup, err := scanner.New(b, o.cfg)
 	if err != nil {
 		log.Error("cannot start the scanners", "err", err)
 		return exitUsage
 	}
-	log.Info("ffengine started", "engine", o.cfg.EngineID, "addr", strings.Join(o.addrs, ","),
+	log.Info("ffengine started", "engine", o.cfg.EngineID, "addr", strings.Join(o.Addrs, ","),
 		"cluster", b.IsCluster(), "partitions", b.Partitions(), "ownership_ttl", o.cfg.OwnershipTTL)
 
 	if o.statusInterval > 0 {
@@ -226,10 +209,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 // connect dials Valkey with c (and opts' other fields) and returns the
 // backend, or nil and the exit code.
 func connect(ctx context.Context, log *slog.Logger, c conn, opts valkeybackend.Options) (*valkeybackend.Backend, int) {
-	opts.Addrs, opts.Username, opts.Password, opts.Partitions = c.addrs, c.username, c.password, c.partitions
-	cctx, cancel := context.WithTimeout(ctx, c.connectTimeout)
-	defer cancel()
-	b, err := valkeybackend.Connect(cctx, opts)
+	b, err := c.Connect(ctx, opts)
 	if err != nil {
 		return nil, failed(log, c, "cannot connect to Valkey", err)
 	}
@@ -245,7 +225,7 @@ func failed(log *slog.Logger, c conn, msg string, err error) int {
 	case errors.Is(err, sdk.ErrLibraryIncompatible):
 		code, msg = exitIncompatible, "the loaded flowfabric library does not serve this build"
 	}
-	log.Error(msg, "addr", strings.Join(c.addrs, ","), "user", c.username, "err", err)
+	log.Error(msg, "addr", strings.Join(c.Addrs, ","), "user", c.Username, "err", err)
 	return code
 }
 
@@ -276,7 +256,7 @@ func runPrepare(ctx context.Context, args []string, stderr io.Writer) int {
 		return code
 	}
 	defer b.Close()
-	pctx, cancel := context.WithTimeout(ctx, c.connectTimeout)
+	pctx, cancel := context.WithTimeout(ctx, c.ConnectTimeout)
 	defer cancel()
 	out, err := b.Prepare(pctx)
 	if err != nil {

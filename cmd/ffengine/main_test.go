@@ -70,12 +70,12 @@ func TestBadFlags(t *testing.T) {
 func TestPasswordFromEnvironment(t *testing.T) {
 	t.Setenv(EnvPassword, "s3cret")
 	o, err := parseFlags(nil, io.Discard)
-	if err != nil || o.password != "s3cret" {
-		t.Fatalf("password %q, %v", o.password, err)
+	if err != nil || o.Password != "s3cret" {
+		t.Fatalf("password %q, %v", o.Password, err)
 	}
 	o, err = parseFlags([]string{"--password", "flag"}, io.Discard)
-	if err != nil || o.password != "flag" {
-		t.Fatalf("password %q, %v", o.password, err)
+	if err != nil || o.Password != "flag" {
+		t.Fatalf("password %q, %v", o.Password, err)
 	}
 }
 
