@@ -264,7 +264,7 @@ func runDescribe(ctx context.Context, e *env) error {
 	slices.Sort(tags)
 	lease := "-"
 	if s.State == sdk.StateActive {
-		lease = fmt.Sprintf("%s epoch %d, worker instance %s, expires %s", d.LeaseID, s.LeaseEpoch, s.WorkerInstanceID, when(s.LeaseExpiresAt))
+		lease = fmt.Sprintf("%s (epoch %d) held by %s until %s", d.LeaseID, s.LeaseEpoch, s.WorkerInstanceID, when(s.LeaseExpiresAt))
 	}
 	state := string(s.State)
 	if s.BlockedReason != "" {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"slices"
 	"strings"
 
 	"github.com/flowfabric/flowfabric-go/sdk"
@@ -13,7 +14,8 @@ type laneJSON struct {
 	Paused  bool           `json:"paused"`
 	Quota   sdk.QuotaID    `json:"quota,omitempty"`
 	Budgets []sdk.BudgetID `json:"budgets,omitempty"`
-	// Counts per state; terminal states only with --ended.
+	// Counts per state, every live state (0 included); terminal states
+	// only with --ended.
 	Counts  map[sdk.PublicState]int `json:"counts"`
 	Blocked int                     `json:"blocked"`
 	Ended   int                     `json:"ended"`
@@ -49,6 +51,13 @@ func runLanes(ctx context.Context, e *env) error {
 	out := make([]laneJSON, 0, len(depths))
 	for _, d := range depths {
 		l := laneJSON{Lane: d.Lane, Counts: d.Counts, Blocked: d.Blocked, Ended: d.Ended}
+		shown := laneStates
+		if e.ended {
+			shown = append(slices.Clone(laneStates), endedStates...)
+		}
+		for _, s := range shown { // every state shown, 0 included
+			l.Counts[s] += 0
+		}
 		if a := e.roles.Admission; a != nil {
 			p, err := a.LanePolicy(ctx, d.Lane)
 			if err != nil {

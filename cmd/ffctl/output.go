@@ -45,7 +45,10 @@ func (t *table) flush() error { return t.tw.Flush() }
 
 // cell makes s safe for one table cell: "-" when empty, control bytes
 // shown as spaces, at most 80 runes.
-func cell(s string) string {
+func cell(s string) string { return cellN(s, 80) }
+
+// cellN is cell with at most n runes.
+func cellN(s string, n int) string {
 	if s == "" {
 		return "-"
 	}
@@ -55,8 +58,8 @@ func cell(s string) string {
 		}
 		return r
 	}, s)
-	if utf8.RuneCountInString(s) > 80 {
-		s = string([]rune(s)[:79]) + "…"
+	if utf8.RuneCountInString(s) > n {
+		s = string([]rune(s)[:n-1]) + "…"
 	}
 	return s
 }
@@ -76,7 +79,7 @@ func itoa(n int) string { return strconv.Itoa(n) }
 func kv(w io.Writer, pairs ...string) error {
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 	for i := 0; i+1 < len(pairs); i += 2 {
-		fmt.Fprintf(tw, "%s\t%s\n", pairs[i], cell(pairs[i+1]))
+		fmt.Fprintf(tw, "%s\t%s\n", pairs[i], cellN(pairs[i+1], 1000))
 	}
 	return tw.Flush()
 }
