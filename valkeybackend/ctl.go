@@ -166,7 +166,7 @@ func (b *Backend) lanesOrAll(ctx context.Context, op string, lane sdk.LaneID) ([
 	if lane != "" {
 		return []sdk.LaneID{lane}, nil
 	}
-	all, err := b.client.Do(ctx, b.client.B().Smembers().Key(lanesKey).Build()).AsStrSlice()
+	all, err := b.client.Do(ctx, b.client.B().Smembers().Key(b.ks.lanes).Build()).AsStrSlice()
 	if err != nil {
 		return nil, backendError(op, err)
 	}
@@ -180,12 +180,12 @@ func (b *Backend) lanesOrAll(ctx context.Context, op string, lane sdk.LaneID) ([
 
 // stateIndexes returns the keys of partition p's indexes that can hold an
 // execution of lanes in state ("" every state).
-func stateIndexes(p int, lanes []sdk.LaneID, state sdk.PublicState) []string {
+func (b *Backend) stateIndexes(p int, lanes []sdk.LaneID, state sdk.PublicState) []string {
 	tag := sdk.PartitionTag(p)
 	var keys []string
 	perLane := func(pick func(laneKeys) []string) {
 		for _, l := range lanes {
-			keys = append(keys, pick(laneKeysOf(tag, l))...)
+			keys = append(keys, pick(b.ks.laneKeysOf(tag, l))...)
 		}
 	}
 	all := state == ""
@@ -199,13 +199,13 @@ func stateIndexes(p int, lanes []sdk.LaneID, state sdk.PublicState) []string {
 		perLane(func(k laneKeys) []string { return []string{k.terminal} })
 	}
 	if all || state == sdk.StateActive {
-		keys = append(keys, partKeysOf(tag).leases)
+		keys = append(keys, b.ks.partKeysOf(tag).leases)
 	}
 	if all || state == sdk.StateSuspended {
-		keys = append(keys, waitKeysOf(tag).suspended)
+		keys = append(keys, b.ks.waitKeysOf(tag).suspended)
 	}
 	if all || state == sdk.StateWaitingChildren {
-		keys = append(keys, flowIndexesOf(tag).depBlocked)
+		keys = append(keys, b.ks.flowIndexesOf(tag).depBlocked)
 	}
 	return keys
 }
@@ -213,7 +213,7 @@ func stateIndexes(p int, lanes []sdk.LaneID, state sdk.PublicState) []string {
 // candidates reads the indexes of partition p that can hold lanes' state
 // and returns their members of the partition, sorted, once each.
 func (b *Backend) candidates(ctx context.Context, op string, p int, lanes []sdk.LaneID, state sdk.PublicState) ([]string, error) {
-	keys := stateIndexes(p, lanes, state)
+	keys := b.stateIndexes(p, lanes, state)
 	if len(keys) == 0 {
 		return nil, nil
 	}
@@ -249,8 +249,8 @@ func (b *Backend) executionRows(ctx context.Context, op string, ids []string) ([
 	cmds := make(valkey.Commands, 0, 2*len(ids))
 	for _, id := range ids {
 		eid := sdk.ExecutionID(id)
-		cmds = append(cmds, b.client.B().Hmget().Key(coreKey(eid)).Field(rowFields...).Build(),
-			b.client.B().Hget().Key(keysOf(eid).ctx).Field(ctxKind).Build())
+		cmds = append(cmds, b.client.B().Hmget().Key(b.ks.coreKey(eid)).Field(rowFields...).Build(),
+			b.client.B().Hget().Key(b.ks.keysOf(eid).ctx).Field(ctxKind).Build())
 	}
 	res := b.client.DoMulti(ctx, cmds...)
 	out := make([]LaneExecution, len(ids))
@@ -343,7 +343,7 @@ func (b *Backend) LaneDepths(ctx context.Context, lanes []sdk.LaneID, splitEnded
 		tag := sdk.PartitionTag(p)
 		var cmds valkey.Commands
 		for _, l := range lanes {
-			k := laneKeysOf(tag, l)
+			k := b.ks.laneKeysOf(tag, l)
 			cmds = append(cmds, b.client.B().Zcard().Key(k.eligible).Build(),
 				b.client.B().Zcard().Key(k.blocked).Build(),
 				b.client.B().Zcard().Key(k.terminal).Build(),
@@ -352,7 +352,7 @@ func (b *Backend) LaneDepths(ctx context.Context, lanes []sdk.LaneID, splitEnded
 				cmds = append(cmds, b.client.B().Zrange().Key(k.terminal).Min("0").Max("-1").Build())
 			}
 		}
-		for _, k := range []string{partKeysOf(tag).leases, waitKeysOf(tag).suspended, flowIndexesOf(tag).depBlocked} {
+		for _, k := range []string{b.ks.partKeysOf(tag).leases, b.ks.waitKeysOf(tag).suspended, b.ks.flowIndexesOf(tag).depBlocked} {
 			cmds = append(cmds, b.client.B().Zrange().Key(k).Min("0").Max("-1").Build())
 		}
 		res := b.client.DoMulti(ctx, cmds...)
@@ -413,7 +413,7 @@ func (b *Backend) countStates(ctx context.Context, op, tag string, ids []string,
 		if sdk.ExecutionID(id).Tag() != tag {
 			continue
 		}
-		cmds = append(cmds, b.client.B().Hmget().Key(coreKey(sdk.ExecutionID(id))).Field("state", "lane").Build())
+		cmds = append(cmds, b.client.B().Hmget().Key(b.ks.coreKey(sdk.ExecutionID(id))).Field("state", "lane").Build())
 	}
 	for _, res := range b.client.DoMulti(ctx, cmds...) {
 		v, err := res.ToArray()
