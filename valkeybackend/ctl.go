@@ -136,13 +136,18 @@ func (b *Backend) ListLaneExecutions(ctx context.Context, a ListLaneArgs) (LaneE
 			}
 			ids = ids[i:]
 		}
+		// Read as many records as the page still needs, then twice as
+		// many each time the previous read came up short (a state rare
+		// among its index).
+		step := 0
 		for len(ids) > 0 && len(out) <= limit {
-			n := min(len(ids), max(2*(limit+1-len(out)), 16), listLimitMax)
-			rows, err := b.executionRows(ctx, op, ids[:n])
+			step = min(len(ids), max(limit+1-len(out), 2*step), listLimitMax)
+			rows, err := b.executionRows(ctx, op, ids[:step])
 			if err != nil {
 				return LaneExecutionsPage{}, err
 			}
-			ids = ids[n:]
+			ids = ids[step:]
+			kept := len(out)
 			for _, r := range rows {
 				if r.State == "" || (a.Lane != "" && r.Lane != a.Lane) || (a.State != "" && r.State != a.State) {
 					continue // gone, or moved since the index was read
@@ -150,6 +155,9 @@ func (b *Backend) ListLaneExecutions(ctx context.Context, a ListLaneArgs) (LaneE
 				if out = append(out, r); len(out) > limit {
 					break
 				}
+			}
+			if err := b.readKinds(ctx, op, out[kept:]); err != nil {
+				return LaneExecutionsPage{}, err
 			}
 		}
 	}
@@ -243,24 +251,17 @@ var rowFields = []string{"state", "lane", "blocked", "priority", "created_at", "
 	"total_attempts", "retry_count", "delay_until", "worker_instance", "lease_expires_at", "completed_at",
 	"failure_reason", "failure_category", "cancel_reason"}
 
-// executionRows reads ids' records and kinds in one pipelined round trip;
-// an id whose record is gone has State "".
+// executionRows reads ids' records in one pipelined round trip; an id
+// whose record is gone has State "".
 func (b *Backend) executionRows(ctx context.Context, op string, ids []string) ([]LaneExecution, error) {
-	cmds := make(valkey.Commands, 0, 2*len(ids))
-	for _, id := range ids {
-		eid := sdk.ExecutionID(id)
-		cmds = append(cmds, b.client.B().Hmget().Key(b.ks.coreKey(eid)).Field(rowFields...).Build(),
-			b.client.B().Hget().Key(b.ks.keysOf(eid).ctx).Field(ctxKind).Build())
-	}
-	res := b.client.DoMulti(ctx, cmds...)
-	out := make([]LaneExecution, len(ids))
+	cmds := make(valkey.Commands, len(ids))
 	for i, id := range ids {
-		v, err := res[2*i].ToArray()
+		cmds[i] = b.client.B().Hmget().Key(b.ks.coreKey(sdk.ExecutionID(id))).Field(rowFields...).Build()
+	}
+	out := make([]LaneExecution, len(ids))
+	for i, res := range b.client.DoMulti(ctx, cmds...) {
+		v, err := res.ToArray()
 		if err != nil {
-			return nil, backendError(op, err)
-		}
-		kind, err := res[2*i+1].ToString()
-		if err != nil && !isNil(err) {
 			return nil, backendError(op, err)
 		}
 		f := make(map[string]string, len(rowFields))
@@ -269,19 +270,38 @@ func (b *Backend) executionRows(ctx context.Context, op string, ids []string) ([
 				f[name] = coreField(name, v[j])
 			}
 		}
-		if len(v) == 0 || f["state"] == "" {
-			out[i] = LaneExecution{ID: sdk.ExecutionID(id)}
-			continue
+		out[i] = LaneExecution{ID: sdk.ExecutionID(ids[i])}
+		if f["state"] != "" {
+			out[i] = rowOf(out[i].ID, f)
 		}
-		out[i] = rowOf(sdk.ExecutionID(id), kind, f)
 	}
 	return out, nil
 }
 
+// readKinds fills rows' kinds from their immutable contexts, in one
+// pipelined round trip (only the rows a page keeps pay for it).
+func (b *Backend) readKinds(ctx context.Context, op string, rows []LaneExecution) error {
+	if len(rows) == 0 {
+		return nil
+	}
+	cmds := make(valkey.Commands, len(rows))
+	for i, r := range rows {
+		cmds[i] = b.client.B().Hget().Key(b.ks.keysOf(r.ID).ctx).Field(ctxKind).Build()
+	}
+	for i, res := range b.client.DoMulti(ctx, cmds...) {
+		kind, err := res.ToString()
+		if err != nil && !isNil(err) {
+			return backendError(op, err)
+		}
+		rows[i].Kind = kind
+	}
+	return nil
+}
+
 // rowOf builds a row from its core fields (defaults applied).
-func rowOf(id sdk.ExecutionID, kind string, f map[string]string) LaneExecution {
+func rowOf(id sdk.ExecutionID, f map[string]string) LaneExecution {
 	n := func(k string) int64 { x, _ := strconv.ParseInt(f[k], 10, 64); return x }
-	r := LaneExecution{ID: id, Lane: sdk.LaneID(f["lane"]), Kind: kind, State: sdk.PublicState(f["state"]),
+	r := LaneExecution{ID: id, Lane: sdk.LaneID(f["lane"]), State: sdk.PublicState(f["state"]),
 		BlockedReason: f["blocked"], Priority: int(n("priority")), CreatedAt: msTime(n("created_at")),
 		TransitionAt: msTime(n("last_transition_at")), TotalAttempts: int(n("total_attempts")),
 		RetryCount: int(n("retry_count")), FailureReason: f["failure_reason"],
