@@ -183,6 +183,11 @@ func TestLanes(t *testing.T) {
 	if got.Lanes[1].Counts[sdk.StateWaiting] != 1 {
 		t.Errorf("quiet lane: %+v", got.Lanes[1])
 	}
+	var first struct{ Lanes []laneJSON }
+	f.okJSON(&first, "--lane", string(quiet), "lanes") // flags before the command
+	if len(first.Lanes) != 1 || first.Lanes[0].Lane != quiet {
+		t.Fatalf("flags before the command: %+v", first)
+	}
 	f.okJSON(&got, "lanes", "--lane", string(lane), "--ended")
 	if len(got.Lanes) != 1 || got.Lanes[0].Counts[sdk.StateCompleted] != 1 || got.Lanes[0].Counts[sdk.StateFailed] != 1 {
 		t.Fatalf("--ended: %+v", got.Lanes)
@@ -411,6 +416,7 @@ func TestStreamTail(t *testing.T) {
 		t.Fatal("the tail did not end with its attempt")
 	}
 	f.exits(exitNotFound, "stream", "tail", absent)
+	f.exits(exitUsage, "stream", "tail", string(live), "--attempt", "3")
 }
 
 // TestFlowsDescribe: a flow with its members' states and its edges.

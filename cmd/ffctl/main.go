@@ -31,6 +31,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 
@@ -178,6 +179,7 @@ func statesList() string {
 
 // run is main without the process: it returns the exit code.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	args = commandFirst(args)
 	var words []string
 	for len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		words, args = append(words, args[0]), args[1:]
@@ -265,6 +267,26 @@ func (e *env) close() {
 	}
 }
 
+// commandFirst moves the command to the front when flags come before it
+// (`ffctl --addr h:p lanes` is `ffctl lanes --addr h:p`): the command
+// starts at the first argument that is a command's first word.
+func commandFirst(args []string) []string {
+	if len(args) == 0 || !strings.HasPrefix(args[0], "-") {
+		return args
+	}
+	for i, a := range args {
+		if a == "--" {
+			break
+		}
+		for _, c := range commands {
+			if first, _, _ := strings.Cut(c.path, " "); a == first || a == "version" || a == "help" {
+				return append(slices.Clone(args[i:]), args[:i]...)
+			}
+		}
+	}
+	return args
+}
+
 // find returns the longest command matching the leading words, and the
 // words left over (positional arguments).
 func find(words []string) (*command, []string) {
@@ -333,7 +355,7 @@ const exitCodesHelp = `Exit codes:
 `
 
 func topUsage(w io.Writer) {
-	fmt.Fprint(w, "Usage: ffctl COMMAND [ARGS] [FLAGS]\n\n"+
+	fmt.Fprint(w, "Usage: ffctl COMMAND [ARGS] [FLAGS]  (flags may come first too)\n\n"+
 		"Operates a FlowFabric deployment: lists, describes and acts on executions, lanes,\n"+
 		"suspensions, streams and flows. Tables by default, -o json for scripts.\n\nCommands:\n")
 	for _, c := range commands {

@@ -48,6 +48,8 @@ func runTail(ctx context.Context, e *env) error {
 	}
 	if e.attempt < 0 {
 		attempt = cur
+	} else if attempt > cur {
+		return usagef("--attempt %d: the execution's attempts are 0..%d", e.attempt, cur)
 	}
 	var once sync.Once
 	emit := func(en sdk.StreamEntry) error {
