@@ -3,6 +3,11 @@
 FlowFabric Valkey Functions library.
 
 KEY LAYOUT (mirrors valkeybackend/keys.go; the Go file is the source of truth).
+Every key and shard channel starts with the namespace, "ff:" below. A
+deployment under another namespace NS loads this text rewritten at load time
+(lua.Namespaced): library flowfabric_NS, functions NS_<name>, every "ff:"
+and "ff_" at a word start turned into "NS:" and "NS_". So code here never
+counts a prefix's length by hand: it measures the literal (#OFFERS_PRE).
 T is a partition tag "{p:N}"; E is an execution id "{p:N}:<uuid>" (it starts with T,
 so every key below hashes to the partition's slot). L is a lane name.
 
@@ -217,6 +222,9 @@ local function key_tag(key, prefix)
   if not partition_digits(n) then return nil end
   return tag
 end
+
+-- Prefixes tested with string.sub: measured, never counted (see the header).
+local OFFERS_PRE, NOOP_PRE, IDEM_PRE = 'ff:offers:', 'ff:noop:', 'ff:idem:'
 
 local EXEC_KEYS = {core = true, ctx = true, result = true, grant = true, susp = true}
 local LANE_KEYS = {eligible = true, delayed = true, active = true, blocked = true, terminal = true}
@@ -515,8 +523,8 @@ local close_suspension, drop_waiting -- defined with the waiting calls (ff_suspe
 -- partition scope (the caller compares it with its own).
 local function offers_scope(k)
   if type(k) ~= 'string' then return nil end
-  if string.sub(k, 1, 10) == 'ff:offers:' then
-    if is_name(string.sub(k, 11)) then return 'global' end
+  if string.sub(k, 1, #OFFERS_PRE) == OFFERS_PRE then
+    if is_name(string.sub(k, #OFFERS_PRE + 1)) then return 'global' end
     return nil
   end
   local tag = key_tag(k, 'ff:i:')
@@ -535,7 +543,7 @@ end
 -- offer (ff_offer checks them; a raw write can) is dropped, never handed
 -- to. A caller that does not spend the offer puts it back (put_back).
 local function pop_offer(offers, now)
-  if string.sub(offers, 1, 8) == 'ff:noop:' then return nil end
+  if string.sub(offers, 1, #NOOP_PRE) == NOOP_PRE then return nil end
   local r = redis.call('ZPOPMAX', offers)
   if not r[1] or tonumber(r[2]) <= now then return nil end
   return offer_of(r[1], r[2])
@@ -654,7 +662,7 @@ local function create_one(keys, c, tag, now)
   local core, ctx, eligible, delayed, idem, deadlines, arrivals =
     keys[1], keys[2], keys[3], keys[4], keys[5], keys[6], keys[8]
   local a, o, eid, lane, priority, delay_until = c.a, c.o, c.eid, c.lane, c.priority, c.delay_until
-  local has_idem = string.sub(idem, 1, 8) == 'ff:idem:'
+  local has_idem = string.sub(idem, 1, #IDEM_PRE) == IDEM_PRE
   if has_idem then
     local first = redis.call('GET', idem)
     if first then
@@ -1166,7 +1174,7 @@ redis.register_function('ff_create_batch', function(keys, argv)
   local offers, scopes = {}, {}
   for i = 6, #keys do
     local scope, otag = offers_scope(keys[i])
-    local lane = scope == 'global' and string.sub(keys[i], 11) or (scope and lane_in(keys[i], otag, 'offers'))
+    local lane = scope == 'global' and string.sub(keys[i], #OFFERS_PRE + 1) or (scope and lane_in(keys[i], otag, 'offers'))
     if not lane or (scope == 'partition' and otag ~= tag) then
       return fail('invalid_input', 'key ' .. i .. ' is not an offers key of the batch')
     end
@@ -3210,7 +3218,7 @@ redis.register_function('ff_flow_submit', function(keys, argv)
   local offers, scopes = {}, {}
   for i = 7, #keys do
     local scope, otag = offers_scope(keys[i])
-    local lane = scope == 'global' and string.sub(keys[i], 11) or (scope and lane_in(keys[i], otag, 'offers'))
+    local lane = scope == 'global' and string.sub(keys[i], #OFFERS_PRE + 1) or (scope and lane_in(keys[i], otag, 'offers'))
     if not lane or (scope == 'partition' and otag ~= tag) then
       return fail('invalid_input', 'key ' .. i .. ' is not an offers key of the flow')
     end

@@ -6,6 +6,7 @@ import (
 	_ "embed"
 	"errors"
 	"regexp"
+	"strings"
 )
 
 //go:embed flowfabric.lua
@@ -16,6 +17,41 @@ func Source() string { return source }
 
 // LibraryName is the name the library registers ("#!lua name=flowfabric").
 const LibraryName = "flowfabric"
+
+// DefaultNamespace is the namespace the text is written in: every key and
+// shard channel starts with "ff:", every function is named "ff_<name>".
+const DefaultNamespace = "ff"
+
+// prefixAtWord finds the default namespace's prefixes, "ff:" and "ff_", at
+// the start of a word: in key literals ('ff:e:'), Lua patterns
+// ('^ff:w:{w:'), function names ('ff_create') and comments alike.
+var prefixAtWord = regexp.MustCompile(`\bff([:_])`)
+
+// Namespaced returns the library text for namespace ns, ready for FUNCTION
+// LOAD: the library is named LibraryFor(ns), each function "<ns>_<name>",
+// and every key and channel the library derives starts with "<ns>:".
+// Namespace DefaultNamespace returns Source() itself. ns must be a valid
+// namespace (valkeybackend checks it: lowercase letters and digits), so
+// the rewrite adds no Lua pattern character.
+func Namespaced(ns string) string {
+	if ns == DefaultNamespace {
+		return source
+	}
+	body, ok := strings.CutPrefix(source, "#!lua name="+LibraryName+"\n")
+	if !ok {
+		panic("lua: flowfabric.lua does not start with its shebang")
+	}
+	return "#!lua name=" + LibraryFor(ns) + "\n" + prefixAtWord.ReplaceAllString(body, ns+"$1")
+}
+
+// LibraryFor is the library name of namespace ns: LibraryName for the
+// default namespace, LibraryName+"_"+ns for another.
+func LibraryFor(ns string) string {
+	if ns == DefaultNamespace {
+		return LibraryName
+	}
+	return LibraryName + "_" + ns
+}
 
 // Version is the library version ff_version returns, and so the version of
 // every client built with this package. It is read from the embedded source

@@ -58,3 +58,52 @@ func TestVersionAndMinClient(t *testing.T) {
 		t.Fatal("a text without MIN_CLIENT parsed")
 	}
 }
+
+// A namespace's text keeps no trace of the default one: no "ff:" key or
+// channel literal, no "ff_" function name, every function renamed, and no
+// prefix whose length is counted by hand (it would cut a longer namespace
+// wrong).
+func TestNamespaced(t *testing.T) {
+	if Namespaced(DefaultNamespace) != Source() {
+		t.Fatal("the default namespace's text differs from the embedded one")
+	}
+	reg := regexp.MustCompile(`redis\.register_function[({]\s*(?:function_name\s*=\s*)?'([a-z0-9_]+)'`)
+	names := func(src string) []string {
+		var out []string
+		for _, m := range reg.FindAllStringSubmatch(src, -1) {
+			out = append(out, m[1])
+		}
+		return out
+	}
+	def := names(Source())
+	for _, ns := range []string{"a", "tenant7", "abcdefghijklmnopqrstuvwx"} {
+		src := Namespaced(ns)
+		if !strings.HasPrefix(src, "#!lua name=flowfabric_"+ns+"\n") || LibraryFor(ns) != "flowfabric_"+ns {
+			t.Fatalf("%s: shebang %q, LibraryFor %q", ns, strings.SplitN(src, "\n", 2)[0], LibraryFor(ns))
+		}
+		if left := regexp.MustCompile(`\bff[:_]`).FindAllString(src, -1); len(left) != 0 {
+			t.Fatalf("%s: %d default-namespace prefixes left", ns, len(left))
+		}
+		got := names(src)
+		if len(got) != len(def) || len(got) < 10 {
+			t.Fatalf("%s: %d functions, the default text registers %d", ns, len(got), len(def))
+		}
+		for i, n := range got {
+			if want := ns + strings.TrimPrefix(def[i], "ff"); n != want {
+				t.Fatalf("%s: function %d is %q, want %q", ns, i, n, want)
+			}
+		}
+		for _, lit := range []string{"'" + ns + ":e:'", "'" + ns + ":i:'", "'" + ns + ":offers:'", "'^" + ns + ":w:{w:"} {
+			if !strings.Contains(src, lit) {
+				t.Fatalf("%s: no %s literal", ns, lit)
+			}
+		}
+		if v, m, err := Declared(src); err != nil || v != Version || m != MinClientVersion {
+			t.Fatalf("%s: declares %q %q %v", ns, v, m, err)
+		}
+	}
+	counted := regexp.MustCompile(`string\.sub\([^()]*,\s*\d+\s*(,\s*\d+\s*)?\)\s*[=~]=\s*'ff`)
+	if m := counted.FindString(Source()); m != "" {
+		t.Fatalf("a prefix's length counted by hand: %s", m)
+	}
+}

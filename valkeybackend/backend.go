@@ -23,7 +23,8 @@ import (
 
 // Backend is the Valkey EngineBackend. It is safe for concurrent use.
 type Backend struct {
-	ks         keyspace // the namespace's keys and channels
+	ks         keyspace          // the namespace's keys and channels
+	fnames     map[string]string // "ff_<name>" -> "<ns>_<name>"; nil in the default namespace
 	client     valkey.Client
 	opts       Options
 	partitions int
@@ -66,11 +67,14 @@ func Connect(ctx context.Context, opts Options) (*Backend, error) {
 	if opts.MaxPayloadBytes < 0 {
 		return nil, sdk.Validationf(sdk.CodeInvalidInput, "MaxPayloadBytes is negative")
 	}
-	lib, err := embeddedLibrary()
+	if err := checkNamespace(opts.Namespace); err != nil {
+		return nil, err
+	}
+	lib, err := embeddedLibrary(opts.Namespace)
 	if err != nil {
 		return nil, err
 	}
-	b := &Backend{opts: opts, lib: lib, ks: defaultKeys}
+	b := &Backend{opts: opts, lib: lib, ks: newKeyspace(opts.Namespace), fnames: functionNames(opts.Namespace)}
 	co := valkey.ClientOption{
 		InitAddress:           opts.Addrs,
 		Username:              opts.Username,
@@ -158,7 +162,7 @@ func (b *Backend) loadPartitions(ctx context.Context) error {
 	}
 	stored, err := res.AsInt64()
 	if err != nil || stored < 1 {
-		return &sdk.Error{Kind: sdk.KindBug, Code: sdk.CodeBug, Op: "connect", Msg: "ff:config partitions is not a positive integer", Err: err}
+		return &sdk.Error{Kind: sdk.KindBug, Code: sdk.CodeBug, Op: "connect", Msg: b.ks.config + " partitions is not a positive integer", Err: err}
 	}
 	if b.opts.Partitions != 0 && int(stored) != b.opts.Partitions {
 		return sdk.NewError("connect", sdk.CodeInvalidInput,
@@ -204,6 +208,10 @@ func (b *Backend) Close() {
 		b.client.Close()
 	})
 }
+
+// Namespace is the deployment's namespace (Options.Namespace, or
+// DefaultNamespace).
+func (b *Backend) Namespace() string { return b.ks.ns }
 
 // IsCluster reports whether the backend talks to a Valkey Cluster.
 func (b *Backend) IsCluster() bool { return b.cluster }

@@ -3,23 +3,60 @@ package valkeybackend
 import (
 	"context"
 	"errors"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/valkey-io/valkey-go"
 
+	"github.com/flowfabric/flowfabric-go/lua"
 	"github.com/flowfabric/flowfabric-go/sdk"
 )
 
-// fcall builds an FCALL of a library function.
+// fcall builds an FCALL of library function fn, named as in
+// lua/flowfabric.lua ("ff_create"): b.function maps it to the namespace's.
 func (b *Backend) fcall(fn string, keys []string, args ...string) valkey.Completed {
-	return b.client.B().Fcall().Function(fn).Numkeys(int64(len(keys))).Key(keys...).Arg(args...).Build()
+	return b.client.B().Fcall().Function(b.function(fn)).Numkeys(int64(len(keys))).Key(keys...).Arg(args...).Build()
 }
 
 // fcallRO builds an FCALL_RO of a no-writes library function.
 func (b *Backend) fcallRO(fn string, keys []string, args ...string) valkey.Completed {
-	return b.client.B().FcallRo().Function(fn).Numkeys(int64(len(keys))).Key(keys...).Arg(args...).Build()
+	return b.client.B().FcallRo().Function(b.function(fn)).Numkeys(int64(len(keys))).Key(keys...).Arg(args...).Build()
+}
+
+// FunctionName is library function fn ("ff_renew", as lua/flowfabric.lua
+// names it) as b's namespace loads it ("<ns>_renew"), for callers that send
+// a raw FCALL (the harness's anchors).
+func (b *Backend) FunctionName(fn string) string { return b.function(fn) }
+
+// function maps a library function's name to b's namespace: itself in the
+// default namespace, "<ns>_<name>" from a table cut at Connect in another
+// (no allocation per call).
+func (b *Backend) function(fn string) string {
+	if b.fnames == nil {
+		return fn
+	}
+	if n, ok := b.fnames[fn]; ok {
+		return n
+	}
+	return b.ks.ns + strings.TrimPrefix(fn, lua.DefaultNamespace) // not a library function: the server says so
+}
+
+// registered finds the names lua/flowfabric.lua registers.
+var registered = regexp.MustCompile(`redis\.register_function[({]\s*(?:function_name\s*=\s*)?'(ff_[a-z0-9_]+)'`)
+
+// functionNames is the table b.function reads: nil for the default
+// namespace.
+func functionNames(ns string) map[string]string {
+	if ns == DefaultNamespace {
+		return nil
+	}
+	m := map[string]string{}
+	for _, g := range registered.FindAllStringSubmatch(lua.Source(), -1) {
+		m[g[1]] = ns + strings.TrimPrefix(g[1], lua.DefaultNamespace)
+	}
+	return m
 }
 
 // reply is a decoded success envelope {1, status, fields...}.

@@ -1,11 +1,13 @@
 package valkeybackend
 
 import (
+	"regexp"
 	"strconv"
 	"strings"
 
 	"github.com/valkey-io/valkey-go"
 
+	"github.com/flowfabric/flowfabric-go/lua"
 	"github.com/flowfabric/flowfabric-go/sdk"
 )
 
@@ -75,7 +77,23 @@ const (
 
 // DefaultNamespace is the prefix of every key, shard channel and library
 // function (ff_<name>) of a deployment whose Options.Namespace is empty.
-const DefaultNamespace = "ff"
+const DefaultNamespace = lua.DefaultNamespace
+
+// namespacePattern is what Options.Namespace accepts: no ':' or '{' (a
+// key's prefix must not reach into its hash tag or the layout after it),
+// no '_' (so "<ns>_<function>" names one namespace's function only: "a"'s
+// "a_flow_submit" would be "a_flow"'s "a_flow_submit" otherwise), nothing a
+// function name or Lua pattern treats specially.
+var namespacePattern = regexp.MustCompile(`^[a-z][a-z0-9]{0,23}$`)
+
+// checkNamespace validates Options.Namespace (after defaults).
+func checkNamespace(ns string) error {
+	if !namespacePattern.MatchString(ns) {
+		return sdk.Validationf(sdk.CodeInvalidInput,
+			"namespace %q: want 1 to 24 lowercase letters and digits, starting with a letter", ns)
+	}
+	return nil
+}
 
 // keyspace builds the keys and shard channels of one namespace: every one
 // starts with "<ns>:" ("ff:" above). A Backend holds one (Backend.ks), so

@@ -20,6 +20,15 @@ const (
 
 // Options configures Connect. The zero value connects to 127.0.0.1:6379.
 type Options struct {
+	// Namespace prefixes every key and shard channel ("<ns>:") and names
+	// the Functions library ("flowfabric_<ns>") and its functions
+	// ("<ns>_<name>"), so deployments under different namespaces share one
+	// server or cluster and never see each other's work. 1 to 24
+	// lowercase letters and digits, starting with a letter; anything else
+	// fails Connect with CodeInvalidInput before it dials. Default ""
+	// means DefaultNamespace ("ff"): the keys, library and functions of a
+	// deployment from before namespaces, unchanged.
+	Namespace string
 	// Addrs are seed addresses ("host:port"). Cluster mode is detected
 	// automatically. Default ["127.0.0.1:6379"].
 	Addrs []string
@@ -101,6 +110,9 @@ type Options struct {
 }
 
 func (o Options) withDefaults() Options {
+	if o.Namespace == "" {
+		o.Namespace = DefaultNamespace
+	}
 	if len(o.Addrs) == 0 {
 		o.Addrs = []string{"127.0.0.1:6379"}
 	}

@@ -59,9 +59,10 @@ func parseLibrary(src string) (library, error) {
 	return lib, nil
 }
 
-// embeddedLibrary is the library this build carries.
-func embeddedLibrary() (library, error) {
-	lib, err := parseLibrary(lua.Source())
+// embeddedLibrary is the library this build carries, as namespace ns
+// loads it (lua.Namespaced).
+func embeddedLibrary(ns string) (library, error) {
+	lib, err := parseLibrary(lua.Namespaced(ns))
 	if err != nil {
 		return library{}, &sdk.Error{Kind: sdk.KindBug, Code: sdk.CodeBug, Op: "connect",
 			Msg: "the embedded flowfabric library: " + err.Error()}
@@ -225,7 +226,7 @@ func (b *Backend) readLibraries(ctx context.Context, primaries []held, lib libra
 	out := make([]held, len(primaries))
 	for i, h := range primaries {
 		err := b.retry(ctx, func() error {
-			r, err := decode("prepare", h.node.Do(ctx, h.node.B().FcallRo().Function("ff_version").Numkeys(0).Build()))
+			r, err := decode("prepare", h.node.Do(ctx, h.node.B().FcallRo().Function(b.function("ff_version")).Numkeys(0).Build()))
 			if err != nil {
 				if sdk.CodeOf(err) == sdk.CodeUnavailable { // no library, or no ff_version in it
 					h.present = false
