@@ -67,7 +67,7 @@ func Connect(ctx context.Context, opts Options) (*Backend, error) {
 	if opts.MaxPayloadBytes < 0 {
 		return nil, sdk.Validationf(sdk.CodeInvalidInput, "MaxPayloadBytes is negative")
 	}
-	if err := checkNamespace(opts.Namespace); err != nil {
+	if err := CheckNamespace(opts.Namespace); err != nil {
 		return nil, err
 	}
 	lib, err := embeddedLibrary(opts.Namespace)

@@ -62,3 +62,40 @@ func Example() {
 	// completed sent
 	// execution_not_active completed
 }
+
+// Two deployments on one server, each under its own namespace: the same
+// lane in each holds only that deployment's work.
+func ExampleOptions_namespace() {
+	ctx := context.Background()
+	srv, err := valkeytest.Start(ctx, valkeytest.Options{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer srv.Close()
+
+	billing, err := valkeybackend.Connect(ctx, valkeybackend.Options{Addrs: []string{srv.Addr()}, Namespace: "billing", Partitions: 1})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer billing.Close()
+	search, err := valkeybackend.Connect(ctx, valkeybackend.Options{Addrs: []string{srv.Addr()}, Namespace: "search", Partitions: 1})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer search.Close()
+
+	if _, err := billing.CreateExecution(ctx, sdk.CreateExecutionArgs{Lane: "jobs", Kind: "invoice"}); err != nil {
+		log.Fatal(err)
+	}
+	inSearch, _ := search.ScanEligibleExecutions(ctx, sdk.ScanEligibleArgs{Lane: "jobs", Partition: 0})
+	inBilling, _ := billing.ScanEligibleExecutions(ctx, sdk.ScanEligibleArgs{Lane: "jobs", Partition: 0})
+	fmt.Println(len(inSearch), len(inBilling))
+	fmt.Println(billing.LaneIndexKeys(0, "jobs").Eligible, search.FunctionName("ff_create"))
+
+	_, err = valkeybackend.Connect(ctx, valkeybackend.Options{Addrs: []string{srv.Addr()}, Namespace: "Not:OK"})
+	fmt.Println(sdk.CodeOf(err))
+	// Output:
+	// 0 1
+	// billing:i:{p:0}:jobs:eligible search_create
+	// invalid_input
+}

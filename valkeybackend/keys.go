@@ -12,6 +12,8 @@ import (
 )
 
 // The key layout, in one place. lua/flowfabric.lua mirrors it in its header.
+// Every key and shard channel starts with the namespace (Options.Namespace),
+// "ff:" below, the default; a keyspace builds them for one namespace.
 //
 // Per execution (E = "{p:N}:<uuid>", so the id's tag decides the slot):
 //
@@ -86,9 +88,11 @@ const DefaultNamespace = lua.DefaultNamespace
 // function name or Lua pattern treats specially.
 var namespacePattern = regexp.MustCompile(`^[a-z][a-z0-9]{0,23}$`)
 
-// checkNamespace validates Options.Namespace (after defaults).
-func checkNamespace(ns string) error {
-	if !namespacePattern.MatchString(ns) {
+// CheckNamespace reports whether ns may be Options.Namespace: nil for ""
+// (the default) and for 1 to 24 lowercase letters and digits starting with
+// a letter, else the CodeInvalidInput error Connect would return.
+func CheckNamespace(ns string) error {
+	if ns != "" && !namespacePattern.MatchString(ns) {
 		return sdk.Validationf(sdk.CodeInvalidInput,
 			"namespace %q: want 1 to 24 lowercase letters and digits, starting with a letter", ns)
 	}

@@ -6,6 +6,9 @@
 //
 //	ffengine --addr 127.0.0.1:6379
 //
+// --namespace runs the engine of one deployment among several sharing a
+// server: it scans that namespace's keys alone (default "ff").
+//
 // At start it runs Prepare: it loads the Functions library where a primary
 // holds none or an older one, never replaces a newer one, and runs against a
 // newer one that still serves this build. Under an ACL user that may not
@@ -195,7 +198,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		log.Error("cannot start the scanners", "err", err)
 		return exitUsage
 	}
-	log.Info("ffengine started", "engine", o.cfg.EngineID, "addr", strings.Join(o.Addrs, ","),
+	log.Info("ffengine started", "engine", o.cfg.EngineID, "addr", strings.Join(o.Addrs, ","), "namespace", b.Namespace(),
 		"cluster", b.IsCluster(), "partitions", b.Partitions(), "ownership_ttl", o.cfg.OwnershipTTL)
 
 	if o.statusInterval > 0 {
@@ -262,7 +265,7 @@ func runPrepare(ctx context.Context, args []string, stderr io.Writer) int {
 	if err != nil {
 		return failed(log, c, "cannot load the flowfabric library", err)
 	}
-	log.Info("flowfabric library ready", "applied", out.Applied, "detail", out.Detail,
+	log.Info("flowfabric library ready", "namespace", b.Namespace(), "applied", out.Applied, "detail", out.Detail,
 		"cluster", b.IsCluster(), "partitions", b.Partitions())
 	return exitOK
 }

@@ -30,7 +30,7 @@ func TestHelpShowsDefaults(t *testing.T) {
 		"-delayed-interval", "(default 500ms)", "-unblock-interval", "(default 5s)", "-retention-interval", "(default 1m0s)",
 		"-batch", "(default 100)", "-ownership-ttl", "(default 10s)", "-retention", "(default 24h0m0s)",
 		"-engine-id", "-partitions", "-password", EnvPassword, "-log-level", "-cluster", "-username",
-		"-skip-prepare", "ffengine prepare", "Exit codes", "3 permission denied", "4 incompatible library"} {
+		"-skip-prepare", "-namespace", "ffengine prepare", "Exit codes", "3 permission denied", "4 incompatible library"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("--help lacks %q", want)
 		}

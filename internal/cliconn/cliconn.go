@@ -32,6 +32,9 @@ type Flags struct {
 	// Addrs are the seed addresses (--addr, comma-separated). Default
 	// AddrDefault.
 	Addrs []string
+	// Namespace is --namespace, the deployment's namespace
+	// (valkeybackend.Options.Namespace). Default "": the default namespace.
+	Namespace string
 	// Partitions is --partitions: 0 adopts the deployment's stored count.
 	Partitions int
 	// Username and Password authenticate (ACL); Password defaults to
@@ -57,6 +60,7 @@ type Flags struct {
 func Register(fs *flag.FlagSet) *Flags {
 	f := &Flags{}
 	fs.StringVar(&f.addr, "addr", AddrDefault, "Valkey seed `addresses`, comma-separated (host:port,...)")
+	fs.StringVar(&f.Namespace, "namespace", "", "the deployment's `namespace`: the prefix of its keys, library and functions (default \""+valkeybackend.DefaultNamespace+"\"); deployments sharing a server need one each")
 	fs.IntVar(&f.Partitions, "partitions", 0, "partition count; 0 adopts the deployment's stored count (16 for a new one)")
 	fs.StringVar(&f.Username, "username", "", "Valkey ACL user name")
 	fs.StringVar(&f.Password, "password", "", "Valkey password (default $"+EnvPassword+")")
@@ -83,6 +87,9 @@ func (f *Flags) Finish() error {
 	}
 	if len(f.Addrs) == 0 {
 		return errors.New("--addr is empty")
+	}
+	if err := valkeybackend.CheckNamespace(f.Namespace); err != nil {
+		return fmt.Errorf("--namespace: %v", err)
 	}
 	if f.Partitions < 0 {
 		return errors.New("--partitions is negative")
@@ -134,6 +141,7 @@ func (f *Flags) tlsConfig() (*tls.Config, error) {
 // Options returns base with the connection fields set from the flags.
 func (f *Flags) Options(base valkeybackend.Options) valkeybackend.Options {
 	base.Addrs, base.Username, base.Password, base.Partitions, base.TLS = f.Addrs, f.Username, f.Password, f.Partitions, f.TLS
+	base.Namespace = f.Namespace
 	return base
 }
 

@@ -48,6 +48,9 @@ func TestFlags(t *testing.T) {
 	if !o.SkipPrepare || o.TLS != f.TLS || o.Password != "flag" || o.Addrs[0] != cliconn.AddrDefault {
 		t.Fatalf("options %+v", o)
 	}
+	if f, err = parse(t, "--namespace", "billing"); err != nil || f.Options(valkeybackend.Options{}).Namespace != "billing" {
+		t.Fatalf("--namespace billing: %+v %v", f, err)
+	}
 	dir := t.TempDir()
 	junk := filepath.Join(dir, "junk.pem")
 	if err := os.WriteFile(junk, []byte("not pem"), 0o600); err != nil {
@@ -55,7 +58,7 @@ func TestFlags(t *testing.T) {
 	}
 	for _, args := range [][]string{{"--addr", " , "}, {"--tls-cert", "x"}, {"--tls-key", "x"},
 		{"--tls-ca", filepath.Join(dir, "missing")}, {"--tls-ca", junk}, {"--tls-cert", junk, "--tls-key", junk},
-		{"--partitions", "-1"}, {"--connect-timeout", "0s"}} {
+		{"--partitions", "-1"}, {"--connect-timeout", "0s"}, {"--namespace", "A"}, {"--namespace", "a:b"}} {
 		if _, err := parse(t, args...); err == nil {
 			t.Errorf("%v: no error", args)
 		}
