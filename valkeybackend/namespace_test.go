@@ -150,6 +150,9 @@ func TestConformanceTwoNamespaces(t *testing.T) {
 		t.Run(topo.name, func(t *testing.T) {
 			addrs := topo.addrs(t)
 			flushAll(t, addrs)
+			if err := valkeytest.DeleteLibrary(t.Context(), addrs, "flowfabric"); err != nil {
+				t.Fatal(err)
+			}
 			for _, ns := range []string{"a", "b"} {
 				t.Run(ns, func(t *testing.T) {
 					t.Parallel()
@@ -208,7 +211,10 @@ func TestNamespaceIsolation(t *testing.T) {
 			if err != nil || len(offers) != 1 {
 				t.Fatalf("b's offer: %v %v", offers, err)
 			}
-			id := sdk.NewExecutionID(1)
+			// Both creates go to the partition b's offer serves (on a
+			// cluster an offer serves one partition's creates).
+			p := max(offers[0].Partition, 0)
+			id := sdk.NewExecutionID(p)
 			res, err := a.CreateExecution(ctx, sdk.CreateExecutionArgs{ID: id, Lane: lane, Kind: "k", Payload: []byte("a's"),
 				IdempotencyKey: "idem"})
 			if err != nil || res.State != sdk.StateWaiting {
@@ -219,7 +225,7 @@ func TestNamespaceIsolation(t *testing.T) {
 			if _, err := b.DescribeExecution(ctx, id); !errors.Is(err, sdk.ErrNotFound) {
 				t.Fatalf("b describes a's execution: %v", err)
 			}
-			if got, err := b.ScanEligibleExecutions(ctx, sdk.ScanEligibleArgs{Lane: lane, Partition: 1, Limit: 10}); err != nil || len(got) != 0 {
+			if got, err := b.ScanEligibleExecutions(ctx, sdk.ScanEligibleArgs{Lane: lane, Partition: p, Limit: 10}); err != nil || len(got) != 0 {
 				t.Fatalf("b scans a's eligible set: %v %v", got, err)
 			}
 			if got, err := b.Claim(ctx, claim); err != nil || got != nil {
@@ -234,7 +240,8 @@ func TestNamespaceIsolation(t *testing.T) {
 				t.Fatalf("b lists lanes: %+v %v", page, err)
 			}
 			// The same idempotency key in b makes a new execution of b's.
-			bres, err := b.CreateExecution(ctx, sdk.CreateExecutionArgs{Lane: lane, Kind: "k", Payload: []byte("b's"), IdempotencyKey: "idem"})
+			bres, err := b.CreateExecution(ctx, sdk.CreateExecutionArgs{ID: sdk.NewExecutionID(p), Lane: lane, Kind: "k", Payload: []byte("b's"),
+				IdempotencyKey: "idem"})
 			if err != nil || bres.Duplicate || bres.ID == id {
 				t.Fatalf("b's create with a's idempotency key: %+v %v", bres, err)
 			}
@@ -266,7 +273,7 @@ func TestNamespaceIsolation(t *testing.T) {
 			if st, err := a.ReadExecutionState(ctx, id); err != nil || st != sdk.StateActive {
 				t.Fatalf("a's execution after b's reclaim: %s %v", st, err)
 			}
-			due, err := a.Due(ctx, 1, valkeybackend.DueLeases, 100)
+			due, err := a.Due(ctx, p, valkeybackend.DueLeases, 100)
 			if err != nil || !slices.Contains(due, id) {
 				t.Fatalf("a's lapsed lease not due in a: %v %v", due, err)
 			}
