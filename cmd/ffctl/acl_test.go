@@ -178,3 +178,52 @@ func TestOnCluster(t *testing.T) {
 		t.Errorf("cancel on the cluster: %s", st)
 	}
 }
+
+// TestNamespaces: --namespace shows one deployment of a shared server and
+// acts on it alone; the default namespace is the other's.
+func TestNamespaces(t *testing.T) {
+	f := newFixture(t) // the default namespace
+	nb, err := valkeybackend.Connect(f.ctx, valkeybackend.Options{Addrs: []string{f.addr}, Partitions: testPartitions, Namespace: "billing"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nb.Close()
+	const lane sdk.LaneID = "shared-lane"
+	mine := f.create(lane, nil)
+	r, err := nb.CreateExecution(f.ctx, sdk.CreateExecutionArgs{Lane: lane, Kind: "invoice"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	theirs := r.ID
+
+	var page listJSON
+	f.okJSON(&page, "executions", "list", "--namespace", "billing")
+	if len(page.Executions) != 1 || page.Executions[0].ID != theirs || page.Executions[0].Kind != "invoice" {
+		t.Fatalf("billing's list: %+v", page)
+	}
+	f.okJSON(&page, "executions", "list")
+	if len(page.Executions) != 1 || page.Executions[0].ID != mine {
+		t.Fatalf("the default namespace's list: %+v", page)
+	}
+	var lanes struct{ Lanes []laneJSON }
+	f.okJSON(&lanes, "lanes", "--namespace", "billing")
+	if len(lanes.Lanes) != 1 || lanes.Lanes[0].Counts[sdk.StateWaiting] != 1 {
+		t.Fatalf("billing's lanes: %+v", lanes)
+	}
+	f.ok("lanes", "pause", string(lane), "--namespace", "billing")
+	if p, err := nb.LanePolicy(f.ctx, lane); err != nil || !p.Paused {
+		t.Fatalf("billing's lane after pause: %+v %v", p, err)
+	}
+	if p, err := f.b.LanePolicy(f.ctx, lane); err != nil || p.Paused {
+		t.Fatalf("the default namespace's lane after billing's pause: %+v %v", p, err)
+	}
+	f.exits(exitNotFound, "executions", "cancel", string(mine), "--namespace", "billing")
+	f.ok("executions", "cancel", string(theirs), "--namespace", "billing")
+	if st, err := nb.ReadExecutionState(f.ctx, theirs); err != nil || st != sdk.StateCancelled {
+		t.Fatalf("billing's execution: %s %v", st, err)
+	}
+	if st := f.state(mine); st != sdk.StateWaiting {
+		t.Fatalf("the default namespace's execution: %s", st)
+	}
+	f.exits(exitUsage, "lanes", "--namespace", "Bad:Name")
+}
