@@ -392,3 +392,54 @@ func TestNamespaceDefaultUnchanged(t *testing.T) {
 		t.Fatalf("the workload wrote only %d keys", len(defKeys))
 	}
 }
+
+// Each namespace loads, versions and locks its own library: Prepare in one
+// is a no-op once loaded, never touches the other's, waits for its own
+// load lock only, and a namespace whose library is gone answers
+// unavailable while the other keeps working.
+func TestNamespacePrepare(t *testing.T) {
+	addrs := topologies()[0].addrs(t)
+	ctx := t.Context()
+	flushAll(t, addrs)
+	for _, lib := range []string{"flowfabric_pa", "flowfabric_pb"} {
+		if err := valkeytest.DeleteLibrary(ctx, addrs, lib); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pa := nsBackend(t, addrs, "pa", valkeybackend.Options{})
+	if out, err := pa.Prepare(ctx); err != nil || out.Applied {
+		t.Fatalf("a second Prepare in pa: %+v %v, want a no-op", out, err)
+	}
+	pb := nsBackend(t, addrs, "pb", valkeybackend.Options{})
+	libs := libraries(t, addrs)
+	if !slices.Contains(libs["flowfabric_pa"], "pa_version") || !slices.Contains(libs["flowfabric_pb"], "pb_version") {
+		t.Fatalf("libraries: %v", libs)
+	}
+	create := func(b *valkeybackend.Backend) error {
+		_, err := b.CreateExecution(ctx, sdk.CreateExecutionArgs{Lane: "l", Kind: "k"})
+		return err
+	}
+	if err := valkeytest.DeleteLibrary(ctx, addrs, "flowfabric_pb"); err != nil {
+		t.Fatal(err)
+	}
+	if err := create(pb); sdk.KindOf(err) != sdk.KindUnavailable {
+		t.Fatalf("pb's create with its library gone: %v, want unavailable", err)
+	}
+	if err := create(pa); err != nil {
+		t.Fatalf("pa's create with pb's library gone: %v", err)
+	}
+	// pa's load lock held: pb's Prepare does not wait for it.
+	raw := nodeClients(t, addrs)[0]
+	defer raw.Close()
+	if err := raw.Do(ctx, raw.B().Set().Key("pa:prepare").Value("someone").Px(time.Minute).Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if out, err := pb.Prepare(pctx); err != nil || !out.Applied {
+		t.Fatalf("pb's Prepare while pa's lock is held: %+v %v", out, err)
+	}
+	if err := create(pb); err != nil {
+		t.Fatalf("pb's create after its Prepare: %v", err)
+	}
+}

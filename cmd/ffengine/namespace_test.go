@@ -19,9 +19,14 @@ import (
 // recovers its namespace's lapsed leases alone: a lapsed lease in a third
 // namespace, which no engine runs, stays lapsed.
 func TestNamespaceEngines(t *testing.T) {
-	srv := valkeytest.NewServer(t)
-	ea := startEngine(t, "ea", srv.Addr(), "--namespace", "a", "--partitions", "4", "--lease-expiry-interval", "50ms")
-	eb := startEngine(t, "eb", srv.Addr(), "--namespace", "b", "--partitions", "6", "--lease-expiry-interval", "50ms")
+	t.Run("standalone", func(t *testing.T) { namespaceEngines(t, []string{valkeytest.NewServer(t).Addr()}) })
+	t.Run("cluster", func(t *testing.T) { namespaceEngines(t, valkeytest.NewCluster(t).Addrs()) })
+}
+
+func namespaceEngines(t *testing.T, addrs []string) {
+	seeds := strings.Join(addrs, ",")
+	ea := startEngine(t, "ea", seeds, "--namespace", "a", "--partitions", "4", "--lease-expiry-interval", "50ms")
+	eb := startEngine(t, "eb", seeds, "--namespace", "b", "--partitions", "6", "--lease-expiry-interval", "50ms")
 	ea.waitLine(regexp.MustCompile(`msg="ffengine started".* namespace=a `), 10*time.Second)
 	eb.waitLine(regexp.MustCompile(`msg="ffengine started".* namespace=b `), 10*time.Second)
 	ea.waitLine(regexp.MustCompile(`msg="acquired partitions".* owned=4 `), 10*time.Second)
@@ -29,7 +34,7 @@ func TestNamespaceEngines(t *testing.T) {
 
 	ctx := t.Context()
 	lapse := func(ns string) (*valkeybackend.Backend, sdk.ExecutionID) {
-		b, err := valkeybackend.Connect(ctx, valkeybackend.Options{Addrs: []string{srv.Addr()}, Namespace: ns, Partitions: 4})
+		b, err := valkeybackend.Connect(ctx, valkeybackend.Options{Addrs: addrs, Namespace: ns, Partitions: 4})
 		if err != nil {
 			t.Fatal(err)
 		}
