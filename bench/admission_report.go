@@ -27,14 +27,6 @@ func admissionResults(rep *Report) (quota, plain, rate *Result) {
 	return quota, plain, rep.Find(key(admRate))
 }
 
-// passMiss words a figure against its target.
-func passMiss(ok bool) string {
-	if ok {
-		return "PASS"
-	}
-	return "MISS"
-}
-
 // admissionHeadlines are admission's lines: the A/B (claim latency against
 // the plain lane, capacity, cost per job) and the rate check.
 func admissionHeadlines(rep *Report) []string {
@@ -44,10 +36,10 @@ func admissionHeadlines(rep *Report) []string {
 		qs, ps := q.Latency["claim"], p.Latency["claim"]
 		ratio := q.Extra["claim_p50_vs_plain"]
 		out = append(out, fmt.Sprintf("admission A/B at P=%d, %s jobs/s open loop, %.0f interleaved rounds each: claim p50 quota %s vs plain %s = %.2f× "+
-			"[target ≤ %g×: %s]; p99 %s vs %s (%.2f×); capacity (closed loop) %s vs %s jobs/s (%.2f×); per job %.2f vs %.2f FCALLs, %.1f vs %.1f Valkey commands; "+
+			"%s; p99 %s vs %s (%.2f×); capacity (closed loop) %s vs %s jobs/s (%.2f×); per job %.2f vs %.2f FCALLs, %.1f vs %.1f Valkey commands; "+
 			"plain lane %.0f%% hand-offs, quota lane %.0f",
-			q.Partitions, fmtRate(q.OfferedRate), q.Extra["rounds"], fmtUS(qs.P50), fmtUS(ps.P50), ratio, admissionClaimTarget,
-			passMiss(ratio > 0 && ratio <= admissionClaimTarget), fmtUS(qs.P99), fmtUS(ps.P99), q.Extra["claim_p99_vs_plain"],
+			q.Partitions, fmtRate(q.OfferedRate), q.Extra["rounds"], fmtUS(qs.P50), fmtUS(ps.P50), ratio,
+			admissionGoal(q).Tag(), fmtUS(qs.P99), fmtUS(ps.P99), q.Extra["claim_p99_vs_plain"],
 			fmtRate(q.Extra["capacity"]), fmtRate(p.Extra["capacity"]), q.Extra["capacity_vs_plain"], q.FcallsPerOp, p.FcallsPerOp,
 			q.CommandsPerOp, p.CommandsPerOp, 100*p.Extra["handoff_share"], q.Extra["handoffs"]))
 	}
@@ -101,7 +93,7 @@ func admissionMarkdown(b *strings.Builder, rep *Report) {
 		}
 		ratio := q.Extra["claim_p50_vs_plain"]
 		fmt.Fprintf(b, "\n\nquota / plain claim p50: **%.2f×** (target ≤ %g×: **%s**); p99 %.2f×; capacity %.2f×. Closed loop per job: quota %.2f FCALLs, %.1f commands; plain %.2f, %.1f.\n\n",
-			ratio, admissionClaimTarget, passMiss(ratio > 0 && ratio <= admissionClaimTarget), q.Extra["claim_p99_vs_plain"], q.Extra["capacity_vs_plain"],
+			ratio, admissionClaimTarget, admissionGoal(q).Word(), q.Extra["claim_p99_vs_plain"], q.Extra["capacity_vs_plain"],
 			q.Extra["capacity_fcalls_per_op"], q.Extra["capacity_commands_per_op"], p.Extra["capacity_fcalls_per_op"], p.Extra["capacity_commands_per_op"])
 	}
 	if rc != nil {

@@ -404,7 +404,8 @@ func notifyHeadline(rep *Report) string {
 	line := fmt.Sprintf("complete → WaitResult returns at P=%d, %s jobs/s: p50 %s, p99 %s, p99.9 %s",
 		r.Partitions, fmtRate(r.OfferedRate), fmtUS(s.P50), fmtUS(s.P99), fmtUS(s.P999))
 	if lr := r.Latency["fcall_rtt"]; lr != nil && lr.Count > 0 {
-		line += fmt.Sprintf("; one FCALL round trip under this load p50 %s, so the p50 is %.2f× it (target ≤ 2)", fmtUS(lr.P50), r.Extra["notify_p50_over_loaded_rtt"])
+		line += fmt.Sprintf("; one FCALL round trip under this load p50 %s, so the p50 is %.2f× it %s", fmtUS(lr.P50), r.Extra["notify_p50_over_loaded_rtt"],
+			notifyGoal(r).Tag())
 	}
 	if v, ok := r.Extra["waiter_commands_per_wait"]; ok {
 		line += fmt.Sprintf("; %.2f waiter commands per wait", v)

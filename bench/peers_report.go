@@ -81,7 +81,7 @@ func peerHeadlines(c *PeerComparison) []string {
 	if len(capac) > 0 {
 		out = append(out,
 			fmt.Sprintf("peers, capacity (closed loop, best in-flight, median of %d interleaved rounds): %s%s", c.Rounds,
-				strings.Join(capac, " · "), ffRatios(c.CapacityVsBullMQ, c.CapacityVsAsynq)),
+				strings.Join(capac, " · "), ffRatios(c.CapacityVsBullMQ, c.CapacityVsAsynq)+peerTags(c)),
 			fmt.Sprintf("peers, Valkey CPU µs per job at that setting: %s%s; per job: %s", strings.Join(cpu, " · "),
 				ffRatios(c.CPUVsBullMQ, c.CPUVsAsynq), strings.Join(cmds, " · ")))
 	}
@@ -93,6 +93,21 @@ func peerHeadlines(c *PeerComparison) []string {
 		out = append(out, "peers: "+strings.Join(skipped, ", ")+" skipped (see notes)")
 	}
 	return out
+}
+
+// peerTags are the capacity targets' verdicts, " [÷ BullMQ target ≥ 2×:
+// PASS] …", for the ratios measured.
+func peerTags(c *PeerComparison) string {
+	var s string
+	for _, p := range []struct {
+		peer          string
+		ratio, target float64
+	}{{"BullMQ", c.CapacityVsBullMQ, bullmqTarget}, {"asynq", c.CapacityVsAsynq, asynqTarget}} {
+		if p.ratio > 0 {
+			s += fmt.Sprintf(" [÷ %s target ≥ %s×: %s]", p.peer, trimFloat(p.target), passMiss(p.ratio >= p.target))
+		}
+	}
+	return s
 }
 
 // ffRatios is "; FlowFabric ÷ BullMQ a×, ÷ asynq b×" for the ratios that
@@ -137,7 +152,7 @@ func peerCards(c *PeerComparison) []card {
 		sys    string
 		ratio  float64
 		target float64
-	}{{PeerBullMQ, c.CapacityVsBullMQ, 2}, {PeerAsynq, c.CapacityVsAsynq, 3}} {
+	}{{PeerBullMQ, c.CapacityVsBullMQ, bullmqTarget}, {PeerAsynq, c.CapacityVsAsynq, asynqTarget}} {
 		o := c.system(p.sys)
 		if p.ratio <= 0 || ff == nil || o == nil || ff.Best == nil || o.Best == nil {
 			continue

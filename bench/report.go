@@ -37,7 +37,10 @@ type Report struct {
 	Results     []*Result    `json:"results"`
 	Calibration *Calibration `json:"calibration,omitempty"`
 	// Peers compares FlowFabric with asynq and BullMQ (the peers scenario).
-	Peers      *PeerComparison   `json:"peers,omitempty"`
+	Peers *PeerComparison `json:"peers,omitempty"`
+	// Capacity is ffbench capacity's search: the highest arrival rate
+	// meeting an SLO, the report's headline when present.
+	Capacity   *CapacityReport   `json:"capacity,omitempty"`
 	Profiles   map[string]string `json:"profiles,omitempty"` // kind → file, relative to the report
 	Lost       int64             `json:"lost"`
 	Duplicated int64             `json:"duplicated"`

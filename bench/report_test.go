@@ -2,12 +2,16 @@ package bench
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"math"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -127,8 +131,29 @@ func fakeReport() *Report {
 	r := &Runner{cfg: rep.Config, anchors: rep.Anchors, capacity: 4000, peerInfo: map[string]peerInfo{
 		PeerFlowFabric: {version: "0123456789ab"}, PeerAsynq: {version: "v0.26.0"}, PeerBullMQ: {version: BullMQVersion + " (Node v20.20.2)"}}}
 	r.finish(rep)
+	// A copy: a test may change the report (hostileReport poisons every
+	// string in it).
+	raw, _ := json.Marshal(fakeCapacity())
+	if err := json.Unmarshal(raw, &rep.Capacity); err != nil {
+		panic(err)
+	}
 	return rep
 }
+
+// fakeCapacity is a capacity search on a synthetic curve (the knee of
+// claim p99 <= 5ms near 8.2k/s), made once.
+var fakeCapacity = sync.OnceValue(func() *CapacityReport {
+	slo, _ := ParseSLO("claim p99 <= 5ms")
+	c := &syntheticCurve{base: 200, capacity: 10000, jitter: 0.05, rng: rand.New(rand.NewPCG(9, 9))}
+	o := CapacityOptions{SLO: slo, StartRate: 500, MaxRate: 20000, Step: time.Second}
+	o.fill()
+	cr, err := searchCapacity(context.Background(), o, c.measure, nil)
+	if err != nil {
+		panic(err) // the synthetic measure returns no error
+	}
+	cr.Partitions, cr.ClosedLoopCapacity = 16, 11000
+	return cr
+})
 
 // roundTrip writes rep as report.json and reads it back as `ffbench report
 // --in` does; it returns what was read and the file.
@@ -314,4 +339,185 @@ func TestBaselineFileChecks(t *testing.T) {
 	if len(bl.Metrics) == 0 {
 		t.Fatal("empty baseline")
 	}
+}
+
+// The capacity search is the report's headline (its first line and card),
+// with its section and chart; the claim p50 over an idle server's round
+// trip moved to the detail.
+func TestCapacityIsTheHeadline(t *testing.T) {
+	t.Parallel()
+	rep := fakeReport()
+	h := Headlines(rep)
+	if len(h) == 0 || !strings.HasPrefix(h[0], "capacity at claim p99 ≤ 5.00ms: ") || !strings.HasSuffix(h[0], "[SLO: PASS]") {
+		t.Fatalf("first headline %q", h[0])
+	}
+	for _, l := range h {
+		if strings.Contains(l, "serial FCALL round trip") {
+			t.Errorf("the claim / serial round trip ratio is still a headline: %q", l)
+		}
+	}
+	d := strings.Join(DetailLines(rep), "\n")
+	if !strings.Contains(d, "claim latency at P=16") || !strings.Contains(d, "the serial FCALL round trip [target ≤ 2×: ") {
+		t.Errorf("detail lacks the claim ratio: %q", d)
+	}
+	md := Markdown(rep)
+	if i, j := strings.Index(md, "## Headlines"), strings.Index(md, "## Capacity at the SLO"); i < 0 || j < i || !strings.Contains(md, "## Detail") {
+		t.Errorf("markdown sections: headlines at %d, capacity at %d", i, j)
+	}
+	page := HTML(rep)
+	cards := page[strings.Index(page, `<div class="cards">`):]
+	if !strings.HasPrefix(cards, `<div class="cards"><div class="card good"><div class="v">`) ||
+		!strings.Contains(cards[:400], "capacity at claim p99 ≤ 5.00ms") {
+		t.Errorf("the first card is not the capacity: %.400s", cards)
+	}
+	if strings.Contains(page, "claim p50 / serial FCALL round trip</div>") {
+		t.Error("the claim ratio is still a card")
+	}
+	for _, want := range []string{"Capacity at the SLO", "Capacity at claim p99 ≤ 5.00ms: claim p99 against the arrival rate",
+		`class="slo"`, "found ", "<h2>Detail</h2>", "<h2>Targets</h2>"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("page lacks %q", want)
+		}
+	}
+	// The chart: every step of the three searches, and the SLO line at 5ms.
+	ch := capacityCharts(rep)
+	if len(ch) != 1 {
+		t.Fatalf("%d capacity charts", len(ch))
+	}
+	pts := 0
+	for _, e := range ch[0].Els {
+		if e.Tag == "circle" {
+			pts++
+		}
+	}
+	if pts != countSteps(rep.Capacity) {
+		t.Errorf("%d points for %d steps", pts, countSteps(rep.Capacity))
+	}
+}
+
+// Every target in the summary carries its verdict, and the targets block
+// counts them.
+func TestSummaryTargetsSayPassOrMiss(t *testing.T) {
+	t.Parallel()
+	rep := fakeReport()
+	s := SummaryTable(rep)
+	tags := regexp.MustCompile(`\[[^\]]*target[^\]]*\]`).FindAllString(s, -1)
+	if len(tags) < 5 {
+		t.Fatalf("%d target tags in the summary:\n%s", len(tags), s)
+	}
+	for _, tag := range tags {
+		if !strings.HasSuffix(tag, ": PASS]") && !strings.HasSuffix(tag, ": MISS]") {
+			t.Errorf("target without a verdict: %q", tag)
+		}
+	}
+	gs := Goals(rep)
+	if !strings.Contains(s, fmt.Sprintf("targets: %d met, %d missed", len(gs)-len(rep.Missed()), len(rep.Missed()))) {
+		t.Errorf("no targets block:\n%s", s)
+	}
+	// The fake report misses the admission target (2.5× vs 1.5×) and
+	// meets renew's (0.98 ≥ 0.9).
+	var words []string
+	for _, g := range gs {
+		words = append(words, g.Word()+" "+g.Name)
+	}
+	all := strings.Join(words, "\n")
+	for _, want := range []string{"MISS admission: quota / plain claim p50 at P=16", "PASS renew throughput / raw ceiling at P=16",
+		"PASS capacity at claim p99 ≤ 5.00ms"} {
+		if !strings.Contains(all, want) || !strings.Contains(s, strings.Replace(want, " ", "  ", 1)) {
+			t.Errorf("goals lack %q:\n%s", want, all)
+		}
+	}
+	// A goal's verdict follows its figure.
+	if g := newGoal("x", 2.1, true, 2, "×"); g.Met || g.Tag() != "[target ≤ 2×: MISS]" {
+		t.Errorf("%+v %s", g, g.Tag())
+	}
+	if g := newGoal("x", 0.95, false, 0.9, ""); !g.Met || g.Tag() != "[target ≥ 0.9: PASS]" {
+		t.Errorf("%+v %s", g, g.Tag())
+	}
+}
+
+// The charts: a rate axis's 0 tick reads "0", the recovery chart draws its
+// bound, and the correctness columns lead the results table.
+func TestChartAndTableDetails(t *testing.T) {
+	t.Parallel()
+	rep := fakeReport()
+	ticks := map[string]bool{}
+	for _, e := range renewVsPartitions(rep).Els {
+		if e.Tag == "text" && e.Class == "tl" && e.Anchor == "end" { // the y axis's tick labels
+			ticks[e.Text] = true
+		}
+	}
+	if !ticks["0"] || ticks["-"] {
+		t.Errorf("renew chart's y ticks %v: want a 0, no -", ticks)
+	}
+	var bound bool
+	for _, e := range recoveryCurve(rep).Els {
+		if e.Tag == "text" && e.Class == "sl" && strings.Contains(e.Text, "lease TTL + scan = 1.25s") {
+			bound = true
+		}
+	}
+	if !bound {
+		t.Error("the recovery chart draws no bound")
+	}
+	page := HTML(rep)
+	head := regexp.MustCompile(`<table class="results"><thead><tr>((?:<th>[^<]*</th>){5})`).FindStringSubmatch(page)
+	if head == nil || head[1] != "<th>scenario</th><th>variant</th><th>P</th><th>lost</th><th>dup</th>" {
+		t.Errorf("results table starts %v", head)
+	}
+}
+
+// The palette keeps series apart: any two of the first six colours (a
+// partition sweep's) differ clearly, and no series colour is near the
+// alarm red, so no variant (the better one included) is drawn in it.
+func TestPaletteDistinguishable(t *testing.T) {
+	t.Parallel()
+	const alarm = "#dc2626"
+	for i, a := range palette {
+		if d := deltaE(a, alarm); d < 30 {
+			t.Errorf("palette[%d] %s is %0.f from the alarm red", i, a, d)
+		}
+		for j := i + 1; j < 6; j++ {
+			if i < 6 {
+				if d := deltaE(a, palette[j]); d < 25 {
+					t.Errorf("palette[%d] %s and [%d] %s differ by %.0f", i, a, j, palette[j], d)
+				}
+			}
+		}
+	}
+	page := HTML(fakeReport())
+	for _, m := range regexp.MustCompile(`(?:stroke|fill)="(#[0-9a-f]{6})"`).FindAllStringSubmatch(page, -1) {
+		if deltaE(m[1], alarm) < 30 {
+			t.Errorf("a series is drawn in %s, near the alarm red", m[1])
+		}
+	}
+}
+
+// deltaE is the CIE76 distance of two sRGB colours ("#rrggbb") in L*a*b*.
+func deltaE(x, y string) float64 {
+	lab := func(h string) [3]float64 {
+		var rgb [3]float64
+		for i := range rgb {
+			var v int
+			fmt.Sscanf(h[1+2*i:3+2*i], "%02x", &v)
+			c := float64(v) / 255
+			if c <= 0.04045 {
+				c /= 12.92
+			} else {
+				c = math.Pow((c+0.055)/1.055, 2.4)
+			}
+			rgb[i] = c
+		}
+		X := (0.4124*rgb[0] + 0.3576*rgb[1] + 0.1805*rgb[2]) / 0.95047
+		Y := 0.2126*rgb[0] + 0.7152*rgb[1] + 0.0722*rgb[2]
+		Z := (0.0193*rgb[0] + 0.1192*rgb[1] + 0.9505*rgb[2]) / 1.08883
+		f := func(t float64) float64 {
+			if t > 0.008856 {
+				return math.Cbrt(t)
+			}
+			return 7.787*t + 16.0/116
+		}
+		return [3]float64{116*f(Y) - 16, 500 * (f(X) - f(Y)), 200 * (f(Y) - f(Z))}
+	}
+	a, b := lab(x), lab(y)
+	return math.Sqrt((a[0]-b[0])*(a[0]-b[0]) + (a[1]-b[1])*(a[1]-b[1]) + (a[2]-b[2])*(a[2]-b[2]))
 }

@@ -487,6 +487,11 @@ func (r *Runner) anchorCommand(ctx context.Context) (cmd valkey.Completed, clean
 	return cmd, be.Close, nil
 }
 
+// GitSHA is the commit ffbench was built from: the build's VCS stamp, or
+// else git's HEAD in the working directory ("-dirty" when modified;
+// "unknown" without either).
+func GitSHA() string { return gitSHA() }
+
 // gitSHA is the commit ffbench was built from (VCS stamp, or git).
 func gitSHA() string {
 	if bi, ok := debug.ReadBuildInfo(); ok {

@@ -35,9 +35,9 @@ func streamHeadlines(rep *Report) []string {
 	sdkRes, rawRes, tailRes := streamResults(rep)
 	var out []string
 	if sdkRes != nil && rawRes != nil && sdkRes.RawCeiling > 0 {
-		out = append(out, fmt.Sprintf("stream append at P=%d, %.0f streams, %.0f-byte frames: SDK (Task.Emit) %s frames/s = %.3f of raw pipelined XADD (%s frames/s) [target ≥ 0.8], "+
+		out = append(out, fmt.Sprintf("stream append at P=%d, %.0f streams, %.0f-byte frames: SDK (Task.Emit) %s frames/s = %.3f of raw pipelined XADD (%s frames/s) %s, "+
 			"slice pairs %.2f–%.2f; per frame: SDK %.4f FCALLs, %.3f commands, %.2f µs Valkey CPU (%.2f µs inside FCALL); raw %.3f commands, %.2f µs Valkey CPU (%.2f µs inside XADD)",
-			sdkRes.Partitions, sdkRes.Extra["streams"], sdkRes.Extra["payload_bytes"], fmtRate(sdkRes.Throughput), sdkRes.RatioToCeiling, fmtRate(rawRes.Throughput),
+			sdkRes.Partitions, sdkRes.Extra["streams"], sdkRes.Extra["payload_bytes"], fmtRate(sdkRes.Throughput), sdkRes.RatioToCeiling, fmtRate(rawRes.Throughput), streamGoal(sdkRes).Tag(),
 			sdkRes.Extra["ratio_slice_min"], sdkRes.Extra["ratio_slice_max"], sdkRes.FcallsPerOp, sdkRes.CommandsPerOp, sdkRes.ValkeyCPUPerOpUS,
 			sdkRes.Extra["fcall_us_per_frame"], rawRes.CommandsPerOp, rawRes.ValkeyCPUPerOpUS, rawRes.Extra["xadd_us_per_frame"]))
 	}

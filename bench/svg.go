@@ -3,6 +3,7 @@ package bench
 import (
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -10,7 +11,12 @@ import (
 // A small SVG chart writer for the self-contained HTML report: line charts
 // with linear, log or "nines" (percentile) axes, and grouped bar charts.
 
-var palette = []string{"#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#ca8a04", "#db2777"}
+// palette colours the series in order. Red is left out: it is the alarm
+// colour (a missed target, an SLO line), never a series'. Any two of the
+// first six (a partition sweep's 1, 4, 16, 64, 256, 1024) differ in hue
+// and lightness, and neighbours most: blue, orange, green, purple, black,
+// pink, then sky blue and brown.
+var palette = []string{"#1d4ed8", "#e69f00", "#059669", "#7c3aed", "#111827", "#db2777", "#56b4e9", "#92400e"}
 
 type series struct {
 	name string
@@ -143,7 +149,11 @@ func (a axis) ticks(lo, hi float64) [][2]any {
 	default:
 		step := niceCeil((hi - lo) / 5)
 		for v := lo; v <= hi+1e-9; v += step {
-			out = append(out, [2]any{v, f(v)})
+			s := "0" // whatever the format makes of it ("-" for a missing rate)
+			if math.Abs(v) > step*1e-6 {
+				s = f(v)
+			}
+			out = append(out, [2]any{v, s})
 		}
 	}
 	return out
@@ -201,16 +211,32 @@ func newChart(w, h int, title string, empty bool) chart {
 	return c
 }
 
-// lineChart draws series as an SVG line chart.
+// chartRefs are a chart's reference lines: y (grey, dashed: a figure to
+// compare with), slo (red: a bound not to cross) and x (vertical, grey:
+// for x refs, refLine.y is the x value).
+type chartRefs struct {
+	y, slo, x []refLine
+}
+
+// lineChart draws series as an SVG line chart with horizontal reference
+// lines.
 func lineChart(title string, x, y axis, ss []series, refs []refLine) chart {
+	return lineChartRefs(title, x, y, ss, chartRefs{y: refs})
+}
+
+// lineChartRefs draws series as an SVG line chart with reference lines.
+func lineChartRefs(title string, x, y axis, ss []series, rf chartRefs) chart {
 	var xs, ys []float64
 	for _, s := range ss {
 		for _, p := range s.pts {
 			xs, ys = append(xs, p[0]), append(ys, p[1])
 		}
 	}
-	for _, r := range refs {
+	for _, r := range append(slices.Clone(rf.y), rf.slo...) {
 		ys = append(ys, r.y)
+	}
+	for _, r := range rf.x {
+		xs = append(xs, r.y)
 	}
 	c := newChart(chartW, chartH, title, len(xs) == 0)
 	if len(xs) == 0 {
@@ -238,10 +264,20 @@ func lineChart(title string, x, y axis, ss []series, refs []refLine) chart {
 	yl := label("14", strconv.Itoa(padT+plotH/2), "al", "middle", clean(y.label, maxTextRunes))
 	yl.Transform = fmt.Sprintf("rotate(-90 14 %d)", padT+plotH/2)
 	c.add(yl)
-	for _, r := range refs {
+	for _, r := range rf.y {
 		yy := py(r.y)
 		c.add(gridLine(left, right, num(yy), num(yy), "ref"),
 			label(strconv.Itoa(padL+4), num(yy-4), "rl", "", clean(r.label, maxTextRunes)))
+	}
+	for _, r := range rf.slo {
+		yy := py(r.y)
+		c.add(gridLine(left, right, num(yy), num(yy), "slo"),
+			label(strconv.Itoa(padL+4), num(yy-4), "sl", "", clean(r.label, maxTextRunes)))
+	}
+	for _, r := range rf.x {
+		xx := px(r.y)
+		c.add(gridLine(num(xx), num(xx), top, bottom, "ref"),
+			label(num(xx+4), strconv.Itoa(padT+12), "rl", "", clean(r.label, maxTextRunes)))
 	}
 	for i, s := range ss {
 		col := palette[i%len(palette)]

@@ -6,13 +6,14 @@
 //	ffbench run                  quick profile on a throwaway Valkey
 //	ffbench run --profile smoke  seconds per scenario (CI)
 //	ffbench sweep                the partition sweep alone
+//	ffbench capacity --slo 'claim p99 <= 5ms'   the highest arrival rate meeting an SLO
 //	ffbench report --in r.json   re-render a JSON report
 //	ffbench gate --baseline ci/baseline.json --report r.json
 //	ffbench calibrate            ffbench's raw figures vs valkey-benchmark
 //
 // Exit status: 0 success, 1 a correctness failure (lost or duplicated
 // work), a gate regression or a calibration outside tolerance, 2 a usage or
-// setup error.
+// setup error, 3 a target missed (only with --fail-on-miss).
 package main
 
 import (
@@ -21,15 +22,18 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/flowfabric/flowfabric-go/bench"
+	"github.com/flowfabric/flowfabric-go/lua"
 	"github.com/flowfabric/flowfabric-go/profiles"
 	// FF_VALKEY_CONTAINER=1 runs the throwaway Valkey in a container.
 	_ "github.com/flowfabric/flowfabric-go/valkeytest/container"
@@ -37,6 +41,10 @@ import (
 
 // errFailed is a run that completed but failed its checks (exit 1).
 var errFailed = errors.New("failed")
+
+// errMissed is a run that passed its checks but missed a target, with
+// --fail-on-miss (exit 3).
+var errMissed = errors.New("target missed")
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -46,6 +54,8 @@ func main() {
 	case err == nil:
 	case errors.Is(err, errFailed):
 		os.Exit(1)
+	case errors.Is(err, errMissed):
+		os.Exit(3)
 	case errors.Is(err, flag.ErrHelp):
 	default:
 		fmt.Fprintln(os.Stderr, "ffbench:", err)
@@ -58,13 +68,19 @@ var usage = `ffbench: FlowFabric's benchmark harness.
 Usage:
   ffbench run       [flags]   run a profile, or the scenarios given by --scenario
   ffbench sweep     [flags]   the partition sweep (claim-latency and renew-throughput per P)
+  ffbench capacity  --slo SLO [flags]   the highest arrival rate meeting an SLO ('claim p99 <= 5ms')
   ffbench report    --in FILE re-render report.md, report.html and bench.txt from a report.json
   ffbench gate      --baseline FILE --report FILE   compare a report with the committed baseline
   ffbench calibrate [flags]   compare ffbench's raw FCALL figures with valkey-benchmark
+  ffbench version             print the version (also --version on every command)
 
 With no --addr, ffbench starts a throwaway local Valkey (valkey-server on a
 free loopback port) and stops it at the end. "ffbench COMMAND --help" lists
 the command's flags and defaults.
+
+Exit status: 0 success; 1 a correctness failure (lost or duplicated work),
+a gate regression or a calibration outside tolerance; 2 a usage or setup
+error; 3 a target missed, with --fail-on-miss (run, sweep, capacity, report).
 
 Scenarios: ` + strings.Join(bench.ScenarioNames, ", ") + `
 Profiles:  smoke (seconds per scenario; CI), quick (under 90 s on 2 cores; make bench),
@@ -82,10 +98,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return nil
 	}
 	switch args[0] {
+	case "version", "--version", "-version":
+		fmt.Fprintln(stdout, versionLine())
+		return nil
 	case "run":
 		return cmdRun(ctx, args[1:], stdout, stderr, false)
 	case "sweep":
 		return cmdRun(ctx, args[1:], stdout, stderr, true)
+	case "capacity":
+		return cmdCapacity(ctx, args[1:], stdout, stderr)
 	case "report":
 		return cmdReport(args[1:], stdout, stderr)
 	case "gate":
@@ -97,11 +118,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return fmt.Errorf("unknown command %q", args[0])
 }
 
+// versionLine is what --version prints: the commit ffbench was built from,
+// the Go version and the Functions library version it loads.
+func versionLine() string {
+	return fmt.Sprintf("ffbench %s (%s, %s/%s, Functions library v%s)", bench.GitSHA(), runtime.Version(), runtime.GOOS, runtime.GOARCH, lua.Version)
+}
+
 // newFlagSet returns a flag set whose usage lists every flag but the hidden
-// (planted-regression) ones.
+// (planted-regression) ones; every command has --version.
 func newFlagSet(name, synopsis string, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.Bool("version", false, "print ffbench's version and exit")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: ffbench %s\n\n", synopsis)
 		fs.VisitAll(func(f *flag.Flag) {
@@ -123,6 +151,67 @@ func newFlagSet(name, synopsis string, stderr io.Writer) *flag.FlagSet {
 	return fs
 }
 
+// positiveFlags are the numeric flags whose zero means nothing (a zero
+// window measures nothing, a fleet of no workers claims nothing); the
+// others may be 0, which picks their documented default. No numeric flag
+// may be negative, NaN or infinite.
+var positiveFlags = map[string]bool{
+	"duration": true, "workers": true, "concurrency": true, "in-flight": true, "payload": true, "leases": true,
+	"renew-workers": true, "recovery-jobs": true, "lease-ttl": true, "scan-interval": true, "rate-fraction": true,
+	"ab-rounds": true, "pipeline-depth": true, "pipeline-conns": true, "partitions": true, "slice": true,
+	"peer-rounds": true, "peer-duration": true, "peer-idle-rate": true, "peer-idle-duration": true, "peer-asynq-check-interval": true,
+	"repetitions": true, "step-duration": true, "max-step-duration": true, "resolution": true, "ramp-factor": true,
+}
+
+// parseFlags parses args; done is true when --version was printed. It
+// refuses positional arguments and bad numeric values with a message
+// naming the flag.
+func parseFlags(fs *flag.FlagSet, args []string, stdout io.Writer) (done bool, err error) {
+	if err := fs.Parse(args); err != nil {
+		return false, err
+	}
+	if v := fs.Lookup("version"); v != nil && v.Value.String() == "true" {
+		fmt.Fprintln(stdout, versionLine())
+		return true, nil
+	}
+	if fs.NArg() > 0 {
+		return false, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	fs.Visit(func(f *flag.Flag) {
+		if err != nil {
+			return
+		}
+		g, ok := f.Value.(flag.Getter)
+		if !ok {
+			return
+		}
+		var v float64
+		switch x := g.Get().(type) {
+		case int:
+			v = float64(x)
+		case int64:
+			v = float64(x)
+		case uint64:
+			v = float64(x)
+		case float64:
+			v = x
+		case time.Duration:
+			v = float64(x)
+		default:
+			return
+		}
+		switch {
+		case math.IsNaN(v) || math.IsInf(v, 0):
+			err = fmt.Errorf("--%s %s: not a number ffbench can use", f.Name, f.Value)
+		case v < 0:
+			err = fmt.Errorf("--%s %s: must not be negative", f.Name, f.Value)
+		case v == 0 && positiveFlags[f.Name]:
+			err = fmt.Errorf("--%s %s: must be above zero", f.Name, f.Value)
+		}
+	})
+	return false, err
+}
+
 // targetFlags are the flags naming the server under test.
 type targetFlags struct {
 	addr    string
@@ -136,7 +225,21 @@ func (t *targetFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&t.flush, "flush", false, "allow FLUSHALL on --addr between runs (ffbench empties the server it measures;\nit refuses to touch a server it did not start without this)")
 }
 
+// stage is the progress line while open runs.
+func (t *targetFlags) stage() string {
+	switch {
+	case t.addr != "":
+		return "connecting to " + t.addr
+	case t.cluster:
+		return "starting a throwaway 3-primary Valkey Cluster"
+	}
+	return "starting a throwaway Valkey"
+}
+
 func (t *targetFlags) open(ctx context.Context) (*bench.Target, error) {
+	if t.cluster && t.addr != "" {
+		return nil, errors.New("--cluster starts a throwaway cluster; with --addr ffbench detects the server's topology: give one of them")
+	}
 	var addrs []string
 	for _, a := range strings.Split(t.addr, ",") {
 		if a = strings.TrimSpace(a); a != "" {
@@ -151,7 +254,9 @@ type runFlags struct {
 	profile, scenarios, partitions, sweep string
 	peerSystems, peerInFlight             string
 	out, profileDir, pyroscope            string
-	calibrate, quiet                      bool
+	calibrate, quiet, failOnMiss          bool
+	valkeyBenchmark                       string
+	slice                                 time.Duration
 	cfg                                   bench.Config
 }
 
@@ -172,25 +277,13 @@ func (f *runFlags) register(fs *flag.FlagSet, sweep bool) {
 		fs.StringVar(&f.cfg.Peers.Dir, "peers-dir", "", "peers: directory of the pinned BullMQ "+bench.BullMQVersion+" install (npm, once) and its Node script\n(default "+p.Dir+")")
 		fs.StringVar(&f.cfg.Peers.Node, "peer-node", "", "peers: node binary; without it (or npm) BullMQ is skipped with a note (default "+p.Node+")")
 	}
-	fs.StringVar(&f.out, "out", "", "directory for report.json, report.md, report.html and bench.txt\n(default bench-results/<timestamp>)")
-	fs.StringVar(&f.partitions, "partitions", "", "partition count of every scenario but the sweep (quick: 16)")
-	fs.StringVar(&f.sweep, "sweep-partitions", "", "partition counts of partition-sweep (quick: 1,4,16,64,256,1024)")
-	fs.IntVar(&f.cfg.Workers, "workers", 0, "workers in a fleet (stream-append: streams appended at once, one per worker) (quick: 2)")
-	fs.IntVar(&f.cfg.Concurrency, "concurrency", 0, "each worker's MaxConcurrency (quick: 32)")
-	fs.StringVar(&f.cfg.ClaimMode, "claim-mode", "", "claim path outside claim-path: direct or fused (quick: direct)")
-	fs.BoolVar(&f.cfg.DistinctWorkerIDs, "distinct-worker-ids", false, "give each fleet worker its own WorkerID instead of one shared by the fleet")
-	fs.BoolVar(&f.cfg.NoArrivals, "no-arrivals", false, "connect the workers with arrivals off (readiness pushes alone wake idle workers), to compare")
-	fs.BoolVar(&f.cfg.NoHandoff, "no-handoff", false, "idle workers do not offer their slots: new work is claimed after its arrival push\ninstead of being handed over by the create, to compare")
-	fs.DurationVar(&f.cfg.Warmup, "warmup", 0, "excluded from measurement at the start of each run (quick: 500ms)")
-	fs.DurationVar(&f.cfg.Duration, "duration", 0, "measured window of each run (quick: 2s)")
-	fs.DurationVar(&f.cfg.Drain, "drain", 0, "how long a run waits for outstanding work after the window; not measured (quick: 5s)")
+	f.registerFleet(fs)
+	fs.DurationVar(&f.cfg.Warmup, "warmup", 0, fmt.Sprintf("excluded from measurement at the start of each run (quick: %v)", def.Warmup))
+	fs.DurationVar(&f.cfg.Duration, "duration", 0, fmt.Sprintf("measured window of each run (quick: %v)", def.Duration))
+	fs.DurationVar(&f.cfg.Drain, "drain", 0, fmt.Sprintf("how long a run waits for outstanding work after the window; not measured (quick: %v)", def.Drain))
 	fs.Float64Var(&f.cfg.Rate, "rate", 0, fmt.Sprintf("open-loop arrivals per second; 0: --rate-fraction of the e2e capacity measured in the same run\n(signal-resume: cycles per second; 0: %d/s. stream-append: frames per second its latency part\nemits on one tailed stream; 0: %d/s, fixed so its per-frame counters compare between runs.\ncompletion-notify: executions per second, each waited for with WaitResult; 0: %d/s)",
 		bench.SignalRateDefault, bench.StreamRateDefault, bench.NotifyRateDefault))
 	fs.Float64Var(&f.cfg.RateFraction, "rate-fraction", 0, "open-loop rate as a fraction of measured capacity (quick: 0.5)")
-	fs.StringVar(&f.cfg.Arrivals, "arrivals", "", "open-loop schedule: poisson or constant (quick: poisson)")
-	fs.Uint64Var(&f.cfg.Seed, "seed", 0, "Poisson schedule seed (quick: 1)")
-	fs.IntVar(&f.cfg.InFlight, "in-flight", 0, "closed loop: submissions kept outstanding (quick: 64)")
-	fs.IntVar(&f.cfg.PayloadBytes, "payload", 0, "payload bytes per execution, at least 16 (stream-append: per frame) (quick: 64)")
 	fs.IntVar(&f.cfg.Leases, "leases", 0, "renew-throughput: leases held by the fleet (quick: 10000)")
 	fs.IntVar(&f.cfg.RenewWorkers, "renew-workers", 0, "renew-throughput: workers holding the leases (quick: 4)")
 	fs.IntVar(&f.cfg.RecoveryJobs, "recovery-jobs", 0, "recovery: jobs abandoned by the crashed workers (quick: 200)")
@@ -207,16 +300,37 @@ func (f *runFlags) register(fs *flag.FlagSet, sweep bool) {
 	fs.DurationVar(&f.cfg.AdmissionWindow, "admission-window", 0, fmt.Sprintf("admission: the rate check's sliding window, whole milliseconds, at least 10ms (default %v)", bench.AdmissionWindowDefault))
 	fs.Float64Var(&f.cfg.AdmissionOverload, "admission-overload", 0, fmt.Sprintf("admission: the rate check's offered load as a multiple of the quota's rate, above 1, for half of\n--duration; the backlog then drains at the quota's rate (default %d)", bench.AdmissionOverloadDefault))
 	fs.IntVar(&f.cfg.ABRounds, "ab-rounds", 0, "claim-path, claim-handoff and admission: interleaved rounds of each variant (quick: 2)")
-	fs.IntVar(&f.cfg.PipelineDepth, "pipeline-depth", 0, "raw pipelined anchor: commands per pipelined batch (quick: 16)")
-	fs.IntVar(&f.cfg.PipelineConns, "pipeline-conns", 0, "raw pipelined anchor: connections (quick: 4)")
 	fs.DurationVar(&f.cfg.Pause, "pause", 0, "freeze the server (CLIENT PAUSE) this long mid-window in e2e's open loop")
 	fs.BoolVar(&f.calibrate, "calibrate", false, "also compare the raw anchors with valkey-benchmark (adds ~30s)")
-	fs.StringVar(&f.profileDir, "profile-dir", "", "write cpu, heap, mutex and block pprof files of the run here\n(relative paths are inside --out); the report links them")
-	fs.StringVar(&f.pyroscope, "pyroscope", "", "push continuous profiles of the run to this Pyroscope server URL")
-	fs.BoolVar(&f.quiet, "quiet", false, "no progress line")
+	fs.DurationVar(&f.slice, "slice", 250*time.Millisecond, "with --calibrate: each turn's length (ffbench and valkey-benchmark take 15 turns each per figure)")
+	fs.StringVar(&f.valkeyBenchmark, "valkey-benchmark", "valkey-benchmark", "with --calibrate: the valkey-benchmark binary")
+	fs.StringVar(&f.sweep, "sweep-partitions", "", "partition counts of partition-sweep (quick: 1,4,16,64,256,1024)")
 	// Planted regressions, for testing the gate; not listed in --help.
 	fs.DurationVar(&f.cfg.PlantRenewDelay, "plant-renew-delay", 0, "planted regression: delay added to every RenewBatch call")
 	fs.BoolVar(&f.cfg.PlantClaimPing, "plant-claim-ping", false, "planted regression: one extra round trip (PING) per claim call")
+}
+
+// registerFleet binds the flags run, sweep and capacity share: the
+// fleet, the schedule, the deployment and the output.
+func (f *runFlags) registerFleet(fs *flag.FlagSet) {
+	fs.StringVar(&f.out, "out", "", "directory for report.json, report.md, report.html and bench.txt\n(default bench-results/<timestamp>)")
+	fs.StringVar(&f.partitions, "partitions", "", "partition count of every scenario but the sweep (quick: 16)")
+	fs.IntVar(&f.cfg.Workers, "workers", 0, "workers in a fleet (stream-append: streams appended at once, one per worker) (quick: 2)")
+	fs.IntVar(&f.cfg.Concurrency, "concurrency", 0, "each worker's MaxConcurrency (quick: 32)")
+	fs.StringVar(&f.cfg.ClaimMode, "claim-mode", "", "claim path outside claim-path: direct or fused (quick: direct)")
+	fs.BoolVar(&f.cfg.DistinctWorkerIDs, "distinct-worker-ids", false, "give each fleet worker its own WorkerID instead of one shared by the fleet")
+	fs.BoolVar(&f.cfg.NoArrivals, "no-arrivals", false, "connect the workers with arrivals off (readiness pushes alone wake idle workers), to compare")
+	fs.BoolVar(&f.cfg.NoHandoff, "no-handoff", false, "idle workers do not offer their slots: new work is claimed after its arrival push\ninstead of being handed over by the create, to compare")
+	fs.StringVar(&f.cfg.Arrivals, "arrivals", "", "open-loop schedule: poisson or constant (quick: poisson)")
+	fs.Uint64Var(&f.cfg.Seed, "seed", 0, "Poisson schedule seed (quick: 1)")
+	fs.IntVar(&f.cfg.InFlight, "in-flight", 0, "closed loop: submissions kept outstanding (quick: 64)")
+	fs.IntVar(&f.cfg.PayloadBytes, "payload", 0, "payload bytes per execution, at least 16 (stream-append: per frame) (quick: 64)")
+	fs.IntVar(&f.cfg.PipelineDepth, "pipeline-depth", 0, "raw pipelined anchor: commands per pipelined batch (quick: 16)")
+	fs.IntVar(&f.cfg.PipelineConns, "pipeline-conns", 0, "raw pipelined anchor: connections (quick: 4)")
+	fs.StringVar(&f.profileDir, "profile-dir", "", "write cpu, heap, mutex and block pprof files of the run here\n(relative paths are inside --out); the report links them")
+	fs.StringVar(&f.pyroscope, "pyroscope", "", "push continuous profiles of the run to this Pyroscope server URL")
+	fs.BoolVar(&f.quiet, "quiet", false, "no progress line")
+	fs.BoolVar(&f.failOnMiss, "fail-on-miss", false, "exit 3 when the report misses a target (the summary's MISS lines); without it a miss\nis reported, not an error")
 }
 
 // config merges the profile with the flags that were set.
@@ -339,16 +453,27 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer, sweep 
 	var tf targetFlags
 	rf.register(fs, sweep)
 	tf.register(fs)
-	if err := fs.Parse(args); err != nil {
+	if done, err := parseFlags(fs, args, stdout); done || err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments: %v", fs.Args())
 	}
 	cfg, err := rf.config(fs, sweep)
 	if err != nil {
 		return err
 	}
+	return rf.measure(ctx, cfg, &tf, stdout, stderr, func(ctx context.Context, runner *bench.Runner) (*bench.Report, error) {
+		rep, err := runner.Run(ctx)
+		if err == nil && rf.calibrate {
+			rep.Calibration, err = runner.Calibrate(ctx, rf.valkeyBenchmark, rf.slice)
+		}
+		return rep, err
+	})
+}
+
+// measure is run's, sweep's and capacity's common part: the output
+// directory, profiles, the target and a runner for body, then the reports,
+// the summary and the exit status.
+func (rf *runFlags) measure(ctx context.Context, cfg bench.Config, tf *targetFlags, stdout, stderr io.Writer,
+	body func(context.Context, *bench.Runner) (*bench.Report, error)) error {
 	out := rf.out
 	if out == "" {
 		out = filepath.Join("bench-results", time.Now().Format("20060102-150405"))
@@ -372,18 +497,14 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer, sweep 
 		progOut = nil
 	}
 	prog := bench.NewProgress(progOut)
-	prog.Stage("starting Valkey")
+	prog.Stage(tf.stage())
 	t, err := tf.open(ctx)
 	if err != nil {
 		prog.Close()
 		return err
 	}
 	defer t.Close()
-	runner := bench.NewRunner(cfg, t, prog)
-	rep, err := runner.Run(ctx)
-	if err == nil && rf.calibrate {
-		rep.Calibration, err = runner.Calibrate(ctx, "", 250*time.Millisecond)
-	}
+	rep, err := body(ctx, bench.NewRunner(cfg, t, prog))
 	prog.Close()
 	if err != nil {
 		return err
@@ -409,6 +530,14 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer, sweep 
 	if rep.Calibration != nil && !rep.Calibration.OK {
 		fmt.Fprintln(stdout, "calibration outside tolerance")
 		return fmt.Errorf("%w: calibration", errFailed)
+	}
+	return missed(rep, rf.failOnMiss)
+}
+
+// missed is errMissed when failOnMiss is set and rep missed a target.
+func missed(rep *bench.Report, failOnMiss bool) error {
+	if m := rep.Missed(); failOnMiss && len(m) > 0 {
+		return fmt.Errorf("%w: %d of %d targets missed (--fail-on-miss)", errMissed, len(m), len(bench.Goals(rep)))
 	}
 	return nil
 }
@@ -446,7 +575,8 @@ func cmdReport(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("report", "report --in report.json [--out DIR]", stderr)
 	in := fs.String("in", "", "the report.json to re-render (required)")
 	out := fs.String("out", "", "directory for report.md, report.html and bench.txt (default: next to --in)")
-	if err := fs.Parse(args); err != nil {
+	failOnMiss := fs.Bool("fail-on-miss", false, "exit 3 when the report misses a target (the summary's MISS lines)")
+	if done, err := parseFlags(fs, args, stdout); done || err != nil {
 		return err
 	}
 	if *in == "" {
@@ -472,7 +602,7 @@ func cmdReport(args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprint(stdout, bench.SummaryTable(rep))
 	fmt.Fprintf(stdout, "\nreports: %s/report.{md,html}, %s/bench.txt\n", dir, dir)
-	return nil
+	return missed(rep, *failOnMiss)
 }
 
 func cmdGate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -482,9 +612,10 @@ func cmdGate(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	classes := fs.String("class", "", "gate only these metric classes, comma separated: counter, ratio (default all)")
 	remeasure := fs.Int("remeasure", 2, "re-measure a failing metric up to this many times before failing\n(the scenario runs again on --addr or a throwaway server); 0: judge the report alone")
 	update := fs.String("update", "", "write a new baseline to this file: the baseline's metrics and tolerances\nwith the report's values; no gating")
+	quiet := fs.Bool("quiet", false, "no progress line while re-measuring")
 	var tf targetFlags
 	tf.register(fs)
-	if err := fs.Parse(args); err != nil {
+	if done, err := parseFlags(fs, args, stdout); done || err != nil {
 		return err
 	}
 	if *report == "" {
@@ -528,7 +659,12 @@ func cmdGate(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 	}
 	if needRemeasure && *remeasure > 0 {
-		prog := bench.NewProgress(stderr)
+		var progOut io.Writer = stderr
+		if *quiet {
+			progOut = nil
+		}
+		prog := bench.NewProgress(progOut)
+		prog.Stage(tf.stage())
 		t, err := tf.open(ctx)
 		if err != nil {
 			prog.Close()
@@ -569,15 +705,19 @@ func cmdGate(ctx context.Context, args []string, stdout, stderr io.Writer) error
 }
 
 func cmdCalibrate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	// The flags run has are named as in run: --pipeline-conns,
+	// --pipeline-depth, --partitions, and run --calibrate's --slice and
+	// --valkey-benchmark.
 	fs := newFlagSet("calibrate", "calibrate [flags]", stderr)
-	d := fs.Duration("duration", 250*time.Millisecond, "length of each slice: per figure, ffbench and valkey-benchmark take 15 turns of this length each")
-	conns := fs.Int("conns", 4, "pipelined mode: connections (valkey-benchmark -c)")
-	depth := fs.Int("depth", 16, "pipelined mode: commands per pipelined batch (valkey-benchmark -P)")
+	d := fs.Duration("slice", 250*time.Millisecond, "length of each turn: per figure, ffbench and valkey-benchmark take 15 turns of this length each")
+	conns := fs.Int("pipeline-conns", 4, "pipelined mode: connections (valkey-benchmark -c)")
+	depth := fs.Int("pipeline-depth", 16, "pipelined mode: commands per pipelined batch (valkey-benchmark -P)")
 	partitions := fs.Int("partitions", 16, "partition count of the deployment holding the renewed lease")
 	vb := fs.String("valkey-benchmark", "valkey-benchmark", "valkey-benchmark binary")
+	quiet := fs.Bool("quiet", false, "no progress line")
 	var tf targetFlags
 	tf.register(fs)
-	if err := fs.Parse(args); err != nil {
+	if done, err := parseFlags(fs, args, stdout); done || err != nil {
 		return err
 	}
 	cfg, _ := bench.Profile("quick")
@@ -585,7 +725,12 @@ func cmdCalibrate(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	prog := bench.NewProgress(stderr)
+	var progOut io.Writer = stderr
+	if *quiet {
+		progOut = nil
+	}
+	prog := bench.NewProgress(progOut)
+	prog.Stage(tf.stage())
 	t, err := tf.open(ctx)
 	if err != nil {
 		prog.Close()
@@ -604,4 +749,62 @@ func cmdCalibrate(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	fmt.Fprintln(stdout, "calibration: ffbench agrees with valkey-benchmark")
 	return nil
+}
+
+func cmdCapacity(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("capacity", "capacity --slo 'claim p99 <= 5ms' [flags]\n\n"+
+		"Searches the highest open-loop arrival rate meeting the SLO on the target: a ramp\n"+
+		"(×--ramp-factor per step while the SLO holds), then bisection until --resolution,\n"+
+		"each step a fresh deployment measured for --step-duration after --step-warmup;\n"+
+		"the whole search runs --repetitions times and the report gives the found rates'\n"+
+		"median and range, with every step and a chart of rate against the SLO's percentile.\n"+
+		"The fleet is the quick profile's unless the flags below say otherwise.\n\n"+
+		indent(bench.SLOGrammar)+"\n\nFlags:", stderr)
+	var rf runFlags
+	var tf targetFlags
+	rf.registerFleet(fs)
+	tf.register(fs)
+	sloText := fs.String("slo", "", "the objective, e.g. 'claim p99 <= 5ms' (required; grammar above)")
+	var o bench.CapacityOptions
+	fs.IntVar(&o.Repetitions, "repetitions", bench.CapacityRepetitionsDefault, "whole searches; the report gives the found rates' median and range")
+	fs.DurationVar(&o.Step, "step-duration", bench.CapacityStepDefault, "each step's measured window, at least (lengthened at low rates until the SLO's percentile\nrests on about ten samples above it, up to --max-step-duration)")
+	fs.DurationVar(&o.MaxStep, "max-step-duration", bench.CapacityMaxStepDefault, "the longest a step's window is lengthened to")
+	fs.DurationVar(&o.Warmup, "step-warmup", bench.CapacityWarmupDefault, "warm-up before each step's window; not measured")
+	fs.Float64Var(&o.StartRate, "start-rate", 0, fmt.Sprintf("the ramp's first arrival rate per second; 0: %g of the closed-loop e2e capacity measured first", bench.CapacityStartFraction))
+	fs.Float64Var(&o.MaxRate, "max-rate", 0, fmt.Sprintf("the ramp's ceiling; a search meeting the SLO there reports \"at least\" it;\n0: %g× the closed-loop e2e capacity", bench.CapacityMaxFactor))
+	fs.Float64Var(&o.RampFactor, "ramp-factor", bench.CapacityRampFactorDefault, "the ramp multiplies the rate by this per step, above 1")
+	fs.Float64Var(&o.Resolution, "resolution", bench.CapacityResolutionDefault, "bisection ends when the rate that missed is within this fraction above the rate that met\nthe SLO, in (0, 1)")
+	if done, err := parseFlags(fs, args, stdout); done || err != nil {
+		return err
+	}
+	if *sloText == "" {
+		fs.Usage()
+		return errors.New("capacity: --slo is required (e.g. --slo 'claim p99 <= 5ms')")
+	}
+	slo, err := bench.ParseSLO(*sloText)
+	if err != nil {
+		return fmt.Errorf("--slo: %w", err)
+	}
+	o.SLO = slo
+	if o.MaxStep < o.Step && fs.Lookup("max-step-duration").Value.String() == fs.Lookup("max-step-duration").DefValue {
+		o.MaxStep = o.Step // a long --step-duration alone raises the ceiling with it
+	}
+	if err := o.Validate(); err != nil {
+		return err
+	}
+	rf.profile = "quick"
+	cfg, err := rf.config(fs, false)
+	if err != nil {
+		return err
+	}
+	cfg.Profile = "capacity"
+	cfg.Scenarios = nil
+	return rf.measure(ctx, cfg, &tf, stdout, stderr, func(ctx context.Context, runner *bench.Runner) (*bench.Report, error) {
+		return runner.Capacity(ctx, o)
+	})
+}
+
+// indent indents every line of s by two spaces.
+func indent(s string) string {
+	return "  " + strings.ReplaceAll(s, "\n", "\n  ")
 }

@@ -19,7 +19,7 @@ import (
 // Every flag of every command is documented in --help, with its default,
 // and the planted-regression flags are not.
 func TestHelpDocumentsEveryFlag(t *testing.T) {
-	for _, cmd := range []string{"run", "sweep", "report", "gate", "calibrate"} {
+	for _, cmd := range []string{"run", "sweep", "capacity", "report", "gate", "calibrate"} {
 		var out, errb bytes.Buffer
 		err := run(context.Background(), []string{cmd, "--help"}, &out, &errb)
 		if !errors.Is(err, flag.ErrHelp) {
@@ -29,12 +29,26 @@ func TestHelpDocumentsEveryFlag(t *testing.T) {
 		if strings.Contains(help, "plant-") {
 			t.Errorf("%s --help shows a hidden flag", cmd)
 		}
+		if !strings.Contains(help, "--version") {
+			t.Errorf("%s --help lacks --version", cmd)
+		}
+		// --version prints the version and runs nothing.
+		out.Reset()
+		if err := run(context.Background(), []string{cmd, "--version"}, &out, &errb); err != nil ||
+			!strings.HasPrefix(out.String(), "ffbench ") || !strings.Contains(out.String(), "Functions library v") {
+			t.Errorf("%s --version: %v %q", cmd, err, out.String())
+		}
 		for _, want := range map[string][]string{
-			"run":       {"--profile string", "(default quick)", "--scenario", "--addr", "--cluster", "--flush", "--profile-dir", "--pyroscope", "--rate", "0: 100/s", "--signal-wait", "(default 20ms)", "signal-resume", "stream-append", "0: 1000/s", "completion-notify", "0: 200/s", "flow-dag", "--dag-width", "(default 100)", "--dag-depth", "(default 20)", "--dag-rate", "(default 10)", "admission", "--admission-rate", "(default 200)", "--admission-limit", "(default 50)", "--admission-window", "(default 200ms)", "--admission-overload", "(default 4)", "--leases", "--lease-ttl", "--calibrate", "--out"},
-			"sweep":     {"--sweep-partitions", "--addr"},
-			"report":    {"--in", "--out"},
-			"gate":      {"--baseline", "(default ci/baseline.json)", "--report", "--remeasure", "(default 2)", "--class", "--update"},
-			"calibrate": {"--duration", "(default 250ms)", "--conns", "(default 4)", "--depth", "(default 16)", "--valkey-benchmark"},
+			"run":   {"--profile string", "(default quick)", "--scenario", "--addr", "--cluster", "--flush", "--profile-dir", "--pyroscope", "--rate", "0: 100/s", "--signal-wait", "(default 20ms)", "signal-resume", "stream-append", "0: 1000/s", "completion-notify", "0: 200/s", "flow-dag", "--dag-width", "(default 100)", "--dag-depth", "(default 20)", "--dag-rate", "(default 10)", "admission", "--admission-rate", "(default 200)", "--admission-limit", "(default 50)", "--admission-window", "(default 200ms)", "--admission-overload", "(default 4)", "--leases", "--lease-ttl", "--calibrate", "--out"},
+			"sweep": {"--sweep-partitions", "--addr", "--fail-on-miss"},
+			"capacity": {"--slo string", "SLO grammar", "handler-start", "p99.9", "--repetitions", "(default 3)", "--step-duration", "(default 3s)",
+				"--step-warmup", "(default 1s)", "--max-step-duration", "(default 15s)", "--start-rate", "--max-rate", "--ramp-factor", "(default 2)",
+				"--resolution", "(default 0.05)", "--addr", "--partitions", "--workers", "--fail-on-miss", "--out"},
+			"report": {"--in", "--out", "--fail-on-miss"},
+			"gate":   {"--baseline", "(default ci/baseline.json)", "--report", "--remeasure", "(default 2)", "--class", "--update", "--quiet"},
+			// calibrate's flags are named as run's.
+			"calibrate": {"--slice", "(default 250ms)", "--pipeline-conns", "(default 4)", "--pipeline-depth", "(default 16)", "--partitions",
+				"--valkey-benchmark", "--quiet"},
 		}[cmd] {
 			if !strings.Contains(help, want) {
 				t.Errorf("%s --help lacks %q:\n%s", cmd, want, help)
@@ -42,8 +56,15 @@ func TestHelpDocumentsEveryFlag(t *testing.T) {
 		}
 	}
 	var out bytes.Buffer
-	if err := run(context.Background(), []string{"--help"}, &out, &out); err != nil || !strings.Contains(out.String(), "ffbench calibrate") {
+	if err := run(context.Background(), []string{"--help"}, &out, &out); err != nil || !strings.Contains(out.String(), "ffbench calibrate") ||
+		!strings.Contains(out.String(), "ffbench capacity") || !strings.Contains(out.String(), "3 a target missed") {
 		t.Fatalf("top-level help: %v\n%s", err, out.String())
+	}
+	for _, v := range []string{"--version", "version"} {
+		out.Reset()
+		if err := run(context.Background(), []string{v}, &out, &out); err != nil || !strings.HasPrefix(out.String(), "ffbench ") {
+			t.Errorf("ffbench %s: %v %q", v, err, out.String())
+		}
 	}
 	if err := run(context.Background(), []string{"nope"}, &out, &out); err == nil {
 		t.Fatal("unknown command accepted")
@@ -171,5 +192,113 @@ func TestRelativeTo(t *testing.T) {
 		if got := relativeTo(c[0], c[1]); got != c[2] {
 			t.Errorf("relativeTo(%q, %q) = %q, want %q", c[0], c[1], got, c[2])
 		}
+	}
+}
+
+// Bad flag values are refused before anything runs, with a message naming
+// the flag (exit status 2: not errFailed, not errMissed).
+func TestBadFlagValuesRefused(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"run", "--rate", "-5"}, "--rate -5: must not be negative"},
+		{[]string{"run", "--duration", "0s"}, "--duration 0s: must be above zero"},
+		{[]string{"run", "--warmup", "-1s"}, "--warmup -1s: must not be negative"},
+		{[]string{"run", "--workers", "0"}, "--workers 0: must be above zero"},
+		{[]string{"run", "--rate", "NaN"}, "--rate NaN"},
+		{[]string{"run", "--rate-fraction", "0"}, "--rate-fraction 0"},
+		{[]string{"sweep", "--dag-rate", "-1"}, "--dag-rate -1"},
+		{[]string{"run", "extra"}, "unexpected arguments"},
+		{[]string{"run", "--cluster", "--addr", "127.0.0.1:1"}, "--cluster"},
+		{[]string{"calibrate", "--slice", "0s"}, "--slice 0s: must be above zero"},
+		{[]string{"calibrate", "--pipeline-conns", "-2"}, "--pipeline-conns -2"},
+		{[]string{"capacity"}, "--slo is required"},
+		{[]string{"capacity", "--slo", "claim p99 >= 5ms"}, "--slo: SLO clause"},
+		{[]string{"capacity", "--slo", "claim p99 <= 5ms", "--repetitions", "0"}, "--repetitions 0: must be above zero"},
+		{[]string{"capacity", "--slo", "claim p99 <= 5ms", "--step-duration", "0s"}, "--step-duration 0s"},
+		{[]string{"capacity", "--slo", "claim p99 <= 5ms", "--max-rate", "-3"}, "--max-rate -3"},
+		{[]string{"capacity", "--slo", "claim p99 <= 5ms", "--resolution", "1.5"}, "resolution"},
+		{[]string{"capacity", "--slo", "claim p99 <= 5ms", "--ramp-factor", "1"}, "ramp factor"},
+		{[]string{"capacity", "--slo", "claim p99 <= 5ms", "--start-rate", "100", "--max-rate", "50"}, "below start rate"},
+		{[]string{"gate", "--report", "x.json", "--remeasure", "-1"}, "--remeasure -1"},
+	} {
+		var out, errb bytes.Buffer
+		dir := t.TempDir()
+		args := c.args
+		if c.args[0] == "run" || c.args[0] == "sweep" || c.args[0] == "capacity" {
+			args = append(args, "--out", dir)
+		}
+		err := run(context.Background(), args, &out, &errb)
+		if err == nil || errors.Is(err, errFailed) || errors.Is(err, errMissed) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%v: %v, want an error saying %q", c.args, err, c.want)
+		}
+		if ents, _ := os.ReadDir(dir); len(ents) > 0 {
+			t.Errorf("%v wrote %d files", c.args, len(ents))
+		}
+	}
+}
+
+// ffbench capacity against a real server: a lax SLO is met up to the
+// ramp's ceiling (the report's headline says "at least"), an impossible one
+// nowhere, which --fail-on-miss turns into exit status 3. Progress names
+// the server it connects to, not "starting Valkey".
+func TestCapacityWritesHeadline(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs ffbench against valkey-server")
+	}
+	srv := valkeytest.NewServer(t)
+	dir := t.TempDir()
+	short := []string{"--addr", srv.Addr(), "--flush", "--repetitions", "1", "--step-duration", "300ms", "--step-warmup", "100ms",
+		"--max-step-duration", "300ms", "--resolution", "0.5", "--out", dir}
+	var out, errb bytes.Buffer
+	args := append([]string{"capacity", "--slo", "e2e p50 <= 10s", "--start-rate", "100", "--max-rate", "300", "--fail-on-miss"}, short...)
+	if err := run(context.Background(), args, &out, &errb); err != nil {
+		t.Fatalf("capacity: %v\n%s\n%s", err, out.String(), errb.String())
+	}
+	if p := errb.String(); !strings.Contains(p, "connecting to "+srv.Addr()) || strings.Contains(p, "starting") {
+		t.Errorf("progress with --addr:\n%s", p)
+	}
+	rep, err := bench.ReadReport(filepath.Join(dir, "report.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := rep.Capacity
+	if c == nil || !c.Met() || !c.Capped || c.Rate != 300 || len(c.Searches) != 1 || len(c.Searches[0].Steps) != 3 { // 100, 200, 300
+		t.Fatalf("capacity %+v", c)
+	}
+	for _, st := range c.Searches[0].Steps {
+		if st.Latency["claim"] == nil || st.Latency["claim"].Count == 0 || st.Latency["claim"].Hist == "" || !st.Met {
+			t.Errorf("step %+v", st)
+		}
+	}
+	if h := bench.Headlines(rep); len(h) == 0 || !strings.HasPrefix(h[0], "capacity at e2e p50 ≤ 10.00s: at least 300 jobs/s") {
+		t.Errorf("headlines %q", h)
+	}
+	if !strings.Contains(out.String(), "PASS  capacity at e2e p50 ≤ 10.00s") || !strings.Contains(out.String(), "capacity search, every step") {
+		t.Errorf("summary:\n%s", out.String())
+	}
+	md, _ := os.ReadFile(filepath.Join(dir, "report.md"))
+	page, _ := os.ReadFile(filepath.Join(dir, "report.html"))
+	if !strings.Contains(string(md), "## Capacity at the SLO") || !strings.Contains(string(page), "Capacity at e2e p50 ≤ 10.00s") {
+		t.Errorf("reports lack the capacity section")
+	}
+
+	out.Reset()
+	errb.Reset()
+	args = append([]string{"capacity", "--slo", "claim p50 <= 1us", "--start-rate", "4", "--quiet", "--fail-on-miss"}, short...)
+	err = run(context.Background(), args, &out, &errb)
+	if !errors.Is(err, errMissed) || !strings.Contains(out.String(), "MISS  capacity at claim p50 ≤ 1µs") {
+		t.Fatalf("impossible SLO with --fail-on-miss: %v\n%s", err, out.String())
+	}
+	if errb.Len() > 0 {
+		t.Errorf("--quiet printed progress: %q", errb.String())
+	}
+	// Without --fail-on-miss the miss is reported, not an exit status.
+	if err := run(context.Background(), []string{"report", "--in", filepath.Join(dir, "report.json")}, &out, &errb); err != nil {
+		t.Errorf("report of a missed capacity: %v", err)
+	}
+	if err := run(context.Background(), []string{"report", "--in", filepath.Join(dir, "report.json"), "--fail-on-miss"}, &out, &errb); !errors.Is(err, errMissed) {
+		t.Errorf("report --fail-on-miss of a missed capacity: %v", err)
 	}
 }
