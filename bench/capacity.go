@@ -326,7 +326,7 @@ func (o *CapacityOptions) search(ctx context.Context, measure capacityMeasure, p
 	var out CapacitySearch
 	step := func(phase string, rate float64) (bool, error) {
 		if progress != nil {
-			progress(fmt.Sprintf("%s %s/s", phase, fmtRate(rate)))
+			progress(fmt.Sprintf("%s %s/s", phase, fmtRateFine(rate)))
 		}
 		st, err := measure(ctx, rate, o.stepWindow(rate))
 		if err != nil {
@@ -463,7 +463,7 @@ func (r *Runner) Capacity(ctx context.Context, o CapacityOptions) (*Report, erro
 		// drain must outlast it, or the late samples would be left out.
 		r.cfg.Drain = max(drain, capacityStepDrainMultiplier*(window+o.Warmup))
 		defer func() { r.cfg.Drain = drain }()
-		res, err := r.runPipeline(ctx, pipelineSpec{scenario: "capacity", variant: fmt.Sprintf("%s/s", fmtRate(rate)),
+		res, err := r.runPipeline(ctx, pipelineSpec{scenario: "capacity", variant: fmt.Sprintf("%s/s", fmtRateFine(rate)),
 			partitions: r.cfg.Partitions, mode: r.mode(), open: true, rate: rate, window: window, warmup: o.Warmup})
 		if err != nil {
 			return CapacityStep{}, err
@@ -491,7 +491,7 @@ func (r *Runner) Capacity(ctx context.Context, o CapacityOptions) (*Report, erro
 			rep.Duplicated += st.Duplicated
 			if st.Lost > 0 || st.Duplicated > 0 {
 				rep.Failures = append(rep.Failures, fmt.Sprintf("capacity search %d at %s/s: %d lost, %d duplicated",
-					i+1, fmtRate(st.OfferedRate), st.Lost, st.Duplicated))
+					i+1, fmtRateFine(st.OfferedRate), st.Lost, st.Duplicated))
 			}
 		}
 	}

@@ -3,6 +3,7 @@ package bench
 import (
 	"fmt"
 	"math"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 )
@@ -10,6 +11,15 @@ import (
 // capacity in the reports: the headline line, the detail line (the claim
 // against an idle server's round trip at the found rate), the summary's
 // step table, the Markdown section, the HTML card and charts.
+
+// fmtRateFine is fmtRate with three significant digits below 100/s,
+// where a capacity search's steps can be a fraction apart.
+func fmtRateFine(v float64) string {
+	if v > 0 && v < 100 {
+		return strconv.FormatFloat(v, 'g', 3, 64)
+	}
+	return fmtRate(v)
+}
 
 // sloText is the SLO rebuilt from its clauses' numbers and known names
 // (a report may come from anywhere: its SLO string is not shown).
@@ -32,13 +42,13 @@ func capacityHeadline(rep *Report) string {
 	case !c.Met():
 		rate = "no rate tried met it in every search"
 		if c.RateMax > 0 {
-			rate += fmt.Sprintf(" (the best search: %s jobs/s)", fmtRate(c.RateMax))
+			rate += fmt.Sprintf(" (the best search: %s jobs/s)", fmtRateFine(c.RateMax))
 		}
 	case c.Capped:
-		rate = fmt.Sprintf("at least %s jobs/s (met at the ramp's ceiling, --max-rate %s/s)", fmtRate(c.RateMin), fmtRate(c.MaxRate))
+		rate = fmt.Sprintf("at least %s jobs/s (met at the ramp's ceiling, --max-rate %s/s)", fmtRateFine(c.RateMin), fmtRateFine(c.MaxRate))
 	default:
-		rate = fmt.Sprintf("%s jobs/s (%s–%s over %d searches; each search ends within %.0f%%)", fmtRate(c.Rate), fmtRate(c.RateMin),
-			fmtRate(c.RateMax), len(c.Searches), 100*c.Resolution)
+		rate = fmt.Sprintf("%s jobs/s (%s–%s over %d searches; each search ends within %.0f%%)", fmtRateFine(c.Rate), fmtRateFine(c.RateMin),
+			fmtRateFine(c.RateMax), len(c.Searches), 100*c.Resolution)
 	}
 	arrivals := rep.Config.Arrivals // shown only when known: the line goes into Markdown unescaped
 	if arrivals != "poisson" && arrivals != "constant" {
@@ -47,20 +57,23 @@ func capacityHeadline(rep *Report) string {
 	line := fmt.Sprintf("capacity at %s: %s, open loop (%s arrivals), P=%d, %d workers × %d slots", c.sloText(), rate,
 		arrivals, c.Partitions, rep.Config.Workers, rep.Config.Concurrency)
 	if c.ClosedLoopCapacity > 0 {
-		line += fmt.Sprintf("; closed-loop capacity %s jobs/s", fmtRate(c.ClosedLoopCapacity))
+		line += fmt.Sprintf("; closed-loop capacity %s jobs/s", fmtRateFine(c.ClosedLoopCapacity))
 	}
 	return line + " [SLO: " + capacityGoal(c).Word() + "]"
 }
 
-// medianSearch is the search whose found rate is the report's (the
-// median), or nil.
+// medianSearch is the search whose found rate is nearest the report's
+// (the median; with an even count of searches, the mean of the middle
+// two), or nil when no search found one.
 func (c *CapacityReport) medianSearch() *CapacitySearch {
+	var best *CapacitySearch
 	for i := range c.Searches {
-		if c.Searches[i].Found == c.Rate {
-			return &c.Searches[i]
+		s := &c.Searches[i]
+		if s.Found > 0 && (best == nil || math.Abs(s.Found-c.Rate) < math.Abs(best.Found-c.Rate)) {
+			best = s
 		}
 	}
-	return nil
+	return best
 }
 
 // capacityDetail is the figure the headline used to be, at the found
@@ -81,7 +94,7 @@ func capacityDetail(rep *Report) string {
 		return ""
 	}
 	line := fmt.Sprintf("at the found rate (%s/s): claim p50 %s, p99 %s = %.2f× the serial FCALL round trip of the idle server (%s)",
-		fmtRate(st.OfferedRate), fmtUS(cl.P50), fmtUS(cl.P99), cl.P50/a.P50, fmtUS(a.P50))
+		fmtRateFine(st.OfferedRate), fmtUS(cl.P50), fmtUS(cl.P99), cl.P50/a.P50, fmtUS(a.P50))
 	if lr := st.Latency["fcall_rtt"]; lr != nil && lr.Count > 0 && lr.P50 > 0 {
 		line += fmt.Sprintf("; one FCALL under that load p50 %s, the claim %.2f× it", fmtUS(lr.P50), cl.P50/lr.P50)
 	}
@@ -91,7 +104,7 @@ func capacityDetail(rep *Report) string {
 // stepCells are a step's cells: search, phase, offered, achieved, window,
 // each clause's value, claim p50/p99/p99.9, e2e p99, verdict.
 func stepCells(c *CapacityReport, st searchStep) []string {
-	cells := []string{fmt.Sprint(st.Search), clean(st.Phase, maxNameRunes), fmtRate(st.OfferedRate), fmtRate(st.AchievedRate), fmt.Sprintf("%.1fs", st.WindowS)}
+	cells := []string{fmt.Sprint(st.Search), clean(st.Phase, maxNameRunes), fmtRateFine(st.OfferedRate), fmtRateFine(st.AchievedRate), fmt.Sprintf("%.1fs", st.WindowS)}
 	for i := range c.Clauses {
 		v := "-"
 		if i < len(st.Values) {
@@ -154,7 +167,7 @@ func capacityMarkdown(b *strings.Builder, rep *Report) {
 		"last rate that met it and the first that missed until they are within %.0f%%. A step is a fresh deployment measured for %gs after %gs of warm-up "+
 		"(longer at low rates, up to %gs, so the SLO's percentile rests on about ten samples above it); latency is timed from each arrival's intended time. "+
 		"A step misses when a clause's percentile is above its bound, or when work is lost or still outstanding after the drain.\n\n",
-		fmtRate(c.StartRate), c.RampFactor, fmtRate(c.MaxRate), 100*c.Resolution, c.StepS, c.WarmupS, c.MaxStepS)
+		fmtRateFine(c.StartRate), c.RampFactor, fmtRateFine(c.MaxRate), 100*c.Resolution, c.StepS, c.WarmupS, c.MaxStepS)
 	if d := capacityDetail(rep); d != "" {
 		fmt.Fprintf(b, "Detail: %s.\n\n", md(d, maxTextRunes))
 	}
@@ -183,15 +196,15 @@ func capacityCard(rep *Report) (card, bool) {
 	v := "none"
 	switch {
 	case c.Capped && c.Met():
-		v = "≥ " + fmtRate(c.RateMin) + "/s"
+		v = "≥ " + fmtRateFine(c.RateMin) + "/s"
 	case c.Met():
-		v = fmtRate(c.Rate) + "/s"
+		v = fmtRateFine(c.Rate) + "/s"
 	}
 	cls := "good"
 	if !g.Met {
 		cls = "miss"
 	}
-	sub := fmt.Sprintf("range %s–%s/s over %d searches · P=%d, %d workers × %d slots", fmtRate(c.RateMin), fmtRate(c.RateMax), len(c.Searches),
+	sub := fmt.Sprintf("range %s–%s/s over %d searches · P=%d, %d workers × %d slots", fmtRateFine(c.RateMin), fmtRateFine(c.RateMax), len(c.Searches),
 		c.Partitions, rep.Config.Workers, rep.Config.Concurrency)
 	return card{v, "capacity at " + c.sloText(), sub, cls}, true
 }
@@ -224,7 +237,7 @@ func capacityCharts(rep *Report) []chart {
 		slo := []refLine{{cl.BoundUS, "SLO " + name + " ≤ " + fmtUS(cl.BoundUS)}}
 		var found []refLine
 		if c.Met() {
-			found = []refLine{{c.Rate, "found " + fmtRate(c.Rate) + "/s"}}
+			found = []refLine{{c.Rate, "found " + fmtRateFine(c.Rate) + "/s"}}
 		}
 		x := axis{label: "offered arrivals / s (open loop)", format: fmtRate}
 		if hi > 0 {

@@ -51,6 +51,20 @@ func TestHTMLRendersInChromium(t *testing.T) {
 	if !strings.Contains(d, "<polyline") || !strings.Contains(d, "Renew throughput vs partitions") {
 		t.Fatal("rendered DOM lacks plotted series")
 	}
+	// The capacity search leads (its card first, its chart with the SLO
+	// line), the targets carry their verdicts, and the results table shows
+	// lost and dup beside the result's name.
+	cards, chartAt, sweepAt := strings.Index(d, `class="cards"`), strings.Index(d, "Capacity at claim p99 ≤ 5.00ms: claim p99 against the arrival rate"),
+		strings.Index(d, "<h2>Partition sweep</h2>")
+	if cards < 0 || chartAt < cards || sweepAt < chartAt || !strings.Contains(d[cards:cards+300], "capacity at claim p99") {
+		t.Errorf("the capacity is not at the top: cards at %d, its chart at %d, the sweep at %d", cards, chartAt, sweepAt)
+	}
+	if !strings.Contains(d, `class="slo"`) || !strings.Contains(d, `<b class="good">PASS</b>`) || !strings.Contains(d, `<b class="miss">MISS</b>`) {
+		t.Error("rendered DOM lacks the SLO line or the targets' verdicts")
+	}
+	if !strings.Contains(d, "<th>P</th><th>lost</th><th>dup</th><th>throughput</th>") {
+		t.Error("the results table does not lead with lost and dup")
+	}
 	shot := os.Getenv("FF_SCREENSHOT")
 	if shot == "" {
 		shot = filepath.Join(dir, "report.png")

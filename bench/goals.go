@@ -111,9 +111,9 @@ func capacityGoal(c *CapacityReport) Goal {
 	case !g.Met:
 		g.Text = "no rate tried met the SLO in every search"
 	case c.Capped:
-		g.Text = fmt.Sprintf("met up to the ramp's ceiling, at least %s/s", fmtRate(c.RateMin))
+		g.Text = fmt.Sprintf("met up to the ramp's ceiling, at least %s/s", fmtRateFine(c.RateMin))
 	default:
-		g.Text = fmt.Sprintf("met up to %s/s (%s–%s/s over %d searches)", fmtRate(c.Rate), fmtRate(c.RateMin), fmtRate(c.RateMax), len(c.Searches))
+		g.Text = fmt.Sprintf("met up to %s/s (%s–%s/s over %d searches)", fmtRateFine(c.Rate), fmtRateFine(c.RateMin), fmtRateFine(c.RateMax), len(c.Searches))
 	}
 	return g
 }

@@ -205,7 +205,7 @@ func TestBenchLinesAreBenchstatFormat(t *testing.T) {
 			}
 		}
 	}
-	if n != len(fakeReport().Results) || !strings.Contains(out, "BenchmarkRenewThroughput/sdk/P=16-2") {
+	if n != len(fakeReport().Results)+1 || !strings.Contains(out, "BenchmarkRenewThroughput/sdk/P=16-2") || !strings.Contains(out, "BenchmarkCapacity/P=16-2\t") {
 		t.Fatalf("%d lines:\n%s", n, out)
 	}
 }

@@ -432,7 +432,8 @@ func embedded(rep *Report) string {
 }
 
 // BenchLines renders the results in the Go benchmark format, one line per
-// result, so benchstat can compare two runs:
+// result (and one for a capacity search's found rate), so benchstat can
+// compare two runs:
 //
 //	BenchmarkRenewThroughput/sdk/P=16-2  83412  11.99 us/op  83412 renewals/s  0.957 ratio ...
 //
@@ -471,6 +472,19 @@ func BenchLines(rep *Report) string {
 			}
 		}
 		b.WriteString("\n")
+	}
+	// A capacity search: the found rate (median) and its range; the
+	// iteration count is the steps measured.
+	if c := rep.Capacity; c != nil && c.Met() {
+		name := "BenchmarkCapacity/P=" + strconv.Itoa(c.Partitions)
+		if procs > 1 {
+			name += "-" + strconv.Itoa(procs)
+		}
+		steps := 0
+		for _, s := range c.Searches {
+			steps += len(s.Steps)
+		}
+		fmt.Fprintf(&b, "%s\t%d\t%.4g jobs/s\t%.4g min-jobs/s\t%.4g max-jobs/s\n", name, max(steps, 1), c.Rate, c.RateMin, c.RateMax)
 	}
 	return b.String()
 }
