@@ -41,6 +41,10 @@ so every key below hashes to the partition's slot). L is a lane name.
                             what a v18 create left in it
   ff:idem:T:K        STRING first execution id for idempotency key K (PX ttl)
   ff:own:T           STRING engine process that scans partition T (PX lease)
+  ff:sched:T:S       HASH   schedule S (its name hashes to T); ff:i:T:schedules
+                            and ff:i:T:sched_due ZSETs list the partition's
+                            schedules and the running ones by next tick
+                            (see the schedules section)
   ff:noop:T          never written: stands in for an absent optional key
   ff:arrivals:T      shard channel: "<lane> <eid>" when an execution fills an
                      empty eligible set (a hint for idle workers): created,
@@ -118,7 +122,7 @@ write (bad_call, bad_keys: string work, no command) and answers
 invalid_input, having written nothing, when one is off.
 ]]
 
-local VERSION = '28'
+local VERSION = '29'
 -- MIN_CLIENT is the oldest client this library serves; a client's version is
 -- the VERSION of the library it embeds (Go: lua.Version). A client older than
 -- MIN_CLIENT refuses to run against this library, and never replaces it.
@@ -4011,3 +4015,209 @@ redis.register_function{function_name = 'ff_fence', flags = {'no-writes'},
     local bad = check_fence(keys[1], argv[2], argv[3], argv[4], now_ms())
     return bad or ok()
   end}
+
+---------------------------------------------------------------------------
+-- Schedules (valkeybackend/schedules.go). A schedule lives on the
+-- partition its name hashes to (Go: FNV-1a modulo the partition count),
+-- and the executions it creates are minted there, so firing a tick (the
+-- create and the schedule's advance) is one single-slot call. Go computes
+-- the tick times (cron in a time zone, or a fixed interval) and decides
+-- which ticks are due and missed; these functions stamp server time. Keys
+-- (T the partition's tag, S the schedule's name):
+--   ff:sched:T:S       HASH  the definition as Go wrote it (SCHEDULE_FIELDS),
+--                            and its state: next (the next tick, ms; 0: none),
+--                            paused ('1' or absent), rev (bumped by every
+--                            put, pause and resume: a fire checks it),
+--                            created_at, updated_at, last_tick, last_eid,
+--                            fired_at, fired, skipped
+--   ff:i:T:schedules   ZSET  the partition's schedules (score 0, by name)
+--   ff:i:T:sched_due   ZSET  the running schedules by next tick (ms)
+-- A plain execution touches none of them.
+
+-- The definition fields a put writes (every one, each time).
+local SCHEDULE_FIELDS = {cron = true, tz = true, every_ms = true, start_ms = true, catchup = true,
+  catchup_max = true, grace_ms = true, tick_tag = true, lane = true, tmpl = true, payload = true}
+
+-- Checks that keys[1] is schedule id's record and keys[2] (and keys[3],
+-- when given) the partition's schedule indexes named by idx2 (idx3).
+-- Returns the failure, or nil and the tag.
+local function bad_schedule_keys(keys, id, idx2, idx3)
+  local tag = key_tag(keys[2], 'ff:i:')
+  if not tag or keys[2] ~= 'ff:i:' .. tag .. ':' .. idx2 then
+    return fail('invalid_input', 'key 2 is not the ' .. idx2 .. ' index')
+  end
+  if idx3 and keys[3] ~= 'ff:i:' .. tag .. ':' .. idx3 then
+    return fail('invalid_input', 'key 3 is not the ' .. idx3 .. ' index')
+  end
+  if not is_name(id) or string.find(id, ':', 1, true) then
+    return fail('invalid_input', 'malformed schedule id')
+  end
+  if keys[1] ~= 'ff:sched:' .. tag .. ':' .. id then
+    return fail('invalid_input', 'key 1 is not the schedule\'s record')
+  end
+  return nil, tag
+end
+
+---------------------------------------------------------------------------
+-- ff_schedule_set: create a schedule or replace its definition.
+-- KEYS: 1 schedule record, 2 schedules index, 3 due index
+-- ARGV: 1 id, 2 expected rev ('0': the schedule must not exist), 3 next
+--       tick ms ('0': none; '': keep the schedule's, on a replace), 4 lane,
+--       5 .. (field, value) pairs, each a definition field (SCHEDULE_FIELDS)
+-- A replace keeps the state (paused, counters); a paused schedule stays
+-- out of the due index. Inner commands: TIME, HMGET, HSET, ZADD (x2).
+-- Returns ok('created' | 'updated', rev).
+-- Errors: invalid_input, schedule_changed (the rev is not the expected
+-- one: changed, created or deleted since the caller read it).
+local SET_SCHEDULE_KEYS = 3
+redis.register_function('ff_schedule_set', function(keys, argv)
+  if #keys ~= SET_SCHEDULE_KEYS then return fail('invalid_input', 'wrong number of keys') end
+  local bad, _ = bad_schedule_keys(keys, argv[1], 'schedules', 'sched_due')
+  if bad then return bad end
+  local want, next_tick, lane = uint(argv[2]), uint(argv[3]), argv[4]
+  local keep = argv[3] == '' and want ~= nil and want > 0
+  if want == nil or (next_tick == nil and not keep) or not is_name(lane) or #argv < 5 or #argv % 2 ~= 0 then
+    return fail('invalid_input', 'malformed schedule arguments')
+  end
+  local kv = {}
+  for i = 5, #argv, 2 do
+    if not SCHEDULE_FIELDS[argv[i]] or argv[i] == 'lane' then
+      return fail('invalid_input', 'field ' .. tostring(argv[i]) .. ' is not a schedule definition field')
+    end
+    kv[#kv + 1] = argv[i]
+    kv[#kv + 1] = argv[i + 1]
+  end
+  local f = redis.call('HMGET', keys[1], 'rev', 'paused', 'next')
+  local rev = num(f[1])
+  if rev ~= want then return fail('schedule_changed', fmt(rev)) end
+  if keep then next_tick = num(f[3]) end
+  local now_s = fmt(now_ms())
+  rev = rev + 1
+  append_all(kv, {'lane', lane, 'next', fmt(next_tick), 'rev', rev, 'updated_at', now_s})
+  if want == 0 then append_all(kv, {'created_at', now_s}) end
+  redis.call('HSET', keys[1], unpack(kv))
+  redis.call('ZADD', keys[2], 0, argv[1])
+  if f[2] ~= '1' then
+    if next_tick > 0 then redis.call('ZADD', keys[3], next_tick, argv[1])
+    else redis.call('ZREM', keys[3], argv[1]) end
+  end
+  return ok(want == 0 and 'created' or 'updated', fmt(rev))
+end)
+
+---------------------------------------------------------------------------
+-- ff_schedule_state: pause or resume a schedule.
+-- KEYS: 1 schedule record, 2 due index
+-- ARGV: 1 id, 2 'pause' | 'resume', 3 next tick ms (resume; '0': none)
+-- A pause takes the schedule out of the due index; a resume puts it back
+-- with the next tick given (ticks that fell while paused never fire).
+-- Pausing a paused schedule or resuming a running one changes nothing.
+-- Inner commands: HMGET, then TIME, HSET (or HDEL+HSET), ZADD or ZREM.
+-- Returns ok('paused' | 'resumed' | 'unchanged').
+-- Errors: invalid_input, schedule_not_found.
+redis.register_function('ff_schedule_state', function(keys, argv)
+  if #keys ~= 2 then return fail('invalid_input', 'wrong number of keys') end
+  local bad = bad_schedule_keys(keys, argv[1], 'sched_due')
+  if bad then return bad end
+  local mode, next_tick = argv[2], uint(argv[3])
+  if (mode ~= 'pause' and mode ~= 'resume') or next_tick == nil then
+    return fail('invalid_input', 'malformed schedule state arguments')
+  end
+  local f = redis.call('HMGET', keys[1], 'rev', 'paused')
+  if not f[1] then return fail('schedule_not_found') end
+  local paused = f[2] == '1'
+  if paused == (mode == 'pause') then return ok('unchanged') end
+  local rev, now_s = fmt(num(f[1]) + 1), fmt(now_ms())
+  if mode == 'pause' then
+    redis.call('HSET', keys[1], 'paused', '1', 'rev', rev, 'updated_at', now_s)
+    redis.call('ZREM', keys[2], argv[1])
+    return ok('paused')
+  end
+  redis.call('HDEL', keys[1], 'paused')
+  redis.call('HSET', keys[1], 'next', argv[3], 'rev', rev, 'updated_at', now_s)
+  if next_tick > 0 then redis.call('ZADD', keys[2], next_tick, argv[1]) end
+  return ok('resumed')
+end)
+
+---------------------------------------------------------------------------
+-- ff_schedule_delete: remove a schedule (its executions stay).
+-- KEYS: 1 schedule record, 2 schedules index, 3 due index
+-- ARGV: 1 id
+-- Inner commands: DEL, ZREM (x2).
+-- Returns ok('deleted'). Errors: invalid_input, schedule_not_found.
+redis.register_function('ff_schedule_delete', function(keys, argv)
+  if #keys ~= 3 then return fail('invalid_input', 'wrong number of keys') end
+  local bad = bad_schedule_keys(keys, argv[1], 'schedules', 'sched_due')
+  if bad then return bad end
+  if redis.call('DEL', keys[1]) == 0 then return fail('schedule_not_found') end
+  redis.call('ZREM', keys[2], argv[1])
+  redis.call('ZREM', keys[3], argv[1])
+  return ok('deleted')
+end)
+
+---------------------------------------------------------------------------
+-- ff_schedule_fire: fire one tick of a schedule, or only skip ticks: the
+-- tick's execution is created exactly as ff_create creates it (its
+-- idempotency key is "sched:<id>:<tick>", so a tick fired again finds its
+-- execution instead of creating one), and the schedule advances to the
+-- next tick, in this one call, only when the schedule is still as the
+-- caller read it (rev and next tick): of two engines firing the same tick,
+-- one fires and the other is told schedule_changed, having written
+-- nothing.
+-- KEYS: 1 schedule record, 2 due index, then (with a tick) ff_create's 12
+--       KEYS; key 5 of those, the idempotency key, must be the tick's
+-- ARGV: 1 id, 2 rev, 3 next tick as read (ms), 4 tick to fire (ms; '0':
+--       none, only advance), 5 new next tick (ms; '0': none left), 6 ticks
+--       skipped (added to the count), then (with a tick) ff_create's ARGV
+-- Inner commands: HMGET, ff_create's (with a tick), HSET, ZADD or ZREM.
+-- Returns ok(eid, state, created) (created '1', or '0' when the tick's
+-- execution existed: eid and state are then its); ok('', '', '0')
+-- without a tick.
+-- Errors: invalid_input, schedule_not_found, schedule_changed (not as
+-- read, or paused).
+redis.register_function('ff_schedule_fire', function(keys, argv)
+  local id, tick = argv[1], uint(argv[4])
+  local want_rev, want_next, new_next, skipped = uint(argv[2]), uint(argv[3]), uint(argv[5]), uint(argv[6])
+  if want_rev == nil or want_next == nil or tick == nil or new_next == nil or skipped == nil then
+    return fail('invalid_input', 'malformed fire arguments')
+  end
+  if #keys ~= (tick > 0 and 14 or 2) then return fail('invalid_input', 'wrong number of keys') end
+  local bad, tag = bad_schedule_keys(keys, id, 'sched_due')
+  if bad then return bad end
+  local ck, c
+  if tick > 0 then
+    ck = {unpack(keys, 3, 14)}
+    local ctag
+    bad, ctag = bad_call(ck, CREATE_KEYS, 12, argv[7], argv[8])
+    if bad then return bad end
+    c = create_args(argv, 6)
+    if ctag ~= tag or not c or #argv ~= c.last then
+      return fail('invalid_input', 'malformed create arguments')
+    end
+    if ck[5] ~= 'ff:idem:' .. tag .. ':sched:' .. id .. ':' .. argv[4] then
+      return fail('invalid_input', 'key 7 is not the tick\'s idempotency key')
+    end
+  elseif #argv ~= 6 then
+    return fail('invalid_input', 'malformed fire arguments')
+  end
+  local f = redis.call('HMGET', keys[1], 'rev', 'next', 'paused', 'fired', 'skipped')
+  if not f[1] then return fail('schedule_not_found') end
+  if num(f[1]) ~= want_rev or num(f[2]) ~= want_next or f[3] == '1' then
+    return fail('schedule_changed', f[1], f[2] or '0')
+  end
+  local kv = {'next', argv[5]}
+  if skipped > 0 then append_all(kv, {'skipped', fmt(num(f[5]) + skipped)}) end
+  local reply = ok('', '', '0')
+  if tick > 0 then
+    reply = create_one(ck, c, tag)
+    if reply[1] ~= 1 then return reply end
+    local created = reply[2] ~= 'DUPLICATE'
+    local eid, state = reply[3], reply[4]
+    if created then append_all(kv, {'fired', fmt(num(f[4]) + 1)}) end
+    append_all(kv, {'last_tick', argv[4], 'last_eid', eid, 'fired_at', fmt(now_ms())})
+    reply = ok(eid, state, created and '1' or '0')
+  end
+  redis.call('HSET', keys[1], unpack(kv))
+  if new_next > 0 then redis.call('ZADD', keys[2], new_next, id)
+  else redis.call('ZREM', keys[2], id) end
+  return reply
+end)

@@ -16,6 +16,7 @@ type Backend interface {
 	PeekBackend
 	LanesBackend
 	OwnershipBackend
+	SchedulesBackend
 }
 
 var _ Backend = (*valkeybackend.Backend)(nil)

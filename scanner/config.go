@@ -20,6 +20,7 @@ const (
 	RetentionIntervalDefault   = 60 * time.Second
 	FlowIntervalDefault        = 2 * time.Second
 	FlowGraceDefault           = 5 * time.Second
+	ScheduleIntervalDefault    = 250 * time.Millisecond
 	BatchSizeDefault           = 100
 	MaxBatchesDefault          = 10
 	MaxReclaimsDefault         = sdk.MaxReclaimsDefault
@@ -57,6 +58,15 @@ type Config struct {
 	// the calls that end members and cancel flows do the work themselves,
 	// so the scanner only repairs what an interruption left. Default 5s.
 	FlowGrace time.Duration
+	// ScheduleInterval is how often due schedule ticks are fired: a tick
+	// fires within about this of its time. Idle partitions cost nothing
+	// (the peek). Default 250ms.
+	ScheduleInterval time.Duration
+	// ScheduleClock, when set, is the clock that decides which schedule
+	// ticks are due and which are missed (tests fix it). Default: the
+	// server's clock (TIME, re-read every 10s, plus the local clock's
+	// progress since).
+	ScheduleClock func() time.Time
 	// BatchSize is how many ids one read returns and one pipelined flush
 	// acts on. Default 100.
 	BatchSize int
@@ -118,6 +128,7 @@ func (c Config) withDefaults() (Config, error) {
 		{"RetentionInterval", &c.RetentionInterval, RetentionIntervalDefault},
 		{"FlowInterval", &c.FlowInterval, FlowIntervalDefault},
 		{"FlowGrace", &c.FlowGrace, FlowGraceDefault},
+		{"ScheduleInterval", &c.ScheduleInterval, ScheduleIntervalDefault},
 		{"Retention", &c.Retention, RetentionDefault},
 		{"OwnershipTTL", &c.OwnershipTTL, OwnershipTTLDefault},
 		{"LaneRefresh", &c.LaneRefresh, LaneRefreshDefault},

@@ -5,9 +5,10 @@ import (
 	"time"
 )
 
-// New builds a supervisor of the seven standard scanners (lease expiry,
-// delayed, unblock, timeouts, suspensions, flows, retention) over the partitions this engine
-// owns through ownership leases. Call Run, or use Start.
+// New builds a supervisor of the eight standard scanners (lease expiry,
+// delayed, unblock, timeouts, suspensions, flows, retention, schedules)
+// over the partitions this engine owns through ownership leases. Call
+// Run, or use Start.
 func New(b Backend, cfg Config) (*Supervisor, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
@@ -32,9 +33,20 @@ func New(b Backend, cfg Config) (*Supervisor, error) {
 			maxBatches: cfg.MaxBatches},
 		&Retention{b: b, lanes: lanes, peek: pk, interval: cfg.RetentionInterval, retention: cfg.Retention,
 			batch: cfg.BatchSize, maxBatches: cfg.MaxBatches},
+		&Schedules{b: b, peek: pk, interval: cfg.ScheduleInterval, batch: cfg.BatchSize, maxBatches: cfg.MaxBatches,
+			now: scheduleClock(cfg.ScheduleClock, own.clock)},
 	}
 	return NewSupervisor(own, SupervisorOptions{Logger: cfg.Logger, Concurrency: cfg.Concurrency,
 		PanicBackoff: cfg.PanicBackoff}, scanners...), nil
+}
+
+// scheduleClock is the schedules scanner's clock: clock when set, else the
+// estimate of the server's.
+func scheduleClock(clock func() time.Time, server *serverClock) func(context.Context) (time.Time, error) {
+	if clock != nil {
+		return func(context.Context) (time.Time, error) { return clock(), nil }
+	}
+	return server.now
 }
 
 // Start runs the standard scanners in the background until ctx ends, for a

@@ -130,6 +130,7 @@ var codeKinds = map[string]ErrorKind{
 	CodeEdgeExists: KindConflict, CodeEdgeNotFound: KindNotFound, CodeCycleDetected: KindConflict,
 	CodeInvalidDependency: KindState, CodeGroupPolicyLocked: KindConflict,
 	CodeQuotaNotFound: KindNotFound, CodeBudgetNotFound: KindNotFound,
+	CodeScheduleNotFound: KindNotFound, CodeScheduleChanged: KindContention,
 }
 
 // KindOfCode returns the kind of a known code, and KindBug for an unknown one

@@ -389,6 +389,7 @@ const (
 	RoleLeaseHistory   Role = "lease_history"   // LeaseHistorySubscriber
 	RoleFlows          Role = "flows"           // Flower
 	RoleAdmission      Role = "admission"       // Admitter
+	RoleSchedules      Role = "schedules"       // Scheduler
 )
 
 // Features names a backend and the optional roles its configuration enables.
@@ -435,6 +436,7 @@ type BackendRoles struct {
 	LeaseHistory      LeaseHistorySubscriber
 	Flows             Flower
 	Admission         Admitter
+	Schedules         Scheduler
 }
 
 // RolesOf is the one way to discover a backend's optional roles: a role is
@@ -463,6 +465,7 @@ func RolesOf(b EngineBackend) BackendRoles {
 	r.LeaseHistory = roleOf[LeaseHistorySubscriber](b, f, RoleLeaseHistory)
 	r.Flows = roleOf[Flower](b, f, RoleFlows)
 	r.Admission = roleOf[Admitter](b, f, RoleAdmission)
+	r.Schedules = roleOf[Scheduler](b, f, RoleSchedules)
 	return r
 }
 

@@ -248,7 +248,8 @@ func (b *Backend) ShutdownPrepare(ctx context.Context, grace time.Duration) erro
 // completions are on unless Options.DisableCompleteBatch.
 func (b *Backend) Features() sdk.Features {
 	roles := []sdk.Role{sdk.RoleBatchRenew, sdk.RoleWindowScan, sdk.RoleGrantClaim, sdk.RoleFusedClaim, sdk.RoleWorkerRegistry,
-		sdk.RoleEngineMonitor, sdk.RoleBatchSubmit, sdk.RoleWaiting, sdk.RoleStreams, sdk.RoleLeaseHistory, sdk.RoleFlows, sdk.RoleAdmission}
+		sdk.RoleEngineMonitor, sdk.RoleBatchSubmit, sdk.RoleWaiting, sdk.RoleStreams, sdk.RoleLeaseHistory, sdk.RoleFlows, sdk.RoleAdmission,
+		sdk.RoleSchedules}
 	if b.opts.CacheSizeEachConn >= 0 {
 		roles = append(roles, sdk.RoleReadiness, sdk.RoleTerminalWatch, sdk.RoleCompletions)
 	}

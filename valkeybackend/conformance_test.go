@@ -27,7 +27,7 @@ func TestConformance(t *testing.T) {
 	// here instead of skipping its subtests.
 	roles := []sdk.Role{sdk.RoleBatchRenew, sdk.RoleWindowScan, sdk.RoleGrantClaim, sdk.RoleFusedClaim,
 		sdk.RoleWorkerRegistry, sdk.RoleReadiness, sdk.RoleTerminalWatch, sdk.RoleCompletions, sdk.RoleArrivals, sdk.RoleLeaseEvents, sdk.RoleEngineMonitor,
-		sdk.RoleBatchSubmit, sdk.RoleCompleteBatch, sdk.RoleWaiting, sdk.RoleStreams, sdk.RoleLeaseHistory, sdk.RoleFlows, sdk.RoleAdmission}
+		sdk.RoleBatchSubmit, sdk.RoleCompleteBatch, sdk.RoleWaiting, sdk.RoleStreams, sdk.RoleLeaseHistory, sdk.RoleFlows, sdk.RoleAdmission, sdk.RoleSchedules}
 	wantRoles := map[string][]sdk.Role{
 		"standalone": append(slices.Clone(roles), sdk.RoleClaimOffers, sdk.RoleCompleteOffer),
 		"cluster":    append(slices.Clone(roles), sdk.RoleClaimOffers, sdk.RoleCompleteOffer),

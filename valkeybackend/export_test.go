@@ -25,3 +25,12 @@ var AttemptsOfForTest = attemptsOf
 // raw-call tests.
 func QuotaKeyForTest(q string) string  { return defaultKeys.quotaKey(sdk.QuotaID(q)) }
 func BudgetKeyForTest(b string) string { return defaultKeys.budgetKey(sdk.BudgetID(b)) }
+
+// ScheduleKeysForTest exposes schedule id's record and partition indexes,
+// and its partition, to the hostile tests.
+func (b *Backend) ScheduleKeysForTest(id string) (record, all, due string, partition int) {
+	p := b.schedulePartition(sdk.ScheduleID(id))
+	tag := sdk.PartitionTag(p)
+	all, due = b.ks.scheduleIndexKeys(tag)
+	return b.ks.scheduleKey(tag, sdk.ScheduleID(id)), all, due, p
+}

@@ -48,6 +48,13 @@ import (
 //	                 empty eligible set: created, requeued at once, promoted,
 //	                 reclaimed, unblocked or replayed (arrivals.go)
 //
+// Schedules (schedules.go; S a schedule's name, T the partition it hashes
+// to, where its executions are minted too):
+//
+//	ff:sched:T:S     HASH   the schedule's definition and state
+//	ff:i:T:schedules ZSET   the partition's schedules (score 0, by name)
+//	ff:i:T:sched_due ZSET   its running schedules by next tick (ms)
+//
 // Global (untagged; read at connect or rarely):
 //
 //	ff:config        HASH   partitions (fixed per deployment)
@@ -107,7 +114,7 @@ func CheckNamespace(ns string) error {
 type keyspace struct {
 	ns string
 	// prefixes: "<ns>:e:", "<ns>:i:", ...
-	e, i, wp, f, idem, own, noop, sec, arrivals, offers, handoff, inbox, w, q, bg, lane string
+	e, i, wp, f, idem, own, noop, sec, arrivals, offers, handoff, inbox, w, q, bg, lane, sched string
 	// whole keys
 	config, lanes, prepare, engines, workers string
 }
@@ -121,7 +128,7 @@ func newKeyspace(ns string) keyspace {
 		e: p + "e:", i: p + "i:", wp: p + "wp:", f: p + "f:", idem: p + "idem:", own: p + "own:",
 		noop: p + "noop:", sec: p + "sec:", arrivals: p + "arrivals:", offers: p + "offers:",
 		handoff: p + "handoff:", inbox: p + "inbox:", w: p + "w:{w:", q: p + "q:", bg: p + "bg:", lane: p + "lane:",
-		config: p + "config", lanes: p + "lanes", prepare: p + "prepare", engines: p + "engines", workers: p + "workers"}
+		sched: p + "sched:", config: p + "config", lanes: p + "lanes", prepare: p + "prepare", engines: p + "engines", workers: p + "workers"}
 }
 
 // execKeys are the per-execution keys.
@@ -290,6 +297,15 @@ func (k *keyspace) flowIndexesOf(tag string) flowIndexes {
 
 // leaseHistoryKey is partition tag's lease history stream (lua: log_lease).
 func (k *keyspace) leaseHistoryKey(tag string) string { return k.i + tag + ":lease_history" }
+
+// scheduleKey is schedule id's record on partition tag.
+func (k *keyspace) scheduleKey(tag string, id sdk.ScheduleID) string { return k.sched + tag + ":" + string(id) }
+
+// scheduleIndexKeys are partition tag's schedule indexes: every schedule,
+// and the running ones by next tick.
+func (k *keyspace) scheduleIndexKeys(tag string) (all, due string) {
+	return k.i + tag + ":schedules", k.i + tag + ":sched_due"
+}
 
 func (k *keyspace) idemKey(tag, key string) string { return k.idem + tag + ":" + key }
 

@@ -53,6 +53,8 @@ var luaCodeKinds = map[string]sdk.ErrorKind{
 	sdk.CodeSummaryConflict:           sdk.KindConflict,
 	sdk.CodeQuotaNotFound:             sdk.KindNotFound,
 	sdk.CodeBudgetNotFound:            sdk.KindNotFound,
+	sdk.CodeScheduleNotFound:          sdk.KindNotFound,
+	sdk.CodeScheduleChanged:           sdk.KindContention,
 	sdk.CodeFlowNotFound:              sdk.KindNotFound,
 	sdk.CodeFlowTerminal:              sdk.KindState,
 	sdk.CodeStaleGraphRevision:        sdk.KindContention,

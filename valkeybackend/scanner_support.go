@@ -32,6 +32,8 @@ const (
 	// (score: since).
 	HeadDepBlocked
 	HeadFlowCancels
+	// HeadSchedules is per partition: running schedules (score: next tick).
+	HeadSchedules
 )
 
 // HeadQuery names one index of one partition; Lane is required for the
@@ -92,6 +94,8 @@ func (b *Backend) IndexHeads(ctx context.Context, qs []HeadQuery) ([]Head, error
 			key = b.ks.flowIndexesOf(tag).depBlocked
 		case HeadFlowCancels:
 			key = b.ks.flowIndexesOf(tag).cancels
+		case HeadSchedules:
+			_, key = b.ks.scheduleIndexKeys(tag)
 		default:
 			return nil, sdk.NewError(op, sdk.CodeInvalidInput, "unknown head index")
 		}

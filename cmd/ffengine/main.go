@@ -1,6 +1,6 @@
 // Command ffengine runs the FlowFabric scanners as a daemon: crash recovery
 // (lease expiry), delayed promotion, unblocking, attempt timeouts and
-// deadlines, and retention. Run several for availability: they split the
+// deadlines, retention, and schedules (each tick fired once). Run several for availability: they split the
 // partitions between them through ownership leases in Valkey, and the
 // survivors take over a dead engine's partitions within one ownership TTL.
 //
@@ -140,6 +140,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&c.UnblockInterval, "unblock-interval", scanner.UnblockIntervalDefault, "how often blocked executions are matched with live workers")
 	fs.DurationVar(&c.TimeoutInterval, "timeout-interval", scanner.TimeoutIntervalDefault, "how often attempt timeouts and deadlines are enforced")
 	fs.DurationVar(&c.RetentionInterval, "retention-interval", scanner.RetentionIntervalDefault, "how often old terminal executions are trimmed")
+	fs.DurationVar(&c.ScheduleInterval, "schedule-interval", scanner.ScheduleIntervalDefault, "how often due schedule ticks are fired")
 	fs.IntVar(&c.BatchSize, "batch", scanner.BatchSizeDefault, "ids read and acted on per pipelined batch")
 	fs.IntVar(&c.MaxBatches, "max-batches", scanner.MaxBatchesDefault, "batches per partition per cycle, at most")
 	fs.IntVar(&c.MaxReclaims, "max-reclaims", scanner.MaxReclaimsDefault, "lost leases after which an execution fails terminally")

@@ -28,7 +28,7 @@ func TestHelpShowsDefaults(t *testing.T) {
 	}
 	for _, want := range []string{"-addr", "(default \"127.0.0.1:6379\")", "-lease-expiry-interval", "(default 1s)",
 		"-delayed-interval", "(default 500ms)", "-unblock-interval", "(default 5s)", "-retention-interval", "(default 1m0s)",
-		"-batch", "(default 100)", "-ownership-ttl", "(default 10s)", "-retention", "(default 24h0m0s)",
+		"-schedule-interval", "(default 250ms)", "-batch", "(default 100)", "-ownership-ttl", "(default 10s)", "-retention", "(default 24h0m0s)",
 		"-engine-id", "-partitions", "-password", EnvPassword, "-log-level", "-cluster", "-username",
 		"-skip-prepare", "-namespace", "ffengine prepare", "Exit codes", "3 permission denied", "4 incompatible library"} {
 		if !strings.Contains(out.String(), want) {
@@ -58,7 +58,7 @@ func TestPrepareHelp(t *testing.T) {
 
 func TestBadFlags(t *testing.T) {
 	for _, args := range [][]string{{"--log-level", "loud"}, {"--addr", " , "}, {"--nope"}, {"extra"},
-		{"--batch", "-1"}, {"--ownership-ttl", "1ms"}, {"--status-interval", "-1s"},
+		{"--batch", "-1"}, {"--ownership-ttl", "1ms"}, {"--status-interval", "-1s"}, {"--schedule-interval", "-1s"},
 		{"prepare", "--nope"}, {"prepare", "extra"}, {"prepare", "--addr", ""}, {"prepare", "--skip-prepare"}} {
 		var out bytes.Buffer
 		if code := run(context.Background(), args, &out); code != 2 {

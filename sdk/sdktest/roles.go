@@ -20,6 +20,7 @@ func roleEnabled(rs sdk.BackendRoles, r sdk.Role) (enabled, known bool) {
 		sdk.RoleBatchSubmit: rs.BatchSubmitter, sdk.RoleEngineMonitor: rs.EngineMonitor,
 		sdk.RoleCompleteBatch: rs.CompleteBatcher, sdk.RoleWaiting: rs.Waiter, sdk.RoleStreams: rs.Streamer, sdk.RoleTerminalWatch: rs.TerminalWatcher, sdk.RoleCompletions: rs.Completions,
 		sdk.RoleLeaseHistory: rs.LeaseHistory, sdk.RoleFlows: rs.Flows, sdk.RoleAdmission: rs.Admission,
+		sdk.RoleSchedules: rs.Schedules,
 	}
 	f, known := fields[r]
 	return known && f != nil, known

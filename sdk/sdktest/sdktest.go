@@ -170,6 +170,12 @@ var suite = []subtest{
 		{name: "lane_pause", fn: testLanePause},
 		{name: "bad_input", fn: testAdmissionBadInput},
 	}},
+	{name: "schedules", sub: []subtest{
+		{name: "fire_once", fn: testScheduleFireOnce},
+		{name: "catch_up", fn: testScheduleCatchUp},
+		{name: "states", fn: testScheduleStates},
+		{name: "bad_input", fn: testScheduleBadInput},
+	}},
 	{name: "offers", sub: []subtest{
 		{name: "handoff", fn: testHandoff},
 		{name: "withdraw", fn: testWithdrawOffers},
