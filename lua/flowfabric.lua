@@ -4208,12 +4208,13 @@ redis.register_function('ff_schedule_fire', function(keys, argv)
   if skipped > 0 then append_all(kv, {'skipped', fmt(num(f[5]) + skipped)}) end
   local reply = ok('', '', '0')
   if tick > 0 then
-    reply = create_one(ck, c, tag)
+    local now = now_ms()
+    reply = create_one(ck, c, tag, now)
     if reply[1] ~= 1 then return reply end
     local created = reply[2] ~= 'DUPLICATE'
     local eid, state = reply[3], reply[4]
     if created then append_all(kv, {'fired', fmt(num(f[4]) + 1)}) end
-    append_all(kv, {'last_tick', argv[4], 'last_eid', eid, 'fired_at', fmt(now_ms())})
+    append_all(kv, {'last_tick', argv[4], 'last_eid', eid, 'fired_at', fmt(now)})
     reply = ok(eid, state, created and '1' or '0')
   end
   redis.call('HSET', keys[1], unpack(kv))
