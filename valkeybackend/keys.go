@@ -299,7 +299,9 @@ func (k *keyspace) flowIndexesOf(tag string) flowIndexes {
 func (k *keyspace) leaseHistoryKey(tag string) string { return k.i + tag + ":lease_history" }
 
 // scheduleKey is schedule id's record on partition tag.
-func (k *keyspace) scheduleKey(tag string, id sdk.ScheduleID) string { return k.sched + tag + ":" + string(id) }
+func (k *keyspace) scheduleKey(tag string, id sdk.ScheduleID) string {
+	return k.sched + tag + ":" + string(id)
+}
 
 // scheduleIndexKeys are partition tag's schedule indexes: every schedule,
 // and the running ones by next tick.

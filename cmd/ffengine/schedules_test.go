@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"hash/fnv"
 	"regexp"
 	"slices"
 	"strconv"
@@ -13,11 +14,11 @@ import (
 	"github.com/flowfabric/flowfabric-go/valkeytest"
 )
 
-// A 1-second interval schedule run for 60s by two engine processes, each
-// SIGKILLed once mid-run and restarted (so whichever owns the schedule's
-// partition dies with it, and the partition changes hands while both
-// scan it): every tick of the minute has exactly one execution, none is
-// missing, none is doubled. The ticks are read back from the executions'
+// A 1-second interval schedule run for 60s by two engine processes: at
+// +15s and +35s the engine that owns the schedule's partition (the one
+// firing it) is SIGKILLed and restarted 1.5s later, so the partition
+// changes hands (and may be scanned by both while it does): every tick of
+// the minute has exactly one execution, none is missing, none is doubled. The ticks are read back from the executions'
 // tick tags and checked against the schedule's tick times.
 func TestScheduleOncePerTickAcrossEngineKills(t *testing.T) {
 	if testing.Short() {
@@ -48,25 +49,42 @@ func TestScheduleOncePerTickAcrossEngineKills(t *testing.T) {
 	}
 	end := start.Add(run)
 
-	restart := func(e *engineProc, name string) *engineProc {
+	// The schedule's partition (FNV-1a of its id modulo the partition
+	// count, as the README says) and the engine that owns it now.
+	h := fnv.New32a()
+	h.Write([]byte(s.ID))
+	ownKey := "ff:own:" + sdk.PartitionTag(int(h.Sum32()%16))
+	owner := func() string {
+		v, err := b.Client().Do(ctx, b.Client().B().Get().Key(ownKey).Build()).ToString()
+		if err != nil {
+			t.Fatalf("owner of %s: %v", ownKey, err)
+		}
+		return v
+	}
+	engines := map[string]*engineProc{"e1": e1, "e2": e2}
+	restart := func() {
 		t.Helper()
+		name := owner() // the engine firing the schedule dies
+		e := engines[name]
+		if e == nil {
+			t.Fatalf("%s is owned by %q", ownKey, name)
+		}
 		if err := e.cmd.Process.Kill(); err != nil {
 			t.Fatal(err)
 		}
 		<-e.exited
 		t.Logf("%s SIGKILLed at +%v", name, time.Since(start).Round(time.Millisecond))
 		time.Sleep(1500 * time.Millisecond) // its ownership leases lapse; the other takes over
+		t.Logf("%s owns the schedule's partition now", owner())
 		n := startEngine(t, name, srv.Addr(), args...)
 		n.waitLine(regexp.MustCompile(`msg="ffengine started"`), 10*time.Second)
 		t.Logf("%s restarted at +%v", name, time.Since(start).Round(time.Millisecond))
-		return n
+		engines[name] = n
 	}
 	time.Sleep(time.Until(start.Add(15 * time.Second)))
-	e1 = restart(e1, "e1")
+	restart()
 	time.Sleep(time.Until(start.Add(35 * time.Second)))
-	e2 = restart(e2, "e2")
-	_ = e1
-	_ = e2
+	restart()
 
 	// The minute's last tick fired, the schedule is paused: what it
 	// created is final.
