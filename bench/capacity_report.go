@@ -21,6 +21,18 @@ func fmtRateFine(v float64) string {
 	return fmtRate(v)
 }
 
+// foundList is each search's found rate, "4.03/s, 7.16/s, none".
+func (c *CapacityReport) foundList() string {
+	parts := make([]string, len(c.Searches))
+	for i, s := range c.Searches {
+		parts[i] = "none"
+		if s.Found > 0 {
+			parts[i] = fmtRateFine(s.Found) + "/s"
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
 // sloText is the SLO rebuilt from its clauses' numbers and known names
 // (a report may come from anywhere: its SLO string is not shown).
 func (c *CapacityReport) sloText() string {
@@ -40,10 +52,7 @@ func capacityHeadline(rep *Report) string {
 	var rate string
 	switch {
 	case !c.Met():
-		rate = "no rate tried met it in every search"
-		if c.RateMax > 0 {
-			rate += fmt.Sprintf(" (the best search: %s jobs/s)", fmtRateFine(c.RateMax))
-		}
+		rate = "no rate tried met it in every search (found per search: " + c.foundList() + ")"
 	case c.Capped:
 		rate = fmt.Sprintf("at least %s jobs/s (met at the ramp's ceiling, --max-rate %s/s)", fmtRateFine(c.RateMin), fmtRateFine(c.MaxRate))
 	default:
@@ -204,8 +213,7 @@ func capacityCard(rep *Report) (card, bool) {
 	if !g.Met {
 		cls = "miss"
 	}
-	sub := fmt.Sprintf("range %s–%s/s over %d searches · P=%d, %d workers × %d slots", fmtRateFine(c.RateMin), fmtRateFine(c.RateMax), len(c.Searches),
-		c.Partitions, rep.Config.Workers, rep.Config.Concurrency)
+	sub := fmt.Sprintf("found per search: %s · P=%d, %d workers × %d slots", c.foundList(), c.Partitions, rep.Config.Workers, rep.Config.Concurrency)
 	return card{v, "capacity at " + c.sloText(), sub, cls}, true
 }
 

@@ -160,6 +160,9 @@ func newPage(rep *Report) *page {
 			"(server times, read from the quota's window set), their mean per whole window and the handler starts' most (client clock), against the limit."},
 		{[]chart{efficiencyBars(rep)}, "Valkey commands per operation (script-internal commands included): counters noise barely moves, gated in CI."},
 	}
+	// A report without a scenario's results (a capacity search, a run of
+	// a few scenarios) leaves out its charts rather than show them empty.
+	p.Sweep, p.Paths = withData(p.Sweep), withData(p.Paths)
 	for _, r := range rep.Results {
 		lname, s := headline(r)
 		lat := []string{"-", "-", "-", "-", "-"}
@@ -224,9 +227,9 @@ const pageHTML = `<!doctype html><html lang="en"><head><meta charset="utf-8">
 {{- with .Peers}}<h2>Peers on the same server</h2><p>{{.Intro}}</p><div class="tw"><table class="peers"><thead><tr><th>system</th><th>version</th><th>best in-flight</th><th>capacity jobs/s (min–max)</th><th>Valkey CPU µs/job</th><th>commands/job</th><th>scripts/job</th><th>idle p50</th><th>idle p99</th><th>idle setting</th></tr></thead><tbody>
 {{- range .Rows}}<tr>{{range .Cells}}<td>{{.}}</td>{{end}}</tr>{{end -}}
 </tbody></table></div><div class="grid peers">{{range .Figures}}{{template "figure" .}}{{end}}</div>{{end -}}
-<h2>Partition sweep</h2><div class="grid">{{range .Sweep}}{{template "figure" .}}{{end}}</div>
+{{with .Sweep}}<h2>Partition sweep</h2><div class="grid">{{range .}}{{template "figure" .}}{{end}}</div>{{end}}
 {{- /* */ -}}
-<h2>End to end, claim path, recovery, signal → resume, stream append, completion notify, flow DAGs and admission</h2><div class="grid">{{range .Paths}}{{template "figure" .}}{{end}}</div>
+{{with .Paths}}<h2>End to end, claim path, recovery, signal → resume, stream append, completion notify, flow DAGs and admission</h2><div class="grid">{{range .}}{{template "figure" .}}{{end}}</div>{{end}}
 {{- /* */ -}}
 <h2>All results</h2><div class="tw"><table class="results"><thead><tr><th>scenario</th><th>variant</th><th>P</th><th>lost</th><th>dup</th><th>throughput</th><th>raw ceiling</th><th>ratio</th><th>latency</th><th>p50</th><th>p90</th><th>p99</th><th>p99.9</th><th>max</th><th>cmds/op</th><th>FCALLs/op</th><th>Valkey CPU µs/op</th><th>allocs/op</th></tr></thead><tbody>
 {{- range .Rows}}<tr{{with .Class}} class="{{.}}"{{end}}>{{range .Cells}}<td>{{.}}</td>{{end}}</tr>{{end -}}
@@ -248,6 +251,17 @@ const pageHTML = `<!doctype html><html lang="en"><head><meta charset="utf-8">
 {{- else if eq .Tag "circle"}}<circle cx="{{.X}}" cy="{{.Y}}" r="{{.R}}" fill="{{.Fill}}"><title>{{.Title}}</title></circle>
 {{- end}}
 {{- end}}`
+
+// withData drops the figures none of whose charts has data.
+func withData(fs []figure) []figure {
+	var out []figure
+	for _, f := range fs {
+		if slices.ContainsFunc(f.Charts, func(c chart) bool { return !c.Empty }) {
+			out = append(out, f)
+		}
+	}
+	return out
+}
 
 func plural(n int, one, many string) string {
 	if n == 1 {

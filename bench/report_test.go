@@ -521,3 +521,29 @@ func deltaE(x, y string) float64 {
 	a, b := lab(x), lab(y)
 	return math.Sqrt((a[0]-b[0])*(a[0]-b[0]) + (a[1]-b[1])*(a[1]-b[1]) + (a[2]-b[2])*(a[2]-b[2]))
 }
+
+// A capacity search's report (no scenario results but e2e's closed loop)
+// shows its capacity and leaves out the empty charts; a search that met
+// nothing says what each search found.
+func TestCapacityOnlyPage(t *testing.T) {
+	t.Parallel()
+	full := fakeReport()
+	rep := &Report{Schema: SchemaName, SchemaVersion: SchemaVersion, Config: full.Config, Anchors: full.Anchors,
+		Results: []*Result{full.Find("e2e/closed/P=16")}, Capacity: full.Capacity}
+	page := HTML(rep)
+	if strings.Contains(page, "no data in this run") || strings.Contains(page, "<h2>Partition sweep</h2>") {
+		t.Error("the capacity page shows empty charts")
+	}
+	if !strings.Contains(page, "<h2>Capacity at the SLO</h2>") || strings.Count(page, "<svg") != 2 { // capacity and commands per op
+		t.Errorf("capacity page: %d charts", strings.Count(page, "<svg"))
+	}
+	rep.Capacity.Searches[1].Found = 0
+	rep.Capacity.RateMin = 0
+	if h := Headlines(rep)[0]; !strings.Contains(h, "no rate tried met it in every search (found per search: ") ||
+		!strings.Contains(h, ", none, ") || !strings.HasSuffix(h, "[SLO: MISS]") {
+		t.Errorf("missed capacity headline %q", h)
+	}
+	if c, _ := capacityCard(rep); c.Value != "none" || c.Class != "miss" || strings.Contains(c.Sub, "--") {
+		t.Errorf("missed capacity card %+v", c)
+	}
+}

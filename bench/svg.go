@@ -174,6 +174,8 @@ type chart struct {
 	W, H  int
 	Title string
 	Els   []el
+	// Empty: the chart says "no data in this run".
+	Empty bool
 }
 
 // el is one SVG element: Tag is rect, line, text, polyline or circle. The
@@ -203,7 +205,7 @@ func gridLine(x1, x2, y1, y2, class string) el {
 // newChart starts a chart of w×h with its title, and says "no data" when
 // there is none.
 func newChart(w, h int, title string, empty bool) chart {
-	c := chart{W: w, H: h, Title: clean(title, maxTextRunes)}
+	c := chart{W: w, H: h, Title: clean(title, maxTextRunes), Empty: empty}
 	c.add(label(strconv.Itoa(padL), "20", "ct", "", c.Title))
 	if empty {
 		c.add(label(strconv.Itoa(w/2-60), strconv.Itoa(h/2), "empty", "", "no data in this run"))
