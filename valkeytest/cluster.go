@@ -30,6 +30,11 @@ type ClusterOptions struct {
 	// valkey-cli --cluster create requires at least 3.
 	Primaries int
 
+	// Replicas is the number of replicas each primary gets (valkey-cli --cluster create
+	// --cluster-replicas); StartCluster returns once every replica's link to its primary
+	// is up. Default 0. Replicas need Primaries >= 3.
+	Replicas int
+
 	// NodeTimeout is each node's cluster-node-timeout. Default 5s.
 	NodeTimeout time.Duration
 
@@ -66,18 +71,27 @@ func (o ClusterOptions) withDefaults() ClusterOptions {
 	return o
 }
 
-// Cluster is a Valkey Cluster of primaries on loopback, or an existing cluster named by
-// FF_VALKEY_CLUSTER_ADDRS.
+// Cluster is a Valkey Cluster of primaries (and their replicas) on loopback, or an
+// existing cluster named by FF_VALKEY_CLUSTER_ADDRS.
 type Cluster struct {
-	nodes []*Server
-	addrs []string
+	nodes    []*Server // every node started, for Close
+	addrs    []string  // the primaries' addresses at creation
+	primary  []*Server // the nodes created as primaries
+	replicas []*Server // the nodes created as replicas
+	opts     ClusterOptions
 }
 
-// Addrs returns the primaries' addresses, usable as valkey-go InitAddress.
+// Addrs returns the addresses of the nodes created as primaries, usable as valkey-go
+// InitAddress. After a failover one of them may be a replica or down; [Cluster.AllAddrs]
+// and [Cluster.Topology] follow the roles as they are.
 func (c *Cluster) Addrs() []string { return append([]string(nil), c.addrs...) }
 
-// Nodes returns the primaries, for fault injection (Kill, Pause, Restart a node).
-func (c *Cluster) Nodes() []*Server { return append([]*Server(nil), c.nodes...) }
+// Nodes returns the nodes created as primaries, for fault injection (Kill, Pause, Restart
+// a node).
+func (c *Cluster) Nodes() []*Server { return append([]*Server(nil), c.primary...) }
+
+// Replicas returns the nodes created as replicas (none without ClusterOptions.Replicas).
+func (c *Cluster) Replicas() []*Server { return append([]*Server(nil), c.replicas...) }
 
 // Close stops every node and removes their directories. It is a no-op for a cluster named
 // by FF_VALKEY_CLUSTER_ADDRS, and safe to call more than once.
@@ -109,24 +123,36 @@ func StartCluster(ctx context.Context, opts ClusterOptions) (*Cluster, error) {
 		"--cluster-config-file", "nodes.conf",
 		"--cluster-node-timeout", strconv.FormatInt(opts.NodeTimeout.Milliseconds(), 10),
 	}
-	c := &Cluster{}
-	for range opts.Primaries {
+	if opts.Replicas > 0 && opts.Primaries < 3 {
+		return nil, fmt.Errorf("valkeytest: a cluster with replicas needs at least 3 primaries, not %d", opts.Primaries)
+	}
+	c := &Cluster{opts: opts}
+	for range opts.Primaries * (1 + max(opts.Replicas, 0)) {
 		s, err := startLocal(ctx, nodeOpts, clusterArgs, true)
 		if err != nil {
 			_ = c.Close()
 			return nil, err
 		}
 		c.nodes = append(c.nodes, s)
-		c.addrs = append(c.addrs, s.addr)
 	}
 	var err error
 	if opts.Primaries >= 3 {
-		err = c.createWithCLI(ctx, opts.CLIBinary)
+		err = c.createWithCLI(ctx, opts.CLIBinary, opts.Replicas)
 	} else {
+		c.primary = c.nodes
 		err = c.createByHand(ctx)
 	}
 	if err == nil {
 		err = c.waitOK(ctx)
+	}
+	if err == nil && opts.Primaries >= 3 {
+		err = c.sortRoles(ctx)
+	}
+	if err == nil {
+		err = c.waitReplicasLinked(ctx)
+	}
+	for _, s := range c.primary {
+		c.addrs = append(c.addrs, s.addr)
 	}
 	if err != nil {
 		err = fmt.Errorf("%w%s", err, c.logTails())
@@ -136,13 +162,16 @@ func StartCluster(ctx context.Context, opts ClusterOptions) (*Cluster, error) {
 	return c, nil
 }
 
-func (c *Cluster) createWithCLI(ctx context.Context, cli string) error {
+func (c *Cluster) createWithCLI(ctx context.Context, cli string, replicas int) error {
 	bin, err := exec.LookPath(cli)
 	if err != nil {
 		return fmt.Errorf("valkeytest: %s not found (run `bash ci/install-valkey.sh`): %w", cli, err)
 	}
-	args := append([]string{"--cluster", "create"}, c.addrs...)
-	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
+	args := []string{"--cluster", "create"}
+	for _, s := range c.nodes {
+		args = append(args, s.addr)
+	}
+	args = append(args, "--cluster-replicas", strconv.Itoa(max(replicas, 0)), "--cluster-yes")
 	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.SysProcAttr = sysProcAttr()
 	out, err := cmd.CombinedOutput()
@@ -227,6 +256,7 @@ func NewCluster(t testing.TB) *Cluster {
 			}
 			c.addrs = append(c.addrs, a)
 			c.nodes = append(c.nodes, &Server{addr: a})
+			c.primary = append(c.primary, c.nodes[len(c.nodes)-1])
 		}
 		if len(c.addrs) == 0 {
 			t.Fatalf("valkeytest: %s=%q names no address", EnvClusterAddrs, env)
