@@ -17,8 +17,9 @@ import (
 	"github.com/flowfabric/flowfabric-go/valkeybackend"
 )
 
-// The conformance suite every backend passes, against standalone Valkey and
-// a 3-primary cluster.
+// The conformance suite every backend passes, against standalone Valkey, a
+// 3-primary cluster and a 3-primary cluster with a replica each (replicas
+// change what the client discovers and where FUNCTION LOAD lands).
 func TestConformance(t *testing.T) {
 	const maxPayload = 64 << 10
 	opts := valkeybackend.Options{MaxPayloadBytes: maxPayload}
@@ -32,7 +33,8 @@ func TestConformance(t *testing.T) {
 		"standalone": append(slices.Clone(roles), sdk.RoleClaimOffers, sdk.RoleCompleteOffer),
 		"cluster":    append(slices.Clone(roles), sdk.RoleClaimOffers, sdk.RoleCompleteOffer),
 	}
-	for _, topo := range topologies() {
+	wantRoles["cluster-replicas"] = wantRoles["cluster"]
+	for _, topo := range append(topologies(), topology{"cluster-replicas", replicatedCluster}) {
 		t.Run(topo.name, func(t *testing.T) {
 			addrs := topo.addrs(t)
 			got := slices.Sorted(slices.Values(freshBackend(t, addrs, opts).Features().Roles))

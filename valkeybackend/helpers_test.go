@@ -17,8 +17,9 @@ type topology struct {
 }
 
 var (
-	sharedServer  *valkeytest.Server
-	sharedCluster *valkeytest.Cluster
+	sharedServer   *valkeytest.Server
+	sharedCluster  *valkeytest.Cluster
+	sharedReplicas *valkeytest.Cluster
 )
 
 // topologies returns standalone and a 3-primary cluster, each started once
@@ -48,6 +49,19 @@ func topologies() []topology {
 	}
 }
 
+// replicatedCluster is a 3-primary cluster with a replica each, started
+// once per test binary and shared (tests flush before use).
+func replicatedCluster(t *testing.T) []string {
+	if sharedReplicas == nil {
+		c, err := valkeytest.StartCluster(context.Background(), valkeytest.ClusterOptions{Replicas: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sharedReplicas = c
+	}
+	return sharedReplicas.Addrs()
+}
+
 func TestMain(m *testing.M) {
 	code := m.Run()
 	if sharedServer != nil {
@@ -55,6 +69,9 @@ func TestMain(m *testing.M) {
 	}
 	if sharedCluster != nil {
 		sharedCluster.Close()
+	}
+	if sharedReplicas != nil {
+		sharedReplicas.Close()
 	}
 	os.Exit(code)
 }

@@ -49,6 +49,9 @@
 // With --sdk --payload-work a task whose payload is "work=<duration>"
 // works that long instead of --work-min..--work-max.
 //
+// With --master-set NAME it connects through the Sentinel(s) at --addr to
+// the primary of master set NAME, and follows its failovers.
+//
 // With --engine it runs no worker: it runs the standard scanners
 // (scanner.Start) with the --scan-interval, --flow-grace and
 // --ownership-ttl given, prints "ready" once it owns every partition, and
@@ -128,11 +131,16 @@ func main() {
 	scanEvery := flag.Duration("scan-interval", 100*time.Millisecond, "with --engine: every scanner's interval")
 	flowGrace := flag.Duration("flow-grace", 500*time.Millisecond, "with --engine: scanner.Config.FlowGrace")
 	ownTTL := flag.Duration("ownership-ttl", time.Second, "with --engine: scanner.Config.OwnershipTTL")
+	masterSet := flag.String("master-set", "", "connect through the Sentinel(s) at --addr to the primary of this master set")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	b, err := valkeybackend.Connect(ctx, valkeybackend.Options{Addrs: strings.Split(*addr, ",")})
+	opts := valkeybackend.Options{Addrs: strings.Split(*addr, ",")}
+	if *masterSet != "" {
+		opts.ConfigureClient = func(co *valkey.ClientOption) { co.Sentinel = valkey.SentinelOption{MasterSet: *masterSet} }
+	}
+	b, err := valkeybackend.Connect(ctx, opts)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "faultworker:", err)
 		os.Exit(1)

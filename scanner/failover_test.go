@@ -1,0 +1,358 @@
+package scanner_test
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/valkey-io/valkey-go"
+
+	"github.com/flowfabric/flowfabric-go/sdk"
+	"github.com/flowfabric/flowfabric-go/valkeybackend"
+	"github.com/flowfabric/flowfabric-go/valkeytest"
+)
+
+// The failover tests run work through a topology change: sdk worker
+// processes (internal/faultworker --sdk, logging each handler's start and
+// end to files, which a failover cannot lose), the engine in the test
+// process, executions submitted open loop, and a primary failed over,
+// killed or a slot moved halfway through. Each checks, for every execution
+// whose create was acknowledged:
+//
+//   - lost: it ends completed (a create retried after an error carries its
+//     idempotency key, so a retry never makes a second execution);
+//   - duplicated: no more than one handler run ended with its Complete
+//     returning nil, and the engine's lease history holds at most one
+//     completion for it;
+//   - successes turned into failures: none ends failed or in any state but
+//     completed.
+//
+// It logs the time from the fault to the first handler start on a
+// partition the fault touched (claims resuming there) and how many
+// handler runs ended in an error (their lease was lost while their node
+// was away, and another attempt ran them).
+
+// failoverLane is the lane of the failover tests' executions.
+const failoverLane = "failover"
+
+// failoverScenario is one failover test's setup.
+type failoverScenario struct {
+	n, rate    int      // executions, submitted at rate per second
+	workerAddr string   // the workers' --addr
+	workerArgs []string // more faultworker flags (--master-set)
+	opts       valkeybackend.Options
+	// fault changes the topology once half the executions are submitted
+	// and returns when it is done, with the partitions whose slot it
+	// touched and the instant it began.
+	fault func(t *testing.T, ctx context.Context, b *valkeybackend.Backend) (affected []int, at time.Time)
+}
+
+// failoverResult is what runFailover measured.
+type failoverResult struct {
+	resume    time.Duration // fault to the first handler start on an affected partition
+	faultTook time.Duration // fault's own duration (until the new topology settled)
+	elapsed   time.Duration // first submission to the last completion
+	handbacks int           // handler runs that ended in an error
+	retries   int           // create calls retried after an error
+	dups      int           // executions with more than one successful completion
+}
+
+func runFailover(t *testing.T, sc failoverScenario) failoverResult {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	sc.opts.Partitions = 16
+	b, err := valkeybackend.Connect(ctx, sc.opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	engine := runEngine(t, b, faultConfig(t))
+	dir := t.TempDir()
+	args := append([]string{"--sdk", "--starts-dir", dir, "--ends", "--upstreams=false", "--lane", failoverLane,
+		"--concurrency", "8", "--lease-ttl", "2s", "--work-min", "5ms", "--work-max", "20ms"}, sc.workerArgs...)
+	for i := range 2 {
+		startWorker(t, sc.workerAddr, fmt.Sprintf("fo-w%d", i), args...)
+	}
+
+	var (
+		mu       sync.Mutex
+		acked    = map[sdk.ExecutionID]bool{}
+		retries  int
+		failures []string
+		wg       sync.WaitGroup
+		affected []int
+		faultAt  time.Time
+		faultEnd time.Time
+		faultWG  sync.WaitGroup
+	)
+	sem := make(chan struct{}, 64)
+	start := time.Now()
+	for i := range sc.n {
+		time.Sleep(time.Until(start.Add(time.Duration(i) * time.Second / time.Duration(sc.rate))))
+		if i == sc.n/2 {
+			faultWG.Go(func() {
+				a, at := sc.fault(t, ctx, b)
+				mu.Lock()
+				affected, faultAt, faultEnd = a, at, time.Now()
+				mu.Unlock()
+			})
+		}
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			key := fmt.Sprintf("fo-%d", i)
+			for try := 0; ; try++ {
+				cctx, ccancel := context.WithTimeout(ctx, 5*time.Second)
+				r, err := b.CreateExecution(cctx, sdk.CreateExecutionArgs{Lane: failoverLane, Kind: "k",
+					IdempotencyKey: key, LeaseHistory: true})
+				ccancel()
+				mu.Lock()
+				if err == nil {
+					acked[r.ID] = true
+				} else if try > 0 && time.Since(start) > time.Minute {
+					failures = append(failures, fmt.Sprintf("create %s: %v", key, err))
+					err = nil
+				} else {
+					retries++
+				}
+				mu.Unlock()
+				if err == nil {
+					return
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+		})
+	}
+	wg.Wait()
+	faultWG.Wait()
+	if len(failures) > 0 {
+		t.Fatalf("%d creates never acknowledged; first: %s", len(failures), failures[0])
+	}
+	submitted := time.Since(start)
+
+	// Wait for every acknowledged execution to end.
+	remaining := map[sdk.ExecutionID]bool{}
+	for id := range acked {
+		remaining[id] = true
+	}
+	deadline := time.Now().Add(45 * time.Second)
+	for len(remaining) > 0 && time.Now().Before(deadline) {
+		for id := range remaining {
+			s, err := b.ReadExecutionState(ctx, id)
+			if err == nil && (s == sdk.StateCompleted || s == sdk.StateFailed || s == sdk.StateCancelled || s == sdk.StateExpired) {
+				delete(remaining, id)
+			}
+		}
+		if len(remaining) > 0 {
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	elapsed := time.Since(start)
+
+	// What the workers' logs say.
+	completedRuns := map[sdk.ExecutionID]int{}
+	handbacks := 0
+	outcomes := map[string]int{}
+	readWorkerRecords(t, dir, "ends", func(_ string, fs []string, _ time.Time) {
+		if fs[3] == "completed" {
+			completedRuns[sdk.ExecutionID(fs[0])]++
+		} else {
+			handbacks++
+			outcomes[fs[3]]++
+		}
+	})
+	inAffected := map[string]bool{}
+	for _, p := range affected {
+		inAffected[sdk.PartitionTag(p)] = true
+	}
+	var resume time.Duration = -1
+	readWorkerRecords(t, dir, "starts", func(_ string, fs []string, at time.Time) {
+		tag, _, _ := strings.Cut(fs[0], "}")
+		tag += "}"
+		if at.After(faultAt) && inAffected[tag] && (resume < 0 || at.Sub(faultAt) < resume) {
+			resume = at.Sub(faultAt)
+		}
+	})
+	history, _ := leaseCompletions(t, b)
+
+	var lost, turned, dups []string
+	for id := range acked {
+		s, err := b.ReadExecutionState(ctx, id)
+		switch {
+		case err != nil:
+			lost = append(lost, fmt.Sprintf("%s (%v)", id, err))
+		case s == sdk.StateFailed || s == sdk.StateCancelled || s == sdk.StateExpired:
+			turned = append(turned, fmt.Sprintf("%s ended %s", id, s))
+		case s != sdk.StateCompleted:
+			lost = append(lost, fmt.Sprintf("%s still %s", id, s))
+		}
+		if completedRuns[id] > 1 || history[id] > 1 {
+			dups = append(dups, fmt.Sprintf("%s: %d runs completed, %d completions in the lease history", id, completedRuns[id], history[id]))
+		}
+	}
+	sort.Strings(lost)
+	sort.Strings(dups)
+	res := failoverResult{resume: resume, faultTook: faultEnd.Sub(faultAt), elapsed: elapsed, handbacks: handbacks,
+		retries: retries, dups: len(dups)}
+	t.Logf("%d executions acknowledged (submitted in %v, %d create retries), all ended %v after the first submission; "+
+		"fault took %v; first handler start on an affected partition (%d partitions) %v after the fault; "+
+		"%d handler runs ended in an error and were run again %v",
+		len(acked), submitted.Round(time.Millisecond), retries, elapsed.Round(time.Millisecond), res.faultTook.Round(time.Millisecond),
+		len(affected), resume.Round(time.Millisecond), handbacks, outcomes)
+	// The engine owns every partition again: ownership lost while a node
+	// was away is taken back.
+	octx, ocancel := context.WithTimeout(ctx, 10*time.Second)
+	defer ocancel()
+	if err := engine.WaitOwned(octx, b.Partitions()); err != nil {
+		t.Errorf("the engine does not own all %d partitions after the fault: %v", b.Partitions(), err)
+	}
+	if len(acked) != sc.n {
+		t.Errorf("%d of %d creates acknowledged", len(acked), sc.n)
+	}
+	if len(lost) > 0 {
+		t.Errorf("%d acknowledged executions lost; first: %s", len(lost), strings.Join(lost[:min(5, len(lost))], "; "))
+	}
+	if len(dups) > 0 {
+		t.Errorf("%d executions completed more than once; first: %s", len(dups), strings.Join(dups[:min(5, len(dups))], "; "))
+	}
+	if len(turned) > 0 {
+		t.Errorf("%d successes turned into failures; first: %s", len(turned), strings.Join(turned[:min(5, len(turned))], "; "))
+	}
+	if len(affected) > 0 && resume < 0 {
+		t.Errorf("no handler started on the %d affected partitions after the fault", len(affected))
+	}
+	return res
+}
+
+// failoverCluster starts a 3-primary cluster with a replica each, with a
+// 1s cluster-node-timeout so a dead primary's replica takes over in about
+// two seconds, and closes it when the test ends.
+func failoverCluster(t *testing.T) *valkeytest.Cluster {
+	t.Helper()
+	cl, err := valkeytest.StartCluster(t.Context(), valkeytest.ClusterOptions{Replicas: 1, NodeTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cl.Close() })
+	return cl
+}
+
+// partitionsOn returns the partitions (of 16) whose slot owner is s.
+func partitionsOn(t *testing.T, ctx context.Context, cl *valkeytest.Cluster, s *valkeytest.Server) []int {
+	t.Helper()
+	var out []int
+	for p := range 16 {
+		slot, err := cl.KeySlot(ctx, sdk.PartitionTag(p))
+		if err != nil {
+			t.Error(err)
+			return nil
+		}
+		if owner, err := cl.SlotOwner(ctx, slot); err == nil && owner == s {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// TestFailoverClusterPrimaryKilled: 2,000 executions submitted at 500/s on
+// a 3x1 cluster; halfway the primary of partition 0 is SIGKILLed and its
+// replica promoted by the cluster.
+func TestFailoverClusterPrimaryKilled(t *testing.T) {
+	cl := failoverCluster(t)
+	runFailover(t, failoverScenario{n: 2000, rate: 500, workerAddr: strings.Join(cl.Addrs(), ","),
+		opts: valkeybackend.Options{Addrs: cl.Addrs()},
+		fault: func(t *testing.T, ctx context.Context, _ *valkeybackend.Backend) ([]int, time.Time) {
+			slot, _ := cl.KeySlot(ctx, sdk.PartitionTag(0))
+			victim, err := cl.SlotOwner(ctx, slot)
+			if err != nil {
+				t.Error(err)
+				return nil, time.Now()
+			}
+			affected := partitionsOn(t, ctx, cl, victim)
+			at := time.Now()
+			promoted, err := cl.KillPrimary(ctx, victim)
+			if err != nil {
+				t.Error(err)
+			} else {
+				t.Logf("SIGKILL of %s: %s promoted everywhere after %v", victim.Addr(), promoted.Addr(), time.Since(at).Round(time.Millisecond))
+			}
+			return affected, at
+		}})
+}
+
+// TestFailoverClusterManual: as TestFailoverClusterPrimaryKilled with a
+// manual CLUSTER FAILOVER on the replica instead of a kill.
+func TestFailoverClusterManual(t *testing.T) {
+	cl := failoverCluster(t)
+	runFailover(t, failoverScenario{n: 2000, rate: 500, workerAddr: strings.Join(cl.Addrs(), ","),
+		opts: valkeybackend.Options{Addrs: cl.Addrs()},
+		fault: func(t *testing.T, ctx context.Context, _ *valkeybackend.Backend) ([]int, time.Time) {
+			slot, _ := cl.KeySlot(ctx, sdk.PartitionTag(0))
+			owner, err := cl.SlotOwner(ctx, slot)
+			if err == nil {
+				var replica *valkeytest.Server
+				if replica, err = cl.ReplicaOf(ctx, owner); err == nil {
+					affected := partitionsOn(t, ctx, cl, owner)
+					at := time.Now()
+					if err = cl.Failover(ctx, replica); err == nil {
+						return affected, at
+					}
+				}
+			}
+			t.Error(err)
+			return nil, time.Now()
+		}})
+}
+
+// TestFailoverClusterSlotMigration: as TestFailoverClusterPrimaryKilled,
+// with partition 0's slot moved, 10 keys per MIGRATE, to a primary that
+// joined the cluster empty (no data, no Functions library) while work
+// flows.
+func TestFailoverClusterSlotMigration(t *testing.T) {
+	cl := failoverCluster(t)
+	added, err := cl.AddPrimary(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	runFailover(t, failoverScenario{n: 2000, rate: 500, workerAddr: strings.Join(cl.Addrs(), ","),
+		opts: valkeybackend.Options{Addrs: cl.Addrs()},
+		fault: func(t *testing.T, ctx context.Context, _ *valkeybackend.Backend) ([]int, time.Time) {
+			slot, _ := cl.KeySlot(ctx, sdk.PartitionTag(0))
+			at := time.Now()
+			if err := cl.MigrateSlot(ctx, slot, added, valkeytest.MigrateOptions{Batch: 10, Pause: 5 * time.Millisecond}); err != nil {
+				t.Error(err)
+			}
+			t.Logf("slot %d moved to %s in %v", slot, added.Addr(), time.Since(at).Round(time.Millisecond))
+			return []int{0}, at
+		}})
+}
+
+// TestFailoverSentinel: 1,000 executions at 500/s through a Sentinel (the
+// workers and the engine connect through it); halfway the primary is
+// SIGKILLed and the Sentinel promotes the replica.
+func TestFailoverSentinel(t *testing.T) {
+	r := valkeytest.NewReplicated(t, valkeytest.ReplicatedOptions{})
+	runFailover(t, failoverScenario{n: 1000, rate: 500, workerAddr: r.SentinelAddr(),
+		workerArgs: []string{"--master-set", r.MasterName()},
+		opts: valkeybackend.Options{Addrs: []string{r.SentinelAddr()}, ConfigureClient: func(co *valkey.ClientOption) {
+			co.Sentinel = valkey.SentinelOption{MasterSet: r.MasterName()}
+		}},
+		fault: func(t *testing.T, ctx context.Context, _ *valkeybackend.Backend) ([]int, time.Time) {
+			at := time.Now()
+			p, err := r.KillPrimary(ctx)
+			if err != nil {
+				t.Error(err)
+			} else {
+				t.Logf("SIGKILL of the primary: the Sentinel promoted %s after %v", p.Addr(), time.Since(at).Round(time.Millisecond))
+			}
+			all := make([]int, 16)
+			for i := range all {
+				all[i] = i
+			}
+			return all, at
+		}})
+}
