@@ -253,6 +253,9 @@ func (b *Backend) subscribeArrivals(ctx context.Context) {
 		b.arrive.done.Go(func() {
 			for ctx.Err() == nil {
 				_ = b.client.Receive(ctx, b.client.B().Ssubscribe().Channel(chs...).Build(), handle)
+				if b.cluster && ctx.Err() == nil {
+					b.slotMoved(ctx, chs[0])
+				}
 				select {
 				case <-ctx.Done():
 				case <-time.After(arrivalsResubscribeEvery):
@@ -260,6 +263,27 @@ func (b *Backend) subscribeArrivals(ctx context.Context) {
 			}
 		})
 	}
+}
+
+// slotMoved runs when a partition's arrivals subscription ended on a
+// cluster: its node went away, or the server dropped the subscription
+// because the slot moved to another primary (failover, migration). A
+// cached read of that slot is then not to be trusted: the client-side
+// cache lives per connection, and a key read (empty, say) from the old
+// owner gets no invalidation for what the new owner writes, while the
+// client keeps serving it from memory and so never meets the MOVED that
+// would route it to the new owner. One uncached command on the slot
+// (EXISTS of the channel's name, which shares the partition's hash tag)
+// meets the MOVED and refreshes valkey-go's slot map; then everything the
+// readiness state knew is forgotten and idle workers are woken, as after a
+// reconnect, so they read again from the owner. A rare event: a node
+// change or a subscription's end, never a job's path.
+func (b *Backend) slotMoved(ctx context.Context, sameSlot string) {
+	rctx, cancel := context.WithTimeout(ctx, b.opts.ConnWriteTimeout)
+	defer cancel()
+	_ = b.client.Do(rctx, b.client.B().Exists().Key(sameSlot).Build()).Error()
+	b.ready.forget()
+	b.watch.wakeAll()
 }
 
 // WatchArrivals returns an unbuffered channel that receives the arrivals of

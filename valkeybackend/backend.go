@@ -39,6 +39,7 @@ type Backend struct {
 	claiming   sync.Map      // execution ids with a GrantAndClaim in flight
 	regs       registrations // worker instances this process registered
 	lib        library       // the library Prepare loads (the embedded one)
+	healedAt   atomic.Int64  // unix ns of the last Prepare a missing library started (heal.go)
 	closeOnce  sync.Once
 }
 
@@ -115,7 +116,7 @@ func Connect(ctx context.Context, opts Options) (*Backend, error) {
 		}
 		return nil, sdk.TransportError("connect", err)
 	}
-	b.client = client
+	b.client = healingClient{Client: client, b: b}
 	b.watch.mu.Lock()
 	b.watch.prefetch = b.prefetchHead
 	b.watch.awaitsArrivals = b.arrive.watched

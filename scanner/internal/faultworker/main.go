@@ -450,6 +450,7 @@ func (w *worker) recordEnd(h sdk.Handle, err error) {
 			code = "other"
 		}
 		outcome = "error:" + code
+		fmt.Fprintf(os.Stderr, "faultworker: %s: handler of %s ended: %v\n", w.instance, h.ExecutionID, err)
 	}
 	w.startsMu.Lock()
 	defer w.startsMu.Unlock()
