@@ -240,9 +240,10 @@ func (r *Replicated) KillPrimary(ctx context.Context) (*Server, error) {
 
 // WaitFailover waits until the Sentinel names a primary other than old, that node
 // answers as a primary, and every other running data node replicates it with its link
-// up; it returns the new primary. A node that still follows another (the old primary
-// back, which the Sentinel reconfigures only after several of its 10s INFO rounds) is
-// told REPLICAOF the new primary, as the Sentinel would, to save that wait.
+// up; it returns the new primary. Once the Sentinel's failover is over, a node that
+// still follows another (the old primary, which the Sentinel reconfigures only after
+// several of its INFO rounds) is told REPLICAOF the new primary, as the Sentinel would,
+// to save that wait.
 func (r *Replicated) WaitFailover(ctx context.Context, old *Server) (*Server, error) {
 	last := ""
 	for {
@@ -276,7 +277,7 @@ func (r *Replicated) settled(ctx context.Context, p *Server) string {
 			continue
 		}
 		info, err := command(ctx, s.Addr(), "INFO", "replication")
-		if err == nil && infoField(info, "master_port") != strconv.Itoa(p.port) {
+		if err == nil && infoField(info, "master_port") != strconv.Itoa(p.port) && r.failoverDone(ctx) {
 			_, err = command(ctx, s.Addr(), "REPLICAOF", "127.0.0.1", strconv.Itoa(p.port))
 		}
 		if err != nil || infoField(info, "master_port") != strconv.Itoa(p.port) || infoField(info, "master_link_status") != "up" {
@@ -285,6 +286,23 @@ func (r *Replicated) settled(ctx context.Context, p *Server) string {
 		}
 	}
 	return ""
+}
+
+// failoverDone reports whether the Sentinel has finished its failover: its
+// master entry's flags say master alone (no failover_in_progress), so a
+// node told to follow the new primary cannot race the Sentinel's own steps.
+func (r *Replicated) failoverDone(ctx context.Context) bool {
+	out, err := command(ctx, r.sentinel.Addr(), "SENTINEL", "MASTER", r.name)
+	if err != nil {
+		return false
+	}
+	f := strings.Split(out, "\n")
+	for i := 0; i+1 < len(f); i += 2 {
+		if f[i] == "flags" {
+			return f[i+1] == "master"
+		}
+	}
+	return false
 }
 
 // NewReplicated returns a primary with one replica and a Sentinel for the test, and
