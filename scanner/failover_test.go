@@ -11,6 +11,7 @@ import (
 
 	"github.com/valkey-io/valkey-go"
 
+	"github.com/flowfabric/flowfabric-go/lua"
 	"github.com/flowfabric/flowfabric-go/sdk"
 	"github.com/flowfabric/flowfabric-go/valkeybackend"
 	"github.com/flowfabric/flowfabric-go/valkeytest"
@@ -275,6 +276,26 @@ func partitionsOn(t *testing.T, ctx context.Context, cl *valkeytest.Cluster, s *
 	return out
 }
 
+// checkLibrary fails the test unless the node at addr holds this build's
+// library version (a promoted replica got it by replication).
+func checkLibrary(t *testing.T, ctx context.Context, addr string) {
+	t.Helper()
+	c, err := valkey.NewClient(valkey.ClientOption{InitAddress: []string{addr}, ForceSingleClient: true, DisableCache: true})
+	if err != nil {
+		t.Error(err)
+		return
+	}
+	defer c.Close()
+	v, err := c.Do(ctx, c.B().FcallRo().Function("ff_version").Numkeys(0).Build()).ToArray()
+	if err != nil || len(v) < 3 {
+		t.Errorf("ff_version on %s: %v, %v", addr, v, err)
+		return
+	}
+	if got, _ := v[2].ToString(); got != lua.Version {
+		t.Errorf("%s holds library v%s, want v%s", addr, got, lua.Version)
+	}
+}
+
 // TestFailoverClusterPrimaryKilled: 2,000 executions submitted at 500/s on
 // a 3x1 cluster; halfway the primary of partition 0 is SIGKILLed and its
 // replica promoted by the cluster.
@@ -296,6 +317,7 @@ func TestFailoverClusterPrimaryKilled(t *testing.T) {
 				t.Error(err)
 			} else {
 				t.Logf("SIGKILL of %s: %s promoted everywhere after %v", victim.Addr(), promoted.Addr(), time.Since(at).Round(time.Millisecond))
+				checkLibrary(t, ctx, promoted.Addr())
 			}
 			return affected, at
 		}})
@@ -316,6 +338,7 @@ func TestFailoverClusterManual(t *testing.T) {
 					affected := partitionsOn(t, ctx, cl, owner)
 					at := time.Now()
 					if err = cl.Failover(ctx, replica); err == nil {
+						checkLibrary(t, ctx, replica.Addr())
 						return affected, at
 					}
 				}
@@ -369,6 +392,7 @@ func TestFailoverSentinel(t *testing.T) {
 				t.Error(err)
 			} else {
 				t.Logf("SIGKILL of the primary: the Sentinel promoted %s after %v", p.Addr(), time.Since(at).Round(time.Millisecond))
+				checkLibrary(t, ctx, p.Addr())
 			}
 			all := make([]int, 16)
 			for i := range all {
