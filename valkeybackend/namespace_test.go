@@ -428,6 +428,18 @@ func TestNamespacePrepare(t *testing.T) {
 	if err := create(pa); err != nil {
 		t.Fatalf("pa's create with pb's library gone: %v", err)
 	}
+	// pb's refused create started a Prepare in the background (heal.go),
+	// which loads pb's library again; take it away once more for the lock
+	// check below.
+	for deadline := time.Now().Add(5 * time.Second); !slices.Contains(libraries(t, addrs)["flowfabric_pb"], "pb_version"); {
+		if time.Now().After(deadline) {
+			t.Fatal("pb's library not loaded again within 5s of the refused create")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := valkeytest.DeleteLibrary(ctx, addrs, "flowfabric_pb"); err != nil {
+		t.Fatal(err)
+	}
 	// pa's load lock held: pb's Prepare does not wait for it.
 	raw := nodeClients(t, addrs)[0]
 	defer raw.Close()
