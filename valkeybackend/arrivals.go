@@ -274,17 +274,30 @@ func (b *Backend) subscribeArrivals(ctx context.Context) {
 // client keeps serving it from memory and so never meets the MOVED that
 // would route it to the new owner. One uncached command on the slot
 // (EXISTS of the channel's name, which shares the partition's hash tag)
-// meets the MOVED and refreshes valkey-go's slot map; then everything the
+// meets the MOVED and has valkey-go refresh its slot map, which it does
+// lazily, within a second on clusters under 100 nodes; so everything the
 // readiness state knew is forgotten and idle workers are woken, as after a
-// reconnect, so they read again from the owner. A rare event: a node
+// reconnect, both at once and again once that refresh is surely done
+// (slotMovedSettle), so the reads go to the owner. A rare event: a node
 // change or a subscription's end, never a job's path.
 func (b *Backend) slotMoved(ctx context.Context, sameSlot string) {
 	rctx, cancel := context.WithTimeout(ctx, b.opts.ConnWriteTimeout)
 	defer cancel()
 	_ = b.client.Do(rctx, b.client.B().Exists().Key(sameSlot).Build()).Error()
-	b.ready.forget()
-	b.watch.wakeAll()
+	forget := func() {
+		if ctx.Err() == nil {
+			b.ready.forget()
+			b.watch.wakeAll()
+		}
+	}
+	forget()
+	time.AfterFunc(slotMovedSettle, forget)
 }
+
+// slotMovedSettle is how long after a MOVED slotMoved forgets the
+// readiness state again: valkey-go refreshes its slot map after a random
+// delay of up to 1s on clusters under 100 nodes.
+const slotMovedSettle = 1500 * time.Millisecond
 
 // WatchArrivals returns an unbuffered channel that receives the arrivals of
 // lanes while its reader waits on it (see sdk.ArrivalWatcher). The first
