@@ -65,6 +65,10 @@ func TestUnderWorkerACL(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	if _, err := f.b.PutSchedule(f.ctx, sdk.Schedule{ID: "acl", Every: time.Hour, Lane: lane, Kind: "k"}); err != nil {
+		t.Fatal(err)
+	}
+
 	const pw = "ffctl-worker-secret"
 	if err := valkeytest.SetUser(f.ctx, addrs, "ff-worker", workerRules(t, pw)...); err != nil {
 		t.Fatal(err)
@@ -91,6 +95,11 @@ func TestUnderWorkerACL(t *testing.T) {
 		{"executions", "replay", string(dead)},
 		{"executions", "cancel", string(waiting)},
 		{"signal", "--token", out.Waitpoints[0].Token, "--name", "go"},
+		{"schedules"},
+		{"schedules", "describe", "acl"},
+		{"schedules", "pause", "acl"},
+		{"schedules", "resume", "acl"},
+		{"schedules", "delete", "acl"},
 	} {
 		if stdout, stderr, code := as("ff-worker", pw, args...); code != exitOK {
 			t.Errorf("%v as ff-worker exited %d: %s%s", args, code, stdout, stderr)

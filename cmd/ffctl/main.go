@@ -1,5 +1,5 @@
 // Command ffctl is the operator's command line: it lists, describes and
-// acts on executions, lanes, suspensions, streams and flows of a
+// acts on executions, lanes, suspensions, streams, flows and schedules of a
 // FlowFabric deployment, through the sdk API on the Valkey backend.
 //
 //	ffctl executions list --lane emails --state failed
@@ -16,7 +16,7 @@
 //	0  ok
 //	1  failure: cannot connect, a transport error, anything else
 //	2  usage: bad flags, arguments or input (nothing was written)
-//	3  not found: the execution, flow or waitpoint does not exist
+//	3  not found: the execution, flow, waitpoint or schedule does not exist
 //	4  refused: the entity's state forbids the action (e.g. cancelling
 //	   an execution that ended); nothing was written
 //	5  permission denied: the Valkey ACL user may not run a command ffctl
@@ -140,6 +140,19 @@ func init() {
 			}, run: runTail},
 		{path: "flows describe", args: "FLOWID", short: "a flow, its members' states and its edges",
 			run: runFlow},
+		{path: "schedules", short: "every schedule: when it ticks, its lane and kind, next and last tick, counts",
+			flags: func(fs *flag.FlagSet, e *env) {
+				fs.IntVar(&e.limit, "limit", 100, "page size, 1..1000")
+				fs.StringVar(&e.after, "after", "", "resume after this schedule `id` (a previous page's next)")
+			}, run: runSchedules},
+		{path: "schedules describe", args: "ID", short: "a schedule's definition and state",
+			run: runScheduleDescribe},
+		{path: "schedules pause", args: "ID", short: "stop a schedule's ticks until it is resumed",
+			run: runScheduleAction("pause")},
+		{path: "schedules resume", args: "ID", short: "resume a schedule at its next tick after now (paused ticks never fire)",
+			run: runScheduleAction("resume")},
+		{path: "schedules delete", args: "ID", short: "delete a schedule (the executions it created stay)",
+			run: runScheduleAction("delete")},
 	}
 }
 
@@ -349,7 +362,7 @@ const exitCodesHelp = `Exit codes:
   0 ok
   1 failure (cannot connect, transport error, anything else)
   2 usage: bad flags, arguments or input; nothing was written
-  3 not found: the execution, flow or waitpoint does not exist
+  3 not found: the execution, flow, waitpoint or schedule does not exist
   4 refused: its state forbids the action (e.g. cancel of an ended execution); nothing was written
   5 permission denied: the Valkey ACL user may not run a command ffctl needs
 `
@@ -357,7 +370,7 @@ const exitCodesHelp = `Exit codes:
 func topUsage(w io.Writer) {
 	fmt.Fprint(w, "Usage: ffctl COMMAND [ARGS] [FLAGS]  (flags may come first too)\n\n"+
 		"Operates a FlowFabric deployment: lists, describes and acts on executions, lanes,\n"+
-		"suspensions, streams and flows. Tables by default, -o json for scripts.\n\nCommands:\n")
+		"suspensions, streams, flows and schedules. Tables by default, -o json for scripts.\n\nCommands:\n")
 	for _, c := range commands {
 		fmt.Fprintf(w, "  %-32s %s\n", strings.TrimSpace(c.path+" "+c.args), c.short)
 	}
