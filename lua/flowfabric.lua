@@ -122,7 +122,7 @@ write (bad_call, bad_keys: string work, no command) and answers
 invalid_input, having written nothing, when one is off.
 ]]
 
-local VERSION = '29'
+local VERSION = '30'
 -- MIN_CLIENT is the oldest client this library serves; a client's version is
 -- the VERSION of the library it embeds (Go: lua.Version). A client older than
 -- MIN_CLIENT refuses to run against this library, and never replaces it.
@@ -4107,23 +4107,28 @@ end)
 ---------------------------------------------------------------------------
 -- ff_schedule_state: pause or resume a schedule.
 -- KEYS: 1 schedule record, 2 due index
--- ARGV: 1 id, 2 'pause' | 'resume', 3 next tick ms (resume; '0': none)
+-- ARGV: 1 id, 2 'pause' | 'resume', 3 next tick ms (resume; '0': none),
+--       4 expected rev (optional: the caller computed the next tick from
+--       the schedule at that rev)
 -- A pause takes the schedule out of the due index; a resume puts it back
 -- with the next tick given (ticks that fell while paused never fire).
 -- Pausing a paused schedule or resuming a running one changes nothing.
 -- Inner commands: HMGET, then TIME, HSET (or HDEL+HSET), ZADD or ZREM.
 -- Returns ok('paused' | 'resumed' | 'unchanged').
--- Errors: invalid_input, schedule_not_found.
+-- Errors: invalid_input, schedule_not_found, schedule_changed (not at the
+-- expected rev).
 redis.register_function('ff_schedule_state', function(keys, argv)
   if #keys ~= 2 then return fail('invalid_input', 'wrong number of keys') end
   local bad = bad_schedule_keys(keys, argv[1], 'sched_due')
   if bad then return bad end
-  local mode, next_tick = argv[2], uint(argv[3])
-  if (mode ~= 'pause' and mode ~= 'resume') or next_tick == nil then
+  local mode, next_tick, want = argv[2], uint(argv[3]), argv[4]
+  if (mode ~= 'pause' and mode ~= 'resume') or next_tick == nil or #argv > 4
+    or (want ~= nil and uint(want) == nil) then
     return fail('invalid_input', 'malformed schedule state arguments')
   end
   local f = redis.call('HMGET', keys[1], 'rev', 'paused')
   if not f[1] then return fail('schedule_not_found') end
+  if want ~= nil and num(f[1]) ~= uint(want) then return fail('schedule_changed', f[1]) end
   local paused = f[2] == '1'
   if paused == (mode == 'pause') then return ok('unchanged') end
   local rev, now_s = fmt(num(f[1]) + 1), fmt(now_ms())

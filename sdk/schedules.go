@@ -281,7 +281,8 @@ type Scheduler interface {
 	// PauseSchedule stops a schedule's ticks until ResumeSchedule, which
 	// places its next tick after the server's time: ticks that fell while
 	// it was paused never fire. Pausing a paused schedule, or resuming a
-	// running one, changes nothing.
+	// running one, changes nothing. A resume that races a PutSchedule is
+	// ErrScheduleChanged (try again).
 	PauseSchedule(ctx context.Context, id ScheduleID) error
 	ResumeSchedule(ctx context.Context, id ScheduleID) error
 	// DeleteSchedule removes a schedule (executions it created stay).

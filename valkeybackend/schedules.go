@@ -1,6 +1,7 @@
 package valkeybackend
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"hash/fnv"
@@ -490,14 +491,16 @@ func (b *Backend) ResumeSchedule(ctx context.Context, id sdk.ScheduleID) error {
 	if err != nil {
 		return opError(op, err)
 	}
-	return b.scheduleState(ctx, op, id, "resume", msString(t.next(now)))
+	// At the rev read: a put meanwhile (another timing) is refused, not
+	// resumed at a tick of the old one.
+	return b.scheduleState(ctx, op, id, "resume", msString(t.next(now)), strconv.FormatUint(r.rev, 10))
 }
 
-func (b *Backend) scheduleState(ctx context.Context, op string, id sdk.ScheduleID, mode, next string) error {
+func (b *Backend) scheduleState(ctx context.Context, op string, id sdk.ScheduleID, mode, next string, rev ...string) error {
 	tag := sdk.PartitionTag(b.schedulePartition(id))
 	_, due := b.ks.scheduleIndexKeys(tag)
 	_, err := decode(op, b.client.Do(ctx, b.fcall("ff_schedule_state", []string{b.ks.scheduleKey(tag, id), due},
-		string(id), mode, next)))
+		append([]string{string(id), mode, next}, rev...)...)))
 	return err
 }
 
@@ -548,6 +551,7 @@ func (b *Backend) FireDueSchedules(ctx context.Context, a sdk.FireSchedulesArgs)
 	for i, id := range ids {
 		reads[i] = b.client.B().Hgetall().Key(b.ks.scheduleKey(tag, sdk.ScheduleID(id))).Build()
 	}
+	var failed error // the first schedule that could not be fired
 	var calls valkey.Commands
 	var firstOf []bool // per call: the first of its schedule's chain
 	var skips []int    // per call: the ticks it skips
@@ -558,16 +562,22 @@ func (b *Backend) FireDueSchedules(ctx context.Context, a sdk.FireSchedulesArgs)
 		}
 		id := sdk.ScheduleID(ids[i])
 		r, ok, err := decodeSchedule(op, id, m)
-		if err != nil {
-			return out, err
+		var cs []valkey.Completed
+		var skipped int
+		if err == nil && ok && !r.status.Paused && r.next != 0 {
+			cs, skipped, err = b.fireCalls(a.Partition, r, a.Now)
 		}
-		if !ok || r.status.Paused || r.next == 0 {
-			out.Changed++ // deleted or paused since the index was read
+		if err != nil {
+			// A record this build cannot fire (written by hand, or a
+			// template a newer build wrote) must not hold back the
+			// partition's other schedules: they fire, and the error is
+			// returned with the counts.
+			failed = cmp.Or(failed, opError(op, err))
 			continue
 		}
-		cs, skipped, err := b.fireCalls(a.Partition, r, a.Now)
-		if err != nil {
-			return out, opError(op, err)
+		if len(cs) == 0 {
+			out.Changed++ // deleted or paused since the index was read
+			continue
 		}
 		for j, c := range cs {
 			calls = append(calls, c)
@@ -602,7 +612,7 @@ func (b *Backend) FireDueSchedules(ctx context.Context, a sdk.FireSchedulesArgs)
 			}
 		}
 	}
-	return out, nil
+	return out, failed
 }
 
 // fireCalls builds the chain of ff_schedule_fire calls of one due

@@ -68,6 +68,8 @@ func TestScheduleFunctionsRefuseMalformedInput(t *testing.T) {
 				{"state: unknown mode", "ff_schedule_state", []string{rec, due}, []string{"s1", "stop", "0"}},
 				{"state: the listing index", "ff_schedule_state", []string{rec, all}, []string{"s1", "pause", "0"}},
 				{"state: bad next", "ff_schedule_state", []string{rec, due}, []string{"s1", "resume", "x"}},
+				{"state: bad rev", "ff_schedule_state", []string{rec, due}, []string{"s1", "resume", "0", "x"}},
+				{"state: extra argument", "ff_schedule_state", []string{rec, due}, []string{"s1", "resume", "0", rev, "x"}},
 				{"delete: another id", "ff_schedule_delete", []string{rec, all, due}, []string{"s2"}},
 				{"delete: indexes swapped", "ff_schedule_delete", []string{rec, due, all}, []string{"s1"}},
 				{"fire: the listing index", "ff_schedule_fire", append([]string{rec, all}, createKeys...), fireArgs},
@@ -107,6 +109,10 @@ func TestScheduleFunctionsRefuseMalformedInput(t *testing.T) {
 				t.Fatalf("stale fire = %q, %v; want schedule_changed", code, err)
 			}
 			requireSameKeyspace(t, "stale fire", before, keyspaceOf(t, nodes))
+			if code, _, err := fcallRaw(ctx, raw, "ff_schedule_state", []string{rec, due}, []string{"s1", "pause", "0", rev + "0"}); err != nil || code != sdk.CodeScheduleChanged {
+				t.Fatalf("state at a stale rev = %q, %v; want schedule_changed", code, err)
+			}
+			requireSameKeyspace(t, "state at a stale rev", before, keyspaceOf(t, nodes))
 			for _, c := range []struct {
 				fn         string
 				keys, args []string

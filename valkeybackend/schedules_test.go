@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -205,5 +206,105 @@ func TestScheduleFarBehind(t *testing.T) {
 	st, _ := b.GetSchedule(ctx, s.ID)
 	if !st.NextTick.Equal(now.Add(time.Minute)) {
 		t.Fatalf("next tick %v, want %v", st.NextTick, now.Add(time.Minute))
+	}
+}
+
+// Four backends (four engines' connections) fire the same schedule at
+// once, each stepping its own clock a quarter second at a time through
+// 50 ticks: every tick is created once, by one of them; the others are
+// told the schedule changed and create nothing.
+func TestScheduleFireRace(t *testing.T) {
+	for _, topo := range topologies() {
+		t.Run(topo.name, func(t *testing.T) {
+			ctx := context.Background()
+			addrs := topo.addrs(t)
+			b := freshBackend(t, addrs, valkeybackend.Options{})
+			t0 := time.Now().Add(-time.Hour).Truncate(time.Second)
+			s := sdk.Schedule{ID: "race", Every: time.Second, Start: t0, CatchUp: sdk.CatchUpAll, TickTag: "tick",
+				Lane: "race", Kind: "k"}
+			if _, err := b.PutSchedule(ctx, s); err != nil {
+				t.Fatal(err)
+			}
+			_, _, _, p := b.ScheduleKeysForTest("race")
+			const engines, ticks = 4, 50
+			results := make([]sdk.FireSchedulesResult, engines)
+			errs := make(chan error, engines)
+			var wg sync.WaitGroup
+			for i := range engines {
+				eb, err := valkeybackend.Connect(ctx, valkeybackend.Options{Addrs: addrs, SkipPrepare: true})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer eb.Close()
+				wg.Go(func() {
+					for k := 1; k <= 4*ticks; k++ {
+						r, err := eb.FireDueSchedules(ctx, sdk.FireSchedulesArgs{Partition: p,
+							Now: t0.Add(time.Duration(k) * 250 * time.Millisecond)})
+						if err != nil {
+							errs <- err
+							return
+						}
+						results[i].Fired += r.Fired
+						results[i].Duplicates += r.Duplicates
+						results[i].Changed += r.Changed
+					}
+				})
+			}
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				t.Fatal(err)
+			}
+			fired, changed, dups := 0, 0, 0
+			for _, r := range results {
+				fired, changed, dups = fired+r.Fired, changed+r.Changed, dups+r.Duplicates
+			}
+			seen := map[string]int{}
+			page, err := b.ListExecutions(ctx, p, "", 1000)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, id := range page.IDs {
+				ec, err := b.ReadExecutionContext(ctx, id)
+				if err != nil {
+					t.Fatal(err)
+				}
+				seen[ec.Tags["tick"]]++
+			}
+			t.Logf("%d engines: fired %d, lost a race %d times, duplicates %d", engines, fired, changed, dups)
+			if fired != ticks || dups != 0 || len(seen) != ticks {
+				t.Fatalf("fired %d, duplicates %d, %d distinct ticks; want %d, 0, %d", fired, dups, len(seen), ticks, ticks)
+			}
+			for k := 1; k <= ticks; k++ {
+				if n := seen[strconv.FormatInt(t0.Add(time.Duration(k)*time.Second).UnixMilli(), 10)]; n != 1 {
+					t.Fatalf("tick %d has %d executions", k, n)
+				}
+			}
+		})
+	}
+}
+
+// A record this build cannot fire (its template is not JSON: written by
+// hand) is reported, and the partition's other schedules fire anyway.
+func TestScheduleBadRecordDoesNotBlock(t *testing.T) {
+	ctx := context.Background()
+	b := freshBackend(t, topologies()[0].addrs(t), valkeybackend.Options{Partitions: 1})
+	t0 := time.Now().Add(-time.Hour).Truncate(time.Second)
+	for _, id := range []sdk.ScheduleID{"a-broken", "b-fine"} {
+		if _, err := b.PutSchedule(ctx, sdk.Schedule{ID: id, Every: time.Second, Start: t0, CatchUp: sdk.CatchUpAll,
+			Lane: "l", Kind: "k"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rec, _, _, _ := b.ScheduleKeysForTest("a-broken")
+	if err := b.Client().Do(ctx, b.Client().B().Hset().Key(rec).FieldValue().FieldValue("tmpl", "{not json").Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	r, err := b.FireDueSchedules(ctx, sdk.FireSchedulesArgs{Partition: 0, Now: t0.Add(2500 * time.Millisecond)})
+	if sdk.KindOf(err) != sdk.KindBug || r.Fired != 2 {
+		t.Fatalf("fire = %+v, %v; want b-fine's 2 ticks fired and a bug error for a-broken", r, err)
+	}
+	if st, err := b.GetSchedule(ctx, "b-fine"); err != nil || st.Fired != 2 {
+		t.Fatalf("b-fine: %+v %v", st, err)
 	}
 }

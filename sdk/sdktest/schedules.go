@@ -223,8 +223,14 @@ func testScheduleStates(e *env) {
 	}
 	e.must("PauseSchedule", sc.PauseSchedule(e.ctx, ids[0]))
 	e.must("PauseSchedule again", sc.PauseSchedule(e.ctx, ids[0]))
-	if st := e.getSchedule(sc, ids[0]); !st.Paused || !st.NextTick.IsZero() {
-		e.t.Fatalf("paused schedule: paused %v next %v", st.Paused, st.NextTick)
+	// A replace keeps the pause.
+	e.must("PutSchedule of a paused one", func() error {
+		_, err := sc.PutSchedule(e.ctx, sdk.Schedule{ID: ids[0], Every: time.Second, Start: t0, CatchUp: sdk.CatchUpAll,
+			TickTag: "tick", Lane: lane, Kind: "k2"})
+		return err
+	}())
+	if st := e.getSchedule(sc, ids[0]); !st.Paused || !st.NextTick.IsZero() || st.Kind != "k2" {
+		e.t.Fatalf("paused schedule: paused %v next %v kind %q", st.Paused, st.NextTick, st.Kind)
 	}
 	if r := e.fireAll(sc, t0.Add(2500*time.Millisecond)); r.Fired != 2 {
 		e.t.Fatalf("fire with one of two interval schedules paused = %+v; want 2 fired", r)
