@@ -263,7 +263,10 @@ type CapacityStep struct {
 	OfferedRate  float64 `json:"offered_rate"`
 	AchievedRate float64 `json:"achieved_rate"`
 	WindowS      float64 `json:"window_s"`
-	// Latency holds claim, handler_start and e2e (encoded histograms).
+	// Latency holds claim, handler_start and e2e (encoded histograms),
+	// and what tells the client's share from the server's: send_lag (the
+	// producer's own delay), submit (its call) and fcall_rtt (one FCALL
+	// under the same load).
 	Latency map[string]*Summary `json:"latency"`
 	// Values are the SLO clauses' measured percentiles, µs, in clause
 	// order.
@@ -470,7 +473,7 @@ func (r *Runner) Capacity(ctx context.Context, o CapacityOptions) (*Report, erro
 		}
 		st := CapacityStep{AchievedRate: res.AchievedRate, WindowS: round3(window.Seconds()), Latency: map[string]*Summary{},
 			Lost: res.Lost, Duplicated: res.Duplicated, Unsettled: strings.HasPrefix(res.Note, "not settled")}
-		for _, name := range []string{"claim", "handler_start", "e2e", "fcall_rtt"} {
+		for _, name := range []string{"claim", "handler_start", "e2e", "fcall_rtt", "send_lag", "submit"} {
 			if s := res.Latency[name]; s != nil {
 				st.Latency[name] = s
 			}
