@@ -52,11 +52,12 @@ vet:
 staticcheck:
 	$(GO) run $(STATICCHECK) $(PKGS)
 
-## fuzz: fuzz the handle, arrivals and hand-off decoders, 20s each.
+## fuzz: fuzz the handle, arrivals and hand-off decoders and ffbench's SLO parser, 20s each.
 fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzDecodeHandle -fuzztime=20s ./sdk/
 	$(GO) test -run='^$$' -fuzz=FuzzParseArrival -fuzztime=20s ./valkeybackend/
 	$(GO) test -run='^$$' -fuzz=FuzzParseHandoff -fuzztime=20s ./valkeybackend/
+	$(GO) test -run='^$$' -fuzz=FuzzParseSLO -fuzztime=20s ./bench/
 
 ## install-valkey: install valkey-server and valkey-cli (Valkey 8) if missing.
 install-valkey:

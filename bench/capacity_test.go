@@ -196,3 +196,30 @@ func TestCapacityOptionsValidate(t *testing.T) {
 		}
 	}
 }
+
+// ParseSLO never panics, and what it accepts prints back as an SLO it
+// accepts again, with the same latencies and percentiles.
+func FuzzParseSLO(f *testing.F) {
+	for _, s := range []string{"claim p99 <= 5ms", "e2e p99.9 ≤ 20ms, handler-start p50 <= 800us", "claim p50 <= 1ms and e2e p95 <= 1.5s",
+		"claim p99.99999 <= 59s", "claim p1e2 <= 5ms", "claim p99 <= 5ms,,", "and and", "claim p99<=1us"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		slo, err := ParseSLO(s)
+		if err != nil {
+			return
+		}
+		back, err := ParseSLO(slo.String())
+		if err != nil {
+			t.Fatalf("%q printed as %q, which does not parse: %v", s, slo.String(), err)
+		}
+		if len(back.Clauses) != len(slo.Clauses) {
+			t.Fatalf("%q: %d clauses, back %d", s, len(slo.Clauses), len(back.Clauses))
+		}
+		for i, c := range slo.Clauses {
+			if b := back.Clauses[i]; b.Latency != c.Latency || b.Percentile != c.Percentile || b.BoundUS <= 0 {
+				t.Fatalf("%q: clause %d %+v printed back as %+v", s, i, c, b)
+			}
+		}
+	})
+}
