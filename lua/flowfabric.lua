@@ -12,8 +12,9 @@ T is a partition tag "{p:N}"; E is an execution id "{p:N}:<uuid>" (it starts wit
 so every key below hashes to the partition's slot). L is a lane name.
 
   ff:e:E:core        HASH   the execution record (fields below), mutable
-  ff:e:E:ctx         HASH   immutable context: kind, lane, payload, and one
-                            field "t:<name>" per tag; written once at create,
+  ff:e:E:ctx         HASH   immutable context: kind, lane, payload, one
+                            field "t:<name>" per tag, and tp (the trace
+                            carrier) when given; written once at create,
                             so clients cache it (RESP3 tracking) for free
   ff:e:E:result      STRING result bytes of a completed execution
   ff:e:E:grant       HASH   the one claim grant (worker_id, worker_instance_id,
@@ -131,6 +132,8 @@ local VERSION = '30'
 local MIN_CLIENT = '19'
 local PRIORITY_SCALE = 1000000000000
 local MAX_PRIORITY = 9000
+-- MAX_TRACE_CARRIER bounds a create's trace carrier (Go: sdk.MaxTraceParentBytes).
+local MAX_TRACE_CARRIER = 512
 local INTERRUPT_CAP = 100
 local HANDOFFS_BEHIND_BACKLOG = 2
 
@@ -583,7 +586,8 @@ end
 -- Reads one create's arguments (ff_create's ARGV layout) from a[o+1..]
 -- into a table: the fields checked here, and a, o to read the rest from.
 -- nil when one is malformed or a holds fewer than the create's
--- 19 + 2*ntags (c.last is its last index). String work only, no command.
+-- 19 + 2*ntags (+1 with a trace carrier; c.last is its last index).
+-- String work only, no command.
 local function create_args(a, o)
   local c = {a = a, o = o, eid = a[o + 1], lane = a[o + 2], kind = a[o + 3],
     priority = uint(a[o + 4]), delay_until = uint(a[o + 5]), retry_max = uint(a[o + 7]),
@@ -594,17 +598,23 @@ local function create_args(a, o)
     or c.delay_until == nil or c.retry_max == nil or c.bo_init == nil or c.bo_max == nil
     or tonumber(a[o + 11]) == nil or tonumber(a[o + 12]) == nil
     or c.attempt_timeout == nil or c.deadline == nil or c.dedup_ttl == nil or c.dedup_ttl == 0
-    or c.flags == nil or c.flags > 3 or c.ntags == nil then
+    or c.flags == nil or c.flags > 7 or c.ntags == nil then
     return nil
   end
-  -- flags: 1 = the caller chose the id, 2 = lease history on.
+  -- flags: 1 = the caller chose the id, 2 = lease history on, 4 = a trace
+  -- carrier follows the tags.
   c.id_given = (c.flags % 2 == 1) and '1' or '0'
-  if c.flags >= 2 then c.lease_log = '1' end
+  if c.flags % 4 >= 2 then c.lease_log = '1' end
   -- The priority as written: the argument when it is canonical (no
   -- leading zero), so that no number is formatted for it.
   local p = a[o + 4]
   c.priority_s = (#p == 1 or string.byte(p, 1) ~= 48) and p or fmt(c.priority)
   c.last = o + 19 + 2 * c.ntags
+  if c.flags >= 4 then
+    c.last = c.last + 1
+    c.trace = a[c.last]
+    if c.trace == nil or c.trace == '' or #c.trace > MAX_TRACE_CARRIER then return nil end
+  end
   if #a < c.last then return nil end
   return c
 end
@@ -682,9 +692,16 @@ local function create_one(keys, c, tag, now)
   local now_s = keys.now_s or fmt(now)
   local fields = new_core_fields(c, now_s)
   local kv = {'kind', c.kind, 'lane', lane, 'payload', a[o + 17]}
-  for i = o + 20, c.last, 2 do
+  for i = o + 20, o + 19 + 2 * c.ntags, 2 do
     kv[#kv + 1] = 't:' .. a[i]
     kv[#kv + 1] = a[i + 1]
+  end
+  -- The trace carrier is a reserved ctx field (not a tag): every claim
+  -- path returns the ctx hash whole, so it travels with the execution, and
+  -- one without it has no such field to carry.
+  if c.trace then
+    kv[#kv + 1] = 'tp'
+    kv[#kv + 1] = c.trace
   end
   redis.call('HSET', ctx, unpack(kv))
   if c.deadline > 0 then write_index(keys.d, 'ZADD', deadlines, c.deadline, eid) end
@@ -743,8 +760,10 @@ end
 --       15 deadline_ms (0 = none), 16 dedup_ttl_ms, 17 payload,
 --       18 flags, the sum of: 1 when the caller chose eid (so it may exist
 --       already; without, the client generated it, fresh), 2 for lease
---       history (core field lease_log, see log_lease); 19 ntags, then ntags
---       (key, value) pairs
+--       history (core field lease_log, see log_lease), 4 when a trace
+--       carrier follows the tags; 19 ntags, then ntags (key, value) pairs,
+--       then (flag 4) the trace carrier (1..MAX_TRACE_CARRIER bytes, ctx
+--       field tp)
 -- An execution that lands in an empty eligible set is claimed here for the
 -- freshest live offer on the lane (ff_offer), whose worker gets the lease and
 -- the context in its inbox: no claim call at all (hand_off_new). Without an
@@ -1157,7 +1176,7 @@ end
 -- KEYS: 1 deadlines, 2 all, 3 arrivals (shard channel), 4 leases,
 --       5 timeouts, then zero or more offers keys
 -- ARGV: 1 n (1..MAX_BATCH), then per item: idempotency key ('' = none),
---       then ff_create's ARGV (19 + 2*ntags fields)
+--       then ff_create's ARGV (19 + 2*ntags fields, +1 with a trace carrier)
 -- Every item is checked before the first write: one malformed item
 -- refuses the call (invalid_input), having written nothing.
 -- Returns ok(n, then per item: status, eid, state), status 'OK',

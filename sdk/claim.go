@@ -526,7 +526,7 @@ func (w *Worker) claimBatch(ctx context.Context, li int, batch []candidate) (cla
 	}
 	for i, c := range batch {
 		if errs[i] == nil {
-			w.startTask(results[i], sent)
+			w.startTask(results[i], sent, false)
 			claimed++
 			w.cursor.advance(li, c.partition)
 			continue

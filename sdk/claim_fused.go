@@ -141,7 +141,7 @@ func (w *Worker) runFused(ctx context.Context, li int, calls []fusedCall) (claim
 		}
 		n := min(len(c.tasks), c.k)
 		for _, t := range c.tasks[:n] {
-			w.startTask(t, sent)
+			w.startTask(t, sent, false)
 		}
 		w.slots.release(c.k - n)
 		if n > 0 {

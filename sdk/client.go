@@ -67,6 +67,7 @@ type Client struct {
 	backend EngineBackend
 	// submits batches concurrent Submits (nil without BatchSubmitter).
 	submits *groupCommit[CreateExecutionArgs, submitOutcome]
+	obs     ClientObserver // nil: none
 }
 
 // submitOutcome is one Submit's answer.
@@ -80,7 +81,12 @@ type submitOutcome struct {
 // of creates in flight is sent at once, alone; those that come while one
 // is in flight go together in the next (see Submit).
 func NewClient(backend EngineBackend) *Client {
-	c := &Client{backend: backend}
+	return NewClientWithOptions(backend, ClientOptions{})
+}
+
+// NewClientWithOptions is NewClient with options (ClientOptions).
+func NewClientWithOptions(backend EngineBackend, opts ClientOptions) *Client {
+	c := &Client{backend: backend, obs: opts.Observer}
 	if bs := RolesOf(backend).BatchSubmitter; bs != nil {
 		c.submits = &groupCommit[CreateExecutionArgs, submitOutcome]{op: "submit", timeout: submitCallTimeout,
 			max: groupCommitMax, send: func(ctx context.Context, args []CreateExecutionArgs) []submitOutcome {
@@ -125,6 +131,22 @@ func (c *Client) Backend() EngineBackend { return c.backend }
 // ends before its batch goes out is withdrawn (nothing is created) and
 // returns a timeout error; one already sent waits for its answer.
 func (c *Client) Submit(ctx context.Context, args CreateExecutionArgs) (CreateExecutionResult, error) {
+	if c.obs != nil {
+		return c.observedSubmit(ctx, args)
+	}
+	return c.submit(ctx, args)
+}
+
+// observedSubmit is Submit told to the observer.
+func (c *Client) observedSubmit(ctx context.Context, args CreateExecutionArgs) (CreateExecutionResult, error) {
+	start := time.Now()
+	ctx = c.obs.SubmitStarted(ctx, &args)
+	res, err := c.submit(ctx, args)
+	c.obs.SubmitEnded(ctx, &args, res, err, time.Since(start))
+	return res, err
+}
+
+func (c *Client) submit(ctx context.Context, args CreateExecutionArgs) (CreateExecutionResult, error) {
 	if c.submits == nil {
 		return c.backend.CreateExecution(ctx, args)
 	}
@@ -145,6 +167,40 @@ func (c *Client) SubmitBatch(ctx context.Context, args []CreateExecutionArgs) ([
 	if len(args) == 0 {
 		return nil, nil
 	}
+	if c.obs != nil {
+		return c.observedBatch(ctx, args)
+	}
+	return c.submitBatch(ctx, args)
+}
+
+// observedBatch is SubmitBatch told to the observer, item by item (each
+// item's elapsed time is the batch's).
+func (c *Client) observedBatch(ctx context.Context, args []CreateExecutionArgs) ([]CreateExecutionResult, error) {
+	start := time.Now()
+	args = append([]CreateExecutionArgs(nil), args...) // the observer may set carriers: not in the caller's slice
+	ctxs := make([]context.Context, len(args))
+	for i := range args {
+		ctxs[i] = c.obs.SubmitStarted(ctx, &args[i])
+	}
+	res, err := c.submitBatch(ctx, args)
+	elapsed := time.Since(start)
+	var be *BatchError
+	perItem := errors.As(err, &be) && len(be.Errs) == len(args)
+	for i := range args {
+		var r CreateExecutionResult
+		if i < len(res) {
+			r = res[i]
+		}
+		ierr := err
+		if perItem {
+			ierr = be.Errs[i]
+		}
+		c.obs.SubmitEnded(ctxs[i], &args[i], r, ierr, elapsed)
+	}
+	return res, err
+}
+
+func (c *Client) submitBatch(ctx context.Context, args []CreateExecutionArgs) ([]CreateExecutionResult, error) {
 	if b := RolesOf(c.backend).BatchSubmitter; b != nil {
 		return b.CreateExecutions(ctx, args)
 	}

@@ -129,6 +129,10 @@ type WorkerConfig struct {
 	// (transport errors while claiming or renewing, settle failures). It must
 	// not block.
 	OnError func(error)
+	// Observer watches the worker's tasks and leases (metrics, traces;
+	// package github.com/flowfabric/flowfabric-go/otel has one). Default
+	// nil: none, at no cost.
+	Observer WorkerObserver
 	// Alongside are services Run hosts for the worker's lifetime, such as the
 	// scanners of a single-binary deployment (scanner.Alongside). Each runs
 	// in its own goroutine with a context that ends after the worker has

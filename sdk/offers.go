@@ -498,7 +498,7 @@ func (w *Worker) takeHandoff(ct ClaimedTask) {
 				return
 			}
 			w.stats.handoffs.Add(1)
-			w.startTask(ct, started)
+			w.startTask(ct, started, true)
 		})
 	if ok {
 		return

@@ -70,6 +70,7 @@ type renewer struct {
 	coalesce time.Duration           // leases due within this of the earliest go out together
 	onLost   func(*Task, error) bool // cancels the task; false when the loss is not news
 	onError  func(error)
+	obs      WorkerObserver // nil: none
 	now      func() time.Time
 
 	mu   sync.Mutex
@@ -243,7 +244,11 @@ func (r *renewer) takeDue() ([]*leaseEntry, time.Duration) {
 func (r *renewer) renew(ctx context.Context, batch []*leaseEntry) {
 	sent := r.now()
 	for _, e := range batch {
-		r.stats.recordLag(sent.Sub(e.due))
+		lag := sent.Sub(e.due)
+		r.stats.recordLag(lag)
+		if r.obs != nil && e.task != nil {
+			r.obs.LeaseRenewing(e.task, max(lag, 0))
+		}
 	}
 	r.stats.batches.Add(1)
 	results := r.call(ctx, batch)

@@ -73,6 +73,12 @@ type Task struct {
 	Handle Handle
 	// ClaimedAt is when the worker received the lease (local clock).
 	ClaimedAt time.Time
+	// HandedOff reports a lease handed to one of the worker's claim offers
+	// by the create (or resume) that made the work, with no claim call.
+	HandedOff bool
+	// TraceParent is the create's trace carrier (CreateExecutionArgs), ""
+	// when it gave none.
+	TraceParent string
 
 	h      Handle
 	w      *Worker
@@ -94,6 +100,8 @@ type Task struct {
 	finished    bool  // a terminal call landed: the task writes nothing more
 	lost        bool  // the lease is gone; ctx is cancelled
 	aborted     bool  // shutdown took the task over
+	// outcome is what the terminal call that landed did ("" before one).
+	outcome TaskOutcome
 	// pending is the handler's last terminal call when it did not land (a
 	// transport error outlasted the lease, or its ctx ended).
 	pending *terminalCall
@@ -138,9 +146,11 @@ func (t *Task) Fail(ctx context.Context, reason, category string) (FailOutcome, 
 		landed: func() {
 			if out.RetryScheduled {
 				t.w.stats.retried.Add(1)
+				t.setOutcome(TaskRetried)
 				t.w.delayedWork()
 			} else {
 				t.w.stats.failed.Add(1)
+				t.setOutcome(TaskFailed)
 			}
 		}})
 	return out, err
@@ -221,7 +231,7 @@ func (t *Task) terminal(ctx context.Context, c *terminalCall) error {
 		return nil
 	}
 	fenced := err != nil && isFencing(err)
-	if t.recordOutcome(err, fenced) {
+	if t.recordOutcome(err, fenced, c.op) {
 		t.stopRenewing()
 		switch {
 		case err != nil:
@@ -272,13 +282,16 @@ func (t *Task) callWhileSaved(ctx context.Context, c *terminalCall) error {
 // or the worker settles the attempt when the handler returns. A loss the
 // renewer reported while the call was in flight stands when the call did
 // not land.
-func (t *Task) recordOutcome(err error, fenced bool) (landed bool) {
+func (t *Task) recordOutcome(err error, fenced bool, op string) (landed bool) {
 	landed = err == nil || fenced
 	t.mu.Lock()
 	t.inflight = false
 	if landed {
 		t.finished = true
 		t.pending = nil
+		if err == nil {
+			t.outcome = opOutcome(op)
+		}
 	}
 	cause := err
 	if !landed && t.pendingLoss != nil {
@@ -292,9 +305,51 @@ func (t *Task) recordOutcome(err error, fenced bool) (landed bool) {
 	t.mu.Unlock()
 	if lostNow {
 		t.w.stats.lostLeases.Add(1)
+		if o := t.w.obs; o != nil {
+			o.LeaseLost(t, cause)
+		}
 		t.cancel(cause)
 	}
 	return landed
+}
+
+// opOutcome is the outcome of a terminal call (op) that landed; fail's is
+// set by the call itself (setOutcome), as it depends on the answer.
+func opOutcome(op string) TaskOutcome {
+	switch op {
+	case "complete":
+		return TaskCompleted
+	case "cancel":
+		return TaskCancelled
+	case "delay":
+		return TaskDelayed
+	case "give_back":
+		return TaskGivenBack
+	case "suspend", "wait_children":
+		return TaskSuspended
+	}
+	return ""
+}
+
+func (t *Task) setOutcome(o TaskOutcome) {
+	t.mu.Lock()
+	t.outcome = o
+	t.mu.Unlock()
+}
+
+// endOutcome is how the task ended, read once it did (WorkerObserver).
+func (t *Task) endOutcome() TaskOutcome {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	switch {
+	case t.outcome != "":
+		return t.outcome
+	case t.lost:
+		return TaskLeaseLost
+	case t.aborted:
+		return TaskAborted
+	}
+	return TaskUnsettled
 }
 
 // stopRenewing takes the task's lease out of the renewer, once: when a
@@ -321,6 +376,9 @@ func (t *Task) leaseLost(cause error) bool {
 	t.lost = true
 	t.mu.Unlock()
 	t.w.stats.lostLeases.Add(1)
+	if o := t.w.obs; o != nil {
+		o.LeaseLost(t, cause)
+	}
 	t.cancel(cause)
 	return true
 }

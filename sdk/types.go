@@ -123,6 +123,13 @@ type CreateExecutionArgs struct {
 	// Default off: an execution without it makes the server write nothing
 	// for lease history.
 	LeaseHistory bool
+	// TraceParent is a trace carrier (a W3C traceparent; package ffotel
+	// sets it) stored with the execution outside its tags and handed back
+	// with its context (ExecutionContext.TraceParent, Task.TraceParent), so
+	// the handler's span can link to the submit's in another process. At
+	// most MaxTraceParentBytes of printable ASCII. Default empty: nothing
+	// stored and nothing extra returned.
+	TraceParent string
 }
 
 // CreateExecutionResult reports the created (or deduplicated) execution.
@@ -290,6 +297,8 @@ type ExecutionContext struct {
 	Kind    string
 	Payload []byte
 	Tags    map[string]string
+	// TraceParent is the create's trace carrier ("" when it gave none).
+	TraceParent string
 }
 
 // ListExecutionsPage is one page of a partition's executions, in id order.

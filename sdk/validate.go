@@ -33,6 +33,8 @@ const (
 	MaxReasonBytes = 4096
 	// MaxIdempotencyKeyBytes bounds CreateExecutionArgs.IdempotencyKey.
 	MaxIdempotencyKeyBytes = 512
+	// MaxTraceParentBytes bounds CreateExecutionArgs.TraceParent.
+	MaxTraceParentBytes = 512
 	// DedupTTLDefault is how long an idempotency key is remembered.
 	DedupTTLDefault = 24 * time.Hour
 
@@ -95,6 +97,20 @@ func (a CreateExecutionArgs) checkNames() error {
 	}
 	if len(a.IdempotencyKey) > MaxIdempotencyKeyBytes {
 		return validationf(CodeInvalidInput, "idempotency key over %d bytes", MaxIdempotencyKeyBytes)
+	}
+	return checkTraceParent(a.TraceParent)
+}
+
+// checkTraceParent bounds a trace carrier: at most MaxTraceParentBytes of
+// printable ASCII (a traceparent header's alphabet and more).
+func checkTraceParent(s string) error {
+	if len(s) > MaxTraceParentBytes {
+		return validationf(CodeInvalidInput, "trace parent is %d bytes, over the %d limit", len(s), MaxTraceParentBytes)
+	}
+	for i := 0; i < len(s); i++ {
+		if b := s[i]; b < ' ' || b >= 0x7f {
+			return validationf(CodeInvalidInput, "trace parent: byte 0x%02x is not printable ASCII", b)
+		}
 	}
 	return nil
 }

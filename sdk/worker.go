@@ -41,6 +41,7 @@ type Worker struct {
 
 	handler Handler
 	baseCtx context.Context // Run's context without its cancellation
+	obs     WorkerObserver  // cfg.Observer (nil: none)
 
 	mu       sync.Mutex
 	started  bool
@@ -71,6 +72,7 @@ func NewWorker(backend EngineBackend, cfg WorkerConfig) (*Worker, error) {
 		roles:   roles,
 		cfg:     cfg,
 		log:     cfg.Logger,
+		obs:     cfg.Observer,
 		slots:   newSlotLedger(cfg.MaxConcurrency),
 		offers:  newOfferBook(),
 		running: newRunningSet(),
@@ -80,6 +82,7 @@ func NewWorker(backend EngineBackend, cfg WorkerConfig) (*Worker, error) {
 	}
 	w.renewer = newRenewer(backend, roles.BatchRenewer, cfg.RenewEvery, cfg.LeaseTTL)
 	w.renewer.onError = w.reportError
+	w.renewer.obs = cfg.Observer
 	w.runners = newRunnerPool(w.runTask)
 	if cb := roles.CompleteBatcher; cb != nil {
 		w.completer = &groupCommit[CompleteItem, CompleteOutcome]{send: cb.CompleteBatch, op: "complete",
@@ -312,6 +315,9 @@ func (w *Worker) heartbeat(ctx context.Context, reg WorkerRegistration) {
 
 func (w *Worker) reportError(err error) {
 	w.log.Warn("worker error", "err", err)
+	if w.obs != nil {
+		w.obs.WorkerError(err)
+	}
 	if w.cfg.OnError != nil {
 		w.cfg.OnError(err)
 	}
@@ -322,8 +328,8 @@ func (w *Worker) reportError(err error) {
 // sent is when the claim call went out: the lease cannot have started
 // earlier, so renewals and local expiry count from it. The lease granted
 // may be shorter than LeaseTTL (a hand-off's first lease); renewals ask
-// for LeaseTTL.
-func (w *Worker) startTask(ct ClaimedTask, sent time.Time) {
+// for LeaseTTL. handedOff marks a lease a claim offer received.
+func (w *Worker) startTask(ct ClaimedTask, sent time.Time, handedOff bool) {
 	now := time.Now()
 	h := ct.Handle
 	granted := h.LeaseTTL
@@ -334,7 +340,7 @@ func (w *Worker) startTask(ct ClaimedTask, sent time.Time) {
 	t := &Task{
 		ID: h.ExecutionID, Kind: ct.Context.Kind, Payload: ct.Context.Payload, Tags: ct.Context.Tags,
 		Lane: h.Lane, AttemptIndex: h.AttemptIndex, AttemptType: ct.AttemptType,
-		Handle: h, ClaimedAt: now, h: h, w: w,
+		Handle: h, ClaimedAt: now, HandedOff: handedOff, TraceParent: ct.Context.TraceParent, h: h, w: w,
 	}
 	if t.Lane == "" {
 		t.Lane = ct.Context.Lane
@@ -350,7 +356,17 @@ func (w *Worker) startTask(ct ClaimedTask, sent time.Time) {
 // left it open (see settle), then ends the task.
 func (w *Worker) runTask(t *Task) {
 	defer w.endTask(t)
-	panicked, stack, err := w.invoke(t)
+	ctx, obs := t.ctx, w.obs
+	var began time.Time
+	if obs != nil {
+		ctx = obs.TaskStarted(ctx, t)
+		began = time.Now()
+	}
+	panicked, stack, err := w.invoke(ctx, t)
+	var ran time.Duration
+	if obs != nil {
+		ran = time.Since(began)
+	}
 	switch {
 	case panicked:
 		w.stats.handlerPanics.Add(1)
@@ -359,6 +375,9 @@ func (w *Worker) runTask(t *Task) {
 		w.stats.handlerErrors.Add(1)
 	}
 	w.settle(t, err, panicked, stack)
+	if obs != nil {
+		obs.TaskEnded(ctx, t, TaskEnd{Outcome: t.endOutcome(), HandlerDuration: ran, HandlerErr: err, Panicked: panicked})
+	}
 }
 
 // settle ends an attempt the handler returned from without a terminal call
@@ -413,13 +432,13 @@ func isTransportKind(err error) bool {
 }
 
 // invoke runs the handler, turning a panic into (panicked, "panic: v\nstack").
-func (w *Worker) invoke(t *Task) (panicked bool, reason string, err error) {
+func (w *Worker) invoke(ctx context.Context, t *Task) (panicked bool, reason string, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			panicked, reason, err = true, fmt.Sprintf("panic: %v\n%s", r, debug.Stack()), nil
 		}
 	}()
-	return false, "", w.handler.HandleTask(t.ctx, t)
+	return false, "", w.handler.HandleTask(ctx, t)
 }
 
 // endTask is the end of every task, whatever ended it: the lease leaves the

@@ -131,7 +131,7 @@ func (w *Worker) claimAdmitted(ctx context.Context, li int, p LanePolicy) (claim
 		if p.Quota != "" {
 			w.adm.hold(ct.Handle.ExecutionID, p.Quota)
 		}
-		w.startTask(*ct, sent)
+		w.startTask(*ct, sent, false)
 		claimed++
 		saw = true
 	}

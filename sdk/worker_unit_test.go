@@ -325,12 +325,12 @@ func TestFailureCategory(t *testing.T) {
 
 func TestInvokeRecoversPanic(t *testing.T) {
 	w := &Worker{handler: HandlerFunc(func(context.Context, *Task) error { panic("kaboom") })}
-	panicked, reason, err := w.invoke(&Task{ctx: context.Background()})
+	panicked, reason, err := w.invoke(context.Background(), &Task{ctx: context.Background()})
 	if err != nil || !panicked || !strings.HasPrefix(reason, "panic: kaboom\n") || !strings.Contains(reason, "goroutine") {
 		t.Fatalf("err %v panicked %v reason %q", err, panicked, reason)
 	}
 	w.handler = HandlerFunc(func(context.Context, *Task) error { return errors.New("plain") })
-	if panicked, _, err := w.invoke(&Task{ctx: context.Background()}); panicked || err == nil {
+	if panicked, _, err := w.invoke(context.Background(), &Task{ctx: context.Background()}); panicked || err == nil {
 		t.Fatalf("plain error: %v %v", err, panicked)
 	}
 	long := strings.Repeat("é", MaxReasonBytes)

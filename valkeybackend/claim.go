@@ -380,6 +380,8 @@ func contextFromPairs(kv []string) sdk.ExecutionContext {
 			c.Lane = sdk.LaneID(v)
 		case k == ctxPayload:
 			c.Payload = []byte(v)
+		case k == ctxTrace:
+			c.TraceParent = v
 		case len(k) > len(tagFieldPrefix) && k[:len(tagFieldPrefix)] == tagFieldPrefix:
 			if c.Tags == nil {
 				c.Tags = make(map[string]string)

@@ -137,7 +137,8 @@ func (b *Backend) planCreate(a sdk.CreateExecutionArgs, withKeys bool, shared in
 	attemptTimeout := ceilMS(a.AttemptTimeout)
 	// An id the caller chose may exist already (ff_create checks); one
 	// generated here is fresh.
-	// ARGV 18 is a sum of flags: 1 the id is the caller's, 2 lease history.
+	// ARGV 18 is a sum of flags: 1 the id is the caller's, 2 lease history,
+	// 4 a trace carrier.
 	flags := 0
 	if a.ID != "" {
 		flags |= 1
@@ -145,8 +146,11 @@ func (b *Backend) planCreate(a sdk.CreateExecutionArgs, withKeys bool, shared in
 	if a.LeaseHistory {
 		flags |= 2
 	}
+	if a.TraceParent != "" {
+		flags |= 4 // the carrier follows the tags
+	}
 	idGiven := string(rune('0' + flags))
-	args := make([]string, 0, 19+2*len(a.Tags))
+	args := make([]string, 0, 20+2*len(a.Tags))
 	args = append(args, string(id), string(a.Lane), a.Kind, strconv.Itoa(a.Priority),
 		msString(a.DelayUntil), joinCSV(a.RequiredCapabilities))
 	args = append(args, retry...)
@@ -154,6 +158,9 @@ func (b *Backend) planCreate(a sdk.CreateExecutionArgs, withKeys bool, shared in
 		string(a.Payload), idGiven, strconv.Itoa(len(a.Tags)))
 	for k, v := range a.Tags {
 		args = append(args, k, v)
+	}
+	if a.TraceParent != "" {
+		args = append(args, a.TraceParent)
 	}
 	return createPlan{keys: keys, args: args, part: part, a: a}, nil
 }

@@ -18,7 +18,8 @@ import (
 // Per execution (E = "{p:N}:<uuid>", so the id's tag decides the slot):
 //
 //	ff:e:E:core      HASH   the execution record (mutable)
-//	ff:e:E:ctx       HASH   immutable context: kind, lane, payload, "t:<tag>"
+//	ff:e:E:ctx       HASH   immutable context: kind, lane, payload, "t:<tag>",
+//	                 tp (trace carrier, only when the create gave one)
 //	ff:e:E:result    STRING result bytes
 //	ff:e:E:grant     HASH   the claim grant (expires)
 //	ff:e:E:susp      HASH   the current (or last) suspension (waiting.go)
@@ -81,6 +82,7 @@ const (
 	ctxKind        = "kind"
 	ctxLane        = "lane"
 	ctxPayload     = "payload"
+	ctxTrace       = "tp"
 	tagFieldPrefix = "t:"
 )
 
