@@ -1,0 +1,110 @@
+package ffotel
+
+import (
+	"context"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/flowfabric/flowfabric-go/sdk"
+)
+
+// Metric names of the client.
+const (
+	// MetricSubmitDuration: seconds a submit took, by lane and error.type
+	// (set when it failed). Operation name submit, type send.
+	MetricSubmitDuration = "messaging.client.operation.duration"
+	// MetricSent: executions submitted (created or deduplicated).
+	MetricSent = "messaging.client.sent.messages"
+)
+
+// ClientObserver is an sdk.ClientObserver that records submit metrics and
+// a producer span per submit, whose context it stores with the execution
+// (sdk.CreateExecutionArgs.TraceParent, unless the caller set one) so the
+// handler's span links to it. Set it in sdk.ClientOptions.Observer. Safe
+// for concurrent use.
+type ClientObserver struct {
+	tracer   trace.Tracer
+	duration metric.Float64Histogram
+	sent     metric.Int64Counter
+	errs     metric.Int64Counter
+	ok       attrCache // lane
+	failed   attrCache // lane, error type
+	code     attrCache // lane, error type (errors counter)
+}
+
+var _ sdk.ClientObserver = (*ClientObserver)(nil)
+
+// NewClientObserver makes the client's instruments.
+func NewClientObserver(o Options) (*ClientObserver, error) {
+	m := o.meter()
+	c := &ClientObserver{tracer: o.tracer()}
+	var err error
+	if c.duration, err = m.Float64Histogram(MetricSubmitDuration, metric.WithUnit("s"),
+		metric.WithDescription("Time a submit took."), metric.WithExplicitBucketBoundaries(durationBuckets...)); err != nil {
+		return nil, err
+	}
+	if c.sent, err = m.Int64Counter(MetricSent, metric.WithUnit("{message}"),
+		metric.WithDescription("Executions submitted.")); err != nil {
+		return nil, err
+	}
+	if c.errs, err = m.Int64Counter(MetricErrors, metric.WithUnit("{error}"),
+		metric.WithDescription("Errors, by code and source.")); err != nil {
+		return nil, err
+	}
+	base := func(lane sdk.LaneID, more ...attribute.KeyValue) attribute.Set {
+		return attribute.NewSet(append([]attribute.KeyValue{KeySystem.String(SystemName),
+			KeyDestination.String(string(lane)), KeyOperationName.String("submit"),
+			KeyOperationType.String("send")}, more...)...)
+	}
+	c.ok.build = func(k attrKey) attribute.Set { return base(k.lane) }
+	c.failed.build = func(k attrKey) attribute.Set { return base(k.lane, KeyErrorType.String(k.a)) }
+	c.code.build = func(k attrKey) attribute.Set {
+		return attribute.NewSet(KeySystem.String(SystemName), KeyDestination.String(string(k.lane)),
+			KeyErrorType.String(k.a), KeyErrorSource.String("submit"))
+	}
+	return c, nil
+}
+
+// MustClientObserver is NewClientObserver that panics on an error (one
+// only a broken MeterProvider gives), for package-level setup.
+func MustClientObserver(o Options) *ClientObserver {
+	c, err := NewClientObserver(o)
+	if err != nil {
+		panic(err)
+	}
+	return c
+}
+
+// SubmitStarted starts the submit's producer span and stores its context
+// in args.TraceParent when the caller left it empty.
+func (c *ClientObserver) SubmitStarted(ctx context.Context, args *sdk.CreateExecutionArgs) context.Context {
+	ctx, _ = c.tracer.Start(ctx, "submit "+string(args.Lane), trace.WithSpanKind(trace.SpanKindProducer),
+		trace.WithAttributes(KeySystem.String(SystemName), KeyDestination.String(string(args.Lane)),
+			KeyOperationName.String("submit"), KeyOperationType.String("send"), KeyKind.String(args.Kind)))
+	if args.TraceParent == "" {
+		args.TraceParent = inject(ctx)
+	}
+	return ctx
+}
+
+// SubmitEnded records the submit's duration and outcome and ends its span.
+func (c *ClientObserver) SubmitEnded(ctx context.Context, args *sdk.CreateExecutionArgs, res sdk.CreateExecutionResult, err error, elapsed time.Duration) {
+	span := trace.SpanFromContext(ctx)
+	if err != nil {
+		et := errorType(err)
+		c.duration.Record(ctx, elapsed.Seconds(), c.failed.get(attrKey{lane: args.Lane, a: et}))
+		c.errs.Add(ctx, 1, c.code.get(attrKey{lane: args.Lane, a: et}))
+		span.RecordError(err)
+		span.SetStatus(codes.Error, err.Error())
+	} else {
+		o := c.ok.get(attrKey{lane: args.Lane})
+		c.duration.Record(ctx, elapsed.Seconds(), o)
+		c.sent.Add(ctx, 1, o)
+		span.SetAttributes(KeyMessageID.String(string(res.ID)))
+	}
+	span.End()
+}

@@ -1,0 +1,153 @@
+// Package ffotel exports FlowFabric's workers, clients and engine to
+// OpenTelemetry: metrics with messaging semantic-convention names where
+// they fit, and traces whose submit span travels with the execution to the
+// handler's span in whatever process claims it.
+//
+// It is its own module (github.com/flowfabric/flowfabric-go/otel), so the
+// sdk stays free of OpenTelemetry: the sdk calls the small observer
+// interfaces (sdk.WorkerObserver, sdk.ClientObserver) this package
+// implements, and calls nothing when none is set.
+//
+//	obs, _ := ffotel.NewWorkerObserver(ffotel.Options{})
+//	w, _ := sdk.NewWorker(backend, sdk.WorkerConfig{..., Observer: obs})
+//	client := sdk.NewClientWithOptions(backend, sdk.ClientOptions{Observer: ffotel.MustClientObserver(ffotel.Options{})})
+//
+// Attributes are bounded: the lane (messaging.destination.name), fixed
+// operation names, outcomes and error codes; never an execution id (spans
+// carry it, metrics do not).
+package ffotel
+
+import (
+	"context"
+	"sync"
+
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/flowfabric/flowfabric-go/sdk"
+)
+
+// ScopeName is the instrumentation scope of every meter and tracer here.
+const ScopeName = "github.com/flowfabric/flowfabric-go/otel"
+
+// SystemName is the messaging.system attribute's value.
+const SystemName = "flowfabric"
+
+// Attribute keys.
+const (
+	// Semantic conventions (messaging, general).
+	KeySystem        = attribute.Key("messaging.system")
+	KeyDestination   = attribute.Key("messaging.destination.name") // the lane
+	KeyOperationName = attribute.Key("messaging.operation.name")   // submit, process, renew
+	KeyOperationType = attribute.Key("messaging.operation.type")   // send, receive, process
+	KeyMessageID     = attribute.Key("messaging.message.id")       // spans only
+	KeyErrorType     = attribute.Key("error.type")
+	// FlowFabric's own.
+	KeyClaimPath   = attribute.Key("flowfabric.claim.path")   // "handoff" or "claim"
+	KeyOutcome     = attribute.Key("flowfabric.task.outcome") // sdk.TaskOutcome
+	KeyErrorSource = attribute.Key("flowfabric.error.source") // handler, worker, submit
+	KeyAttemptType = attribute.Key("flowfabric.attempt.type") // spans only
+	KeyKind        = attribute.Key("flowfabric.kind")         // spans only
+)
+
+// Options configures the observers and the engine gauges.
+type Options struct {
+	// MeterProvider makes the meter. Default otel.GetMeterProvider().
+	MeterProvider metric.MeterProvider
+	// TracerProvider makes the tracer. Default otel.GetTracerProvider().
+	TracerProvider trace.TracerProvider
+}
+
+func (o Options) meter() metric.Meter {
+	mp := o.MeterProvider
+	if mp == nil {
+		mp = otel.GetMeterProvider()
+	}
+	return mp.Meter(ScopeName)
+}
+
+func (o Options) tracer() trace.Tracer {
+	tp := o.TracerProvider
+	if tp == nil {
+		tp = otel.GetTracerProvider()
+	}
+	return tp.Tracer(ScopeName)
+}
+
+// durationBuckets are the seconds histograms' bucket bounds: 100µs to 60s
+// (the SDK's default bounds suit milliseconds, not seconds).
+var durationBuckets = []float64{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+	0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60}
+
+// traceContext reads and writes the W3C traceparent the execution carries.
+var traceContext = propagation.TraceContext{}
+
+// carrier is a one-header propagation.TextMapCarrier.
+type carrier struct{ traceparent string }
+
+func (c *carrier) Get(key string) string {
+	if key == "traceparent" {
+		return c.traceparent
+	}
+	return ""
+}
+
+func (c *carrier) Set(key, value string) {
+	if key == "traceparent" {
+		c.traceparent = value
+	}
+}
+
+func (c *carrier) Keys() []string { return []string{"traceparent"} }
+
+// inject renders ctx's span context as a traceparent ("" without one).
+func inject(ctx context.Context) string {
+	var c carrier
+	traceContext.Inject(ctx, &c)
+	return c.traceparent
+}
+
+// extract reads a traceparent into a span context (invalid when malformed).
+func extract(traceparent string) trace.SpanContext {
+	if traceparent == "" {
+		return trace.SpanContext{}
+	}
+	c := carrier{traceparent: traceparent}
+	return trace.SpanContextFromContext(traceContext.Extract(context.Background(), &c))
+}
+
+// attrKey names one cached attribute set: a lane and up to two more
+// attribute values, by slot.
+type attrKey struct {
+	lane sdk.LaneID
+	a, b string
+}
+
+// attrCache holds the measurement options of attribute sets built once
+// per distinct key (bounded: lanes × outcomes or codes), so recording a
+// measurement does not rebuild its set.
+type attrCache struct {
+	m     sync.Map // attrKey -> metric.MeasurementOption
+	build func(attrKey) attribute.Set
+}
+
+func (c *attrCache) get(k attrKey) metric.MeasurementOption {
+	if v, ok := c.m.Load(k); ok {
+		return v.(metric.MeasurementOption)
+	}
+	opt := metric.WithAttributeSet(c.build(k))
+	v, _ := c.m.LoadOrStore(k, opt)
+	return v.(metric.MeasurementOption)
+}
+
+// errorType is an error's error.type: its sdk code, "_OTHER" when it has
+// none (an error of the handler's own, not one of the bounded codes).
+func errorType(err error) string {
+	if c := sdk.CodeOf(err); c != "" {
+		return c
+	}
+	return "_OTHER"
+}

@@ -1,0 +1,190 @@
+package ffotel
+
+import (
+	"context"
+	"encoding/hex"
+	"strings"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/flowfabric/flowfabric-go/sdk"
+)
+
+// Metric names of the worker.
+const (
+	// MetricClaimLatency: seconds from an execution's submit (the time in
+	// its SDK-minted id) to its lease, initial attempts only; a delayed
+	// submit's delay is part of it. Attributes: system, lane, claim path.
+	MetricClaimLatency = "flowfabric.claim.latency"
+	// MetricConsumed: leases the worker received, by claim path (handoff
+	// or claim): the hand-off share is handoff / all.
+	MetricConsumed = "messaging.client.consumed.messages"
+	// MetricProcessDuration: seconds a handler ran. Attributes: system,
+	// lane, operation process, outcome.
+	MetricProcessDuration = "messaging.process.duration"
+	// MetricOutcomes: tasks ended, by outcome (sdk.TaskOutcome).
+	MetricOutcomes = "flowfabric.task.outcomes"
+	// MetricRenewalLag: seconds a lease renewal went out after it was due.
+	MetricRenewalLag = "flowfabric.lease.renewal.lag"
+	// MetricLeaseLost: leases lost, by error.type (the cause's code).
+	MetricLeaseLost = "flowfabric.lease.lost"
+	// MetricErrors: errors by error.type (sdk code, "_OTHER" without one)
+	// and source (handler, worker, submit).
+	MetricErrors = "flowfabric.errors"
+)
+
+// WorkerObserver is an sdk.WorkerObserver that records the worker's
+// metrics and a process span per task, linked to the submit's span when
+// the execution carries one (sdk.CreateExecutionArgs.TraceParent). Set it
+// in sdk.WorkerConfig.Observer. Safe for concurrent use.
+type WorkerObserver struct {
+	tracer trace.Tracer
+
+	claimLatency, process, renewLag metric.Float64Histogram
+	consumed, outcomes, lost, errs  metric.Int64Counter
+
+	lane    attrCache // lane
+	path    attrCache // lane, claim path
+	outcome attrCache // lane, outcome
+	code    attrCache // lane (may be ""), error type, source
+}
+
+var _ sdk.WorkerObserver = (*WorkerObserver)(nil)
+
+// NewWorkerObserver makes the worker's instruments.
+func NewWorkerObserver(o Options) (*WorkerObserver, error) {
+	m := o.meter()
+	w := &WorkerObserver{tracer: o.tracer()}
+	var err error
+	hist := func(name, desc string) metric.Float64Histogram {
+		h, e := m.Float64Histogram(name, metric.WithUnit("s"), metric.WithDescription(desc),
+			metric.WithExplicitBucketBoundaries(durationBuckets...))
+		if err == nil {
+			err = e
+		}
+		return h
+	}
+	count := func(name, unit, desc string) metric.Int64Counter {
+		c, e := m.Int64Counter(name, metric.WithUnit(unit), metric.WithDescription(desc))
+		if err == nil {
+			err = e
+		}
+		return c
+	}
+	w.claimLatency = hist(MetricClaimLatency, "Time from an execution's submit to its lease (initial attempts).")
+	w.process = hist(MetricProcessDuration, "Time a handler ran.")
+	w.renewLag = hist(MetricRenewalLag, "How late lease renewals went out.")
+	w.consumed = count(MetricConsumed, "{message}", "Leases received, by claim path (handoff or claim).")
+	w.outcomes = count(MetricOutcomes, "{task}", "Tasks ended, by outcome.")
+	w.lost = count(MetricLeaseLost, "{lease}", "Leases lost, by cause.")
+	w.errs = count(MetricErrors, "{error}", "Errors, by code and source.")
+	if err != nil {
+		return nil, err
+	}
+	base := func(lane sdk.LaneID, more ...attribute.KeyValue) attribute.Set {
+		kv := append([]attribute.KeyValue{KeySystem.String(SystemName)}, more...)
+		if lane != "" {
+			kv = append(kv, KeyDestination.String(string(lane)))
+		}
+		return attribute.NewSet(kv...)
+	}
+	w.lane.build = func(k attrKey) attribute.Set { return base(k.lane) }
+	w.path.build = func(k attrKey) attribute.Set {
+		return base(k.lane, KeyOperationName.String("receive"), KeyOperationType.String("receive"), KeyClaimPath.String(k.a))
+	}
+	w.outcome.build = func(k attrKey) attribute.Set {
+		return base(k.lane, KeyOperationName.String("process"), KeyOperationType.String("process"), KeyOutcome.String(k.a))
+	}
+	w.code.build = func(k attrKey) attribute.Set {
+		return base(k.lane, KeyErrorType.String(k.a), KeyErrorSource.String(k.b))
+	}
+	return w, nil
+}
+
+// TaskStarted records the lease (claim path, claim latency) and starts the
+// task's process span, linked to the submit's span when the execution
+// carries one.
+func (w *WorkerObserver) TaskStarted(ctx context.Context, t *sdk.Task) context.Context {
+	path := "claim"
+	if t.HandedOff {
+		path = "handoff"
+	}
+	po := w.path.get(attrKey{lane: t.Lane, a: path})
+	w.consumed.Add(ctx, 1, po)
+	if t.AttemptType == sdk.AttemptInitial {
+		if minted, ok := mintedAt(t.ID); ok {
+			w.claimLatency.Record(ctx, max(t.ClaimedAt.Sub(minted), 0).Seconds(), po)
+		}
+	}
+	opts := []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindConsumer),
+		trace.WithAttributes(KeySystem.String(SystemName), KeyDestination.String(string(t.Lane)),
+			KeyOperationName.String("process"), KeyOperationType.String("process"),
+			KeyMessageID.String(string(t.ID)), KeyKind.String(t.Kind), KeyAttemptType.String(string(t.AttemptType)),
+			KeyClaimPath.String(path))}
+	if sc := extract(t.TraceParent); sc.IsValid() {
+		opts = append(opts, trace.WithLinks(trace.Link{SpanContext: sc}))
+	}
+	ctx, _ = w.tracer.Start(ctx, "process "+string(t.Lane), opts...)
+	return ctx
+}
+
+// TaskEnded records the handler's duration, the outcome and a handler
+// error, and ends the span.
+func (w *WorkerObserver) TaskEnded(ctx context.Context, t *sdk.Task, end sdk.TaskEnd) {
+	oo := w.outcome.get(attrKey{lane: t.Lane, a: string(end.Outcome)})
+	w.process.Record(ctx, end.HandlerDuration.Seconds(), oo)
+	w.outcomes.Add(ctx, 1, oo)
+	span := trace.SpanFromContext(ctx)
+	switch {
+	case end.Panicked:
+		w.errs.Add(ctx, 1, w.code.get(attrKey{lane: t.Lane, a: "handler_panic", b: "handler"}))
+		span.SetStatus(codes.Error, "handler panicked")
+	case end.HandlerErr != nil:
+		w.errs.Add(ctx, 1, w.code.get(attrKey{lane: t.Lane, a: errorType(end.HandlerErr), b: "handler"}))
+		span.RecordError(end.HandlerErr)
+		span.SetStatus(codes.Error, end.HandlerErr.Error())
+	}
+	span.SetAttributes(KeyOutcome.String(string(end.Outcome)))
+	span.End()
+}
+
+// LeaseRenewing records a renewal's lag.
+func (w *WorkerObserver) LeaseRenewing(t *sdk.Task, lag time.Duration) {
+	w.renewLag.Record(context.Background(), lag.Seconds(), w.lane.get(attrKey{lane: t.Lane}))
+}
+
+// LeaseLost counts a lost lease by its cause's code.
+func (w *WorkerObserver) LeaseLost(t *sdk.Task, cause error) {
+	w.lost.Add(context.Background(), 1, w.code.get(attrKey{lane: t.Lane, a: errorType(cause), b: "worker"}))
+}
+
+// WorkerError counts an error the worker handled by its code.
+func (w *WorkerObserver) WorkerError(err error) {
+	w.errs.Add(context.Background(), 1, w.code.get(attrKey{a: errorType(err), b: "worker"}))
+}
+
+// mintedAt reads the creation time in an execution id's version-7 uuid
+// ("{p:N}:<uuid>", sdk.NewExecutionID): its first 48 bits are Unix
+// milliseconds. ok is false for an id of another uuid version (a caller's
+// own id).
+func mintedAt(id sdk.ExecutionID) (time.Time, bool) {
+	s := string(id)
+	i := strings.LastIndexByte(s, ':')
+	u := s[i+1:]
+	if len(u) != 36 || u[14] != '7' || u[8] != '-' {
+		return time.Time{}, false
+	}
+	var b [6]byte
+	if _, err := hex.Decode(b[:4], []byte(u[:8])); err != nil {
+		return time.Time{}, false
+	}
+	if _, err := hex.Decode(b[4:], []byte(u[9:13])); err != nil {
+		return time.Time{}, false
+	}
+	ms := int64(b[0])<<40 | int64(b[1])<<32 | int64(b[2])<<24 | int64(b[3])<<16 | int64(b[4])<<8 | int64(b[5])
+	return time.UnixMilli(ms), true
+}
