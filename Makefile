@@ -9,7 +9,7 @@ STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 # Every package of every module in go.work: the engine (the root module) and the nested
 # modules that keep heavy dependencies away from its users (bench, profiles, cmd/ffbench,
-# cmd/ffengine, valkeytest/container). `./...` would name the root module's packages only.
+# cmd/ffengine, valkeytest/container, otel). `./...` would name the root module's packages only.
 PKGS := github.com/flowfabric/flowfabric-go/...
 
 .PHONY: test bench perf-gate fmt fmt-check vet staticcheck fuzz install-valkey

@@ -54,10 +54,10 @@ func (b *Backend) Gauges(ctx context.Context) (Gauges, error) {
 	cmds := make(valkey.Commands, 0, n*(2+4*len(lanes)))
 	for p := range n {
 		tag := sdk.PartitionTag(p)
-		cmds = append(cmds, c.B().Zcard().Key(partKeysOf(tag).leases).Build(),
-			c.B().Zcard().Key(waitKeysOf(tag).suspended).Build())
+		cmds = append(cmds, c.B().Zcard().Key(b.ks.partKeysOf(tag).leases).Build(),
+			c.B().Zcard().Key(b.ks.waitKeysOf(tag).suspended).Build())
 		for _, l := range lanes {
-			lk := laneKeysOf(tag, l)
+			lk := b.ks.laneKeysOf(tag, l)
 			cmds = append(cmds, c.B().Zcard().Key(lk.eligible).Build(), c.B().Zcard().Key(lk.delayed).Build(),
 				c.B().Zcard().Key(lk.blocked).Build(),
 				c.B().Zrange().Key(lk.eligible).Min("0").Max("0").Withscores().Build())
