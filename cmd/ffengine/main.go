@@ -19,6 +19,10 @@
 // which loads or upgrades the library and exits; --skip-prepare makes the
 // daemon skip Prepare altogether.
 //
+// With --http ADDR it serves /metrics (Prometheus text: per-lane gauges,
+// the scanners' actions), /healthz (up) and /readyz (503 while Valkey does
+// not answer) on ADDR; off by default.
+//
 // It stops cleanly on SIGTERM or SIGINT (releasing its partitions) and exits 0.
 //
 // Exit codes, of the daemon and of prepare:
@@ -40,6 +44,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"sort"
@@ -86,6 +91,7 @@ type options struct {
 	skipPrepare    bool
 	cfg            scanner.Config
 	statusInterval time.Duration
+	httpAddr       string
 }
 
 // connFlags declares the connection flags on fs; finish parses what they
@@ -114,7 +120,7 @@ func newFlagSet(name string, stderr io.Writer, head string) *flag.FlagSet {
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), head)
-		fs.PrintDefaults()
+		cliconn.PrintFlags(fs.Output(), fs)
 		usageFooter(fs.Output())
 	}
 	return fs
@@ -151,6 +157,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&c.Concurrency, "concurrency", scanner.ConcurrencyDefault, "partitions one scanner visits at once")
 	fs.BoolVar(&c.DisablePeek, "no-peek", false, "read every index every cycle instead of peeking at cached index heads")
 	fs.DurationVar(&o.statusInterval, "status-interval", 30*time.Second, "how often a status line is logged; 0 disables it")
+	fs.StringVar(&o.httpAddr, "http", "", "serve /metrics (Prometheus), /healthz and /readyz on this `address` (host:port);\nempty: no HTTP server")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -159,6 +166,11 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	}
 	if o.statusInterval < 0 {
 		return o, errors.New("--status-interval is negative")
+	}
+	if o.httpAddr != "" {
+		if _, _, err := net.SplitHostPort(o.httpAddr); err != nil {
+			return o, fmt.Errorf("--http: %v", err)
+		}
 	}
 	return o, nil
 }
@@ -205,7 +217,24 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	if o.statusInterval > 0 {
 		go statusLoop(ctx, log, sup, o.statusInterval)
 	}
+	httpDone := make(chan struct{})
+	if o.httpAddr != "" {
+		ln, err := net.Listen("tcp", o.httpAddr)
+		if err != nil {
+			log.Error("cannot listen for --http", "addr", o.httpAddr, "err", err)
+			return exitUsage
+		}
+		go func() {
+			defer close(httpDone)
+			if err := serveHTTP(ctx, ln, log, b, sup, o.cfg.EngineID); err != nil {
+				log.Error("http endpoints failed", "err", err)
+			}
+		}()
+	} else {
+		close(httpDone)
+	}
 	_ = sup.Run(ctx) // returns once every loop exited and partitions were released
+	<-httpDone
 	log.Info("ffengine stopped", "engine", o.cfg.EngineID)
 	return exitOK
 }

@@ -30,10 +30,15 @@ func TestHelpShowsDefaults(t *testing.T) {
 		"-delayed-interval", "(default 500ms)", "-unblock-interval", "(default 5s)", "-retention-interval", "(default 1m0s)",
 		"-schedule-interval", "(default 250ms)", "-batch", "(default 100)", "-ownership-ttl", "(default 10s)", "-retention", "(default 24h0m0s)",
 		"-engine-id", "-partitions", "-password", EnvPassword, "-log-level", "-cluster", "-username",
-		"-skip-prepare", "-namespace", "ffengine prepare", "Exit codes", "3 permission denied", "4 incompatible library"} {
+		"-skip-prepare", "-namespace", "ffengine prepare", "Exit codes", "3 permission denied", "4 incompatible library",
+		"  --http address", "/metrics", "/readyz"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("--help lacks %q", want)
 		}
+	}
+	// ffbench's style: every flag is listed as --name.
+	if m := regexp.MustCompile(`(?m)^  -[a-z]`).FindString(out.String()); m != "" {
+		t.Errorf("--help lists a flag with one dash: %q", m)
 	}
 	if t.Failed() {
 		t.Log(out.String())
@@ -58,7 +63,7 @@ func TestPrepareHelp(t *testing.T) {
 
 func TestBadFlags(t *testing.T) {
 	for _, args := range [][]string{{"--log-level", "loud"}, {"--addr", " , "}, {"--nope"}, {"extra"},
-		{"--batch", "-1"}, {"--ownership-ttl", "1ms"}, {"--status-interval", "-1s"}, {"--schedule-interval", "-1s"},
+		{"--batch", "-1"}, {"--ownership-ttl", "1ms"}, {"--status-interval", "-1s"}, {"--schedule-interval", "-1s"}, {"--http", "no-port"},
 		{"prepare", "--nope"}, {"prepare", "extra"}, {"prepare", "--addr", ""}, {"prepare", "--skip-prepare"}} {
 		var out bytes.Buffer
 		if code := run(context.Background(), args, &out); code != 2 {

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"time"
@@ -165,4 +166,28 @@ func (f *Flags) CheckCluster(b *valkeybackend.Backend) string {
 // Help is the connection part of a command's --help footer.
 func Help() string {
 	return "Environment:\n  " + EnvPassword + "\tpassword, when --password is not given\n"
+}
+
+// PrintFlags writes fs's flags to w in the style of ffbench's --help: "--name
+// value" then the usage and a non-zero default, one flag per entry, so every
+// command line documents its flags alike.
+func PrintFlags(w io.Writer, fs *flag.FlagSet) {
+	fs.VisitAll(func(f *flag.Flag) {
+		name, usage := flag.UnquoteUsage(f)
+		line := "  --" + f.Name
+		if name != "" {
+			line += " " + name
+		}
+		def := ""
+		switch f.DefValue {
+		case "", "false", "0", "0s", "[]":
+		default:
+			if fmt.Sprintf("%T", f.Value) == "*flag.stringValue" { // quoted, as flag.PrintDefaults does
+				def = fmt.Sprintf(" (default %q)", f.DefValue)
+			} else {
+				def = fmt.Sprintf(" (default %s)", f.DefValue)
+			}
+		}
+		fmt.Fprintf(w, "%s\n    \t%s%s\n", line, strings.ReplaceAll(usage, "\n", "\n    \t"), def)
+	})
 }
