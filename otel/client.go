@@ -2,6 +2,7 @@ package ffotel
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -34,6 +35,7 @@ type ClientObserver struct {
 	ok       attrCache // lane
 	failed   attrCache // lane, error type
 	code     attrCache // lane, error type (errors counter)
+	spans    sync.Map  // sdk.LaneID -> *laneSpans
 }
 
 var _ sdk.ClientObserver = (*ClientObserver)(nil)
@@ -82,13 +84,27 @@ func MustClientObserver(o Options) *ClientObserver {
 // SubmitStarted starts the submit's producer span and stores its context
 // in args.TraceParent when the caller left it empty.
 func (c *ClientObserver) SubmitStarted(ctx context.Context, args *sdk.CreateExecutionArgs) context.Context {
-	ctx, _ = c.tracer.Start(ctx, "submit "+string(args.Lane), trace.WithSpanKind(trace.SpanKindProducer),
-		trace.WithAttributes(KeySystem.String(SystemName), KeyDestination.String(string(args.Lane)),
-			KeyOperationName.String("submit"), KeyOperationType.String("send"), KeyKind.String(args.Kind)))
+	ls := c.spansOf(args.Lane)
+	ctx, span := c.tracer.Start(ctx, ls.name, ls.opts...)
+	if span.IsRecording() {
+		span.SetAttributes(KeyKind.String(args.Kind))
+	}
 	if args.TraceParent == "" {
-		args.TraceParent = inject(ctx)
+		args.TraceParent = formatTraceParent(span.SpanContext())
 	}
 	return ctx
+}
+
+func (c *ClientObserver) spansOf(lane sdk.LaneID) *laneSpans {
+	if v, ok := c.spans.Load(lane); ok {
+		return v.(*laneSpans)
+	}
+	ls := &laneSpans{name: "submit " + string(lane), opts: []trace.SpanStartOption{
+		trace.WithSpanKind(trace.SpanKindProducer),
+		trace.WithAttributes(KeySystem.String(SystemName), KeyDestination.String(string(lane)),
+			KeyOperationName.String("submit"), KeyOperationType.String("send"))}}
+	v, _ := c.spans.LoadOrStore(lane, ls)
+	return v.(*laneSpans)
 }
 
 // SubmitEnded records the submit's duration and outcome and ends its span.
@@ -104,7 +120,9 @@ func (c *ClientObserver) SubmitEnded(ctx context.Context, args *sdk.CreateExecut
 		o := c.ok.get(attrKey{lane: args.Lane})
 		c.duration.Record(ctx, elapsed.Seconds(), o)
 		c.sent.Add(ctx, 1, o)
-		span.SetAttributes(KeyMessageID.String(string(res.ID)))
+		if span.IsRecording() {
+			span.SetAttributes(KeyMessageID.String(string(res.ID)))
+		}
 	}
 	span.End()
 }

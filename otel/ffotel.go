@@ -18,13 +18,12 @@
 package ffotel
 
 import (
-	"context"
+	"encoding/hex"
 	"sync"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
-	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/flowfabric/flowfabric-go/sdk"
@@ -82,41 +81,51 @@ func (o Options) tracer() trace.Tracer {
 var durationBuckets = []float64{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
 	0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60}
 
-// traceContext reads and writes the W3C traceparent the execution carries.
-var traceContext = propagation.TraceContext{}
-
-// carrier is a one-header propagation.TextMapCarrier.
-type carrier struct{ traceparent string }
-
-func (c *carrier) Get(key string) string {
-	if key == "traceparent" {
-		return c.traceparent
+// formatTraceParent renders sc as a W3C traceparent (version 00), "" when
+// sc is invalid.
+func formatTraceParent(sc trace.SpanContext) string {
+	if !sc.IsValid() {
+		return ""
 	}
-	return ""
-}
-
-func (c *carrier) Set(key, value string) {
-	if key == "traceparent" {
-		c.traceparent = value
+	const hexDigits = "0123456789abcdef"
+	var b [55]byte
+	b[0], b[1], b[2] = '0', '0', '-'
+	tid, sid := sc.TraceID(), sc.SpanID()
+	for i, v := range tid {
+		b[3+2*i], b[4+2*i] = hexDigits[v>>4], hexDigits[v&0xf]
 	}
+	b[35] = '-'
+	for i, v := range sid {
+		b[36+2*i], b[37+2*i] = hexDigits[v>>4], hexDigits[v&0xf]
+	}
+	b[52] = '-'
+	f := byte(sc.TraceFlags())
+	b[53], b[54] = hexDigits[f>>4], hexDigits[f&0xf]
+	return string(b[:])
 }
 
-func (c *carrier) Keys() []string { return []string{"traceparent"} }
-
-// inject renders ctx's span context as a traceparent ("" without one).
-func inject(ctx context.Context) string {
-	var c carrier
-	traceContext.Inject(ctx, &c)
-	return c.traceparent
-}
-
-// extract reads a traceparent into a span context (invalid when malformed).
-func extract(traceparent string) trace.SpanContext {
-	if traceparent == "" {
+// parseTraceParent reads a W3C traceparent into a remote span context;
+// the result is invalid when s is not one (version 00 layout; a later
+// version's first 55 bytes, as the spec allows).
+func parseTraceParent(s string) trace.SpanContext {
+	if len(s) < 55 || (len(s) > 55 && (s[55] != '-' || s[:2] == "00")) || s[2] != '-' || s[35] != '-' ||
+		s[52] != '-' || s[:2] == "ff" {
 		return trace.SpanContext{}
 	}
-	c := carrier{traceparent: traceparent}
-	return trace.SpanContextFromContext(traceContext.Extract(context.Background(), &c))
+	tid, err := trace.TraceIDFromHex(s[3:35])
+	if err != nil {
+		return trace.SpanContext{}
+	}
+	sid, err := trace.SpanIDFromHex(s[36:52])
+	if err != nil {
+		return trace.SpanContext{}
+	}
+	var f [1]byte
+	if _, err := hex.Decode(f[:], []byte(s[53:55])); err != nil {
+		return trace.SpanContext{}
+	}
+	return trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: sid,
+		TraceFlags: trace.TraceFlags(f[0]) & trace.FlagsSampled, Remote: true})
 }
 
 // attrKey names one cached attribute set: a lane and up to two more

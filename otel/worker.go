@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/hex"
 	"strings"
+	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -47,6 +48,7 @@ type WorkerObserver struct {
 	claimLatency, process, renewLag metric.Float64Histogram
 	consumed, outcomes, lost, errs  metric.Int64Counter
 
+	spans   sync.Map  // sdk.LaneID -> *laneSpans
 	lane    attrCache // lane
 	path    attrCache // lane, claim path
 	outcome attrCache // lane, outcome
@@ -105,9 +107,27 @@ func NewWorkerObserver(o Options) (*WorkerObserver, error) {
 	return w, nil
 }
 
+// laneSpans are one lane's span name and start options, built once.
+type laneSpans struct {
+	name string
+	opts []trace.SpanStartOption
+}
+
+func (w *WorkerObserver) spansOf(lane sdk.LaneID) *laneSpans {
+	if v, ok := w.spans.Load(lane); ok {
+		return v.(*laneSpans)
+	}
+	ls := &laneSpans{name: "process " + string(lane), opts: []trace.SpanStartOption{
+		trace.WithSpanKind(trace.SpanKindConsumer),
+		trace.WithAttributes(KeySystem.String(SystemName), KeyDestination.String(string(lane)),
+			KeyOperationName.String("process"), KeyOperationType.String("process"))}}
+	v, _ := w.spans.LoadOrStore(lane, ls)
+	return v.(*laneSpans)
+}
+
 // TaskStarted records the lease (claim path, claim latency) and starts the
 // task's process span, linked to the submit's span when the execution
-// carries one.
+// carries one. A span the tracer does not record gets no attributes.
 func (w *WorkerObserver) TaskStarted(ctx context.Context, t *sdk.Task) context.Context {
 	path := "claim"
 	if t.HandedOff {
@@ -120,15 +140,15 @@ func (w *WorkerObserver) TaskStarted(ctx context.Context, t *sdk.Task) context.C
 			w.claimLatency.Record(ctx, max(t.ClaimedAt.Sub(minted), 0).Seconds(), po)
 		}
 	}
-	opts := []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindConsumer),
-		trace.WithAttributes(KeySystem.String(SystemName), KeyDestination.String(string(t.Lane)),
-			KeyOperationName.String("process"), KeyOperationType.String("process"),
-			KeyMessageID.String(string(t.ID)), KeyKind.String(t.Kind), KeyAttemptType.String(string(t.AttemptType)),
-			KeyClaimPath.String(path))}
-	if sc := extract(t.TraceParent); sc.IsValid() {
-		opts = append(opts, trace.WithLinks(trace.Link{SpanContext: sc}))
+	ls := w.spansOf(t.Lane)
+	ctx, span := w.tracer.Start(ctx, ls.name, ls.opts...)
+	if span.IsRecording() {
+		span.SetAttributes(KeyMessageID.String(string(t.ID)), KeyKind.String(t.Kind),
+			KeyAttemptType.String(string(t.AttemptType)), KeyClaimPath.String(path))
+		if sc := parseTraceParent(t.TraceParent); sc.IsValid() {
+			span.AddLink(trace.Link{SpanContext: sc})
+		}
 	}
-	ctx, _ = w.tracer.Start(ctx, "process "+string(t.Lane), opts...)
 	return ctx
 }
 
@@ -148,7 +168,9 @@ func (w *WorkerObserver) TaskEnded(ctx context.Context, t *sdk.Task, end sdk.Tas
 		span.RecordError(end.HandlerErr)
 		span.SetStatus(codes.Error, end.HandlerErr.Error())
 	}
-	span.SetAttributes(KeyOutcome.String(string(end.Outcome)))
+	if span.IsRecording() {
+		span.SetAttributes(KeyOutcome.String(string(end.Outcome)))
+	}
 	span.End()
 }
 

@@ -1,0 +1,175 @@
+package ffotel_test
+
+// The instrumentation's cost on end-to-end capacity, measured A/B in one
+// process on one throwaway Valkey:
+//
+//	go test -run '^$' -bench BenchmarkObserverCost -benchtime 1x github.com/flowfabric/flowfabric-go/otel
+//
+// Each round submits FF_OTEL_BENCH_JOBS executions (default 4000) and
+// times one worker (concurrency 32) draining them, once plain and once
+// instrumented (ClientObserver on the submits, so every execution carries
+// a traceparent; WorkerObserver with an SDK MeterProvider and a sampling
+// TracerProvider), in ABBA order over FF_OTEL_BENCH_ROUNDS (default 4)
+// pairs. It reports each variant's median jobs/s and their ratio.
+
+import (
+	"context"
+	"os"
+	"slices"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+
+	ffotel "github.com/flowfabric/flowfabric-go/otel"
+	"github.com/flowfabric/flowfabric-go/sdk"
+	"github.com/flowfabric/flowfabric-go/valkeybackend"
+	"github.com/flowfabric/flowfabric-go/valkeytest"
+)
+
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
+
+func BenchmarkObserverCost(b *testing.B) {
+	ctx := context.Background()
+	srv, err := valkeytest.Start(ctx, valkeytest.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer srv.Close()
+	jobs, rounds := envInt("FF_OTEL_BENCH_JOBS", 4000), envInt("FF_OTEL_BENCH_ROUNDS", 4)
+	be, err := valkeybackend.Connect(ctx, valkeybackend.Options{Addrs: []string{srv.Addr()}, Partitions: 16})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer be.Close()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader()))
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.AlwaysSample()))
+	opts := ffotel.Options{MeterProvider: mp, TracerProvider: tp}
+	wobs, err := ffotel.NewWorkerObserver(opts)
+	if err != nil {
+		b.Fatal(err)
+	}
+	cobs, err := ffotel.NewClientObserver(opts)
+	if err != nil {
+		b.Fatal(err)
+	}
+	// drain submits the jobs, then times a worker finishing them all.
+	drain := func(round int, instrumented bool) float64 {
+		lane := sdk.LaneID("bench-" + strconv.Itoa(round) + "-" + strconv.FormatBool(instrumented))
+		copts := sdk.ClientOptions{}
+		cfg := sdk.WorkerConfig{WorkerID: "bench", Lanes: []sdk.LaneID{lane}, MaxConcurrency: 32}
+		if instrumented {
+			copts.Observer, cfg.Observer = cobs, wobs
+		}
+		args := make([]sdk.CreateExecutionArgs, jobs)
+		for i := range args {
+			args[i] = sdk.CreateExecutionArgs{Lane: lane, Kind: "k", Payload: []byte("payload")}
+		}
+		if _, err := sdk.NewClientWithOptions(be, copts).SubmitBatch(ctx, args); err != nil {
+			b.Fatal(err)
+		}
+		var done atomic.Int64
+		all := make(chan struct{})
+		w, err := sdk.NewWorker(be, cfg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		runCtx, stop := context.WithCancel(ctx)
+		stopped := make(chan error, 1)
+		start := time.Now()
+		go func() {
+			stopped <- w.Run(runCtx, sdk.HandlerFunc(func(context.Context, *sdk.Task) error {
+				if done.Add(1) == int64(jobs) {
+					close(all)
+				}
+				return nil
+			}))
+		}()
+		select {
+		case <-all:
+		case <-time.After(2 * time.Minute):
+			b.Fatalf("round %d: %d of %d done after 2m", round, done.Load(), jobs)
+		}
+		elapsed := time.Since(start)
+		stop()
+		<-stopped
+		return float64(jobs) / elapsed.Seconds()
+	}
+	drain(-1, false) // warm-up: connections, library, caches
+	var plain, otel []float64
+	for r := range rounds {
+		order := []bool{false, true}
+		if r%2 == 1 {
+			order = []bool{true, false}
+		}
+		for _, instrumented := range order {
+			rate := drain(r, instrumented)
+			if instrumented {
+				otel = append(otel, rate)
+			} else {
+				plain = append(plain, rate)
+			}
+		}
+	}
+	median := func(v []float64) float64 {
+		s := slices.Clone(v)
+		slices.Sort(s)
+		if len(s)%2 == 1 {
+			return s[len(s)/2]
+		}
+		return (s[len(s)/2-1] + s[len(s)/2]) / 2
+	}
+	mp0, mo := median(plain), median(otel)
+	b.Logf("plain jobs/s %v", plain)
+	b.Logf("otel  jobs/s %v", otel)
+	b.ReportMetric(mp0, "plain_jobs/s")
+	b.ReportMetric(mo, "otel_jobs/s")
+	b.ReportMetric(mo/mp0, "otel/plain")
+}
+
+// BenchmarkObserverPerTask is the CPU one task's instrumentation costs
+// the worker (TaskStarted, one renewal, TaskEnded) and the client (one
+// submit), with an SDK MeterProvider and a sampling TracerProvider (spans
+// dropped at end, no exporter):
+//
+//	go test -run '^$' -bench BenchmarkObserverPerTask -benchmem github.com/flowfabric/flowfabric-go/otel
+func BenchmarkObserverPerTask(b *testing.B) {
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader()))
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.AlwaysSample()))
+	opts := ffotel.Options{MeterProvider: mp, TracerProvider: tp}
+	wobs, err := ffotel.NewWorkerObserver(opts)
+	if err != nil {
+		b.Fatal(err)
+	}
+	cobs, err := ffotel.NewClientObserver(opts)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	b.Run("worker", func(b *testing.B) {
+		task := &sdk.Task{ID: sdk.NewExecutionID(3), Kind: "k", Lane: "lane", AttemptType: sdk.AttemptInitial,
+			ClaimedAt: time.Now(), TraceParent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}
+		b.ReportAllocs()
+		for b.Loop() {
+			tctx := wobs.TaskStarted(ctx, task)
+			wobs.LeaseRenewing(task, time.Millisecond)
+			wobs.TaskEnded(tctx, task, sdk.TaskEnd{Outcome: sdk.TaskCompleted, HandlerDuration: time.Millisecond})
+		}
+	})
+	b.Run("client", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			args := sdk.CreateExecutionArgs{Lane: "lane", Kind: "k"}
+			sctx := cobs.SubmitStarted(ctx, &args)
+			cobs.SubmitEnded(sctx, &args, sdk.CreateExecutionResult{ID: "{p:1}:x"}, nil, time.Millisecond)
+		}
+	})
+}
