@@ -9,20 +9,30 @@ package ffotel_test
 // times one worker (concurrency 32) draining them, once plain and once
 // instrumented (ClientObserver on the submits, so every execution carries
 // a traceparent; WorkerObserver with an SDK MeterProvider and a sampling
-// TracerProvider), in ABBA order over FF_OTEL_BENCH_ROUNDS (default 4)
-// pairs. It reports each variant's median jobs/s and their ratio.
+// TracerProvider; FF_OTEL_BENCH_TRACES=0: a no-op one, metrics only), in ABBA order over FF_OTEL_BENCH_ROUNDS (default 4)
+// pairs. It reports each variant's median jobs/s and their ratio, and
+// the median CPU per job (this process's and the server's, submits
+// included) with capacity_ratio = plain CPU / instrumented CPU: on a
+// machine whose cores are the bottleneck capacity goes as its inverse, and
+// unlike the wall-clock rate it barely moves with other load on a
+// shared machine.
 
 import (
 	"context"
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/valkey-io/valkey-go"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 
 	ffotel "github.com/flowfabric/flowfabric-go/otel"
 	"github.com/flowfabric/flowfabric-go/sdk"
@@ -51,7 +61,10 @@ func BenchmarkObserverCost(b *testing.B) {
 	}
 	defer be.Close()
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader()))
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.AlwaysSample()))
+	var tp trace.TracerProvider = sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.AlwaysSample()))
+	if os.Getenv("FF_OTEL_BENCH_TRACES") == "0" {
+		tp = noop.NewTracerProvider() // metrics only: no spans, no carriers
+	}
 	opts := ffotel.Options{MeterProvider: mp, TracerProvider: tp}
 	wobs, err := ffotel.NewWorkerObserver(opts)
 	if err != nil {
@@ -61,8 +74,11 @@ func BenchmarkObserverCost(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	// drain submits the jobs, then times a worker finishing them all.
-	drain := func(round int, instrumented bool) float64 {
+	// drain submits the jobs, then times a worker finishing them all; it
+	// returns jobs/s of the drain and CPU µs per job (this process's and
+	// the server's, submit included).
+	drain := func(round int, instrumented bool) (rate, cpu float64) {
+		cpu0 := cpuSeconds(b, srv.Addr())
 		lane := sdk.LaneID("bench-" + strconv.Itoa(round) + "-" + strconv.FormatBool(instrumented))
 		copts := sdk.ClientOptions{}
 		cfg := sdk.WorkerConfig{WorkerID: "bench", Lanes: []sdk.LaneID{lane}, MaxConcurrency: 32}
@@ -99,23 +115,24 @@ func BenchmarkObserverCost(b *testing.B) {
 			b.Fatalf("round %d: %d of %d done after 2m", round, done.Load(), jobs)
 		}
 		elapsed := time.Since(start)
+		cpu = (cpuSeconds(b, srv.Addr()) - cpu0) * 1e6 / float64(jobs)
 		stop()
 		<-stopped
-		return float64(jobs) / elapsed.Seconds()
+		return float64(jobs) / elapsed.Seconds(), cpu
 	}
 	drain(-1, false) // warm-up: connections, library, caches
-	var plain, otel []float64
+	var plain, otel, plainCPU, otelCPU []float64
 	for r := range rounds {
 		order := []bool{false, true}
 		if r%2 == 1 {
 			order = []bool{true, false}
 		}
 		for _, instrumented := range order {
-			rate := drain(r, instrumented)
+			rate, cpu := drain(r, instrumented)
 			if instrumented {
-				otel = append(otel, rate)
+				otel, otelCPU = append(otel, rate), append(otelCPU, cpu)
 			} else {
-				plain = append(plain, rate)
+				plain, plainCPU = append(plain, rate), append(plainCPU, cpu)
 			}
 		}
 	}
@@ -128,11 +145,43 @@ func BenchmarkObserverCost(b *testing.B) {
 		return (s[len(s)/2-1] + s[len(s)/2]) / 2
 	}
 	mp0, mo := median(plain), median(otel)
-	b.Logf("plain jobs/s %v", plain)
-	b.Logf("otel  jobs/s %v", otel)
+	cp, co := median(plainCPU), median(otelCPU)
+	b.Logf("plain jobs/s %.0f, CPU µs/job %.1f", plain, plainCPU)
+	b.Logf("otel  jobs/s %.0f, CPU µs/job %.1f", otel, otelCPU)
 	b.ReportMetric(mp0, "plain_jobs/s")
 	b.ReportMetric(mo, "otel_jobs/s")
 	b.ReportMetric(mo/mp0, "otel/plain")
+	b.ReportMetric(cp, "plain_cpu_us/job")
+	b.ReportMetric(co, "otel_cpu_us/job")
+	// On a machine whose cores are the bottleneck, capacity goes as the
+	// inverse of CPU per job (the server's included).
+	b.ReportMetric(cp/co, "capacity_ratio")
+}
+
+// cpuSeconds is this process's CPU time (user and system) plus the
+// server's (INFO cpu), in seconds.
+func cpuSeconds(b *testing.B, addr string) float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	self := time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+	var server float64
+	err := valkeytest.EachPrimary(context.Background(), []string{addr}, func(c valkey.Client) error {
+		info, err := c.Do(context.Background(), c.B().Info().Section("cpu").Build()).ToString()
+		for _, line := range strings.Split(info, "\n") {
+			k, v, ok := strings.Cut(strings.TrimSpace(line), ":")
+			if ok && (k == "used_cpu_sys" || k == "used_cpu_user") {
+				f, _ := strconv.ParseFloat(v, 64)
+				server += f
+			}
+		}
+		return err
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return self + server
 }
 
 // BenchmarkObserverPerTask is the CPU one task's instrumentation costs
@@ -143,8 +192,14 @@ func BenchmarkObserverCost(b *testing.B) {
 //	go test -run '^$' -bench BenchmarkObserverPerTask -benchmem github.com/flowfabric/flowfabric-go/otel
 func BenchmarkObserverPerTask(b *testing.B) {
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader()))
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.AlwaysSample()))
-	opts := ffotel.Options{MeterProvider: mp, TracerProvider: tp}
+	traced := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.AlwaysSample()))
+	b.Run("traced", func(b *testing.B) { benchPerTask(b, ffotel.Options{MeterProvider: mp, TracerProvider: traced}) })
+	b.Run("metrics", func(b *testing.B) {
+		benchPerTask(b, ffotel.Options{MeterProvider: mp, TracerProvider: noop.NewTracerProvider()})
+	})
+}
+
+func benchPerTask(b *testing.B, opts ffotel.Options) {
 	wobs, err := ffotel.NewWorkerObserver(opts)
 	if err != nil {
 		b.Fatal(err)

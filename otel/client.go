@@ -112,14 +112,14 @@ func (c *ClientObserver) SubmitEnded(ctx context.Context, args *sdk.CreateExecut
 	span := trace.SpanFromContext(ctx)
 	if err != nil {
 		et := errorType(err)
-		c.duration.Record(ctx, elapsed.Seconds(), c.failed.get(attrKey{lane: args.Lane, a: et}))
-		c.errs.Add(ctx, 1, c.code.get(attrKey{lane: args.Lane, a: et}))
+		c.duration.Record(ctx, elapsed.Seconds(), c.failed.get(attrKey{lane: args.Lane, a: et}).rec...)
+		c.errs.Add(ctx, 1, c.code.get(attrKey{lane: args.Lane, a: et}).add...)
 		span.RecordError(err)
 		span.SetStatus(codes.Error, err.Error())
 	} else {
 		o := c.ok.get(attrKey{lane: args.Lane})
-		c.duration.Record(ctx, elapsed.Seconds(), o)
-		c.sent.Add(ctx, 1, o)
+		c.duration.Record(ctx, elapsed.Seconds(), o.rec...)
+		c.sent.Add(ctx, 1, o.add...)
 		if span.IsRecording() {
 			span.SetAttributes(KeyMessageID.String(string(res.ID)))
 		}

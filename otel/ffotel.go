@@ -137,19 +137,26 @@ type attrKey struct {
 
 // attrCache holds the measurement options of attribute sets built once
 // per distinct key (bounded: lanes × outcomes or codes), so recording a
-// measurement does not rebuild its set.
+// measurement neither rebuilds its set nor allocates: the options are kept
+// as the slices the variadic calls take (get(k).add...).
 type attrCache struct {
-	m     sync.Map // attrKey -> metric.MeasurementOption
+	m     sync.Map // attrKey -> *measureOpts
 	build func(attrKey) attribute.Set
 }
 
-func (c *attrCache) get(k attrKey) metric.MeasurementOption {
+// measureOpts are one attribute set as Add's and Record's options.
+type measureOpts struct {
+	add []metric.AddOption
+	rec []metric.RecordOption
+}
+
+func (c *attrCache) get(k attrKey) *measureOpts {
 	if v, ok := c.m.Load(k); ok {
-		return v.(metric.MeasurementOption)
+		return v.(*measureOpts)
 	}
-	opt := metric.WithAttributeSet(c.build(k))
-	v, _ := c.m.LoadOrStore(k, opt)
-	return v.(metric.MeasurementOption)
+	o := metric.WithAttributeSet(c.build(k))
+	v, _ := c.m.LoadOrStore(k, &measureOpts{add: []metric.AddOption{o}, rec: []metric.RecordOption{o}})
+	return v.(*measureOpts)
 }
 
 // errorType is an error's error.type: its sdk code, "_OTHER" when it has

@@ -134,10 +134,10 @@ func (w *WorkerObserver) TaskStarted(ctx context.Context, t *sdk.Task) context.C
 		path = "handoff"
 	}
 	po := w.path.get(attrKey{lane: t.Lane, a: path})
-	w.consumed.Add(ctx, 1, po)
+	w.consumed.Add(ctx, 1, po.add...)
 	if t.AttemptType == sdk.AttemptInitial {
 		if minted, ok := mintedAt(t.ID); ok {
-			w.claimLatency.Record(ctx, max(t.ClaimedAt.Sub(minted), 0).Seconds(), po)
+			w.claimLatency.Record(ctx, max(t.ClaimedAt.Sub(minted), 0).Seconds(), po.rec...)
 		}
 	}
 	ls := w.spansOf(t.Lane)
@@ -156,15 +156,15 @@ func (w *WorkerObserver) TaskStarted(ctx context.Context, t *sdk.Task) context.C
 // error, and ends the span.
 func (w *WorkerObserver) TaskEnded(ctx context.Context, t *sdk.Task, end sdk.TaskEnd) {
 	oo := w.outcome.get(attrKey{lane: t.Lane, a: string(end.Outcome)})
-	w.process.Record(ctx, end.HandlerDuration.Seconds(), oo)
-	w.outcomes.Add(ctx, 1, oo)
+	w.process.Record(ctx, end.HandlerDuration.Seconds(), oo.rec...)
+	w.outcomes.Add(ctx, 1, oo.add...)
 	span := trace.SpanFromContext(ctx)
 	switch {
 	case end.Panicked:
-		w.errs.Add(ctx, 1, w.code.get(attrKey{lane: t.Lane, a: "handler_panic", b: "handler"}))
+		w.errs.Add(ctx, 1, w.code.get(attrKey{lane: t.Lane, a: "handler_panic", b: "handler"}).add...)
 		span.SetStatus(codes.Error, "handler panicked")
 	case end.HandlerErr != nil:
-		w.errs.Add(ctx, 1, w.code.get(attrKey{lane: t.Lane, a: errorType(end.HandlerErr), b: "handler"}))
+		w.errs.Add(ctx, 1, w.code.get(attrKey{lane: t.Lane, a: errorType(end.HandlerErr), b: "handler"}).add...)
 		span.RecordError(end.HandlerErr)
 		span.SetStatus(codes.Error, end.HandlerErr.Error())
 	}
@@ -176,17 +176,17 @@ func (w *WorkerObserver) TaskEnded(ctx context.Context, t *sdk.Task, end sdk.Tas
 
 // LeaseRenewing records a renewal's lag.
 func (w *WorkerObserver) LeaseRenewing(t *sdk.Task, lag time.Duration) {
-	w.renewLag.Record(context.Background(), lag.Seconds(), w.lane.get(attrKey{lane: t.Lane}))
+	w.renewLag.Record(context.Background(), lag.Seconds(), w.lane.get(attrKey{lane: t.Lane}).rec...)
 }
 
 // LeaseLost counts a lost lease by its cause's code.
 func (w *WorkerObserver) LeaseLost(t *sdk.Task, cause error) {
-	w.lost.Add(context.Background(), 1, w.code.get(attrKey{lane: t.Lane, a: errorType(cause), b: "worker"}))
+	w.lost.Add(context.Background(), 1, w.code.get(attrKey{lane: t.Lane, a: errorType(cause), b: "worker"}).add...)
 }
 
 // WorkerError counts an error the worker handled by its code.
 func (w *WorkerObserver) WorkerError(err error) {
-	w.errs.Add(context.Background(), 1, w.code.get(attrKey{a: errorType(err), b: "worker"}))
+	w.errs.Add(context.Background(), 1, w.code.get(attrKey{a: errorType(err), b: "worker"}).add...)
 }
 
 // mintedAt reads the creation time in an execution id's version-7 uuid
