@@ -9,7 +9,8 @@ package ffotel_test
 // times one worker (concurrency 32) draining them, once plain and once
 // instrumented (ClientObserver on the submits, so every execution carries
 // a traceparent; WorkerObserver with an SDK MeterProvider and a sampling
-// TracerProvider; FF_OTEL_BENCH_TRACES=0: a no-op one, metrics only), in ABBA order over FF_OTEL_BENCH_ROUNDS (default 4)
+// TracerProvider; FF_OTEL_BENCH_TRACES=R below 1 samples the ratio R of
+// the traces, 0 is a no-op TracerProvider: metrics only), in ABBA order over FF_OTEL_BENCH_ROUNDS (default 4)
 // pairs. It reports each variant's median jobs/s and their ratio, and
 // the median CPU per job (this process's and the server's, submits
 // included) with capacity_ratio = plain CPU / instrumented CPU: on a
@@ -62,8 +63,11 @@ func BenchmarkObserverCost(b *testing.B) {
 	defer be.Close()
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader()))
 	var tp trace.TracerProvider = sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.AlwaysSample()))
-	if os.Getenv("FF_OTEL_BENCH_TRACES") == "0" {
-		tp = noop.NewTracerProvider() // metrics only: no spans, no carriers
+	if r, err := strconv.ParseFloat(os.Getenv("FF_OTEL_BENCH_TRACES"), 64); err == nil && r < 1 {
+		tp = sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.TraceIDRatioBased(r)))
+		if r <= 0 {
+			tp = noop.NewTracerProvider() // metrics only: no spans, no carriers
+		}
 	}
 	opts := ffotel.Options{MeterProvider: mp, TracerProvider: tp}
 	wobs, err := ffotel.NewWorkerObserver(opts)

@@ -1,11 +1,14 @@
 package ffotel
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"time"
 
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/flowfabric/flowfabric-go/sdk"
 )
@@ -70,5 +73,35 @@ func TestMintedAt(t *testing.T) {
 		if _, ok := mintedAt(other); ok {
 			t.Errorf("%q: read a mint time", other)
 		}
+	}
+}
+
+// A sampled submit span is carried (a caller's own carrier is kept); an
+// unsampled one, or none, leaves the execution without a carrier.
+func TestSubmitCarrier(t *testing.T) {
+	own := "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	for _, c := range []struct {
+		name  string
+		tp    trace.TracerProvider
+		given string
+		want  func(string) bool
+	}{
+		{"sampled", sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.AlwaysSample())), "",
+			func(s string) bool { return parseTraceParent(s).IsSampled() }},
+		{"caller's own", sdktrace.NewTracerProvider(), own, func(s string) bool { return s == own }},
+		{"unsampled", sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.NeverSample())), "",
+			func(s string) bool { return s == "" }},
+		{"no tracing", noop.NewTracerProvider(), "", func(s string) bool { return s == "" }},
+	} {
+		obs, err := NewClientObserver(Options{TracerProvider: c.tp})
+		if err != nil {
+			t.Fatal(err)
+		}
+		args := sdk.CreateExecutionArgs{Lane: "l", Kind: "k", TraceParent: c.given}
+		ctx := obs.SubmitStarted(context.Background(), &args)
+		if !c.want(args.TraceParent) {
+			t.Errorf("%s: carrier %q", c.name, args.TraceParent)
+		}
+		obs.SubmitEnded(ctx, &args, sdk.CreateExecutionResult{}, nil, time.Millisecond)
 	}
 }

@@ -24,8 +24,8 @@ const (
 
 // ClientObserver is an sdk.ClientObserver that records submit metrics and
 // a producer span per submit, whose context it stores with the execution
-// (sdk.CreateExecutionArgs.TraceParent, unless the caller set one) so the
-// handler's span links to it. Set it in sdk.ClientOptions.Observer. Safe
+// when the span is sampled (sdk.CreateExecutionArgs.TraceParent, unless
+// the caller set one) so the handler's span links to it. Set it in sdk.ClientOptions.Observer. Safe
 // for concurrent use.
 type ClientObserver struct {
 	tracer   trace.Tracer
@@ -81,16 +81,19 @@ func MustClientObserver(o Options) *ClientObserver {
 	return c
 }
 
-// SubmitStarted starts the submit's producer span and stores its context
-// in args.TraceParent when the caller left it empty.
+// SubmitStarted starts the submit's producer span and, when it is
+// sampled, stores its context in args.TraceParent unless the caller set
+// one.
 func (c *ClientObserver) SubmitStarted(ctx context.Context, args *sdk.CreateExecutionArgs) context.Context {
 	ls := c.spansOf(args.Lane)
 	ctx, span := c.tracer.Start(ctx, ls.name, ls.opts...)
 	if span.IsRecording() {
 		span.SetAttributes(KeyKind.String(args.Kind))
 	}
-	if args.TraceParent == "" {
-		args.TraceParent = formatTraceParent(span.SpanContext())
+	if sc := span.SpanContext(); args.TraceParent == "" && sc.IsSampled() {
+		// An unsampled submit records no span to link to: its execution
+		// carries nothing, and costs nothing for it.
+		args.TraceParent = formatTraceParent(sc)
 	}
 	return ctx
 }
