@@ -123,7 +123,7 @@ write (bad_call, bad_keys: string work, no command) and answers
 invalid_input, having written nothing, when one is off.
 ]]
 
-local VERSION = '30'
+local VERSION = '31'
 -- MIN_CLIENT is the oldest client this library serves; a client's version is
 -- the VERSION of the library it embeds (Go: lua.Version). A client older than
 -- MIN_CLIENT refuses to run against this library, and never replaces it.
