@@ -94,6 +94,14 @@ const (
 	// will not replace it (it never downgrades). Detail: the loaded library's
 	// version, the oldest client version it serves, this client's version.
 	CodeLibraryIncompatible = "library_incompatible"
+	// CodeNotReplicated: the write landed on the primary, but fewer
+	// replicas than the backend was told to wait for acknowledged it in
+	// time (Valkey: WAIT), so a failover may still lose it: an unknown
+	// outcome, as a timeout. A Worker retries its terminal call (the
+	// repeat recognises a first try that survived); a submit is repeated
+	// safely with an idempotency key. Detail: replicas that acknowledged,
+	// replicas wanted.
+	CodeNotReplicated = "not_replicated"
 )
 
 // codeKinds maps every known code to its kind.
@@ -121,7 +129,8 @@ var codeKinds = map[string]ErrorKind{
 	CodePermissionDenied:    KindUnavailable,
 	CodeTransport:           KindTransport, CodeUnavailable: KindUnavailable,
 	CodeResourceExhausted: KindResourceExhausted, CodeTimeout: KindTimeout, CodeBug: KindBug,
-	CodeInvalidToken: KindValidation, CodeWaitpointClosed: KindState, CodeWaitpointExpired: KindState,
+	CodeNotReplicated: KindTimeout,
+	CodeInvalidToken:  KindValidation, CodeWaitpointClosed: KindState, CodeWaitpointExpired: KindState,
 	CodeWaitpointExists: KindConflict, CodeWaitpointNotFound: KindNotFound, CodeWaitpointNotPending: KindState,
 	CodeSignalLimitExceeded: KindResourceExhausted, CodeHMACSecretNotInitialized: KindState,
 	CodeRotationConflict: KindConflict, CodeSummaryConflict: KindConflict, CodeInvalidSummaryPatch: KindValidation,

@@ -75,6 +75,7 @@ var allCodes = []struct {
 	{CodeReplayLimitExceeded, KindState},
 	{CodeTaskFinished, KindState},
 	{CodeWorkerShutdown, KindState},
+	{CodeNotReplicated, KindTimeout},
 	{CodePermissionDenied, KindUnavailable},
 	{CodeLibraryIncompatible, KindConflict},
 }
@@ -314,6 +315,7 @@ func TestErrorClass(t *testing.T) {
 		CodeExecutionNotTerminal:     ClassTerminal,
 		CodeReplayLimitExceeded:      ClassTerminal,
 		CodeTaskFinished:             ClassTerminal,
+		CodeNotReplicated:            ClassRetryable,
 		CodeWorkerShutdown:           ClassTerminal,
 		CodePermissionDenied:         ClassTerminal,
 		CodeLibraryIncompatible:      ClassTerminal,

@@ -59,7 +59,7 @@ func (b *Backend) CreateQuotaPolicy(ctx context.Context, q sdk.QuotaPolicy) erro
 	if err := q.Validate(); err != nil {
 		return opError(op, err)
 	}
-	_, err := decode(op, b.client.Do(ctx, b.fcall("ff_quota_set", []string{b.ks.quotaKey(q.ID)},
+	_, err := decode(op, b.doAcked(ctx, op, b.fcall("ff_quota_set", []string{b.ks.quotaKey(q.ID)},
 		strconv.Itoa(q.Rate), durMS(q.Window), strconv.Itoa(q.Concurrency))))
 	return err
 }
@@ -80,7 +80,7 @@ func (b *Backend) CreateBudget(ctx context.Context, bg sdk.Budget) error {
 		l := bg.Limits[d]
 		args = append(args, d, strconv.FormatUint(l.Hard, 10), strconv.FormatUint(l.Soft, 10))
 	}
-	_, err := decode(op, b.client.Do(ctx, b.fcall("ff_budget_set", []string{b.ks.budgetKey(bg.ID)}, args...)))
+	_, err := decode(op, b.doAcked(ctx, op, b.fcall("ff_budget_set", []string{b.ks.budgetKey(bg.ID)}, args...)))
 	return err
 }
 
@@ -90,7 +90,7 @@ func (b *Backend) ResetBudget(ctx context.Context, id sdk.BudgetID) error {
 	if err := id.Validate(); err != nil {
 		return opError(op, err)
 	}
-	_, err := decode(op, b.client.Do(ctx, b.fcall("ff_budget_reset", []string{b.ks.budgetKey(id)})))
+	_, err := decode(op, b.doAcked(ctx, op, b.fcall("ff_budget_reset", []string{b.ks.budgetKey(id)})))
 	return err
 }
 
@@ -170,7 +170,7 @@ func (b *Backend) reportUsage(ctx context.Context, op string, r sdk.UsageReport)
 	for _, d := range dims {
 		args = append(args, d, strconv.FormatUint(r.Usage[d], 10))
 	}
-	rep, err := decode(op, b.client.Do(ctx, b.fcall("ff_budget_report", []string{key, key + ":dedup"}, args...)))
+	rep, err := decode(op, b.doAcked(ctx, op, b.fcall("ff_budget_report", []string{key, key + ":dedup"}, args...)))
 	if err != nil {
 		return sdk.UsageOutcome{}, err
 	}
@@ -211,7 +211,7 @@ func (b *Backend) SetLanePolicy(ctx context.Context, lane sdk.LaneID, p sdk.Lane
 		cmds = append(cmds, b.client.B().Hset().Key(key).FieldValue().FieldValue("paused", paused).
 			FieldValue("quota", string(p.Quota)).FieldValue("budgets", strings.Join(budgets, ",")).Build())
 	}
-	for _, res := range b.client.DoMulti(ctx, cmds...) {
+	for _, res := range b.doAckedMulti(ctx, op, cmds...) {
 		if err := res.Error(); err != nil {
 			return backendError(op, err)
 		}

@@ -68,6 +68,9 @@ func Connect(ctx context.Context, opts Options) (*Backend, error) {
 	if opts.MaxPayloadBytes < 0 {
 		return nil, sdk.Validationf(sdk.CodeInvalidInput, "MaxPayloadBytes is negative")
 	}
+	if opts.WaitReplicas < 0 || opts.WaitTimeout < 0 {
+		return nil, sdk.Validationf(sdk.CodeInvalidInput, "WaitReplicas and WaitTimeout may not be negative")
+	}
 	if err := CheckNamespace(opts.Namespace); err != nil {
 		return nil, err
 	}
@@ -124,6 +127,10 @@ func Connect(ctx context.Context, opts Options) (*Backend, error) {
 	b.cluster = client.Mode() == valkey.ClientModeCluster
 	b.next.Store(rand.Uint64())
 	if err := b.checkTopology(ctx); err != nil {
+		client.Close()
+		return nil, err
+	}
+	if err := b.checkAOF(ctx); err != nil {
 		client.Close()
 		return nil, err
 	}

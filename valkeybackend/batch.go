@@ -103,7 +103,7 @@ func (b *Backend) CreateExecutions(ctx context.Context, args []sdk.CreateExecuti
 		keys, argv := b.createBatchCall(plans, g.items)
 		cmds = append(cmds, b.fcall("ff_create_batch", keys, argv...))
 	}
-	res := b.client.DoMulti(ctx, cmds...)
+	res := b.doAckedMulti(ctx, op, cmds...)
 	if len(early) > 0 {
 		if err := res[0].Error(); err != nil {
 			// Nothing was created without its lane registered: fail all.

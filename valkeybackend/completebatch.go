@@ -84,7 +84,7 @@ func (b *Backend) CompleteBatch(ctx context.Context, items []sdk.CompleteItem) [
 		c.args[0] = strconv.Itoa(len(c.items))
 		cmds[j] = b.fcall("ff_complete_batch", c.keys, c.args...)
 	}
-	for j, res := range b.client.DoMulti(ctx, cmds...) {
+	for j, res := range b.doAckedMulti(ctx, op, cmds...) {
 		c := calls[j]
 		r, err := decode(op, res)
 		if err == nil && len(r.fields) != 1+6*len(c.items) {

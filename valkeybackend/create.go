@@ -26,11 +26,11 @@ func (b *Backend) CreateExecution(ctx context.Context, a sdk.CreateExecutionArgs
 	_, known := b.lanesSeen.Load(a.Lane)
 	switch {
 	case known:
-		r, err = decode(op, b.client.Do(ctx, cmd))
+		r, err = decode(op, b.doAcked(ctx, op, cmd))
 	case a.ID == "" && a.IdempotencyKey == "":
 		// A minted id always creates: the lane joins the registry in the
 		// same round trip, before its first execution exists.
-		res := b.client.DoMulti(ctx, b.registerLane(a.Lane), cmd)
+		res := b.doAckedMulti(ctx, op, b.registerLane(a.Lane), cmd)
 		if err := res[0].Error(); err != nil {
 			return sdk.CreateExecutionResult{}, backendError(op, err)
 		}
@@ -41,9 +41,9 @@ func (b *Backend) CreateExecution(ctx context.Context, a sdk.CreateExecutionArgs
 		// An explicit id or an idempotency key may end without a create
 		// (a collision, a repeat), which must write nothing: the lane
 		// joins the registry once its execution was created.
-		r, err = decode(op, b.client.Do(ctx, cmd))
+		r, err = decode(op, b.doAcked(ctx, op, cmd))
 		if err == nil && r.status != "DUPLICATE" {
-			if err := b.client.Do(ctx, b.registerLane(a.Lane)).Error(); err != nil {
+			if err := b.doAcked(ctx, op, b.registerLane(a.Lane)).Error(); err != nil {
 				return sdk.CreateExecutionResult{}, backendError(op, err)
 			}
 			b.lanesSeen.Store(a.Lane, struct{}{})

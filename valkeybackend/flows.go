@@ -70,7 +70,7 @@ func (b *Backend) SubmitFlow(ctx context.Context, spec sdk.FlowSpec) (sdk.FlowSu
 	for j, e := range spec.Edges {
 		args = append(args, string(e.ID), strconv.Itoa(ends[j][0]+1), strconv.Itoa(ends[j][1]+1))
 	}
-	r, err := decode(op, b.client.Do(ctx, b.fcall("ff_flow_submit", keys, args...)))
+	r, err := decode(op, b.doAcked(ctx, op, b.fcall("ff_flow_submit", keys, args...)))
 	if err != nil {
 		return sdk.FlowSubmission{}, err
 	}
@@ -84,7 +84,7 @@ func (b *Backend) SubmitFlow(ctx context.Context, spec sdk.FlowSpec) (sdk.FlowSu
 		}
 	}
 	if len(unseen) > 0 {
-		if err := b.client.Do(ctx, b.registerLanes(unseen)).Error(); err != nil {
+		if err := b.doAcked(ctx, op, b.registerLanes(unseen)).Error(); err != nil {
 			return sdk.FlowSubmission{}, backendError(op, err)
 		}
 		for l := range unseen {
@@ -109,7 +109,7 @@ func (b *Backend) CreateFlow(ctx context.Context, id sdk.FlowID) (bool, error) {
 	if _, err := b.flowPartition(op, id); err != nil {
 		return false, err
 	}
-	r, err := decode(op, b.client.Do(ctx, b.fcall("ff_flow_create", []string{b.ks.flowKeysOf(id).core},
+	r, err := decode(op, b.doAcked(ctx, op, b.fcall("ff_flow_create", []string{b.ks.flowKeysOf(id).core},
 		string(id), b.flowHandoff())))
 	if err != nil {
 		return false, err
@@ -138,7 +138,7 @@ func (b *Backend) AddExecutionToFlow(ctx context.Context, flow sdk.FlowID, id sd
 	if err := b.memberOf(op, flow, id); err != nil {
 		return false, err
 	}
-	r, err := decode(op, b.client.Do(ctx, b.fcall("ff_flow_add", []string{b.ks.flowKeysOf(flow).core, b.ks.coreKey(id)},
+	r, err := decode(op, b.doAcked(ctx, op, b.fcall("ff_flow_add", []string{b.ks.flowKeysOf(flow).core, b.ks.coreKey(id)},
 		string(flow), string(id))))
 	if err != nil {
 		return false, err
@@ -160,7 +160,7 @@ func (b *Backend) StageDependencyEdge(ctx context.Context, a sdk.StageEdgeArgs) 
 		return 0, opError(op, err)
 	}
 	fk := b.ks.flowKeysOf(a.Flow)
-	r, err := decode(op, b.client.Do(ctx, b.fcall("ff_flow_stage_edge",
+	r, err := decode(op, b.doAcked(ctx, op, b.fcall("ff_flow_stage_edge",
 		[]string{fk.core, fk.members, fk.edges, b.ks.coreKey(a.Downstream)},
 		string(a.Flow), string(a.Edge), string(a.Upstream), string(a.Downstream),
 		strconv.FormatUint(a.ExpectedRevision, 10))))
@@ -208,7 +208,7 @@ func (b *Backend) ApplyDependencyToChild(ctx context.Context, flow sdk.FlowID, e
 	if !ok || e.up.Validate() != nil || e.down.Validate() != nil {
 		return "", &sdk.Error{Kind: sdk.KindBug, Code: sdk.CodeBug, Op: op, Msg: "malformed edge record"}
 	}
-	r, err := decode(op, b.client.Do(ctx, b.fcall("ff_flow_apply_edge",
+	r, err := decode(op, b.doAcked(ctx, op, b.fcall("ff_flow_apply_edge",
 		[]string{fk.core, fk.edges, b.ks.coreKey(e.up), b.ks.coreKey(e.down)},
 		string(flow), string(edge), string(e.up), string(e.down))))
 	if err != nil {
@@ -234,7 +234,7 @@ func (b *Backend) SetEdgeGroupPolicy(ctx context.Context, flow sdk.FlowID, id sd
 	if err != nil {
 		return opError(op, err)
 	}
-	_, err = decode(op, b.client.Do(ctx, b.fcall("ff_flow_edge_policy", []string{b.ks.flowKeysOf(flow).core, b.ks.coreKey(id)},
+	_, err = decode(op, b.doAcked(ctx, op, b.fcall("ff_flow_edge_policy", []string{b.ks.flowKeysOf(flow).core, b.ks.coreKey(id)},
 		string(flow), string(id), w)))
 	return err
 }
@@ -248,7 +248,7 @@ func (b *Backend) WaitChildren(ctx context.Context, h sdk.Handle) (bool, error) 
 		return false, err
 	}
 	pk := b.ks.partKeysOf(tag)
-	r, err := decode(op, b.client.Do(ctx, b.fcall("ff_flow_wait_children",
+	r, err := decode(op, b.doAcked(ctx, op, b.fcall("ff_flow_wait_children",
 		[]string{b.ks.coreKey(h.ExecutionID), pk.leases, pk.timeouts}, fenceArgs(h)...)))
 	if err != nil {
 		return false, err
@@ -452,7 +452,7 @@ func (b *Backend) CancelFlowHeader(ctx context.Context, a sdk.CancelFlowArgs) (s
 		return sdk.CancelFlowHeader{}, opError(op, err)
 	}
 	fk := b.ks.flowKeysOf(a.Flow)
-	r, err := decode(op, b.client.Do(ctx, b.fcall("ff_flow_cancel",
+	r, err := decode(op, b.doAcked(ctx, op, b.fcall("ff_flow_cancel",
 		[]string{fk.core, fk.members, fk.cancels, b.ks.flowIndexesOf(tag).cancels},
 		string(a.Flow), string(a.Policy), a.Reason)))
 	if err != nil {
@@ -489,7 +489,7 @@ func (b *Backend) AckCancelMember(ctx context.Context, flow sdk.FlowID, id sdk.E
 	if err := b.memberOf(op, flow, id); err != nil {
 		return err
 	}
-	_, err := decode(op, b.client.Do(ctx, b.fcall("ff_flow_ack_cancel",
+	_, err := decode(op, b.doAcked(ctx, op, b.fcall("ff_flow_ack_cancel",
 		[]string{b.ks.flowKeysOf(flow).cancels, b.ks.flowIndexesOf(id.Tag()).cancels}, string(flow), string(id))))
 	return err
 }

@@ -291,7 +291,7 @@ func (b *Backend) CompleteAndOffer(ctx context.Context, h sdk.Handle, result []b
 	b.placeOffers(offers, p)
 	keys = append(keys, b.offersKeyFor(sdk.PartitionTag(p), a.Lane))
 	args = append(append(args, durMS(ceilMS(a.TTL))), mem...)
-	if _, err := decode(op, b.client.Do(ctx, b.fcall("ff_complete", keys, args...))); err != nil {
+	if _, err := decode(op, b.doAcked(ctx, op, b.fcall("ff_complete", keys, args...))); err != nil {
 		return nil, nil, err
 	}
 	return offers, nil, nil

@@ -194,7 +194,7 @@ func (b *Backend) Complete(ctx context.Context, h sdk.Handle, result []byte) err
 	if err != nil {
 		return err
 	}
-	_, err = decode(op, b.client.Do(ctx, b.fcall("ff_complete", keys, args...)))
+	_, err = decode(op, b.doAcked(ctx, op, b.fcall("ff_complete", keys, args...)))
 	return err
 }
 
@@ -231,7 +231,7 @@ func (b *Backend) Fail(ctx context.Context, h sdk.Handle, reason, category strin
 	}
 	ek, lk, pk := b.ks.keysOf(h.ExecutionID), b.ks.laneKeysOf(tag, h.Lane), b.ks.partKeysOf(tag)
 	args := append(fenceArgs(h), reason, category, strconv.FormatFloat(rand.Float64(), 'f', 6, 64), string(h.Lane))
-	r, err := decode(op, b.client.Do(ctx, b.fcall("ff_fail",
+	r, err := decode(op, b.doAcked(ctx, op, b.fcall("ff_fail",
 		[]string{ek.core, pk.leases, lk.active, lk.terminal, lk.delayed, pk.timeouts, pk.deadlines, lk.eligible, ek.grant,
 			b.ks.arrivalsChannel(tag)}, args...)))
 	if err != nil {
@@ -253,7 +253,7 @@ func (b *Backend) Cancel(ctx context.Context, h sdk.Handle, reason string) error
 	if err := sdk.CheckReason("cancel reason", reason); err != nil {
 		return opError(op, err)
 	}
-	_, err = decode(op, b.client.Do(ctx, b.cancelCmd(h.ExecutionID, tag, h.Lane, reason, "worker:"+string(h.WorkerInstanceID), &h)))
+	_, err = decode(op, b.doAcked(ctx, op, b.cancelCmd(h.ExecutionID, tag, h.Lane, reason, "worker:"+string(h.WorkerInstanceID), &h)))
 	return err
 }
 
@@ -282,7 +282,7 @@ func (b *Backend) Delay(ctx context.Context, h sdk.Handle, until time.Time) erro
 	}
 	ek, lk, pk := b.ks.keysOf(h.ExecutionID), b.ks.laneKeysOf(tag, h.Lane), b.ks.partKeysOf(tag)
 	args := append(fenceArgs(h), msString(until), string(h.Lane))
-	_, err = decode(op, b.client.Do(ctx, b.fcall("ff_delay",
+	_, err = decode(op, b.doAcked(ctx, op, b.fcall("ff_delay",
 		[]string{ek.core, pk.leases, lk.active, lk.delayed, pk.timeouts, lk.eligible, b.ks.arrivalsChannel(tag)}, args...)))
 	return err
 }

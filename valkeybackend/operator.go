@@ -39,7 +39,7 @@ func (b *Backend) CancelExecution(ctx context.Context, a sdk.CancelExecutionArgs
 	if by == "" {
 		by = "operator"
 	}
-	r, err := decode(op, b.client.Do(ctx, b.cancelCmd(a.ExecutionID, tag, lane, a.Reason, by, nil)))
+	r, err := decode(op, b.doAcked(ctx, op, b.cancelCmd(a.ExecutionID, tag, lane, a.Reason, by, nil)))
 	if err != nil {
 		return sdk.CancelExecutionResult{}, err
 	}
@@ -59,7 +59,7 @@ func (b *Backend) ChangePriority(ctx context.Context, a sdk.ChangePriorityArgs) 
 	if err != nil {
 		return sdk.ChangePriorityResult{}, err
 	}
-	r, err := decode(op, b.client.Do(ctx, b.fcall("ff_change_priority",
+	r, err := decode(op, b.doAcked(ctx, op, b.fcall("ff_change_priority",
 		[]string{b.ks.keysOf(a.ExecutionID).core, b.ks.laneKeysOf(tag, lane).eligible},
 		string(a.ExecutionID), strconv.Itoa(a.Priority))))
 	if err != nil {
@@ -80,7 +80,7 @@ func (b *Backend) RevokeLease(ctx context.Context, a sdk.RevokeLeaseArgs) (sdk.R
 	}
 	tag := sdk.PartitionTag(p)
 	pk := b.ks.partKeysOf(tag)
-	r, err := decode(op, b.client.Do(ctx, b.fcall("ff_revoke", []string{b.ks.keysOf(a.ExecutionID).core, pk.leases, b.ks.arrivalsChannel(tag)},
+	r, err := decode(op, b.doAcked(ctx, op, b.fcall("ff_revoke", []string{b.ks.keysOf(a.ExecutionID).core, pk.leases, b.ks.arrivalsChannel(tag)},
 		string(a.ExecutionID), a.ExpectedLeaseID, a.Reason)))
 	if err != nil {
 		return sdk.RevokeLeaseResult{}, err

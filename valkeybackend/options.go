@@ -16,6 +16,7 @@ const (
 	PrepareAttemptsDefault   = 5
 	KeepAliveDefault         = 30 * time.Second
 	ConnWriteTimeoutDefault  = 10 * time.Second
+	WaitTimeoutDefault       = time.Second
 )
 
 // Options configures Connect. The zero value connects to 127.0.0.1:6379.
@@ -107,6 +108,24 @@ type Options struct {
 	// after the backend's own; turning the cache off there (DisableCache)
 	// is as CacheSizeEachConn < 0. Default nil: the option as built.
 	ConfigureClient func(*valkey.ClientOption)
+	// WaitReplicas makes the calls whose success a caller acts on (creates,
+	// terminal calls, signal delivery, suspension, flow building, operator
+	// and admission writes: README "Durability") wait, after their FCALL,
+	// until this many replicas acknowledged them (WAIT on the same
+	// connection), so an acknowledged write survives the failover of its
+	// primary. Fewer acknowledgements within WaitTimeout turn the call's
+	// success into sdk.CodeNotReplicated (kind timeout: an unknown outcome).
+	// Claims, renewals, progress, offers and scanner calls never wait.
+	// Default 0: no call waits and none pays anything for it.
+	WaitReplicas int
+	// WaitAOF makes the same calls wait with WAITAOF instead: for the write
+	// to be fsynced to the primary's append-only file and to WaitReplicas
+	// replicas' (every one needs appendonly yes; Connect fails when a
+	// primary has it off). Default false.
+	WaitAOF bool
+	// WaitTimeout bounds each wait of WaitReplicas/WaitAOF (rounded to
+	// milliseconds, at least 1). Default WaitTimeoutDefault (1s).
+	WaitTimeout time.Duration
 }
 
 func (o Options) withDefaults() Options {
@@ -133,6 +152,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.ConnWriteTimeout == 0 {
 		o.ConnWriteTimeout = ConnWriteTimeoutDefault
+	}
+	if o.WaitTimeout == 0 {
+		o.WaitTimeout = WaitTimeoutDefault
 	}
 	if o.PrepareAttempts == 0 {
 		o.PrepareAttempts = PrepareAttemptsDefault

@@ -75,7 +75,7 @@ func (b *Backend) ReplayExecution(ctx context.Context, a sdk.ReplayExecutionArgs
 	}
 	lk := b.ks.laneKeysOf(tag, lane)
 	ek := b.ks.keysOf(a.ExecutionID)
-	r, err := decode(op, b.client.Do(ctx, b.fcall("ff_replay", []string{ek.core, lk.terminal, lk.eligible, ek.result,
+	r, err := decode(op, b.doAcked(ctx, op, b.fcall("ff_replay", []string{ek.core, lk.terminal, lk.eligible, ek.result,
 		b.ks.arrivalsChannel(tag)}, string(a.ExecutionID), strconv.Itoa(maxN), string(lane))))
 	if err != nil {
 		return sdk.ReplayExecutionResult{}, err

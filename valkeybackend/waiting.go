@@ -74,7 +74,7 @@ func (b *Backend) suspend(ctx context.Context, op string, id sdk.ExecutionID, fe
 	for _, w := range args.Pending {
 		argv = append(argv, string(w), "-", "1") // a pending waitpoint keeps its own label
 	}
-	r, err := decode(op, b.client.Do(ctx, b.fcall("ff_suspend", []string{b.ks.keysOf(id).core, b.ks.suspKey(id), wk.sec,
+	r, err := decode(op, b.doAcked(ctx, op, b.fcall("ff_suspend", []string{b.ks.keysOf(id).core, b.ks.suspKey(id), wk.sec,
 		pk.leases, pk.timeouts, wk.suspended, wk.suspTimeouts, wk.wpPending}, argv...)))
 	if err != nil {
 		return sdk.SuspendOutcome{}, err
@@ -108,7 +108,7 @@ func (b *Backend) CreateWaitpoint(ctx context.Context, h sdk.Handle, label strin
 	w := sdk.NewWaitpointID(h.ExecutionID)
 	wk := b.ks.waitKeysOf(tag)
 	args := append(fenceArgs(h), string(w), label, strconv.FormatInt(max(1, ttl.Milliseconds()), 10))
-	r, err := decode(op, b.client.Do(ctx, b.fcall("ff_waitpoint", []string{b.ks.keysOf(h.ExecutionID).core, wk.sec, wk.wpPending}, args...)))
+	r, err := decode(op, b.doAcked(ctx, op, b.fcall("ff_waitpoint", []string{b.ks.keysOf(h.ExecutionID).core, wk.sec, wk.wpPending}, args...)))
 	if err != nil {
 		return sdk.PendingWaitpoint{}, err
 	}
@@ -135,7 +135,7 @@ func (b *Backend) DeliverSignal(ctx context.Context, args sdk.DeliverSignalArgs)
 	if b.handoffOn() {
 		offers = b.offersScope()
 	}
-	res := b.client.Do(ctx, b.fcall("ff_signal", []string{b.ks.waitpointKey(w), wk.sec, pk.leases, pk.timeouts,
+	res := b.doAcked(ctx, op, b.fcall("ff_signal", []string{b.ks.waitpointKey(w), wk.sec, pk.leases, pk.timeouts,
 		wk.suspended, wk.suspTimeouts, wk.signals, b.ks.arrivalsChannel(tag)},
 		args.Token, args.SignalID, args.Name, string(args.Payload), args.Source, args.DedupKey,
 		strconv.FormatInt(max(1, args.DedupTTL.Milliseconds()), 10), offers))
@@ -374,7 +374,7 @@ func (b *Backend) eachPartitionSecret(ctx context.Context, op, mode, kid string,
 			strconv.FormatInt(grace.Milliseconds(), 10))
 	}
 	var first error
-	for _, res := range b.client.DoMulti(ctx, cmds...) {
+	for _, res := range b.doAckedMulti(ctx, op, cmds...) {
 		r, err := decode(op, res)
 		if err != nil {
 			if first == nil {
