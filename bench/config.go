@@ -23,17 +23,21 @@ const (
 	ScenarioFlowDAG          = "flow-dag"
 	ScenarioAdmission        = "admission"
 	ScenarioPeers            = "peers"
+	ScenarioDurability       = "durability"
 )
 
 // ScenarioNames lists the scenarios in report order.
 var ScenarioNames = []string{ScenarioE2E, ScenarioClaimLatency, ScenarioRenew, ScenarioPartitionSweep,
 	ScenarioClaimPath, ScenarioClaimHandoff, ScenarioRecovery, ScenarioSignalResume, ScenarioStreamAppend,
-	ScenarioCompletionNotify, ScenarioFlowDAG, ScenarioAdmission, ScenarioPeers}
+	ScenarioCompletionNotify, ScenarioFlowDAG, ScenarioAdmission, ScenarioDurability, ScenarioPeers}
 
-// ownScenarios are the scenarios that measure FlowFabric alone: all but
-// peers, which runs other systems (and Node) and is in no profile.
+// ownScenarios are the scenarios that measure FlowFabric alone on any
+// server: all but peers, which runs other systems (and Node), and
+// durability, which needs replicas; neither is in a profile.
 func ownScenarios() []string {
-	return slices.DeleteFunc(slices.Clone(ScenarioNames), func(s string) bool { return s == ScenarioPeers })
+	return slices.DeleteFunc(slices.Clone(ScenarioNames), func(s string) bool {
+		return s == ScenarioPeers || s == ScenarioDurability
+	})
 }
 
 // Config is one run's parameters. Profiles fill it; flags override fields.
@@ -110,6 +114,11 @@ type Config struct {
 	AdmissionLimit    int           `json:"admission_limit,omitempty"`
 	AdmissionWindow   time.Duration `json:"admission_window,omitempty"`
 	AdmissionOverload float64       `json:"admission_overload,omitempty"`
+	// Durability is the acknowledged-write setting the durability
+	// scenario compares with none: "waitN" (valkeybackend
+	// Options.WaitReplicas N). An embedded target starts N replicas of its
+	// server for it. Empty: "wait1" when the durability scenario runs.
+	Durability string `json:"durability,omitempty"`
 	// ABRounds is how many direct/fused rounds claim-path interleaves.
 	ABRounds int `json:"ab_rounds"`
 	// PipelineDepth and PipelineConns shape the raw pipelined anchor.
@@ -336,6 +345,9 @@ func (c *Config) Validate() error {
 		return err
 	}
 	if err := c.validateAdmission(); err != nil {
+		return err
+	}
+	if err := c.validateDurability(); err != nil {
 		return err
 	}
 	if slices.Contains(c.Scenarios, ScenarioPeers) {

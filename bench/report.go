@@ -46,7 +46,10 @@ type Report struct {
 	Duplicated int64             `json:"duplicated"`
 	Failures   []string          `json:"failures,omitempty"` // why the run failed (correctness)
 	Notes      []string          `json:"notes,omitempty"`
-	ElapsedS   float64           `json:"elapsed_s"`
+	// Sizing is the sizing model's inputs and outputs from e2e's closed
+	// loop (bench/sizing.go).
+	Sizing   *Sizing `json:"sizing,omitempty"`
+	ElapsedS float64 `json:"elapsed_s"`
 }
 
 // Valkey describes the server under test.
@@ -103,7 +106,10 @@ type Result struct {
 	CommandsPerOp    float64             `json:"commands_per_op"`
 	FcallsPerOp      float64             `json:"fcalls_per_op"`
 	ValkeyCPUPerOpUS float64             `json:"valkey_cpu_us_per_op"`
-	AllocsPerOp      float64             `json:"allocs_per_op"`
+	// PrimaryCPUPerOpUS is ValkeyCPUPerOpUS per primary (Report.Sizing
+	// names them), summing to it.
+	PrimaryCPUPerOpUS []float64 `json:"primary_cpu_per_op_us,omitempty"`
+	AllocsPerOp       float64   `json:"allocs_per_op"`
 	// CommandMix is calls per op by command (script-internal included).
 	CommandMix map[string]float64 `json:"command_mix,omitempty"`
 	Lost       int64              `json:"lost"`

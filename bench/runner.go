@@ -30,6 +30,8 @@ type Runner struct {
 	// peerInfo is set by the peers scenario: each system's version, or
 	// why it was skipped.
 	peerInfo map[string]peerInfo
+	// sizing is filled from e2e's closed loop (sizing.go).
+	sizing *Sizing
 }
 
 // NewRunner returns a Runner; prog may be nil.
@@ -151,6 +153,7 @@ func (r *Runner) finish(rep *Report) {
 			}
 		}
 	}
+	rep.Sizing = r.sizing
 	if r.capacity > 0 {
 		rep.Notes = append(rep.Notes, fmt.Sprintf("capacity (e2e closed loop, P=%d): %.0f jobs/s; open-loop rates are %.0f%% of it",
 			r.cfg.Partitions, r.capacity, 100*r.cfg.RateFraction))
@@ -176,6 +179,7 @@ func (r *Runner) RunScenario(ctx context.Context, name string) ([]*Result, error
 		}
 		r.capacity = closed.Throughput
 		r.againstCeiling(closed)
+		r.sizing = r.buildSizing(ctx, closed)
 		open, err := r.runPipeline(ctx, pipelineSpec{scenario: name, variant: "open", partitions: cfg.Partitions,
 			mode: r.mode(), open: true, rate: r.openRate(), pause: cfg.Pause})
 		if err != nil {
@@ -219,6 +223,8 @@ func (r *Runner) RunScenario(ctx context.Context, name string) ([]*Result, error
 		return r.runFlowDAG(ctx)
 	case ScenarioAdmission:
 		return r.runAdmission(ctx)
+	case ScenarioDurability:
+		return r.runDurability(ctx)
 	case ScenarioPeers:
 		return r.runPeers(ctx)
 	}

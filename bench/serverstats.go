@@ -19,6 +19,8 @@ type serverSnapshot struct {
 	// the commands its function ran, which count under their own names too)
 	usec map[string]int64
 	cpu  float64 // used_cpu_user + used_cpu_sys, seconds
+	// cpuByNode is cpu per primary, in the Target's primaries order.
+	cpuByNode []float64
 }
 
 // probeCommands are the harness's own commands, left out of per-op counts.
@@ -47,6 +49,7 @@ func snapshotServer(ctx context.Context, nodes []valkey.Client) (serverSnapshot,
 		u, _ := strconv.ParseFloat(f["used_cpu_user"], 64)
 		y, _ := strconv.ParseFloat(f["used_cpu_sys"], 64)
 		s.cpu += u + y
+		s.cpuByNode = append(s.cpuByNode, u+y)
 	}
 	return s, nil
 }
@@ -106,10 +109,16 @@ type serverDelta struct {
 	calls      map[string]int64
 	usec       map[string]int64 // server time per command, µs (see serverSnapshot.usec)
 	cpuSeconds float64
+	cpuByNode  []float64 // per primary (serverSnapshot.cpuByNode)
 }
 
 func (a serverSnapshot) to(b serverSnapshot) serverDelta {
 	d := serverDelta{calls: map[string]int64{}, usec: map[string]int64{}, cpuSeconds: b.cpu - a.cpu}
+	if len(a.cpuByNode) == len(b.cpuByNode) {
+		for i := range b.cpuByNode {
+			d.cpuByNode = append(d.cpuByNode, b.cpuByNode[i]-a.cpuByNode[i])
+		}
+	}
 	for k, v := range b.calls {
 		if probeCommands[k] {
 			continue
@@ -141,6 +150,14 @@ func (d *serverDelta) add(e serverDelta) {
 		d.usec[k] += v
 	}
 	d.cpuSeconds += e.cpuSeconds
+	if len(d.cpuByNode) == 0 {
+		d.cpuByNode = make([]float64, len(e.cpuByNode))
+	}
+	if len(d.cpuByNode) == len(e.cpuByNode) {
+		for i, v := range e.cpuByNode {
+			d.cpuByNode[i] += v
+		}
+	}
 }
 
 func (d serverDelta) total() int64 {
@@ -161,6 +178,10 @@ func (r *Result) efficiency(d serverDelta, mallocs uint64, ops int64) {
 	r.CommandsPerOp = round3(float64(d.total()) / n)
 	r.FcallsPerOp = round3(float64(d.calls["fcall"]+d.calls["fcall_ro"]) / n)
 	r.ValkeyCPUPerOpUS = round3(d.cpuSeconds * 1e6 / n)
+	r.PrimaryCPUPerOpUS = nil
+	for _, c := range d.cpuByNode {
+		r.PrimaryCPUPerOpUS = append(r.PrimaryCPUPerOpUS, round3(c*1e6/n))
+	}
 	r.AllocsPerOp = round3(float64(mallocs) / n)
 	r.CommandMix = map[string]float64{}
 	names := make([]string, 0, len(d.calls))

@@ -23,6 +23,9 @@ type TargetOptions struct {
 	// Flush allows FLUSHALL on Addrs between runs; ffbench refuses to touch
 	// a server it did not start without it. Default false.
 	Flush bool
+	// Replicas, with no Addrs, starts this many replicas of the throwaway
+	// server (for acknowledged writes: Config.Durability). Default 0.
+	Replicas int
 }
 
 // Target is the server under test and the raw clients the harness uses
@@ -37,6 +40,12 @@ type Target struct {
 	flush    bool
 	// noArrivals connects deployed backends with DisableArrivals.
 	noArrivals bool
+	// replicas are the embedded server's replicas (TargetOptions.Replicas).
+	replicas []*valkeytest.Server
+	// waitReplicas connects backends with Options.WaitReplicas (durability).
+	waitReplicas int
+	// primaryAddrs are the primaries' addresses, in primaries' order.
+	primaryAddrs []string
 
 	raw       valkey.Client // auto-pipelining, as the backend's
 	serial    valkey.Client // no auto-pipelining: one command per round trip on its own connection
@@ -76,7 +85,15 @@ func OpenTarget(ctx context.Context, o TargetOptions) (*Target, error) {
 				return nil, err
 			}
 			t.server, t.Addrs = s, []string{s.Addr()}
+			if err := t.startReplicas(ctx, o.Replicas); err != nil {
+				t.Close()
+				return nil, err
+			}
 		}
+	}
+	if o.Cluster && o.Replicas > 0 && len(o.Addrs) == 0 {
+		t.Close()
+		return nil, errors.New("ffbench starts replicas of one server only; for a cluster with replicas pass --addr")
 	}
 	if err := t.dial(ctx); err != nil {
 		t.Close()
@@ -111,6 +128,7 @@ func (t *Target) dial(ctx context.Context) error {
 		}
 		if r, _ := role[0].ToString(); r == "master" {
 			t.primaries = append(t.primaries, n)
+			t.primaryAddrs = append(t.primaryAddrs, a)
 		}
 	}
 	if len(t.primaries) == 0 {
@@ -148,6 +166,9 @@ func (t *Target) Close() {
 			c.Close()
 		}
 	}
+	for _, r := range t.replicas {
+		_ = r.Close()
+	}
 	if t.server != nil {
 		_ = t.server.Close()
 	}
@@ -166,7 +187,7 @@ func (t *Target) Deploy(ctx context.Context, partitions int) (*valkeybackend.Bac
 		return nil, err
 	}
 	return valkeybackend.Connect(ctx, valkeybackend.Options{Addrs: t.Addrs, Partitions: partitions,
-		DisableArrivals: t.noArrivals})
+		DisableArrivals: t.noArrivals, WaitReplicas: t.waitReplicas})
 }
 
 // empty empties every primary (FLUSHALL), when the target allows it.
@@ -211,7 +232,7 @@ func (t *Target) DeployConnected(ctx context.Context, partitions, n int) ([]*val
 // Connect connects another backend to the current deployment (a producer
 // process next to the workers' one).
 func (t *Target) Connect(ctx context.Context) (*valkeybackend.Backend, error) {
-	return valkeybackend.Connect(ctx, valkeybackend.Options{Addrs: t.Addrs})
+	return valkeybackend.Connect(ctx, valkeybackend.Options{Addrs: t.Addrs, WaitReplicas: t.waitReplicas})
 }
 
 func (t *Target) snapshot(ctx context.Context) (serverSnapshot, error) {

@@ -112,6 +112,9 @@ func SummaryTable(rep *Report) string {
 	if rep.Calibration != nil {
 		b.WriteString("\n" + CalibrationTable(rep.Calibration))
 	}
+	if rep.Sizing != nil {
+		b.WriteString("\n" + SizingText(rep.Sizing))
+	}
 	if rep.OK() {
 		fmt.Fprintf(&b, "\ncorrectness: no lost and no duplicated completions\n")
 	} else {
@@ -171,6 +174,12 @@ func Headlines(rep *Report) []string {
 	}
 	out = append(out, flowHeadlines(rep)...)
 	out = append(out, admissionHeadlines(rep)...)
+	if h := durabilityHeadline(rep); h != "" {
+		out = append(out, h)
+	}
+	if h := sizingHeadline(rep.Sizing); h != "" {
+		out = append(out, h)
+	}
 	return append(out, peerHeadlines(rep.Peers)...)
 }
 
@@ -358,6 +367,8 @@ func Markdown(rep *Report) string {
 	notifyMarkdown(&b, rep)
 	flowMarkdown(&b, rep)
 	admissionMarkdown(&b, rep)
+	durabilityMarkdown(&b, rep)
+	sizingMarkdown(&b, rep.Sizing)
 	b.WriteString("## Results\n\n")
 	b.WriteString("| scenario | variant | P | workers | window | offered/s | throughput | raw ceiling | ratio | latency | p50 | p90 | p99 | p99.9 | max | cmds/op | FCALLs/op | Valkey CPU µs/op | allocs/op | lost | dup |\n")
 	b.WriteString("|---|---|--:|--:|--:|--:|--:|--:|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")

@@ -217,6 +217,8 @@ type targetFlags struct {
 	addr    string
 	cluster bool
 	flush   bool
+	// replicas of the throwaway server to start (the durability scenario's).
+	replicas int
 }
 
 func (t *targetFlags) register(fs *flag.FlagSet) {
@@ -246,7 +248,7 @@ func (t *targetFlags) open(ctx context.Context) (*bench.Target, error) {
 			addrs = append(addrs, a)
 		}
 	}
-	return bench.OpenTarget(ctx, bench.TargetOptions{Addrs: addrs, Cluster: t.cluster, Flush: t.flush})
+	return bench.OpenTarget(ctx, bench.TargetOptions{Addrs: addrs, Cluster: t.cluster, Flush: t.flush, Replicas: t.replicas})
 }
 
 // runFlags binds the run configuration.
@@ -264,7 +266,7 @@ func (f *runFlags) register(fs *flag.FlagSet, sweep bool) {
 	def, _ := bench.Profile("quick")
 	fs.StringVar(&f.profile, "profile", "quick", "run profile: smoke (seconds per scenario), quick (under 90s on 2 cores), gate (make perf-gate),\nfull (long windows); the flags below override its values")
 	if !sweep {
-		fs.StringVar(&f.scenarios, "scenario", "", "comma-separated scenarios instead of the profile's: e2e, claim-latency,\nrenew-throughput, partition-sweep, claim-path, claim-handoff, recovery, signal-resume, stream-append,\ncompletion-notify, flow-dag, admission, peers (quick: "+strings.Join(def.Scenarios, ",")+")")
+		fs.StringVar(&f.scenarios, "scenario", "", "comma-separated scenarios instead of the profile's: e2e, claim-latency,\nrenew-throughput, partition-sweep, claim-path, claim-handoff, recovery, signal-resume, stream-append,\ncompletion-notify, flow-dag, admission, durability, peers (quick: "+strings.Join(def.Scenarios, ",")+")")
 		p := def.Peers
 		fs.StringVar(&f.peerSystems, "peer-systems", "", "peers: systems to run, of "+strings.Join(bench.PeerSystems, ", ")+" (default all)")
 		fs.IntVar(&f.cfg.Peers.Rounds, "peer-rounds", 0, fmt.Sprintf("peers: rounds of each system and setting, turns rotating (default %d)", p.Rounds))
@@ -299,6 +301,7 @@ func (f *runFlags) register(fs *flag.FlagSet, sweep bool) {
 	fs.IntVar(&f.cfg.AdmissionLimit, "admission-limit", 0, fmt.Sprintf("admission: the rate check's quota, admissions per --admission-window (default %d)", bench.AdmissionLimitDefault))
 	fs.DurationVar(&f.cfg.AdmissionWindow, "admission-window", 0, fmt.Sprintf("admission: the rate check's sliding window, whole milliseconds, at least 10ms (default %v)", bench.AdmissionWindowDefault))
 	fs.Float64Var(&f.cfg.AdmissionOverload, "admission-overload", 0, fmt.Sprintf("admission: the rate check's offered load as a multiple of the quota's rate, above 1, for half of\n--duration; the backlog then drains at the quota's rate (default %d)", bench.AdmissionOverloadDefault))
+	fs.StringVar(&f.cfg.Durability, "durability", "", "durability: the acknowledged-write setting its e2e A/B compares with none, waitN (each\nacknowledged write waits for N replicas: valkeybackend Options.WaitReplicas). With no --addr, ffbench\nstarts N replicas of its server; without --scenario, runs e2e and durability (default wait1)")
 	fs.IntVar(&f.cfg.ABRounds, "ab-rounds", 0, "claim-path, claim-handoff and admission: interleaved rounds of each variant (quick: 2)")
 	fs.DurationVar(&f.cfg.Pause, "pause", 0, "freeze the server (CLIENT PAUSE) this long mid-window in e2e's open loop")
 	fs.BoolVar(&f.calibrate, "calibrate", false, "also compare the raw anchors with valkey-benchmark (adds ~30s)")
@@ -376,6 +379,7 @@ func (f *runFlags) config(fs *flag.FlagSet, sweep bool) (bench.Config, error) {
 	pick("admission-window", func() { cfg.AdmissionWindow = o.AdmissionWindow })
 	pick("admission-overload", func() { cfg.AdmissionOverload = o.AdmissionOverload })
 	pick("ab-rounds", func() { cfg.ABRounds = o.ABRounds })
+	pick("durability", func() { cfg.Durability = o.Durability })
 	pick("pipeline-depth", func() { cfg.PipelineDepth = o.PipelineDepth })
 	pick("pipeline-conns", func() { cfg.PipelineConns = o.PipelineConns })
 	pick("pause", func() { cfg.Pause = o.Pause })
@@ -431,6 +435,8 @@ func (f *runFlags) config(fs *flag.FlagSet, sweep bool) (bench.Config, error) {
 				cfg.Scenarios = append(cfg.Scenarios, s)
 			}
 		}
+	case set["durability"]:
+		cfg.Scenarios = []string{bench.ScenarioE2E, bench.ScenarioDurability}
 	}
 	return cfg, cfg.Validate()
 }
@@ -498,6 +504,7 @@ func (rf *runFlags) measure(ctx context.Context, cfg bench.Config, tf *targetFla
 	}
 	prog := bench.NewProgress(progOut)
 	prog.Stage(tf.stage())
+	tf.replicas = cfg.ReplicasWanted()
 	t, err := tf.open(ctx)
 	if err != nil {
 		prog.Close()

@@ -1,0 +1,259 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/valkey-io/valkey-go"
+
+	"github.com/flowfabric/flowfabric-go/valkeytest"
+)
+
+// The durability scenario: what acknowledged writes (valkeybackend
+// Options.WaitReplicas) cost the e2e pipeline, A/B on one primary with its
+// replicas. Rounds alternate A B, B A, … (cfg.ABRounds of each): first the
+// closed loops (capacity), then the open loops at one rate for both
+// (cfg.Rate, else RateFraction of the lower of the two capacities), each
+// round a fresh deployment on the same servers.
+
+const durabilityOff = "off"
+
+// durabilityReplicas is the N of Config.Durability "waitN" (1 when empty).
+func (c *Config) durabilityReplicas() int {
+	if c.Durability == "" {
+		return 1
+	}
+	n, _ := strconv.Atoi(strings.TrimPrefix(c.Durability, "wait"))
+	return n
+}
+
+func (c *Config) validateDurability() error {
+	if c.Durability == "" {
+		return nil
+	}
+	n, err := strconv.Atoi(strings.TrimPrefix(c.Durability, "wait"))
+	if !strings.HasPrefix(c.Durability, "wait") || err != nil || n < 1 || n > 8 {
+		return fmt.Errorf("durability %q: want waitN, N replicas to acknowledge each write, 1..8 (e.g. wait1)", c.Durability)
+	}
+	return nil
+}
+
+// startReplicas starts n replicas of the embedded server and waits until
+// the server counts them all, linked.
+func (t *Target) startReplicas(ctx context.Context, n int) error {
+	if n <= 0 {
+		return nil
+	}
+	host, port, _ := strings.Cut(t.server.Addr(), ":")
+	for range n {
+		r, err := valkeytest.Start(ctx, valkeytest.Options{ExtraArgs: []string{"--replicaof", host, port}})
+		if err != nil {
+			return fmt.Errorf("replica: %w", err)
+		}
+		t.replicas = append(t.replicas, r)
+	}
+	c, err := valkey.NewClient(valkey.ClientOption{InitAddress: []string{t.server.Addr()}, ForceSingleClient: true, DisableCache: true})
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		linked, err := linkedReplicas(ctx, c)
+		if err != nil {
+			return err
+		}
+		if linked >= n {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%d of %d replicas linked after 30s", linked, n)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// linkedReplicas counts a primary's replicas whose link is online.
+func linkedReplicas(ctx context.Context, c valkey.Client) (int, error) {
+	info, err := c.Do(ctx, c.B().Info().Section("replication").Build()).ToString()
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, line := range strings.Split(info, "\n") {
+		if strings.HasPrefix(line, "slave") && strings.Contains(line, "state=online") {
+			n++
+		}
+	}
+	return n, nil
+}
+
+// runDurability runs the A/B (see the top of the file).
+func (r *Runner) runDurability(ctx context.Context) ([]*Result, error) {
+	cfg := r.cfg
+	n := cfg.durabilityReplicas()
+	for i, p := range r.t.primaries {
+		linked, err := linkedReplicas(ctx, p)
+		if err != nil {
+			return nil, err
+		}
+		if linked < n {
+			return nil, fmt.Errorf("%s wait%d needs %d replicas of every primary; %s has %d linked "+
+				"(with no --addr, --durability wait%d starts them)", ScenarioDurability, n, n, r.t.primaryAddrs[i], linked, n)
+		}
+	}
+	on := "wait" + strconv.Itoa(n)
+	defer func() { r.t.waitReplicas = 0 }()
+	run := func(v string, i int, sp pipelineSpec) (*Result, error) {
+		r.t.waitReplicas = 0
+		if v == on {
+			r.t.waitReplicas = n
+		}
+		loop := "closed loop"
+		if sp.open {
+			loop = fmt.Sprintf("open loop, %.0f/s", sp.rate)
+		}
+		r.prog.Stage(fmt.Sprintf("%s %s round %d/%d (%s)", ScenarioDurability, v, i+1, cfg.ABRounds, loop))
+		sp.scenario, sp.partitions, sp.mode = ScenarioDurability, cfg.Partitions, r.mode()
+		return r.runPipeline(ctx, sp)
+	}
+	open, closed := map[string][]*Result{}, map[string][]*Result{}
+	for i := range cfg.ABRounds {
+		for _, v := range abba(i, durabilityOff, on) {
+			c, err := run(v, i, pipelineSpec{variant: v + "-closed", inFlight: cfg.InFlight})
+			if err != nil {
+				return nil, fmt.Errorf("%s closed loop: %w", v, err)
+			}
+			closed[v] = append(closed[v], c)
+		}
+	}
+	caps := map[string]float64{}
+	for _, v := range []string{durabilityOff, on} {
+		var ts []float64
+		for _, c := range closed[v] {
+			ts = append(ts, c.Throughput)
+		}
+		caps[v] = median(ts)
+	}
+	rate := cfg.Rate
+	if rate <= 0 {
+		rate = cfg.RateFraction * min(caps[durabilityOff], caps[on])
+	}
+	for i := range cfg.ABRounds {
+		for _, v := range abba(i, durabilityOff, on) {
+			o, err := run(v, i, pipelineSpec{variant: v, open: true, rate: rate})
+			if err != nil {
+				return nil, fmt.Errorf("%s open loop: %w", v, err)
+			}
+			open[v] = append(open[v], o)
+		}
+	}
+	out := map[string]*Result{}
+	for _, v := range []string{durabilityOff, on} {
+		m := mergeRounds(open[v])
+		c := mergeRounds(closed[v])
+		for _, res := range closed[v] {
+			m.Lost += res.Lost // the closed loops' work counts in the correctness totals too
+			m.Duplicated += res.Duplicated
+		}
+		m.Extra["capacity"] = round3(caps[v])
+		m.Extra["capacity_min"], m.Extra["capacity_max"] = c.Extra["throughput_min"], c.Extra["throughput_max"]
+		m.Extra["capacity_valkey_cpu_us_per_op"] = c.ValkeyCPUPerOpUS
+		m.Extra["capacity_commands_per_op"] = c.CommandsPerOp
+		m.Extra["waits_per_op"] = c.CommandMix["wait"]
+		m.Extra["wait_replicas"] = 0
+		if v == on {
+			m.Extra["wait_replicas"] = float64(n)
+		}
+		out[v] = m
+	}
+	a, b := out[on], out[durabilityOff]
+	for _, name := range []string{"claim", "e2e"} {
+		if as, bs := a.Latency[name], b.Latency[name]; as != nil && bs != nil && bs.P50 > 0 && bs.P99 > 0 {
+			a.Extra[name+"_p50_vs_off"] = round3(as.P50 / bs.P50)
+			a.Extra[name+"_p99_vs_off"] = round3(as.P99 / bs.P99)
+		}
+	}
+	if b.Extra["capacity"] > 0 {
+		a.Extra["capacity_vs_off"] = round3(a.Extra["capacity"] / b.Extra["capacity"])
+	}
+	return []*Result{b, a}, nil
+}
+
+// durabilityResults are the A/B's two results at the config's partition
+// count (nil, nil when absent).
+func durabilityResults(rep *Report) (off, on *Result) {
+	for _, r := range rep.Results {
+		if r.Scenario != ScenarioDurability || r.Partitions != rep.Config.Partitions {
+			continue
+		}
+		switch {
+		case r.Variant == durabilityOff:
+			off = r
+		case strings.HasPrefix(r.Variant, "wait") && !strings.HasSuffix(r.Variant, "-closed"):
+			on = r
+		}
+	}
+	if off == nil || on == nil {
+		return nil, nil
+	}
+	return off, on
+}
+
+// durabilityHeadline is the A/B in one line ("" without it).
+func durabilityHeadline(rep *Report) string {
+	off, on := durabilityResults(rep)
+	if off == nil {
+		return ""
+	}
+	lat := func(r *Result, name string) string {
+		if s := r.Latency[name]; s != nil {
+			return fmtUS(s.P50)
+		}
+		return "-"
+	}
+	return fmt.Sprintf("durability A/B at P=%d, %.0f interleaved rounds each: capacity %s vs %s jobs/s (%.2f×); "+
+		"open loop at %s jobs/s: claim p50 %s vs %s (%.2f×), e2e p50 %s vs %s (%.2f×); Valkey CPU per job (closed loop) %.1f vs %.1f µs; "+
+		"%.2f WAITs per job",
+		on.Partitions, on.Extra["rounds"], fmtRate(on.Extra["capacity"]), fmtRate(off.Extra["capacity"]), on.Extra["capacity_vs_off"],
+		fmtRate(on.OfferedRate), lat(on, "claim"), lat(off, "claim"), on.Extra["claim_p50_vs_off"],
+		lat(on, "e2e"), lat(off, "e2e"), on.Extra["e2e_p50_vs_off"],
+		on.Extra["capacity_valkey_cpu_us_per_op"], off.Extra["capacity_valkey_cpu_us_per_op"], on.Extra["waits_per_op"]) +
+		" (" + on.Variant + " vs " + durabilityOff + ")"
+}
+
+// durabilityMarkdown is the report's section on the A/B.
+func durabilityMarkdown(b *strings.Builder, rep *Report) {
+	off, on := durabilityResults(rep)
+	if off == nil {
+		return
+	}
+	b.WriteString("## Durability: acknowledged writes\n\n")
+	b.WriteString(md(durabilityHeadline(rep), maxTextRunes) + "\n\n")
+	b.WriteString("| variant | capacity jobs/s (min–max) | claim p50 / p99 | e2e p50 / p99 | Valkey CPU µs/job | cmds/job | WAITs/job |\n")
+	b.WriteString("|---|--:|--:|--:|--:|--:|--:|\n")
+	for _, r := range []*Result{off, on} {
+		c, e := r.Latency["claim"], r.Latency["e2e"]
+		if c == nil || e == nil {
+			continue
+		}
+		fmt.Fprintf(b, "| %s | %s (%s–%s) | %s / %s | %s / %s | %.1f | %.2f | %.2f |\n", md(r.Variant, maxNameRunes),
+			fmtRate(r.Extra["capacity"]), fmtRate(r.Extra["capacity_min"]), fmtRate(r.Extra["capacity_max"]),
+			fmtUS(c.P50), fmtUS(c.P99), fmtUS(e.P50), fmtUS(e.P99), r.Extra["capacity_valkey_cpu_us_per_op"],
+			r.Extra["capacity_commands_per_op"], r.Extra["waits_per_op"])
+	}
+	b.WriteString("\n")
+}
+
+// ReplicasWanted is how many replicas of an embedded server the config's
+// durability A/B needs: 0 when it runs none.
+func (c Config) ReplicasWanted() int {
+	if c.Durability == "" && !slices.Contains(c.Scenarios, ScenarioDurability) {
+		return 0
+	}
+	return c.durabilityReplicas()
+}
