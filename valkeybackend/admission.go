@@ -100,7 +100,7 @@ func (b *Backend) GetBudgetStatus(ctx context.Context, id sdk.BudgetID) (sdk.Bud
 	if err := id.Validate(); err != nil {
 		return sdk.BudgetStatus{}, opError(op, err)
 	}
-	m, err := b.client.Do(ctx, b.client.B().Hgetall().Key(b.ks.budgetKey(id)).Build()).AsStrMap()
+	m, err := b.reads.Do(ctx, b.client.B().Hgetall().Key(b.ks.budgetKey(id)).Build()).AsStrMap()
 	if err != nil {
 		return sdk.BudgetStatus{}, backendError(op, err)
 	}

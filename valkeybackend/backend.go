@@ -26,6 +26,7 @@ type Backend struct {
 	ks         keyspace          // the namespace's keys and channels
 	fnames     map[string]string // "ff_<name>" -> "<ns>_<name>"; nil in the default namespace
 	client     valkey.Client
+	reads      valkey.Client // snapshot reads: client, or its replicas (replicareads.go)
 	opts       Options
 	partitions int
 	cluster    bool
@@ -134,6 +135,10 @@ func Connect(ctx context.Context, opts Options) (*Backend, error) {
 		client.Close()
 		return nil, err
 	}
+	if err := b.dialReads(co); err != nil {
+		client.Close()
+		return nil, err
+	}
 	if err := b.loadPartitions(ctx); err != nil {
 		client.Close()
 		return nil, err
@@ -213,6 +218,7 @@ func (b *Backend) Close() {
 	b.closeOnce.Do(func() {
 		b.arrive.close()
 		b.hand.close()
+		b.closeReads()
 		b.client.Close()
 	})
 }

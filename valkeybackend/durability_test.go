@@ -284,3 +284,83 @@ func TestWaitOptionsValidated(t *testing.T) {
 		}
 	}
 }
+
+// replicaCalls reads INFO commandstats calls on the replica.
+func (rs *replicated) replicaCalls(t *testing.T) map[string]int64 {
+	t.Helper()
+	info, err := rs.rc.Do(context.Background(), rs.rc.B().Info().Section("commandstats").Build()).ToString()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return valkeytest.ParseCommandStats(info)
+}
+
+func (rs *replicated) resetReplicaStats(t *testing.T) {
+	t.Helper()
+	if err := rs.rc.Do(context.Background(), rs.rc.B().ConfigResetstat().Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestReadFromReplicas: with ReadFromReplicas, snapshot reads and the
+// scanners' due-list reads are served by the replica (its commandstats
+// count them, the primary's do not), and after an acknowledged write they
+// read what it wrote. Without the option the replica serves nothing.
+func TestReadFromReplicas(t *testing.T) {
+	rs := startReplicated(t)
+	ctx := context.Background()
+	primary := []string{rs.primary.Addr()}
+
+	// A single server's replicas must be named.
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if _, err := valkeybackend.Connect(cctx, valkeybackend.Options{Addrs: primary, ReadFromReplicas: true}); !errors.Is(err, sdk.ErrValidation) {
+		t.Fatalf("ReadFromReplicas without ReplicaAddrs: %v", err)
+	}
+
+	plain := connectTo(t, rs.primary.Addr(), valkeybackend.Options{WaitReplicas: 1})
+	b := connectTo(t, rs.primary.Addr(), valkeybackend.Options{WaitReplicas: 1, ReadFromReplicas: true,
+		ReplicaAddrs: []string{rs.replica.Addr()}})
+	id, task := claimOne(t, b, sdk.CreateExecutionArgs{Payload: []byte("p")}, time.Minute)
+	if err := b.Complete(ctx, task.Handle, []byte("r")); err != nil {
+		t.Fatal(err)
+	}
+
+	// Without the option: the primary serves the reads.
+	rs.resetReplicaStats(t)
+	if s, err := plain.DescribeExecution(ctx, id); err != nil || s.State != sdk.StateCompleted {
+		t.Fatalf("describe: %+v %v", s, err)
+	}
+	if calls := rs.replicaCalls(t); calls["hgetall"] != 0 {
+		t.Fatalf("the replica served a read of a backend without ReadFromReplicas: %v", calls)
+	}
+
+	resetStats(t, primary)
+	rs.resetReplicaStats(t)
+	s, err := b.DescribeExecution(ctx, id)
+	if err != nil || s.State != sdk.StateCompleted {
+		t.Fatalf("describe from the replica: %+v %v", s, err)
+	}
+	info, err := b.ReadExecutionInfo(ctx, id)
+	if err != nil || info.Snapshot.State != sdk.StateCompleted {
+		t.Fatalf("execution info from the replica: %+v %v", info, err)
+	}
+	p, err := id.Partition()
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, err := b.ListExecutions(ctx, p, "", 10)
+	if err != nil || len(page.IDs) != 1 || page.IDs[0] != id {
+		t.Fatalf("list from the replica: %+v %v", page, err)
+	}
+	if _, err := b.Due(ctx, p, valkeybackend.DueLeases, 10); err != nil {
+		t.Fatal(err)
+	}
+	rc, pc := rs.replicaCalls(t), commandCounts(t, primary)
+	if rc["hgetall"] < 2 || rc["fcall_ro"] != 2 || rc["smembers"] != 1 {
+		t.Fatalf("replica served %v; want the core reads, ff_list and ff_due, and the lane registry", rc)
+	}
+	if pc["fcall_ro"] != 0 || pc["smembers"] != 0 {
+		t.Fatalf("primary served %v; want no snapshot reads", pc)
+	}
+}

@@ -263,7 +263,7 @@ func (b *Backend) DescribeFlow(ctx context.Context, id sdk.FlowID) (sdk.FlowSnap
 		return sdk.FlowSnapshot{}, err
 	}
 	fk := b.ks.flowKeysOf(id)
-	res := b.client.DoMulti(ctx, b.client.B().Hgetall().Key(fk.core).Build(),
+	res := b.reads.DoMulti(ctx, b.client.B().Hgetall().Key(fk.core).Build(),
 		b.client.B().Smembers().Key(fk.members).Build(), b.client.B().Scard().Key(fk.cancels).Build())
 	m, err := res[0].AsStrMap()
 	if err != nil {
@@ -309,7 +309,7 @@ func (b *Backend) ListFlows(ctx context.Context, partition int, cursor sdk.FlowI
 	if cursor != "" {
 		min = "(" + string(cursor)
 	}
-	ids, err := b.client.Do(ctx, b.client.B().Zrange().Key(b.ks.flowIndexesOf(sdk.PartitionTag(partition)).flows).
+	ids, err := b.reads.Do(ctx, b.client.B().Zrange().Key(b.ks.flowIndexesOf(sdk.PartitionTag(partition)).flows).
 		Min(min).Max("+").Bylex().Limit(0, int64(limit)+1).Build()).AsStrSlice()
 	if err != nil {
 		return sdk.ListFlowsPage{}, backendError(op, err)
@@ -326,7 +326,7 @@ func (b *Backend) ListFlows(ctx context.Context, partition int, cursor sdk.FlowI
 	for i, f := range ids {
 		cmds[i] = b.client.B().Hmget().Key(b.ks.flowKeysOf(sdk.FlowID(f)).core).Field("state", "nodes", "created_at").Build()
 	}
-	for i, res := range b.client.DoMulti(ctx, cmds...) {
+	for i, res := range b.reads.DoMulti(ctx, cmds...) {
 		v, err := res.ToArray()
 		if err != nil {
 			return sdk.ListFlowsPage{}, backendError(op, err)
@@ -349,7 +349,7 @@ func (b *Backend) ListEdges(ctx context.Context, id sdk.ExecutionID, dir sdk.Edg
 	if err != nil || flow == "" {
 		return nil, err
 	}
-	recs, err := b.client.Do(ctx, b.client.B().Hgetall().Key(b.ks.flowKeysOf(flow).edges).Build()).AsStrMap()
+	recs, err := b.reads.Do(ctx, b.client.B().Hgetall().Key(b.ks.flowKeysOf(flow).edges).Build()).AsStrMap()
 	if err != nil {
 		return nil, backendError(op, err)
 	}
@@ -400,7 +400,7 @@ func (b *Backend) DescribeEdge(ctx context.Context, flow sdk.FlowID, edge sdk.Ed
 	if err := edge.Validate(); err != nil {
 		return nil, opError(op, err)
 	}
-	rec, err := b.client.Do(ctx, b.client.B().Hget().Key(b.ks.flowKeysOf(flow).edges).Field(string(edge)).Build()).ToString()
+	rec, err := b.reads.Do(ctx, b.client.B().Hget().Key(b.ks.flowKeysOf(flow).edges).Field(string(edge)).Build()).ToString()
 	if isNil(err) {
 		return nil, nil
 	}

@@ -55,7 +55,7 @@ func (b *Backend) due(ctx context.Context, op, key string, limit int, age time.D
 	if limit <= 0 {
 		limit = 100
 	}
-	r, err := decode(op, b.client.Do(ctx, b.fcallRO("ff_due", []string{key}, strconv.Itoa(limit), durMS(age))))
+	r, err := decode(op, b.reads.Do(ctx, b.fcallRO("ff_due", []string{key}, strconv.Itoa(limit), durMS(age))))
 	if err != nil {
 		return nil, err
 	}

@@ -108,7 +108,7 @@ func (b *Backend) PromoteDelayed(ctx context.Context, a sdk.PromoteDelayedArgs) 
 	}
 	tag := sdk.PartitionTag(a.Partition)
 	lk := b.ks.laneKeysOf(tag, a.Lane)
-	due, err := decode(op, b.client.Do(ctx, b.fcallRO("ff_due", []string{lk.delayed}, strconv.Itoa(limit))))
+	due, err := decode(op, b.reads.Do(ctx, b.fcallRO("ff_due", []string{lk.delayed}, strconv.Itoa(limit))))
 	if err != nil || len(due.fields) == 0 {
 		return 0, err
 	}

@@ -123,6 +123,18 @@ type Options struct {
 	// replicas' (every one needs appendonly yes; Connect fails when a
 	// primary has it off). Default false.
 	WaitAOF bool
+	// ReadFromReplicas sends snapshot reads (DescribeExecution,
+	// ReadExecutionInfo, the List calls, DescribeFlow, DescribeEdge,
+	// GetBudgetStatus) and the scanners' due-list reads to replicas, through
+	// a second connection set, to take that load off the primaries. A
+	// replica can be behind its primary: such reads may miss the newest
+	// writes (README "Reads from replicas"). A cluster's replicas and a
+	// Sentinel master set's are found; a single server's are ReplicaAddrs.
+	// Default false: every read goes to the primary.
+	ReadFromReplicas bool
+	// ReplicaAddrs are a single (non-cluster) server's replicas
+	// ("host:port") for ReadFromReplicas. Default none.
+	ReplicaAddrs []string
 	// WaitTimeout bounds each wait of WaitReplicas/WaitAOF (rounded to
 	// milliseconds, at least 1). Default WaitTimeoutDefault (1s).
 	WaitTimeout time.Duration

@@ -56,7 +56,7 @@ func (b *Backend) DescribeExecution(ctx context.Context, id sdk.ExecutionID) (*s
 	if _, err := b.partitionOf(op, id); err != nil {
 		return nil, err
 	}
-	core, err := b.client.Do(ctx, b.client.B().Hgetall().Key(b.ks.keysOf(id).core).Build()).AsStrMap()
+	core, err := b.reads.Do(ctx, b.client.B().Hgetall().Key(b.ks.keysOf(id).core).Build()).AsStrMap()
 	if err != nil {
 		return nil, backendError(op, err)
 	}
@@ -188,7 +188,7 @@ func (b *Backend) ListExecutions(ctx context.Context, partition int, cursor sdk.
 		return sdk.ListExecutionsPage{}, nil
 	}
 	limit = min(limit, listLimitMax)
-	lanes, err := b.client.Do(ctx, b.client.B().Smembers().Key(b.ks.lanes).Build()).AsStrSlice()
+	lanes, err := b.reads.Do(ctx, b.client.B().Smembers().Key(b.ks.lanes).Build()).AsStrSlice()
 	if err != nil {
 		return sdk.ListExecutionsPage{}, backendError(op, err)
 	}
@@ -199,7 +199,7 @@ func (b *Backend) ListExecutions(ctx context.Context, partition int, cursor sdk.
 		lk := b.ks.laneKeysOf(tag, sdk.LaneID(l))
 		keys = append(keys, lk.eligible, lk.delayed, lk.blocked, lk.terminal)
 	}
-	r, err := decode(op, b.client.Do(ctx, b.fcallRO("ff_list", keys, string(cursor), strconv.Itoa(limit+1))))
+	r, err := decode(op, b.reads.Do(ctx, b.fcallRO("ff_list", keys, string(cursor), strconv.Itoa(limit+1))))
 	if err != nil {
 		return sdk.ListExecutionsPage{}, err
 	}
@@ -223,7 +223,7 @@ func (b *Backend) ListLanes(ctx context.Context, cursor sdk.LaneID, limit int) (
 		return sdk.ListLanesPage{}, nil
 	}
 	limit = min(limit, listLimitMax)
-	all, err := b.client.Do(ctx, b.client.B().Smembers().Key(b.ks.lanes).Build()).AsStrSlice()
+	all, err := b.reads.Do(ctx, b.client.B().Smembers().Key(b.ks.lanes).Build()).AsStrSlice()
 	if err != nil {
 		return sdk.ListLanesPage{}, backendError(op, err)
 	}

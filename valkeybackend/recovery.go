@@ -129,7 +129,7 @@ func (b *Backend) ReadExecutionInfo(ctx context.Context, id sdk.ExecutionID) (*s
 	if err != nil {
 		return nil, err
 	}
-	fields, err := b.client.Do(ctx, b.client.B().Hgetall().Key(b.ks.keysOf(id).core).Build()).AsStrMap()
+	fields, err := b.reads.Do(ctx, b.client.B().Hgetall().Key(b.ks.keysOf(id).core).Build()).AsStrMap()
 	if err != nil {
 		return nil, backendError(op, err)
 	}

@@ -229,7 +229,7 @@ func (b *Backend) ListSuspended(ctx context.Context, partition int, cursor sdk.E
 		from = "(" + string(cursor)
 	}
 	key := b.ks.waitKeysOf(sdk.PartitionTag(partition)).suspended
-	ids, err := b.client.Do(ctx, b.client.B().Zrange().Key(key).Min(from).Max("+").Bylex().Limit(0, int64(limit+1)).Build()).AsStrSlice()
+	ids, err := b.reads.Do(ctx, b.client.B().Zrange().Key(key).Min(from).Max("+").Bylex().Limit(0, int64(limit+1)).Build()).AsStrSlice()
 	if err != nil {
 		return sdk.ListSuspendedPage{}, backendError(op, err)
 	}
@@ -242,7 +242,7 @@ func (b *Backend) ListSuspended(ctx context.Context, partition int, cursor sdk.E
 	for i, id := range ids {
 		cmds[i] = b.client.B().Hmget().Key(b.ks.suspKey(sdk.ExecutionID(id))).Field("reason", "at", "timeout_at").Build()
 	}
-	for i, res := range b.client.DoMulti(ctx, cmds...) {
+	for i, res := range b.reads.DoMulti(ctx, cmds...) {
 		v, err := res.ToArray()
 		if err != nil {
 			return sdk.ListSuspendedPage{}, backendError(op, err)
@@ -282,7 +282,7 @@ func (b *Backend) ListPendingWaitpoints(ctx context.Context, partition int, curs
 	limit = min(limit, listLimitMax)
 	key := b.ks.waitKeysOf(sdk.PartitionTag(partition)).wpPending
 	now := strconv.FormatInt(time.Now().UnixMilli(), 10)
-	all, err := b.client.Do(ctx, b.client.B().Zrange().Key(key).Min("("+now).Max("+inf").Byscore().Build()).AsStrSlice()
+	all, err := b.reads.Do(ctx, b.client.B().Zrange().Key(key).Min("("+now).Max("+inf").Byscore().Build()).AsStrSlice()
 	if err != nil {
 		return sdk.ListPendingWaitpointsPage{}, backendError(op, err)
 	}
@@ -302,7 +302,7 @@ func (b *Backend) ListPendingWaitpoints(ctx context.Context, partition int, curs
 	for i, w := range ids {
 		cmds[i] = b.client.B().Hmget().Key(b.ks.waitpointKey(sdk.WaitpointID(w))).Field("eid", "state", "key", "exp", "n").Build()
 	}
-	for i, res := range b.client.DoMulti(ctx, cmds...) {
+	for i, res := range b.reads.DoMulti(ctx, cmds...) {
 		arr, err := res.ToArray()
 		if err != nil {
 			return sdk.ListPendingWaitpointsPage{}, backendError(op, err)
