@@ -174,7 +174,7 @@ func (b *Backend) lanesOrAll(ctx context.Context, op string, lane sdk.LaneID) ([
 	if lane != "" {
 		return []sdk.LaneID{lane}, nil
 	}
-	all, err := b.client.Do(ctx, b.client.B().Smembers().Key(b.ks.lanes).Build()).AsStrSlice()
+	all, err := b.reads.Do(ctx, b.client.B().Smembers().Key(b.ks.lanes).Build()).AsStrSlice()
 	if err != nil {
 		return nil, backendError(op, err)
 	}
@@ -231,7 +231,7 @@ func (b *Backend) candidates(ctx context.Context, op string, p int, lanes []sdk.
 	}
 	tag := sdk.PartitionTag(p)
 	var ids []string
-	for _, res := range b.client.DoMulti(ctx, cmds...) {
+	for _, res := range b.reads.DoMulti(ctx, cmds...) {
 		ms, err := res.AsStrSlice()
 		if err != nil {
 			return nil, backendError(op, err)
@@ -259,7 +259,7 @@ func (b *Backend) executionRows(ctx context.Context, op string, ids []string) ([
 		cmds[i] = b.client.B().Hmget().Key(b.ks.coreKey(sdk.ExecutionID(id))).Field(rowFields...).Build()
 	}
 	out := make([]LaneExecution, len(ids))
-	for i, res := range b.client.DoMulti(ctx, cmds...) {
+	for i, res := range b.reads.DoMulti(ctx, cmds...) {
 		v, err := res.ToArray()
 		if err != nil {
 			return nil, backendError(op, err)
@@ -288,7 +288,7 @@ func (b *Backend) readKinds(ctx context.Context, op string, rows []LaneExecution
 	for i, r := range rows {
 		cmds[i] = b.client.B().Hget().Key(b.ks.keysOf(r.ID).ctx).Field(ctxKind).Build()
 	}
-	for i, res := range b.client.DoMulti(ctx, cmds...) {
+	for i, res := range b.reads.DoMulti(ctx, cmds...) {
 		kind, err := res.ToString()
 		if err != nil && !isNil(err) {
 			return backendError(op, err)
@@ -375,7 +375,7 @@ func (b *Backend) LaneDepths(ctx context.Context, lanes []sdk.LaneID, splitEnded
 		for _, k := range []string{b.ks.partKeysOf(tag).leases, b.ks.waitKeysOf(tag).suspended, b.ks.flowIndexesOf(tag).depBlocked} {
 			cmds = append(cmds, b.client.B().Zrange().Key(k).Min("0").Max("-1").Build())
 		}
-		res := b.client.DoMulti(ctx, cmds...)
+		res := b.reads.DoMulti(ctx, cmds...)
 		for _, r := range res {
 			if err := r.Error(); err != nil {
 				return nil, backendError(op, err)
@@ -435,7 +435,7 @@ func (b *Backend) countStates(ctx context.Context, op, tag string, ids []string,
 		}
 		cmds = append(cmds, b.client.B().Hmget().Key(b.ks.coreKey(sdk.ExecutionID(id))).Field("state", "lane").Build())
 	}
-	for _, res := range b.client.DoMulti(ctx, cmds...) {
+	for _, res := range b.reads.DoMulti(ctx, cmds...) {
 		v, err := res.ToArray()
 		if err != nil {
 			return backendError(op, err)

@@ -364,3 +364,43 @@ func TestReadFromReplicas(t *testing.T) {
 		t.Fatalf("primary served %v; want no snapshot reads", pc)
 	}
 }
+
+// TestMinReplicasToWriteIsTransient: a primary with min-replicas-to-write
+// and no replica refuses every write (NOREPLICAS); a create reports it as
+// a retryable transport error, not a bug, and writes nothing.
+func TestMinReplicasToWriteIsTransient(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	s, err := valkeytest.Start(ctx, valkeytest.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	b := connectTo(t, s.Addr(), valkeybackend.Options{})
+	if _, err := b.CreateExecution(ctx, sdk.CreateExecutionArgs{Lane: "l", Kind: "k"}); err != nil {
+		t.Fatal(err)
+	}
+	c := b.Client()
+	if err := c.Do(ctx, c.B().ConfigSet().ParameterValue().ParameterValue("min-replicas-to-write", "1").Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	_, err = b.CreateExecution(ctx, sdk.CreateExecutionArgs{Lane: "l", Kind: "k"})
+	if !errors.Is(err, sdk.ErrTransport) || !sdk.Retryable(err) || !strings.Contains(err.Error(), "NOREPLICAS") {
+		t.Fatalf("create under min-replicas-to-write without replicas: %v; want a retryable transport error", err)
+	}
+	page, err := b.ListExecutions(ctx, 0, "", 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := len(page.IDs)
+	for p := 1; p < b.Partitions(); p++ {
+		pg, err := b.ListExecutions(ctx, p, "", 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n += len(pg.IDs)
+	}
+	if n != 1 {
+		t.Fatalf("%d executions after a refused create; want the first alone", n)
+	}
+}

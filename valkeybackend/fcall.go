@@ -143,7 +143,10 @@ func backendError(op string, err error) error {
 		switch {
 		case ve.IsTryAgain(), ve.IsClusterDown(), ve.IsLoading(),
 			strings.HasPrefix(msg, "BUSY"), strings.HasPrefix(msg, "MASTERDOWN"),
-			strings.HasPrefix(msg, "READONLY"):
+			strings.HasPrefix(msg, "READONLY"),
+			// min-replicas-to-write: the primary refuses writes while too
+			// few replicas are connected and current.
+			strings.HasPrefix(msg, "NOREPLICAS"):
 			return sdk.TransportError(op, err)
 		case strings.Contains(msg, "Script attempted to access a non local key"):
 			// A function that derives a key from an id's tag (not in KEYS)

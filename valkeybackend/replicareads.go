@@ -10,8 +10,9 @@ import (
 //
 // Snapshot reads (DescribeExecution, ReadExecutionInfo, ListExecutions,
 // ListLanes, DescribeFlow, ListFlows, ListEdges, DescribeEdge,
-// ListSuspended, ListPendingWaitpoints, GetBudgetStatus) and the scanners'
-// no-writes ff_due go through b.reads: with the option, a second valkey-go
+// ListSuspended, ListPendingWaitpoints, GetBudgetStatus, and ffctl's
+// ListLaneExecutions and LaneDepths) and the scanners' no-writes ff_due
+// go through b.reads: with the option, a second valkey-go
 // client whose SendToReplicas sends every read-only command to a replica
 // (on a cluster, of the key's slot; a single server's replicas are
 // Options.ReplicaAddrs; a Sentinel deployment's are the master set's).
