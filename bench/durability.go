@@ -160,6 +160,17 @@ func (r *Runner) runDurability(ctx context.Context) ([]*Result, error) {
 			m.Lost += res.Lost // the closed loops' work counts in the correctness totals too
 			m.Duplicated += res.Duplicated
 		}
+		// Each round's claim p50: a stall in one round shows here (the
+		// merged histograms blend it in).
+		var p50s []float64
+		for _, res := range open[v] {
+			if c := res.Latency["claim"]; c != nil && c.Count > 0 {
+				p50s = append(p50s, c.P50)
+			}
+		}
+		if len(p50s) > 0 {
+			m.Extra["claim_p50_round_min"], m.Extra["claim_p50_round_max"] = slices.Min(p50s), slices.Max(p50s)
+		}
 		m.Extra["capacity"] = round3(caps[v])
 		m.Extra["capacity_min"], m.Extra["capacity_max"] = c.Extra["throughput_min"], c.Extra["throughput_max"]
 		m.Extra["capacity_valkey_cpu_us_per_op"] = c.ValkeyCPUPerOpUS
