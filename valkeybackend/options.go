@@ -109,8 +109,8 @@ type Options struct {
 	// is as CacheSizeEachConn < 0. Default nil: the option as built.
 	ConfigureClient func(*valkey.ClientOption)
 	// WaitReplicas makes the calls whose success a caller acts on (creates,
-	// terminal calls, signal delivery, suspension, flow building, operator
-	// and admission writes: README "Durability") wait, after their FCALL,
+	// terminal calls, signal delivery, suspension, flow building, operator,
+	// admission and schedule writes: README "Durability") wait, after their FCALL,
 	// until this many replicas acknowledged them (WAIT on the same
 	// connection), so an acknowledged write survives the failover of its
 	// primary. Fewer acknowledgements within WaitTimeout turn the call's

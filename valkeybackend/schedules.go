@@ -348,7 +348,7 @@ func (b *Backend) PutSchedule(ctx context.Context, s sdk.Schedule) (bool, error)
 		return false, opError(op, err)
 	}
 	args := append([]string{string(s.ID), strconv.FormatUint(old.rev, 10), next, string(s.Lane)}, fields...)
-	r, err := decode(op, b.client.Do(ctx, b.fcall("ff_schedule_set", []string{key, all, due}, args...)))
+	r, err := decode(op, b.doAcked(ctx, op, b.fcall("ff_schedule_set", []string{key, all, due}, args...)))
 	if err != nil {
 		return false, err
 	}
@@ -499,7 +499,7 @@ func (b *Backend) ResumeSchedule(ctx context.Context, id sdk.ScheduleID) error {
 func (b *Backend) scheduleState(ctx context.Context, op string, id sdk.ScheduleID, mode, next string, rev ...string) error {
 	tag := sdk.PartitionTag(b.schedulePartition(id))
 	_, due := b.ks.scheduleIndexKeys(tag)
-	_, err := decode(op, b.client.Do(ctx, b.fcall("ff_schedule_state", []string{b.ks.scheduleKey(tag, id), due},
+	_, err := decode(op, b.doAcked(ctx, op, b.fcall("ff_schedule_state", []string{b.ks.scheduleKey(tag, id), due},
 		append([]string{string(id), mode, next}, rev...)...)))
 	return err
 }
@@ -512,7 +512,7 @@ func (b *Backend) DeleteSchedule(ctx context.Context, id sdk.ScheduleID) error {
 	}
 	tag := sdk.PartitionTag(b.schedulePartition(id))
 	all, due := b.ks.scheduleIndexKeys(tag)
-	_, err := decode(op, b.client.Do(ctx, b.fcall("ff_schedule_delete", []string{b.ks.scheduleKey(tag, id), all, due}, string(id))))
+	_, err := decode(op, b.doAcked(ctx, op, b.fcall("ff_schedule_delete", []string{b.ks.scheduleKey(tag, id), all, due}, string(id))))
 	return err
 }
 
