@@ -128,9 +128,10 @@ type Options struct {
 	// GetBudgetStatus) and the scanners' due-list reads to replicas, through
 	// a second connection set, to take that load off the primaries. A
 	// replica can be behind its primary: such reads may miss the newest
-	// writes (README "Reads from replicas"). A cluster's replicas and a
-	// Sentinel master set's are found; a single server's are ReplicaAddrs.
-	// Default false: every read goes to the primary.
+	// writes (README "Reads from replicas"). A cluster's replicas (topology
+	// re-read every 5s) and a Sentinel master set's are found; a single
+	// server's are ReplicaAddrs. Default false: every read goes to the
+	// primary.
 	ReadFromReplicas bool
 	// ReplicaAddrs are a single (non-cluster) server's replicas
 	// ("host:port") for ReadFromReplicas. Default none.

@@ -1,6 +1,8 @@
 package valkeybackend
 
 import (
+	"time"
+
 	"github.com/valkey-io/valkey-go"
 
 	"github.com/flowfabric/flowfabric-go/sdk"
@@ -28,6 +30,11 @@ import (
 // a due list from a replica may act a scan later; what it acts on is
 // checked again on the primary.
 
+// replicaTopologyRefresh is how often the replica client of a cluster
+// re-reads the topology (one CLUSTER SHARDS), unless ConfigureClient set
+// ClusterOption.ShardsRefreshInterval.
+const replicaTopologyRefresh = 5 * time.Second
+
 // dialReads sets b.reads: a client that reads from replicas when the
 // option asks, else the backend's own. co is the option b.client dialed
 // with (after ConfigureClient).
@@ -41,6 +48,12 @@ func (b *Backend) dialReads(co valkey.ClientOption) error {
 	ro.DisableCache = true // snapshots are read fresh; nothing to invalidate
 	ro.OnInvalidations = nil
 	ro.SendToReplicas = func(cmd valkey.Completed) bool { return cmd.IsReadOnly() }
+	if b.cluster && ro.ClusterOption.ShardsRefreshInterval == 0 {
+		// A replica that was not online when the client read the topology
+		// (CLUSTER SHARDS drops those) is used once a refresh sees it;
+		// without a periodic one, its slots' reads stay on the primary.
+		ro.ClusterOption.ShardsRefreshInterval = replicaTopologyRefresh
+	}
 	if !b.cluster && ro.Sentinel.MasterSet == "" {
 		if len(b.opts.ReplicaAddrs) == 0 {
 			return sdk.Validationf(sdk.CodeInvalidInput, "ReadFromReplicas on a single server needs ReplicaAddrs (a cluster's and a Sentinel's replicas are found)")
