@@ -24,7 +24,8 @@ type TargetOptions struct {
 	// a server it did not start without it. Default false.
 	Flush bool
 	// Replicas, with no Addrs, starts this many replicas of the throwaway
-	// server (for acknowledged writes: Config.Durability). Default 0.
+	// server, or of each primary of the throwaway cluster (for
+	// acknowledged writes: Config.Durability). Default 0.
 	Replicas int
 }
 
@@ -74,7 +75,7 @@ func OpenTarget(ctx context.Context, o TargetOptions) (*Target, error) {
 	if len(o.Addrs) == 0 {
 		t.Embedded, t.flush = true, true
 		if o.Cluster {
-			c, err := valkeytest.StartCluster(ctx, valkeytest.ClusterOptions{})
+			c, err := valkeytest.StartCluster(ctx, valkeytest.ClusterOptions{Replicas: o.Replicas})
 			if err != nil {
 				return nil, err
 			}
@@ -90,10 +91,6 @@ func OpenTarget(ctx context.Context, o TargetOptions) (*Target, error) {
 				return nil, err
 			}
 		}
-	}
-	if o.Cluster && o.Replicas > 0 && len(o.Addrs) == 0 {
-		t.Close()
-		return nil, errors.New("ffbench starts replicas of one server only; for a cluster with replicas pass --addr")
 	}
 	if err := t.dial(ctx); err != nil {
 		t.Close()
