@@ -56,3 +56,36 @@ func ExampleStartCluster() {
 	fmt.Println(len(c.Nodes()), "primaries")
 	// Output: 3 primaries
 }
+
+// A 3-primary cluster with a replica each: fail a primary over to its replica with
+// CLUSTER FAILOVER, and find the data there.
+func ExampleCluster_Failover() {
+	ctx := context.Background()
+	cl, err := valkeytest.StartCluster(ctx, valkeytest.ClusterOptions{Replicas: 1})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer cl.Close()
+
+	c, err := valkey.NewClient(valkey.ClientOption{InitAddress: cl.Addrs(), DisableCache: true})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Do(ctx, c.B().Set().Key("k").Value("v").Build()).Error(); err != nil {
+		log.Fatal(err)
+	}
+	slot, _ := cl.KeySlot(ctx, "k")
+	owner, _ := cl.SlotOwner(ctx, slot)
+	replica, err := cl.ReplicaOf(ctx, owner)
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := cl.Failover(ctx, replica); err != nil {
+		log.Fatal(err)
+	}
+	now, _ := cl.SlotOwner(ctx, slot)
+	v, err := c.Do(ctx, c.B().Get().Key("k").Build()).ToString() // valkey-go follows the MOVED
+	fmt.Println(len(cl.Nodes()), len(cl.Replicas()), now == replica, v, err)
+	// Output: 3 3 true v <nil>
+}

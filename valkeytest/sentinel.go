@@ -43,6 +43,11 @@ type ReplicatedOptions struct {
 	// ReadyTimeout bounds StartReplicated until every replica is linked and the Sentinel
 	// knows them. Default 30s.
 	ReadyTimeout time.Duration
+
+	// HoldableLinks makes the replicas replicate through a proxy in this process, which
+	// [Replicated.HoldReplication] holds and [Replicated.CutReplication] cuts, so a test
+	// can kill a primary whose replicas have not received its last writes. Default false.
+	HoldableLinks bool
 }
 
 // Replicated is a primary, its replicas and one Sentinel, all local processes on loopback.
@@ -50,7 +55,20 @@ type Replicated struct {
 	servers  []*Server // the primary at creation first, then the replicas
 	sentinel *Server
 	name     string
+	proxy    *linkProxy // HoldableLinks only
 }
+
+// HoldReplication stops delivering replication traffic between the primary at creation
+// and its replicas, both ways: the primary's writes are read (it believes them sent) and
+// kept, not delivered, as over a stalled network. It panics without HoldableLinks.
+func (r *Replicated) HoldReplication() { r.proxy.hold() }
+
+// ReleaseReplication delivers what HoldReplication kept and forwards again.
+func (r *Replicated) ReleaseReplication() { r.proxy.release() }
+
+// CutReplication closes the replication links through the proxy and loses what they
+// kept: with the primary killed first, its replicas never get its last writes.
+func (r *Replicated) CutReplication() { r.proxy.cut() }
 
 // Servers returns the data nodes: the primary at creation first, then its replicas.
 func (r *Replicated) Servers() []*Server { return append([]*Server(nil), r.servers...) }
@@ -64,6 +82,9 @@ func (r *Replicated) MasterName() string { return r.name }
 
 // Close stops the Sentinel and every data node and removes their directories.
 func (r *Replicated) Close() error {
+	if r.proxy != nil {
+		r.proxy.close()
+	}
 	errs := []error{r.sentinel.Close()}
 	for _, s := range r.servers {
 		errs = append(errs, s.Close())
@@ -100,6 +121,9 @@ func StartReplicated(ctx context.Context, opts ReplicatedOptions) (_ *Replicated
 			if r.sentinel != nil {
 				_ = r.sentinel.Close()
 			}
+			if r.proxy != nil {
+				r.proxy.close()
+			}
 		}
 	}()
 	primary, err := startLocal(ctx, nodeOpts, nil, false)
@@ -107,8 +131,15 @@ func StartReplicated(ctx context.Context, opts ReplicatedOptions) (_ *Replicated
 		return nil, err
 	}
 	r.servers = append(r.servers, primary)
+	follow := primary.port
+	if opts.HoldableLinks {
+		if r.proxy, err = newLinkProxy(primary.addr); err != nil {
+			return nil, err
+		}
+		follow = r.proxy.port()
+	}
 	for range opts.Replicas {
-		s, err := startLocal(ctx, nodeOpts, []string{"--replicaof", "127.0.0.1", strconv.Itoa(primary.port)}, false)
+		s, err := startLocal(ctx, nodeOpts, []string{"--replicaof", "127.0.0.1", strconv.Itoa(follow)}, false)
 		if err != nil {
 			return nil, err
 		}
