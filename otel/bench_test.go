@@ -10,7 +10,9 @@ package ffotel_test
 // instrumented (ClientObserver on the submits, so every execution carries
 // a traceparent; WorkerObserver with an SDK MeterProvider and a sampling
 // TracerProvider; FF_OTEL_BENCH_TRACES=R below 1 samples the ratio R of
-// the traces, 0 is a no-op TracerProvider: metrics only), in ABBA order over FF_OTEL_BENCH_ROUNDS (default 4)
+// the traces, 0 is a no-op TracerProvider: metrics only;
+// FF_OTEL_BENCH_CARRIER=1 gives every submit a fixed carrier, so with
+// metrics only it measures what carrying one costs), in ABBA order over FF_OTEL_BENCH_ROUNDS (default 4)
 // pairs. It reports each variant's median jobs/s and their ratio, and
 // the median CPU per job (this process's and the server's, submits
 // included) with capacity_ratio = plain CPU / instrumented CPU: on a
@@ -78,16 +80,21 @@ func BenchmarkObserverCost(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	var submitObs sdk.ClientObserver = cobs
+	if os.Getenv("FF_OTEL_BENCH_CARRIER") == "1" {
+		submitObs = fixedCarrier{cobs}
+	}
+	var plainServer, otelServer []float64
 	// drain submits the jobs, then times a worker finishing them all; it
 	// returns jobs/s of the drain and CPU µs per job (this process's and
 	// the server's, submit included).
 	drain := func(round int, instrumented bool) (rate, cpu float64) {
-		cpu0 := cpuSeconds(b, srv.Addr())
+		self0, server0 := cpuSeconds(b, srv.Addr())
 		lane := sdk.LaneID("bench-" + strconv.Itoa(round) + "-" + strconv.FormatBool(instrumented))
 		copts := sdk.ClientOptions{}
 		cfg := sdk.WorkerConfig{WorkerID: "bench", Lanes: []sdk.LaneID{lane}, MaxConcurrency: 32}
 		if instrumented {
-			copts.Observer, cfg.Observer = cobs, wobs
+			copts.Observer, cfg.Observer = submitObs, wobs
 		}
 		args := make([]sdk.CreateExecutionArgs, jobs)
 		for i := range args {
@@ -119,7 +126,13 @@ func BenchmarkObserverCost(b *testing.B) {
 			b.Fatalf("round %d: %d of %d done after 2m", round, done.Load(), jobs)
 		}
 		elapsed := time.Since(start)
-		cpu = (cpuSeconds(b, srv.Addr()) - cpu0) * 1e6 / float64(jobs)
+		self1, server1 := cpuSeconds(b, srv.Addr())
+		cpu = (self1 + server1 - self0 - server0) * 1e6 / float64(jobs)
+		if instrumented {
+			otelServer = append(otelServer, (server1-server0)*1e6/float64(jobs))
+		} else {
+			plainServer = append(plainServer, (server1-server0)*1e6/float64(jobs))
+		}
 		stop()
 		<-stopped
 		return float64(jobs) / elapsed.Seconds(), cpu
@@ -155,6 +168,7 @@ func BenchmarkObserverCost(b *testing.B) {
 	b.ReportMetric(mp0, "plain_jobs/s")
 	b.ReportMetric(mo, "otel_jobs/s")
 	b.ReportMetric(mo/mp0, "otel/plain")
+	b.Logf("server CPU µs/job: plain %.1f, instrumented %.1f (medians)", median(plainServer), median(otelServer))
 	b.ReportMetric(cp, "plain_cpu_us/job")
 	b.ReportMetric(co, "otel_cpu_us/job")
 	// On a machine whose cores are the bottleneck, capacity goes as the
@@ -162,15 +176,14 @@ func BenchmarkObserverCost(b *testing.B) {
 	b.ReportMetric(cp/co, "capacity_ratio")
 }
 
-// cpuSeconds is this process's CPU time (user and system) plus the
+// cpuSeconds is this process's CPU time (user and system) and the
 // server's (INFO cpu), in seconds.
-func cpuSeconds(b *testing.B, addr string) float64 {
+func cpuSeconds(b *testing.B, addr string) (self, server float64) {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
 		b.Fatal(err)
 	}
-	self := time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
-	var server float64
+	self = time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
 	err := valkeytest.EachPrimary(context.Background(), []string{addr}, func(c valkey.Client) error {
 		info, err := c.Do(context.Background(), c.B().Info().Section("cpu").Build()).ToString()
 		for _, line := range strings.Split(info, "\n") {
@@ -185,7 +198,7 @@ func cpuSeconds(b *testing.B, addr string) float64 {
 	if err != nil {
 		b.Fatal(err)
 	}
-	return self + server
+	return self, server
 }
 
 // BenchmarkObserverPerTask is the CPU one task's instrumentation costs
@@ -231,4 +244,15 @@ func benchPerTask(b *testing.B, opts ffotel.Options) {
 			cobs.SubmitEnded(sctx, &args, sdk.CreateExecutionResult{ID: "{p:1}:x"}, nil, time.Millisecond)
 		}
 	})
+}
+
+// fixedCarrier gives every submit a sampled carrier of its own before the
+// wrapped observer sees it: with metrics only, the instrumented variant
+// then pays for the carrier (stored, returned, parsed, linked) without
+// recording spans.
+type fixedCarrier struct{ sdk.ClientObserver }
+
+func (f fixedCarrier) SubmitStarted(ctx context.Context, args *sdk.CreateExecutionArgs) context.Context {
+	args.TraceParent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	return f.ClientObserver.SubmitStarted(ctx, args)
 }
