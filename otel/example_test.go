@@ -101,6 +101,7 @@ func Example() {
 	// submit emails -> process emails linked: true
 	// flowfabric.claim.latency s
 	// flowfabric.task.outcomes {task}
+	// flowfabric.tasks.active {task}
 	// messaging.client.consumed.messages {message}
 	// messaging.client.operation.duration s
 	// messaging.client.sent.messages {message}

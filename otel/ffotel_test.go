@@ -288,6 +288,9 @@ func TestWorkerMetricsAndTraces(t *testing.T) {
 	if n, _ := gaugeOf(ms[ffotel.MetricLaneEligible], lane); n != 0 {
 		t.Fatalf("eligible gauge with everything claimed: %d, want 0", n)
 	}
+	if n := total(ms[ffotel.MetricTasksActive], ffotel.KeyDestination, string(lane)); n != 1 {
+		t.Fatalf("the worker's active tasks with the slow one running: %d, want 1", n)
+	}
 	waitFor("renewals of the slow task's lease", func() bool {
 		return histCount(metricsOf(t, reader)[ffotel.MetricRenewalLag]) >= 2
 	})
@@ -301,6 +304,7 @@ func TestWorkerMetricsAndTraces(t *testing.T) {
 		ffotel.MetricClaimLatency: "s", ffotel.MetricConsumed: "{message}", ffotel.MetricProcessDuration: "s",
 		ffotel.MetricOutcomes: "{task}", ffotel.MetricRenewalLag: "s", ffotel.MetricLeaseLost: "{lease}",
 		ffotel.MetricErrors: "{error}", ffotel.MetricSubmitDuration: "s", ffotel.MetricSent: "{message}",
+		ffotel.MetricTasksActive:  "{task}",
 		ffotel.MetricLaneEligible: "{execution}", ffotel.MetricLaneDelayed: "{execution}",
 		ffotel.MetricLaneBlocked: "{execution}", ffotel.MetricLaneOldestAge: "s",
 		ffotel.MetricActive: "{execution}", ffotel.MetricSuspended: "{execution}",
@@ -357,6 +361,9 @@ func TestWorkerMetricsAndTraces(t *testing.T) {
 	}
 	if n := total(ms[ffotel.MetricSent], "", ""); n != int64(len(kinds)) {
 		t.Errorf("sent %d, want %d (this process's submits)", n, len(kinds))
+	}
+	if n := total(ms[ffotel.MetricTasksActive], "", ""); n != 0 {
+		t.Errorf("active tasks after every end: %d, want 0", n)
 	}
 	if n := histCount(ms[ffotel.MetricProcessDuration]); n != uint64(submitted) {
 		t.Errorf("handler durations %d, want %d", n, submitted)

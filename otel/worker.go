@@ -36,6 +36,10 @@ const (
 	// MetricErrors: errors by error.type (sdk code, "_OTHER" without one)
 	// and source (handler, worker, submit).
 	MetricErrors = "flowfabric.errors"
+	// MetricTasksActive: the worker's tasks running now, per lane (summed over
+	// workers: the lane's active executions, which the engine's gauges
+	// count for the deployment only).
+	MetricTasksActive = "flowfabric.tasks.active"
 )
 
 // WorkerObserver is an sdk.WorkerObserver that records the worker's
@@ -47,6 +51,7 @@ type WorkerObserver struct {
 
 	claimLatency, process, renewLag metric.Float64Histogram
 	consumed, outcomes, lost, errs  metric.Int64Counter
+	active                          metric.Int64UpDownCounter
 
 	spans   sync.Map  // sdk.LaneID -> *laneSpans
 	lane    attrCache // lane
@@ -84,7 +89,8 @@ func NewWorkerObserver(o Options) (*WorkerObserver, error) {
 	w.outcomes = count(MetricOutcomes, "{task}", "Tasks ended, by outcome.")
 	w.lost = count(MetricLeaseLost, "{lease}", "Leases lost, by cause.")
 	w.errs = count(MetricErrors, "{error}", "Errors, by code and source.")
-	if err != nil {
+	if w.active, err = m.Int64UpDownCounter(MetricTasksActive, metric.WithUnit("{task}"),
+		metric.WithDescription("Tasks running now, per lane.")); err != nil {
 		return nil, err
 	}
 	base := func(lane sdk.LaneID, more ...attribute.KeyValue) attribute.Set {
@@ -135,6 +141,7 @@ func (w *WorkerObserver) TaskStarted(ctx context.Context, t *sdk.Task) context.C
 	}
 	po := w.path.get(attrKey{lane: t.Lane, a: path})
 	w.consumed.Add(ctx, 1, po.add...)
+	w.active.Add(ctx, 1, w.lane.get(attrKey{lane: t.Lane}).add...)
 	if t.AttemptType == sdk.AttemptInitial {
 		if minted, ok := mintedAt(t.ID); ok {
 			w.claimLatency.Record(ctx, max(t.ClaimedAt.Sub(minted), 0).Seconds(), po.rec...)
@@ -158,6 +165,7 @@ func (w *WorkerObserver) TaskEnded(ctx context.Context, t *sdk.Task, end sdk.Tas
 	oo := w.outcome.get(attrKey{lane: t.Lane, a: string(end.Outcome)})
 	w.process.Record(ctx, end.HandlerDuration.Seconds(), oo.rec...)
 	w.outcomes.Add(ctx, 1, oo.add...)
+	w.active.Add(ctx, -1, w.lane.get(attrKey{lane: t.Lane}).add...)
 	span := trace.SpanFromContext(ctx)
 	switch {
 	case end.Panicked:
