@@ -1,6 +1,9 @@
 package sdk
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
 // Flows through the Client and the Task (needs a backend with RoleFlows;
 // without one every call returns an Unavailable error).
@@ -16,13 +19,30 @@ func (c *Client) flows(op string) (Flower, error) {
 // without dependencies start at once, the others as soon as their
 // dependencies allow, pushed by the ends of their upstreams. Submitting
 // the same spec again (same ID) changes nothing and returns the same
-// member ids.
+// member ids. The client's observer (ClientOptions.Observer) hears each
+// member as a submit (elapsed: the whole call's).
 func (c *Client) SubmitFlow(ctx context.Context, spec FlowSpec) (FlowSubmission, error) {
 	f, err := c.flows("submit_flow")
 	if err != nil {
 		return FlowSubmission{}, err
 	}
-	return f.SubmitFlow(ctx, spec)
+	if c.obs == nil {
+		return f.SubmitFlow(ctx, spec)
+	}
+	start := time.Now()
+	spec.Members = append([]FlowMember(nil), spec.Members...) // carriers go in a copy, not the caller's slice
+	ctxs := make([]context.Context, len(spec.Members))
+	for i := range spec.Members {
+		ctxs[i] = c.obs.SubmitStarted(ctx, &spec.Members[i].Args)
+	}
+	sub, err := f.SubmitFlow(ctx, spec)
+	elapsed := time.Since(start)
+	for i := range spec.Members {
+		m := &spec.Members[i]
+		res := CreateExecutionResult{ID: sub.Members[m.Name], State: sub.States[m.Name], Duplicate: sub.Existed}
+		c.obs.SubmitEnded(ctxs[i], &m.Args, res, err, elapsed)
+	}
+	return sub, err
 }
 
 // AwaitFlow waits until the flow has ended and returns how: completed,

@@ -82,7 +82,7 @@ type ClientObserver interface {
 
 // ClientOptions configures a Client. The zero value is NewClient's.
 type ClientOptions struct {
-	// Observer watches the client's submits (Submit and SubmitBatch).
-	// Default nil: none.
+	// Observer watches the client's submits (Submit, SubmitBatch, and
+	// SubmitFlow's members). Default nil: none.
 	Observer ClientObserver
 }

@@ -82,7 +82,7 @@ func (o *recordingObserver) SubmitEnded(ctx context.Context, args *sdk.CreateExe
 
 // The observers hear every task's start and end with its outcome
 // (completed, retried then failed, a panic, a lost lease), the renewals of
-// a long task, the lease loss, and every submit; the handler runs under
+// a long task, the lease loss, and every submit (a flow's member too); the handler runs under
 // the context TaskStarted returned; the carrier a submit's observer set
 // reaches the task (Task.TraceParent).
 func TestWorkerObserver(t *testing.T) {
@@ -105,6 +105,10 @@ func TestWorkerObserver(t *testing.T) {
 		t.Fatal("a bad lane was accepted")
 	}
 	batch, err := client.SubmitBatch(ctx, []sdk.CreateExecutionArgs{{Lane: lane, Kind: "ok"}, {Lane: lane, Kind: "ok"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	flow, err := client.SubmitFlow(ctx, sdk.FlowSpec{Members: []sdk.FlowMember{{Name: "m", Args: sdk.CreateExecutionArgs{Lane: lane, Kind: "member"}}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,6 +138,7 @@ func TestWorkerObserver(t *testing.T) {
 		ids["ok"]: {sdk.TaskCompleted}, ids["fail"]: {sdk.TaskRetried, sdk.TaskFailed},
 		ids["panic"]: {sdk.TaskRetried, sdk.TaskFailed}, ids["slow"]: {sdk.TaskCompleted},
 		ids["lose"]: {sdk.TaskLeaseLost}, batch[0].ID: {sdk.TaskCompleted}, batch[1].ID: {sdk.TaskCompleted},
+		flow.Members["m"]: {sdk.TaskCompleted},
 	}
 	e2eWaitFor(t, 20*time.Second, "every outcome", func() bool {
 		obs.mu.Lock()
