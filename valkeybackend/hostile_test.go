@@ -244,7 +244,13 @@ func (f hostileFixture) calls() []rawCall {
 		case "ff_create":
 			c.extra = append(c.extra,
 				malformed{"an idempotency key of another tag", with(keys, 4, "ff:idem:"+tag+"x:k"), args},
-				malformed{"a malformed kind", keys, with(args, 2, "bad kind")})
+				malformed{"a malformed kind", keys, with(args, 2, "bad kind")},
+				// ARGV 18 (index 17) holds the flags; 4 says a trace carrier follows the tags.
+				malformed{"a carrier flag without the carrier", keys, with(args, 17, "5")},
+				malformed{"an empty carrier", keys, append(with(args, 17, "5"), "")},
+				malformed{"a carrier over its limit", keys, append(with(args, 17, "5"), strings.Repeat("0", sdk.MaxTraceParentBytes+1))},
+				malformed{"a carrier without its flag", keys, append(args, "00-ab")},
+				malformed{"an unknown flag", keys, with(args, 17, "9")})
 		case "ff_create_batch":
 			second := append([]string{"", string(sdk.NewExecutionID(0)), f.lane}, args[4:]...)
 			c.extra = append(c.extra,
@@ -253,6 +259,7 @@ func (f hostileFixture) calls() []rawCall {
 				malformed{"no items", keys, with(args, 0, "0")},
 				malformed{"a trailing argument", keys, append(args, "x")},
 				malformed{"a malformed kind", keys, with(args, 4, "bad kind")},
+				malformed{"a carrier flag without the carrier", keys, with(args, 19, "5")},
 				malformed{"an offers key naming a malformed lane", append(keys, "ff:offers:x"+tag), args})
 		case "ff_issue_claim_grant", "ff_issue_reclaim_grant":
 			c.extra = append(c.extra, badWorker(keys, args, 1)...)
