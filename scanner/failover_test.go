@@ -405,3 +405,61 @@ func TestFailoverSentinel(t *testing.T) {
 			return all, at
 		}})
 }
+
+// TestFailoverEngineAfterSlotMigration: the engine's scanners read their
+// partitions' indexes through the client-side cache. Partition 0's slot
+// moves to another primary while its lease index is empty (the engine has
+// read it empty from the old owner), then a worker that connected after
+// the move claims an execution there and never renews: the engine must
+// still see the lease expire and reclaim the execution.
+func TestFailoverEngineAfterSlotMigration(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	cl, err := valkeytest.StartCluster(ctx, valkeytest.ClusterOptions{NodeTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cl.Close() })
+	b := connect(t, cl.Addrs())
+	runEngine(t, b, faultConfig(t))
+	time.Sleep(300 * time.Millisecond) // a few scan rounds: partition 0's empty indexes are cached
+	slot, err := cl.KeySlot(ctx, sdk.PartitionTag(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	owner, err := cl.SlotOwner(ctx, slot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var to *valkeytest.Server
+	for _, s := range cl.Nodes() {
+		if s != owner {
+			to = s
+			break
+		}
+	}
+	if err := cl.MigrateSlot(ctx, slot, to, valkeytest.MigrateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	w := connect(t, cl.Addrs())
+	var id sdk.ExecutionID
+	for i := 0; id == ""; i++ { // creates go round the partitions
+		r, err := w.CreateExecution(ctx, sdk.CreateExecutionArgs{Lane: "moved", Kind: "k"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.HasPrefix(string(r.ID), sdk.PartitionTag(0)+":") {
+			id = r.ID
+		}
+	}
+	c, err := w.GrantAndClaim(ctx, sdk.IssueClaimGrantArgs{ExecutionID: id, Lane: "moved", WorkerID: "w", WorkerInstanceID: "w-1"},
+		500*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	took := eventually(t, 20*time.Second, "the engine reclaiming the lease that lapsed on the moved slot", func() bool {
+		d := describe(t, b, id)
+		return d != nil && d.TotalAttempts > 1 || d != nil && d.State != sdk.StateActive
+	})
+	t.Logf("lease of 500ms on the moved slot reclaimed %v after the claim (attempt %s)", took.Round(time.Millisecond), c.Handle.AttemptID)
+}
