@@ -193,8 +193,14 @@ func TestWorkerWaitChildren(t *testing.T) {
 			if err != nil || string(res) != "done 0,done 1,done 2" {
 				t.Fatalf("parent result %q, %v", res, err)
 			}
-			if s := w.Stats(); s.Completed != 4 || s.Suspended != 1 {
-				t.Fatalf("stats %+v: want 4 completed (parent and children), 1 wait", s)
+			// The flow ends when the parent's Complete lands on the server;
+			// the worker counts it once the reply is back, a moment later.
+			deadline := time.Now().Add(5 * time.Second)
+			for s := w.Stats(); s.Completed != 4 || s.Suspended != 1; s = w.Stats() {
+				if time.Now().After(deadline) {
+					t.Fatalf("stats %+v: want 4 completed (parent and children), 1 wait", s)
+				}
+				time.Sleep(5 * time.Millisecond)
 			}
 		})
 	}
