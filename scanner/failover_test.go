@@ -191,6 +191,22 @@ func runFailover(t *testing.T, sc failoverScenario) failoverResult {
 		}
 	})
 	sort.Slice(startsAfter, func(i, j int) bool { return startsAfter[i].Before(startsAfter[j]) })
+	// An execution whose first handler run is a reclaim lost its first
+	// lease unstarted: a hand-off or claim that never reached a handler
+	// (the worker missed it while a node was away), recovered when the
+	// lease lapsed.
+	firstRun := map[string]handlerStart{}
+	readWorkerRecords(t, dir, "starts", func(_ string, fs []string, at time.Time) {
+		if f, ok := firstRun[fs[0]]; !ok || at.Before(f.at) {
+			firstRun[fs[0]] = handlerStart{at: at, typ: fs[3]}
+		}
+	})
+	unstarted := 0
+	for _, f := range firstRun {
+		if f.typ == string(sdk.AttemptReclaim) {
+			unstarted++
+		}
+	}
 	var resume time.Duration = -1
 	prev, longest := faultAt, time.Duration(-1)
 	for _, at := range startsAfter {
@@ -222,9 +238,10 @@ func runFailover(t *testing.T, sc failoverScenario) failoverResult {
 		retries: retries, dups: len(dups)}
 	t.Logf("%d executions acknowledged (submitted in %v, %d create retries), all ended %v after the first submission; "+
 		"fault took %v; claims resumed on the %d affected partitions %v after the fault; "+
-		"%d handler runs ended in an error and were run again %v",
+		"%d handler runs ended in an error and were run again %v; %d executions first ran as a reclaim (a first lease "+
+		"that never reached a handler)",
 		len(acked), submitted.Round(time.Millisecond), retries, elapsed.Round(time.Millisecond), res.faultTook.Round(time.Millisecond),
-		len(affected), resume.Round(time.Millisecond), handbacks, outcomes)
+		len(affected), resume.Round(time.Millisecond), handbacks, outcomes, unstarted)
 	// The engine owns every partition again: ownership lost while a node
 	// was away is taken back.
 	octx, ocancel := context.WithTimeout(ctx, 10*time.Second)
