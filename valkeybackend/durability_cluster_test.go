@@ -29,7 +29,7 @@ func TestDurabilityOnClusterWithReplicas(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	b := freshBackend(t, c.Addrs(), valkeybackend.Options{WaitReplicas: 1, WaitTimeout: 5 * time.Second, ReadFromReplicas: true})
+	b := freshBackend(t, c.Addrs(), valkeybackend.Options{WaitReplicas: 1, WaitTimeout: 30 * time.Second, ReadFromReplicas: true})
 
 	stateOn := func(s *valkeytest.Server, key string) string {
 		t.Helper()

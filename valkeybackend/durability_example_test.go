@@ -33,7 +33,7 @@ func ExampleOptions_waitReplicas() {
 
 	b, err := valkeybackend.Connect(ctx, valkeybackend.Options{
 		Addrs:        []string{primary.Addr()},
-		WaitReplicas: 1, WaitTimeout: 500 * time.Millisecond,
+		WaitReplicas: 1, WaitTimeout: 2 * time.Second,
 		ReadFromReplicas: true, ReplicaAddrs: []string{replica.Addr()},
 	})
 	if err != nil {

@@ -149,9 +149,13 @@ func TestWaitReplicasCompleteWaitsForTheReplica(t *testing.T) {
 func TestWaitReplicasReportsNotReplicated(t *testing.T) {
 	rs := startReplicated(t)
 	ctx := context.Background()
+	// The execution is made through a backend that waits long for the
+	// replica (a loaded machine can starve it), then judged through one
+	// with a short timeout.
+	setup := connectTo(t, rs.primary.Addr(), valkeybackend.Options{WaitReplicas: 1, WaitTimeout: 30 * time.Second})
+	id, task := claimOne(t, setup, sdk.CreateExecutionArgs{Payload: []byte("p")}, time.Minute)
 	const timeout = 300 * time.Millisecond
 	b := connectTo(t, rs.primary.Addr(), valkeybackend.Options{WaitReplicas: 1, WaitTimeout: timeout})
-	id, task := claimOne(t, b, sdk.CreateExecutionArgs{Payload: []byte("p")}, time.Minute)
 	if err := rs.replica.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -205,7 +209,7 @@ func TestWaitReplicasCost(t *testing.T) {
 	for _, n := range []int{0, 1} {
 		t.Run("wait"+strconv.Itoa(n), func(t *testing.T) {
 			flushAll(t, addrs)
-			b := connectTo(t, rs.primary.Addr(), valkeybackend.Options{WaitReplicas: n})
+			b := connectTo(t, rs.primary.Addr(), valkeybackend.Options{WaitReplicas: n, WaitTimeout: 30 * time.Second})
 			resetStats(t, addrs)
 			_, task := claimOne(t, b, sdk.CreateExecutionArgs{Payload: []byte("p")}, time.Minute)
 			if err := b.Complete(context.Background(), task.Handle, nil); err != nil {
@@ -264,7 +268,7 @@ func TestWaitAOF(t *testing.T) {
 		t.Fatalf("WaitAOF without appendonly: %v; want a validation error", err)
 	}
 	rs := startReplicated(t, "--appendonly", "yes", "--appendfsync", "everysec")
-	b := connectTo(t, rs.primary.Addr(), valkeybackend.Options{WaitAOF: true, WaitReplicas: 1, WaitTimeout: 5 * time.Second})
+	b := connectTo(t, rs.primary.Addr(), valkeybackend.Options{WaitAOF: true, WaitReplicas: 1, WaitTimeout: 30 * time.Second})
 	resetStats(t, []string{rs.primary.Addr()})
 	id, task := claimOne(t, b, sdk.CreateExecutionArgs{Payload: []byte("p")}, time.Minute)
 	if err := b.Complete(ctx, task.Handle, nil); err != nil {
@@ -320,8 +324,8 @@ func TestReadFromReplicas(t *testing.T) {
 		t.Fatalf("ReadFromReplicas without ReplicaAddrs: %v", err)
 	}
 
-	plain := connectTo(t, rs.primary.Addr(), valkeybackend.Options{WaitReplicas: 1})
-	b := connectTo(t, rs.primary.Addr(), valkeybackend.Options{WaitReplicas: 1, ReadFromReplicas: true,
+	plain := connectTo(t, rs.primary.Addr(), valkeybackend.Options{WaitReplicas: 1, WaitTimeout: 30 * time.Second})
+	b := connectTo(t, rs.primary.Addr(), valkeybackend.Options{WaitReplicas: 1, WaitTimeout: 30 * time.Second, ReadFromReplicas: true,
 		ReplicaAddrs: []string{rs.replica.Addr()}})
 	id, task := claimOne(t, b, sdk.CreateExecutionArgs{Payload: []byte("p")}, time.Minute)
 	if err := b.Complete(ctx, task.Handle, []byte("r")); err != nil {
