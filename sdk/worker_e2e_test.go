@@ -532,6 +532,12 @@ func idlePickups(t *testing.T, opts valkeybackend.Options, cfg sdk.WorkerConfig,
 	cfg.WorkerID, cfg.Lanes = "e2e", []sdk.LaneID{lane}
 	w, _ := e2eRunWorker(t, b, cfg,
 		sdk.HandlerFunc(func(ctx context.Context, task *sdk.Task) error { done <- task.ID; return nil }))
+	if !opts.DisableArrivals {
+		// A loaded machine can take longer than settle to subscribe every
+		// partition's arrivals channel: an arrival published before then
+		// reaches nobody, and the one-minute poll would be the only wake-up.
+		waitArrivalsSubscribed(t, b, opts.Partitions)
+	}
 	time.Sleep(settle) // idle (and subscribed) first
 	for i := range n {
 		r, err := b.CreateExecution(ctx, sdk.CreateExecutionArgs{Lane: lane, Kind: "k"})
@@ -549,6 +555,27 @@ func idlePickups(t *testing.T, opts valkeybackend.Options, cfg sdk.WorkerConfig,
 		time.Sleep(gap) // idle again
 	}
 	return w
+}
+
+// waitArrivalsSubscribed waits until every partition's arrivals channel
+// has a subscriber (PUBSUB SHARDNUMSUB, asked of the node owning each).
+func waitArrivalsSubscribed(t *testing.T, b *valkeybackend.Backend, partitions int) {
+	t.Helper()
+	c := b.Client()
+	deadline := time.Now().Add(20 * time.Second)
+	for p := range partitions {
+		ch := "ff:arrivals:" + sdk.PartitionTag(p)
+		for {
+			m, err := c.Do(context.Background(), c.B().PubsubShardnumsub().Channel(ch).Build()).AsIntMap()
+			if err == nil && m[ch] > 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s has no subscriber after 20s (%v, %v)", ch, m, err)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
 }
 
 // testRenewal: leases held well past their TTL survive through renewals,
