@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/flowfabric/flowfabric-go/sdk"
 )
 
 // Scenario names.
@@ -59,6 +61,16 @@ type Config struct {
 	// (valkeybackend.Options.DisableArrivals): idle workers learn of new
 	// work from readiness pushes alone. Default false.
 	NoArrivals bool `json:"no_arrivals,omitempty"`
+	// Otel names the instrumentation the e2e and claim-latency pipelines
+	// run under ("" = none), for the report; the
+	// observers are WorkerObserver and ClientObserver (cmd/ffbench --otel
+	// builds them with ffotel).
+	Otel string `json:"otel,omitempty"`
+	// WorkerObserver and ClientObserver, when set, watch the e2e and
+	// claim-latency pipelines' workers and producers
+	// (sdk.WorkerConfig.Observer, sdk.ClientOptions.Observer). Default nil.
+	WorkerObserver sdk.WorkerObserver `json:"-"`
+	ClientObserver sdk.ClientObserver `json:"-"`
 	// NoHandoff stops the fleets' idle workers from offering their slots
 	// (sdk.WorkerConfig.DisableClaimOffers): a new execution is claimed
 	// after its arrival push instead of being handed over by its create.

@@ -89,7 +89,7 @@ func (r *Runner) runPipeline(ctx context.Context, sp pipelineSpec) (*Result, err
 	fctx, stopFleet := context.WithCancel(ctx)
 	defer stopFleet()
 	wc := sdk.WorkerConfig{MaxConcurrency: cfg.Concurrency, ClaimMode: sp.mode, Lanes: []sdk.LaneID{benchLane},
-		ShutdownGrace: 2 * time.Second, DisableClaimOffers: cfg.NoHandoff || sp.noHandoff}
+		ShutdownGrace: 2 * time.Second, DisableClaimOffers: cfg.NoHandoff || sp.noHandoff, Observer: cfg.WorkerObserver}
 	handler := func(i int) sdk.Handler {
 		return sdk.HandlerFunc(func(ctx context.Context, t *sdk.Task) error {
 			start := time.Now()
@@ -126,7 +126,7 @@ func (r *Runner) runPipeline(ctx context.Context, sp pipelineSpec) (*Result, err
 	}
 	// Producers submit as users do, through sdk.Client: concurrent submits
 	// share round trips (Client.Submit).
-	client := sdk.NewClient(prod)
+	client := sdk.NewClientWithOptions(prod, sdk.ClientOptions{Observer: cfg.ClientObserver})
 	submit := timedSubmit(win, sp.open, &windowOps, lat, track, func(ctx context.Context, a loadgen.Arrival) error {
 		_, err := client.Submit(ctx, sdk.CreateExecutionArgs{Lane: benchLane, Kind: "noop",
 			Payload: encodePayload(a.Seq, a.Intended, cfg.PayloadBytes)})

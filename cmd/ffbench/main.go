@@ -257,7 +257,7 @@ type runFlags struct {
 	peerSystems, peerInFlight             string
 	out, profileDir, pyroscope            string
 	calibrate, quiet, failOnMiss          bool
-	valkeyBenchmark                       string
+	valkeyBenchmark, otel                 string
 	slice                                 time.Duration
 	cfg                                   bench.Config
 }
@@ -323,6 +323,7 @@ func (f *runFlags) registerFleet(fs *flag.FlagSet) {
 	fs.StringVar(&f.cfg.ClaimMode, "claim-mode", "", "claim path outside claim-path: direct or fused (quick: direct)")
 	fs.BoolVar(&f.cfg.DistinctWorkerIDs, "distinct-worker-ids", false, "give each fleet worker its own WorkerID instead of one shared by the fleet")
 	fs.BoolVar(&f.cfg.NoArrivals, "no-arrivals", false, "connect the workers with arrivals off (readiness pushes alone wake idle workers), to compare")
+	fs.StringVar(&f.otel, "otel", "off", otelHelp)
 	fs.BoolVar(&f.cfg.NoHandoff, "no-handoff", false, "idle workers do not offer their slots: new work is claimed after its arrival push\ninstead of being handed over by the create, to compare")
 	fs.StringVar(&f.cfg.Arrivals, "arrivals", "", "open-loop schedule: poisson or constant (quick: poisson)")
 	fs.Uint64Var(&f.cfg.Seed, "seed", 0, "Poisson schedule seed (quick: 1)")
@@ -356,6 +357,11 @@ func (f *runFlags) config(fs *flag.FlagSet, sweep bool) (bench.Config, error) {
 	pick("distinct-worker-ids", func() { cfg.DistinctWorkerIDs = o.DistinctWorkerIDs })
 	pick("no-arrivals", func() { cfg.NoArrivals = o.NoArrivals })
 	pick("no-handoff", func() { cfg.NoHandoff = o.NoHandoff })
+	if set["otel"] {
+		if err := applyOtel(&cfg, f.otel); err != nil {
+			return cfg, err
+		}
+	}
 	pick("warmup", func() { cfg.Warmup = o.Warmup })
 	pick("duration", func() { cfg.Duration = o.Duration })
 	pick("drain", func() { cfg.Drain = o.Drain })

@@ -222,6 +222,9 @@ func TestBadFlagValuesRefused(t *testing.T) {
 		{[]string{"capacity", "--slo", "claim p99 <= 5ms", "--ramp-factor", "1"}, "ramp factor"},
 		{[]string{"capacity", "--slo", "claim p99 <= 5ms", "--start-rate", "100", "--max-rate", "50"}, "below start rate"},
 		{[]string{"gate", "--report", "x.json", "--remeasure", "-1"}, "--remeasure -1"},
+		{[]string{"run", "--otel", "spans"}, "--otel \"spans\""},
+		{[]string{"run", "--otel", "traces=0"}, "trace ratio"},
+		{[]string{"run", "--otel", "traces=1.5"}, "trace ratio"},
 	} {
 		var out, errb bytes.Buffer
 		dir := t.TempDir()
