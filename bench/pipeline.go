@@ -202,6 +202,11 @@ func (r *Runner) runPipeline(ctx context.Context, sp pipelineSpec) (*Result, err
 		"claim_errors": float64(fs.ClaimErrors), "offers": float64(fs.Offers), "handoffs": float64(fs.Handoffs),
 		"complete_batches": float64(fs.CompleteBatches), "complete_batch_max": float64(fs.CompleteBatchMax),
 	}
+	if m.cpu > 0 && ops > 0 {
+		// The client's CPU per job (producers, workers and the harness's
+		// own bookkeeping): what an SDK-side change, such as --otel, costs.
+		res.Extra["client_cpu_us_per_op"] = round3(float64(m.cpu.Microseconds()) / float64(ops))
+	}
 	if fs.CompleteBatches > 0 {
 		res.Extra["completes_per_call"] = float64(fs.BatchedCompletes) / float64(fs.CompleteBatches)
 		res.Extra["complete_wait_avg_us"] = float64(fs.CompleteWaitAvg.Microseconds())
@@ -269,6 +274,9 @@ func (r *Runner) hooks(be *valkeybackend.Backend, claimLat *Latency, i int) load
 type measured struct {
 	server  serverDelta
 	mallocs uint64
+	// cpu is this process's CPU time in the window (user + system; 0 where
+	// it is not measured): the client's side of a job's cost.
+	cpu time.Duration
 }
 
 // measure sleeps to the window's start, snapshots the server and the
@@ -286,15 +294,17 @@ func (r *Runner) measure(ctx context.Context, win Window, detail func() string) 
 	}
 	var m0, m1 runtime.MemStats
 	runtime.ReadMemStats(&m0)
+	cpu0 := processCPU()
 	if !sleepUntil(ctx, win.To) {
 		return measured{}, ctx.Err()
 	}
+	cpu := processCPU() - cpu0
 	runtime.ReadMemStats(&m1)
 	b, err := r.t.snapshot(ctx)
 	if err != nil {
 		return measured{}, err
 	}
-	return measured{server: a.to(b), mallocs: m1.Mallocs - m0.Mallocs}, nil
+	return measured{server: a.to(b), mallocs: m1.Mallocs - m0.Mallocs, cpu: cpu}, nil
 }
 
 // counting is a measurement in progress: startCount snapshots the server

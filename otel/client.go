@@ -30,11 +30,10 @@ const (
 type ClientObserver struct {
 	tracer   trace.Tracer
 	duration metric.Float64Histogram
-	sent     metric.Int64Counter
-	errs     metric.Int64Counter
 	ok       attrCache // lane
 	failed   attrCache // lane, error type
-	code     attrCache // lane, error type (errors counter)
+	sent     tally     // lane (reported at collection, see tally)
+	errs     tally     // lane, error type
 	spans    sync.Map  // sdk.LaneID -> *laneSpans
 }
 
@@ -49,14 +48,6 @@ func NewClientObserver(o Options) (*ClientObserver, error) {
 		metric.WithDescription("Time a submit took."), metric.WithExplicitBucketBoundaries(durationBuckets...)); err != nil {
 		return nil, err
 	}
-	if c.sent, err = m.Int64Counter(MetricSent, metric.WithUnit("{message}"),
-		metric.WithDescription("Executions submitted.")); err != nil {
-		return nil, err
-	}
-	if c.errs, err = m.Int64Counter(MetricErrors, metric.WithUnit("{error}"),
-		metric.WithDescription("Errors, by code and source.")); err != nil {
-		return nil, err
-	}
 	base := func(lane sdk.LaneID, more ...attribute.KeyValue) attribute.Set {
 		return attribute.NewSet(append([]attribute.KeyValue{KeySystem.String(SystemName),
 			KeyDestination.String(string(lane)), KeyOperationName.String("submit"),
@@ -64,9 +55,16 @@ func NewClientObserver(o Options) (*ClientObserver, error) {
 	}
 	c.ok.build = func(k attrKey) attribute.Set { return base(k.lane) }
 	c.failed.build = func(k attrKey) attribute.Set { return base(k.lane, KeyErrorType.String(k.a)) }
-	c.code.build = func(k attrKey) attribute.Set {
+	c.sent.build = c.ok.build
+	c.errs.build = func(k attrKey) attribute.Set {
 		return attribute.NewSet(KeySystem.String(SystemName), KeyDestination.String(string(k.lane)),
 			KeyErrorType.String(k.a), KeyErrorSource.String("submit"))
+	}
+	if err := tallyCounter(m, MetricSent, "{message}", "Executions submitted.", false, &c.sent); err != nil {
+		return nil, err
+	}
+	if err := tallyCounter(m, MetricErrors, "{error}", "Errors, by code and source.", false, &c.errs); err != nil {
+		return nil, err
 	}
 	return c, nil
 }
@@ -88,6 +86,7 @@ func (c *ClientObserver) SubmitStarted(ctx context.Context, args *sdk.CreateExec
 	ls := c.spansOf(args.Lane)
 	ctx, span := c.tracer.Start(ctx, ls.name, ls.opts...)
 	if span.IsRecording() {
+		span.SetAttributes(ls.attrs...)
 		span.SetAttributes(KeyKind.String(args.Kind))
 	}
 	if sc := span.SpanContext(); args.TraceParent == "" && sc.IsSampled() {
@@ -102,10 +101,9 @@ func (c *ClientObserver) spansOf(lane sdk.LaneID) *laneSpans {
 	if v, ok := c.spans.Load(lane); ok {
 		return v.(*laneSpans)
 	}
-	ls := &laneSpans{name: "submit " + string(lane), opts: []trace.SpanStartOption{
-		trace.WithSpanKind(trace.SpanKindProducer),
-		trace.WithAttributes(KeySystem.String(SystemName), KeyDestination.String(string(lane)),
-			KeyOperationName.String("submit"), KeyOperationType.String("send"))}}
+	ls := &laneSpans{name: "submit " + string(lane), opts: []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindProducer)},
+		attrs: []attribute.KeyValue{KeySystem.String(SystemName), KeyDestination.String(string(lane)),
+			KeyOperationName.String("submit"), KeyOperationType.String("send")}}
 	v, _ := c.spans.LoadOrStore(lane, ls)
 	return v.(*laneSpans)
 }
@@ -116,13 +114,13 @@ func (c *ClientObserver) SubmitEnded(ctx context.Context, args *sdk.CreateExecut
 	if err != nil {
 		et := errorType(err)
 		c.duration.Record(ctx, elapsed.Seconds(), c.failed.get(attrKey{lane: args.Lane, a: et}).rec...)
-		c.errs.Add(ctx, 1, c.code.get(attrKey{lane: args.Lane, a: et}).add...)
+		c.errs.add(attrKey{lane: args.Lane, a: et}, 1)
 		span.RecordError(err)
 		span.SetStatus(codes.Error, err.Error())
 	} else {
-		o := c.ok.get(attrKey{lane: args.Lane})
-		c.duration.Record(ctx, elapsed.Seconds(), o.rec...)
-		c.sent.Add(ctx, 1, o.add...)
+		k := attrKey{lane: args.Lane}
+		c.duration.Record(ctx, elapsed.Seconds(), c.ok.get(k).rec...)
+		c.sent.add(k, 1)
 		if span.IsRecording() {
 			span.SetAttributes(KeyMessageID.String(string(res.ID)))
 		}

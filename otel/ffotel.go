@@ -18,8 +18,10 @@
 package ffotel
 
 import (
+	"context"
 	"encoding/hex"
 	"sync"
+	"sync/atomic"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
@@ -135,18 +137,17 @@ type attrKey struct {
 	a, b string
 }
 
-// attrCache holds the measurement options of attribute sets built once
-// per distinct key (bounded: lanes × outcomes or codes), so recording a
-// measurement neither rebuilds its set nor allocates: the options are kept
-// as the slices the variadic calls take (get(k).add...).
+// attrCache holds the histogram options of attribute sets built once per
+// distinct key (bounded: lanes × outcomes), so recording a measurement
+// neither rebuilds its set nor allocates: the options are kept as the slice
+// the variadic call takes (get(k).rec...).
 type attrCache struct {
 	m     sync.Map // attrKey -> *measureOpts
 	build func(attrKey) attribute.Set
 }
 
-// measureOpts are one attribute set as Add's and Record's options.
+// measureOpts are one attribute set as Record's options.
 type measureOpts struct {
-	add []metric.AddOption
 	rec []metric.RecordOption
 }
 
@@ -154,8 +155,7 @@ func (c *attrCache) get(k attrKey) *measureOpts {
 	if v, ok := c.m.Load(k); ok {
 		return v.(*measureOpts)
 	}
-	o := metric.WithAttributeSet(c.build(k))
-	v, _ := c.m.LoadOrStore(k, &measureOpts{add: []metric.AddOption{o}, rec: []metric.RecordOption{o}})
+	v, _ := c.m.LoadOrStore(k, &measureOpts{rec: []metric.RecordOption{metric.WithAttributeSet(c.build(k))}})
 	return v.(*measureOpts)
 }
 
@@ -166,4 +166,60 @@ func errorType(err error) string {
 		return c
 	}
 	return "_OTHER"
+}
+
+// tally is a counter kept in memory per attribute set and reported when
+// the meter collects, through an observable instrument: a task pays one
+// atomic add for it, where a synchronous counter would pay the SDK's
+// attribute resolution, exemplar filter and aggregation on every
+// measurement (ffbench e2e capacity under metrics alone: 0.92-0.94 of
+// uninstrumented with synchronous counters, 0.99 with tallies). Observations of the same set from several
+// observers' callbacks are summed by the SDK, so observers sharing a
+// MeterProvider report their totals.
+type tally struct {
+	m     sync.Map // attrKey -> *tallyEntry
+	build func(attrKey) attribute.Set
+}
+
+type tallyEntry struct {
+	n   atomic.Int64
+	opt []metric.ObserveOption
+}
+
+// add adds d to k's count.
+func (t *tally) add(k attrKey, d int64) {
+	if v, ok := t.m.Load(k); ok {
+		v.(*tallyEntry).n.Add(d)
+		return
+	}
+	e := &tallyEntry{opt: []metric.ObserveOption{metric.WithAttributeSet(t.build(k))}}
+	v, _ := t.m.LoadOrStore(k, e)
+	v.(*tallyEntry).n.Add(d)
+}
+
+// tallyCounter registers an observable counter (or up-down counter) that
+// reports t. The callback is registered apart from the instrument
+// (RegisterCallback): an instrument made again under the same name (a second
+// observer on the same MeterProvider) keeps only its first creation's
+// callbacks, but every registered callback runs.
+func tallyCounter(m metric.Meter, name, unit, desc string, upDown bool, t *tally) error {
+	var inst metric.Int64Observable
+	var err error
+	if upDown {
+		inst, err = m.Int64ObservableUpDownCounter(name, metric.WithUnit(unit), metric.WithDescription(desc))
+	} else {
+		inst, err = m.Int64ObservableCounter(name, metric.WithUnit(unit), metric.WithDescription(desc))
+	}
+	if err != nil {
+		return err
+	}
+	_, err = m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		t.m.Range(func(_, v any) bool {
+			e := v.(*tallyEntry)
+			o.ObserveInt64(inst, e.n.Load(), e.opt...)
+			return true
+		})
+		return nil
+	}, inst)
+	return err
 }

@@ -50,14 +50,18 @@ type WorkerObserver struct {
 	tracer trace.Tracer
 
 	claimLatency, process, renewLag metric.Float64Histogram
-	consumed, outcomes, lost, errs  metric.Int64Counter
-	active                          metric.Int64UpDownCounter
 
 	spans   sync.Map  // sdk.LaneID -> *laneSpans
 	lane    attrCache // lane
 	path    attrCache // lane, claim path
 	outcome attrCache // lane, outcome
-	code    attrCache // lane (may be ""), error type, source
+
+	// The counters, reported at collection (see tally).
+	consumed tally // lane, claim path
+	outcomes tally // lane, outcome
+	lost     tally // lane, error type, source
+	errs     tally // lane (may be ""), error type, source
+	active   tally // lane
 }
 
 var _ sdk.WorkerObserver = (*WorkerObserver)(nil)
@@ -75,22 +79,10 @@ func NewWorkerObserver(o Options) (*WorkerObserver, error) {
 		}
 		return h
 	}
-	count := func(name, unit, desc string) metric.Int64Counter {
-		c, e := m.Int64Counter(name, metric.WithUnit(unit), metric.WithDescription(desc))
-		if err == nil {
-			err = e
-		}
-		return c
-	}
 	w.claimLatency = hist(MetricClaimLatency, "Time from an execution's submit to its lease (initial attempts).")
 	w.process = hist(MetricProcessDuration, "Time a handler ran.")
 	w.renewLag = hist(MetricRenewalLag, "How late lease renewals went out.")
-	w.consumed = count(MetricConsumed, "{message}", "Leases received, by claim path (handoff or claim).")
-	w.outcomes = count(MetricOutcomes, "{task}", "Tasks ended, by outcome.")
-	w.lost = count(MetricLeaseLost, "{lease}", "Leases lost, by cause.")
-	w.errs = count(MetricErrors, "{error}", "Errors, by code and source.")
-	if w.active, err = m.Int64UpDownCounter(MetricTasksActive, metric.WithUnit("{task}"),
-		metric.WithDescription("Tasks running now, per lane.")); err != nil {
+	if err != nil {
 		return nil, err
 	}
 	base := func(lane sdk.LaneID, more ...attribute.KeyValue) attribute.Set {
@@ -107,26 +99,47 @@ func NewWorkerObserver(o Options) (*WorkerObserver, error) {
 	w.outcome.build = func(k attrKey) attribute.Set {
 		return base(k.lane, KeyOperationName.String("process"), KeyOperationType.String("process"), KeyOutcome.String(k.a))
 	}
-	w.code.build = func(k attrKey) attribute.Set {
+	code := func(k attrKey) attribute.Set {
 		return base(k.lane, KeyErrorType.String(k.a), KeyErrorSource.String(k.b))
+	}
+	w.consumed.build, w.outcomes.build, w.active.build = w.path.build, w.outcome.build, w.lane.build
+	w.lost.build, w.errs.build = code, code
+	for _, c := range []struct {
+		name, unit, desc string
+		upDown           bool
+		t                *tally
+	}{
+		{MetricConsumed, "{message}", "Leases received, by claim path (handoff or claim).", false, &w.consumed},
+		{MetricOutcomes, "{task}", "Tasks ended, by outcome.", false, &w.outcomes},
+		{MetricLeaseLost, "{lease}", "Leases lost, by cause.", false, &w.lost},
+		{MetricErrors, "{error}", "Errors, by code and source.", false, &w.errs},
+		{MetricTasksActive, "{task}", "Tasks running now, per lane.", true, &w.active},
+	} {
+		if err := tallyCounter(m, c.name, c.unit, c.desc, c.upDown, c.t); err != nil {
+			return nil, err
+		}
 	}
 	return w, nil
 }
 
-// laneSpans are one lane's span name and start options, built once.
+// laneSpans are one lane's span name, start options and attributes, built
+// once. The attributes are set on recording spans only, after the start:
+// given as start options, the tracer would copy them for every span,
+// sampled or not (a tenth of the client's CPU under traces=0.1 went to
+// building start configurations), at the price of samplers not seeing them.
 type laneSpans struct {
-	name string
-	opts []trace.SpanStartOption
+	name  string
+	opts  []trace.SpanStartOption
+	attrs []attribute.KeyValue
 }
 
 func (w *WorkerObserver) spansOf(lane sdk.LaneID) *laneSpans {
 	if v, ok := w.spans.Load(lane); ok {
 		return v.(*laneSpans)
 	}
-	ls := &laneSpans{name: "process " + string(lane), opts: []trace.SpanStartOption{
-		trace.WithSpanKind(trace.SpanKindConsumer),
-		trace.WithAttributes(KeySystem.String(SystemName), KeyDestination.String(string(lane)),
-			KeyOperationName.String("process"), KeyOperationType.String("process"))}}
+	ls := &laneSpans{name: "process " + string(lane), opts: []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindConsumer)},
+		attrs: []attribute.KeyValue{KeySystem.String(SystemName), KeyDestination.String(string(lane)),
+			KeyOperationName.String("process"), KeyOperationType.String("process")}}
 	v, _ := w.spans.LoadOrStore(lane, ls)
 	return v.(*laneSpans)
 }
@@ -139,17 +152,18 @@ func (w *WorkerObserver) TaskStarted(ctx context.Context, t *sdk.Task) context.C
 	if t.HandedOff {
 		path = "handoff"
 	}
-	po := w.path.get(attrKey{lane: t.Lane, a: path})
-	w.consumed.Add(ctx, 1, po.add...)
-	w.active.Add(ctx, 1, w.lane.get(attrKey{lane: t.Lane}).add...)
+	pk := attrKey{lane: t.Lane, a: path}
+	w.consumed.add(pk, 1)
+	w.active.add(attrKey{lane: t.Lane}, 1)
 	if t.AttemptType == sdk.AttemptInitial {
 		if minted, ok := mintedAt(t.ID); ok {
-			w.claimLatency.Record(ctx, max(t.ClaimedAt.Sub(minted), 0).Seconds(), po.rec...)
+			w.claimLatency.Record(ctx, max(t.ClaimedAt.Sub(minted), 0).Seconds(), w.path.get(pk).rec...)
 		}
 	}
 	ls := w.spansOf(t.Lane)
 	ctx, span := w.tracer.Start(ctx, ls.name, ls.opts...)
 	if span.IsRecording() {
+		span.SetAttributes(ls.attrs...)
 		span.SetAttributes(KeyMessageID.String(string(t.ID)), KeyKind.String(t.Kind),
 			KeyAttemptType.String(string(t.AttemptType)), KeyClaimPath.String(path))
 		if sc := parseTraceParent(t.TraceParent); sc.IsValid() {
@@ -162,17 +176,17 @@ func (w *WorkerObserver) TaskStarted(ctx context.Context, t *sdk.Task) context.C
 // TaskEnded records the handler's duration, the outcome and a handler
 // error, and ends the span.
 func (w *WorkerObserver) TaskEnded(ctx context.Context, t *sdk.Task, end sdk.TaskEnd) {
-	oo := w.outcome.get(attrKey{lane: t.Lane, a: string(end.Outcome)})
-	w.process.Record(ctx, end.HandlerDuration.Seconds(), oo.rec...)
-	w.outcomes.Add(ctx, 1, oo.add...)
-	w.active.Add(ctx, -1, w.lane.get(attrKey{lane: t.Lane}).add...)
+	ok := attrKey{lane: t.Lane, a: string(end.Outcome)}
+	w.process.Record(ctx, end.HandlerDuration.Seconds(), w.outcome.get(ok).rec...)
+	w.outcomes.add(ok, 1)
+	w.active.add(attrKey{lane: t.Lane}, -1)
 	span := trace.SpanFromContext(ctx)
 	switch {
 	case end.Panicked:
-		w.errs.Add(ctx, 1, w.code.get(attrKey{lane: t.Lane, a: "handler_panic", b: "handler"}).add...)
+		w.errs.add(attrKey{lane: t.Lane, a: "handler_panic", b: "handler"}, 1)
 		span.SetStatus(codes.Error, "handler panicked")
 	case end.HandlerErr != nil:
-		w.errs.Add(ctx, 1, w.code.get(attrKey{lane: t.Lane, a: errorType(end.HandlerErr), b: "handler"}).add...)
+		w.errs.add(attrKey{lane: t.Lane, a: errorType(end.HandlerErr), b: "handler"}, 1)
 		span.RecordError(end.HandlerErr)
 		span.SetStatus(codes.Error, end.HandlerErr.Error())
 	}
@@ -189,12 +203,12 @@ func (w *WorkerObserver) LeaseRenewing(t *sdk.Task, lag time.Duration) {
 
 // LeaseLost counts a lost lease by its cause's code.
 func (w *WorkerObserver) LeaseLost(t *sdk.Task, cause error) {
-	w.lost.Add(context.Background(), 1, w.code.get(attrKey{lane: t.Lane, a: errorType(cause), b: "worker"}).add...)
+	w.lost.add(attrKey{lane: t.Lane, a: errorType(cause), b: "worker"}, 1)
 }
 
 // WorkerError counts an error the worker handled by its code.
 func (w *WorkerObserver) WorkerError(err error) {
-	w.errs.Add(context.Background(), 1, w.code.get(attrKey{a: errorType(err), b: "worker"}).add...)
+	w.errs.add(attrKey{a: errorType(err), b: "worker"}, 1)
 }
 
 // mintedAt reads the creation time in an execution id's version-7 uuid

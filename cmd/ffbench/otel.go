@@ -8,6 +8,7 @@ import (
 
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	tracenoop "go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/flowfabric/flowfabric-go/bench"
 	ffotel "github.com/flowfabric/flowfabric-go/otel"
@@ -45,7 +46,7 @@ func applyOtel(cfg *bench.Config, mode string) error {
 			sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(ratio))),
 			sdktrace.WithBatcher(discardSpans{}))
 	} else {
-		opts.TracerProvider = sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.NeverSample()))
+		opts.TracerProvider = tracenoop.NewTracerProvider() // metrics alone: no tracing configured
 	}
 	w, err := ffotel.NewWorkerObserver(opts)
 	if err != nil {
