@@ -382,6 +382,6 @@ func topUsage(w io.Writer) {
 func commandUsage(fs *flag.FlagSet, c *command) {
 	w := fs.Output()
 	fmt.Fprintf(w, "Usage: ffctl %s [FLAGS]\n\n%s.\n\nFlags:\n", strings.TrimSpace(c.path+" "+c.args), c.short)
-	fs.PrintDefaults()
+	cliconn.PrintFlags(w, fs)
 	fmt.Fprint(w, "\n"+cliconn.Help()+"\n"+exitCodesHelp)
 }
