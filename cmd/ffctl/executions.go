@@ -88,24 +88,9 @@ func parseID(e *env, want int) (sdk.ExecutionID, error) {
 }
 
 func runList(ctx context.Context, e *env) error {
-	a, err := listArgs(e, e.state)
-	if err != nil {
+	page, done, err := listPage(ctx, e, e.state)
+	if done || err != nil {
 		return err
-	}
-	if err := e.connect(ctx); err != nil {
-		return err
-	}
-	defer e.close()
-	page, err := e.b.ListLaneExecutions(ctx, a)
-	if err != nil {
-		return err
-	}
-	if e.json() {
-		out := listJSON{Executions: []execJSON{}, NextCursor: page.NextCursor}
-		for _, r := range page.Executions {
-			out.Executions = append(out.Executions, execOf(r))
-		}
-		return writeJSON(e.stdout, out)
 	}
 	t := newTable(e.stdout, "ID", "LANE", "KIND", "STATE", "PRIORITY", "ATTEMPTS", "CREATED", "DETAIL")
 	for _, r := range page.Executions {
@@ -113,6 +98,31 @@ func runList(ctx context.Context, e *env) error {
 			when(r.CreatedAt), detail(r))
 	}
 	return finishPage(e, t, len(page.Executions), string(page.NextCursor))
+}
+
+// listPage reads one page of executions in state (all states when ""),
+// with e's lane, limit and cursor. With -o json it writes the page and
+// reports done; else the caller prints it as a table.
+func listPage(ctx context.Context, e *env, state string) (page valkeybackend.LaneExecutionsPage, done bool, err error) {
+	a, err := listArgs(e, state)
+	if err != nil {
+		return page, false, err
+	}
+	if err := e.connect(ctx); err != nil {
+		return page, false, err
+	}
+	defer e.close()
+	if page, err = e.b.ListLaneExecutions(ctx, a); err != nil {
+		return page, false, err
+	}
+	if !e.json() {
+		return page, false, nil
+	}
+	out := listJSON{Executions: []execJSON{}, NextCursor: page.NextCursor}
+	for _, r := range page.Executions {
+		out.Executions = append(out.Executions, execOf(r))
+	}
+	return page, true, writeJSON(e.stdout, out)
 }
 
 // finishPage flushes a page's table and says how to get the next one.
@@ -151,24 +161,9 @@ func detail(r valkeybackend.LaneExecution) string {
 }
 
 func runDeadLetters(ctx context.Context, e *env) error {
-	a, err := listArgs(e, string(sdk.StateFailed))
-	if err != nil {
+	page, done, err := listPage(ctx, e, string(sdk.StateFailed))
+	if done || err != nil {
 		return err
-	}
-	if err := e.connect(ctx); err != nil {
-		return err
-	}
-	defer e.close()
-	page, err := e.b.ListLaneExecutions(ctx, a)
-	if err != nil {
-		return err
-	}
-	if e.json() {
-		out := listJSON{Executions: []execJSON{}, NextCursor: page.NextCursor}
-		for _, r := range page.Executions {
-			out.Executions = append(out.Executions, execOf(r))
-		}
-		return writeJSON(e.stdout, out)
 	}
 	t := newTable(e.stdout, "ID", "LANE", "KIND", "ATTEMPTS", "FAILED AT", "CATEGORY", "REASON")
 	for _, r := range page.Executions {
