@@ -35,7 +35,8 @@ func fakeReport() *Report {
 		rep.Results = append(rep.Results,
 			&Result{Scenario: ScenarioClaimLatency, Partitions: p, Workers: 2, DurationS: 2, OfferedRate: 1000,
 				AchievedRate: 1000, Throughput: 1000, Ops: 2000, Unit: "jobs", CommandsPerOp: 10, FcallsPerOp: 4,
-				CommandMix: mix, Latency: map[string]*Summary{"claim": lat(int64(100 * p)), "claim_call": lat(50)}},
+				CommandMix: mix, Latency: map[string]*Summary{"claim": lat(int64(100 * p)), "claim_call": lat(50), "fcall_rtt": lat(400)},
+				Extra: map[string]float64{"claim_p50_over_loaded_rtt": float64(p) / 4}},
 			&Result{Scenario: ScenarioRenew, Variant: "sdk", Partitions: p, Workers: 4, DurationS: 2, Ops: 100000,
 				Unit: "renewals", Throughput: 50000 - float64(p*100), RawCeiling: 52000, RatioToCeiling: (50000 - float64(p*100)) / 52000,
 				CommandsPerOp: 3, Latency: map[string]*Summary{"renew_round": lat(20000)}},
@@ -357,7 +358,7 @@ func TestCapacityIsTheHeadline(t *testing.T) {
 		}
 	}
 	d := strings.Join(DetailLines(rep), "\n")
-	if !strings.Contains(d, "claim latency at P=16") || !strings.Contains(d, "the serial FCALL round trip [target ≤ 2×: ") {
+	if !strings.Contains(d, "claim latency at P=16") || !strings.Contains(d, "a loaded round trip [target ≤ 2×: ") {
 		t.Errorf("detail lacks the claim ratio: %q", d)
 	}
 	md := Markdown(rep)

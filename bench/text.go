@@ -196,8 +196,8 @@ func DetailLines(rep *Report) []string {
 	}
 	if r := claimHeadline(rep); r != nil {
 		s := r.Latency["claim"]
-		line := fmt.Sprintf("claim latency at P=%d, %s arrivals/s: p50 %s = %.2f× the serial FCALL round trip %s",
-			r.Partitions, fmtRate(r.OfferedRate), fmtUS(s.P50), r.Extra["claim_p50_over_serial_rtt"], claimGoal(r).Tag())
+		line := fmt.Sprintf("claim latency at P=%d, %s arrivals/s: p50 %s = %.2f× the serial FCALL round trip",
+			r.Partitions, fmtRate(r.OfferedRate), fmtUS(s.P50), r.Extra["claim_p50_over_serial_rtt"])
 		if cc := r.Extra["claim_call_p50_over_serial_rtt"]; cc > 0 {
 			line += fmt.Sprintf(" (claim call alone: %.2f×)", cc)
 		}
@@ -205,8 +205,8 @@ func DetailLines(rep *Report) []string {
 			line += fmt.Sprintf("; %.0f%% handed over by the create (no claim call)", 100*hs)
 		}
 		if lr := r.Latency["fcall_rtt"]; lr != nil && lr.Count > 0 {
-			line += fmt.Sprintf("; under this load one FCALL round trip takes p50 %s (%.2f× serial), so the claim is %.2f× a loaded round trip",
-				fmtUS(lr.P50), r.Extra["loaded_rtt_p50_over_serial_rtt"], r.Extra["claim_p50_over_loaded_rtt"])
+			line += fmt.Sprintf("; under this load one FCALL round trip takes p50 %s (%.2f× serial), so the claim is %.2f× a loaded round trip %s",
+				fmtUS(lr.P50), r.Extra["loaded_rtt_p50_over_serial_rtt"], r.Extra["claim_p50_over_loaded_rtt"], claimGoal(r).Tag())
 		}
 		if sl, sb := r.Latency["send_lag"], r.Latency["submit"]; sl != nil && sb != nil && sl.Count > 0 {
 			line += fmt.Sprintf("; stages (p50): producer's lag %s, submit call %s", fmtUS(sl.P50), fmtUS(sb.P50))
