@@ -111,7 +111,6 @@ func listPage(ctx context.Context, e *env, state string) (page valkeybackend.Lan
 	if err := e.connect(ctx); err != nil {
 		return page, false, err
 	}
-	defer e.close()
 	if page, err = e.b.ListLaneExecutions(ctx, a); err != nil {
 		return page, false, err
 	}
@@ -227,7 +226,6 @@ func runDescribe(ctx context.Context, e *env) error {
 	if err := e.connect(ctx); err != nil {
 		return err
 	}
-	defer e.close()
 	info, err := e.b.ReadExecutionInfo(ctx, id)
 	if err != nil {
 		return err
@@ -312,7 +310,6 @@ func runCancel(ctx context.Context, e *env) error {
 	if err := e.connect(ctx); err != nil {
 		return err
 	}
-	defer e.close()
 	r, err := e.b.CancelExecution(ctx, sdk.CancelExecutionArgs{ExecutionID: id, Reason: e.reason, RequestedBy: "ffctl"})
 	if err != nil {
 		return err
@@ -332,7 +329,6 @@ func runReplay(ctx context.Context, e *env) error {
 	if err := e.connect(ctx); err != nil {
 		return err
 	}
-	defer e.close()
 	r, err := e.b.ReplayExecution(ctx, sdk.ReplayExecutionArgs{ExecutionID: id, MaxReplays: e.maxReplays})
 	if err != nil {
 		return err
@@ -356,7 +352,6 @@ func runPriority(ctx context.Context, e *env) error {
 	if err := e.connect(ctx); err != nil {
 		return err
 	}
-	defer e.close()
 	r, err := e.client.ChangePriority(ctx, id, n)
 	if err != nil {
 		return err
@@ -376,7 +371,6 @@ func runRevoke(ctx context.Context, e *env) error {
 	if err := e.connect(ctx); err != nil {
 		return err
 	}
-	defer e.close()
 	r, err := e.b.RevokeLease(ctx, sdk.RevokeLeaseArgs{ExecutionID: id, Reason: e.reason})
 	if err != nil {
 		return err

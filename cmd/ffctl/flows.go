@@ -56,7 +56,6 @@ func runFlow(ctx context.Context, e *env) error {
 	if err := e.connect(ctx); err != nil {
 		return err
 	}
-	defer e.close()
 	f := e.roles.Flows
 	if f == nil {
 		return sdk.Unavailable("describe_flow")

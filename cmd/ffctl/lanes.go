@@ -43,7 +43,6 @@ func runLanes(ctx context.Context, e *env) error {
 	if err := e.connect(ctx); err != nil {
 		return err
 	}
-	defer e.close()
 	depths, err := e.b.LaneDepths(ctx, lanes, e.ended)
 	if err != nil {
 		return err
@@ -114,7 +113,6 @@ func runPause(ctx context.Context, e *env, pause bool) error {
 	if err := e.connect(ctx); err != nil {
 		return err
 	}
-	defer e.close()
 	a := e.roles.Admission
 	if a == nil {
 		return sdk.Unavailable("set_lane_policy")

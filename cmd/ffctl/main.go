@@ -252,7 +252,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "ffctl: -o %q: want table or json\n", e.output)
 		return exitUsage
 	}
-	if err := cmd.run(ctx, e); err != nil {
+	err = cmd.run(ctx, e)
+	e.close()
+	if err != nil {
 		return report(stderr, err)
 	}
 	return exitOK
@@ -261,6 +263,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 // connect dials the deployment for a command whose input checked out. It
 // runs no Prepare (ffctl never loads the library) and asks for nothing a
 // one-shot command does not use: no client-side cache, no subscriptions.
+// run closes the backend once the command returns.
 func (e *env) connect(ctx context.Context) error {
 	b, err := e.conn.Connect(ctx, valkeybackend.Options{SkipPrepare: true, CacheSizeEachConn: -1,
 		DisableArrivals: true, DisableHandoff: true})

@@ -94,7 +94,6 @@ func runSchedules(ctx context.Context, e *env) error {
 	if err := e.connect(ctx); err != nil {
 		return err
 	}
-	defer e.close()
 	sc, err := e.scheduler()
 	if err != nil {
 		return err
@@ -143,7 +142,6 @@ func runScheduleDescribe(ctx context.Context, e *env) error {
 	if err := e.connect(ctx); err != nil {
 		return err
 	}
-	defer e.close()
 	sc, err := e.scheduler()
 	if err != nil {
 		return err
@@ -183,7 +181,6 @@ func runScheduleAction(action string) func(ctx context.Context, e *env) error {
 		if err := e.connect(ctx); err != nil {
 			return err
 		}
-		defer e.close()
 		sc, err := e.scheduler()
 		if err != nil {
 			return err

@@ -36,7 +36,6 @@ func runTail(ctx context.Context, e *env) error {
 	if err := e.connect(ctx); err != nil {
 		return err
 	}
-	defer e.close()
 	s := e.roles.Streamer
 	if s == nil {
 		return sdk.Unavailable("tail_stream")

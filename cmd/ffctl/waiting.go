@@ -39,7 +39,6 @@ func runSuspended(ctx context.Context, e *env) error {
 	if err := e.connect(ctx); err != nil {
 		return err
 	}
-	defer e.close()
 	w := e.roles.Waiter
 	if w == nil {
 		return sdk.Unavailable("observe_signals")
@@ -117,7 +116,6 @@ func runWaitpoints(ctx context.Context, e *env) error {
 	if err := e.connect(ctx); err != nil {
 		return err
 	}
-	defer e.close()
 	w := e.roles.Waiter
 	if w == nil {
 		return sdk.Unavailable("list_pending_waitpoints")
@@ -201,7 +199,6 @@ func runSignal(ctx context.Context, e *env) error {
 	if err := e.connect(ctx); err != nil {
 		return err
 	}
-	defer e.close()
 	r, err := e.client.DeliverSignal(ctx, args)
 	if err != nil {
 		return err
