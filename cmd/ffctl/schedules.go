@@ -59,7 +59,11 @@ func timing(s sdk.ScheduleStatus) string {
 	return "every " + s.Every.String()
 }
 
-func (e *env) scheduler() (sdk.Scheduler, error) {
+// connectScheduler connects and returns the deployment's scheduler.
+func (e *env) connectScheduler(ctx context.Context) (sdk.Scheduler, error) {
+	if err := e.connect(ctx); err != nil {
+		return nil, err
+	}
 	if e.roles.Schedules == nil {
 		return nil, sdk.Unavailable("schedules")
 	}
@@ -91,10 +95,7 @@ func runSchedules(ctx context.Context, e *env) error {
 			return usagef("--after: %v", err)
 		}
 	}
-	if err := e.connect(ctx); err != nil {
-		return err
-	}
-	sc, err := e.scheduler()
+	sc, err := e.connectScheduler(ctx)
 	if err != nil {
 		return err
 	}
@@ -139,10 +140,7 @@ func runScheduleDescribe(ctx context.Context, e *env) error {
 	if err != nil {
 		return err
 	}
-	if err := e.connect(ctx); err != nil {
-		return err
-	}
-	sc, err := e.scheduler()
+	sc, err := e.connectScheduler(ctx)
 	if err != nil {
 		return err
 	}
@@ -178,10 +176,7 @@ func runScheduleAction(action string) func(ctx context.Context, e *env) error {
 		if err != nil {
 			return err
 		}
-		if err := e.connect(ctx); err != nil {
-			return err
-		}
-		sc, err := e.scheduler()
+		sc, err := e.connectScheduler(ctx)
 		if err != nil {
 			return err
 		}
