@@ -76,16 +76,17 @@ func (r *Runner) buildSizing(ctx context.Context, closed *Result) *Sizing {
 	if closed == nil || len(closed.PrimaryCPUPerOpUS) != len(r.t.primaryAddrs) || closed.Ops <= 0 {
 		return nil
 	}
-	owners, err := r.t.partitionOwners(ctx, closed.Partitions)
-	if err != nil {
-		owners = nil // the map is missing; the CPU figures stand
-	}
+	// One CLUSTER SLOTS read serves the run's partition count and every
+	// count of the spread.
+	bySlot, err := r.t.slotOwners(ctx)
+	var owners []int
+	if err == nil {
+		owners = r.t.partitionOwners(bySlot, closed.Partitions)
+	} // else the map is missing; the CPU figures stand
 	s := sizingOf(closed, r.t.primaryAddrs, owners)
 	if owners != nil && len(r.t.primaryAddrs) > 1 {
 		for _, n := range spreadCounts(closed.Partitions) {
-			if o, err := r.t.partitionOwners(ctx, n); err == nil {
-				s.Spread = append(s.Spread, spreadOf(n, o, len(r.t.primaryAddrs)))
-			}
+			s.Spread = append(s.Spread, spreadOf(n, r.t.partitionOwners(bySlot, n), len(r.t.primaryAddrs)))
 		}
 	}
 	return s
@@ -144,12 +145,11 @@ func sizingOf(closed *Result, addrs []string, owners []int) *Sizing {
 	return s
 }
 
-// partitionOwners maps each of n partitions to the index of the primary
-// (in primaryAddrs) that owns its tag's slot: all 0 on one server.
-func (t *Target) partitionOwners(ctx context.Context, n int) ([]int, error) {
-	owners := make([]int, n)
+// slotOwners maps each cluster slot to the index of the primary (in
+// primaryAddrs) that owns it, -1 for none: nil on one server.
+func (t *Target) slotOwners(ctx context.Context) ([]int, error) {
 	if !t.Cluster {
-		return owners, nil
+		return nil, nil
 	}
 	slots, err := t.raw.Do(ctx, t.raw.B().ClusterSlots().Build()).ToArray()
 	if err != nil {
@@ -177,12 +177,23 @@ func (t *Target) partitionOwners(ctx context.Context, n int) ([]int, error) {
 			bySlot[s] = idx
 		}
 	}
+	return bySlot, nil
+}
+
+// partitionOwners maps each of n partitions to the index of the primary
+// that owns its tag's slot, from slotOwners' map: all 0 on one server
+// (bySlot nil).
+func (t *Target) partitionOwners(bySlot []int, n int) []int {
+	owners := make([]int, n)
+	if bySlot == nil {
+		return owners
+	}
 	for p := range n {
 		// The client's builder computes a key's slot: the tag's, here.
 		cmd := t.raw.B().Get().Key(sdk.PartitionTag(p)).Build()
 		owners[p] = bySlot[cmd.Slot()]
 	}
-	return owners, nil
+	return owners
 }
 
 // sizingHeadline is the model in one line ("" without it).
