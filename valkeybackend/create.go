@@ -84,18 +84,10 @@ type createPlan struct {
 // idempotency key goes to partition shared when it is one (a batch keeps
 // such items together), else to the next partition in turn.
 func (b *Backend) planCreate(a sdk.CreateExecutionArgs, withKeys bool, shared int) (createPlan, error) {
-	a, err := a.Resolve()
+	a, err := b.resolveCreate(a)
 	if err != nil {
 		return createPlan{}, err
 	}
-	if n := len(a.Payload) + sdk.TagsBytes(a.Tags); n > b.opts.MaxPayloadBytes {
-		return createPlan{}, sdk.Validationf(sdk.CodePayloadTooLarge, "context (payload plus tags) is %d bytes, over the %d byte limit", n, b.opts.MaxPayloadBytes)
-	}
-	retry := defaultRetryArgs
-	if !a.Retry.IsZero() {
-		retry = renderRetryArgs(a.Retry)
-	}
-
 	id := a.ID
 	var part int
 	switch {
@@ -115,6 +107,29 @@ func (b *Backend) planCreate(a sdk.CreateExecutionArgs, withKeys bool, shared in
 	default:
 		part = int(b.next.Add(1) % uint64(b.partitions))
 		id = sdk.NewExecutionID(part)
+	}
+	return b.createPlanOf(a, id, part, withKeys), nil
+}
+
+// resolveCreate validates a create: sdk's Resolve and the payload limit.
+func (b *Backend) resolveCreate(a sdk.CreateExecutionArgs) (sdk.CreateExecutionArgs, error) {
+	a, err := a.Resolve()
+	if err != nil {
+		return a, err
+	}
+	if n := len(a.Payload) + sdk.TagsBytes(a.Tags); n > b.opts.MaxPayloadBytes {
+		return a, sdk.Validationf(sdk.CodePayloadTooLarge, "context (payload plus tags) is %d bytes, over the %d byte limit", n, b.opts.MaxPayloadBytes)
+	}
+	return a, nil
+}
+
+// createPlanOf builds the plan of resolved create a as execution id on
+// partition part; a.ID set means the id is the caller's (ff_create checks
+// it is new), else id was minted here.
+func (b *Backend) createPlanOf(a sdk.CreateExecutionArgs, id sdk.ExecutionID, part int, withKeys bool) createPlan {
+	retry := defaultRetryArgs
+	if !a.Retry.IsZero() {
+		retry = renderRetryArgs(a.Retry)
 	}
 	var keys []string
 	if withKeys {
@@ -162,7 +177,7 @@ func (b *Backend) planCreate(a sdk.CreateExecutionArgs, withKeys bool, shared in
 	if a.TraceParent != "" {
 		args = append(args, a.TraceParent)
 	}
-	return createPlan{keys: keys, args: args, part: part, a: a}, nil
+	return createPlan{keys: keys, args: args, part: part, a: a}
 }
 
 // renderRetryArgs renders a resolved policy (RetryPolicy.Resolve) as ARGV

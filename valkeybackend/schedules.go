@@ -636,15 +636,14 @@ func (b *Backend) fireCalls(part int, r scheduleRecord, now time.Time) ([]valkey
 	}
 	out := make([]valkey.Completed, 0, len(plan.fire))
 	for i, tick := range plan.fire {
-		a := s.Execution(tick)
-		a.ID = sdk.NewExecutionID(part)
-		c, err := b.planCreate(a, true, part)
+		// Minted on the schedule's partition, not the one the tick's
+		// idempotency key hashes to; fresh, so the create skips its
+		// existence check.
+		a, err := b.resolveCreate(s.Execution(tick))
 		if err != nil {
 			return nil, 0, err
 		}
-		// The id was minted here, fresh: clear the "caller's id" flag
-		// (ARGV 18 of ff_create), so the create skips its existence check.
-		c.args[17] = strconv.Itoa(int(c.args[17][0]-'0') &^ 1)
+		c := b.createPlanOf(a, sdk.NewExecutionID(part), part, true)
 		next := plan.next
 		if i+1 < len(plan.fire) {
 			next = plan.fire[i+1]
