@@ -97,7 +97,7 @@ func runList(ctx context.Context, e *env) error {
 		t.row(string(r.ID), string(r.Lane), r.Kind, string(r.State), itoa(r.Priority), itoa(r.TotalAttempts),
 			when(r.CreatedAt), detail(r))
 	}
-	return finishPage(e, t, len(page.Executions), string(page.NextCursor))
+	return finishPage(e, t, len(page.Executions), "--cursor", string(page.NextCursor))
 }
 
 // listPage reads one page of executions in state (all states when ""),
@@ -124,8 +124,9 @@ func listPage(ctx context.Context, e *env, state string) (page valkeybackend.Lan
 	return page, true, writeJSON(e.stdout, out)
 }
 
-// finishPage flushes a page's table and says how to get the next one.
-func finishPage(e *env, t *table, n int, next string) error {
+// finishPage flushes a page's table and says how to get the next one:
+// flag (--cursor, --after) with next, unless next is "".
+func finishPage(e *env, t *table, n int, flag, next string) error {
 	if err := t.flush(); err != nil {
 		return err
 	}
@@ -133,7 +134,7 @@ func finishPage(e *env, t *table, n int, next string) error {
 		fmt.Fprintln(e.stdout, "(none)")
 	}
 	if next != "" {
-		fmt.Fprintf(e.stdout, "next page: --cursor '%s'\n", next)
+		fmt.Fprintf(e.stdout, "next page: %s '%s'\n", flag, next)
 	}
 	return nil
 }
@@ -168,7 +169,7 @@ func runDeadLetters(ctx context.Context, e *env) error {
 	for _, r := range page.Executions {
 		t.row(string(r.ID), string(r.Lane), r.Kind, itoa(r.TotalAttempts), when(r.EndedAt), r.FailureCategory, r.FailureReason)
 	}
-	return finishPage(e, t, len(page.Executions), string(page.NextCursor))
+	return finishPage(e, t, len(page.Executions), "--cursor", string(page.NextCursor))
 }
 
 // attemptJSON is one attempt of describe's -o json.

@@ -127,5 +127,5 @@ func runFlow(ctx context.Context, e *env) error {
 	for _, ed := range out.Edges {
 		t.row(string(ed.ID), string(ed.From), string(ed.To), ed.State, ed.Resolution)
 	}
-	return finishPage(e, t, len(out.Edges), "")
+	return finishPage(e, t, len(out.Edges), "", "")
 }

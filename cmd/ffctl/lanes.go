@@ -99,7 +99,7 @@ func runLanes(ctx context.Context, e *env) error {
 		}
 		t.row(row...)
 	}
-	return finishPage(e, t, len(out), "")
+	return finishPage(e, t, len(out), "", "")
 }
 
 func runPause(ctx context.Context, e *env, pause bool) error {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"slices"
 	"strconv"
 	"strings"
@@ -123,16 +122,7 @@ func runSchedules(ctx context.Context, e *env) error {
 		t.row(string(s.ID), timing(s), string(s.Lane), s.Kind, paused, when(s.NextTick), when(s.LastTick),
 			strconv.FormatUint(s.Fired, 10), strconv.FormatUint(s.Skipped, 10))
 	}
-	if err := t.flush(); err != nil {
-		return err
-	}
-	if len(list) == 0 {
-		fmt.Fprintln(e.stdout, "(none)")
-	}
-	if next != "" {
-		fmt.Fprintf(e.stdout, "next page: --after '%s'\n", next)
-	}
-	return nil
+	return finishPage(e, t, len(list), "--after", next)
 }
 
 func runScheduleDescribe(ctx context.Context, e *env) error {

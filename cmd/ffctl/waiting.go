@@ -74,7 +74,7 @@ func runSuspended(ctx context.Context, e *env) error {
 		t.row(string(r.ID), string(r.Lane), r.Kind, when(r.SuspendedAt), when(r.TimeoutAt), string(r.OnTimeout),
 			condition(r.Condition), itoa(r.Signals), strings.Join(wps, ","), r.Reason)
 	}
-	return finishPage(e, t, len(rows), string(page.NextCursor))
+	return finishPage(e, t, len(rows), "--cursor", string(page.NextCursor))
 }
 
 func condition(c conditionJSON) string {
@@ -166,7 +166,7 @@ func runWaitpoints(ctx context.Context, e *env) error {
 	for _, r := range rows {
 		t.row(string(r.ID), string(r.Execution), string(r.Lane), r.Label, when(r.ExpiresAt), itoa(r.Signals))
 	}
-	return finishPage(e, t, len(rows), string(next))
+	return finishPage(e, t, len(rows), "--cursor", string(next))
 }
 
 func runSignal(ctx context.Context, e *env) error {
