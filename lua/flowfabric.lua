@@ -123,7 +123,7 @@ write (bad_call, bad_keys: string work, no command) and answers
 invalid_input, having written nothing, when one is off.
 ]]
 
-local VERSION = '31'
+local VERSION = '32'
 -- MIN_CLIENT is the oldest client this library serves; a client's version is
 -- the VERSION of the library it embeds (Go: lua.Version). A client older than
 -- MIN_CLIENT refuses to run against this library, and never replaces it.
@@ -609,7 +609,9 @@ local function create_args(a, o)
   -- leading zero), so that no number is formatted for it.
   local p = a[o + 4]
   c.priority_s = (#p == 1 or string.byte(p, 1) ~= 48) and p or fmt(c.priority)
-  c.last = o + 19 + 2 * c.ntags
+  -- tags_end: the last tag argument; the carrier (flag 4) comes after it.
+  c.tags_end = o + 19 + 2 * c.ntags
+  c.last = c.tags_end
   if c.flags >= 4 then
     c.last = c.last + 1
     c.trace = a[c.last]
@@ -692,7 +694,7 @@ local function create_one(keys, c, tag, now)
   local now_s = keys.now_s or fmt(now)
   local fields = new_core_fields(c, now_s)
   local kv = {'kind', c.kind, 'lane', lane, 'payload', a[o + 17]}
-  for i = o + 20, o + 19 + 2 * c.ntags, 2 do
+  for i = o + 20, c.tags_end, 2 do
     kv[#kv + 1] = 't:' .. a[i]
     kv[#kv + 1] = a[i + 1]
   end
