@@ -76,13 +76,18 @@ func listArgs(e *env, state string) (valkeybackend.ListLaneArgs, error) {
 }
 
 // parseID checks the one positional argument as an execution id.
-func parseID(e *env, want int) (sdk.ExecutionID, error) {
-	if len(e.pos) != want {
-		return "", usagef("want %d argument(s), got %d (--help shows the usage)", want, len(e.pos))
+func parseID(e *env) (sdk.ExecutionID, error) {
+	if len(e.pos) != 1 {
+		return "", usagef("want 1 argument(s), got %d (--help shows the usage)", len(e.pos))
 	}
-	id, err := sdk.ParseExecutionID(e.pos[0])
+	return parseExecID(e.pos[0])
+}
+
+// parseExecID parses an execution id argument.
+func parseExecID(s string) (sdk.ExecutionID, error) {
+	id, err := sdk.ParseExecutionID(s)
 	if err != nil {
-		return "", usagef("execution id %q: %v", e.pos[0], err)
+		return "", usagef("execution id %q: %v", s, err)
 	}
 	return id, nil
 }
@@ -220,7 +225,7 @@ type describeJSON struct {
 }
 
 func runDescribe(ctx context.Context, e *env) error {
-	id, err := parseID(e, 1)
+	id, err := parseID(e)
 	if err != nil {
 		return err
 	}
@@ -301,7 +306,7 @@ func outcome(a sdk.AttemptRecord) string {
 }
 
 func runCancel(ctx context.Context, e *env) error {
-	id, err := parseID(e, 1)
+	id, err := parseID(e)
 	if err != nil {
 		return err
 	}
@@ -320,7 +325,7 @@ func runCancel(ctx context.Context, e *env) error {
 }
 
 func runReplay(ctx context.Context, e *env) error {
-	id, err := parseID(e, 1)
+	id, err := parseID(e)
 	if err != nil {
 		return err
 	}
@@ -342,7 +347,7 @@ func runPriority(ctx context.Context, e *env) error {
 	if len(e.pos) != 2 {
 		return usagef("want ID and N, got %d argument(s)", len(e.pos))
 	}
-	id, err := parseID(&env{pos: e.pos[:1]}, 1)
+	id, err := parseExecID(e.pos[0])
 	if err != nil {
 		return err
 	}
@@ -362,7 +367,7 @@ func runPriority(ctx context.Context, e *env) error {
 }
 
 func runRevoke(ctx context.Context, e *env) error {
-	id, err := parseID(e, 1)
+	id, err := parseID(e)
 	if err != nil {
 		return err
 	}

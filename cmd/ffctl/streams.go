@@ -23,7 +23,7 @@ type frameJSON struct {
 }
 
 func runTail(ctx context.Context, e *env) error {
-	id, err := parseID(e, 1)
+	id, err := parseID(e)
 	if err != nil {
 		return err
 	}
