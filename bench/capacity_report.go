@@ -209,12 +209,8 @@ func capacityCard(rep *Report) (card, bool) {
 	case c.Met():
 		v = fmtRateFine(c.Rate) + "/s"
 	}
-	cls := "good"
-	if !g.Met {
-		cls = "miss"
-	}
 	sub := fmt.Sprintf("found per search: %s · P=%d, %d workers × %d slots", c.foundList(), c.Partitions, rep.Config.Workers, rep.Config.Concurrency)
-	return card{v, "capacity at " + c.sloText(), sub, cls}, true
+	return card{v, "capacity at " + c.sloText(), sub, g.class()}, true
 }
 
 // capacityCharts draw, per SLO clause, the clause's percentile against the

@@ -37,6 +37,17 @@ func newGoal(name string, value float64, atMost bool, bound float64, unit string
 // Word is PASS or MISS.
 func (g Goal) Word() string { return passMiss(g.Met) }
 
+// class is the verdict's HTML class: good or miss.
+func (g Goal) class() string { return verdictClass(g.Met) }
+
+// verdictClass is a verdict's HTML class: good or miss.
+func verdictClass(ok bool) string {
+	if ok {
+		return "good"
+	}
+	return "miss"
+}
+
 // op is ≤ or ≥.
 func (g Goal) op() string {
 	if g.AtMost {
@@ -54,11 +65,14 @@ func (g Goal) Tag() string {
 }
 
 // String is the summary's line: "PASS  name: 0.957 (target ≥ 0.9)".
-func (g Goal) String() string {
+func (g Goal) String() string { return g.Word() + "  " + g.judged() }
+
+// judged is String without the verdict word: "name: 0.957 (target ≥ 0.9)".
+func (g Goal) judged() string {
 	if g.Text != "" {
-		return fmt.Sprintf("%s  %s: %s", g.Word(), g.Name, g.Text)
+		return fmt.Sprintf("%s: %s", g.Name, g.Text)
 	}
-	return fmt.Sprintf("%s  %s: %s%s (target %s %s%s)", g.Word(), g.Name, strconv.FormatFloat(g.Value, 'f', 3, 64), g.Unit,
+	return fmt.Sprintf("%s: %s%s (target %s %s%s)", g.Name, strconv.FormatFloat(g.Value, 'f', 3, 64), g.Unit,
 		g.op(), trimFloat(g.Bound), g.Unit)
 }
 

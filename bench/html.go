@@ -125,11 +125,7 @@ func newPage(rep *Report) *page {
 	}
 	p.Detail = DetailLines(rep)
 	for _, g := range Goals(rep) {
-		cls := "good"
-		if !g.Met {
-			cls = "miss"
-		}
-		p.Targets = append(p.Targets, targetRow{g.Word(), cls, strings.TrimPrefix(g.String(), g.Word()+"  ")})
+		p.Targets = append(p.Targets, targetRow{g.Word(), g.class(), g.judged()})
 	}
 	p.Sweep = []figure{
 		{[]chart{claimCurves(rep)}, "Each line is one partition count: the latency from an arrival's intended time to the worker holding its lease, at every percentile. Open loop, so stalls show in the tail."},
@@ -275,15 +271,9 @@ func cards(rep *Report) []card {
 	if c, ok := capacityCard(rep); ok {
 		cards = append(cards, c)
 	}
-	target := func(ok bool) string {
-		if ok {
-			return "good"
-		}
-		return "miss"
-	}
 	if r := rep.Find(ScenarioRenew + "/sdk/P=16"); r != nil && r.RawCeiling > 0 {
 		cards = append(cards, card{fmt.Sprintf("%.2f×", r.RatioToCeiling), "renew throughput / raw ceiling at P=16",
-			fmt.Sprintf("%s vs %s renewals/s · target ≥ %g", fmtRate(r.Throughput), fmtRate(r.RawCeiling), renewTarget), target(renewGoal(r).Met)})
+			fmt.Sprintf("%s vs %s renewals/s · target ≥ %g", fmtRate(r.Throughput), fmtRate(r.RawCeiling), renewTarget), renewGoal(r).class()})
 	}
 	// The claim p50 over an idle server's round trip is in the detail
 	// (DetailLines), not a card.

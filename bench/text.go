@@ -350,7 +350,7 @@ func Markdown(rep *Report) string {
 	if gs := Goals(rep); len(gs) > 0 {
 		b.WriteString("## Targets\n\n")
 		for _, g := range gs {
-			fmt.Fprintf(&b, "- **%s** %s\n", g.Word(), md(strings.TrimPrefix(g.String(), g.Word()+"  "), maxTextRunes))
+			fmt.Fprintf(&b, "- **%s** %s\n", g.Word(), md(g.judged(), maxTextRunes))
 		}
 		b.WriteString("\n")
 	}
