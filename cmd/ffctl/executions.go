@@ -256,11 +256,6 @@ func runDescribe(ctx context.Context, e *env) error {
 	if e.json() {
 		return writeJSON(e.stdout, d)
 	}
-	tags := make([]string, 0, len(s.Tags))
-	for k, v := range s.Tags {
-		tags = append(tags, k+"="+v)
-	}
-	slices.Sort(tags)
 	lease := "-"
 	if s.State == sdk.StateActive {
 		lease = fmt.Sprintf("%s (epoch %d) held by %s until %s", d.LeaseID, s.LeaseEpoch, s.WorkerInstanceID, when(s.LeaseExpiresAt))
@@ -271,7 +266,7 @@ func runDescribe(ctx context.Context, e *env) error {
 	}
 	if err := kv(e.stdout, "ID", string(s.ID), "Lane", string(s.Lane), "Kind", s.Kind, "State", state,
 		"Priority", itoa(s.Priority), "Flow", d.Flow, "Capabilities", strings.Join(s.RequiredCapabilities, ","),
-		"Tags", strings.Join(tags, " "), "Created", when(s.CreatedAt), "Started", when(s.StartedAt),
+		"Tags", tagsText(s.Tags), "Created", when(s.CreatedAt), "Started", when(s.StartedAt),
 		"Ended", when(s.CompletedAt), "Delay until", when(s.DelayUntil), "Deadline", when(s.Deadline),
 		"Attempts", fmt.Sprintf("%d (current #%d, retries %d)", s.TotalAttempts, s.CurrentAttemptIndex, s.RetryCount),
 		"Lease", lease, "Failure", strings.TrimPrefix(s.FailureCategory+": "+s.FailureReason, ": "),

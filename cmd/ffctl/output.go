@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -74,6 +75,16 @@ func when(t time.Time) string {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// tagsText shows tags as "k=v" pairs, sorted, space-separated.
+func tagsText(tags map[string]string) string {
+	kvs := make([]string, 0, len(tags))
+	for k, v := range tags {
+		kvs = append(kvs, k+"="+v)
+	}
+	slices.Sort(kvs)
+	return strings.Join(kvs, " ")
+}
 
 // kv prints "key  value" lines, aligned.
 func kv(w io.Writer, pairs ...string) error {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -141,18 +140,13 @@ func runScheduleDescribe(ctx context.Context, e *env) error {
 	if e.json() {
 		return writeJSON(e.stdout, scheduleOf(s))
 	}
-	tags := make([]string, 0, len(s.Tags))
-	for k, v := range s.Tags {
-		tags = append(tags, k+"="+v)
-	}
-	slices.Sort(tags)
 	catchUp := string(s.CatchUp)
 	if s.CatchUp == sdk.CatchUpAll {
 		catchUp += " (up to " + strconv.Itoa(s.CatchUpMax) + ")"
 	}
 	return kv(e.stdout, "id", string(s.ID), "when", timing(s), "start", when(s.Start), "catch-up", catchUp,
 		"grace", s.Grace.String(), "tick tag", s.TickTag, "lane", string(s.Lane), "kind", s.Kind,
-		"priority", itoa(s.Priority), "tags", strings.Join(tags, " "), "payload", payloadText(s.Payload),
+		"priority", itoa(s.Priority), "tags", tagsText(s.Tags), "payload", payloadText(s.Payload),
 		"paused", strconv.FormatBool(s.Paused), "next tick", when(s.NextTick), "last tick", when(s.LastTick),
 		"last execution", string(s.LastExecution), "fired", strconv.FormatUint(s.Fired, 10),
 		"skipped", strconv.FormatUint(s.Skipped, 10), "revision", strconv.FormatUint(s.Revision, 10),
