@@ -47,14 +47,14 @@ func runLanes(ctx context.Context, e *env) error {
 	if err != nil {
 		return err
 	}
+	shown := laneStates // the states with a column (and a count, 0 included)
+	if e.ended {
+		shown = append(slices.Clone(laneStates), endedStates...)
+	}
 	out := make([]laneJSON, 0, len(depths))
 	for _, d := range depths {
 		l := laneJSON{Lane: d.Lane, Counts: d.Counts, Blocked: d.Blocked, Ended: d.Ended}
-		shown := laneStates
-		if e.ended {
-			shown = append(slices.Clone(laneStates), endedStates...)
-		}
-		for _, s := range shown { // every state shown, 0 included
+		for _, s := range shown {
 			l.Counts[s] += 0
 		}
 		if a := e.roles.Admission; a != nil {
@@ -70,14 +70,10 @@ func runLanes(ctx context.Context, e *env) error {
 		return writeJSON(e.stdout, map[string]any{"lanes": out})
 	}
 	header := []string{"LANE", "PAUSED", "QUOTA", "BLOCKED"}
-	for _, s := range laneStates {
+	for _, s := range shown {
 		header = append(header, strings.ToUpper(string(s)))
 	}
-	if e.ended {
-		for _, s := range endedStates {
-			header = append(header, strings.ToUpper(string(s)))
-		}
-	} else {
+	if !e.ended {
 		header = append(header, "ENDED")
 	}
 	t := newTable(e.stdout, header...)
@@ -87,14 +83,10 @@ func runLanes(ctx context.Context, e *env) error {
 			paused = "PAUSED"
 		}
 		row := []string{string(l.Lane), paused, string(l.Quota), itoa(l.Blocked)}
-		for _, s := range laneStates {
+		for _, s := range shown {
 			row = append(row, itoa(l.Counts[s]))
 		}
-		if e.ended {
-			for _, s := range endedStates {
-				row = append(row, itoa(l.Counts[s]))
-			}
-		} else {
+		if !e.ended {
 			row = append(row, itoa(l.Ended))
 		}
 		t.row(row...)
