@@ -163,6 +163,16 @@ func CapacityTable(c *CapacityReport) string {
 	return b.String()
 }
 
+// capacityMethod says how the search ran (the Markdown's and the page's
+// paragraph): numbers alone come from the report, so it needs no escaping.
+func capacityMethod(c *CapacityReport) string {
+	return fmt.Sprintf("Each search ramps the open-loop arrival rate from %s/s, ×%g per step while the SLO holds (up to %s/s), then bisects between the "+
+		"last rate that met it and the first that missed until they are within %.0f%%. A step is a fresh deployment measured for %gs after %gs of warm-up "+
+		"(longer at low rates, up to %gs, so the SLO's percentile rests on about ten samples above it); latency is timed from each arrival's intended time. "+
+		"A step misses when a clause's percentile is above its bound, or when work is lost or still outstanding after the drain.",
+		fmtRateFine(c.StartRate), c.RampFactor, fmtRateFine(c.MaxRate), 100*c.Resolution, c.StepS, c.WarmupS, c.MaxStepS)
+}
+
 // capacityMarkdown writes the capacity section: how the search ran and
 // every step.
 func capacityMarkdown(b *strings.Builder, rep *Report) {
@@ -172,11 +182,7 @@ func capacityMarkdown(b *strings.Builder, rep *Report) {
 	}
 	b.WriteString("## Capacity at the SLO\n\n")
 	fmt.Fprintf(b, "**%s**\n\n", md(capacityHeadline(rep), maxTextRunes))
-	fmt.Fprintf(b, "Each search ramps the open-loop arrival rate from %s/s, ×%g per step while the SLO holds (up to %s/s), then bisects between the "+
-		"last rate that met it and the first that missed until they are within %.0f%%. A step is a fresh deployment measured for %gs after %gs of warm-up "+
-		"(longer at low rates, up to %gs, so the SLO's percentile rests on about ten samples above it); latency is timed from each arrival's intended time. "+
-		"A step misses when a clause's percentile is above its bound, or when work is lost or still outstanding after the drain.\n\n",
-		fmtRateFine(c.StartRate), c.RampFactor, fmtRateFine(c.MaxRate), 100*c.Resolution, c.StepS, c.WarmupS, c.MaxStepS)
+	b.WriteString(capacityMethod(c) + "\n\n")
 	if d := capacityDetail(rep); d != "" {
 		fmt.Fprintf(b, "Detail: %s.\n\n", md(d, maxTextRunes))
 	}

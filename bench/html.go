@@ -107,11 +107,7 @@ func newPage(rep *Report) *page {
 		p.Failures = append(p.Failures, clean(f, maxTextRunes))
 	}
 	if c := rep.Capacity; c != nil {
-		cs := &capacitySection{Headline: capacityHeadline(rep), Header: stepHeader(c),
-			Method: fmt.Sprintf("Each search ramps the open-loop arrival rate from %s/s, ×%g per step while the SLO holds (up to %s/s), then bisects until the "+
-				"rate that met it and the one that missed are within %.0f%%; a step is a fresh deployment measured %gs after %gs of warm-up (up to %gs at low rates, "+
-				"for the percentile's samples), latency timed from each arrival's intended time.",
-				fmtRate(c.StartRate), c.RampFactor, fmtRate(c.MaxRate), 100*c.Resolution, c.StepS, c.WarmupS, c.MaxStepS)}
+		cs := &capacitySection{Headline: capacityHeadline(rep), Header: stepHeader(c), Method: capacityMethod(c)}
 		cs.Figures = []figure{{capacityCharts(rep), "The SLO's percentile at every step of every search against the offered arrival rate; " +
 			"the red line is the SLO, the dashed vertical line the found rate (the searches' median)."}}
 		for _, st := range c.steps() {
