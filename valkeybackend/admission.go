@@ -40,14 +40,14 @@ func policyTag(fam, name string, n int) string {
 // check what the engine admitted (the harness's rate check, fault tests);
 // (*Backend).QuotaKeys names them in its namespace.
 func QuotaKeys(q sdk.QuotaID) (hash, window string) {
-	k := defaultKeys.quotaKey(q)
-	return k, k + ":win"
+	k := defaultKeys.quotaKeysOf(q)
+	return k.hash, k.win
 }
 
 // QuotaKeys are quota q's policy hash and window set in b's namespace.
 func (b *Backend) QuotaKeys(q sdk.QuotaID) (hash, window string) {
-	k := b.ks.quotaKey(q)
-	return k, k + ":win"
+	k := b.ks.quotaKeysOf(q)
+	return k.hash, k.win
 }
 
 // lanePolicyTTL bounds a cached lane policy read between invalidations.
@@ -299,8 +299,8 @@ func (b *Backend) admitCmds(op string, p sdk.LanePolicy, id sdk.ExecutionID, hol
 		if err := p.Quota.Validate(); err != nil {
 			return nil, opError(op, err)
 		}
-		k := b.ks.quotaKey(p.Quota)
-		cmds = append(cmds, b.fcall("ff_quota_admit", []string{k, k + ":win", k + ":run"},
+		k := b.ks.quotaKeysOf(p.Quota)
+		cmds = append(cmds, b.fcall("ff_quota_admit", []string{k.hash, k.win, k.run},
 			string(id), durMS(max(hold, time.Millisecond)), sdk.NewToken()))
 	}
 	return cmds, nil
@@ -353,8 +353,8 @@ func admitOutcome(op string, p sdk.LanePolicy, res []valkey.ValkeyResult) (ad sd
 // giveBack undoes an admission the caller did not use (ff_quota_giveback):
 // its hold and its window slot.
 func (b *Backend) giveBack(ctx context.Context, q sdk.QuotaID, id sdk.ExecutionID, member string) {
-	k := b.ks.quotaKey(q)
-	_ = b.client.Do(ctx, b.fcall("ff_quota_giveback", []string{k + ":win", k + ":run"}, string(id), member)).Error()
+	k := b.ks.quotaKeysOf(q)
+	_ = b.client.Do(ctx, b.fcall("ff_quota_giveback", []string{k.win, k.run}, string(id), member)).Error()
 }
 
 // budgetRecheck is how long work held back by a budget over its hard limit
@@ -374,7 +374,7 @@ func (b *Backend) ReleaseAdmission(ctx context.Context, q sdk.QuotaID, ids ...sd
 	for i, id := range ids {
 		args[i] = string(id)
 	}
-	_, err := decode(op, b.client.Do(ctx, b.fcall("ff_quota_release", []string{b.ks.quotaKey(q) + ":run"}, args...)))
+	_, err := decode(op, b.client.Do(ctx, b.fcall("ff_quota_release", []string{b.ks.quotaKeysOf(q).run}, args...)))
 	return err
 }
 
@@ -391,7 +391,7 @@ func (b *Backend) RefreshAdmissions(ctx context.Context, q sdk.QuotaID, hold tim
 	for _, id := range ids {
 		args = append(args, string(id))
 	}
-	_, err := decode(op, b.client.Do(ctx, b.fcall("ff_quota_refresh", []string{b.ks.quotaKey(q) + ":run"}, args...)))
+	_, err := decode(op, b.client.Do(ctx, b.fcall("ff_quota_refresh", []string{b.ks.quotaKeysOf(q).run}, args...)))
 	return err
 }
 
@@ -604,7 +604,7 @@ func (b *Backend) QuotaHolds(ctx context.Context, q sdk.QuotaID) (map[sdk.Execut
 	if err := q.Validate(); err != nil {
 		return nil, opError(op, err)
 	}
-	zs, err := b.client.Do(ctx, b.client.B().Zrange().Key(b.ks.quotaKey(q)+":run").Min("0").Max("-1").Withscores().Build()).AsZScores()
+	zs, err := b.client.Do(ctx, b.client.B().Zrange().Key(b.ks.quotaKeysOf(q).run).Min("0").Max("-1").Withscores().Build()).AsZScores()
 	if err != nil {
 		return nil, backendError(op, err)
 	}

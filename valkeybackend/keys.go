@@ -352,9 +352,18 @@ func (k *keyspace) workerKeysOf(id sdk.WorkerInstanceID) workerKeys {
 	return workerKeys{alive: p + "alive", info: p + "info"}
 }
 
-// quotaKey is quota q's hash (":win" and ":run" its window and holds).
+// quotaKey is quota q's hash (quotaKeysOf names its window and holds too).
 func (k *keyspace) quotaKey(q sdk.QuotaID) string {
 	return k.q + policyTag("q", string(q), QuotaPartitions) + ":" + string(q)
+}
+
+// quotaKeys are a quota's hash, its sliding window ("<hash>:win") and its
+// concurrency holds ("<hash>:run").
+type quotaKeys struct{ hash, win, run string }
+
+func (k *keyspace) quotaKeysOf(q sdk.QuotaID) quotaKeys {
+	s := sharedKeys([]string{k.q, policyTag("q", string(q), QuotaPartitions), ":", string(q)}, "", ":win", ":run")
+	return quotaKeys{hash: s[0], win: s[1], run: s[2]}
 }
 
 // budgetKey is budget id's hash (":dedup" its applied report keys).
