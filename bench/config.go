@@ -42,6 +42,15 @@ func ownScenarios() []string {
 	})
 }
 
+// orDefault is v when it is positive, else def: a Config field's value,
+// its zero (unset) taking the scenario's default.
+func orDefault[T int | float64 | time.Duration](v, def T) T {
+	if v > 0 {
+		return v
+	}
+	return def
+}
+
 // Config is one run's parameters. Profiles fill it; flags override fields.
 // It is recorded in the report, so a gate can re-measure with the same one.
 type Config struct {

@@ -41,26 +41,11 @@ const (
 )
 
 // dagWidth, dagDepth and dagRate are the config's values or their defaults.
-func (c *Config) dagWidth() int {
-	if c.DagWidth > 0 {
-		return c.DagWidth
-	}
-	return FlowWidthDefault
-}
+func (c *Config) dagWidth() int { return orDefault(c.DagWidth, FlowWidthDefault) }
 
-func (c *Config) dagDepth() int {
-	if c.DagDepth > 0 {
-		return c.DagDepth
-	}
-	return FlowDepthDefault
-}
+func (c *Config) dagDepth() int { return orDefault(c.DagDepth, FlowDepthDefault) }
 
-func (c *Config) dagRate() float64 {
-	if c.DagRate > 0 {
-		return c.DagRate
-	}
-	return FlowRateDefault
-}
+func (c *Config) dagRate() float64 { return orDefault(c.DagRate, FlowRateDefault) }
 
 // validateFlows checks the flow-dag fields (0 is the default).
 func (c *Config) validateFlows() error {

@@ -31,20 +31,10 @@ const (
 const signalName = "go"
 
 // signalWait is the config's wait, or its default.
-func (c *Config) signalWait() time.Duration {
-	if c.SignalWait > 0 {
-		return c.SignalWait
-	}
-	return SignalWaitDefault
-}
+func (c *Config) signalWait() time.Duration { return orDefault(c.SignalWait, SignalWaitDefault) }
 
 // signalRate is the config's rate, or SignalRateDefault.
-func (c *Config) signalRate() float64 {
-	if c.Rate > 0 {
-		return c.Rate
-	}
-	return SignalRateDefault
-}
+func (c *Config) signalRate() float64 { return orDefault(c.Rate, SignalRateDefault) }
 
 // runSignalResume measures durable waiting's signal → resume path, one
 // cycle per execution: submit → claim → suspend → signal → resume →
