@@ -308,11 +308,10 @@ func (b *Backend) PutSchedule(ctx context.Context, s sdk.Schedule) (bool, error)
 	if err := checkTicks(s, probe); err != nil {
 		return false, opError(op, err)
 	}
-	part := b.schedulePartition(s.ID)
-	if _, err := b.planCreate(s.Execution(time.UnixMilli(1<<42)), false, part); err != nil {
+	if _, err := b.resolveCreate(s.Execution(time.UnixMilli(1 << 42))); err != nil {
 		return false, opError(op, err)
 	}
-	tag := sdk.PartitionTag(part)
+	tag := sdk.PartitionTag(b.schedulePartition(s.ID))
 	key := b.ks.scheduleKey(tag, s.ID)
 	all, due := b.ks.scheduleIndexKeys(tag)
 	res := b.client.DoMulti(ctx, b.client.B().Hgetall().Key(key).Build(), b.client.B().Time().Build())
