@@ -251,6 +251,22 @@ func (t *targetFlags) open(ctx context.Context) (*bench.Target, error) {
 	return bench.OpenTarget(ctx, bench.TargetOptions{Addrs: addrs, Cluster: t.cluster, Flush: t.flush, Replicas: t.replicas})
 }
 
+// openWithProgress starts the progress line on stderr (none when quiet),
+// says what it opens and opens the target; the caller closes both.
+func (t *targetFlags) openWithProgress(ctx context.Context, stderr io.Writer, quiet bool) (*bench.Target, *bench.Progress, error) {
+	if quiet {
+		stderr = nil
+	}
+	prog := bench.NewProgress(stderr)
+	prog.Stage(t.stage())
+	tg, err := t.open(ctx)
+	if err != nil {
+		prog.Close()
+		return nil, nil, err
+	}
+	return tg, prog, nil
+}
+
 // runFlags binds the run configuration.
 type runFlags struct {
 	profile, scenarios, partitions, sweep string
@@ -504,16 +520,9 @@ func (rf *runFlags) measure(ctx context.Context, cfg bench.Config, tf *targetFla
 	}
 	defer prof.Stop()
 
-	var progOut io.Writer = stderr
-	if rf.quiet {
-		progOut = nil
-	}
-	prog := bench.NewProgress(progOut)
-	prog.Stage(tf.stage())
 	tf.replicas = cfg.ReplicasWanted()
-	t, err := tf.open(ctx)
+	t, prog, err := tf.openWithProgress(ctx, stderr, rf.quiet)
 	if err != nil {
-		prog.Close()
 		return err
 	}
 	defer t.Close()
@@ -672,15 +681,8 @@ func cmdGate(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 	}
 	if needRemeasure && *remeasure > 0 {
-		var progOut io.Writer = stderr
-		if *quiet {
-			progOut = nil
-		}
-		prog := bench.NewProgress(progOut)
-		prog.Stage(tf.stage())
-		t, err := tf.open(ctx)
+		t, prog, err := tf.openWithProgress(ctx, stderr, *quiet)
 		if err != nil {
-			prog.Close()
 			return err
 		}
 		defer t.Close()
@@ -738,15 +740,8 @@ func cmdCalibrate(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	var progOut io.Writer = stderr
-	if *quiet {
-		progOut = nil
-	}
-	prog := bench.NewProgress(progOut)
-	prog.Stage(tf.stage())
-	t, err := tf.open(ctx)
+	t, prog, err := tf.openWithProgress(ctx, stderr, *quiet)
 	if err != nil {
-		prog.Close()
 		return err
 	}
 	defer t.Close()
