@@ -174,16 +174,7 @@ func (b *Backend) lanesOrAll(ctx context.Context, op string, lane sdk.LaneID) ([
 	if lane != "" {
 		return []sdk.LaneID{lane}, nil
 	}
-	all, err := b.reads.Do(ctx, b.client.B().Smembers().Key(b.ks.lanes).Build()).AsStrSlice()
-	if err != nil {
-		return nil, backendError(op, err)
-	}
-	sort.Strings(all)
-	out := make([]sdk.LaneID, len(all))
-	for i, l := range all {
-		out[i] = sdk.LaneID(l)
-	}
-	return out, nil
+	return sortedLanes(op, b.reads.Do(ctx, b.client.B().Smembers().Key(b.ks.lanes).Build()))
 }
 
 // stateIndexes returns the keys of partition p's indexes that can hold an

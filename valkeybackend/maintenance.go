@@ -337,6 +337,11 @@ func (b *Backend) LaneRegistry(ctx context.Context, maxAge time.Duration) ([]sdk
 		// ff:lanes never carries a TTL: the static-TTL wire is exact.
 		res = b.client.DoCache(ctx, b.client.B().Smembers().Key(b.ks.lanes).Cache().ToStaticTTL(), maxAge)
 	}
+	return sortedLanes(op, res)
+}
+
+// sortedLanes reads a reply of the lane registry (SMEMBERS) in name order.
+func sortedLanes(op string, res valkey.ValkeyResult) ([]sdk.LaneID, error) {
 	all, err := res.AsStrSlice()
 	if err != nil {
 		return nil, backendError(op, err)
