@@ -182,16 +182,19 @@ func (w *Worker) laneOffers(ctx context.Context, lane LaneID) bool {
 // admitHandoff decides whether a hand-off may run: one for a lane paused
 // since its offer was posted is not, and one for a lane claimed through
 // admission runs only once admitted (the caller hands back the rest).
+// The policy read is the cached one the claim paths make (an in-memory hit
+// while the policy is unchanged), under the worker's context as theirs is:
+// a hand-off on a plain lane pays no deadline context of its own.
 func (w *Worker) admitHandoff(ct ClaimedTask) bool {
-	ctx, cancel := context.WithTimeout(w.baseCtx, minCallTimeout)
-	defer cancel()
-	p, err := w.lanePolicy(ctx, ct.Handle.Lane)
+	p, err := w.lanePolicy(w.baseCtx, ct.Handle.Lane)
 	if err != nil || p.Paused {
 		return err == nil && !p.Paused
 	}
 	if !p.Admits() {
 		return true
 	}
+	ctx, cancel := context.WithTimeout(w.baseCtx, minCallTimeout)
+	defer cancel()
 	ad, err := w.roles.Admission.Admit(ctx, p, ct.Handle.ExecutionID, w.cfg.LeaseTTL)
 	if err != nil || !ad.Admitted {
 		return false
