@@ -84,18 +84,8 @@ func (rs *replicated) replicaState(t *testing.T, id sdk.ExecutionID) string {
 
 func connectTo(t *testing.T, addr string, opts valkeybackend.Options) *valkeybackend.Backend {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
 	opts.Addrs = []string{addr}
-	if opts.Partitions == 0 {
-		opts.Partitions = 4
-	}
-	b, err := valkeybackend.Connect(ctx, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(b.Close)
-	return b
+	return connectOpts(t, opts, 4)
 }
 
 // TestWaitReplicasCompleteWaitsForTheReplica: with WaitReplicas 1, a

@@ -79,12 +79,19 @@ func TestMain(m *testing.M) {
 // freshBackend flushes every primary and connects with opts.
 func freshBackend(t *testing.T, addrs []string, opts valkeybackend.Options) *valkeybackend.Backend {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
 	flushAll(t, addrs)
 	opts.Addrs = addrs
+	return connectOpts(t, opts, 8)
+}
+
+// connectOpts connects with opts (partitions, when opts leaves them 0),
+// failing t on an error, and closes the backend when t ends.
+func connectOpts(t *testing.T, opts valkeybackend.Options, partitions int) *valkeybackend.Backend {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
 	if opts.Partitions == 0 {
-		opts.Partitions = 8
+		opts.Partitions = partitions
 	}
 	b, err := valkeybackend.Connect(ctx, opts)
 	if err != nil {

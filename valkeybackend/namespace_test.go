@@ -20,19 +20,9 @@ import (
 // namespace's work and libraries stay) and connects to it with opts.
 func nsBackend(t *testing.T, addrs []string, ns string, opts valkeybackend.Options) *valkeybackend.Backend {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
 	dropNamespace(t, addrs, ns)
 	opts.Addrs, opts.Namespace = addrs, ns
-	if opts.Partitions == 0 {
-		opts.Partitions = 8
-	}
-	b, err := valkeybackend.Connect(ctx, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(b.Close)
-	return b
+	return connectOpts(t, opts, 8)
 }
 
 // dropNamespace deletes every key of namespace ns on every primary.
