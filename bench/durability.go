@@ -24,22 +24,25 @@ const durabilityOff = "off"
 
 // durabilityReplicas is the N of Config.Durability "waitN" (1 when empty).
 func (c *Config) durabilityReplicas() int {
-	if c.Durability == "" {
-		return 1
-	}
-	n, _ := strconv.Atoi(strings.TrimPrefix(c.Durability, "wait"))
+	n, _ := parseDurability(c.Durability)
 	return n
 }
 
 func (c *Config) validateDurability() error {
-	if c.Durability == "" {
-		return nil
+	_, err := parseDurability(c.Durability)
+	return err
+}
+
+// parseDurability reads "waitN" (N in 1..8; "" is wait1).
+func parseDurability(s string) (int, error) {
+	if s == "" {
+		return 1, nil
 	}
-	n, err := strconv.Atoi(strings.TrimPrefix(c.Durability, "wait"))
-	if !strings.HasPrefix(c.Durability, "wait") || err != nil || n < 1 || n > 8 {
-		return fmt.Errorf("durability %q: want waitN, N replicas to acknowledge each write, 1..8 (e.g. wait1)", c.Durability)
+	n, err := strconv.Atoi(strings.TrimPrefix(s, "wait"))
+	if !strings.HasPrefix(s, "wait") || err != nil || n < 1 || n > 8 {
+		return 0, fmt.Errorf("durability %q: want waitN, N replicas to acknowledge each write, 1..8 (e.g. wait1)", s)
 	}
-	return nil
+	return n, nil
 }
 
 // startReplicas starts n replicas of the embedded server and waits until
