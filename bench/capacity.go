@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -528,13 +529,7 @@ func (c *CapacityReport) steps() []searchStep {
 		}
 	}
 	slices.SortStableFunc(out, func(a, b searchStep) int {
-		switch {
-		case a.OfferedRate < b.OfferedRate:
-			return -1
-		case a.OfferedRate > b.OfferedRate:
-			return 1
-		}
-		return a.Search - b.Search
+		return cmp.Or(cmp.Compare(a.OfferedRate, b.OfferedRate), a.Search-b.Search)
 	})
 	return out
 }

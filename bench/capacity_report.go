@@ -1,8 +1,10 @@
 package bench
 
 import (
+	"cmp"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -233,12 +235,13 @@ func capacityCharts(rep *Report) []chart {
 		hi := 0.0
 		for si, s := range c.Searches {
 			se := series{name: fmt.Sprintf("search %d", si+1)}
-			for _, st := range (&CapacityReport{Searches: []CapacitySearch{s}}).steps() {
+			for _, st := range s.Steps {
 				if i < len(st.Values) && st.Values[i] > 0 {
 					se.pts = append(se.pts, [2]float64{st.OfferedRate, st.Values[i]})
 					hi = math.Max(hi, st.OfferedRate)
 				}
 			}
+			slices.SortStableFunc(se.pts, func(a, b [2]float64) int { return cmp.Compare(a[0], b[0]) })
 			if len(se.pts) > 0 {
 				ss = append(ss, se)
 			}
