@@ -104,7 +104,13 @@ func SummaryTable(rep *Report) string {
 		b.WriteString("\ncapacity search, every step by rate:\n" + CapacityTable(rep.Capacity))
 	}
 	if gs := Goals(rep); len(gs) > 0 {
-		fmt.Fprintf(&b, "\ntargets: %d met, %d missed\n", len(gs)-len(rep.Missed()), len(rep.Missed()))
+		met := 0
+		for _, g := range gs {
+			if g.Met {
+				met++
+			}
+		}
+		fmt.Fprintf(&b, "\ntargets: %d met, %d missed\n", met, len(gs)-met)
 		for _, g := range gs {
 			fmt.Fprintln(&b, "  "+g.String())
 		}
