@@ -2,7 +2,6 @@ package valkeybackend
 
 import (
 	"context"
-	"errors"
 	"sort"
 	"strconv"
 	"time"
@@ -383,13 +382,11 @@ func (b *Backend) LiveEngines(ctx context.Context) (int, error) {
 	const op = "live_engines"
 	c := b.client
 	res := c.DoMulti(ctx, c.B().Time().Build(), c.B().Zrange().Key(b.ks.engines).Min("+inf").Max("-inf").Byscore().Rev().Withscores().Build())
-	t, err := res[0].AsStrSlice()
-	if err != nil || len(t) != 2 {
-		return 0, backendError(op, errors.Join(err, res[0].Error()))
+	t, err := timeOf(op, res[0])
+	if err != nil {
+		return 0, err
 	}
-	sec, _ := strconv.ParseInt(t[0], 10, 64)
-	usec, _ := strconv.ParseInt(t[1], 10, 64)
-	now := float64(sec*1000 + usec/1000)
+	now := float64(t.UnixMilli())
 	zs, err := res[1].AsZScores()
 	if err != nil {
 		return 0, backendError(op, err)
@@ -415,9 +412,14 @@ func (b *Backend) DropEngine(ctx context.Context, engine string) error {
 
 // ServerTime reads the server clock (TIME), to the microsecond.
 func (b *Backend) ServerTime(ctx context.Context) (time.Time, error) {
-	t, err := b.client.Do(ctx, b.client.B().Time().Build()).AsIntSlice()
+	return timeOf("time", b.client.Do(ctx, b.client.B().Time().Build()))
+}
+
+// timeOf reads a TIME reply (seconds, microseconds).
+func timeOf(op string, res valkey.ValkeyResult) (time.Time, error) {
+	t, err := res.AsIntSlice()
 	if err != nil || len(t) != 2 {
-		return time.Time{}, backendError("time", err)
+		return time.Time{}, backendError(op, err)
 	}
 	return time.UnixMicro(t[0]*1_000_000 + t[1]), nil
 }

@@ -319,11 +319,10 @@ func (b *Backend) PutSchedule(ctx context.Context, s sdk.Schedule) (bool, error)
 	if err != nil {
 		return false, backendError(op, err)
 	}
-	tm, err := res[1].AsIntSlice()
-	if err != nil || len(tm) != 2 {
-		return false, backendError(op, err)
+	now, err := timeOf(op, res[1])
+	if err != nil {
+		return false, err
 	}
-	now := time.UnixMicro(tm[0]*1_000_000 + tm[1])
 	old, exists, err := decodeSchedule(op, s.ID, m)
 	if err != nil {
 		return false, err
