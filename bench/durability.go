@@ -134,17 +134,15 @@ func (r *Runner) runDurability(ctx context.Context) ([]*Result, error) {
 			closed[v] = append(closed[v], c)
 		}
 	}
-	caps := map[string]float64{}
+	// The merged closed loops: Throughput is the rounds' median, the
+	// capacity; Lost and Duplicated their sums.
+	caps := map[string]*Result{}
 	for _, v := range []string{durabilityOff, on} {
-		var ts []float64
-		for _, c := range closed[v] {
-			ts = append(ts, c.Throughput)
-		}
-		caps[v] = median(ts)
+		caps[v] = mergeRounds(closed[v])
 	}
 	rate := cfg.Rate
 	if rate <= 0 {
-		rate = cfg.RateFraction * min(caps[durabilityOff], caps[on])
+		rate = cfg.RateFraction * min(caps[durabilityOff].Throughput, caps[on].Throughput)
 	}
 	for i := range cfg.ABRounds {
 		for _, v := range abba(i, durabilityOff, on) {
@@ -157,12 +155,9 @@ func (r *Runner) runDurability(ctx context.Context) ([]*Result, error) {
 	}
 	out := map[string]*Result{}
 	for _, v := range []string{durabilityOff, on} {
-		m := mergeRounds(open[v])
-		c := mergeRounds(closed[v])
-		for _, res := range closed[v] {
-			m.Lost += res.Lost // the closed loops' work counts in the correctness totals too
-			m.Duplicated += res.Duplicated
-		}
+		m, c := mergeRounds(open[v]), caps[v]
+		m.Lost += c.Lost // the closed loops' work counts in the correctness totals too
+		m.Duplicated += c.Duplicated
 		// Each round's claim p50: a stall in one round shows here (the
 		// merged histograms blend it in).
 		var p50s []float64
@@ -174,7 +169,7 @@ func (r *Runner) runDurability(ctx context.Context) ([]*Result, error) {
 		if len(p50s) > 0 {
 			m.Extra["claim_p50_round_min"], m.Extra["claim_p50_round_max"] = slices.Min(p50s), slices.Max(p50s)
 		}
-		m.Extra["capacity"] = round3(caps[v])
+		m.Extra["capacity"] = round3(c.Throughput)
 		m.Extra["capacity_min"], m.Extra["capacity_max"] = c.Extra["throughput_min"], c.Extra["throughput_max"]
 		m.Extra["capacity_valkey_cpu_us_per_op"] = c.ValkeyCPUPerOpUS
 		m.Extra["capacity_commands_per_op"] = c.CommandsPerOp
