@@ -329,7 +329,7 @@ type LaneDepth struct {
 // active, suspended and waiting_children (partition-wide indexes) from
 // reading each member's state and lane; terminal states, with
 // splitEnded, from reading each ended execution's state. Cost: one
-// pipelined round trip of index reads per partition, plus one record
+// pipelined round trip of every partition's index reads, plus one record
 // read per execution in those read-through states.
 func (b *Backend) LaneDepths(ctx context.Context, lanes []sdk.LaneID, splitEnded bool) ([]LaneDepth, error) {
 	const op = "lane_depths"
@@ -350,9 +350,14 @@ func (b *Backend) LaneDepths(ctx context.Context, lanes []sdk.LaneID, splitEnded
 		out[i] = LaneDepth{Lane: l, Counts: map[sdk.PublicState]int{}}
 		at[l] = &out[i]
 	}
+	perLane := 4
+	if splitEnded {
+		perLane = 5
+	}
+	per := perLane*len(lanes) + 3 // commands per partition
+	cmds := make(valkey.Commands, 0, per*b.partitions)
 	for p := 0; p < b.partitions; p++ {
 		tag := sdk.PartitionTag(p)
-		var cmds valkey.Commands
 		for _, l := range lanes {
 			k := b.ks.laneKeysOf(tag, l)
 			cmds = append(cmds, b.client.B().Zcard().Key(k.eligible).Build(),
@@ -366,12 +371,16 @@ func (b *Backend) LaneDepths(ctx context.Context, lanes []sdk.LaneID, splitEnded
 		for _, k := range []string{b.ks.partKeysOf(tag).leases, b.ks.waitKeysOf(tag).suspended, b.ks.flowIndexesOf(tag).depBlocked} {
 			cmds = append(cmds, b.client.B().Zrange().Key(k).Min("0").Max("-1").Build())
 		}
-		res := b.reads.DoMulti(ctx, cmds...)
-		for _, r := range res {
-			if err := r.Error(); err != nil {
-				return nil, backendError(op, err)
-			}
+	}
+	all := b.reads.DoMulti(ctx, cmds...)
+	for _, r := range all {
+		if err := r.Error(); err != nil {
+			return nil, backendError(op, err)
 		}
+	}
+	for p := 0; p < b.partitions; p++ {
+		tag := sdk.PartitionTag(p)
+		res := all[p*per : (p+1)*per]
 		var readThrough []string // members whose state and lane decide
 		i := 0
 		for _, l := range lanes {
