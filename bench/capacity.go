@@ -456,18 +456,16 @@ func (r *Runner) Capacity(ctx context.Context, o CapacityOptions) (*Report, erro
 	if o.MaxRate < o.StartRate {
 		return nil, fmt.Errorf("capacity: max rate %g below start rate %g", o.MaxRate, o.StartRate)
 	}
-	seed := r.cfg.Seed
 	n := 0
 	measure := func(ctx context.Context, rate float64, window time.Duration) (CapacityStep, error) {
 		n++
-		r.cfg.Seed = seed + uint64(n) // each step its own arrivals
-		defer func() { r.cfg.Seed = seed }()
-		drain := r.cfg.Drain
+		// The step runs on a copy of the runner whose config is the step's.
+		step := *r
+		step.cfg.Seed += uint64(n) // each step its own arrivals
 		// Past the capacity a backlog builds up for the whole step; the
 		// drain must outlast it, or the late samples would be left out.
-		r.cfg.Drain = max(drain, capacityStepDrainMultiplier*(window+o.Warmup))
-		defer func() { r.cfg.Drain = drain }()
-		res, err := r.runPipeline(ctx, pipelineSpec{scenario: "capacity", variant: fmt.Sprintf("%s/s", fmtRateFine(rate)),
+		step.cfg.Drain = max(r.cfg.Drain, capacityStepDrainMultiplier*(window+o.Warmup))
+		res, err := step.runPipeline(ctx, pipelineSpec{scenario: "capacity", variant: fmt.Sprintf("%s/s", fmtRateFine(rate)),
 			partitions: r.cfg.Partitions, mode: r.mode(), open: true, rate: rate, window: window, warmup: o.Warmup})
 		if err != nil {
 			return CapacityStep{}, err
