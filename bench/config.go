@@ -26,19 +26,21 @@ const (
 	ScenarioAdmission        = "admission"
 	ScenarioPeers            = "peers"
 	ScenarioDurability       = "durability"
+	ScenarioClusterClaim     = "cluster-claim"
 )
 
 // ScenarioNames lists the scenarios in report order.
 var ScenarioNames = []string{ScenarioE2E, ScenarioClaimLatency, ScenarioRenew, ScenarioPartitionSweep,
 	ScenarioClaimPath, ScenarioClaimHandoff, ScenarioRecovery, ScenarioSignalResume, ScenarioStreamAppend,
-	ScenarioCompletionNotify, ScenarioFlowDAG, ScenarioAdmission, ScenarioDurability, ScenarioPeers}
+	ScenarioCompletionNotify, ScenarioFlowDAG, ScenarioAdmission, ScenarioDurability, ScenarioClusterClaim, ScenarioPeers}
 
 // ownScenarios are the scenarios that measure FlowFabric alone on any
-// server: all but peers, which runs other systems (and Node), and
-// durability, which needs replicas; neither is in a profile.
+// server: all but peers, which runs other systems (and Node), durability,
+// which needs replicas, and cluster-claim, which starts its own cluster;
+// none is in a profile.
 func ownScenarios() []string {
 	return slices.DeleteFunc(slices.Clone(ScenarioNames), func(s string) bool {
-		return s == ScenarioPeers || s == ScenarioDurability
+		return s == ScenarioPeers || s == ScenarioDurability || s == ScenarioClusterClaim
 	})
 }
 

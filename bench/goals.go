@@ -158,6 +158,9 @@ func Goals(rep *Report) []Goal {
 	if q, _, _ := admissionResults(rep); q != nil {
 		out = append(out, admissionGoal(q))
 	}
+	if _, c := clusterClaimResults(rep); c != nil {
+		out = append(out, clusterClaimGoal(c))
+	}
 	return append(out, peerGoals(rep.Peers)...)
 }
 

@@ -227,6 +227,8 @@ func (r *Runner) RunScenario(ctx context.Context, name string) ([]*Result, error
 		return r.runDurability(ctx)
 	case ScenarioPeers:
 		return r.runPeers(ctx)
+	case ScenarioClusterClaim:
+		return r.runClusterClaim(ctx)
 	}
 	return nil, fmt.Errorf("unknown scenario %q", name)
 }

@@ -157,6 +157,9 @@ func Headlines(rep *Report) []string {
 			fmtRate(h.OfferedRate), h.Extra["rounds"], fmtUS(h.Latency["claim"].P50), fmtUS(p.Latency["claim"].P50),
 			h.Extra["claim_p50_vs_push"], h.FcallsPerOp, p.FcallsPerOp))
 	}
+	if l := clusterClaimHeadline(rep); l != "" {
+		out = append(out, l)
+	}
 	if r := rep.Find(ScenarioE2E + "/closed/P=" + strconv.Itoa(rep.Config.Partitions)); r != nil && r.RawCeiling > 0 {
 		out = append(out, fmt.Sprintf("e2e capacity: %s jobs/s = %.3f of the raw FCALL ceiling (%.2f FCALLs per job: %.0f%% of the ceiling's FCALLs)",
 			fmtRate(r.Throughput), r.RatioToCeiling, r.FcallsPerOp, 100*r.Extra["fcall_utilisation"]))

@@ -282,7 +282,7 @@ func (f *runFlags) register(fs *flag.FlagSet, sweep bool) {
 	def, _ := bench.Profile("quick")
 	fs.StringVar(&f.profile, "profile", "quick", "run profile: smoke (seconds per scenario), quick (under 90s on 2 cores), gate (make perf-gate),\nfull (long windows); the flags below override its values")
 	if !sweep {
-		fs.StringVar(&f.scenarios, "scenario", "", "comma-separated scenarios instead of the profile's: e2e, claim-latency,\nrenew-throughput, partition-sweep, claim-path, claim-handoff, recovery, signal-resume, stream-append,\ncompletion-notify, flow-dag, admission, durability, peers (quick: "+strings.Join(def.Scenarios, ",")+")")
+		fs.StringVar(&f.scenarios, "scenario", "", "comma-separated scenarios instead of the profile's: e2e, claim-latency,\nrenew-throughput, partition-sweep, claim-path, claim-handoff, recovery, signal-resume, stream-append,\ncompletion-notify, flow-dag, admission, durability, cluster-claim, peers (quick: "+strings.Join(def.Scenarios, ",")+")")
 		p := def.Peers
 		fs.StringVar(&f.peerSystems, "peer-systems", "", "peers: systems to run, of "+strings.Join(bench.PeerSystems, ", ")+" (default all)")
 		fs.IntVar(&f.cfg.Peers.Rounds, "peer-rounds", 0, fmt.Sprintf("peers: rounds of each system and setting, turns rotating (default %d)", p.Rounds))
@@ -318,7 +318,7 @@ func (f *runFlags) register(fs *flag.FlagSet, sweep bool) {
 	fs.DurationVar(&f.cfg.AdmissionWindow, "admission-window", 0, fmt.Sprintf("admission: the rate check's sliding window, whole milliseconds, at least 10ms (default %v)", bench.AdmissionWindowDefault))
 	fs.Float64Var(&f.cfg.AdmissionOverload, "admission-overload", 0, fmt.Sprintf("admission: the rate check's offered load as a multiple of the quota's rate, above 1, for half of\n--duration; the backlog then drains at the quota's rate (default %d)", bench.AdmissionOverloadDefault))
 	fs.StringVar(&f.cfg.Durability, "durability", "", "durability: the acknowledged-write setting its e2e A/B compares with none, waitN (each\nacknowledged write waits for N replicas: valkeybackend Options.WaitReplicas). With no --addr, ffbench\nstarts N replicas of its server (of each primary with --cluster); without --scenario, runs e2e\nand durability (default wait1)")
-	fs.IntVar(&f.cfg.ABRounds, "ab-rounds", 0, "claim-path, claim-handoff and admission: interleaved rounds of each variant (quick: 2)")
+	fs.IntVar(&f.cfg.ABRounds, "ab-rounds", 0, "claim-path, claim-handoff, admission and cluster-claim: interleaved rounds of each variant (quick: 2)")
 	fs.DurationVar(&f.cfg.Pause, "pause", 0, "freeze the server (CLIENT PAUSE) this long mid-window in e2e's open loop")
 	fs.BoolVar(&f.calibrate, "calibrate", false, "also compare the raw anchors with valkey-benchmark (adds ~30s)")
 	fs.DurationVar(&f.slice, "slice", 250*time.Millisecond, "with --calibrate: each turn's length (ffbench and valkey-benchmark take 15 turns each per figure)")
