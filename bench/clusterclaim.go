@@ -114,6 +114,10 @@ func clusterClaimHeadline(rep *Report) string {
 		}
 		return line
 	}
-	return fmt.Sprintf("cluster vs standalone claim at half of each one's capacity (%.0f interleaved rounds each): 3-primary cluster %s; standalone %s; cluster/standalone p50 %.2f× %s",
-		c.Extra["rounds"], side(c), side(s), c.Extra["claim_p50_vs_standalone"], clusterClaimGoal(c).Tag())
+	load := fmt.Sprintf("at %.0f%% of each one's capacity", 100*rep.Config.RateFraction)
+	if rep.Config.Rate > 0 {
+		load = "at --rate"
+	}
+	return fmt.Sprintf("cluster vs standalone claim %s (%.0f interleaved rounds each): 3-primary cluster %s; standalone %s; cluster/standalone p50 %.2f× %s",
+		load, c.Extra["rounds"], side(c), side(s), c.Extra["claim_p50_vs_standalone"], clusterClaimGoal(c).Tag())
 }
