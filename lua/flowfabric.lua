@@ -123,7 +123,7 @@ write (bad_call, bad_keys: string work, no command) and answers
 invalid_input, having written nothing, when one is off.
 ]]
 
-local VERSION = '32'
+local VERSION = '33'
 -- MIN_CLIENT is the oldest client this library serves; a client's version is
 -- the VERSION of the library it embeds (Go: lua.Version). A client older than
 -- MIN_CLIENT refuses to run against this library, and never replaces it.
@@ -2950,6 +2950,9 @@ local STREAM_MODES = {durable = true, live = true, summary = true}
 -- Frame types and correlation ids are stored as given (they name no key:
 -- the client checks them).
 -- Returns ok(summary_version, then the n entry ids, or the last one).
+-- Commands: TIME and the fence's HMGET, then the n XADDs (the last trims
+-- with MAXLEN ~); an execution's first append adds an HSET, mode summary
+-- an HGET and an HSET, mode live a PEXPIRE.
 -- Errors: the fence errors (an ended attempt's stream is closed: appends
 --   fail its fence), invalid_input, summary_conflict(version) (the stored
 --   version is not the expected one: nothing written).
@@ -2985,22 +2988,12 @@ redis.register_function('ff_append', function(keys, argv)
   end
   if not f[FENCE_READ + 2] then redis.call('HSET', keys[1], 'streams', '1') end
   local reply = ok(version)
-  local stream, id = keys[2], nil
-  -- A call of one frame trims with XADD's own MAXLEN ~; one of more adds
-  -- them untrimmed and trims once after them (XTRIM MAXLEN ~): the stream
-  -- ends the call at about maxlen entries either way, for one trim check
-  -- instead of n.
-  if n == 1 then
-    if argv[15] == '' then
-      id = redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', 't', argv[13], 'p', argv[14])
-    else
-      id = redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', 't', argv[13], 'p', argv[14], 'c', argv[15])
-    end
-    reply[#reply + 1] = id
-    if mode == 'live' then redis.call('PEXPIRE', keys[2], ttl) end
-    return reply
-  end
-  for i = 13, #argv, 3 do
+  local stream, id, last = keys[2], nil, #argv - 2
+  -- Every frame but the last is added untrimmed; the last trims with XADD's
+  -- own MAXLEN ~ (a call of one frame is that last one): the stream ends
+  -- the call at about maxlen entries, for one trim check per call and no
+  -- command beside the n XADDs.
+  for i = 13, last - 3, 3 do
     if argv[i + 2] == '' then
       id = redis.call('XADD', stream, '*', 't', argv[i], 'p', argv[i + 1])
     else
@@ -3008,8 +3001,12 @@ redis.register_function('ff_append', function(keys, argv)
     end
     if all_ids == '1' then reply[#reply + 1] = id end
   end
-  redis.call('XTRIM', stream, 'MAXLEN', '~', maxlen)
-  if all_ids == '0' then reply[#reply + 1] = id end
+  if argv[last + 2] == '' then
+    id = redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', 't', argv[last], 'p', argv[last + 1])
+  else
+    id = redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', 't', argv[last], 'p', argv[last + 1], 'c', argv[last + 2])
+  end
+  reply[#reply + 1] = id
   if mode == 'live' then redis.call('PEXPIRE', keys[2], ttl) end
   return reply
 end)

@@ -112,6 +112,40 @@ func BenchmarkLibraryCost(b *testing.B) {
 	})
 	handoffCycle(ctx, b, srv.Addr(), phase)
 	waitCycle(ctx, b, be, phase)
+	appendCycle(ctx, b, be, phase)
+}
+
+// appendCycle adds attempt streams to BenchmarkLibraryCost, per frame of
+// 64 bytes: appends of sdk.MaxFramesPerAppend frames (what Task.Emit sends
+// flat out), then appends of one frame (what it sends at a low rate).
+func appendCycle(ctx context.Context, b *testing.B, be *valkeybackend.Backend, phase func(string, int, func(int))) {
+	const lane sdk.LaneID = "stream"
+	r, err := be.CreateExecution(ctx, sdk.CreateExecutionArgs{Lane: lane, Kind: "k"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	c, err := be.GrantAndClaim(ctx, sdk.IssueClaimGrantArgs{ExecutionID: r.ID, Lane: lane, WorkerID: "w", WorkerInstanceID: "w-1"}, time.Minute)
+	if err != nil {
+		b.Fatal(err)
+	}
+	frames := make([]sdk.Frame, sdk.MaxFramesPerAppend)
+	for i := range frames {
+		frames[i] = sdk.Frame{Type: "token", Payload: make([]byte, 64)}
+	}
+	const batches = 100
+	phase("append_256_per_frame", batches*len(frames), func(i int) {
+		if i%len(frames) != 0 {
+			return
+		}
+		if _, err := be.AppendFrames(ctx, c.Handle, sdk.AppendArgs{Frames: frames, LastIDOnly: true}); err != nil {
+			b.Fatal(err)
+		}
+	})
+	phase("append_1", 2000, func(int) {
+		if _, err := be.AppendFrames(ctx, c.Handle, sdk.AppendArgs{Frames: frames[:1], LastIDOnly: true}); err != nil {
+			b.Fatal(err)
+		}
+	})
 }
 
 // waitCycle adds durable waiting to BenchmarkLibraryCost: suspends of

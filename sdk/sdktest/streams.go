@@ -32,7 +32,7 @@ func testStreamRoundTrip(e *env) {
 	id, c := e.claimed(lane)
 	bin := binaryPayload()
 	frames := []sdk.Frame{{Type: "token", Payload: []byte("hello")}, {Type: "blob", Payload: bin, CorrelationID: "c-1"},
-		{Type: "empty"}}
+		{Type: "empty", CorrelationID: "c-2"}}
 	r := e.appendFrames(s, c.Handle, sdk.AppendArgs{Frames: frames})
 	page, err := s.ReadStream(e.ctx, id, c.Handle.AttemptIndex, "", 0)
 	e.must("ReadStream", err)
