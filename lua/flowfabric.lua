@@ -231,7 +231,7 @@ local function key_tag(key, prefix)
 end
 
 -- Prefixes tested with string.sub: measured, never counted (see the header).
-local OFFERS_PRE, NOOP_PRE, IDEM_PRE = 'ff:offers:', 'ff:noop:', 'ff:idem:'
+local OFFERS_PRE, NOOP_PRE, IDEM_PRE, QUOTA_PRE = 'ff:offers:', 'ff:noop:', 'ff:idem:', 'ff:q:'
 
 local EXEC_KEYS = {core = true, ctx = true, result = true, grant = true, susp = true}
 local LANE_KEYS = {eligible = true, delayed = true, active = true, blocked = true, terminal = true}
@@ -522,6 +522,10 @@ local hand_off_new, hand_off_head -- defined after take_lease
 local flow_member_ended
 local parse_offer, offer_of -- defined below
 local close_suspension, drop_waiting -- defined with the waiting calls (ff_suspend)
+-- quota_admit(q, eid, hold, token, now) and quota_keys_at(keys, i): the
+-- admission of one execution under a quota, shared by ff_quota_admit and
+-- the hand-offs of a create (defined in the admission section).
+local quota_admit, quota_keys_at
 
 -- Reports the scope of offers key k: 'global' for "ff:offers:<lane>" (one
 -- server: every partition's creates read it), 'partition' for a
@@ -549,11 +553,20 @@ end
 -- with its worker, and ff_offer removes the rest. A member that is not an
 -- offer (ff_offer checks them; a raw write can) is dropped, never handed
 -- to. A caller that does not spend the offer puts it back (put_back).
-local function pop_offer(offers, now)
+-- An offer of a lane claimed under a quota (o.quota, see parse_offer) is
+-- spent only by a caller that admits what it hands over (see
+-- hand_off_admitted); the others get nil from pop_offer, the offer put
+-- back, so a quota lane's work never reaches an offer unadmitted.
+local function pop_offer(offers, now, admits)
   if string.sub(offers, 1, #NOOP_PRE) == NOOP_PRE then return nil end
   local r = redis.call('ZPOPMAX', offers)
   if not r[1] or tonumber(r[2]) <= now then return nil end
-  return offer_of(r[1], r[2])
+  local o = offer_of(r[1], r[2])
+  if o and o.quota and not admits then
+    redis.call('ZADD', offers, r[2], r[1])
+    return nil
+  end
+  return o
 end
 
 -- Returns offer o (pop_offer's), not spent, to the offers key.
@@ -562,19 +575,22 @@ local function put_back(offers, o)
 end
 
 -- Splits an offer member into lease_id, attempt_id, lease_ttl_ms,
--- worker_id, worker_instance, caps_csv; nil when it is not one (the worker
--- and instance must be names: the instance names its inbox key).
-local OFFER_PATTERN = '^(%S+) (%S+) ([1-9]%d*) ([!-+%-.-z|~]+) ([!-+%-.-z|~]+) ?(%S*)$'
+-- worker_id, worker_instance, caps_csv, quota; nil when it is not one (the
+-- worker and instance must be names: the instance names its inbox key).
+-- quota ('' = none, v33) names the quota the offer's lane is claimed
+-- under: its worker takes only hand-offs admitted under it. The caps
+-- field is always written before it (maybe empty: "... <wiid>  <quota>").
+local OFFER_PATTERN = '^(%S+) (%S+) ([1-9]%d*) ([!-+%-.-z|~]+) ([!-+%-.-z|~]+) ?(%S*) ?(%S*)$'
 parse_offer = function(member)
   return string.match(member, OFFER_PATTERN)
 end
 -- Returns offer member (score its expiry) parsed into the table the
 -- hand-offs spend (pop_offer's), or nil when it is not an offer.
 offer_of = function(member, score)
-  local lease_id, attempt_id, ttl, worker_id, wiid, caps = parse_offer(member)
+  local lease_id, attempt_id, ttl, worker_id, wiid, caps, quota = parse_offer(member)
   if not lease_id then return nil end
   return {member = member, score = score, lease_id = lease_id, attempt_id = attempt_id, ttl = ttl,
-    worker_id = worker_id, wiid = wiid, caps = caps}
+    worker_id = worker_id, wiid = wiid, caps = caps, quota = quota ~= '' and quota or nil}
 end
 -- Reports whether member is an offer (as parse_offer, without building
 -- its parts: OFFER_PATTERN without its captures).
@@ -588,7 +604,7 @@ end
 -- nil when one is malformed or a holds fewer than the create's
 -- 19 + 2*ntags (+1 with a trace carrier; c.last is its last index).
 -- String work only, no command.
-local function create_args(a, o)
+local function create_args(a, o, admits)
   local c = {a = a, o = o, eid = a[o + 1], lane = a[o + 2], kind = a[o + 3],
     priority = uint(a[o + 4]), delay_until = uint(a[o + 5]), retry_max = uint(a[o + 7]),
     bo_init = uint(a[o + 9]), bo_max = uint(a[o + 10]), attempt_timeout = uint(a[o + 14]),
@@ -598,12 +614,14 @@ local function create_args(a, o)
     or c.delay_until == nil or c.retry_max == nil or c.bo_init == nil or c.bo_max == nil
     or tonumber(a[o + 11]) == nil or tonumber(a[o + 12]) == nil
     or c.attempt_timeout == nil or c.deadline == nil or c.dedup_ttl == nil or c.dedup_ttl == 0
-    or c.flags == nil or c.flags > 7 or c.ntags == nil then
+    or c.flags == nil or c.flags > (admits and 15 or 7) or c.ntags == nil then
     return nil
   end
   -- flags: 1 = the caller chose the id, 2 = lease history on, 4 = a trace
-  -- carrier follows the tags.
+  -- carrier follows the tags, 8 = the lane's quota keys are passed (only
+  -- for callers that pass admits: ff_create, ff_create_batch).
   c.id_given = (c.flags % 2 == 1) and '1' or '0'
+  c.admit = c.flags >= 8
   if c.flags % 4 >= 2 then c.lease_log = '1' end
   -- The priority as written: the argument when it is canonical (no
   -- leading zero), so that no number is formatted for it.
@@ -612,7 +630,7 @@ local function create_args(a, o)
   -- tags_end: the last tag argument; the carrier (flag 4) comes after it.
   c.tags_end = o + 19 + 2 * c.ntags
   c.last = c.tags_end
-  if c.flags >= 4 then
+  if c.flags % 8 >= 4 then
     c.last = c.last + 1
     c.trace = a[c.last]
     if c.trace == nil or c.trace == '' or #c.trace > MAX_TRACE_CARRIER then return nil end
@@ -735,7 +753,7 @@ local function create_one(keys, c, tag, now)
   -- offers drain a backlog instead of only keeping pace.
   local state = 'waiting'
   for _ = 1, HANDOFFS_BEHIND_BACKLOG do
-    local off = not (keys.dry and keys.dry[keys[9]]) and pop_offer(keys[9], now)
+    local off = not (keys.dry and keys.dry[keys[9]]) and pop_offer(keys[9], now, keys.quota)
     if not off then
       if keys.dry then keys.dry[keys[9]] = true end
       break
@@ -765,7 +783,15 @@ end
 --       history (core field lease_log, see log_lease), 4 when a trace
 --       carrier follows the tags; 19 ntags, then ntags (key, value) pairs,
 --       then (flag 4) the trace carrier (1..MAX_TRACE_CARRIER bytes, ctx
---       field tp)
+--       field tp); flag 8 (v33): KEYS 13..15 follow
+-- KEYS with flag 8: 13 quota, 14 win, 15 run, the lane's quota (single
+--   server only: they lie in the quota's slot). Offers of a quota lane
+--   (their members name the quota, see parse_offer) take this create's
+--   execution, or its backlog's head, only once it is admitted under that
+--   quota here (hand_off_admitted: ff_quota_admit's commands), and their
+--   hand-off then carries the admission; refused, the execution waits in
+--   its eligible set (announced as without an offer). Without flag 8 such
+--   offers are left where they are.
 -- An execution that lands in an empty eligible set is claimed here for the
 -- freshest live offer on the lane (ff_offer), whose worker gets the lease and
 -- the context in its inbox: no claim call at all (hand_off_new). Without an
@@ -778,13 +804,18 @@ end
 -- execution's state now ('' once retention trimmed it).
 -- Errors: invalid_input, execution_id_in_use (eid exists: nothing written).
 local CREATE_KEYS = {'core', 'ctx', 'eligible', 'delayed', 'idem', 'deadlines', 'all', 'arrivals',
-  'offers?', 'leases', 'active', 'timeouts'}
+  'offers?', 'leases', 'active', 'timeouts', open = true}
 redis.register_function('ff_create', function(keys, argv)
   local bad, tag = bad_call(keys, CREATE_KEYS, 12, argv[1], argv[2])
   if bad then return bad end
-  local c = create_args(argv, 0)
+  local c = create_args(argv, 0, true)
   if not c or #argv ~= c.last then
     return fail('invalid_input', 'malformed create arguments')
+  end
+  if #keys ~= (c.admit and 15 or 12) then return fail('invalid_input', 'wrong number of keys') end
+  if c.admit then
+    keys.quota = quota_keys_at(keys, 13)
+    if not keys.quota then return fail('invalid_input', 'keys 13..15 are not a quota\'s keys') end
   end
   return create_one(keys, c, tag)
 end)
@@ -1123,6 +1154,25 @@ local function push_to_inbox(o, msg, offers, d, known)
   if n == 1 or n % INBOX_REFRESH == 0 then redis.call('PEXPIRE', inbox, o.ttl) end
 end
 
+-- Admits target under the quota of offer o (o.quota) before a hand-off
+-- spends o: q is the caller's quota keys ({hash, win, run, name}, checked:
+-- quota_keys_at), nil when it passed none. Returns the pairs the hand-off
+-- message carries after the context ('qa' the quota, 'qm' the window
+-- member), so the worker holds the slot as if it had admitted the
+-- execution itself (it refreshes the hold with its renewals and releases
+-- it when the attempt ends); nil when the hand-off may not run: no keys,
+-- keys of another quota than the offer's, or the quota refused (rate,
+-- concurrency; the execution then waits in its eligible set for the
+-- admission path) or found target admitted by another claimer already.
+-- The hold's first deadline is the offer's lease TTL, the window entry is
+-- named by the offer's lease id (unique).
+local function hand_off_admitted(q, o, target, now)
+  if not q or q.name ~= o.quota then return nil end
+  local status, member = quota_admit(q, target, tonumber(o.ttl), o.lease_id, now)
+  if status ~= 'admitted' then return nil end
+  return {'qa', q.name, 'qm', member}
+end
+
 -- Hands eid, the execution ff_create is writing (c its create_args, fields
 -- its core fields so far, not yet written; kv its ctx as written; not in
 -- the eligible set), to the freshest live offer of KEYS[9]: the lease's
@@ -1130,17 +1180,19 @@ end
 -- live offer, or that offer's worker lacks a capability: the offer is put
 -- back, and nothing is written).
 hand_off_new = function(keys, eid, c, fields, kv, now, now_s)
-  local o = pop_offer(keys[9], now)
+  local o = pop_offer(keys[9], now, keys.quota)
   if not o then return false end
-  if missing_caps(c.a[c.o + 6], o.caps) ~= '' then
+  local adm = missing_caps(c.a[c.o + 6], o.caps) == '' and (not o.quota or hand_off_admitted(keys.quota, o, eid, now))
+  if not adm then
     put_back(keys[9], o)
     return false
   end
   -- A new execution's claim fields are known without reading them.
   local f = {epoch = '0', total_attempts = '0', pending_type = 'initial',
     attempt_timeout = c.a[c.o + 14], lane = c.lane, lease_log = c.lease_log}
-  local msg = claim_for_offer(keys, o, keys[1], eid, nil, f, now, now_s, fields)
-  push_to_inbox(o, append_all(msg, kv), keys[9], keys.d, keys.scopes and keys.scopes[keys[9]])
+  local msg = append_all(claim_for_offer(keys, o, keys[1], eid, nil, f, now, now_s, fields), kv)
+  if o.quota then append_all(msg, adm) end
+  push_to_inbox(o, msg, keys[9], keys.d, keys.scopes and keys.scopes[keys[9]])
   return true
 end
 
@@ -1158,9 +1210,12 @@ hand_off_head = function(keys, o, head, lane, tag, now, now_s)
     return false -- a claim under way, or a stray: the claim path sorts it out
   end
   if missing_caps(f.caps, o.caps) ~= '' then return false end
-  local msg = claim_for_offer(keys, o, core, head, keys[3], f, now, now_s)
-  push_to_inbox(o, append_all(msg, redis.call('HGETALL', exec_key(head, 'ctx'))), keys[9], keys.d,
-    keys.scopes and keys.scopes[keys[9]])
+  local adm = o.quota and hand_off_admitted(keys.quota, o, head, now)
+  if o.quota and not adm then return false end
+  local msg = append_all(claim_for_offer(keys, o, core, head, keys[3], f, now, now_s),
+    redis.call('HGETALL', exec_key(head, 'ctx')))
+  if adm then append_all(msg, adm) end
+  push_to_inbox(o, msg, keys[9], keys.d, keys.scopes and keys.scopes[keys[9]])
   return true
 end
 
@@ -1174,9 +1229,12 @@ end
 -- lane, so it stays in this call's slot. Offers keys are passed, one per
 -- lane whose creates may hand off ("ff:offers:<lane>" on one server,
 -- "ff:i:<tag>:<lane>:offers" on a cluster); a lane without one hands off
--- to nobody.
+-- to nobody. An offers key may be followed by its lane's quota keys
+-- (quota, win, run; single server only, v33): the lane's items with flag
+-- 8 then admit what they hand to its offers, as ff_create with flag 8.
 -- KEYS: 1 deadlines, 2 all, 3 arrivals (shard channel), 4 leases,
---       5 timeouts, then zero or more offers keys
+--       5 timeouts, then zero or more offers keys, each maybe followed
+--       by three quota keys
 -- ARGV: 1 n (1..MAX_BATCH), then per item: idempotency key ('' = none),
 --       then ff_create's ARGV (19 + 2*ntags fields, +1 with a trace carrier)
 -- Every item is checked before the first write: one malformed item
@@ -1196,21 +1254,28 @@ local BATCH_KEYS = {'deadlines', 'all', 'arrivals', 'leases', 'timeouts', open =
 redis.register_function('ff_create_batch', function(keys, argv)
   local bad, tag = bad_partition_call(keys, BATCH_KEYS, 5)
   if bad then return bad end
-  local offers, scopes = {}, {}
-  for i = 6, #keys do
+  local offers, scopes, quotas = {}, {}, {}
+  local i = 6
+  while i <= #keys do
     local scope, otag = offers_scope(keys[i])
     local lane = scope == 'global' and string.sub(keys[i], #OFFERS_PRE + 1) or (scope and lane_in(keys[i], otag, 'offers'))
     if not lane or (scope == 'partition' and otag ~= tag) then
       return fail('invalid_input', 'key ' .. i .. ' is not an offers key of the batch')
     end
     offers[lane], scopes[keys[i]] = keys[i], {scope, otag}
+    i = i + 1
+    if string.sub(keys[i] or '', 1, #QUOTA_PRE) == QUOTA_PRE then
+      quotas[lane] = quota_keys_at(keys, i)
+      if not quotas[lane] then return fail('invalid_input', 'keys ' .. i .. '.. are not a quota\'s keys') end
+      i = i + 3
+    end
   end
   local n = uint(argv[1])
   if n == nil or n == 0 or n > MAX_BATCH then return fail('invalid_input', 'malformed batch size') end
   local items, o = {}, 1
   for i = 1, n do
-    local c = argv[o + 1] and create_args(argv, o + 1)
-    if not c or id_tag(c.eid) ~= tag or not is_name(c.lane) then
+    local c = argv[o + 1] and create_args(argv, o + 1, true)
+    if not c or id_tag(c.eid) ~= tag or not is_name(c.lane) or (c.admit and not quotas[c.lane]) then
       return fail('invalid_input', 'malformed create arguments in item ' .. i)
     end
     c.idem = argv[o + 1]
@@ -1236,6 +1301,7 @@ redis.register_function('ff_create_batch', function(keys, argv)
     if c.idem ~= '' then idem = 'ff:idem:' .. tag .. ':' .. c.idem end
     k[1], k[2], k[3], k[4], k[5] = exec_key(c.eid, 'core'), exec_key(c.eid, 'ctx'), lk[1], lk[2], idem
     k[9], k[11] = offers[c.lane] or noop, lk[3]
+    k.quota = c.admit and quotas[c.lane] or nil
     local r = create_one(k, c, tag, now)
     local m = #reply
     if r[1] == 1 then
@@ -3791,6 +3857,48 @@ redis.register_function('ff_quota_set', function(keys, argv)
   return ok(existed and 'updated' or 'created')
 end)
 
+-- Checks that keys[i..i+2] are a quota's hash, win and run keys; returns
+-- them as {hash, win, run, name = the quota's name}, or nil. String work.
+quota_keys_at = function(keys, i)
+  local tag, name = policy_key(keys[i], 'ff:q:', 'q')
+  if not tag or keys[i + 1] ~= keys[i] .. ':win' or keys[i + 2] ~= keys[i] .. ':run' then return nil end
+  return {keys[i], keys[i + 1], keys[i + 2], name = name}
+end
+
+-- The admission itself (ff_quota_admit's, and a create's hand-off's:
+-- hand_off_admitted): eid under quota q (quota_keys_at's), a hold of hold
+-- ms, its window entry named by token (nil: the time); now nil reads it.
+-- Returns the status and its detail as ff_quota_admit's reply (below),
+-- or 'quota_not_found'.
+quota_admit = function(q, eid, hold, token, now)
+  local p = redis.call('HMGET', q[1], 'rate', 'window_ms', 'concurrency')
+  if not p[1] then return 'quota_not_found' end
+  now = now or now_ms()
+  local member = ''
+  local rate, window, conc = num(p[1]), num(p[2]), num(p[3])
+  -- Lapsed holds go first: a dead holder's hold must not answer for its
+  -- execution (already_admitted) once its deadline passed.
+  if conc > 0 then redis.call('ZREMRANGEBYSCORE', q[3], '-inf', now) end
+  if redis.call('ZSCORE', q[3], eid) then return 'already_admitted' end
+  if conc > 0 then
+    if redis.call('ZCARD', q[3]) >= conc then
+      local first = redis.call('ZRANGE', q[3], 0, 0, 'WITHSCORES')
+      return 'concurrency_exceeded', fmt(math.max(1, tonumber(first[2] or now) - now))
+    end
+  end
+  if rate > 0 then
+    redis.call('ZREMRANGEBYSCORE', q[2], '-inf', now - window)
+    if redis.call('ZCARD', q[2]) >= rate then
+      local first = redis.call('ZRANGE', q[2], 0, 0, 'WITHSCORES')
+      return 'rate_exceeded', fmt(math.max(1, tonumber(first[2] or now) + window - now))
+    end
+    member = eid .. ' ' .. (token or fmt(now))
+    redis.call('ZADD', q[2], now, member)
+  end
+  if conc > 0 then redis.call('ZADD', q[3], fmt(now + hold), eid) end
+  return 'admitted', member
+end
+
 ---------------------------------------------------------------------------
 -- ff_quota_admit: admit execution eid under a quota, or say when to try
 -- again. Holds past their deadline and admissions out of the window are
@@ -3810,37 +3918,14 @@ end)
 --   ZADD x2 (+ ZRANGE for a retry time).
 redis.register_function('ff_quota_admit', function(keys, argv)
   local eid, hold = argv[1], uint(argv[2])
-  local tag, name = policy_key(keys[1], 'ff:q:', 'q')
-  if #keys ~= 3 or not tag or keys[2] ~= keys[1] .. ':win' or keys[3] ~= keys[1] .. ':run' or not id_tag(eid)
-    or not hold or hold == 0 or (argv[3] and not is_name(argv[3])) then
+  local q = #keys == 3 and quota_keys_at(keys, 1)
+  if not q or not id_tag(eid) or not hold or hold == 0 or (argv[3] and not is_name(argv[3])) then
     return fail('invalid_input', 'malformed admission arguments')
   end
-  local q = redis.call('HMGET', keys[1], 'rate', 'window_ms', 'concurrency')
-  if not q[1] then return fail('quota_not_found', name) end
-  local now = now_ms()
-  local member = ''
-  local rate, window, conc = num(q[1]), num(q[2]), num(q[3])
-  -- Lapsed holds go first: a dead holder's hold must not answer for its
-  -- execution (already_admitted) once its deadline passed.
-  if conc > 0 then redis.call('ZREMRANGEBYSCORE', keys[3], '-inf', now) end
-  if redis.call('ZSCORE', keys[3], eid) then return ok('already_admitted') end
-  if conc > 0 then
-    if redis.call('ZCARD', keys[3]) >= conc then
-      local first = redis.call('ZRANGE', keys[3], 0, 0, 'WITHSCORES')
-      return ok('concurrency_exceeded', fmt(math.max(1, tonumber(first[2] or now) - now)))
-    end
-  end
-  if rate > 0 then
-    redis.call('ZREMRANGEBYSCORE', keys[2], '-inf', now - window)
-    if redis.call('ZCARD', keys[2]) >= rate then
-      local first = redis.call('ZRANGE', keys[2], 0, 0, 'WITHSCORES')
-      return ok('rate_exceeded', fmt(math.max(1, tonumber(first[2] or now) + window - now)))
-    end
-    member = eid .. ' ' .. (argv[3] or fmt(now))
-    redis.call('ZADD', keys[2], now, member)
-  end
-  if conc > 0 then redis.call('ZADD', keys[3], fmt(now + hold), eid) end
-  return ok('admitted', member)
+  local status, detail = quota_admit(q, eid, hold, argv[3])
+  if status == 'quota_not_found' then return fail(status, q.name) end
+  if status == 'already_admitted' then return ok(status) end
+  return ok(status, detail)
 end)
 
 ---------------------------------------------------------------------------

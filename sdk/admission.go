@@ -209,6 +209,15 @@ type Admission struct {
 	Held bool
 }
 
+// QuotaAdmission is an admission made for an execution before it was
+// handed to an offer (ClaimedTask.Admission): Quota holds a slot for it,
+// and Member names its entry in the quota's rate window (GiveBackAdmission
+// takes both back; "" without a rate).
+type QuotaAdmission struct {
+	Quota  QuotaID
+	Member string
+}
+
 // ClaimForWorkerArgs asks for a scheduler-routed claim on one lane.
 type ClaimForWorkerArgs struct {
 	Lane             LaneID
@@ -248,6 +257,10 @@ type Admitter interface {
 	Admit(ctx context.Context, p LanePolicy, id ExecutionID, hold time.Duration) (Admission, error)
 	// ReleaseAdmission ends the concurrency holds of ids under quota q.
 	ReleaseAdmission(ctx context.Context, q QuotaID, ids ...ExecutionID) error
+	// GiveBackAdmission undoes an admission its holder will not use (a
+	// hand-off it hands back): id's hold under q ends and its rate window
+	// entry member ("" none) is removed.
+	GiveBackAdmission(ctx context.Context, q QuotaID, id ExecutionID, member string) error
 	// RefreshAdmissions extends the holds of running ids by hold.
 	RefreshAdmissions(ctx context.Context, q QuotaID, hold time.Duration, ids ...ExecutionID) error
 	// Park takes a waiting execution out of its lane's eligible set until

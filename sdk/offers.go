@@ -262,10 +262,11 @@ func (w *Worker) startOffers(ctx context.Context) {
 // offerTTL is how long each offer stands between refreshes.
 func (w *Worker) offerTTL() time.Duration { return offerTTLFactor * w.cfg.IdlePoll }
 
-// offerArgs describes offers of lane named ids.
-func (w *Worker) offerArgs(lane LaneID, ids []string) OfferArgs {
+// offerArgs describes offers of lane named ids (quota: the lane's, when
+// its claims are admitted under one).
+func (w *Worker) offerArgs(lane LaneID, quota QuotaID, ids []string) OfferArgs {
 	return OfferArgs{Lane: lane, LeaseIDs: ids, WorkerID: w.cfg.WorkerID, WorkerInstanceID: w.cfg.InstanceID,
-		Capabilities: w.cfg.Capabilities, LeaseTTL: w.cfg.HandoffLeaseTTL, TTL: w.offerTTL()}
+		Capabilities: w.cfg.Capabilities, LeaseTTL: w.cfg.HandoffLeaseTTL, TTL: w.offerTTL(), Quota: quota}
 }
 
 func newTokens(n int) []string {
@@ -307,7 +308,8 @@ func (w *Worker) offerFree(ctx context.Context) {
 // offerLane posts n offers on lane, their slots reserved (none on a lane
 // with a policy: paused, or claimed through admission).
 func (w *Worker) offerLane(ctx, cctx context.Context, lane LaneID, n int) {
-	if !w.laneOffers(cctx, lane) {
+	ok, quota := w.laneOffers(cctx, lane)
+	if !ok {
 		w.slots.release(n)
 		return
 	}
@@ -316,11 +318,15 @@ func (w *Worker) offerLane(ctx, cctx context.Context, lane LaneID, n int) {
 		w.slots.release(n)
 		return
 	}
-	offers, err := w.roles.ClaimOfferer.OfferClaims(cctx, w.offerArgs(lane, ids))
+	offers, err := w.roles.ClaimOfferer.OfferClaims(cctx, w.offerArgs(lane, quota, ids))
 	if err != nil {
 		offers = nil
 	}
 	w.slots.release(w.offers.settle(ids, offers))
+	if quota != "" && errors.Is(err, ErrUnavailable) {
+		w.adm.noQuotaOffers.Store(true) // this backend cannot admit in its hand-offs
+		return
+	}
 	if err != nil {
 		w.claimFailed(ctx, err)
 		return
@@ -374,13 +380,17 @@ func (w *Worker) completeCall(ctx context.Context, t *Task, result []byte) error
 	co := w.roles.CompleteOfferer
 	offerSlot := w.offers.idle.Load() || w.offers.openCount() < w.offerCap()
 	var ids []string
+	var quota QuotaID
 	// The slot is the task's until the offer is registered: a hand-off for
 	// it (it can overtake the reply) then finds the offer and uses the slot
 	// the task is about to give up.
-	if co != nil && !t.slot.heldByOffer() && offerSlot && w.laneOffers(ctx, t.h.Lane) {
-		ids = newTokens(1)
-		if !w.offers.register(t.h.Lane, ids) {
-			ids = nil
+	if co != nil && !t.slot.heldByOffer() && offerSlot {
+		var ok bool
+		if ok, quota = w.laneOffers(ctx, t.h.Lane); ok {
+			ids = newTokens(1)
+			if !w.offers.register(t.h.Lane, ids) {
+				ids = nil
+			}
 		}
 	}
 	if ids == nil {
@@ -393,11 +403,11 @@ func (w *Worker) completeCall(ctx context.Context, t *Task, result []byte) error
 	var offers []ClaimOffer
 	var offerErr, err error
 	if w.completer != nil {
-		args := w.offerArgs(t.h.Lane, ids)
+		args := w.offerArgs(t.h.Lane, quota, ids)
 		o := w.completer.call(ctx, CompleteItem{Handle: t.h, Result: result, Offer: &args})
 		offers, offerErr, err = o.Offers, o.OfferErr, o.Err
 	} else {
-		offers, offerErr, err = co.CompleteAndOffer(ctx, t.h, result, w.offerArgs(t.h.Lane, ids))
+		offers, offerErr, err = co.CompleteAndOffer(ctx, t.h, result, w.offerArgs(t.h.Lane, quota, ids))
 	}
 	if offerErr != nil {
 		offers = nil
@@ -406,6 +416,9 @@ func (w *Worker) completeCall(ctx context.Context, t *Task, result []byte) error
 		t.slot.takeBack() // no offer (the complete did not land, or it was refused): the task keeps its slot
 	}
 	w.stats.offers.Add(uint64(len(offers)))
+	if quota != "" && errors.Is(offerErr, ErrUnavailable) {
+		w.adm.noQuotaOffers.Store(true)
+	}
 	if offerErr != nil && !errors.Is(offerErr, ErrUnavailable) {
 		w.reportError(offerErr)
 	}
@@ -510,12 +523,18 @@ func (w *Worker) takeHandoff(ct ClaimedTask) {
 }
 
 // handBack returns a handed-off execution this worker will not run to the
-// eligible set, its attempt unchanged.
+// eligible set, its attempt unchanged, and gives back the admission the
+// hand-off carried (its quota slot and window entry).
 func (w *Worker) handBack(ct ClaimedTask) {
 	ctx, cancel := context.WithTimeout(w.baseCtx, minCallTimeout)
 	defer cancel()
 	if err := w.backend.Delay(ctx, ct.Handle, time.Now()); err != nil {
 		w.reportError(err) // the lease expires and the reclaim scanner recovers it
+	}
+	if a := ct.Admission; a != nil && w.roles.Admission != nil {
+		if err := w.roles.Admission.GiveBackAdmission(ctx, a.Quota, ct.Handle.ExecutionID, a.Member); err != nil {
+			w.reportError(err) // the hold lapses by itself; the window entry ages out
+		}
 	}
 }
 

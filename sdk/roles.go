@@ -28,6 +28,11 @@ type BatchRenewer interface {
 type ClaimedTask struct {
 	ClaimedExecution
 	Context ExecutionContext
+	// Admission, on a hand-off to an offer made under a quota
+	// (OfferArgs.Quota), is the admission the create made for it: the
+	// receiver holds that quota slot as if it had admitted the execution
+	// itself. nil otherwise.
+	Admission *QuotaAdmission
 }
 
 // WindowScanner scans many partitions of a lane in one round trip.
@@ -187,6 +192,13 @@ type OfferArgs struct {
 	// TTL is how long an offer stands unless refreshed: a worker that died
 	// idle stops receiving work after it. Required.
 	TTL time.Duration
+	// Quota, when set, is the quota Lane is claimed under: a create hands
+	// work to these offers only after admitting it under Quota, and the
+	// hand-off carries the admission (ClaimedTask.Admission); a hand-off
+	// that cannot be admitted skips them. Default "" (a lane without a
+	// quota). A backend that cannot admit inside its hand-offs refuses
+	// such offers with an Unavailable error.
+	Quota QuotaID
 }
 
 // ClaimOfferer lets an idle worker be handed new executions as they are

@@ -351,6 +351,11 @@ func (a OfferArgs) Resolve() (OfferArgs, error) {
 	if a.Capabilities, err = NormalizeCapabilities(a.Capabilities); err != nil {
 		return a, err
 	}
+	if a.Quota != "" {
+		if err := a.Quota.Validate(); err != nil {
+			return a, err
+		}
+	}
 	a.LeaseTTL, err = orDefault("lease ttl", a.LeaseTTL, LeaseTTLDefault)
 	return a, err
 }

@@ -3,6 +3,7 @@ package sdk
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -20,6 +21,10 @@ type admissionState struct {
 	mu     sync.Mutex
 	closed map[LaneID]closedLane // lanes refused for now
 	held   map[ExecutionID]QuotaID
+	// noQuotaOffers: the backend refused an offer under a quota
+	// (Unavailable: it cannot admit inside its hand-offs, e.g. a cluster),
+	// so quota lanes are claimed through admission only.
+	noQuotaOffers atomic.Bool
 }
 
 // closedLane is a lane refused until a time, and why.
@@ -172,16 +177,27 @@ func (w *Worker) refreshAdmissions(ctx context.Context) {
 	}
 }
 
-// laneOffers reports whether the worker may offer slots on lane: not when
-// its policy pauses it or admits its claims (a hand-off would skip both).
-func (w *Worker) laneOffers(ctx context.Context, lane LaneID) bool {
+// laneOffers reports whether the worker may offer slots on lane, and the
+// quota the offers are made under: not on a paused lane, nor on one with
+// budgets (a hand-off would skip their check); on a lane with a quota only,
+// offers name the quota, so creates admit what they hand to them (unless
+// the backend said it cannot: then not at all).
+func (w *Worker) laneOffers(ctx context.Context, lane LaneID) (bool, QuotaID) {
 	p, err := w.lanePolicy(ctx, lane)
-	return err == nil && !p.Paused && !p.Admits()
+	switch {
+	case err != nil || p.Paused || len(p.Budgets) > 0:
+		return false, ""
+	case p.Quota != "":
+		return !w.adm.noQuotaOffers.Load(), p.Quota
+	}
+	return true, ""
 }
 
 // admitHandoff decides whether a hand-off may run: one for a lane paused
-// since its offer was posted is not, and one for a lane claimed through
-// admission runs only once admitted (the caller hands back the rest).
+// since its offer was posted is not, one admitted by its create under a
+// quota runs holding that admission (unless the lane has budgets since),
+// and one for a lane claimed through admission runs only once admitted
+// (the caller hands back the rest, and gives back what they carried).
 // The policy read is the cached one the claim paths make (an in-memory hit
 // while the policy is unchanged), under the worker's context as theirs is:
 // a hand-off on a plain lane pays no deadline context of its own.
@@ -189,6 +205,13 @@ func (w *Worker) admitHandoff(ct ClaimedTask) bool {
 	p, err := w.lanePolicy(w.baseCtx, ct.Handle.Lane)
 	if err != nil || p.Paused {
 		return err == nil && !p.Paused
+	}
+	if a := ct.Admission; a != nil {
+		if len(p.Budgets) > 0 {
+			return false
+		}
+		w.adm.hold(ct.Handle.ExecutionID, a.Quota)
+		return true
 	}
 	if !p.Admits() {
 		return true

@@ -357,6 +357,42 @@ func (b *Backend) giveBack(ctx context.Context, q sdk.QuotaID, id sdk.ExecutionI
 	_ = b.client.Do(ctx, b.fcall("ff_quota_giveback", []string{k.win, k.run}, string(id), member)).Error()
 }
 
+// GiveBackAdmission undoes an admission its holder will not use
+// (sdk.Admitter): ff_quota_giveback.
+func (b *Backend) GiveBackAdmission(ctx context.Context, q sdk.QuotaID, id sdk.ExecutionID, member string) error {
+	const op = "give_back_admission"
+	if err := q.Validate(); err != nil {
+		return opError(op, err)
+	}
+	if _, err := b.partitionOf(op, id); err != nil {
+		return err
+	}
+	if member != "" && !strings.HasPrefix(member, string(id)+" ") {
+		return sdk.NewError(op, sdk.CodeInvalidInput, "window member is not the execution's")
+	}
+	k := b.ks.quotaKeysOf(q)
+	_, err := decode(op, b.client.Do(ctx, b.fcall("ff_quota_giveback", []string{k.win, k.run}, string(id), member)))
+	return err
+}
+
+// handoffQuota reports the quota under which a create on lane admits what
+// it hands to offers ("" none): the lane's cached policy (LanePolicy: an
+// in-memory read while unchanged) when it has a quota and no budgets, on
+// one server with hand-offs on. A cluster keeps the claim path (the
+// quota's keys lie in another slot than the create's), and so does a lane
+// with budgets (its admission reads them first). A read that fails is "":
+// the create then hands nothing of a quota lane to its offers.
+func (b *Backend) handoffQuota(ctx context.Context, lane sdk.LaneID) sdk.QuotaID {
+	if b.cluster || !b.handoffOn() || b.opts.CacheSizeEachConn < 0 {
+		return "" // without the cache the read would cost a command per create
+	}
+	p, err := b.LanePolicy(ctx, lane)
+	if err != nil || len(p.Budgets) > 0 {
+		return ""
+	}
+	return p.Quota
+}
+
 // budgetRecheck is how long work held back by a budget over its hard limit
 // stays parked before it is checked again.
 const budgetRecheck = time.Second

@@ -99,8 +99,20 @@ func (b *Backend) CreateExecutions(ctx context.Context, args []sdk.CreateExecuti
 	if len(early) > 0 {
 		cmds = append(cmds, b.registerLanes(early))
 	}
+	var quotas map[sdk.LaneID]sdk.QuotaID // lanes whose hand-offs admit (handoffQuota)
 	for _, g := range calls {
-		keys, argv := b.createBatchCall(plans, g.items)
+		for _, i := range g.items {
+			lane := plans[i].a.Lane
+			if _, seen := quotas[lane]; !seen {
+				if quotas == nil {
+					quotas = map[sdk.LaneID]sdk.QuotaID{}
+				}
+				quotas[lane] = b.handoffQuota(ctx, lane)
+			}
+		}
+	}
+	for _, g := range calls {
+		keys, argv := b.createBatchCall(plans, g.items, quotas)
 		cmds = append(cmds, b.fcall("ff_create_batch", keys, argv...))
 	}
 	res := b.doAckedMulti(ctx, op, cmds...)
@@ -184,9 +196,11 @@ func (b *Backend) registerLanes(lanes map[sdk.LaneID]bool) valkey.Completed {
 
 // createBatchCall builds the KEYS and ARGV of one ff_create_batch of the
 // creates plans[i], i in items, all of one partition: the partition's
-// indexes and the offers keys of their lanes (hand-offs on), then the item
-// count and per item its idempotency key and ff_create's ARGV.
-func (b *Backend) createBatchCall(plans []createPlan, items []int) (keys, args []string) {
+// indexes and the offers keys of their lanes (hand-offs on), each followed
+// by its lane's quota keys when quotas names one (the lane's items then
+// carry flag 8), then the item count and per item its idempotency key and
+// ff_create's ARGV.
+func (b *Backend) createBatchCall(plans []createPlan, items []int, quotas map[sdk.LaneID]sdk.QuotaID) (keys, args []string) {
 	tag := sdk.PartitionTag(plans[items[0]].part)
 	pk := b.ks.partKeysOf(tag)
 	keys = []string{pk.deadlines, pk.all, b.ks.arrivalsChannel(tag), pk.leases, pk.timeouts}
@@ -196,6 +210,10 @@ func (b *Backend) createBatchCall(plans []createPlan, items []int) (keys, args [
 			if lane := plans[i].a.Lane; !seen[lane] {
 				seen[lane] = true
 				keys = append(keys, b.offersKeyFor(tag, lane))
+				if q := quotas[lane]; q != "" {
+					k := b.ks.quotaKeysOf(q)
+					keys = append(keys, k.hash, k.win, k.run)
+				}
 			}
 		}
 	}
@@ -207,7 +225,11 @@ func (b *Backend) createBatchCall(plans []createPlan, items []int) (keys, args [
 	args = append(args, strconv.Itoa(len(items)))
 	for _, i := range items {
 		args = append(args, plans[i].a.IdempotencyKey)
+		at := len(args)
 		args = append(args, plans[i].args...)
+		if quotas[plans[i].a.Lane] != "" {
+			markAdmits(args, at)
+		}
 	}
 	return keys, args
 }

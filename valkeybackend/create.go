@@ -21,6 +21,11 @@ func (b *Backend) CreateExecution(ctx context.Context, a sdk.CreateExecutionArgs
 	if err != nil {
 		return sdk.CreateExecutionResult{}, opError(op, err)
 	}
+	if q := b.handoffQuota(ctx, a.Lane); q != "" {
+		k := b.ks.quotaKeysOf(q)
+		keys = append(keys, k.hash, k.win, k.run)
+		markAdmits(args, 0)
+	}
 	cmd := b.fcall("ff_create", keys, args...)
 	var r reply
 	_, known := b.lanesSeen.Load(a.Lane)
@@ -178,6 +183,16 @@ func (b *Backend) createPlanOf(a sdk.CreateExecutionArgs, id sdk.ExecutionID, pa
 		args = append(args, a.TraceParent)
 	}
 	return createPlan{keys: keys, args: args, part: part, a: a}
+}
+
+// createFlagsArg is the index of the flags in ff_create's ARGV.
+const createFlagsArg = 17
+
+// markAdmits sets flag 8 (the lane's quota keys follow: hand-offs admit
+// first) on the ff_create ARGV that starts at args[at].
+func markAdmits(args []string, at int) {
+	f, _ := strconv.Atoi(args[at+createFlagsArg])
+	args[at+createFlagsArg] = strconv.Itoa(f | 8)
 }
 
 // renderRetryArgs renders a resolved policy (RetryPolicy.Resolve) as ARGV

@@ -318,10 +318,19 @@ func (b *Backend) offerMembers(op string, a sdk.OfferArgs) ([]string, []sdk.Clai
 	if a.TTL < minOfferTTL {
 		return nil, nil, sdk.Validationf(sdk.CodeInvalidInput, "offer ttl %v below %v", a.TTL, minOfferTTL)
 	}
+	if a.Quota != "" && b.cluster {
+		// A create on a cluster cannot reach the quota's slot to admit.
+		return nil, nil, sdk.Unavailable(op + " under a quota (cluster)")
+	}
 	if !b.hand.isWatching(a.WorkerInstanceID) {
 		return nil, nil, sdk.NewError(op, sdk.CodeInvalidInput, "instance "+string(a.WorkerInstanceID)+" does not watch its hand-offs")
 	}
 	tail := " " + durMS(a.LeaseTTL) + " " + string(a.WorkerID) + " " + string(a.WorkerInstanceID) + " " + joinCSV(a.Capabilities)
+	if a.Quota != "" {
+		// The member's last field names the quota (after the caps field,
+		// even an empty one): creates admit before they hand to it.
+		tail += " " + string(a.Quota)
+	}
 	offers := make([]sdk.ClaimOffer, len(a.LeaseIDs))
 	mem := make([]string, len(offers))
 	for i, id := range a.LeaseIDs {
@@ -480,7 +489,9 @@ func unframe(msg string) ([]string, bool) {
 // parseHandoff reads ff_create's hand-off message: length-prefixed fields
 // ("<len>:<bytes>") worker_instance, eid, lease_ttl_ms, lease_id, epoch,
 // expires_at_ms, attempt_id, attempt_index, attempt_type, then the context
-// as field, value pairs. Anything else is refused.
+// as field, value pairs, ending, for an offer made under a quota, with the
+// admission's pairs "qa" (the quota) and "qm" (its window entry). Anything
+// else is refused.
 func parseHandoff(msg string) (sdk.WorkerInstanceID, sdk.ClaimedTask, bool) {
 	f, ok := unframe(msg)
 	if !ok || len(f) < 9 || (len(f)-9)%2 != 0 {
@@ -496,7 +507,16 @@ func parseHandoff(msg string) (sdk.WorkerInstanceID, sdk.ClaimedTask, bool) {
 		eerr != nil || xerr != nil || ierr != nil || f[3] == "" || f[6] == "" || f[8] == "" {
 		return "", sdk.ClaimedTask{}, false
 	}
-	ctx := contextFromPairs(f[9:])
+	pairs := f[9:]
+	var adm *sdk.QuotaAdmission
+	if n := len(pairs); n >= 4 && pairs[n-4] == "qa" && pairs[n-2] == "qm" {
+		adm = &sdk.QuotaAdmission{Quota: sdk.QuotaID(pairs[n-3]), Member: pairs[n-1]}
+		if adm.Quota.Validate() != nil {
+			return "", sdk.ClaimedTask{}, false
+		}
+		pairs = pairs[:n-4]
+	}
+	ctx := contextFromPairs(pairs)
 	if ctx.Lane.Validate() != nil {
 		return "", sdk.ClaimedTask{}, false
 	}
@@ -504,6 +524,7 @@ func parseHandoff(msg string) (sdk.WorkerInstanceID, sdk.ClaimedTask, bool) {
 	return inst, sdk.ClaimedTask{
 		ClaimedExecution: leaseFrom(id, ctx.Lane, inst, time.Duration(ttl)*time.Millisecond, reply{fields: f[3:9]}),
 		Context:          ctx,
+		Admission:        adm,
 	}, true
 }
 
