@@ -577,12 +577,15 @@ end
 -- Splits an offer member into lease_id, attempt_id, lease_ttl_ms,
 -- worker_id, worker_instance, caps_csv, quota; nil when it is not one (the
 -- worker and instance must be names: the instance names its inbox key).
--- quota ('' = none, v33) names the quota the offer's lane is claimed
+-- quota (nil = none, v33) names the quota the offer's lane is claimed
 -- under: its worker takes only hand-offs admitted under it. The caps
 -- field is always written before it (maybe empty: "... <wiid>  <quota>").
-local OFFER_PATTERN = '^(%S+) (%S+) ([1-9]%d*) ([!-+%-.-z|~]+) ([!-+%-.-z|~]+) ?(%S*) ?(%S*)$'
+local OFFER_PATTERN = '^(%S+) (%S+) ([1-9]%d*) ([!-+%-.-z|~]+) ([!-+%-.-z|~]+) ?(%S*)$'
+local QUOTA_OFFER_PATTERN = '^(%S+) (%S+) ([1-9]%d*) ([!-+%-.-z|~]+) ([!-+%-.-z|~]+) (%S*) (%S+)$'
 parse_offer = function(member)
-  return string.match(member, OFFER_PATTERN)
+  local lease_id, attempt_id, ttl, worker_id, wiid, caps = string.match(member, OFFER_PATTERN)
+  if lease_id then return lease_id, attempt_id, ttl, worker_id, wiid, caps end
+  return string.match(member, QUOTA_OFFER_PATTERN)
 end
 -- Returns offer member (score its expiry) parsed into the table the
 -- hand-offs spend (pop_offer's), or nil when it is not an offer.
@@ -590,13 +593,14 @@ offer_of = function(member, score)
   local lease_id, attempt_id, ttl, worker_id, wiid, caps, quota = parse_offer(member)
   if not lease_id then return nil end
   return {member = member, score = score, lease_id = lease_id, attempt_id = attempt_id, ttl = ttl,
-    worker_id = worker_id, wiid = wiid, caps = caps, quota = quota ~= '' and quota or nil}
+    worker_id = worker_id, wiid = wiid, caps = caps, quota = quota}
 end
 -- Reports whether member is an offer (as parse_offer, without building
 -- its parts: OFFER_PATTERN without its captures).
 local OFFER_SHAPE = (OFFER_PATTERN:gsub('[()]', ''))
+local QUOTA_OFFER_SHAPE = (QUOTA_OFFER_PATTERN:gsub('[()]', ''))
 local function is_offer(member)
-  return string.find(member, OFFER_SHAPE) ~= nil
+  return string.find(member, OFFER_SHAPE) ~= nil or string.find(member, QUOTA_OFFER_SHAPE) ~= nil
 end
 
 -- Reads one create's arguments (ff_create's ARGV layout) from a[o+1..]
@@ -3923,7 +3927,7 @@ redis.register_function('ff_quota_admit', function(keys, argv)
     return fail('invalid_input', 'malformed admission arguments')
   end
   local status, detail = quota_admit(q, eid, hold, argv[3])
-  if status == 'quota_not_found' then return fail(status, q.name) end
+  if status == 'quota_not_found' then return fail('quota_not_found', q.name) end
   if status == 'already_admitted' then return ok(status) end
   return ok(status, detail)
 end)

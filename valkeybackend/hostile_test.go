@@ -236,6 +236,9 @@ func (f hostileFixture) calls() []rawCall {
 	calls = append(calls, rawCall{fn: "ff_deregister_worker", eidArg: -1, laneArg: -1, slot: "{w:" + f.inst + "}",
 		extra: []malformed{{"instance id with a brace in the keys", workerKeys("w{1}"), []string{"token"}}},
 		build: func(_, _ string) ([]string, []string) { return workerKeys(f.inst), []string{"token"} }})
+	// Keys shaped like a quota's but in the partition's slot (not {q:N}),
+	// so a cluster runs the call too.
+	notQuota := []string{"ff:q:" + tag + ":q1", "ff:q:" + tag + ":q1:win", "ff:q:" + tag + ":q1:run"}
 	// Function-specific malformations.
 	for i := range calls {
 		c := &calls[i]
@@ -250,7 +253,11 @@ func (f hostileFixture) calls() []rawCall {
 				malformed{"an empty carrier", keys, append(with(args, 17, "5"), "")},
 				malformed{"a carrier over its limit", keys, append(with(args, 17, "5"), strings.Repeat("0", sdk.MaxTraceParentBytes+1))},
 				malformed{"a carrier without its flag", keys, append(args, "00-ab")},
-				malformed{"an unknown flag", keys, with(args, 17, "9")})
+				malformed{"an unknown flag", keys, with(args, 17, "17")},
+				// Flag 8: the lane's quota keys follow as KEYS 13..15.
+				malformed{"a quota flag without the quota keys", keys, with(args, 17, "9")},
+				malformed{"quota keys without the quota flag", append(keys, notQuota...), args},
+				malformed{"keys that are not a quota's after the quota flag", append(keys, notQuota...), with(args, 17, "9")})
 		case "ff_create_batch":
 			second := append([]string{"", string(sdk.NewExecutionID(0)), f.lane}, args[4:]...)
 			c.extra = append(c.extra,
@@ -260,7 +267,9 @@ func (f hostileFixture) calls() []rawCall {
 				malformed{"a trailing argument", keys, append(args, "x")},
 				malformed{"a malformed kind", keys, with(args, 4, "bad kind")},
 				malformed{"a carrier flag without the carrier", keys, with(args, 19, "5")},
-				malformed{"an offers key naming a malformed lane", append(keys, "ff:offers:x"+tag), args})
+				malformed{"an offers key naming a malformed lane", append(keys, "ff:offers:x"+tag), args},
+				malformed{"an item with the quota flag, its lane without quota keys", append(keys, lk(f.lane, "offers")), with(args, 19, "9")},
+				malformed{"keys that are not a quota's after an offers key", append(append(keys, lk(f.lane, "offers")), notQuota...), with(args, 19, "9")})
 		case "ff_issue_claim_grant", "ff_issue_reclaim_grant":
 			c.extra = append(c.extra, badWorker(keys, args, 1)...)
 		case "ff_claim_fused":
