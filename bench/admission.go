@@ -564,9 +564,9 @@ func (o *admissionObserver) count() int {
 // admissionFailure says why an admission result breaks its checks: the
 // rate check's quota admitted more than its limit in some window (an
 // engine bug), or its admissions could not all be seen (the check would
-// be incomplete); a quota'd lane whose work was handed off or claimed
-// without admission. "" when they hold or the result is another
-// scenario's.
+// be incomplete); a quota'd lane whose work was claimed without admission
+// (fewer admissions than claims). "" when they hold or the result is
+// another scenario's.
 func admissionFailure(res *Result) string {
 	if res.Scenario != ScenarioAdmission {
 		return ""
@@ -594,18 +594,15 @@ func admissionFailure(res *Result) string {
 			add("%.0f executions started twice, %.0f foreign", e["started_twice"], e["foreign_executions"])
 		}
 	case admQuota:
-		if n := e["handoffs"]; n > 0 {
-			add("%.0f executions of the quota'd lane were handed off (claimed without admission)", n)
-		}
-		// Each ff_quota_admit of a cap-only quota that admits runs one
-		// ZREMRANGEBYSCORE: at least about one per job claimed in the
-		// window (under a backlog fewer jobs than arrived are claimed).
+		// Hand-offs of the quota'd lane are admitted in the create (one
+		// server: offers made under the quota take nothing unadmitted), and
+		// claims by ClaimForWorker. Each admission of a cap-only quota that
+		// admits, either way, runs one ZREMRANGEBYSCORE: at least about one
+		// per job claimed in the window (under a backlog fewer jobs than
+		// arrived are claimed).
 		if claimedShare := res.Throughput / max(res.OfferedRate, 1); res.Ops > 0 && res.CommandMix["zremrangebyscore"] < 0.5*min(claimedShare, 1) {
 			add("%.2f ZREMRANGEBYSCORE per job at %.0f%% of the arrivals claimed: ff_quota_admit did not run for every claim",
 				res.CommandMix["zremrangebyscore"], 100*claimedShare)
-		}
-		if n := e["offers"]; n > 0 {
-			add("%.0f claim offers posted on the quota'd lane", n)
 		}
 	}
 	if len(probs) == 0 {

@@ -37,11 +37,11 @@ func admissionHeadlines(rep *Report) []string {
 		ratio := q.Extra["claim_p50_vs_plain"]
 		out = append(out, fmt.Sprintf("admission A/B at P=%d, %s jobs/s open loop, %.0f interleaved rounds each: claim p50 quota %s vs plain %s = %.2f× "+
 			"%s; p99 %s vs %s (%.2f×); capacity (closed loop) %s vs %s jobs/s (%.2f×); per job %.2f vs %.2f FCALLs, %.1f vs %.1f Valkey commands; "+
-			"plain lane %.0f%% hand-offs, quota lane %.0f",
+			"hand-offs: plain lane %.0f%%, quota lane %.0f%% (admitted in the create)",
 			q.Partitions, fmtRate(q.OfferedRate), q.Extra["rounds"], fmtUS(qs.P50), fmtUS(ps.P50), ratio,
 			admissionGoal(q).Tag(), fmtUS(qs.P99), fmtUS(ps.P99), q.Extra["claim_p99_vs_plain"],
 			fmtRate(q.Extra["capacity"]), fmtRate(p.Extra["capacity"]), q.Extra["capacity_vs_plain"], q.FcallsPerOp, p.FcallsPerOp,
-			q.CommandsPerOp, p.CommandsPerOp, 100*p.Extra["handoff_share"], q.Extra["handoffs"]))
+			q.CommandsPerOp, p.CommandsPerOp, 100*p.Extra["handoff_share"], 100*q.Extra["handoff_share"]))
 	}
 	if rc != nil && rc.Extra["admissions"] > 0 {
 		x := rc.Extra
@@ -69,7 +69,7 @@ func admissionMarkdown(b *strings.Builder, rep *Report) {
 	b.WriteString("## Admission\n\n")
 	if q != nil {
 		fmt.Fprintf(b, "A/B, interleaved rounds (A B, B A, …; %.0f of each): the same fleet and the same open-loop schedule (%s, %s jobs/s) on a lane whose quota "+
-			"never binds (concurrency cap %.0f, no rate: its claims go through admission, ClaimForWorker) and on the same lane without a policy "+
+			"never binds (concurrency cap %.0f, no rate: every claim is admitted, in the create's hand-off on one server, else by ClaimForWorker) and on the same lane without a policy "+
 			"(claimed as before: hand-offs, arrivals, claims). Each round is a fresh deployment: an open loop (claim latency, the per-job counters), then a closed loop "+
 			"(capacity, %d in flight). **claim** runs from the arrival's intended time to the worker holding the lease.\n\n",
 			q.Extra["rounds"], md(rep.Config.Arrivals, maxNameRunes), fmtRate(q.OfferedRate), q.Extra["quota_concurrency"], rep.Config.InFlight)

@@ -415,8 +415,9 @@ func TestFlowFailureFailsTheRun(t *testing.T) {
 
 // checkAdmission checks admission's results: both A/B variants measured
 // claim latency and capacity, every job completed once, the quota lane's
-// claims went through admission (ff_quota_admit, no hand-off) and cost more
-// FCALLs than the plain lane's, the ratio was computed; the rate check saw
+// claims went through admission (a ZREMRANGEBYSCORE per admission, in the
+// create's hand-off or ff_quota_admit) and cost more FCALLs than the plain
+// lane's (the hold's release), the ratio was computed; the rate check saw
 // every admission, none over the limit in any window, and ran at a fair
 // share of the quota's rate.
 func checkAdmission(t *testing.T, cfg Config, q, p, rc *Result) {
@@ -442,9 +443,9 @@ func checkAdmission(t *testing.T, cfg Config, q, p, rc *Result) {
 				r.Extra["rounds"], r.Extra["completed"], r.Extra["submitted"])
 		}
 	}
-	if q.Extra["handoffs"] != 0 || q.Extra["claim_p50_vs_plain"] <= 0 || q.Extra["capacity_vs_plain"] <= 0 || q.FcallsPerOp <= p.FcallsPerOp ||
+	if q.Extra["claim_p50_vs_plain"] <= 0 || q.Extra["capacity_vs_plain"] <= 0 || q.FcallsPerOp <= p.FcallsPerOp ||
 		q.CommandMix["zremrangebyscore"] == 0 {
-		t.Errorf("admission: quota %v hand-offs, claim p50 vs plain %v, capacity vs plain %v, %.2f vs %.2f FCALLs per job, %v ZREMRANGEBYSCORE",
+		t.Errorf("admission: quota (%v hand-offs) claim p50 vs plain %v, capacity vs plain %v, %.2f vs %.2f FCALLs per job, %v ZREMRANGEBYSCORE",
 			q.Extra["handoffs"], q.Extra["claim_p50_vs_plain"], q.Extra["capacity_vs_plain"], q.FcallsPerOp, p.FcallsPerOp, q.CommandMix["zremrangebyscore"])
 	}
 	e := rc.Extra

@@ -252,3 +252,130 @@ func rateLaneAcquisitions(t *testing.T, b sdk.LeaseHistorySubscriber, partitions
 	sort.Slice(at, func(i, j int) bool { return at[i].Before(at[j]) })
 	return at
 }
+
+// TestWorkerQuotaHandoffs: on one server, idle workers offer their slots
+// on a quota'd lane and creates hand work to them once admitted under the
+// quota: hand-offs happen, the concurrency cap and the rate hold across
+// hand-offs and claims (the rate on the server's lease times), a hold taken
+// in a hand-off is refreshed while its task runs past a lease TTL, and
+// every hold is released when its task completes or fails.
+func TestWorkerQuotaHandoffs(t *testing.T) {
+	b := e2eConnect(t, e2eTopologies()[0].addrs(t))
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	lane := e2eLane(t, "qho")
+	q := sdk.QuotaID(fmt.Sprint("qho-", time.Now().UnixNano()))
+	const rate, window, capN = 8, 500 * time.Millisecond, 2
+	if err := b.CreateQuotaPolicy(ctx, sdk.QuotaPolicy{ID: q, Concurrency: capN, Rate: rate, Window: window}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.SetLanePolicy(ctx, lane, sdk.LanePolicy{Quota: q}); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	running, maxRunning := 0, 0
+	ended := map[sdk.ExecutionID]int{}
+	var refreshed, lapsed atomic.Int64
+	h := sdk.HandlerFunc(func(ctx context.Context, task *sdk.Task) error {
+		mu.Lock()
+		running++
+		maxRunning = max(maxRunning, running)
+		mu.Unlock()
+		defer func() {
+			mu.Lock()
+			running--
+			ended[task.ID]++
+			mu.Unlock()
+		}()
+		switch string(task.Payload) {
+		case "long": // runs past its lease TTL: the hold must follow the renewals
+			first, _ := b.QuotaHolds(ctx, q)
+			time.Sleep(1500 * time.Millisecond)
+			later, _ := b.QuotaHolds(ctx, q)
+			switch {
+			case later[task.ID].IsZero():
+				lapsed.Add(1)
+			case later[task.ID].After(first[task.ID]):
+				refreshed.Add(1)
+			}
+		case "fail":
+			return fmt.Errorf("failing on purpose")
+		default:
+			time.Sleep(5 * time.Millisecond)
+		}
+		return nil
+	})
+	var workers []*sdk.Worker
+	for i := range 2 {
+		w, _ := e2eRunWorker(t, b, sdk.WorkerConfig{WorkerID: "qho", InstanceID: sdk.WorkerInstanceID(fmt.Sprint(t.Name(), i)),
+			Lanes: []sdk.LaneID{lane}, MaxConcurrency: 4, LeaseTTL: time.Second}, h)
+		workers = append(workers, w)
+	}
+	go func() { // the engine's delayed promotion, for rate-parked work
+		for ctx.Err() == nil {
+			for p := range b.Partitions() {
+				_, _ = b.PromoteDelayed(ctx, sdk.PromoteDelayedArgs{Lane: lane, Partition: p})
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+	client := sdk.NewClient(b)
+	const n = 24
+	for i := range n {
+		payload := "short"
+		switch i % 6 {
+		case 0:
+			payload = "long"
+		case 3:
+			payload = "fail"
+		}
+		if _, err := client.Submit(ctx, sdk.CreateExecutionArgs{Lane: lane, Kind: "k", Payload: []byte(payload), LeaseHistory: true}); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(40 * time.Millisecond) // the workers idle with offers between creates
+	}
+	e2eWaitFor(t, 45*time.Second, "every execution run", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(ended) == n
+	})
+	e2eWaitFor(t, 10*time.Second, "every hold released", func() bool {
+		holds, err := b.QuotaHolds(ctx, q)
+		return err == nil && len(holds) == 0
+	})
+	var handoffs uint64
+	for _, w := range workers {
+		handoffs += w.Stats().Handoffs
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for id, k := range ended {
+		if k != 1 {
+			t.Fatalf("%s ran %d times", id, k)
+		}
+	}
+	if handoffs == 0 {
+		t.Fatal("no hand-off on the quota'd lane: every claim went through ClaimForWorker")
+	}
+	if maxRunning > capN {
+		t.Fatalf("%d tasks ran at once under a concurrency cap of %d", maxRunning, capN)
+	}
+	if refreshed.Load() == 0 || lapsed.Load() != 0 {
+		t.Fatalf("holds of tasks running past their lease TTL: %d refreshed, %d lapsed", refreshed.Load(), lapsed.Load())
+	}
+	parts := 0
+	for range b.Partitions() {
+		parts++
+	}
+	acquired := rateLaneAcquisitions(t, b, parts, lane, n)
+	for i := range acquired {
+		in := 0
+		for j := i; j < len(acquired) && acquired[j].Sub(acquired[i]) < window; j++ {
+			in++
+		}
+		if in > rate+1 {
+			t.Fatalf("%d leases acquired within %v from %v (server time): over the rate of %d", in, window, acquired[i], rate)
+		}
+	}
+	t.Logf("%d hand-offs of %d; max running %d (cap %d); %d long tasks' holds refreshed", handoffs, n, maxRunning, capN, refreshed.Load())
+}
