@@ -111,6 +111,16 @@ func testQuotaConcurrency(e *env) {
 	if ad.Reason != "concurrency" && ad.Reason != "" {
 		e.t.Fatalf("ClaimForWorker with the cap full again = %+v", ad)
 	}
+	// A giveback (a hand-off's admission its worker hands back) frees the
+	// slot as a release does.
+	e.create(simple(lane))
+	if ct, ad := e.claimForWorker(a, lane, time.Minute); ct != nil || ad.Reason != "concurrency" {
+		e.t.Fatalf("ClaimForWorker with the cap full = %+v, %+v; want a concurrency refusal", ct, ad)
+	}
+	e.must("GiveBackAdmission", a.GiveBackAdmission(e.ctx, q, fourth.Handle.ExecutionID, ""))
+	if fifth, ad := e.claimForWorker(a, lane, time.Minute); fifth == nil {
+		e.t.Fatalf("ClaimForWorker after a giveback = %+v; want a claim", ad)
+	}
 }
 
 // scanAll lists the lane's eligible executions on every partition.
@@ -264,5 +274,11 @@ func testAdmissionBadInput(e *env) {
 	e.rejects("Park with an unknown reason", func() error {
 		_, err := a.Park(e.ctx, id, lane, time.Now(), "because")
 		return err
+	}, sdk.ErrValidation)
+	e.rejects("a giveback under a bad quota", func() error {
+		return a.GiveBackAdmission(e.ctx, "bad quota", id, "")
+	}, sdk.ErrValidation)
+	e.rejects("a giveback of another execution's window entry", func() error {
+		return a.GiveBackAdmission(e.ctx, sdk.QuotaID(uniqueName("q")), id, "someone-else 1")
 	}, sdk.ErrValidation)
 }
