@@ -63,13 +63,15 @@ channel of that partition, ff:handoff:T:I (it subscribes on every
 partition; one lost on the way is recovered when its lease expires):
   ff:offers:L        ZSET   free slots idle workers offer on lane L; member
                             "<lease_id> <attempt_id> <lease_ttl_ms> <worker_id>
-                            <worker_instance> <caps_csv>", score = the
-                            offer's expiry (server ms). ff_create claims an
-                            execution that lands in an empty eligible set
+                            <worker_instance> <caps_csv>[ <quota>]", score =
+                            the offer's expiry (server ms). ff_create claims
+                            an execution that lands in an empty eligible set
                             (behind a backlog: the set's head, up to two)
                             for the freshest live offer, in the same call, and
                             hands it over through the instance's inbox;
-                            ff_offer and ff_complete post offers
+                            ff_offer and ff_complete post offers. An offer
+                            naming a quota takes only what a create admitted
+                            under it (see ff_create, flag 8)
   ff:inbox:I         LIST   hand-offs to worker instance I (it waits on the
                             list with BLMPOP): the lease and context,
                             length-prefixed ("<len>:<bytes>" per field; see
@@ -1252,7 +1254,10 @@ end
 --   hand-off / backlog offers, read once per lane while none is live),
 --   with one ZCARD per eligible set while the batch knows its size, and the
 --   ZADDs of leases, timeouts, deadlines and delayed and the inbox pushes
---   gathered into one command per key at the end (write_index).
+--   gathered into one command per key at the end (write_index). A hand-off
+--   to an offer made under a quota adds the admission's HMGET, ZSCORE, and
+--   per limit ZREMRANGEBYSCORE, ZCARD, ZADD (+ ZRANGE when refused), and a
+--   ZADD to put the offer back when refused; lanes without one add nothing.
 local MAX_BATCH = 1000
 local BATCH_KEYS = {'deadlines', 'all', 'arrivals', 'leases', 'timeouts', open = true}
 redis.register_function('ff_create_batch', function(keys, argv)
@@ -1367,7 +1372,8 @@ end
 -- KEYS: 1 offers
 -- ARGV: 1 ttl_ms, 2 mode ('new' | 'refresh'), then one member per offer
 --       ("<lease_id> <attempt_id> <lease_ttl_ms> <worker_id>
---       <worker_instance> <caps_csv>")
+--       <worker_instance> <caps_csv>", + " <quota>" for an offer made
+--       under the lane's quota: see parse_offer)
 -- Returns ok(expires_at_ms, then per offer '1' posted or extended, or '0'
 --   for a refresh of one gone: taken or expired).
 -- Errors: invalid_input.
