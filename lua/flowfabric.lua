@@ -125,7 +125,7 @@ write (bad_call, bad_keys: string work, no command) and answers
 invalid_input, having written nothing, when one is off.
 ]]
 
-local VERSION = '33'
+local VERSION = '34'
 -- MIN_CLIENT is the oldest client this library serves; a client's version is
 -- the VERSION of the library it embeds (Go: lua.Version). A client older than
 -- MIN_CLIENT refuses to run against this library, and never replaces it.
@@ -579,7 +579,7 @@ end
 -- Splits an offer member into lease_id, attempt_id, lease_ttl_ms,
 -- worker_id, worker_instance, caps_csv, quota; nil when it is not one (the
 -- worker and instance must be names: the instance names its inbox key).
--- quota (nil = none, v33) names the quota the offer's lane is claimed
+-- quota (nil = none, v34) names the quota the offer's lane is claimed
 -- under: its worker takes only hand-offs admitted under it. The caps
 -- field is always written before it (maybe empty: "... <wiid>  <quota>").
 local OFFER_PATTERN = '^(%S+) (%S+) ([1-9]%d*) ([!-+%-.-z|~]+) ([!-+%-.-z|~]+) ?(%S*)$'
@@ -789,7 +789,7 @@ end
 --       history (core field lease_log, see log_lease), 4 when a trace
 --       carrier follows the tags; 19 ntags, then ntags (key, value) pairs,
 --       then (flag 4) the trace carrier (1..MAX_TRACE_CARRIER bytes, ctx
---       field tp); flag 8 (v33): KEYS 13..15 follow
+--       field tp); flag 8 (v34): KEYS 13..15 follow
 -- KEYS with flag 8: 13 quota, 14 win, 15 run, the lane's quota (single
 --   server only: they lie in the quota's slot). Offers of a quota lane
 --   (their members name the quota, see parse_offer) take this create's
@@ -1236,7 +1236,7 @@ end
 -- lane whose creates may hand off ("ff:offers:<lane>" on one server,
 -- "ff:i:<tag>:<lane>:offers" on a cluster); a lane without one hands off
 -- to nobody. An offers key may be followed by its lane's quota keys
--- (quota, win, run; single server only, v33): the lane's items with flag
+-- (quota, win, run; single server only, v34): the lane's items with flag
 -- 8 then admit what they hand to its offers, as ff_create with flag 8.
 -- KEYS: 1 deadlines, 2 all, 3 arrivals (shard channel), 4 leases,
 --       5 timeouts, then zero or more offers keys, each maybe followed
