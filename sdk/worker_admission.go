@@ -156,10 +156,12 @@ func (w *Worker) releaseAdmission(t *Task) {
 	}
 }
 
-// refreshAdmissions extends the quota holds of running tasks every third
-// of a lease TTL, as the renewer extends their leases.
+// refreshAdmissions extends the quota holds of running tasks by a lease
+// TTL every third of the hand-off lease TTL (at most LeaseTTL): a hold
+// admitted in a hand-off starts with that shorter deadline, so its first
+// refresh must come before it. One call per quota per tick, not per task.
 func (w *Worker) refreshAdmissions(ctx context.Context) {
-	tick := time.NewTicker(max(w.cfg.LeaseTTL/3, time.Millisecond))
+	tick := time.NewTicker(max(min(w.cfg.LeaseTTL, w.cfg.HandoffLeaseTTL)/3, time.Millisecond))
 	defer tick.Stop()
 	for {
 		select {

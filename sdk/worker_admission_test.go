@@ -257,7 +257,8 @@ func rateLaneAcquisitions(t *testing.T, b sdk.LeaseHistorySubscriber, partitions
 // on a quota'd lane and creates hand work to them once admitted under the
 // quota: hand-offs happen, the concurrency cap and the rate hold across
 // hand-offs and claims (the rate on the server's lease times), a hold taken
-// in a hand-off is refreshed while its task runs past a lease TTL, and
+// in a hand-off (its first deadline the short hand-off lease TTL) is
+// refreshed while its task runs past it and past a lease TTL, and
 // every hold is released when its task completes or fails.
 func TestWorkerQuotaHandoffs(t *testing.T) {
 	b := e2eConnect(t, e2eTopologies()[0].addrs(t))
@@ -308,7 +309,7 @@ func TestWorkerQuotaHandoffs(t *testing.T) {
 	var workers []*sdk.Worker
 	for i := range 2 {
 		w, _ := e2eRunWorker(t, b, sdk.WorkerConfig{WorkerID: "qho", InstanceID: sdk.WorkerInstanceID(fmt.Sprint(t.Name(), i)),
-			Lanes: []sdk.LaneID{lane}, MaxConcurrency: 4, LeaseTTL: time.Second}, h)
+			Lanes: []sdk.LaneID{lane}, MaxConcurrency: 4, LeaseTTL: 2 * time.Second, HandoffLeaseTTL: 300 * time.Millisecond}, h)
 		workers = append(workers, w)
 	}
 	go func() { // the engine's delayed promotion, for rate-parked work
