@@ -523,18 +523,19 @@ func (w *Worker) takeHandoff(ct ClaimedTask) {
 }
 
 // handBack returns a handed-off execution this worker will not run to the
-// eligible set, its attempt unchanged, and gives back the admission the
-// hand-off carried (its quota slot and window entry).
+// eligible set, its attempt unchanged, having given back the admission the
+// hand-off carried (its quota slot and window entry) first, so the next
+// claimer's admission does not find it held.
 func (w *Worker) handBack(ct ClaimedTask) {
 	ctx, cancel := context.WithTimeout(w.baseCtx, minCallTimeout)
 	defer cancel()
-	if err := w.backend.Delay(ctx, ct.Handle, time.Now()); err != nil {
-		w.reportError(err) // the lease expires and the reclaim scanner recovers it
-	}
 	if a := ct.Admission; a != nil && w.roles.Admission != nil {
 		if err := w.roles.Admission.GiveBackAdmission(ctx, a.Quota, ct.Handle.ExecutionID, a.Member); err != nil {
 			w.reportError(err) // the hold lapses by itself; the window entry ages out
 		}
+	}
+	if err := w.backend.Delay(ctx, ct.Handle, time.Now()); err != nil {
+		w.reportError(err) // the lease expires and the reclaim scanner recovers it
 	}
 }
 
