@@ -323,14 +323,14 @@ func (e *ExecutionError) Error() string {
 // *ExecutionError when it ended otherwise.
 func (c *Client) WaitResult(ctx context.Context, id ExecutionID, poll time.Duration) ([]byte, error) {
 	if tw := RolesOf(c.backend).TerminalWatcher; tw != nil {
-		// Woken by the server; a completed execution needs its result alone
-		// (one round trip), not the whole record.
-		st, err := tw.AwaitTerminal(ctx, id)
+		// Woken by the server; a completed execution needs its result alone,
+		// which comes with the read that saw the end, not the whole record.
+		st, res, err := tw.AwaitResult(ctx, id)
 		if err != nil {
 			return nil, err
 		}
 		if st == StateCompleted {
-			return c.backend.GetExecutionResult(ctx, id)
+			return res, nil
 		}
 	}
 	s, err := c.Wait(ctx, id, poll)

@@ -279,6 +279,10 @@ type TerminalWatcher interface {
 	// AwaitTerminal returns the execution's terminal state once it has
 	// one, or ctx's error; an unknown id is ErrExecutionNotFound.
 	AwaitTerminal(ctx context.Context, id ExecutionID) (PublicState, error)
+	// AwaitResult is AwaitTerminal that also returns the result of an
+	// execution that completed (nil for another terminal state), read, where
+	// the backend can, in the round trip that saw the end.
+	AwaitResult(ctx context.Context, id ExecutionID) (PublicState, []byte, error)
 }
 
 // CompletionFilter narrows a completion subscription; empty fields match

@@ -144,27 +144,35 @@ func (b *Backend) GetExecutionResult(ctx context.Context, id sdk.ExecutionID) ([
 	if _, err := b.partitionOf(op, id); err != nil {
 		return nil, err
 	}
+	_, res, err := b.stateAndResult(ctx, op, id)
+	return res, err
+}
+
+// stateAndResult reads an execution's state and, when it completed, its
+// result (nil when it has none), in one pipelined round trip (HGET state,
+// GET result); an unknown id is ErrExecutionNotFound. The id is checked.
+func (b *Backend) stateAndResult(ctx context.Context, op string, id sdk.ExecutionID) (sdk.PublicState, []byte, error) {
 	k := b.ks.keysOf(id)
 	res := b.client.DoMulti(ctx, b.client.B().Hget().Key(k.core).Field("state").Build(),
 		b.client.B().Get().Key(k.result).Build())
 	state, err := res[0].ToString()
 	if err != nil {
 		if isNil(err) {
-			return nil, sdk.NewError(op, sdk.CodeExecutionNotFound, string(id))
+			return "", nil, sdk.NewError(op, sdk.CodeExecutionNotFound, string(id))
 		}
-		return nil, backendError(op, err)
+		return "", nil, backendError(op, err)
 	}
 	if sdk.PublicState(state) != sdk.StateCompleted {
-		return nil, nil
+		return sdk.PublicState(state), nil, nil
 	}
 	v, err := res[1].AsBytes()
 	if err != nil {
 		if isNil(err) {
-			return nil, nil
+			return sdk.StateCompleted, nil, nil
 		}
-		return nil, backendError(op, err)
+		return "", nil, backendError(op, err)
 	}
-	return v, nil
+	return sdk.StateCompleted, v, nil
 }
 
 // ListExecutions pages a partition's executions in id order after cursor.

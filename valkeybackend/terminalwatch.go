@@ -93,48 +93,93 @@ const terminalReadTTL = time.Minute
 // AwaitTerminal waits until execution id is in a terminal state and returns
 // it (sdk.TerminalWatcher). Unavailable when client-side caching is off.
 func (b *Backend) AwaitTerminal(ctx context.Context, id sdk.ExecutionID) (sdk.PublicState, error) {
-	const op = "await_terminal"
+	st, _, err := b.awaitTerminal(ctx, "await_terminal", id, false)
+	return st, err
+}
+
+// AwaitResult is AwaitTerminal that also returns a completed execution's
+// result (sdk.TerminalWatcher). Each read after the server's push goes out
+// beside a read of the state and the result (GetExecutionResult's pipelined
+// pair, which is consistent on its own), so an execution that completed
+// costs its waiter one round trip after the push, not two. The first read
+// goes alone: an execution that had already ended reads its result after.
+func (b *Backend) AwaitResult(ctx context.Context, id sdk.ExecutionID) (sdk.PublicState, []byte, error) {
+	return b.awaitTerminal(ctx, "await_result", id, true)
+}
+
+// stateRead is a stateAndResult reply.
+type stateRead struct {
+	state sdk.PublicState
+	res   []byte
+	err   error
+}
+
+func (b *Backend) awaitTerminal(ctx context.Context, op string, id sdk.ExecutionID, withResult bool) (sdk.PublicState, []byte, error) {
 	if b.opts.CacheSizeEachConn < 0 {
-		return "", sdk.Unavailable(op)
+		return "", nil, sdk.Unavailable(op)
 	}
 	if _, err := b.partitionOf(op, id); err != nil {
-		return "", err
+		return "", nil, err
 	}
 	key := b.ks.coreKey(id)
 	ch := make(chan struct{}, 1)
 	defer b.terminal.add(ch, key)()
 	failures := 0
+	woken := false
 	for {
+		var pair chan stateRead
+		if withResult && woken {
+			pair = make(chan stateRead, 1)
+			go func() {
+				st, res, err := b.stateAndResult(ctx, op, id)
+				pair <- stateRead{st, res, err}
+			}()
+		}
 		st, err := b.client.DoCache(ctx, b.client.B().Hget().Key(key).Field("state").Cache().ToStaticTTL(), terminalReadTTL).ToString()
+		var p stateRead
+		if pair != nil {
+			p = <-pair
+		}
 		switch {
 		case isNil(err):
-			return "", sdk.NewError(op, sdk.CodeExecutionNotFound, "")
+			return "", nil, sdk.NewError(op, sdk.CodeExecutionNotFound, "")
 		case err != nil:
 			if ctx.Err() != nil {
-				return "", backendError(op, ctx.Err())
+				return "", nil, backendError(op, ctx.Err())
 			}
 			failures++
 			if failures > 50 {
-				return "", backendError(op, err)
+				return "", nil, backendError(op, err)
 			}
 			// A broken connection wakes every waiter when it reconnects;
 			// until then, back off.
 			select {
 			case <-ch:
+				woken = true
 			case <-time.After(min(time.Duration(failures)*20*time.Millisecond, time.Second)):
 			case <-ctx.Done():
-				return "", backendError(op, ctx.Err())
+				return "", nil, backendError(op, ctx.Err())
 			}
 			continue
 		}
 		failures = 0
+		// The pair, read beside the tracked read, answers when it saw the
+		// end (before or after the tracked read: it is consistent alone).
+		if p.err == nil && p.state.Terminal() {
+			return p.state, p.res, nil
+		}
 		if s := sdk.PublicState(st); s.Terminal() {
-			return s, nil
+			if !withResult || s != sdk.StateCompleted {
+				return s, nil, nil
+			}
+			res, err := b.GetExecutionResult(ctx, id)
+			return s, res, err
 		}
 		select {
 		case <-ch:
+			woken = true
 		case <-ctx.Done():
-			return "", backendError(op, ctx.Err())
+			return "", nil, backendError(op, ctx.Err())
 		}
 	}
 }

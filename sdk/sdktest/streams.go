@@ -192,8 +192,10 @@ func testStreamLive(e *env) {
 	})
 }
 
-// testAwaitTerminal: AwaitTerminal returns the terminal state once the
-// execution ends (completed, or cancelled), and not before.
+// testAwaitTerminal: AwaitTerminal and AwaitResult return the terminal
+// state once the execution ends (completed, or cancelled), and not before;
+// AwaitResult with a completed execution's result (woken by the end, or
+// called after it), none for another end.
 func testAwaitTerminal(e *env) {
 	const lane sdk.LaneID = "sdktest-await"
 	tw := need(e, e.roles.TerminalWatcher, sdk.RoleTerminalWatch)
@@ -201,41 +203,60 @@ func testAwaitTerminal(e *env) {
 	other := e.create(simple(lane))
 	type result struct {
 		s   sdk.PublicState
+		res []byte
 		err error
 	}
-	wait := func(id sdk.ExecutionID) chan result {
+	wait := func(id sdk.ExecutionID, withResult bool) chan result {
 		ch := make(chan result, 1)
 		go func() {
-			s, err := tw.AwaitTerminal(e.ctx, id)
-			ch <- result{s, err}
+			var r result
+			if withResult {
+				r.s, r.res, r.err = tw.AwaitResult(e.ctx, id)
+			} else {
+				r.s, r.err = tw.AwaitTerminal(e.ctx, id)
+			}
+			ch <- r
 		}()
 		return ch
 	}
-	done, cancelled := wait(id), wait(other)
+	done, cancelled := wait(id, false), wait(other, false)
+	doneRes, cancelledRes := wait(id, true), wait(other, true)
 	e.sleep(100 * time.Millisecond)
-	select {
-	case r := <-done:
-		e.t.Fatalf("AwaitTerminal of an active execution returned %+v", r)
-	default:
+	for _, ch := range []chan result{done, doneRes} {
+		select {
+		case r := <-ch:
+			e.t.Fatalf("AwaitTerminal / AwaitResult of an active execution returned %+v", r)
+		default:
+		}
 	}
-	e.must("Complete", e.b.Complete(e.ctx, c.Handle, nil))
+	e.must("Complete", e.b.Complete(e.ctx, c.Handle, []byte("the result")))
 	_, err := e.b.CancelExecution(e.ctx, sdk.CancelExecutionArgs{ExecutionID: other, Reason: "r"})
 	e.must("CancelExecution", err)
 	for _, w := range []struct {
+		what string
 		ch   chan result
 		want sdk.PublicState
-	}{{done, sdk.StateCompleted}, {cancelled, sdk.StateCancelled}} {
+		res  string
+	}{{"AwaitTerminal", done, sdk.StateCompleted, ""}, {"AwaitTerminal", cancelled, sdk.StateCancelled, ""},
+		{"AwaitResult", doneRes, sdk.StateCompleted, "the result"}, {"AwaitResult", cancelledRes, sdk.StateCancelled, ""}} {
 		select {
 		case r := <-w.ch:
-			if r.err != nil || r.s != w.want {
-				e.t.Fatalf("AwaitTerminal = %s, %v; want %s", r.s, r.err, w.want)
+			if r.err != nil || r.s != w.want || string(r.res) != w.res {
+				e.t.Fatalf("%s = %s, %q, %v; want %s, %q", w.what, r.s, r.res, r.err, w.want, w.res)
 			}
 		case <-time.After(settleDeadline):
-			e.t.Fatalf("AwaitTerminal did not return within %v of the %s", settleDeadline, w.want)
+			e.t.Fatalf("%s did not return within %v of the %s", w.what, settleDeadline, w.want)
 		}
 	}
-	if _, err := tw.AwaitTerminal(e.ctx, sdk.NewExecutionID(e.partition(id))); !errorIs(err, sdk.ErrExecutionNotFound) {
+	if s, res, err := tw.AwaitResult(e.ctx, id); err != nil || s != sdk.StateCompleted || string(res) != "the result" {
+		e.t.Fatalf("AwaitResult of a completed execution = %s, %q, %v", s, res, err)
+	}
+	unknown := sdk.NewExecutionID(e.partition(id))
+	if _, err := tw.AwaitTerminal(e.ctx, unknown); !errorIs(err, sdk.ErrExecutionNotFound) {
 		e.t.Fatalf("AwaitTerminal of an unknown id = %v", err)
+	}
+	if _, _, err := tw.AwaitResult(e.ctx, unknown); !errorIs(err, sdk.ErrExecutionNotFound) {
+		e.t.Fatalf("AwaitResult of an unknown id = %v", err)
 	}
 }
 
