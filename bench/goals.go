@@ -89,6 +89,7 @@ const (
 	renewTarget    = 0.9 // SDK renew throughput / raw pipelined ceiling, at least
 	claimTarget    = 2.0 // claim p50 / one FCALL round trip under the same load, at most
 	streamTarget   = 0.8 // SDK frames/s / raw pipelined XADD, at least
+	tailTarget     = 2.0 // append → tail p50 / loaded FCALL p50, at most
 	notifyTarget   = 2.0 // complete → WaitResult p50 / loaded FCALL p50, at most
 	recoveryTarget = 1.0 // crash → completion p99 / (lease TTL + scan interval), at most
 	bullmqTarget   = 2.0 // capacity / BullMQ's best, at least
@@ -105,6 +106,10 @@ func claimGoal(r *Result) Goal {
 
 func streamGoal(r *Result) Goal {
 	return newGoal(fmt.Sprintf("stream append SDK / raw XADD at P=%d", r.Partitions), r.RatioToCeiling, false, streamTarget, "")
+}
+
+func tailGoal(r *Result) Goal {
+	return newGoal(fmt.Sprintf("append → tail p50 / loaded FCALL p50 at P=%d", r.Partitions), r.Extra["tail_p50_over_loaded_rtt"], true, tailTarget, "×")
 }
 
 func notifyGoal(r *Result) Goal {
@@ -149,8 +154,12 @@ func Goals(rep *Report) []Goal {
 	if r := rep.Find(ScenarioRecovery + "/P=" + strconv.Itoa(rep.Config.Partitions)); r != nil && r.Extra["p99_over_ttl_plus_scan"] > 0 {
 		out = append(out, recoveryGoal(r))
 	}
-	if s, raw, _ := streamResults(rep); s != nil && raw != nil && s.RawCeiling > 0 {
+	s, raw, tail := streamResults(rep)
+	if s != nil && raw != nil && s.RawCeiling > 0 {
 		out = append(out, streamGoal(s))
+	}
+	if tail != nil && tail.Extra["tail_p50_over_loaded_rtt"] > 0 {
+		out = append(out, tailGoal(tail))
 	}
 	if r := notifyRes(rep); r != nil && r.Extra["notify_p50_over_loaded_rtt"] > 0 {
 		out = append(out, notifyGoal(r))

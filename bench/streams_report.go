@@ -46,7 +46,8 @@ func streamHeadlines(rep *Report) []string {
 		line := fmt.Sprintf("append → tail at %s frames/s (one stream, open loop): p50 %s, p90 %s, p99 %s, p99.9 %s from Task.Emit to the tailer (p50 %s from the intended time)",
 			fmtRate(tailRes.OfferedRate), fmtUS(s.P50), fmtUS(s.P90), fmtUS(s.P99), fmtUS(s.P999), fmtUS(schedP50(tailRes)))
 		if lr := tailRes.Latency["fcall_rtt"]; lr != nil && lr.Count > 0 {
-			line += fmt.Sprintf("; one FCALL round trip under this load p50 %s, so the tail p50 is %.2f× it", fmtUS(lr.P50), tailRes.Extra["tail_p50_over_loaded_rtt"])
+			line += fmt.Sprintf("; one FCALL round trip under this load p50 %s, so the tail p50 is %.2f× it %s", fmtUS(lr.P50),
+				tailRes.Extra["tail_p50_over_loaded_rtt"], tailGoal(tailRes).Tag())
 		}
 		out = append(out, line+fmt.Sprintf("; %.0f of %.0f frames tailed once, in order; %.3f FCALLs and %.2f commands per frame (the tailer's reads included)",
 			tailRes.Extra["frames_seen"], tailRes.Extra["frames_emitted"], tailRes.FcallsPerOp, tailRes.CommandsPerOp))
