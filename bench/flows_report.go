@@ -24,6 +24,17 @@ func flowResults(rep *Report) []*Result {
 	return out
 }
 
+// flowChainRes is the chains' result at the config's partition count, when
+// it measured edges: the one the edge target judges.
+func flowChainRes(rep *Report) *Result {
+	for _, r := range flowResults(rep) {
+		if r.Variant == flowChain {
+			return r
+		}
+	}
+	return nil
+}
+
 // flowShapeLabel names a result's DAG shape: "1 → 100 → 1" or "chains of 20".
 func flowShapeLabel(r *Result) string {
 	if r.Variant == flowFanout {
@@ -46,6 +57,11 @@ func flowHeadlines(rep *Report) []string {
 		line += fmt.Sprintf(" edge (last parent's handler returned → child's handler started) p50 %s, p99 %s", fmtUS(e.P50), fmtUS(e.P99))
 		if lr := r.Latency["fcall_rtt"]; lr != nil && lr.Count > 0 {
 			line += fmt.Sprintf("; one FCALL round trip under this load p50 %s, so the edge p50 is %.2f× it", fmtUS(lr.P50), r.Extra["edge_p50_over_loaded_rtt"])
+			if r.Variant == flowChain && r.Extra["edge_p50_over_loaded_rtt"] > 0 {
+				line += " " + flowEdgeGoal(r).Tag()
+			} else if r.Variant == flowFanout {
+				line += " (its siblings' queueing included; the target judges the chains)"
+			}
 		}
 		out = append(out, line+fmt.Sprintf("; per edge %.3f FCALLs, %.2f Valkey commands (per DAG %.1f, %.0f); %.0f DAGs measured, all completed, %.0f order violations",
 			r.FcallsPerOp, r.CommandsPerOp, r.Extra["fcalls_per_dag"], r.Extra["commands_per_dag"], r.Extra["dags"], r.Extra["order_violations"]))

@@ -91,6 +91,7 @@ const (
 	streamTarget   = 0.8 // SDK frames/s / raw pipelined XADD, at least
 	tailTarget     = 2.0 // append → tail p50 / loaded FCALL p50, at most
 	notifyTarget   = 2.0 // complete → WaitResult p50 / loaded FCALL p50, at most
+	flowEdgeTarget = 2.0 // a chain's edge p50 / loaded FCALL p50, at most
 	recoveryTarget = 1.0 // crash → completion p99 / (lease TTL + scan interval), at most
 	bullmqTarget   = 2.0 // capacity / BullMQ's best, at least
 	asynqTarget    = 3.0 // capacity / asynq's best, at least
@@ -114,6 +115,13 @@ func tailGoal(r *Result) Goal {
 
 func notifyGoal(r *Result) Goal {
 	return newGoal(fmt.Sprintf("complete → WaitResult p50 / loaded FCALL p50 at P=%d", r.Partitions), r.Extra["notify_p50_over_loaded_rtt"], true, notifyTarget, "×")
+}
+
+// flowEdgeGoal judges a chain's edge: one hop, parent's return → child's
+// handler start. A fan-out's edges carry their siblings' queueing onto
+// the fleet's slots and are reported, not judged.
+func flowEdgeGoal(r *Result) Goal {
+	return newGoal(fmt.Sprintf("flow chain edge p50 / loaded FCALL round trip at P=%d", r.Partitions), r.Extra["edge_p50_over_loaded_rtt"], true, flowEdgeTarget, "×")
 }
 
 func admissionGoal(q *Result) Goal {
@@ -163,6 +171,9 @@ func Goals(rep *Report) []Goal {
 	}
 	if r := notifyRes(rep); r != nil && r.Extra["notify_p50_over_loaded_rtt"] > 0 {
 		out = append(out, notifyGoal(r))
+	}
+	if r := flowChainRes(rep); r != nil && r.Extra["edge_p50_over_loaded_rtt"] > 0 {
+		out = append(out, flowEdgeGoal(r))
 	}
 	if q, _, _ := admissionResults(rep); q != nil {
 		out = append(out, admissionGoal(q))

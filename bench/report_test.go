@@ -422,11 +422,21 @@ func TestSummaryTargetsSayPassOrMiss(t *testing.T) {
 		words = append(words, g.Word()+" "+g.Name)
 	}
 	all := strings.Join(words, "\n")
+	// The flow edge target judges the chains' edge (2.9×), never the
+	// fan-out's (42×, its siblings' queueing).
 	for _, want := range []string{"MISS admission: quota / plain claim p50 at P=16", "PASS renew throughput / raw ceiling at P=16",
-		"PASS capacity at claim p99 ≤ 5.00ms"} {
+		"PASS capacity at claim p99 ≤ 5.00ms", "MISS flow chain edge p50 / loaded FCALL round trip at P=16"} {
 		if !strings.Contains(all, want) || !strings.Contains(s, strings.Replace(want, " ", "  ", 1)) {
 			t.Errorf("goals lack %q:\n%s", want, all)
 		}
+	}
+	for _, g := range gs {
+		if strings.Contains(g.Name, "flow") && g.Value != 2.9 {
+			t.Errorf("flow goal %q judges %v, not the chains' 2.9", g.Name, g.Value)
+		}
+	}
+	if !strings.Contains(s, "so the edge p50 is 2.90× it [target ≤ 2×: MISS]") {
+		t.Errorf("the chains' headline lacks its verdict:\n%s", s)
 	}
 	// A goal's verdict follows its figure.
 	if g := newGoal("x", 2.1, true, 2, "×"); g.Met || g.Tag() != "[target ≤ 2×: MISS]" {

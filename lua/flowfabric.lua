@@ -125,7 +125,7 @@ write (bad_call, bad_keys: string work, no command) and answers
 invalid_input, having written nothing, when one is off.
 ]]
 
-local VERSION = '34'
+local VERSION = '35'
 -- MIN_CLIENT is the oldest client this library serves; a client's version is
 -- the VERSION of the library it embeds (Go: lua.Version). A client older than
 -- MIN_CLIENT refuses to run against this library, and never replaces it.
@@ -1525,13 +1525,12 @@ end
 -- as its own ff_complete would (fence checked, result stored, lease
 -- released, terminal index), and post the offers of the items that landed
 -- (ff_offer 'new') once they took the lane's backlog in the items'
--- partitions (offers_to_backlog). Completions that gathered while the
--- worker's previous call was in flight share one call's own cost.
--- Keys are derived here from each item's id (its tag) and lane, as in
--- ff_create_batch. The declared KEYS are the items' core keys, so a
--- cluster refuses a batch that spans slots before it runs; one server
--- takes any mix of partitions. Offers keys are built from offer_lane
--- (single server only, as everywhere).
+-- partitions (offers_to_backlog). A flow member's ready children take its
+-- offers first (child_offer: a chain's next member goes to the slot its
+-- predecessor freed, no ZPOPMAX, no ZADD). Completions that gathered while
+-- the worker's previous call was in flight share one call's own cost.
+-- Keys are derived from each item's id and lane (ff_create_batch). KEYS
+-- are the items' core keys: a cluster refuses a batch spanning slots.
 -- KEYS: one core key per item ("ff:e:<eid>:core"), in item order
 -- ARGV: 1 n (1..MAX_COMPLETES), 2 offer_ttl_ms ('0' when no item offers),
 --       3 offers scope ('global': "ff:offers:<offer_lane>", one server;
@@ -1543,12 +1542,13 @@ end
 -- refuses the call (invalid_input), having written nothing.
 -- Returns ok(expires_at of the offers, then per item six fields: code (''
 --   landed, or the fence error ff_complete would return), d1..d4 (its
---   detail, as ff_complete's), offered ('1' when its offers were posted)).
--- Inner commands: 1 TIME; per item HMGET, [SET result], HSET; then one
---   ZREM per leases, timeouts and deadlines key and one ZADD per terminal
---   key of the batch (write_index); per offers key, one ZRANGE per
---   partition of its items (plus a hand-off's commands per backlog head
---   taken) and one ZADD NX (per OFFER_CHUNK members) for the offers left.
+--   detail, as ff_complete's), offered ('1': posted, or taken by its flow
+--   children in this call)).
+-- Inner commands: 1 TIME; per item HMGET, [SET result], HSET, [a flow
+--   member's flow_member_ended]; one ZREM per leases, timeouts, deadlines
+--   key and one ZADD per terminal key of the batch (write_index); per
+--   offers key with offers left, one ZRANGE per partition of its items
+--   (+ a hand-off per backlog head taken) and one ZADD NX per OFFER_CHUNK.
 local MAX_COMPLETES = 128
 local OFFER_CHUNK = 1000
 redis.register_function('ff_complete_batch', function(keys, argv)
@@ -1607,14 +1607,13 @@ redis.register_function('ff_complete_batch', function(keys, argv)
         f[FENCE_READ + 1], {'state', 'completed', 'completed_at', now_s, 'ended_by', lease_id,
         'last_transition_at', now_s}, d)))
       log_lease(f[8], eid, 'released', lease_id, argv[a + 3], lane, 'completed')
-      if f[9] then flow_member_ended(eid, f[9], 'completed', now) end
       local terminal = pk.terminal[lane]
       if not terminal then
         terminal = pk.pre .. lane .. ':terminal'
         pk.terminal[lane] = terminal
       end
       write_index(d, 'ZADD', terminal, now_s, eid)
-      local offered = '0'
+      local offered, own = '0', nil
       if a + 10 <= last[i] then
         local k = 'ff:offers:' .. argv[a + 8]
         if scope == 'partition' then k = pk.pre .. argv[a + 8] .. ':offers' end
@@ -1628,12 +1627,16 @@ redis.register_function('ff_complete_batch', function(keys, argv)
           z.seen[tag] = true
           z.tags[#z.tags + 1] = tag
         end
+        own = {key = k, z = z, lo = #z + 1}
         for j = a + 10, last[i] do
           z[#z + 1] = expires_s
           z[#z + 1] = argv[j]
         end
         offered = '1'
       end
+      -- A flow member's ready children take its own offers first (see
+      -- child_offer); what they leave is posted below, as any item's.
+      if f[9] then flow_member_ended(eid, f[9], 'completed', now, own) end
       reply[r + 1], reply[r + 2], reply[r + 3], reply[r + 4], reply[r + 5], reply[r + 6] =
         '', '', '', '', '', offered
     end
@@ -3146,8 +3149,9 @@ end)
 -- Resolution is pushed: the call that ends a member (complete, fail,
 -- cancel, expire, a suspension timeout, a reclaim at the cap) resolves its
 -- outgoing edges in the same call (flow_member_ended): each child counts
--- the outcome; a child whose policy is met becomes waiting at once,
--- handed to a live offer or announced like a create (resume_suspended);
+-- the outcome; a child whose policy is met runs at once, handed to a live
+-- offer or made waiting and announced like a create (run_child; a member
+-- waiting for its children resumes, resume_suspended);
 -- one whose policy can no longer be met is skipped (terminal state
 -- skipped), which resolves its own children in turn. A policy fires once:
 -- the fired child is no longer waiting_children, and later outcomes only
@@ -3184,28 +3188,121 @@ local function flow_offers(handoff, tag, lane)
   return nil
 end
 
+-- What a member's resolution reads of it, in one HMGET: its dependency
+-- fields (1..11), then what handing it to an offer needs (CLAIM_FIELDS
+-- less state, lane and flow, read above: 12..), so a child that runs is
+-- read once.
 local CHILD_FIELDS = {'state', 'lane', 'created_at', 'priority', 'dep_n', 'dep_ok', 'dep_bad',
   'dep_policy', 'dep_wait', 'flow', 'deadline_at'}
+local CHILD_CLAIM_AT = #CHILD_FIELDS
+append_all(CHILD_FIELDS, {'blocked', 'resume', 'total_attempts', 'lease_epoch', 'pending_type',
+  'attempt_index', 'attempt_id', 'attempt_timeout', 'started_at', 'caps', 'lease_log'})
+local CHILD_BLOCKED = CHILD_CLAIM_AT + 1
+
+-- The claim fields of member child read as CHILD_FIELDS (c), keyed by
+-- name with claim_fields' defaults, as waiting (run_child's caller makes
+-- it so).
+local function child_claim_fields(c)
+  local f = {state = 'waiting', lane = c[2], flow = c[10]}
+  for i = CHILD_CLAIM_AT + 1, #CHILD_FIELDS do
+    if c[i] then f[CHILD_FIELDS[i]] = c[i] end
+  end
+  f.blocked, f.resume = f.blocked or '', f.resume or '0'
+  f.total_attempts, f.pending_type = f.total_attempts or '0', f.pending_type or 'initial'
+  f.attempt_index, f.attempt_id = f.attempt_index or '0', f.attempt_id or ''
+  f.epoch = f.lease_epoch or '0'
+  return f
+end
+
+-- Takes, for a child of lane's offers key okey, the freshest offer: the
+-- last one the ending item made (own, see ff_complete_batch: posted in
+-- this call, so none is fresher, and its worker is alive), else one off
+-- the key (pop_offer). Returns it and whether it was the item's (an
+-- offer of the item's is taken off own.z only once spent: spend_own).
+-- An offer made under a quota is never taken here (a child is not
+-- admitted): pop_offer leaves those, and so does this.
+local function child_offer(okey, own, now)
+  if own and own.key == okey and #own.z >= own.lo then
+    local o = offer_of(own.z[#own.z], own.z[#own.z - 1])
+    if o and not o.quota then return o, true end
+  end
+  return pop_offer(okey, now), false
+end
+
+local function spend_own(own)
+  own.z[#own.z] = nil
+  own.z[#own.z] = nil
+end
+
+-- Runs member child (c: its CHILD_FIELDS; kv: core fields to write with
+-- it, its count) whose dependencies are met, as a create of it would:
+-- when its lane's eligible set on the partition is empty and an offer
+-- is live (handoff's offers key; own: see child_offer), it goes from
+-- waiting_children straight to that offer's worker, active (one HSET, no
+-- pass through the eligible set); otherwise it becomes waiting, joins the
+-- eligible set and, when that was empty, is announced. An offer that
+-- cannot take it (its worker lacks a capability; the child is blocked
+-- or a claim grant for it is out) goes back, as in hand_off_head.
+-- Inner commands: ZCARD, then handed off: [ZPOPMAX], EXISTS grant, HSET,
+-- ZADD leases (+ timeouts), HGETALL ctx, the push (RPUSH [+ PEXPIRE], or
+-- SPUBLISH); else HSET, ZADD eligible (+ SPUBLISH when it was empty).
+local function run_child(child, c, kv, tag, now, handoff, own)
+  local lane, core = c[2], exec_key(child, 'core')
+  local pre = 'ff:i:' .. tag .. ':'
+  local eligible = pre .. lane .. ':eligible'
+  local empty = redis.call('ZCARD', eligible) == 0
+  local okey = empty and flow_offers(handoff, tag, lane)
+  if okey then
+    local o, mine = child_offer(okey, own, now)
+    if o then
+      local f = child_claim_fields(c)
+      if f.blocked == '' and missing_caps(f.caps, o.caps) == ''
+        and redis.call('EXISTS', exec_key(child, 'grant')) == 0 then
+        if mine then spend_own(own) end
+        local lease = take_lease(core, child, nil, pre .. 'leases', '', pre .. 'timeouts', f,
+          o.worker_id, o.wiid, o.lease_id, o.attempt_id, tonumber(o.ttl), f.resume == '1', now, kv)
+        push_to_inbox(o, append_all(append_all({o.wiid, child, o.ttl}, lease),
+          redis.call('HGETALL', exec_key(child, 'ctx'))), okey)
+        return
+      end
+      if not mine then put_back(okey, o) end
+    end
+  end
+  append_all(kv, {'state', 'waiting', 'last_transition_at', now})
+  redis.call('HSET', core, unpack(kv))
+  redis.call('ZADD', eligible, eligible_score(c[3], c[4]), child)
+  if empty then publish_arrival('ff:arrivals:' .. tag, lane, child) end
+end
 
 -- Runs or skips member child (c: its CHILD_FIELDS, n_ok and n_bad its
--- counts now) when it waits for its dependencies and they decide it:
--- runs it when its policy is met (all settled, for a member waiting for
--- its children), skips it when the policy can no longer be met. Returns
--- true when it skipped it (the caller resolves the child's own edges).
-local function settle_child(child, c, n_ok, n_bad, tag, now, handoff)
-  if c[1] ~= 'waiting_children' then return false end
-  local n = num(c[5])
+-- counts now; kv: core fields still to write, its new count, or nil)
+-- when it waits for its dependencies and they decide it: runs it when
+-- its policy is met (all settled, for a member waiting for its children:
+-- it resumes), skips it when the policy can no longer be met. kv rides
+-- on the write that runs or skips it, or goes alone. Returns true when
+-- it skipped it (the caller resolves the child's own edges). own: see
+-- child_offer.
+local function settle_child(child, c, n_ok, n_bad, tag, now, handoff, kv, own)
   local run, skip
-  if c[9] == '1' then
-    run = n_ok + n_bad >= n
-  else
-    local need = dep_need(c[8], n)
-    run, skip = n_ok >= need, n - n_bad < need
+  if c[1] == 'waiting_children' then
+    local n = num(c[5])
+    if c[9] == '1' then
+      run = n_ok + n_bad >= n
+    else
+      local need = dep_need(c[8], n)
+      run, skip = n_ok >= need, n - n_bad < need
+    end
   end
   local pre = 'ff:i:' .. tag .. ':'
+  if run and c[9] ~= '1' then
+    redis.call('ZREM', pre .. 'dep_blocked', child)
+    run_child(child, c, kv or {}, tag, now, handoff, own)
+    return false
+  end
+  if kv and not skip then redis.call('HSET', exec_key(child, 'core'), unpack(kv)) end
   if run then
     redis.call('ZREM', pre .. 'dep_blocked', child)
-    if c[9] == '1' then redis.call('HDEL', exec_key(child, 'core'), 'dep_wait') end
+    redis.call('HDEL', exec_key(child, 'core'), 'dep_wait')
     resume_suspended(child, tag, c, now, pre .. 'leases', pre .. 'timeouts', 'ff:arrivals:' .. tag,
       flow_offers(handoff, tag, c[2]))
     return false
@@ -3215,35 +3312,39 @@ local function settle_child(child, c, n_ok, n_bad, tag, now, handoff)
   leave_deadlines(child, pre .. 'deadlines', c[11])
   redis.call('HSET', exec_key(child, 'core'), 'state', 'skipped', 'ended_by', 'engine',
     'failure_reason', 'dependencies failed', 'failure_category', 'dependency',
-    'completed_at', now, 'last_transition_at', now)
+    'completed_at', now, 'last_transition_at', now, unpack(kv or {}))
   redis.call('ZADD', pre .. c[2] .. ':terminal', now, child)
   return true
 end
 
 -- Counts one upstream's outcome (ok: it completed) on member child of
--- flow fid and settles it; true when the child was skipped.
-local function resolve_child(child, fid, tag, ok_, now, handoff)
-  local ck = exec_key(child, 'core')
-  local c = redis.call('HMGET', ck, unpack(CHILD_FIELDS))
+-- flow fid and settles it; true when the child was skipped. own: see
+-- child_offer.
+local function resolve_child(child, fid, tag, ok_, now, handoff, own)
+  local c = redis.call('HMGET', exec_key(child, 'core'), unpack(CHILD_FIELDS))
   if c[10] ~= fid then return false end
   local n_ok, n_bad = num(c[6]), num(c[7])
+  local kv
   if ok_ then
     n_ok = n_ok + 1
-    redis.call('HSET', ck, 'dep_ok', n_ok)
+    kv = {'dep_ok', tostring(n_ok)}
   else
     n_bad = n_bad + 1
-    redis.call('HSET', ck, 'dep_bad', n_bad)
+    kv = {'dep_bad', tostring(n_bad)}
   end
-  return settle_child(child, c, n_ok, n_bad, tag, now, handoff)
+  return settle_child(child, c, n_ok, n_bad, tag, now, handoff, kv, own)
 end
 
 -- Member eid of flow fid ended with outcome (its terminal state): its
 -- children count it, skipped children resolve theirs in turn (a work
 -- list, not recursion), and the flow's counts move; the flow ends when
--- every member has. Inner commands: HMGET of the flow, HGET out per ended
--- member, per child an HMGET and an HSET (+ what running or skipping it
--- writes), HSET of the flow (+ SET outcome at its end).
-flow_member_ended = function(eid, fid, outcome, now)
+-- every member has. own (optional): the offers eid's completion makes in
+-- this call, which its ready children take first (see child_offer).
+-- Inner commands: HMGET of the flow, HGET out per ended member, per child
+-- an HMGET and an HSET that counts it, or instead what running
+-- (run_child, whose HSET carries the count) or skipping it writes; HSET
+-- of the flow (+ SET outcome at its end).
+flow_member_ended = function(eid, fid, outcome, now, own)
   local tag = id_tag(fid)
   if not tag or tag ~= id_tag(eid) then return end -- another slot's: never touched
   local fcore = flow_key(fid, 'core')
@@ -3260,7 +3361,7 @@ flow_member_ended = function(eid, fid, outcome, now)
     local out = redis.call('HGET', exec_key(e, 'core'), 'out')
     if out then
       for child in string.gmatch(out, '(%S+) %S+') do
-        if resolve_child(child, fid, tag, oc == 'completed', now, handoff) then
+        if resolve_child(child, fid, tag, oc == 'completed', now, handoff, own) then
           work[#work + 1], work[#work + 2] = child, 'skipped'
         end
       end
@@ -3527,13 +3628,12 @@ end)
 -- Returns ok(downstream_state) or ok('already_applied'). Errors:
 --   invalid_input, flow_not_found, flow_terminal, edge_not_found,
 --   invalid_dependency(state) (the downstream is delayed or has ended).
--- What an apply reads of the downstream: CHILD_FIELDS, then its inbound
--- list and its routing block (one HMGET).
+-- What an apply reads of the downstream: CHILD_FIELDS (its routing
+-- block among them), then its inbound list (one HMGET).
 local APPLY_FIELDS = append_all({}, CHILD_FIELDS)
 APPLY_FIELDS[#APPLY_FIELDS + 1] = 'in'
 APPLY_FIELDS.ins = #APPLY_FIELDS
-APPLY_FIELDS[#APPLY_FIELDS + 1] = 'blocked'
-APPLY_FIELDS.blocked = #APPLY_FIELDS
+APPLY_FIELDS.blocked = CHILD_BLOCKED
 redis.register_function('ff_flow_apply_edge', function(keys, argv)
   local fid, id, up, down = argv[1], argv[2], argv[3], argv[4]
   local tag = flow_keyed(keys, 1, fid, 'core')
@@ -3568,7 +3668,7 @@ redis.register_function('ff_flow_apply_edge', function(keys, argv)
     if (c[APPLY_FIELDS.blocked] or '') ~= '' then redis.call('ZREM', lp .. 'blocked', down) end
     redis.call('HSET', keys[4], 'state', 'waiting_children', 'blocked', '', 'last_transition_at', now)
     redis.call('ZADD', pre .. 'dep_blocked', now, down)
-    c[1] = 'waiting_children'
+    c[1], c[CHILD_BLOCKED] = 'waiting_children', false
   end
   local ust = u[1]
   if ust == 'completed' or ust == 'failed' or ust == 'cancelled' or ust == 'expired' or ust == 'skipped' then

@@ -113,6 +113,7 @@ func BenchmarkLibraryCost(b *testing.B) {
 	handoffCycle(ctx, b, srv.Addr(), phase)
 	waitCycle(ctx, b, be, phase)
 	appendCycle(ctx, b, be, phase)
+	flowEdgeCycle(ctx, b, srv.Addr(), phase)
 }
 
 // appendCycle adds attempt streams to BenchmarkLibraryCost, per frame of

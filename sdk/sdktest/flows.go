@@ -454,3 +454,80 @@ func testFlowBadInput(e *env) {
 		e.t.Fatalf("SubmitFlow with a self edge = %v, want a validation error saying why", err)
 	}
 }
+
+// testFlowHandoff: with claim offers, a member whose completion makes an
+// offer (CompleteBatch) hands its ready child to that offer in the same
+// call: the child arrives active on the offer's lease, its upstream
+// counted, and the offer is gone. A child that offer cannot take (it
+// needs a capability the offer's worker lacks) becomes waiting instead
+// and the offer stays posted; a child released while its lane has a
+// backlog joins it in creation order, and the offer takes the head.
+func testFlowHandoff(e *env) {
+	const lane sdk.LaneID = "sdktest-flow-handoff"
+	fl := need(e, e.roles.Flows, sdk.RoleFlows)
+	co := need(e, e.roles.ClaimOfferer, sdk.RoleClaimOffers)
+	cb := need(e, e.roles.CompleteBatcher, sdk.RoleCompleteBatch)
+	in := e.watchHandoffs(co)
+	p := e.lastPartition()
+	gpu := member("c", lane)
+	gpu.Args.RequiredCapabilities = []string{"gpu"}
+	spec := sdk.FlowSpec{ID: sdk.NewFlowID(p),
+		Members: []sdk.FlowMember{member("a", lane), member("b", lane), gpu, member("d", lane)},
+		Edges:   []sdk.FlowEdge{{From: "a", To: "b"}, {From: "b", To: "c"}, {From: "c", To: "d"}}}
+	sub, err := fl.SubmitFlow(e.ctx, spec)
+	e.must("SubmitFlow", err)
+	a, b, c, d := sub.Members["a"], sub.Members["b"], sub.Members["c"], sub.Members["d"]
+	// completeOffering completes h in a batch of one that offers its slot,
+	// and returns the offer it made.
+	completeOffering := func(h sdk.Handle, what string) sdk.ClaimOffer {
+		e.t.Helper()
+		args := offerArgs(lane, 1)
+		out := cb.CompleteBatch(e.ctx, []sdk.CompleteItem{{Handle: h, Offer: &args}})
+		if len(out) != 1 || out[0].Err != nil || out[0].OfferErr != nil {
+			e.t.Fatalf("%s: CompleteBatch = %+v", what, out)
+		}
+		e.requireOffers(what, out[0].Offers, args)
+		return out[0].Offers[0]
+	}
+
+	ca := e.claim(a, lane, leaseTTL)
+	offer := completeOffering(ca.Handle, "complete a")
+	hb := in.next(e, "b handed to a's offer")
+	if hb.Handle.ExecutionID != b || hb.Handle.LeaseID != offer.LeaseID || hb.Handle.WorkerInstanceID != workerInstance ||
+		hb.Handle.Lane != lane || hb.Context.Lane != lane {
+		e.t.Fatalf("hand-off after a = %+v, want b on a's offer (lease %s)", hb.Handle, offer.LeaseID)
+	}
+	e.requireState(b, sdk.StateActive, "b handed off")
+	e.requireScannable(lane, b, false, "b handed off")
+	taken, err := co.WithdrawOffers(e.ctx, []sdk.ClaimOffer{offer})
+	e.requireTaken("withdraw a's offer", taken, err, true)
+	ups, err := fl.UpstreamResults(e.ctx, b)
+	e.must("UpstreamResults(b)", err)
+	if len(ups) != 1 || ups[0].ID != a || ups[0].State != sdk.StateCompleted {
+		e.t.Fatalf("UpstreamResults(b) = %+v, want a completed", ups)
+	}
+
+	// b's offer lacks the capability c needs: c waits, the offer stays.
+	offer = completeOffering(hb.Handle, "complete b")
+	e.requireState(c, sdk.StateWaiting, "c, which b's offer cannot take")
+	e.requireScannable(lane, c, true, "c waiting")
+	taken, err = co.WithdrawOffers(e.ctx, []sdk.ClaimOffer{offer})
+	e.requireTaken("withdraw b's offer", taken, err, false)
+	in.none(e, "after b")
+
+	// A backlog on d's lane and partition: d joins it in creation order,
+	// before the execution created after the flow, and c's offer takes
+	// the head, d, as a create behind a backlog would.
+	later := e.create(onPartition(simple(lane), p))
+	cc := e.claim(c, lane, leaseTTL, "gpu")
+	offer = completeOffering(cc.Handle, "complete c")
+	hd := in.next(e, "the backlog's head handed to c's offer")
+	if hd.Handle.ExecutionID != d || hd.Handle.LeaseID != offer.LeaseID {
+		e.t.Fatalf("hand-off after c = %s on lease %s, want d %s (the backlog's head) on c's offer %s",
+			hd.Handle.ExecutionID, hd.Handle.LeaseID, d, offer.LeaseID)
+	}
+	e.requireState(later, sdk.StateWaiting, "the execution behind d")
+	in.none(e, "after c")
+	e.must("Complete d", e.b.Complete(e.ctx, hd.Handle, nil))
+	e.awaitFlow(fl, sub.ID, sdk.FlowCompleted)
+}

@@ -161,6 +161,7 @@ var suite = []subtest{
 		{name: "incremental", fn: testFlowIncremental},
 		{name: "cancel", fn: testFlowCancel},
 		{name: "wait_children", fn: testFlowWaitChildren},
+		{name: "handoff", fn: testFlowHandoff},
 		{name: "bad_input", fn: testFlowBadInput},
 	}},
 	{name: "admission", sub: []subtest{

@@ -1,0 +1,106 @@
+package valkeybackend_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/flowfabric/flowfabric-go/sdk"
+	"github.com/flowfabric/flowfabric-go/valkeybackend"
+)
+
+// A chain's edge costs one FCALL: the completion of a member that offers
+// its slot (a worker's CompleteBatch) resolves the edge and hands the next
+// member to that very offer. The commands it runs are pinned, so an added
+// one fails here: per edge, TIME; the member's HMGET (fence), HSET; the
+// flow's HMGET and HSET and the member's HGET out; the child's HMGET (its
+// dependency and claim fields in one), ZREM dep_blocked, ZCARD of its
+// eligible set, EXISTS of its grant, one HSET (its count and its lease),
+// ZADD leases, HGETALL ctx, the push (RPUSH + PEXPIRE onto the inbox on
+// one server; SPUBLISH on a cluster); the member's ZREM leases and ZADD
+// terminal. No ZPOPMAX and no offer ZADD: the child takes the offer the
+// completion makes. The eligible set is not written.
+func TestFlowEdgeCommands(t *testing.T) {
+	for _, topo := range topologies() {
+		t.Run(topo.name, func(t *testing.T) {
+			ctx := context.Background()
+			addrs := topo.addrs(t)
+			b := freshBackend(t, addrs, valkeybackend.Options{})
+			const lane sdk.LaneID = "edge-cost"
+			const depth = 11
+			got := make(chan sdk.ClaimedTask, depth)
+			wctx, stop := context.WithCancel(ctx)
+			defer stop()
+			if err := b.WatchHandoffs(wctx, "edge-1", func(t sdk.ClaimedTask) { got <- t }); err != nil {
+				t.Fatal(err)
+			}
+			offer := func(n int) *sdk.OfferArgs {
+				a := &sdk.OfferArgs{Lane: lane, WorkerID: "w", WorkerInstanceID: "edge-1", LeaseTTL: time.Minute, TTL: time.Minute}
+				for range n {
+					a.LeaseIDs = append(a.LeaseIDs, sdk.NewToken())
+				}
+				return a
+			}
+			spec := sdk.FlowSpec{ID: sdk.NewFlowID(b.Partitions() - 1)}
+			for i := range depth {
+				spec.Members = append(spec.Members, sdk.FlowMember{Name: fmt.Sprintf("m%d", i), Args: sdk.CreateExecutionArgs{Lane: lane, Kind: "k"}})
+				if i > 0 {
+					spec.Edges = append(spec.Edges, sdk.FlowEdge{From: fmt.Sprintf("m%d", i-1), To: fmt.Sprintf("m%d", i)})
+				}
+			}
+			// The root goes to an offer posted before the submit (one on
+			// every partition: a cluster keeps offers per partition).
+			if _, err := b.OfferClaims(ctx, *offer(b.Partitions())); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := sdk.NewClient(b).SubmitFlow(ctx, spec); err != nil {
+				t.Fatal(err)
+			}
+			next := func() sdk.ClaimedTask {
+				select {
+				case h := <-got:
+					return h
+				case <-time.After(5 * time.Second):
+					t.Fatal("no hand-off")
+				}
+				return sdk.ClaimedTask{}
+			}
+			h := next()
+			const edges = depth - 2 // the last edge is measured; the last member's complete is not
+			resetStats(t, addrs)
+			for i := range edges {
+				out := b.CompleteBatch(ctx, []sdk.CompleteItem{{Handle: h.Handle, Offer: offer(1)}})
+				if out[0].Err != nil || out[0].OfferErr != nil {
+					t.Fatal(out[0].Err, out[0].OfferErr)
+				}
+				h = next()
+				if h.Handle.LeaseID != out[0].Offers[0].LeaseID {
+					t.Fatalf("edge %d: hand-off %+v, want the next member on the completion's offer %s", i, h.Handle, out[0].Offers[0].LeaseID)
+				}
+			}
+			c := commandCounts(t, addrs)
+			delete(c, "blmpop") // the hand-off reader's
+			per := func(name string) float64 { return float64(c[name]) / edges }
+			want := map[string]float64{"fcall": 1, "time": 1, "hmget": 3, "hset": 3, "hget": 1, "zrem": 2, "zcard": 1,
+				"exists": 1, "zadd": 2, "hgetall": 1, "rpush": 1, "pexpire": 1}
+			if topo.name != "standalone" {
+				delete(want, "rpush")
+				delete(want, "pexpire")
+				want["spublish"] = 1
+			}
+			inner := 0.0
+			for name, n := range want {
+				if got := per(name); got != n {
+					t.Errorf("%s per edge = %.2f, want %v (all counts %v)", name, got, n, c)
+				}
+				if name != "fcall" {
+					inner += n
+				}
+			}
+			if all := float64(sum(c)-setup(c)) / edges; all != inner+1 {
+				t.Errorf("commands per edge = %.2f, want %v: 1 FCALL and %v inside it (all counts %v)", all, inner+1, inner, c)
+			}
+		})
+	}
+}
