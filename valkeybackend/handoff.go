@@ -204,11 +204,31 @@ func (b *Backend) awaitHandoffSubscriptions(ctx context.Context, instance sdk.Wo
 // hand-off popped but not yet delivered when ctx ends is dropped: its lease
 // expires and the reclaim scanner recovers it.
 func (b *Backend) readInbox(ctx context.Context, instance sdk.WorkerInstanceID, deliver func(sdk.ClaimedTask)) {
-	key := b.ks.inboxKey(instance)
 	for ctx.Err() == nil {
-		res := b.client.Do(ctx, b.client.B().Blmpop().Timeout(inboxBlock.Seconds()).Numkeys(1).Key(key).
-			Left().Count(inboxBatch).Build().UnblockOnCancel())
-		arr, err := res.ToArray()
+		if !b.readInboxOn(ctx, instance, deliver) {
+			select {
+			case <-ctx.Done():
+			case <-time.After(inboxRetry):
+			}
+		}
+	}
+}
+
+// readInboxOn reads instance's inbox on a connection of its own until ctx
+// ends (false: the connection failed, or a reply was not a hand-off
+// read's). The reads go without a cancellable context, so valkey-go sends
+// each and reads its reply on this goroutine (no writer and reader
+// goroutines in between: a hand-off reaches deliver one goroutine hand-over
+// sooner); ctx's end closes the connection, which ends a blocked read.
+func (b *Backend) readInboxOn(ctx context.Context, instance sdk.WorkerInstanceID, deliver func(sdk.ClaimedTask)) bool {
+	dc, release := b.client.Dedicate()
+	defer release()
+	defer context.AfterFunc(ctx, dc.Close)()
+	key := b.ks.inboxKey(instance)
+	rctx := context.WithoutCancel(ctx)
+	for ctx.Err() == nil {
+		arr, err := dc.Do(rctx, dc.B().Blmpop().Timeout(inboxBlock.Seconds()).Numkeys(1).Key(key).
+			Left().Count(inboxBatch).Build()).ToArray()
 		if valkey.IsValkeyNil(err) {
 			continue // blocked its whole timeout: nothing handed over
 		}
@@ -217,11 +237,7 @@ func (b *Backend) readInbox(ctx context.Context, instance sdk.WorkerInstanceID, 
 			msgs, err = arr[1].AsStrSlice()
 		}
 		if err != nil || len(arr) != 2 {
-			select {
-			case <-ctx.Done():
-			case <-time.After(inboxRetry):
-			}
-			continue
+			return false
 		}
 		for _, m := range msgs {
 			inst, t, ok := parseHandoff(m)
@@ -229,7 +245,7 @@ func (b *Backend) readInbox(ctx context.Context, instance sdk.WorkerInstanceID, 
 				continue // not a hand-off of ours: nothing to run
 			}
 			if ctx.Err() != nil {
-				return
+				return true
 			}
 			deliver(t)
 		}
@@ -239,6 +255,7 @@ func (b *Backend) readInbox(ctx context.Context, instance sdk.WorkerInstanceID, 
 		// handler started about 10 µs sooner on a loaded 2-vCPU host).
 		runtime.Gosched()
 	}
+	return true
 }
 
 // OfferClaims posts one claim offer on args.Lane per lease id (see
