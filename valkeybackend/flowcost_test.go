@@ -104,3 +104,41 @@ func TestFlowEdgeCommands(t *testing.T) {
 		})
 	}
 }
+
+// A flow member's completion never hands a ready child to the offer it
+// makes when that offer names a quota (a child is not admitted under it):
+// the child waits in its eligible set for the admission path, no hand-off
+// comes, and the offer stays posted.
+func TestFlowChildSkipsQuotaOffer(t *testing.T) {
+	e := newQuotaHandoffEnv(t, sdk.QuotaPolicy{ID: "flowq", Concurrency: 100})
+	sub, err := sdk.NewClient(e.b).SubmitFlow(e.ctx, sdk.FlowSpec{
+		Members: []sdk.FlowMember{{Name: "a", Args: sdk.CreateExecutionArgs{Lane: e.lane, Kind: "k"}},
+			{Name: "b", Args: sdk.CreateExecutionArgs{Lane: e.lane, Kind: "k"}}},
+		Edges: []sdk.FlowEdge{{From: "a", To: "b"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := sub.Members["a"], sub.Members["b"]
+	c, err := e.b.GrantAndClaim(e.ctx, sdk.IssueClaimGrantArgs{ExecutionID: a, Lane: e.lane, WorkerID: "qw", WorkerInstanceID: e.inst}, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	args := sdk.OfferArgs{Lane: e.lane, LeaseIDs: []string{sdk.NewToken()}, WorkerID: "qw", WorkerInstanceID: e.inst,
+		LeaseTTL: time.Minute, TTL: time.Minute, Quota: e.q}
+	out := e.b.CompleteBatch(e.ctx, []sdk.CompleteItem{{Handle: c.Handle, Offer: &args}})
+	if out[0].Err != nil || out[0].OfferErr != nil || len(out[0].Offers) != 1 {
+		t.Fatalf("CompleteBatch = %+v", out[0])
+	}
+	if st := e.state(b); st != sdk.StateWaiting {
+		t.Fatalf("b after a completed with a quota offer: %s, want waiting", st)
+	}
+	select {
+	case ct := <-e.got:
+		t.Fatalf("hand-off of %s to a quota offer, unadmitted", ct.Handle.ExecutionID)
+	case <-time.After(100 * time.Millisecond):
+	}
+	taken, err := e.b.WithdrawOffers(e.ctx, out[0].Offers)
+	if err != nil || len(taken) != 1 || taken[0] {
+		t.Fatalf("WithdrawOffers = %v, %v; want the quota offer still posted", taken, err)
+	}
+}
