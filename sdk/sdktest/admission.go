@@ -114,7 +114,15 @@ func testQuotaConcurrency(e *env) {
 	// A giveback (a hand-off's admission its worker hands back) frees the
 	// slot as a release does.
 	e.create(simple(lane))
-	if ct, ad := e.claimForWorker(a, lane, time.Minute); ct != nil || ad.Reason != "concurrency" {
+	// The lane's heads were just read empty through the client-side cache;
+	// the create's invalidation push comes after its reply, so a claim
+	// right after it may still read them empty (nothing, no refusal).
+	ct, ad = e.claimForWorker(a, lane, time.Minute)
+	for deadline := time.Now().Add(time.Second); ct == nil && ad.Reason == "" && time.Now().Before(deadline); {
+		e.sleep(5 * time.Millisecond)
+		ct, ad = e.claimForWorker(a, lane, time.Minute)
+	}
+	if ct != nil || ad.Reason != "concurrency" {
 		e.t.Fatalf("ClaimForWorker with the cap full = %+v, %+v; want a concurrency refusal", ct, ad)
 	}
 	e.must("GiveBackAdmission", a.GiveBackAdmission(e.ctx, q, fourth.Handle.ExecutionID, ""))
