@@ -125,7 +125,7 @@ write (bad_call, bad_keys: string work, no command) and answers
 invalid_input, having written nothing, when one is off.
 ]]
 
-local VERSION = '35'
+local VERSION = '36'
 -- MIN_CLIENT is the oldest client this library serves; a client's version is
 -- the VERSION of the library it embeds (Go: lua.Version). A client older than
 -- MIN_CLIENT refuses to run against this library, and never replaces it.
@@ -1543,9 +1543,13 @@ end
 -- Returns ok(expires_at of the offers, then per item six fields: code (''
 --   landed, or the fence error ff_complete would return), d1..d4 (its
 --   detail, as ff_complete's), offered ('1': posted, or taken by its flow
---   children in this call)).
+--   children in this call)), then, for each ready flow child handed to
+--   its item's own offer, two more: the item's index and the child's
+--   hand-off message, framed as an inbox push's (which it replaces: such
+--   a hand-off is pushed nowhere, the completing worker runs it from
+--   this reply). A call with no such hand-off returns no more fields.
 -- Inner commands: 1 TIME; per item HMGET, [SET result], HSET, [a flow
---   member's flow_member_ended]; one ZREM per leases, timeouts, deadlines
+--   member's flow_member_ended, no push for a child its own offer takes]; one ZREM per leases, timeouts, deadlines
 --   key and one ZADD per terminal key of the batch (write_index); per
 --   offers key with offers left, one ZRANGE per partition of its items
 --   (+ a hand-off per backlog head taken) and one ZADD NX per OFFER_CHUNK.
@@ -1585,6 +1589,7 @@ redis.register_function('ff_complete_batch', function(keys, argv)
   local d = new_deferred()
   local offers, order = {}, {} -- offers key -> ZADD NX arguments; keys in first-use order
   local part = {} -- tag -> its partition's index keys
+  local inline = {} -- item index, hand-off message: children handed to their item's own offers
   for i = 1, n do
     local a, tag = at[i], tags[i]
     local eid, lease_id, lane = argv[a + 1], argv[a + 2], argv[a + 5]
@@ -1627,7 +1632,7 @@ redis.register_function('ff_complete_batch', function(keys, argv)
           z.seen[tag] = true
           z.tags[#z.tags + 1] = tag
         end
-        own = {key = k, z = z, lo = #z + 1}
+        own = {key = k, z = z, lo = #z + 1, inline = {}}
         for j = a + 10, last[i] do
           z[#z + 1] = expires_s
           z[#z + 1] = argv[j]
@@ -1636,7 +1641,12 @@ redis.register_function('ff_complete_batch', function(keys, argv)
       end
       -- A flow member's ready children take its own offers first (see
       -- child_offer); what they leave is posted below, as any item's.
-      if f[9] then flow_member_ended(eid, f[9], 'completed', now, own) end
+      if f[9] then
+        flow_member_ended(eid, f[9], 'completed', now, own)
+        for _, m in ipairs(own and own.inline or {}) do
+          inline[#inline + 1], inline[#inline + 2] = tostring(i), m
+        end
+      end
       reply[r + 1], reply[r + 2], reply[r + 3], reply[r + 4], reply[r + 5], reply[r + 6] =
         '', '', '', '', '', offered
     end
@@ -1649,7 +1659,7 @@ redis.register_function('ff_complete_batch', function(keys, argv)
       redis.call('ZADD', k, 'NX', unpack(z, c, math.min(#z, c + 2 * OFFER_CHUNK - 1)))
     end
   end
-  return reply
+  return append_all(reply, inline)
 end)
 
 -- Attempt records. When an attempt ends, its per-attempt fields (see the
@@ -3243,9 +3253,13 @@ end
 -- eligible set and, when that was empty, is announced. An offer that
 -- cannot take it (its worker lacks a capability; the child is blocked
 -- or a claim grant for it is out) goes back, as in hand_off_head.
+-- A child handed to the ending item's own offer is not pushed: its
+-- hand-off message (framed, as the push's) goes into own.inline, for the
+-- call's reply.
 -- Inner commands: ZCARD, then handed off: [ZPOPMAX], EXISTS grant, HSET,
 -- ZADD leases (+ timeouts), HGETALL ctx, the push (RPUSH [+ PEXPIRE], or
--- SPUBLISH); else HSET, ZADD eligible (+ SPUBLISH when it was empty).
+-- SPUBLISH; none to an own offer); else HSET, ZADD eligible (+ SPUBLISH
+-- when it was empty).
 local function run_child(child, c, kv, tag, now, handoff, own)
   local lane, core = c[2], exec_key(child, 'core')
   local pre = 'ff:i:' .. tag .. ':'
@@ -3261,8 +3275,15 @@ local function run_child(child, c, kv, tag, now, handoff, own)
         if mine then spend_own(own) end
         local lease = take_lease(core, child, nil, pre .. 'leases', '', pre .. 'timeouts', f,
           o.worker_id, o.wiid, o.lease_id, o.attempt_id, tonumber(o.ttl), f.resume == '1', now, kv)
-        push_to_inbox(o, append_all(append_all({o.wiid, child, o.ttl}, lease),
-          redis.call('HGETALL', exec_key(child, 'ctx'))), okey)
+        local msg = append_all(append_all({o.wiid, child, o.ttl}, lease),
+          redis.call('HGETALL', exec_key(child, 'ctx')))
+        if mine then
+          -- The completing worker reads it in this call's reply (see
+          -- ff_complete_batch): no push, no inbox read.
+          own.inline[#own.inline + 1] = frame(msg)
+        else
+          push_to_inbox(o, msg, okey)
+        end
         return
       end
       if not mine then put_back(okey, o) end

@@ -406,6 +406,12 @@ func (w *Worker) completeCall(ctx context.Context, t *Task, result []byte) error
 		args := w.offerArgs(t.h.Lane, quota, ids)
 		o := w.completer.call(ctx, CompleteItem{Handle: t.h, Result: result, Offer: &args})
 		offers, offerErr, err = o.Offers, o.OfferErr, o.Err
+		// A ready flow child handed to this offer in the same call: it
+		// runs on the slot the offer holds (the offer leaves the book
+		// here, so settle below finds it gone), or goes back.
+		for _, ct := range o.Handoffs {
+			w.takeHandoff(ct)
+		}
 	} else {
 		offers, offerErr, err = co.CompleteAndOffer(ctx, t.h, result, w.offerArgs(t.h.Lane, quota, ids))
 	}

@@ -271,6 +271,11 @@ type CompleteOutcome struct {
 	Err      error
 	Offers   []ClaimOffer
 	OfferErr error
+	// Handoffs are executions handed to the item's own Offers in the same
+	// call (a flow member's ready children): each is delivered here
+	// instead of to WatchHandoffs, and the caller runs it, or hands it
+	// back, as a hand-off delivered there. Nil for a plain completion.
+	Handoffs []ClaimedTask
 }
 
 // TerminalWatcher waits for an execution to end without polling: it is

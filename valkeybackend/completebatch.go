@@ -87,7 +87,7 @@ func (b *Backend) CompleteBatch(ctx context.Context, items []sdk.CompleteItem) [
 	for j, res := range b.doAckedMulti(ctx, op, cmds...) {
 		c := calls[j]
 		r, err := decode(op, res)
-		if err == nil && len(r.fields) != 1+6*len(c.items) {
+		if n := 1 + 6*len(c.items); err == nil && (len(r.fields) < n || (len(r.fields)-n)%2 != 0) {
 			err = &sdk.Error{Kind: sdk.KindBug, Code: sdk.CodeBug, Op: op, Msg: "complete batch reply of the wrong length"}
 		}
 		for k, i := range c.items {
@@ -102,8 +102,32 @@ func (b *Backend) CompleteBatch(ctx context.Context, items []sdk.CompleteItem) [
 				out[i].Offers = nil
 			}
 		}
+		if err == nil {
+			b.inlineHandoffs(items, out, c.items, r.fields[1+6*len(c.items):])
+		}
 	}
 	return out
+}
+
+// inlineHandoffs gives each item of a call (idx: their indexes in items
+// and out) the hand-offs its reply carries after the items' fields: item
+// number (1-based in the call), message (as an inbox push's) pairs. A
+// message that is not a hand-off to the item's own instance is dropped,
+// as the inbox reader drops one: its lease expires and the reclaim
+// scanner recovers the execution.
+func (b *Backend) inlineHandoffs(items []sdk.CompleteItem, out []sdk.CompleteOutcome, idx []int, pairs []string) {
+	for j := 0; j+1 < len(pairs); j += 2 {
+		k, err := strconv.Atoi(pairs[j])
+		if err != nil || k < 1 || k > len(idx) {
+			continue
+		}
+		i := idx[k-1]
+		inst, t, ok := parseHandoff(pairs[j+1])
+		if !ok || items[i].Offer == nil || inst != items[i].Offer.WorkerInstanceID {
+			continue
+		}
+		out[i].Handoffs = append(out[i].Handoffs, t)
+	}
 }
 
 // completeItemError is an item's fence failure as ff_complete returns it:

@@ -17,10 +17,11 @@ import (
 // flow's HMGET and HSET and the member's HGET out; the child's HMGET (its
 // dependency and claim fields in one), ZREM dep_blocked, ZCARD of its
 // eligible set, EXISTS of its grant, one HSET (its count and its lease),
-// ZADD leases, HGETALL ctx, the push (RPUSH + PEXPIRE onto the inbox on
-// one server; SPUBLISH on a cluster); the member's ZREM leases and ZADD
-// terminal. No ZPOPMAX and no offer ZADD: the child takes the offer the
-// completion makes. The eligible set is not written.
+// ZADD leases, HGETALL ctx; the member's ZREM leases and ZADD terminal.
+// No ZPOPMAX and no offer ZADD: the child takes the offer the completion
+// makes. No push (RPUSH, PEXPIRE, SPUBLISH) and no inbox read: the
+// child's hand-off comes back in the completion's reply, on the
+// completion's offer. The eligible set is not written.
 func TestFlowEdgeCommands(t *testing.T) {
 	for _, topo := range topologies() {
 		t.Run(topo.name, func(t *testing.T) {
@@ -54,7 +55,8 @@ func TestFlowEdgeCommands(t *testing.T) {
 			if _, err := b.OfferClaims(ctx, *offer(b.Partitions())); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := sdk.NewClient(b).SubmitFlow(ctx, spec); err != nil {
+			sub, err := sdk.NewClient(b).SubmitFlow(ctx, spec)
+			if err != nil {
 				t.Fatal(err)
 			}
 			next := func() sdk.ClaimedTask {
@@ -67,6 +69,7 @@ func TestFlowEdgeCommands(t *testing.T) {
 				return sdk.ClaimedTask{}
 			}
 			h := next()
+			// Only the root comes through the inbox: the rest come inline.
 			const edges = depth - 2 // the last edge is measured; the last member's complete is not
 			resetStats(t, addrs)
 			for i := range edges {
@@ -74,21 +77,25 @@ func TestFlowEdgeCommands(t *testing.T) {
 				if out[0].Err != nil || out[0].OfferErr != nil {
 					t.Fatal(out[0].Err, out[0].OfferErr)
 				}
-				h = next()
-				if h.Handle.LeaseID != out[0].Offers[0].LeaseID {
-					t.Fatalf("edge %d: hand-off %+v, want the next member on the completion's offer %s", i, h.Handle, out[0].Offers[0].LeaseID)
+				if len(out[0].Handoffs) != 1 || out[0].Handoffs[0].Handle.LeaseID != out[0].Offers[0].LeaseID {
+					t.Fatalf("edge %d: inline hand-offs %+v, want the next member on the completion's offer %s", i, out[0].Handoffs, out[0].Offers[0].LeaseID)
 				}
+				h = out[0].Handoffs[0]
+				if want := sub.Members[spec.Members[i+1].Name]; h.Handle.ExecutionID != want || h.Context.Lane != lane ||
+					h.Handle.WorkerInstanceID != "edge-1" {
+					t.Fatalf("edge %d: inline hand-off %+v, want member %s on the offer's instance", i, h.Handle, want)
+				}
+			}
+			select {
+			case h := <-got:
+				t.Fatalf("a hand-off through the inbox: %+v", h.Handle)
+			default:
 			}
 			c := commandCounts(t, addrs)
 			delete(c, "blmpop") // the hand-off reader's
 			per := func(name string) float64 { return float64(c[name]) / edges }
 			want := map[string]float64{"fcall": 1, "time": 1, "hmget": 3, "hset": 3, "hget": 1, "zrem": 2, "zcard": 1,
-				"exists": 1, "zadd": 2, "hgetall": 1, "rpush": 1, "pexpire": 1}
-			if topo.name != "standalone" {
-				delete(want, "rpush")
-				delete(want, "pexpire")
-				want["spublish"] = 1
-			}
+				"exists": 1, "zadd": 2, "hgetall": 1}
 			inner := 0.0
 			for name, n := range want {
 				if got := per(name); got != n {

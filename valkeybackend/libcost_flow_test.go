@@ -52,13 +52,17 @@ func flowEdgeCycle(ctx context.Context, b *testing.B, addr string, phase func(st
 			b.Fatal(err)
 		}
 	}
-	// Each chain's root was handed off at its submit; every completion
-	// hands off the next member of its chain.
+	// Each chain's root was handed off at its submit (through the inbox);
+	// every completion hands off the next member of its chain (in its
+	// reply).
 	phase("flow_chain_complete_per_edge", chains*(depth-1), func(int) {
 		t := <-got
 		for _, o := range be.CompleteBatch(ctx, []sdk.CompleteItem{{Handle: t.Handle, Offer: offer(1)}}) {
 			if o.Err != nil || o.OfferErr != nil {
 				b.Fatal(o.Err, o.OfferErr)
+			}
+			for _, h := range o.Handoffs { // the next member, handed to the completion's offer
+				got <- h
 			}
 		}
 	})

@@ -457,7 +457,8 @@ func testFlowBadInput(e *env) {
 
 // testFlowHandoff: with claim offers, a member whose completion makes an
 // offer (CompleteBatch) hands its ready child to that offer in the same
-// call: the child arrives active on the offer's lease, its upstream
+// call: the child comes back in the completion's outcome (Handoffs, not
+// through WatchHandoffs), active on the offer's lease, its upstream
 // counted, and the offer is gone. A child that offer cannot take (it
 // needs a capability the offer's worker lacks) becomes waiting instead
 // and the offer stays posted; a child released while its lane has a
@@ -479,7 +480,7 @@ func testFlowHandoff(e *env) {
 	a, b, c, d := sub.Members["a"], sub.Members["b"], sub.Members["c"], sub.Members["d"]
 	// completeOffering completes h in a batch of one that offers its slot,
 	// and returns the offer it made.
-	completeOffering := func(h sdk.Handle, what string) sdk.ClaimOffer {
+	completeOffering := func(h sdk.Handle, what string) (sdk.ClaimOffer, []sdk.ClaimedTask) {
 		e.t.Helper()
 		args := offerArgs(lane, 1)
 		out := cb.CompleteBatch(e.ctx, []sdk.CompleteItem{{Handle: h, Offer: &args}})
@@ -487,16 +488,26 @@ func testFlowHandoff(e *env) {
 			e.t.Fatalf("%s: CompleteBatch = %+v", what, out)
 		}
 		e.requireOffers(what, out[0].Offers, args)
-		return out[0].Offers[0]
+		return out[0].Offers[0], out[0].Handoffs
+	}
+	noInline := func(got []sdk.ClaimedTask, what string) {
+		e.t.Helper()
+		if len(got) != 0 {
+			e.t.Fatalf("%s: inline hand-offs %+v, want none", what, got)
+		}
 	}
 
 	ca := e.claim(a, lane, leaseTTL)
-	offer := completeOffering(ca.Handle, "complete a")
-	hb := in.next(e, "b handed to a's offer")
-	if hb.Handle.ExecutionID != b || hb.Handle.LeaseID != offer.LeaseID || hb.Handle.WorkerInstanceID != workerInstance ||
-		hb.Handle.Lane != lane || hb.Context.Lane != lane {
-		e.t.Fatalf("hand-off after a = %+v, want b on a's offer (lease %s)", hb.Handle, offer.LeaseID)
+	offer, inline := completeOffering(ca.Handle, "complete a")
+	if len(inline) != 1 {
+		e.t.Fatalf("complete a: inline hand-offs %+v, want b", inline)
 	}
+	hb := inline[0]
+	if hb.Handle.ExecutionID != b || hb.Handle.LeaseID != offer.LeaseID || hb.Handle.WorkerInstanceID != workerInstance ||
+		hb.Handle.Lane != lane || hb.Context.Lane != lane || hb.Context.Kind != simple(lane).Kind || hb.Handle.Epoch == 0 {
+		e.t.Fatalf("hand-off after a = %+v (context %+v), want b on a's offer (lease %s)", hb.Handle, hb.Context, offer.LeaseID)
+	}
+	in.none(e, "after a (b came inline)")
 	e.requireState(b, sdk.StateActive, "b handed off")
 	e.requireScannable(lane, b, false, "b handed off")
 	taken, err := co.WithdrawOffers(e.ctx, []sdk.ClaimOffer{offer})
@@ -508,7 +519,8 @@ func testFlowHandoff(e *env) {
 	}
 
 	// b's offer lacks the capability c needs: c waits, the offer stays.
-	offer = completeOffering(hb.Handle, "complete b")
+	offer, inline = completeOffering(hb.Handle, "complete b")
+	noInline(inline, "complete b")
 	e.requireState(c, sdk.StateWaiting, "c, which b's offer cannot take")
 	e.requireScannable(lane, c, true, "c waiting")
 	taken, err = co.WithdrawOffers(e.ctx, []sdk.ClaimOffer{offer})
@@ -520,7 +532,8 @@ func testFlowHandoff(e *env) {
 	// the head, d, as a create behind a backlog would.
 	later := e.create(onPartition(simple(lane), p))
 	cc := e.claim(c, lane, leaseTTL, "gpu")
-	offer = completeOffering(cc.Handle, "complete c")
+	offer, inline = completeOffering(cc.Handle, "complete c")
+	noInline(inline, "complete c (d joined the backlog)")
 	hd := in.next(e, "the backlog's head handed to c's offer")
 	if hd.Handle.ExecutionID != d || hd.Handle.LeaseID != offer.LeaseID {
 		e.t.Fatalf("hand-off after c = %s on lease %s, want d %s (the backlog's head) on c's offer %s",
