@@ -1535,7 +1535,10 @@ end
 -- ARGV: 1 n (1..MAX_COMPLETES), 2 offer_ttl_ms ('0' when no item offers),
 --       3 offers scope ('global': "ff:offers:<offer_lane>", one server;
 --       'partition': "ff:i:<the item's tag>:<offer_lane>:offers", a
---       cluster), then per item: eid, lease_id, epoch, attempt_id, lane, has_result
+--       cluster; either with '+reply' appended: children handed to their
+--       item's own offers come back in the reply, see Returns; without
+--       it they are pushed as any hand-off, for clients before v36), then
+--       per item: eid, lease_id, epoch, attempt_id, lane, has_result
 --       ('1'|'0'), result, offer_lane ('' = no offers), noffers, then
 --       noffers offer members (as ff_offer's)
 -- Every item is checked before the first write: one malformed item
@@ -1543,13 +1546,15 @@ end
 -- Returns ok(expires_at of the offers, then per item six fields: code (''
 --   landed, or the fence error ff_complete would return), d1..d4 (its
 --   detail, as ff_complete's), offered ('1': posted, or taken by its flow
---   children in this call)), then, for each ready flow child handed to
---   its item's own offer, two more: the item's index and the child's
---   hand-off message, framed as an inbox push's (which it replaces: such
---   a hand-off is pushed nowhere, the completing worker runs it from
---   this reply). A call with no such hand-off returns no more fields.
+--   children in this call)), then, with a '+reply' scope, for each ready
+--   flow child handed to its item's own offer, two more: the item's index
+--   and the child's hand-off message, framed as an inbox push's (which it
+--   replaces: such a hand-off is pushed nowhere, the completing worker
+--   runs it from this reply). A call with no such hand-off returns no
+--   more fields.
 -- Inner commands: 1 TIME; per item HMGET, [SET result], HSET, [a flow
---   member's flow_member_ended, no push for a child its own offer takes]; one ZREM per leases, timeouts, deadlines
+--   member's flow_member_ended; with '+reply', no push for a child its
+--   own offer takes]; one ZREM per leases, timeouts, deadlines
 --   key and one ZADD per terminal key of the batch (write_index); per
 --   offers key with offers left, one ZRANGE per partition of its items
 --   (+ a hand-off per backlog head taken) and one ZADD NX per OFFER_CHUNK.
@@ -1557,6 +1562,10 @@ local MAX_COMPLETES = 128
 local OFFER_CHUNK = 1000
 redis.register_function('ff_complete_batch', function(keys, argv)
   local n, ttl, scope = uint(argv[1]), uint(argv[2]), argv[3]
+  local inline = nil -- item index, hand-off message: children handed to their item's own offers
+  if scope == 'global+reply' or scope == 'partition+reply' then
+    scope, inline = string.sub(scope, 1, -7), {}
+  end
   if n == nil or n == 0 or n > MAX_COMPLETES or #keys ~= n or ttl == nil
     or (scope ~= 'global' and scope ~= 'partition') then
     return fail('invalid_input', 'malformed batch size')
@@ -1589,7 +1598,6 @@ redis.register_function('ff_complete_batch', function(keys, argv)
   local d = new_deferred()
   local offers, order = {}, {} -- offers key -> ZADD NX arguments; keys in first-use order
   local part = {} -- tag -> its partition's index keys
-  local inline = {} -- item index, hand-off message: children handed to their item's own offers
   for i = 1, n do
     local a, tag = at[i], tags[i]
     local eid, lease_id, lane = argv[a + 1], argv[a + 2], argv[a + 5]
@@ -1632,7 +1640,7 @@ redis.register_function('ff_complete_batch', function(keys, argv)
           z.seen[tag] = true
           z.tags[#z.tags + 1] = tag
         end
-        own = {key = k, z = z, lo = #z + 1, inline = {}}
+        own = {key = k, z = z, lo = #z + 1, inline = inline and {}}
         for j = a + 10, last[i] do
           z[#z + 1] = expires_s
           z[#z + 1] = argv[j]
@@ -1659,7 +1667,8 @@ redis.register_function('ff_complete_batch', function(keys, argv)
       redis.call('ZADD', k, 'NX', unpack(z, c, math.min(#z, c + 2 * OFFER_CHUNK - 1)))
     end
   end
-  return append_all(reply, inline)
+  if inline then append_all(reply, inline) end
+  return reply
 end)
 
 -- Attempt records. When an attempt ends, its per-attempt fields (see the
@@ -3253,9 +3262,9 @@ end
 -- eligible set and, when that was empty, is announced. An offer that
 -- cannot take it (its worker lacks a capability; the child is blocked
 -- or a claim grant for it is out) goes back, as in hand_off_head.
--- A child handed to the ending item's own offer is not pushed: its
--- hand-off message (framed, as the push's) goes into own.inline, for the
--- call's reply.
+-- A child handed to the ending item's own offer is not pushed when the
+-- call returns such hand-offs (own.inline set): its hand-off message
+-- (framed, as the push's) goes into own.inline, for the call's reply.
 -- Inner commands: ZCARD, then handed off: [ZPOPMAX], EXISTS grant, HSET,
 -- ZADD leases (+ timeouts), HGETALL ctx, the push (RPUSH [+ PEXPIRE], or
 -- SPUBLISH; none to an own offer); else HSET, ZADD eligible (+ SPUBLISH
@@ -3277,7 +3286,7 @@ local function run_child(child, c, kv, tag, now, handoff, own)
           o.worker_id, o.wiid, o.lease_id, o.attempt_id, tonumber(o.ttl), f.resume == '1', now, kv)
         local msg = append_all(append_all({o.wiid, child, o.ttl}, lease),
           redis.call('HGETALL', exec_key(child, 'ctx')))
-        if mine then
+        if mine and own.inline then
           -- The completing worker reads it in this call's reply (see
           -- ff_complete_batch): no push, no inbox read.
           own.inline[#own.inline + 1] = frame(msg)

@@ -70,6 +70,11 @@ func (b *Backend) CompleteBatch(ctx context.Context, items []sdk.CompleteItem) [
 		if it.Result != nil {
 			has = "1"
 		}
+		if len(mem) > 0 {
+			// Its flow children handed to its offer come back in the reply
+			// (inlineHandoffs), not through the inbox.
+			c.args[2] = b.offersScope() + "+reply"
+		}
 		c.items = append(c.items, i)
 		c.keys = append(c.keys, b.ks.keysOf(it.Handle.ExecutionID).core)
 		c.args = append(append(c.args, fenceArgs(it.Handle)...), string(it.Handle.Lane), has, string(it.Result),

@@ -149,3 +149,60 @@ func TestFlowChildSkipsQuotaOffer(t *testing.T) {
 		t.Fatalf("WithdrawOffers = %v, %v; want the quota offer still posted", taken, err)
 	}
 }
+
+// A client before library v36 calls ff_complete_batch with a bare offers
+// scope ('global'): a ready child handed to the completion's own offer is
+// pushed onto the instance's inbox as before, and the reply carries
+// nothing after the items' fields, so that client still reads it.
+func TestFlowChildPushedForOldClients(t *testing.T) {
+	ctx := context.Background()
+	addrs := topologies()[0].addrs(t)
+	b := freshBackend(t, addrs, valkeybackend.Options{})
+	const lane sdk.LaneID = "old-client"
+	got := make(chan sdk.ClaimedTask, 2)
+	wctx, stop := context.WithCancel(ctx)
+	defer stop()
+	if err := b.WatchHandoffs(wctx, "old-1", func(t sdk.ClaimedTask) { got <- t }); err != nil {
+		t.Fatal(err)
+	}
+	next := func(what string) sdk.ClaimedTask {
+		select {
+		case h := <-got:
+			return h
+		case <-time.After(5 * time.Second):
+			t.Fatalf("no hand-off: %s", what)
+		}
+		return sdk.ClaimedTask{}
+	}
+	if _, err := b.OfferClaims(ctx, sdk.OfferArgs{Lane: lane, LeaseIDs: []string{sdk.NewToken()}, WorkerID: "w",
+		WorkerInstanceID: "old-1", LeaseTTL: time.Minute, TTL: time.Minute}); err != nil {
+		t.Fatal(err)
+	}
+	sub, err := sdk.NewClient(b).SubmitFlow(ctx, sdk.FlowSpec{
+		Members: []sdk.FlowMember{{Name: "a", Args: sdk.CreateExecutionArgs{Lane: lane, Kind: "k"}},
+			{Name: "b", Args: sdk.CreateExecutionArgs{Lane: lane, Kind: "k"}}},
+		Edges: []sdk.FlowEdge{{From: "a", To: "b"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := next("a, at the submit").Handle
+	lease := sdk.NewToken()
+	member := lease + " " + sdk.NewToken() + " 60000 w old-1 "
+	c := rawClient(t, addrs)
+	arr, err := c.Do(ctx, c.B().Fcall().Function("ff_complete_batch").Numkeys(1).Key("ff:e:"+string(h.ExecutionID)+":core").
+		Arg("1", "60000", "global", string(h.ExecutionID), h.LeaseID, fmt.Sprint(h.Epoch), h.AttemptID, string(lane),
+			"0", "", string(lane), "1", member).Build()).ToArray()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(arr) != 3+6 {
+		t.Fatalf("reply of %d fields, want 9 (envelope, expiry, one item's six)", len(arr))
+	}
+	if code, _ := arr[3].ToString(); code != "" {
+		t.Fatalf("complete a: %q", code)
+	}
+	hb := next("b, pushed for the old client")
+	if hb.Handle.ExecutionID != sub.Members["b"] || hb.Handle.LeaseID != lease {
+		t.Fatalf("hand-off %+v, want b on the completion's offer %s", hb.Handle, lease)
+	}
+}
