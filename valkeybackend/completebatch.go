@@ -73,7 +73,7 @@ func (b *Backend) CompleteBatch(ctx context.Context, items []sdk.CompleteItem) [
 		if len(mem) > 0 {
 			// Its flow children handed to its offer come back in the reply
 			// (inlineHandoffs), not through the inbox.
-			c.args[2] = b.offersScope() + "+reply"
+			c.args[2] = b.offersReplyScope()
 		}
 		c.items = append(c.items, i)
 		c.keys = append(c.keys, b.ks.keysOf(it.Handle.ExecutionID).core)

@@ -81,6 +81,16 @@ func (b *Backend) offersScope() string {
 	return "global"
 }
 
+// offersReplyScope is offersScope asking ff_complete_batch (v36) to return
+// flow children handed to the call's own offers in its reply (constants:
+// no string built per call).
+func (b *Backend) offersReplyScope() string {
+	if b.cluster {
+		return "partition+reply"
+	}
+	return "global+reply"
+}
+
 func (h *handoffs) isWatching(inst sdk.WorkerInstanceID) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
