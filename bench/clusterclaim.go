@@ -67,13 +67,7 @@ func (r *Runner) runClusterClaim(ctx context.Context) ([]*Result, error) {
 	}
 	out := map[string]*Result{}
 	for _, v := range []string{standalone, cluster} {
-		m := mergeRounds(rounds[v])
-		var claimed, handed float64
-		for _, res := range rounds[v] {
-			claimed += res.Extra["claimed"]
-			handed += res.Extra["handoffs"]
-		}
-		setHandoffShare(m, handed, claimed)
+		m := mergeHandoffRounds(rounds[v])
 		if rv := runners[v]; rv.capacity > 0 {
 			m.Extra["capacity"] = round3(rv.capacity)
 		}

@@ -17,18 +17,7 @@ func TestClusterClaimScenario(t *testing.T) {
 	ctx := context.Background()
 	cfg := tinyConfig()
 	cfg.Scenarios, cfg.ABRounds = []string{ScenarioClusterClaim}, 1
-	tg, err := OpenTarget(ctx, TargetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tg.Close()
-	rep, err := NewRunner(cfg, tg, nil).Run(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !rep.OK() {
-		t.Fatalf("correctness: %v\n%s", rep.Failures, SummaryTable(rep))
-	}
+	rep := runEmbedded(t, cfg, TargetOptions{})
 	s, c := clusterClaimResults(rep)
 	if s == nil || c == nil {
 		t.Fatalf("no cluster-claim results:\n%s", SummaryTable(rep))

@@ -352,20 +352,26 @@ func (r *Runner) runClaimHandoff(ctx context.Context) ([]*Result, error) {
 	}
 	out := map[string]*Result{}
 	for _, v := range []string{on, off} {
-		m := mergeRounds(rounds[v])
-		var claimed, handed float64
-		for _, res := range rounds[v] {
-			claimed += res.Extra["claimed"]
-			handed += res.Extra["handoffs"]
-		}
-		setHandoffShare(m, handed, claimed)
-		out[v] = m
+		out[v] = mergeHandoffRounds(rounds[v])
 	}
 	h, p := out[on].Latency["claim"], out[off].Latency["claim"]
 	if h != nil && p != nil && p.P50 > 0 {
 		out[on].Extra["claim_p50_vs_push"] = round3(h.P50 / p.P50)
 	}
 	return []*Result{out[on], out[off]}, nil
+}
+
+// mergeHandoffRounds merges rounds of one configuration (mergeRounds)
+// and sets the merged result's hand-off share over all of them.
+func mergeHandoffRounds(rs []*Result) *Result {
+	m := mergeRounds(rs)
+	var claimed, handed float64
+	for _, r := range rs {
+		claimed += r.Extra["claimed"]
+		handed += r.Extra["handoffs"]
+	}
+	setHandoffShare(m, handed, claimed)
+	return m
 }
 
 // abba returns a and b in the order round i takes them: a first on even

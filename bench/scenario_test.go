@@ -37,6 +37,26 @@ func openTestTarget(t *testing.T) *Target {
 	return tg
 }
 
+// runEmbedded runs cfg against a throwaway target started with o and
+// fails the test when the run errs or lost or duplicated work.
+func runEmbedded(t *testing.T, cfg Config, o TargetOptions) *Report {
+	t.Helper()
+	ctx := context.Background()
+	tg, err := OpenTarget(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(tg.Close)
+	rep, err := NewRunner(cfg, tg, nil).Run(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.OK() {
+		t.Fatalf("correctness: %v\n%s", rep.Failures, SummaryTable(rep))
+	}
+	return rep
+}
+
 // TestScenariosSmoke runs every scenario briefly against a real server and
 // checks each produced its figures and no work was lost or duplicated.
 func TestScenariosSmoke(t *testing.T) {

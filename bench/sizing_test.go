@@ -58,18 +58,7 @@ func TestDurabilityScenario(t *testing.T) {
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	tg, err := OpenTarget(ctx, TargetOptions{Replicas: cfg.ReplicasWanted()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tg.Close()
-	rep, err := NewRunner(cfg, tg, nil).Run(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !rep.OK() {
-		t.Fatalf("correctness: %v\n%s", rep.Failures, SummaryTable(rep))
-	}
+	rep := runEmbedded(t, cfg, TargetOptions{Replicas: cfg.ReplicasWanted()})
 	off, on := durabilityResults(rep)
 	if off == nil {
 		t.Fatalf("no durability results:\n%s", SummaryTable(rep))
