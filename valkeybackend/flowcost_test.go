@@ -22,6 +22,26 @@ import (
 // makes. No push (RPUSH, PEXPIRE, SPUBLISH) and no inbox read: the
 // child's hand-off comes back in the completion's reply, on the
 // completion's offer. The eligible set is not written.
+// watchOffers watches instance's hand-offs (until the test ends) into a
+// channel of room n, and returns it with a maker of offers on lane by
+// that instance (fresh lease ids, a minute's TTL and lease).
+func watchOffers(tb testing.TB, b *valkeybackend.Backend, lane sdk.LaneID, instance sdk.WorkerInstanceID, n int) (chan sdk.ClaimedTask, func(int) *sdk.OfferArgs) {
+	tb.Helper()
+	got := make(chan sdk.ClaimedTask, n)
+	wctx, stop := context.WithCancel(context.Background())
+	tb.Cleanup(stop)
+	if err := b.WatchHandoffs(wctx, instance, func(t sdk.ClaimedTask) { got <- t }); err != nil {
+		tb.Fatal(err)
+	}
+	return got, func(k int) *sdk.OfferArgs {
+		a := &sdk.OfferArgs{Lane: lane, WorkerID: "w", WorkerInstanceID: instance, LeaseTTL: time.Minute, TTL: time.Minute}
+		for range k {
+			a.LeaseIDs = append(a.LeaseIDs, sdk.NewToken())
+		}
+		return a
+	}
+}
+
 func TestFlowEdgeCommands(t *testing.T) {
 	for _, topo := range topologies() {
 		t.Run(topo.name, func(t *testing.T) {
@@ -30,19 +50,7 @@ func TestFlowEdgeCommands(t *testing.T) {
 			b := freshBackend(t, addrs, valkeybackend.Options{})
 			const lane sdk.LaneID = "edge-cost"
 			const depth = 11
-			got := make(chan sdk.ClaimedTask, depth)
-			wctx, stop := context.WithCancel(ctx)
-			defer stop()
-			if err := b.WatchHandoffs(wctx, "edge-1", func(t sdk.ClaimedTask) { got <- t }); err != nil {
-				t.Fatal(err)
-			}
-			offer := func(n int) *sdk.OfferArgs {
-				a := &sdk.OfferArgs{Lane: lane, WorkerID: "w", WorkerInstanceID: "edge-1", LeaseTTL: time.Minute, TTL: time.Minute}
-				for range n {
-					a.LeaseIDs = append(a.LeaseIDs, sdk.NewToken())
-				}
-				return a
-			}
+			got, offer := watchOffers(t, b, lane, "edge-1", depth)
 			spec := sdk.FlowSpec{ID: sdk.NewFlowID(b.Partitions() - 1)}
 			for i := range depth {
 				spec.Members = append(spec.Members, sdk.FlowMember{Name: fmt.Sprintf("m%d", i), Args: sdk.CreateExecutionArgs{Lane: lane, Kind: "k"}})

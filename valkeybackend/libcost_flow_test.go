@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"testing"
-	"time"
 
 	"github.com/flowfabric/flowfabric-go/sdk"
 	"github.com/flowfabric/flowfabric-go/valkeybackend"
@@ -23,19 +22,7 @@ func flowEdgeCycle(ctx context.Context, b *testing.B, addr string, phase func(st
 	defer be.Close()
 	const lane sdk.LaneID = "chain"
 	const depth, chains = 20, 100
-	got := make(chan sdk.ClaimedTask, depth*chains)
-	wctx, stop := context.WithCancel(ctx)
-	defer stop()
-	if err := be.WatchHandoffs(wctx, "chain-1", func(t sdk.ClaimedTask) { got <- t }); err != nil {
-		b.Fatal(err)
-	}
-	offer := func(n int) *sdk.OfferArgs {
-		a := &sdk.OfferArgs{Lane: lane, WorkerID: "w", WorkerInstanceID: "chain-1", LeaseTTL: time.Minute, TTL: time.Minute}
-		for range n {
-			a.LeaseIDs = append(a.LeaseIDs, sdk.NewToken())
-		}
-		return a
-	}
+	got, offer := watchOffers(b, be, lane, "chain-1", depth*chains)
 	if _, err := be.OfferClaims(ctx, *offer(chains + 1)); err != nil {
 		b.Fatal(err)
 	}
