@@ -274,5 +274,10 @@ type Admitter interface {
 	// refused by its quota's rate or a budget is parked. The admission and
 	// the claim go out together: a refused one whose claim went through is
 	// handed back with its attempt unchanged (its next claim resumes it).
+	// nil with no refusal means nothing was eligible as this client saw
+	// it: a backend may read the lane's heads through a client-side cache,
+	// whose invalidation of a create (even this client's own) can come
+	// just after the create's reply; the arrival push comes after it too,
+	// so a Worker woken by it sees the execution.
 	ClaimForWorker(ctx context.Context, args ClaimForWorkerArgs) (*ClaimedTask, Admission, error)
 }
