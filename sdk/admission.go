@@ -277,7 +277,7 @@ type Admitter interface {
 	// nil with no refusal means nothing was eligible as this client saw
 	// it: a backend may read the lane's heads through a client-side cache,
 	// whose invalidation of a create (even this client's own) can come
-	// just after the create's reply; the arrival push comes after it too,
-	// so a Worker woken by it sees the execution.
+	// just after the create's reply, so a call right after a create can
+	// miss it; a later call, once the invalidation arrived, finds it.
 	ClaimForWorker(ctx context.Context, args ClaimForWorkerArgs) (*ClaimedTask, Admission, error)
 }
