@@ -125,7 +125,7 @@ write (bad_call, bad_keys: string work, no command) and answers
 invalid_input, having written nothing, when one is off.
 ]]
 
-local VERSION = '36'
+local VERSION = '37'
 -- MIN_CLIENT is the oldest client this library serves; a client's version is
 -- the VERSION of the library it embeds (Go: lua.Version). A client older than
 -- MIN_CLIENT refuses to run against this library, and never replaces it.
@@ -1627,6 +1627,7 @@ redis.register_function('ff_complete_batch', function(keys, argv)
       end
       write_index(d, 'ZADD', terminal, now_s, eid)
       local offered, own = '0', nil
+      local flow = f[9]
       if a + 10 <= last[i] then
         local k = 'ff:offers:' .. argv[a + 8]
         if scope == 'partition' then k = pk.pre .. argv[a + 8] .. ':offers' end
@@ -1640,7 +1641,8 @@ redis.register_function('ff_complete_batch', function(keys, argv)
           z.seen[tag] = true
           z.tags[#z.tags + 1] = tag
         end
-        own = {key = k, z = z, lo = #z + 1, inline = inline and {}}
+        -- Only a flow member's own offers are looked at again (child_offer).
+        if flow then own = {key = k, z = z, lo = #z + 1, inline = inline and {}} end
         for j = a + 10, last[i] do
           z[#z + 1] = expires_s
           z[#z + 1] = argv[j]
@@ -1649,8 +1651,8 @@ redis.register_function('ff_complete_batch', function(keys, argv)
       end
       -- A flow member's ready children take its own offers first (see
       -- child_offer); what they leave is posted below, as any item's.
-      if f[9] then
-        flow_member_ended(eid, f[9], 'completed', now, own)
+      if flow then
+        flow_member_ended(eid, flow, 'completed', now, own)
         for _, m in ipairs(own and own.inline or {}) do
           inline[#inline + 1], inline[#inline + 2] = tostring(i), m
         end
