@@ -433,11 +433,10 @@ func (r *Runner) Capacity(ctx context.Context, o CapacityOptions) (*Report, erro
 		return nil, err
 	}
 	start := time.Now()
-	rep := r.newReport()
-	if err := r.measureAnchors(ctx); err != nil {
+	rep, err := r.anchoredReport(ctx)
+	if err != nil {
 		return nil, fmt.Errorf("anchors: %w", err)
 	}
-	rep.Anchors = r.anchors
 	r.prog.Stage("capacity: closed-loop e2e capacity (sets the ramp)")
 	closed, err := r.runPipeline(ctx, pipelineSpec{scenario: ScenarioE2E, variant: "closed", partitions: r.cfg.Partitions,
 		mode: r.mode(), inFlight: r.cfg.InFlight})

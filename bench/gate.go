@@ -296,11 +296,10 @@ func Gate(ctx context.Context, bl *Baseline, rep *Report, o GateOptions) (GateRe
 // Remeasure runs the scenario that produced result key again, with the
 // configuration recorded in rep, and returns a report holding it.
 func (r *Runner) Remeasure(ctx context.Context, key string, rep *Report) (*Report, error) {
-	out := r.newReport()
-	if err := r.measureAnchors(ctx); err != nil {
+	out, err := r.anchoredReport(ctx)
+	if err != nil {
 		return nil, err
 	}
-	out.Anchors = r.anchors
 	if key == "anchors" {
 		return out, nil
 	}

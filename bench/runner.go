@@ -51,11 +51,10 @@ func (r *Runner) Run(ctx context.Context) (*Report, error) {
 		return nil, err
 	}
 	start := time.Now()
-	rep := r.newReport()
-	if err := r.measureAnchors(ctx); err != nil {
+	rep, err := r.anchoredReport(ctx)
+	if err != nil {
 		return nil, fmt.Errorf("anchors: %w", err)
 	}
-	rep.Anchors = r.anchors
 	for _, s := range r.scenarios() {
 		res, err := r.RunScenario(ctx, s)
 		if err != nil {
@@ -84,11 +83,18 @@ func (r *Runner) scenarios() []string {
 	return out
 }
 
-func (r *Runner) newReport() *Report {
-	return &Report{Schema: SchemaName, SchemaVersion: SchemaVersion, CreatedAt: time.Now().UTC(),
+// anchoredReport measures the anchors and returns a new report carrying
+// them, the start of every report the runner makes.
+func (r *Runner) anchoredReport(ctx context.Context) (*Report, error) {
+	rep := &Report{Schema: SchemaName, SchemaVersion: SchemaVersion, CreatedAt: time.Now().UTC(),
 		GitSHA: gitSHA(), GoVersion: runtime.Version(), OS: runtime.GOOS, Arch: runtime.GOARCH,
 		Cores: runtime.NumCPU(), GOMAXPROCS: runtime.GOMAXPROCS(0), Valkey: r.t.Info(), Profile: r.cfg.Profile,
 		Config: r.cfg}
+	if err := r.measureAnchors(ctx); err != nil {
+		return nil, err
+	}
+	rep.Anchors = r.anchors
+	return rep, nil
 }
 
 // finish sorts results, sums correctness and adds the ratios that need
