@@ -53,17 +53,17 @@ func (r *Runner) runClusterClaim(ctx context.Context) ([]*Result, error) {
 	rate = min(rate, crate)
 
 	runners := map[string]*Runner{standalone: r, cluster: &cr}
-	rounds := map[string][]*Result{}
-	for i := range r.cfg.ABRounds {
-		for _, v := range abba(i, standalone, cluster) {
-			r.prog.Stage(fmt.Sprintf("%s %s round %d/%d at %.0f/s", ScenarioClusterClaim, v, i+1, r.cfg.ABRounds, rate))
-			res, err := runners[v].runPipeline(ctx, pipelineSpec{scenario: ScenarioClusterClaim, variant: v,
-				partitions: r.cfg.Partitions, mode: r.mode(), open: true, rate: rate})
-			if err != nil {
-				return nil, fmt.Errorf("%s round %d: %w", v, i+1, err)
-			}
-			rounds[v] = append(rounds[v], res)
+	rounds, err := r.interleave(standalone, cluster, func(i int, v string) (*Result, error) {
+		r.prog.Stage(fmt.Sprintf("%s %s round %d/%d at %.0f/s", ScenarioClusterClaim, v, i+1, r.cfg.ABRounds, rate))
+		res, err := runners[v].runPipeline(ctx, pipelineSpec{scenario: ScenarioClusterClaim, variant: v,
+			partitions: r.cfg.Partitions, mode: r.mode(), open: true, rate: rate})
+		if err != nil {
+			return nil, fmt.Errorf("%s round %d: %w", v, i+1, err)
 		}
+		return res, nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	out := map[string]*Result{}
 	for _, v := range []string{standalone, cluster} {

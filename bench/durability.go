@@ -124,15 +124,15 @@ func (r *Runner) runDurability(ctx context.Context) ([]*Result, error) {
 		sp.scenario, sp.partitions, sp.mode = ScenarioDurability, cfg.Partitions, r.mode()
 		return r.runPipeline(ctx, sp)
 	}
-	open, closed := map[string][]*Result{}, map[string][]*Result{}
-	for i := range cfg.ABRounds {
-		for _, v := range abba(i, durabilityOff, on) {
-			c, err := run(v, i, pipelineSpec{variant: v + "-closed", inFlight: cfg.InFlight})
-			if err != nil {
-				return nil, fmt.Errorf("%s closed loop: %w", v, err)
-			}
-			closed[v] = append(closed[v], c)
+	closed, err := r.interleave(durabilityOff, on, func(i int, v string) (*Result, error) {
+		c, err := run(v, i, pipelineSpec{variant: v + "-closed", inFlight: cfg.InFlight})
+		if err != nil {
+			return nil, fmt.Errorf("%s closed loop: %w", v, err)
 		}
+		return c, nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	// The merged closed loops: Throughput is the rounds' median, the
 	// capacity; Lost and Duplicated their sums.
@@ -144,14 +144,15 @@ func (r *Runner) runDurability(ctx context.Context) ([]*Result, error) {
 	if rate <= 0 {
 		rate = cfg.RateFraction * min(caps[durabilityOff].Throughput, caps[on].Throughput)
 	}
-	for i := range cfg.ABRounds {
-		for _, v := range abba(i, durabilityOff, on) {
-			o, err := run(v, i, pipelineSpec{variant: v, open: true, rate: rate})
-			if err != nil {
-				return nil, fmt.Errorf("%s open loop: %w", v, err)
-			}
-			open[v] = append(open[v], o)
+	open, err := r.interleave(durabilityOff, on, func(i int, v string) (*Result, error) {
+		o, err := run(v, i, pipelineSpec{variant: v, open: true, rate: rate})
+		if err != nil {
+			return nil, fmt.Errorf("%s open loop: %w", v, err)
 		}
+		return o, nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	out := map[string]*Result{}
 	for _, v := range []string{durabilityOff, on} {

@@ -344,17 +344,13 @@ func (r *Runner) runClaimHandoff(ctx context.Context) ([]*Result, error) {
 		return nil, err
 	}
 	const on, off = "handoff", "push"
-	rounds := map[string][]*Result{}
-	for i := range r.cfg.ABRounds {
-		for _, v := range abba(i, on, off) {
-			r.prog.Stage(fmt.Sprintf("%s %s round %d/%d", ScenarioClaimHandoff, v, i+1, r.cfg.ABRounds))
-			res, err := r.runPipeline(ctx, pipelineSpec{scenario: ScenarioClaimHandoff, variant: v,
-				partitions: r.cfg.Partitions, mode: r.mode(), open: true, rate: rate, noHandoff: v == off})
-			if err != nil {
-				return nil, err
-			}
-			rounds[v] = append(rounds[v], res)
-		}
+	rounds, err := r.interleave(on, off, func(i int, v string) (*Result, error) {
+		r.prog.Stage(fmt.Sprintf("%s %s round %d/%d", ScenarioClaimHandoff, v, i+1, r.cfg.ABRounds))
+		return r.runPipeline(ctx, pipelineSpec{scenario: ScenarioClaimHandoff, variant: v,
+			partitions: r.cfg.Partitions, mode: r.mode(), open: true, rate: rate, noHandoff: v == off})
+	})
+	if err != nil {
+		return nil, err
 	}
 	out := map[string]*Result{}
 	for _, v := range []string{on, off} {
@@ -388,6 +384,23 @@ func abba[T any](i int, a, b T) [2]T {
 		return [2]T{b, a}
 	}
 	return [2]T{a, b}
+}
+
+// interleave runs ABRounds rounds of each of two variants, alternating
+// A B, B A, … (abba), and returns each variant's results in round order.
+// The first error stops it.
+func (r *Runner) interleave(a, b string, run func(i int, v string) (*Result, error)) (map[string][]*Result, error) {
+	rounds := map[string][]*Result{}
+	for i := range r.cfg.ABRounds {
+		for _, v := range abba(i, a, b) {
+			res, err := run(i, v)
+			if err != nil {
+				return nil, err
+			}
+			rounds[v] = append(rounds[v], res)
+		}
+	}
+	return rounds, nil
 }
 
 // mergeRounds combines rounds of one configuration: median throughput,
