@@ -70,7 +70,20 @@ func (p *peeker) due(ctx context.Context, age time.Duration, qs ...valkeybackend
 	if err != nil {
 		return out
 	}
-	cutoff := now.Add(-age)
+	return dueBy(heads, out, now.Add(-age))
+}
+
+// dueAt reports, per query, whether its index may hold an entry at or
+// before cutoff, on the caller's clock (the schedules scanner's may be
+// set). Errors make every answer true.
+func (p *peeker) dueAt(ctx context.Context, cutoff time.Time, qs ...valkeybackend.HeadQuery) []bool {
+	heads, out := p.read(ctx, qs)
+	return dueBy(heads, out, cutoff)
+}
+
+// dueBy fills out from heads read (none: out stays all true): an index is
+// due when its head is at or before cutoff.
+func dueBy(heads []valkeybackend.Head, out []bool, cutoff time.Time) []bool {
 	for i, h := range heads {
 		out[i] = !h.Empty && !h.At.After(cutoff)
 	}

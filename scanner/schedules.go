@@ -46,11 +46,8 @@ func (s *Schedules) ScanPartition(ctx context.Context, p int) (Counts, error) {
 	if err != nil {
 		return nil, err
 	}
-	if s.peek != nil {
-		heads, _ := s.peek.read(ctx, []valkeybackend.HeadQuery{{Partition: p, Index: valkeybackend.HeadSchedules}})
-		if heads != nil && (heads[0].Empty || heads[0].At.After(now)) {
-			return nil, nil
-		}
+	if !s.peek.dueAt(ctx, now, valkeybackend.HeadQuery{Partition: p, Index: valkeybackend.HeadSchedules})[0] {
+		return nil, nil
 	}
 	counts := Counts{}
 	for range s.maxBatches {
