@@ -323,8 +323,7 @@ func (w *Worker) offerLane(ctx, cctx context.Context, lane LaneID, n int) {
 		offers = nil
 	}
 	w.slots.release(w.offers.settle(ids, offers))
-	if quota != "" && errors.Is(err, ErrUnavailable) {
-		w.adm.noQuotaOffers.Store(true) // this backend cannot admit in its hand-offs
+	if w.quotaOffersRefused(quota, err) {
 		return
 	}
 	if err != nil {
@@ -422,9 +421,7 @@ func (w *Worker) completeCall(ctx context.Context, t *Task, result []byte) error
 		t.slot.takeBack() // no offer (the complete did not land, or it was refused): the task keeps its slot
 	}
 	w.stats.offers.Add(uint64(len(offers)))
-	if quota != "" && errors.Is(offerErr, ErrUnavailable) {
-		w.adm.noQuotaOffers.Store(true)
-	}
+	w.quotaOffersRefused(quota, offerErr)
 	if offerErr != nil && !errors.Is(offerErr, ErrUnavailable) {
 		w.reportError(offerErr)
 	}

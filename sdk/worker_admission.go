@@ -2,6 +2,7 @@ package sdk
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -177,6 +178,17 @@ func (w *Worker) refreshAdmissions(ctx context.Context) {
 			cancel()
 		}
 	}
+}
+
+// quotaOffersRefused reports whether err is the backend refusing offers
+// made under quota (Unavailable: it cannot admit inside its hand-offs),
+// and if so stops the worker making them (laneOffers).
+func (w *Worker) quotaOffersRefused(quota QuotaID, err error) bool {
+	if quota == "" || !errors.Is(err, ErrUnavailable) {
+		return false
+	}
+	w.adm.noQuotaOffers.Store(true)
+	return true
 }
 
 // laneOffers reports whether the worker may offer slots on lane, and the
