@@ -89,20 +89,11 @@ func formatTraceParent(sc trace.SpanContext) string {
 	if !sc.IsValid() {
 		return ""
 	}
-	const hexDigits = "0123456789abcdef"
-	var b [55]byte
-	b[0], b[1], b[2] = '0', '0', '-'
-	tid, sid := sc.TraceID(), sc.SpanID()
-	for i, v := range tid {
-		b[3+2*i], b[4+2*i] = hexDigits[v>>4], hexDigits[v&0xf]
-	}
-	b[35] = '-'
-	for i, v := range sid {
-		b[36+2*i], b[37+2*i] = hexDigits[v>>4], hexDigits[v&0xf]
-	}
-	b[52] = '-'
-	f := byte(sc.TraceFlags())
-	b[53], b[54] = hexDigits[f>>4], hexDigits[f&0xf]
+	tid, sid, f := sc.TraceID(), sc.SpanID(), [1]byte{byte(sc.TraceFlags())}
+	b := [55]byte{'0', '0', '-', 35: '-', 52: '-'}
+	hex.Encode(b[3:35], tid[:])
+	hex.Encode(b[36:52], sid[:])
+	hex.Encode(b[53:55], f[:])
 	return string(b[:])
 }
 
