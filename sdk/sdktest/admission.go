@@ -117,11 +117,10 @@ func testQuotaConcurrency(e *env) {
 	// The lane's heads were just read empty through the client-side cache;
 	// the create's invalidation push comes after its reply, so a claim
 	// right after it may still read them empty (nothing, no refusal).
-	ct, ad = e.claimForWorker(a, lane, time.Minute)
-	for deadline := time.Now().Add(time.Second); ct == nil && ad.Reason == "" && time.Now().Before(deadline); {
-		e.sleep(5 * time.Millisecond)
+	e.eventually("a claim with the cap full sees the create", func() (bool, string) {
 		ct, ad = e.claimForWorker(a, lane, time.Minute)
-	}
+		return ct != nil || ad.Reason != "", "nothing and no refusal"
+	})
 	if ct != nil || ad.Reason != "concurrency" {
 		e.t.Fatalf("ClaimForWorker with the cap full = %+v, %+v; want a concurrency refusal", ct, ad)
 	}
