@@ -89,7 +89,7 @@ func (t *Task) WaitChildren(ctx context.Context) (bool, error) {
 		return false, Unavailable("wait_children")
 	}
 	var waiting bool
-	err := t.terminal(ctx, &terminalCall{op: "wait_children", replayOK: waitingChildrenState, count: &t.w.stats.suspended,
+	err := t.terminal(ctx, &terminalCall{op: "wait_children", replayOK: waitingChildrenState, count: &t.w.stats.suspended, outcome: TaskSuspended,
 		call: func(ctx context.Context) error {
 			w, err := f.WaitChildren(ctx, t.h)
 			waiting = w

@@ -42,6 +42,9 @@ type terminalCall struct {
 	call     func(context.Context) error
 	count    *atomic.Uint64 // counts it when it lands, unless landed is set
 	landed   func()
+	// outcome is what the call did once it landed (WorkerObserver); ""
+	// when landed sets it, as fail's depends on the answer.
+	outcome TaskOutcome
 	// unsure is set once a try met a transport error: that try may have
 	// landed, so any later try (the worker's settle included) recognises
 	// its replay. Guarded by the task's termMu.
@@ -120,7 +123,7 @@ func (t *Task) Context() context.Context { return t.ctx }
 // should it still return one (ctx ended first, or the lease ran out), the
 // worker finishes the call after the handler returns (see Handler).
 func (t *Task) Complete(ctx context.Context, result []byte) error {
-	return t.terminal(ctx, &terminalCall{op: "complete", replayOK: completedState, count: &t.w.stats.completed,
+	return t.terminal(ctx, &terminalCall{op: "complete", replayOK: completedState, count: &t.w.stats.completed, outcome: TaskCompleted,
 		call: func(ctx context.Context) error { return t.w.completeCall(ctx, t, result) }})
 }
 
@@ -160,14 +163,14 @@ func (t *Task) Fail(ctx context.Context, reason, category string) (FailOutcome, 
 // cut to it.
 func (t *Task) Cancel(ctx context.Context, reason string) error {
 	reason = truncateReason(reason)
-	return t.terminal(ctx, &terminalCall{op: "cancel", replayOK: cancelledState, count: &t.w.stats.cancelled,
+	return t.terminal(ctx, &terminalCall{op: "cancel", replayOK: cancelledState, count: &t.w.stats.cancelled, outcome: TaskCancelled,
 		call: func(ctx context.Context) error { return t.w.backend.Cancel(ctx, t.h, reason) }})
 }
 
 // Delay releases the lease and parks the execution until until; the next
 // claim continues the same attempt.
 func (t *Task) Delay(ctx context.Context, until time.Time) error {
-	err := t.terminal(ctx, t.delayCall("delay", until, &t.w.stats.delayed))
+	err := t.terminal(ctx, t.delayCall("delay", TaskDelayed, until, &t.w.stats.delayed))
 	if err == nil && time.Until(until) > 0 {
 		t.w.delayedWork()
 	}
@@ -178,11 +181,11 @@ func (t *Task) Delay(ctx context.Context, until time.Time) error {
 // now: no retry is consumed and no failure recorded). The worker does it
 // when the handler's outcome could not be written.
 func (t *Task) giveBack(ctx context.Context) error {
-	return t.terminal(ctx, t.delayCall("give_back", time.Now(), &t.w.stats.givenBack))
+	return t.terminal(ctx, t.delayCall("give_back", TaskGivenBack, time.Now(), &t.w.stats.givenBack))
 }
 
-func (t *Task) delayCall(op string, until time.Time, count *atomic.Uint64) *terminalCall {
-	return &terminalCall{op: op, replayOK: parkedState, count: count,
+func (t *Task) delayCall(op string, outcome TaskOutcome, until time.Time, count *atomic.Uint64) *terminalCall {
+	return &terminalCall{op: op, replayOK: parkedState, count: count, outcome: outcome,
 		call: func(ctx context.Context) error { return t.w.backend.Delay(ctx, t.h, until) }}
 }
 
@@ -231,7 +234,7 @@ func (t *Task) terminal(ctx context.Context, c *terminalCall) error {
 		return nil
 	}
 	fenced := err != nil && isFencing(err)
-	if t.recordOutcome(err, fenced, c.op) {
+	if t.recordOutcome(err, fenced, c.outcome) {
 		t.stopRenewing()
 		switch {
 		case err != nil:
@@ -282,7 +285,7 @@ func (t *Task) callWhileSaved(ctx context.Context, c *terminalCall) error {
 // or the worker settles the attempt when the handler returns. A loss the
 // renewer reported while the call was in flight stands when the call did
 // not land.
-func (t *Task) recordOutcome(err error, fenced bool, op string) (landed bool) {
+func (t *Task) recordOutcome(err error, fenced bool, outcome TaskOutcome) (landed bool) {
 	landed = err == nil || fenced
 	t.mu.Lock()
 	t.inflight = false
@@ -290,7 +293,7 @@ func (t *Task) recordOutcome(err error, fenced bool, op string) (landed bool) {
 		t.finished = true
 		t.pending = nil
 		if err == nil {
-			t.outcome = opOutcome(op)
+			t.outcome = outcome
 		}
 	}
 	cause := err
@@ -311,24 +314,6 @@ func (t *Task) recordOutcome(err error, fenced bool, op string) (landed bool) {
 		t.cancel(cause)
 	}
 	return landed
-}
-
-// opOutcome is the outcome of a terminal call (op) that landed; fail's is
-// set by the call itself (setOutcome), as it depends on the answer.
-func opOutcome(op string) TaskOutcome {
-	switch op {
-	case "complete":
-		return TaskCompleted
-	case "cancel":
-		return TaskCancelled
-	case "delay":
-		return TaskDelayed
-	case "give_back":
-		return TaskGivenBack
-	case "suspend", "wait_children":
-		return TaskSuspended
-	}
-	return ""
 }
 
 func (t *Task) setOutcome(o TaskOutcome) {

@@ -42,7 +42,7 @@ func (t *Task) Suspend(ctx context.Context, args SuspendArgs) (SuspendOutcome, e
 		args.DedupKey = "lease-" + t.h.LeaseID
 	}
 	var out SuspendOutcome
-	err = t.terminal(ctx, &terminalCall{op: "suspend", replayOK: suspendedState, count: &t.w.stats.suspended,
+	err = t.terminal(ctx, &terminalCall{op: "suspend", replayOK: suspendedState, count: &t.w.stats.suspended, outcome: TaskSuspended,
 		call: func(ctx context.Context) error {
 			o, err := w.Suspend(ctx, t.h, args)
 			if err == nil {
