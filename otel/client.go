@@ -2,7 +2,6 @@ package ffotel
 
 import (
 	"context"
-	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -34,7 +33,7 @@ type ClientObserver struct {
 	failed   attrCache // lane, error type
 	sent     tally     // lane (reported at collection, see tally)
 	errs     tally     // lane, error type
-	spans    sync.Map  // sdk.LaneID -> *laneSpans
+	spans    spanCache
 }
 
 var _ sdk.ClientObserver = (*ClientObserver)(nil)
@@ -42,7 +41,7 @@ var _ sdk.ClientObserver = (*ClientObserver)(nil)
 // NewClientObserver makes the client's instruments.
 func NewClientObserver(o Options) (*ClientObserver, error) {
 	m := o.meter()
-	c := &ClientObserver{tracer: o.tracer()}
+	c := &ClientObserver{tracer: o.tracer(), spans: spanCache{op: "submit", opType: "send", kind: trace.SpanKindProducer}}
 	var err error
 	if c.duration, err = m.Float64Histogram(MetricSubmitDuration, metric.WithUnit("s"),
 		metric.WithDescription("Time a submit took."), metric.WithExplicitBucketBoundaries(durationBuckets...)); err != nil {
@@ -83,7 +82,7 @@ func MustClientObserver(o Options) *ClientObserver {
 // sampled, stores its context in args.TraceParent unless the caller set
 // one.
 func (c *ClientObserver) SubmitStarted(ctx context.Context, args *sdk.CreateExecutionArgs) context.Context {
-	ls := c.spansOf(args.Lane)
+	ls := c.spans.of(args.Lane)
 	ctx, span := c.tracer.Start(ctx, ls.name, ls.opts...)
 	if span.IsRecording() {
 		span.SetAttributes(ls.attrs...)
@@ -95,17 +94,6 @@ func (c *ClientObserver) SubmitStarted(ctx context.Context, args *sdk.CreateExec
 		args.TraceParent = formatTraceParent(sc)
 	}
 	return ctx
-}
-
-func (c *ClientObserver) spansOf(lane sdk.LaneID) *laneSpans {
-	if v, ok := c.spans.Load(lane); ok {
-		return v.(*laneSpans)
-	}
-	ls := &laneSpans{name: "submit " + string(lane), opts: []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindProducer)},
-		attrs: []attribute.KeyValue{KeySystem.String(SystemName), KeyDestination.String(string(lane)),
-			KeyOperationName.String("submit"), KeyOperationType.String("send")}}
-	v, _ := c.spans.LoadOrStore(lane, ls)
-	return v.(*laneSpans)
 }
 
 // SubmitEnded records the submit's duration and outcome and ends its span.

@@ -51,7 +51,7 @@ type WorkerObserver struct {
 
 	claimLatency, process, renewLag metric.Float64Histogram
 
-	spans   sync.Map  // sdk.LaneID -> *laneSpans
+	spans   spanCache
 	lane    attrCache // lane
 	path    attrCache // lane, claim path
 	outcome attrCache // lane, outcome
@@ -69,7 +69,7 @@ var _ sdk.WorkerObserver = (*WorkerObserver)(nil)
 // NewWorkerObserver makes the worker's instruments.
 func NewWorkerObserver(o Options) (*WorkerObserver, error) {
 	m := o.meter()
-	w := &WorkerObserver{tracer: o.tracer()}
+	w := &WorkerObserver{tracer: o.tracer(), spans: spanCache{op: "process", opType: "process", kind: trace.SpanKindConsumer}}
 	var err error
 	hist := func(name, desc string) metric.Float64Histogram {
 		h, e := m.Float64Histogram(name, metric.WithUnit("s"), metric.WithDescription(desc),
@@ -133,14 +133,22 @@ type laneSpans struct {
 	attrs []attribute.KeyValue
 }
 
-func (w *WorkerObserver) spansOf(lane sdk.LaneID) *laneSpans {
-	if v, ok := w.spans.Load(lane); ok {
+// spanCache holds each lane's laneSpans of one operation: span name
+// "<op> <lane>", kind, messaging.operation.name op and .type opType.
+type spanCache struct {
+	m          sync.Map // sdk.LaneID -> *laneSpans
+	op, opType string
+	kind       trace.SpanKind
+}
+
+func (c *spanCache) of(lane sdk.LaneID) *laneSpans {
+	if v, ok := c.m.Load(lane); ok {
 		return v.(*laneSpans)
 	}
-	ls := &laneSpans{name: "process " + string(lane), opts: []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindConsumer)},
+	ls := &laneSpans{name: c.op + " " + string(lane), opts: []trace.SpanStartOption{trace.WithSpanKind(c.kind)},
 		attrs: []attribute.KeyValue{KeySystem.String(SystemName), KeyDestination.String(string(lane)),
-			KeyOperationName.String("process"), KeyOperationType.String("process")}}
-	v, _ := w.spans.LoadOrStore(lane, ls)
+			KeyOperationName.String(c.op), KeyOperationType.String(c.opType)}}
+	v, _ := c.m.LoadOrStore(lane, ls)
 	return v.(*laneSpans)
 }
 
@@ -160,7 +168,7 @@ func (w *WorkerObserver) TaskStarted(ctx context.Context, t *sdk.Task) context.C
 			w.claimLatency.Record(ctx, max(t.ClaimedAt.Sub(minted), 0).Seconds(), w.path.get(pk).rec...)
 		}
 	}
-	ls := w.spansOf(t.Lane)
+	ls := w.spans.of(t.Lane)
 	ctx, span := w.tracer.Start(ctx, ls.name, ls.opts...)
 	if span.IsRecording() {
 		span.SetAttributes(ls.attrs...)
