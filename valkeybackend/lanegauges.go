@@ -36,22 +36,20 @@ type Gauges struct {
 // Gauges reads the backlog of every registered lane: per partition and
 // lane ZCARD of its eligible, delayed and blocked sets and the head of the
 // eligible set and per partition ZCARD of its leases and suspended sets,
-// in one pipelined round trip (4 commands per lane and partition, 2 per
-// partition), after TIME and the lane registry read (cached). It writes
-// nothing.
+// in one pipelined round trip with TIME (4 commands per lane and
+// partition, 2 per partition, 1 TIME), after the lane registry read
+// (cached). It writes nothing.
 func (b *Backend) Gauges(ctx context.Context) (Gauges, error) {
 	const op = "gauges"
 	lanes, err := b.LaneRegistry(ctx, 0)
 	if err != nil {
 		return Gauges{}, err
 	}
-	now, err := b.ServerTime(ctx)
-	if err != nil {
-		return Gauges{}, err
-	}
-	nowMS := float64(now.UnixMilli())
 	c, n := b.client, b.partitions
-	cmds := make(valkey.Commands, 0, n*(2+4*len(lanes)))
+	cmds := make(valkey.Commands, 0, 1+n*(2+4*len(lanes)))
+	// A keyless command may not join keyed ones in a cluster's DoMulti:
+	// TIME is pinned to partition 0's slot (any node's clock serves).
+	cmds = append(cmds, c.B().Time().Build().SetSlot(b.ks.partKeysOf(sdk.PartitionTag(0)).leases))
 	for p := range n {
 		tag := sdk.PartitionTag(p)
 		cmds = append(cmds, c.B().Zcard().Key(b.ks.partKeysOf(tag).leases).Build(),
@@ -64,11 +62,16 @@ func (b *Backend) Gauges(ctx context.Context) (Gauges, error) {
 		}
 	}
 	res := c.DoMulti(ctx, cmds...)
+	now, err := timeOf(op, res[0])
+	if err != nil {
+		return Gauges{}, err
+	}
+	nowMS := float64(now.UnixMilli())
 	g := Gauges{Lanes: make([]LaneGauge, len(lanes))}
 	for i, l := range lanes {
 		g.Lanes[i].Lane = l
 	}
-	i := 0
+	i := 1 // after TIME
 	count := func() int64 {
 		v, e := res[i].AsInt64()
 		i++
