@@ -82,9 +82,13 @@ func (b *Backend) CreateExecutions(ctx context.Context, args []sdk.CreateExecuti
 	// this round trip, before the call; a lane whose items may all end
 	// without a create joins it after, once one was created.
 	early, late := map[sdk.LaneID]bool{}, map[sdk.LaneID]bool{}
+	quotas := map[sdk.LaneID]sdk.QuotaID{} // lanes whose hand-offs admit (handoffQuota)
 	for _, g := range calls {
 		for _, i := range g.items {
 			lane := plans[i].a.Lane
+			if _, seen := quotas[lane]; !seen {
+				quotas[lane] = b.handoffQuota(ctx, lane)
+			}
 			if _, known := b.lanesSeen.Load(lane); known {
 				continue
 			}
@@ -98,18 +102,6 @@ func (b *Backend) CreateExecutions(ctx context.Context, args []sdk.CreateExecuti
 	cmds := make(valkey.Commands, 0, len(calls)+1)
 	if len(early) > 0 {
 		cmds = append(cmds, b.registerLanes(early))
-	}
-	var quotas map[sdk.LaneID]sdk.QuotaID // lanes whose hand-offs admit (handoffQuota)
-	for _, g := range calls {
-		for _, i := range g.items {
-			lane := plans[i].a.Lane
-			if _, seen := quotas[lane]; !seen {
-				if quotas == nil {
-					quotas = map[sdk.LaneID]sdk.QuotaID{}
-				}
-				quotas[lane] = b.handoffQuota(ctx, lane)
-			}
-		}
 	}
 	for _, g := range calls {
 		keys, argv := b.createBatchCall(plans, g.items, quotas)
