@@ -314,16 +314,7 @@ func (b *Backend) PutSchedule(ctx context.Context, s sdk.Schedule) (bool, error)
 	tag := sdk.PartitionTag(b.schedulePartition(s.ID))
 	key := b.ks.scheduleKey(tag, s.ID)
 	all, due := b.ks.scheduleIndexKeys(tag)
-	res := b.client.DoMulti(ctx, b.client.B().Hgetall().Key(key).Build(), b.client.B().Time().Build())
-	m, err := res[0].AsStrMap()
-	if err != nil {
-		return false, backendError(op, err)
-	}
-	now, err := timeOf(op, res[1])
-	if err != nil {
-		return false, err
-	}
-	old, exists, err := decodeSchedule(op, s.ID, m)
+	old, exists, now, err := b.readScheduleAt(ctx, op, s.ID)
 	if err != nil {
 		return false, err
 	}
@@ -394,9 +385,29 @@ func (b *Backend) readSchedule(ctx context.Context, op string, id sdk.ScheduleID
 		return r, err
 	}
 	if !ok {
-		return r, sdk.NewError(op, sdk.CodeScheduleNotFound, "no schedule "+strconv.Quote(string(id)))
+		return r, scheduleNotFound(op, id)
 	}
 	return r, nil
+}
+
+func scheduleNotFound(op string, id sdk.ScheduleID) error {
+	return sdk.NewError(op, sdk.CodeScheduleNotFound, "no schedule "+strconv.Quote(string(id)))
+}
+
+// readScheduleAt reads schedule id's record (ok false: there is none) and
+// the server's time, in one round trip.
+func (b *Backend) readScheduleAt(ctx context.Context, op string, id sdk.ScheduleID) (r scheduleRecord, ok bool, now time.Time, err error) {
+	tag := sdk.PartitionTag(b.schedulePartition(id))
+	res := b.client.DoMulti(ctx, b.client.B().Hgetall().Key(b.ks.scheduleKey(tag, id)).Build(), b.client.B().Time().Build())
+	m, err := res[0].AsStrMap()
+	if err != nil {
+		return r, false, now, backendError(op, err)
+	}
+	if now, err = timeOf(op, res[1]); err != nil {
+		return r, false, now, err
+	}
+	r, ok, err = decodeSchedule(op, id, m)
+	return r, ok, now, err
 }
 
 // ListSchedules pages the schedules in id order (sdk.Scheduler): one
@@ -474,16 +485,15 @@ func (b *Backend) ResumeSchedule(ctx context.Context, id sdk.ScheduleID) error {
 	if err := id.Validate(); err != nil {
 		return opError(op, err)
 	}
-	r, err := b.readSchedule(ctx, op, id)
+	r, ok, now, err := b.readScheduleAt(ctx, op, id)
 	if err != nil {
 		return err
 	}
+	if !ok {
+		return scheduleNotFound(op, id)
+	}
 	if !r.status.Paused {
 		return nil
-	}
-	now, err := b.ServerTime(ctx)
-	if err != nil {
-		return opError(op, err)
 	}
 	t, err := newTicks(r.status.Schedule, r.status.Start)
 	if err != nil {
