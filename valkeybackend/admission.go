@@ -350,11 +350,11 @@ func admitOutcome(op string, p sdk.LanePolicy, res []valkey.ValkeyResult) (ad sd
 	return ad, taken, member, nil
 }
 
-// giveBack undoes an admission the caller did not use (ff_quota_giveback):
-// its hold and its window slot.
+// giveBack undoes an admission the caller did not use (GiveBackAdmission):
+// its hold and its window slot. Its error is dropped: the caller reports
+// its own outcome.
 func (b *Backend) giveBack(ctx context.Context, q sdk.QuotaID, id sdk.ExecutionID, member string) {
-	k := b.ks.quotaKeysOf(q)
-	_ = b.client.Do(ctx, b.fcall("ff_quota_giveback", []string{k.win, k.run}, string(id), member)).Error()
+	_ = b.GiveBackAdmission(ctx, q, id, member)
 }
 
 // GiveBackAdmission undoes an admission its holder will not use
