@@ -277,24 +277,24 @@ func (r *Replicated) KillPrimary(ctx context.Context) (*Server, error) {
 // to save that wait.
 func (r *Replicated) WaitFailover(ctx context.Context, old *Server) (*Server, error) {
 	last := ""
-	for {
-		p, err := r.Primary(ctx)
+	var p *Server
+	err := poll(ctx, func() bool {
+		var err error
+		p, err = r.Primary(ctx)
 		switch {
 		case err != nil:
 			last = err.Error()
 		case p == old:
 			last = "the sentinel still names " + old.Addr()
 		default:
-			if last = r.settled(ctx, p); last == "" {
-				return p, nil
-			}
+			last = r.settled(ctx, p)
 		}
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("valkeytest: no failover from %s: %w (last: %s)", old.Addr(), ctx.Err(), last)
-		case <-time.After(20 * time.Millisecond):
-		}
+		return err == nil && p != old && last == ""
+	})
+	if err != nil {
+		return nil, fmt.Errorf("valkeytest: no failover from %s: %w (last: %s)", old.Addr(), err, last)
 	}
+	return p, nil
 }
 
 // settled says what is not yet in place with p as primary, or "".

@@ -199,16 +199,15 @@ func (c *Cluster) KillPrimary(ctx context.Context, primary *Server) (*Server, er
 func (c *Cluster) WaitPrimary(ctx context.Context, s *Server) error {
 	addr := s.Addr()
 	last := ""
-	for {
-		agreed := true
+	err := poll(ctx, func() bool {
 		for _, n := range c.nodes {
 			if n.PID() == 0 {
 				continue
 			}
 			out, err := command(ctx, n.Addr(), "CLUSTER", "NODES")
 			if err != nil {
-				agreed, last = false, err.Error()
-				break
+				last = err.Error()
+				return false
 			}
 			seen := false
 			for _, ni := range parseClusterNodes(out) {
@@ -217,24 +216,21 @@ func (c *Cluster) WaitPrimary(ctx context.Context, s *Server) error {
 				}
 			}
 			if !seen {
-				agreed, last = false, n.Addr()+" does not see "+addr+" as a serving primary yet"
-				break
+				last = n.Addr() + " does not see " + addr + " as a serving primary yet"
+				return false
 			}
 			info, err := command(ctx, n.Addr(), "CLUSTER", "INFO")
 			if err != nil || infoField(info, "cluster_state") != "ok" {
-				agreed, last = false, fmt.Sprintf("%s: cluster_state:%s %v", n.Addr(), infoField(info, "cluster_state"), err)
-				break
+				last = fmt.Sprintf("%s: cluster_state:%s %v", n.Addr(), infoField(info, "cluster_state"), err)
+				return false
 			}
 		}
-		if agreed {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("valkeytest: %s is not a primary everywhere: %w (last: %s)", addr, ctx.Err(), last)
-		case <-time.After(20 * time.Millisecond):
-		}
+		return true
+	})
+	if err != nil {
+		return fmt.Errorf("valkeytest: %s is not a primary everywhere: %w (last: %s)", addr, err, last)
 	}
+	return nil
 }
 
 // MigrateOptions configures [Cluster.MigrateSlot].
@@ -352,31 +348,24 @@ func (c *Cluster) AddPrimary(ctx context.Context) (*Server, error) {
 	if _, err := command(ctx, s.addr, "CLUSTER", "MEET", "127.0.0.1", strconv.Itoa(seed.port)); err != nil {
 		return nil, fmt.Errorf("valkeytest: CLUSTER MEET from %s: %w", s.addr, err)
 	}
-	for {
-		known := true
+	err = poll(ctx, func() bool {
 		for _, n := range c.nodes {
 			if n.PID() == 0 {
 				continue
 			}
 			out, err := command(ctx, n.Addr(), "CLUSTER", "NODES")
 			if err != nil || !strings.Contains(out, s.addr+"@") {
-				known = false
-				break
+				return false
 			}
 		}
-		if known { // the new node has learnt every slot's owner
-			info, err := command(ctx, s.addr, "CLUSTER", "INFO")
-			known = err == nil && infoField(info, "cluster_state") == "ok"
-		}
-		if known {
-			return s, nil
-		}
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("valkeytest: %s not known by every node: %w", s.addr, ctx.Err())
-		case <-time.After(20 * time.Millisecond):
-		}
+		// the new node has learnt every slot's owner
+		info, err := command(ctx, s.addr, "CLUSTER", "INFO")
+		return err == nil && infoField(info, "cluster_state") == "ok"
+	})
+	if err != nil {
+		return nil, fmt.Errorf("valkeytest: %s not known by every node: %w", s.addr, err)
 	}
+	return s, nil
 }
 
 // sortRoles splits the nodes into primaries and replicas after valkey-cli chose.
@@ -418,16 +407,29 @@ func (c *Cluster) waitReplicasLinked(ctx context.Context) error {
 // waitLinked polls INFO replication on a replica until its link to the primary is up.
 func waitLinked(ctx context.Context, addr string) error {
 	last := ""
-	for {
+	err := poll(ctx, func() bool {
 		info, err := command(ctx, addr, "INFO", "replication")
 		if err == nil && infoField(info, "master_link_status") == "up" && infoField(info, "master_sync_in_progress") == "0" {
-			return nil
+			return true
 		}
 		last = fmt.Sprintf("master_link_status:%s %v", infoField(info, "master_link_status"), err)
+		return false
+	})
+	if err != nil {
+		return fmt.Errorf("valkeytest: replica %s not linked: %w (last: %s)", addr, err, last)
+	}
+	return nil
+}
+
+// poll calls done every 20ms until it reports true, or returns ctx's error
+// once ctx ends: the wait of every topology change.
+func poll(ctx context.Context, done func() bool) error {
+	for !done() {
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("valkeytest: replica %s not linked: %w (last: %s)", addr, ctx.Err(), last)
+			return ctx.Err()
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+	return nil
 }
