@@ -203,31 +203,25 @@ func (c *Cluster) createByHand(ctx context.Context) error {
 func (c *Cluster) waitOK(ctx context.Context) error {
 	want := strconv.Itoa(len(c.nodes))
 	var last string
-	for {
-		ready := true
+	err := poll(ctx, 50*time.Millisecond, func() bool {
 		for _, s := range c.nodes {
 			info, err := command(ctx, s.addr, "CLUSTER", "INFO")
 			if err != nil {
 				last = fmt.Sprintf("%s: %v", s.addr, err)
-				ready = false
-				break
+				return false
 			}
 			state, slots, known := infoField(info, "cluster_state"), infoField(info, "cluster_slots_assigned"), infoField(info, "cluster_known_nodes")
 			if state != "ok" || slots != strconv.Itoa(slotCount) || known != want {
 				last = fmt.Sprintf("%s: cluster_state:%s cluster_slots_assigned:%s cluster_known_nodes:%s", s.addr, state, slots, known)
-				ready = false
-				break
+				return false
 			}
 		}
-		if ready {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("valkeytest: cluster not ready: %w (last: %s)", ctx.Err(), last)
-		case <-time.After(50 * time.Millisecond):
-		}
+		return true
+	})
+	if err != nil {
+		return fmt.Errorf("valkeytest: cluster not ready: %w (last: %s)", err, last)
 	}
+	return nil
 }
 
 func (c *Cluster) logTails() string {

@@ -153,17 +153,16 @@ func StartReplicated(ctx context.Context, opts ReplicatedOptions) (_ *Replicated
 	if r.sentinel, err = startSentinel(ctx, nodeOpts, opts.MasterName, primary.port, opts.DownAfter); err != nil {
 		return nil, err
 	}
-	for {
-		out, err := command(ctx, r.sentinel.addr, "SENTINEL", "REPLICAS", opts.MasterName)
-		if err == nil && goodReplicas(out) >= opts.Replicas {
-			return r, nil
-		}
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("valkeytest: the sentinel does not know the replicas: %w (last: %v)", ctx.Err(), err)
-		case <-time.After(50 * time.Millisecond):
-		}
+	var last error
+	err = poll(ctx, 50*time.Millisecond, func() bool {
+		var out string
+		out, last = command(ctx, r.sentinel.addr, "SENTINEL", "REPLICAS", opts.MasterName)
+		return last == nil && goodReplicas(out) >= opts.Replicas
+	})
+	if err != nil {
+		return nil, fmt.Errorf("valkeytest: the sentinel does not know the replicas: %w (last: %v)", err, last)
 	}
+	return r, nil
 }
 
 // goodReplicas counts the replicas in a SENTINEL REPLICAS reply (read as
@@ -278,7 +277,7 @@ func (r *Replicated) KillPrimary(ctx context.Context) (*Server, error) {
 func (r *Replicated) WaitFailover(ctx context.Context, old *Server) (*Server, error) {
 	last := ""
 	var p *Server
-	err := poll(ctx, func() bool {
+	err := poll(ctx, 20*time.Millisecond, func() bool {
 		var err error
 		p, err = r.Primary(ctx)
 		switch {

@@ -199,7 +199,7 @@ func (c *Cluster) KillPrimary(ctx context.Context, primary *Server) (*Server, er
 func (c *Cluster) WaitPrimary(ctx context.Context, s *Server) error {
 	addr := s.Addr()
 	last := ""
-	err := poll(ctx, func() bool {
+	err := poll(ctx, 20*time.Millisecond, func() bool {
 		for _, n := range c.nodes {
 			if n.PID() == 0 {
 				continue
@@ -348,7 +348,7 @@ func (c *Cluster) AddPrimary(ctx context.Context) (*Server, error) {
 	if _, err := command(ctx, s.addr, "CLUSTER", "MEET", "127.0.0.1", strconv.Itoa(seed.port)); err != nil {
 		return nil, fmt.Errorf("valkeytest: CLUSTER MEET from %s: %w", s.addr, err)
 	}
-	err = poll(ctx, func() bool {
+	err = poll(ctx, 20*time.Millisecond, func() bool {
 		for _, n := range c.nodes {
 			if n.PID() == 0 {
 				continue
@@ -407,7 +407,7 @@ func (c *Cluster) waitReplicasLinked(ctx context.Context) error {
 // waitLinked polls INFO replication on a replica until its link to the primary is up.
 func waitLinked(ctx context.Context, addr string) error {
 	last := ""
-	err := poll(ctx, func() bool {
+	err := poll(ctx, 20*time.Millisecond, func() bool {
 		info, err := command(ctx, addr, "INFO", "replication")
 		if err == nil && infoField(info, "master_link_status") == "up" && infoField(info, "master_sync_in_progress") == "0" {
 			return true
@@ -421,14 +421,14 @@ func waitLinked(ctx context.Context, addr string) error {
 	return nil
 }
 
-// poll calls done every 20ms until it reports true, or returns ctx's error
-// once ctx ends: the wait of every topology change.
-func poll(ctx context.Context, done func() bool) error {
+// poll calls done every interval until it reports true, or returns ctx's
+// error once ctx ends: the wait of every topology change.
+func poll(ctx context.Context, every time.Duration, done func() bool) error {
 	for !done() {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(20 * time.Millisecond):
+		case <-time.After(every):
 		}
 	}
 	return nil
