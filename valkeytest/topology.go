@@ -134,17 +134,16 @@ func (c *Cluster) SlotOwner(ctx context.Context, slot int) (*Server, error) {
 // primary is up, waiting (until ctx ends) for one: after a failover the old primary
 // becomes a replica once the news has spread and it has synced.
 func (c *Cluster) ReplicaOf(ctx context.Context, primary *Server) (*Server, error) {
-	for {
-		if s, err := c.replicaOf(ctx, primary); err == nil {
-			return s, waitLinked(ctx, s.Addr())
-		}
-		select {
-		case <-ctx.Done():
-			_, err := c.replicaOf(ctx, primary)
-			return nil, err
-		case <-time.After(20 * time.Millisecond):
-		}
+	var s *Server
+	if poll(ctx, 20*time.Millisecond, func() bool {
+		var err error
+		s, err = c.replicaOf(ctx, primary)
+		return err == nil
+	}) != nil {
+		_, err := c.replicaOf(ctx, primary)
+		return nil, err
 	}
+	return s, waitLinked(ctx, s.Addr())
 }
 
 func (c *Cluster) replicaOf(ctx context.Context, primary *Server) (*Server, error) {
