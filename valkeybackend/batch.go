@@ -156,7 +156,7 @@ func (b *Backend) CreateExecutions(ctx context.Context, args []sdk.CreateExecuti
 		}
 	}
 	if len(late) > 0 {
-		if err := b.client.Do(ctx, b.registerLanes(late)).Error(); err != nil {
+		if err := b.doAcked(ctx, op, b.registerLanes(late)).Error(); err != nil {
 			// As CreateExecution: the create landed, its lane may be
 			// unregistered, the caller hears of it.
 			err = backendError(op, err)

@@ -215,6 +215,59 @@ func TestWaitReplicasCost(t *testing.T) {
 	}
 }
 
+// TestWaitReplicasLaneRegistry: a PutSchedule, and a batch create whose
+// items may end without a create (an idempotency key), register a lane
+// the backend has not seen after their call; that SADD is acknowledged
+// too: one more WAIT, and the replica holds the lane when the call
+// returns. A lane the backend knows costs no SADD and no WAIT.
+func TestWaitReplicasLaneRegistry(t *testing.T) {
+	rs := startReplicated(t)
+	ctx := context.Background()
+	addrs := []string{rs.primary.Addr()}
+	b := connectTo(t, rs.primary.Addr(), valkeybackend.Options{WaitReplicas: 1, WaitTimeout: 30 * time.Second})
+	replicaHasLane := func(lane string) bool {
+		t.Helper()
+		n, err := rs.rc.Do(ctx, rs.rc.B().Sismember().Key("ff:lanes").Member(lane).Build()).AsInt64()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n == 1
+	}
+	check := func(what, lane string, wantWaits int64, call func() error) {
+		t.Helper()
+		resetStats(t, addrs)
+		if err := call(); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		calls := commandCounts(t, addrs)
+		if calls["wait"] != wantWaits {
+			t.Fatalf("%s: %d WAITs, want %d (all: %v)", what, calls["wait"], wantWaits, calls)
+		}
+		if wantWaits == 2 && calls["sadd"] != 1 {
+			t.Fatalf("%s: %d SADDs, want the lane's one (all: %v)", what, calls["sadd"], calls)
+		}
+		if !replicaHasLane(lane) {
+			t.Fatalf("%s: the replica does not hold lane %q when the call returned", what, lane)
+		}
+	}
+	put := func(id sdk.ScheduleID) func() error {
+		return func() error {
+			_, err := b.PutSchedule(ctx, sdk.Schedule{ID: id, Every: time.Hour, Lane: "sched-lane", Kind: "k"})
+			return err
+		}
+	}
+	check("first PutSchedule of a lane", "sched-lane", 2, put("s1"))
+	check("PutSchedule of a known lane", "sched-lane", 1, put("s2"))
+	batch := func(key string) func() error {
+		return func() error {
+			_, err := b.CreateExecutions(ctx, []sdk.CreateExecutionArgs{{Lane: "batch-lane", Kind: "k", IdempotencyKey: key}})
+			return err
+		}
+	}
+	check("first keyed batch of a lane", "batch-lane", 2, batch("i1"))
+	check("keyed batch of a known lane", "batch-lane", 1, batch("i2"))
+}
+
 // TestWaitReplicasClusterPinsWaitToTheSlot: on a cluster, each WAIT goes to
 // the primary of its FCALL's slot (WAIT has no key: it is pinned with
 // SetSlot). The shared cluster has no replicas, so each acknowledged call

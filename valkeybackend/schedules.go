@@ -342,7 +342,9 @@ func (b *Backend) PutSchedule(ctx context.Context, s sdk.Schedule) (bool, error)
 		return false, err
 	}
 	if _, known := b.lanesSeen.Load(s.Lane); !known {
-		if err := b.client.Do(ctx, b.registerLane(s.Lane)).Error(); err != nil {
+		// Acknowledged as the schedule was: a failover must not keep the
+		// schedule and lose its lane (scanners find lanes in the registry).
+		if err := b.doAcked(ctx, op, b.registerLane(s.Lane)).Error(); err != nil {
 			return false, backendError(op, err)
 		}
 		b.lanesSeen.Store(s.Lane, struct{}{})
