@@ -268,3 +268,113 @@ func TestHandoffUnderQuotaNeedsAdmission(t *testing.T) {
 		t.Fatalf("offer under a quota on a cluster: %v, want Unavailable", err)
 	}
 }
+
+// TestHandoffUnderQuotaBatch: a batch submit (CreateExecutions, one
+// ff_create_batch) admits what it hands to offers made under the lane's
+// quota, as a single create does: the first item of the quota'd lane is
+// handed off carrying its admission, the next one (the cap of 1 full)
+// waits eligible with the other offer left open, and an item of a lane
+// without a quota in the same call is handed off with no admission.
+func TestHandoffUnderQuotaBatch(t *testing.T) {
+	e := newQuotaHandoffEnv(t, sdk.QuotaPolicy{ID: "qb", Concurrency: 1, Rate: 100, Window: time.Minute})
+	offers := e.offer(2, 10*time.Second)
+	const plainLane = sdk.LaneID("qho-plain")
+	if _, err := e.b.OfferClaims(e.ctx, sdk.OfferArgs{Lane: plainLane, LeaseIDs: []string{sdk.NewToken()}, WorkerID: "qw",
+		WorkerInstanceID: e.inst, LeaseTTL: 10 * time.Second, TTL: time.Minute}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := e.producer.CreateExecutions(e.ctx, []sdk.CreateExecutionArgs{
+		{Lane: e.lane, Kind: "k"}, {Lane: plainLane, Kind: "k"}, {Lane: e.lane, Kind: "k"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	admitted, plain, refused := res[0], res[1], res[2]
+	if admitted.State != sdk.StateActive || plain.State != sdk.StateActive || refused.State != sdk.StateWaiting {
+		t.Fatalf("batch states %q %q %q, want active (admitted hand-off), active (plain hand-off), waiting (cap full)",
+			admitted.State, plain.State, refused.State)
+	}
+	got := map[sdk.ExecutionID]sdk.ClaimedTask{}
+	for range 2 {
+		ct := e.handoff()
+		got[ct.Handle.ExecutionID] = ct
+	}
+	ct, ok := got[admitted.ID]
+	if !ok || ct.Admission == nil || ct.Admission.Quota != e.q || !strings.HasPrefix(ct.Admission.Member, string(admitted.ID)+" ") {
+		t.Fatalf("hand-offs %+v: want %s handed off admitted under %s", got, admitted.ID, e.q)
+	}
+	if pt, ok := got[plain.ID]; !ok || pt.Admission != nil {
+		t.Fatalf("hand-offs %+v: want %s handed off without an admission", got, plain.ID)
+	}
+	select {
+	case extra := <-e.got:
+		t.Fatalf("a third hand-off (%s): the refused item must wait", extra.Handle.ExecutionID)
+	default:
+	}
+	if h := e.holds(); len(h) != 1 || h[admitted.ID].IsZero() {
+		t.Fatalf("holds %v: want the admitted hand-off's only", h)
+	}
+	_, win := e.b.QuotaKeys(e.q)
+	if n, err := e.b.Client().Do(e.ctx, e.b.Client().B().Zcard().Key(win).Build()).AsInt64(); err != nil || n != 1 {
+		t.Fatalf("window holds %d entries (%v), want the hand-off's one", n, err)
+	}
+	if st := e.state(refused.ID); st != sdk.StateWaiting {
+		t.Fatalf("refused item is %q, want waiting", st)
+	}
+	for _, o := range offers {
+		if o.LeaseID == ct.Handle.LeaseID {
+			continue
+		}
+		taken, err := e.b.RefreshOffers(e.ctx, []sdk.ClaimOffer{o}, time.Minute)
+		if err != nil || taken[0] {
+			t.Fatalf("the offer a refused admission skipped: taken %v (%v), want open", taken, err)
+		}
+	}
+	// The admission path takes the refused item once the hold is released.
+	if err := e.b.GiveBackAdmission(e.ctx, e.q, admitted.ID, ct.Admission.Member); err != nil {
+		t.Fatal(err)
+	}
+	c, ad, err := e.b.ClaimForWorker(e.ctx, sdk.ClaimForWorkerArgs{Lane: e.lane, WorkerID: "c", WorkerInstanceID: "c-1", LeaseTTL: time.Minute})
+	if err != nil || c == nil || c.Handle.ExecutionID != refused.ID || !ad.Admitted {
+		t.Fatalf("claim of the refused item: %v %+v %v", c, ad, err)
+	}
+}
+
+// TestHandoffUnderQuotaClusterCompleteOffer: on a cluster, an offer under
+// a quota riding on a completion (CompleteAndOffer, CompleteBatch) is
+// refused as OfferClaims refuses it (Unavailable, in the offer's error),
+// and the completion still lands alone.
+func TestHandoffUnderQuotaClusterCompleteOffer(t *testing.T) {
+	ctx := context.Background()
+	c := freshBackend(t, topologies()[1].addrs(t), valkeybackend.Options{})
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if err := c.WatchHandoffs(wctx, "cw-1", func(sdk.ClaimedTask) {}); err != nil {
+		t.Fatal(err)
+	}
+	offer := sdk.OfferArgs{Lane: "rec", LeaseIDs: []string{sdk.NewToken()}, WorkerID: "cw", WorkerInstanceID: "cw-1",
+		LeaseTTL: 10 * time.Second, TTL: time.Minute, Quota: "cq"}
+	id, task := claimOne(t, c, sdk.CreateExecutionArgs{}, time.Minute)
+	offers, offerErr, err := c.CompleteAndOffer(ctx, task.Handle, []byte("r"), offer)
+	if err != nil || !errors.Is(offerErr, sdk.ErrUnavailable) || len(offers) != 0 {
+		t.Fatalf("CompleteAndOffer under a quota on a cluster: offers %v, offer error %v, error %v; want Unavailable and the complete",
+			offers, offerErr, err)
+	}
+	if st, err := c.ReadExecutionState(ctx, id); err != nil || st != sdk.StateCompleted {
+		t.Fatalf("state after the refused offer: %q %v, want completed", st, err)
+	}
+	id, task = claimOne(t, c, sdk.CreateExecutionArgs{}, time.Minute)
+	out := c.CompleteBatch(ctx, []sdk.CompleteItem{{Handle: task.Handle, Offer: &offer}})
+	if out[0].Err != nil || !errors.Is(out[0].OfferErr, sdk.ErrUnavailable) || len(out[0].Offers) != 0 {
+		t.Fatalf("CompleteBatch with an offer under a quota on a cluster: %+v; want Unavailable and the complete", out[0])
+	}
+	if st, err := c.ReadExecutionState(ctx, id); err != nil || st != sdk.StateCompleted {
+		t.Fatalf("state after the refused batch offer: %q %v, want completed", st, err)
+	}
+	// The refusal is the quota's: the same offer without one is posted.
+	offer.Quota = ""
+	_, task = claimOne(t, c, sdk.CreateExecutionArgs{}, time.Minute)
+	if offers, offerErr, err = c.CompleteAndOffer(ctx, task.Handle, nil, offer); err != nil || offerErr != nil || len(offers) != 1 {
+		t.Fatalf("CompleteAndOffer without a quota on a cluster: offers %v, offer error %v, error %v; want the offer posted",
+			offers, offerErr, err)
+	}
+}
