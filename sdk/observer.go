@@ -39,13 +39,20 @@ const (
 	TaskCompleted TaskOutcome = "completed"
 	TaskFailed    TaskOutcome = "failed"  // terminally
 	TaskRetried   TaskOutcome = "retried" // failed, retry scheduled
+	// TaskCancelled: the handler's Task.Cancel landed. An execution
+	// cancelled by someone else while its handler runs ends as
+	// TaskLeaseLost.
 	TaskCancelled TaskOutcome = "cancelled"
-	TaskDelayed   TaskOutcome = "delayed"
+	TaskDelayed   TaskOutcome = "delayed" // Task.Delay landed
 	// TaskSuspended: the attempt waits for a signal or for its children.
 	TaskSuspended TaskOutcome = "suspended"
-	// TaskGivenBack: handed back unchanged, no retry consumed.
+	// TaskGivenBack: handed back unchanged, no retry consumed (e.g. the
+	// handler returned a transport or timeout error).
 	TaskGivenBack TaskOutcome = "given_back"
-	// TaskLeaseLost: the lease was lost before an outcome landed.
+	// TaskLeaseLost: the lease was lost before the handler's outcome
+	// landed: revoked, run out, or the execution ended by someone else
+	// (e.g. an operator's cancel); WorkerObserver.LeaseLost's cause says
+	// which.
 	TaskLeaseLost TaskOutcome = "lease_lost"
 	// TaskAborted: taken over at hard shutdown.
 	TaskAborted TaskOutcome = "aborted"
