@@ -45,6 +45,9 @@ func parseDurability(s string) (int, error) {
 	return n, nil
 }
 
+// replicasLinkWithin bounds startReplicas' wait for its replicas to link.
+const replicasLinkWithin = 30 * time.Second
+
 // startReplicas starts n replicas of the embedded server and waits until
 // the server counts them all, linked.
 func (t *Target) startReplicas(ctx context.Context, n int) error {
@@ -64,19 +67,51 @@ func (t *Target) startReplicas(ctx context.Context, n int) error {
 		return err
 	}
 	defer c.Close()
-	deadline := time.Now().Add(30 * time.Second)
+	return waitLinkedReplicas(ctx, c, n, replicasLinkWithin)
+}
+
+// waitLinkedReplicas waits until the primary behind c counts n linked
+// replicas, for at most within and no longer than ctx lasts, with an error
+// saying how many linked. Each INFO runs on its own goroutine and the wait
+// does not wait for it once ctx ends: valkey-go lets a call whose context
+// has a deadline run to that deadline (cancellation aside), so a primary
+// that stops answering would hold a cancelled run until then. An
+// abandoned call ends by the bound's deadline, or when c is closed.
+func waitLinkedReplicas(ctx context.Context, c valkey.Client, n int, within time.Duration) error {
+	wctx, cancel := context.WithTimeout(ctx, within)
+	defer cancel()
+	type read struct {
+		linked int
+		err    error
+	}
+	linked := 0 // as last read
 	for {
-		linked, err := linkedReplicas(ctx, c)
-		if err != nil {
-			return err
+		reads := make(chan read, 1)
+		go func() {
+			n, err := linkedReplicas(wctx, c)
+			reads <- read{n, err}
+		}()
+		select {
+		case r := <-reads:
+			switch {
+			case r.err == nil && r.linked >= n:
+				return nil
+			case r.err == nil:
+				linked = r.linked
+			case wctx.Err() == nil:
+				return r.err
+			}
+		case <-wctx.Done():
 		}
-		if linked >= n {
-			return nil
+		select {
+		case <-wctx.Done():
+		case <-time.After(50 * time.Millisecond):
+			continue
 		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%d of %d replicas linked after 30s", linked, n)
+		if ctx.Err() != nil {
+			return fmt.Errorf("%d of %d replicas linked when the run ended: %w", linked, n, ctx.Err())
 		}
-		time.Sleep(50 * time.Millisecond)
+		return fmt.Errorf("%d of %d replicas linked after %v: %w", linked, n, within, wctx.Err())
 	}
 }
 
