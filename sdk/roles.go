@@ -197,7 +197,11 @@ type OfferArgs struct {
 	// hand-off carries the admission (ClaimedTask.Admission); a hand-off
 	// that cannot be admitted skips them. Default "" (a lane without a
 	// quota). A backend that cannot admit inside its hand-offs refuses
-	// such offers with an Unavailable error.
+	// such offers with an Unavailable error. The role does not check the
+	// lane's policy: an offer without Quota on a lane under a quota or a
+	// budget takes work unadmitted. The Worker never makes one (it offers
+	// on such a lane only with its quota, on one server, and only when the
+	// lane has no budgets); a caller of this role must do the same.
 	Quota QuotaID
 }
 
