@@ -43,6 +43,16 @@ const handoffShutdownWait = time.Second
 // left open.
 const createFlowWindow = time.Second
 
+// handoffWindow is the window over which a worker counts the hand-offs its
+// offers received, its measure of how fast creates take them (offerCap).
+const handoffWindow = 100 * time.Millisecond
+
+// offerTakenWithin is how soon, at the measured hand-off rate, creates
+// must be expected to take an offer for it to stay open while work is in
+// sight: one taken that soon costs its slot little, one that would wait
+// longer idles the slot while work waits.
+const offerTakenWithin = 10 * time.Millisecond
+
 // offerBook is a worker's offers: open ones (Ref empty while the call that
 // posts them is under way) and taken ones whose hand-off has not come. It
 // owns its lock; every change to its state is one of its methods. It does
@@ -66,6 +76,11 @@ type offerBook struct {
 	// are coming: a hand-off, or an arrival (a create into an empty set
 	// that found no live offer).
 	lastCreate atomic.Int64
+	// The hand-offs of the current handoffWindow (begun at winStart) and
+	// of the window before it (zero when it saw none or is older), under
+	// mu.
+	winStart            time.Time
+	winCount, lastCount int
 }
 
 func newOfferBook() offerBook {
@@ -216,6 +231,8 @@ func (b *offerBook) handoff(id string, reserve func() bool, start func()) (start
 		return false, reserved
 	}
 	b.sawCreate()
+	b.rollWindow(time.Now())
+	b.winCount++
 	start()
 	b.mu.Unlock()
 	if taken {
@@ -225,6 +242,26 @@ func (b *offerBook) handoff(id string, reserve func() bool, start func()) (start
 		}
 	}
 	return true, false
+}
+
+// rollWindow starts a new hand-off window when the current one is over
+// at now (b.mu held).
+func (b *offerBook) rollWindow(now time.Time) {
+	switch d := now.Sub(b.winStart); {
+	case d >= 2*handoffWindow:
+		b.winStart, b.winCount, b.lastCount = now, 0, 0
+	case d >= handoffWindow:
+		b.winStart, b.winCount, b.lastCount = b.winStart.Add(handoffWindow), 0, b.winCount
+	}
+}
+
+// handoffRate returns the hand-offs of the last full handoffWindow, or of
+// the current one when it already saw more.
+func (b *offerBook) handoffRate() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.rollWindow(time.Now())
+	return max(b.winCount, b.lastCount)
 }
 
 // takenCount returns how many taken offers still await their hand-off.
@@ -334,11 +371,17 @@ func (w *Worker) offerLane(ctx, cctx context.Context, lane LaneID, n int) {
 }
 
 // offerCap is how many slots a worker keeps offered while work waits in an
-// eligible set and creates are seen coming: half (at least one), so creates
-// drain the backlog through offers (up to two of its head each) while the
-// rest of the slots claim it. With no create seen within createFlowWindow
-// (a batch submitted, then nothing) it is zero: an offer no create comes to
-// take would only keep its slot from the backlog.
+// eligible set: as many as creates take within offerTakenWithin at the
+// rate its offers were handed work in the last handoffWindow, and at least
+// one while creates are seen coming. With a fast create stream that is
+// every slot but one (a burst that outran the offers drains through them,
+// up to two of the backlog's head per create, at a create's cost rather
+// than a claim's); with a trickle of creates behind a backlog, or with
+// none (a batch submitted, then nothing), at most one slot: an offer no
+// create comes to take would only keep its slot from the backlog. The one
+// offer kept while creates come measures their rate: as its hand-offs
+// come faster the cap grows again, so a worker never stays claiming a
+// backlog that creates could drain.
 //
 // It never keeps every slot offered: on a cluster an offer serves only its
 // own partition's creates, so a worker whose only slot stays offered would
@@ -348,7 +391,8 @@ func (w *Worker) offerCap() int {
 	if !w.offers.createsFlowing() {
 		return 0
 	}
-	return min(max(w.cfg.MaxConcurrency/2, 1), w.cfg.MaxConcurrency-1)
+	n := w.offers.handoffRate() * int(offerTakenWithin) / int(handoffWindow)
+	return min(max(n, 1), w.cfg.MaxConcurrency-1)
 }
 
 // trimOffers runs when work is in sight: completes stop offering beyond

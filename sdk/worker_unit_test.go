@@ -225,32 +225,56 @@ func TestRenewerShortFirstLease(t *testing.T) {
 	}
 }
 
-// With work in sight a worker keeps half its slots offered while creates
-// are seen coming (a hand-off or an arrival within createFlowWindow), and
-// none once they stop: an offer no create takes only parks its slot. It
-// never keeps all of them offered: a worker of one slot claims the work it
-// sees (on a cluster its offer would serve one partition only).
-func TestOfferCapFollowsCreates(t *testing.T) {
-	w := &Worker{cfg: WorkerConfig{MaxConcurrency: 8}}
+// With work in sight a worker keeps as many offers as creates take within
+// offerTakenWithin at its recent hand-off rate, at least one while creates
+// are seen coming (a hand-off or an arrival within createFlowWindow), none
+// once they stop, and never all of them: a worker of one slot claims the
+// work it sees (on a cluster its offer would serve one partition only).
+func TestOfferCapFollowsHandoffRate(t *testing.T) {
+	w := &Worker{cfg: WorkerConfig{MaxConcurrency: 8}, offers: newOfferBook()}
 	if c := w.offerCap(); c != 0 {
 		t.Fatalf("no create ever seen: cap %d, want 0", c)
 	}
 	w.offers.sawCreate()
+	if c := w.offerCap(); c != 1 {
+		t.Fatalf("creates seen just now, no hand-off: cap %d, want 1", c)
+	}
+	perWindow := func(n int, age time.Duration) {
+		w.offers.mu.Lock()
+		w.offers.winStart, w.offers.winCount, w.offers.lastCount = time.Now().Add(-age), n, 0
+		w.offers.mu.Unlock()
+	}
+	// 4 offers' worth: creates take that many within offerTakenWithin.
+	perWindow(4*int(handoffWindow/offerTakenWithin), 0)
 	if c := w.offerCap(); c != 4 {
-		t.Fatalf("creates seen just now: cap %d, want 4", c)
+		t.Fatalf("hand-offs at 4 per %v: cap %d, want 4", offerTakenWithin, c)
+	}
+	perWindow(1000*int(handoffWindow/offerTakenWithin), 0)
+	if c := w.offerCap(); c != 7 {
+		t.Fatalf("hand-offs far faster than the slots: cap %d, want 7 (all but one)", c)
+	}
+	// The last full window counts while the next fills.
+	perWindow(4*int(handoffWindow/offerTakenWithin), handoffWindow+handoffWindow/2)
+	if c := w.offerCap(); c != 4 {
+		t.Fatalf("hand-offs at 4 per %v in the last window: cap %d, want 4", offerTakenWithin, c)
+	}
+	perWindow(4*int(handoffWindow/offerTakenWithin), 3*handoffWindow)
+	if c := w.offerCap(); c != 1 {
+		t.Fatalf("no hand-off for two windows, creates still seen: cap %d, want 1", c)
 	}
 	w.offers.lastCreate.Store(time.Now().Add(-2 * createFlowWindow).UnixNano())
 	if c := w.offerCap(); c != 0 {
 		t.Fatalf("creates seen %v ago: cap %d, want 0", 2*createFlowWindow, c)
 	}
-	w.cfg.MaxConcurrency = 1
 	w.offers.sawCreate()
+	perWindow(1000, 0)
+	w.cfg.MaxConcurrency = 1
 	if c := w.offerCap(); c != 0 {
-		t.Fatalf("one slot, creates coming: cap %d, want 0", c)
+		t.Fatalf("one slot, creates coming fast: cap %d, want 0", c)
 	}
 	w.cfg.MaxConcurrency = 2
 	if c := w.offerCap(); c != 1 {
-		t.Fatalf("two slots, creates coming: cap %d, want 1", c)
+		t.Fatalf("two slots, creates coming fast: cap %d, want 1", c)
 	}
 }
 
