@@ -51,7 +51,7 @@ const handoffWindow = 100 * time.Millisecond
 // must be expected to take an offer for it to stay open while work is in
 // sight: one taken that soon costs its slot little, one that would wait
 // longer idles the slot while work waits.
-const offerTakenWithin = 10 * time.Millisecond
+const offerTakenWithin = 50 * time.Millisecond
 
 // offerBook is a worker's offers: open ones (Ref empty while the call that
 // posts them is under way) and taken ones whose hand-off has not come. It

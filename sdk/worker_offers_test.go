@@ -16,11 +16,12 @@ import (
 // but one: the worker, idle with every slot offered when the backlog lands
 // (from a producer that hands nothing off, on a partition the trickle
 // never creates on, so no create or complete hands the backlog to an
-// offer), keeps one offer for the trickle (its hand-offs come at the
-// trickle's rate) and claims with the rest. A worker that kept every slot
-// but one offered while creates come would claim with one slot here (9
-// backlog tasks/s measured), one that kept half with four (28/s measured
-// against the 70/s of seven claimers; this one measured 56-67/s).
+// offer), keeps about the offers the trickle takes (its hand-offs come at
+// the trickle's rate) and claims with the rest. A worker that kept every
+// slot but one offered while creates come would claim with one slot here
+// (9 backlog tasks/s measured), one that kept half with four (28/s
+// measured against the 70/s of seven claimers; this one measured
+// 56-67/s).
 func TestBacklogFedByTrickleDrainsAtFullConcurrency(t *testing.T) {
 	const (
 		slots    = 8
