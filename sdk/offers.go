@@ -376,17 +376,18 @@ func (w *Worker) offerLane(ctx, cctx context.Context, lane LaneID, n int) {
 // one while creates are seen coming. With a fast create stream that is
 // every slot but one (a burst that outran the offers drains through them,
 // up to two of the backlog's head per create, at a create's cost rather
-// than a claim's); with a trickle of creates behind a backlog one slot,
-// and with none (a batch submitted, then nothing) none: an offer no create
-// comes to take would only keep its slot from the backlog. The one offer
-// kept while creates come measures their rate: as its hand-offs come
-// faster the cap grows again, so a worker does not stay claiming a backlog
-// that creates could drain.
+// than a claim's); behind a trickle of creates it is the few the trickle
+// takes, and with no create (a batch submitted, then nothing) none: an
+// offer no create comes to take would only keep its slot from the backlog.
+// The one offer kept while creates come measures their rate: as its
+// hand-offs come faster the cap grows again, so a worker does not stay
+// claiming a backlog that creates could drain.
 //
 // It never keeps every slot offered: on a cluster an offer serves only its
-// own partition's creates, so a worker whose only slot stays offered would
-// never claim a backlog on another partition (a worker of one slot offers
-// none while work is in sight).
+// own partition's creates, and on one server a create hands over the head
+// of its own partition only, so a worker whose only slot stays offered
+// would never claim a backlog where creates do not come (a worker of one
+// slot offers none while work is in sight).
 func (w *Worker) offerCap() int {
 	if !w.offers.createsFlowing() {
 		return 0
