@@ -207,6 +207,12 @@ func (r *Runner) runPipeline(ctx context.Context, sp pipelineSpec) (*Result, err
 		// own bookkeeping): what an SDK-side change, such as --otel, costs.
 		res.Extra["client_cpu_us_per_op"] = round3(float64(m.cpu.Microseconds()) / float64(ops))
 	}
+	if ops > 0 {
+		// The client's allocated bytes per job (producers, workers and the
+		// harness): with the live heap, how often the collector runs, and
+		// its mark phases are where the claim tail comes from.
+		res.Extra["alloc_bytes_per_op"] = round3(float64(m.allocBytes) / float64(ops))
+	}
 	if fs.CompleteBatches > 0 {
 		res.Extra["completes_per_call"] = float64(fs.BatchedCompletes) / float64(fs.CompleteBatches)
 		res.Extra["complete_wait_avg_us"] = float64(fs.CompleteWaitAvg.Microseconds())
@@ -274,6 +280,9 @@ func (r *Runner) hooks(be *valkeybackend.Backend, claimLat *Latency, i int) load
 type measured struct {
 	server  serverDelta
 	mallocs uint64
+	// allocBytes is the bytes this process allocated in the window: with
+	// mallocs, what drives its garbage collections.
+	allocBytes uint64
 	// cpu is this process's CPU time in the window (user + system; 0 where
 	// it is not measured): the client's side of a job's cost.
 	cpu time.Duration
@@ -304,7 +313,7 @@ func (r *Runner) measure(ctx context.Context, win Window, detail func() string) 
 	if err != nil {
 		return measured{}, err
 	}
-	return measured{server: a.to(b), mallocs: m1.Mallocs - m0.Mallocs, cpu: cpu}, nil
+	return measured{server: a.to(b), mallocs: m1.Mallocs - m0.Mallocs, allocBytes: m1.TotalAlloc - m0.TotalAlloc, cpu: cpu}, nil
 }
 
 // counting is a measurement in progress: startCount snapshots the server
@@ -332,7 +341,7 @@ func (c *counting) stop(ctx context.Context) (measured, error) {
 	if err != nil {
 		return measured{}, err
 	}
-	return measured{server: c.server.to(b), mallocs: m1.Mallocs - c.mem.Mallocs}, nil
+	return measured{server: c.server.to(b), mallocs: m1.Mallocs - c.mem.Mallocs, allocBytes: m1.TotalAlloc - c.mem.TotalAlloc}, nil
 }
 
 func sleepUntil(ctx context.Context, t time.Time) bool {
