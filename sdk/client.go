@@ -21,6 +21,7 @@ const WaitPollDefault = 50 * time.Millisecond
 // BatchSubmitter is an optional backend role: create many executions in as
 // few round trips as the backend can. SubmitBatch uses it when present. The
 // per-item errors are in the returned *BatchError; the results are in order.
+// The caller may reuse args once CreateExecutions returns: it is not kept.
 type BatchSubmitter interface {
 	CreateExecutions(ctx context.Context, args []CreateExecutionArgs) ([]CreateExecutionResult, error)
 }

@@ -15,6 +15,9 @@ import (
 // carries many. The Worker's completions and the Client's submits use it.
 type groupCommit[I, O any] struct {
 	// send makes one batch call; it returns one outcome per item, in order.
+	// items is reused for the next batch once send returns: send does not
+	// keep it (the roles it calls, BatchSubmitter and CompleteBatcher, say
+	// the same of theirs).
 	send    func(ctx context.Context, items []I) []O
 	failed  func(err error) O // the outcome of an item the batch could not answer
 	op      string
@@ -24,6 +27,14 @@ type groupCommit[I, O any] struct {
 	mu    sync.Mutex
 	queue []*pendingCall[I, O]
 	busy  bool // a batch is in flight, or about to be
+
+	// pool recycles pendingCalls; batch and items are the one batch in
+	// flight's (only one is: busy), reused so a call allocates nothing
+	// of its own on the way (garbage per job is what sets how often the
+	// collector runs, and its mark phases make the claim tail).
+	pool      sync.Pool
+	sendCalls []*pendingCall[I, O]
+	sendItems []I
 
 	batches, items atomic.Uint64
 	largest        atomic.Uint64
@@ -38,7 +49,28 @@ type pendingCall[I, O any] struct {
 	out    O
 	sent   bool // taken into a batch (guarded by groupCommit.mu)
 	queued time.Time
-	done   chan struct{}
+	// done gets one value when out is set; buffered, so the sender never
+	// waits and the call can be recycled once its caller has read it.
+	done chan struct{}
+}
+
+// get returns a pendingCall for item, recycled when one is free.
+func (g *groupCommit[I, O]) get(item I) *pendingCall[I, O] {
+	p, _ := g.pool.Get().(*pendingCall[I, O])
+	if p == nil {
+		p = &pendingCall[I, O]{done: make(chan struct{}, 1)}
+	}
+	p.item, p.queued = item, time.Now()
+	return p
+}
+
+// put recycles p once nobody will touch it again: its outcome was read,
+// or it was withdrawn before it was sent.
+func (g *groupCommit[I, O]) put(p *pendingCall[I, O]) {
+	var zi I
+	var zo O
+	p.item, p.out, p.sent = zi, zo, false
+	g.pool.Put(p)
 }
 
 // groupCommitMax bounds a batch: more rarely gather in one round trip,
@@ -51,7 +83,7 @@ const groupCommitMax = 128
 // answer is waited for (at most the batch timeout), so the outcome is
 // never unknown for a reason of this side's.
 func (g *groupCommit[I, O]) call(ctx context.Context, item I) O {
-	p := &pendingCall[I, O]{item: item, queued: time.Now(), done: make(chan struct{})}
+	p := g.get(item)
 	g.mu.Lock()
 	g.queue = append(g.queue, p)
 	lead := !g.busy
@@ -62,7 +94,7 @@ func (g *groupCommit[I, O]) call(ctx context.Context, item I) O {
 	}
 	select {
 	case <-p.done:
-		return p.out
+		return g.answer(p)
 	case <-ctx.Done():
 	}
 	g.mu.Lock()
@@ -74,11 +106,19 @@ func (g *groupCommit[I, O]) call(ctx context.Context, item I) O {
 			}
 		}
 		g.mu.Unlock()
+		g.put(p)
 		return g.failed(&Error{Kind: KindTimeout, Code: CodeTimeout, Op: g.op, Err: ctx.Err()})
 	}
 	g.mu.Unlock()
 	<-p.done
-	return p.out
+	return g.answer(p)
+}
+
+// answer returns p's outcome and recycles p.
+func (g *groupCommit[I, O]) answer(p *pendingCall[I, O]) O {
+	out := p.out
+	g.put(p)
+	return out
 }
 
 // drain sends batches until the queue is empty.
@@ -97,15 +137,18 @@ func (g *groupCommit[I, O]) sendBatch() bool {
 		g.mu.Unlock()
 		return false
 	}
-	batch := make([]*pendingCall[I, O], n)
-	copy(batch, g.queue)
+	batch := append(g.sendCalls[:0], g.queue[:n]...)
 	g.queue = append(g.queue[:0], g.queue[n:]...)
 	for _, p := range batch {
 		p.sent = true
 	}
 	g.mu.Unlock()
 
-	items := make([]I, n)
+	items := g.sendItems[:0]
+	if cap(items) < n {
+		items = make([]I, n)
+	}
+	items = items[:n]
 	now := time.Now()
 	for i, p := range batch {
 		items[i] = p.item
@@ -123,8 +166,12 @@ func (g *groupCommit[I, O]) sendBatch() bool {
 			p.out = g.failed(&Error{Kind: KindBug, Code: CodeBug, Op: g.op,
 				Msg: "the batch call returned a different number of outcomes than items"})
 		}
-		close(p.done)
+		p.done <- struct{}{}
 	}
+	// Keep the slices for the next batch, holding no item or call.
+	clear(items)
+	clear(batch)
+	g.sendItems, g.sendCalls = items, batch
 	g.batches.Add(1)
 	g.items.Add(uint64(n))
 	for {

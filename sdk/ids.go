@@ -38,7 +38,14 @@ type AttemptIndex uint32
 // created in the same millisecond by id, and that keeps them first in,
 // first out.
 func NewExecutionID(partition int) ExecutionID {
-	return ExecutionID(PartitionTag(partition) + ":" + newTimeUUID())
+	tag := PartitionTag(partition)
+	var u [36]byte
+	var id strings.Builder // one allocation: the id's
+	id.Grow(len(tag) + 1 + len(u))
+	id.WriteString(tag)
+	id.WriteByte(':')
+	id.Write(appendUUID(u[:0], timeUUIDBytes()))
+	return ExecutionID(id.String())
 }
 
 // uuidPart returns what follows the id's partition tag ("" when there is
@@ -229,7 +236,10 @@ func newUUID() string {
 // process, then 62 random bits. Their text sorts as they were minted here,
 // and by time across processes (to a millisecond), so ties in an eligible
 // set's score (same priority, same millisecond) keep creation order.
-func newTimeUUID() string {
+func newTimeUUID() string { return formatUUID(timeUUIDBytes()) }
+
+// timeUUIDBytes returns the 16 bytes of a newTimeUUID.
+func timeUUIDBytes() [16]byte {
 	var b [16]byte
 	randomBytes(b[:])
 	ms, seq := uuidClock.next()
@@ -237,7 +247,7 @@ func newTimeUUID() string {
 	b[6] = 0x70 | byte(seq>>8)&0x0f
 	b[7] = byte(seq)
 	b[8] = b[8]&0x3f | 0x80
-	return formatUUID(b)
+	return b
 }
 
 // uuidClock hands out (millisecond, sequence) pairs that strictly increase:
@@ -273,15 +283,19 @@ func randomBytes(b []byte) {
 }
 
 func formatUUID(b [16]byte) string {
+	return string(appendUUID(make([]byte, 0, 36), b))
+}
+
+// appendUUID appends b's text form (8-4-4-4-12 hex digits) to dst.
+func appendUUID(dst []byte, b [16]byte) []byte {
 	const hex = "0123456789abcdef"
-	out := make([]byte, 0, 36)
 	for i, v := range b {
 		if i == 4 || i == 6 || i == 8 || i == 10 {
-			out = append(out, '-')
+			dst = append(dst, '-')
 		}
-		out = append(out, hex[v>>4], hex[v&0x0f])
+		dst = append(dst, hex[v>>4], hex[v&0x0f])
 	}
-	return string(out)
+	return dst
 }
 
 // NewToken returns a random uuid, used for lease ids and attempt ids.

@@ -255,7 +255,8 @@ type CompleteOfferer interface {
 // CompleteBatches, CompleteBatchMax).
 type CompleteBatcher interface {
 	// CompleteBatch returns one outcome per item, in order. A failure of a
-	// whole call (transport) is every item's Err in that call.
+	// whole call (transport) is every item's Err in that call. The caller
+	// may reuse items once it returns: it is not kept.
 	CompleteBatch(ctx context.Context, items []CompleteItem) []CompleteOutcome
 }
 

@@ -88,6 +88,9 @@ type Task struct {
 	ctx    context.Context
 	cancel context.CancelCauseFunc
 	lease  *leaseEntry
+	// renewal is the renewer's entry for the lease (lease points to it
+	// while renewals run).
+	renewal leaseEntry
 	// slot is the task's worker slot; Complete may hand it to a claim offer.
 	slot      taskSlot
 	unrenewed sync.Once // stopRenewing

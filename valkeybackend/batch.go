@@ -36,7 +36,7 @@ func (b *Backend) CreateExecutions(ctx context.Context, args []sdk.CreateExecuti
 	results := make([]sdk.CreateExecutionResult, len(args))
 	errs := make([]error, len(args))
 	failed := false
-	plans := make([]createPlan, len(args))
+	plans := make([]batchedCreate, len(args))
 	type call struct {
 		items []int
 		bytes int
@@ -59,7 +59,7 @@ func (b *Backend) CreateExecutions(ctx context.Context, args []sdk.CreateExecuti
 			errs[i], failed = opError(op, err), true
 			continue
 		}
-		plans[i] = c
+		plans[i] = batchedCreate{args: c.args, part: c.part, lane: c.a.Lane, idem: c.a.IdempotencyKey}
 		size := argsBytes(c.args)
 		g := open[c.part]
 		if g == nil || len(g.items) == MaxCreatesPerCall || g.bytes+size > maxCreateCallBytes {
@@ -85,7 +85,7 @@ func (b *Backend) CreateExecutions(ctx context.Context, args []sdk.CreateExecuti
 	quotas := map[sdk.LaneID]sdk.QuotaID{} // lanes whose hand-offs admit (handoffQuota)
 	for _, g := range calls {
 		for _, i := range g.items {
-			lane := plans[i].a.Lane
+			lane := plans[i].lane
 			if _, seen := quotas[lane]; !seen {
 				quotas[lane] = b.handoffQuota(ctx, lane)
 			}
@@ -142,7 +142,7 @@ func (b *Backend) CreateExecutions(ctx context.Context, args []sdk.CreateExecuti
 			switch status {
 			case "OK":
 				results[i] = sdk.CreateExecutionResult{ID: sdk.ExecutionID(id), State: sdk.PublicState(state)}
-				created[plans[i].a.Lane] = true
+				created[plans[i].lane] = true
 			case "DUPLICATE":
 				results[i] = sdk.CreateExecutionResult{ID: sdk.ExecutionID(id), Duplicate: true, State: sdk.PublicState(state)}
 			default:
@@ -161,7 +161,7 @@ func (b *Backend) CreateExecutions(ctx context.Context, args []sdk.CreateExecuti
 			// unregistered, the caller hears of it.
 			err = backendError(op, err)
 			for i := range args {
-				if errs[i] == nil && late[plans[i].a.Lane] && !results[i].Duplicate {
+				if errs[i] == nil && late[plans[i].lane] && !results[i].Duplicate {
 					results[i], errs[i], failed = sdk.CreateExecutionResult{}, err, true
 				}
 			}
@@ -175,6 +175,15 @@ func (b *Backend) CreateExecutions(ctx context.Context, args []sdk.CreateExecuti
 		return results, &sdk.BatchError{Errs: errs}
 	}
 	return results, nil
+}
+
+// batchedCreate is what a batch keeps of an item's createPlan: its ARGV,
+// partition, lane and idempotency key (not the whole create's args).
+type batchedCreate struct {
+	args []string
+	part int
+	lane sdk.LaneID
+	idem string
 }
 
 // registerLanes adds lanes to the lane registry in one SADD.
@@ -192,14 +201,14 @@ func (b *Backend) registerLanes(lanes map[sdk.LaneID]bool) valkey.Completed {
 // by its lane's quota keys when quotas names one (the lane's items then
 // carry flag 8), then the item count and per item its idempotency key and
 // ff_create's ARGV.
-func (b *Backend) createBatchCall(plans []createPlan, items []int, quotas map[sdk.LaneID]sdk.QuotaID) (keys, args []string) {
+func (b *Backend) createBatchCall(plans []batchedCreate, items []int, quotas map[sdk.LaneID]sdk.QuotaID) (keys, args []string) {
 	tag := sdk.PartitionTag(plans[items[0]].part)
 	pk := b.ks.partKeysOf(tag)
 	keys = []string{pk.deadlines, pk.all, b.ks.arrivalsChannel(tag), pk.leases, pk.timeouts}
 	if b.handoffOn() {
 		seen := map[sdk.LaneID]bool{}
 		for _, i := range items {
-			if lane := plans[i].a.Lane; !seen[lane] {
+			if lane := plans[i].lane; !seen[lane] {
 				seen[lane] = true
 				keys = append(keys, b.offersKeyFor(tag, lane))
 				if q := quotas[lane]; q != "" {
@@ -216,10 +225,10 @@ func (b *Backend) createBatchCall(plans []createPlan, items []int, quotas map[sd
 	args = make([]string, 0, n)
 	args = append(args, strconv.Itoa(len(items)))
 	for _, i := range items {
-		args = append(args, plans[i].a.IdempotencyKey)
+		args = append(args, plans[i].idem)
 		at := len(args)
 		args = append(args, plans[i].args...)
-		if quotas[plans[i].a.Lane] != "" {
+		if quotas[plans[i].lane] != "" {
 			markAdmits(args, at)
 		}
 	}

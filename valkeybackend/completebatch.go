@@ -12,6 +12,11 @@ import (
 // maxCompletesPerCall is ff_complete_batch's MAX_COMPLETES.
 const maxCompletesPerCall = 128
 
+// completeItemArgs is the ARGV of one item of ff_complete_batch without
+// its offer members: the fence (4), lane, has-result flag, result, offer
+// lane and member count.
+const completeItemArgs = 9
+
 // completeBatchCall is one ff_complete_batch: the items it carries (their
 // indexes in the caller's slice), its KEYS and ARGV.
 type completeBatchCall struct {
@@ -62,7 +67,16 @@ func (b *Backend) CompleteBatch(ctx context.Context, items []sdk.CompleteItem) [
 		}
 		c := open[g]
 		if c == nil || len(c.items) == maxCompletesPerCall {
-			c = &completeBatchCall{args: []string{"", g.ttl, b.offersScope()}}
+			// Room for the items left (one server: they all come here
+			// unless an offer TTL differs), so the ARGV grows rarely; a
+			// cluster's items spread over partitions, so a few, then
+			// append's growth.
+			room := min(len(items)-i, maxCompletesPerCall)
+			if b.cluster {
+				room = min(room, 8)
+			}
+			c = &completeBatchCall{items: make([]int, 0, room), keys: make([]string, 0, room),
+				args: append(make([]string, 0, 3+completeItemArgs*room), "", g.ttl, b.offersScope())}
 			open[g] = c
 			calls = append(calls, c)
 		}
@@ -76,9 +90,9 @@ func (b *Backend) CompleteBatch(ctx context.Context, items []sdk.CompleteItem) [
 			c.args[2] = b.offersReplyScope()
 		}
 		c.items = append(c.items, i)
-		c.keys = append(c.keys, b.ks.keysOf(it.Handle.ExecutionID).core)
-		c.args = append(append(c.args, fenceArgs(it.Handle)...), string(it.Handle.Lane), has, string(it.Result),
-			offerLane, strconv.Itoa(len(mem)))
+		h := it.Handle
+		c.keys = append(c.keys, b.ks.coreKey(h.ExecutionID))
+		c.args = append(appendFence(c.args, h), string(h.Lane), has, string(it.Result), offerLane, strconv.Itoa(len(mem)))
 		c.args = append(c.args, mem...)
 	}
 	if len(calls) == 0 {

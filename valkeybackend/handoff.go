@@ -497,20 +497,35 @@ func (b *Backend) placeOffers(offers []sdk.ClaimOffer, p int) {
 // unframe splits the library's length-prefixed fields ("<len>:<bytes>"
 // each, see frame in the library); false when msg is not that.
 func unframe(msg string) ([]string, bool) {
-	var f []string
+	// Two passes: the first checks the framing and counts the fields, so
+	// the second fills a slice of the right size (one allocation).
+	n := 0
+	for rest := msg; len(rest) > 0; n++ {
+		var ok bool
+		if _, rest, ok = nextFrame(rest); !ok {
+			return nil, false
+		}
+	}
+	f := make([]string, 0, n)
 	for len(msg) > 0 {
-		n, rest, ok := strings.Cut(msg, ":")
-		if !ok || len(n) == 0 || len(n) > 10 {
-			return nil, false
-		}
-		size, err := strconv.Atoi(n)
-		if err != nil || size < 0 || size > len(rest) {
-			return nil, false
-		}
-		f = append(f, rest[:size])
-		msg = rest[size:]
+		field, after, _ := nextFrame(msg)
+		f = append(f, field)
+		msg = after
 	}
 	return f, true
+}
+
+// nextFrame cuts the first "<len>:<bytes>" field off msg.
+func nextFrame(msg string) (field, rest string, ok bool) {
+	n, rest, ok := strings.Cut(msg, ":")
+	if !ok || len(n) == 0 || len(n) > 10 {
+		return "", "", false
+	}
+	size, err := strconv.Atoi(n)
+	if err != nil || size < 0 || size > len(rest) {
+		return "", "", false
+	}
+	return rest[:size], rest[size:], true
 }
 
 // parseHandoff reads ff_create's hand-off message: length-prefixed fields

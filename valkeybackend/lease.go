@@ -37,7 +37,12 @@ func (b *Backend) handlePartition(op string, h sdk.Handle) (int, error) {
 }
 
 func fenceArgs(h sdk.Handle) []string {
-	return []string{string(h.ExecutionID), h.LeaseID, strconv.FormatUint(h.Epoch, 10), h.AttemptID}
+	return appendFence(make([]string, 0, 4), h)
+}
+
+// appendFence appends fenceArgs(h) to dst (no slice of its own).
+func appendFence(dst []string, h sdk.Handle) []string {
+	return append(dst, string(h.ExecutionID), h.LeaseID, strconv.FormatUint(h.Epoch, 10), h.AttemptID)
 }
 
 // Renew extends one lease by its TTL.
