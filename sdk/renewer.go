@@ -15,7 +15,7 @@ const renewConcurrency = 32
 // leaseEntry is one held lease in the renewer's heap.
 type leaseEntry struct {
 	task    *Task
-	handle  Handle
+	handle  *Handle   // the task's (never changed once it runs): not a copy
 	due     time.Time // next renewal
 	expires time.Time // when the lease runs out, as far as the worker knows (no server clock needed)
 	index   int       // position in the heap; -1 when out of it
@@ -109,7 +109,7 @@ func (r *renewer) add(t *Task, claimedAt time.Time, ttl time.Duration) *leaseEnt
 		firstDue = time.Duration(float64(r.every) * float64(ttl) / float64(r.leaseTTL))
 	}
 	e := &t.renewal // in the Task: one allocation less per task
-	*e = leaseEntry{task: t, handle: t.h, due: claimedAt.Add(firstDue), expires: claimedAt.Add(ttl)}
+	*e = leaseEntry{task: t, handle: &t.h, due: claimedAt.Add(firstDue), expires: claimedAt.Add(ttl)}
 	r.mu.Lock()
 	heap.Push(&r.heap, e)
 	r.byID[e.handle.ExecutionID] = e
@@ -328,7 +328,7 @@ func (r *renewer) call(ctx context.Context, batch []*leaseEntry) []RenewResult {
 	if r.batch != nil {
 		handles := make([]Handle, len(batch))
 		for i, e := range batch {
-			handles[i] = e.handle
+			handles[i] = *e.handle
 		}
 		res, err := r.batch.RenewBatch(cctx, handles)
 		if err == nil && len(res) != len(batch) {
@@ -350,7 +350,7 @@ func (r *renewer) call(ctx context.Context, batch []*leaseEntry) []RenewResult {
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			res[i].Renewal, res[i].Err = r.backend.Renew(cctx, e.handle)
+			res[i].Renewal, res[i].Err = r.backend.Renew(cctx, *e.handle)
 		}()
 	}
 	wg.Wait()

@@ -176,8 +176,8 @@ func TestRenewerRenewNow(t *testing.T) {
 	base := time.Unix(1000, 0)
 	r.now = func() time.Time { return base }
 	r.coalesce = 0
-	a := &leaseEntry{handle: Handle{ExecutionID: "a"}, due: base.Add(time.Second)}
-	b := &leaseEntry{handle: Handle{ExecutionID: "b"}, due: base.Add(time.Second)}
+	a := &leaseEntry{handle: &Handle{ExecutionID: "a"}, due: base.Add(time.Second)}
+	b := &leaseEntry{handle: &Handle{ExecutionID: "b"}, due: base.Add(time.Second)}
 	r.mu.Lock()
 	pushEntry(r, a)
 	pushEntry(r, b)
@@ -278,7 +278,13 @@ func TestOfferCapFollowsHandoffRate(t *testing.T) {
 	}
 }
 
-func pushEntry(r *renewer, e *leaseEntry) { heap.Push(&r.heap, e); r.byID[e.handle.ExecutionID] = e }
+func pushEntry(r *renewer, e *leaseEntry) {
+	if e.handle == nil {
+		e.handle = &Handle{}
+	}
+	heap.Push(&r.heap, e)
+	r.byID[e.handle.ExecutionID] = e
+}
 
 func TestMuxDispatch(t *testing.T) {
 	m := NewMux()
