@@ -125,6 +125,11 @@ func decode(op string, res valkey.ValkeyResult) (reply, error) {
 
 // backendError classifies a client-side or server error.
 func backendError(op string, err error) error {
+	if se, ok := err.(*sdk.Error); ok && se.Op == "" && op != "" {
+		named := *se // made below the operation (healingClient's)
+		named.Op = op
+		return &named
+	}
 	var se *sdk.Error
 	if errors.As(err, &se) {
 		return err

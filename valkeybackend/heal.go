@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/valkey-io/valkey-go"
+
+	"github.com/flowfabric/flowfabric-go/sdk"
 )
 
 // A primary can lack the library that every other primary holds: a node
@@ -19,9 +21,13 @@ import (
 // reply "Function not found" starts a Prepare in the background (at most
 // one a second), which finds the new primary through the client's
 // refreshed topology and loads the library on it. The call that met the
-// error still fails (sdk.CodeUnavailable); its retry, once the load is
-// done, succeeds. The check reads each reply's error only, so calls that
-// succeed pay nothing for it.
+// error fails with a transport error (sdk.CodeTransport: nothing ran, try
+// again), so a Worker's completion retries it while its lease can be
+// saved and lands once the load is done: a job that succeeded stays
+// succeeded through a slot's move to a primary without the library. With
+// Options.SkipPrepare nothing loads it here, and the error is
+// sdk.CodeUnavailable ("call Prepare"). The check reads each reply's
+// error only, so calls that succeed pay nothing for it.
 type healingClient struct {
 	valkey.Client
 	b *Backend
@@ -29,44 +35,55 @@ type healingClient struct {
 
 func (c healingClient) Do(ctx context.Context, cmd valkey.Completed) valkey.ValkeyResult {
 	r := c.Client.Do(ctx, cmd)
-	if err := r.Error(); err != nil {
-		c.b.libraryMissing(err)
+	if err := r.Error(); err != nil && c.b.libraryMissing(err) {
+		return valkey.NewErrorResult(libraryLoading(err))
 	}
 	return r
 }
 
 func (c healingClient) DoMulti(ctx context.Context, multi ...valkey.Completed) []valkey.ValkeyResult {
 	rs := c.Client.DoMulti(ctx, multi...)
-	for _, r := range rs {
-		if err := r.Error(); err != nil {
-			c.b.libraryMissing(err)
+	for i, r := range rs {
+		if err := r.Error(); err != nil && c.b.libraryMissing(err) {
+			rs[i] = valkey.NewErrorResult(libraryLoading(err))
 		}
 	}
 	return rs
 }
 
+// libraryLoading is a call's error when its node lacked the library and
+// a Prepare is loading it: retryable, as the server's LOADING or TRYAGAIN
+// (backendError fills in the operation).
+func libraryLoading(err error) error {
+	return &sdk.Error{Kind: sdk.KindTransport, Code: sdk.CodeTransport,
+		Msg: "flowfabric library not loaded on this node yet; it is being loaded, try again", Err: err}
+}
+
 // healEvery bounds how often a missing library starts a Prepare.
 const healEvery = time.Second
 
-// libraryMissing starts a background Prepare when err says a node lacks
-// the library, unless one started within healEvery or the backend was
-// told not to prepare (Options.SkipPrepare: the operator loads it).
-func (b *Backend) libraryMissing(err error) {
+// libraryMissing reports whether err says a node lacks the library and
+// this backend loads it: then it starts a background Prepare, unless one
+// started within healEvery. It reports false, and does nothing, when the
+// backend was told not to prepare (Options.SkipPrepare: the operator
+// loads it).
+func (b *Backend) libraryMissing(err error) bool {
 	if b.opts.SkipPrepare {
-		return
+		return false
 	}
 	ve, ok := valkey.IsValkeyErr(err)
 	if !ok || !strings.Contains(ve.Error(), "Function not found") {
-		return
+		return false
 	}
 	now := time.Now().UnixNano()
 	last := b.healedAt.Load()
 	if now-last < int64(healEvery) || !b.healedAt.CompareAndSwap(last, now) {
-		return
+		return true
 	}
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		_, _ = b.prepare(ctx, b.lib)
 	}()
+	return true
 }

@@ -385,8 +385,9 @@ func TestNamespaceDefaultUnchanged(t *testing.T) {
 
 // Each namespace loads, versions and locks its own library: Prepare in one
 // is a no-op once loaded, never touches the other's, waits for its own
-// load lock only, and a namespace whose library is gone answers
-// unavailable while the other keeps working.
+// load lock only, and a namespace whose library is gone answers a
+// retryable transport error while it loads it again (unavailable when told
+// not to prepare) while the other keeps working.
 func TestNamespacePrepare(t *testing.T) {
 	addrs := topologies()[0].addrs(t)
 	ctx := t.Context()
@@ -412,8 +413,9 @@ func TestNamespacePrepare(t *testing.T) {
 	if err := valkeytest.DeleteLibrary(ctx, addrs, "flowfabric_pb"); err != nil {
 		t.Fatal(err)
 	}
-	if err := create(pb); sdk.KindOf(err) != sdk.KindUnavailable {
-		t.Fatalf("pb's create with its library gone: %v, want unavailable", err)
+	if err := create(pb); sdk.KindOf(err) != sdk.KindTransport || !sdk.Retryable(err) ||
+		!strings.Contains(err.Error(), "being loaded") {
+		t.Fatalf("pb's create with its library gone: %v, want a retryable transport error (pb loads it again)", err)
 	}
 	if err := create(pa); err != nil {
 		t.Fatalf("pa's create with pb's library gone: %v", err)
@@ -429,6 +431,16 @@ func TestNamespacePrepare(t *testing.T) {
 	}
 	if err := valkeytest.DeleteLibrary(ctx, addrs, "flowfabric_pb"); err != nil {
 		t.Fatal(err)
+	}
+	// A backend told not to prepare loads nothing: its call is refused as
+	// unavailable ("call Prepare"), and the library stays gone.
+	skip := connectOpts(t, valkeybackend.Options{Addrs: addrs, Namespace: "pb", SkipPrepare: true}, 8)
+	if err := create(skip); sdk.KindOf(err) != sdk.KindUnavailable || !strings.Contains(err.Error(), "call Prepare") {
+		t.Fatalf("create through a SkipPrepare backend with the library gone: %v, want unavailable", err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if slices.Contains(libraries(t, addrs)["flowfabric_pb"], "pb_version") {
+		t.Fatal("a SkipPrepare backend's refused call loaded the library")
 	}
 	// pa's load lock held: pb's Prepare does not wait for it.
 	raw := nodeClients(t, addrs)[0]
