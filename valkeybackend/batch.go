@@ -36,38 +36,50 @@ func (b *Backend) CreateExecutions(ctx context.Context, args []sdk.CreateExecuti
 	results := make([]sdk.CreateExecutionResult, len(args))
 	errs := make([]error, len(args))
 	failed := false
-	plans := make([]batchedCreate, len(args))
-	type call struct {
-		items []int
-		bytes int
-	}
-	var calls []*call
-	open := map[int]*call{} // the partition's call still taking items
+	lanes := make([]sdk.LaneID, len(args)) // each item's, resolved
+	var calls []*createBatch
+	open := map[int]*createBatch{} // the partition's call still taking items
 	// Items without an id or idempotency key share a partition, so they
 	// share a call (a call per partition is the cost of spreading them);
 	// the next partition in turn takes over every MaxCreatesPerCall.
 	shared, keyless := -1, 0
 	for i, a := range args {
-		if a.ID == "" && a.IdempotencyKey == "" {
+		solo := a.ID == "" && a.IdempotencyKey == ""
+		if solo {
 			if keyless%MaxCreatesPerCall == 0 {
 				shared = int(b.next.Add(1) % uint64(b.partitions))
 			}
 			keyless++
 		}
-		c, err := b.planCreate(a, false, shared)
+		a, id, part, err := b.placeCreate(a, shared)
 		if err != nil {
 			errs[i], failed = opError(op, err), true
 			continue
 		}
-		plans[i] = batchedCreate{args: c.args, part: c.part, lane: c.a.Lane, idem: c.a.IdempotencyKey}
-		size := argsBytes(c.args)
-		g := open[c.part]
-		if g == nil || len(g.items) == MaxCreatesPerCall || g.bytes+size > maxCreateCallBytes {
-			g = &call{}
-			open[c.part] = g
+		lanes[i] = a.Lane
+		g := open[part]
+		if g == nil || len(g.items) == MaxCreatesPerCall {
+			g = newCreateBatch(part, len(args)-i, solo)
+			open[part] = g
 			calls = append(calls, g)
 		}
+		// The item's idempotency key and ARGV go straight into its call's.
+		from := len(g.args)
+		g.args = appendCreateArgv(append(g.args, a.IdempotencyKey), a, id)
+		size := argsBytes(g.args[from+1:])
+		if len(g.items) > 0 && g.bytes+size > maxCreateCallBytes {
+			// Too big to join: it starts the partition's next call.
+			ng := newCreateBatch(part, len(args)-i, solo)
+			ng.args = append(ng.args, g.args[from:]...)
+			clear(g.args[from:])
+			g.args = g.args[:from]
+			g = ng
+			open[part] = g
+			calls = append(calls, g)
+			from = 1
+		}
 		g.items = append(g.items, i)
+		g.at = append(g.at, from+1)
 		g.bytes += size
 	}
 	if len(calls) == 0 {
@@ -85,7 +97,7 @@ func (b *Backend) CreateExecutions(ctx context.Context, args []sdk.CreateExecuti
 	quotas := map[sdk.LaneID]sdk.QuotaID{} // lanes whose hand-offs admit (handoffQuota)
 	for _, g := range calls {
 		for _, i := range g.items {
-			lane := plans[i].lane
+			lane := lanes[i]
 			if _, seen := quotas[lane]; !seen {
 				quotas[lane] = b.handoffQuota(ctx, lane)
 			}
@@ -104,7 +116,7 @@ func (b *Backend) CreateExecutions(ctx context.Context, args []sdk.CreateExecuti
 		cmds = append(cmds, b.registerLanes(early))
 	}
 	for _, g := range calls {
-		keys, argv := b.createBatchCall(plans, g.items, quotas)
+		keys, argv := b.createBatchCall(g, lanes, quotas)
 		cmds = append(cmds, b.fcall("ff_create_batch", keys, argv...))
 	}
 	res := b.doAckedMulti(ctx, op, cmds...)
@@ -142,7 +154,7 @@ func (b *Backend) CreateExecutions(ctx context.Context, args []sdk.CreateExecuti
 			switch status {
 			case "OK":
 				results[i] = sdk.CreateExecutionResult{ID: sdk.ExecutionID(id), State: sdk.PublicState(state)}
-				created[plans[i].lane] = true
+				created[lanes[i]] = true
 			case "DUPLICATE":
 				results[i] = sdk.CreateExecutionResult{ID: sdk.ExecutionID(id), Duplicate: true, State: sdk.PublicState(state)}
 			default:
@@ -161,7 +173,7 @@ func (b *Backend) CreateExecutions(ctx context.Context, args []sdk.CreateExecuti
 			// unregistered, the caller hears of it.
 			err = backendError(op, err)
 			for i := range args {
-				if errs[i] == nil && late[plans[i].lane] && !results[i].Duplicate {
+				if errs[i] == nil && late[lanes[i]] && !results[i].Duplicate {
 					results[i], errs[i], failed = sdk.CreateExecutionResult{}, err, true
 				}
 			}
@@ -177,13 +189,29 @@ func (b *Backend) CreateExecutions(ctx context.Context, args []sdk.CreateExecuti
 	return results, nil
 }
 
-// batchedCreate is what a batch keeps of an item's createPlan: its ARGV,
-// partition, lane and idempotency key (not the whole create's args).
-type batchedCreate struct {
-	args []string
-	part int
-	lane sdk.LaneID
-	idem string
+// createBatch is one ff_create_batch in the making: its partition, its
+// items (indexes in the caller's slice), its ARGV (the item count, then per
+// item its idempotency key and ff_create's ARGV), where each item's
+// ff_create ARGV starts in it, and the ARGV's bytes.
+type createBatch struct {
+	part  int
+	items []int
+	at    []int
+	args  []string
+	bytes int
+}
+
+// newCreateBatch starts partition part's call for an item with left items
+// from it on: room for them all when it has neither id nor key (such items
+// share the call's partition), else for a few (ids and keys spread items
+// over partitions), then append's growth.
+func newCreateBatch(part, left int, solo bool) *createBatch {
+	room := min(left, MaxCreatesPerCall)
+	if !solo {
+		room = min(room, 8)
+	}
+	return &createBatch{part: part, items: make([]int, 0, room), at: make([]int, 0, room),
+		args: append(make([]string, 0, 1+20*room), "")}
 }
 
 // registerLanes adds lanes to the lane registry in one SADD.
@@ -195,20 +223,19 @@ func (b *Backend) registerLanes(lanes map[sdk.LaneID]bool) valkey.Completed {
 	return b.client.B().Sadd().Key(b.ks.lanes).Member(members...).Build()
 }
 
-// createBatchCall builds the KEYS and ARGV of one ff_create_batch of the
-// creates plans[i], i in items, all of one partition: the partition's
-// indexes and the offers keys of their lanes (hand-offs on), each followed
-// by its lane's quota keys when quotas names one (the lane's items then
-// carry flag 8), then the item count and per item its idempotency key and
-// ff_create's ARGV.
-func (b *Backend) createBatchCall(plans []batchedCreate, items []int, quotas map[sdk.LaneID]sdk.QuotaID) (keys, args []string) {
-	tag := sdk.PartitionTag(plans[items[0]].part)
+// createBatchCall builds the KEYS and finishes the ARGV of ff_create_batch
+// g (lanes: every item's): the partition's indexes and the offers keys of
+// its items' lanes (hand-offs on), each followed by its lane's quota keys
+// when quotas names one (the lane's items then carry flag 8); the ARGV
+// gets its item count.
+func (b *Backend) createBatchCall(g *createBatch, lanes []sdk.LaneID, quotas map[sdk.LaneID]sdk.QuotaID) (keys, args []string) {
+	tag := sdk.PartitionTag(g.part)
 	pk := b.ks.partKeysOf(tag)
 	keys = []string{pk.deadlines, pk.all, b.ks.arrivalsChannel(tag), pk.leases, pk.timeouts}
 	if b.handoffOn() {
 		seen := map[sdk.LaneID]bool{}
-		for _, i := range items {
-			if lane := plans[i].lane; !seen[lane] {
+		for _, i := range g.items {
+			if lane := lanes[i]; !seen[lane] {
 				seen[lane] = true
 				keys = append(keys, b.offersKeyFor(tag, lane))
 				if q := quotas[lane]; q != "" {
@@ -218,21 +245,13 @@ func (b *Backend) createBatchCall(plans []batchedCreate, items []int, quotas map
 			}
 		}
 	}
-	n := 1
-	for _, i := range items {
-		n += 1 + len(plans[i].args)
-	}
-	args = make([]string, 0, n)
-	args = append(args, strconv.Itoa(len(items)))
-	for _, i := range items {
-		args = append(args, plans[i].idem)
-		at := len(args)
-		args = append(args, plans[i].args...)
-		if quotas[plans[i].lane] != "" {
-			markAdmits(args, at)
+	g.args[0] = strconv.Itoa(len(g.items))
+	for j, i := range g.items {
+		if quotas[lanes[i]] != "" {
+			markAdmits(g.args, g.at[j])
 		}
 	}
-	return keys, args
+	return keys, g.args
 }
 
 func argsBytes(args []string) int {

@@ -89,16 +89,26 @@ type createPlan struct {
 // idempotency key goes to partition shared when it is one (a batch keeps
 // such items together), else to the next partition in turn.
 func (b *Backend) planCreate(a sdk.CreateExecutionArgs, withKeys bool, shared int) (createPlan, error) {
-	a, err := b.resolveCreate(a)
+	a, id, part, err := b.placeCreate(a, shared)
 	if err != nil {
 		return createPlan{}, err
+	}
+	return b.createPlanOf(a, id, part, withKeys), nil
+}
+
+// placeCreate validates a create (resolveCreate) and picks its id and
+// partition, as planCreate says.
+func (b *Backend) placeCreate(a sdk.CreateExecutionArgs, shared int) (sdk.CreateExecutionArgs, sdk.ExecutionID, int, error) {
+	a, err := b.resolveCreate(a)
+	if err != nil {
+		return a, "", 0, err
 	}
 	id := a.ID
 	var part int
 	switch {
 	case id != "":
 		if part, err = b.partitionOf("", id); err != nil {
-			return createPlan{}, err
+			return a, "", 0, err
 		}
 	case a.IdempotencyKey != "":
 		// The key decides the partition, so a retried create meets its first.
@@ -113,7 +123,7 @@ func (b *Backend) planCreate(a sdk.CreateExecutionArgs, withKeys bool, shared in
 		part = int(b.next.Add(1) % uint64(b.partitions))
 		id = sdk.NewExecutionID(part)
 	}
-	return b.createPlanOf(a, id, part, withKeys), nil
+	return a, id, part, nil
 }
 
 // resolveCreate validates a create: sdk's Resolve and the payload limit.
@@ -132,10 +142,6 @@ func (b *Backend) resolveCreate(a sdk.CreateExecutionArgs) (sdk.CreateExecutionA
 // partition part; a.ID set means the id is the caller's (ff_create checks
 // it is new), else id was minted here.
 func (b *Backend) createPlanOf(a sdk.CreateExecutionArgs, id sdk.ExecutionID, part int, withKeys bool) createPlan {
-	retry := defaultRetryArgs
-	if !a.Retry.IsZero() {
-		retry = renderRetryArgs(a.Retry)
-	}
 	var keys []string
 	if withKeys {
 		tag := sdk.PartitionTag(part)
@@ -150,6 +156,27 @@ func (b *Backend) createPlanOf(a sdk.CreateExecutionArgs, id sdk.ExecutionID, pa
 		}
 		keys = []string{ek.core, ek.ctx, lk.eligible, lk.delayed, idem, pk.deadlines, pk.all, b.ks.arrivalsChannel(tag),
 			offers, pk.leases, lk.active, pk.timeouts}
+	}
+	args := appendCreateArgv(make([]string, 0, createArgvLen(a)), a, id)
+	return createPlan{keys: keys, args: args, part: part, a: a}
+}
+
+// createArgvLen is the length of resolved create a's ff_create ARGV.
+func createArgvLen(a sdk.CreateExecutionArgs) int {
+	n := 19 + 2*len(a.Tags)
+	if a.TraceParent != "" {
+		n++
+	}
+	return n
+}
+
+// appendCreateArgv appends ff_create's ARGV of resolved create a, as
+// execution id, to dst: a batch builds its items' into the call's ARGV
+// itself, with no slice of each item's own.
+func appendCreateArgv(dst []string, a sdk.CreateExecutionArgs, id sdk.ExecutionID) []string {
+	retry := defaultRetryArgs
+	if !a.Retry.IsZero() {
+		retry = renderRetryArgs(a.Retry)
 	}
 	// The wire carries whole milliseconds: round sub-millisecond values up
 	// rather than turn them into 0 (no timeout, or an invalid PX).
@@ -170,19 +197,18 @@ func (b *Backend) createPlanOf(a sdk.CreateExecutionArgs, id sdk.ExecutionID, pa
 		flags |= 4 // the carrier follows the tags
 	}
 	idGiven := string(rune('0' + flags))
-	args := make([]string, 0, 20+2*len(a.Tags))
-	args = append(args, string(id), string(a.Lane), a.Kind, strconv.Itoa(a.Priority),
+	dst = append(dst, string(id), string(a.Lane), a.Kind, strconv.Itoa(a.Priority),
 		msString(a.DelayUntil), joinCSV(a.RequiredCapabilities))
-	args = append(args, retry...)
-	args = append(args, durMS(attemptTimeout), msString(a.Deadline), durMS(dedup),
+	dst = append(dst, retry...)
+	dst = append(dst, durMS(attemptTimeout), msString(a.Deadline), durMS(dedup),
 		string(a.Payload), idGiven, strconv.Itoa(len(a.Tags)))
 	for k, v := range a.Tags {
-		args = append(args, k, v)
+		dst = append(dst, k, v)
 	}
 	if a.TraceParent != "" {
-		args = append(args, a.TraceParent)
+		dst = append(dst, a.TraceParent)
 	}
-	return createPlan{keys: keys, args: args, part: part, a: a}
+	return dst
 }
 
 // createFlagsArg is the index of the flags in ff_create's ARGV.
