@@ -125,10 +125,10 @@ func decode(op string, res valkey.ValkeyResult) (reply, error) {
 
 // backendError classifies a client-side or server error.
 func backendError(op string, err error) error {
-	if se, ok := err.(*sdk.Error); ok && se.Op == "" && op != "" {
-		named := *se // made below the operation (healingClient's)
-		named.Op = op
-		return &named
+	var loading *libraryLoading
+	if errors.As(err, &loading) {
+		return &sdk.Error{Kind: sdk.KindTransport, Code: sdk.CodeTransport, Op: op,
+			Msg: "flowfabric library not loaded on this node yet; it is being loaded, try again", Err: loading.err}
 	}
 	var se *sdk.Error
 	if errors.As(err, &se) {

@@ -6,8 +6,6 @@ import (
 	"time"
 
 	"github.com/valkey-io/valkey-go"
-
-	"github.com/flowfabric/flowfabric-go/sdk"
 )
 
 // A primary can lack the library that every other primary holds: a node
@@ -36,7 +34,7 @@ type healingClient struct {
 func (c healingClient) Do(ctx context.Context, cmd valkey.Completed) valkey.ValkeyResult {
 	r := c.Client.Do(ctx, cmd)
 	if err := r.Error(); err != nil && c.b.libraryMissing(err) {
-		return valkey.NewErrorResult(libraryLoading(err))
+		return valkey.NewErrorResult(&libraryLoading{err})
 	}
 	return r
 }
@@ -45,19 +43,19 @@ func (c healingClient) DoMulti(ctx context.Context, multi ...valkey.Completed) [
 	rs := c.Client.DoMulti(ctx, multi...)
 	for i, r := range rs {
 		if err := r.Error(); err != nil && c.b.libraryMissing(err) {
-			rs[i] = valkey.NewErrorResult(libraryLoading(err))
+			rs[i] = valkey.NewErrorResult(&libraryLoading{err})
 		}
 	}
 	return rs
 }
 
 // libraryLoading is a call's error when its node lacked the library and
-// a Prepare is loading it: retryable, as the server's LOADING or TRYAGAIN
-// (backendError fills in the operation).
-func libraryLoading(err error) error {
-	return &sdk.Error{Kind: sdk.KindTransport, Code: sdk.CodeTransport,
-		Msg: "flowfabric library not loaded on this node yet; it is being loaded, try again", Err: err}
-}
+// a Prepare is loading it; backendError classifies it (retryable, as the
+// server's LOADING or TRYAGAIN).
+type libraryLoading struct{ err error }
+
+func (e *libraryLoading) Error() string { return e.err.Error() }
+func (e *libraryLoading) Unwrap() error { return e.err }
 
 // healEvery bounds how often a missing library starts a Prepare.
 const healEvery = time.Second
