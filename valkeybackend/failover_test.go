@@ -91,11 +91,7 @@ func TestCompletionThroughLibraryLoss(t *testing.T) {
 	}
 	t.Cleanup(func() { srv.Close() })
 	addrs := []string{srv.Addr()}
-	b, err := valkeybackend.Connect(ctx, valkeybackend.Options{Addrs: addrs, Partitions: 4})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	b := connectTo(t, srv.Addr(), valkeybackend.Options{})
 	client := sdk.NewClient(b)
 	res, err := client.Submit(ctx, sdk.CreateExecutionArgs{Lane: "l", Kind: "k"})
 	if err != nil {
