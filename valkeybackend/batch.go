@@ -58,8 +58,9 @@ func (b *Backend) CreateExecutions(ctx context.Context, args []sdk.CreateExecuti
 		}
 		lanes[i] = a.Lane
 		g := open[part]
+		perItem := 1 + createArgvLen(a) // the idempotency key, then ff_create's ARGV
 		if g == nil || len(g.items) == MaxCreatesPerCall {
-			g = newCreateBatch(part, len(args)-i, solo)
+			g = newCreateBatch(part, batchRoom(len(args)-i, MaxCreatesPerCall, !solo), perItem)
 			open[part] = g
 			calls = append(calls, g)
 		}
@@ -69,7 +70,7 @@ func (b *Backend) CreateExecutions(ctx context.Context, args []sdk.CreateExecuti
 		size := argsBytes(g.args[from+1:])
 		if len(g.items) > 0 && g.bytes+size > maxCreateCallBytes {
 			// Too big to join: it starts the partition's next call.
-			ng := newCreateBatch(part, len(args)-i, solo)
+			ng := newCreateBatch(part, batchRoom(len(args)-i, MaxCreatesPerCall, !solo), perItem)
 			ng.args = append(ng.args, g.args[from:]...)
 			clear(g.args[from:])
 			g.args = g.args[:from]
@@ -201,17 +202,23 @@ type createBatch struct {
 	bytes int
 }
 
-// newCreateBatch starts partition part's call for an item with left items
-// from it on: room for them all when it has neither id nor key (such items
-// share the call's partition), else for a few (ids and keys spread items
-// over partitions), then append's growth.
-func newCreateBatch(part, left int, solo bool) *createBatch {
-	room := min(left, MaxCreatesPerCall)
-	if !solo {
+// newCreateBatch starts partition part's call with room for room items of
+// perItem arguments each (see batchRoom).
+func newCreateBatch(part, room, perItem int) *createBatch {
+	return &createBatch{part: part, items: make([]int, 0, room), at: make([]int, 0, room),
+		args: append(make([]string, 0, 1+perItem*room), "")}
+}
+
+// batchRoom is how many items a batch call starting now makes room for,
+// with left items still to place and at most most per call: all of them
+// when they all come to this call, a few when spread over partitions (ids,
+// idempotency keys, a cluster's completions), append growing it past that.
+func batchRoom(left, most int, spread bool) int {
+	room := min(left, most)
+	if spread {
 		room = min(room, 8)
 	}
-	return &createBatch{part: part, items: make([]int, 0, room), at: make([]int, 0, room),
-		args: append(make([]string, 0, 1+20*room), "")}
+	return room
 }
 
 // registerLanes adds lanes to the lane registry in one SADD.

@@ -67,14 +67,9 @@ func (b *Backend) CompleteBatch(ctx context.Context, items []sdk.CompleteItem) [
 		}
 		c := open[g]
 		if c == nil || len(c.items) == maxCompletesPerCall {
-			// Room for the items left (one server: they all come here
-			// unless an offer TTL differs), so the ARGV grows rarely; a
-			// cluster's items spread over partitions, so a few, then
-			// append's growth.
-			room := min(len(items)-i, maxCompletesPerCall)
-			if b.cluster {
-				room = min(room, 8)
-			}
+			// One server: the items left all come here unless an offer
+			// TTL differs; a cluster's spread over partitions.
+			room := batchRoom(len(items)-i, maxCompletesPerCall, b.cluster)
 			c = &completeBatchCall{items: make([]int, 0, room), keys: make([]string, 0, room),
 				args: append(make([]string, 0, 3+completeItemArgs*room), "", g.ttl, b.offersScope())}
 			open[g] = c
