@@ -2,6 +2,7 @@ package sdk
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -144,11 +145,7 @@ func (g *groupCommit[I, O]) sendBatch() bool {
 	}
 	g.mu.Unlock()
 
-	items := g.sendItems[:0]
-	if cap(items) < n {
-		items = make([]I, n)
-	}
-	items = items[:n]
+	items := slices.Grow(g.sendItems[:0], n)[:n]
 	now := time.Now()
 	for i, p := range batch {
 		items[i] = p.item
