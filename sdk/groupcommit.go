@@ -29,7 +29,7 @@ type groupCommit[I, O any] struct {
 	queue []*pendingCall[I, O]
 	busy  bool // a batch is in flight, or about to be
 
-	// pool recycles pendingCalls; batch and items are the one batch in
+	// pool recycles pendingCalls; sendCalls and sendItems are the one batch in
 	// flight's (only one is: busy), reused so a call allocates nothing
 	// of its own on the way (garbage per job is what sets how often the
 	// collector runs, and its mark phases make the claim tail).
