@@ -213,6 +213,7 @@ func (r *Runner) runPipeline(ctx context.Context, sp pipelineSpec) (*Result, err
 		// its mark phases are where the claim tail comes from.
 		res.Extra["alloc_bytes_per_op"] = round3(float64(m.allocBytes) / float64(ops))
 	}
+	m.gc.report(res.Extra, win, m.cpu)
 	if fs.CompleteBatches > 0 {
 		res.Extra["completes_per_call"] = float64(fs.BatchedCompletes) / float64(fs.CompleteBatches)
 		res.Extra["complete_wait_avg_us"] = float64(fs.CompleteWaitAvg.Microseconds())
@@ -286,6 +287,8 @@ type measured struct {
 	// cpu is this process's CPU time in the window (user + system; 0 where
 	// it is not measured): the client's side of a job's cost.
 	cpu time.Duration
+	// gc is what this process's garbage collector did in the window.
+	gc gcWork
 }
 
 // measure sleeps to the window's start, snapshots the server and the
@@ -303,17 +306,17 @@ func (r *Runner) measure(ctx context.Context, win Window, detail func() string) 
 	}
 	var m0, m1 runtime.MemStats
 	runtime.ReadMemStats(&m0)
-	cpu0 := processCPU()
+	cpu0, gc0 := processCPU(), readGCWork()
 	if !sleepUntil(ctx, win.To) {
 		return measured{}, ctx.Err()
 	}
-	cpu := processCPU() - cpu0
+	cpu, gc := processCPU()-cpu0, readGCWork().since(gc0)
 	runtime.ReadMemStats(&m1)
 	b, err := r.t.snapshot(ctx)
 	if err != nil {
 		return measured{}, err
 	}
-	return measured{server: a.to(b), mallocs: m1.Mallocs - m0.Mallocs, allocBytes: m1.TotalAlloc - m0.TotalAlloc, cpu: cpu}, nil
+	return measured{server: a.to(b), mallocs: m1.Mallocs - m0.Mallocs, allocBytes: m1.TotalAlloc - m0.TotalAlloc, cpu: cpu, gc: gc}, nil
 }
 
 // counting is a measurement in progress: startCount snapshots the server

@@ -103,6 +103,10 @@ func TestScenariosSmoke(t *testing.T) {
 				t.Errorf("claim-latency: no %s histogram", name)
 			}
 		}
+		// The collector's part in the window, beside the tail it makes.
+		if n, ok := r.Extra["gc_cycles"]; !ok || (n > 0 && (r.Extra["gc_every_ms"] <= 0 || r.Extra["gc_cpu_share"] < 0 || r.Extra["gc_cpu_share"] > 1)) {
+			t.Errorf("claim-latency: collector figures %v", r.Extra)
+		}
 	}
 	if r := rep.Find("recovery/P=4"); r != nil {
 		s := r.Latency["crash_to_completion"]

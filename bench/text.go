@@ -223,9 +223,30 @@ func DetailLines(rep *Report) []string {
 				line += ", claim call " + fmtUS(cc.P50)
 			}
 		}
+		line += gcTail(r, s)
 		out = append(out, line)
 	}
 	return out
+}
+
+// gcTail describes a latency tail s of run r beside what this process's
+// collector did in r's window (runPipeline's gc_* extras): its mark
+// phases are where an open loop's tail comes from on a small machine.
+// Empty when r has no such figures.
+func gcTail(r *Result, s *Summary) string {
+	n, ok := r.Extra["gc_cycles"]
+	if !ok || s == nil || s.P50 <= 0 {
+		return ""
+	}
+	line := fmt.Sprintf("; tail: p99 %s = %.1f× p50, while this process's collector ran %.0f times", fmtUS(s.P99), s.P99/s.P50, n)
+	if every := r.Extra["gc_every_ms"]; every > 0 {
+		line += fmt.Sprintf(" (every %.0f ms", every)
+		if share, ok := r.Extra["gc_cpu_share"]; ok {
+			line += fmt.Sprintf(", %.1f%% of its CPU", 100*share)
+		}
+		line += ")"
+	}
+	return line
 }
 
 // signalResult is the signal-resume result at the config's partition
