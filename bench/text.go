@@ -207,8 +207,10 @@ func DetailLines(rep *Report) []string {
 		s := r.Latency["claim"]
 		line := fmt.Sprintf("claim latency at P=%d, %s arrivals/s: p50 %s = %.2f× the serial FCALL round trip",
 			r.Partitions, fmtRate(r.OfferedRate), fmtUS(s.P50), r.Extra["claim_p50_over_serial_rtt"])
-		if cc := r.Extra["claim_call_p50_over_serial_rtt"]; cc > 0 {
-			line += fmt.Sprintf(" (claim call alone: %.2f×)", cc)
+		if cc, calls := r.Extra["claim_call_p50_over_serial_rtt"], r.Latency["claim_call"]; cc > 0 && calls != nil {
+			// How many claims it covers: with hand-offs a run has few
+			// claim calls, and their p50 is not the claims'.
+			line += fmt.Sprintf(" (claim call alone, %d of %d claims: %.2f×)", calls.Count, s.Count, cc)
 		}
 		if hs := r.Extra["handoff_share"]; hs > 0 {
 			line += fmt.Sprintf("; %.0f%% handed over by the create (no claim call)", 100*hs)
