@@ -57,12 +57,17 @@ func (b *Backend) CreateExecutions(ctx context.Context, args []sdk.CreateExecuti
 			continue
 		}
 		lanes[i] = a.Lane
-		g := open[part]
-		perItem := 1 + createArgvLen(a) // the idempotency key, then ff_create's ARGV
-		if g == nil || len(g.items) == MaxCreatesPerCall {
-			g = newCreateBatch(part, batchRoom(len(args)-i, MaxCreatesPerCall, !solo), perItem)
+		// start opens the partition's next call, sized for the items left.
+		start := func() *createBatch {
+			// Per item: the idempotency key, then ff_create's ARGV.
+			g := newCreateBatch(part, batchRoom(len(args)-i, MaxCreatesPerCall, !solo), 1+createArgvLen(a))
 			open[part] = g
 			calls = append(calls, g)
+			return g
+		}
+		g := open[part]
+		if g == nil || len(g.items) == MaxCreatesPerCall {
+			g = start()
 		}
 		// The item's idempotency key and ARGV go straight into its call's.
 		from := len(g.args)
@@ -70,14 +75,11 @@ func (b *Backend) CreateExecutions(ctx context.Context, args []sdk.CreateExecuti
 		size := argsBytes(g.args[from+1:])
 		if len(g.items) > 0 && g.bytes+size > maxCreateCallBytes {
 			// Too big to join: it starts the partition's next call.
-			ng := newCreateBatch(part, batchRoom(len(args)-i, MaxCreatesPerCall, !solo), perItem)
+			ng := start()
 			ng.args = append(ng.args, g.args[from:]...)
 			clear(g.args[from:])
 			g.args = g.args[:from]
-			g = ng
-			open[part] = g
-			calls = append(calls, g)
-			from = 1
+			g, from = ng, 1
 		}
 		g.items = append(g.items, i)
 		g.at = append(g.at, from+1)
