@@ -231,14 +231,12 @@ func newUUID() string {
 	return formatUUID(b)
 }
 
-// newTimeUUID returns a time-ordered (version 7) uuid: 48 bits of unix
-// milliseconds, then 12 bits that count up within the millisecond in this
-// process, then 62 random bits. Their text sorts as they were minted here,
-// and by time across processes (to a millisecond), so ties in an eligible
-// set's score (same priority, same millisecond) keep creation order.
-func newTimeUUID() string { return formatUUID(timeUUIDBytes()) }
-
-// timeUUIDBytes returns the 16 bytes of a newTimeUUID.
+// timeUUIDBytes returns the bytes of a time-ordered (version 7) uuid: 48
+// bits of unix milliseconds, then 12 bits that count up within the
+// millisecond in this process, then 62 random bits. Their text sorts as
+// they were minted here, and by time across processes (to a millisecond),
+// so ties in an eligible set's score (same priority, same millisecond)
+// keep creation order.
 func timeUUIDBytes() [16]byte {
 	var b [16]byte
 	randomBytes(b[:])
