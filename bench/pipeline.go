@@ -292,8 +292,8 @@ type measured struct {
 }
 
 // measure sleeps to the window's start, snapshots the server and the
-// client's allocations, sleeps to its end and snapshots again, showing
-// progress meanwhile.
+// client's allocations, CPU and collector work, sleeps to its end and
+// snapshots again, showing progress meanwhile.
 func (r *Runner) measure(ctx context.Context, win Window, detail func() string) (measured, error) {
 	r.prog.Detail(detail)
 	defer r.prog.Detail(nil)
