@@ -125,7 +125,7 @@ write (bad_call, bad_keys: string work, no command) and answers
 invalid_input, having written nothing, when one is off.
 ]]
 
-local VERSION = '37'
+local VERSION = '38'
 -- MIN_CLIENT is the oldest client this library serves; a client's version is
 -- the VERSION of the library it embeds (Go: lua.Version). A client older than
 -- MIN_CLIENT refuses to run against this library, and never replaces it.
@@ -518,8 +518,8 @@ redis.register_function{function_name = 'ff_version', flags = {'no-writes'},
   callback = function() return ok(VERSION, MIN_CLIENT) end}
 
 local hand_off_new, hand_off_head -- defined after take_lease
--- flow_member_ended(eid, fid, outcome, now): a flow member reached a
--- terminal state; resolves its outgoing edges (see the flows section).
+-- flow_member_ended(eid, fid, outcome, now[, own, spare]): a flow member
+-- reached a terminal state; resolves its outgoing edges (see the flows section).
 -- Every call that ends an execution calls it when the record names a flow.
 local flow_member_ended
 local parse_offer, offer_of -- defined below
@@ -2308,9 +2308,10 @@ end)
 --   execution_not_terminal(state), replay_limit_exceeded(count).
 local REPLAY_KEYS = {'core', 'terminal', 'eligible', 'result', 'arrivals'}
 -- What a replay reads: the first six, the last attempt (keep_attempt reads
--- ATTEMPT_FIELDS from index 7), then the lane.
+-- ATTEMPT_FIELDS from index 7), then the flow and the lane (last).
 local REPLAY_FIELDS = {'state', 'replay_count', 'created_at', 'priority', 'completed_at', 'cancel_reason'}
 for i = 1, #ATTEMPT_FIELDS do REPLAY_FIELDS[#REPLAY_FIELDS + 1] = ATTEMPT_FIELDS[i] end
+REPLAY_FIELDS[#REPLAY_FIELDS + 1] = 'flow'
 REPLAY_FIELDS[#REPLAY_FIELDS + 1] = 'lane'
 redis.register_function('ff_replay', function(keys, argv)
   local eid, max = argv[1], uint(argv[2]) or 10
@@ -2334,6 +2335,9 @@ redis.register_function('ff_replay', function(keys, argv)
     'resume', '0', 'replay_count', count + 1, 'retry_count', 0, 'interrupt_count', 0,
     'deadline_at', 0, 'completed_at', 0, 'last_transition_at', now,
     'cancel_reason', '', 'cancelled_by', ''}
+  -- A flow member's end counted in its flow: the replay runs it alone,
+  -- and its next end moves nothing there (flow_member_ended).
+  if f[#REPLAY_FIELDS - 1] then append_all(kv, {'flow_counted', '1'}) end
   if (tonumber(f[7] or '0') or 0) > 0 and redis.call('HEXISTS', keys[1], 'attempt:' .. (f[8] or '0')) == 0 then
     local reason = nil
     if f[1] == 'cancelled' then reason = f[6] or '' end
@@ -3164,7 +3168,9 @@ end)
 -- ('' all_of, 'any' any_of, 'q:<k>' quorum of k); dep_staged (inbound
 -- edges staged, applied or not); dep_wait ('1': a running member waits
 -- for its inbound dependencies to settle, ff_flow_wait_children); in
--- (upstream ids, space-separated); out ("<child> <edge>" pairs).
+-- (upstream ids, space-separated); out ("<child> <edge>" pairs);
+-- flow_counted ('1': the member's end counted already and a replay runs
+-- it again, ff_replay; its next end moves nothing in the flow).
 -- A member waiting for its dependencies is in state waiting_children.
 --
 -- Resolution is pushed: the call that ends a member (complete, fail,
@@ -3179,7 +3185,11 @@ end)
 -- count. The flow ends when all its members have ended: completed when
 -- every one completed, failed otherwise (cancelled by ff_flow_cancel).
 -- A member replayed after its end runs alone: its dependants are not run
--- again.
+-- again, and the flow does not count it twice (flow_counted).
+-- Once the flow is cancelled, the members its cancel still has to cancel
+-- (its cancels set, and the batch being cancelled) are left to it: an
+-- upstream's end neither runs nor skips them, so each ends cancelled and
+-- is counted as the cancel's.
 
 local MAX_FLOW_ITEMS = 1000  -- members plus edges one ff_flow_submit carries
 local MAX_FLOW_NODES = 10000 -- members of one flow
@@ -3210,11 +3220,11 @@ local function flow_offers(handoff, tag, lane)
 end
 
 -- What a member's resolution reads of it, in one HMGET: its dependency
--- fields (1..11), then what handing it to an offer needs (CLAIM_FIELDS
--- less state, lane and flow, read above: 12..), so a child that runs is
+-- fields (1..12), then what handing it to an offer needs (CLAIM_FIELDS
+-- less state, lane and flow, read above: 13..), so a child that runs is
 -- read once.
 local CHILD_FIELDS = {'state', 'lane', 'created_at', 'priority', 'dep_n', 'dep_ok', 'dep_bad',
-  'dep_policy', 'dep_wait', 'flow', 'deadline_at'}
+  'dep_policy', 'dep_wait', 'flow', 'deadline_at', 'dep_staged'}
 local CHILD_CLAIM_AT = #CHILD_FIELDS
 append_all(CHILD_FIELDS, {'blocked', 'resume', 'total_attempts', 'lease_epoch', 'pending_type',
   'attempt_index', 'attempt_id', 'attempt_timeout', 'started_at', 'caps', 'lease_log'})
@@ -3321,8 +3331,12 @@ local function settle_child(child, c, n_ok, n_bad, tag, now, handoff, kv, own)
     if c[9] == '1' then
       run = n_ok + n_bad >= n
     else
-      local need = dep_need(c[8], n)
-      run, skip = n_ok >= need, n - n_bad < need
+      -- An any_of or quorum member is skipped only when its upstreams,
+      -- staged ones included (an edge staged now may be applied later),
+      -- can no longer bring it to its K; all_of needs every applied one.
+      local need, pool = dep_need(c[8], n), n
+      if c[8] and c[8] ~= '' then pool = math.max(n, num(c[12])) end
+      run, skip = n_ok >= need, pool - n_bad < need
     end
   end
   local pre = 'ff:i:' .. tag .. ':'
@@ -3372,33 +3386,44 @@ end
 -- list, not recursion), and the flow's counts move; the flow ends when
 -- every member has. own (optional): the offers eid's completion makes in
 -- this call, which its ready children take first (see child_offer).
--- Inner commands: HMGET of the flow, HGET out per ended member, per child
--- an HMGET and an HSET that counts it, or instead what running
--- (run_child, whose HSET carries the count) or skipping it writes; HSET
--- of the flow (+ SET outcome at its end).
-flow_member_ended = function(eid, fid, outcome, now, own)
+-- spare (optional, a cancel's): members being cancelled in this call. A
+-- member whose end counted already (flow_counted: a replay ran it again)
+-- moves nothing. In a cancelled flow, a child its cancel still has to
+-- cancel (in spare, or in the cancels set) is left to it.
+-- Inner commands: HMGET out, flow_counted per ended member (the first
+-- before the flow's), HMGET of the flow, per child an HMGET and an HSET
+-- that counts it, or instead what running (run_child, whose HSET carries
+-- the count) or skipping it writes (in a cancelled flow, first a
+-- SISMEMBER); HSET of the flow (+ SET outcome at its end).
+flow_member_ended = function(eid, fid, outcome, now, own, spare)
   local tag = id_tag(fid)
   if not tag or tag ~= id_tag(eid) then return end -- another slot's: never touched
+  local first = redis.call('HMGET', exec_key(eid, 'core'), 'out', 'flow_counted')
+  if first[2] then return end -- a replay's end: counted at the first
   local fcore = flow_key(fid, 'core')
   -- Nothing below writes these fields but the final HSET: one read.
   local v = redis.call('HMGET', fcore, 'state', 'nodes', 'done', 'bad', 'handoff')
   if not v[1] then return end
   local handoff = v[5] or ''
+  local cancels = v[1] == 'cancelled' and flow_key(fid, 'cancels')
   local work, i, done, bad = {eid, outcome}, 1, 0, 0
   while i < #work do
     local e, oc = work[i], work[i + 1]
+    local m = first
+    if i > 1 then m = redis.call('HMGET', exec_key(e, 'core'), 'out', 'flow_counted') end
     i = i + 2
-    done = done + 1
-    if oc ~= 'completed' then bad = bad + 1 end
-    local out = redis.call('HGET', exec_key(e, 'core'), 'out')
-    if out then
-      for child in string.gmatch(out, '(%S+) %S+') do
-        if resolve_child(child, fid, tag, oc == 'completed', now, handoff, own) then
+    if not m[2] then
+      done = done + 1
+      if oc ~= 'completed' then bad = bad + 1 end
+      for child in string.gmatch(m[1] or '', '(%S+) %S+') do
+        local left = cancels and ((spare and spare[child]) or redis.call('SISMEMBER', cancels, child) == 1)
+        if not left and resolve_child(child, fid, tag, oc == 'completed', now, handoff, own) then
           work[#work + 1], work[#work + 2] = child, 'skipped'
         end
       end
     end
   end
+  if done == 0 then return end
   local d, b = num(v[3]) + done, num(v[4]) + bad
   local kv = {'done', d, 'bad', b}
   if v[1] == 'open' and d >= num(v[2]) then
@@ -3430,10 +3455,12 @@ end
 --       edge: edge id, upstream member's index, downstream member's index
 --       (1-based, in the order above)
 -- Returns ok('created', then per member its state), or ok('exists',
---   state) when the flow exists (nothing written). Errors: invalid_input
+--   state, lanes...) when the flow exists (nothing written; lanes: those
+--   of the spec's members that are the flow's, v38). Errors: invalid_input
 --   (malformed, a self edge, an edge id twice, a quorum above its
 --   edges), cycle_detected, execution_id_in_use(eid). All before a write.
--- Inner commands: TIME, EXISTS flow + per member, HSET flow, ZADD flows,
+-- Inner commands: HGET flow state (exists: + an HMGET per member until
+--   each lane of theirs is found), TIME, EXISTS per member, HSET flow, ZADD flows,
 --   SADD members, HSET edges, then per member its create (see
 --   ff_create_batch), one HSET per member and ZADD dep_blocked per child.
 local FLOW_SUBMIT_KEYS = {'deadlines', 'all', 'arrivals', 'leases', 'timeouts', open = true}
@@ -3504,7 +3531,22 @@ redis.register_function('ff_flow_submit', function(keys, argv)
   if reached < n then return fail('cycle_detected') end
   local fcore = keys[6]
   local state = redis.call('HGET', fcore, 'state')
-  if state then return ok('exists', state) end
+  if state then
+    -- The lanes of the spec's members that are this flow's: the caller
+    -- registers them (a submit retried after its lanes failed to register
+    -- gets here), and no lane a different spec names.
+    local r, seen = ok('exists', state), {}
+    for _, c in ipairs(items) do
+      if not seen[c.lane] then
+        local e = redis.call('HMGET', exec_key(c.eid, 'core'), 'flow', 'lane')
+        if e[1] == fid and e[2] == c.lane then
+          seen[c.lane] = true
+          r[#r + 1] = c.lane
+        end
+      end
+    end
+    return r
+  end
   for _, c in ipairs(items) do
     if redis.call('EXISTS', exec_key(c.eid, 'core')) == 1 then return fail('execution_id_in_use', c.eid) end
   end
@@ -3776,8 +3818,10 @@ end)
 
 -- Cancels live member eid of flow fid on the flow's behalf (as an
 -- operator's ff_cancel would, keys derived from the tag); false when it
--- had ended already. Its end resolves its edges (flow_member_ended).
-local function cancel_member(eid, fid, tag, reason, now)
+-- had ended already. Its end resolves its edges (flow_member_ended) but
+-- those to members spare names or the cancel set holds: they are the
+-- cancel's.
+local function cancel_member(eid, fid, tag, reason, now, spare)
   local core = exec_key(eid, 'core')
   local f = redis.call('HMGET', core, 'state', 'lane', 'attempt_timeout', 'deadline_at', 'lease_log',
     'lease_id', 'lease_epoch', 'blocked')
@@ -3806,7 +3850,7 @@ local function cancel_member(eid, fid, tag, reason, now)
     redis.call('SPUBLISH', 'ff:arrivals:' .. tag, eid)
     log_lease(f[5], eid, 'released', f[6], f[7], f[2], 'cancelled')
   end
-  flow_member_ended(eid, fid, 'cancelled', now)
+  flow_member_ended(eid, fid, 'cancelled', now, nil, spare)
   return true
 end
 
@@ -3815,9 +3859,10 @@ end
 local function cancel_pending(fid, tag, max, now)
   local set = flow_key(fid, 'cancels')
   local reason = redis.call('HGET', flow_key(fid, 'core'), 'cancel_reason') or ''
-  local n = 0
-  for _, eid in ipairs(redis.call('SPOP', set, max)) do
-    if id_tag(eid) == tag and cancel_member(eid, fid, tag, reason, now) then n = n + 1 end
+  local n, batch, spare = 0, redis.call('SPOP', set, max), {}
+  for _, eid in ipairs(batch) do spare[eid] = true end
+  for _, eid in ipairs(batch) do
+    if id_tag(eid) == tag and cancel_member(eid, fid, tag, reason, now, spare) then n = n + 1 end
   end
   local left = redis.call('SCARD', set)
   if left == 0 then redis.call('ZREM', 'ff:i:' .. tag .. ':flow_cancels', fid) end
@@ -3827,8 +3872,10 @@ end
 ---------------------------------------------------------------------------
 -- ff_flow_cancel: cancel a flow. The flow ends cancelled at once; its
 -- live members are cancelled: all of them (policy cancel_all) or those
--- not running (cancel_pending: an active member finishes, and its
--- dependants then run or skip by their policies). Up to
+-- not running (cancel_pending: an active member finishes; its dependants
+-- waiting for it are among those cancelled). An upstream's end does not
+-- run or skip a member the cancel still has to cancel (see
+-- flow_member_ended), so every live member ends cancelled. Up to
 -- FLOW_CANCEL_INLINE members are cancelled in this call; the rest wait in
 -- the flow's cancel set, on the partition's backlog, for
 -- ff_flow_cancel_more (the caller's next calls, or the flow scanner's),
@@ -3836,7 +3883,9 @@ end
 -- KEYS: 1 flow core, 2 members, 3 cancels, 4 flow_cancels
 -- ARGV: 1 fid, 2 policy ('cancel_all' | 'cancel_pending'), 3 reason
 -- Returns ok('cancelled', policy, cancelled_now, pending) or
---   ok('already_terminal', state). Errors: invalid_input, flow_not_found.
+--   ok('already_terminal', state, pending) (pending: the members its
+--   backlog still has to cancel, so a retried cancel can drain them; v38).
+--   Errors: invalid_input, flow_not_found.
 redis.register_function('ff_flow_cancel', function(keys, argv)
   local fid, policy, reason = argv[1], argv[2], argv[3]
   local tag = flow_keyed(keys, 1, fid, 'core')
@@ -3847,7 +3896,7 @@ redis.register_function('ff_flow_cancel', function(keys, argv)
   end
   local state = redis.call('HGET', keys[1], 'state')
   if not state then return fail('flow_not_found') end
-  if state ~= 'open' then return ok('already_terminal', state) end
+  if state ~= 'open' then return ok('already_terminal', state, tostring(redis.call('SCARD', keys[3]))) end
   local now = now_ms()
   redis.call('HSET', keys[1], 'state', 'cancelled', 'cancel_policy', policy, 'cancel_reason', reason,
     'ended_at', now)
@@ -3934,7 +3983,10 @@ redis.register_function('ff_flow_reconcile', function(keys, argv)
     redis.call('HSET', keys[1], 'dep_ok', n_ok, 'dep_bad', n_bad)
   end
   local now = now_ms()
-  if settle_child(eid, c, n_ok, n_bad, tag, now, redis.call('HGET', flow_key(c[10], 'core'), 'handoff') or '') then
+  local fl = redis.call('HMGET', flow_key(c[10], 'core'), 'state', 'handoff')
+  -- A member its flow's cancel still has to cancel is the cancel's.
+  local left = fl[1] == 'cancelled' and redis.call('SISMEMBER', flow_key(c[10], 'cancels'), eid) == 1
+  if not left and settle_child(eid, c, n_ok, n_bad, tag, now, fl[2] or '') then
     flow_member_ended(eid, c[10], 'skipped', now)
   end
   local state = redis.call('HGET', keys[1], 'state')

@@ -44,10 +44,12 @@ const (
 	// skipped once one ends otherwise.
 	AllOf PolicyKind = "all_of"
 	// AnyOf: one upstream completing runs the member; it is skipped when
-	// every upstream ended otherwise.
+	// every upstream ended otherwise (an edge staged but not yet applied
+	// counts as one that can still complete).
 	AnyOf PolicyKind = "any_of"
 	// Quorum: K upstreams completing run it (once: later outcomes only
-	// count); skipped when fewer than K can still complete.
+	// count); skipped when fewer than K can still complete (staged edges
+	// not yet applied included).
 	Quorum PolicyKind = "quorum"
 )
 
@@ -126,7 +128,9 @@ type FlowSubmission struct {
 	// flow Existed.
 	States map[string]PublicState
 	// Existed: the flow was there already (a repeated submit); nothing
-	// was written, and FlowState is its state now.
+	// was written, and FlowState is its state now. (One exception, so a
+	// retry repairs a first try cut short: the lanes the flow's members
+	// use join the lane registry when they are missing from it.)
 	Existed   bool
 	FlowState FlowState
 }
@@ -289,7 +293,10 @@ type CancelFlowPolicy string
 const (
 	// CancelAll cancels every member still live, running ones included.
 	CancelAll CancelFlowPolicy = "cancel_all"
-	// CancelPending cancels members not running; running ones finish.
+	// CancelPending cancels members not running; running ones finish. A
+	// member the cancel still has to cancel (in its backlog) is not run
+	// or skipped by an upstream's end: every member not running when the
+	// flow was cancelled ends cancelled.
 	CancelPending CancelFlowPolicy = "cancel_pending"
 )
 
@@ -303,6 +310,9 @@ type CancelFlowArgs struct {
 // CancelFlowHeader reports the call that flips a flow to cancelled.
 type CancelFlowHeader struct {
 	// AlreadyTerminal: the flow had ended (State says how); nothing changed.
+	// Pending then counts what its cancel's backlog still holds (a
+	// cancel retried after a lost reply, or a second canceller, drains it
+	// with Client.CancelFlow's wait).
 	AlreadyTerminal bool
 	State           FlowState
 	Policy          CancelFlowPolicy

@@ -14,7 +14,8 @@ import (
 // its slot (a worker's CompleteBatch) resolves the edge and hands the next
 // member to that very offer. The commands it runs are pinned, so an added
 // one fails here: per edge, TIME; the member's HMGET (fence), HSET; the
-// flow's HMGET and HSET and the member's HGET out; the child's HMGET (its
+// flow's HMGET and HSET and the member's HMGET of out and flow_counted;
+// the child's HMGET (its
 // dependency and claim fields in one), ZREM dep_blocked, ZCARD of its
 // eligible set, EXISTS of its grant, one HSET (its count and its lease),
 // ZADD leases, HGETALL ctx; the member's ZREM leases and ZADD terminal.
@@ -102,7 +103,7 @@ func TestFlowEdgeCommands(t *testing.T) {
 			c := commandCounts(t, addrs)
 			delete(c, "blmpop") // the hand-off reader's
 			per := func(name string) float64 { return float64(c[name]) / edges }
-			want := map[string]float64{"fcall": 1, "time": 1, "hmget": 3, "hset": 3, "hget": 1, "zrem": 2, "zcard": 1,
+			want := map[string]float64{"fcall": 1, "time": 1, "hmget": 4, "hset": 3, "zrem": 2, "zcard": 1,
 				"exists": 1, "zadd": 2, "hgetall": 1}
 			inner := 0.0
 			for name, n := range want {

@@ -76,7 +76,17 @@ func (b *Backend) SubmitFlow(ctx context.Context, spec sdk.FlowSpec) (sdk.FlowSu
 	}
 	// The members' lanes join the registry (scanners and subscriptions
 	// find lanes there) once the flow exists, so a refused submit writes
-	// nothing; a lane known here already costs nothing.
+	// nothing. A repeated submit registers only the lanes its flow's
+	// members use (the library names them, v38): a retry whose first try
+	// failed to register them does, and a different spec's lanes never
+	// join. A lane known here already costs nothing.
+	existed := r.field(0) == "exists"
+	if existed {
+		lanes = map[sdk.LaneID]bool{}
+		for _, l := range r.fields[min(2, len(r.fields)):] {
+			lanes[sdk.LaneID(l)] = true
+		}
+	}
 	unseen := map[sdk.LaneID]bool{}
 	for l := range lanes {
 		if _, ok := b.lanesSeen.Load(l); !ok {
@@ -91,7 +101,7 @@ func (b *Backend) SubmitFlow(ctx context.Context, spec sdk.FlowSpec) (sdk.FlowSu
 			b.lanesSeen.Store(l, struct{}{})
 		}
 	}
-	if r.field(0) == "exists" {
+	if existed {
 		sub.Existed, sub.FlowState = true, sdk.FlowState(r.field(1))
 		return sub, nil
 	}
@@ -459,7 +469,7 @@ func (b *Backend) CancelFlowHeader(ctx context.Context, a sdk.CancelFlowArgs) (s
 		return sdk.CancelFlowHeader{}, err
 	}
 	if r.field(0) == "already_terminal" {
-		return sdk.CancelFlowHeader{AlreadyTerminal: true, State: sdk.FlowState(r.field(1))}, nil
+		return sdk.CancelFlowHeader{AlreadyTerminal: true, State: sdk.FlowState(r.field(1)), Pending: int(r.int(2))}, nil
 	}
 	return sdk.CancelFlowHeader{State: sdk.FlowCancelled, Policy: sdk.CancelFlowPolicy(r.field(1)),
 		Cancelled: int(r.int(2)), Pending: int(r.int(3))}, nil

@@ -566,7 +566,6 @@ func TestFlowRestartAwaitFlowAcrossRestart(t *testing.T) {
 // cancel, the flow stays cancelled with its first reason) and, with wait,
 // must still leave no member live and no backlog when it returns.
 func TestFlowRestartCancelReplyLost(t *testing.T) {
-	t.Skip("BUG: CancelFlow(wait) retried after a lost reply returns AlreadyTerminal with Pending 0 and leaves the backlog's members live")
 	srv := valkeytest.NewServer(t)
 	flushAll(t, []string{srv.Addr()})
 	direct := flowRestartConnect(t, srv.Addr(), valkeybackend.Options{})
