@@ -466,11 +466,7 @@ func TestFlowRestartCompletionReplyLost(t *testing.T) {
 	if s := describeFlow(t, direct, sub.ID); s.Ended != 8 || s.NotOK != 0 {
 		t.Fatalf("at the end: %+v; want 8 ended, none otherwise", s)
 	}
-	for name, id := range ids {
-		if n, err := direct.ReadTotalAttemptCount(ctx, id); err != nil || n != 1 {
-			t.Fatalf("%s: %d attempts (%v), want 1", name, n, err)
-		}
-	}
+	requireOneAttempt(t, direct, ids)
 }
 
 // TestFlowRestartCrashKeepsFlow: with appendfsync always, a flow
@@ -516,11 +512,7 @@ func TestFlowRestartCrashKeepsFlow(t *testing.T) {
 	requireStates(t, b, ids, map[string]sdk.PublicState{"d": sdk.StateWaiting}, "after b and c")
 	completeMember(t, b, ids["d"])
 	requireAwait(t, done, sdk.FlowCompleted, "after the restart")
-	for name, id := range ids {
-		if n, err := b.ReadTotalAttemptCount(ctx, id); err != nil || n != 1 {
-			t.Fatalf("%s: %d attempts (%v), want 1", name, n, err)
-		}
-	}
+	requireOneAttempt(t, b, ids)
 }
 
 // TestFlowRestartAwaitFlowAcrossRestart: AwaitFlow returns the flow's
@@ -709,11 +701,7 @@ func TestFlowFailoverKeepsAcknowledgedFlow(t *testing.T) {
 	if s := describeFlow(t, b, sub.ID); s.Ended != 3 || s.NotOK != 0 || s.State != sdk.FlowCompleted {
 		t.Fatalf("after the failover: %+v; want completed, 3 ended", s)
 	}
-	for name, id := range ids {
-		if n, err := b.ReadTotalAttemptCount(ctx, id); err != nil || n != 1 {
-			t.Fatalf("%s: %d attempts (%v), want 1", name, n, err)
-		}
-	}
+	requireOneAttempt(t, b, ids)
 }
 
 // TestFlowRestartAwaitFlowConnectionCut: an AwaitFlow waiting through the
@@ -815,5 +803,16 @@ func TestFlowRestartInlineHandoffReplyLost(t *testing.T) {
 	case h := <-inbox:
 		t.Fatalf("the child also came through the inbox (%s): it would run twice", h.Handle.ExecutionID)
 	default:
+	}
+}
+
+// requireOneAttempt fails t unless every member in ids ran exactly one
+// attempt (no retry, no second run).
+func requireOneAttempt(t *testing.T, b *valkeybackend.Backend, ids map[string]sdk.ExecutionID) {
+	t.Helper()
+	for name, id := range ids {
+		if n, err := b.ReadTotalAttemptCount(context.Background(), id); err != nil || n != 1 {
+			t.Fatalf("%s: %d attempts (%v), want 1", name, n, err)
+		}
 	}
 }
