@@ -360,10 +360,7 @@ func viaProxy(t *testing.T, p *cutProxy) *valkeybackend.Backend {
 // nothing: the members exist once (each claimable once), the graph's
 // revision and counts are those of one submit.
 func TestFlowRestartSubmitReplyLost(t *testing.T) {
-	srv := valkeytest.NewServer(t)
-	flushAll(t, []string{srv.Addr()})
-	direct := flowRestartConnect(t, srv.Addr(), valkeybackend.Options{})
-	p := newCutProxy(t, srv.Addr())
+	direct, p := cutSetup(t)
 	b := viaProxy(t, p)
 	ctx := context.Background()
 	spec := policyFlow(1)
@@ -411,10 +408,7 @@ func TestFlowRestartSubmitReplyLost(t *testing.T) {
 // member once on the second, their counts and the flow's count each
 // completion once, and each dependant runs once. The flow ends completed.
 func TestFlowRestartCompletionReplyLost(t *testing.T) {
-	srv := valkeytest.NewServer(t)
-	flushAll(t, []string{srv.Addr()})
-	direct := flowRestartConnect(t, srv.Addr(), valkeybackend.Options{})
-	p := newCutProxy(t, srv.Addr())
+	direct, p := cutSetup(t)
 	b := viaProxy(t, p)
 	ctx := context.Background()
 	sub, err := direct.SubmitFlow(ctx, policyFlow(2))
@@ -558,10 +552,7 @@ func TestFlowRestartAwaitFlowAcrossRestart(t *testing.T) {
 // cancel, the flow stays cancelled with its first reason) and, with wait,
 // must still leave no member live and no backlog when it returns.
 func TestFlowRestartCancelReplyLost(t *testing.T) {
-	srv := valkeytest.NewServer(t)
-	flushAll(t, []string{srv.Addr()})
-	direct := flowRestartConnect(t, srv.Addr(), valkeybackend.Options{})
-	p := newCutProxy(t, srv.Addr())
+	direct, p := cutSetup(t)
 	b := viaProxy(t, p)
 	client := sdk.NewClient(b)
 	ctx := context.Background()
@@ -711,10 +702,7 @@ func TestFlowFailoverKeepsAcknowledgedFlow(t *testing.T) {
 // last member completes (a lost connection wakes every waiter to read
 // again, on a new connection).
 func TestFlowRestartAwaitFlowConnectionCut(t *testing.T) {
-	srv := valkeytest.NewServer(t)
-	flushAll(t, []string{srv.Addr()})
-	direct := flowRestartConnect(t, srv.Addr(), valkeybackend.Options{})
-	p := newCutProxy(t, srv.Addr())
+	direct, p := cutSetup(t)
 	waiter := flowRestartConnect(t, p.addr(), valkeybackend.Options{}) // client-side caching on
 	ctx := context.Background()
 	sub, err := direct.SubmitFlow(ctx, sdk.FlowSpec{ID: sdk.NewFlowID(3), Members: []sdk.FlowMember{flowMember("a"), flowMember("b")},
@@ -742,10 +730,7 @@ func TestFlowRestartAwaitFlowConnectionCut(t *testing.T) {
 // is requeued once that lease expires (ff_reclaim_expired, the lease
 // scanner's call), as the README says, and runs once; the flow completes.
 func TestFlowRestartInlineHandoffReplyLost(t *testing.T) {
-	srv := valkeytest.NewServer(t)
-	flushAll(t, []string{srv.Addr()})
-	direct := flowRestartConnect(t, srv.Addr(), valkeybackend.Options{})
-	p := newCutProxy(t, srv.Addr())
+	direct, p := cutSetup(t)
 	b := viaProxy(t, p)
 	ctx := context.Background()
 	sub, err := direct.SubmitFlow(ctx, sdk.FlowSpec{ID: sdk.NewFlowID(0), Members: []sdk.FlowMember{flowMember("a"), flowMember("b")},
@@ -815,4 +800,13 @@ func requireOneAttempt(t *testing.T, b *valkeybackend.Backend, ids map[string]sd
 			t.Fatalf("%s: %d attempts (%v), want 1", name, n, err)
 		}
 	}
+}
+
+// cutSetup starts an empty server and returns a backend connected to it
+// directly and a cutProxy in front of it (viaProxy connects through it).
+func cutSetup(t *testing.T) (*valkeybackend.Backend, *cutProxy) {
+	t.Helper()
+	srv := valkeytest.NewServer(t)
+	flushAll(t, []string{srv.Addr()})
+	return flowRestartConnect(t, srv.Addr(), valkeybackend.Options{}), newCutProxy(t, srv.Addr())
 }
