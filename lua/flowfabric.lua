@@ -517,6 +517,39 @@ end
 redis.register_function{function_name = 'ff_version', flags = {'no-writes'},
   callback = function() return ok(VERSION, MIN_CLIENT) end}
 
+---------------------------------------------------------------------------
+-- ff_terminal_read: a lane's terminal index on one partition past a
+-- position, for completion subscriptions, up to the server's now
+-- (exclusive). An end recorded at a millisecond that has passed is final:
+-- a call that could still record one at that score started before this
+-- one and has finished, so a reader positioned by (score, member) misses
+-- nothing. Ends at now or later are left for a later read (held says
+-- whether there are any).
+-- KEYS: 1 terminal index (ff:i:<tag>:<lane>:terminal)
+-- ARGV: 1 mode ('after': entries with min <= score < now, at most limit;
+--       'tail': the last entry with score < now), 2 min score, 3 limit
+--       (1..10000)
+-- Returns ok(now, held ('1' | '0'), then member, score per entry).
+-- Inner commands: TIME, two ZRANGEs.
+redis.register_function{function_name = 'ff_terminal_read', flags = {'no-writes'},
+  callback = function(keys, argv)
+    local k, mode, min, limit = keys[1], argv[1], uint(argv[2]), uint(argv[3])
+    local tag = #keys == 1 and key_tag(k, 'ff:i:')
+    if not tag or not lane_in(k, tag, 'terminal') or (mode ~= 'after' and mode ~= 'tail') or not min
+      or not limit or limit == 0 or limit > 10000 then
+      return fail('invalid_input', 'malformed terminal read')
+    end
+    local now = fmt(now_ms())
+    local r
+    if mode == 'after' then
+      r = redis.call('ZRANGE', k, min, '(' .. now, 'BYSCORE', 'LIMIT', 0, limit, 'WITHSCORES')
+    else
+      r = redis.call('ZRANGE', k, '(' .. now, '-inf', 'BYSCORE', 'REV', 'LIMIT', 0, 1, 'WITHSCORES')
+    end
+    local held = #redis.call('ZRANGE', k, now, '+inf', 'BYSCORE', 'LIMIT', 0, 1) > 0
+    return append_all(ok(now, held and '1' or '0'), r)
+  end}
+
 local hand_off_new, hand_off_head -- defined after take_lease
 -- flow_member_ended(eid, fid, outcome, now[, own, spare]): a flow member
 -- reached a terminal state; resolves its outgoing edges (see the flows section).
@@ -2884,7 +2917,8 @@ end)
 -- ff_signal: deliver a signal to the waitpoint a token names. The token
 -- is verified before anything is written (a missing waitpoint, an unknown
 -- or expired kid, a wrong mac: invalid_token). A pending waitpoint keeps
--- the signal (effect 'buffered'); an active one applies it to its
+-- the signal (effect 'buffered') while its execution lives (once it ended:
+-- waitpoint_closed); an active one applies it to its
 -- suspension's condition: 'resumed' when it now holds (the execution is
 -- waiting again, handed to a live offer of its lane when its eligible set
 -- was empty, else announced), 'matched' when it counted, 'appended' when
@@ -2933,6 +2967,11 @@ redis.register_function('ff_signal', function(keys, argv)
   end
   if state == 'closed' then return fail('waitpoint_closed') end
   if state == 'pending' and num(v[5]) <= now then return fail('waitpoint_expired') end
+  -- A pending waitpoint closes with its execution: no suspend can name it
+  -- any more (one more read, on this path only).
+  if state == 'pending' and not LIVE_STATES[redis.call('HGET', exec_key(eid, 'core'), 'state')] then
+    return fail('waitpoint_closed')
+  end
   if num(v[6]) >= MAX_SIGNALS then return fail('signal_limit_exceeded', tostring(MAX_SIGNALS)) end
   local now_s = fmt(now)
   local stream = wp_key(w) .. ':signals'
@@ -4162,7 +4201,8 @@ end)
 
 ---------------------------------------------------------------------------
 -- ff_quota_refresh: extend the holds of running executions (their holders
--- renew them with their leases); a hold that lapsed is not taken back.
+-- renew them with their leases); a hold that lapsed is not taken back
+-- (lapsed holds are purged first: ZREMRANGEBYSCORE, then ZADD XX).
 -- KEYS: 1 run
 -- ARGV: 1 hold_ms, then eids
 -- Returns ok(extended).
@@ -4173,11 +4213,15 @@ redis.register_function('ff_quota_refresh', function(keys, argv)
     return fail('invalid_input', 'malformed refresh arguments')
   end
   local z = {}
-  local deadline = fmt(now_ms() + hold)
+  local now = now_ms()
+  local deadline = fmt(now + hold)
   for i = 2, #argv do
     if not id_tag(argv[i]) then return fail('invalid_input', 'malformed execution id') end
     z[#z + 1], z[#z + 2] = deadline, argv[i]
   end
+  -- Lapsed holds go first (as an admission would purge them): a late
+  -- refresh does not bring one back.
+  redis.call('ZREMRANGEBYSCORE', run, '-inf', now)
   return ok(tostring(redis.call('ZADD', run, 'XX', 'CH', unpack(z))))
 end)
 
@@ -4192,15 +4236,26 @@ redis.register_function('ff_budget_set', function(keys, argv)
     or #argv ~= 1 + 3 * n then
     return fail('invalid_input', 'malformed budget arguments')
   end
-  local kv = {}
+  -- A limit over 2^53 would be rounded (Lua numbers are doubles).
+  local function over53(v) return #v > 16 or (#v == 16 and v > '9007199254740992') end
+  local kv, set = {}, {}
   for i = 2, #argv, 3 do
     local hard, soft = uint(argv[i + 1]), uint(argv[i + 2])
-    if not is_name(argv[i]) or not hard or not soft or (hard > 0 and soft > hard) then
+    if not is_name(argv[i]) or not hard or not soft or over53(argv[i + 1]) or over53(argv[i + 2])
+      or (hard > 0 and soft > hard) then
       return fail('invalid_input', 'malformed budget dimension')
     end
     append_all(kv, {'hard:' .. argv[i], hard, 'soft:' .. argv[i], soft})
+    set['hard:' .. argv[i]], set['soft:' .. argv[i]] = true, true
   end
-  local existed = redis.call('EXISTS', keys[1]) == 1
+  -- Replacing: the limits of dimensions left out go (their usage stays).
+  local gone, fields = {}, redis.call('HKEYS', keys[1])
+  for _, f in ipairs(fields) do
+    local pre = string.sub(f, 1, 5)
+    if (pre == 'hard:' or pre == 'soft:') and not set[f] then gone[#gone + 1] = f end
+  end
+  if #gone > 0 then redis.call('HDEL', keys[1], unpack(gone)) end
+  local existed = #fields > 0
   if not existed then append_all(kv, {'created_at', now_ms()}) end
   redis.call('HSET', keys[1], unpack(kv))
   return ok(existed and 'updated' or 'created')

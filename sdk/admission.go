@@ -46,8 +46,9 @@ type QuotaPolicy struct {
 	Window time.Duration
 	// Concurrency caps the executions running under the quota at once; 0:
 	// no cap. A running execution holds its slot until its attempt ends
-	// (the Worker releases it) or, if its worker dies, until its hold
-	// lapses (about a lease TTL after the worker's last renewal).
+	// (the Worker releases it) or, if its worker dies or loses the lease,
+	// until its hold lapses (about a lease TTL after the worker's last
+	// renewal).
 	Concurrency int
 }
 
@@ -70,7 +71,8 @@ func (q QuotaPolicy) Validate() error {
 }
 
 // BudgetLimit is one dimension's limits; 0 means none. Soft must not
-// exceed Hard when both are set.
+// exceed Hard when both are set, and neither 2^53 (the engine counts in
+// float64, exact up to there, as usage reports are).
 type BudgetLimit struct{ Hard, Soft uint64 }
 
 // Budget is a budget's definition.
@@ -95,6 +97,9 @@ func (b Budget) Validate() error {
 	for d, l := range b.Limits {
 		if err := validateName("budget dimension", d); err != nil {
 			return err
+		}
+		if l.Hard > 1<<53 || l.Soft > 1<<53 {
+			return validationf(CodeInvalidInput, "budget %q dimension %q: limit over 2^53", b.ID, d)
 		}
 		if l.Hard > 0 && l.Soft > l.Hard {
 			return validationf(CodeInvalidInput, "budget %q dimension %q: soft limit over the hard one", b.ID, d)
@@ -195,7 +200,8 @@ func (p LanePolicy) Admits() bool { return p.Quota != "" || len(p.Budgets) > 0 }
 // Admission is the outcome of an admission check.
 type Admission struct {
 	Admitted bool
-	// Reason when not admitted: "rate_limited", "concurrency" or "budget".
+	// Reason when not admitted: "rate_limited", "concurrency", "budget",
+	// or "paused" (a claim on a paused lane: ClaimForWorker).
 	Reason string
 	// RetryAfter: when trying again may succeed.
 	RetryAfter time.Duration
@@ -255,7 +261,10 @@ type Admitter interface {
 	// limits, then its quota, which records the admission (and a
 	// concurrency hold of about hold) when it admits.
 	Admit(ctx context.Context, p LanePolicy, id ExecutionID, hold time.Duration) (Admission, error)
-	// ReleaseAdmission ends the concurrency holds of ids under quota q.
+	// ReleaseAdmission ends the concurrency holds of ids under quota q. A
+	// hold is the execution's, whoever's admission took it: a caller
+	// whose lease on it was lost must not release it (the execution may
+	// run under another attempt's hold now); the Worker does not.
 	ReleaseAdmission(ctx context.Context, q QuotaID, ids ...ExecutionID) error
 	// GiveBackAdmission undoes an admission its holder will not use (a
 	// hand-off it hands back): id's hold under q ends and its rate window

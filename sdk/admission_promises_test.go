@@ -178,3 +178,98 @@ func TestWorkerBudgetPromiseHoldsBack(t *testing.T) {
 		t.Fatalf("usage %v after %d jobs each reporting 1 token twice with one dedup key, want %d", st.Used, n, n)
 	}
 }
+
+// TestWorkerAdmissionPromiseLostLeaseKeepsSlot: "A running execution holds
+// its slot until its attempt ends ... or, if its worker dies or loses the
+// lease, until its hold lapses" (QuotaPolicy.Concurrency). A worker whose
+// lease on X was lost (revoked here), and whose hold lapsed, while another
+// claimer took X over (a hold of its own: holds are per execution) must
+// not release that hold when its task ends: under a cap of 1, a second
+// execution is still refused while X runs on the other claimer.
+func TestWorkerAdmissionPromiseLostLeaseKeepsSlot(t *testing.T) {
+	addrs := e2eTopologies()[0].addrs(t)
+	b := e2eConnect(t, addrs)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	lane := e2eLane(t, "lostslot")
+	q := sdk.QuotaID(fmt.Sprint("lostslot-", time.Now().UnixNano()))
+	if err := b.CreateQuotaPolicy(ctx, sdk.QuotaPolicy{ID: q, Concurrency: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.SetLanePolicy(ctx, lane, sdk.LanePolicy{Quota: q}); err != nil {
+		t.Fatal(err)
+	}
+	started, lost, takenOver, ended := make(chan sdk.ExecutionID, 1), make(chan struct{}), make(chan struct{}), make(chan struct{})
+	h := sdk.HandlerFunc(func(hctx context.Context, task *sdk.Task) error {
+		started <- task.ID
+		<-hctx.Done() // the revocation reaches the worker's renewal
+		close(lost)
+		<-takenOver // another claimer runs X under its own hold now
+		defer close(ended)
+		return hctx.Err()
+	})
+	e2eRunWorker(t, b, sdk.WorkerConfig{WorkerID: "a", InstanceID: sdk.WorkerInstanceID(t.Name()), Lanes: []sdk.LaneID{lane},
+		MaxConcurrency: 1, LeaseTTL: 600 * time.Millisecond}, h)
+	client := sdk.NewClient(b)
+	xr, err := client.Submit(ctx, sdk.CreateExecutionArgs{Lane: lane, Kind: "k"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := xr.ID
+	select {
+	case <-started:
+	case <-ctx.Done():
+		t.Fatal("the worker never started X")
+	}
+	if _, err := b.RevokeLease(ctx, sdk.RevokeLeaseArgs{ExecutionID: x, Reason: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-lost:
+	case <-ctx.Done():
+		t.Fatal("the worker never heard its lease was revoked")
+	}
+	if _, err := b.ReclaimExpired(ctx, []sdk.ExecutionID{x}, 10); err != nil {
+		t.Fatal(err)
+	}
+	// The lost task's hold ends as its lapse would (a worker cut off from
+	// the server stops refreshing it), and another claimer (its own worker
+	// id) takes X over, admitted anew.
+	if err := b.ReleaseAdmission(ctx, q, x); err != nil {
+		t.Fatal(err)
+	}
+	claim := func(who string) (*sdk.ClaimedTask, sdk.Admission) {
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			ct, ad, err := b.ClaimForWorker(ctx, sdk.ClaimForWorkerArgs{Lane: lane, WorkerID: sdk.WorkerID(who),
+				WorkerInstanceID: sdk.WorkerInstanceID(who + "-1"), LeaseTTL: time.Minute})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ct != nil || ad.Reason != "" || time.Now().After(deadline) {
+				return ct, ad
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	if ct, ad := claim("b"); ct == nil || ct.Handle.ExecutionID != x {
+		t.Fatalf("the takeover claim = %+v (%+v), want %s", ct, ad, x)
+	}
+	close(takenOver)
+	<-ended
+	time.Sleep(50 * time.Millisecond) // the worker's endTask runs after the handler returns
+	holds, err := b.QuotaHolds(ctx, q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := holds[x]; !ok {
+		t.Fatalf("the takeover's hold on %s was released by the worker that lost the lease (holds %v)", x, holds)
+	}
+	y, err := client.Submit(ctx, sdk.CreateExecutionArgs{Lane: lane, Kind: "k"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ct, ad := claim("c"); ct != nil {
+		t.Fatalf("claim of %s while %s runs under a cap of 1 = %s admitted (%+v); want a concurrency refusal", y.ID, x, ct.Handle.ExecutionID, ad)
+	}
+}

@@ -108,6 +108,9 @@ type Task struct {
 	aborted     bool  // shutdown took the task over
 	// outcome is what the terminal call that landed did ("" before one).
 	outcome TaskOutcome
+	// satisfied counts Suspend calls that came back AlreadySatisfied (the
+	// lease kept): the next one's default dedup key differs.
+	satisfied int
 	// pending is the handler's last terminal call when it did not land (a
 	// transport error outlasted the lease, or its ctx ended).
 	pending *terminalCall

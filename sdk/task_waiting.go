@@ -2,6 +2,7 @@ package sdk
 
 import (
 	"context"
+	"strconv"
 	"time"
 )
 
@@ -31,15 +32,22 @@ func suspendedState(s PublicState) bool { return s == StateSuspended }
 //
 // Like the other terminal calls, a transport error is retried while the
 // lease can be saved; the retry is recognised by the suspend's dedup key
-// (args.DedupKey, default one per lease), so it returns the first call's
-// tokens.
+// (args.DedupKey; by default one per call: per lease, and a new one after
+// each AlreadySatisfied outcome, so the handler can suspend again), so it
+// returns the first call's tokens.
 func (t *Task) Suspend(ctx context.Context, args SuspendArgs) (SuspendOutcome, error) {
 	w, err := t.waiter("suspend")
 	if err != nil {
 		return SuspendOutcome{}, err
 	}
 	if args.DedupKey == "" {
+		t.mu.Lock()
+		n := t.satisfied
+		t.mu.Unlock()
 		args.DedupKey = "lease-" + t.h.LeaseID
+		if n > 0 {
+			args.DedupKey += "-" + strconv.Itoa(n)
+		}
 	}
 	var out SuspendOutcome
 	err = t.terminal(ctx, &terminalCall{op: "suspend", replayOK: suspendedState, count: &t.w.stats.suspended, outcome: TaskSuspended,
@@ -51,6 +59,11 @@ func (t *Task) Suspend(ctx context.Context, args SuspendArgs) (SuspendOutcome, e
 			return err
 		},
 		keptLease: func() bool { return out.AlreadySatisfied }})
+	if err == nil && out.AlreadySatisfied {
+		t.mu.Lock()
+		t.satisfied++ // the next suspend is another call: another key
+		t.mu.Unlock()
+	}
 	return out, err
 }
 

@@ -99,7 +99,9 @@ type SuspendArgs struct {
 	Reason string
 	// DedupKey makes a repeated suspend return the first one's outcome
 	// (the execution's last suspension) instead of failing on the lease it
-	// released. The Task's Suspend sets one per lease when empty.
+	// released: it names one suspend call and its retries, so a later,
+	// different suspend needs another key. The Task's Suspend sets one per
+	// call when empty (per lease, and again after each AlreadySatisfied).
 	DedupKey string
 	// SuspensionID defaults to a fresh one.
 	SuspensionID string

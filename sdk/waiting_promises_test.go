@@ -94,7 +94,6 @@ func TestWaitPromiseTaskReturnAfterSuspendIgnored(t *testing.T) {
 // outcome and suspends again (new waitpoint, new condition) is suspended
 // by that second call, with a new waitpoint and token.
 func TestWaitPromiseTaskSuspendAgainAfterAlreadySatisfied(t *testing.T) {
-	t.Skip("BUG: after an AlreadySatisfied Task.Suspend, a second Task.Suspend in the same lease returns the stale AlreadySatisfied outcome (default dedup key lease-<id>) and never suspends")
 	b, ctx := wpSetup(t)
 	lane := e2eLane(t, "wp-again")
 	client := sdk.NewClient(b)

@@ -144,10 +144,20 @@ func (w *Worker) claimAdmitted(ctx context.Context, li int, p LanePolicy) (claim
 	return claimed, saw, nil
 }
 
-// releaseAdmission gives back the quota hold of a task that ended.
+// releaseAdmission gives back the quota hold of a task that ended. A
+// task whose lease was lost leaves it: a hold is its execution's, not its
+// attempt's, and another worker may run that execution under a hold of
+// its own now, which a release would end (the cap would be exceeded). The
+// lost task's own hold lapses by itself (no more refreshes).
 func (w *Worker) releaseAdmission(t *Task) {
 	q := w.adm.release(t.ID)
 	if q == "" || w.roles.Admission == nil {
+		return
+	}
+	t.mu.Lock()
+	lost := t.lost
+	t.mu.Unlock()
+	if lost {
 		return
 	}
 	ctx, cancel := context.WithTimeout(w.baseCtx, minCallTimeout)

@@ -272,8 +272,9 @@ func (b *Backend) Admit(ctx context.Context, p sdk.LanePolicy, id sdk.ExecutionI
 		return sdk.Admission{Admitted: true}, nil
 	}
 	ad, taken, member, err := admitOutcome(op, p, b.client.DoMulti(ctx, cmds...))
-	if err == nil && !ad.Admitted && taken {
-		// A budget refused what the quota admitted: the slot goes back.
+	if taken && (err != nil || !ad.Admitted) {
+		// A budget refused (or is missing for) what the quota admitted:
+		// the slot goes back.
 		b.giveBack(context.WithoutCancel(ctx), p.Quota, id, member)
 	}
 	return ad, err
@@ -311,19 +312,8 @@ func (b *Backend) admitCmds(op string, p sdk.LanePolicy, id sdk.ExecutionID, hol
 // does not use it: a budget refused, or the claim failed), member its
 // window entry.
 func admitOutcome(op string, p sdk.LanePolicy, res []valkey.ValkeyResult) (ad sdk.Admission, taken bool, member string, err error) {
-	var refused *sdk.Admission
-	for i, bg := range p.Budgets {
-		m, err := res[i].AsStrMap()
-		if err != nil {
-			return sdk.Admission{}, false, "", backendError(op, err)
-		}
-		if len(m) == 0 {
-			return sdk.Admission{}, false, "", sdk.NewError(op, sdk.CodeBudgetNotFound, string(bg))
-		}
-		if d := budgetStatusOf(bg, m).HardBreached(); d != "" && refused == nil {
-			refused = &sdk.Admission{Reason: "budget", RetryAfter: budgetRecheck, Budget: bg, Dimension: d}
-		}
-	}
+	// The quota's reply first: whatever the budgets say, a slot it took
+	// is reported (taken, member), so the caller gives it back.
 	ad = sdk.Admission{Admitted: true}
 	if p.Quota != "" {
 		r, err := decode(op, res[len(p.Budgets)])
@@ -342,6 +332,19 @@ func admitOutcome(op string, p sdk.LanePolicy, res []valkey.ValkeyResult) (ad sd
 			ad = sdk.Admission{Reason: "rate_limited", RetryAfter: time.Duration(r.int(1)) * time.Millisecond}
 		default:
 			ad = sdk.Admission{Reason: "concurrency", RetryAfter: time.Duration(r.int(1)) * time.Millisecond}
+		}
+	}
+	var refused *sdk.Admission
+	for i, bg := range p.Budgets {
+		m, err := res[i].AsStrMap()
+		if err != nil {
+			return sdk.Admission{}, taken, member, backendError(op, err)
+		}
+		if len(m) == 0 {
+			return sdk.Admission{}, taken, member, sdk.NewError(op, sdk.CodeBudgetNotFound, string(bg))
+		}
+		if d := budgetStatusOf(bg, m).HardBreached(); d != "" && refused == nil {
+			refused = &sdk.Admission{Reason: "budget", RetryAfter: budgetRecheck, Budget: bg, Dimension: d}
 		}
 	}
 	if refused != nil {

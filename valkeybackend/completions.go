@@ -19,7 +19,11 @@ import (
 // A subscriber keeps one position per index (its score and member), so
 // resuming misses nothing and repeats nothing whatever the order in which
 // partitions (on different nodes, with different clocks) record their
-// ends; retention bounds how far back a cursor reaches. It waits for
+// ends; retention bounds how far back a cursor reaches. An index is read
+// only up to its server's current millisecond (ff_terminal_read): ends
+// recorded at a millisecond that has passed are final, so an end that
+// lands at the position's own score later, with a smaller id, cannot be
+// passed over; the current millisecond's ends come a read later. It waits for
 // changes through the client-side cache: a cached ZCARD of each index
 // makes the server push an invalidation when the index changes.
 
@@ -38,6 +42,11 @@ const completionRefresh = 5 * time.Second
 
 // completionBatch bounds the entries one round reads per index.
 const completionBatch = 512
+
+// completionHeld is how soon a subscription reads again when an index
+// had ends at its server's current millisecond (not final yet, so not
+// read), no push being due for them.
+const completionHeld = 2 * time.Millisecond
 
 // SubscribeCompletions streams terminal outcomes (sdk.CompletionSubscriber).
 // Unavailable when client-side caching is off.
@@ -93,7 +102,7 @@ func (b *Backend) SubscribeCompletions(ctx context.Context, filter sdk.Completio
 			}
 			fromStart = true
 		}
-		got, err := b.completionsAfter(ctx, op, keys, lanes, pos, filter)
+		got, advanced, held, err := b.completionsAfter(ctx, op, keys, lanes, pos, filter)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -105,13 +114,17 @@ func (b *Backend) SubscribeCompletions(ctx context.Context, filter sdk.Completio
 				return err
 			}
 		}
-		if len(got) > 0 {
-			continue // more may be waiting past the batch
+		if advanced {
+			continue // more may be waiting past the batch (all of it filtered out, even)
+		}
+		wait := completionRefresh
+		if held {
+			wait = completionHeld // ends of the current millisecond: final in a moment
 		}
 		select {
 		case <-ctx.Done():
 		case <-wake:
-		case <-time.After(completionRefresh):
+		case <-time.After(wait):
 		}
 	}
 	return nil
@@ -138,19 +151,21 @@ func (b *Backend) completionIndexes(ctx context.Context, op string, only []sdk.L
 	return keys, keyLanes, nil
 }
 
-// completionTails sets each index's position to its current last member.
+// completionTails sets each index's position to its last final member
+// (ff_terminal_read 'tail': ends before its server's current millisecond;
+// later ones are delivered).
 func (b *Backend) completionTails(ctx context.Context, op string, keys []string, pos map[string]completionPos) error {
 	cmds := make(valkey.Commands, len(keys))
 	for i, k := range keys {
-		cmds[i] = b.client.B().Zrange().Key(k).Min("-1").Max("-1").Withscores().Build()
+		cmds[i] = b.fcallRO("ff_terminal_read", []string{k}, "tail", "0", "1")
 	}
 	for i, res := range b.client.DoMulti(ctx, cmds...) {
-		zs, err := res.AsZScores()
+		zs, _, err := terminalRead(op, res)
 		if err != nil {
-			return backendError(op, err)
+			return err
 		}
 		if len(zs) == 1 {
-			pos[keys[i]] = completionPos{Score: int64(zs[0].Score), ID: zs[0].Member}
+			pos[keys[i]] = zs[0]
 		} else {
 			pos[keys[i]] = completionPos{Score: -1}
 		}
@@ -158,12 +173,34 @@ func (b *Backend) completionTails(ctx context.Context, op string, keys []string,
 	return nil
 }
 
+// terminalRead decodes an ff_terminal_read reply: its entries as
+// positions, and whether ends at the current millisecond were held back.
+func terminalRead(op string, res valkey.ValkeyResult) ([]completionPos, bool, error) {
+	r, err := decode(op, res)
+	if err != nil {
+		return nil, false, err
+	}
+	if len(r.fields) < 2 || len(r.fields)%2 != 0 {
+		return nil, false, &sdk.Error{Kind: sdk.KindBug, Code: sdk.CodeBug, Op: op, Msg: "malformed ff_terminal_read reply"}
+	}
+	out := make([]completionPos, 0, len(r.fields)/2-1)
+	for j := 2; j < len(r.fields); j += 2 {
+		score, err := strconv.ParseFloat(r.fields[j+1], 64)
+		if err != nil {
+			return nil, false, &sdk.Error{Kind: sdk.KindBug, Code: sdk.CodeBug, Op: op, Msg: "malformed ff_terminal_read score"}
+		}
+		out = append(out, completionPos{Score: int64(score), ID: r.fields[j]})
+	}
+	return out, r.fields[1] == "1", nil
+}
+
 // completionsAfter reads each index past its position, looks up the
 // executions' states (and tags, with a tag filter), advances the
 // positions and returns the completions in end-time order, each with its
-// cursor.
+// cursor; advanced reports that a position moved (more may follow), held
+// that an index had ends at its current millisecond, left for a later read.
 func (b *Backend) completionsAfter(ctx context.Context, op string, keys []string, lanes []sdk.LaneID,
-	pos map[string]completionPos, filter sdk.CompletionFilter) ([]sdk.Completion, error) {
+	pos map[string]completionPos, filter sdk.CompletionFilter) (out []sdk.Completion, advanced, held bool, err error) {
 	cmds := make(valkey.Commands, len(keys))
 	for i, k := range keys {
 		p, ok := pos[k]
@@ -171,10 +208,11 @@ func (b *Backend) completionsAfter(ctx context.Context, op string, keys []string
 			p = completionPos{Score: -1}
 		}
 		// Members at the position's score sort by name: those up to p.ID
-		// were delivered. Reading from the score itself and skipping them
-		// keeps the read exact.
-		cmds[i] = b.client.B().Zrange().Key(k).Min(strconv.FormatInt(max(p.Score, 0), 10)).Max("+inf").Byscore().
-			Limit(0, completionBatch).Withscores().Build()
+		// were delivered (the score's ends were final then: see the top).
+		// Reading from the score itself and skipping them keeps the read
+		// exact.
+		cmds[i] = b.fcallRO("ff_terminal_read", []string{k}, "after", strconv.FormatInt(max(p.Score, 0), 10),
+			strconv.Itoa(completionBatch))
 	}
 	type found struct {
 		key   string
@@ -184,24 +222,24 @@ func (b *Backend) completionsAfter(ctx context.Context, op string, keys []string
 	}
 	var all []found
 	for i, res := range b.client.DoMulti(ctx, cmds...) {
-		zs, err := res.AsZScores()
+		zs, h, err := terminalRead(op, res)
 		if err != nil {
-			return nil, backendError(op, err)
+			return nil, false, false, err
 		}
+		held = held || h
 		p, ok := pos[keys[i]]
 		if !ok {
 			p = completionPos{Score: -1}
 		}
 		for _, z := range zs {
-			s := int64(z.Score)
-			if s < p.Score || (s == p.Score && z.Member <= p.ID) {
+			if z.Score < p.Score || (z.Score == p.Score && z.ID <= p.ID) {
 				continue
 			}
-			all = append(all, found{key: keys[i], lane: lanes[i], id: z.Member, score: s})
+			all = append(all, found{key: keys[i], lane: lanes[i], id: z.ID, score: z.Score})
 		}
 	}
 	if len(all) == 0 {
-		return nil, nil
+		return nil, false, held, nil
 	}
 	sort.Slice(all, func(i, j int) bool {
 		if all[i].score != all[j].score {
@@ -209,12 +247,12 @@ func (b *Backend) completionsAfter(ctx context.Context, op string, keys []string
 		}
 		return all[i].id < all[j].id
 	})
-	// States (and tags) of what ended, pipelined.
+	// States and flows (and tags) of what ended, pipelined.
 	reads := make(valkey.Commands, 0, 2*len(all))
 	tagFields := tagFilterFields(filter.Tags)
 	for _, f := range all {
 		id := sdk.ExecutionID(f.id)
-		reads = append(reads, b.client.B().Hget().Key(b.ks.keysOf(id).core).Field("state").Build())
+		reads = append(reads, b.client.B().Hmget().Key(b.ks.keysOf(id).core).Field("state", "flow").Build())
 		if len(tagFields) > 0 {
 			reads = append(reads, b.client.B().Hmget().Key(b.ks.keysOf(id).ctx).Field(tagFields...).Build())
 		}
@@ -224,20 +262,25 @@ func (b *Backend) completionsAfter(ctx context.Context, op string, keys []string
 	if len(tagFields) > 0 {
 		per = 2
 	}
-	out := make([]sdk.Completion, 0, len(all))
+	out = make([]sdk.Completion, 0, len(all))
 	for i, f := range all {
 		pos[f.key] = completionPos{Score: f.score, ID: f.id}
-		state, err := res[i*per].ToString()
-		if err != nil && !isNil(err) {
-			return nil, backendError(op, err)
+		sf, err := res[i*per].ToArray()
+		if err != nil {
+			return nil, false, false, backendError(op, err)
 		}
+		if len(sf) != 2 {
+			return nil, false, false, &sdk.Error{Kind: sdk.KindBug, Code: sdk.CodeBug, Op: op, Msg: "HMGET state, flow is not two values"}
+		}
+		state, _ := sf[0].ToString() // absent (trimmed): not terminal
+		flow, _ := sf[1].ToString()  // absent: outside flows
 		if !sdk.PublicState(state).Terminal() {
 			continue // replayed (or trimmed) since: not an outcome any more
 		}
 		if per == 2 {
 			vals, err := res[i*per+1].ToArray()
 			if err != nil {
-				return nil, backendError(op, err)
+				return nil, false, false, backendError(op, err)
 			}
 			if !tagsEqual(vals, tagFields, filter.Tags) {
 				continue
@@ -245,9 +288,9 @@ func (b *Backend) completionsAfter(ctx context.Context, op string, keys []string
 		}
 		raw, _ := json.Marshal(pos)
 		out = append(out, sdk.Completion{ExecutionID: sdk.ExecutionID(f.id), Lane: f.lane, State: sdk.PublicState(state),
-			At: msTime(f.score), Cursor: base64.RawURLEncoding.EncodeToString(raw)})
+			FlowID: sdk.FlowID(flow), At: msTime(f.score), Cursor: base64.RawURLEncoding.EncodeToString(raw)})
 	}
-	return out, nil
+	return out, true, held, nil
 }
 
 // tagFilterFields returns the ctx fields of a tag filter's names, sorted

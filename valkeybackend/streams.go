@@ -154,13 +154,28 @@ func entriesOf(es []valkey.XRangeEntry) []sdk.StreamEntry {
 }
 
 // streamStateOf derives attempt i's stream state from the execution record:
-// closed once a later attempt exists or the execution is terminal (no
-// append can pass the fence then), with the attempt's end as recorded.
+// closed once a later attempt exists, the execution is terminal, or the
+// current attempt ended and the next claim starts another (a failure with
+// a retry pending, an interruption requeued: its record has the end); no
+// append can pass the fence then. Open while the attempt runs, is
+// suspended, or will be resumed (resume: the next claim continues it).
 func streamStateOf(core map[string]string, i sdk.AttemptIndex) sdk.StreamState {
 	num := func(f string) int64 { return parseInt(core[f]) }
 	cur := sdk.AttemptIndex(num("attempt_index"))
-	terminal := sdk.PublicState(core["state"]).Terminal()
-	if i > cur || (i == cur && !terminal) {
+	state := sdk.PublicState(core["state"])
+	terminal := state.Terminal()
+	if i > cur {
+		return sdk.StreamState{}
+	}
+	if i == cur && !terminal {
+		if state == sdk.StateActive || state == sdk.StateSuspended || state == sdk.StateWaitingChildren || core["resume"] == "1" {
+			return sdk.StreamState{}
+		}
+		for _, r := range attemptsOf(core) {
+			if r.Index == i && !r.EndedAt.IsZero() {
+				return sdk.StreamState{Closed: true, ClosedAt: r.EndedAt, CloseReason: r.Outcome}
+			}
+		}
 		return sdk.StreamState{}
 	}
 	st := sdk.StreamState{Closed: true}

@@ -302,6 +302,7 @@ func (b *Backend) ListPendingWaitpoints(ctx context.Context, partition int, curs
 	for i, w := range ids {
 		cmds[i] = b.client.B().Hmget().Key(b.ks.waitpointKey(sdk.WaitpointID(w))).Field("eid", "state", "key", "exp", "n").Build()
 	}
+	var live []sdk.PendingWaitpointEntry
 	for i, res := range b.reads.DoMulti(ctx, cmds...) {
 		arr, err := res.ToArray()
 		if err != nil {
@@ -314,8 +315,23 @@ func (b *Backend) ListPendingWaitpoints(ctx context.Context, partition int, curs
 		if len(v) != 5 || v[1] != "pending" {
 			continue // activated (or gone) since the index was read
 		}
-		page.Entries = append(page.Entries, sdk.PendingWaitpointEntry{ID: sdk.WaitpointID(ids[i]),
+		live = append(live, sdk.PendingWaitpointEntry{ID: sdk.WaitpointID(ids[i]),
 			ExecutionID: sdk.ExecutionID(v[0]), Label: v[2], ExpiresAt: msTime(parseInt(v[3])), Signals: int(parseInt(v[4]))})
+	}
+	// A pending waitpoint closes with its execution (ff_signal refuses
+	// it then): one whose execution ended is not listed.
+	states := make(valkey.Commands, len(live))
+	for i, e := range live {
+		states[i] = b.client.B().Hget().Key(b.ks.keysOf(e.ExecutionID).core).Field("state").Build()
+	}
+	for i, res := range b.reads.DoMulti(ctx, states...) {
+		st, err := res.ToString()
+		if err != nil && !isNil(err) {
+			return sdk.ListPendingWaitpointsPage{}, backendError(op, err)
+		}
+		if st != "" && !sdk.PublicState(st).Terminal() {
+			page.Entries = append(page.Entries, live[i])
+		}
 	}
 	return page, nil
 }

@@ -811,7 +811,6 @@ func TestWaitPromiseSecretNeverInReplies(t *testing.T) {
 // pending waitpoint not named by its suspend), one cancelled while active
 // and one completed.
 func TestWaitPromisePendingWaitpointOfEndedExecution(t *testing.T) {
-	t.Skip("BUG: a pending waitpoint of an ended (completed or cancelled, even cancelled while suspended) execution still accepts signals as \"buffered\" and stays listed as pending until its TTL")
 	f := newWP(t)
 	for _, end := range []string{"cancel while suspended", "cancel while active", "complete"} {
 		id, h := f.active(4)
