@@ -497,16 +497,7 @@ func TestWaitResultPromiseOutcomes(t *testing.T) {
 			if err := b.Complete(ctx, hN, nil); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := b.Fail(ctx, hF, "it broke", "flaky"); err != nil {
-				t.Fatal(err)
-			}
-			if _, err := b.CancelExecution(ctx, sdk.CancelExecutionArgs{ExecutionID: idX, Reason: "no longer wanted"}); err != nil {
-				t.Fatal(err)
-			}
-			time.Sleep(200 * time.Millisecond)
-			if _, err := b.Expire(ctx, []sdk.ExecutionID{rE.ID}, valkeybackend.DueDeadlines); err != nil {
-				t.Fatal(err)
-			}
+			spEndOtherwise(t, ctx, b, hF, "it broke", idX, "no longer wanted", rE.ID, 200*time.Millisecond)
 			if o := get(chC, "completed"); o.err != nil || string(o.res) != "the result" {
 				t.Fatalf("completed: %q, %v", o.res, o.err)
 			}
@@ -724,16 +715,7 @@ func TestCompletionsPromiseStates(t *testing.T) {
 	if err := b.Complete(ctx, hC, nil); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.Fail(ctx, hF, "boom", "x"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := b.CancelExecution(ctx, sdk.CancelExecutionArgs{ExecutionID: idX, Reason: "r"}); err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(150 * time.Millisecond)
-	if _, err := b.Expire(ctx, []sdk.ExecutionID{rE.ID}, valkeybackend.DueDeadlines); err != nil {
-		t.Fatal(err)
-	}
+	spEndOtherwise(t, ctx, b, hF, "boom", idX, "r", rE.ID, 150*time.Millisecond)
 	want := map[sdk.ExecutionID]sdk.PublicState{hC.ExecutionID: sdk.StateCompleted, hF.ExecutionID: sdk.StateFailed,
 		idX: sdk.StateCancelled, rE.ID: sdk.StateExpired}
 	for n := len(want); n > 0; n-- { // want shrinks as completions arrive
@@ -929,5 +911,23 @@ func TestStreamPromiseLiveDefaults(t *testing.T) {
 	if err != nil || ttl <= 0 || time.Duration(ttl)*time.Millisecond > sdk.LiveStreamTTLDefault ||
 		time.Duration(ttl)*time.Millisecond < sdk.LiveStreamTTLDefault-time.Minute {
 		t.Fatalf("live stream's PTTL = %dms, %v; want about %v", ttl, err, sdk.LiveStreamTTLDefault)
+	}
+}
+
+// spEndOtherwise ends three executions each its own way: the lease h
+// fails (terminally, reason why), x is cancelled (reason), and after wait
+// (past its deadline) expiring is expired by the deadline scan.
+func spEndOtherwise(t *testing.T, ctx context.Context, b *valkeybackend.Backend, h sdk.Handle, why string,
+	x sdk.ExecutionID, reason string, expiring sdk.ExecutionID, wait time.Duration) {
+	t.Helper()
+	if _, err := b.Fail(ctx, h, why, "flaky"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.CancelExecution(ctx, sdk.CancelExecutionArgs{ExecutionID: x, Reason: reason}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(wait)
+	if _, err := b.Expire(ctx, []sdk.ExecutionID{expiring}, valkeybackend.DueDeadlines); err != nil {
+		t.Fatal(err)
 	}
 }
