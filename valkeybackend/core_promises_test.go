@@ -1,0 +1,401 @@
+package valkeybackend_test
+
+// Promises of the core execution lifecycle (README "Writing a worker",
+// sdk/types.go, sdk/client.go, sdk/recovery.go, sdk/validate.go) that the
+// conformance suite covers only partly: a producer's order within a
+// priority through SubmitBatch, concurrent Submits sharing an idempotency
+// key, the key's life through Client.Submit, jitter and exponential backoff
+// bounds, the result limit, the reason limit's boundary, ChangePriority of
+// an ended execution, the default replay limit, and a worker's second
+// Complete of one attempt.
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/flowfabric/flowfabric-go/sdk"
+	"github.com/flowfabric/flowfabric-go/valkeybackend"
+)
+
+func cpStandalone(t *testing.T) []string {
+	t.Helper()
+	return topologies()[0].addrs(t)
+}
+
+func cpCtx(t *testing.T) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// cpClaim claims the head of lane with the backend's own claim, failing t
+// when nothing is claimed.
+func cpClaim(t *testing.T, ctx context.Context, b *valkeybackend.Backend, lane sdk.LaneID) *sdk.ClaimedExecution {
+	t.Helper()
+	// The claim reads heads through the client-side cache, whose
+	// invalidation may trail a write by a moment: try for up to 2s.
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		c, err := b.Claim(ctx, sdk.ClaimArgs{Lane: lane, WorkerID: "cp-worker", WorkerInstanceID: "cp-worker-1", LeaseTTL: 30 * time.Second})
+		if err == nil && c != nil {
+			return c
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Claim(%s) = %v, %v; want a claimed execution", lane, c, err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// README.md "Writing a worker", Priority: "Higher Priority runs first, then
+// older first ... ids the SDK mints are time-ordered uuids (version 7), so
+// one producer's executions keep their order"; sdk/types.go MinPriority:
+// "higher runs first; equal priorities run in creation order".
+func TestCorePromiseSubmitBatchPriorityThenProducerOrder(t *testing.T) {
+	ctx := cpCtx(t)
+	b := freshBackend(t, cpStandalone(t), valkeybackend.Options{Partitions: 1, DisableHandoff: true})
+	c := sdk.NewClient(b)
+	const lane sdk.LaneID = "cp-order"
+	const n = 60
+	args := make([]sdk.CreateExecutionArgs, n)
+	for i := range args {
+		args[i] = sdk.CreateExecutionArgs{Lane: lane, Kind: "k", Priority: []int{0, 7, 3}[i%3] * 1000}
+	}
+	res, err := c.SubmitBatch(ctx, args)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Expected: priority descending, then submit order.
+	idx := make([]int, n)
+	for i := range idx {
+		idx[i] = i
+	}
+	slices.SortStableFunc(idx, func(a, b int) int { return args[b].Priority - args[a].Priority })
+	want := make([]sdk.ExecutionID, n)
+	for i, j := range idx {
+		want[i] = res[j].ID
+	}
+	got, err := b.ScanEligibleExecutions(ctx, sdk.ScanEligibleArgs{Lane: lane, Partition: 0, Limit: n})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("eligible order after SubmitBatch:\n got %q\nwant %q", got, want)
+	}
+	// The claims follow the same order.
+	for i := range 6 {
+		if cl := cpClaim(t, ctx, b, lane); cl.Handle.ExecutionID != want[i] {
+			t.Fatalf("claim %d took %s, want %s", i, cl.Handle.ExecutionID, want[i])
+		}
+	}
+}
+
+// sdk/types.go:116 "IdempotencyKey makes a repeated create return the first
+// id while the key lives"; sdk/client.go:128 concurrent Submits "each
+// answered as its own CreateExecution would be".
+func TestCorePromiseConcurrentSubmitsShareOneKey(t *testing.T) {
+	ctx := cpCtx(t)
+	b := freshBackend(t, cpStandalone(t), valkeybackend.Options{})
+	c := sdk.NewClient(b)
+	const lane sdk.LaneID = "cp-key"
+	const n = 32
+	res := make([]sdk.CreateExecutionResult, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res[i], errs[i] = c.Submit(ctx, sdk.CreateExecutionArgs{Lane: lane, Kind: "k", IdempotencyKey: "same", Payload: []byte{byte(i)}})
+		}()
+	}
+	wg.Wait()
+	firsts := 0
+	for i := range n {
+		if errs[i] != nil {
+			t.Fatalf("Submit %d = %v", i, errs[i])
+		}
+		if res[i].ID != res[0].ID {
+			t.Fatalf("Submit %d got id %s, Submit 0 got %s: one key, two executions", i, res[i].ID, res[0].ID)
+		}
+		if !res[i].Duplicate {
+			firsts++
+		}
+	}
+	if firsts != 1 {
+		t.Fatalf("%d Submits were answered as the first (Duplicate false), want exactly 1", firsts)
+	}
+	total := 0
+	for p := range b.Partitions() {
+		page, err := b.ListExecutions(ctx, p, "", 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		total += len(page.IDs)
+	}
+	if total != 1 {
+		t.Fatalf("%d executions listed after %d Submits with one key, want 1", total, n)
+	}
+}
+
+// sdk/types.go:116-119: a repeated create returns the first id "while the
+// key lives (DedupTTL ...)"; after it, a new execution.
+func TestCorePromiseDedupTTLThroughClient(t *testing.T) {
+	ctx := cpCtx(t)
+	b := freshBackend(t, cpStandalone(t), valkeybackend.Options{})
+	c := sdk.NewClient(b)
+	args := sdk.CreateExecutionArgs{Lane: "cp-ttl", Kind: "k", IdempotencyKey: "ttl", DedupTTL: 300 * time.Millisecond}
+	first, err := c.Submit(ctx, args)
+	if err != nil || first.Duplicate {
+		t.Fatalf("first Submit = %+v, %v", first, err)
+	}
+	again, err := c.Submit(ctx, args)
+	if err != nil || !again.Duplicate || again.ID != first.ID || again.State != sdk.StateWaiting {
+		t.Fatalf("Submit within DedupTTL = %+v, %v; want Duplicate of %s, waiting", again, err, first.ID)
+	}
+	time.Sleep(450 * time.Millisecond)
+	later, err := c.Submit(ctx, args)
+	if err != nil || later.Duplicate || later.ID == first.ID {
+		t.Fatalf("Submit after DedupTTL = %+v, %v; want a new execution", later, err)
+	}
+}
+
+// sdk/types.go:75-77 "Jitter in [0,1]: each delay is reduced by a random
+// fraction up to Jitter"; :64-73 fixed: Initial is every delay.
+func TestCorePromiseRetryJitterBounds(t *testing.T) {
+	ctx := cpCtx(t)
+	b := freshBackend(t, cpStandalone(t), valkeybackend.Options{DisableHandoff: true})
+	const lane sdk.LaneID = "cp-jitter"
+	const d = 2 * time.Second
+	const slack = 60 * time.Millisecond
+	for _, jitter := range []float64{0, 0.5, 1} {
+		for range 6 {
+			if _, err := b.CreateExecution(ctx, sdk.CreateExecutionArgs{Lane: lane, Kind: "k",
+				Retry: sdk.RetryPolicy{MaxRetries: 1, Backoff: sdk.Backoff{Kind: sdk.BackoffFixed, Initial: d, Jitter: jitter}}}); err != nil {
+				t.Fatal(err)
+			}
+			cl := cpClaim(t, ctx, b, lane)
+			before := time.Now()
+			out, err := b.Fail(ctx, cl.Handle, "flaky", "c")
+			after := time.Now()
+			if err != nil || !out.RetryScheduled {
+				t.Fatalf("Fail = %+v, %v; want a retry", out, err)
+			}
+			lo := before.Add(time.Duration(float64(d) * (1 - jitter))).Add(-slack)
+			hi := after.Add(d).Add(slack)
+			if out.RetryAt.Before(lo) || out.RetryAt.After(hi) {
+				t.Fatalf("jitter %.1f: retry at +%v, want within [%v, %v] of the Fail", jitter, out.RetryAt.Sub(before),
+					time.Duration(float64(d)*(1-jitter)), d)
+			}
+		}
+	}
+}
+
+// sdk/types.go:64-73: exponential delays Initial*Multiplier^n capped at
+// Max; sdk/types.go:84 "MaxRetries is how many retries follow the first
+// attempt".
+func TestCorePromiseExponentialBackoffCapAndRetryCount(t *testing.T) {
+	ctx := cpCtx(t)
+	b := freshBackend(t, cpStandalone(t), valkeybackend.Options{Partitions: 1, DisableHandoff: true})
+	const lane sdk.LaneID = "cp-exp"
+	res, err := b.CreateExecution(ctx, sdk.CreateExecutionArgs{Lane: lane, Kind: "k",
+		Retry: sdk.RetryPolicy{MaxRetries: 3, Backoff: sdk.Backoff{Initial: 100 * time.Millisecond, Multiplier: 3, Max: 250 * time.Millisecond}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []time.Duration{100 * time.Millisecond, 250 * time.Millisecond, 250 * time.Millisecond}
+	for i := 0; ; i++ {
+		cl := cpClaim(t, ctx, b, lane)
+		before := time.Now()
+		out, err := b.Fail(ctx, cl.Handle, "flaky", "c")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == len(want) {
+			if out.RetryScheduled {
+				t.Fatalf("failure %d of MaxRetries 3 scheduled another retry", i+1)
+			}
+			break
+		}
+		if !out.RetryScheduled {
+			t.Fatalf("failure %d: no retry scheduled, want one (MaxRetries 3)", i+1)
+		}
+		if got := out.RetryAt.Sub(before); got < want[i]-60*time.Millisecond || got > want[i]+60*time.Millisecond {
+			t.Fatalf("retry %d after %v, want %v", i+1, got, want[i])
+		}
+		time.Sleep(time.Until(out.RetryAt) + 20*time.Millisecond)
+		if n, err := b.PromoteDelayed(ctx, sdk.PromoteDelayedArgs{Lane: lane, Partition: 0}); err != nil || n != 1 {
+			t.Fatalf("PromoteDelayed = %d, %v; want 1", n, err)
+		}
+	}
+	s, err := b.DescribeExecution(ctx, res.ID)
+	if err != nil || s.State != sdk.StateFailed || s.TotalAttempts != 4 {
+		t.Fatalf("after 4 failures: %+v, %v; want failed after 4 attempts", s, err)
+	}
+}
+
+// README.md "Writing a worker", Limits: "an execution's whole context
+// (payload plus tags) and its result are bounded by
+// valkeybackend.Options.MaxPayloadBytes ... Past a limit the call fails with
+// a validation error and writes nothing."
+func TestCorePromiseResultLimitWritesNothing(t *testing.T) {
+	ctx := cpCtx(t)
+	addrs := cpStandalone(t)
+	const limit = 1024
+	b := freshBackend(t, addrs, valkeybackend.Options{MaxPayloadBytes: limit, DisableHandoff: true})
+	const lane sdk.LaneID = "cp-result"
+	res, err := b.CreateExecution(ctx, sdk.CreateExecutionArgs{Lane: lane, Kind: "k"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl := cpClaim(t, ctx, b, lane)
+	before := keyspace(t, addrs)
+	err = b.Complete(ctx, cl.Handle, bytes.Repeat([]byte{1}, limit+1))
+	if sdk.KindOf(err) != sdk.KindValidation {
+		t.Fatalf("Complete with a result of MaxPayloadBytes+1 = %v, want a validation error", err)
+	}
+	if after := keyspace(t, addrs); !maps.Equal(before, after) {
+		t.Fatalf("a refused Complete changed the keyspace")
+	}
+	if outs := b.CompleteBatch(ctx, []sdk.CompleteItem{{Handle: cl.Handle, Result: bytes.Repeat([]byte{1}, limit+1)}}); len(outs) != 1 || sdk.KindOf(outs[0].Err) != sdk.KindValidation {
+		t.Fatalf("CompleteBatch with a result of MaxPayloadBytes+1 = %+v, want a validation error", outs)
+	}
+	if after := keyspace(t, addrs); !maps.Equal(before, after) {
+		t.Fatalf("a refused CompleteBatch item changed the keyspace")
+	}
+	full := bytes.Repeat([]byte{2}, limit)
+	if err := b.Complete(ctx, cl.Handle, full); err != nil {
+		t.Fatalf("Complete with a result of exactly MaxPayloadBytes = %v", err)
+	}
+	if r, err := b.GetExecutionResult(ctx, res.ID); err != nil || !bytes.Equal(r, full) {
+		t.Fatalf("GetExecutionResult = %d bytes, %v; want the %d-byte result", len(r), err, limit)
+	}
+}
+
+// sdk/validate.go:31-33 MaxReasonBytes "bounds a failure, cancel, revoke or
+// routing reason": one of exactly MaxReasonBytes is accepted and kept whole.
+func TestCorePromiseReasonAtLimitKeptWhole(t *testing.T) {
+	ctx := cpCtx(t)
+	b := freshBackend(t, cpStandalone(t), valkeybackend.Options{})
+	res, err := b.CreateExecution(ctx, sdk.CreateExecutionArgs{Lane: "cp-reason", Kind: "k"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reason := strings.Repeat("é", sdk.MaxReasonBytes/2)
+	if _, err := b.CancelExecution(ctx, sdk.CancelExecutionArgs{ExecutionID: res.ID, Reason: reason}); err != nil {
+		t.Fatalf("CancelExecution with a reason of MaxReasonBytes = %v", err)
+	}
+	if s, err := b.DescribeExecution(ctx, res.ID); err != nil || s.CancellationReason != reason {
+		t.Fatalf("CancellationReason: %d bytes, %v; want the %d given", len(s.CancellationReason), err, len(reason))
+	}
+}
+
+// sdk/backend.go:81 / sdk/client.go:258 "ChangePriority re-scores a waiting
+// execution": an ended one is refused and keeps its priority.
+func TestCorePromiseChangePriorityOfEndedExecution(t *testing.T) {
+	ctx := cpCtx(t)
+	addrs := cpStandalone(t)
+	b := freshBackend(t, addrs, valkeybackend.Options{DisableHandoff: true})
+	const lane sdk.LaneID = "cp-prio"
+	res, err := b.CreateExecution(ctx, sdk.CreateExecutionArgs{Lane: lane, Kind: "k", Priority: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl := cpClaim(t, ctx, b, lane)
+	if err := b.Complete(ctx, cl.Handle, nil); err != nil {
+		t.Fatal(err)
+	}
+	before := keyspace(t, addrs)
+	if r, err := b.ChangePriority(ctx, sdk.ChangePriorityArgs{ExecutionID: res.ID, Priority: 9}); err == nil {
+		t.Fatalf("ChangePriority of a completed execution = %+v, nil; want an error", r)
+	}
+	if !maps.Equal(before, keyspace(t, addrs)) {
+		t.Fatalf("a refused ChangePriority changed the keyspace")
+	}
+}
+
+// sdk/recovery.go:42 "MaxReplays default 10": ten replays, then
+// replay_limit_exceeded.
+func TestCorePromiseDefaultReplayLimit(t *testing.T) {
+	ctx := cpCtx(t)
+	b := freshBackend(t, cpStandalone(t), valkeybackend.Options{DisableHandoff: true})
+	const lane sdk.LaneID = "cp-replay"
+	res, err := b.CreateExecution(ctx, sdk.CreateExecutionArgs{Lane: lane, Kind: "k"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; ; i++ {
+		cl := cpClaim(t, ctx, b, lane)
+		if err := b.Complete(ctx, cl.Handle, nil); err != nil {
+			t.Fatal(err)
+		}
+		_, err := b.ReplayExecution(ctx, sdk.ReplayExecutionArgs{ExecutionID: res.ID})
+		if i < 10 {
+			if err != nil {
+				t.Fatalf("replay %d = %v; want it allowed (default MaxReplays 10)", i+1, err)
+			}
+			continue
+		}
+		var se *sdk.Error
+		if !errors.As(err, &se) || se.Code != sdk.CodeReplayLimitExceeded {
+			t.Fatalf("replay 11 = %v; want replay_limit_exceeded", err)
+		}
+		break
+	}
+}
+
+// sdk/task.go:126-131 Complete "ends the execution successfully and stores
+// result"; README "exactly once": a second Complete of the same attempt is
+// refused and the first result stays.
+func TestCorePromiseWorkerSecondCompleteRefused(t *testing.T) {
+	ctx := cpCtx(t)
+	b := freshBackend(t, cpStandalone(t), valkeybackend.Options{})
+	lane := sdk.LaneID("cp-twice")
+	c := sdk.NewClient(b)
+	second := make(chan error, 1)
+	mux := sdk.NewMux()
+	mux.HandleFunc("k", func(ctx context.Context, task *sdk.Task) error {
+		if err := task.Complete(ctx, []byte("one")); err != nil {
+			return err
+		}
+		second <- task.Complete(ctx, []byte("two"))
+		return errors.New("an error after the attempt completed")
+	})
+	w, err := sdk.NewWorker(b, sdk.WorkerConfig{WorkerID: "cp", Lanes: []sdk.LaneID{lane}, MaxConcurrency: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wctx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- w.Run(wctx, mux) }()
+	defer func() { stop(); <-done }()
+	sub, err := c.Submit(ctx, sdk.CreateExecutionArgs{Lane: lane, Kind: "k",
+		Retry: sdk.RetryPolicy{MaxRetries: 3, Backoff: sdk.Backoff{ZeroDelay: true}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-second:
+		if err == nil {
+			t.Fatalf("a second Complete of the same attempt returned nil")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("handler did not run")
+	}
+	r, err := c.WaitResult(ctx, sub.ID, 0)
+	if err != nil || string(r) != "one" {
+		t.Fatalf("WaitResult = %q, %v; want the first result", r, err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if s, err := c.Describe(ctx, sub.ID); err != nil || s.State != sdk.StateCompleted || s.TotalAttempts != 1 {
+		t.Fatalf("Describe = %+v, %v; want completed after 1 attempt", s, err)
+	}
+}
