@@ -399,3 +399,220 @@ func TestCorePromiseWorkerSecondCompleteRefused(t *testing.T) {
 		t.Fatalf("Describe = %+v, %v; want completed after 1 attempt", s, err)
 	}
 }
+
+// sdk/types.go:114 "Deadline bounds the whole execution": one still
+// delayed (DelayUntil past its deadline) or blocked for routing when the
+// deadline passes ends expired and is never promoted.
+func TestCorePromiseDeadlineExpiresDelayedAndBlocked(t *testing.T) {
+	ctx := cpCtx(t)
+	b := freshBackend(t, cpStandalone(t), valkeybackend.Options{Partitions: 1, DisableHandoff: true})
+	const lane sdk.LaneID = "cp-deadline"
+	deadline := time.Now().Add(200 * time.Millisecond)
+	delayed, err := b.CreateExecution(ctx, sdk.CreateExecutionArgs{Lane: lane, Kind: "k", DelayUntil: time.Now().Add(400 * time.Millisecond), Deadline: deadline})
+	if err != nil || delayed.State != sdk.StateDelayed {
+		t.Fatalf("create delayed = %+v, %v", delayed, err)
+	}
+	blocked, err := b.CreateExecution(ctx, sdk.CreateExecutionArgs{Lane: lane, Kind: "k", Deadline: deadline})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := b.BlockRoute(ctx, sdk.BlockRouteArgs{ExecutionID: blocked.ID, Lane: lane}); err != nil || !out.Blocked {
+		t.Fatalf("BlockRoute = %+v, %v", out, err)
+	}
+	time.Sleep(time.Until(deadline) + 30*time.Millisecond)
+	due, err := b.Due(ctx, 0, valkeybackend.DueDeadlines, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []sdk.ExecutionID{delayed.ID, blocked.ID} {
+		if !slices.Contains(due, id) {
+			t.Fatalf("Due(deadlines) = %q after the deadline passed; missing %s", due, id)
+		}
+	}
+	if _, err := b.Expire(ctx, due, valkeybackend.DueDeadlines); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []sdk.ExecutionID{delayed.ID, blocked.ID} {
+		if s, err := b.ReadExecutionState(ctx, id); err != nil || s != sdk.StateExpired {
+			t.Fatalf("state of %s after its deadline = %q, %v; want expired", id, s, err)
+		}
+	}
+	time.Sleep(250 * time.Millisecond) // past DelayUntil
+	if n, err := b.PromoteDelayed(ctx, sdk.PromoteDelayedArgs{Lane: lane, Partition: 0}); err != nil || n != 0 {
+		t.Fatalf("PromoteDelayed after expiry = %d, %v; want 0", n, err)
+	}
+}
+
+// sdk/client.go:131-133 "A Submit whose ctx ends before its batch goes out
+// is withdrawn (nothing is created) and returns a timeout error".
+func TestCorePromiseSubmitWithEndedContextCreatesNothing(t *testing.T) {
+	ctx := cpCtx(t)
+	addrs := cpStandalone(t)
+	b := freshBackend(t, addrs, valkeybackend.Options{})
+	c := sdk.NewClient(b)
+	if _, err := c.Submit(ctx, sdk.CreateExecutionArgs{Lane: "cp-ended", Kind: "k"}); err != nil {
+		t.Fatal(err)
+	}
+	before := keyspace(t, addrs)
+	ended, cancel := context.WithCancel(ctx)
+	cancel()
+	_, err := c.Submit(ended, sdk.CreateExecutionArgs{Lane: "cp-ended", Kind: "k"})
+	if err == nil {
+		t.Fatal("Submit with an ended context = nil error")
+	}
+	if k := sdk.KindOf(err); k != sdk.KindTimeout {
+		t.Fatalf("Submit with an ended context = %v (kind %q), want kind timeout", err, k)
+	}
+	if !maps.Equal(before, keyspace(t, addrs)) {
+		t.Fatal("a withdrawn Submit changed the keyspace")
+	}
+}
+
+// sdk/config.go:84 "MaxConcurrency bounds tasks running at once".
+func TestCorePromiseWorkerMaxConcurrency(t *testing.T) {
+	ctx := cpCtx(t)
+	b := freshBackend(t, cpStandalone(t), valkeybackend.Options{})
+	const lane sdk.LaneID = "cp-conc"
+	const limit, n = 3, 15
+	var mu sync.Mutex
+	running, peak, done := 0, 0, 0
+	all := make(chan struct{})
+	mux := sdk.NewMux()
+	mux.HandleFunc("k", func(ctx context.Context, task *sdk.Task) error {
+		mu.Lock()
+		running++
+		peak = max(peak, running)
+		mu.Unlock()
+		time.Sleep(30 * time.Millisecond)
+		mu.Lock()
+		running--
+		done++
+		if done == n {
+			close(all)
+		}
+		mu.Unlock()
+		return nil
+	})
+	w, err := sdk.NewWorker(b, sdk.WorkerConfig{WorkerID: "cp", Lanes: []sdk.LaneID{lane}, MaxConcurrency: limit})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wctx, stop := context.WithCancel(ctx)
+	exited := make(chan error, 1)
+	go func() { exited <- w.Run(wctx, mux) }()
+	defer func() { stop(); <-exited }()
+	args := make([]sdk.CreateExecutionArgs, n)
+	for i := range args {
+		args[i] = sdk.CreateExecutionArgs{Lane: lane, Kind: "k"}
+	}
+	if _, err := sdk.NewClient(b).SubmitBatch(ctx, args); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-all:
+	case <-time.After(10 * time.Second):
+		t.Fatal("tasks did not all run within 10s")
+	}
+	if peak > limit {
+		t.Fatalf("%d handlers ran at once, MaxConcurrency %d", peak, limit)
+	}
+}
+
+// sdk/backend.go:81 "ChangePriority re-scores a waiting execution": an
+// active one is not waiting; the call must not change its record.
+func TestCorePromiseChangePriorityOfActiveExecution(t *testing.T) {
+	ctx := cpCtx(t)
+	addrs := cpStandalone(t)
+	b := freshBackend(t, addrs, valkeybackend.Options{DisableHandoff: true})
+	const lane sdk.LaneID = "cp-prio-active"
+	res, err := b.CreateExecution(ctx, sdk.CreateExecutionArgs{Lane: lane, Kind: "k", Priority: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cpClaim(t, ctx, b, lane)
+	before := keyspace(t, addrs)
+	if r, err := b.ChangePriority(ctx, sdk.ChangePriorityArgs{ExecutionID: res.ID, Priority: 9}); err == nil || sdk.KindOf(err) != sdk.KindState {
+		t.Fatalf("ChangePriority of an active execution = %+v, %v; want a state error", r, err)
+	}
+	if !maps.Equal(before, keyspace(t, addrs)) {
+		t.Fatal("a refused ChangePriority changed the keyspace")
+	}
+	if ids, _ := b.ScanEligibleExecutions(ctx, sdk.ScanEligibleArgs{Lane: lane, Partition: mustPartition(t, res.ID), Limit: 10}); slices.Contains(ids, res.ID) {
+		t.Fatal("ChangePriority of an active execution made it eligible again")
+	}
+}
+
+func mustPartition(t *testing.T, id sdk.ExecutionID) int {
+	t.Helper()
+	p, err := id.Partition()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// sdk/types.go:94-98 + :116-118: "IdempotencyKey makes a repeated create
+// return the first id while the key lives". A key given with an explicit
+// id is remembered on that id's partition only, so a repeat of the key
+// that names no id (placed by the key's hash) or another id on another
+// partition creates a second execution; on the same partition it is a
+// Duplicate.
+func TestCorePromiseIdempotencyKeyWithCallerID(t *testing.T) {
+	t.Skip("BUG: an idempotency key is scoped to a partition; with an explicit ID a repeat without it (or with an id on another partition) creates a second execution")
+	ctx := cpCtx(t)
+	b := freshBackend(t, cpStandalone(t), valkeybackend.Options{})
+	c := sdk.NewClient(b)
+	for p := range b.Partitions() {
+		key := "caller-id-" + string(rune('a'+p))
+		id := sdk.NewExecutionID(p)
+		first, err := c.Submit(ctx, sdk.CreateExecutionArgs{ID: id, Lane: "cp-keyid", Kind: "k", IdempotencyKey: key})
+		if err != nil || first.ID != id || first.Duplicate {
+			t.Fatalf("first Submit with id %s and key = %+v, %v", id, first, err)
+		}
+		sameP, err := c.Submit(ctx, sdk.CreateExecutionArgs{ID: sdk.NewExecutionID(p), Lane: "cp-keyid", Kind: "k", IdempotencyKey: key})
+		if err != nil || sameP.ID != id || !sameP.Duplicate {
+			t.Fatalf("partition %d: repeat of the key with another id on the same partition = %+v, %v; want Duplicate of %s", p, sameP, err, id)
+		}
+		otherP, err := c.Submit(ctx, sdk.CreateExecutionArgs{ID: sdk.NewExecutionID((p + 1) % b.Partitions()), Lane: "cp-keyid", Kind: "k", IdempotencyKey: key})
+		if err != nil || otherP.ID != id || !otherP.Duplicate {
+			t.Fatalf("partition %d: repeat of the key with an id on another partition = %+v, %v; want Duplicate of %s", p, otherP, err, id)
+		}
+		noID, err := c.Submit(ctx, sdk.CreateExecutionArgs{Lane: "cp-keyid", Kind: "k", IdempotencyKey: key})
+		if err != nil || noID.ID != id || !noID.Duplicate {
+			t.Fatalf("partition %d: repeat of the key with no id = %+v, %v; want Duplicate of %s", p, noID, err, id)
+		}
+	}
+}
+
+// sdk/types.go:243-247 RevokeLeaseArgs.ExpectedLeaseID "when set, revokes
+// only that lease": another lease id is refused and writes nothing.
+func TestCorePromiseRevokeExpectedLeaseID(t *testing.T) {
+	ctx := cpCtx(t)
+	addrs := cpStandalone(t)
+	b := freshBackend(t, addrs, valkeybackend.Options{DisableHandoff: true})
+	const lane sdk.LaneID = "cp-revoke"
+	res, err := b.CreateExecution(ctx, sdk.CreateExecutionArgs{Lane: lane, Kind: "k"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl := cpClaim(t, ctx, b, lane)
+	other := cl.Handle.LeaseID
+	other = other[:len(other)-1] + map[bool]string{true: "0", false: "1"}[other[len(other)-1] != '0']
+	before := keyspace(t, addrs)
+	if r, err := b.RevokeLease(ctx, sdk.RevokeLeaseArgs{ExecutionID: res.ID, ExpectedLeaseID: other, Reason: "x"}); err == nil {
+		t.Fatalf("RevokeLease with another lease id = %+v, nil; want an error", r)
+	}
+	if !maps.Equal(before, keyspace(t, addrs)) {
+		t.Fatal("a refused RevokeLease changed the keyspace")
+	}
+	if _, err := b.Renew(ctx, cl.Handle); err != nil {
+		t.Fatalf("renewal after a refused revoke = %v", err)
+	}
+	r, err := b.RevokeLease(ctx, sdk.RevokeLeaseArgs{ExecutionID: res.ID, ExpectedLeaseID: cl.Handle.LeaseID, Reason: "x"})
+	if err != nil || r.LeaseID != cl.Handle.LeaseID {
+		t.Fatalf("RevokeLease with the holder's lease id = %+v, %v", r, err)
+	}
+	if err := b.Complete(ctx, cl.Handle, nil); !errors.Is(err, sdk.ErrLeaseRevoked) {
+		t.Fatalf("Complete after the revoke = %v, want lease_revoked", err)
+	}
+}
