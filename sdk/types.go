@@ -114,7 +114,12 @@ type CreateExecutionArgs struct {
 	// Deadline bounds the whole execution; zero means none.
 	Deadline time.Time
 	// IdempotencyKey makes a repeated create return the first id while the key
-	// lives (DedupTTL, default 24h).
+	// lives (DedupTTL, default 24h). The key is kept on the partition the
+	// create lands on, so a repeat finds it when it lands there too: one
+	// with no ID (both are placed by the key) or with an ID on the first's
+	// partition (the same ID, say). A repeat whose ID lies on another
+	// partition, or one without an ID after a first create with one, is
+	// another create: repeat a create as it was first made.
 	IdempotencyKey string
 	DedupTTL       time.Duration
 	// LeaseHistory logs every lease event of this execution (acquired,
