@@ -415,3 +415,43 @@ func TestSchedPDefaultStartAndPhase(t *testing.T) {
 		}
 	}
 }
+
+// README "API": a replace "keeps the next tick when `Cron`, `TimeZone`,
+// `Every` and `Start` are unchanged" — for a cron schedule too, with the
+// zone left to its default (UTC) or named; a new zone places it anew.
+func TestSchedPCronReplaceKeepsNextTick(t *testing.T) {
+	ctx := context.Background()
+	b := freshBackend(t, topologies()[0].addrs(t), valkeybackend.Options{})
+	t0 := time.Now().Add(-time.Hour).Truncate(5 * time.Minute)
+	s := sdk.Schedule{ID: "cron-keep", Cron: "*/5 * * * *", Start: t0, CatchUp: sdk.CatchUpAll, Lane: "ck", Kind: "k"}
+	if _, err := b.PutSchedule(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	if r := schpFireAll(t, b, t0.Add(16*time.Minute)); r.Fired == 0 {
+		t.Fatalf("fire = %+v; want the ticks of the first 16 minutes", r)
+	}
+	first, err := b.GetSchedule(ctx, s.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tz := range []string{"", "UTC"} {
+		r := s
+		r.TimeZone, r.Kind = tz, "k-"+tz
+		if _, err := b.PutSchedule(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+		st, _ := b.GetSchedule(ctx, s.ID)
+		if !st.NextTick.Equal(first.NextTick) || st.Fired != first.Fired {
+			t.Fatalf("replace with zone %q: next %v -> %v, fired %d -> %d", tz, first.NextTick, st.NextTick, first.Fired, st.Fired)
+		}
+	}
+	r := s
+	r.TimeZone = "Asia/Kolkata" // +05:30: the */5 minutes stay, the next tick is placed anew after Start
+	if _, err := b.PutSchedule(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := b.GetSchedule(ctx, s.ID); st.TimeZone != "Asia/Kolkata" || !st.NextTick.Equal(t0.Add(5*time.Minute)) {
+		t.Fatalf("replace with a new zone: zone %q next %v; want the first tick after Start, %v", st.TimeZone, st.NextTick,
+			t0.Add(5*time.Minute))
+	}
+}
