@@ -160,10 +160,18 @@ func planFire(s sdk.Schedule, t ticks, next, now time.Time) firePlan {
 	var missed, onTime []time.Time
 	for walked := 0; !at.IsZero() && !at.After(now); walked++ {
 		if walked == maxTickWalk {
-			// Still behind: the ticks walked so far are skipped (later
-			// ones are the latest), and a later call goes on from at.
-			p.skipped += len(missed) + len(onTime)
-			return firePlan{skipped: p.skipped, next: at}
+			if at.Before(cutoff) {
+				// Still among missed ticks (a cron far behind; an interval
+				// skipped arithmetically): those walked so far are older
+				// than the ones to come, which are the latest, so they are
+				// skipped, and a later call goes on from at.
+				p.skipped += len(missed)
+				return firePlan{skipped: p.skipped, next: at}
+			}
+			// Among on-time ticks: every missed tick was walked, so what
+			// was kept fires now, with the on-time ones walked; a later
+			// call goes on from at.
+			break
 		}
 		if at.Before(cutoff) {
 			missed = append(missed, at)

@@ -66,7 +66,6 @@ func schpTickRuns(t *testing.T, b *valkeybackend.Backend, id, tag string) map[st
 // fire and none is skipped (the walk bound is documented for cron
 // schedules far behind, an interval "skips arithmetically").
 func TestSchedPIntervalOnTimeTicksBeyondWalkAllFire(t *testing.T) {
-	t.Skip("BUG: planFire's walk bound (maxTickWalk) skips 10,000 on-time interval ticks when Grace holds more than 10,000 ticks")
 	ctx := context.Background()
 	b := freshBackend(t, topologies()[0].addrs(t), valkeybackend.Options{Partitions: 1})
 	t0 := time.Now().Add(-6 * time.Hour).Truncate(time.Second)
@@ -95,7 +94,6 @@ func TestSchedPIntervalOnTimeTicksBeyondWalkAllFire(t *testing.T) {
 // 10,000 missed ticks fire with the one on time, the 9,999 older are
 // skipped.
 func TestSchedPIntervalCatchUpAllAtMax(t *testing.T) {
-	t.Skip("BUG: planFire's walk bound skips the CatchUpMax missed interval ticks it kept once they and the on-time ones reach 10,000")
 	ctx := context.Background()
 	b := freshBackend(t, topologies()[0].addrs(t), valkeybackend.Options{Partitions: 1})
 	t0 := time.Now().Add(-12 * time.Hour).Truncate(time.Second)

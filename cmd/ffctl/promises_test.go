@@ -92,7 +92,6 @@ func TestSchedPBadFlagsRefusedBeforeConnect(t *testing.T) {
 // page holding the last schedule does not say there is a next page, in
 // the table nor in JSON; a page that has more does.
 func TestSchedPListNextPageOnlyWhenMore(t *testing.T) {
-	t.Skip("BUG: ffctl schedules prints `next page` whenever the page is full, even when no schedule follows")
 	f := newFixture(t)
 	for _, id := range []sdk.ScheduleID{"a", "b"} {
 		if _, err := f.b.PutSchedule(f.ctx, sdk.Schedule{ID: id, Every: time.Minute, Lane: "l", Kind: "k"}); err != nil {

@@ -103,7 +103,16 @@ func runSchedules(ctx context.Context, e *env) error {
 	}
 	next := ""
 	if len(list) == e.limit {
-		next = string(list[len(list)-1].ID)
+		// A full page has a next one only when a schedule follows: one
+		// more read of one says (the limit may be the list's 1000 already).
+		last := list[len(list)-1].ID
+		more, err := sc.ListSchedules(ctx, last, 1)
+		if err != nil {
+			return err
+		}
+		if len(more) > 0 {
+			next = string(last)
+		}
 	}
 	if e.json() {
 		out := make([]scheduleJSON, len(list))
