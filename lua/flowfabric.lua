@@ -523,14 +523,14 @@ redis.register_function{function_name = 'ff_version', flags = {'no-writes'},
 -- (exclusive). An end recorded at a millisecond that has passed is final:
 -- a call that could still record one at that score started before this
 -- one and has finished, so a reader positioned by (score, member) misses
--- nothing. Ends at now or later are left for a later read (held says
--- whether there are any).
+-- nothing. Ends at now or later are left for a later read (held: one was
+-- met within the read's limit; past it, the reader reads again anyway).
 -- KEYS: 1 terminal index (ff:i:<tag>:<lane>:terminal)
 -- ARGV: 1 mode ('after': entries with min <= score < now, at most limit;
 --       'tail': the last entry with score < now), 2 min score, 3 limit
 --       (1..10000)
 -- Returns ok(now, held ('1' | '0'), then member, score per entry).
--- Inner commands: TIME, two ZRANGEs.
+-- Inner commands: TIME, one ZRANGE.
 redis.register_function{function_name = 'ff_terminal_read', flags = {'no-writes'},
   callback = function(keys, argv)
     local k, mode, min, limit = keys[1], argv[1], uint(argv[2]), uint(argv[3])
@@ -539,15 +539,22 @@ redis.register_function{function_name = 'ff_terminal_read', flags = {'no-writes'
       or not limit or limit == 0 or limit > 10000 then
       return fail('invalid_input', 'malformed terminal read')
     end
-    local now = fmt(now_ms())
-    local r
-    if mode == 'after' then
-      r = redis.call('ZRANGE', k, min, '(' .. now, 'BYSCORE', 'LIMIT', 0, limit, 'WITHSCORES')
-    else
-      r = redis.call('ZRANGE', k, '(' .. now, '-inf', 'BYSCORE', 'REV', 'LIMIT', 0, 1, 'WITHSCORES')
+    local now = now_ms()
+    local reply = ok(fmt(now), '0')
+    if mode == 'tail' then
+      return append_all(reply, redis.call('ZRANGE', k, '(' .. fmt(now), '-inf', 'BYSCORE', 'REV', 'LIMIT', 0, 1,
+        'WITHSCORES'))
     end
-    local held = #redis.call('ZRANGE', k, now, '+inf', 'BYSCORE', 'LIMIT', 0, 1) > 0
-    return append_all(ok(now, held and '1' or '0'), r)
+    -- One read past min; the entries from now on are held back.
+    local r = redis.call('ZRANGE', k, min, '+inf', 'BYSCORE', 'LIMIT', 0, limit, 'WITHSCORES')
+    for j = 2, #r, 2 do
+      if tonumber(r[j]) >= now then
+        reply[4] = '1'
+        break
+      end
+      reply[#reply + 1], reply[#reply + 2] = r[j - 1], r[j]
+    end
+    return reply
   end}
 
 local hand_off_new, hand_off_head -- defined after take_lease
