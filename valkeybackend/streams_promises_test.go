@@ -207,15 +207,7 @@ func TestStreamPromiseReadLimitAndPaging(t *testing.T) {
 	defer cancel()
 	id, h := spClaimed(t, ctx, b, sdk.CreateExecutionArgs{Lane: "sp-read"}, time.Minute)
 	const appends = 40 // 10,240 frames
-	for a := range appends {
-		fs := spFrames("", sdk.MaxFramesPerAppend)
-		for i := range fs {
-			fs[i].Payload = []byte(strconv.Itoa(a*sdk.MaxFramesPerAppend + i))
-		}
-		if _, err := b.AppendFrames(ctx, h, sdk.AppendArgs{MaxLen: 20000, Frames: fs}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	spAppendNumbered(t, ctx, b, h, appends, 20000)
 	p, err := b.ReadStream(ctx, id, h.AttemptIndex, "", 0)
 	if err != nil || len(p.Entries) != 100 {
 		t.Fatalf("ReadStream count 0 = %d entries, %v; want 100", len(p.Entries), err)
@@ -249,15 +241,7 @@ func TestStreamPromiseDurableKeepsAboutTheLast10000(t *testing.T) {
 	defer cancel()
 	id, h := spClaimed(t, ctx, b, sdk.CreateExecutionArgs{Lane: "sp-trim"}, time.Minute)
 	const appends = 50 // 12,800 frames
-	for a := range appends {
-		fs := spFrames("", sdk.MaxFramesPerAppend)
-		for i := range fs {
-			fs[i].Payload = []byte(strconv.Itoa(a*sdk.MaxFramesPerAppend + i))
-		}
-		if _, err := b.AppendFrames(ctx, h, sdk.AppendArgs{Frames: fs}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	spAppendNumbered(t, ctx, b, h, appends, 0)
 	all := spReadAll(t, ctx, b, id, h.AttemptIndex)
 	total := appends * sdk.MaxFramesPerAppend
 	if len(all) < sdk.StreamMaxLenDefault || len(all) > sdk.StreamMaxLenDefault+sdk.MaxFramesPerAppend+200 {
@@ -929,5 +913,20 @@ func spEndOtherwise(t *testing.T, ctx context.Context, b *valkeybackend.Backend,
 	time.Sleep(wait)
 	if _, err := b.Expire(ctx, []sdk.ExecutionID{expiring}, valkeybackend.DueDeadlines); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// spAppendNumbered appends appends full batches of frames to h's stream
+// (MaxLen maxLen, 0: the default), frame i's payload its number i.
+func spAppendNumbered(t *testing.T, ctx context.Context, b *valkeybackend.Backend, h sdk.Handle, appends, maxLen int) {
+	t.Helper()
+	for a := range appends {
+		fs := spFrames("", sdk.MaxFramesPerAppend)
+		for i := range fs {
+			fs[i].Payload = []byte(strconv.Itoa(a*sdk.MaxFramesPerAppend + i))
+		}
+		if _, err := b.AppendFrames(ctx, h, sdk.AppendArgs{MaxLen: maxLen, Frames: fs}); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

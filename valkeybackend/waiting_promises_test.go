@@ -657,38 +657,24 @@ func TestWaitPromiseListPaging(t *testing.T) {
 		f.suspend(h, sdk.SuspendArgs{})
 		susp = append(susp, string(id))
 	}
-	var gotS []string
-	cursor := sdk.ExecutionID("")
-	for pages := 0; ; pages++ {
-		if pages > n {
-			t.Fatal("ListSuspended: more pages than entries")
-		}
+	gotS := walkPages(t, "ListSuspended", n, func(cursor sdk.ExecutionID) ([]string, sdk.ExecutionID) {
 		page, err := f.b.ListSuspended(f.ctx, p, cursor, 2)
 		f.must("ListSuspended", err)
-		for _, e := range page.Entries {
-			gotS = append(gotS, string(e.ExecutionID))
+		ids := make([]string, len(page.Entries))
+		for i, e := range page.Entries {
+			ids[i] = string(e.ExecutionID)
 		}
-		if page.NextCursor == "" {
-			break
-		}
-		cursor = page.NextCursor
-	}
-	var gotP []string
-	wcur := sdk.WaitpointID("")
-	for pages := 0; ; pages++ {
-		if pages > n {
-			t.Fatal("ListPendingWaitpoints: more pages than entries")
-		}
-		page, err := f.b.ListPendingWaitpoints(f.ctx, p, wcur, 2)
+		return ids, page.NextCursor
+	})
+	gotP := walkPages(t, "ListPendingWaitpoints", n, func(cursor sdk.WaitpointID) ([]string, sdk.WaitpointID) {
+		page, err := f.b.ListPendingWaitpoints(f.ctx, p, cursor, 2)
 		f.must("ListPendingWaitpoints", err)
-		for _, e := range page.Entries {
-			gotP = append(gotP, string(e.ID))
+		ids := make([]string, len(page.Entries))
+		for i, e := range page.Entries {
+			ids[i] = string(e.ID)
 		}
-		if page.NextCursor == "" {
-			break
-		}
-		wcur = page.NextCursor
-	}
+		return ids, page.NextCursor
+	})
 	for _, c := range []struct {
 		what      string
 		got, want []string
@@ -940,5 +926,25 @@ func TestWaitPromiseTrimmedExecutionLeavesNoWaitpoint(t *testing.T) {
 	}
 	if _, err := f.b.ObserveSignals(f.ctx, id); !errors.Is(err, sdk.ErrExecutionNotFound) {
 		t.Fatalf("ObserveSignals of a trimmed execution = %v, want execution_not_found", err)
+	}
+}
+
+// walkPages reads every page of a listing from the empty cursor (read
+// returns a page's ids and its next cursor, "" after the last), failing t
+// when it takes more than most+1 pages.
+func walkPages[C ~string](t *testing.T, what string, most int, read func(C) ([]string, C)) []string {
+	t.Helper()
+	var all []string
+	var cursor C
+	for pages := 0; ; pages++ {
+		if pages > most {
+			t.Fatalf("%s: more pages than entries", what)
+		}
+		ids, next := read(cursor)
+		all = append(all, ids...)
+		if next == "" {
+			return all
+		}
+		cursor = next
 	}
 }
